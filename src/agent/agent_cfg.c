@@ -1,0 +1,307 @@
+/* agent_cfg.c - the agent's INI configuration, parsed by libinih.
+ *
+ * inih does the lexing; this file only checks sections, keys and values.
+ * Errors name the file and line: a reader wrapper counts lines, since
+ * inih's handler is not told the line number. */
+#include "agent/agent.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <ini.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct cfg_parse {
+	struct cfg		*c;
+	FILE			*f;
+	int			 line;
+	int			 err_line;
+	char			 err[256];
+	struct cfg_service	*cur;		/* [service X] being read */
+	int			 in_agent;
+	char			 dir[PATH_MAX];
+};
+
+static char *
+cfg_reader(char *str, int num, void *stream)
+{
+	struct cfg_parse *p = stream;
+	char *r = fgets(str, num, p->f);
+
+	if (r != NULL)
+		p->line++;
+	return r;
+}
+
+static int cfg_fail(struct cfg_parse *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Record the first error only; inih goes on calling the handler. */
+static int
+cfg_fail(struct cfg_parse *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (p->err[0] == '\0') {
+		p->err_line = p->line;
+		va_start(ap, fmt);
+		(void)vsnprintf(p->err, sizeof(p->err), fmt, ap);
+		va_end(ap);
+	}
+	return 0;
+}
+
+static int
+cfg_copy(struct cfg_parse *p, char *dst, size_t dstlen, const char *name,
+    const char *value)
+{
+	if (value[0] == '\0')
+		return cfg_fail(p, "%s: empty value", name);
+	if (strlen(value) >= dstlen)
+		return cfg_fail(p, "%s: value too long", name);
+	memcpy(dst, value, strlen(value) + 1);
+	return 1;
+}
+
+/* A relative path is taken relative to the configuration file. */
+static int
+cfg_path(struct cfg_parse *p, char *dst, const char *name, const char *value)
+{
+	int n;
+
+	if (value[0] == '\0')
+		return cfg_fail(p, "%s: empty value", name);
+	if (value[0] == '/')
+		n = snprintf(dst, PATH_MAX, "%s", value);
+	else
+		n = snprintf(dst, PATH_MAX, "%s/%s", p->dir, value);
+	if (n < 0 || n >= PATH_MAX)
+		return cfg_fail(p, "%s: path too long", name);
+	if (access(dst, R_OK) == -1)
+		return cfg_fail(p, "%s: %s", dst, strerror(errno));
+	return 1;
+}
+
+static int
+cfg_seconds(struct cfg_parse *p, uint64_t *ms, const char *name,
+    const char *value)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(value, &end);
+	if (errno != 0 || end == value || *end != '\0' || !(v > 0) || v > 3600)
+		return cfg_fail(p, "%s: '%s' is not a number of seconds (0-3600]",
+		    name, value);
+	*ms = (uint64_t)(v * 1000.0);
+	return 1;
+}
+
+static int
+cfg_agent_key(struct cfg_parse *p, const char *name, const char *value)
+{
+	struct cfg *c = p->c;
+	struct cfg_edge *e;
+
+	if (strcmp(name, "edge") == 0) {
+		if (c->nedges == CFG_MAX_EDGES)
+			return cfg_fail(p, "edge: more than 16 edges");
+		e = &c->edges[c->nedges];
+		if (!cfg_copy(p, e->str, sizeof(e->str), name, value))
+			return 0;
+		if (net_split(value, e->host, sizeof(e->host), e->port,
+		    sizeof(e->port)) == -1 || strspn(e->port, "0123456789") !=
+		    strlen(e->port) || atoi(e->port) < 1 || atoi(e->port) > 65535)
+			return cfg_fail(p, "edge: '%s' is not HOST:PORT", value);
+		c->nedges++;
+		return 1;
+	}
+	if (strcmp(name, "name") == 0) {
+		if (!frame_valid_service(value))
+			return cfg_fail(p, "name: '%s': use 1-63 of A-Z a-z 0-9 _ . -",
+			    value);
+		return cfg_copy(p, c->name, sizeof(c->name), name, value);
+	}
+	if (strcmp(name, "cert") == 0)
+		return cfg_path(p, c->cert, name, value);
+	if (strcmp(name, "key") == 0)
+		return cfg_path(p, c->key, name, value);
+	if (strcmp(name, "ca") == 0)
+		return cfg_path(p, c->ca, name, value);
+	if (strcmp(name, "connect_timeout") == 0)
+		return cfg_seconds(p, &c->connect_timeout_ms, name, value);
+	return cfg_fail(p, "unknown key '%s' in [agent]", name);
+}
+
+static int
+cfg_service_key(struct cfg_parse *p, const char *name, const char *value)
+{
+	struct cfg_service *s = p->cur;
+	struct cfg_backend *b;
+	struct net_addr a;
+	char host[CFG_STR], port[16], err[CFG_STR + 64];
+
+	if (strcmp(name, "listen") == 0) {
+		if (s->listen[0] != '\0')
+			return cfg_fail(p, "listen: given twice in [service %s]",
+			    s->name);
+		if (net_parse(value, &a, err, sizeof(err)) == -1)
+			return cfg_fail(p, "listen: %s (the edge takes numeric "
+			    "addresses only)", err);
+		return cfg_copy(p, s->listen, sizeof(s->listen), name, value);
+	}
+	if (strcmp(name, "backend") == 0) {
+		if (s->nbackends == CFG_MAX_BACKENDS)
+			return cfg_fail(p, "backend: more than 16 in [service %s]",
+			    s->name);
+		b = &s->backends[s->nbackends];
+		if (!cfg_copy(p, b->str, sizeof(b->str), name, value))
+			return 0;
+		if (net_split(value, host, sizeof(host), port, sizeof(port)) == -1)
+			return cfg_fail(p, "backend: '%s' is not HOST:PORT", value);
+		if (dial_resolve(host, port, &b->addr, err, sizeof(err)) == -1)
+			return cfg_fail(p, "backend: %s", err);
+		s->nbackends++;
+		return 1;
+	}
+	return cfg_fail(p, "unknown key '%s' in [service %s]", name, s->name);
+}
+
+static int
+cfg_handler(void *user, const char *section, const char *name,
+    const char *value)
+{
+	struct cfg_parse *p = user;
+	struct cfg *c = p->c;
+	struct cfg_service *s;
+	const char *svc;
+	size_t i;
+
+	if (p->err[0] != '\0')
+		return 0;
+	if (strcmp(section, "agent") == 0)
+		return cfg_agent_key(p, name, value);
+	if (section[0] == '\0')
+		return cfg_fail(p, "'%s' is outside any section", name);
+	if (strncmp(section, "service ", 8) != 0)
+		return cfg_fail(p, "unknown section [%s]", section);
+	svc = section + 8;
+	if (!frame_valid_service(svc))
+		return cfg_fail(p, "[%s]: service names are 1-63 of "
+		    "A-Z a-z 0-9 _ . -", section);
+	if (p->cur == NULL || strcmp(p->cur->name, svc) != 0) {
+		for (i = 0; i < c->nservices; i++)
+			if (strcmp(c->services[i].name, svc) == 0)
+				return cfg_fail(p, "[service %s] defined twice",
+				    svc);
+		if (c->nservices == CFG_MAX_SERVICES)
+			return cfg_fail(p, "more than 256 services");
+		s = &c->services[c->nservices++];
+		memset(s, 0, sizeof(*s));
+		snprintf(s->name, sizeof(s->name), "%s", svc);
+		s->line = p->line;
+		p->cur = s;
+	}
+	return cfg_service_key(p, name, value);
+}
+
+static int
+cfg_check(struct cfg_parse *p)
+{
+	struct cfg *c = p->c;
+	struct cfg_service *s;
+	size_t i, j;
+
+	p->line = 0;
+	if (c->nedges == 0)
+		return cfg_fail(p, "[agent]: no 'edge =' line");
+	if (c->cert[0] == '\0' || c->key[0] == '\0' || c->ca[0] == '\0')
+		return cfg_fail(p, "[agent]: cert, key and ca are all required");
+	for (i = 0; i < c->nservices; i++) {
+		s = &c->services[i];
+		p->line = s->line;
+		if (s->listen[0] == '\0')
+			return cfg_fail(p, "[service %s]: no 'listen =' line",
+			    s->name);
+		if (s->nbackends == 0)
+			return cfg_fail(p, "[service %s]: no 'backend =' line",
+			    s->name);
+		for (j = 0; j < i; j++)
+			if (strcmp(c->services[j].listen, s->listen) == 0)
+				return cfg_fail(p, "[service %s]: listen address "
+				    "already used by [service %s]", s->name,
+				    c->services[j].name);
+	}
+	return 1;
+}
+
+int
+cfg_load(const char *path, struct cfg *c, char *err, size_t errlen)
+{
+	struct cfg_parse p;
+	char tmp[PATH_MAX];
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	memset(&p, 0, sizeof(p));
+	p.c = c;
+	c->connect_timeout_ms = 10000;
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	if (gethostname(c->name, sizeof(c->name) - 1) == -1 ||
+	    !frame_valid_service(c->name))
+		snprintf(c->name, sizeof(c->name), "agent");
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	snprintf(p.dir, sizeof(p.dir), "%s", dirname(tmp));
+	if ((c->services = calloc(CFG_MAX_SERVICES, sizeof(*c->services))) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return -1;
+	}
+	if ((p.f = fopen(path, "r")) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	rc = ini_parse_stream(cfg_reader, &p, cfg_handler, &p);
+	fclose(p.f);
+	if (p.err[0] == '\0' && rc > 0) {
+		p.err_line = rc;
+		snprintf(p.err, sizeof(p.err), "syntax error (expected "
+		    "[section] or key = value)");
+	}
+	if (p.err[0] == '\0')
+		(void)cfg_check(&p);
+	if (p.err[0] != '\0') {
+		if (p.err_line > 0)
+			snprintf(err, errlen, "%s:%d: %s", path, p.err_line, p.err);
+		else
+			snprintf(err, errlen, "%s: %s", path, p.err);
+		goto fail;
+	}
+	return 0;
+fail:
+	cfg_free(c);
+	return -1;
+}
+
+void
+cfg_free(struct cfg *c)
+{
+	free(c->services);
+	c->services = NULL;
+	c->nservices = 0;
+}
+
+struct cfg_service *
+cfg_service(struct cfg *c, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < c->nservices; i++)
+		if (strcmp(c->services[i].name, name) == 0)
+			return &c->services[i];
+	return NULL;
+}

@@ -1,0 +1,265 @@
+/* agent_edge.c - one control connection per configured edge, dialled
+ * from inside, kept up forever: any error closes it and a new attempt
+ * follows after an exponential back-off with jitter. */
+#include "agent/agent.h"
+#include "common/log.h"
+#include "common/tlsx.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/rand.h>
+
+#define BACKOFF_MIN_MS		500
+#define BACKOFF_MAX_MS		30000
+#define PING_EVERY_MS		2000
+#define DEAD_AFTER_MS		6000
+
+static struct aedge edges[CFG_MAX_EDGES];
+static size_t nedges;
+
+static int aedge_ready(struct fconn *fc);
+static int aedge_frame(struct fconn *fc, struct msg *m);
+static void aedge_lost(struct fconn *fc, const char *why);
+
+static const struct fconn_ops aedge_ops = {
+	aedge_ready, aedge_frame, aedge_lost,
+};
+
+static uint64_t
+jitter(uint64_t ms)
+{
+	uint32_t r;
+
+	/* Half fixed, half random: agents restarted together (after an
+	 * edge restart, say) do not all come back in the same instant. */
+	if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+		r = (uint32_t)rand();
+	return ms / 2 + (ms / 2 ? r % (ms / 2 + 1) : 0);
+}
+
+static void
+aedge_schedule(struct aedge *e)
+{
+	uint64_t delay = jitter(e->backoff_ms);
+
+	e->state = AE_WAIT;
+	e->next_try = ev_now() + delay;
+	e->backoff_ms = e->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS :
+	    e->backoff_ms * 2;
+	log_info("edge %s: reconnecting in %llu.%03llus", e->ce->str,
+	    (unsigned long long)(delay / 1000), (unsigned long long)(delay % 1000));
+}
+
+static void
+aedge_fail(struct aedge *e, const char *why)
+{
+	if (e->state == AE_READY)
+		log_warn("edge %s lost: %s", e->ce->str, why);
+	else
+		log_warn("edge %s: cannot connect: %s", e->ce->str, why);
+	dial_cancel(&e->dial);
+	if (e->state == AE_HELLO || e->state == AE_READY)
+		fconn_close(&e->fc);
+	aedge_schedule(e);
+}
+
+static void
+aedge_dialled(struct dial *d, int fd, int err)
+{
+	struct aedge *e = d->arg;
+	SSL *ssl;
+
+	if (fd == -1) {
+		aedge_fail(e, strerror(err));
+		return;
+	}
+	if ((ssl = tlsx_new(agent_tls, fd, 0, e->ce->host)) == NULL) {
+		close(fd);
+		aedge_fail(e, "TLS set-up failed");
+		return;
+	}
+	e->state = AE_HELLO;
+	if (fconn_start(&e->fc, fd, ssl, &aedge_ops, e) == -1) {
+		SSL_free(ssl);
+		close(fd);
+		e->state = AE_CONNECT;
+		aedge_fail(e, strerror(errno));
+	}
+}
+
+static void
+aedge_try(struct aedge *e)
+{
+	char err[512];
+
+	e->deadline = ev_now() + agent_cfg.connect_timeout_ms;
+	e->state = AE_CONNECT;
+	if (dial_resolve(e->ce->host, e->ce->port, &e->addr, err, sizeof(err)) == -1) {
+		aedge_fail(e, err);
+		return;
+	}
+	if (dial_start(&e->dial, &e->addr, aedge_dialled, e) == -1)
+		aedge_fail(e, strerror(errno));
+}
+
+static int
+aedge_ready(struct fconn *fc)
+{
+	struct aedge *e = fc->owner;
+	struct msg m;
+
+	msg_init(&m, FT_HELLO);
+	m.version = FRAME_VERSION;
+	m.have |= FA_BIT(FA_VERSION);
+	msg_set_str(&m, FA_NAME, agent_cfg.name);
+	(void)fconn_send(fc, &m);
+	(void)e;
+	return 0;
+}
+
+static void
+aedge_push_services(struct aedge *e)
+{
+	struct cfg_service *s;
+	struct msg m;
+	size_t i;
+
+	for (i = 0; i < agent_cfg.nservices; i++) {
+		s = &agent_cfg.services[i];
+		msg_init(&m, FT_SVC_OPEN);
+		msg_set_str(&m, FA_SERVICE, s->name);
+		msg_set_str(&m, FA_LISTEN, s->listen);
+		(void)fconn_send(&e->fc, &m);
+	}
+}
+
+static int
+aedge_frame(struct fconn *fc, struct msg *m)
+{
+	struct aedge *e = fc->owner;
+	char why[MSG_TEXT_MAX + 64];
+
+	if (e->state == AE_HELLO) {
+		if (m->type != FT_HELLO_OK) {
+			snprintf(why, sizeof(why), "expected HELLO_OK, got %s%s%s",
+			    frame_type_name(m->type),
+			    m->type == FT_ERROR ? ": " : "",
+			    m->type == FT_ERROR ? m->text : "");
+			aedge_fail(e, why);
+			return -1;
+		}
+		e->state = AE_READY;
+		e->backoff_ms = BACKOFF_MIN_MS;
+		e->last_ping = ev_now();
+		snprintf(e->edge_name, sizeof(e->edge_name), "%s", m->name);
+		log_info("edge %s connected (edge %s, protocol %u)", e->ce->str,
+		    e->edge_name, m->version);
+		aedge_push_services(e);
+		return 0;
+	}
+	switch (m->type) {
+	case FT_SVC_RESULT:
+		if (m->status == 0)
+			log_info("edge %s: service %s open", e->ce->str, m->service);
+		else
+			log_err("edge %s: service %s refused: %s", e->ce->str,
+			    m->service, (m->have & FA_BIT(FA_TEXT)) ? m->text : "?");
+		return 0;
+	case FT_SESS_NEW:
+		sess_new(e, m);
+		return 0;
+	case FT_PONG:
+		e->rtt_ms = ev_now_update() - m->nonce;
+		return 0;
+	case FT_ERROR:
+		snprintf(why, sizeof(why), "edge said: %s", m->text);
+		aedge_fail(e, why);
+		return -1;
+	default:
+		snprintf(why, sizeof(why), "unexpected %s frame",
+		    frame_type_name(m->type));
+		aedge_fail(e, why);
+		return -1;
+	}
+}
+
+static void
+aedge_lost(struct fconn *fc, const char *why)
+{
+	aedge_fail(fc->owner, why);
+}
+
+void
+edge_send(struct aedge *e, const struct msg *m)
+{
+	if (e->state == AE_READY)
+		(void)fconn_send(&e->fc, m);
+}
+
+void
+edges_start(void)
+{
+	size_t i;
+
+	nedges = agent_cfg.nedges;
+	for (i = 0; i < nedges; i++) {
+		memset(&edges[i], 0, sizeof(edges[i]));
+		edges[i].ce = &agent_cfg.edges[i];
+		edges[i].backoff_ms = BACKOFF_MIN_MS;
+		aedge_try(&edges[i]);
+	}
+}
+
+void
+edges_tick(uint64_t now)
+{
+	struct aedge *e;
+	struct msg m;
+	size_t i;
+
+	for (i = 0; i < nedges; i++) {
+		e = &edges[i];
+		switch (e->state) {
+		case AE_WAIT:
+			if (now >= e->next_try)
+				aedge_try(e);
+			break;
+		case AE_CONNECT:
+		case AE_HELLO:
+			if (now > e->deadline)
+				aedge_fail(e, "timed out");
+			break;
+		case AE_READY:
+			if (now - e->fc.last_rx > DEAD_AFTER_MS) {
+				aedge_fail(e, "heartbeat timed out");
+				break;
+			}
+			if (now - e->last_ping >= PING_EVERY_MS) {
+				e->last_ping = now;
+				msg_init(&m, FT_PING);
+				m.nonce = now;
+				m.have |= FA_BIT(FA_NONCE);
+				(void)fconn_send(&e->fc, &m);
+			}
+			break;
+		}
+	}
+}
+
+void
+edges_stop(void)
+{
+	struct aedge *e;
+	size_t i;
+
+	for (i = 0; i < nedges; i++) {
+		e = &edges[i];
+		dial_cancel(&e->dial);
+		if (e->state == AE_HELLO || e->state == AE_READY)
+			fconn_close(&e->fc);
+		e->state = AE_WAIT;
+	}
+}

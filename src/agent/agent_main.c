@@ -1,0 +1,120 @@
+/* agent_main.c - sallyport-agent: the inside half of sallyport. It reads
+ * the one configuration file, dials every edge and serves its sessions. */
+#include "agent/agent.h"
+#include "common/log.h"
+#include "common/tlsx.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AGENT_VERSION "0.1.0"
+
+struct cfg agent_cfg;
+SSL_CTX *agent_tls;
+
+static volatile sig_atomic_t agent_stop;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	agent_stop = 1;
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: sallyport-agent --config FILE [--check] [-v]\n"
+	    "\n"
+	    "The inside half of sallyport. Connects out to every edge named in the\n"
+	    "configuration, pushes the services the edges must open, and joins each\n"
+	    "client session to a backend. See sallyport-agent.conf in README.md.\n"
+	    "\n"
+	    "  -c, --config FILE   configuration file (INI)\n"
+	    "      --check         validate the configuration and exit (0 ok, 1 not)\n"
+	    "  -v, --verbose       log debug lines too\n"
+	    "  -h, --help          this text\n"
+	    "      --version       print the version\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 'K' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config = NULL;
+	struct sigaction sa;
+	char err[1024];
+	int ch, check = 0, verbose = 0;
+	uint64_t now;
+
+	while ((ch = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': config = optarg; break;
+		case 'K': check = 1; break;
+		case 'v': verbose++; break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("sallyport-agent %s\n", AGENT_VERSION); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc || config == NULL) {
+		usage(stderr);
+		return 2;
+	}
+	log_init("sallyport-agent", verbose);
+	if (cfg_load(config, &agent_cfg, err, sizeof(err)) == -1) {
+		log_err("%s", err);
+		return 1;
+	}
+	if ((agent_tls = tlsx_client_ctx(agent_cfg.cert, agent_cfg.key,
+	    agent_cfg.ca, err, sizeof(err))) == NULL) {
+		log_err("%s: TLS set-up: %s", config, err);
+		cfg_free(&agent_cfg);
+		return 1;
+	}
+	if (check) {
+		printf("%s: ok (%zu edges, %zu services)\n", config,
+		    agent_cfg.nedges, agent_cfg.nservices);
+		SSL_CTX_free(agent_tls);
+		cfg_free(&agent_cfg);
+		return 0;
+	}
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	if (ev_init() == -1)
+		log_fatal("epoll: %s", strerror(errno));
+	log_info("agent %s starting: %zu edges, %zu services", agent_cfg.name,
+	    agent_cfg.nedges, agent_cfg.nservices);
+	edges_start();
+	while (!agent_stop) {
+		if (ev_run_once(200) == -1)
+			log_fatal("epoll_wait: %s", strerror(errno));
+		now = ev_now();
+		edges_tick(now);
+		sess_tick(now);
+	}
+	log_info("stopping");
+	sess_stop();
+	edges_stop();
+	SSL_CTX_free(agent_tls);
+	cfg_free(&agent_cfg);
+	log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,318 @@
+/* agent_sess.c - a client session seen from inside: dial a backend,
+ * open a data link out to the edge that asked, prove the session with
+ * its one-time secret, then relay. */
+#include "agent/agent.h"
+#include "common/log.h"
+#include "common/tlsx.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/crypto.h>
+
+enum asess_state { AS_BACKEND, AS_LINK, AS_GREET, AS_RELAY };
+
+struct asess {
+	uint64_t	 id;
+	enum asess_state state;
+	struct aedge	*edge;
+	struct cfg_service *svc;
+	char		 svc_name[MSG_NAME_MAX];
+	char		 client[NET_ADDRSTR];
+	char		 backend[CFG_STR];
+	char		 edge_str[CFG_STR];
+	uint8_t		 secret[FRAME_SECRET];
+	struct net_addr	 edge_addr;
+	char		 edge_host[CFG_STR];
+	size_t		 tries;
+	size_t		 bidx;
+	int		 backend_fd;
+	struct dial	 dial;
+	struct fconn	 fc;
+	struct relay	 relay;
+	uint64_t	 t_start;
+	uint64_t	 deadline;
+	struct asess	*prev, *next;
+};
+
+static struct asess *sessions;
+
+static int link_ready(struct fconn *fc);
+static int link_frame(struct fconn *fc, struct msg *m);
+static void link_lost(struct fconn *fc, const char *why);
+
+static const struct fconn_ops link_ops = {
+	link_ready, link_frame, link_lost,
+};
+
+static void
+asess_unlink_free(struct asess *s)
+{
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	OPENSSL_cleanse(s->secret, sizeof(s->secret));
+	free(s);
+}
+
+static void
+asess_log_end(struct asess *s, uint64_t in, uint64_t out, const char *reason)
+{
+	uint64_t ms = ev_now_update() - s->t_start;
+
+	log_info("session %llu closed service=%s client=%s backend=%s edge=%s "
+	    "bytes_in=%llu bytes_out=%llu duration=%llu.%03llus reason=%s",
+	    (unsigned long long)s->id, s->svc_name, s->client,
+	    s->backend[0] ? s->backend : "-", s->edge_str,
+	    (unsigned long long)in, (unsigned long long)out,
+	    (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
+	    reason);
+}
+
+/* Give up on a session before it relays: tell the edge so the client is
+ * closed at once rather than at the claim time-out. */
+static void
+asess_abort(struct asess *s, const char *why)
+{
+	struct msg m;
+	struct linger lg = { 1, 0 };
+
+	if (s->state != AS_GREET) {
+		msg_init(&m, FT_SESS_REFUSE);
+		m.session = s->id;
+		m.have |= FA_BIT(FA_SESSION);
+		msg_set_str(&m, FA_TEXT, why);
+		edge_send(s->edge, &m);
+	}
+	dial_cancel(&s->dial);
+	if (s->state == AS_GREET)
+		fconn_close(&s->fc);
+	if (s->backend_fd != -1) {
+		/* The backend saw a connection that carries nothing: reset it
+		 * rather than make it look like a client that said nothing. */
+		(void)setsockopt(s->backend_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(s->backend_fd);
+	}
+	log_warn("session %llu failed: %s", (unsigned long long)s->id, why);
+	asess_log_end(s, 0, 0, "error");
+	asess_unlink_free(s);
+}
+
+static void backend_dialled(struct dial *d, int fd, int err);
+
+/* Try the next backend, starting from the service's round-robin cursor.
+ * Returns 0 if a dial is under way, -1 once all have been tried. */
+static int
+backend_next(struct asess *s)
+{
+	struct cfg_backend *b;
+
+	while (s->tries < s->svc->nbackends) {
+		b = &s->svc->backends[(s->bidx + s->tries) % s->svc->nbackends];
+		s->tries++;
+		snprintf(s->backend, sizeof(s->backend), "%s", b->str);
+		if (dial_start(&s->dial, &b->addr, backend_dialled, s) == 0)
+			return 0;
+		log_warn("session %llu: backend %s: %s", (unsigned long long)s->id,
+		    b->str, strerror(errno));
+	}
+	return -1;
+}
+
+static void
+link_dialled(struct dial *d, int fd, int err)
+{
+	struct asess *s = d->arg;
+	char why[300];
+	SSL *ssl;
+
+	if (fd == -1) {
+		snprintf(why, sizeof(why), "data link to edge %s: %s", s->edge_str,
+		    strerror(err));
+		asess_abort(s, why);
+		return;
+	}
+	if ((ssl = tlsx_new(agent_tls, fd, 0, s->edge_host)) == NULL) {
+		close(fd);
+		asess_abort(s, "data link: TLS set-up failed");
+		return;
+	}
+	s->state = AS_GREET;
+	if (fconn_start(&s->fc, fd, ssl, &link_ops, s) == -1) {
+		SSL_free(ssl);
+		close(fd);
+		s->state = AS_LINK;
+		asess_abort(s, "data link: cannot watch socket");
+	}
+}
+
+static void
+backend_dialled(struct dial *d, int fd, int err)
+{
+	struct asess *s = d->arg;
+	char why[300];
+
+	if (fd == -1) {
+		log_warn("session %llu: backend %s: %s", (unsigned long long)s->id,
+		    s->backend, strerror(err));
+		if (backend_next(s) == 0)
+			return;
+		snprintf(why, sizeof(why), "no backend of service %s answered",
+		    s->svc_name);
+		s->backend[0] = '\0';
+		asess_abort(s, why);
+		return;
+	}
+	s->backend_fd = fd;
+	s->state = AS_LINK;
+	if (dial_start(&s->dial, &s->edge_addr, link_dialled, s) == -1) {
+		snprintf(why, sizeof(why), "data link to edge %s: %s", s->edge_str,
+		    strerror(errno));
+		asess_abort(s, why);
+	}
+}
+
+static int
+link_ready(struct fconn *fc)
+{
+	struct asess *s = fc->owner;
+	struct msg m;
+
+	msg_init(&m, FT_DATA_HELLO);
+	m.session = s->id;
+	memcpy(m.secret, s->secret, sizeof(m.secret));
+	m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_SECRET);
+	(void)fconn_send(fc, &m);
+	OPENSSL_cleanse(m.secret, sizeof(m.secret));
+	OPENSSL_cleanse(s->secret, sizeof(s->secret));
+	return 0;
+}
+
+static void
+relay_done(struct relay *r, int first, const char *err)
+{
+	struct asess *s = r->arg;
+	char reason[300];
+
+	/* Side 0 is the backend, side 1 the data link (the client). */
+	if (err != NULL)
+		snprintf(reason, sizeof(reason), "error(%s: %s)",
+		    first == 0 ? "backend" : "data link", err);
+	else
+		snprintf(reason, sizeof(reason), "%s",
+		    first == 0 ? "backend-closed" : "client-closed");
+	asess_log_end(s, r->bytes[1], r->bytes[0], reason);
+	relay_free(r, err != NULL);
+	asess_unlink_free(s);
+}
+
+static int
+link_frame(struct fconn *fc, struct msg *m)
+{
+	struct asess *s = fc->owner;
+	struct buf pending;
+	char why[MSG_TEXT_MAX + 64];
+	SSL *ssl;
+	int fd, bfd;
+
+	if (m->type != FT_DATA_OK || m->session != s->id) {
+		snprintf(why, sizeof(why), "edge refused the data link: %s",
+		    m->type == FT_ERROR ? m->text : frame_type_name(m->type));
+		asess_abort(s, why);
+		return -1;
+	}
+	fconn_detach(fc, &fd, &ssl, &pending);
+	buf_free(&pending);
+	bfd = s->backend_fd;
+	s->backend_fd = -1;
+	s->state = AS_RELAY;
+	log_info("session %llu joined service=%s client=%s backend=%s",
+	    (unsigned long long)s->id, s->svc_name, s->client, s->backend);
+	(void)relay_start(&s->relay, bfd, NULL, fd, ssl, NULL, relay_done, s);
+	return -1;
+}
+
+static void
+link_lost(struct fconn *fc, const char *why)
+{
+	char msg[300];
+
+	snprintf(msg, sizeof(msg), "data link: %s", why);
+	asess_abort(fc->owner, msg);
+}
+
+void
+sess_new(struct aedge *e, const struct msg *m)
+{
+	struct asess *s;
+	struct msg r;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		msg_init(&r, FT_SESS_REFUSE);
+		r.session = m->session;
+		r.have |= FA_BIT(FA_SESSION);
+		msg_set_str(&r, FA_TEXT, "agent out of memory");
+		edge_send(e, &r);
+		return;
+	}
+	s->id = m->session;
+	s->edge = e;
+	s->backend_fd = -1;
+	s->t_start = ev_now();
+	s->deadline = s->t_start + agent_cfg.connect_timeout_ms;
+	s->edge_addr = e->addr;
+	snprintf(s->edge_host, sizeof(s->edge_host), "%s", e->ce->host);
+	snprintf(s->edge_str, sizeof(s->edge_str), "%s", e->ce->str);
+	snprintf(s->svc_name, sizeof(s->svc_name), "%s", m->service);
+	snprintf(s->client, sizeof(s->client), strchr(m->client_addr, ':') ?
+	    "[%s]:%u" : "%s:%u", m->client_addr, m->client_port);
+	memcpy(s->secret, m->secret, sizeof(s->secret));
+	s->next = sessions;
+	if (sessions != NULL)
+		sessions->prev = s;
+	sessions = s;
+	log_info("session %llu opened service=%s client=%s edge=%s",
+	    (unsigned long long)s->id, s->svc_name, s->client, s->edge_str);
+	if ((s->svc = cfg_service(&agent_cfg, m->service)) == NULL) {
+		asess_abort(s, "unknown service");
+		return;
+	}
+	s->bidx = s->svc->rr++;
+	if (backend_next(s) == -1) {
+		s->backend[0] = '\0';
+		asess_abort(s, "no backend could be dialled");
+	}
+}
+
+void
+sess_tick(uint64_t now)
+{
+	struct asess *s, *next;
+
+	for (s = sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->state != AS_RELAY && now > s->deadline)
+			asess_abort(s, "set-up timed out");
+	}
+}
+
+void
+sess_stop(void)
+{
+	struct asess *s;
+
+	while ((s = sessions) != NULL) {
+		if (s->state == AS_RELAY) {
+			asess_log_end(s, s->relay.bytes[1], s->relay.bytes[0],
+			    "agent-stopping");
+			relay_free(&s->relay, 1);
+			asess_unlink_free(s);
+		} else
+			asess_abort(s, "agent stopping");
+	}
+}

@@ -1,0 +1,94 @@
+/* dial.c - outbound connections. Only the agent links this file: the
+ * edge must never connect toward the inside, and the surest way to keep
+ * that true is for its binary not to contain the code. */
+#include "agent/agent.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void
+dial_io(struct ev_io *io, uint32_t events)
+{
+	struct dial *d = (struct dial *)(void *)io;
+	int err = 0, fd = io->fd;
+	socklen_t len = sizeof(err);
+
+	(void)events;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+		err = errno;
+	ev_del(io);
+	d->active = 0;
+	if (err != 0) {
+		close(fd);
+		d->done(d, -1, err);
+		return;
+	}
+	(void)net_set_nodelay(fd);
+	d->done(d, fd, 0);
+}
+
+int
+dial_start(struct dial *d, const struct net_addr *a, dial_cb *cb, void *arg)
+{
+	int fd, saved;
+
+	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return -1;
+	if (connect(fd, (const struct sockaddr *)&a->ss, a->len) == -1 &&
+	    errno != EINPROGRESS)
+		goto fail;
+	/* Even an immediate success reports through the loop, so callers
+	 * never see done() re-enter them. */
+	ev_io_init(&d->io, fd, dial_io);
+	d->done = cb;
+	d->arg = arg;
+	if (ev_set(&d->io, EPOLLOUT) == -1)
+		goto fail;
+	d->active = 1;
+	return 0;
+fail:
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
+void
+dial_cancel(struct dial *d)
+{
+	if (!d->active)
+		return;
+	ev_del(&d->io);
+	close(d->io.fd);
+	d->active = 0;
+}
+
+int
+dial_resolve(const char *host, const char *port, struct net_addr *a,
+    char *err, size_t errlen)
+{
+	struct addrinfo hints, *res = NULL;
+	int rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0 || res == NULL) {
+		snprintf(err, errlen, "%s:%s: %s", host, port,
+		    rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+		return -1;
+	}
+	memset(a, 0, sizeof(*a));
+	memcpy(&a->ss, res->ai_addr, res->ai_addrlen);
+	a->len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}

@@ -1,0 +1,109 @@
+/* ev.c - epoll event loop.
+ * Level-triggered on purpose: a handler that stops early (back-pressure,
+ * a full buffer) is called again while the condition holds, so no state
+ * is needed to remember that a socket still has data. */
+#include "common/ev.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EV_BATCH 256
+
+static int ev_fd = -1;
+static struct epoll_event ev_batch[EV_BATCH];
+static int ev_pos, ev_count;
+static uint64_t ev_cached_now;
+
+int
+ev_init(void)
+{
+	ev_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (ev_fd == -1)
+		return -1;
+	ev_now_update();
+	return 0;
+}
+
+void
+ev_io_init(struct ev_io *io, int fd, ev_cb *cb)
+{
+	io->fd = fd;
+	io->cb = cb;
+	io->mask = 0;
+	io->registered = 0;
+}
+
+int
+ev_set(struct ev_io *io, uint32_t mask)
+{
+	struct epoll_event e;
+
+	if (io->registered && io->mask == mask)
+		return 0;
+	memset(&e, 0, sizeof(e));
+	e.events = mask;
+	e.data.ptr = io;
+	if (epoll_ctl(ev_fd, io->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
+	    io->fd, &e) == -1)
+		return -1;
+	io->registered = 1;
+	io->mask = mask;
+	return 0;
+}
+
+void
+ev_del(struct ev_io *io)
+{
+	int i;
+
+	if (io->registered) {
+		(void)epoll_ctl(ev_fd, EPOLL_CTL_DEL, io->fd, NULL);
+		io->registered = 0;
+		io->mask = 0;
+	}
+	for (i = ev_pos; i < ev_count; i++)
+		if (ev_batch[i].data.ptr == io)
+			ev_batch[i].data.ptr = NULL;
+}
+
+uint64_t
+ev_now_update(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ev_cached_now = (uint64_t)ts.tv_sec * 1000u +
+	    (uint64_t)ts.tv_nsec / 1000000u;
+	return ev_cached_now;
+}
+
+uint64_t
+ev_now(void)
+{
+	return ev_cached_now;
+}
+
+int
+ev_run_once(int timeout_ms)
+{
+	struct ev_io *io;
+	int n;
+
+	n = epoll_wait(ev_fd, ev_batch, EV_BATCH, timeout_ms);
+	ev_now_update();
+	if (n == -1)
+		return errno == EINTR ? 0 : -1;
+	ev_count = n;
+	for (ev_pos = 0; ev_pos < ev_count; ) {
+		io = ev_batch[ev_pos].data.ptr;
+		ev_pos++;
+		if (io != NULL)
+			io->cb(io, ev_batch[ev_pos - 1].events);
+	}
+	ev_count = ev_pos = 0;
+	return 0;
+}

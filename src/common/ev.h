@@ -1,0 +1,34 @@
+/* ev.h - a small epoll event loop (level-triggered). */
+#ifndef SP_EV_H
+#define SP_EV_H
+
+#include <stdint.h>
+#include <sys/epoll.h>
+
+struct ev_io;
+typedef void ev_cb(struct ev_io *io, uint32_t events);
+
+/* Embed one per watched fd. mask is the epoll interest currently set;
+ * registered says whether the fd is in the epoll set at all. */
+struct ev_io {
+	int		 fd;
+	ev_cb		*cb;
+	uint32_t	 mask;
+	int		 registered;
+};
+
+int	 ev_init(void);
+void	 ev_io_init(struct ev_io *io, int fd, ev_cb *cb);
+/* Set the interest mask, adding the fd to the epoll set if needed.
+ * Cheap when the mask does not change. Returns 0 or -1. */
+int	 ev_set(struct ev_io *io, uint32_t mask);
+/* Remove the fd from the set. Events for it still queued in the current
+ * batch are dropped, so the owner may free io right after this call. */
+void	 ev_del(struct ev_io *io);
+/* Wait up to timeout_ms and dispatch. Returns 0, or -1 on a fatal error. */
+int	 ev_run_once(int timeout_ms);
+/* Monotonic milliseconds. Cached per loop turn; ev_now_update refreshes. */
+uint64_t ev_now(void);
+uint64_t ev_now_update(void);
+
+#endif

@@ -1,0 +1,67 @@
+/* fconn.h - a TLS connection carrying control frames.
+ *
+ * Used for the control channel (both sides) and for the greeting at the
+ * start of a data link. Reads are exact: the header, then exactly the
+ * payload, so bytes after a frame stay in the kernel or in OpenSSL for
+ * whoever takes the connection over (see fconn_detach). */
+#ifndef SP_FCONN_H
+#define SP_FCONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <openssl/ssl.h>
+
+#include "common/buf.h"
+#include "common/ev.h"
+#include "common/frame.h"
+
+#define FCONN_OUT_MAX	(1024 * 1024)	/* a peer this far behind is dead */
+
+struct fconn;
+
+struct fconn_ops {
+	/* Handshake finished. Return 0 to go on, -1 if fc was closed. */
+	int	(*ready)(struct fconn *fc);
+	/* A valid frame arrived. Return 0 to go on reading, -1 if fc was
+	 * closed or detached by the callee. */
+	int	(*frame)(struct fconn *fc, struct msg *m);
+	/* The connection failed or the peer closed it; the owner must call
+	 * fconn_close. why says what happened. Called at most once. */
+	void	(*lost)(struct fconn *fc, const char *why);
+};
+
+struct fconn {
+	struct ev_io		 io;
+	SSL			*ssl;
+	const struct fconn_ops	*ops;
+	void			*owner;
+	int			 handshaken;
+	int			 failed;
+	uint32_t		 rd_want;
+	uint32_t		 wr_want;
+	uint8_t			 hdr[FRAME_HDR];
+	size_t			 hdr_have;
+	uint16_t		 type;
+	uint32_t		 plen;		/* payload length of current frame */
+	struct buf		 payload;
+	struct buf		 out;
+	uint64_t		 last_rx;	/* ev_now() of the last frame */
+	uint64_t		 frames_rx;
+};
+
+/* Take ownership of fd and ssl and start the handshake. */
+int	fconn_start(struct fconn *fc, int fd, SSL *ssl,
+	    const struct fconn_ops *ops, void *owner);
+/* Queue a frame. -1 if it cannot be queued (the peer is too far behind):
+ * the connection is then failing and lost() follows from the loop. */
+int	fconn_send(struct fconn *fc, const struct msg *m);
+/* Queue an ERROR frame with text, flush what can be flushed now. */
+void	fconn_send_error(struct fconn *fc, const char *text);
+/* Stop watching, free buffers, and hand fd and ssl back to the caller
+ * without closing them (a data link becoming a relay). Any queued output
+ * is returned in *pending for the new owner to send first. */
+void	fconn_detach(struct fconn *fc, int *fd, SSL **ssl, struct buf *pending);
+/* Close and free everything fc holds (not fc itself). */
+void	fconn_close(struct fconn *fc);
+
+#endif

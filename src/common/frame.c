@@ -1,0 +1,287 @@
+/* frame.c - control protocol encoder and decoder.
+ * The decoder is the first code to see bytes from a peer, so every read
+ * is bounded by the payload length and every attribute length is checked
+ * against its tag's exact or maximum size before it is copied. */
+#include "common/frame.h"
+
+#include <string.h>
+
+enum attr_kind { AK_U8, AK_U16, AK_U64, AK_STR, AK_SERVICE, AK_BYTES };
+
+struct attr_def {
+	enum attr_kind	kind;
+	size_t		max;	/* strings: max bytes; bytes: exact length */
+	size_t		off;	/* offset of the field in struct msg */
+};
+
+#define AOFF(f) offsetof(struct msg, f)
+
+static const struct attr_def attr_defs[FA_MAX_TAG + 1] = {
+	[FA_VERSION]	 = { AK_U16, 2, AOFF(version) },
+	[FA_NAME]	 = { AK_STR, MSG_NAME_MAX - 1, AOFF(name) },
+	[FA_TEXT]	 = { AK_STR, MSG_TEXT_MAX - 1, AOFF(text) },
+	[FA_SERVICE]	 = { AK_SERVICE, MSG_NAME_MAX - 1, AOFF(service) },
+	[FA_LISTEN]	 = { AK_STR, MSG_ADDR_MAX - 1, AOFF(listen) },
+	[FA_STATUS]	 = { AK_U8, 1, AOFF(status) },
+	[FA_SESSION]	 = { AK_U64, 8, AOFF(session) },
+	[FA_CLIENT_ADDR] = { AK_STR, MSG_ADDR_MAX - 1, AOFF(client_addr) },
+	[FA_CLIENT_PORT] = { AK_U16, 2, AOFF(client_port) },
+	[FA_SECRET]	 = { AK_BYTES, FRAME_SECRET, AOFF(secret) },
+	[FA_NONCE]	 = { AK_U64, 8, AOFF(nonce) },
+};
+
+struct type_def {
+	const char	*name;
+	uint32_t	 required;
+};
+
+static const struct type_def type_defs[] = {
+	[FT_HELLO]	 = { "HELLO", FA_BIT(FA_VERSION) | FA_BIT(FA_NAME) },
+	[FT_HELLO_OK]	 = { "HELLO_OK", FA_BIT(FA_VERSION) | FA_BIT(FA_NAME) },
+	[FT_ERROR]	 = { "ERROR", FA_BIT(FA_TEXT) },
+	[FT_SVC_OPEN]	 = { "SVC_OPEN", FA_BIT(FA_SERVICE) | FA_BIT(FA_LISTEN) },
+	[FT_SVC_RESULT]	 = { "SVC_RESULT", FA_BIT(FA_SERVICE) | FA_BIT(FA_STATUS) },
+	[FT_SVC_CLOSE]	 = { "SVC_CLOSE", FA_BIT(FA_SERVICE) },
+	[FT_SESS_NEW]	 = { "SESS_NEW", FA_BIT(FA_SESSION) | FA_BIT(FA_SERVICE) |
+	    FA_BIT(FA_CLIENT_ADDR) | FA_BIT(FA_CLIENT_PORT) | FA_BIT(FA_SECRET) },
+	[FT_SESS_REFUSE] = { "SESS_REFUSE", FA_BIT(FA_SESSION) },
+	[FT_PING]	 = { "PING", FA_BIT(FA_NONCE) },
+	[FT_PONG]	 = { "PONG", FA_BIT(FA_NONCE) },
+	[FT_DATA_HELLO]	 = { "DATA_HELLO", FA_BIT(FA_SESSION) | FA_BIT(FA_SECRET) },
+	[FT_DATA_OK]	 = { "DATA_OK", FA_BIT(FA_SESSION) },
+};
+
+#define NTYPES (sizeof(type_defs) / sizeof(type_defs[0]))
+
+static uint64_t
+get_be(const uint8_t *p, size_t n)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static void
+put_be(uint8_t *p, uint64_t v, size_t n)
+{
+	while (n-- > 0) {
+		p[n] = (uint8_t)(v & 0xff);
+		v >>= 8;
+	}
+}
+
+const char *
+frame_type_name(uint16_t type)
+{
+	if (type < NTYPES && type_defs[type].name != NULL)
+		return type_defs[type].name;
+	return "unknown";
+}
+
+int
+frame_valid_service(const char *s)
+{
+	size_t i, n = strnlen(s, MSG_NAME_MAX);
+
+	if (n == 0 || n >= MSG_NAME_MAX)
+		return 0;
+	for (i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+int
+frame_hdr_decode(const uint8_t *hdr, uint16_t *type, uint32_t *len,
+    const char **why)
+{
+	uint16_t t = (uint16_t)get_be(hdr, 2);
+	uint16_t flags = (uint16_t)get_be(hdr + 2, 2);
+	uint32_t l = (uint32_t)get_be(hdr + 4, 4);
+
+	if (flags != 0) {
+		*why = "frame flags not zero";
+		return -1;
+	}
+	if (l > FRAME_MAX) {
+		*why = "frame too large";
+		return -1;
+	}
+	if (t >= NTYPES || type_defs[t].name == NULL) {
+		*why = "unknown frame type";
+		return -1;
+	}
+	*type = t;
+	*len = l;
+	return 0;
+}
+
+static int
+attr_store(struct msg *m, const struct attr_def *d, const uint8_t *v,
+    size_t n, const char **why)
+{
+	uint8_t *field = (uint8_t *)m + d->off;
+	size_t i;
+
+	switch (d->kind) {
+	case AK_U8:
+	case AK_U16:
+	case AK_U64:
+	case AK_BYTES:
+		if (n != d->max) {
+			*why = "attribute has the wrong length";
+			return -1;
+		}
+		if (d->kind == AK_U8)
+			*field = v[0];
+		else if (d->kind == AK_U16)
+			*(uint16_t *)(void *)field = (uint16_t)get_be(v, 2);
+		else if (d->kind == AK_U64)
+			*(uint64_t *)(void *)field = get_be(v, 8);
+		else
+			memcpy(field, v, n);
+		return 0;
+	case AK_STR:
+	case AK_SERVICE:
+		if (n > d->max) {
+			*why = "string attribute too long";
+			return -1;
+		}
+		for (i = 0; i < n; i++)
+			if (v[i] < 0x20 || v[i] > 0x7e) {
+				*why = "string attribute has a control byte";
+				return -1;
+			}
+		memcpy(field, v, n);
+		field[n] = '\0';
+		if (d->kind == AK_SERVICE && !frame_valid_service((char *)field)) {
+			*why = "invalid service name";
+			return -1;
+		}
+		return 0;
+	}
+	*why = "internal: bad attribute kind";
+	return -1;
+}
+
+int
+msg_decode(uint16_t type, const uint8_t *p, size_t len, struct msg *m,
+    const char **why)
+{
+	size_t pos = 0, alen;
+	uint16_t tag;
+	uint32_t req;
+
+	memset(m, 0, sizeof(*m));
+	if (type >= NTYPES || type_defs[type].name == NULL) {
+		*why = "unknown frame type";
+		return -1;
+	}
+	if (len > FRAME_MAX) {
+		*why = "frame too large";
+		return -1;
+	}
+	m->type = type;
+	while (pos < len) {
+		if (len - pos < 4) {
+			*why = "truncated attribute header";
+			return -1;
+		}
+		tag = (uint16_t)get_be(p + pos, 2);
+		alen = (size_t)get_be(p + pos + 2, 2);
+		pos += 4;
+		if (alen > len - pos) {
+			*why = "attribute runs past the frame";
+			return -1;
+		}
+		if (tag >= 1 && tag <= FA_MAX_TAG) {
+			if (m->have & FA_BIT(tag)) {
+				*why = "repeated attribute";
+				return -1;
+			}
+			if (attr_store(m, &attr_defs[tag], p + pos, alen, why) == -1)
+				return -1;
+			m->have |= FA_BIT(tag);
+		}
+		pos += alen;
+	}
+	req = type_defs[type].required;
+	if ((m->have & req) != req) {
+		*why = "required attribute missing";
+		return -1;
+	}
+	if ((m->have & FA_BIT(FA_SESSION)) && m->session == 0) {
+		*why = "session id 0";
+		return -1;
+	}
+	return 0;
+}
+
+void
+msg_init(struct msg *m, uint16_t type)
+{
+	memset(m, 0, sizeof(*m));
+	m->type = type;
+}
+
+void
+msg_set_str(struct msg *m, int tag, const char *s)
+{
+	const struct attr_def *d = &attr_defs[tag];
+	char *field = (char *)m + d->off;
+
+	/* strnlen + memcpy: callers pass our own strings, but a long one
+	 * must be cut to the attribute's limit, never overflow it. */
+	size_t n = strnlen(s, d->max);
+	memcpy(field, s, n);
+	field[n] = '\0';
+	m->have |= FA_BIT(tag);
+}
+
+int
+msg_encode(const struct msg *m, struct buf *out, size_t max)
+{
+	uint8_t tmp[FRAME_HDR + FRAME_MAX];
+	const struct attr_def *d;
+	const uint8_t *field;
+	size_t pos = FRAME_HDR, n;
+	int tag;
+
+	for (tag = 1; tag <= FA_MAX_TAG; tag++) {
+		if (!(m->have & FA_BIT(tag)))
+			continue;
+		d = &attr_defs[tag];
+		field = (const uint8_t *)m + d->off;
+		n = (d->kind == AK_STR || d->kind == AK_SERVICE) ?
+		    strnlen((const char *)field, d->max) : d->max;
+		if (sizeof(tmp) - pos < 4 + n)
+			return -1;
+		put_be(tmp + pos, (uint64_t)tag, 2);
+		put_be(tmp + pos + 2, n, 2);
+		switch (d->kind) {
+		case AK_U8:
+			tmp[pos + 4] = *field;
+			break;
+		case AK_U16:
+			put_be(tmp + pos + 4, *(const uint16_t *)(const void *)field, 2);
+			break;
+		case AK_U64:
+			put_be(tmp + pos + 4, *(const uint64_t *)(const void *)field, 8);
+			break;
+		default:
+			memcpy(tmp + pos + 4, field, n);
+			break;
+		}
+		pos += 4 + n;
+	}
+	put_be(tmp, m->type, 2);
+	put_be(tmp + 2, 0, 2);
+	put_be(tmp + 4, pos - FRAME_HDR, 4);
+	return buf_append(out, tmp, pos, max);
+}

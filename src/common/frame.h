@@ -1,0 +1,92 @@
+/* frame.h - the control protocol codec (docs/protocol.md).
+ *
+ * Pure functions over byte arrays: no I/O, no allocation, so the decoder
+ * can be unit-tested and fuzzed on its own. */
+#ifndef SP_FRAME_H
+#define SP_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+
+#define FRAME_VERSION	1
+#define FRAME_HDR	8
+#define FRAME_MAX	65536		/* payload bytes */
+#define FRAME_SECRET	32
+
+enum frame_type {
+	FT_HELLO = 1,
+	FT_HELLO_OK = 2,
+	FT_ERROR = 3,
+	FT_SVC_OPEN = 4,
+	FT_SVC_RESULT = 5,
+	FT_SVC_CLOSE = 6,
+	FT_SESS_NEW = 7,
+	FT_SESS_REFUSE = 8,
+	FT_PING = 9,
+	FT_PONG = 10,
+	FT_DATA_HELLO = 16,
+	FT_DATA_OK = 17,
+};
+
+enum frame_tag {
+	FA_VERSION = 1,
+	FA_NAME = 2,
+	FA_TEXT = 3,
+	FA_SERVICE = 4,
+	FA_LISTEN = 5,
+	FA_STATUS = 6,
+	FA_SESSION = 7,
+	FA_CLIENT_ADDR = 8,
+	FA_CLIENT_PORT = 9,
+	FA_SECRET = 10,
+	FA_NONCE = 11,
+	FA_MAX_TAG = 11,
+};
+
+#define FA_BIT(t)	(1u << (t))
+
+#define MSG_NAME_MAX	64	/* names: up to 63 bytes + NUL */
+#define MSG_TEXT_MAX	1024
+#define MSG_ADDR_MAX	64
+
+/* A decoded message. `have` has FA_BIT(tag) set for every attribute
+ * present; strings are NUL-terminated and validated. */
+struct msg {
+	uint16_t	type;
+	uint32_t	have;
+	uint16_t	version;
+	uint8_t		status;
+	uint16_t	client_port;
+	uint64_t	session;
+	uint64_t	nonce;
+	char		name[MSG_NAME_MAX];
+	char		text[MSG_TEXT_MAX];
+	char		service[MSG_NAME_MAX];
+	char		listen[MSG_ADDR_MAX];
+	char		client_addr[MSG_ADDR_MAX];
+	uint8_t		secret[FRAME_SECRET];
+};
+
+/* Decode a frame header. Returns 0 and sets *type and *len, or -1 with
+ * *why set (oversized payload, non-zero flags, unknown type). */
+int	frame_hdr_decode(const uint8_t *hdr, uint16_t *type, uint32_t *len,
+	    const char **why);
+/* Decode the payload of a frame of the given type into m (zeroed first).
+ * Fails closed: a malformed, truncated, repeated or missing required
+ * attribute returns -1 with *why set. Unknown tags are skipped. */
+int	msg_decode(uint16_t type, const uint8_t *p, size_t len, struct msg *m,
+	    const char **why);
+/* Append the frame for m (attributes named in m->have) to out, which is
+ * not allowed to grow past max. Returns 0, or -1 if it does not fit. */
+int	msg_encode(const struct msg *m, struct buf *out, size_t max);
+/* Convenience for building: zero m and set its type. */
+void	msg_init(struct msg *m, uint16_t type);
+/* Copy a string attribute into m, truncating safely, and mark it present. */
+void	msg_set_str(struct msg *m, int tag, const char *s);
+const char *frame_type_name(uint16_t type);
+/* 1 if s is a valid service name: 1..63 bytes of [A-Za-z0-9_.-]. */
+int	frame_valid_service(const char *s);
+
+#endif

@@ -1,0 +1,229 @@
+/* edge_ctl.c - the control port: TLS accept, identification by the first
+ * frame, and agents' control channels. */
+#include "edge/edge.h"
+#include "common/log.h"
+#include "common/tlsx.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static struct ev_io ctl_lio;
+static struct econn *conns;	/* every econn, incoming or agent */
+
+static int econn_ready(struct fconn *fc);
+static int econn_frame(struct fconn *fc, struct msg *m);
+static void econn_lost(struct fconn *fc, const char *why);
+
+static const struct fconn_ops econn_ops = {
+	econn_ready, econn_frame, econn_lost,
+};
+
+static void
+econn_unlink(struct econn *c)
+{
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else if (conns == c)
+		conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+}
+
+void
+econn_free(struct econn *c)
+{
+	econn_unlink(c);
+	fconn_close(&c->fc);
+	free(c);
+}
+
+static void
+econn_drop(struct econn *c, const char *why)
+{
+	if (c->state == EC_AGENT) {
+		log_warn("agent %s lost: %s", c->name, why);
+		svc_withdraw_all(c);
+		sess_agent_lost(c);
+	} else
+		log_warn("connection from %s refused: %s", c->peer, why);
+	econn_free(c);
+}
+
+static int
+econn_ready(struct fconn *fc)
+{
+	(void)fc;
+	return 0;
+}
+
+static void
+econn_lost(struct fconn *fc, const char *why)
+{
+	econn_drop(fc->owner, why);
+}
+
+static int
+econn_hello(struct econn *c, const struct msg *m)
+{
+	struct msg r;
+
+	if (m->version < 1) {
+		fconn_send_error(&c->fc, "unsupported protocol version");
+		econn_drop(c, "unsupported protocol version");
+		return -1;
+	}
+	c->state = EC_AGENT;
+	snprintf(c->name, sizeof(c->name), "%s", m->name);
+	msg_init(&r, FT_HELLO_OK);
+	r.version = FRAME_VERSION;
+	r.have |= FA_BIT(FA_VERSION);
+	msg_set_str(&r, FA_NAME, edge_conf.name);
+	log_info("agent %s connected from %s", c->name, c->peer);
+	if (fconn_send(&c->fc, &r) == -1) {
+		econn_drop(c, "cannot send HELLO_OK");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+econn_frame(struct fconn *fc, struct msg *m)
+{
+	struct econn *c = fc->owner;
+	struct msg r;
+	char why[128];
+
+	if (c->state == EC_INCOMING) {
+		if (m->type == FT_HELLO)
+			return econn_hello(c, m);
+		if (m->type == FT_DATA_HELLO) {
+			/* sess_claim detaches or frees c either way. */
+			sess_claim(c, m);
+			return -1;
+		}
+		snprintf(why, sizeof(why), "expected HELLO or DATA_HELLO, got %s",
+		    frame_type_name(m->type));
+		econn_drop(c, why);
+		return -1;
+	}
+	switch (m->type) {
+	case FT_SVC_OPEN:
+		svc_open(c, m->service, m->listen);
+		return 0;
+	case FT_SVC_CLOSE:
+		svc_withdraw(c, m->service);
+		return 0;
+	case FT_SESS_REFUSE:
+		sess_refused(c, m);
+		return 0;
+	case FT_PING:
+		msg_init(&r, FT_PONG);
+		r.nonce = m->nonce;
+		r.have |= FA_BIT(FA_NONCE);
+		(void)fconn_send(&c->fc, &r);
+		return 0;
+	case FT_ERROR:
+		snprintf(why, sizeof(why), "agent said: %.100s", m->text);
+		econn_drop(c, why);
+		return -1;
+	default:
+		snprintf(why, sizeof(why), "unexpected %s frame",
+		    frame_type_name(m->type));
+		econn_drop(c, why);
+		return -1;
+	}
+}
+
+static void
+ctl_accept(struct ev_io *io, uint32_t events)
+{
+	struct net_addr peer;
+	struct econn *c;
+	SSL *ssl;
+	int fd, i;
+
+	(void)events;
+	for (i = 0; i < 64; i++) {
+		fd = net_accept(io->fd, &peer);
+		if (fd == -1) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != ECONNABORTED && errno != EINTR)
+				log_warn("control accept: %s", strerror(errno));
+			return;
+		}
+		if ((c = calloc(1, sizeof(*c))) == NULL ||
+		    (ssl = tlsx_new(edge_tls, fd, 1, NULL)) == NULL) {
+			log_warn("control accept: out of memory");
+			free(c);
+			close(fd);
+			continue;
+		}
+		net_fmt((struct sockaddr *)&peer.ss, c->peer, sizeof(c->peer));
+		c->state = EC_INCOMING;
+		c->deadline = ev_now() + EDGE_HANDSHAKE_MS;
+		if (fconn_start(&c->fc, fd, ssl, &econn_ops, c) == -1) {
+			log_warn("control accept: %s", strerror(errno));
+			SSL_free(ssl);
+			close(fd);
+			free(c);
+			continue;
+		}
+		c->next = conns;
+		if (conns != NULL)
+			conns->prev = c;
+		conns = c;
+		log_debug("connection from %s", c->peer);
+	}
+}
+
+int
+ctl_listen(const char *addr)
+{
+	struct net_addr a;
+	char err[256];
+	int fd;
+
+	if (net_parse(addr, &a, err, sizeof(err)) == -1) {
+		log_err("--control: %s", err);
+		return -1;
+	}
+	if ((fd = net_listen(&a, 512, err, sizeof(err))) == -1) {
+		log_err("control %s: %s", addr, err);
+		return -1;
+	}
+	ev_io_init(&ctl_lio, fd, ctl_accept);
+	if (ev_set(&ctl_lio, EPOLLIN) == -1) {
+		close(fd);
+		return -1;
+	}
+	log_info("control listening on %s", addr);
+	return 0;
+}
+
+void
+ctl_tick(uint64_t now)
+{
+	struct econn *c, *next;
+
+	for (c = conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->state == EC_INCOMING && now > c->deadline)
+			econn_drop(c, "no greeting within the handshake time-out");
+		else if (c->state == EC_AGENT &&
+		    now - c->fc.last_rx > EDGE_HEARTBEAT_DEAD_MS)
+			econn_drop(c, "heartbeat timed out");
+	}
+}
+
+void
+ctl_shutdown(void)
+{
+	while (conns != NULL)
+		econn_drop(conns, "edge stopping");
+	ev_del(&ctl_lio);
+	close(ctl_lio.fd);
+}

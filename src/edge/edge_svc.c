@@ -1,0 +1,471 @@
+/* edge_svc.c - public service listeners and client sessions.
+ *
+ * A service exists while at least one agent offers it; its listener is
+ * closed with the last one, so clients are refused by the kernel at once
+ * instead of waiting for a claim that cannot come. */
+#include "edge/edge.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#define SESS_HASH 4096		/* power of two */
+
+struct esvc {
+	struct ev_io	 io;
+	char		 name[MSG_NAME_MAX];
+	char		 listen[MSG_ADDR_MAX];
+	struct econn	*agents[EDGE_SVC_AGENTS_MAX];
+	size_t		 nagents;
+	size_t		 rr;
+	struct esvc	*next;
+};
+
+static struct esvc *svcs;
+static struct esess *sess_hash[SESS_HASH];
+static struct esess *pending_head, *pending_tail;	/* FIFO: deadline order */
+static struct esess *active;
+static uint64_t sess_next_id = 1;
+
+static struct esvc *
+svc_find(const char *name)
+{
+	struct esvc *s;
+
+	for (s = svcs; s != NULL; s = s->next)
+		if (strcmp(s->name, name) == 0)
+			return s;
+	return NULL;
+}
+
+static void
+svc_result(struct econn *agent, const char *name, int ok, const char *text)
+{
+	struct msg m;
+
+	msg_init(&m, FT_SVC_RESULT);
+	msg_set_str(&m, FA_SERVICE, name);
+	m.status = ok ? 0 : 1;
+	m.have |= FA_BIT(FA_STATUS);
+	if (text != NULL)
+		msg_set_str(&m, FA_TEXT, text);
+	(void)fconn_send(&agent->fc, &m);
+}
+
+static void
+svc_free(struct esvc *s)
+{
+	struct esvc **pp;
+
+	for (pp = &svcs; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	ev_del(&s->io);
+	close(s->io.fd);
+	log_info("service %s closed", s->name);
+	free(s);
+}
+
+/* --- sessions --------------------------------------------------------- */
+
+static void
+sess_hash_add(struct esess *s)
+{
+	struct esess **b = &sess_hash[s->id & (SESS_HASH - 1)];
+
+	s->hnext = *b;
+	*b = s;
+}
+
+static void
+sess_hash_del(struct esess *s)
+{
+	struct esess **pp = &sess_hash[s->id & (SESS_HASH - 1)];
+
+	for (; *pp != NULL; pp = &(*pp)->hnext)
+		if (*pp == s) {
+			*pp = s->hnext;
+			return;
+		}
+}
+
+static struct esess *
+sess_lookup(uint64_t id)
+{
+	struct esess *s;
+
+	for (s = sess_hash[id & (SESS_HASH - 1)]; s != NULL; s = s->hnext)
+		if (s->id == id)
+			return s;
+	return NULL;
+}
+
+static void
+pending_unlink(struct esess *s)
+{
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		pending_head = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	else
+		pending_tail = s->prev;
+	s->prev = s->next = NULL;
+}
+
+static void
+active_unlink(struct esess *s)
+{
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		active = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	s->prev = s->next = NULL;
+}
+
+static void
+sess_log_end(struct esess *s, uint64_t in, uint64_t out, const char *reason)
+{
+	uint64_t ms = ev_now_update() - s->t_start;
+
+	log_info("session %llu closed service=%s client=%s bytes_in=%llu "
+	    "bytes_out=%llu duration=%llu.%03llus reason=%s",
+	    (unsigned long long)s->id, s->svc, s->client,
+	    (unsigned long long)in, (unsigned long long)out,
+	    (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
+	    reason);
+}
+
+/* End a session that never got a data link. */
+static void
+sess_drop_pending(struct esess *s, const char *reason)
+{
+	pending_unlink(s);
+	sess_hash_del(s);
+	if (s->agent != NULL && s->agent->active > 0)
+		s->agent->active--;
+	OPENSSL_cleanse(s->secret, sizeof(s->secret));
+	close(s->client_fd);
+	sess_log_end(s, 0, 0, reason);
+	free(s);
+}
+
+static struct econn *
+svc_pick_agent(struct esvc *svc)
+{
+	struct econn *best = NULL;
+	size_t i, k;
+
+	/* Fewest sessions first; the rotating start breaks ties round-robin. */
+	for (k = 0; k < svc->nagents; k++) {
+		i = (svc->rr + k) % svc->nagents;
+		if (best == NULL || svc->agents[i]->active < best->active)
+			best = svc->agents[i];
+	}
+	svc->rr++;
+	return best;
+}
+
+static void
+svc_accept(struct ev_io *io, uint32_t events)
+{
+	struct esvc *svc = (struct esvc *)(void *)io;
+	struct net_addr peer;
+	struct esess *s;
+	struct msg m;
+	char ip[NET_ADDRSTR];
+	uint16_t port;
+	int fd, i;
+
+	(void)events;
+	for (i = 0; i < 64; i++) {
+		fd = net_accept(io->fd, &peer);
+		if (fd == -1) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != ECONNABORTED && errno != EINTR)
+				log_warn("service %s: accept: %s", svc->name,
+				    strerror(errno));
+			return;
+		}
+		if ((s = calloc(1, sizeof(*s))) == NULL) {
+			log_warn("service %s: out of memory", svc->name);
+			close(fd);
+			continue;
+		}
+		s->client_fd = fd;
+		s->id = sess_next_id++;
+		s->state = ES_PENDING;
+		s->t_start = ev_now();
+		s->deadline = s->t_start + edge_conf.claim_timeout_ms;
+		snprintf(s->svc, sizeof(s->svc), "%s", svc->name);
+		net_fmt((struct sockaddr *)&peer.ss, s->client, sizeof(s->client));
+		net_fmt_ip((struct sockaddr *)&peer.ss, ip, sizeof(ip), &port);
+		if (RAND_bytes(s->secret, sizeof(s->secret)) != 1)
+			log_fatal("RAND_bytes failed");
+		if ((s->agent = svc_pick_agent(svc)) == NULL) {
+			/* Cannot happen while the listener is open; refuse. */
+			log_warn("service %s: client refused: no agent", svc->name);
+			close(fd);
+			free(s);
+			continue;
+		}
+		s->agent->active++;
+		snprintf(s->agent_name, sizeof(s->agent_name), "%s", s->agent->name);
+		sess_hash_add(s);
+		s->prev = pending_tail;
+		if (pending_tail != NULL)
+			pending_tail->next = s;
+		else
+			pending_head = s;
+		pending_tail = s;
+
+		msg_init(&m, FT_SESS_NEW);
+		m.session = s->id;
+		msg_set_str(&m, FA_SERVICE, s->svc);
+		msg_set_str(&m, FA_CLIENT_ADDR, ip);
+		m.client_port = port;
+		memcpy(m.secret, s->secret, sizeof(m.secret));
+		m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) |
+		    FA_BIT(FA_SECRET);
+		log_info("session %llu new service=%s client=%s agent=%s",
+		    (unsigned long long)s->id, s->svc, s->client, s->agent_name);
+		if (fconn_send(&s->agent->fc, &m) == -1)
+			sess_drop_pending(s, "agent-unreachable");
+		OPENSSL_cleanse(m.secret, sizeof(m.secret));
+	}
+}
+
+static void
+sess_relay_done(struct relay *r, int first, const char *err)
+{
+	struct esess *s = r->arg;
+	char reason[300];
+
+	if (err != NULL)
+		snprintf(reason, sizeof(reason), "error(%s: %s)",
+		    first == 0 ? "client" : "data link", err);
+	else
+		snprintf(reason, sizeof(reason), "%s",
+		    first == 0 ? "client-closed" : "backend-closed");
+	active_unlink(s);
+	sess_hash_del(s);
+	sess_log_end(s, r->bytes[0], r->bytes[1], reason);
+	relay_free(r, err != NULL);
+	free(s);
+}
+
+void
+sess_claim(struct econn *link, const struct msg *m)
+{
+	struct esess *s = sess_lookup(m->session);
+	struct msg ok;
+	struct buf prime;
+	char why[128];
+	SSL *ssl;
+	int fd, match;
+
+	if (s == NULL || s->state != ES_PENDING) {
+		snprintf(why, sizeof(why), s == NULL ? "unknown session %llu" :
+		    "session %llu already claimed", (unsigned long long)m->session);
+		goto refuse;
+	}
+	match = CRYPTO_memcmp(s->secret, m->secret, sizeof(s->secret)) == 0;
+	if (!match) {
+		/* One guess per session: the secret is gone after any try. */
+		snprintf(why, sizeof(why), "wrong secret for session %llu",
+		    (unsigned long long)m->session);
+		sess_drop_pending(s, "bad-secret");
+		goto refuse;
+	}
+	OPENSSL_cleanse(s->secret, sizeof(s->secret));
+	pending_unlink(s);
+	if (s->agent != NULL && s->agent->active > 0)
+		s->agent->active--;
+	s->agent = NULL;
+	s->state = ES_RELAY;
+	s->next = active;
+	if (active != NULL)
+		active->prev = s;
+	active = s;
+
+	msg_init(&ok, FT_DATA_OK);
+	ok.session = s->id;
+	ok.have |= FA_BIT(FA_SESSION);
+	(void)fconn_send(&link->fc, &ok);
+	fconn_detach(&link->fc, &fd, &ssl, &prime);
+	econn_free(link);
+	log_info("session %llu joined", (unsigned long long)s->id);
+	/* Side 0 is the client, side 1 the data link; DATA_OK goes first. */
+	(void)relay_start(&s->relay, s->client_fd, NULL, fd, ssl, &prime,
+	    sess_relay_done, s);
+	return;
+refuse:
+	log_warn("data link from %s refused: %s", link->peer, why);
+	fconn_send_error(&link->fc, why);
+	econn_free(link);
+}
+
+void
+sess_refused(struct econn *agent, const struct msg *m)
+{
+	struct esess *s = sess_lookup(m->session);
+	char reason[MSG_TEXT_MAX + 32];
+
+	if (s == NULL || s->state != ES_PENDING || s->agent != agent)
+		return;
+	snprintf(reason, sizeof(reason), "refused-by-agent(%s)",
+	    (m->have & FA_BIT(FA_TEXT)) ? m->text : "no reason");
+	sess_drop_pending(s, reason);
+}
+
+void
+sess_agent_lost(struct econn *agent)
+{
+	struct esess *s, *next;
+
+	for (s = pending_head; s != NULL; s = next) {
+		next = s->next;
+		if (s->agent == agent) {
+			s->agent = NULL;
+			sess_drop_pending(s, "agent-lost");
+		}
+	}
+}
+
+void
+sess_tick(uint64_t now)
+{
+	while (pending_head != NULL && now >= pending_head->deadline)
+		sess_drop_pending(pending_head, "claim-timeout");
+}
+
+/* --- services --------------------------------------------------------- */
+
+void
+svc_open(struct econn *agent, const char *name, const char *listen)
+{
+	struct esvc *s = svc_find(name), *o;
+	struct net_addr a;
+	char err[256];
+	size_t i;
+	int fd;
+
+	if (s != NULL) {
+		if (strcmp(s->listen, listen) != 0) {
+			snprintf(err, sizeof(err), "service %s is already open on %s "
+			    "with another definition", name, s->listen);
+			log_warn("agent %s: %s", agent->name, err);
+			svc_result(agent, name, 0, err);
+			return;
+		}
+		for (i = 0; i < s->nagents; i++)
+			if (s->agents[i] == agent) {
+				svc_result(agent, name, 1, NULL);
+				return;
+			}
+		if (s->nagents == EDGE_SVC_AGENTS_MAX) {
+			svc_result(agent, name, 0, "too many agents for this service");
+			return;
+		}
+		s->agents[s->nagents++] = agent;
+		log_info("service %s open on %s agent=%s", name, listen, agent->name);
+		svc_result(agent, name, 1, NULL);
+		return;
+	}
+	for (o = svcs; o != NULL; o = o->next)
+		if (strcmp(o->listen, listen) == 0) {
+			snprintf(err, sizeof(err), "%s is in use by service %s",
+			    listen, o->name);
+			log_warn("agent %s: service %s: %s", agent->name, name, err);
+			svc_result(agent, name, 0, err);
+			return;
+		}
+	if (net_parse(listen, &a, err, sizeof(err)) == -1 ||
+	    (fd = net_listen(&a, 1024, err, sizeof(err))) == -1) {
+		log_warn("agent %s: service %s on %s: %s", agent->name, name,
+		    listen, err);
+		svc_result(agent, name, 0, err);
+		return;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		close(fd);
+		svc_result(agent, name, 0, "out of memory");
+		return;
+	}
+	ev_io_init(&s->io, fd, svc_accept);
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	snprintf(s->listen, sizeof(s->listen), "%s", listen);
+	s->agents[s->nagents++] = agent;
+	if (ev_set(&s->io, EPOLLIN) == -1)
+		log_fatal("epoll_ctl: %s", strerror(errno));
+	s->next = svcs;
+	svcs = s;
+	log_info("service %s open on %s agent=%s", name, listen, agent->name);
+	svc_result(agent, name, 1, NULL);
+}
+
+static void
+svc_remove_agent(struct esvc *s, struct econn *agent)
+{
+	size_t i;
+
+	for (i = 0; i < s->nagents; i++)
+		if (s->agents[i] == agent) {
+			s->agents[i] = s->agents[--s->nagents];
+			break;
+		}
+	if (s->nagents == 0)
+		svc_free(s);
+}
+
+void
+svc_withdraw(struct econn *agent, const char *name)
+{
+	struct esvc *s = svc_find(name);
+
+	if (s != NULL)
+		svc_remove_agent(s, agent);
+}
+
+void
+svc_withdraw_all(struct econn *agent)
+{
+	struct esvc *s, *next;
+
+	for (s = svcs; s != NULL; s = next) {
+		next = s->next;
+		svc_remove_agent(s, agent);
+	}
+}
+
+void
+svc_shutdown(void)
+{
+	struct esess *s;
+	uint64_t n = 0;
+
+	while (pending_head != NULL)
+		sess_drop_pending(pending_head, "edge-stopping");
+	while ((s = active) != NULL) {
+		active_unlink(s);
+		sess_hash_del(s);
+		sess_log_end(s, s->relay.bytes[0], s->relay.bytes[1], "edge-stopping");
+		relay_free(&s->relay, 1);
+		free(s);
+		n++;
+	}
+	while (svcs != NULL)
+		svc_free(svcs);
+	if (n > 0)
+		log_info("%llu running sessions cut", (unsigned long long)n);
+}
