@@ -22,7 +22,8 @@ struct cfg_parse {
 	int			 err_line;
 	char			 err[256];
 	struct cfg_service	*cur;		/* [service X] being read */
-	int			 in_agent;
+	int			 section_line;	/* line of the current [header] */
+	int			 agent_line;	/* line of [agent], 0 if none */
 	char			 dir[PATH_MAX];
 };
 
@@ -31,27 +32,58 @@ cfg_reader(char *str, int num, void *stream)
 {
 	struct cfg_parse *p = stream;
 	char *r = fgets(str, num, p->f);
+	size_t i;
 
-	if (r != NULL)
-		p->line++;
+	if (r == NULL)
+		return NULL;
+	p->line++;
+	/* inih merges a repeated [header] into the section before it and
+	 * does not report headers at all: note them here, so a second
+	 * [service x] is caught and errors can point at the header. */
+	i = strspn(str, " \t");
+	if (str[i] == '[') {
+		p->section_line = p->line;
+		p->cur = NULL;
+	}
 	return r;
+}
+
+static void
+cfg_vfail(struct cfg_parse *p, int line, const char *fmt, va_list ap)
+{
+	/* Record the first error only; inih goes on calling the handler. */
+	if (p->err[0] == '\0') {
+		p->err_line = line;
+		(void)vsnprintf(p->err, sizeof(p->err), fmt, ap);
+	}
 }
 
 static int cfg_fail(struct cfg_parse *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+static int cfg_fail_at(struct cfg_parse *p, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-/* Record the first error only; inih goes on calling the handler. */
+/* An error on the line just read. Returns 0 for inih's handler. */
 static int
 cfg_fail(struct cfg_parse *p, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (p->err[0] == '\0') {
-		p->err_line = p->line;
-		va_start(ap, fmt);
-		(void)vsnprintf(p->err, sizeof(p->err), fmt, ap);
-		va_end(ap);
-	}
+	va_start(ap, fmt);
+	cfg_vfail(p, p->line, fmt, ap);
+	va_end(ap);
+	return 0;
+}
+
+/* An error about an earlier line, such as a section's header. */
+static int
+cfg_fail_at(struct cfg_parse *p, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	cfg_vfail(p, line, fmt, ap);
+	va_end(ap);
 	return 0;
 }
 
@@ -184,27 +216,32 @@ cfg_handler(void *user, const char *section, const char *name,
 
 	if (p->err[0] != '\0')
 		return 0;
-	if (strcmp(section, "agent") == 0)
+	if (strcmp(section, "agent") == 0) {
+		if (p->agent_line == 0)
+			p->agent_line = p->section_line;
 		return cfg_agent_key(p, name, value);
+	}
 	if (section[0] == '\0')
 		return cfg_fail(p, "'%s' is outside any section", name);
 	if (strncmp(section, "service ", 8) != 0)
-		return cfg_fail(p, "unknown section [%s]", section);
+		return cfg_fail_at(p, p->section_line, "unknown section [%s]",
+		    section);
 	svc = section + 8;
-	if (!frame_valid_service(svc))
-		return cfg_fail(p, "[%s]: service names are 1-63 of "
-		    "A-Z a-z 0-9 _ . -", section);
-	if (p->cur == NULL || strcmp(p->cur->name, svc) != 0) {
+	if (p->cur == NULL) {
+		if (!frame_valid_service(svc))
+			return cfg_fail_at(p, p->section_line, "[%s]: service "
+			    "names are 1-63 of A-Z a-z 0-9 _ . -", section);
 		for (i = 0; i < c->nservices; i++)
 			if (strcmp(c->services[i].name, svc) == 0)
-				return cfg_fail(p, "[service %s] defined twice",
-				    svc);
+				return cfg_fail_at(p, p->section_line,
+				    "[service %s] defined twice", svc);
 		if (c->nservices == CFG_MAX_SERVICES)
-			return cfg_fail(p, "more than 256 services");
+			return cfg_fail_at(p, p->section_line,
+			    "more than 256 services");
 		s = &c->services[c->nservices++];
 		memset(s, 0, sizeof(*s));
 		snprintf(s->name, sizeof(s->name), "%s", svc);
-		s->line = p->line;
+		s->line = p->section_line;
 		p->cur = s;
 	}
 	return cfg_service_key(p, name, value);
@@ -217,23 +254,23 @@ cfg_check(struct cfg_parse *p)
 	struct cfg_service *s;
 	size_t i, j;
 
-	p->line = 0;
 	if (c->nedges == 0)
-		return cfg_fail(p, "[agent]: no 'edge =' line");
+		return cfg_fail_at(p, p->agent_line, "[agent]: no 'edge =' line");
 	if (c->cert[0] == '\0' || c->key[0] == '\0' || c->ca[0] == '\0')
-		return cfg_fail(p, "[agent]: cert, key and ca are all required");
+		return cfg_fail_at(p, p->agent_line, "[agent]: cert, key and ca are all "
+		    "required");
 	for (i = 0; i < c->nservices; i++) {
 		s = &c->services[i];
-		p->line = s->line;
 		if (s->listen[0] == '\0')
-			return cfg_fail(p, "[service %s]: no 'listen =' line",
-			    s->name);
+			return cfg_fail_at(p, s->line, "[service %s]: no "
+			    "'listen =' line", s->name);
 		if (s->nbackends == 0)
-			return cfg_fail(p, "[service %s]: no 'backend =' line",
-			    s->name);
+			return cfg_fail_at(p, s->line, "[service %s]: no "
+			    "'backend =' line", s->name);
 		for (j = 0; j < i; j++)
 			if (strcmp(c->services[j].listen, s->listen) == 0)
-				return cfg_fail(p, "[service %s]: listen address "
+				return cfg_fail_at(p, s->line, "[service %s]: "
+				    "listen address "
 				    "already used by [service %s]", s->name,
 				    c->services[j].name);
 	}

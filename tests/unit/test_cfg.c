@@ -1,0 +1,192 @@
+/* test_cfg.c - the agent's configuration loader: every error names the
+ * file and the line, and bad files are refused whole. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+
+static char dir[] = "/tmp/sp-cfg-XXXXXX";
+static char path[PATH_MAX];
+
+static int
+setup(void **state)
+{
+	static const char *const names[] = { "a.crt", "a.key", "ca.crt" };
+	char p[PATH_MAX];
+	size_t i;
+	FILE *f;
+
+	(void)state;
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	for (i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+		if ((f = fopen(p, "w")) == NULL)
+			return -1;
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "%s/agent.conf", dir);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	char cmd[PATH_MAX + 16];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+#define AGENT_OK "[agent]\nedge = 127.0.0.1:7000\ncert = a.crt\nkey = a.key\nca = ca.crt\n"
+
+/* Write text as the config, load it; returns cfg_load's result. */
+static int
+load(const char *text, struct cfg *c, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	err[0] = '\0';
+	return cfg_load(path, c, err, errlen);
+}
+
+/* Expect a failure whose message is "PATH:line: ...contains...". */
+static void
+expect_error(const char *text, int line, const char *contains)
+{
+	struct cfg c;
+	char err[1024], prefix[PATH_MAX + 16];
+
+	assert_int_equal(load(text, &c, err, sizeof(err)), -1);
+	snprintf(prefix, sizeof(prefix), "%s:%d: ", path, line);
+	if (strncmp(err, prefix, strlen(prefix)) != 0 ||
+	    strstr(err, contains) == NULL)
+		fail_msg("got '%s', want prefix '%s' and '%s'", err, prefix, contains);
+}
+
+static void
+test_good(void **state)
+{
+	struct cfg c;
+	char err[1024];
+
+	(void)state;
+	assert_int_equal(load(AGENT_OK "name = in-1\nedge = [::1]:7001\n"
+	    "\n[service sftp]\nlisten = 127.0.0.1:10022 ; public\n"
+	    "backend = 127.0.0.1:2222\nbackend = localhost:2223\n"
+	    "[service https]\nlisten = *:10443\nbackend = 127.0.0.1:443\n",
+	    &c, err, sizeof(err)), 0);
+	assert_string_equal(c.name, "in-1");
+	assert_int_equal(c.nedges, 2);
+	assert_string_equal(c.edges[1].host, "::1");
+	assert_string_equal(c.edges[1].port, "7001");
+	assert_int_equal(c.nservices, 2);
+	assert_string_equal(c.services[0].listen, "127.0.0.1:10022");
+	assert_int_equal(c.services[0].nbackends, 2);
+	/* relative paths are resolved against the file's directory */
+	assert_non_null(strstr(c.cert, dir));
+	cfg_free(&c);
+}
+
+static void
+test_errors_name_file_and_line(void **state)
+{
+	(void)state;
+	expect_error(AGENT_OK "bogus = 1\n", 6, "unknown key 'bogus' in [agent]");
+	expect_error(AGENT_OK "[service s]\nlisten = 127.0.0.1:1\nlisen = x\n",
+	    8, "unknown key 'lisen'");
+	expect_error(AGENT_OK "[nonsense]\nx = 1\n", 6, "unknown section");
+	expect_error(AGENT_OK "[service s]\nlisten = localhost:1\n", 7,
+	    "numeric");
+	expect_error(AGENT_OK "[service s]\nlisten = 127.0.0.1:99999\n", 7,
+	    "bad port");
+	expect_error(AGENT_OK "[service s]\nlisten = 127.0.0.1:1\nbackend = nope\n",
+	    8, "not HOST:PORT");
+	expect_error(AGENT_OK "[service bad/name]\nlisten = 127.0.0.1:1\n", 6,
+	    "service names");
+	expect_error("[agent]\nedge = 127.0.0.1\n", 2, "not HOST:PORT");
+	expect_error("[agent]\ncert = /nonexistent/x.crt\n", 2, "No such file");
+	expect_error("[agent]\nthis line is not ini\n", 2, "syntax error");
+	expect_error("edge = 1.2.3.4:5\n", 1, "outside any section");
+	expect_error(AGENT_OK "[service s]\nlisten = 127.0.0.1:1\n"
+	    "listen = 127.0.0.1:2\n", 8, "given twice");
+	expect_error(AGENT_OK "connect_timeout = -3\n", 6, "seconds");
+}
+
+static void
+test_whole_file_checks(void **state)
+{
+	(void)state;
+	/* Errors about a whole section point at its header line. */
+	expect_error(AGENT_OK "\n[service s]\nbackend = 127.0.0.1:1\n", 7,
+	    "no 'listen ='");
+	expect_error(AGENT_OK "[service s]\nlisten = 127.0.0.1:1\n", 6,
+	    "no 'backend ='");
+	expect_error(AGENT_OK "[service a]\nlisten = 127.0.0.1:1\nbackend = 127.0.0.1:2\n"
+	    "[service b]\nlisten = 127.0.0.1:1\nbackend = 127.0.0.1:2\n", 9,
+	    "already used by [service a]");
+	expect_error(AGENT_OK "[service a]\nlisten = 127.0.0.1:1\nbackend = 127.0.0.1:2\n"
+	    "[service a]\nlisten = 127.0.0.1:3\n", 9, "defined twice");
+}
+
+static void
+test_missing_agent_keys(void **state)
+{
+	struct cfg c;
+	char err[1024];
+
+	(void)state;
+	assert_int_equal(load("[agent]\ncert = a.crt\n", &c, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "agent.conf:1: [agent]: no 'edge =' line"));
+	assert_int_equal(load("[agent]\nedge = 127.0.0.1:1\n", &c, err,
+	    sizeof(err)), -1);
+	assert_non_null(strstr(err, "cert, key and ca are all required"));
+	assert_int_equal(cfg_load("/nonexistent/agent.conf", &c, err,
+	    sizeof(err)), -1);
+	assert_non_null(strstr(err, "/nonexistent/agent.conf: No such file"));
+}
+
+static void
+test_hostile_lines(void **state)
+{
+	struct cfg c;
+	char err[1024], *big;
+	size_t n = 100000;
+
+	(void)state;
+	/* A very long line and binary junk are errors, never a crash. */
+	big = malloc(n + 64);
+	assert_non_null(big);
+	memcpy(big, "[agent]\nname = ", 15);
+	memset(big + 15, 'x', n);
+	memcpy(big + 15 + n, "\n", 2);
+	assert_int_equal(load(big, &c, err, sizeof(err)), -1);
+	free(big);
+	assert_int_equal(load("[agent]\n\x01\x02\xff=\xfe\n", &c, err,
+	    sizeof(err)), -1);
+	assert_int_equal(load("[service ]\nlisten=1\n", &c, err, sizeof(err)), -1);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_good),
+		cmocka_unit_test(test_errors_name_file_and_line),
+		cmocka_unit_test(test_whole_file_checks),
+		cmocka_unit_test(test_missing_agent_keys),
+		cmocka_unit_test(test_hostile_lines),
+	};
+	return cmocka_run_group_tests_name("cfg", tests, setup, teardown);
+}

@@ -1,0 +1,220 @@
+/* test_frame.c - the control-frame codec against good and hostile input. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "common/frame.h"
+
+static void
+hdr(uint8_t *p, uint16_t type, uint16_t flags, uint32_t len)
+{
+	p[0] = (uint8_t)(type >> 8); p[1] = (uint8_t)type;
+	p[2] = (uint8_t)(flags >> 8); p[3] = (uint8_t)flags;
+	p[4] = (uint8_t)(len >> 24); p[5] = (uint8_t)(len >> 16);
+	p[6] = (uint8_t)(len >> 8); p[7] = (uint8_t)len;
+}
+
+static size_t
+attr(uint8_t *p, uint16_t tag, const void *v, uint16_t len)
+{
+	p[0] = (uint8_t)(tag >> 8); p[1] = (uint8_t)tag;
+	p[2] = (uint8_t)(len >> 8); p[3] = (uint8_t)len;
+	memcpy(p + 4, v, len);
+	return 4u + len;
+}
+
+/* Encode m, then decode header and payload; returns the decoded msg. */
+static void
+roundtrip(const struct msg *m, struct msg *out)
+{
+	struct buf b = { 0 };
+	const char *why = NULL;
+	uint16_t type;
+	uint32_t len;
+
+	assert_int_equal(msg_encode(m, &b, 1 << 20), 0);
+	assert_true(buf_len(&b) >= FRAME_HDR);
+	assert_int_equal(frame_hdr_decode(b.data, &type, &len, &why), 0);
+	assert_int_equal(type, m->type);
+	assert_int_equal(len, buf_len(&b) - FRAME_HDR);
+	assert_int_equal(msg_decode(type, b.data + FRAME_HDR, len, out, &why), 0);
+	buf_free(&b);
+}
+
+static void
+test_roundtrip_sess_new(void **state)
+{
+	struct msg m, d;
+
+	(void)state;
+	msg_init(&m, FT_SESS_NEW);
+	m.session = 0x0102030405060708ull;
+	m.client_port = 54321;
+	memset(m.secret, 0xa5, sizeof(m.secret));
+	m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) | FA_BIT(FA_SECRET);
+	msg_set_str(&m, FA_SERVICE, "sftp");
+	msg_set_str(&m, FA_CLIENT_ADDR, "2001:db8::1");
+	roundtrip(&m, &d);
+	assert_int_equal(d.session, m.session);
+	assert_int_equal(d.client_port, 54321);
+	assert_string_equal(d.service, "sftp");
+	assert_string_equal(d.client_addr, "2001:db8::1");
+	assert_memory_equal(d.secret, m.secret, sizeof(m.secret));
+}
+
+static void
+test_roundtrip_all_types(void **state)
+{
+	static const uint16_t types[] = { FT_HELLO, FT_HELLO_OK, FT_ERROR,
+	    FT_SVC_OPEN, FT_SVC_RESULT, FT_SVC_CLOSE, FT_SESS_NEW,
+	    FT_SESS_REFUSE, FT_PING, FT_PONG, FT_DATA_HELLO, FT_DATA_OK };
+	struct msg m, d;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		msg_init(&m, types[i]);
+		m.version = 1; m.status = 1; m.session = 7; m.nonce = 99;
+		m.client_port = 1;
+		m.have = FA_BIT(FA_VERSION) | FA_BIT(FA_STATUS) |
+		    FA_BIT(FA_SESSION) | FA_BIT(FA_NONCE) | FA_BIT(FA_CLIENT_PORT) |
+		    FA_BIT(FA_SECRET);
+		msg_set_str(&m, FA_NAME, "n");
+		msg_set_str(&m, FA_TEXT, "");
+		msg_set_str(&m, FA_SERVICE, "s");
+		msg_set_str(&m, FA_LISTEN, "127.0.0.1:1");
+		msg_set_str(&m, FA_CLIENT_ADDR, "127.0.0.1");
+		roundtrip(&m, &d);
+		assert_int_equal(d.type, types[i]);
+		assert_int_equal(d.have, m.have);
+	}
+}
+
+static void
+test_header_rejects(void **state)
+{
+	uint8_t h[FRAME_HDR];
+	const char *why;
+	uint16_t type;
+	uint32_t len;
+
+	(void)state;
+	hdr(h, FT_PING, 0, FRAME_MAX);
+	assert_int_equal(frame_hdr_decode(h, &type, &len, &why), 0);
+	hdr(h, FT_PING, 0, FRAME_MAX + 1);		/* oversized */
+	assert_int_equal(frame_hdr_decode(h, &type, &len, &why), -1);
+	assert_string_equal(why, "frame too large");
+	hdr(h, FT_PING, 0, 0xffffffffu);
+	assert_int_equal(frame_hdr_decode(h, &type, &len, &why), -1);
+	hdr(h, 0, 0, 0);				/* unknown types */
+	assert_int_equal(frame_hdr_decode(h, &type, &len, &why), -1);
+	hdr(h, 11, 0, 0);
+	assert_int_equal(frame_hdr_decode(h, &type, &len, &why), -1);
+	hdr(h, 0xffff, 0, 0);
+	assert_int_equal(frame_hdr_decode(h, &type, &len, &why), -1);
+	assert_string_equal(why, "unknown frame type");
+	hdr(h, FT_PING, 1, 0);				/* flags set */
+	assert_int_equal(frame_hdr_decode(h, &type, &len, &why), -1);
+}
+
+static void
+test_truncated_payloads(void **state)
+{
+	uint8_t p[64], secret[FRAME_SECRET] = { 0 };
+	uint8_t id[8] = { 0, 0, 0, 0, 0, 0, 0, 5 };
+	struct msg m;
+	const char *why;
+	size_t n = 0, cut;
+
+	(void)state;
+	n += attr(p + n, FA_SESSION, id, 8);
+	n += attr(p + n, FA_SECRET, secret, sizeof(secret));
+	assert_int_equal(msg_decode(FT_DATA_HELLO, p, n, &m, &why), 0);
+	/* Every shorter prefix must fail, never read past the end. */
+	for (cut = 0; cut < n; cut++)
+		assert_int_equal(msg_decode(FT_DATA_HELLO, p, cut, &m, &why), -1);
+}
+
+static void
+test_attribute_rejects(void **state)
+{
+	uint8_t p[256], v[300];
+	uint8_t id[8] = { 0 }, one[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
+	struct msg m;
+	const char *why;
+	size_t n;
+
+	(void)state;
+	memset(v, 'a', sizeof(v));
+	/* wrong fixed length */
+	n = attr(p, FA_NONCE, one, 4);
+	assert_int_equal(msg_decode(FT_PING, p, n, &m, &why), -1);
+	/* repeated */
+	n = attr(p, FA_NONCE, one, 8);
+	n += attr(p + n, FA_NONCE, one, 8);
+	assert_int_equal(msg_decode(FT_PING, p, n, &m, &why), -1);
+	assert_string_equal(why, "repeated attribute");
+	/* missing required */
+	n = attr(p, FA_TEXT, "x", 1);
+	assert_int_equal(msg_decode(FT_PING, p, n, &m, &why), -1);
+	assert_string_equal(why, "required attribute missing");
+	/* session id 0 */
+	n = attr(p, FA_SESSION, id, 8);
+	assert_int_equal(msg_decode(FT_DATA_OK, p, n, &m, &why), -1);
+	/* control byte in a string */
+	n = attr(p, FA_TEXT, "a\nb", 3);
+	assert_int_equal(msg_decode(FT_ERROR, p, n, &m, &why), -1);
+	/* service name with a slash, and one too long */
+	n = attr(p, FA_SERVICE, "../x", 4);
+	assert_int_equal(msg_decode(FT_SVC_CLOSE, p, n, &m, &why), -1);
+	n = attr(p, FA_SERVICE, v, 64);
+	assert_int_equal(msg_decode(FT_SVC_CLOSE, p, n, &m, &why), -1);
+	n = attr(p, FA_SERVICE, v, 63);
+	assert_int_equal(msg_decode(FT_SVC_CLOSE, p, n, &m, &why), 0);
+	/* unknown tags are skipped */
+	n = attr(p, 200, "zz", 2);
+	n += attr(p + n, FA_NONCE, one, 8);
+	assert_int_equal(msg_decode(FT_PING, p, n, &m, &why), 0);
+	assert_int_equal(m.nonce, 1);
+	/* unknown type */
+	assert_int_equal(msg_decode(12, p, n, &m, &why), -1);
+	/* attribute length past the payload */
+	n = attr(p, FA_NONCE, one, 8);
+	p[3] = 9;
+	assert_int_equal(msg_decode(FT_PING, p, n, &m, &why), -1);
+	assert_string_equal(why, "attribute runs past the frame");
+}
+
+static void
+test_encode_bounded(void **state)
+{
+	struct buf b = { 0 };
+	struct msg m;
+
+	(void)state;
+	msg_init(&m, FT_PING);
+	m.have |= FA_BIT(FA_NONCE);
+	/* A queue bound smaller than the frame refuses it whole. */
+	assert_int_equal(msg_encode(&m, &b, 10), -1);
+	assert_int_equal(buf_len(&b), 0);
+	assert_int_equal(msg_encode(&m, &b, 20), 0);
+	assert_int_equal(buf_len(&b), FRAME_HDR + 12);
+	buf_free(&b);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_roundtrip_sess_new),
+		cmocka_unit_test(test_roundtrip_all_types),
+		cmocka_unit_test(test_header_rejects),
+		cmocka_unit_test(test_truncated_payloads),
+		cmocka_unit_test(test_attribute_rejects),
+		cmocka_unit_test(test_encode_bounded),
+	};
+	return cmocka_run_group_tests_name("frame", tests, NULL, NULL);
+}
