@@ -75,7 +75,7 @@ test: deps
 
 demo: deps
 	$(MAKE) all
-	@sh scripts/demo.sh
+	@bash scripts/demo.sh
 
 clean:
 	rm -rf build build-asan
