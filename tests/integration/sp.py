@@ -1,0 +1,787 @@
+"""Helpers for the sallyport integration tests (standard library only).
+
+Everything here talks to 127.0.0.1 only.
+"""
+
+import atexit
+import errno
+import hashlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / os.environ.get("SALLYPORT_BUILD", "build")
+EDGE_BIN = BUILD / "sallyport-edge"
+AGENT_BIN = BUILD / "sallyport-agent"
+CTL_BIN = BUILD / "sallyportctl"
+
+LOOPBACK = "127.0.0.1"
+POLL = 0.05          # polling step, seconds
+MiB = 1024 * 1024
+
+
+# --------------------------------------------------------------------------
+# ports
+
+_handed_out = set()
+_port_lock = threading.Lock()
+
+
+def free_port():
+    """A currently free TCP port on 127.0.0.1, never the same one twice in a
+    test run (bind port 0, close, return)."""
+    with _port_lock:
+        for _ in range(100):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind((LOOPBACK, 0))
+                port = s.getsockname()[1]
+            finally:
+                s.close()
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
+    raise RuntimeError("no free port found")
+
+
+# --------------------------------------------------------------------------
+# waiting
+
+def wait_until(pred, timeout, what="condition", step=POLL):
+    """Poll pred() every `step` seconds until it returns a truthy value;
+    return that value, or raise AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(step)
+
+
+def tcp_connect(port, host=LOOPBACK, timeout=5.0):
+    s = socket.create_connection((host, port), timeout=timeout)
+    return s
+
+
+def connect_errno(port, host=LOOPBACK, timeout=2.0):
+    """Try one TCP connect. Return 0 if it succeeded (and close the socket),
+    else the errno (e.g. errno.ECONNREFUSED)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        return s.connect_ex((host, port))
+    except socket.timeout:
+        return errno.ETIMEDOUT
+    finally:
+        s.close()
+
+
+def read_banner(port, timeout=5.0, prefix=b"SSH-2.0"):
+    """Connect to port and read until a full line arrives; return True if it
+    starts with `prefix`. Any error or time-out returns False."""
+    deadline = time.monotonic() + timeout
+    try:
+        s = socket.create_connection((LOOPBACK, port), timeout=timeout)
+    except OSError:
+        return False
+    try:
+        buf = b""
+        while b"\n" not in buf and len(buf) < 1024:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            s.settimeout(left)
+            chunk = s.recv(1024)
+            if not chunk:
+                break
+            buf += chunk
+        return buf.startswith(prefix)
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def wait_closed(sock, timeout):
+    """Read from sock until the peer closes it (EOF, reset, TLS error).
+    Return the seconds it took; raise AssertionError if still open after
+    timeout. Data received meanwhile is discarded."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"connection still open after {timeout}s")
+        sock.settimeout(left)
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except (ConnectionError, OSError):
+            # includes ssl.SSLError (a subclass of OSError)
+            return time.monotonic() - t0
+        if not data:
+            return time.monotonic() - t0
+
+
+# --------------------------------------------------------------------------
+# files
+
+def random_file(path, size, chunk=MiB):
+    """Write `size` random bytes to path; return the hex SHA-256."""
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            b = os.urandom(min(chunk, left))
+            h.update(b)
+            f.write(b)
+            left -= len(b)
+    return h.hexdigest()
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(MiB)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def tail(path, n=50):
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError as e:
+        return f"<cannot read {path}: {e}>"
+    return "\n".join(lines[-n:])
+
+
+# --------------------------------------------------------------------------
+# processes
+
+ALL_PROCS = []   # every Proc started in this pytest run, in start order
+
+
+def _children_of(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...; comm may contain spaces/parens
+        rest = st[st.rfind(")") + 2:].split()
+        if len(rest) > 1 and int(rest[1]) == pid:
+            out.append(int(d))
+    return out
+
+
+class Proc:
+    """A child process whose stdout+stderr go to a log file.
+
+    wrapped=True means argv starts with a wrapper (strace) whose child is the
+    real program: signals are then delivered to that child."""
+
+    def __init__(self, name, argv, log_path, wrapped=False, env=None, cwd=None):
+        self.name = name
+        self.argv = [str(a) for a in argv]
+        self.log_path = Path(log_path)
+        self.wrapped = wrapped
+        self._logf = open(self.log_path, "ab")
+        self.started_at = time.monotonic()
+        self.popen = subprocess.Popen(
+            self.argv, stdin=subprocess.DEVNULL, stdout=self._logf,
+            stderr=subprocess.STDOUT, cwd=str(cwd or ROOT), env=env,
+            start_new_session=True)
+        self.pid = self.popen.pid
+        ALL_PROCS.append(self)
+
+    # -- state
+    def alive(self):
+        return self.popen.poll() is None
+
+    @property
+    def returncode(self):
+        return self.popen.poll()
+
+    def target_pid(self, timeout=10):
+        """PID of the real program (the wrapper's child when wrapped)."""
+        if not self.wrapped:
+            return self.pid
+        kids = wait_until(lambda: _children_of(self.pid) or
+                          (self.popen.poll() is not None and [None]),
+                          timeout, f"{self.name}: wrapped child")
+        if kids == [None]:
+            raise AssertionError(f"{self.name}: wrapper exited early\n"
+                                 + self.tail())
+        return kids[0]
+
+    # -- log
+    def log(self):
+        try:
+            return self.log_path.read_bytes().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def mark(self):
+        """Current log size: pass as since= to wait for lines written later."""
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def lines(self, since=0):
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                data = f.read()
+        except OSError:
+            return []
+        text = data.decode("utf-8", "replace")
+        lines = text.split("\n")
+        if not text.endswith("\n"):
+            lines = lines[:-1]      # incomplete last line: not yet
+        return lines
+
+    def find(self, match, since=0):
+        """All complete log lines (from byte offset since) that match:
+        match is a substring, a list of substrings (all in one line), a
+        compiled regex, or a callable(line) -> bool."""
+        return [ln for ln in self.lines(since) if _matches(match, ln)]
+
+    def count(self, match, since=0):
+        return len(self.find(match, since))
+
+    def wait_log(self, match, timeout=20, since=0, count=1):
+        """Poll the log until `count` lines (after byte offset since) match;
+        return the last matching line. Fails early if the process exits."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.find(match, since)
+            if len(found) >= count:
+                return found[count - 1]
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"{self.name}: no log line matching {match!r} "
+                    f"(x{count}) within {timeout}s; last lines:\n{self.tail()}")
+            if not self.alive():
+                # one last look: the line may have been written just before exit
+                found = self.find(match, since)
+                if len(found) >= count:
+                    return found[count - 1]
+                raise AssertionError(
+                    f"{self.name} exited with {self.returncode} while waiting "
+                    f"for {match!r}; last lines:\n{self.tail()}")
+            time.sleep(POLL)
+
+    def tail(self, n=50):
+        return tail(self.log_path, n)
+
+    # -- signals / stopping
+    def signal(self, sig):
+        pid = self.target_pid()
+        os.kill(pid, sig)
+
+    def wait(self, timeout):
+        """Wait for exit; return the exit status or None on time-out."""
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self):
+        """SIGKILL the program (and the wrapper) and reap it."""
+        if self.alive():
+            try:
+                if self.wrapped:
+                    for k in _children_of(self.pid):
+                        os.kill(k, signal.SIGKILL)
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.popen.wait(timeout=10)
+
+    def stop(self, timeout=5):
+        """SIGTERM, then SIGKILL after timeout seconds. Return exit status."""
+        if self.alive():
+            try:
+                self.signal(signal.SIGTERM)
+            except (ProcessLookupError, AssertionError):
+                pass
+            rc = self.wait(timeout)
+            if rc is None:
+                try:
+                    if self.wrapped:
+                        for k in _children_of(self.pid):
+                            os.kill(k, signal.SIGKILL)
+                    os.killpg(self.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.popen.wait(timeout=10)
+        if not self._logf.closed:
+            self._logf.close()
+        return self.popen.returncode
+
+    def __repr__(self):
+        return f"<Proc {self.name} pid={self.pid} rc={self.popen.poll()}>"
+
+
+def _matches(match, line):
+    if callable(match):
+        return match(line)
+    if isinstance(match, re.Pattern):
+        return match.search(line) is not None
+    if isinstance(match, (list, tuple)):
+        return all(m in line for m in match)
+    return match in line
+
+
+@atexit.register
+def _kill_leftovers():
+    for p in ALL_PROCS:
+        try:
+            if p.alive():
+                os.killpg(p.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def run(argv, timeout=120, check=True, **kw):
+    """subprocess.run with captured text output; on check failure the
+    assertion message carries the output."""
+    argv = [str(a) for a in argv]
+    r = subprocess.run(argv, stdin=kw.pop("stdin", subprocess.DEVNULL),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=timeout, text=True, errors="replace", **kw)
+    if check and r.returncode != 0:
+        raise AssertionError(f"command failed ({r.returncode}): "
+                             f"{' '.join(argv)}\n{r.stdout}")
+    return r
+
+
+# --------------------------------------------------------------------------
+# PKI
+
+class Pki:
+    def __init__(self, d):
+        self.dir = Path(d)
+        for n in ("ca.crt", "ca.key", "edge.crt", "edge.key",
+                  "agent.crt", "agent.key"):
+            setattr(self, n.replace(".", "_"), self.dir / n)
+
+
+def make_pki(d, names=()):
+    argv = [CTL_BIN, "pki", "init", d]
+    for n in names:
+        argv += ["--edge-name", n]
+    run(argv, timeout=60)
+    pki = Pki(d)
+    for f in ("ca_crt", "edge_crt", "edge_key", "agent_crt", "agent_key"):
+        assert getattr(pki, f).is_file(), f"pki init did not write {f}"
+    return pki
+
+
+# --------------------------------------------------------------------------
+# ssh / sftp / scp clients
+
+class SshBackend:
+    """A running sshd (module scoped) plus the client key that logs in."""
+
+    def __init__(self, proc, port, key, user, root):
+        self.proc = proc
+        self.port = port
+        self.key = key
+        self.user = user
+        self.root = Path(root)        # a directory for remote files
+
+    def ssh_opts(self, port):
+        return ["-F", "/dev/null",
+                "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "BatchMode=yes",
+                "-o", "IdentitiesOnly=yes",
+                "-o", "LogLevel=ERROR",
+                "-o", "ConnectTimeout=30",
+                "-o", "ServerAliveInterval=0",
+                "-i", str(self.key), "-P", str(port)]
+
+    def sftp_batch(self, port, batch_file, extra=(), timeout=300):
+        """Run sftp -b batch_file against 127.0.0.1:port; return CompletedProcess."""
+        argv = (["sftp"] + self.ssh_opts(port) + list(extra)
+                + ["-b", str(batch_file), f"{self.user}@{LOOPBACK}"])
+        return run(argv, timeout=timeout, check=False)
+
+    def sftp(self, port, commands, tmpdir, extra=(), timeout=300, check=True):
+        bf = Path(tmpdir) / f"batch-{time.monotonic_ns()}.txt"
+        bf.write_text("".join(c + "\n" for c in commands))
+        r = self.sftp_batch(port, bf, extra, timeout)
+        if check:
+            assert r.returncode == 0, (f"sftp {commands} via port {port} "
+                                       f"failed ({r.returncode}):\n{r.stdout}")
+        return r
+
+    def sftp_popen(self, port, commands, tmpdir, extra=(), name="sftp"):
+        bf = Path(tmpdir) / f"batch-{name}.txt"
+        bf.write_text("".join(c + "\n" for c in commands))
+        out = Path(tmpdir) / f"{name}.out"
+        argv = (["sftp"] + self.ssh_opts(port) + list(extra)
+                + ["-b", str(bf), f"{self.user}@{LOOPBACK}"])
+        f = open(out, "wb")
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f,
+                             stderr=subprocess.STDOUT)
+        f.close()
+        p.out_path = out
+        return p
+
+    def scp(self, port, src, dst, legacy=False, timeout=300):
+        argv = ["scp"] + (["-O"] if legacy else []) + self.ssh_opts(port) \
+            + ["-q", str(src), str(dst)]
+        r = run(argv, timeout=timeout, check=False)
+        assert r.returncode == 0, (f"scp{' -O' if legacy else ''} {src} {dst} "
+                                   f"via port {port} failed:\n{r.stdout}")
+        return r
+
+    def remote(self, path):
+        return f"{self.user}@{LOOPBACK}:{path}"
+
+
+def start_sshd(d):
+    """Start /usr/sbin/sshd -D -e on a free loopback port in directory d."""
+    d = Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    try:
+        os.makedirs("/run/sshd", exist_ok=True)   # privilege separation dir
+    except OSError:
+        pass                                       # not root: sshd will say
+    hostkey = d / "ssh_host_ed25519_key"
+    userkey = d / "id_ed25519"
+    for k in (hostkey, userkey):
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "sallyport-test",
+             "-f", k], timeout=30)
+    os.chmod(hostkey, 0o600)
+    os.chmod(userkey, 0o600)
+    ak = d / "authorized_keys"
+    ak.write_text((d / "id_ed25519.pub").read_text())
+    os.chmod(ak, 0o600)
+    files = d / "files"
+    files.mkdir(exist_ok=True)
+    port = free_port()
+    user = _username()
+    cfg = d / "sshd_config"
+    lines = [
+        f"ListenAddress {LOOPBACK}:{port}",
+        f"HostKey {hostkey}",
+        f"AuthorizedKeysFile {ak}",
+        "StrictModes no",
+        "UsePAM no",
+        "PidFile none",
+        "PermitRootLogin prohibit-password",
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UseDNS no",
+        "Subsystem sftp internal-sftp",
+        "MaxStartups 100:30:200",
+        "MaxSessions 100",
+        "LogLevel INFO",
+        f"AllowUsers {user}",
+    ]
+    cfg.write_text("\n".join(lines) + "\n")
+    # newer OpenSSH (9.8+) penalises sources; the tests make many probes
+    if _sshd_accepts(cfg, "PerSourcePenalties no"):
+        cfg.write_text("\n".join(lines + ["PerSourcePenalties no"]) + "\n")
+    run(["/usr/sbin/sshd", "-t", "-f", cfg], timeout=30)
+    proc = Proc("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", cfg], d / "sshd.log")
+    try:
+        wait_until(lambda: read_banner(port, timeout=2) or
+                   (not proc.alive() and _raise(proc)),
+                   20, f"sshd banner on port {port}")
+    except Exception:
+        proc.stop()
+        raise
+    return SshBackend(proc, port, userkey, user, files)
+
+
+def _raise(proc):
+    raise AssertionError(f"{proc.name} exited ({proc.returncode}):\n{proc.tail()}")
+
+
+def _sshd_accepts(cfg, line):
+    probe = Path(str(cfg) + ".probe")
+    probe.write_text(cfg.read_text() + line + "\n")
+    r = run(["/usr/sbin/sshd", "-t", "-f", probe], check=False, timeout=30)
+    probe.unlink()
+    return r.returncode == 0
+
+
+def _username():
+    import pwd
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+# --------------------------------------------------------------------------
+# nginx (HTTPS backend)
+
+class Nginx:
+    def __init__(self, proc, port, cert, root):
+        self.proc = proc
+        self.port = port
+        self.cert = cert
+        self.root = Path(root)
+
+
+def start_nginx(d):
+    d = Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    for sub in ("html", "logs", "tmp"):
+        (d / sub).mkdir(exist_ok=True)
+    cert, key = d / "tls.crt", d / "tls.key"
+    run(["openssl", "req", "-x509", "-newkey", "ec",
+         "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", key, "-out", cert], timeout=60)
+    port = free_port()
+    conf = d / "nginx.conf"
+    conf.write_text(f"""
+user root;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log stderr info;
+events {{ worker_connections 256; }}
+http {{
+    access_log {d}/logs/access.log;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    default_type application/octet-stream;
+    sendfile on;
+    server {{
+        listen {LOOPBACK}:{port} ssl;
+        server_name localhost;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        root {d}/html;
+    }}
+}}
+""")
+    argv = ["/usr/sbin/nginx", "-e", "stderr", "-c", conf, "-p", d,
+            "-g", "daemon off;"]
+    run(argv + ["-t"], timeout=30)
+    proc = Proc("nginx", argv, d / "nginx.log")
+    try:
+        wait_until(lambda: connect_errno(port) == 0 or
+                   (not proc.alive() and _raise(proc)),
+                   20, f"nginx on port {port}")
+    except Exception:
+        proc.stop()
+        raise
+    return Nginx(proc, port, cert, d / "html")
+
+
+# --------------------------------------------------------------------------
+# sallyport daemons
+
+def _traced_env():
+    """Environment for a program run under strace: LeakSanitizer (SAN=asan
+    builds) cannot work under ptrace and would turn exit 0 into 1."""
+    env = dict(os.environ)
+    opts = env.get("ASAN_OPTIONS", "")
+    env["ASAN_OPTIONS"] = (opts + ":" if opts else "") + "detect_leaks=0"
+    return env
+
+
+class Edge:
+    def __init__(self, proc, control_port):
+        self.proc = proc
+        self.control_port = control_port
+        self.addr = f"{LOOPBACK}:{control_port}"
+
+
+def start_edge(d, pki, claim_timeout=None, name=None, wrapper=(), tag="edge"):
+    assert EDGE_BIN.exists(), f"{EDGE_BIN} missing: run make first"
+    port = free_port()
+    argv = list(wrapper) + [EDGE_BIN, "--control", f"{LOOPBACK}:{port}",
+                            "--cert", pki.edge_crt, "--key", pki.edge_key,
+                            "--ca", pki.ca_crt]
+    if claim_timeout is not None:
+        argv += ["--claim-timeout", str(claim_timeout)]
+    if name is not None:
+        argv += ["--name", name]
+    proc = Proc(tag, argv, Path(d) / f"{tag}.log", wrapped=bool(wrapper),
+                env=_traced_env() if wrapper else None)
+    proc.wait_log(f"control listening on {LOOPBACK}:{port}", timeout=20)
+    return Edge(proc, port)
+
+
+def write_agent_conf(path, pki, edges, services, name="agent1"):
+    """services: {name: (listen_port, [backend_port, ...])};
+    edges: list of "host:port" strings."""
+    out = ["[agent]"]
+    if name:
+        out.append(f"name = {name}")
+    for e in edges:
+        out.append(f"edge = {e}")
+    out += [f"cert = {pki.agent_crt}", f"key = {pki.agent_key}",
+            f"ca = {pki.ca_crt}", ""]
+    for svc, (listen, backends) in services.items():
+        out.append(f"[service {svc}]")
+        out.append(f"listen = {LOOPBACK}:{listen}")
+        for b in backends:
+            out.append(f"backend = {LOOPBACK}:{b}")
+        out.append("")
+    Path(path).write_text("\n".join(out))
+    return Path(path)
+
+
+class Agent:
+    def __init__(self, proc, conf, services):
+        self.proc = proc
+        self.conf = conf
+        self.services = services
+
+
+def start_agent(d, pki, edge, services, edges=None, name="agent1",
+                wrapper=(), tag="agent", wait=True):
+    """Start an agent for `services` ({name: (listen_port, [backends])}).
+    edges defaults to [edge.addr]. With wait, return once the edge has
+    logged every service open (only lines written after this call count)."""
+    assert AGENT_BIN.exists(), f"{AGENT_BIN} missing: run make first"
+    conf = write_agent_conf(Path(d) / f"{tag}.conf", pki,
+                            edges or [edge.addr], services, name=name)
+    mark = edge.proc.mark() if edge is not None else 0
+    proc = Proc(tag, list(wrapper) + [AGENT_BIN, "--config", conf],
+                Path(d) / f"{tag}.log", wrapped=bool(wrapper),
+                env=_traced_env() if wrapper else None)
+    agent = Agent(proc, conf, services)
+    if wait and edge is not None:
+        for svc, (listen, _) in services.items():
+            _wait_edge_log_or_agent_death(
+                edge, proc, f"service {svc} open on {LOOPBACK}:{listen}", mark)
+    return agent
+
+
+def _wait_edge_log_or_agent_death(edge, agent_proc, match, since, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        if edge.proc.find(match, since):
+            return
+        if not agent_proc.alive():
+            raise AssertionError(f"agent exited ({agent_proc.returncode}) "
+                                 f"before edge logged {match!r}:\n"
+                                 f"{agent_proc.tail()}")
+        if not edge.proc.alive():
+            raise AssertionError(f"edge exited ({edge.proc.returncode}):\n"
+                                 f"{edge.proc.tail()}")
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"edge did not log {match!r} within {timeout}s\n"
+                f"--- edge:\n{edge.proc.tail()}\n--- agent:\n{agent_proc.tail()}")
+        time.sleep(POLL)
+
+
+# --------------------------------------------------------------------------
+# a TCP forwarder (threads) used to cut one connection on purpose
+
+class Forwarder:
+    """Accepts on a free loopback port and relays each connection to
+    127.0.0.1:target. cut(i) closes both sockets of the i-th accepted
+    connection (0 = first)."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.port = free_port()
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((LOOPBACK, self.port))
+        self.lsock.listen(128)
+        self.conns = []          # [(client_sock, upstream_sock)]
+        self.lock = threading.Lock()
+        self.closed = False
+        self.t = threading.Thread(target=self._accept_loop, daemon=True)
+        self.t.start()
+
+    def _accept_loop(self):
+        while not self.closed:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            try:
+                u = socket.create_connection((LOOPBACK, self.target), timeout=10)
+                u.settimeout(None)
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.conns.append((c, u))
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pump, args=(a, b),
+                                 daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while True:
+                data = src.recv(262144)
+                if not data:
+                    break
+                dst.sendall(data)
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        except OSError:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def accepted(self):
+        with self.lock:
+            return len(self.conns)
+
+    def cut(self, i):
+        with self.lock:
+            pair = self.conns[i]
+        for s in pair:
+            try:
+                s.shutdown(socket.SHUT_RDWR)   # wakes the pump threads
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        self.closed = True
+        try:
+            self.lsock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.lsock.close()
+        with self.lock:
+            pairs = list(self.conns)
+        for pair in pairs:
+            for s in pair:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()

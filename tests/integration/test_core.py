@@ -1,0 +1,669 @@
+"""Core end-to-end tests for sallyport: edge + agent + real backends.
+
+All traffic stays on 127.0.0.1.
+"""
+
+import errno
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+
+import fakeagent as fa
+import sp
+from sp import LOOPBACK, MiB
+
+SESSION_CLOSED = re.compile(
+    r"session (\d+) closed service=(\S+) client=\S+ bytes_in=(\d+) "
+    r"bytes_out=(\d+) duration=\S+ reason=(\S+)")
+
+
+def remote_dir(sshd, tmp_path):
+    """A fresh directory on the backend's disk for this test."""
+    d = sshd.root / tmp_path.name
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def sftp_ls(g, tmp_path, path=None):
+    return g.sshd.sftp(g.port, [f"ls -l {path or g.sshd.root}"], tmp_path,
+                       timeout=60)
+
+
+def assert_refused_promptly(port, within):
+    """Poll TCP connects to port until one is refused (ECONNREFUSED);
+    fail if that takes longer than `within` seconds. Returns the time."""
+    t0 = time.monotonic()
+    last = None
+    while True:
+        last = sp.connect_errno(port, timeout=1.0)
+        if last == errno.ECONNREFUSED:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > within:
+            raise AssertionError(
+                f"port {port} still not refusing after {within}s "
+                f"(last connect: {errno.errorcode.get(last, last)})")
+        time.sleep(sp.POLL)
+
+
+def closed_sessions(edge, since=0):
+    out = []
+    for ln in edge.proc.find(SESSION_CLOSED, since):
+        m = SESSION_CLOSED.search(ln)
+        out.append({"id": int(m.group(1)), "service": m.group(2),
+                    "in": int(m.group(3)), "out": int(m.group(4)),
+                    "reason": m.group(5)})
+    return out
+
+
+def wait_session_with_bytes(edge, nbytes, since, timeout=30):
+    """Wait for a 'session N closed' line carrying at least nbytes in one
+    direction (the naming of in/out is the edge's business)."""
+    def pred(ln):
+        m = SESSION_CLOSED.search(ln)
+        return bool(m) and max(int(m.group(3)), int(m.group(4))) >= nbytes
+    return edge.proc.wait_log(pred, timeout=timeout, since=since)
+
+
+# --------------------------------------------------------------------------
+# bulk transfers
+
+def test_sftp_100m(sftp_gw, tmp_path):
+    g, ssh = sftp_gw, sftp_gw.sshd
+    rd = remote_dir(ssh, tmp_path)
+    size = 100 * MiB
+    src, back, remote = tmp_path / "big.bin", tmp_path / "big.back", rd / "big.bin"
+    try:
+        h = sp.random_file(src, size)
+
+        mark = g.edge.proc.mark()
+        ssh.sftp(g.port, [f"put {src} {remote}"], tmp_path, timeout=900)
+        assert remote.stat().st_size == size
+        assert sp.sha256_file(remote) == h, "backend copy differs after upload"
+        wait_session_with_bytes(g.edge, size, mark)
+
+        mark = g.edge.proc.mark()
+        ssh.sftp(g.port, [f"get {remote} {back}"], tmp_path, timeout=900)
+        assert back.stat().st_size == size
+        assert sp.sha256_file(back) == h, "downloaded copy differs"
+        wait_session_with_bytes(g.edge, size, mark)
+    finally:
+        for f in (src, back, remote):
+            f.unlink(missing_ok=True)
+
+    # scp, SFTP-based (default) and legacy (-O)
+    ssize = 8 * MiB + 12345
+    small = tmp_path / "small.bin"
+    hs = sp.random_file(small, ssize)
+    for legacy in (False, True):
+        tag = "legacy" if legacy else "sftp"
+        r = rd / f"scp-{tag}.bin"
+        local = tmp_path / f"scp-{tag}.back"
+        ssh.scp(g.port, small, ssh.remote(r), legacy=legacy)
+        assert sp.sha256_file(r) == hs, f"scp ({tag}) upload corrupted"
+        ssh.scp(g.port, ssh.remote(r), local, legacy=legacy)
+        assert sp.sha256_file(local) == hs, f"scp ({tag}) download corrupted"
+
+
+def test_50_concurrent_sftp(sftp_gw, tmp_path):
+    g, ssh = sftp_gw, sftp_gw.sshd
+    rd = remote_dir(ssh, tmp_path)
+    n = 50
+    hashes, procs = {}, {}
+    mark = g.edge.proc.mark()
+    for i in range(n):
+        hashes[i] = sp.random_file(tmp_path / f"f{i}.bin", MiB)
+    for i in range(n):
+        procs[i] = ssh.sftp_popen(
+            g.port, [f"put {tmp_path}/f{i}.bin {rd}/f{i}.bin",
+                     f"get {rd}/f{i}.bin {tmp_path}/f{i}.back"],
+            tmp_path, name=f"sftp{i}")
+    deadline = time.monotonic() + 300
+    failures = []
+    for i, p in procs.items():
+        try:
+            rc = p.wait(timeout=max(1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            rc = "timeout"
+        if rc != 0:
+            failures.append(f"sftp{i}: rc={rc}: {p.out_path.read_text()[-500:]}")
+    assert not failures, f"{len(failures)} of {n} sessions failed:\n" + \
+        "\n".join(failures[:10])
+    for i in range(n):
+        assert sp.sha256_file(rd / f"f{i}.bin") == hashes[i], f"backend f{i}"
+        assert sp.sha256_file(tmp_path / f"f{i}.back") == hashes[i], f"back f{i}"
+    # the edge saw (at least) 50 distinct sessions, and all of them ended
+    new = g.edge.proc.find(re.compile(r"session \d+ new service=sftp "), mark)
+    ids = {int(re.search(r"session (\d+) new", ln).group(1)) for ln in new}
+    assert len(ids) >= n, f"edge logged {len(ids)} distinct sessions"
+    sp.wait_until(lambda: len({s["id"] for s in closed_sessions(g.edge, mark)})
+                  >= n, 30, "50 session-closed lines")
+
+
+# --------------------------------------------------------------------------
+# availability
+
+def test_no_agent_refused_promptly(tmp_path, pki, edge, sshd):
+    port = sp.free_port()
+    # 1. edge up, no agent ever: the service port refuses at once
+    t0 = time.monotonic()
+    err = sp.connect_errno(port, timeout=1.0)
+    took = time.monotonic() - t0
+    assert err == errno.ECONNREFUSED, errno.errorcode.get(err, err)
+    assert took < 1.0
+
+    # 2. an agent opens the service (the port now really answers) ...
+    agent = sp.start_agent(tmp_path, pki, edge, {"sftp": (port, [sshd.port])})
+    assert sp.read_banner(port, timeout=10), "service did not relay sshd banner"
+    # ... and leaves: from its exit on, the port must refuse within 1 s
+    mark = edge.proc.mark()
+    agent.proc.signal(signal.SIGTERM)
+    assert agent.proc.wait(10) is not None, "agent ignored SIGTERM"
+    took = assert_refused_promptly(port, within=1.0)
+    edge.proc.wait_log("service sftp closed", since=mark, timeout=5)
+    assert edge.proc.alive()
+    t0 = time.monotonic()
+    assert sp.connect_errno(port, timeout=1.0) == errno.ECONNREFUSED
+    assert time.monotonic() - t0 < 1.0, took
+
+
+def test_agent_sigkill_restart(sftp_gw, tmp_path, pki):
+    g = sftp_gw
+    edge_pid = g.edge.proc.pid
+    sftp_ls(g, tmp_path)
+
+    mark = g.edge.proc.mark()
+    g.agent.proc.kill()                     # SIGKILL
+    assert g.agent.proc.returncode == -signal.SIGKILL
+    assert_refused_promptly(g.port, within=3.0)
+    g.edge.proc.wait_log("service sftp closed", since=mark, timeout=5)
+
+    # restart and measure the time to the first relayed SSH banner
+    agent2 = sp.start_agent(tmp_path, pki, g.edge,
+                            {"sftp": (g.port, [g.sshd.port])},
+                            tag="agent2", wait=False)
+    t0 = agent2.proc.started_at
+    ok_at = None
+    while time.monotonic() - t0 < 15:
+        left = 15 - (time.monotonic() - t0)
+        if sp.read_banner(g.port, timeout=min(5.0, max(0.1, left))):
+            ok_at = time.monotonic() - t0
+            break
+        assert agent2.proc.alive(), "restarted agent died:\n" + agent2.proc.tail()
+        time.sleep(sp.POLL)
+    assert ok_at is not None, "service never came back after agent restart"
+    assert ok_at <= 2.0, f"service back only {ok_at:.2f}s after agent restart"
+    sftp_ls(g, tmp_path)
+
+    assert g.edge.proc.alive() and g.edge.proc.pid == edge_pid
+    assert g.edge.proc.count("control listening on") == 1, "edge restarted?"
+    assert g.edge.proc.count(["agent agent1 connected from"]) >= 2
+
+
+def test_control_drop_during_transfer(tmp_path, pki, edge, sshd):
+    fwd = sp.Forwarder(edge.control_port)
+    try:
+        port = sp.free_port()
+        agent = sp.start_agent(tmp_path, pki, edge, {"sftp": (port, [sshd.port])},
+                               edges=[f"{LOOPBACK}:{fwd.port}"])
+        assert fwd.accepted() >= 1, "agent did not go through the forwarder"
+        rd = remote_dir(sshd, tmp_path)
+        size = 48 * MiB
+        remote, local = rd / "dl.bin", tmp_path / "dl.bin"
+        h = sp.random_file(remote, size)
+
+        # ~4 MiB/s: the download lasts about 12 s
+        p = sshd.sftp_popen(port, [f"get {remote} {local}"], tmp_path,
+                            extra=["-l", "32768"], name="slowget")
+        try:
+            sp.wait_until(lambda: (local.exists() and local.stat().st_size
+                                   >= 2 * MiB) or p.poll() is not None,
+                          60, "download to start")
+            assert p.poll() is None, ("download finished before the cut:\n"
+                                      + p.out_path.read_text())
+            got = local.stat().st_size
+            assert got < size
+            amark, emark = agent.proc.mark(), edge.proc.mark()
+            fwd.cut(0)                      # the control connection only
+            agent.proc.wait_log(f"edge {LOOPBACK}:{fwd.port} lost",
+                                since=amark, timeout=20)
+            rc = p.wait(timeout=300)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert rc == 0, p.out_path.read_text()
+        assert sp.sha256_file(local) == h, "download corrupted after control drop"
+        # the agent came back: a second control connection
+        edge.proc.wait_log("agent agent1 connected from", since=emark,
+                           timeout=40)
+        assert edge.proc.count("agent agent1 connected from") >= 2
+        assert fwd.accepted() >= 3      # control, data link, new control
+        assert edge.proc.alive() and agent.proc.alive()
+        # and the service works again through the new control connection
+        sp.wait_until(lambda: sp.read_banner(port, timeout=5), 20,
+                      "service back after reconnect")
+        local.unlink()
+        remote.unlink()
+    finally:
+        fwd.close()
+
+
+# --------------------------------------------------------------------------
+# hostile input on the control port
+
+def _send_and_expect_close(edge, payload, half_close=False):
+    mark = edge.proc.mark()
+    s = sp.tcp_connect(edge.control_port)
+    lport = s.getsockname()[1]
+    try:
+        try:
+            s.sendall(payload)
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass                            # edge already closed: fine
+        took = sp.wait_closed(s, timeout=10)
+    finally:
+        s.close()
+    edge.proc.wait_log([f"{LOOPBACK}:{lport}", "refused"], since=mark,
+                       timeout=10)
+    return took
+
+
+def test_control_port_garbage(sftp_gw, tmp_path):
+    g = sftp_gw
+    junk = bytearray(os.urandom(4096))
+    junk[0] = 0x00 if junk[0] == 0x16 else junk[0]
+    cases = {
+        "random": bytes(junk),
+        "http": b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: t\r\n\r\n",
+        "tls-junk": b"\x16\x03\x01\x00\x20" + os.urandom(32),
+    }
+    for name, payload in cases.items():
+        _send_and_expect_close(g.edge, payload)
+        assert g.edge.proc.alive(), f"edge died on {name}"
+    # a truncated ClientHello record, then EOF
+    _send_and_expect_close(g.edge, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+                           + os.urandom(20), half_close=True)
+    assert g.edge.proc.alive()
+    # the service still works
+    sftp_ls(g, tmp_path)
+    assert g.agent.proc.count("lost") == 0, "agent lost its edge"
+
+
+def test_control_handshake_timeout(tmp_path, pki, edge):
+    """Nothing, a partial TLS record, or a TLS session without a frame:
+    each is dropped by the edge's 10 s handshake time-out."""
+    silent = sp.tcp_connect(edge.control_port)
+    partial = sp.tcp_connect(edge.control_port)
+    partial.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+    ctx = fa.client_context(pki.ca_crt, pki.agent_crt, pki.agent_key)
+    noframe = fa.tls_connect(ctx, edge.control_port)
+    t0 = time.monotonic()
+    results = {}
+
+    def watch(name, s):
+        try:
+            sp.wait_closed(s, timeout=25)
+            results[name] = time.monotonic() - t0
+        except AssertionError:
+            results[name] = None
+
+    ts = [threading.Thread(target=watch, args=a)
+          for a in (("silent", silent), ("partial", partial),
+                    ("tls-no-frame", noframe))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
+    for s in (silent, partial, noframe):
+        s.close()
+    for name, took in results.items():
+        assert took is not None, f"{name}: not closed within 25 s"
+        assert 8.0 <= took <= 16.0, f"{name}: closed after {took:.1f}s, want ~10"
+    assert edge.proc.alive()
+
+
+def test_tls_client_without_cert(sftp_gw, tmp_path, pki):
+    g = sftp_gw
+    # positive control: with the agent certificate the same code path works
+    good = fa.FakeAgent(g.edge.control_port, pki.ca_crt, pki.agent_crt,
+                        pki.agent_key, name="probe")
+    assert good.connect().type == fa.HELLO_OK
+    good.close()
+
+    mark = g.edge.proc.mark()
+    ctx = fa.client_context(pki.ca_crt)     # verifies the edge, no client cert
+    raw = sp.tcp_connect(g.edge.control_port)
+    lport = raw.getsockname()[1]
+    got = None
+    try:
+        s = ctx.wrap_socket(raw, server_hostname=LOOPBACK)
+        s.settimeout(10)
+        try:
+            s.sendall(fa.frame(fa.HELLO, fa.attr(fa.A_VERSION, fa.u16(1)),
+                               fa.attr(fa.A_NAME, "nocert")))
+            got = fa.FrameReader(s).read()
+        except (EOFError, OSError):
+            pass                            # alert / close: expected
+        s.close()
+    except (ssl.SSLError, OSError):
+        raw.close()                         # handshake failed: expected
+    assert got is None or got.type == fa.ERROR, f"edge answered {got}"
+    g.edge.proc.wait_log([f"{LOOPBACK}:{lport}", "refused"], since=mark)
+    assert g.edge.proc.alive()
+    sftp_ls(g, tmp_path)
+
+
+def test_cert_from_other_ca(sftp_gw, tmp_path, pki, other_pki):
+    g = sftp_gw
+    good = fa.FakeAgent(g.edge.control_port, pki.ca_crt, pki.agent_crt,
+                        pki.agent_key, name="probe")
+    assert good.connect().type == fa.HELLO_OK   # positive control
+    good.close()
+
+    # the other CA's agent certificate (the edge itself is trusted)
+    mark = g.edge.proc.mark()
+    bad = fa.FakeAgent(g.edge.control_port, pki.ca_crt, other_pki.agent_crt,
+                       other_pki.agent_key, name="intruder")
+    with pytest.raises((ssl.SSLError, EOFError, OSError, fa.ProtocolError)):
+        bad.connect()
+    bad.close()
+    assert bad.local_port is not None
+    g.edge.proc.wait_log([f"{LOOPBACK}:{bad.local_port}", "refused"], since=mark)
+
+    # the real agent with the other CA's certificate gets nowhere either
+    port = sp.free_port()
+    mark = g.edge.proc.mark()
+    sp.write_agent_conf(tmp_path / "intruder.conf", other_pki, [g.edge.addr],
+                        {"evil": (port, [g.sshd.port])}, name="intruder")
+    # it must trust the real edge to get as far as presenting its cert
+    conf = (tmp_path / "intruder.conf").read_text().replace(
+        f"ca = {other_pki.ca_crt}", f"ca = {pki.ca_crt}")
+    (tmp_path / "intruder.conf").write_text(conf)
+    intruder = sp.Proc("intruder", [sp.AGENT_BIN, "--config",
+                                    tmp_path / "intruder.conf"],
+                       tmp_path / "intruder.log")
+    g.edge.proc.wait_log("refused", since=mark, timeout=15)
+    assert not g.edge.proc.find("agent intruder connected", since=mark)
+    assert not g.edge.proc.find("service evil open", since=mark)
+    assert sp.connect_errno(port) == errno.ECONNREFUSED
+    intruder.stop()
+
+    assert g.edge.proc.alive()
+    sftp_ls(g, tmp_path)
+
+
+# --------------------------------------------------------------------------
+# data links, with the fake agent
+
+@pytest.fixture
+def fake(tmp_path, pki, edge):
+    """edge + a connected fake agent offering service "echo"."""
+    a = fa.FakeAgent(edge.control_port, pki.ca_crt, pki.agent_crt,
+                     pki.agent_key, name="fake1")
+    a.connect()
+    a.svc_port = sp.free_port()
+    status, text = a.svc_open("echo", f"{LOOPBACK}:{a.svc_port}")
+    assert status == 0, f"SVC_OPEN failed: {text}"
+    edge.proc.wait_log(f"service echo open on {LOOPBACK}:{a.svc_port}")
+    a.edge = edge
+    yield a
+    a.close()
+
+
+def _assert_refused_link(edge, dl, mark):
+    assert not dl.ok, "edge accepted the data link"
+    r = dl.result
+    assert isinstance(r, (EOFError, OSError)) or r.type == fa.ERROR, r
+    dl.close()
+    edge.proc.wait_log([f"{LOOPBACK}:{dl.local_port}", "refused"], since=mark)
+
+
+def _client_and_session(fake):
+    c = sp.tcp_connect(fake.svc_port)
+    c.sendall(b"ping\n")
+    s = fake.wait_sess_new(timeout=10)
+    assert s["service"] == "echo"
+    assert s["addr"] == LOOPBACK and s["port"] == c.getsockname()[1], s
+    return c, s
+
+
+def _recv_exact(sock, n, timeout=10):
+    sock.settimeout(timeout)
+    buf = b""
+    while len(buf) < n:
+        b = sock.recv(n - len(buf))
+        if not b:
+            break
+        buf += b
+    return buf
+
+
+def test_data_link_unknown_session(fake):
+    mark = fake.edge.proc.mark()
+    dl = fake.data_link(int.from_bytes(os.urandom(8), "big") | 1,
+                        fa.random_secret())
+    _assert_refused_link(fake.edge, dl, mark)
+    assert fake.edge.proc.alive()
+
+    # positive control: a real session is joined through the same code
+    c, s = _client_and_session(fake)
+    dl = fake.data_link(s["id"], s["secret"])
+    assert dl.ok, dl.result
+    assert dl.recv_exact(5) == b"ping\n"
+    dl.close()
+    c.close()
+
+
+def test_data_link_secret_reuse(fake):
+    edge = fake.edge
+    c, s = _client_and_session(fake)
+    dl = fake.data_link(s["id"], s["secret"])
+    assert dl.ok, f"first DATA_HELLO refused: {dl.result}"
+    assert dl.result.u(fa.A_SESSION) == s["id"]
+    # bytes relayed both ways
+    assert dl.recv_exact(5) == b"ping\n"
+    dl.send(b"pong\n")
+    assert _recv_exact(c, 5) == b"pong\n"
+
+    # the same id + secret a second time: refused
+    mark = edge.proc.mark()
+    dl2 = fake.data_link(s["id"], s["secret"])
+    _assert_refused_link(edge, dl2, mark)
+
+    # and the first link is unaffected
+    c.sendall(b"again\n")
+    assert dl.recv_exact(6) == b"again\n"
+    dl.send(b"still\n")
+    assert _recv_exact(c, 6) == b"still\n"
+    dl.close()
+    c.close()
+    assert edge.proc.alive()
+
+
+def test_data_link_wrong_secret_burns_session(fake):
+    """protocol.md: the secret is erased on the first DATA_HELLO naming the
+    session, matched or not."""
+    edge = fake.edge
+    c, s = _client_and_session(fake)
+    wrong = bytes([s["secret"][0] ^ 1]) + s["secret"][1:]
+    mark = edge.proc.mark()
+    _assert_refused_link(edge, fake.data_link(s["id"], wrong), mark)
+    mark = edge.proc.mark()
+    _assert_refused_link(edge, fake.data_link(s["id"], s["secret"]), mark)
+    # the client of the burnt session does not get through
+    c.close()
+
+
+def test_sess_refuse_closes_client(fake):
+    c, s = _client_and_session(fake)
+    fake.sess_refuse(s["id"])
+    took = sp.wait_closed(c, timeout=5)
+    assert took < 2.0, f"client closed only after {took:.1f}s"
+    c.close()
+
+
+def test_data_link_half_close(fake):
+    """A client FIN reaches the agent as end of stream while the other
+    direction still flows; the session ends once both sides closed."""
+    edge = fake.edge
+    mark = edge.proc.mark()
+    c, s = _client_and_session(fake)
+    dl = fake.data_link(s["id"], s["secret"])
+    assert dl.ok, dl.result
+    assert dl.recv_exact(5) == b"ping\n"
+    c.shutdown(socket.SHUT_WR)
+    dl.sock.settimeout(10)
+    assert dl.sock.recv(100) == b"", "client FIN not passed on"
+    dl.send(b"after-fin\n")
+    assert _recv_exact(c, 10) == b"after-fin\n"
+    raw = dl.sock.unwrap()                  # close_notify toward the edge
+    raw.close()
+    c.settimeout(10)
+    assert c.recv(100) == b"", "agent close not passed on to the client"
+    c.close()
+    line = edge.proc.wait_log(SESSION_CLOSED, since=mark, timeout=10)
+    assert f"session {s['id']} closed service=echo" in line
+
+
+def test_claim_timeout(tmp_path, pki):
+    edge = sp.start_edge(tmp_path, pki, claim_timeout=2)
+    a = fa.FakeAgent(edge.control_port, pki.ca_crt, pki.agent_crt,
+                     pki.agent_key, name="lazy")
+    try:
+        a.connect()
+        port = sp.free_port()
+        assert a.svc_open("lazy", f"{LOOPBACK}:{port}")[0] == 0
+        edge.proc.wait_log(f"service lazy open on {LOOPBACK}:{port}")
+        mark = edge.proc.mark()
+        c = sp.tcp_connect(port)
+        t0 = time.monotonic()
+        s = a.wait_sess_new(timeout=5)      # ... and never answered
+        sp.wait_closed(c, timeout=12)
+        took = time.monotonic() - t0
+        c.close()
+        assert 1.9 <= took <= 8.0, f"client closed after {took:.2f}s"
+        edge.proc.wait_log(["session", "closed", "reason=claim-timeout"],
+                           since=mark, timeout=5)
+        # an expired session cannot be claimed any more
+        mark = edge.proc.mark()
+        _assert_refused_link(edge, a.data_link(s["id"], s["secret"]), mark)
+        # and the control connection survived all this
+        assert a.error is None and not a.closed.is_set()
+    finally:
+        a.close()
+
+
+# --------------------------------------------------------------------------
+# another protocol
+
+def test_https_end_to_end(tmp_path, pki, edge, nginx):
+    size = 5 * MiB
+    h = sp.random_file(nginx.root / "file", size)
+    port = sp.free_port()
+    sp.start_agent(tmp_path, pki, edge, {"https": (port, [nginx.port])})
+    out = tmp_path / "file.got"
+    url = f"https://{LOOPBACK}:{port}/file"
+    r = sp.run(["curl", "-q", "--noproxy", "*", "-sS", "--max-time", "60",
+                "--cacert", nginx.cert, "-o", out,
+                "-w", "%{ssl_verify_result} %{http_code}", url], check=False)
+    assert r.returncode == 0, r.stdout
+    assert r.stdout.strip() == "0 200", r.stdout
+    assert out.stat().st_size == size
+    assert sp.sha256_file(out) == h
+    # control: the certificate really is verified (unknown CA -> exit 60)
+    r = sp.run(["curl", "-q", "--noproxy", "*", "-sS", "--max-time", "60",
+                "--cacert", pki.ca_crt, "-o", "/dev/null", url], check=False)
+    assert r.returncode == 60, r.stdout
+
+
+# --------------------------------------------------------------------------
+# the edge never dials out
+
+def _strace(path):
+    return ["strace", "-f", "--seccomp-bpf", "-e", "trace=connect",
+            "-o", str(path)]
+
+
+def _undefined_symbols(binary):
+    r = sp.run(["nm", "-D", "--undefined-only", binary])
+    return {ln.split()[-1].split("@")[0] for ln in r.stdout.splitlines()
+            if ln.strip()}
+
+
+def test_edge_never_connects(tmp_path, pki, sshd):
+    etrace, atrace = tmp_path / "edge.strace", tmp_path / "agent.strace"
+    edge = sp.start_edge(tmp_path, pki, wrapper=_strace(etrace))
+    port = sp.free_port()
+    agent = sp.start_agent(tmp_path, pki, edge, {"sftp": (port, [sshd.port])},
+                           wrapper=_strace(atrace))
+    rd = remote_dir(sshd, tmp_path)
+    src, back = tmp_path / "f.bin", tmp_path / "f.back"
+    h = sp.random_file(src, 2 * MiB)
+    sshd.sftp(port, [f"put {src} {rd}/f.bin", f"get {rd}/f.bin {back}"],
+              tmp_path)
+    assert sp.sha256_file(back) == h
+    assert agent.proc.stop() == 0
+    assert edge.proc.stop() == 0
+    et, at = etrace.read_text(), atrace.read_text()
+    edge_connects = [ln for ln in et.splitlines() if "connect(" in ln]
+    agent_connects = [ln for ln in at.splitlines() if "connect(" in ln]
+    assert not edge_connects, "edge called connect():\n" + "\n".join(edge_connects)
+    # positive control: the same tracing sees the agent dial edge and sshd
+    assert any(f"htons({edge.control_port})" in ln for ln in agent_connects), at
+    assert any(f"htons({sshd.port})" in ln for ln in agent_connects), at
+
+    assert "connect" not in _undefined_symbols(sp.EDGE_BIN)
+    assert "connect" in _undefined_symbols(sp.AGENT_BIN)   # control
+
+
+# --------------------------------------------------------------------------
+# shutdown
+
+def _live_session(port):
+    """A raw client that got sshd's banner through the edge (session joined)."""
+    c = sp.tcp_connect(port)
+    c.settimeout(10)
+    assert c.recv(7) == b"SSH-2.0"
+    return c
+
+
+def _term(proc, what):
+    t0 = time.monotonic()
+    proc.signal(signal.SIGTERM)
+    rc = proc.wait(5)
+    assert rc is not None, f"{what} still running 5 s after SIGTERM"
+    assert rc == 0, f"{what} exited with {rc} on SIGTERM"
+    return time.monotonic() - t0
+
+
+def test_sigterm_clean_exit(sftp_gw, tmp_path, pki):
+    g = sftp_gw
+    sftp_ls(g, tmp_path)
+    # agent first, with a session running; then the edge
+    c = _live_session(g.port)
+    _term(g.agent.proc, "agent (live session)")
+    _term(g.edge.proc, "edge (agent gone)")
+    c.close()
+
+    # edge first, with an agent and a session; then the reconnecting agent
+    edge = sp.start_edge(tmp_path, pki, tag="edge2")
+    port = sp.free_port()
+    agent = sp.start_agent(tmp_path, pki, edge, {"sftp": (port, [g.sshd.port])},
+                           tag="agent2")
+    c = _live_session(port)
+    amark = agent.proc.mark()
+    _term(edge.proc, "edge (agent + live session)")
+    agent.proc.wait_log(f"edge {edge.addr} lost", since=amark, timeout=10)
+    _term(agent.proc, "agent (edge gone)")
+    c.close()
