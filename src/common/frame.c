@@ -4,9 +4,12 @@
  * against its tag's exact or maximum size before it is copied. */
 #include "common/frame.h"
 
+#include <stdlib.h>
 #include <string.h>
 
-enum attr_kind { AK_U8, AK_U16, AK_U64, AK_STR, AK_SERVICE, AK_BYTES };
+/* AK_NONE (zero) marks a tag this version does not know: skipped. */
+enum attr_kind { AK_NONE, AK_U8, AK_U16, AK_U32, AK_U64, AK_STR, AK_SERVICE,
+    AK_BYTES };
 
 struct attr_def {
 	enum attr_kind	kind;
@@ -32,7 +35,7 @@ static const struct attr_def attr_defs[FA_MAX_TAG + 1] = {
 
 struct type_def {
 	const char	*name;
-	uint32_t	 required;
+	uint64_t	 required;
 };
 
 static const struct type_def type_defs[] = {
@@ -130,8 +133,11 @@ attr_store(struct msg *m, const struct attr_def *d, const uint8_t *v,
 	size_t i;
 
 	switch (d->kind) {
+	case AK_NONE:
+		return 0;
 	case AK_U8:
 	case AK_U16:
+	case AK_U32:
 	case AK_U64:
 	case AK_BYTES:
 		if (n != d->max) {
@@ -142,6 +148,8 @@ attr_store(struct msg *m, const struct attr_def *d, const uint8_t *v,
 			*field = v[0];
 		else if (d->kind == AK_U16)
 			*(uint16_t *)(void *)field = (uint16_t)get_be(v, 2);
+		else if (d->kind == AK_U32)
+			*(uint32_t *)(void *)field = (uint32_t)get_be(v, 4);
 		else if (d->kind == AK_U64)
 			*(uint64_t *)(void *)field = get_be(v, 8);
 		else
@@ -176,7 +184,7 @@ msg_decode(uint16_t type, const uint8_t *p, size_t len, struct msg *m,
 {
 	size_t pos = 0, alen;
 	uint16_t tag;
-	uint32_t req;
+	uint64_t req;
 
 	memset(m, 0, sizeof(*m));
 	if (type >= NTYPES || type_defs[type].name == NULL) {
@@ -200,7 +208,7 @@ msg_decode(uint16_t type, const uint8_t *p, size_t len, struct msg *m,
 			*why = "attribute runs past the frame";
 			return -1;
 		}
-		if (tag >= 1 && tag <= FA_MAX_TAG) {
+		if (tag >= 1 && tag <= FA_MAX_TAG && attr_defs[tag].kind != AK_NONE) {
 			if (m->have & FA_BIT(tag)) {
 				*why = "repeated attribute";
 				return -1;
@@ -236,6 +244,8 @@ msg_set_str(struct msg *m, int tag, const char *s)
 	const struct attr_def *d = &attr_defs[tag];
 	char *field = (char *)m + d->off;
 
+	if (d->kind != AK_STR && d->kind != AK_SERVICE)
+		abort();	/* a caller bug: not a string attribute */
 	/* strnlen + memcpy: callers pass our own strings, but a long one
 	 * must be cut to the attribute's limit, never overflow it. */
 	size_t n = strnlen(s, d->max);
@@ -254,9 +264,9 @@ msg_encode(const struct msg *m, struct buf *out, size_t max)
 	int tag;
 
 	for (tag = 1; tag <= FA_MAX_TAG; tag++) {
-		if (!(m->have & FA_BIT(tag)))
-			continue;
 		d = &attr_defs[tag];
+		if (!(m->have & FA_BIT(tag)) || d->kind == AK_NONE)
+			continue;
 		field = (const uint8_t *)m + d->off;
 		n = (d->kind == AK_STR || d->kind == AK_SERVICE) ?
 		    strnlen((const char *)field, d->max) : d->max;
@@ -270,6 +280,9 @@ msg_encode(const struct msg *m, struct buf *out, size_t max)
 			break;
 		case AK_U16:
 			put_be(tmp + pos + 4, *(const uint16_t *)(const void *)field, 2);
+			break;
+		case AK_U32:
+			put_be(tmp + pos + 4, *(const uint32_t *)(const void *)field, 4);
 			break;
 		case AK_U64:
 			put_be(tmp + pos + 4, *(const uint64_t *)(const void *)field, 8);

@@ -28,6 +28,8 @@ enum frame_type {
 	FT_PONG = 10,
 	FT_DATA_HELLO = 16,
 	FT_DATA_OK = 17,
+	/* Types 18-23 data-link fast path, 24-31 FTP, 32-39 client policy,
+	 * 40-47 operations, 48-55 outbound. */
 };
 
 enum frame_tag {
@@ -42,10 +44,13 @@ enum frame_tag {
 	FA_CLIENT_PORT = 9,
 	FA_SECRET = 10,
 	FA_NONCE = 11,
-	FA_MAX_TAG = 11,
+	/* Tags 12-63 are assigned by later features, by range:
+	 * 12-15 availability, 16-27 client policy and PROXY, 28-33
+	 * operations, 34-45 outbound, 46-53 FTP, 54-61 data-link fast path. */
+	FA_MAX_TAG = 63,
 };
 
-#define FA_BIT(t)	(1u << (t))
+#define FA_BIT(t)	(1ull << (t))
 
 #define MSG_NAME_MAX	64	/* names: up to 63 bytes + NUL */
 #define MSG_TEXT_MAX	1024
@@ -55,7 +60,7 @@ enum frame_tag {
  * present; strings are NUL-terminated and validated. */
 struct msg {
 	uint16_t	type;
-	uint32_t	have;
+	uint64_t	have;
 	uint16_t	version;
 	uint8_t		status;
 	uint16_t	client_port;

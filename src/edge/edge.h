@@ -67,7 +67,7 @@ void	ctl_tick(uint64_t now);
 void	ctl_shutdown(void);
 
 /* edge_svc.c */
-void	svc_open(struct econn *agent, const char *name, const char *listen);
+void	svc_open(struct econn *agent, const struct msg *def);
 void	svc_withdraw(struct econn *agent, const char *name);
 void	svc_withdraw_all(struct econn *agent);
 void	sess_claim(struct econn *link, const struct msg *m);

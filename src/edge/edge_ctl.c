@@ -112,7 +112,7 @@ econn_frame(struct fconn *fc, struct msg *m)
 	}
 	switch (m->type) {
 	case FT_SVC_OPEN:
-		svc_open(c, m->service, m->listen);
+		svc_open(c, m);
 		return 0;
 	case FT_SVC_CLOSE:
 		svc_withdraw(c, m->service);

@@ -20,6 +20,10 @@ struct esvc {
 	struct ev_io	 io;
 	char		 name[MSG_NAME_MAX];
 	char		 listen[MSG_ADDR_MAX];
+	/* The SVC_OPEN that created the service, as decoded. Agents that
+	 * offer the same service must push an identical definition: it is
+	 * compared whole, so attributes added later are covered too. */
+	struct msg	 def;
 	struct econn	*agents[EDGE_SVC_AGENTS_MAX];
 	size_t		 nagents;
 	size_t		 rr;
@@ -352,8 +356,9 @@ sess_tick(uint64_t now)
 /* --- services --------------------------------------------------------- */
 
 void
-svc_open(struct econn *agent, const char *name, const char *listen)
+svc_open(struct econn *agent, const struct msg *def)
 {
+	const char *name = def->service, *listen = def->listen;
 	struct esvc *s = svc_find(name), *o;
 	struct net_addr a;
 	char err[256];
@@ -361,7 +366,7 @@ svc_open(struct econn *agent, const char *name, const char *listen)
 	int fd;
 
 	if (s != NULL) {
-		if (strcmp(s->listen, listen) != 0) {
+		if (memcmp(&s->def, def, sizeof(*def)) != 0) {
 			snprintf(err, sizeof(err), "service %s is already open on %s "
 			    "with another definition", name, s->listen);
 			log_warn("agent %s: %s", agent->name, err);
@@ -405,6 +410,7 @@ svc_open(struct econn *agent, const char *name, const char *listen)
 	ev_io_init(&s->io, fd, svc_accept);
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	snprintf(s->listen, sizeof(s->listen), "%s", listen);
+	s->def = *def;
 	s->agents[s->nagents++] = agent;
 	if (ev_set(&s->io, EPOLLIN) == -1)
 		log_fatal("epoll_ctl: %s", strerror(errno));

@@ -174,8 +174,10 @@ test_attribute_rejects(void **state)
 	assert_int_equal(msg_decode(FT_SVC_CLOSE, p, n, &m, &why), -1);
 	n = attr(p, FA_SERVICE, v, 63);
 	assert_int_equal(msg_decode(FT_SVC_CLOSE, p, n, &m, &why), 0);
-	/* unknown tags are skipped */
+	/* unknown tags, in and beyond the reserved range, are skipped */
 	n = attr(p, 200, "zz", 2);
+	n += attr(p + n, 12, "z", 1);
+	n += attr(p + n, 63, "", 0);
 	n += attr(p + n, FA_NONCE, one, 8);
 	assert_int_equal(msg_decode(FT_PING, p, n, &m, &why), 0);
 	assert_int_equal(m.nonce, 1);
