@@ -15,6 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
+int (*cfg_resolver)(const char *, const char *, struct net_addr *, char *,
+    size_t) = dial_resolve;
+
 struct cfg_parse {
 	struct cfg		*c;
 	FILE			*f;
@@ -47,6 +50,9 @@ cfg_reader(char *str, int num, void *stream)
 	}
 	return r;
 }
+
+static void cfg_vfail(struct cfg_parse *p, int line, const char *fmt,
+    va_list ap) __attribute__((format(printf, 3, 0)));
 
 static void
 cfg_vfail(struct cfg_parse *p, int line, const char *fmt, va_list ap)
@@ -196,7 +202,7 @@ cfg_service_key(struct cfg_parse *p, const char *name, const char *value)
 			return 0;
 		if (net_split(value, host, sizeof(host), port, sizeof(port)) == -1)
 			return cfg_fail(p, "backend: '%s' is not HOST:PORT", value);
-		if (dial_resolve(host, port, &b->addr, err, sizeof(err)) == -1)
+		if (cfg_resolver(host, port, &b->addr, err, sizeof(err)) == -1)
 			return cfg_fail(p, "backend: %s", err);
 		s->nbackends++;
 		return 1;
