@@ -22,7 +22,8 @@ LIBINI  = -linih
 
 COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
           src/common/net.c src/common/tlsx.c src/common/fconn.c src/common/relay.c
-EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_svc.c
+EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_svc.c \
+          src/edge/edge_limit.c
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/agent_edge.c \
           src/agent/agent_sess.c src/agent/dial.c
 CTL     = src/ctl/ctl_main.c src/ctl/pki.c
@@ -36,11 +37,13 @@ all: $(PROGS)
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/tests/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -c -o $@ $<
 
 # The edge links only what runs in the DMZ: no dialer, no config loader.
 $(BUILD)/sallyport-edge: $(call obj,$(COMMON) $(EDGE))

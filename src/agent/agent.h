@@ -26,6 +26,7 @@ struct cfg_service {
 	struct cfg_backend backends[CFG_MAX_BACKENDS];
 	size_t		 nbackends;
 	size_t		 rr;
+	uint32_t	 idle_timeout;		/* seconds, 0: none */
 	int		 line;
 };
 

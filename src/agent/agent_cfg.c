@@ -207,6 +207,19 @@ cfg_service_key(struct cfg_parse *p, const char *name, const char *value)
 		s->nbackends++;
 		return 1;
 	}
+	if (strcmp(name, "idle_timeout") == 0) {
+		char *end;
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(value, &end, 10);
+		if (errno != 0 || end == value || *end != '\0' || v > 604800 ||
+		    value[0] == '-')
+			return cfg_fail(p, "idle_timeout: '%s' is not a number of "
+			    "seconds (0 to 604800; 0 means none)", value);
+		s->idle_timeout = (uint32_t)v;
+		return 1;
+	}
 	return cfg_fail(p, "unknown key '%s' in [service %s]", name, s->name);
 }
 
@@ -248,6 +261,7 @@ cfg_handler(void *user, const char *section, const char *name,
 		memset(s, 0, sizeof(*s));
 		snprintf(s->name, sizeof(s->name), "%s", svc);
 		s->line = p->section_line;
+		s->idle_timeout = 3600;
 		p->cur = s;
 	}
 	return cfg_service_key(p, name, value);
