@@ -18,18 +18,24 @@ endif
 
 LIBSSL  = -lssl -lcrypto
 LIBINI  = -linih
+LIBSD   = -lsystemd
+LIBHTTP = -lmicrohttpd -ljansson
+LIBCURL = -lcurl -ljansson
 
 COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
-          src/common/net.c src/common/tlsx.c src/common/fconn.c src/common/relay.c
+          src/common/net.c src/common/tlsx.c src/common/fconn.c src/common/relay.c \
+          src/common/stats.c
 EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_svc.c
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/agent_edge.c \
-          src/agent/agent_sess.c src/agent/dial.c
-CTL     = src/ctl/ctl_main.c src/ctl/pki.c
+          src/agent/agent_sess.c src/agent/dial.c src/agent/agent_metrics.c \
+          src/agent/agent_admin.c src/agent/agent_route.c src/agent/agent_reload.c
+CTL     = src/ctl/ctl_main.c src/ctl/pki.c src/ctl/ctl_api.c
 
 obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 
 PROGS   = $(BUILD)/sallyport-edge $(BUILD)/sallyport-agent $(BUILD)/sallyportctl
-UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki
+UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki \
+          $(BUILD)/test_stats $(BUILD)/test_route
 
 all: $(PROGS)
 
@@ -43,22 +49,33 @@ $(BUILD)/obj/tests/%.o: tests/unit/%.c
 
 # The edge links only what runs in the DMZ: no dialer, no config loader.
 $(BUILD)/sallyport-edge: $(call obj,$(COMMON) $(EDGE))
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL) $(LIBSD)
 
 $(BUILD)/sallyport-agent: $(call obj,$(COMMON) $(AGENT))
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL) $(LIBINI)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL) $(LIBINI) $(LIBSD) $(LIBHTTP)
 
 $(BUILD)/sallyportctl: $(call obj,$(CTL))
-	$(CC) $(LDFLAGS) -o $@ $^ -lcrypto
+	$(CC) $(LDFLAGS) -o $@ $^ -lcrypto $(LIBCURL)
 
 $(BUILD)/test_frame: $(BUILD)/obj/tests/test_frame.o $(call obj,src/common/frame.c src/common/buf.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
 $(BUILD)/test_cfg: $(BUILD)/obj/tests/test_cfg.o $(call obj,src/agent/agent_cfg.c src/agent/dial.c src/common/net.c src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c)
-	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBINI)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBINI) -lcrypto
 
 $(BUILD)/test_pki: $(BUILD)/obj/tests/test_pki.o $(call obj,src/ctl/pki.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -lcrypto
+
+$(BUILD)/test_stats: $(BUILD)/obj/tests/test_stats.o $(call obj,src/common/stats.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
+$(BUILD)/test_route: $(BUILD)/obj/tests/test_route.o $(call obj,src/agent/agent_route.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
+FUZZERS += stats
+FUZZ_SRC_stats = src/common/stats.c
+FUZZERS += route
+FUZZ_SRC_route = src/agent/agent_route.c
 
 deps:
 	@sh scripts/deps.sh

@@ -14,10 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <systemd/sd-daemon.h>
 
 #define EDGE_VERSION "0.1.0"
 
 struct edge_conf edge_conf;
+struct edge_stats edge_stats;
 SSL_CTX *edge_tls;
 
 static volatile sig_atomic_t edge_stop;
@@ -138,6 +140,8 @@ main(int argc, char **argv)
 		log_fatal("epoll: %s", strerror(errno));
 	if (ctl_listen(edge_conf.control) == -1)
 		return 1;
+	/* No-op unless started by systemd with Type=notify. */
+	(void)sd_notify(0, "READY=1");
 
 	while (!edge_stop) {
 		if (ev_run_once(200) == -1)
@@ -146,6 +150,7 @@ main(int argc, char **argv)
 		ctl_tick(now);
 		sess_tick(now);
 	}
+	(void)sd_notify(0, "STOPPING=1");
 	log_info("stopping");
 	svc_shutdown();
 	ctl_shutdown();
