@@ -1,8 +1,14 @@
 # sallyport build. `make` builds build/sallyport-edge, build/sallyport-agent
 # and build/sallyportctl. Targets: all, test, unit, integration, demo, deps,
-# clean. SAN=asan builds with AddressSanitizer+UBSan into build-asan/.
+# clean, install (PREFIX=/usr/local, DESTDIR=). SAN=asan builds with AddressSanitizer+UBSan into build-asan/.
 
 CC      ?= cc
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 SAN     ?=
 BUILD   ?= build$(if $(SAN),-$(SAN))
 
@@ -94,8 +100,26 @@ demo: deps
 	$(MAKE) all
 	@bash scripts/demo.sh
 
+# Binaries, systemd units (ExecStart pointing at BINDIR), the sysusers.d
+# entry for the agent's user, and the man pages.
+install: $(PROGS)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
+	    $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(PROGS) $(DESTDIR)$(BINDIR)/
+	for u in sallyport-edge sallyport-agent; do \
+	    sed 's|@BINDIR@|$(BINDIR)|g' dist/systemd/$$u.service.in \
+	        >$(DESTDIR)$(UNITDIR)/$$u.service.tmp && \
+	    chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.service.tmp && \
+	    mv $(DESTDIR)$(UNITDIR)/$$u.service.tmp $(DESTDIR)$(UNITDIR)/$$u.service \
+	    || exit 1; \
+	done
+	install -m 0644 dist/sysusers.d/sallyport.conf $(DESTDIR)$(SYSUSERSDIR)/
+	install -m 0644 man/sallyport-edge.8 man/sallyport-agent.8 man/sallyportctl.8 \
+	    $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 man/sallyport-agent.conf.5 $(DESTDIR)$(MANDIR)/man5/
+
 clean:
 	rm -rf build build-asan
 
-.PHONY: all deps unit integration test demo clean
+.PHONY: all deps unit integration test demo clean install
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
