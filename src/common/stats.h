@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #define STATS_NAME_MAX	49	/* 48 bytes + NUL */
-#define STATS_MAX	32	/* tokens per frame */
+#define STATS_MAX	64	/* tokens per frame */
 
 struct stats_kv {
 	char		name[STATS_NAME_MAX];

@@ -12,9 +12,9 @@
 #include "common/fconn.h"
 #include "common/net.h"
 #include "common/relay.h"
+#include "edge/edge_limit.h"
 
 #define EDGE_HEARTBEAT_DEAD_MS	6000
-#define EDGE_HANDSHAKE_MS	10000
 #define EDGE_SVC_AGENTS_MAX	16
 
 struct edge_conf {
@@ -23,7 +23,6 @@ struct edge_conf {
 	const char	*key;
 	const char	*ca;
 	const char	*name;
-	uint64_t	 claim_timeout_ms;
 };
 
 /* Counters reported to agents in STATS frames (docs/protocol.md,
@@ -31,7 +30,6 @@ struct edge_conf {
 struct edge_stats {
 	uint64_t	 sessions_accepted;	/* clients accepted */
 	uint64_t	 sessions_joined;	/* claimed by a data link */
-	uint64_t	 sessions_claim_timeout;
 	uint64_t	 sessions_refused;	/* refused by the agent */
 	uint64_t	 sessions_agent_lost;	/* agent gone before the claim */
 	uint64_t	 sessions_bad_secret;
@@ -74,14 +72,19 @@ struct esess {
 	uint8_t		 secret[FRAME_SECRET];
 	uint64_t	 t_start;
 	uint64_t	 deadline;
+	uint64_t	 idle_ms;	/* from the service; 0: no idle limit */
+	struct ipcount	*ipc;		/* this client address's live sessions */
 	struct relay	 relay;
 	struct esess	*hnext;		/* id hash chain */
 	struct esess	*prev, *next;	/* pending FIFO or active list */
 };
 
+struct ipcount;
+
 /* edge_ctl.c */
 int	ctl_listen(const char *addr);
 void	ctl_tick(uint64_t now);
+void	ctl_pause(int paused);
 void	ctl_shutdown(void);
 
 /* edge_svc.c */
@@ -92,6 +95,9 @@ void	sess_claim(struct econn *link, const struct msg *m);
 void	sess_refused(struct econn *agent, const struct msg *m);
 void	sess_agent_lost(struct econn *agent);
 void	sess_tick(uint64_t now);
+/* Stop accepting for a moment: out of file descriptors. */
+void	accept_pause(uint64_t now);
+int	accept_paused(uint64_t now);
 void	svc_shutdown(void);
 /* Append the service and session counters to a STATS text. */
 void	svc_stats(char *out, size_t outlen);

@@ -321,6 +321,7 @@ def test_metrics_promtool_and_counts(tmp_path, pki, edge):
         3 * len(reply)
     assert M("sallyport_edge_agents_connected", edge=edge.addr) == 1
     assert M("sallyport_edge_services_open", edge=edge.addr) == 2
+    assert M("sallyport_edge_limit_claim_timeout_total", edge=edge.addr) == 0
 
     text = agent.metrics()
     r = subprocess.run(["promtool", "check", "metrics"], input=text,
@@ -476,11 +477,19 @@ def test_sd_notify_ready_and_stopping(tmp_path, pki):
 # --------------------------------------------------------------------------
 # make install, man pages, systemd units
 
+def _build_args():
+    """make arguments that reuse the build under test (build/ or build-asan/)."""
+    args = [f"BUILD={sp.BUILD.name}"]
+    if sp.BUILD.name.endswith("-asan"):
+        args.append("SAN=asan")
+    return args
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     dest = tmp_path_factory.mktemp("destdir")
     r = sp.run(["make", "-C", sp.ROOT, "install", f"DESTDIR={dest}",
-                "PREFIX=/usr", f"BUILD={sp.BUILD.name}"], check=False,
+                "PREFIX=/usr", *_build_args()], check=False,
                timeout=300)
     assert r.returncode == 0, r.stdout
     return dest
@@ -521,7 +530,7 @@ def test_systemd_analyze_verify(tmp_path):
         pytest.fail("systemd-analyze missing (package systemd)")
     prefix = tmp_path / "usr"
     sp.run(["make", "-C", sp.ROOT, "install", f"PREFIX={prefix}",
-            f"BUILD={sp.BUILD.name}"], timeout=300)
+            *_build_args()], timeout=300)
     env = dict(os.environ, MANPATH=f"{prefix}/share/man:")
 
     def verify(unit):
