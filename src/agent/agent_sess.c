@@ -18,7 +18,9 @@ struct asess {
 	uint64_t	 id;
 	enum asess_state state;
 	struct aedge	*edge;
-	struct cfg_service *svc;
+	struct cfg_service *svc;	/* until relaying; may be retired */
+	struct cfg_backend *bcur;	/* the backend being dialled */
+	int		 counted;	/* known service: in the metrics */
 	char		 svc_name[MSG_NAME_MAX];
 	char		 client[NET_ADDRSTR];
 	char		 backend[CFG_STR];
@@ -61,9 +63,13 @@ asess_unlink_free(struct asess *s)
 }
 
 static void
-asess_log_end(struct asess *s, uint64_t in, uint64_t out, const char *reason)
+asess_log_end(struct asess *s, uint64_t in, uint64_t out, const char *reason,
+    enum sess_outcome o)
 {
 	uint64_t ms = ev_now_update() - s->t_start;
+
+	if (s->counted)
+		metrics_sess_end(s->svc_name, o, in, out);
 
 	log_info("session %llu closed service=%s client=%s backend=%s edge=%s "
 	    "bytes_in=%llu bytes_out=%llu duration=%llu.%03llus reason=%s",
@@ -77,7 +83,8 @@ asess_log_end(struct asess *s, uint64_t in, uint64_t out, const char *reason)
 /* Give up on a session before it relays: tell the edge so the client is
  * closed at once rather than at the claim time-out. */
 static void
-asess_abort(struct asess *s, const char *why)
+asess_abort_as(struct asess *s, const char *why, const char *reason,
+    enum sess_outcome o)
 {
 	struct msg m;
 	struct linger lg = { 1, 0 };
@@ -99,8 +106,29 @@ asess_abort(struct asess *s, const char *why)
 		close(s->backend_fd);
 	}
 	log_warn("session %llu failed: %s", (unsigned long long)s->id, why);
-	asess_log_end(s, 0, 0, "error");
+	asess_log_end(s, 0, 0, reason, o);
 	asess_unlink_free(s);
+}
+
+static void
+asess_abort(struct asess *s, const char *why)
+{
+	asess_abort_as(s, why, "error", SO_REFUSED);
+}
+
+static void
+backend_health(struct cfg_backend *b, int err)
+{
+	enum backend_health h = err == 0 ? BH_UP : BH_DOWN;
+
+	if (b == NULL)
+		return;
+	if (h != b->health) {
+		b->health = h;
+		b->health_at = ev_now();
+	}
+	if (err != 0)
+		snprintf(b->last_error, sizeof(b->last_error), "%s", strerror(err));
 }
 
 static void backend_dialled(struct dial *d, int fd, int err);
@@ -115,9 +143,11 @@ backend_next(struct asess *s)
 	while (s->tries < s->svc->nbackends) {
 		b = &s->svc->backends[(s->bidx + s->tries) % s->svc->nbackends];
 		s->tries++;
+		s->bcur = b;
 		snprintf(s->backend, sizeof(s->backend), "%s", b->str);
 		if (dial_start(&s->dial, &b->addr, backend_dialled, s) == 0)
 			return 0;
+		backend_health(b, errno);
 		log_warn("session %llu: backend %s: %s", (unsigned long long)s->id,
 		    b->str, strerror(errno));
 	}
@@ -157,6 +187,7 @@ backend_dialled(struct dial *d, int fd, int err)
 	struct asess *s = d->arg;
 	char why[300];
 
+	backend_health(s->bcur, fd == -1 ? err : 0);
 	if (fd == -1) {
 		log_warn("session %llu: backend %s: %s", (unsigned long long)s->id,
 		    s->backend, strerror(err));
@@ -206,7 +237,8 @@ relay_done(struct relay *r, int first, const char *err)
 	else
 		snprintf(reason, sizeof(reason), "%s",
 		    first == 0 ? "backend-closed" : "client-closed");
-	asess_log_end(s, r->bytes[1], r->bytes[0], reason);
+	asess_log_end(s, r->bytes[1], r->bytes[0], reason,
+	    err != NULL ? SO_FAILED : SO_COMPLETED);
 	relay_free(r, err != NULL);
 	asess_unlink_free(s);
 }
@@ -231,6 +263,12 @@ link_frame(struct fconn *fc, struct msg *m)
 	bfd = s->backend_fd;
 	s->backend_fd = -1;
 	s->state = AS_RELAY;
+	/* The service table is not needed from here on: a reload may retire
+	 * it while this session runs. */
+	s->svc = NULL;
+	s->bcur = NULL;
+	if (s->counted)
+		metrics_sess_joined(ev_now_update() - s->t_start);
 	log_info("session %llu joined service=%s client=%s backend=%s",
 	    (unsigned long long)s->id, s->svc_name, s->client, s->backend);
 	(void)relay_start(&s->relay, bfd, NULL, fd, ssl, NULL, relay_done, s);
@@ -278,10 +316,14 @@ sess_new(struct aedge *e, const struct msg *m)
 	sessions = s;
 	log_info("session %llu opened service=%s client=%s edge=%s",
 	    (unsigned long long)s->id, s->svc_name, s->client, s->edge_str);
+	/* Only configured services are counted: the edge cannot make the
+	 * metrics grow by inventing names. */
 	if ((s->svc = cfg_service(&agent_cfg, m->service)) == NULL) {
 		asess_abort(s, "unknown service");
 		return;
 	}
+	s->counted = 1;
+	metrics_sess_open(s->svc_name);
 	s->bidx = s->svc->rr++;
 	if (backend_next(s) == -1) {
 		s->backend[0] = '\0';
@@ -309,10 +351,74 @@ sess_stop(void)
 	while ((s = sessions) != NULL) {
 		if (s->state == AS_RELAY) {
 			asess_log_end(s, s->relay.bytes[1], s->relay.bytes[0],
-			    "agent-stopping");
+			    "agent-stopping", SO_STOPPED);
 			relay_free(&s->relay, 1);
 			asess_unlink_free(s);
 		} else
-			asess_abort(s, "agent stopping");
+			asess_abort_as(s, "agent stopping", "agent-stopping",
+			    SO_STOPPED);
 	}
+}
+
+void
+sess_foreach(sess_visit_cb *cb, void *arg)
+{
+	struct sess_info si;
+	struct asess *s, *next;
+	uint64_t now = ev_now_update();
+
+	for (s = sessions; s != NULL; s = next) {
+		next = s->next;
+		memset(&si, 0, sizeof(si));
+		si.id = s->id;
+		si.service = s->svc_name;
+		si.client = s->client;
+		si.backend = s->backend;
+		si.edge = s->edge_str;
+		si.state = s->state == AS_RELAY ? "relay" : "setup";
+		if (s->state == AS_RELAY) {
+			si.bytes_to_backend = s->relay.bytes[1];
+			si.bytes_to_client = s->relay.bytes[0];
+		}
+		si.age_ms = now - s->t_start;
+		cb(&si, arg);
+	}
+}
+
+size_t
+sess_kill(uint64_t id)
+{
+	struct asess *s, *next;
+	size_t n = 0;
+
+	for (s = sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->id != id)
+			continue;
+		n++;
+		if (s->state == AS_RELAY) {
+			/* Reset both sides: the client must see a cut, not a
+			 * clean end that could pass for a complete transfer. */
+			log_warn("session %llu killed by the operator",
+			    (unsigned long long)s->id);
+			asess_log_end(s, s->relay.bytes[1], s->relay.bytes[0],
+			    "killed", SO_KILLED);
+			relay_free(&s->relay, 1);
+			asess_unlink_free(s);
+		} else
+			asess_abort_as(s, "killed by the operator", "killed",
+			    SO_KILLED);
+	}
+	return n;
+}
+
+int
+sess_uses(const struct cfg_service *arr, size_t n)
+{
+	struct asess *s;
+
+	for (s = sessions; s != NULL; s = s->next)
+		if (s->svc != NULL && s->svc >= arr && s->svc < arr + n)
+			return 1;
+	return 0;
 }

@@ -32,6 +32,7 @@ static const struct attr_def attr_defs[FA_MAX_TAG + 1] = {
 	[FA_SECRET]	 = { AK_BYTES, FRAME_SECRET, AOFF(secret) },
 	[FA_NONCE]	 = { AK_U64, 8, AOFF(nonce) },
 	[FA_IDLE_TIMEOUT] = { AK_U32, 4, AOFF(idle_timeout) },
+	[FA_STATS]	 = { AK_STR, MSG_STATS_MAX - 1, AOFF(stats) },
 };
 
 struct type_def {
@@ -53,6 +54,8 @@ static const struct type_def type_defs[] = {
 	[FT_PONG]	 = { "PONG", FA_BIT(FA_NONCE) },
 	[FT_DATA_HELLO]	 = { "DATA_HELLO", FA_BIT(FA_SESSION) | FA_BIT(FA_SECRET) },
 	[FT_DATA_OK]	 = { "DATA_OK", FA_BIT(FA_SESSION) },
+	[FT_STATS]	 = { "STATS", FA_BIT(FA_STATS) },
+	[FT_STATS_REQ]	 = { "STATS_REQ", 0 },
 };
 
 #define NTYPES (sizeof(type_defs) / sizeof(type_defs[0]))

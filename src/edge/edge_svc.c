@@ -5,6 +5,7 @@
  * instead of waiting for a claim that cannot come. */
 #include "edge/edge.h"
 #include "common/log.h"
+#include "common/stats.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -349,6 +350,7 @@ svc_accept(struct ev_io *io, uint32_t events)
 		}
 		s->client_fd = fd;
 		s->id = sess_next_id++;
+		edge_stats.sessions_accepted++;
 		s->state = ES_PENDING;
 		s->t_start = ev_now();
 		s->deadline = s->t_start + lim.claim_ms;
@@ -396,8 +398,10 @@ svc_accept(struct ev_io *io, uint32_t events)
 		    FA_BIT(FA_SECRET);
 		log_info("session %llu new service=%s client=%s agent=%s",
 		    (unsigned long long)s->id, s->svc, s->client, s->agent_name);
-		if (fconn_send(&s->agent->fc, &m) == -1)
+		if (fconn_send(&s->agent->fc, &m) == -1) {
+			edge_stats.sessions_agent_lost++;
 			sess_drop_pending(s, "agent-unreachable");
+		}
 		OPENSSL_cleanse(m.secret, sizeof(m.secret));
 	}
 }
@@ -410,6 +414,8 @@ sess_end_active(struct esess *s, const char *reason, int abort)
 	sess_hash_del(s);
 	nsessions--;
 	ipc_put(s->ipc);
+	edge_stats.bytes_from_clients += s->relay.bytes[0];
+	edge_stats.bytes_to_clients += s->relay.bytes[1];
 	sess_log_end(s, s->relay.bytes[0], s->relay.bytes[1], reason);
 	relay_free(&s->relay, abort);
 	free(s);
@@ -450,6 +456,7 @@ sess_claim(struct econn *link, const struct msg *m)
 		/* One guess per session: the secret is gone after any try. */
 		snprintf(why, sizeof(why), "wrong secret for session %llu",
 		    (unsigned long long)m->session);
+		edge_stats.sessions_bad_secret++;
 		sess_drop_pending(s, "bad-secret");
 		goto refuse;
 	}
@@ -460,6 +467,7 @@ sess_claim(struct econn *link, const struct msg *m)
 		s->agent->active--;
 	s->agent = NULL;
 	s->state = ES_RELAY;
+	edge_stats.sessions_joined++;
 	s->next = active;
 	if (active != NULL)
 		active->prev = s;
@@ -477,6 +485,7 @@ sess_claim(struct econn *link, const struct msg *m)
 	    sess_relay_done, s);
 	return;
 refuse:
+	edge_stats.data_links_refused++;
 	log_warn("data link from %s refused: %s", link->peer, why);
 	fconn_send_error(&link->fc, why);
 	econn_free(link);
@@ -492,6 +501,7 @@ sess_refused(struct econn *agent, const struct msg *m)
 		return;
 	snprintf(reason, sizeof(reason), "refused-by-agent(%s)",
 	    (m->have & FA_BIT(FA_TEXT)) ? m->text : "no reason");
+	edge_stats.sessions_refused++;
 	sess_drop_pending(s, reason);
 }
 
@@ -504,6 +514,7 @@ sess_agent_lost(struct econn *agent)
 		next = s->next;
 		if (s->agent == agent) {
 			s->agent = NULL;
+			edge_stats.sessions_agent_lost++;
 			sess_drop_pending(s, "agent-lost");
 		}
 	}
@@ -656,4 +667,41 @@ svc_shutdown(void)
 		svc_free(svcs);
 	if (n > 0)
 		log_info("%llu running sessions cut", (unsigned long long)n);
+}
+
+void
+svc_stats(char *out, size_t outlen)
+{
+	uint64_t in = edge_stats.bytes_from_clients;
+	uint64_t outb = edge_stats.bytes_to_clients;
+	uint64_t nactive = 0, nsvc = 0, npend = 0;
+	struct esess *s;
+	struct esvc *v;
+	size_t i;
+
+	/* Running sessions count too, so a long transfer shows as it goes. */
+	for (s = active; s != NULL; s = s->next) {
+		in += s->relay.bytes[0];
+		outb += s->relay.bytes[1];
+		nactive++;
+	}
+	for (v = svcs; v != NULL; v = v->next) {
+		nsvc++;
+		npend += v->npending;
+	}
+	const struct { const char *name; uint64_t v; } kv[] = {
+		{ "sessions_accepted_total", edge_stats.sessions_accepted },
+		{ "sessions_joined_total", edge_stats.sessions_joined },
+		{ "sessions_claim_timeout_total", lim_counter[LIM_CLAIM_TIMEOUT] },
+		{ "sessions_refused_total", edge_stats.sessions_refused },
+		{ "sessions_agent_lost_total", edge_stats.sessions_agent_lost },
+		{ "sessions_bad_secret_total", edge_stats.sessions_bad_secret },
+		{ "bytes_from_clients_total", in },
+		{ "bytes_to_clients_total", outb },
+		{ "sessions_active", nactive },
+		{ "sessions_pending", npend },
+		{ "services_open", nsvc },
+	};
+	for (i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+		(void)stats_append(out, outlen, kv[i].name, kv[i].v);
 }
