@@ -35,6 +35,17 @@ struct cfg_edge {
 	char		 port[16];
 };
 
+/* [outbound]: the proxies for inside clients (agent_out.c). */
+struct cfg_outbound {
+	int		 line;			/* of [outbound], 0 if none */
+	char		 socks_listen[MSG_ADDR_MAX];
+	char		 http_listen[MSG_ADDR_MAX];
+	char		 allow[MSG_POLICY_MAX];	/* pushed as OUT_ALLOW */
+	size_t		 nrules;
+	char		 user[256];		/* auth_user, "" for none */
+	char		 pass[256];
+};
+
 struct cfg {
 	char		 path[PATH_MAX];
 	char		 name[MSG_NAME_MAX];
@@ -46,6 +57,7 @@ struct cfg {
 	size_t		 nedges;
 	struct cfg_service *services;
 	size_t		 nservices;
+	struct cfg_outbound out;
 };
 
 /* agent_cfg.c: load and validate path into c. On error returns -1 with
@@ -86,6 +98,8 @@ struct aedge {
 	uint64_t	 last_ping;
 	uint64_t	 rtt_ms;
 	char		 edge_name[MSG_NAME_MAX];
+	int		 out_ok;		/* the edge took our policy */
+	uint8_t		 out_token[FRAME_SECRET];
 };
 
 extern struct cfg agent_cfg;
@@ -97,9 +111,37 @@ void	edges_stop(void);
 /* Send a frame on an edge's control channel if it is up. */
 void	edge_send(struct aedge *e, const struct msg *m);
 
+/* An edge ready for outbound sessions (OUT_POLICY_OK received), picked
+ * round-robin, or NULL. */
+struct aedge *edge_pick_out(void);
+
 /* agent_sess.c */
 void	sess_new(struct aedge *e, const struct msg *m);
 void	sess_tick(uint64_t now);
 void	sess_stop(void);
+
+/* agent_out.c: the SOCKS5 and HTTP CONNECT proxies. */
+int	out_start(void);
+void	out_tick(uint64_t now);
+void	out_stop(void);
+
+/* One finished outbound session, for the audit trail. All strings are
+ * set ("-" when unknown). */
+struct out_record {
+	uint64_t	 id;
+	const char	*proto;		/* "socks5" or "http-connect" */
+	const char	*client;	/* inside source address:port */
+	const char	*dest;		/* as requested, host:port */
+	const char	*addr;		/* what the edge connected to */
+	const char	*edge;
+	uint64_t	 bytes_out;	/* inside -> destination */
+	uint64_t	 bytes_in;	/* destination -> inside */
+	uint64_t	 duration_ms;
+	const char	*outcome;	/* "ok", "refused", "failed" */
+	int		 code;		/* SOCKS reply code given */
+	const char	*reason;
+};
+/* Record r. Today one log line; the hook for the JSON audit log. */
+void	out_audit(const struct out_record *r);
 
 #endif

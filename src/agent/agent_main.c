@@ -33,7 +33,9 @@ usage(FILE *f)
 	    "\n"
 	    "The inside half of sallyport. Connects out to every edge named in the\n"
 	    "configuration, pushes the services the edges must open, and joins each\n"
-	    "client session to a backend. See sallyport-agent.conf in README.md.\n"
+	    "client session to a backend; with an [outbound] section it also runs\n"
+	    "SOCKS5 and HTTP CONNECT proxies whose sessions leave through an edge.\n"
+	    "See the configuration in README.md.\n"
 	    "\n"
 	    "  -c, --config FILE   configuration file (INI)\n"
 	    "      --check         validate the configuration and exit (0 ok, 1 not)\n"
@@ -102,6 +104,12 @@ main(int argc, char **argv)
 		log_fatal("epoll: %s", strerror(errno));
 	log_info("agent %s starting: %zu edges, %zu services", agent_cfg.name,
 	    agent_cfg.nedges, agent_cfg.nservices);
+	if (out_start() == -1) {
+		out_stop();
+		SSL_CTX_free(agent_tls);
+		cfg_free(&agent_cfg);
+		return 1;
+	}
 	edges_start();
 	while (!agent_stop) {
 		if (ev_run_once(200) == -1)
@@ -109,8 +117,10 @@ main(int argc, char **argv)
 		now = ev_now();
 		edges_tick(now);
 		sess_tick(now);
+		out_tick(now);
 	}
 	log_info("stopping");
+	out_stop();
 	sess_stop();
 	edges_stop();
 	SSL_CTX_free(agent_tls);

@@ -39,7 +39,8 @@ usage(FILE *f)
 	    "The DMZ half of sallyport. Listens for agents on the control address\n"
 	    "(mutual TLS: agents' certificates must chain to --ca) and opens the\n"
 	    "public service ports that agents push to it. It never connects to the\n"
-	    "inside network and writes no file.\n"
+	    "inside network and writes no file; it connects out only for an agent's\n"
+	    "outbound sessions, to destinations that agent's policy allows.\n"
 	    "\n"
 	    "  --control ADDR:PORT   control and data-link address, numeric (e.g.\n"
 	    "                        0.0.0.0:7000, [::]:7000, 127.0.0.1:7000)\n"
@@ -136,6 +137,8 @@ main(int argc, char **argv)
 		log_fatal("TLS set-up: %s", err);
 	if (ev_init() == -1)
 		log_fatal("epoll: %s", strerror(errno));
+	if (out_init() == -1)
+		log_fatal("outbound resolver: %s", strerror(errno));
 	if (ctl_listen(edge_conf.control) == -1)
 		return 1;
 
@@ -145,8 +148,10 @@ main(int argc, char **argv)
 		now = ev_now();
 		ctl_tick(now);
 		sess_tick(now);
+		out_tick(now);
 	}
 	log_info("stopping");
+	out_shutdown();
 	svc_shutdown();
 	ctl_shutdown();
 	SSL_CTX_free(edge_tls);
