@@ -266,10 +266,15 @@ parse_cidr(const char *s, size_t n, int want6, struct outpol_rule *r)
 	r->kind = OUTPOL_CIDR;
 	/* Host bits must be zero: "10.1.2.3/8" is probably a mistake. */
 	for (i = 0; i < 16; i++) {
-		unsigned bit0 = (unsigned)i * 8;
-		uint8_t keep = bit0 >= r->prefix ? 0 : r->prefix - bit0 >= 8 ?
-		    0xff : (uint8_t)(0xff << (8 - (r->prefix - bit0)));
-		if ((r->net[i] & (uint8_t)~keep) != 0)
+		unsigned bit0 = (unsigned)i * 8, keep;
+
+		if (bit0 >= r->prefix)
+			keep = 0;
+		else if (r->prefix - bit0 >= 8)
+			keep = 0xff;
+		else
+			keep = (0xffu << (8 - (r->prefix - bit0))) & 0xffu;
+		if ((r->net[i] & ~keep) != 0)
 			return -1;
 	}
 	/* The rule lifts the special-address ban only if it lies wholly

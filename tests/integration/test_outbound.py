@@ -298,3 +298,75 @@ def test_edge_objects_only_edge_out_connects():
                if ln.strip()):
             users.append(o.name)
     assert users == ["edge_out.o"], users
+
+
+# --------------------------------------------------------------------------
+# the edge enforces the policy itself (a fake agent speaks the protocol)
+
+OUT_OPEN, OUT_RESULT, OUT_POLICY, OUT_POLICY_OK = 48, 49, 50, 51
+A_DEST_HOST, A_DEST_PORT, A_OUT_CODE, A_DEST_ADDR, A_OUT_ALLOW = 34, 35, 36, 37, 38
+
+
+def _out_link(fa_mod, agent, host, port, token):
+    sock = fa_mod.tls_connect(agent.ctx, agent.port)
+    reader = fa_mod.FrameReader(sock)
+    sock.sendall(fa_mod.frame(OUT_OPEN, fa_mod.attr(A_DEST_HOST, host),
+                              fa_mod.attr(A_DEST_PORT, fa_mod.u16(port)),
+                              fa_mod.attr(fa_mod.A_SECRET, token)))
+    return sock, reader, reader.read()
+
+
+def test_edge_enforces_policy_and_token(tmp_path, pki, edge):
+    import fakeagent as fa
+    ls = socket.socket()
+    ls.bind((LOOPBACK, 0))
+    ls.listen(4)
+    port = ls.getsockname()[1]
+    closed_port = sp.free_port()
+    a = fa.FakeAgent(edge.control_port, pki.ca_crt, pki.agent_crt,
+                     pki.agent_key)
+    try:
+        a.connect()
+        # a policy that does not parse is refused, with a reason
+        a.send(fa.frame(OUT_POLICY, fa.attr(A_OUT_ALLOW, "10.1.2.3/8:22")))
+        f = a.recv(want=OUT_POLICY_OK)
+        assert f.u(fa.A_STATUS) == 1 and "not a destination rule" in f.text()
+        a.send(fa.frame(OUT_POLICY, fa.attr(
+            A_OUT_ALLOW, f"127.0.0.1/32:{port}, 127.0.0.1:{closed_port}")))
+        f = a.recv(want=OUT_POLICY_OK)
+        assert f.u(fa.A_STATUS) == 0
+        token = f.get(fa.A_SECRET)
+        assert len(token) == 32
+        # wrong token: refused, whatever the destination
+        s, _, r = _out_link(fa, a, "127.0.0.1", port, bytes(32))
+        assert r.type == OUT_RESULT and r.u(fa.A_STATUS) == 1
+        assert r.u(A_OUT_CODE) == 2
+        s.close()
+        # outside the policy: refused
+        s, _, r = _out_link(fa, a, "127.0.0.1", port + 1 if port < 65535
+                            else port - 1, token)
+        assert r.u(fa.A_STATUS) == 1 and r.u(A_OUT_CODE) == 2
+        s.close()
+        # allowed but nobody listens: connection refused (5)
+        s, _, r = _out_link(fa, a, "127.0.0.1", closed_port, token)
+        assert r.u(fa.A_STATUS) == 1 and r.u(A_OUT_CODE) == 5, r
+        s.close()
+        # allowed: connected, then bytes both ways
+        s, reader, r = _out_link(fa, a, "127.0.0.1", port, token)
+        assert r.u(fa.A_STATUS) == 0 and r.u(A_OUT_CODE) == 0
+        assert r.s(A_DEST_ADDR) == f"127.0.0.1:{port}"
+        c, _ = ls.accept()
+        s.sendall(b"ping")
+        assert c.recv(4) == b"ping"
+        c.sendall(b"pong")
+        got = reader.take_rest()
+        while len(got) < 4:
+            got += s.recv(4 - len(got))
+        assert got == b"pong"
+        c.close()
+        s.close()
+    finally:
+        a.close()
+        ls.close()
+    edge.proc.wait_log("outbound policy refused")
+    edge.proc.wait_log(["refused agent=-", "no agent with this outbound token"])
