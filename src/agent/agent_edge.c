@@ -135,6 +135,8 @@ aedge_push_services(struct aedge *e)
 		msg_init(&m, FT_SVC_OPEN);
 		msg_set_str(&m, FA_SERVICE, s->name);
 		msg_set_str(&m, FA_LISTEN, s->listen);
+		m.idle_timeout = s->idle_timeout;
+		m.have |= FA_BIT(FA_IDLE_TIMEOUT);
 		(void)fconn_send(&e->fc, &m);
 	}
 }

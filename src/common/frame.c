@@ -36,6 +36,7 @@ static const struct attr_def attr_defs[FA_MAX_TAG + 1] = {
 	[FA_OUT_CODE]	 = { AK_U8, 1, AOFF(out_code) },
 	[FA_DEST_ADDR]	 = { AK_STR, MSG_ADDR_MAX - 1, AOFF(dest_addr) },
 	[FA_OUT_ALLOW]	 = { AK_STR, MSG_POLICY_MAX - 1, AOFF(out_allow) },
+	[FA_IDLE_TIMEOUT] = { AK_U32, 4, AOFF(idle_timeout) },
 };
 
 struct type_def {

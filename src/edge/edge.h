@@ -12,9 +12,9 @@
 #include "common/fconn.h"
 #include "common/net.h"
 #include "common/relay.h"
+#include "edge/edge_limit.h"
 
 #define EDGE_HEARTBEAT_DEAD_MS	6000
-#define EDGE_HANDSHAKE_MS	10000
 #define EDGE_SVC_AGENTS_MAX	16
 
 struct edge_conf {
@@ -23,7 +23,6 @@ struct edge_conf {
 	const char	*key;
 	const char	*ca;
 	const char	*name;
-	uint64_t	 claim_timeout_ms;
 };
 
 extern struct edge_conf edge_conf;
@@ -65,14 +64,19 @@ struct esess {
 	uint8_t		 secret[FRAME_SECRET];
 	uint64_t	 t_start;
 	uint64_t	 deadline;
+	uint64_t	 idle_ms;	/* from the service; 0: no idle limit */
+	struct ipcount	*ipc;		/* this client address's live sessions */
 	struct relay	 relay;
 	struct esess	*hnext;		/* id hash chain */
 	struct esess	*prev, *next;	/* pending FIFO or active list */
 };
 
+struct ipcount;
+
 /* edge_ctl.c */
 int	ctl_listen(const char *addr);
 void	ctl_tick(uint64_t now);
+void	ctl_pause(int paused);
 void	ctl_shutdown(void);
 /* The agent control connection whose outbound token is tok, or NULL. */
 struct econn *ctl_agent_by_token(const uint8_t *tok);
@@ -85,12 +89,15 @@ void	sess_claim(struct econn *link, const struct msg *m);
 void	sess_refused(struct econn *agent, const struct msg *m);
 void	sess_agent_lost(struct econn *agent);
 void	sess_tick(uint64_t now);
+/* Stop accepting for a moment: out of file descriptors. */
+void	accept_pause(uint64_t now);
+int	accept_paused(uint64_t now);
 void	svc_shutdown(void);
 /* edge_out.c: outbound sessions, the only code in the edge that calls
  * connect(), toward destinations an agent's policy allows. */
 int	out_init(void);
 void	out_policy(struct econn *agent, const struct msg *m);
-/* First frame OUT_OPEN on a data link: c becomes EC_OUT. */
+/* First frame OUT_OPEN on a data link (c already EC_OUT); may free c. */
 void	out_open(struct econn *c, const struct msg *m);
 /* The data link of an outbound session failed before its relay. */
 void	out_link_lost(struct econn *c);

@@ -443,7 +443,6 @@ out_open(struct econn *c, const struct msg *m)
 	snprintf(o->dest, sizeof(o->dest), strchr(o->host, ':') ? "[%s]:%u" :
 	    "%s:%u", o->host, o->port);
 	snprintf(o->agent, sizeof(o->agent), "%s", agent ? agent->name : "-");
-	c->state = EC_OUT;
 	c->out = o;
 	o->next = eouts;
 	if (eouts != NULL)
