@@ -37,6 +37,7 @@ struct esvc {
 	struct econn	*agents[EDGE_SVC_AGENTS_MAX];
 	size_t		 nagents;
 	size_t		 rr;
+	uint64_t	 npending;	/* clients of this service not claimed */
 	struct esvc	*next;
 };
 
@@ -45,7 +46,7 @@ static struct esess *sess_hash[SESS_HASH];
 static struct esess *pending_head, *pending_tail;	/* FIFO: deadline order */
 static struct esess *active;
 static uint64_t sess_next_id = 1;
-static uint64_t nsessions, npending;
+static uint64_t nsessions;
 static struct ipcount *ipc_hash[IPC_HASH];
 static uint64_t paused_until;
 static uint64_t last_idle_scan;
@@ -236,13 +237,23 @@ sess_log_end(struct esess *s, uint64_t in, uint64_t out, const char *reason)
 	    reason);
 }
 
+/* A session leaves the pending state; its service may be gone already. */
+static void
+svc_unpend(struct esess *s)
+{
+	struct esvc *svc = svc_find(s->svc);
+
+	if (svc != NULL && svc->npending > 0)
+		svc->npending--;
+}
+
 /* End a session that never got a data link. */
 static void
 sess_drop_pending(struct esess *s, const char *reason)
 {
 	pending_unlink(s);
 	sess_hash_del(s);
-	npending--;
+	svc_unpend(s);
 	nsessions--;
 	ipc_put(s->ipc);
 	if (s->agent != NULL && s->agent->active > 0)
@@ -282,10 +293,12 @@ svc_admit(struct esvc *svc, const char *ip, uint16_t port)
 		    (unsigned long long)nsessions);
 		return -1;
 	}
-	if (npending >= lim.max_pending) {
+	/* Per service: a service whose agent is slow or gone must not
+	 * keep clients of the others out. */
+	if (svc->npending >= lim.max_pending) {
 		lim_hit(LIM_PENDING, "service %s: client %s:%u refused: %llu "
 		    "clients waiting to be claimed", svc->name, ip, port,
-		    (unsigned long long)npending);
+		    (unsigned long long)svc->npending);
 		return -1;
 	}
 	if ((c = ipc_get(ip, 0)) != NULL && c->n >= lim.max_per_ip) {
@@ -350,7 +363,7 @@ svc_accept(struct ev_io *io, uint32_t events)
 		}
 		s->ipc->n++;
 		nsessions++;
-		npending++;
+		svc->npending++;
 		if (RAND_bytes(s->secret, sizeof(s->secret)) != 1)
 			log_fatal("RAND_bytes failed");
 		if ((s->agent = svc_pick_agent(svc)) == NULL) {
@@ -358,7 +371,7 @@ svc_accept(struct ev_io *io, uint32_t events)
 			log_warn("service %s: client refused: no agent", svc->name);
 			ipc_put(s->ipc);
 			nsessions--;
-			npending--;
+			svc->npending--;
 			close(fd);
 			free(s);
 			continue;
@@ -442,7 +455,7 @@ sess_claim(struct econn *link, const struct msg *m)
 	}
 	OPENSSL_cleanse(s->secret, sizeof(s->secret));
 	pending_unlink(s);
-	npending--;
+	svc_unpend(s);
 	if (s->agent != NULL && s->agent->active > 0)
 		s->agent->active--;
 	s->agent = NULL;
