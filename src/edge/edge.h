@@ -95,7 +95,8 @@ int	accept_paused(uint64_t now);
 void	svc_shutdown(void);
 /* edge_out.c: outbound sessions, the only code in the edge that calls
  * connect(), toward destinations an agent's policy allows. */
-int	out_init(void);
+/* enabled: --allow-outbound; otherwise OUT_POLICY is refused. */
+int	out_init(int enabled);
 void	out_policy(struct econn *agent, const struct msg *m);
 /* First frame OUT_OPEN on a data link (c already EC_OUT); may free c. */
 void	out_open(struct econn *c, const struct msg *m);

@@ -72,6 +72,12 @@ usage(FILE *f)
 	    "                        where the kernel has it)\n"
 	    "  --bind-low-ports      keep CAP_NET_BIND_SERVICE so agents may open\n"
 	    "                        ports below 1024 (22, 443); no other capability\n"
+	    "  --allow-outbound      let agents run outbound sessions through this\n"
+	    "                        edge: it then resolves names and connects to\n"
+	    "                        the destinations each agent's policy allows\n"
+	    "                        (the filter allows connect() and resolver\n"
+	    "                        threads; Landlock lets it read /etc/hosts,\n"
+	    "                        resolv.conf, nsswitch.conf, host.conf, gai.conf)\n"
 	    "  --no-sandbox          no privilege drop, Landlock or seccomp (debug)\n"
 	    "  --sandbox-selftest    after entering the sandbox, try to write a\n"
 	    "                        file and exec, and log that both fail (tests)\n"
@@ -153,6 +159,7 @@ main(int argc, char **argv)
 		{ "user", required_argument, NULL, 'u' },
 		{ "chroot", required_argument, NULL, 'r' },
 		{ "bind-low-ports", no_argument, NULL, 'L' },
+		{ "allow-outbound", no_argument, NULL, 'O' },
 		{ "no-sandbox", no_argument, NULL, 'N' },
 		{ "sandbox-selftest", no_argument, NULL, 'Z' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -185,6 +192,7 @@ main(int argc, char **argv)
 		case 'u': sc.user = optarg; break;
 		case 'r': sc.chroot_dir = optarg; break;
 		case 'L': sc.bind_low_ports = 1; break;
+		case 'O': sc.outbound = 1; break;
 		case 'N': sc.disabled = 1; break;
 		case 'Z': selftest = 1; break;
 		case 'v': verbose++; break;
@@ -258,7 +266,7 @@ main(int argc, char **argv)
 		log_fatal("%s: %s", edge_conf.key, err);
 	if (ev_init() == -1)
 		log_fatal("epoll: %s", strerror(errno));
-	if (out_init() == -1)
+	if (out_init(sc.outbound) == -1)
 		log_fatal("outbound resolver: %s", strerror(errno));
 	if (ctl_listen(edge_conf.control) == -1)
 		return 1;

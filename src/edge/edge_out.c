@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/outpol.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <arpa/inet.h>
@@ -80,6 +81,7 @@ struct eout {
 	struct eout	*prev, *next;
 };
 
+static int out_enabled;
 static int res_pipe[2] = { -1, -1 };
 static struct ev_io res_io;
 static size_t nresolving;
@@ -509,6 +511,17 @@ out_policy(struct econn *agent, const struct msg *m)
 
 	msg_init(&r, FT_OUT_POLICY_OK);
 	r.have |= FA_BIT(FA_STATUS);
+	if (!out_enabled) {
+		/* The DMZ operator decides whether this host may connect
+		 * out at all; without it the sandbox forbids connect(). */
+		log_warn("agent %s: outbound policy refused: outbound sessions "
+		    "are not enabled on this edge (--allow-outbound)", agent->name);
+		r.status = 1;
+		msg_set_str(&r, FA_TEXT, "outbound sessions are not enabled on "
+		    "this edge (--allow-outbound)");
+		(void)fconn_send(&agent->fc, &r);
+		return;
+	}
 	if ((p = calloc(1, sizeof(*p))) == NULL ||
 	    outpol_parse(m->out_allow, &p->pol, err, sizeof(err)) == -1) {
 		if (p == NULL)
@@ -538,8 +551,15 @@ out_policy(struct econn *agent, const struct msg *m)
 }
 
 int
-out_init(void)
+out_init(int enabled)
 {
+	out_enabled = enabled;
+	/* glibc's resolver threads end through pthread_exit, which loads
+	 * libgcc_s for unwinding on first use; inside the sandbox that load
+	 * is denied (no file access, no executable mappings) and glibc
+	 * aborts. Load it now, while the file system is open. */
+	if (enabled && dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_GLOBAL) == NULL)
+		log_warn("outbound: cannot preload libgcc_s.so.1: %s", dlerror());
 	if (pipe2(res_pipe, O_CLOEXEC) == -1)
 		return -1;
 	if (fcntl(res_pipe[0], F_SETFL, O_NONBLOCK) == -1)

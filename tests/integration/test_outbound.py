@@ -45,6 +45,12 @@ def curl(args, timeout=120):
 
 
 @pytest.fixture
+def edge(tmp_path, pki):
+    """An edge whose operator allows outbound sessions."""
+    return sp.start_edge(tmp_path, pki, extra=["--allow-outbound"])
+
+
+@pytest.fixture
 def web(tmp_path, nginx):
     size = 3 * MiB + 17
     h = sp.random_file(nginx.root / "file", size)
@@ -176,6 +182,23 @@ def test_proxy_authentication(tmp_path, pki, edge, web):
     a.proc.wait_log(["outcome=refused", "reason=proxy authentication failed"])
 
 
+def test_edge_without_allow_outbound_refuses(tmp_path, pki, web):
+    """Outbound is the DMZ operator's choice: an edge started without
+    --allow-outbound refuses the policy, and a request finds no edge."""
+    plain = sp.start_edge(tmp_path, pki, tag="plainedge")
+    conf = sp.write_agent_conf(tmp_path / "a.conf", pki, [plain.addr], {})
+    socks = sp.free_port()
+    with open(conf, "a") as f:
+        f.write(f"[outbound]\nsocks_listen = {LOOPBACK}:{socks}\n"
+                f"allow_destination = 127.0.0.1/32:{web.port}\n")
+    a = sp.Proc("agent", [sp.AGENT_BIN, "--config", conf], tmp_path / "a.log")
+    a.wait_log("outbound policy refused: outbound sessions are not enabled")
+    plain.proc.wait_log("outbound sessions are not enabled on this edge")
+    s, code = sp.socks5_connect(socks, "127.0.0.1", web.port)
+    assert s is None and code == 1
+    a.wait_log(["outcome=failed", "no edge ready for outbound sessions"])
+
+
 # --------------------------------------------------------------------------
 # refused destinations: the right error, and an audit line
 
@@ -255,7 +278,8 @@ TCP_CONNECT = re.compile(r'connect\(\d+<TCP(?:v6)?:[^>]*>, \{sa_family=(AF_INET6
 
 def test_edge_connects_only_to_allowed(tmp_path, pki, web, sshd):
     trace = tmp_path / "edge.strace"
-    edge = sp.start_edge(tmp_path, pki, wrapper=_strace(trace))
+    edge = sp.start_edge(tmp_path, pki, wrapper=_strace(trace),
+                         extra=["--allow-outbound"])
     a = sp.start_outbound_agent(tmp_path, pki, edge,
                                 [f"127.0.0.1/32:{web.port}",
                                  f"localhost:{sshd.port}"])
