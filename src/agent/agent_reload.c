@@ -115,6 +115,19 @@ carry_state(struct cfg_service *os, struct cfg_service *ns)
 			}
 }
 
+/* Whether what the edge is told about a service changed: the pushed
+ * definitions are compared whole (listen, idle time-out, and whatever is
+ * added later), so such a change is applied as a close and an open. */
+static int
+svc_def_changed(const struct cfg_service *a, const struct cfg_service *b)
+{
+	struct msg ma, mb;
+
+	svc_open_msg(a, &ma);
+	svc_open_msg(b, &mb);
+	return memcmp(&ma, &mb, sizeof(ma)) != 0;
+}
+
 int
 reload_run(struct reload_result *res, char *err, size_t errlen)
 {
@@ -147,7 +160,7 @@ reload_run(struct reload_result *res, char *err, size_t errlen)
 			continue;
 		}
 		carry_state(os, ns);
-		if (strcmp(os->listen, ns->listen) != 0) {
+		if (svc_def_changed(os, ns)) {
 			list_add(res->changed, os->name);
 			edges_svc_close(os->name);
 		} else if (!same_backends(os, ns))
@@ -170,11 +183,11 @@ reload_run(struct reload_result *res, char *err, size_t errlen)
 				os = &r->arr[k];
 		if (os == NULL)
 			list_add(res->added, ns->name);
-		if (os == NULL || strcmp(os->listen, ns->listen) != 0)
+		if (os == NULL || svc_def_changed(os, ns))
 			edges_svc_open(ns);
 	}
 	log_info("configuration reloaded: %zu services; added=[%s] removed=[%s] "
-	    "listen-changed=[%s] backends-changed=[%s]%s%s%s",
+	    "changed=[%s] backends-changed=[%s]%s%s%s",
 	    agent_cfg.nservices, res->added, res->removed, res->changed,
 	    res->backends, res->restart[0] ? " restart needed for [" : "",
 	    res->restart, res->restart[0] ? "] (running values kept)" : "");
