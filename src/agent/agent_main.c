@@ -164,6 +164,7 @@ main(int argc, char **argv)
 	edges_stop();
 	reload_stop();
 	metrics_free();
+	tlsx_cleanup();
 	SSL_CTX_free(agent_tls);
 	cfg_free(&agent_cfg);
 	log_info("stopped");

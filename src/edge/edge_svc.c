@@ -43,6 +43,8 @@ struct esvc {
 };
 
 static struct esvc *svcs;
+static int sess_assign(struct esvc *svc, struct esess *s, const char *ip,
+    uint16_t port);
 static struct esess *sess_hash[SESS_HASH];
 static struct esess *pending_head, *pending_tail;	/* FIFO: deadline order */
 static struct esess *active;
@@ -231,11 +233,14 @@ sess_log_end(struct esess *s, uint64_t in, uint64_t out, const char *reason)
 	uint64_t ms = ev_now_update() - s->t_start;
 
 	log_info("session %llu closed service=%s client=%s bytes_in=%llu "
-	    "bytes_out=%llu duration=%llu.%03llus reason=%s",
+	    "bytes_out=%llu duration=%llu.%03llus reason=%s link=%s "
+	    "spliced=%llu",
 	    (unsigned long long)s->id, s->svc, s->client,
 	    (unsigned long long)in, (unsigned long long)out,
 	    (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
-	    reason);
+	    reason, s->link_kind != NULL ? s->link_kind : "-",
+	    (unsigned long long)(s->state == ES_RELAY ?
+	    s->relay.spliced[0] + s->relay.spliced[1] : 0));
 }
 
 /* A session leaves the pending state; its service may be gone already. */
@@ -378,9 +383,11 @@ svc_accept(struct ev_io *io, uint32_t events)
 			free(s);
 			continue;
 		}
-		s->agent->active++;
 		snprintf(s->agent_name, sizeof(s->agent_name), "%s", s->agent->name);
 		sess_hash_add(s);
+		if (sess_assign(svc, s, ip, port) == 0)
+			continue;
+		s->agent->active++;
 		s->prev = pending_tail;
 		if (pending_tail != NULL)
 			pending_tail->next = s;
@@ -404,6 +411,70 @@ svc_accept(struct ev_io *io, uint32_t events)
 		}
 		OPENSSL_cleanse(m.secret, sizeof(m.secret));
 	}
+}
+
+static void sess_relay_done(struct relay *r, int first, const char *err);
+
+/* Which kind of data link a relay runs over, for the logs. */
+static const char *
+link_kind(int plain, SSL *ssl)
+{
+	if (plain)
+		return "plain";
+	if (ssl != NULL && BIO_get_ktls_send(SSL_get_wbio(ssl)) &&
+	    BIO_get_ktls_recv(SSL_get_rbio(ssl)))
+		return "ktls";
+	return "tls";
+}
+
+/* Join a new client at once on one of its agent's pooled links: write
+ * SESS_ASSIGN on the link and relay. Returns 0 if joined, -1 if the agent
+ * has no usable pooled link (the caller sends SESS_NEW instead). */
+static int
+sess_assign(struct esvc *svc, struct esess *s, const char *ip, uint16_t port)
+{
+	struct econn *link;
+	struct msg m;
+	struct buf prime;
+	SSL *ssl;
+	int fd;
+
+	for (;;) {
+		if ((link = pool_take(s->agent)) == NULL)
+			return -1;
+		msg_init(&m, FT_SESS_ASSIGN);
+		m.session = s->id;
+		msg_set_str(&m, FA_SERVICE, s->svc);
+		msg_set_str(&m, FA_CLIENT_ADDR, ip);
+		m.client_port = port;
+		m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT);
+		if (fconn_send(&link->fc, &m) == 0)
+			break;
+		econn_free(link);
+	}
+	svc->npending--;
+	s->state = ES_RELAY;
+	s->pooled = 1;
+	s->agent_serial = s->agent->serial;
+	s->agent = NULL;
+	edge_stats.sessions_joined++;
+	edge_stats.sessions_pooled++;
+	s->next = active;
+	if (active != NULL)
+		active->prev = s;
+	active = s;
+	fconn_detach(&link->fc, &fd, &ssl, &prime);
+	s->link_kind = link_kind(link->plain, ssl);
+	econn_free(link);
+	log_info("session %llu new service=%s client=%s agent=%s link=%s "
+	    "pooled", (unsigned long long)s->id, s->svc, s->client,
+	    s->agent_name, s->link_kind);
+	/* Side 0 is the client, side 1 the data link; SESS_ASSIGN goes
+	 * first. The client's bytes wait in the link until the agent has
+	 * its backend: it does not read the link before. */
+	(void)relay_start(&s->relay, s->client_fd, NULL, fd, ssl, &prime,
+	    sess_relay_done, s);
+	return 0;
 }
 
 /* End a joined session: log, close both sides, forget it. */
@@ -451,6 +522,14 @@ sess_claim(struct econn *link, const struct msg *m)
 		    "session %llu already claimed", (unsigned long long)m->session);
 		goto refuse;
 	}
+	if (link->plain && (s->agent == NULL || !s->agent->plain)) {
+		/* Its secret never travels in the clear, so this is no agent
+		 * of ours: refused, and the session is left alone (anyone
+		 * who reaches the port could otherwise burn sessions). */
+		snprintf(why, sizeof(why), "plain data link for session %llu, "
+		    "whose agent uses TLS links", (unsigned long long)m->session);
+		goto refuse;
+	}
 	match = CRYPTO_memcmp(s->secret, m->secret, sizeof(s->secret)) == 0;
 	if (!match) {
 		/* One guess per session: the secret is gone after any try. */
@@ -477,9 +556,13 @@ sess_claim(struct econn *link, const struct msg *m)
 	ok.session = s->id;
 	ok.have |= FA_BIT(FA_SESSION);
 	(void)fconn_send(&link->fc, &ok);
+	if (link->plain)
+		edge_stats.data_links_plain++;
 	fconn_detach(&link->fc, &fd, &ssl, &prime);
+	s->link_kind = link_kind(link->plain, ssl);
 	econn_free(link);
-	log_info("session %llu joined", (unsigned long long)s->id);
+	log_info("session %llu joined link=%s", (unsigned long long)s->id,
+	    s->link_kind);
 	/* Side 0 is the client, side 1 the data link; DATA_OK goes first. */
 	(void)relay_start(&s->relay, s->client_fd, NULL, fd, ssl, &prime,
 	    sess_relay_done, s);
@@ -487,7 +570,10 @@ sess_claim(struct econn *link, const struct msg *m)
 refuse:
 	edge_stats.data_links_refused++;
 	log_warn("data link from %s refused: %s", link->peer, why);
-	fconn_send_error(&link->fc, why);
+	/* Plain links get no answer: nothing in plaintext to a link that
+	 * has not proved itself. */
+	if (!link->plain)
+		fconn_send_error(&link->fc, why);
 	econn_free(link);
 }
 
@@ -497,12 +583,22 @@ sess_refused(struct econn *agent, const struct msg *m)
 	struct esess *s = sess_lookup(m->session);
 	char reason[MSG_TEXT_MAX + 32];
 
-	if (s == NULL || s->state != ES_PENDING || s->agent != agent)
+	if (s == NULL)
 		return;
 	snprintf(reason, sizeof(reason), "refused-by-agent(%s)",
 	    (m->have & FA_BIT(FA_TEXT)) ? m->text : "no reason");
-	edge_stats.sessions_refused++;
-	sess_drop_pending(s, reason);
+	if (s->state == ES_PENDING && s->agent == agent) {
+		edge_stats.sessions_refused++;
+		sess_drop_pending(s, reason);
+		return;
+	}
+	/* A session joined on a pooled link before its agent found a
+	 * backend: the agent resets the link too, this only says why. */
+	if (s->state == ES_RELAY && s->pooled &&
+	    s->agent_serial == agent->serial && s->relay.bytes[1] == 0) {
+		edge_stats.sessions_refused++;
+		sess_end_active(s, reason, 1);
+	}
 }
 
 void
