@@ -19,6 +19,7 @@
 #include "common/tlsx.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,12 @@
  * greeting it, parked). Then, either way: AS_BACKEND dialling a backend,
  * AS_LINK dialling the edge, AS_GREET greeting it, AS_RELAY. */
 enum asess_state { AS_POOL_DIAL, AS_POOL_GREET, AS_POOL_IDLE, AS_BACKEND,
-    AS_LINK, AS_GREET, AS_RELAY };
+    AS_LINK, AS_GREET, AS_RELAY, AS_REFUSED };
+
+/* A refused pooled session keeps its link (unread) until the edge, told
+ * by SESS_REFUSE, closes it, or this long: the refusal reaches the edge
+ * before the link goes, so the edge logs and counts it as a refusal. */
+#define REFUSED_LINGER_MS	10000
 
 #define POOL_BACKOFF_MIN_MS	500
 #define POOL_BACKOFF_MAX_MS	30000
@@ -51,6 +57,7 @@ struct asess {
 	int		 link_fd;	/* pooled: the link, until relaying */
 	SSL		*link_ssl;
 	const char	*link_mode;	/* relaying: "plain", "tls", "ktls" */
+	struct ev_io	 lio;		/* AS_REFUSED: the link, for its close */
 	struct net_addr	 edge_addr;
 	char		 edge_host[CFG_STR];
 	size_t		 tries;
@@ -83,6 +90,8 @@ static const struct fconn_ops pool_ops = {
 	pool_ready, pool_frame, pool_lost,
 };
 
+static void asess_unlink_free(struct asess *s);
+
 static int
 is_pool_link(const struct asess *s)
 {
@@ -104,6 +113,35 @@ link_reset(struct asess *s)
 	s->link_ssl = NULL;
 	close(s->link_fd);
 	s->link_fd = -1;
+}
+
+/* AS_REFUSED: the edge closed the link (or reset it): done. */
+static void
+refused_io(struct ev_io *io, uint32_t events)
+{
+	struct asess *s = (struct asess *)(void *)((char *)io -
+	    offsetof(struct asess, lio));
+
+	(void)events;
+	ev_del(&s->lio);
+	link_reset(s);
+	asess_unlink_free(s);
+}
+
+/* Keep a refused pooled session's link until the edge closes it. Returns
+ * 0, or -1 if it cannot be watched (the caller resets it). */
+static int
+refused_linger(struct asess *s)
+{
+	ev_io_init(&s->lio, s->link_fd, refused_io);
+	/* Only its end is of interest: its bytes are never read. */
+	if (ev_set(&s->lio, EPOLLRDHUP) == -1)
+		return -1;
+	s->state = AS_REFUSED;
+	s->deadline = ev_now() + REFUSED_LINGER_MS;
+	s->svc = NULL;
+	s->bcur = NULL;
+	return 0;
 }
 
 /* Which kind of data link a relay runs over, for the logs. */
@@ -190,7 +228,6 @@ asess_abort_as(struct asess *s, const char *why, const char *reason,
 	dial_cancel(&s->dial);
 	if (s->state == AS_GREET)
 		fconn_close(&s->fc);
-	link_reset(s);
 	if (s->backend_fd != -1) {
 		/* The backend saw a connection that carries nothing: reset it
 		 * rather than make it look like a client that said nothing. */
@@ -199,6 +236,10 @@ asess_abort_as(struct asess *s, const char *why, const char *reason,
 	}
 	log_warn("session %llu failed: %s", (unsigned long long)s->id, why);
 	asess_log_end(s, 0, 0, reason, o);
+	if (s->link_fd != -1 && s->edge->state == AE_READY &&
+	    o == SO_REFUSED && refused_linger(s) == 0)
+		return;
+	link_reset(s);
 	asess_unlink_free(s);
 }
 
@@ -650,6 +691,8 @@ sess_pool_close(struct aedge *e)
 		next = s->next;
 		if (s->edge == e && is_pool_link(s))
 			pool_drop(s, NULL, 0);
+		else if (s->edge == e && s->state == AS_REFUSED)
+			refused_io(&s->lio, 0);
 	}
 	e->pool_links = e->pool_idle = 0;
 }
@@ -665,7 +708,9 @@ sess_tick(uint64_t now)
 			continue;
 		if (s->state == AS_POOL_IDLE)
 			continue;		/* parked: no deadline */
-		if (is_pool_link(s))
+		if (s->state == AS_REFUSED)
+			refused_io(&s->lio, 0);
+		else if (is_pool_link(s))
 			pool_drop(s, "set-up timed out", 1);
 		else
 			asess_abort(s, "set-up timed out");
@@ -680,6 +725,8 @@ sess_stop(void)
 	while ((s = sessions) != NULL) {
 		if (is_pool_link(s))
 			pool_drop(s, NULL, 0);
+		else if (s->state == AS_REFUSED)
+			refused_io(&s->lio, 0);
 		else if (s->state == AS_RELAY) {
 			asess_log_end(s, s->relay.bytes[1], s->relay.bytes[0],
 			    "agent-stopping", SO_STOPPED);
@@ -700,8 +747,8 @@ sess_foreach(sess_visit_cb *cb, void *arg)
 
 	for (s = sessions; s != NULL; s = next) {
 		next = s->next;
-		if (is_pool_link(s))
-			continue;	/* not a session (yet) */
+		if (is_pool_link(s) || s->state == AS_REFUSED)
+			continue;	/* not a session (yet, or any more) */
 		memset(&si, 0, sizeof(si));
 		si.id = s->id;
 		si.service = s->svc_name;
@@ -726,7 +773,7 @@ sess_kill(uint64_t id)
 
 	for (s = sessions; s != NULL; s = next) {
 		next = s->next;
-		if (s->id != id || is_pool_link(s))
+		if (s->id != id || is_pool_link(s) || s->state == AS_REFUSED)
 			continue;
 		n++;
 		if (s->state == AS_RELAY) {

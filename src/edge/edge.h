@@ -30,7 +30,8 @@ struct edge_conf {
  * "Operations"). Bytes of running sessions are added when reported. */
 struct edge_stats {
 	uint64_t	 sessions_accepted;	/* clients accepted */
-	uint64_t	 sessions_joined;	/* claimed by a data link */
+	uint64_t	 sessions_joined;	/* claimed by a data link; pooled
+						 * ones when they end unrefused */
 	uint64_t	 sessions_refused;	/* refused by the agent */
 	uint64_t	 sessions_agent_lost;	/* agent gone before the claim */
 	uint64_t	 sessions_bad_secret;
@@ -106,6 +107,7 @@ struct esess {
 	/* Joined on a pooled link: the agent may still refuse it (no
 	 * backend answered) until bytes come from its side. */
 	int		 pooled;
+	int		 refused;	/* pooled, refused by the agent */
 	uint64_t	 agent_serial;
 	const char	*link_kind;	/* "tls", "plain" or "ktls" */
 	struct relay	 relay;

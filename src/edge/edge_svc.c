@@ -457,7 +457,8 @@ sess_assign(struct esvc *svc, struct esess *s, const char *ip, uint16_t port)
 	s->pooled = 1;
 	s->agent_serial = s->agent->serial;
 	s->agent = NULL;
-	edge_stats.sessions_joined++;
+	/* Counted as joined once its agent has taken it (see
+	 * sess_end_active and svc_stats): it may still be refused. */
 	edge_stats.sessions_pooled++;
 	s->next = active;
 	if (active != NULL)
@@ -485,6 +486,8 @@ sess_end_active(struct esess *s, const char *reason, int abort)
 	sess_hash_del(s);
 	nsessions--;
 	ipc_put(s->ipc);
+	if (s->pooled && !s->refused)
+		edge_stats.sessions_joined++;
 	edge_stats.bytes_from_clients += s->relay.bytes[0];
 	edge_stats.bytes_to_clients += s->relay.bytes[1];
 	sess_log_end(s, s->relay.bytes[0], s->relay.bytes[1], reason);
@@ -597,6 +600,7 @@ sess_refused(struct econn *agent, const struct msg *m)
 	if (s->state == ES_RELAY && s->pooled &&
 	    s->agent_serial == agent->serial && s->relay.bytes[1] == 0) {
 		edge_stats.sessions_refused++;
+		s->refused = 1;
 		sess_end_active(s, reason, 1);
 	}
 }
@@ -771,15 +775,20 @@ svc_stats(char *out, size_t outlen)
 	uint64_t in = edge_stats.bytes_from_clients;
 	uint64_t outb = edge_stats.bytes_to_clients;
 	uint64_t nactive = 0, nsvc = 0, npend = 0;
+	uint64_t joined = edge_stats.sessions_joined;
 	struct esess *s;
 	struct esvc *v;
 	size_t i;
 
-	/* Running sessions count too, so a long transfer shows as it goes. */
+	/* Running sessions count too, so a long transfer shows as it goes.
+	 * A pooled session counts as joined once its agent has sent a byte
+	 * (its backend answered) or when it ends unrefused. */
 	for (s = active; s != NULL; s = s->next) {
 		in += s->relay.bytes[0];
 		outb += s->relay.bytes[1];
 		nactive++;
+		if (s->pooled && s->relay.bytes[1] > 0)
+			joined++;
 	}
 	for (v = svcs; v != NULL; v = v->next) {
 		nsvc++;
@@ -787,7 +796,7 @@ svc_stats(char *out, size_t outlen)
 	}
 	const struct { const char *name; uint64_t v; } kv[] = {
 		{ "sessions_accepted_total", edge_stats.sessions_accepted },
-		{ "sessions_joined_total", edge_stats.sessions_joined },
+		{ "sessions_joined_total", joined },
 		{ "sessions_claim_timeout_total", lim_counter[LIM_CLAIM_TIMEOUT] },
 		{ "sessions_refused_total", edge_stats.sessions_refused },
 		{ "sessions_agent_lost_total", edge_stats.sessions_agent_lost },
