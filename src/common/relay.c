@@ -451,6 +451,9 @@ relay_pump(struct relay *r, unsigned dirs)
 					r->first_eof = d;
 				progress = 1;
 			}
+			/* An idle relay holds no pipe. */
+			if (p->len == 0)
+				pipe_release(p);
 		}
 		if (progress)
 			r->last_active = ev_now();

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
@@ -72,20 +73,32 @@ tlsx_new_session(SSL *ssl, SSL_SESSION *sess)
 	return 1;
 }
 
-/* A resumed handshake (the client offers a PSK) gets no new ticket: the
- * one it used stays good, and a ticket per data link would cost the edge
- * an encryption and the agent a session object each time. */
-static int
-tlsx_client_hello(SSL *ssl, int *al, void *arg)
+/* A resumed handshake gets no new ticket: the one it used stays good (the
+ * client reuses it, see tlsx_new), and a ticket per data link would cost
+ * the edge an encryption and the agent a session object each time. A
+ * ticket that does not decrypt, or whose session has expired, leads to a
+ * full handshake, which does issue a new one. */
+static SSL_TICKET_RETURN
+tlsx_ticket_dec(SSL *ssl, SSL_SESSION *ss, const unsigned char *keyname,
+    size_t keyname_len, SSL_TICKET_STATUS status, void *arg)
 {
-	const unsigned char *ext;
-	size_t len;
-
-	(void)al;
+	(void)keyname;
+	(void)keyname_len;
 	(void)arg;
-	if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_psk, &ext, &len) == 1)
-		(void)SSL_set_num_tickets(ssl, 0);
-	return SSL_CLIENT_HELLO_SUCCESS;
+	switch (status) {
+	case SSL_TICKET_SUCCESS:
+		if ((uint64_t)SSL_SESSION_get_time(ss) +
+		    (uint64_t)SSL_SESSION_get_timeout(ss) > (uint64_t)time(NULL))
+			(void)SSL_set_num_tickets(ssl, 0);
+		return SSL_TICKET_RETURN_USE;
+	case SSL_TICKET_SUCCESS_RENEW:
+		return SSL_TICKET_RETURN_USE_RENEW;
+	case SSL_TICKET_EMPTY:
+	case SSL_TICKET_NO_DECRYPT:
+		return SSL_TICKET_RETURN_IGNORE_RENEW;
+	default:
+		return SSL_TICKET_RETURN_IGNORE;
+	}
 }
 
 static SSL_CTX *
@@ -153,7 +166,11 @@ tlsx_server_ctx(const char *cert, const char *key, const char *ca,
 		return NULL;
 	}
 	SSL_CTX_set_num_tickets(ctx, 1);
-	SSL_CTX_set_client_hello_cb(ctx, tlsx_client_hello, NULL);
+	if (SSL_CTX_set_session_ticket_cb(ctx, NULL, tlsx_ticket_dec, NULL) != 1) {
+		SSL_CTX_free(ctx);
+		snprintf(err, errlen, "cannot set the ticket callback");
+		return NULL;
+	}
 	return ctx;
 }
 
@@ -180,8 +197,11 @@ tlsx_new(SSL_CTX *ctx, int fd, int server, const char *host)
 {
 	SSL *ssl;
 	struct tlsx_sess *e;
+	SSL_SESSION *dup;
 	struct sockaddr_storage peer;
 	socklen_t plen = sizeof(peer);
+
+	memset(&peer, 0, sizeof(peer));
 	char key[sizeof(e->host)];
 	unsigned port = 0;
 	unsigned char ip[16];
@@ -198,14 +218,20 @@ tlsx_new(SSL_CTX *ctx, int fd, int server, const char *host)
 	SSL_set_connect_state(ssl);
 	/* One entry per host and port (edges may share a host). The entry
 	 * is static: it outlives ssl. */
-	if (getpeername(fd, (struct sockaddr *)&peer, &plen) == 0)
+	if (getpeername(fd, (struct sockaddr *)&peer, &plen) == 0 &&
+	    (peer.ss_family == AF_INET || peer.ss_family == AF_INET6))
 		port = ntohs(peer.ss_family == AF_INET6 ?
 		    ((struct sockaddr_in6 *)(void *)&peer)->sin6_port :
 		    ((struct sockaddr_in *)(void *)&peer)->sin_port);
 	snprintf(key, sizeof(key), "%s@%u", host, port);
 	if ((e = tlsx_sess_find(key, 1)) != NULL) {
-		if (e->sess != NULL)
-			(void)SSL_set_session(ssl, e->sess);
+		/* OpenSSL uses a TLS 1.3 session once; a copy keeps the
+		 * cached one good for the next link (the edge accepts its
+		 * ticket again, and sends no new one on a resumption). */
+		if (e->sess != NULL && (dup = SSL_SESSION_dup(e->sess)) != NULL) {
+			(void)SSL_set_session(ssl, dup);
+			SSL_SESSION_free(dup);
+		}
 		(void)SSL_set_ex_data(ssl, tlsx_host_idx, e);
 	}
 	vp = SSL_get0_param(ssl);
