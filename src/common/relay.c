@@ -432,6 +432,18 @@ relay_pump(struct relay *r, unsigned dirs)
 				n = end_read(src, b, err, sizeof(err));
 				if (n == -2)
 					goto fail_src;
+				/* OpenSSL hands out one record per read:
+				 * take what it holds already in one go, so
+				 * the write below moves more at once. */
+				while (n > 0 && src->ssl != NULL &&
+				    buf_room(b) > (size_t)n &&
+				    SSL_has_pending(src->ssl)) {
+					b->wpos += (size_t)n;
+					progress = 1;
+					n = end_read(src, b, err, sizeof(err));
+					if (n == -2)
+						goto fail_src;
+				}
 				if (n > 0) {
 					b->wpos += (size_t)n;
 					/* A short plain read emptied the socket;
