@@ -18,18 +18,22 @@ endif
 
 LIBSSL  = -lssl -lcrypto
 LIBINI  = -linih
+LIBJSON = -ljansson
 
 COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
-          src/common/net.c src/common/tlsx.c src/common/fconn.c src/common/relay.c
-EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_svc.c
+          src/common/net.c src/common/tlsx.c src/common/fconn.c src/common/relay.c \
+          src/common/cidr.c src/common/proxy.c
+EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_svc.c \
+          src/edge/edge_policy.c
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/agent_edge.c \
-          src/agent/agent_sess.c src/agent/dial.c
+          src/agent/agent_sess.c src/agent/dial.c src/agent/agent_audit.c
 CTL     = src/ctl/ctl_main.c src/ctl/pki.c
 
 obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 
 PROGS   = $(BUILD)/sallyport-edge $(BUILD)/sallyport-agent $(BUILD)/sallyportctl
 UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki
+UNITS  += $(BUILD)/test_proxy $(BUILD)/test_cidr
 
 all: $(PROGS)
 
@@ -46,7 +50,7 @@ $(BUILD)/sallyport-edge: $(call obj,$(COMMON) $(EDGE))
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL)
 
 $(BUILD)/sallyport-agent: $(call obj,$(COMMON) $(AGENT))
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL) $(LIBINI)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL) $(LIBINI) $(LIBJSON)
 
 $(BUILD)/sallyportctl: $(call obj,$(CTL))
 	$(CC) $(LDFLAGS) -o $@ $^ -lcrypto
@@ -54,11 +58,23 @@ $(BUILD)/sallyportctl: $(call obj,$(CTL))
 $(BUILD)/test_frame: $(BUILD)/obj/tests/test_frame.o $(call obj,src/common/frame.c src/common/buf.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
-$(BUILD)/test_cfg: $(BUILD)/obj/tests/test_cfg.o $(call obj,src/agent/agent_cfg.c src/agent/dial.c src/common/net.c src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c)
+$(BUILD)/test_cfg: $(BUILD)/obj/tests/test_cfg.o $(call obj,src/agent/agent_cfg.c src/agent/dial.c src/common/net.c src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c src/common/cidr.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBINI)
 
 $(BUILD)/test_pki: $(BUILD)/obj/tests/test_pki.o $(call obj,src/ctl/pki.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -lcrypto
+
+$(BUILD)/test_proxy: $(BUILD)/obj/tests/test_proxy.o $(call obj,src/common/proxy.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
+$(BUILD)/test_cidr: $(BUILD)/obj/tests/test_cidr.o $(call obj,src/common/cidr.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
+# libFuzzer harnesses (built by `make fuzz` with clang)
+FUZZERS += proxy
+FUZZ_SRC_proxy = src/common/proxy.c
+FUZZERS += cidr
+FUZZ_SRC_cidr = src/common/cidr.c
 
 deps:
 	@sh scripts/deps.sh

@@ -10,7 +10,7 @@ set -eu
 
 PACKAGES="build-essential pkg-config clang libssl-dev libinih-dev libcmocka-dev
 openssh-server openssh-client nginx-light curl strace python3 python3-pytest
-iproute2 openssl procps"
+iproute2 openssl procps libjansson-dev haproxy"
 
 missing=""
 for p in $PACKAGES; do
@@ -73,6 +73,7 @@ if command -v systemctl >/dev/null 2>&1; then
         case "$p" in
             openssh-server) units="ssh.service ssh.socket" ;;
             nginx-light)    units="nginx.service" ;;
+            haproxy)        units="haproxy.service" ;;
             *)              units="" ;;
         esac
         for u in $units; do

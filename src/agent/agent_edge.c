@@ -132,6 +132,21 @@ aedge_push_services(struct aedge *e)
 		msg_init(&m, FT_SVC_OPEN);
 		msg_set_str(&m, FA_SERVICE, s->name);
 		msg_set_str(&m, FA_LISTEN, s->listen);
+		/* The client policy, for the edge to enforce at accept. */
+		if (s->allow[0] != '\0')
+			msg_set_str(&m, FA_ALLOW, s->allow);
+		if (s->deny[0] != '\0')
+			msg_set_str(&m, FA_DENY, s->deny);
+		if (s->accept_proxy[0] != '\0')
+			msg_set_str(&m, FA_ACCEPT_PROXY, s->accept_proxy);
+		if (s->max_sess_ip > 0) {
+			m.max_sess_ip = s->max_sess_ip;
+			m.have |= FA_BIT(FA_MAX_SESS_IP);
+		}
+		if (s->max_rate_ip > 0) {
+			m.max_rate_ip = s->max_rate_ip;
+			m.have |= FA_BIT(FA_MAX_RATE_IP);
+		}
 		(void)fconn_send(&e->fc, &m);
 	}
 }
@@ -170,6 +185,10 @@ aedge_frame(struct fconn *fc, struct msg *m)
 		return 0;
 	case FT_SESS_NEW:
 		sess_new(e, m);
+		return 0;
+	case FT_SESS_DENIED:
+	case FT_DENIED_SUMMARY:
+		sess_denied(e, m);
 		return 0;
 	case FT_PONG:
 		e->rtt_ms = ev_now_update() - m->nonce;

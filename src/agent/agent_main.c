@@ -17,6 +17,16 @@ struct cfg agent_cfg;
 SSL_CTX *agent_tls;
 
 static volatile sig_atomic_t agent_stop;
+/* SIGHUP: reopen the audit log (logrotate). Only a flag here; the loop
+ * acts on it. Other SIGHUP duties get their own flag. */
+static volatile sig_atomic_t agent_hup_audit;
+
+static void
+on_hup(int sig)
+{
+	(void)sig;
+	agent_hup_audit = 1;
+}
 
 static void
 on_signal(int sig)
@@ -96,8 +106,15 @@ main(int argc, char **argv)
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_hup;
+	sigaction(SIGHUP, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+	if (agent_cfg.audit_log[0] != '\0') {
+		if (audit_open(agent_cfg.audit_log, err, sizeof(err)) == -1)
+			log_fatal("%s", err);
+		log_info("audit log %s", agent_cfg.audit_log);
+	}
 	if (ev_init() == -1)
 		log_fatal("epoll: %s", strerror(errno));
 	log_info("agent %s starting: %zu edges, %zu services", agent_cfg.name,
@@ -106,6 +123,10 @@ main(int argc, char **argv)
 	while (!agent_stop) {
 		if (ev_run_once(200) == -1)
 			log_fatal("epoll_wait: %s", strerror(errno));
+		if (agent_hup_audit) {
+			agent_hup_audit = 0;
+			audit_reopen();
+		}
 		now = ev_now();
 		edges_tick(now);
 		sess_tick(now);
@@ -113,6 +134,7 @@ main(int argc, char **argv)
 	log_info("stopping");
 	sess_stop();
 	edges_stop();
+	audit_close();
 	SSL_CTX_free(agent_tls);
 	cfg_free(&agent_cfg);
 	log_info("stopped");

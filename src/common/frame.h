@@ -28,6 +28,9 @@ enum frame_type {
 	FT_PONG = 10,
 	FT_DATA_HELLO = 16,
 	FT_DATA_OK = 17,
+	/* 32-39: client policy (docs/protocol.md, "Client policy") */
+	FT_SESS_DENIED = 32,
+	FT_DENIED_SUMMARY = 33,
 	/* Types 18-23 data-link fast path, 24-31 FTP, 32-39 client policy,
 	 * 40-47 operations, 48-55 outbound. */
 };
@@ -44,6 +47,15 @@ enum frame_tag {
 	FA_CLIENT_PORT = 9,
 	FA_SECRET = 10,
 	FA_NONCE = 11,
+	/* 16-27: client policy and PROXY (docs/protocol.md, "Client policy") */
+	FA_ALLOW = 16,
+	FA_DENY = 17,
+	FA_ACCEPT_PROXY = 18,
+	FA_MAX_SESS_IP = 19,
+	FA_MAX_RATE_IP = 20,
+	FA_COUNT = 21,
+	FA_LOCAL_ADDR = 22,
+	FA_LOCAL_PORT = 23,
 	/* Tags 12-63 are assigned by later features, by range:
 	 * 12-15 availability, 16-27 client policy and PROXY, 28-33
 	 * operations, 34-45 outbound, 46-53 FTP, 54-61 data-link fast path. */
@@ -55,6 +67,7 @@ enum frame_tag {
 #define MSG_NAME_MAX	64	/* names: up to 63 bytes + NUL */
 #define MSG_TEXT_MAX	1024
 #define MSG_ADDR_MAX	64
+#define MSG_CIDRS_MAX	4096	/* a CIDR list: up to 4095 bytes + NUL */
 
 /* A decoded message. `have` has FA_BIT(tag) set for every attribute
  * present; strings are NUL-terminated and validated. */
@@ -72,6 +85,15 @@ struct msg {
 	char		listen[MSG_ADDR_MAX];
 	char		client_addr[MSG_ADDR_MAX];
 	uint8_t		secret[FRAME_SECRET];
+	/* client policy (tags 16-23) */
+	uint32_t	max_sess_ip;
+	uint32_t	max_rate_ip;
+	uint32_t	count;
+	uint16_t	local_port;
+	char		local_addr[MSG_ADDR_MAX];
+	char		allow[MSG_CIDRS_MAX];
+	char		deny[MSG_CIDRS_MAX];
+	char		accept_proxy[MSG_CIDRS_MAX];
 };
 
 /* Decode a frame header. Returns 0 and sets *type and *len, or -1 with

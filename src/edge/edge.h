@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <openssl/ssl.h>
 
+#include "common/cidr.h"
 #include "common/fconn.h"
 #include "common/net.h"
 #include "common/relay.h"
@@ -16,6 +17,9 @@
 #define EDGE_HEARTBEAT_DEAD_MS	6000
 #define EDGE_HANDSHAKE_MS	10000
 #define EDGE_SVC_AGENTS_MAX	16
+#define EDGE_PROXY_MS		5000	/* a PROXY header must arrive within */
+#define EDGE_PROXY_PENDING_MAX	1024	/* connections waiting for one */
+#define EDGE_DENIED_PER_SEC	50	/* SESS_DENIED frames per service */
 
 struct edge_conf {
 	const char	*control;
@@ -43,6 +47,17 @@ struct econn {
 	struct econn	*prev, *next;
 };
 
+/* A service's client policy, parsed from its SVC_OPEN (edge_policy.c). */
+struct epol {
+	struct cidr_list allow;		/* empty: everyone */
+	struct cidr_list deny;		/* wins over allow */
+	struct cidr_list accept_proxy;	/* non-empty: only these peers, and
+					 * each must send a PROXY header */
+	uint32_t	 max_sess;	/* per address, 0 = no limit */
+	uint32_t	 max_rate;	/* new sessions per address per minute */
+};
+struct pol_ip;
+
 enum esess_state { ES_PENDING, ES_RELAY };
 
 struct esess {
@@ -57,6 +72,7 @@ struct esess {
 	uint64_t	 t_start;
 	uint64_t	 deadline;
 	struct relay	 relay;
+	struct pol_ip	*pol_ent;	/* per-address count held, or NULL */
 	struct esess	*hnext;		/* id hash chain */
 	struct esess	*prev, *next;	/* pending FIFO or active list */
 };
@@ -75,6 +91,18 @@ void	sess_refused(struct econn *agent, const struct msg *m);
 void	sess_agent_lost(struct econn *agent);
 void	sess_tick(uint64_t now);
 void	svc_shutdown(void);
+/* edge_policy.c */
+int	pol_load(struct epol *p, const struct msg *def, char *err, size_t errlen);
+/* Admit a client at addr (16-byte form) to service svc, or return -1
+ * with why = "denied: ..." or "limit: ...". On success *ent holds the
+ * address's entry (NULL when no per-address limit applies), to be given
+ * back with pol_release when the session ends. */
+int	pol_admit(const struct epol *p, const char *svc, const uint8_t addr[16],
+	    uint64_t now_ms, struct pol_ip **ent, char *why, size_t whylen);
+void	pol_release(struct pol_ip *ent);
+void	pol_tick(uint64_t now_ms);
+size_t	pol_tracked(void);
+
 /* Free an econn that has been detached or closed. */
 void	econn_free(struct econn *c);
 

@@ -5,12 +5,15 @@
  * instead of waiting for a claim that cannot come. */
 #include "edge/edge.h"
 #include "common/log.h"
+#include "common/proxy.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
@@ -27,7 +30,24 @@ struct esvc {
 	struct econn	*agents[EDGE_SVC_AGENTS_MAX];
 	size_t		 nagents;
 	size_t		 rr;
+	struct epol	 pol;
+	/* Denials reported to agents, limited per second (see svc_deny). */
+	uint64_t	 deny_sec;
+	uint32_t	 deny_sent;
+	uint32_t	 deny_held;	/* not reported one by one */
 	struct esvc	*next;
+};
+
+/* A connection from a front load balancer whose PROXY header is being
+ * read; it becomes a session (or is denied) once the header is whole. */
+struct eproxy {
+	struct ev_io	 io;
+	struct esvc	*svc;
+	struct net_addr	 peer;
+	uint8_t		 hdr[PROXY_MAX];
+	size_t		 have;
+	uint64_t	 deadline;
+	struct eproxy	*prev, *next;	/* FIFO: deadline order */
 };
 
 static struct esvc *svcs;
@@ -35,6 +55,11 @@ static struct esess *sess_hash[SESS_HASH];
 static struct esess *pending_head, *pending_tail;	/* FIFO: deadline order */
 static struct esess *active;
 static uint64_t sess_next_id = 1;
+static struct eproxy *proxy_head, *proxy_tail;
+static size_t proxy_n;
+
+static void proxy_drop(struct eproxy *x);
+static void svc_deny_flush(struct esvc *svc);
 
 static struct esvc *
 svc_find(const char *name)
@@ -65,6 +90,14 @@ static void
 svc_free(struct esvc *s)
 {
 	struct esvc **pp;
+	struct eproxy *x, *xn;
+
+	for (x = proxy_head; x != NULL; x = xn) {
+		xn = x->next;
+		if (x->svc == s)
+			proxy_drop(x);
+	}
+	svc_deny_flush(s);
 
 	for (pp = &svcs; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == s) {
@@ -160,6 +193,7 @@ sess_drop_pending(struct esess *s, const char *reason)
 		s->agent->active--;
 	OPENSSL_cleanse(s->secret, sizeof(s->secret));
 	close(s->client_fd);
+	pol_release(s->pol_ent);
 	sess_log_end(s, 0, 0, reason);
 	free(s);
 }
@@ -180,15 +214,310 @@ svc_pick_agent(struct esvc *svc)
 	return best;
 }
 
+/* --- client policy: denials --------------------------------------------- */
+
+/* The 16-byte address of an AF_INET or AF_INET6 sockaddr. */
+static void
+sa_addr16(const struct sockaddr *sa, uint8_t out[16])
+{
+	if (sa->sa_family == AF_INET)
+		cidr_addr16(AF_INET, (const uint8_t *)
+		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out);
+	else
+		cidr_addr16(AF_INET6, (const uint8_t *)
+		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out);
+}
+
+/* Report denials held back in the last second as one DENIED_SUMMARY. */
+static void
+svc_deny_flush(struct esvc *svc)
+{
+	struct econn *agent;
+	struct msg m;
+
+	if (svc->deny_held == 0)
+		return;
+	log_info("service %s: %u more clients refused in the last second "
+	    "(not logged one by one)", svc->name, svc->deny_held);
+	if ((agent = svc_pick_agent(svc)) != NULL) {
+		msg_init(&m, FT_DENIED_SUMMARY);
+		msg_set_str(&m, FA_SERVICE, svc->name);
+		m.count = svc->deny_held;
+		m.have |= FA_BIT(FA_COUNT);
+		(void)fconn_send(&agent->fc, &m);
+	}
+	svc->deny_held = 0;
+}
+
+/* Refuse a client at the edge: reset the connection (a flood leaves no
+ * TIME_WAIT behind), log it and tell one agent with SESS_DENIED so that
+ * it lands in the audit log. why is "REASON: detail", REASON one of
+ * denied, limit, error, timeout. At most EDGE_DENIED_PER_SEC per service
+ * and second are logged and reported one by one; the rest are counted
+ * and reported as a DENIED_SUMMARY, so a flood cannot swamp the log or
+ * the control channel. */
+static void
+svc_deny(struct esvc *svc, int fd, const struct sockaddr *client,
+    const char *why)
+{
+	struct linger lg = { 1, 0 };
+	struct econn *agent;
+	struct msg m;
+	char addr[NET_ADDRSTR], ip[NET_ADDRSTR];
+	uint64_t id = sess_next_id++, sec = ev_now() / 1000;
+	uint16_t port;
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+	if (sec != svc->deny_sec) {
+		svc_deny_flush(svc);
+		svc->deny_sec = sec;
+		svc->deny_sent = 0;
+	}
+	if (svc->deny_sent >= EDGE_DENIED_PER_SEC) {
+		svc->deny_held++;
+		return;
+	}
+	svc->deny_sent++;
+	net_fmt(client, addr, sizeof(addr));
+	net_fmt_ip(client, ip, sizeof(ip), &port);
+	log_info("session %llu refused service=%s client=%s reason=%s",
+	    (unsigned long long)id, svc->name, addr, why);
+	if ((agent = svc_pick_agent(svc)) == NULL)
+		return;
+	msg_init(&m, FT_SESS_DENIED);
+	m.session = id;
+	msg_set_str(&m, FA_SERVICE, svc->name);
+	msg_set_str(&m, FA_CLIENT_ADDR, ip);
+	m.client_port = port;
+	msg_set_str(&m, FA_TEXT, why);
+	m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT);
+	(void)fconn_send(&agent->fc, &m);
+}
+
+/* --- client admission --------------------------------------------------- */
+
+/* A client whose address is known (the TCP peer, or the one in a PROXY
+ * header): apply the policy, then start a session. local is the address
+ * the client connected to. */
+static void
+svc_admit(struct esvc *svc, int fd, const struct sockaddr *client,
+    const struct sockaddr *local)
+{
+	struct esess *s;
+	struct pol_ip *ent;
+	struct msg m;
+	char ip[NET_ADDRSTR], lip[NET_ADDRSTR], why[128];
+	uint8_t a16[16];
+	uint16_t port, lport;
+
+	sa_addr16(client, a16);
+	if (pol_admit(&svc->pol, svc->name, a16, ev_now(), &ent, why,
+	    sizeof(why)) == -1) {
+		svc_deny(svc, fd, client, why);
+		return;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		log_warn("service %s: out of memory", svc->name);
+		pol_release(ent);
+		close(fd);
+		return;
+	}
+	s->pol_ent = ent;
+	s->client_fd = fd;
+	s->id = sess_next_id++;
+	s->state = ES_PENDING;
+	s->t_start = ev_now();
+	s->deadline = s->t_start + edge_conf.claim_timeout_ms;
+	snprintf(s->svc, sizeof(s->svc), "%s", svc->name);
+	net_fmt(client, s->client, sizeof(s->client));
+	net_fmt_ip(client, ip, sizeof(ip), &port);
+	net_fmt_ip(local, lip, sizeof(lip), &lport);
+	if (RAND_bytes(s->secret, sizeof(s->secret)) != 1)
+		log_fatal("RAND_bytes failed");
+	if ((s->agent = svc_pick_agent(svc)) == NULL) {
+		/* Cannot happen while the listener is open; refuse. */
+		log_warn("service %s: client refused: no agent", svc->name);
+		pol_release(ent);
+		close(fd);
+		free(s);
+		return;
+	}
+	s->agent->active++;
+	snprintf(s->agent_name, sizeof(s->agent_name), "%s", s->agent->name);
+	sess_hash_add(s);
+	s->prev = pending_tail;
+	if (pending_tail != NULL)
+		pending_tail->next = s;
+	else
+		pending_head = s;
+	pending_tail = s;
+
+	msg_init(&m, FT_SESS_NEW);
+	m.session = s->id;
+	msg_set_str(&m, FA_SERVICE, s->svc);
+	msg_set_str(&m, FA_CLIENT_ADDR, ip);
+	m.client_port = port;
+	msg_set_str(&m, FA_LOCAL_ADDR, lip);
+	m.local_port = lport;
+	memcpy(m.secret, s->secret, sizeof(m.secret));
+	m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) |
+	    FA_BIT(FA_SECRET) | FA_BIT(FA_LOCAL_PORT);
+	log_info("session %llu new service=%s client=%s agent=%s",
+	    (unsigned long long)s->id, s->svc, s->client, s->agent_name);
+	if (fconn_send(&s->agent->fc, &m) == -1)
+		sess_drop_pending(s, "agent-unreachable");
+	OPENSSL_cleanse(m.secret, sizeof(m.secret));
+}
+
+/* --- PROXY headers from front load balancers ----------------------------- */
+
+static void
+proxy_unlink(struct eproxy *x)
+{
+	if (x->prev != NULL)
+		x->prev->next = x->next;
+	else
+		proxy_head = x->next;
+	if (x->next != NULL)
+		x->next->prev = x->prev;
+	else
+		proxy_tail = x->prev;
+	proxy_n--;
+	ev_del(&x->io);
+}
+
+/* Close a waiting connection without a word: its service went away. */
+static void
+proxy_drop(struct eproxy *x)
+{
+	proxy_unlink(x);
+	close(x->io.fd);
+	free(x);
+}
+
+static void
+proxy_fail(struct eproxy *x, const char *why)
+{
+	proxy_unlink(x);
+	svc_deny(x->svc, x->io.fd, (struct sockaddr *)&x->peer.ss, why);
+	free(x);
+}
+
+/* The header is whole and valid: it names the client, or (LOCAL, as in
+ * a health check) says to keep the peer. */
+static void
+proxy_done(struct eproxy *x, const struct proxy_hdr *h)
+{
+	struct sockaddr_storage client, local;
+	struct sockaddr_in *c4 = (struct sockaddr_in *)(void *)&client;
+	struct sockaddr_in *l4 = (struct sockaddr_in *)(void *)&local;
+	struct sockaddr_in6 *c6 = (struct sockaddr_in6 *)(void *)&client;
+	struct sockaddr_in6 *l6 = (struct sockaddr_in6 *)(void *)&local;
+	socklen_t sl = sizeof(local);
+	struct esvc *svc = x->svc;
+	int fd = x->io.fd;
+
+	memset(&client, 0, sizeof(client));
+	memset(&local, 0, sizeof(local));
+	if (h->local) {
+		memcpy(&client, &x->peer.ss, sizeof(client));
+		if (getsockname(fd, (struct sockaddr *)&local, &sl) == -1)
+			local.ss_family = client.ss_family;
+	} else if (h->family == AF_INET) {
+		c4->sin_family = l4->sin_family = AF_INET;
+		memcpy(&c4->sin_addr, h->src, 4);
+		memcpy(&l4->sin_addr, h->dst, 4);
+		c4->sin_port = htons(h->sport);
+		l4->sin_port = htons(h->dport);
+	} else {
+		c6->sin6_family = l6->sin6_family = AF_INET6;
+		memcpy(&c6->sin6_addr, h->src, 16);
+		memcpy(&l6->sin6_addr, h->dst, 16);
+		c6->sin6_port = htons(h->sport);
+		l6->sin6_port = htons(h->dport);
+	}
+	proxy_unlink(x);
+	free(x);
+	svc_admit(svc, fd, (struct sockaddr *)&client, (struct sockaddr *)&local);
+}
+
+/* Read the header without taking a byte of what follows it: peek, let
+ * the parser say how long the header is, then consume exactly that. A
+ * header still incomplete is consumed as far as it goes (every byte
+ * peeked is header), so a slow sender cannot make epoll spin on bytes
+ * we keep peeking at. */
+static void
+proxy_read(struct ev_io *io, uint32_t events)
+{
+	struct eproxy *x = (struct eproxy *)(void *)io;
+	struct proxy_hdr h;
+	const char *perr;
+	char why[160];
+	ssize_t n, want;
+	int r;
+
+	(void)events;
+	n = recv(io->fd, x->hdr + x->have, sizeof(x->hdr) - x->have, MSG_PEEK);
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0) {
+		proxy_fail(x, n == 0 ? "error: closed before the PROXY header" :
+		    "error: reset before the PROXY header");
+		return;
+	}
+	r = proxy_parse(x->hdr, x->have + (size_t)n, &h, &perr);
+	if (r == -1) {
+		snprintf(why, sizeof(why), "error: bad PROXY header: %s", perr);
+		proxy_fail(x, why);
+		return;
+	}
+	want = r > 0 ? (ssize_t)((size_t)r - x->have) : n;
+	if (recv(io->fd, x->hdr + x->have, (size_t)want, 0) != want) {
+		proxy_fail(x, "error: PROXY header: short read");
+		return;
+	}
+	x->have += (size_t)want;
+	if (r > 0)
+		proxy_done(x, &h);
+}
+
+static void
+proxy_start(struct esvc *svc, int fd, const struct net_addr *peer)
+{
+	struct eproxy *x;
+
+	if (proxy_n >= EDGE_PROXY_PENDING_MAX) {
+		svc_deny(svc, fd, (const struct sockaddr *)&peer->ss,
+		    "limit: too many connections waiting for a PROXY header");
+		return;
+	}
+	if ((x = calloc(1, sizeof(*x))) == NULL) {
+		log_warn("service %s: out of memory", svc->name);
+		close(fd);
+		return;
+	}
+	ev_io_init(&x->io, fd, proxy_read);
+	x->svc = svc;
+	x->peer = *peer;
+	x->deadline = ev_now() + EDGE_PROXY_MS;
+	if (ev_set(&x->io, EPOLLIN) == -1)
+		log_fatal("epoll_ctl: %s", strerror(errno));
+	x->prev = proxy_tail;
+	if (proxy_tail != NULL)
+		proxy_tail->next = x;
+	else
+		proxy_head = x;
+	proxy_tail = x;
+	proxy_n++;
+}
+
 static void
 svc_accept(struct ev_io *io, uint32_t events)
 {
 	struct esvc *svc = (struct esvc *)(void *)io;
-	struct net_addr peer;
-	struct esess *s;
-	struct msg m;
-	char ip[NET_ADDRSTR];
-	uint16_t port;
+	struct net_addr peer, local;
+	uint8_t a16[16];
 	int fd, i;
 
 	(void)events;
@@ -201,51 +530,22 @@ svc_accept(struct ev_io *io, uint32_t events)
 				    strerror(errno));
 			return;
 		}
-		if ((s = calloc(1, sizeof(*s))) == NULL) {
-			log_warn("service %s: out of memory", svc->name);
-			close(fd);
+		if (svc->pol.accept_proxy.n > 0) {
+			/* Behind load balancers: only they may connect, and
+			 * each connection must start with a PROXY header. */
+			sa_addr16((struct sockaddr *)&peer.ss, a16);
+			if (!cidr_list_match(&svc->pol.accept_proxy, a16))
+				svc_deny(svc, fd, (struct sockaddr *)&peer.ss,
+				    "denied: peer not in accept_proxy_from");
+			else
+				proxy_start(svc, fd, &peer);
 			continue;
 		}
-		s->client_fd = fd;
-		s->id = sess_next_id++;
-		s->state = ES_PENDING;
-		s->t_start = ev_now();
-		s->deadline = s->t_start + edge_conf.claim_timeout_ms;
-		snprintf(s->svc, sizeof(s->svc), "%s", svc->name);
-		net_fmt((struct sockaddr *)&peer.ss, s->client, sizeof(s->client));
-		net_fmt_ip((struct sockaddr *)&peer.ss, ip, sizeof(ip), &port);
-		if (RAND_bytes(s->secret, sizeof(s->secret)) != 1)
-			log_fatal("RAND_bytes failed");
-		if ((s->agent = svc_pick_agent(svc)) == NULL) {
-			/* Cannot happen while the listener is open; refuse. */
-			log_warn("service %s: client refused: no agent", svc->name);
-			close(fd);
-			free(s);
-			continue;
-		}
-		s->agent->active++;
-		snprintf(s->agent_name, sizeof(s->agent_name), "%s", s->agent->name);
-		sess_hash_add(s);
-		s->prev = pending_tail;
-		if (pending_tail != NULL)
-			pending_tail->next = s;
-		else
-			pending_head = s;
-		pending_tail = s;
-
-		msg_init(&m, FT_SESS_NEW);
-		m.session = s->id;
-		msg_set_str(&m, FA_SERVICE, s->svc);
-		msg_set_str(&m, FA_CLIENT_ADDR, ip);
-		m.client_port = port;
-		memcpy(m.secret, s->secret, sizeof(m.secret));
-		m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) |
-		    FA_BIT(FA_SECRET);
-		log_info("session %llu new service=%s client=%s agent=%s",
-		    (unsigned long long)s->id, s->svc, s->client, s->agent_name);
-		if (fconn_send(&s->agent->fc, &m) == -1)
-			sess_drop_pending(s, "agent-unreachable");
-		OPENSSL_cleanse(m.secret, sizeof(m.secret));
+		local.len = sizeof(local.ss);
+		if (getsockname(fd, (struct sockaddr *)&local.ss, &local.len) == -1)
+			local.ss = peer.ss;
+		svc_admit(svc, fd, (struct sockaddr *)&peer.ss,
+		    (struct sockaddr *)&local.ss);
 	}
 }
 
@@ -263,6 +563,7 @@ sess_relay_done(struct relay *r, int first, const char *err)
 		    first == 0 ? "client-closed" : "backend-closed");
 	active_unlink(s);
 	sess_hash_del(s);
+	pol_release(s->pol_ent);
 	sess_log_end(s, r->bytes[0], r->bytes[1], reason);
 	relay_free(r, err != NULL);
 	free(s);
@@ -349,8 +650,16 @@ sess_agent_lost(struct econn *agent)
 void
 sess_tick(uint64_t now)
 {
+	struct esvc *svc;
+
 	while (pending_head != NULL && now >= pending_head->deadline)
 		sess_drop_pending(pending_head, "claim-timeout");
+	while (proxy_head != NULL && now >= proxy_head->deadline)
+		proxy_fail(proxy_head, "timeout: no PROXY header within 5 s");
+	for (svc = svcs; svc != NULL; svc = svc->next)
+		if (svc->deny_held > 0 && now / 1000 != svc->deny_sec)
+			svc_deny_flush(svc);
+	pol_tick(now);
 }
 
 /* --- services --------------------------------------------------------- */
@@ -395,16 +704,22 @@ svc_open(struct econn *agent, const struct msg *def)
 			svc_result(agent, name, 0, err);
 			return;
 		}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		svc_result(agent, name, 0, "out of memory");
+		return;
+	}
+	if (pol_load(&s->pol, def, err, sizeof(err)) == -1) {
+		log_warn("agent %s: service %s: %s", agent->name, name, err);
+		svc_result(agent, name, 0, err);
+		free(s);
+		return;
+	}
 	if (net_parse(listen, &a, err, sizeof(err)) == -1 ||
 	    (fd = net_listen(&a, 1024, err, sizeof(err))) == -1) {
 		log_warn("agent %s: service %s on %s: %s", agent->name, name,
 		    listen, err);
 		svc_result(agent, name, 0, err);
-		return;
-	}
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		close(fd);
-		svc_result(agent, name, 0, "out of memory");
+		free(s);
 		return;
 	}
 	ev_io_init(&s->io, fd, svc_accept);
@@ -465,11 +780,14 @@ svc_shutdown(void)
 	while ((s = active) != NULL) {
 		active_unlink(s);
 		sess_hash_del(s);
+		pol_release(s->pol_ent);
 		sess_log_end(s, s->relay.bytes[0], s->relay.bytes[1], "edge-stopping");
 		relay_free(&s->relay, 1);
 		free(s);
 		n++;
 	}
+	while (proxy_head != NULL)
+		proxy_drop(proxy_head);
 	while (svcs != NULL)
 		svc_free(svcs);
 	if (n > 0)
