@@ -147,6 +147,8 @@ aedge_push_services(struct aedge *e)
 			m.max_rate_ip = s->max_rate_ip;
 			m.have |= FA_BIT(FA_MAX_RATE_IP);
 		}
+		m.idle_timeout = s->idle_timeout;
+		m.have |= FA_BIT(FA_IDLE_TIMEOUT);
 		(void)fconn_send(&e->fc, &m);
 	}
 }

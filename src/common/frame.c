@@ -39,6 +39,7 @@ static const struct attr_def attr_defs[FA_MAX_TAG + 1] = {
 	[FA_COUNT]	 = { AK_U32, 4, AOFF(count) },
 	[FA_LOCAL_ADDR]	 = { AK_STR, MSG_ADDR_MAX - 1, AOFF(local_addr) },
 	[FA_LOCAL_PORT]	 = { AK_U16, 2, AOFF(local_port) },
+	[FA_IDLE_TIMEOUT] = { AK_U32, 4, AOFF(idle_timeout) },
 };
 
 struct type_def {

@@ -13,9 +13,9 @@
 #include "common/fconn.h"
 #include "common/net.h"
 #include "common/relay.h"
+#include "edge/edge_limit.h"
 
 #define EDGE_HEARTBEAT_DEAD_MS	6000
-#define EDGE_HANDSHAKE_MS	10000
 #define EDGE_SVC_AGENTS_MAX	16
 #define EDGE_PROXY_MS		5000	/* a PROXY header must arrive within */
 #define EDGE_PROXY_PENDING_MAX	1024	/* connections waiting for one */
@@ -27,7 +27,6 @@ struct edge_conf {
 	const char	*key;
 	const char	*ca;
 	const char	*name;
-	uint64_t	 claim_timeout_ms;
 };
 
 extern struct edge_conf edge_conf;
@@ -71,15 +70,20 @@ struct esess {
 	uint8_t		 secret[FRAME_SECRET];
 	uint64_t	 t_start;
 	uint64_t	 deadline;
+	uint64_t	 idle_ms;	/* from the service; 0: no idle limit */
+	struct ipcount	*ipc;		/* this client address's live sessions */
 	struct relay	 relay;
 	struct pol_ip	*pol_ent;	/* per-address count held, or NULL */
 	struct esess	*hnext;		/* id hash chain */
 	struct esess	*prev, *next;	/* pending FIFO or active list */
 };
 
+struct ipcount;
+
 /* edge_ctl.c */
 int	ctl_listen(const char *addr);
 void	ctl_tick(uint64_t now);
+void	ctl_pause(int paused);
 void	ctl_shutdown(void);
 
 /* edge_svc.c */
@@ -90,6 +94,9 @@ void	sess_claim(struct econn *link, const struct msg *m);
 void	sess_refused(struct econn *agent, const struct msg *m);
 void	sess_agent_lost(struct econn *agent);
 void	sess_tick(uint64_t now);
+/* Stop accepting for a moment: out of file descriptors. */
+void	accept_pause(uint64_t now);
+int	accept_paused(uint64_t now);
 void	svc_shutdown(void);
 /* edge_policy.c */
 int	pol_load(struct epol *p, const struct msg *def, char *err, size_t errlen);

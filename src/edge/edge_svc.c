@@ -18,6 +18,16 @@
 #include <openssl/rand.h>
 
 #define SESS_HASH 4096		/* power of two */
+#define IPC_HASH 4096		/* power of two */
+#define ACCEPT_PAUSE_MS 250
+
+/* Live sessions per client address. An entry exists only while it
+ * counts at least one session, so the table is bounded by max_sessions. */
+struct ipcount {
+	char		 ip[NET_ADDRSTR];
+	uint64_t	 n;
+	struct ipcount	*next;
+};
 
 struct esvc {
 	struct ev_io	 io;
@@ -55,6 +65,10 @@ static struct esess *sess_hash[SESS_HASH];
 static struct esess *pending_head, *pending_tail;	/* FIFO: deadline order */
 static struct esess *active;
 static uint64_t sess_next_id = 1;
+static uint64_t nsessions, npending;
+static struct ipcount *ipc_hash[IPC_HASH];
+static uint64_t paused_until;
+static uint64_t last_idle_scan;
 static struct eproxy *proxy_head, *proxy_tail;
 static size_t proxy_n;
 
@@ -108,6 +122,78 @@ svc_free(struct esvc *s)
 	close(s->io.fd);
 	log_info("service %s closed", s->name);
 	free(s);
+}
+
+/* --- per-address counts ----------------------------------------------- */
+
+static unsigned
+ipc_bucket(const char *ip)
+{
+	unsigned h = 2166136261u;	/* FNV-1a */
+
+	while (*ip != '\0')
+		h = (h ^ (unsigned char)*ip++) * 16777619u;
+	return h & (IPC_HASH - 1);
+}
+
+static struct ipcount *
+ipc_get(const char *ip, int create)
+{
+	struct ipcount *c;
+	unsigned b = ipc_bucket(ip);
+
+	for (c = ipc_hash[b]; c != NULL; c = c->next)
+		if (strcmp(c->ip, ip) == 0)
+			return c;
+	if (!create || (c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	snprintf(c->ip, sizeof(c->ip), "%s", ip);
+	c->next = ipc_hash[b];
+	ipc_hash[b] = c;
+	return c;
+}
+
+static void
+ipc_put(struct ipcount *c)
+{
+	struct ipcount **pp;
+
+	if (c == NULL || --c->n > 0)
+		return;
+	for (pp = &ipc_hash[ipc_bucket(c->ip)]; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	free(c);
+}
+
+/* --- accept back-off ---------------------------------------------------- */
+
+static void
+listeners_set(uint32_t mask)
+{
+	struct esvc *s;
+
+	for (s = svcs; s != NULL; s = s->next)
+		if (ev_set(&s->io, mask) == -1)
+			log_fatal("epoll_ctl: %s", strerror(errno));
+	ctl_pause(mask == 0);
+}
+
+/* Out of descriptors, a level-triggered listener would wake the loop
+ * forever: stop watching all listeners for a moment instead. */
+void
+accept_pause(uint64_t now)
+{
+	paused_until = now + ACCEPT_PAUSE_MS;
+	listeners_set(0);
+}
+
+int
+accept_paused(uint64_t now)
+{
+	return paused_until != 0 && now < paused_until;
 }
 
 /* --- sessions --------------------------------------------------------- */
@@ -189,11 +275,14 @@ sess_drop_pending(struct esess *s, const char *reason)
 {
 	pending_unlink(s);
 	sess_hash_del(s);
+	npending--;
+	nsessions--;
+	ipc_put(s->ipc);
+	pol_release(s->pol_ent);
 	if (s->agent != NULL && s->agent->active > 0)
 		s->agent->active--;
 	OPENSSL_cleanse(s->secret, sizeof(s->secret));
 	close(s->client_fd);
-	pol_release(s->pol_ent);
 	sess_log_end(s, 0, 0, reason);
 	free(s);
 }
@@ -212,6 +301,34 @@ svc_pick_agent(struct esvc *svc)
 	}
 	svc->rr++;
 	return best;
+}
+
+/* Edge-wide limits, checked before any state is made for a client.
+ * Returns 0 to admit, -1 to refuse (logged and counted). */
+static int
+svc_limits(struct esvc *svc, const char *ip, uint16_t port)
+{
+	struct ipcount *c;
+
+	if (nsessions >= lim.max_sessions) {
+		lim_hit(LIM_SESSIONS, "service %s: client %s:%u refused: %llu "
+		    "sessions open", svc->name, ip, port,
+		    (unsigned long long)nsessions);
+		return -1;
+	}
+	if (npending >= lim.max_pending) {
+		lim_hit(LIM_PENDING, "service %s: client %s:%u refused: %llu "
+		    "clients waiting to be claimed", svc->name, ip, port,
+		    (unsigned long long)npending);
+		return -1;
+	}
+	if ((c = ipc_get(ip, 0)) != NULL && c->n >= lim.max_per_ip) {
+		lim_hit(LIM_PER_IP, "service %s: client %s:%u refused: %llu "
+		    "sessions from that address", svc->name, ip, port,
+		    (unsigned long long)c->n);
+		return -1;
+	}
+	return 0;
 }
 
 /* --- client policy: denials --------------------------------------------- */
@@ -301,7 +418,7 @@ svc_deny(struct esvc *svc, int fd, const struct sockaddr *client,
  * header): apply the policy, then start a session. local is the address
  * the client connected to. */
 static void
-svc_admit(struct esvc *svc, int fd, const struct sockaddr *client,
+svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
     const struct sockaddr *local)
 {
 	struct esess *s;
@@ -311,6 +428,14 @@ svc_admit(struct esvc *svc, int fd, const struct sockaddr *client,
 	uint8_t a16[16];
 	uint16_t port, lport;
 
+	net_fmt_ip(client, ip, sizeof(ip), &port);
+	net_fmt_ip(local, lip, sizeof(lip), &lport);
+	/* The edge's own limits first (they keep no state), then the
+	 * service's policy, which counts the session against its address. */
+	if (svc_limits(svc, ip, port) == -1) {
+		close(fd);
+		return;
+	}
 	sa_addr16(client, a16);
 	if (pol_admit(&svc->pol, svc->name, a16, ev_now(), &ent, why,
 	    sizeof(why)) == -1) {
@@ -328,17 +453,29 @@ svc_admit(struct esvc *svc, int fd, const struct sockaddr *client,
 	s->id = sess_next_id++;
 	s->state = ES_PENDING;
 	s->t_start = ev_now();
-	s->deadline = s->t_start + edge_conf.claim_timeout_ms;
+	s->deadline = s->t_start + lim.claim_ms;
 	snprintf(s->svc, sizeof(s->svc), "%s", svc->name);
 	net_fmt(client, s->client, sizeof(s->client));
-	net_fmt_ip(client, ip, sizeof(ip), &port);
-	net_fmt_ip(local, lip, sizeof(lip), &lport);
+	s->idle_ms = (uint64_t)svc->def.idle_timeout * 1000u;
+	if ((s->ipc = ipc_get(ip, 1)) == NULL) {
+		log_warn("service %s: out of memory", svc->name);
+		pol_release(ent);
+		close(fd);
+		free(s);
+		return;
+	}
+	s->ipc->n++;
+	nsessions++;
+	npending++;
 	if (RAND_bytes(s->secret, sizeof(s->secret)) != 1)
 		log_fatal("RAND_bytes failed");
 	if ((s->agent = svc_pick_agent(svc)) == NULL) {
 		/* Cannot happen while the listener is open; refuse. */
 		log_warn("service %s: client refused: no agent", svc->name);
+		ipc_put(s->ipc);
 		pol_release(ent);
+		nsessions--;
+		npending--;
 		close(fd);
 		free(s);
 		return;
@@ -439,7 +576,7 @@ proxy_done(struct eproxy *x, const struct proxy_hdr *h)
 	}
 	proxy_unlink(x);
 	free(x);
-	svc_admit(svc, fd, (struct sockaddr *)&client, (struct sockaddr *)&local);
+	svc_client(svc, fd, (struct sockaddr *)&client, (struct sockaddr *)&local);
 }
 
 /* Read the header without taking a byte of what follows it: peek, let
@@ -522,9 +659,15 @@ svc_accept(struct ev_io *io, uint32_t events)
 
 	(void)events;
 	for (i = 0; i < 64; i++) {
+		if (accept_paused(ev_now()))
+			return;
 		fd = net_accept(io->fd, &peer);
 		if (fd == -1) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			if (errno == EMFILE || errno == ENFILE) {
+				lim_hit(LIM_FDS, "service %s: accept: %s", svc->name,
+				    strerror(errno));
+				accept_pause(ev_now());
+			} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != ECONNABORTED && errno != EINTR)
 				log_warn("service %s: accept: %s", svc->name,
 				    strerror(errno));
@@ -544,9 +687,23 @@ svc_accept(struct ev_io *io, uint32_t events)
 		local.len = sizeof(local.ss);
 		if (getsockname(fd, (struct sockaddr *)&local.ss, &local.len) == -1)
 			local.ss = peer.ss;
-		svc_admit(svc, fd, (struct sockaddr *)&peer.ss,
+		svc_client(svc, fd, (struct sockaddr *)&peer.ss,
 		    (struct sockaddr *)&local.ss);
 	}
+}
+
+/* End a joined session: log, close both sides, forget it. */
+static void
+sess_end_active(struct esess *s, const char *reason, int abort)
+{
+	active_unlink(s);
+	sess_hash_del(s);
+	nsessions--;
+	ipc_put(s->ipc);
+	pol_release(s->pol_ent);
+	sess_log_end(s, s->relay.bytes[0], s->relay.bytes[1], reason);
+	relay_free(&s->relay, abort);
+	free(s);
 }
 
 static void
@@ -561,12 +718,7 @@ sess_relay_done(struct relay *r, int first, const char *err)
 	else
 		snprintf(reason, sizeof(reason), "%s",
 		    first == 0 ? "client-closed" : "backend-closed");
-	active_unlink(s);
-	sess_hash_del(s);
-	pol_release(s->pol_ent);
-	sess_log_end(s, r->bytes[0], r->bytes[1], reason);
-	relay_free(r, err != NULL);
-	free(s);
+	sess_end_active(s, reason, err != NULL);
 }
 
 void
@@ -594,6 +746,7 @@ sess_claim(struct econn *link, const struct msg *m)
 	}
 	OPENSSL_cleanse(s->secret, sizeof(s->secret));
 	pending_unlink(s);
+	npending--;
 	if (s->agent != NULL && s->agent->active > 0)
 		s->agent->active--;
 	s->agent = NULL;
@@ -650,16 +803,38 @@ sess_agent_lost(struct econn *agent)
 void
 sess_tick(uint64_t now)
 {
+	struct esess *s, *next;
 	struct esvc *svc;
 
-	while (pending_head != NULL && now >= pending_head->deadline)
-		sess_drop_pending(pending_head, "claim-timeout");
+	if (paused_until != 0 && now >= paused_until) {
+		paused_until = 0;
+		listeners_set(EPOLLIN);
+	}
 	while (proxy_head != NULL && now >= proxy_head->deadline)
 		proxy_fail(proxy_head, "timeout: no PROXY header within 5 s");
 	for (svc = svcs; svc != NULL; svc = svc->next)
 		if (svc->deny_held > 0 && now / 1000 != svc->deny_sec)
 			svc_deny_flush(svc);
 	pol_tick(now);
+	while (pending_head != NULL && now >= pending_head->deadline) {
+		lim_hit(LIM_CLAIM_TIMEOUT, "session %llu from %s not claimed "
+		    "within %llu ms", (unsigned long long)pending_head->id,
+		    pending_head->client, (unsigned long long)lim.claim_ms);
+		sess_drop_pending(pending_head, "claim-timeout");
+	}
+	/* Idle sessions: a scan a second is cheap next to the relaying. */
+	if (now - last_idle_scan < 1000)
+		return;
+	last_idle_scan = now;
+	for (s = active; s != NULL; s = next) {
+		next = s->next;
+		if (s->idle_ms == 0 || now - s->relay.last_active < s->idle_ms)
+			continue;
+		lim_hit(LIM_IDLE, "session %llu from %s idle for %llu s",
+		    (unsigned long long)s->id, s->client,
+		    (unsigned long long)(s->idle_ms / 1000));
+		sess_end_active(s, "idle-timeout", 1);
+	}
 }
 
 /* --- services --------------------------------------------------------- */
@@ -778,12 +953,7 @@ svc_shutdown(void)
 	while (pending_head != NULL)
 		sess_drop_pending(pending_head, "edge-stopping");
 	while ((s = active) != NULL) {
-		active_unlink(s);
-		sess_hash_del(s);
-		pol_release(s->pol_ent);
-		sess_log_end(s, s->relay.bytes[0], s->relay.bytes[1], "edge-stopping");
-		relay_free(&s->relay, 1);
-		free(s);
+		sess_end_active(s, "edge-stopping", 1);
 		n++;
 	}
 	while (proxy_head != NULL)
