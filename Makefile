@@ -25,7 +25,8 @@ COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
           src/common/net.c src/common/tlsx.c src/common/fconn.c src/common/relay.c \
           src/common/cidr.c src/common/proxy.c
 EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_svc.c \
-          src/edge/edge_limit.c src/edge/edge_policy.c
+          src/edge/edge_limit.c src/edge/edge_policy.c src/edge/edge_sandbox.c \
+          src/edge/edge_keyproc.c
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/agent_edge.c \
           src/agent/agent_sess.c src/agent/dial.c src/agent/agent_audit.c
 CTL     = src/ctl/ctl_main.c src/ctl/pki.c
@@ -50,7 +51,7 @@ $(BUILD)/obj/tests/%.o: tests/unit/%.c
 
 # The edge links only what runs in the DMZ: no dialer, no config loader.
 $(BUILD)/sallyport-edge: $(call obj,$(COMMON) $(EDGE))
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL) -lseccomp
 
 $(BUILD)/sallyport-agent: $(call obj,$(COMMON) $(AGENT))
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL) $(LIBINI) $(LIBJSON)

@@ -8,7 +8,7 @@
 # deb-systemd-invoke do not start the nginx or ssh services.
 set -eu
 
-PACKAGES="build-essential pkg-config clang libssl-dev libinih-dev libcmocka-dev
+PACKAGES="build-essential pkg-config clang libssl-dev libinih-dev libcmocka-dev libseccomp-dev
 openssh-server openssh-client nginx-light curl strace python3 python3-pytest
 iproute2 openssl procps libjansson-dev haproxy"
 

@@ -45,6 +45,7 @@ struct esvc {
 	uint64_t	 deny_sec;
 	uint32_t	 deny_sent;
 	uint32_t	 deny_held;	/* not reported one by one */
+	uint64_t	 npending;	/* clients of this service not claimed */
 	struct esvc	*next;
 };
 
@@ -65,7 +66,7 @@ static struct esess *sess_hash[SESS_HASH];
 static struct esess *pending_head, *pending_tail;	/* FIFO: deadline order */
 static struct esess *active;
 static uint64_t sess_next_id = 1;
-static uint64_t nsessions, npending;
+static uint64_t nsessions;
 static struct ipcount *ipc_hash[IPC_HASH];
 static uint64_t paused_until;
 static uint64_t last_idle_scan;
@@ -269,13 +270,23 @@ sess_log_end(struct esess *s, uint64_t in, uint64_t out, const char *reason)
 	    reason);
 }
 
+/* A session leaves the pending state; its service may be gone already. */
+static void
+svc_unpend(struct esess *s)
+{
+	struct esvc *svc = svc_find(s->svc);
+
+	if (svc != NULL && svc->npending > 0)
+		svc->npending--;
+}
+
 /* End a session that never got a data link. */
 static void
 sess_drop_pending(struct esess *s, const char *reason)
 {
 	pending_unlink(s);
 	sess_hash_del(s);
-	npending--;
+	svc_unpend(s);
 	nsessions--;
 	ipc_put(s->ipc);
 	pol_release(s->pol_ent);
@@ -316,10 +327,12 @@ svc_limits(struct esvc *svc, const char *ip, uint16_t port)
 		    (unsigned long long)nsessions);
 		return -1;
 	}
-	if (npending >= lim.max_pending) {
+	/* Per service: a service whose agent is slow or gone must not
+	 * keep clients of the others out. */
+	if (svc->npending >= lim.max_pending) {
 		lim_hit(LIM_PENDING, "service %s: client %s:%u refused: %llu "
 		    "clients waiting to be claimed", svc->name, ip, port,
-		    (unsigned long long)npending);
+		    (unsigned long long)svc->npending);
 		return -1;
 	}
 	if ((c = ipc_get(ip, 0)) != NULL && c->n >= lim.max_per_ip) {
@@ -466,7 +479,7 @@ svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
 	}
 	s->ipc->n++;
 	nsessions++;
-	npending++;
+	svc->npending++;
 	if (RAND_bytes(s->secret, sizeof(s->secret)) != 1)
 		log_fatal("RAND_bytes failed");
 	if ((s->agent = svc_pick_agent(svc)) == NULL) {
@@ -475,7 +488,7 @@ svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
 		ipc_put(s->ipc);
 		pol_release(ent);
 		nsessions--;
-		npending--;
+		svc->npending--;
 		close(fd);
 		free(s);
 		return;
@@ -746,7 +759,7 @@ sess_claim(struct econn *link, const struct msg *m)
 	}
 	OPENSSL_cleanse(s->secret, sizeof(s->secret));
 	pending_unlink(s);
-	npending--;
+	svc_unpend(s);
 	if (s->agent != NULL && s->agent->active > 0)
 		s->agent->active--;
 	s->agent = NULL;

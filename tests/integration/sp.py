@@ -615,12 +615,13 @@ class Edge:
         self.addr = f"{LOOPBACK}:{control_port}"
 
 
-def start_edge(d, pki, claim_timeout=None, name=None, wrapper=(), tag="edge"):
+def start_edge(d, pki, claim_timeout=None, name=None, wrapper=(), tag="edge",
+               extra=()):
     assert EDGE_BIN.exists(), f"{EDGE_BIN} missing: run make first"
     port = free_port()
     argv = list(wrapper) + [EDGE_BIN, "--control", f"{LOOPBACK}:{port}",
                             "--cert", pki.edge_crt, "--key", pki.edge_key,
-                            "--ca", pki.ca_crt]
+                            "--ca", pki.ca_crt] + [str(x) for x in extra]
     if claim_timeout is not None:
         argv += ["--claim-timeout", str(claim_timeout)]
     if name is not None:
