@@ -1,9 +1,15 @@
 # sallyport build. `make` builds build/sallyport-edge, build/sallyport-agent
 # and build/sallyportctl. Targets: all, test, unit, integration, demo, deps,
-# fuzz, check-banned, clean. SAN=asan builds with AddressSanitizer+UBSan
-# into build-asan/.
+# fuzz, check-banned, clean, install (PREFIX=/usr/local, DESTDIR=).
+# SAN=asan builds with AddressSanitizer+UBSan into build-asan/.
 
 CC      ?= cc
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 SAN     ?=
 BUILD   ?= build$(if $(SAN),-$(SAN))
 
@@ -20,21 +26,27 @@ endif
 LIBSSL  = -lssl -lcrypto
 LIBINI  = -linih
 LIBJSON = -ljansson
+LIBSD   = -lsystemd
+LIBHTTP = -lmicrohttpd -ljansson
+LIBCURL = -lcurl -ljansson
 
 COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
           src/common/net.c src/common/tlsx.c src/common/fconn.c src/common/relay.c \
-          src/common/cidr.c src/common/proxy.c
+          src/common/stats.c src/common/cidr.c src/common/proxy.c
 EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_svc.c \
-          src/edge/edge_limit.c src/edge/edge_policy.c src/edge/edge_sandbox.c \
-          src/edge/edge_keyproc.c
+          src/edge/edge_limit.c src/edge/edge_sandbox.c src/edge/edge_keyproc.c \
+          src/edge/edge_notify.c src/edge/edge_policy.c
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/agent_edge.c \
-          src/agent/agent_sess.c src/agent/dial.c src/agent/agent_audit.c
-CTL     = src/ctl/ctl_main.c src/ctl/pki.c
+          src/agent/agent_sess.c src/agent/dial.c src/agent/agent_metrics.c \
+          src/agent/agent_admin.c src/agent/agent_route.c src/agent/agent_reload.c \
+          src/agent/agent_audit.c
+CTL     = src/ctl/ctl_main.c src/ctl/pki.c src/ctl/ctl_api.c
 
 obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 
 PROGS   = $(BUILD)/sallyport-edge $(BUILD)/sallyport-agent $(BUILD)/sallyportctl
-UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki
+UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki \
+          $(BUILD)/test_stats $(BUILD)/test_route
 UNITS  += $(BUILD)/test_proxy $(BUILD)/test_cidr
 
 all: $(PROGS)
@@ -54,16 +66,16 @@ $(BUILD)/sallyport-edge: $(call obj,$(COMMON) $(EDGE))
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL) -lseccomp
 
 $(BUILD)/sallyport-agent: $(call obj,$(COMMON) $(AGENT))
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL) $(LIBINI) $(LIBJSON)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL) $(LIBINI) $(LIBSD) $(LIBHTTP) $(LIBJSON)
 
 $(BUILD)/sallyportctl: $(call obj,$(CTL))
-	$(CC) $(LDFLAGS) -o $@ $^ -lcrypto
+	$(CC) $(LDFLAGS) -o $@ $^ -lcrypto $(LIBCURL)
 
 $(BUILD)/test_frame: $(BUILD)/obj/tests/test_frame.o $(call obj,src/common/frame.c src/common/buf.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
 $(BUILD)/test_cfg: $(BUILD)/obj/tests/test_cfg.o $(call obj,src/agent/agent_cfg.c src/agent/dial.c src/common/net.c src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c src/common/cidr.c)
-	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBINI)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBINI) -lcrypto
 
 $(BUILD)/test_pki: $(BUILD)/obj/tests/test_pki.o $(call obj,src/ctl/pki.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -lcrypto
@@ -72,6 +84,12 @@ $(BUILD)/test_proxy: $(BUILD)/obj/tests/test_proxy.o $(call obj,src/common/proxy
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
 $(BUILD)/test_cidr: $(BUILD)/obj/tests/test_cidr.o $(call obj,src/common/cidr.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
+$(BUILD)/test_stats: $(BUILD)/obj/tests/test_stats.o $(call obj,src/common/stats.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
+$(BUILD)/test_route: $(BUILD)/obj/tests/test_route.o $(call obj,src/agent/agent_route.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
 # Fuzzing: every harness tests/fuzz/fuzz_NAME.c is listed in FUZZERS with
@@ -89,7 +107,11 @@ FUZZERS += cfg
 FUZZ_SRC_cfg = src/agent/agent_cfg.c src/agent/dial.c src/common/net.c \
           src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c \
           src/common/cidr.c
-FUZZ_LIBS_cfg = $(LIBINI)
+FUZZ_LIBS_cfg = $(LIBINI) -lcrypto
+FUZZERS += stats
+FUZZ_SRC_stats = src/common/stats.c
+FUZZERS += route
+FUZZ_SRC_route = src/agent/agent_route.c
 FUZZERS += proxy
 FUZZ_SRC_proxy = src/common/proxy.c
 FUZZERS += cidr
@@ -146,8 +168,26 @@ demo: deps
 	$(MAKE) all
 	@bash scripts/demo.sh
 
+# Binaries, systemd units (ExecStart pointing at BINDIR), the sysusers.d
+# entry for the agent's user, and the man pages.
+install: $(PROGS)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
+	    $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(PROGS) $(DESTDIR)$(BINDIR)/
+	for u in sallyport-edge sallyport-agent; do \
+	    sed 's|@BINDIR@|$(BINDIR)|g' dist/systemd/$$u.service.in \
+	        >$(DESTDIR)$(UNITDIR)/$$u.service.tmp && \
+	    chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.service.tmp && \
+	    mv $(DESTDIR)$(UNITDIR)/$$u.service.tmp $(DESTDIR)$(UNITDIR)/$$u.service \
+	    || exit 1; \
+	done
+	install -m 0644 dist/sysusers.d/sallyport.conf $(DESTDIR)$(SYSUSERSDIR)/
+	install -m 0644 man/sallyport-edge.8 man/sallyport-agent.8 man/sallyportctl.8 \
+	    $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 man/sallyport-agent.conf.5 $(DESTDIR)$(MANDIR)/man5/
+
 clean:
 	rm -rf build build-asan build-fuzz
 
-.PHONY: all deps unit integration test demo clean fuzz fuzz-smoke check-banned
+.PHONY: all deps unit integration test demo clean fuzz fuzz-smoke check-banned install
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

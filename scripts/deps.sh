@@ -10,7 +10,9 @@ set -eu
 
 PACKAGES="build-essential pkg-config clang libssl-dev libinih-dev libcmocka-dev libseccomp-dev
 openssh-server openssh-client nginx-light curl strace python3 python3-pytest
-iproute2 openssl procps libjansson-dev haproxy"
+iproute2 openssl procps
+libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libsystemd-dev
+prometheus systemd man-db haproxy"
 
 missing=""
 for p in $PACKAGES; do
@@ -74,6 +76,7 @@ if command -v systemctl >/dev/null 2>&1; then
             openssh-server) units="ssh.service ssh.socket" ;;
             nginx-light)    units="nginx.service" ;;
             haproxy)        units="haproxy.service" ;;
+            prometheus)     units="prometheus.service" ;;   # for promtool only
             *)              units="" ;;
         esac
         for u in $units; do

@@ -10,14 +10,25 @@
 #include "common/net.h"
 #include "common/relay.h"
 
+#define AGENT_VERSION		"0.1.0"
+
 #define CFG_MAX_EDGES		16
 #define CFG_MAX_BACKENDS	16
 #define CFG_MAX_SERVICES	256
 #define CFG_STR			256
+#define CFG_TOKEN_MIN		16
+#define CFG_TOKEN_MAX		1024
+
+/* Backend health is passive: the outcome of the last dial by a session
+ * (no probes). A backend never dialled is "unknown" and counts as up. */
+enum backend_health { BH_UNKNOWN, BH_UP, BH_DOWN };
 
 struct cfg_backend {
 	char		 str[CFG_STR];
 	struct net_addr	 addr;
+	enum backend_health health;
+	uint64_t	 health_at;		/* ev_now() of the last change */
+	char		 last_error[128];
 };
 
 struct cfg_service {
@@ -56,6 +67,11 @@ struct cfg {
 	size_t		 nedges;
 	struct cfg_service *services;
 	size_t		 nservices;
+	/* [admin]: off unless listen is set */
+	char		 admin_listen[MSG_ADDR_MAX];
+	char		 admin_token_file[PATH_MAX];
+	char		 admin_token[CFG_TOKEN_MAX + 1];
+	int		 admin_line;
 };
 
 /* agent_cfg.c: load and validate path into c. On error returns -1 with
@@ -100,6 +116,11 @@ struct aedge {
 	uint64_t	 last_ping;
 	uint64_t	 rtt_ms;
 	char		 edge_name[MSG_NAME_MAX];
+	uint64_t	 connects;		/* HELLO_OKs received */
+	uint64_t	 connected_at;		/* ev_now() of the last one */
+	char		 last_error[160];
+	char		 stats[MSG_STATS_MAX];	/* last valid STATS, "" if none */
+	uint64_t	 stats_at;
 };
 
 extern struct cfg agent_cfg;
@@ -110,6 +131,12 @@ void	edges_tick(uint64_t now);
 void	edges_stop(void);
 /* Send a frame on an edge's control channel if it is up. */
 void	edge_send(struct aedge *e, const struct msg *m);
+size_t	edges_count(void);
+const struct aedge *edges_get(size_t i);
+/* Reload: tell every connected edge what changed (services by name). */
+void	edges_svc_close(const char *name);
+void	edges_svc_open(const struct cfg_service *s);
+const char *aedge_state_name(enum aedge_state st);
 
 /* agent_audit.c: the audit log, one JSON object per line, written by
  * the agent only. Every function is a no-op while no log is open. */
@@ -130,8 +157,9 @@ struct audit_rec {
 };
 /* Open path for appending (created 0640 if missing). 0, or -1 with err. */
 int	audit_open(const char *path, char *err, size_t errlen);
-/* Close and open again (SIGHUP: logrotate has moved the file away). */
-void	audit_reopen(void);
+/* Close and open path again (SIGHUP: logrotate has moved the file away,
+ * or a reload named another file; "" stops the audit log). */
+void	audit_reopen(const char *path);
 void	audit_close(void);
 void	audit_session(const struct audit_rec *r);
 /* count refusals the edge did not report one by one */
@@ -145,5 +173,57 @@ void	sess_new(struct aedge *e, const struct msg *m);
 void	sess_denied(struct aedge *e, const struct msg *m);
 void	sess_tick(uint64_t now);
 void	sess_stop(void);
+
+/* A session as the admin API and the metrics see it. */
+struct sess_info {
+	uint64_t	 id;
+	const char	*service;
+	const char	*client;
+	const char	*backend;	/* "" while none is chosen */
+	const char	*edge;
+	const char	*state;		/* "setup" or "relay" */
+	uint64_t	 bytes_to_backend;
+	uint64_t	 bytes_to_client;
+	uint64_t	 age_ms;
+};
+typedef void sess_visit_cb(const struct sess_info *si, void *arg);
+void	sess_foreach(sess_visit_cb *cb, void *arg);
+/* Cut every session with this id (ids are per edge: with several edges
+ * one id may name more than one session). Returns how many were cut. */
+size_t	sess_kill(uint64_t id);
+/* 1 if a session still refers to a service in arr[0..n). */
+int	sess_uses(const struct cfg_service *arr, size_t n);
+
+/* agent_metrics.c: counters, and the Prometheus text exposition. */
+enum sess_outcome { SO_COMPLETED, SO_FAILED, SO_REFUSED, SO_KILLED,
+    SO_STOPPED, SO_NUM };
+void	metrics_sess_open(const char *svc);
+void	metrics_sess_joined(uint64_t setup_ms);
+void	metrics_sess_end(const char *svc, enum sess_outcome o,
+	    uint64_t to_backend, uint64_t to_client);
+/* The exposition text, malloc'd (the caller frees), or NULL. */
+char	*metrics_render(size_t *len);
+void	metrics_free(void);
+
+/* agent_admin.c: the HTTP admin API, driven from the event loop. */
+int	admin_start(const char *listen, char *err, size_t errlen);
+void	admin_tick(void);
+void	admin_stop(void);
+
+/* agent_reload.c: apply a new configuration file to the running agent. */
+#define RELOAD_LIST	4096
+struct reload_result {
+	char	 added[RELOAD_LIST];	/* service names, space separated */
+	char	 removed[RELOAD_LIST];
+	char	 changed[RELOAD_LIST];	/* listen changed: closed and reopened */
+	char	 backends[RELOAD_LIST];	/* only backends changed: no frame */
+	char	 restart[RELOAD_LIST];	/* settings that need a restart */
+};
+/* Load agent_cfg.path again. On error returns -1 with the reason in err
+ * and the running configuration untouched. */
+int	reload_run(struct reload_result *res, char *err, size_t errlen);
+/* Free retired service tables no session uses any more. */
+void	reload_tick(void);
+void	reload_stop(void);
 
 #endif

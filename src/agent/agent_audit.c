@@ -63,18 +63,22 @@ audit_open(const char *path, char *err, size_t errlen)
 }
 
 void
-audit_reopen(void)
+audit_reopen(const char *path)
 {
 	char err[PATH_MAX + 128];
 
-	if (audit_path[0] == '\0')
+	if (path == NULL || path[0] == '\0') {
+		if (audit_fd != -1)
+			log_info("audit log %s closed", audit_path);
+		audit_close();
 		return;
+	}
 	/* Keep writing to the old file if the new one cannot be opened:
 	 * a record in a rotated file is better than a lost one. */
-	if (audit_open(audit_path, err, sizeof(err)) == -1)
+	if (audit_open(path, err, sizeof(err)) == -1)
 		log_err("%s (still writing to the previous file)", err);
 	else
-		log_info("audit log %s reopened", audit_path);
+		log_info("audit log %s reopened", path);
 }
 
 void

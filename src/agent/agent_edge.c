@@ -3,6 +3,7 @@
  * follows after an exponential back-off with jitter. */
 #include "agent/agent.h"
 #include "common/log.h"
+#include "common/stats.h"
 #include "common/tlsx.h"
 
 #include <errno.h>
@@ -56,6 +57,7 @@ aedge_schedule(struct aedge *e)
 static void
 aedge_fail(struct aedge *e, const char *why)
 {
+	snprintf(e->last_error, sizeof(e->last_error), "%s", why);
 	if (e->state == AE_READY)
 		log_warn("edge %s lost: %s", e->ce->str, why);
 	else
@@ -120,37 +122,63 @@ aedge_ready(struct fconn *fc)
 	return 0;
 }
 
+/* The SVC_OPEN for s: everything the edge must know about the service.
+ * One builder for the first push and for a reload, so an edge always
+ * sees the same definition of an unchanged service. */
+static void
+svc_open_msg(const struct cfg_service *s, struct msg *m)
+{
+	msg_init(m, FT_SVC_OPEN);
+	msg_set_str(m, FA_SERVICE, s->name);
+	msg_set_str(m, FA_LISTEN, s->listen);
+	/* The client policy, for the edge to enforce at accept. */
+	if (s->allow[0] != '\0')
+		msg_set_str(m, FA_ALLOW, s->allow);
+	if (s->deny[0] != '\0')
+		msg_set_str(m, FA_DENY, s->deny);
+	if (s->accept_proxy[0] != '\0')
+		msg_set_str(m, FA_ACCEPT_PROXY, s->accept_proxy);
+	if (s->max_sess_ip > 0) {
+		m->max_sess_ip = s->max_sess_ip;
+		m->have |= FA_BIT(FA_MAX_SESS_IP);
+	}
+	if (s->max_rate_ip > 0) {
+		m->max_rate_ip = s->max_rate_ip;
+		m->have |= FA_BIT(FA_MAX_RATE_IP);
+	}
+	m->idle_timeout = s->idle_timeout;
+	m->have |= FA_BIT(FA_IDLE_TIMEOUT);
+}
+
 static void
 aedge_push_services(struct aedge *e)
 {
-	struct cfg_service *s;
 	struct msg m;
 	size_t i;
 
 	for (i = 0; i < agent_cfg.nservices; i++) {
-		s = &agent_cfg.services[i];
-		msg_init(&m, FT_SVC_OPEN);
-		msg_set_str(&m, FA_SERVICE, s->name);
-		msg_set_str(&m, FA_LISTEN, s->listen);
-		/* The client policy, for the edge to enforce at accept. */
-		if (s->allow[0] != '\0')
-			msg_set_str(&m, FA_ALLOW, s->allow);
-		if (s->deny[0] != '\0')
-			msg_set_str(&m, FA_DENY, s->deny);
-		if (s->accept_proxy[0] != '\0')
-			msg_set_str(&m, FA_ACCEPT_PROXY, s->accept_proxy);
-		if (s->max_sess_ip > 0) {
-			m.max_sess_ip = s->max_sess_ip;
-			m.have |= FA_BIT(FA_MAX_SESS_IP);
-		}
-		if (s->max_rate_ip > 0) {
-			m.max_rate_ip = s->max_rate_ip;
-			m.have |= FA_BIT(FA_MAX_RATE_IP);
-		}
-		m.idle_timeout = s->idle_timeout;
-		m.have |= FA_BIT(FA_IDLE_TIMEOUT);
+		svc_open_msg(&agent_cfg.services[i], &m);
 		(void)fconn_send(&e->fc, &m);
 	}
+}
+
+/* The edge's counters, kept as text for /metrics once they parse. A
+ * malformed list is logged and dropped: counters are not worth the
+ * control channel. */
+static void
+aedge_stats(struct aedge *e, const struct msg *m)
+{
+	struct stats_kv kv[STATS_MAX];
+	const char *why;
+	size_t n;
+
+	if (stats_parse(m->stats, strlen(m->stats), kv, STATS_MAX, &n,
+	    &why) == -1) {
+		log_warn("edge %s: STATS ignored: %s", e->ce->str, why);
+		return;
+	}
+	memcpy(e->stats, m->stats, sizeof(e->stats));
+	e->stats_at = ev_now();
 }
 
 static int
@@ -169,6 +197,9 @@ aedge_frame(struct fconn *fc, struct msg *m)
 			return -1;
 		}
 		e->state = AE_READY;
+		e->connects++;
+		e->connected_at = ev_now();
+		e->stats[0] = '\0';
 		e->backoff_ms = BACKOFF_MIN_MS;
 		e->last_ping = ev_now();
 		snprintf(e->edge_name, sizeof(e->edge_name), "%s", m->name);
@@ -195,6 +226,9 @@ aedge_frame(struct fconn *fc, struct msg *m)
 	case FT_PONG:
 		e->rtt_ms = ev_now_update() - m->nonce;
 		return 0;
+	case FT_STATS:
+		aedge_stats(e, m);
+		return 0;
 	case FT_ERROR:
 		snprintf(why, sizeof(why), "edge said: %s", m->text);
 		aedge_fail(e, why);
@@ -218,6 +252,53 @@ edge_send(struct aedge *e, const struct msg *m)
 {
 	if (e->state == AE_READY)
 		(void)fconn_send(&e->fc, m);
+}
+
+size_t
+edges_count(void)
+{
+	return nedges;
+}
+
+const struct aedge *
+edges_get(size_t i)
+{
+	return i < nedges ? &edges[i] : NULL;
+}
+
+const char *
+aedge_state_name(enum aedge_state st)
+{
+	switch (st) {
+	case AE_WAIT: return "disconnected";
+	case AE_CONNECT: return "connecting";
+	case AE_HELLO: return "handshake";
+	case AE_READY: return "connected";
+	}
+	return "?";
+}
+
+void
+edges_svc_close(const char *name)
+{
+	struct msg m;
+	size_t i;
+
+	msg_init(&m, FT_SVC_CLOSE);
+	msg_set_str(&m, FA_SERVICE, name);
+	for (i = 0; i < nedges; i++)
+		edge_send(&edges[i], &m);
+}
+
+void
+edges_svc_open(const struct cfg_service *s)
+{
+	struct msg m;
+	size_t i;
+
+	svc_open_msg(s, &m);
+	for (i = 0; i < nedges; i++)
+		edge_send(&edges[i], &m);
 }
 
 void
@@ -263,6 +344,10 @@ edges_tick(uint64_t now)
 				msg_init(&m, FT_PING);
 				m.nonce = now;
 				m.have |= FA_BIT(FA_NONCE);
+				(void)fconn_send(&e->fc, &m);
+				/* The edge's counters ride along with the
+				 * heartbeat: fresh to within 2 s for /metrics. */
+				msg_init(&m, FT_STATS_REQ);
 				(void)fconn_send(&e->fc, &m);
 			}
 			break;

@@ -10,29 +10,52 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define AGENT_VERSION "0.1.0"
+#include <systemd/sd-daemon.h>
 
 struct cfg agent_cfg;
 SSL_CTX *agent_tls;
 
 static volatile sig_atomic_t agent_stop;
-/* SIGHUP: reopen the audit log (logrotate). Only a flag here; the loop
- * acts on it. Other SIGHUP duties get their own flag. */
-static volatile sig_atomic_t agent_hup_audit;
-
-static void
-on_hup(int sig)
-{
-	(void)sig;
-	agent_hup_audit = 1;
-}
+static volatile sig_atomic_t agent_hup;
 
 static void
 on_signal(int sig)
 {
 	(void)sig;
 	agent_stop = 1;
+}
+
+static void
+on_hup(int sig)
+{
+	(void)sig;
+	agent_hup = 1;
+}
+
+/* SIGHUP, part 1 of the handling in the loop: reload the configuration.
+ * A file that does not load is refused and the running one stays. */
+static void
+hup_reload(void)
+{
+	struct reload_result *res;
+	char err[1024];
+
+	(void)sd_notify(0, "RELOADING=1");
+	log_info("SIGHUP: reloading %s", agent_cfg.path);
+	if ((res = malloc(sizeof(*res))) == NULL)
+		log_err("reload: out of memory");
+	else if (reload_run(res, err, sizeof(err)) == -1)
+		log_err("SIGHUP: reload refused: %s", err);
+	free(res);
+	(void)sd_notify(0, "READY=1");
+}
+
+/* SIGHUP, part 2: reopen the audit log by name, so that logrotate can
+ * move it away; after a reload, the file the configuration now names. */
+static void
+hup_audit(void)
+{
+	audit_reopen(agent_cfg.audit_log);
 }
 
 static void
@@ -45,7 +68,7 @@ usage(FILE *f)
 	    "configuration, pushes the services the edges must open, and joins each\n"
 	    "client session to a backend. See sallyport-agent.conf in README.md.\n"
 	    "\n"
-	    "  -c, --config FILE   configuration file (INI)\n"
+	    "  -c, --config FILE   configuration file (INI); SIGHUP reloads it\n"
 	    "      --check         validate the configuration and exit (0 ok, 1 not)\n"
 	    "  -v, --verbose       log debug lines too\n"
 	    "  -h, --help          this text\n"
@@ -119,21 +142,32 @@ main(int argc, char **argv)
 		log_fatal("epoll: %s", strerror(errno));
 	log_info("agent %s starting: %zu edges, %zu services", agent_cfg.name,
 	    agent_cfg.nedges, agent_cfg.nservices);
+	if (agent_cfg.admin_listen[0] != '\0' &&
+	    admin_start(agent_cfg.admin_listen, err, sizeof(err)) == -1)
+		log_fatal("admin API on %s: %s", agent_cfg.admin_listen, err);
 	edges_start();
+	(void)sd_notify(0, "READY=1");
 	while (!agent_stop) {
 		if (ev_run_once(200) == -1)
 			log_fatal("epoll_wait: %s", strerror(errno));
-		if (agent_hup_audit) {
-			agent_hup_audit = 0;
-			audit_reopen();
+		if (agent_hup) {
+			agent_hup = 0;
+			hup_reload();
+			hup_audit();
 		}
 		now = ev_now();
 		edges_tick(now);
 		sess_tick(now);
+		reload_tick();
+		admin_tick();
 	}
+	(void)sd_notify(0, "STOPPING=1");
 	log_info("stopping");
+	admin_stop();
 	sess_stop();
 	edges_stop();
+	reload_stop();
+	metrics_free();
 	audit_close();
 	SSL_CTX_free(agent_tls);
 	cfg_free(&agent_cfg);

@@ -21,7 +21,9 @@ struct asess {
 	uint64_t	 id;
 	enum asess_state state;
 	struct aedge	*edge;
-	struct cfg_service *svc;
+	struct cfg_service *svc;	/* until relaying; may be retired */
+	struct cfg_backend *bcur;	/* the backend being dialled */
+	int		 counted;	/* known service: in the metrics */
 	char		 svc_name[MSG_NAME_MAX];
 	char		 client[NET_ADDRSTR];
 	char		 client_ip[MSG_ADDR_MAX];
@@ -69,23 +71,27 @@ asess_unlink_free(struct asess *s)
 	free(s);
 }
 
-/* The end of a session, in the log and in the audit log. reason is one
- * of the audit log's words (client-closed, backend-closed, error,
- * timeout); detail, if not NULL, says more. */
+/* The end of a session, in the log, the metrics and the audit log.
+ * reason is the log's; areason one of the audit log's words
+ * (client-closed, backend-closed, error, timeout, killed), adetail NULL
+ * or more words on it. */
 static void
 asess_log_end(struct asess *s, uint64_t in, uint64_t out, const char *reason,
-    const char *detail)
+    enum sess_outcome o, const char *areason, const char *adetail)
 {
 	uint64_t ms = ev_now_update() - s->t_start;
 	struct audit_rec a;
 
+	if (s->counted)
+		metrics_sess_end(s->svc_name, o, in, out);
+
 	log_info("session %llu closed service=%s client=%s backend=%s edge=%s "
-	    "bytes_in=%llu bytes_out=%llu duration=%llu.%03llus reason=%s%s%s%s",
+	    "bytes_in=%llu bytes_out=%llu duration=%llu.%03llus reason=%s",
 	    (unsigned long long)s->id, s->svc_name, s->client,
 	    s->backend[0] ? s->backend : "-", s->edge_str,
 	    (unsigned long long)in, (unsigned long long)out,
 	    (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
-	    reason, detail ? " (" : "", detail ? detail : "", detail ? ")" : "");
+	    reason);
 	memset(&a, 0, sizeof(a));
 	a.session = s->id;
 	a.service = s->svc_name;
@@ -97,23 +103,26 @@ asess_log_end(struct asess *s, uint64_t in, uint64_t out, const char *reason,
 	a.t_end_ms = audit_wall_ms();
 	a.bytes_in = in;
 	a.bytes_out = out;
-	a.reason = reason;
-	a.detail = detail;
+	a.reason = areason;
+	a.detail = adetail;
 	audit_session(&a);
+}
+
+/* Bytes of the client's delivered to the backend: the relay counts the
+ * PROXY header too. Side 0 is the data link, side 1 the backend. */
+static uint64_t
+client_bytes(const struct asess *s)
+{
+	uint64_t n = s->relay.bytes[0];
+
+	return n > s->proxy_len ? n - s->proxy_len : 0;
 }
 
 /* Give up on a session before it relays: tell the edge so the client is
  * closed at once rather than at the claim time-out. */
-static void asess_abort_r(struct asess *s, const char *reason, const char *why);
-
 static void
-asess_abort(struct asess *s, const char *why)
-{
-	asess_abort_r(s, "error", why);
-}
-
-static void
-asess_abort_r(struct asess *s, const char *reason, const char *why)
+asess_abort_full(struct asess *s, const char *why, const char *reason,
+    enum sess_outcome o, const char *areason)
 {
 	struct msg m;
 	struct linger lg = { 1, 0 };
@@ -135,8 +144,36 @@ asess_abort_r(struct asess *s, const char *reason, const char *why)
 		close(s->backend_fd);
 	}
 	log_warn("session %llu failed: %s", (unsigned long long)s->id, why);
-	asess_log_end(s, 0, 0, reason, why);
+	asess_log_end(s, 0, 0, reason, o, areason, why);
 	asess_unlink_free(s);
+}
+
+static void
+asess_abort_as(struct asess *s, const char *why, const char *reason,
+    enum sess_outcome o)
+{
+	asess_abort_full(s, why, reason, o, o == SO_KILLED ? "killed" : "error");
+}
+
+static void
+asess_abort(struct asess *s, const char *why)
+{
+	asess_abort_as(s, why, "error", SO_REFUSED);
+}
+
+static void
+backend_health(struct cfg_backend *b, int err)
+{
+	enum backend_health h = err == 0 ? BH_UP : BH_DOWN;
+
+	if (b == NULL)
+		return;
+	if (h != b->health) {
+		b->health = h;
+		b->health_at = ev_now();
+	}
+	if (err != 0)
+		snprintf(b->last_error, sizeof(b->last_error), "%s", strerror(err));
 }
 
 static void backend_dialled(struct dial *d, int fd, int err);
@@ -151,9 +188,11 @@ backend_next(struct asess *s)
 	while (s->tries < s->svc->nbackends) {
 		b = &s->svc->backends[(s->bidx + s->tries) % s->svc->nbackends];
 		s->tries++;
+		s->bcur = b;
 		snprintf(s->backend, sizeof(s->backend), "%s", b->str);
 		if (dial_start(&s->dial, &b->addr, backend_dialled, s) == 0)
 			return 0;
+		backend_health(b, errno);
 		log_warn("session %llu: backend %s: %s", (unsigned long long)s->id,
 		    b->str, strerror(errno));
 	}
@@ -193,6 +232,7 @@ backend_dialled(struct dial *d, int fd, int err)
 	struct asess *s = d->arg;
 	char why[300];
 
+	backend_health(s->bcur, fd == -1 ? err : 0);
 	if (fd == -1) {
 		log_warn("session %llu: backend %s: %s", (unsigned long long)s->id,
 		    s->backend, strerror(err));
@@ -229,16 +269,6 @@ link_ready(struct fconn *fc)
 	return 0;
 }
 
-/* Bytes of the client's delivered to the backend: the relay counts the
- * PROXY header too. */
-static uint64_t
-client_bytes(const struct asess *s)
-{
-	uint64_t n = s->relay.bytes[0];
-
-	return n > s->proxy_len ? n - s->proxy_len : 0;
-}
-
 static void
 relay_done(struct relay *r, int first, const char *err)
 {
@@ -248,16 +278,19 @@ relay_done(struct relay *r, int first, const char *err)
 	/* Side 0 is the data link (the client), side 1 the backend; the
 	 * PROXY header, if any, is not the client's and is not counted. */
 	if (err != NULL)
-		snprintf(reason, sizeof(reason), "%s: %s",
+		snprintf(reason, sizeof(reason), "error(%s: %s)",
 		    first == 0 ? "data link" : "backend", err);
-	asess_log_end(s, client_bytes(s), r->bytes[1],
-	    err != NULL ? "error" : first == 0 ? "client-closed" :
-	    "backend-closed", err != NULL ? reason : NULL);
+	else
+		snprintf(reason, sizeof(reason), "%s",
+		    first == 0 ? "client-closed" : "backend-closed");
+	asess_log_end(s, client_bytes(s), r->bytes[1], reason,
+	    err != NULL ? SO_FAILED : SO_COMPLETED,
+	    err != NULL ? "error" : reason, err != NULL ? reason : NULL);
 	relay_free(r, err != NULL);
 	asess_unlink_free(s);
 }
 
-/* Fill sa from a numeric address and a port. 0 or -1. */
+/* Fill ss from a numeric address and a port. 0 or -1. */
 static int
 sa_from(const char *ip, uint16_t port, struct sockaddr_storage *ss)
 {
@@ -336,6 +369,12 @@ link_frame(struct fconn *fc, struct msg *m)
 	bfd = s->backend_fd;
 	s->backend_fd = -1;
 	s->state = AS_RELAY;
+	/* The service table is not needed from here on: a reload may retire
+	 * it while this session runs. */
+	s->svc = NULL;
+	s->bcur = NULL;
+	if (s->counted)
+		metrics_sess_joined(ev_now_update() - s->t_start);
 	log_info("session %llu joined service=%s client=%s backend=%s",
 	    (unsigned long long)s->id, s->svc_name, s->client, s->backend);
 	/* The data link is side 0 so that the PROXY header, primed for side
@@ -394,10 +433,14 @@ sess_new(struct aedge *e, const struct msg *m)
 	sessions = s;
 	log_info("session %llu opened service=%s client=%s edge=%s",
 	    (unsigned long long)s->id, s->svc_name, s->client, s->edge_str);
+	/* Only configured services are counted: the edge cannot make the
+	 * metrics grow by inventing names. */
 	if ((s->svc = cfg_service(&agent_cfg, m->service)) == NULL) {
 		asess_abort(s, "unknown service");
 		return;
 	}
+	s->counted = 1;
+	metrics_sess_open(s->svc_name);
 	s->bidx = s->svc->rr++;
 	if (backend_next(s) == -1) {
 		s->backend[0] = '\0';
@@ -413,7 +456,8 @@ sess_tick(uint64_t now)
 	for (s = sessions; s != NULL; s = next) {
 		next = s->next;
 		if (s->state != AS_RELAY && now > s->deadline)
-			asess_abort_r(s, "timeout", "set-up timed out");
+			asess_abort_full(s, "set-up timed out", "error",
+			    SO_REFUSED, "timeout");
 	}
 }
 
@@ -424,13 +468,77 @@ sess_stop(void)
 
 	while ((s = sessions) != NULL) {
 		if (s->state == AS_RELAY) {
-			asess_log_end(s, client_bytes(s),
-			    s->relay.bytes[1], "error", "agent stopping");
+			asess_log_end(s, client_bytes(s), s->relay.bytes[1],
+			    "agent-stopping", SO_STOPPED, "error", "agent stopping");
 			relay_free(&s->relay, 1);
 			asess_unlink_free(s);
 		} else
-			asess_abort(s, "agent stopping");
+			asess_abort_as(s, "agent stopping", "agent-stopping",
+			    SO_STOPPED);
 	}
+}
+
+void
+sess_foreach(sess_visit_cb *cb, void *arg)
+{
+	struct sess_info si;
+	struct asess *s, *next;
+	uint64_t now = ev_now_update();
+
+	for (s = sessions; s != NULL; s = next) {
+		next = s->next;
+		memset(&si, 0, sizeof(si));
+		si.id = s->id;
+		si.service = s->svc_name;
+		si.client = s->client;
+		si.backend = s->backend;
+		si.edge = s->edge_str;
+		si.state = s->state == AS_RELAY ? "relay" : "setup";
+		if (s->state == AS_RELAY) {
+			si.bytes_to_backend = client_bytes(s);
+			si.bytes_to_client = s->relay.bytes[1];
+		}
+		si.age_ms = now - s->t_start;
+		cb(&si, arg);
+	}
+}
+
+size_t
+sess_kill(uint64_t id)
+{
+	struct asess *s, *next;
+	size_t n = 0;
+
+	for (s = sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->id != id)
+			continue;
+		n++;
+		if (s->state == AS_RELAY) {
+			/* Reset both sides: the client must see a cut, not a
+			 * clean end that could pass for a complete transfer. */
+			log_warn("session %llu killed by the operator",
+			    (unsigned long long)s->id);
+			asess_log_end(s, client_bytes(s), s->relay.bytes[1],
+			    "killed", SO_KILLED, "killed", "killed by the operator");
+			relay_free(&s->relay, 1);
+			asess_unlink_free(s);
+		} else
+			asess_abort_as(s, "killed by the operator", "killed",
+			    SO_KILLED);
+	}
+	return n;
+}
+
+int
+sess_uses(const struct cfg_service *arr, size_t n)
+{
+	struct asess *s;
+
+	for (s = sessions; s != NULL; s = s->next)
+		if (s->svc != NULL && s->svc >= arr && s->svc < arr + n)
+			return 1;
+	return 0;
 }
 
 void

@@ -40,6 +40,7 @@ static const struct attr_def attr_defs[FA_MAX_TAG + 1] = {
 	[FA_LOCAL_ADDR]	 = { AK_STR, MSG_ADDR_MAX - 1, AOFF(local_addr) },
 	[FA_LOCAL_PORT]	 = { AK_U16, 2, AOFF(local_port) },
 	[FA_IDLE_TIMEOUT] = { AK_U32, 4, AOFF(idle_timeout) },
+	[FA_STATS]	 = { AK_STR, MSG_STATS_MAX - 1, AOFF(stats) },
 };
 
 struct type_def {
@@ -66,6 +67,8 @@ static const struct type_def type_defs[] = {
 	    FA_BIT(FA_CLIENT_PORT) | FA_BIT(FA_TEXT) },
 	[FT_DENIED_SUMMARY] = { "DENIED_SUMMARY", FA_BIT(FA_SERVICE) |
 	    FA_BIT(FA_COUNT) },
+	[FT_STATS]	 = { "STATS", FA_BIT(FA_STATS) },
+	[FT_STATS_REQ]	 = { "STATS_REQ", 0 },
 };
 
 #define NTYPES (sizeof(type_defs) / sizeof(type_defs[0]))

@@ -31,6 +31,9 @@ enum frame_type {
 	/* 32-39: client policy (docs/protocol.md, "Client policy") */
 	FT_SESS_DENIED = 32,
 	FT_DENIED_SUMMARY = 33,
+	/* Operations (40-47): the edge's counters for the agent's /metrics. */
+	FT_STATS = 40,
+	FT_STATS_REQ = 41,
 	/* Types 18-23 data-link fast path, 24-31 FTP, 32-39 client policy,
 	 * 40-47 operations, 48-55 outbound. */
 };
@@ -56,6 +59,9 @@ enum frame_tag {
 	FA_COUNT = 21,
 	FA_LOCAL_ADDR = 22,
 	FA_LOCAL_PORT = 23,
+	/* Operations (28-33; 29-33 unassigned): counters as "name=value"
+	 * tokens, parsed by common/stats.c. */
+	FA_STATS = 28,
 	/* Tags 12-63 are assigned by later features, by range:
 	 * 12-15 availability, 16-27 client policy and PROXY, 28-33
 	 * operations, 34-45 outbound, 46-53 FTP, 54-61 data-link fast path,
@@ -70,6 +76,7 @@ enum frame_tag {
 #define MSG_TEXT_MAX	1024
 #define MSG_ADDR_MAX	64
 #define MSG_CIDRS_MAX	4096	/* a CIDR list: up to 4095 bytes + NUL */
+#define MSG_STATS_MAX	2048	/* FA_STATS: up to 2047 bytes + NUL */
 
 /* A decoded message. `have` has FA_BIT(tag) set for every attribute
  * present; strings are NUL-terminated and validated. */
@@ -97,6 +104,7 @@ struct msg {
 	char		allow[MSG_CIDRS_MAX];
 	char		deny[MSG_CIDRS_MAX];
 	char		accept_proxy[MSG_CIDRS_MAX];
+	char		stats[MSG_STATS_MAX];
 };
 
 /* Decode a frame header. Returns 0 and sets *type and *len, or -1 with

@@ -29,7 +29,24 @@ struct edge_conf {
 	const char	*name;
 };
 
+/* Counters reported to agents in STATS frames (docs/protocol.md,
+ * "Operations"). Bytes of running sessions are added when reported. */
+struct edge_stats {
+	uint64_t	 sessions_accepted;	/* clients accepted */
+	uint64_t	 sessions_joined;	/* claimed by a data link */
+	uint64_t	 sessions_refused;	/* refused by the agent */
+	uint64_t	 sessions_agent_lost;	/* agent gone before the claim */
+	uint64_t	 sessions_bad_secret;
+	uint64_t	 bytes_from_clients;	/* of sessions that ended */
+	uint64_t	 bytes_to_clients;
+	uint64_t	 control_accepted;	/* TCP connections on the control port */
+	uint64_t	 control_refused;	/* failed TLS, greeting or time-out */
+	uint64_t	 data_links_refused;
+	uint64_t	 agents_connected;	/* gauge */
+};
+
 extern struct edge_conf edge_conf;
+extern struct edge_stats edge_stats;
 extern SSL_CTX *edge_tls;
 
 enum econn_state { EC_INCOMING, EC_AGENT };
@@ -110,6 +127,8 @@ void	pol_release(struct pol_ip *ent);
 void	pol_tick(uint64_t now_ms);
 size_t	pol_tracked(void);
 
+/* Append the service and session counters to a STATS text. */
+void	svc_stats(char *out, size_t outlen);
 /* Free an econn that has been detached or closed. */
 void	econn_free(struct econn *c);
 

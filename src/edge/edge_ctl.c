@@ -2,6 +2,7 @@
  * frame, and agents' control channels. */
 #include "edge/edge.h"
 #include "common/log.h"
+#include "common/stats.h"
 #include "common/tlsx.h"
 
 #include <errno.h>
@@ -49,10 +50,14 @@ econn_drop(struct econn *c, const char *why)
 {
 	if (c->state == EC_AGENT) {
 		log_warn("agent %s lost: %s", c->name, why);
+		if (edge_stats.agents_connected > 0)
+			edge_stats.agents_connected--;
 		svc_withdraw_all(c);
 		sess_agent_lost(c);
-	} else
+	} else {
 		log_warn("connection from %s refused: %s", c->peer, why);
+		edge_stats.control_refused++;
+	}
 	econn_free(c);
 }
 
@@ -83,6 +88,7 @@ econn_hello(struct econn *c, const struct msg *m)
 	}
 	c->state = EC_AGENT;
 	nincoming--;
+	edge_stats.agents_connected++;
 	snprintf(c->name, sizeof(c->name), "%s", m->name);
 	msg_init(&r, FT_HELLO_OK);
 	r.version = FRAME_VERSION;
@@ -94,6 +100,36 @@ econn_hello(struct econn *c, const struct msg *m)
 		return -1;
 	}
 	return 0;
+}
+
+/* STATS_REQ: answer with every counter. A counter that does not fit is
+ * left out (the frame has room for far more than there are). */
+static void
+econn_stats(struct econn *c)
+{
+	struct msg r;
+	const struct { const char *name; uint64_t v; } kv[] = {
+		{ "control_accepted_total", edge_stats.control_accepted },
+		{ "control_refused_total", edge_stats.control_refused },
+		{ "data_links_refused_total", edge_stats.data_links_refused },
+		{ "agents_connected", edge_stats.agents_connected },
+	};
+	size_t i;
+
+	msg_init(&r, FT_STATS);
+	char name[STATS_NAME_MAX];
+	int k;
+
+	for (i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+		(void)stats_append(r.stats, sizeof(r.stats), kv[i].name, kv[i].v);
+	svc_stats(r.stats, sizeof(r.stats));
+	/* How often each limit was hit: limit_sessions_total, ... */
+	for (k = 0; k < LIM_COUNT; k++) {
+		snprintf(name, sizeof(name), "limit_%s_total", lim_name(k));
+		(void)stats_append(r.stats, sizeof(r.stats), name, lim_counter[k]);
+	}
+	r.have |= FA_BIT(FA_STATS);
+	(void)fconn_send(&c->fc, &r);
 }
 
 static int
@@ -125,6 +161,9 @@ econn_frame(struct fconn *fc, struct msg *m)
 		return 0;
 	case FT_SESS_REFUSE:
 		sess_refused(c, m);
+		return 0;
+	case FT_STATS_REQ:
+		econn_stats(c);
 		return 0;
 	case FT_PING:
 		msg_init(&r, FT_PONG);
@@ -184,6 +223,7 @@ ctl_accept(struct ev_io *io, uint32_t events)
 		}
 		net_fmt((struct sockaddr *)&peer.ss, c->peer, sizeof(c->peer));
 		c->state = EC_INCOMING;
+		edge_stats.control_accepted++;
 		c->deadline = ev_now() + lim.handshake_ms;
 		if (fconn_start(&c->fc, fd, ssl, &econn_ops, c) == -1) {
 			log_warn("control accept: %s", strerror(errno));

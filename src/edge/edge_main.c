@@ -5,6 +5,7 @@
  * agents over the control channel. */
 #include "edge/edge.h"
 #include "edge/edge_keyproc.h"
+#include "edge/edge_notify.h"
 #include "edge/edge_sandbox.h"
 #include "common/log.h"
 #include "common/tlsx.h"
@@ -21,6 +22,7 @@
 #define EDGE_VERSION "0.1.0"
 
 struct edge_conf edge_conf;
+struct edge_stats edge_stats;
 SSL_CTX *edge_tls;
 
 static volatile sig_atomic_t edge_stop;
@@ -259,6 +261,9 @@ main(int argc, char **argv)
 		log_fatal("epoll: %s", strerror(errno));
 	if (ctl_listen(edge_conf.control) == -1)
 		return 1;
+	/* No-op unless started by systemd with Type=notify. */
+	notify_open();
+	notify_send("READY=1");
 	if (sandbox_enter(&sc, err, sizeof(err)) == -1)
 		log_fatal("sandbox: %s", err);
 	if (selftest)
@@ -271,6 +276,7 @@ main(int argc, char **argv)
 		ctl_tick(now);
 		sess_tick(now);
 	}
+	notify_send("STOPPING=1");
 	log_info("stopping");
 	svc_shutdown();
 	ctl_shutdown();

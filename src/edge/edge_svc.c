@@ -6,6 +6,7 @@
 #include "edge/edge.h"
 #include "common/log.h"
 #include "common/proxy.h"
+#include "common/stats.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -464,6 +465,7 @@ svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
 	s->pol_ent = ent;
 	s->client_fd = fd;
 	s->id = sess_next_id++;
+	edge_stats.sessions_accepted++;
 	s->state = ES_PENDING;
 	s->t_start = ev_now();
 	s->deadline = s->t_start + lim.claim_ms;
@@ -515,8 +517,10 @@ svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
 	    FA_BIT(FA_SECRET) | FA_BIT(FA_LOCAL_PORT);
 	log_info("session %llu new service=%s client=%s agent=%s",
 	    (unsigned long long)s->id, s->svc, s->client, s->agent_name);
-	if (fconn_send(&s->agent->fc, &m) == -1)
+	if (fconn_send(&s->agent->fc, &m) == -1) {
+		edge_stats.sessions_agent_lost++;
 		sess_drop_pending(s, "agent-unreachable");
+	}
 	OPENSSL_cleanse(m.secret, sizeof(m.secret));
 }
 
@@ -714,6 +718,8 @@ sess_end_active(struct esess *s, const char *reason, int abort)
 	nsessions--;
 	ipc_put(s->ipc);
 	pol_release(s->pol_ent);
+	edge_stats.bytes_from_clients += s->relay.bytes[0];
+	edge_stats.bytes_to_clients += s->relay.bytes[1];
 	sess_log_end(s, s->relay.bytes[0], s->relay.bytes[1], reason);
 	relay_free(&s->relay, abort);
 	free(s);
@@ -754,6 +760,7 @@ sess_claim(struct econn *link, const struct msg *m)
 		/* One guess per session: the secret is gone after any try. */
 		snprintf(why, sizeof(why), "wrong secret for session %llu",
 		    (unsigned long long)m->session);
+		edge_stats.sessions_bad_secret++;
 		sess_drop_pending(s, "bad-secret");
 		goto refuse;
 	}
@@ -764,6 +771,7 @@ sess_claim(struct econn *link, const struct msg *m)
 		s->agent->active--;
 	s->agent = NULL;
 	s->state = ES_RELAY;
+	edge_stats.sessions_joined++;
 	s->next = active;
 	if (active != NULL)
 		active->prev = s;
@@ -781,6 +789,7 @@ sess_claim(struct econn *link, const struct msg *m)
 	    sess_relay_done, s);
 	return;
 refuse:
+	edge_stats.data_links_refused++;
 	log_warn("data link from %s refused: %s", link->peer, why);
 	fconn_send_error(&link->fc, why);
 	econn_free(link);
@@ -796,6 +805,7 @@ sess_refused(struct econn *agent, const struct msg *m)
 		return;
 	snprintf(reason, sizeof(reason), "refused-by-agent(%s)",
 	    (m->have & FA_BIT(FA_TEXT)) ? m->text : "no reason");
+	edge_stats.sessions_refused++;
 	sess_drop_pending(s, reason);
 }
 
@@ -808,6 +818,7 @@ sess_agent_lost(struct econn *agent)
 		next = s->next;
 		if (s->agent == agent) {
 			s->agent = NULL;
+			edge_stats.sessions_agent_lost++;
 			sess_drop_pending(s, "agent-lost");
 		}
 	}
@@ -975,4 +986,41 @@ svc_shutdown(void)
 		svc_free(svcs);
 	if (n > 0)
 		log_info("%llu running sessions cut", (unsigned long long)n);
+}
+
+void
+svc_stats(char *out, size_t outlen)
+{
+	uint64_t in = edge_stats.bytes_from_clients;
+	uint64_t outb = edge_stats.bytes_to_clients;
+	uint64_t nactive = 0, nsvc = 0, npend = 0;
+	struct esess *s;
+	struct esvc *v;
+	size_t i;
+
+	/* Running sessions count too, so a long transfer shows as it goes. */
+	for (s = active; s != NULL; s = s->next) {
+		in += s->relay.bytes[0];
+		outb += s->relay.bytes[1];
+		nactive++;
+	}
+	for (v = svcs; v != NULL; v = v->next) {
+		nsvc++;
+		npend += v->npending;
+	}
+	const struct { const char *name; uint64_t v; } kv[] = {
+		{ "sessions_accepted_total", edge_stats.sessions_accepted },
+		{ "sessions_joined_total", edge_stats.sessions_joined },
+		{ "sessions_claim_timeout_total", lim_counter[LIM_CLAIM_TIMEOUT] },
+		{ "sessions_refused_total", edge_stats.sessions_refused },
+		{ "sessions_agent_lost_total", edge_stats.sessions_agent_lost },
+		{ "sessions_bad_secret_total", edge_stats.sessions_bad_secret },
+		{ "bytes_from_clients_total", in },
+		{ "bytes_to_clients_total", outb },
+		{ "sessions_active", nactive },
+		{ "sessions_pending", npend },
+		{ "services_open", nsvc },
+	};
+	for (i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+		(void)stats_append(out, outlen, kv[i].name, kv[i].v);
 }

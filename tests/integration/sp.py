@@ -789,6 +789,175 @@ class Forwarder:
 
 
 # ==========================================================================
+# BEGIN ops helpers (issue 8: admin API, metrics, reload, install).
+# Other features: append your own block after this one.
+
+import http.client   # noqa: E402
+import json          # noqa: E402
+
+
+def write_token(path, token=None):
+    """Write an admin token file (mode 0600); return the token."""
+    token = token or hashlib.sha256(os.urandom(32)).hexdigest()
+    Path(path).write_text(token + "\n")
+    os.chmod(path, 0o600)
+    return token
+
+
+def write_agent_conf_admin(path, pki, edges, services, admin_port, token_file,
+                           name="agent1"):
+    """write_agent_conf plus an [admin] section."""
+    p = write_agent_conf(path, pki, edges, services, name=name)
+    with open(p, "a") as f:
+        f.write(f"\n[admin]\nlisten = {LOOPBACK}:{admin_port}\n"
+                f"token_file = {token_file}\n")
+    return p
+
+
+class AdminAgent(Agent):
+    def __init__(self, proc, conf, services, admin_port, token, token_file):
+        super().__init__(proc, conf, services)
+        self.admin_port = admin_port
+        self.token = token
+        self.token_file = Path(token_file)
+        self.url = f"http://{LOOPBACK}:{admin_port}"
+
+    def api(self, method, path, token=None, auth=True, timeout=10):
+        """One HTTP request to the admin API: (status, headers, body) where
+        body is the parsed JSON when the answer is JSON, else the text."""
+        return api_request(self.admin_port, method, path,
+                           (token or self.token) if auth else None, timeout)
+
+    def metrics(self):
+        st, _, body = self.api("GET", "/metrics")
+        assert st == 200, (st, body)
+        return body
+
+
+def api_request(port, method, path, token=None, timeout=10):
+    c = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+    try:
+        hdrs = {"Authorization": f"Bearer {token}"} if token else {}
+        c.request(method, path, headers=hdrs)
+        r = c.getresponse()
+        data = r.read().decode("utf-8", "replace")
+        headers = {k.lower(): v for k, v in r.getheaders()}
+        body = data
+        if headers.get("content-type", "").startswith("application/json"):
+            body = json.loads(data)
+        return r.status, headers, body
+    finally:
+        c.close()
+
+
+def start_agent_admin(d, pki, edge, services, name="agent1", tag="agent",
+                      token=None):
+    """Like start_agent, with the admin API on a free port. Waits for the
+    edge to open every service and for the API to answer."""
+    d = Path(d)
+    admin_port = free_port()
+    token_file = d / f"{tag}.token"
+    token = write_token(token_file, token)
+    conf = write_agent_conf_admin(d / f"{tag}.conf", pki, [edge.addr],
+                                  services, admin_port, token_file, name=name)
+    mark = edge.proc.mark()
+    proc = Proc(tag, [AGENT_BIN, "--config", conf], d / f"{tag}.log")
+    agent = AdminAgent(proc, conf, services, admin_port, token, token_file)
+    for svc, (listen, _) in services.items():
+        _wait_edge_log_or_agent_death(
+            edge, proc, f"service {svc} open on {LOOPBACK}:{listen}", mark)
+    proc.wait_log(f"admin API listening on {LOOPBACK}:{admin_port}")
+    return agent
+
+
+def parse_metrics(text):
+    """Prometheus text -> {(name, frozenset(labels.items())): float}."""
+    out = {}
+    rx = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+    lrx = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+    for ln in text.splitlines():
+        if not ln or ln.startswith("#"):
+            continue
+        m = rx.match(ln)
+        assert m, f"bad metrics line {ln!r}"
+        labels = dict(lrx.findall(m.group(2) or ""))
+        out[(m.group(1), frozenset(labels.items()))] = float(m.group(3))
+    return out
+
+
+def metric(parsed, name, **labels):
+    return parsed.get((name, frozenset(labels.items())))
+
+
+class ByteServer:
+    """A TCP backend on a free loopback port: reads until the client
+    half-closes, then sends `reply` bytes and closes. Records bytes read
+    per connection."""
+
+    def __init__(self, reply):
+        self.reply = reply
+        self.port = free_port()
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((LOOPBACK, self.port))
+        self.lsock.listen(64)
+        self.received = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        n = 0
+        try:
+            c.settimeout(30)
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                n += len(b)
+            c.sendall(self.reply)
+            c.shutdown(socket.SHUT_WR)
+            with self.lock:
+                self.received.append(n)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        try:
+            self.lsock.close()
+        except OSError:
+            pass
+
+
+def byte_session(port, payload, timeout=20):
+    """Connect to port, send payload, half-close, return all bytes read."""
+    s = socket.create_connection((LOOPBACK, port), timeout=timeout)
+    try:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                return out
+            out += b
+    finally:
+        s.close()
+
+# END ops helpers
+# ==========================================================================
+
+
+# ==========================================================================
 # BEGIN helpers for client policy, PROXY protocol and audit (issue 5)
 
 def write_agent_conf_ex(path, pki, edges, services, agent_keys=(),

@@ -86,7 +86,7 @@ def assert_audit_complete(edge, audit_path, timeout=30):
                   "reason"):
             assert k in r, f"audit record without {k}: {r}"
         assert r["reason"] in ("client-closed", "backend-closed", "denied",
-                               "limit", "timeout", "error"), r
+                               "limit", "timeout", "error", "killed"), r
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z",
                             r["start"]), r
         assert r["start"] <= r["end"], r
@@ -446,3 +446,32 @@ def test_audit_sftp_and_reopen(tmp_path, pki, edge, sshd):
     assert [r["client_addr"] for r in new] == ["127.0.0.53"]
     assert len(sessions(sp.read_audit(rotated))) == 3
     assert agent.proc.alive()
+
+
+def test_reload_changes_policy(tmp_path, pki, edge, count_server):
+    """SIGHUP with a changed deny list: the edge enforces the new policy;
+    the audit log, reopened by the same SIGHUP, keeps recording."""
+    port = sp.free_port()
+    svc = {"svc": {"listen": port, "backends": [count_server.port],
+                   "keys": [("deny", "127.0.0.62")]}}
+    agent = agent_with(tmp_path, pki, edge, svc)
+    s = sp.greeted_from("127.0.0.61", port)
+    assert s is not None
+    s.close()
+    svc["svc"]["keys"] = [("deny", "127.0.0.61, 127.0.0.62")]
+    sp.write_agent_conf_ex(agent.proc.argv[-1], pki, [edge.addr], svc,
+                           [("audit_log", tmp_path / "audit.log")])
+    mark, amark = edge.proc.mark(), agent.proc.mark()
+    agent.proc.signal(signal.SIGHUP)
+    agent.proc.wait_log("configuration reloaded", since=amark)
+    agent.proc.wait_log("reopened", since=amark)
+    edge.proc.wait_log(f"service svc open on {LOOPBACK}:{port}", since=mark)
+    assert sp.greeted_from("127.0.0.61", port) is None, "new deny not enforced"
+    s = sp.greeted_from("127.0.0.63", port)
+    assert s is not None
+    s.close()
+    rec = sp.wait_audit(tmp_path / "audit.log",
+                        lambda r: r.get("client_addr") == "127.0.0.61" and
+                        r["reason"] == "denied")[0]
+    assert "deny" in rec["detail"]
+    assert_audit_complete(edge, tmp_path / "audit.log")

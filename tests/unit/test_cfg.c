@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -240,6 +241,64 @@ test_hostile_lines(void **state)
 	assert_int_equal(load("[service ]\nlisten=1\n", &c, err, sizeof(err)), -1);
 }
 
+static void
+write_file(const char *name, const char *text, mode_t mode)
+{
+	char p[PATH_MAX];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	assert_int_equal(chmod(p, mode), 0);
+}
+
+static void
+test_admin(void **state)
+{
+	struct cfg c;
+	char err[1024];
+
+	(void)state;
+	write_file("tok", "0123456789abcdef0123\n", 0600);
+	assert_int_equal(load(AGENT_OK "[admin]\nlisten = 127.0.0.1:7080\n"
+	    "token_file = tok\n", &c, err, sizeof(err)), 0);
+	assert_string_equal(c.admin_listen, "127.0.0.1:7080");
+	assert_string_equal(c.admin_token, "0123456789abcdef0123");
+	cfg_free(&c);
+	/* no [admin]: off */
+	assert_int_equal(load(AGENT_OK, &c, err, sizeof(err)), 0);
+	assert_string_equal(c.admin_listen, "");
+	cfg_free(&c);
+
+	expect_error(AGENT_OK "[admin]\nlisten = 127.0.0.1:7080\n", 6,
+	    "listen and token_file are both required");
+	expect_error(AGENT_OK "[admin]\nlisten = localhost:7080\n", 7, "numeric");
+	expect_error(AGENT_OK "[admin]\nport = 1\n", 7, "unknown key 'port' in [admin]");
+	expect_error(AGENT_OK "[admin]\nlisten = 127.0.0.1:1\ntoken_file = nope\n",
+	    8, "No such file");
+	write_file("tok", "0123456789abcdef0123\n", 0644);
+	expect_error(AGENT_OK "[admin]\nlisten = 127.0.0.1:1\ntoken_file = tok\n",
+	    6, "readable or writable by others");
+	write_file("tok", "0123456789abcdef0123\n", 0620);
+	expect_error(AGENT_OK "[admin]\nlisten = 127.0.0.1:1\ntoken_file = tok\n",
+	    6, "readable or writable by others");
+	write_file("tok", "\n", 0600);
+	expect_error(AGENT_OK "[admin]\nlisten = 127.0.0.1:1\ntoken_file = tok\n",
+	    6, "the token must be 16 to 1024 bytes");
+	write_file("tok", "short\n", 0600);
+	expect_error(AGENT_OK "[admin]\nlisten = 127.0.0.1:1\ntoken_file = tok\n",
+	    6, "the token must be");
+	write_file("tok", "0123456789 abcdef0123\n", 0600);
+	expect_error(AGENT_OK "[admin]\nlisten = 127.0.0.1:1\ntoken_file = tok\n",
+	    6, "printable characters without spaces");
+	write_file("tok", "0123456789abcdef\n0123\n", 0600);
+	expect_error(AGENT_OK "[admin]\nlisten = 127.0.0.1:1\ntoken_file = tok\n",
+	    6, "printable characters without spaces");
+}
+
 int
 main(void)
 {
@@ -251,6 +310,7 @@ main(void)
 		cmocka_unit_test(test_policy_keys),
 		cmocka_unit_test(test_policy_errors),
 		cmocka_unit_test(test_hostile_lines),
+		cmocka_unit_test(test_admin),
 	};
 	return cmocka_run_group_tests_name("cfg", tests, setup, teardown);
 }
