@@ -32,13 +32,14 @@ LIBCURL = -lcurl -ljansson
 
 COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
           src/common/net.c src/common/tlsx.c src/common/fconn.c src/common/relay.c \
-          src/common/stats.c src/common/cidr.c src/common/proxy.c
+          src/common/stats.c src/common/outpol.c src/common/cidr.c src/common/proxy.c
 EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_svc.c \
           src/edge/edge_limit.c src/edge/edge_sandbox.c src/edge/edge_keyproc.c \
-          src/edge/edge_notify.c src/edge/edge_policy.c
+          src/edge/edge_notify.c src/edge/edge_out.c src/edge/edge_policy.c
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/agent_edge.c \
           src/agent/agent_sess.c src/agent/dial.c src/agent/agent_metrics.c \
           src/agent/agent_admin.c src/agent/agent_route.c src/agent/agent_reload.c \
+          src/agent/agent_out.c src/agent/socks.c src/agent/httpc.c \
           src/agent/agent_audit.c
 CTL     = src/ctl/ctl_main.c src/ctl/pki.c src/ctl/ctl_api.c
 
@@ -46,7 +47,8 @@ obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 
 PROGS   = $(BUILD)/sallyport-edge $(BUILD)/sallyport-agent $(BUILD)/sallyportctl
 UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki \
-          $(BUILD)/test_stats $(BUILD)/test_route
+          $(BUILD)/test_stats $(BUILD)/test_route \
+          $(BUILD)/test_socks $(BUILD)/test_httpc $(BUILD)/test_outpol
 UNITS  += $(BUILD)/test_proxy $(BUILD)/test_cidr
 
 all: $(PROGS)
@@ -61,7 +63,8 @@ $(BUILD)/obj/tests/%.o: tests/unit/%.c
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) -c -o $@ $<
 
-# The edge links only what runs in the DMZ: no dialer, no config loader.
+# The edge links only what runs in the DMZ: no dialer, no config loader;
+# its one connect() is in edge_out.c, for policy-checked outbound sessions.
 $(BUILD)/sallyport-edge: $(call obj,$(COMMON) $(EDGE))
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL) -lseccomp
 
@@ -74,7 +77,7 @@ $(BUILD)/sallyportctl: $(call obj,$(CTL))
 $(BUILD)/test_frame: $(BUILD)/obj/tests/test_frame.o $(call obj,src/common/frame.c src/common/buf.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
-$(BUILD)/test_cfg: $(BUILD)/obj/tests/test_cfg.o $(call obj,src/agent/agent_cfg.c src/agent/dial.c src/common/net.c src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c src/common/cidr.c)
+$(BUILD)/test_cfg: $(BUILD)/obj/tests/test_cfg.o $(call obj,src/agent/agent_cfg.c src/agent/dial.c src/common/net.c src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c src/common/outpol.c src/common/cidr.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBINI) -lcrypto
 
 $(BUILD)/test_pki: $(BUILD)/obj/tests/test_pki.o $(call obj,src/ctl/pki.c)
@@ -92,6 +95,15 @@ $(BUILD)/test_stats: $(BUILD)/obj/tests/test_stats.o $(call obj,src/common/stats
 $(BUILD)/test_route: $(BUILD)/obj/tests/test_route.o $(call obj,src/agent/agent_route.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
+$(BUILD)/test_socks: $(BUILD)/obj/tests/test_socks.o $(call obj,src/agent/socks.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
+$(BUILD)/test_httpc: $(BUILD)/obj/tests/test_httpc.o $(call obj,src/agent/httpc.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
+$(BUILD)/test_outpol: $(BUILD)/obj/tests/test_outpol.o $(call obj,src/common/outpol.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
 # Fuzzing: every harness tests/fuzz/fuzz_NAME.c is listed in FUZZERS with
 # the sources it links in FUZZ_SRC_NAME (and libraries in FUZZ_LIBS_NAME).
 # `make fuzz` runs each for FUZZ_TIME seconds; new inputs are kept in
@@ -106,12 +118,18 @@ FUZZ_SRC_frame = src/common/frame.c src/common/buf.c
 FUZZERS += cfg
 FUZZ_SRC_cfg = src/agent/agent_cfg.c src/agent/dial.c src/common/net.c \
           src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c \
-          src/common/cidr.c
+          src/common/outpol.c src/common/cidr.c
 FUZZ_LIBS_cfg = $(LIBINI) -lcrypto
 FUZZERS += stats
 FUZZ_SRC_stats = src/common/stats.c
 FUZZERS += route
 FUZZ_SRC_route = src/agent/agent_route.c
+FUZZERS += socks
+FUZZ_SRC_socks = src/agent/socks.c
+FUZZERS += httpc
+FUZZ_SRC_httpc = src/agent/httpc.c
+FUZZERS += outpol
+FUZZ_SRC_outpol = src/common/outpol.c
 FUZZERS += proxy
 FUZZ_SRC_proxy = src/common/proxy.c
 FUZZERS += cidr

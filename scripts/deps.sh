@@ -9,6 +9,7 @@
 set -eu
 
 PACKAGES="build-essential pkg-config clang libssl-dev libinih-dev libcmocka-dev libseccomp-dev
+netcat-openbsd
 openssh-server openssh-client nginx-light curl strace python3 python3-pytest
 iproute2 openssl procps
 libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libsystemd-dev

@@ -55,6 +55,17 @@ struct cfg_edge {
 	char		 port[16];
 };
 
+/* [outbound]: the proxies for inside clients (agent_out.c). */
+struct cfg_outbound {
+	int		 line;			/* of [outbound], 0 if none */
+	char		 socks_listen[MSG_ADDR_MAX];
+	char		 http_listen[MSG_ADDR_MAX];
+	char		 allow[MSG_POLICY_MAX];	/* pushed as OUT_ALLOW */
+	size_t		 nrules;
+	char		 user[256];		/* auth_user, "" for none */
+	char		 pass[256];
+};
+
 struct cfg {
 	char		 path[PATH_MAX];
 	char		 name[MSG_NAME_MAX];
@@ -72,6 +83,7 @@ struct cfg {
 	char		 admin_token_file[PATH_MAX];
 	char		 admin_token[CFG_TOKEN_MAX + 1];
 	int		 admin_line;
+	struct cfg_outbound out;
 };
 
 /* agent_cfg.c: load and validate path into c. On error returns -1 with
@@ -121,6 +133,8 @@ struct aedge {
 	char		 last_error[160];
 	char		 stats[MSG_STATS_MAX];	/* last valid STATS, "" if none */
 	uint64_t	 stats_at;
+	int		 out_ok;		/* the edge took our policy */
+	uint8_t		 out_token[FRAME_SECRET];
 };
 
 extern struct cfg agent_cfg;
@@ -136,7 +150,13 @@ const struct aedge *edges_get(size_t i);
 /* Reload: tell every connected edge what changed (services by name). */
 void	edges_svc_close(const char *name);
 void	edges_svc_open(const struct cfg_service *s);
+/* Build the SVC_OPEN frame that pushes service s. */
+void	svc_open_msg(const struct cfg_service *s, struct msg *m);
 const char *aedge_state_name(enum aedge_state st);
+
+/* An edge ready for outbound sessions (OUT_POLICY_OK received), picked
+ * round-robin, or NULL. */
+struct aedge *edge_pick_out(void);
 
 /* agent_audit.c: the audit log, one JSON object per line, written by
  * the agent only. Every function is a no-op while no log is open. */
@@ -215,7 +235,7 @@ void	admin_stop(void);
 struct reload_result {
 	char	 added[RELOAD_LIST];	/* service names, space separated */
 	char	 removed[RELOAD_LIST];
-	char	 changed[RELOAD_LIST];	/* listen changed: closed and reopened */
+	char	 changed[RELOAD_LIST];	/* definition changed: closed, reopened */
 	char	 backends[RELOAD_LIST];	/* only backends changed: no frame */
 	char	 restart[RELOAD_LIST];	/* settings that need a restart */
 };
@@ -225,5 +245,28 @@ int	reload_run(struct reload_result *res, char *err, size_t errlen);
 /* Free retired service tables no session uses any more. */
 void	reload_tick(void);
 void	reload_stop(void);
+/* agent_out.c: the SOCKS5 and HTTP CONNECT proxies. */
+int	out_start(void);
+void	out_tick(uint64_t now);
+void	out_stop(void);
+
+/* One finished outbound session, for the audit trail. All strings are
+ * set ("-" when unknown). */
+struct out_record {
+	uint64_t	 id;
+	const char	*proto;		/* "socks5" or "http-connect" */
+	const char	*client;	/* inside source address:port */
+	const char	*dest;		/* as requested, host:port */
+	const char	*addr;		/* what the edge connected to */
+	const char	*edge;
+	uint64_t	 bytes_out;	/* inside -> destination */
+	uint64_t	 bytes_in;	/* destination -> inside */
+	uint64_t	 duration_ms;
+	const char	*outcome;	/* "ok", "refused", "failed" */
+	int		 code;		/* SOCKS reply code given */
+	const char	*reason;
+};
+/* Record r. Today one log line; the hook for the JSON audit log. */
+void	out_audit(const struct out_record *r);
 
 #endif

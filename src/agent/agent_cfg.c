@@ -6,6 +6,7 @@
 #include "agent/agent.h"
 #include "common/cidr.h"
 #include "common/log.h"
+#include "common/outpol.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -396,6 +397,61 @@ out:
 }
 
 static int
+cfg_outbound_key(struct cfg_parse *p, const char *name, const char *value)
+{
+	struct cfg_outbound *o = &p->c->out;
+	struct outpol *pol;
+	struct net_addr a;
+	char err[CFG_STR + 64];
+	size_t have, n;
+	int rc;
+
+	if (strcmp(name, "socks_listen") == 0 ||
+	    strcmp(name, "http_connect_listen") == 0) {
+		char *dst = name[0] == 's' ? o->socks_listen : o->http_listen;
+		if (dst[0] != '\0')
+			return cfg_fail(p, "%s: given twice", name);
+		if (net_parse(value, &a, err, sizeof(err)) == -1)
+			return cfg_fail(p, "%s: %s", name, err);
+		return cfg_copy(p, dst, MSG_ADDR_MAX, name, value);
+	}
+	if (strcmp(name, "allow_destination") == 0) {
+		/* Parse to report errors here, with the line; the edge parses
+		 * the same text again when it arrives. */
+		if ((pol = malloc(sizeof(*pol))) == NULL)
+			return cfg_fail(p, "out of memory");
+		rc = outpol_parse(value, pol, err, sizeof(err));
+		n = pol->n;
+		free(pol);
+		if (rc == -1)
+			return cfg_fail(p, "allow_destination: %s", err);
+		if (n == 0)
+			return cfg_fail(p, "allow_destination: empty value");
+		have = strlen(o->allow);
+		if (o->nrules + n > OUTPOL_MAX_RULES ||
+		    have + 1 + strlen(value) >= sizeof(o->allow))
+			return cfg_fail(p, "allow_destination: more than %d rules "
+			    "or %d bytes in all", OUTPOL_MAX_RULES,
+			    MSG_POLICY_MAX - 1);
+		snprintf(o->allow + have, sizeof(o->allow) - have, "%s%s",
+		    have > 0 ? "," : "", value);
+		o->nrules += n;
+		return 1;
+	}
+	if (strcmp(name, "auth_user") == 0) {
+		if (strlen(value) > 255 || strchr(value, ':') != NULL)
+			return cfg_fail(p, "auth_user: 1-255 bytes without ':'");
+		return cfg_copy(p, o->user, sizeof(o->user), name, value);
+	}
+	if (strcmp(name, "auth_password") == 0) {
+		if (strlen(value) > 255)
+			return cfg_fail(p, "auth_password: at most 255 bytes");
+		return cfg_copy(p, o->pass, sizeof(o->pass), name, value);
+	}
+	return cfg_fail(p, "unknown key '%s' in [outbound]", name);
+}
+
+static int
 cfg_handler(void *user, const char *section, const char *name,
     const char *value)
 {
@@ -419,6 +475,11 @@ cfg_handler(void *user, const char *section, const char *name,
 	}
 	if (section[0] == '\0')
 		return cfg_fail(p, "'%s' is outside any section", name);
+	if (strcmp(section, "outbound") == 0) {
+		if (c->out.line == 0)
+			c->out.line = p->section_line;
+		return cfg_outbound_key(p, name, value);
+	}
 	if (strncmp(section, "service ", 8) != 0)
 		return cfg_fail_at(p, p->section_line, "unknown section [%s]",
 		    section);
@@ -463,6 +524,17 @@ cfg_check(struct cfg_parse *p)
 			    "token_file are both required");
 		if (!cfg_read_token(p))
 			return 0;
+	}
+	if (c->out.line != 0) {
+		if (c->out.socks_listen[0] == '\0' && c->out.http_listen[0] == '\0')
+			return cfg_fail_at(p, c->out.line, "[outbound]: neither "
+			    "socks_listen nor http_connect_listen");
+		if ((c->out.user[0] == '\0') != (c->out.pass[0] == '\0'))
+			return cfg_fail_at(p, c->out.line, "[outbound]: auth_user "
+			    "and auth_password go together");
+		if (strcmp(c->out.socks_listen, c->out.http_listen) == 0)
+			return cfg_fail_at(p, c->out.line, "[outbound]: socks_listen "
+			    "and http_connect_listen are the same address");
 	}
 	for (i = 0; i < c->nservices; i++) {
 		s = &c->services[i];

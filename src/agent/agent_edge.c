@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #define BACKOFF_MIN_MS		500
@@ -65,6 +66,8 @@ aedge_fail(struct aedge *e, const char *why)
 	dial_cancel(&e->dial);
 	if (e->state == AE_HELLO || e->state == AE_READY)
 		fconn_close(&e->fc);
+	e->out_ok = 0;
+	OPENSSL_cleanse(e->out_token, sizeof(e->out_token));
 	aedge_schedule(e);
 }
 
@@ -122,10 +125,9 @@ aedge_ready(struct fconn *fc)
 	return 0;
 }
 
-/* The SVC_OPEN for s: everything the edge must know about the service.
- * One builder for the first push and for a reload, so an edge always
- * sees the same definition of an unchanged service. */
-static void
+/* The one place a service's SVC_OPEN is built: the edge compares
+ * definitions whole, so every push must carry the same attributes. */
+void
 svc_open_msg(const struct cfg_service *s, struct msg *m)
 {
 	msg_init(m, FT_SVC_OPEN);
@@ -186,6 +188,7 @@ aedge_frame(struct fconn *fc, struct msg *m)
 {
 	struct aedge *e = fc->owner;
 	char why[MSG_TEXT_MAX + 64];
+	struct msg m2;
 
 	if (e->state == AE_HELLO) {
 		if (m->type != FT_HELLO_OK) {
@@ -206,6 +209,13 @@ aedge_frame(struct fconn *fc, struct msg *m)
 		log_info("edge %s connected (edge %s, protocol %u)", e->ce->str,
 		    e->edge_name, m->version);
 		aedge_push_services(e);
+		if (agent_cfg.out.line != 0) {
+			/* The edge enforces what we allow; it gets the policy
+			 * before any outbound session can be asked for. */
+			msg_init(&m2, FT_OUT_POLICY);
+			msg_set_str(&m2, FA_OUT_ALLOW, agent_cfg.out.allow);
+			(void)fconn_send(&e->fc, &m2);
+		}
 		return 0;
 	}
 	switch (m->type) {
@@ -222,6 +232,19 @@ aedge_frame(struct fconn *fc, struct msg *m)
 	case FT_SESS_DENIED:
 	case FT_DENIED_SUMMARY:
 		sess_denied(e, m);
+		return 0;
+	case FT_OUT_POLICY_OK:
+		if (m->status != 0 || !(m->have & FA_BIT(FA_SECRET))) {
+			e->out_ok = 0;
+			log_err("edge %s: outbound policy refused: %s", e->ce->str,
+			    (m->have & FA_BIT(FA_TEXT)) ? m->text : "?");
+			return 0;
+		}
+		memcpy(e->out_token, m->secret, sizeof(e->out_token));
+		OPENSSL_cleanse(m->secret, sizeof(m->secret));
+		e->out_ok = 1;
+		log_info("edge %s: outbound open (%zu destination rules)",
+		    e->ce->str, agent_cfg.out.nrules);
 		return 0;
 	case FT_PONG:
 		e->rtt_ms = ev_now_update() - m->nonce;
@@ -299,6 +322,22 @@ edges_svc_open(const struct cfg_service *s)
 	svc_open_msg(s, &m);
 	for (i = 0; i < nedges; i++)
 		edge_send(&edges[i], &m);
+}
+
+struct aedge *
+edge_pick_out(void)
+{
+	static size_t rr;
+	size_t k, i;
+
+	for (k = 0; k < nedges; k++) {
+		i = (rr + k) % nedges;
+		if (edges[i].state == AE_READY && edges[i].out_ok) {
+			rr = i + 1;
+			return &edges[i];
+		}
+	}
+	return NULL;
 }
 
 void

@@ -66,7 +66,9 @@ usage(FILE *f)
 	    "\n"
 	    "The inside half of sallyport. Connects out to every edge named in the\n"
 	    "configuration, pushes the services the edges must open, and joins each\n"
-	    "client session to a backend. See sallyport-agent.conf in README.md.\n"
+	    "client session to a backend; with an [outbound] section it also runs\n"
+	    "SOCKS5 and HTTP CONNECT proxies whose sessions leave through an edge.\n"
+	    "See the configuration in README.md.\n"
 	    "\n"
 	    "  -c, --config FILE   configuration file (INI); SIGHUP reloads it\n"
 	    "      --check         validate the configuration and exit (0 ok, 1 not)\n"
@@ -145,6 +147,12 @@ main(int argc, char **argv)
 	if (agent_cfg.admin_listen[0] != '\0' &&
 	    admin_start(agent_cfg.admin_listen, err, sizeof(err)) == -1)
 		log_fatal("admin API on %s: %s", agent_cfg.admin_listen, err);
+	if (out_start() == -1) {
+		out_stop();
+		SSL_CTX_free(agent_tls);
+		cfg_free(&agent_cfg);
+		return 1;
+	}
 	edges_start();
 	(void)sd_notify(0, "READY=1");
 	while (!agent_stop) {
@@ -160,10 +168,12 @@ main(int argc, char **argv)
 		sess_tick(now);
 		reload_tick();
 		admin_tick();
+		out_tick(now);
 	}
 	(void)sd_notify(0, "STOPPING=1");
 	log_info("stopping");
 	admin_stop();
+	out_stop();
 	sess_stop();
 	edges_stop();
 	reload_stop();

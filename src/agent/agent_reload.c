@@ -54,17 +54,6 @@ same_backends(const struct cfg_service *a, const struct cfg_service *b)
 	return 1;
 }
 
-/* The part of a service's definition the edge enforces (edge_policy.c). */
-static int
-same_policy(const struct cfg_service *a, const struct cfg_service *b)
-{
-	return strcmp(a->allow, b->allow) == 0 &&
-	    strcmp(a->deny, b->deny) == 0 &&
-	    strcmp(a->accept_proxy, b->accept_proxy) == 0 &&
-	    a->max_sess_ip == b->max_sess_ip &&
-	    a->max_rate_ip == b->max_rate_ip;
-}
-
 static int
 same_edges(const struct cfg *a, const struct cfg *b)
 {
@@ -128,6 +117,19 @@ carry_state(struct cfg_service *os, struct cfg_service *ns)
 			}
 }
 
+/* Whether what the edge is told about a service changed: the pushed
+ * definitions are compared whole (listen, idle time-out, and whatever is
+ * added later), so such a change is applied as a close and an open. */
+static int
+svc_def_changed(const struct cfg_service *a, const struct cfg_service *b)
+{
+	struct msg ma, mb;
+
+	svc_open_msg(a, &ma);
+	svc_open_msg(b, &mb);
+	return memcmp(&ma, &mb, sizeof(ma)) != 0;
+}
+
 int
 reload_run(struct reload_result *res, char *err, size_t errlen)
 {
@@ -160,7 +162,7 @@ reload_run(struct reload_result *res, char *err, size_t errlen)
 			continue;
 		}
 		carry_state(os, ns);
-		if (strcmp(os->listen, ns->listen) != 0 || !same_policy(os, ns)) {
+		if (svc_def_changed(os, ns)) {
 			list_add(res->changed, os->name);
 			edges_svc_close(os->name);
 		} else if (!same_backends(os, ns))
@@ -183,12 +185,11 @@ reload_run(struct reload_result *res, char *err, size_t errlen)
 				os = &r->arr[k];
 		if (os == NULL)
 			list_add(res->added, ns->name);
-		if (os == NULL || strcmp(os->listen, ns->listen) != 0 ||
-		    !same_policy(os, ns))
+		if (os == NULL || svc_def_changed(os, ns))
 			edges_svc_open(ns);
 	}
 	log_info("configuration reloaded: %zu services; added=[%s] removed=[%s] "
-	    "listen-changed=[%s] backends-changed=[%s]%s%s%s",
+	    "changed=[%s] backends-changed=[%s]%s%s%s",
 	    agent_cfg.nservices, res->added, res->removed, res->changed,
 	    res->backends, res->restart[0] ? " restart needed for [" : "",
 	    res->restart, res->restart[0] ? "] (running values kept)" : "");

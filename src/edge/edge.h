@@ -49,7 +49,10 @@ extern struct edge_conf edge_conf;
 extern struct edge_stats edge_stats;
 extern SSL_CTX *edge_tls;
 
-enum econn_state { EC_INCOMING, EC_AGENT };
+enum econn_state { EC_INCOMING, EC_AGENT, EC_OUT };
+
+struct eout;
+struct epol;
 
 /* A connection on the control port: unidentified until its first frame,
  * then an agent's control channel (a data link leaves this struct). */
@@ -60,11 +63,17 @@ struct econn {
 	char		 name[MSG_NAME_MAX];
 	uint64_t	 deadline;	/* EC_INCOMING: first frame due */
 	uint64_t	 active;	/* sessions handed to this agent */
+	/* EC_AGENT: the outbound policy it pushed, and the token its
+	 * outbound data links must show (edge_out.c). */
+	struct epol	*out_pol;
+	uint8_t		 out_token[FRAME_SECRET];
+	/* EC_OUT: the outbound session this data link asked for. */
+	struct eout	*out;
 	struct econn	*prev, *next;
 };
 
 /* A service's client policy, parsed from its SVC_OPEN (edge_policy.c). */
-struct epol {
+struct cpol {
 	struct cidr_list allow;		/* empty: everyone */
 	struct cidr_list deny;		/* wins over allow */
 	struct cidr_list accept_proxy;	/* non-empty: only these peers, and
@@ -102,6 +111,8 @@ int	ctl_listen(const char *addr);
 void	ctl_tick(uint64_t now);
 void	ctl_pause(int paused);
 void	ctl_shutdown(void);
+/* The agent control connection whose outbound token is tok, or NULL. */
+struct econn *ctl_agent_by_token(const uint8_t *tok);
 
 /* edge_svc.c */
 void	svc_open(struct econn *agent, const struct msg *def);
@@ -116,12 +127,12 @@ void	accept_pause(uint64_t now);
 int	accept_paused(uint64_t now);
 void	svc_shutdown(void);
 /* edge_policy.c */
-int	pol_load(struct epol *p, const struct msg *def, char *err, size_t errlen);
+int	pol_load(struct cpol *p, const struct msg *def, char *err, size_t errlen);
 /* Admit a client at addr (16-byte form) to service svc, or return -1
  * with why = "denied: ..." or "limit: ...". On success *ent holds the
  * address's entry (NULL when no per-address limit applies), to be given
  * back with pol_release when the session ends. */
-int	pol_admit(const struct epol *p, const char *svc, const uint8_t addr[16],
+int	pol_admit(const struct cpol *p, const char *svc, const uint8_t addr[16],
 	    uint64_t now_ms, struct pol_ip **ent, char *why, size_t whylen);
 void	pol_release(struct pol_ip *ent);
 void	pol_tick(uint64_t now_ms);
@@ -129,6 +140,19 @@ size_t	pol_tracked(void);
 
 /* Append the service and session counters to a STATS text. */
 void	svc_stats(char *out, size_t outlen);
+/* edge_out.c: outbound sessions, the only code in the edge that calls
+ * connect(), toward destinations an agent's policy allows. */
+/* enabled: --allow-outbound; otherwise OUT_POLICY is refused. */
+int	out_init(int enabled);
+void	out_policy(struct econn *agent, const struct msg *m);
+/* First frame OUT_OPEN on a data link (c already EC_OUT); may free c. */
+void	out_open(struct econn *c, const struct msg *m);
+/* The data link of an outbound session failed before its relay. */
+void	out_link_lost(struct econn *c);
+void	out_pol_unref(struct epol *p);
+void	out_tick(uint64_t now);
+void	out_shutdown(void);
+
 /* Free an econn that has been detached or closed. */
 void	econn_free(struct econn *c);
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 
 static struct ev_io ctl_lio;
 static struct econn *conns;	/* every econn, incoming or agent */
@@ -42,7 +43,21 @@ econn_free(struct econn *c)
 		nincoming--;
 	econn_unlink(c);
 	fconn_close(&c->fc);
+	out_pol_unref(c->out_pol);
+	OPENSSL_cleanse(c->out_token, sizeof(c->out_token));
 	free(c);
+}
+
+struct econn *
+ctl_agent_by_token(const uint8_t *tok)
+{
+	struct econn *c;
+
+	for (c = conns; c != NULL; c = c->next)
+		if (c->state == EC_AGENT && c->out_pol != NULL &&
+		    CRYPTO_memcmp(c->out_token, tok, FRAME_SECRET) == 0)
+			return c;
+	return NULL;
 }
 
 static void
@@ -54,6 +69,9 @@ econn_drop(struct econn *c, const char *why)
 			edge_stats.agents_connected--;
 		svc_withdraw_all(c);
 		sess_agent_lost(c);
+	} else if (c->state == EC_OUT) {
+		log_warn("outbound data link from %s: %s", c->peer, why);
+		out_link_lost(c);
 	} else {
 		log_warn("connection from %s refused: %s", c->peer, why);
 		edge_stats.control_refused++;
@@ -147,8 +165,22 @@ econn_frame(struct fconn *fc, struct msg *m)
 			sess_claim(c, m);
 			return -1;
 		}
-		snprintf(why, sizeof(why), "expected HELLO or DATA_HELLO, got %s",
-		    frame_type_name(m->type));
+		if (m->type == FT_OUT_OPEN) {
+			/* An outbound data link: greeted, so no longer counted
+			 * as a handshake in progress. out_open may free c. */
+			c->state = EC_OUT;
+			nincoming--;
+			out_open(c, m);
+			return -1;
+		}
+		snprintf(why, sizeof(why), "expected HELLO, DATA_HELLO or "
+		    "OUT_OPEN, got %s", frame_type_name(m->type));
+		econn_drop(c, why);
+		return -1;
+	}
+	if (c->state == EC_OUT) {
+		snprintf(why, sizeof(why), "unexpected %s frame on an outbound "
+		    "data link", frame_type_name(m->type));
 		econn_drop(c, why);
 		return -1;
 	}
@@ -164,6 +196,9 @@ econn_frame(struct fconn *fc, struct msg *m)
 		return 0;
 	case FT_STATS_REQ:
 		econn_stats(c);
+		return 0;
+	case FT_OUT_POLICY:
+		out_policy(c, m);
 		return 0;
 	case FT_PING:
 		msg_init(&r, FT_PONG);

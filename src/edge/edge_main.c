@@ -44,7 +44,8 @@ usage(FILE *f)
 	    "The DMZ half of sallyport. Listens for agents on the control address\n"
 	    "(mutual TLS: agents' certificates must chain to --ca) and opens the\n"
 	    "public service ports that agents push to it. It never connects to the\n"
-	    "inside network and writes no file.\n"
+	    "inside network and writes no file; it connects out only for an agent's\n"
+	    "outbound sessions, to destinations that agent's policy allows.\n"
 	    "\n"
 	    "  --control ADDR:PORT   control and data-link address, numeric (e.g.\n"
 	    "                        0.0.0.0:7000, [::]:7000, 127.0.0.1:7000)\n"
@@ -73,6 +74,12 @@ usage(FILE *f)
 	    "                        where the kernel has it)\n"
 	    "  --bind-low-ports      keep CAP_NET_BIND_SERVICE so agents may open\n"
 	    "                        ports below 1024 (22, 443); no other capability\n"
+	    "  --allow-outbound      let agents run outbound sessions through this\n"
+	    "                        edge: it then resolves names and connects to\n"
+	    "                        the destinations each agent's policy allows\n"
+	    "                        (the filter allows connect() and resolver\n"
+	    "                        threads; Landlock lets it read /etc/hosts,\n"
+	    "                        resolv.conf, nsswitch.conf, host.conf, gai.conf)\n"
 	    "  --no-sandbox          no privilege drop, Landlock or seccomp (debug)\n"
 	    "  --sandbox-selftest    after entering the sandbox, try to write a\n"
 	    "                        file and exec, and log that both fail (tests)\n"
@@ -154,6 +161,7 @@ main(int argc, char **argv)
 		{ "user", required_argument, NULL, 'u' },
 		{ "chroot", required_argument, NULL, 'r' },
 		{ "bind-low-ports", no_argument, NULL, 'L' },
+		{ "allow-outbound", no_argument, NULL, 'O' },
 		{ "no-sandbox", no_argument, NULL, 'N' },
 		{ "sandbox-selftest", no_argument, NULL, 'Z' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -186,6 +194,7 @@ main(int argc, char **argv)
 		case 'u': sc.user = optarg; break;
 		case 'r': sc.chroot_dir = optarg; break;
 		case 'L': sc.bind_low_ports = 1; break;
+		case 'O': sc.outbound = 1; break;
 		case 'N': sc.disabled = 1; break;
 		case 'Z': selftest = 1; break;
 		case 'v': verbose++; break;
@@ -259,6 +268,8 @@ main(int argc, char **argv)
 		log_fatal("%s: %s", edge_conf.key, err);
 	if (ev_init() == -1)
 		log_fatal("epoll: %s", strerror(errno));
+	if (out_init(sc.outbound) == -1)
+		log_fatal("outbound resolver: %s", strerror(errno));
 	if (ctl_listen(edge_conf.control) == -1)
 		return 1;
 	/* No-op unless started by systemd with Type=notify. */
@@ -275,9 +286,11 @@ main(int argc, char **argv)
 		now = ev_now();
 		ctl_tick(now);
 		sess_tick(now);
+		out_tick(now);
 	}
 	notify_send("STOPPING=1");
 	log_info("stopping");
+	out_shutdown();
 	svc_shutdown();
 	ctl_shutdown();
 	SSL_CTX_free(edge_tls);

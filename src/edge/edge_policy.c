@@ -41,7 +41,7 @@ static uint64_t pol_seed;
 static int pol_seeded;
 
 int
-pol_load(struct epol *p, const struct msg *def, char *err, size_t errlen)
+pol_load(struct cpol *p, const struct msg *def, char *err, size_t errlen)
 {
 	char e[256];
 
@@ -166,7 +166,7 @@ pol_get(const char *svc, const uint8_t addr[16])
 }
 
 int
-pol_admit(const struct epol *p, const char *svc, const uint8_t addr[16],
+pol_admit(const struct cpol *p, const char *svc, const uint8_t addr[16],
     uint64_t now_ms, struct pol_ip **ent, char *why, size_t whylen)
 {
 	struct pol_ip *e;

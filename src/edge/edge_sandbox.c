@@ -15,6 +15,7 @@
 #include <linux/capability.h>
 #include <linux/landlock.h>
 #include <pwd.h>
+#include <sched.h>
 #include <seccomp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -127,11 +128,38 @@ drop_user(const struct sandbox_conf *sc, char *err, size_t errlen)
 
 /* Deny every file-system access Landlock knows of, with no exception.
  * Returns 1 if confined, 0 if the kernel has no Landlock, -1 on error. */
-static int landlock_none(int *abi_out, char *err, size_t errlen)
+static int landlock_none(int *abi_out, int outbound, char *err, size_t errlen)
     __attribute__((unused));	/* sanitizer builds skip it */
 
+/* With --allow-outbound the resolver must read its configuration: grant
+ * reading these files (and nothing under them, they are files). A file
+ * that does not exist is skipped; failing to add a rule only means less
+ * access, so it is logged, not fatal. */
+static void
+landlock_resolver_files(int ruleset)
+{
+	static const char *const files[] = { "/etc/hosts", "/etc/resolv.conf",
+	    "/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf" };
+	struct landlock_path_beneath_attr pb;
+	size_t i;
+	int fd;
+
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		if ((fd = open(files[i], O_PATH | O_CLOEXEC)) == -1)
+			continue;
+		memset(&pb, 0, sizeof(pb));
+		pb.allowed_access = LANDLOCK_ACCESS_FS_READ_FILE;
+		pb.parent_fd = fd;
+		if (syscall(SYS_landlock_add_rule, ruleset,
+		    LANDLOCK_RULE_PATH_BENEATH, &pb, 0) == -1)
+			log_warn("landlock: %s stays unreadable: %s", files[i],
+			    strerror(errno));
+		close(fd);
+	}
+}
+
 static int
-landlock_none(int *abi_out, char *err, size_t errlen)
+landlock_none(int *abi_out, int outbound, char *err, size_t errlen)
 {
 	struct landlock_ruleset_attr attr;
 	long abi;
@@ -157,6 +185,8 @@ landlock_none(int *abi_out, char *err, size_t errlen)
 		snprintf(err, errlen, "landlock: %s", strerror(errno));
 		return -1;
 	}
+	if (outbound)
+		landlock_resolver_files(fd);
 	if (syscall(SYS_landlock_restrict_self, fd, 0) == -1) {
 		snprintf(err, errlen, "landlock: %s", strerror(errno));
 		close(fd);
@@ -181,8 +211,34 @@ rule(scmp_filter_ctx ctx, uint32_t action, int nr, unsigned n,
  * crash. exec and open for writing are denied explicitly, so they stay
  * denied in sanitizer builds too, whose runtime needs a looser default
  * (LeakSanitizer reads /proc and stops threads at exit). */
+/* With --allow-outbound: what edge_out.c and glibc's resolver need on
+ * top of a relay's calls (measured with strace over test_outbound.py). */
 static int
-seccomp_install(int keyproc, char *err, size_t errlen)
+seccomp_outbound(scmp_filter_ctx ctx)
+{
+	static const int calls[] = {
+		SCMP_SYS(connect), SCMP_SYS(set_robust_list), SCMP_SYS(rseq),
+		SCMP_SYS(sigaltstack), SCMP_SYS(sendmmsg), SCMP_SYS(ioctl),
+		SCMP_SYS(sched_getaffinity),
+	};
+	struct scmp_arg_cmp none = SCMP_A0(SCMP_CMP_EQ, 0);
+	size_t i;
+
+	for (i = 0; i < sizeof(calls) / sizeof(calls[0]); i++)
+		if (rule(ctx, SCMP_ACT_ALLOW, calls[i], 0, none) < 0)
+			return -1;
+	/* Threads for getaddrinfo_a, never a new process: clone only with
+	 * CLONE_THREAD, and clone3 (whose flags a filter cannot see) says
+	 * ENOSYS so glibc falls back to clone. */
+	if (rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+	    SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)) < 0 ||
+	    rule(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0, none) < 0)
+		return -1;
+	return 0;
+}
+
+static int
+seccomp_install(int keyproc, int outbound, char *err, size_t errlen)
 {
 	static const int relay_calls[] = {
 		SCMP_SYS(readv), SCMP_SYS(writev), SCMP_SYS(shutdown), SCMP_SYS(accept4), SCMP_SYS(accept),
@@ -240,6 +296,8 @@ seccomp_install(int keyproc, char *err, size_t errlen)
 		if (rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
 		    SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE | O_CREAT | O_TRUNC |
 		    O_APPEND, O_RDONLY)) < 0)
+			goto out;
+		if (outbound && seccomp_outbound(ctx) < 0)
 			goto out;
 	}
 	if (dflt != SCMP_ACT_ALLOW) {
@@ -315,21 +373,22 @@ sandbox_common(const struct sandbox_conf *sc, int keyproc, char *err,
 		log_warn("sanitizer build: no Landlock, seccomp allows by default "
 		    "(exec and writes still denied)");
 #else
-	if ((ll = landlock_none(&abi, err, errlen)) == -1)
+	if ((ll = landlock_none(&abi, !keyproc && sc->outbound, err, errlen)) == -1)
 		return -1;
 	if (ll == 0 && sc->chroot_dir == NULL && !keyproc)
 		log_warn("no Landlock in this kernel: give --chroot an empty "
 		    "directory to keep the edge away from the file system");
 #endif
 	uid = (long)getuid();
-	if (seccomp_install(keyproc, err, errlen) == -1)
+	if (seccomp_install(keyproc, !keyproc && sc->outbound, err, errlen) == -1)
 		return -1;
 	if (!keyproc)
 		log_info("sandbox: uid %ld, capabilities %s, file system %s, "
-		    "seccomp filter on", uid,
+		    "seccomp filter on%s", uid,
 		    sc->bind_low_ports ? "net_bind_service only" : "none",
 		    ll == 1 ? "closed (Landlock)" :
-		    sc->chroot_dir != NULL ? "chroot" : "open");
+		    sc->chroot_dir != NULL ? "chroot" : "open",
+		    sc->outbound ? " (outbound: connect and resolver allowed)" : "");
 	(void)abi;
 	return 0;
 }

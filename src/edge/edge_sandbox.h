@@ -9,6 +9,7 @@ struct sandbox_conf {
 	const char	*user;		/* drop to this user (needs root) */
 	const char	*chroot_dir;	/* chroot here (needs root) */
 	int		 bind_low_ports; /* keep CAP_NET_BIND_SERVICE */
+	int		 outbound;	/* --allow-outbound: connect, DNS */
 	int		 disabled;	/* --no-sandbox, for debugging only */
 };
 

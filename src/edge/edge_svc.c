@@ -41,7 +41,7 @@ struct esvc {
 	struct econn	*agents[EDGE_SVC_AGENTS_MAX];
 	size_t		 nagents;
 	size_t		 rr;
-	struct epol	 pol;
+	struct cpol	 pol;
 	/* Denials reported to agents, limited per second (see svc_deny). */
 	uint64_t	 deny_sec;
 	uint32_t	 deny_sent;

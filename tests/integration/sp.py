@@ -955,6 +955,85 @@ def byte_session(port, payload, timeout=20):
 
 # END ops helpers
 # ==========================================================================
+# helpers added by features (append your own block below this line)
+# ==========================================================================
+
+# --- outbound (issue 9): agent with an [outbound] section ------------------
+
+class OutboundAgent:
+    def __init__(self, proc, conf, socks_port, http_port):
+        self.proc = proc
+        self.conf = conf
+        self.socks_port = socks_port
+        self.http_port = http_port
+
+
+def start_outbound_agent(d, pki, edge, allow, user=None, password=None,
+                         services=None, wrapper=(), tag="agent",
+                         name="agent1"):
+    """Start an agent with SOCKS5 and HTTP CONNECT listeners on free
+    loopback ports and `allow` (a list of allow_destination values).
+    Returns once the agent says the edge took its policy."""
+    assert AGENT_BIN.exists(), f"{AGENT_BIN} missing: run make first"
+    conf = write_agent_conf(Path(d) / f"{tag}.conf", pki, [edge.addr],
+                            services or {}, name=name)
+    socks, http = free_port(), free_port()
+    lines = ["", "[outbound]", f"socks_listen = {LOOPBACK}:{socks}",
+             f"http_connect_listen = {LOOPBACK}:{http}"]
+    lines += [f"allow_destination = {a}" for a in allow]
+    if user is not None:
+        lines += [f"auth_user = {user}", f"auth_password = {password}"]
+    with open(conf, "a") as f:
+        f.write("\n".join(lines) + "\n")
+    proc = Proc(tag, list(wrapper) + [AGENT_BIN, "--config", conf],
+                Path(d) / f"{tag}.log", wrapped=bool(wrapper),
+                env=_traced_env() if wrapper else None)
+    proc.wait_log(f"edge {edge.addr}: outbound open", timeout=20)
+    return OutboundAgent(proc, conf, socks, http)
+
+
+def socks5_connect(port, host, dport, user=None, password=None, extra=b"",
+                   timeout=20):
+    """A raw SOCKS5 CONNECT through 127.0.0.1:port to host:dport (host is
+    sent as a domain name unless it is a dotted IPv4 address). Sends
+    greeting, (auth,) request and `extra` in one write, as a pipelining
+    client would. Returns (socket, reply code); the socket is open only
+    when the code is 0."""
+    import ipaddress
+    s = socket.create_connection((LOOPBACK, port), timeout=timeout)
+    meth = 2 if user is not None else 0
+    msg = bytes([5, 1, meth])
+    if user is not None:
+        u, p = user.encode(), password.encode()
+        msg += bytes([1, len(u)]) + u + bytes([len(p)]) + p
+    try:
+        a = ipaddress.IPv4Address(host)
+        addr = bytes([1]) + a.packed
+    except ValueError:
+        addr = bytes([3, len(host)]) + host.encode()
+    msg += bytes([5, 1, 0]) + addr + dport.to_bytes(2, "big") + extra
+    s.sendall(msg)
+
+    def need(n):
+        b = b""
+        while len(b) < n:
+            c = s.recv(n - len(b))
+            if not c:
+                raise AssertionError(f"SOCKS server closed after {b!r}")
+            b += c
+        return b
+    assert need(2) == bytes([5, meth])
+    if user is not None:
+        r = need(2)
+        if r[1] != 0:
+            s.close()
+            return None, -1
+    rep = need(10)
+    assert rep[0] == 5, rep
+    if rep[1] != 0:
+        s.close()
+        return None, rep[1]
+    return s, 0
 
 
 # ==========================================================================

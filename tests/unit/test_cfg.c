@@ -299,6 +299,49 @@ test_admin(void **state)
 	    6, "printable characters without spaces");
 }
 
+static void
+test_outbound(void **state)
+{
+	struct cfg c;
+	char err[1024];
+
+	(void)state;
+	assert_int_equal(load(AGENT_OK "[outbound]\nsocks_listen = 127.0.0.1:1080\n"
+	    "http_connect_listen = 127.0.0.1:3128\n"
+	    "allow_destination = *.partner.net:22, 198.51.100.0/24:990-999\n"
+	    "allow_destination = 127.0.0.1/32:8443\n"
+	    "auth_user = inside\nauth_password = pw\n", &c, err, sizeof(err)), 0);
+	assert_int_equal(c.out.line, 6);
+	assert_string_equal(c.out.socks_listen, "127.0.0.1:1080");
+	assert_string_equal(c.out.http_listen, "127.0.0.1:3128");
+	assert_string_equal(c.out.allow, "*.partner.net:22, 198.51.100.0/24:990-999,"
+	    "127.0.0.1/32:8443");
+	assert_int_equal(c.out.nrules, 3);
+	assert_string_equal(c.out.user, "inside");
+	cfg_free(&c);
+	/* no [outbound]: nothing to run */
+	assert_int_equal(load(AGENT_OK, &c, err, sizeof(err)), 0);
+	assert_int_equal(c.out.line, 0);
+	cfg_free(&c);
+
+	expect_error(AGENT_OK "[outbound]\nsocks_listen = localhost:1080\n", 7,
+	    "socks_listen");
+	expect_error(AGENT_OK "[outbound]\nsocks_listen = 127.0.0.1:1\n"
+	    "allow_destination = example.com\n", 8, "not a destination rule");
+	expect_error(AGENT_OK "[outbound]\nsocks_listen = 127.0.0.1:1\n"
+	    "allow_destination = 10.1.2.3/8:22\n", 8, "not a destination rule");
+	expect_error(AGENT_OK "[outbound]\nallow_destination = a:1\n", 6,
+	    "neither socks_listen nor http_connect_listen");
+	expect_error(AGENT_OK "[outbound]\nsocks_listen = 127.0.0.1:1\n"
+	    "auth_user = u\n", 6, "auth_user and auth_password go together");
+	expect_error(AGENT_OK "[outbound]\nsocks_listen = 127.0.0.1:1\n"
+	    "auth_user = u:v\n", 8, "without ':'");
+	expect_error(AGENT_OK "[outbound]\nsocks_listen = 127.0.0.1:1\n"
+	    "http_connect_listen = 127.0.0.1:1\n", 6, "the same address");
+	expect_error(AGENT_OK "[outbound]\nsocks_port = 1\n", 7,
+	    "unknown key 'socks_port' in [outbound]");
+}
+
 int
 main(void)
 {
@@ -311,6 +354,7 @@ main(void)
 		cmocka_unit_test(test_policy_errors),
 		cmocka_unit_test(test_hostile_lines),
 		cmocka_unit_test(test_admin),
+		cmocka_unit_test(test_outbound),
 	};
 	return cmocka_run_group_tests_name("cfg", tests, setup, teardown);
 }
