@@ -165,6 +165,24 @@ accept_paused(uint64_t now)
 	return paused_until != 0 && now < paused_until;
 }
 
+int
+edge_accept(int lfd, struct net_addr *peer, const char *what)
+{
+	int fd;
+
+	if (accept_paused(ev_now()))
+		return -1;
+	if ((fd = net_accept(lfd, peer)) != -1)
+		return fd;
+	if (errno == EMFILE || errno == ENFILE) {
+		lim_hit(LIM_FDS, "%s: accept: %s", what, strerror(errno));
+		accept_pause(ev_now());
+	} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
+	    errno != ECONNABORTED && errno != EINTR)
+		log_warn("%s: accept: %s", what, strerror(errno));
+	return -1;
+}
+
 /* --- sessions --------------------------------------------------------- */
 
 static void
@@ -318,26 +336,15 @@ svc_accept(struct ev_io *io, uint32_t events)
 	struct net_addr peer;
 	struct esess *s;
 	struct msg m;
-	char ip[NET_ADDRSTR];
+	char ip[NET_ADDRSTR], what[MSG_NAME_MAX + 16];
 	uint16_t port;
 	int fd, i;
 
 	(void)events;
+	snprintf(what, sizeof(what), "service %s", svc->name);
 	for (i = 0; i < 64; i++) {
-		if (accept_paused(ev_now()))
+		if ((fd = edge_accept(io->fd, &peer, what)) == -1)
 			return;
-		fd = net_accept(io->fd, &peer);
-		if (fd == -1) {
-			if (errno == EMFILE || errno == ENFILE) {
-				lim_hit(LIM_FDS, "service %s: accept: %s", svc->name,
-				    strerror(errno));
-				accept_pause(ev_now());
-			} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
-			    errno != ECONNABORTED && errno != EINTR)
-				log_warn("service %s: accept: %s", svc->name,
-				    strerror(errno));
-			return;
-		}
 		net_fmt_ip((struct sockaddr *)&peer.ss, ip, sizeof(ip), &port);
 		if (svc_admit(svc, ip, port) == -1) {
 			close(fd);
