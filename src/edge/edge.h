@@ -125,6 +125,9 @@ void	sess_tick(uint64_t now);
 /* Stop accepting for a moment: out of file descriptors. */
 void	accept_pause(uint64_t now);
 int	accept_paused(uint64_t now);
+/* accept4 on a listener, honouring the pause; out of descriptors it
+ * pauses all listeners. The fd, or -1 (nothing more to accept now). */
+int	edge_accept(int lfd, struct net_addr *peer, const char *what);
 void	svc_shutdown(void);
 /* edge_policy.c */
 int	pol_load(struct cpol *p, const struct msg *def, char *err, size_t errlen);

@@ -198,6 +198,24 @@ accept_paused(uint64_t now)
 	return paused_until != 0 && now < paused_until;
 }
 
+int
+edge_accept(int lfd, struct net_addr *peer, const char *what)
+{
+	int fd;
+
+	if (accept_paused(ev_now()))
+		return -1;
+	if ((fd = net_accept(lfd, peer)) != -1)
+		return fd;
+	if (errno == EMFILE || errno == ENFILE) {
+		lim_hit(LIM_FDS, "%s: accept: %s", what, strerror(errno));
+		accept_pause(ev_now());
+	} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
+	    errno != ECONNABORTED && errno != EINTR)
+		log_warn("%s: accept: %s", what, strerror(errno));
+	return -1;
+}
+
 /* --- sessions --------------------------------------------------------- */
 
 static void
@@ -671,25 +689,15 @@ svc_accept(struct ev_io *io, uint32_t events)
 {
 	struct esvc *svc = (struct esvc *)(void *)io;
 	struct net_addr peer, local;
+	char what[MSG_NAME_MAX + 16];
 	uint8_t a16[16];
 	int fd, i;
 
 	(void)events;
+	snprintf(what, sizeof(what), "service %s", svc->name);
 	for (i = 0; i < 64; i++) {
-		if (accept_paused(ev_now()))
+		if ((fd = edge_accept(io->fd, &peer, what)) == -1)
 			return;
-		fd = net_accept(io->fd, &peer);
-		if (fd == -1) {
-			if (errno == EMFILE || errno == ENFILE) {
-				lim_hit(LIM_FDS, "service %s: accept: %s", svc->name,
-				    strerror(errno));
-				accept_pause(ev_now());
-			} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
-			    errno != ECONNABORTED && errno != EINTR)
-				log_warn("service %s: accept: %s", svc->name,
-				    strerror(errno));
-			return;
-		}
 		if (svc->pol.accept_proxy.n > 0) {
 			/* Behind load balancers: only they may connect, and
 			 * each connection must start with a PROXY header. */
