@@ -266,7 +266,9 @@ struct out_record {
 	int		 code;		/* SOCKS reply code given */
 	const char	*reason;
 };
-/* Record r. Today one log line; the hook for the JSON audit log. */
+/* Record r: one log line, and a record in the audit log. */
 void	out_audit(const struct out_record *r);
+/* agent_audit.c: the audit record of one outbound session. */
+void	audit_outbound(const struct out_record *r);
 
 #endif

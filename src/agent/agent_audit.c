@@ -150,6 +150,36 @@ audit_session(const struct audit_rec *r)
 }
 
 void
+audit_outbound(const struct out_record *r)
+{
+	char t0[40], t1[40];
+	uint64_t end;
+
+	if (audit_fd == -1)
+		return;
+	end = audit_wall_ms();
+	iso_time(end - r->duration_ms, t0, sizeof(t0));
+	iso_time(end, t1, sizeof(t1));
+	audit_write(json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, "
+	    "s:I, s:I, s:I, s:s, s:i, s:s}",
+	    "event", "outbound",
+	    "session", (json_int_t)r->id,
+	    "proto", r->proto,
+	    "source", r->client,
+	    "destination", r->dest,
+	    "address", r->addr,
+	    "edge", r->edge,
+	    "start", t0,
+	    "end", t1,
+	    "bytes_out", (json_int_t)r->bytes_out,
+	    "bytes_in", (json_int_t)r->bytes_in,
+	    "duration_ms", (json_int_t)r->duration_ms,
+	    "outcome", r->outcome,
+	    "code", r->code,
+	    "reason", r->reason));
+}
+
+void
 audit_denied_summary(const char *service, const char *edge, uint32_t count)
 {
 	char t[40];

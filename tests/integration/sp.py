@@ -970,13 +970,17 @@ class OutboundAgent:
 
 def start_outbound_agent(d, pki, edge, allow, user=None, password=None,
                          services=None, wrapper=(), tag="agent",
-                         name="agent1"):
+                         name="agent1", audit_log=None):
     """Start an agent with SOCKS5 and HTTP CONNECT listeners on free
     loopback ports and `allow` (a list of allow_destination values).
     Returns once the agent says the edge took its policy."""
     assert AGENT_BIN.exists(), f"{AGENT_BIN} missing: run make first"
     conf = write_agent_conf(Path(d) / f"{tag}.conf", pki, [edge.addr],
                             services or {}, name=name)
+    if audit_log is not None:
+        text = Path(conf).read_text().replace(
+            "[agent]\n", f"[agent]\naudit_log = {audit_log}\n", 1)
+        Path(conf).write_text(text)
     socks, http = free_port(), free_port()
     lines = ["", "[outbound]", f"socks_listen = {LOOPBACK}:{socks}",
              f"http_connect_listen = {LOOPBACK}:{http}"]
