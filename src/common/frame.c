@@ -31,6 +31,7 @@ static const struct attr_def attr_defs[FA_MAX_TAG + 1] = {
 	[FA_CLIENT_PORT] = { AK_U16, 2, AOFF(client_port) },
 	[FA_SECRET]	 = { AK_BYTES, FRAME_SECRET, AOFF(secret) },
 	[FA_NONCE]	 = { AK_U64, 8, AOFF(nonce) },
+	[FA_PRIORITY]	 = { AK_U32, 4, AOFF(priority) },
 };
 
 struct type_def {

@@ -44,6 +44,8 @@ enum frame_tag {
 	FA_CLIENT_PORT = 9,
 	FA_SECRET = 10,
 	FA_NONCE = 11,
+	/* 12-15 availability (docs/protocol.md "High availability"). */
+	FA_PRIORITY = 12,
 	/* Tags 12-63 are assigned by later features, by range:
 	 * 12-15 availability, 16-27 client policy and PROXY, 28-33
 	 * operations, 34-45 outbound, 46-53 FTP, 54-61 data-link fast path. */
@@ -66,6 +68,7 @@ struct msg {
 	uint16_t	client_port;
 	uint64_t	session;
 	uint64_t	nonce;
+	uint32_t	priority;	/* FA_PRIORITY: higher is preferred */
 	char		name[MSG_NAME_MAX];
 	char		text[MSG_TEXT_MAX];
 	char		service[MSG_NAME_MAX];
