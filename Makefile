@@ -23,7 +23,7 @@ COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
           src/common/net.c src/common/tlsx.c src/common/fconn.c src/common/relay.c
 EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_svc.c
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/agent_edge.c \
-          src/agent/agent_sess.c src/agent/dial.c
+          src/agent/agent_sess.c src/agent/agent_health.c src/agent/dial.c
 CTL     = src/ctl/ctl_main.c src/ctl/pki.c
 
 obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))

@@ -15,9 +15,15 @@
 #define CFG_MAX_SERVICES	256
 #define CFG_STR			256
 
+#define CFG_HEALTH_DEFAULT_MS	5000	/* services with 2+ backends */
+#define CFG_PRIORITY_MAX	65535
+
 struct cfg_backend {
 	char		 str[CFG_STR];
 	struct net_addr	 addr;
+	/* Run-time state, kept by agent_sess.c and agent_health.c. */
+	unsigned	 active;	/* sessions dialling or relaying to it */
+	int		 down;		/* taken out by a failed check */
 };
 
 struct cfg_service {
@@ -26,6 +32,10 @@ struct cfg_service {
 	struct cfg_backend backends[CFG_MAX_BACKENDS];
 	size_t		 nbackends;
 	size_t		 rr;
+	uint32_t	 priority;	/* pushed to the edge; higher preferred */
+	int		 priority_set;
+	uint64_t	 health_ms;	/* check interval; 0: no checks */
+	int		 health_set;	/* health_interval given in the file */
 	int		 line;
 };
 
@@ -96,6 +106,18 @@ void	edges_tick(uint64_t now);
 void	edges_stop(void);
 /* Send a frame on an edge's control channel if it is up. */
 void	edge_send(struct aedge *e, const struct msg *m);
+
+/* agent_health.c: a TCP connect to every backend of each service with
+ * health checks, every health_ms; a backend that does not answer is
+ * marked down (skipped while others are up) until one answers again. */
+void	health_start(void);
+void	health_tick(uint64_t now);
+void	health_stop(void);
+/* A session's dial of b succeeded (ok) or failed (why). On a service with
+ * checks this marks b up or down at once; without checks nothing would
+ * put b back, so it is ignored. */
+void	health_report(struct cfg_service *svc, struct cfg_backend *b, int ok,
+	    const char *why);
 
 /* agent_sess.c */
 void	sess_new(struct aedge *e, const struct msg *m);

@@ -132,6 +132,11 @@ aedge_push_services(struct aedge *e)
 		msg_init(&m, FT_SVC_OPEN);
 		msg_set_str(&m, FA_SERVICE, s->name);
 		msg_set_str(&m, FA_LISTEN, s->listen);
+		if (s->priority != 0) {
+			/* Absent means 0; old edges skip the tag. */
+			m.priority = s->priority;
+			m.have |= FA_BIT(FA_PRIORITY);
+		}
 		(void)fconn_send(&e->fc, &m);
 	}
 }

@@ -102,17 +102,20 @@ main(int argc, char **argv)
 		log_fatal("epoll: %s", strerror(errno));
 	log_info("agent %s starting: %zu edges, %zu services", agent_cfg.name,
 	    agent_cfg.nedges, agent_cfg.nservices);
+	health_start();
 	edges_start();
 	while (!agent_stop) {
 		if (ev_run_once(200) == -1)
 			log_fatal("epoll_wait: %s", strerror(errno));
 		now = ev_now();
 		edges_tick(now);
+		health_tick(now);
 		sess_tick(now);
 	}
 	log_info("stopping");
 	sess_stop();
 	edges_stop();
+	health_stop();
 	SSL_CTX_free(agent_tls);
 	cfg_free(&agent_cfg);
 	log_info("stopped");

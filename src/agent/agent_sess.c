@@ -26,8 +26,9 @@ struct asess {
 	uint8_t		 secret[FRAME_SECRET];
 	struct net_addr	 edge_addr;
 	char		 edge_host[CFG_STR];
-	size_t		 tries;
-	size_t		 bidx;
+	uint32_t	 tried;		/* backends tried, by index */
+	size_t		 bidx;		/* where the tie-break rotation starts */
+	struct cfg_backend *bk;		/* the backend counted as in use */
 	int		 backend_fd;
 	struct dial	 dial;
 	struct fconn	 fc;
@@ -47,9 +48,19 @@ static const struct fconn_ops link_ops = {
 	link_ready, link_frame, link_lost,
 };
 
+/* Stop counting s against its backend. */
+static void
+backend_release(struct asess *s)
+{
+	if (s->bk != NULL && s->bk->active > 0)
+		s->bk->active--;
+	s->bk = NULL;
+}
+
 static void
 asess_unlink_free(struct asess *s)
 {
+	backend_release(s);
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
@@ -105,21 +116,52 @@ asess_abort(struct asess *s, const char *why)
 
 static void backend_dialled(struct dial *d, int fd, int err);
 
-/* Try the next backend, starting from the service's round-robin cursor.
- * Returns 0 if a dial is under way, -1 once all have been tried. */
+/* The backend to try next for s, or -1 once all have been tried. Healthy
+ * backends come first, and among them the one with the fewest sessions;
+ * the service's rotating cursor breaks ties. A backend marked down is
+ * tried only after every other has failed: a health verdict alone never
+ * refuses a client. */
+static int
+backend_pick(const struct asess *s)
+{
+	const struct cfg_backend *b, *best = NULL;
+	size_t k, i, n = s->svc->nbackends;
+	int besti = -1;
+
+	for (k = 0; k < n; k++) {
+		i = (s->bidx + k) % n;
+		if (s->tried & (1u << i))
+			continue;
+		b = &s->svc->backends[i];
+		if (best == NULL || b->down < best->down ||
+		    (b->down == best->down && b->active < best->active)) {
+			best = b;
+			besti = (int)i;
+		}
+	}
+	return besti;
+}
+
+/* Start dialling the next backend. Returns 0 if a dial is under way, -1
+ * once all have been tried. */
 static int
 backend_next(struct asess *s)
 {
 	struct cfg_backend *b;
+	int i;
 
-	while (s->tries < s->svc->nbackends) {
-		b = &s->svc->backends[(s->bidx + s->tries) % s->svc->nbackends];
-		s->tries++;
+	while ((i = backend_pick(s)) != -1) {
+		b = &s->svc->backends[i];
+		s->tried |= 1u << i;
 		snprintf(s->backend, sizeof(s->backend), "%s", b->str);
-		if (dial_start(&s->dial, &b->addr, backend_dialled, s) == 0)
+		if (dial_start(&s->dial, &b->addr, backend_dialled, s) == 0) {
+			s->bk = b;
+			b->active++;
 			return 0;
+		}
 		log_warn("session %llu: backend %s: %s", (unsigned long long)s->id,
 		    b->str, strerror(errno));
+		health_report(s->svc, b, 0, strerror(errno));
 	}
 	return -1;
 }
@@ -160,6 +202,8 @@ backend_dialled(struct dial *d, int fd, int err)
 	if (fd == -1) {
 		log_warn("session %llu: backend %s: %s", (unsigned long long)s->id,
 		    s->backend, strerror(err));
+		health_report(s->svc, s->bk, 0, strerror(err));
+		backend_release(s);
 		if (backend_next(s) == 0)
 			return;
 		snprintf(why, sizeof(why), "no backend of service %s answered",
@@ -168,6 +212,7 @@ backend_dialled(struct dial *d, int fd, int err)
 		asess_abort(s, why);
 		return;
 	}
+	health_report(s->svc, s->bk, 1, NULL);
 	s->backend_fd = fd;
 	s->state = AS_LINK;
 	if (dial_start(&s->dial, &s->edge_addr, link_dialled, s) == -1) {
