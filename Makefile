@@ -1,6 +1,7 @@
 # sallyport build. `make` builds build/sallyport-edge, build/sallyport-agent
 # and build/sallyportctl. Targets: all, test, unit, integration, demo, deps,
-# clean. SAN=asan builds with AddressSanitizer+UBSan into build-asan/.
+# fuzz, check-banned, clean. SAN=asan builds with AddressSanitizer+UBSan
+# into build-asan/.
 
 CC      ?= cc
 SAN     ?=
@@ -21,7 +22,8 @@ LIBINI  = -linih
 
 COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
           src/common/net.c src/common/tlsx.c src/common/fconn.c src/common/relay.c
-EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_svc.c
+EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_svc.c \
+          src/edge/edge_limit.c
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/agent_edge.c \
           src/agent/agent_sess.c src/agent/agent_health.c src/agent/dial.c
 CTL     = src/ctl/ctl_main.c src/ctl/pki.c
@@ -35,11 +37,13 @@ all: $(PROGS)
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/tests/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -c -o $@ $<
 
 # The edge links only what runs in the DMZ: no dialer, no config loader.
 $(BUILD)/sallyport-edge: $(call obj,$(COMMON) $(EDGE))
@@ -60,6 +64,49 @@ $(BUILD)/test_cfg: $(BUILD)/obj/tests/test_cfg.o $(call obj,src/agent/agent_cfg.
 $(BUILD)/test_pki: $(BUILD)/obj/tests/test_pki.o $(call obj,src/ctl/pki.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -lcrypto
 
+# Fuzzing: every harness tests/fuzz/fuzz_NAME.c is listed in FUZZERS with
+# the sources it links in FUZZ_SRC_NAME (and libraries in FUZZ_LIBS_NAME).
+# `make fuzz` runs each for FUZZ_TIME seconds; new inputs are kept in
+# build-fuzz/corpus/NAME, the committed seeds in tests/fuzz/corpus/NAME.
+FUZZ_TIME ?= 60
+FUZZ_CC   ?= clang
+FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+          -std=c11 -D_GNU_SOURCE $(WARN) -Isrc
+
+FUZZERS += frame
+FUZZ_SRC_frame = src/common/frame.c src/common/buf.c
+FUZZERS += cfg
+FUZZ_SRC_cfg = src/agent/agent_cfg.c src/agent/dial.c src/common/net.c \
+          src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c
+FUZZ_LIBS_cfg = $(LIBINI)
+
+.SECONDEXPANSION:
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_SRC_$$*)
+	@mkdir -p build-fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC_$*) $(FUZZ_LIBS_$*)
+
+fuzz: $(foreach f,$(FUZZERS),build-fuzz/fuzz_$(f))
+	@set -e; for f in $(FUZZERS); do \
+	  mkdir -p build-fuzz/corpus/$$f; \
+	  printf '== fuzz %-12s %ss ... ' $$f $(FUZZ_TIME); \
+	  if build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_TIME) -timeout=10 \
+	      -rss_limit_mb=2048 -artifact_prefix=build-fuzz/$$f- \
+	      build-fuzz/corpus/$$f tests/fuzz/corpus/$$f \
+	      >build-fuzz/$$f.log 2>&1; then \
+	    grep -o 'Done [0-9]* runs' build-fuzz/$$f.log || echo done; \
+	  else echo FINDING; tail -n 40 build-fuzz/$$f.log; exit 1; fi; \
+	done
+
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_TIME=5
+
+# No unbounded string functions anywhere in the tree.
+check-banned:
+	@if grep -rnE '\b(strcpy|strcat|sprintf|vsprintf|gets|stpcpy|strncat)[[:space:]]*\(' src tests/unit tests/fuzz \
+	    --include='*.c' --include='*.h'; then \
+	  echo "check-banned: unbounded string functions found (above)"; exit 1; \
+	else echo "check-banned: ok"; fi
+
 deps:
 	@sh scripts/deps.sh
 
@@ -69,16 +116,23 @@ unit: $(UNITS)
 integration: $(PROGS)
 	SALLYPORT_BUILD=$(BUILD) /usr/bin/python3 -m pytest -v tests/integration
 
+# The whole suite: strict build, banned-function check, unit tests, the
+# integration tests, the integration tests again under ASan+UBSan, and a
+# short run of every fuzzer.
 test: deps
-	$(MAKE) all unit
+	$(MAKE) check-banned all unit
 	$(MAKE) integration
+	$(MAKE) SAN=asan all
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  $(MAKE) SAN=asan integration
+	$(MAKE) fuzz-smoke
 
 demo: deps
 	$(MAKE) all
 	@bash scripts/demo.sh
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
-.PHONY: all deps unit integration test demo clean
+.PHONY: all deps unit integration test demo clean fuzz fuzz-smoke check-banned
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -32,6 +32,7 @@ struct cfg_service {
 	struct cfg_backend backends[CFG_MAX_BACKENDS];
 	size_t		 nbackends;
 	size_t		 rr;
+	uint32_t	 idle_timeout;		/* seconds, 0: none */
 	uint32_t	 priority;	/* pushed to the edge; higher preferred */
 	int		 priority_set;
 	uint64_t	 health_ms;	/* check interval; 0: no checks */
@@ -62,6 +63,10 @@ struct cfg {
  * "FILE:LINE: what is wrong" in err; c is then freed. */
 int	cfg_load(const char *path, struct cfg *c, char *err, size_t errlen);
 void	cfg_free(struct cfg *c);
+/* How backend names are resolved at load time; dial_resolve unless a test
+ * harness must stay off the network (the fuzzer resolves numerically). */
+extern int (*cfg_resolver)(const char *host, const char *port,
+	    struct net_addr *a, char *err, size_t errlen);
 struct cfg_service *cfg_service(struct cfg *c, const char *name);
 
 /* dial.c: non-blocking outbound TCP, the one place that calls connect().

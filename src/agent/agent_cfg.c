@@ -15,6 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
+int (*cfg_resolver)(const char *, const char *, struct net_addr *, char *,
+    size_t) = dial_resolve;
+
 struct cfg_parse {
 	struct cfg		*c;
 	FILE			*f;
@@ -47,6 +50,9 @@ cfg_reader(char *str, int num, void *stream)
 	}
 	return r;
 }
+
+static void cfg_vfail(struct cfg_parse *p, int line, const char *fmt,
+    va_list ap) __attribute__((format(printf, 3, 0)));
 
 static void
 cfg_vfail(struct cfg_parse *p, int line, const char *fmt, va_list ap)
@@ -219,7 +225,7 @@ cfg_service_key(struct cfg_parse *p, const char *name, const char *value)
 			return 0;
 		if (net_split(value, host, sizeof(host), port, sizeof(port)) == -1)
 			return cfg_fail(p, "backend: '%s' is not HOST:PORT", value);
-		if (dial_resolve(host, port, &b->addr, err, sizeof(err)) == -1)
+		if (cfg_resolver(host, port, &b->addr, err, sizeof(err)) == -1)
 			return cfg_fail(p, "backend: %s", err);
 		s->nbackends++;
 		return 1;
@@ -237,6 +243,19 @@ cfg_service_key(struct cfg_parse *p, const char *name, const char *value)
 			    "[service %s]", s->name);
 		s->health_set = 1;
 		return cfg_seconds(p, &s->health_ms, name, value, 1);
+	}
+	if (strcmp(name, "idle_timeout") == 0) {
+		char *end;
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(value, &end, 10);
+		if (errno != 0 || end == value || *end != '\0' || v > 604800 ||
+		    value[0] == '-')
+			return cfg_fail(p, "idle_timeout: '%s' is not a number of "
+			    "seconds (0 to 604800; 0 means none)", value);
+		s->idle_timeout = (uint32_t)v;
+		return 1;
 	}
 	return cfg_fail(p, "unknown key '%s' in [service %s]", name, s->name);
 }
@@ -279,6 +298,7 @@ cfg_handler(void *user, const char *section, const char *name,
 		memset(s, 0, sizeof(*s));
 		snprintf(s->name, sizeof(s->name), "%s", svc);
 		s->line = p->section_line;
+		s->idle_timeout = 3600;
 		p->cur = s;
 	}
 	return cfg_service_key(p, name, value);

@@ -132,6 +132,8 @@ aedge_push_services(struct aedge *e)
 		msg_init(&m, FT_SVC_OPEN);
 		msg_set_str(&m, FA_SERVICE, s->name);
 		msg_set_str(&m, FA_LISTEN, s->listen);
+		m.idle_timeout = s->idle_timeout;
+		m.have |= FA_BIT(FA_IDLE_TIMEOUT);
 		if (s->priority != 0) {
 			/* Absent means 0; old edges skip the tag. */
 			m.priority = s->priority;

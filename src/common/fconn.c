@@ -12,6 +12,8 @@
 
 static void fconn_io(struct ev_io *io, uint32_t events);
 
+uint32_t fconn_max_frame = FRAME_MAX;
+
 /* Every failure goes through here: a connection that failed gets no
  * close_notify later (OpenSSL forbids SSL_shutdown after a fatal error). */
 static void
@@ -151,6 +153,12 @@ fconn_read_frame(struct fconn *fc, char *err, size_t errlen)
 				continue;
 			if (frame_hdr_decode(fc->hdr, &fc->type, &fc->plen, &why) == -1) {
 				snprintf(err, errlen, "protocol error: %s", why);
+				return -1;
+			}
+			if (fc->plen > fconn_max_frame) {
+				snprintf(err, errlen, "protocol error: frame of %u "
+				    "bytes exceeds the limit of %u", fc->plen,
+				    fconn_max_frame);
 				return -1;
 			}
 			/* Storage only for frames that arrive, sized to the

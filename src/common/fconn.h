@@ -17,6 +17,9 @@
 
 #define FCONN_OUT_MAX	(1024 * 1024)	/* a peer this far behind is dead */
 
+/* Largest frame payload accepted, at most FRAME_MAX (edge --max-frame). */
+extern uint32_t fconn_max_frame;
+
 struct fconn;
 
 struct fconn_ops {

@@ -32,6 +32,7 @@ static const struct attr_def attr_defs[FA_MAX_TAG + 1] = {
 	[FA_SECRET]	 = { AK_BYTES, FRAME_SECRET, AOFF(secret) },
 	[FA_NONCE]	 = { AK_U64, 8, AOFF(nonce) },
 	[FA_PRIORITY]	 = { AK_U32, 4, AOFF(priority) },
+	[FA_IDLE_TIMEOUT] = { AK_U32, 4, AOFF(idle_timeout) },
 };
 
 struct type_def {

@@ -48,7 +48,9 @@ enum frame_tag {
 	FA_PRIORITY = 12,
 	/* Tags 12-63 are assigned by later features, by range:
 	 * 12-15 availability, 16-27 client policy and PROXY, 28-33
-	 * operations, 34-45 outbound, 46-53 FTP, 54-61 data-link fast path. */
+	 * operations, 34-45 outbound, 46-53 FTP, 54-61 data-link fast path,
+	 * 62-63 limits. */
+	FA_IDLE_TIMEOUT = 62,
 	FA_MAX_TAG = 63,
 };
 
@@ -69,6 +71,7 @@ struct msg {
 	uint64_t	session;
 	uint64_t	nonce;
 	uint32_t	priority;	/* FA_PRIORITY: higher is preferred */
+	uint32_t	idle_timeout;	/* seconds; 0: none */
 	char		name[MSG_NAME_MAX];
 	char		text[MSG_TEXT_MAX];
 	char		service[MSG_NAME_MAX];

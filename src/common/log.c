@@ -23,6 +23,9 @@ log_init(const char *progname, int verbosity)
 	log_level = LOG_INFO + verbosity;
 }
 
+static void log_vmsg(int level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
 static void
 log_vmsg(int level, const char *fmt, va_list ap)
 {

@@ -198,6 +198,8 @@ relay_pump(struct relay *r)
 					buf_release(b);
 			}
 		}
+		if (progress)
+			r->last_active = ev_now();
 	} while (progress);
 
 	if (r->e[0].eof && r->e[1].eof && r->e[0].shut && r->e[1].shut) {
@@ -264,6 +266,7 @@ relay_start(struct relay *r, int fd0, SSL *ssl0, int fd1, SSL *ssl1,
 	end_init(r, 0, fd0, ssl0);
 	end_init(r, 1, fd1, ssl1);
 	r->first_eof = -1;
+	r->last_active = ev_now();
 	r->done = done;
 	r->arg = arg;
 	if (prime != NULL) {

@@ -44,6 +44,7 @@ struct relay {
 	struct buf	 b[2];
 	uint64_t	 bytes[2];	/* bytes from e[i] delivered to e[1-i] */
 	int		 first_eof;	/* side that closed first, -1 none */
+	uint64_t	 last_active;	/* ev_now() when bytes last moved */
 	relay_done_cb	*done;
 	void		*arg;
 };

@@ -12,9 +12,9 @@
 #include "common/fconn.h"
 #include "common/net.h"
 #include "common/relay.h"
+#include "edge/edge_limit.h"
 
 #define EDGE_HEARTBEAT_DEAD_MS	6000
-#define EDGE_HANDSHAKE_MS	10000
 #define EDGE_SVC_AGENTS_MAX	16
 
 struct edge_conf {
@@ -23,7 +23,6 @@ struct edge_conf {
 	const char	*key;
 	const char	*ca;
 	const char	*name;
-	uint64_t	 claim_timeout_ms;
 };
 
 extern struct edge_conf edge_conf;
@@ -59,14 +58,19 @@ struct esess {
 	uint8_t		 secret[FRAME_SECRET];
 	uint64_t	 t_start;
 	uint64_t	 deadline;
+	uint64_t	 idle_ms;	/* from the service; 0: no idle limit */
+	struct ipcount	*ipc;		/* this client address's live sessions */
 	struct relay	 relay;
 	struct esess	*hnext;		/* id hash chain */
 	struct esess	*prev, *next;	/* pending FIFO or active list */
 };
 
+struct ipcount;
+
 /* edge_ctl.c */
 int	ctl_listen(const char *addr);
 void	ctl_tick(uint64_t now);
+void	ctl_pause(int paused);
 void	ctl_shutdown(void);
 
 /* edge_svc.c */
@@ -77,6 +81,9 @@ void	sess_claim(struct econn *link, const struct msg *m);
 void	sess_refused(struct econn *agent, const struct msg *m);
 void	sess_agent_lost(struct econn *agent);
 void	sess_tick(uint64_t now);
+/* Stop accepting for a moment: out of file descriptors. */
+void	accept_pause(uint64_t now);
+int	accept_paused(uint64_t now);
 void	svc_shutdown(void);
 /* Free an econn that has been detached or closed. */
 void	econn_free(struct econn *c);

@@ -12,6 +12,7 @@
 
 static struct ev_io ctl_lio;
 static struct econn *conns;	/* every econn, incoming or agent */
+static uint64_t nincoming;	/* of which not yet identified */
 
 static int econn_ready(struct fconn *fc);
 static int econn_frame(struct fconn *fc, struct msg *m);
@@ -36,6 +37,8 @@ econn_unlink(struct econn *c)
 void
 econn_free(struct econn *c)
 {
+	if (c->state == EC_INCOMING)
+		nincoming--;
 	econn_unlink(c);
 	fconn_close(&c->fc);
 	free(c);
@@ -63,6 +66,8 @@ econn_ready(struct fconn *fc)
 static void
 econn_lost(struct fconn *fc, const char *why)
 {
+	if (strncmp(why, "protocol error", 14) == 0)
+		lim_counter[LIM_FRAME]++;
 	econn_drop(fc->owner, why);
 }
 
@@ -77,6 +82,7 @@ econn_hello(struct econn *c, const struct msg *m)
 		return -1;
 	}
 	c->state = EC_AGENT;
+	nincoming--;
 	snprintf(c->name, sizeof(c->name), "%s", m->name);
 	msg_init(&r, FT_HELLO_OK);
 	r.version = FRAME_VERSION;
@@ -143,17 +149,31 @@ ctl_accept(struct ev_io *io, uint32_t events)
 {
 	struct net_addr peer;
 	struct econn *c;
+	char ip[NET_ADDRSTR];
 	SSL *ssl;
 	int fd, i;
 
 	(void)events;
 	for (i = 0; i < 64; i++) {
+		if (accept_paused(ev_now()))
+			return;
 		fd = net_accept(io->fd, &peer);
 		if (fd == -1) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			if (errno == EMFILE || errno == ENFILE) {
+				lim_hit(LIM_FDS, "control accept: %s", strerror(errno));
+				accept_pause(ev_now());
+			} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != ECONNABORTED && errno != EINTR)
 				log_warn("control accept: %s", strerror(errno));
 			return;
+		}
+		if (nincoming >= lim.max_handshakes) {
+			net_fmt((struct sockaddr *)&peer.ss, ip, sizeof(ip));
+			lim_hit(LIM_HANDSHAKES, "connection from %s refused: %llu "
+			    "connections already in handshake", ip,
+			    (unsigned long long)nincoming);
+			close(fd);
+			continue;
 		}
 		if ((c = calloc(1, sizeof(*c))) == NULL ||
 		    (ssl = tlsx_new(edge_tls, fd, 1, NULL)) == NULL) {
@@ -164,7 +184,7 @@ ctl_accept(struct ev_io *io, uint32_t events)
 		}
 		net_fmt((struct sockaddr *)&peer.ss, c->peer, sizeof(c->peer));
 		c->state = EC_INCOMING;
-		c->deadline = ev_now() + EDGE_HANDSHAKE_MS;
+		c->deadline = ev_now() + lim.handshake_ms;
 		if (fconn_start(&c->fc, fd, ssl, &econn_ops, c) == -1) {
 			log_warn("control accept: %s", strerror(errno));
 			SSL_free(ssl);
@@ -176,6 +196,7 @@ ctl_accept(struct ev_io *io, uint32_t events)
 		if (conns != NULL)
 			conns->prev = c;
 		conns = c;
+		nincoming++;
 		log_debug("connection from %s", c->peer);
 	}
 }
@@ -205,14 +226,25 @@ ctl_listen(const char *addr)
 }
 
 void
+ctl_pause(int paused)
+{
+	if (ev_set(&ctl_lio, paused ? 0 : EPOLLIN) == -1)
+		log_fatal("epoll_ctl: %s", strerror(errno));
+}
+
+void
 ctl_tick(uint64_t now)
 {
 	struct econn *c, *next;
 
 	for (c = conns; c != NULL; c = next) {
 		next = c->next;
-		if (c->state == EC_INCOMING && now > c->deadline)
+		if (c->state == EC_INCOMING && now > c->deadline) {
+			lim_hit(LIM_HANDSHAKE_TIMEOUT, "connection from %s: no "
+			    "greeting within %llu ms", c->peer,
+			    (unsigned long long)lim.handshake_ms);
 			econn_drop(c, "no greeting within the handshake time-out");
+		}
 		else if (c->state == EC_AGENT &&
 		    now - c->fc.last_rx > EDGE_HEARTBEAT_DEAD_MS)
 			econn_drop(c, "heartbeat timed out");

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define EDGE_VERSION "0.1.0"
@@ -34,7 +35,7 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: sallyport-edge --control ADDR:PORT --cert FILE --key FILE --ca FILE\n"
-	    "                      [--claim-timeout SEC] [--name NAME] [-v]\n"
+	    "                      [--claim-timeout SEC] [--name NAME] [limits] [-v]\n"
 	    "\n"
 	    "The DMZ half of sallyport. Listens for agents on the control address\n"
 	    "(mutual TLS: agents' certificates must chain to --ca) and opens the\n"
@@ -48,9 +49,59 @@ usage(FILE *f)
 	    "  --ca FILE             CA that agent certificates must chain to\n"
 	    "  --claim-timeout SEC   close a client no agent claims in time (10)\n"
 	    "  --name NAME           name sent to agents (default: host name)\n"
+	    "\n"
+	    "Limits (each hit is logged and counted):\n"
+	    "  --max-sessions N      client sessions open at once (10000, or what\n"
+	    "                        the descriptor limit allows)\n"
+	    "  --max-pending N       clients waiting to be claimed by an agent (1000)\n"
+	    "  --max-per-ip N        sessions from one client address (256)\n"
+	    "  --max-handshakes N    control-port connections not yet identified (256)\n"
+	    "  --handshake-timeout SEC  TLS handshake and first frame on the control\n"
+	    "                        port, for agents and data links (10)\n"
+	    "  --max-frame BYTES     largest control frame accepted (65536)\n"
 	    "  -v, --verbose         log debug lines too\n"
 	    "  -h, --help            this text\n"
 	    "      --version         print the version\n");
+}
+
+static int
+parse_count(const char *s, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v == 0 || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* Use every descriptor the hard limit allows (more, when root can raise
+ * it), and size the default session limit to fit: two per session. */
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+	uint64_t fit;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 65536) {
+		struct rlimit want = { 65536, 65536 };
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			rl = want;
+	}
+	rl.rlim_cur = rl.rlim_max;
+	(void)setrlimit(RLIMIT_NOFILE, &rl);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+		return;
+	fit = rl.rlim_cur > 2 * 64 ? (rl.rlim_cur - 64) / 2 : 1;
+	if (lim.max_sessions > fit)
+		lim.max_sessions = fit;
 }
 
 static int
@@ -77,6 +128,12 @@ main(int argc, char **argv)
 		{ "ca", required_argument, NULL, 'a' },
 		{ "claim-timeout", required_argument, NULL, 't' },
 		{ "name", required_argument, NULL, 'n' },
+		{ "max-sessions", required_argument, NULL, 'S' },
+		{ "max-pending", required_argument, NULL, 'P' },
+		{ "max-per-ip", required_argument, NULL, 'I' },
+		{ "max-handshakes", required_argument, NULL, 'H' },
+		{ "handshake-timeout", required_argument, NULL, 'T' },
+		{ "max-frame", required_argument, NULL, 'F' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -85,10 +142,16 @@ main(int argc, char **argv)
 	static char hostname[MSG_NAME_MAX];
 	struct sigaction sa;
 	char err[512];
-	int ch, verbose = 0;
-	uint64_t now;
+	int ch, verbose = 0, bad = 0, sessions_set = 0;
+	uint64_t now, v;
 
-	edge_conf.claim_timeout_ms = 10000;
+	lim.max_sessions = 10000;
+	lim.max_pending = 1000;
+	lim.max_per_ip = 256;
+	lim.max_handshakes = 256;
+	lim.handshake_ms = 10000;
+	lim.claim_ms = 10000;
+	lim.max_frame = FRAME_MAX;
 	while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': edge_conf.control = optarg; break;
@@ -97,17 +160,29 @@ main(int argc, char **argv)
 		case 'a': edge_conf.ca = optarg; break;
 		case 'n': edge_conf.name = optarg; break;
 		case 'v': verbose++; break;
-		case 't':
-			if (parse_seconds(optarg, &edge_conf.claim_timeout_ms) == -1) {
-				fprintf(stderr, "sallyport-edge: --claim-timeout: "
-				    "want seconds > 0\n");
-				return 2;
-			}
+		case 't': bad |= parse_seconds(optarg, &lim.claim_ms); break;
+		case 'T': bad |= parse_seconds(optarg, &lim.handshake_ms); break;
+		case 'S':
+			bad |= parse_count(optarg, 10000000, &lim.max_sessions);
+			sessions_set = 1;
+			break;
+		case 'P': bad |= parse_count(optarg, 10000000, &lim.max_pending); break;
+		case 'I': bad |= parse_count(optarg, 10000000, &lim.max_per_ip); break;
+		case 'H': bad |= parse_count(optarg, 1000000, &lim.max_handshakes); break;
+		case 'F':
+			bad |= parse_count(optarg, FRAME_MAX, &v);
+			lim.max_frame = (uint32_t)v;
 			break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("sallyport-edge %s\n", EDGE_VERSION); return 0;
 		default: usage(stderr); return 2;
 		}
+	}
+	if (bad) {
+		fprintf(stderr, "sallyport-edge: a limit is out of range: counts "
+		    "are whole numbers > 0, times seconds > 0, --max-frame at "
+		    "most %u\n", FRAME_MAX);
+		return 2;
 	}
 	if (optind != argc || edge_conf.control == NULL || edge_conf.cert == NULL ||
 	    edge_conf.key == NULL || edge_conf.ca == NULL) {
@@ -123,6 +198,21 @@ main(int argc, char **argv)
 		return 2;
 	}
 	log_init("sallyport-edge", verbose);
+	v = lim.max_sessions;
+	raise_nofile();
+	if (sessions_set && lim.max_sessions < v)
+		log_warn("--max-sessions %llu lowered to %llu to fit the "
+		    "descriptor limit", (unsigned long long)v,
+		    (unsigned long long)lim.max_sessions);
+	fconn_max_frame = lim.max_frame;
+	log_info("limits: sessions %llu, pending %llu, per address %llu, "
+	    "handshakes %llu, handshake %llu ms, claim %llu ms, frame %u bytes",
+	    (unsigned long long)lim.max_sessions,
+	    (unsigned long long)lim.max_pending,
+	    (unsigned long long)lim.max_per_ip,
+	    (unsigned long long)lim.max_handshakes,
+	    (unsigned long long)lim.handshake_ms,
+	    (unsigned long long)lim.claim_ms, lim.max_frame);
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;

@@ -15,6 +15,16 @@
 #include <openssl/rand.h>
 
 #define SESS_HASH 4096		/* power of two */
+#define IPC_HASH 4096		/* power of two */
+#define ACCEPT_PAUSE_MS 250
+
+/* Live sessions per client address. An entry exists only while it
+ * counts at least one session, so the table is bounded by max_sessions. */
+struct ipcount {
+	char		 ip[NET_ADDRSTR];
+	uint64_t	 n;
+	struct ipcount	*next;
+};
 
 /* An agent offering a service, with the priority it asked for there:
  * sessions go only to the connected agents of the highest priority. */
@@ -44,6 +54,10 @@ static struct esess *sess_hash[SESS_HASH];
 static struct esess *pending_head, *pending_tail;	/* FIFO: deadline order */
 static struct esess *active;
 static uint64_t sess_next_id = 1;
+static uint64_t nsessions, npending;
+static struct ipcount *ipc_hash[IPC_HASH];
+static uint64_t paused_until;
+static uint64_t last_idle_scan;
 
 static struct esvc *
 svc_find(const char *name)
@@ -84,6 +98,78 @@ svc_free(struct esvc *s)
 	close(s->io.fd);
 	log_info("service %s closed", s->name);
 	free(s);
+}
+
+/* --- per-address counts ----------------------------------------------- */
+
+static unsigned
+ipc_bucket(const char *ip)
+{
+	unsigned h = 2166136261u;	/* FNV-1a */
+
+	while (*ip != '\0')
+		h = (h ^ (unsigned char)*ip++) * 16777619u;
+	return h & (IPC_HASH - 1);
+}
+
+static struct ipcount *
+ipc_get(const char *ip, int create)
+{
+	struct ipcount *c;
+	unsigned b = ipc_bucket(ip);
+
+	for (c = ipc_hash[b]; c != NULL; c = c->next)
+		if (strcmp(c->ip, ip) == 0)
+			return c;
+	if (!create || (c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	snprintf(c->ip, sizeof(c->ip), "%s", ip);
+	c->next = ipc_hash[b];
+	ipc_hash[b] = c;
+	return c;
+}
+
+static void
+ipc_put(struct ipcount *c)
+{
+	struct ipcount **pp;
+
+	if (c == NULL || --c->n > 0)
+		return;
+	for (pp = &ipc_hash[ipc_bucket(c->ip)]; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	free(c);
+}
+
+/* --- accept back-off ---------------------------------------------------- */
+
+static void
+listeners_set(uint32_t mask)
+{
+	struct esvc *s;
+
+	for (s = svcs; s != NULL; s = s->next)
+		if (ev_set(&s->io, mask) == -1)
+			log_fatal("epoll_ctl: %s", strerror(errno));
+	ctl_pause(mask == 0);
+}
+
+/* Out of descriptors, a level-triggered listener would wake the loop
+ * forever: stop watching all listeners for a moment instead. */
+void
+accept_pause(uint64_t now)
+{
+	paused_until = now + ACCEPT_PAUSE_MS;
+	listeners_set(0);
+}
+
+int
+accept_paused(uint64_t now)
+{
+	return paused_until != 0 && now < paused_until;
 }
 
 /* --- sessions --------------------------------------------------------- */
@@ -165,6 +251,9 @@ sess_drop_pending(struct esess *s, const char *reason)
 {
 	pending_unlink(s);
 	sess_hash_del(s);
+	npending--;
+	nsessions--;
+	ipc_put(s->ipc);
 	if (s->agent != NULL && s->agent->active > 0)
 		s->agent->active--;
 	OPENSSL_cleanse(s->secret, sizeof(s->secret));
@@ -249,23 +338,64 @@ pending_append(struct esess *s)
 	pending_tail = s;
 }
 
+/* Edge-wide limits, checked before any state is made for a client.
+ * Returns 0 to admit, -1 to refuse (logged and counted). */
+static int
+svc_admit(struct esvc *svc, const char *ip, uint16_t port)
+{
+	struct ipcount *c;
+
+	if (nsessions >= lim.max_sessions) {
+		lim_hit(LIM_SESSIONS, "service %s: client %s:%u refused: %llu "
+		    "sessions open", svc->name, ip, port,
+		    (unsigned long long)nsessions);
+		return -1;
+	}
+	if (npending >= lim.max_pending) {
+		lim_hit(LIM_PENDING, "service %s: client %s:%u refused: %llu "
+		    "clients waiting to be claimed", svc->name, ip, port,
+		    (unsigned long long)npending);
+		return -1;
+	}
+	if ((c = ipc_get(ip, 0)) != NULL && c->n >= lim.max_per_ip) {
+		lim_hit(LIM_PER_IP, "service %s: client %s:%u refused: %llu "
+		    "sessions from that address", svc->name, ip, port,
+		    (unsigned long long)c->n);
+		return -1;
+	}
+	return 0;
+}
+
 static void
 svc_accept(struct ev_io *io, uint32_t events)
 {
 	struct esvc *svc = (struct esvc *)(void *)io;
 	struct net_addr peer;
 	struct esess *s;
+	char ip[NET_ADDRSTR];
+	uint16_t port;
 	int fd, i;
 
 	(void)events;
 	for (i = 0; i < 64; i++) {
+		if (accept_paused(ev_now()))
+			return;
 		fd = net_accept(io->fd, &peer);
 		if (fd == -1) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			if (errno == EMFILE || errno == ENFILE) {
+				lim_hit(LIM_FDS, "service %s: accept: %s", svc->name,
+				    strerror(errno));
+				accept_pause(ev_now());
+			} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
 			    errno != ECONNABORTED && errno != EINTR)
 				log_warn("service %s: accept: %s", svc->name,
 				    strerror(errno));
 			return;
+		}
+		net_fmt_ip((struct sockaddr *)&peer.ss, ip, sizeof(ip), &port);
+		if (svc_admit(svc, ip, port) == -1) {
+			close(fd);
+			continue;
 		}
 		if ((s = calloc(1, sizeof(*s))) == NULL) {
 			log_warn("service %s: out of memory", svc->name);
@@ -276,16 +406,29 @@ svc_accept(struct ev_io *io, uint32_t events)
 		s->id = sess_next_id++;
 		s->state = ES_PENDING;
 		s->t_start = ev_now();
-		s->deadline = s->t_start + edge_conf.claim_timeout_ms;
+		s->deadline = s->t_start + lim.claim_ms;
 		snprintf(s->svc, sizeof(s->svc), "%s", svc->name);
 		net_fmt((struct sockaddr *)&peer.ss, s->client, sizeof(s->client));
-		net_fmt_ip((struct sockaddr *)&peer.ss, s->client_ip,
-		    sizeof(s->client_ip), &s->client_port);
+		snprintf(s->client_ip, sizeof(s->client_ip), "%s", ip);
+		s->client_port = port;
+		s->idle_ms = (uint64_t)svc->def.idle_timeout * 1000u;
+		if ((s->ipc = ipc_get(ip, 1)) == NULL) {
+			log_warn("service %s: out of memory", svc->name);
+			close(fd);
+			free(s);
+			continue;
+		}
+		s->ipc->n++;
+		nsessions++;
+		npending++;
 		if (sess_offer(s, svc) == -1) {
 			/* Every agent's channel is failing; refuse now rather
 			 * than let the client wait for the claim time-out. */
 			log_warn("service %s: client %s refused: no agent reachable",
 			    svc->name, s->client);
+			ipc_put(s->ipc);
+			nsessions--;
+			npending--;
 			close(fd);
 			free(s);
 			continue;
@@ -295,6 +438,21 @@ svc_accept(struct ev_io *io, uint32_t events)
 		log_info("session %llu new service=%s client=%s agent=%s",
 		    (unsigned long long)s->id, s->svc, s->client, s->agent_name);
 	}
+}
+
+/* End a joined session: log, close both sides, forget it. */
+static void
+sess_end_active(struct esess *s, const char *reason, int abort)
+{
+	active_unlink(s);
+	sess_hash_del(s);
+	nsessions--;
+	ipc_put(s->ipc);
+	if (s->agent != NULL && s->agent->active > 0)
+		s->agent->active--;
+	sess_log_end(s, s->relay.bytes[0], s->relay.bytes[1], reason);
+	relay_free(&s->relay, abort);
+	free(s);
 }
 
 static void
@@ -309,13 +467,7 @@ sess_relay_done(struct relay *r, int first, const char *err)
 	else
 		snprintf(reason, sizeof(reason), "%s",
 		    first == 0 ? "client-closed" : "backend-closed");
-	active_unlink(s);
-	sess_hash_del(s);
-	if (s->agent != NULL && s->agent->active > 0)
-		s->agent->active--;
-	sess_log_end(s, r->bytes[0], r->bytes[1], reason);
-	relay_free(r, err != NULL);
-	free(s);
+	sess_end_active(s, reason, err != NULL);
 }
 
 void
@@ -343,6 +495,7 @@ sess_claim(struct econn *link, const struct msg *m)
 	}
 	OPENSSL_cleanse(s->secret, sizeof(s->secret));
 	pending_unlink(s);
+	npending--;
 	/* s->agent stays: a joined session still counts toward its agent's
 	 * load, until it ends or the agent goes away. */
 	s->state = ES_RELAY;
@@ -411,7 +564,7 @@ sess_agent_lost(struct econn *agent)
 		sess_hash_del(s);
 		old = s->id;
 		s->id = sess_next_id++;
-		s->deadline = ev_now_update() + edge_conf.claim_timeout_ms;
+		s->deadline = ev_now_update() + lim.claim_ms;
 		sess_hash_add(s);
 		pending_append(s);
 		if (sess_offer(s, svc) == -1) {
@@ -427,8 +580,31 @@ sess_agent_lost(struct econn *agent)
 void
 sess_tick(uint64_t now)
 {
-	while (pending_head != NULL && now >= pending_head->deadline)
+	struct esess *s, *next;
+
+	if (paused_until != 0 && now >= paused_until) {
+		paused_until = 0;
+		listeners_set(EPOLLIN);
+	}
+	while (pending_head != NULL && now >= pending_head->deadline) {
+		lim_hit(LIM_CLAIM_TIMEOUT, "session %llu from %s not claimed "
+		    "within %llu ms", (unsigned long long)pending_head->id,
+		    pending_head->client, (unsigned long long)lim.claim_ms);
 		sess_drop_pending(pending_head, "claim-timeout");
+	}
+	/* Idle sessions: a scan a second is cheap next to the relaying. */
+	if (now - last_idle_scan < 1000)
+		return;
+	last_idle_scan = now;
+	for (s = active; s != NULL; s = next) {
+		next = s->next;
+		if (s->idle_ms == 0 || now - s->relay.last_active < s->idle_ms)
+			continue;
+		lim_hit(LIM_IDLE, "session %llu from %s idle for %llu s",
+		    (unsigned long long)s->id, s->client,
+		    (unsigned long long)(s->idle_ms / 1000));
+		sess_end_active(s, "idle-timeout", 1);
+	}
 }
 
 /* --- services --------------------------------------------------------- */
@@ -560,11 +736,7 @@ svc_shutdown(void)
 	while (pending_head != NULL)
 		sess_drop_pending(pending_head, "edge-stopping");
 	while ((s = active) != NULL) {
-		active_unlink(s);
-		sess_hash_del(s);
-		sess_log_end(s, s->relay.bytes[0], s->relay.bytes[1], "edge-stopping");
-		relay_free(&s->relay, 1);
-		free(s);
+		sess_end_active(s, "edge-stopping", 1);
 		n++;
 	}
 	while (svcs != NULL)

@@ -24,13 +24,27 @@ def _need(path):
 # --------------------------------------------------------------------------
 # process bookkeeping: stop what a test started, dump logs when it fails
 
+SANITIZER_REPORT = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                    "runtime error:", "WARNING: ThreadSanitizer")
+
+
 @pytest.fixture(autouse=True)
 def _procs(request):
     start = len(sp.ALL_PROCS)
     request.node._sp_proc_start = start
     yield
-    for p in reversed(sp.ALL_PROCS[start:]):
+    mine = sp.ALL_PROCS[start:]
+    for p in reversed(mine):
         p.stop(timeout=5)
+    # Under SAN=asan a sanitizer report in any daemon this test started
+    # fails the test, whatever else it checked (leaks show at exit).
+    for p in mine:
+        text = p.log() if p.log_path.exists() else ""
+        for mark in SANITIZER_REPORT:
+            if mark in text:
+                pytest.fail(f"{p.name}: sanitizer report in {p.log_path}:\n"
+                            + text[max(0, text.index(mark) - 200):][:3000],
+                            pytrace=False)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,0 +1,58 @@
+/* edge_limit.c - limit counters and rate-limited limit logging. */
+#include "edge/edge_limit.h"
+#include "common/ev.h"
+#include "common/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+struct edge_limits lim;
+uint64_t lim_counter[LIM_COUNT];
+
+static uint64_t lim_last_log[LIM_COUNT];
+static uint64_t lim_held[LIM_COUNT];
+
+static const char *const lim_names[LIM_COUNT] = {
+	[LIM_SESSIONS] = "sessions",
+	[LIM_PENDING] = "pending",
+	[LIM_PER_IP] = "per_ip",
+	[LIM_CLAIM_TIMEOUT] = "claim_timeout",
+	[LIM_HANDSHAKES] = "handshakes",
+	[LIM_HANDSHAKE_TIMEOUT] = "handshake_timeout",
+	[LIM_FRAME] = "frame",
+	[LIM_IDLE] = "idle_timeout",
+	[LIM_FDS] = "fds",
+};
+
+const char *
+lim_name(enum lim_kind k)
+{
+	return (unsigned)k < LIM_COUNT ? lim_names[k] : "?";
+}
+
+void
+lim_hit(enum lim_kind k, const char *fmt, ...)
+{
+	char text[512];
+	uint64_t now = ev_now();
+	va_list ap;
+
+	lim_counter[k]++;
+	if (lim_last_log[k] != 0 && now - lim_last_log[k] < 1000) {
+		lim_held[k]++;
+		return;
+	}
+	va_start(ap, fmt);
+	(void)vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (lim_held[k] > 0)
+		log_warn("limit %s hit: %s (and %llu more since the last line; "
+		    "%llu in all)", lim_name(k), text,
+		    (unsigned long long)lim_held[k],
+		    (unsigned long long)lim_counter[k]);
+	else
+		log_warn("limit %s hit: %s (%llu in all)", lim_name(k), text,
+		    (unsigned long long)lim_counter[k]);
+	lim_last_log[k] = now;
+	lim_held[k] = 0;
+}
