@@ -1,9 +1,15 @@
 # sallyport build. `make` builds build/sallyport-edge, build/sallyport-agent
 # and build/sallyportctl. Targets: all, test, unit, integration, demo, deps,
-# fuzz, check-banned, clean. SAN=asan builds with AddressSanitizer+UBSan
-# into build-asan/.
+# fuzz, check-banned, clean, install (PREFIX=/usr/local, DESTDIR=).
+# SAN=asan builds with AddressSanitizer+UBSan into build-asan/.
 
 CC      ?= cc
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 SAN     ?=
 BUILD   ?= build$(if $(SAN),-$(SAN))
 
@@ -19,19 +25,29 @@ endif
 
 LIBSSL  = -lssl -lcrypto
 LIBINI  = -linih
+LIBSD   = -lsystemd
+LIBHTTP = -lmicrohttpd -ljansson
+LIBCURL = -lcurl -ljansson
 
 COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
-          src/common/net.c src/common/tlsx.c src/common/fconn.c src/common/relay.c
+          src/common/net.c src/common/tlsx.c src/common/fconn.c src/common/relay.c \
+          src/common/stats.c src/common/outpol.c
 EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_svc.c \
-          src/edge/edge_limit.c
+          src/edge/edge_limit.c src/edge/edge_sandbox.c src/edge/edge_keyproc.c \
+          src/edge/edge_notify.c src/edge/edge_out.c
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/agent_edge.c \
-          src/agent/agent_sess.c src/agent/agent_health.c src/agent/dial.c
-CTL     = src/ctl/ctl_main.c src/ctl/pki.c
+          src/agent/agent_sess.c src/agent/agent_health.c src/agent/dial.c \
+          src/agent/agent_metrics.c \
+          src/agent/agent_admin.c src/agent/agent_route.c src/agent/agent_reload.c \
+          src/agent/agent_out.c src/agent/socks.c src/agent/httpc.c
+CTL     = src/ctl/ctl_main.c src/ctl/pki.c src/ctl/ctl_api.c
 
 obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 
 PROGS   = $(BUILD)/sallyport-edge $(BUILD)/sallyport-agent $(BUILD)/sallyportctl
-UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki
+UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki \
+          $(BUILD)/test_stats $(BUILD)/test_route \
+          $(BUILD)/test_socks $(BUILD)/test_httpc $(BUILD)/test_outpol
 
 all: $(PROGS)
 
@@ -45,24 +61,40 @@ $(BUILD)/obj/tests/%.o: tests/unit/%.c
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) -c -o $@ $<
 
-# The edge links only what runs in the DMZ: no dialer, no config loader.
+# The edge links only what runs in the DMZ: no dialer, no config loader;
+# its one connect() is in edge_out.c, for policy-checked outbound sessions.
 $(BUILD)/sallyport-edge: $(call obj,$(COMMON) $(EDGE))
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL) -lseccomp
 
 $(BUILD)/sallyport-agent: $(call obj,$(COMMON) $(AGENT))
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL) $(LIBINI)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL) $(LIBINI) $(LIBSD) $(LIBHTTP)
 
 $(BUILD)/sallyportctl: $(call obj,$(CTL))
-	$(CC) $(LDFLAGS) -o $@ $^ -lcrypto
+	$(CC) $(LDFLAGS) -o $@ $^ -lcrypto $(LIBCURL)
 
 $(BUILD)/test_frame: $(BUILD)/obj/tests/test_frame.o $(call obj,src/common/frame.c src/common/buf.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
-$(BUILD)/test_cfg: $(BUILD)/obj/tests/test_cfg.o $(call obj,src/agent/agent_cfg.c src/agent/dial.c src/common/net.c src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c)
-	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBINI)
+$(BUILD)/test_cfg: $(BUILD)/obj/tests/test_cfg.o $(call obj,src/agent/agent_cfg.c src/agent/dial.c src/common/net.c src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c src/common/outpol.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBINI) -lcrypto
 
 $(BUILD)/test_pki: $(BUILD)/obj/tests/test_pki.o $(call obj,src/ctl/pki.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -lcrypto
+
+$(BUILD)/test_stats: $(BUILD)/obj/tests/test_stats.o $(call obj,src/common/stats.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
+$(BUILD)/test_route: $(BUILD)/obj/tests/test_route.o $(call obj,src/agent/agent_route.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
+$(BUILD)/test_socks: $(BUILD)/obj/tests/test_socks.o $(call obj,src/agent/socks.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
+$(BUILD)/test_httpc: $(BUILD)/obj/tests/test_httpc.o $(call obj,src/agent/httpc.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
+$(BUILD)/test_outpol: $(BUILD)/obj/tests/test_outpol.o $(call obj,src/common/outpol.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
 # Fuzzing: every harness tests/fuzz/fuzz_NAME.c is listed in FUZZERS with
 # the sources it links in FUZZ_SRC_NAME (and libraries in FUZZ_LIBS_NAME).
@@ -77,8 +109,19 @@ FUZZERS += frame
 FUZZ_SRC_frame = src/common/frame.c src/common/buf.c
 FUZZERS += cfg
 FUZZ_SRC_cfg = src/agent/agent_cfg.c src/agent/dial.c src/common/net.c \
-          src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c
-FUZZ_LIBS_cfg = $(LIBINI)
+          src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c \
+          src/common/outpol.c
+FUZZ_LIBS_cfg = $(LIBINI) -lcrypto
+FUZZERS += stats
+FUZZ_SRC_stats = src/common/stats.c
+FUZZERS += route
+FUZZ_SRC_route = src/agent/agent_route.c
+FUZZERS += socks
+FUZZ_SRC_socks = src/agent/socks.c
+FUZZERS += httpc
+FUZZ_SRC_httpc = src/agent/httpc.c
+FUZZERS += outpol
+FUZZ_SRC_outpol = src/common/outpol.c
 
 .SECONDEXPANSION:
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_SRC_$$*)
@@ -131,8 +174,26 @@ demo: deps
 	$(MAKE) all
 	@bash scripts/demo.sh
 
+# Binaries, systemd units (ExecStart pointing at BINDIR), the sysusers.d
+# entry for the agent's user, and the man pages.
+install: $(PROGS)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
+	    $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(PROGS) $(DESTDIR)$(BINDIR)/
+	for u in sallyport-edge sallyport-agent; do \
+	    sed 's|@BINDIR@|$(BINDIR)|g' dist/systemd/$$u.service.in \
+	        >$(DESTDIR)$(UNITDIR)/$$u.service.tmp && \
+	    chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.service.tmp && \
+	    mv $(DESTDIR)$(UNITDIR)/$$u.service.tmp $(DESTDIR)$(UNITDIR)/$$u.service \
+	    || exit 1; \
+	done
+	install -m 0644 dist/sysusers.d/sallyport.conf $(DESTDIR)$(SYSUSERSDIR)/
+	install -m 0644 man/sallyport-edge.8 man/sallyport-agent.8 man/sallyportctl.8 \
+	    $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 man/sallyport-agent.conf.5 $(DESTDIR)$(MANDIR)/man5/
+
 clean:
 	rm -rf build build-asan build-fuzz
 
-.PHONY: all deps unit integration test demo clean fuzz fuzz-smoke check-banned
+.PHONY: all deps unit integration test demo clean fuzz fuzz-smoke check-banned install
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

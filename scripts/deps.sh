@@ -8,9 +8,12 @@
 # deb-systemd-invoke do not start the nginx or ssh services.
 set -eu
 
-PACKAGES="build-essential pkg-config clang libssl-dev libinih-dev libcmocka-dev
+PACKAGES="build-essential pkg-config clang libssl-dev libinih-dev libcmocka-dev libseccomp-dev
+netcat-openbsd
 openssh-server openssh-client nginx-light curl strace python3 python3-pytest
-iproute2 openssl procps"
+iproute2 openssl procps
+libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libsystemd-dev
+prometheus systemd man-db"
 
 missing=""
 for p in $PACKAGES; do
@@ -73,6 +76,7 @@ if command -v systemctl >/dev/null 2>&1; then
         case "$p" in
             openssh-server) units="ssh.service ssh.socket" ;;
             nginx-light)    units="nginx.service" ;;
+            prometheus)     units="prometheus.service" ;;   # for promtool only
             *)              units="" ;;
         esac
         for u in $units; do

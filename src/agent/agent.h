@@ -10,10 +10,19 @@
 #include "common/net.h"
 #include "common/relay.h"
 
+#define AGENT_VERSION		"0.1.0"
+
 #define CFG_MAX_EDGES		16
 #define CFG_MAX_BACKENDS	16
 #define CFG_MAX_SERVICES	256
 #define CFG_STR			256
+#define CFG_TOKEN_MIN		16
+#define CFG_TOKEN_MAX		1024
+
+/* Backend health: the outcome of the last health check or session dial
+ * (agent_health.c). A backend never dialled is "unknown" and counts as up;
+ * one that is down is skipped only on a service with health checks. */
+enum backend_health { BH_UNKNOWN, BH_UP, BH_DOWN };
 
 #define CFG_HEALTH_DEFAULT_MS	5000	/* services with 2+ backends */
 #define CFG_PRIORITY_MAX	65535
@@ -23,7 +32,9 @@ struct cfg_backend {
 	struct net_addr	 addr;
 	/* Run-time state, kept by agent_sess.c and agent_health.c. */
 	unsigned	 active;	/* sessions dialling or relaying to it */
-	int		 down;		/* taken out by a failed check */
+	enum backend_health health;
+	uint64_t	 health_at;		/* ev_now() of the last change */
+	char		 last_error[128];
 };
 
 struct cfg_service {
@@ -46,6 +57,17 @@ struct cfg_edge {
 	char		 port[16];
 };
 
+/* [outbound]: the proxies for inside clients (agent_out.c). */
+struct cfg_outbound {
+	int		 line;			/* of [outbound], 0 if none */
+	char		 socks_listen[MSG_ADDR_MAX];
+	char		 http_listen[MSG_ADDR_MAX];
+	char		 allow[MSG_POLICY_MAX];	/* pushed as OUT_ALLOW */
+	size_t		 nrules;
+	char		 user[256];		/* auth_user, "" for none */
+	char		 pass[256];
+};
+
 struct cfg {
 	char		 path[PATH_MAX];
 	char		 name[MSG_NAME_MAX];
@@ -57,6 +79,12 @@ struct cfg {
 	size_t		 nedges;
 	struct cfg_service *services;
 	size_t		 nservices;
+	/* [admin]: off unless listen is set */
+	char		 admin_listen[MSG_ADDR_MAX];
+	char		 admin_token_file[PATH_MAX];
+	char		 admin_token[CFG_TOKEN_MAX + 1];
+	int		 admin_line;
+	struct cfg_outbound out;
 };
 
 /* agent_cfg.c: load and validate path into c. On error returns -1 with
@@ -101,6 +129,13 @@ struct aedge {
 	uint64_t	 last_ping;
 	uint64_t	 rtt_ms;
 	char		 edge_name[MSG_NAME_MAX];
+	uint64_t	 connects;		/* HELLO_OKs received */
+	uint64_t	 connected_at;		/* ev_now() of the last one */
+	char		 last_error[160];
+	char		 stats[MSG_STATS_MAX];	/* last valid STATS, "" if none */
+	uint64_t	 stats_at;
+	int		 out_ok;		/* the edge took our policy */
+	uint8_t		 out_token[FRAME_SECRET];
 };
 
 extern struct cfg agent_cfg;
@@ -111,6 +146,18 @@ void	edges_tick(uint64_t now);
 void	edges_stop(void);
 /* Send a frame on an edge's control channel if it is up. */
 void	edge_send(struct aedge *e, const struct msg *m);
+size_t	edges_count(void);
+const struct aedge *edges_get(size_t i);
+/* Reload: tell every connected edge what changed (services by name). */
+void	edges_svc_close(const char *name);
+void	edges_svc_open(const struct cfg_service *s);
+/* Build the SVC_OPEN frame that pushes service s. */
+void	svc_open_msg(const struct cfg_service *s, struct msg *m);
+const char *aedge_state_name(enum aedge_state st);
+
+/* An edge ready for outbound sessions (OUT_POLICY_OK received), picked
+ * round-robin, or NULL. */
+struct aedge *edge_pick_out(void);
 
 /* agent_health.c: a TCP connect to every backend of each service with
  * health checks, every health_ms; a backend that does not answer is
@@ -118,15 +165,92 @@ void	edge_send(struct aedge *e, const struct msg *m);
 void	health_start(void);
 void	health_tick(uint64_t now);
 void	health_stop(void);
-/* A session's dial of b succeeded (ok) or failed (why). On a service with
- * checks this marks b up or down at once; without checks nothing would
- * put b back, so it is ignored. */
-void	health_report(struct cfg_service *svc, struct cfg_backend *b, int ok,
-	    const char *why);
+/* Record the outcome of a connection to b: err 0 (up) or an errno
+ * value (down). Changes are logged on a service with checks. */
+void	health_report(struct cfg_service *svc, struct cfg_backend *b, int err);
+/* 1 if new sessions should pass b over: down, on a service with checks. */
+int	health_down(const struct cfg_service *svc, const struct cfg_backend *b);
 
 /* agent_sess.c */
 void	sess_new(struct aedge *e, const struct msg *m);
 void	sess_tick(uint64_t now);
 void	sess_stop(void);
+
+/* A session as the admin API and the metrics see it. */
+struct sess_info {
+	uint64_t	 id;
+	const char	*service;
+	const char	*client;
+	const char	*backend;	/* "" while none is chosen */
+	const char	*edge;
+	const char	*state;		/* "setup" or "relay" */
+	uint64_t	 bytes_to_backend;
+	uint64_t	 bytes_to_client;
+	uint64_t	 age_ms;
+};
+typedef void sess_visit_cb(const struct sess_info *si, void *arg);
+void	sess_foreach(sess_visit_cb *cb, void *arg);
+/* Cut every session with this id (ids are per edge: with several edges
+ * one id may name more than one session). Returns how many were cut. */
+size_t	sess_kill(uint64_t id);
+/* 1 if a session still refers to a service in arr[0..n). */
+int	sess_uses(const struct cfg_service *arr, size_t n);
+/* After a reload: move relaying sessions' backend counts to the new table. */
+void	sess_reloaded(void);
+
+/* agent_metrics.c: counters, and the Prometheus text exposition. */
+enum sess_outcome { SO_COMPLETED, SO_FAILED, SO_REFUSED, SO_KILLED,
+    SO_STOPPED, SO_NUM };
+void	metrics_sess_open(const char *svc);
+void	metrics_sess_joined(uint64_t setup_ms);
+void	metrics_sess_end(const char *svc, enum sess_outcome o,
+	    uint64_t to_backend, uint64_t to_client);
+/* The exposition text, malloc'd (the caller frees), or NULL. */
+char	*metrics_render(size_t *len);
+void	metrics_free(void);
+
+/* agent_admin.c: the HTTP admin API, driven from the event loop. */
+int	admin_start(const char *listen, char *err, size_t errlen);
+void	admin_tick(void);
+void	admin_stop(void);
+
+/* agent_reload.c: apply a new configuration file to the running agent. */
+#define RELOAD_LIST	4096
+struct reload_result {
+	char	 added[RELOAD_LIST];	/* service names, space separated */
+	char	 removed[RELOAD_LIST];
+	char	 changed[RELOAD_LIST];	/* definition changed: closed, reopened */
+	char	 backends[RELOAD_LIST];	/* only backends changed: no frame */
+	char	 restart[RELOAD_LIST];	/* settings that need a restart */
+};
+/* Load agent_cfg.path again. On error returns -1 with the reason in err
+ * and the running configuration untouched. */
+int	reload_run(struct reload_result *res, char *err, size_t errlen);
+/* Free retired service tables no session uses any more. */
+void	reload_tick(void);
+void	reload_stop(void);
+/* agent_out.c: the SOCKS5 and HTTP CONNECT proxies. */
+int	out_start(void);
+void	out_tick(uint64_t now);
+void	out_stop(void);
+
+/* One finished outbound session, for the audit trail. All strings are
+ * set ("-" when unknown). */
+struct out_record {
+	uint64_t	 id;
+	const char	*proto;		/* "socks5" or "http-connect" */
+	const char	*client;	/* inside source address:port */
+	const char	*dest;		/* as requested, host:port */
+	const char	*addr;		/* what the edge connected to */
+	const char	*edge;
+	uint64_t	 bytes_out;	/* inside -> destination */
+	uint64_t	 bytes_in;	/* destination -> inside */
+	uint64_t	 duration_ms;
+	const char	*outcome;	/* "ok", "refused", "failed" */
+	int		 code;		/* SOCKS reply code given */
+	const char	*reason;
+};
+/* Record r. Today one log line; the hook for the JSON audit log. */
+void	out_audit(const struct out_record *r);
 
 #endif

@@ -5,15 +5,19 @@
  * inih's handler is not told the line number. */
 #include "agent/agent.h"
 #include "common/log.h"
+#include "common/outpol.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <ini.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 
 int (*cfg_resolver)(const char *, const char *, struct net_addr *, char *,
     size_t) = dial_resolve;
@@ -27,6 +31,7 @@ struct cfg_parse {
 	struct cfg_service	*cur;		/* [service X] being read */
 	int			 section_line;	/* line of the current [header] */
 	int			 agent_line;	/* line of [agent], 0 if none */
+	int			 admin_line;	/* line of [admin], 0 if none */
 	char			 dir[PATH_MAX];
 };
 
@@ -261,6 +266,134 @@ cfg_service_key(struct cfg_parse *p, const char *name, const char *value)
 }
 
 static int
+cfg_admin_key(struct cfg_parse *p, const char *name, const char *value)
+{
+	struct cfg *c = p->c;
+	struct net_addr a;
+	char err[CFG_STR];
+
+	if (strcmp(name, "listen") == 0) {
+		if (net_parse(value, &a, err, sizeof(err)) == -1)
+			return cfg_fail(p, "listen: %s (numeric ADDR:PORT)", err);
+		return cfg_copy(p, c->admin_listen, sizeof(c->admin_listen), name,
+		    value);
+	}
+	if (strcmp(name, "token_file") == 0)
+		return cfg_path(p, c->admin_token_file, name, value);
+	return cfg_fail(p, "unknown key '%s' in [admin]", name);
+}
+
+/* Read the admin bearer token: one line of 16-1024 printable bytes, no
+ * spaces; trailing newline and blanks are dropped. The file must be a
+ * regular file that others cannot read or write: anyone who can read it
+ * can cut sessions. Returns 1, or 0 after cfg_fail_at. */
+static int
+cfg_read_token(struct cfg_parse *p)
+{
+	struct cfg *c = p->c;
+	struct stat st;
+	char buf[CFG_TOKEN_MAX + 2];
+	ssize_t n;
+	size_t len = 0, i;
+	int fd, ok = 0;
+
+	if ((fd = open(c->admin_token_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) == -1)
+		return cfg_fail_at(p, p->admin_line, "[admin]: token_file %s: %s",
+		    c->admin_token_file, strerror(errno));
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		cfg_fail_at(p, p->admin_line, "[admin]: token_file %s: not a "
+		    "regular file", c->admin_token_file);
+		goto out;
+	}
+	if (st.st_mode & (S_IROTH | S_IWOTH | S_IWGRP)) {
+		cfg_fail_at(p, p->admin_line, "[admin]: token_file %s: readable "
+		    "or writable by others (chmod 600)", c->admin_token_file);
+		goto out;
+	}
+	while (len < sizeof(buf) - 1 &&
+	    (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += (size_t)n;
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
+	    buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+		len--;
+	if (len < CFG_TOKEN_MIN || len > CFG_TOKEN_MAX) {
+		cfg_fail_at(p, p->admin_line, "[admin]: token_file %s: the token "
+		    "must be %d to %d bytes", c->admin_token_file, CFG_TOKEN_MIN,
+		    CFG_TOKEN_MAX);
+		goto out;
+	}
+	for (i = 0; i < len; i++)
+		if (buf[i] < 0x21 || buf[i] > 0x7e) {
+			cfg_fail_at(p, p->admin_line, "[admin]: token_file %s: the "
+			    "token must be one line of printable characters "
+			    "without spaces", c->admin_token_file);
+			goto out;
+		}
+	memcpy(c->admin_token, buf, len);
+	c->admin_token[len] = '\0';
+	ok = 1;
+out:
+	OPENSSL_cleanse(buf, sizeof(buf));
+	close(fd);
+	return ok;
+}
+
+static int
+cfg_outbound_key(struct cfg_parse *p, const char *name, const char *value)
+{
+	struct cfg_outbound *o = &p->c->out;
+	struct outpol *pol;
+	struct net_addr a;
+	char err[CFG_STR + 64];
+	size_t have, n;
+	int rc;
+
+	if (strcmp(name, "socks_listen") == 0 ||
+	    strcmp(name, "http_connect_listen") == 0) {
+		char *dst = name[0] == 's' ? o->socks_listen : o->http_listen;
+		if (dst[0] != '\0')
+			return cfg_fail(p, "%s: given twice", name);
+		if (net_parse(value, &a, err, sizeof(err)) == -1)
+			return cfg_fail(p, "%s: %s", name, err);
+		return cfg_copy(p, dst, MSG_ADDR_MAX, name, value);
+	}
+	if (strcmp(name, "allow_destination") == 0) {
+		/* Parse to report errors here, with the line; the edge parses
+		 * the same text again when it arrives. */
+		if ((pol = malloc(sizeof(*pol))) == NULL)
+			return cfg_fail(p, "out of memory");
+		rc = outpol_parse(value, pol, err, sizeof(err));
+		n = pol->n;
+		free(pol);
+		if (rc == -1)
+			return cfg_fail(p, "allow_destination: %s", err);
+		if (n == 0)
+			return cfg_fail(p, "allow_destination: empty value");
+		have = strlen(o->allow);
+		if (o->nrules + n > OUTPOL_MAX_RULES ||
+		    have + 1 + strlen(value) >= sizeof(o->allow))
+			return cfg_fail(p, "allow_destination: more than %d rules "
+			    "or %d bytes in all", OUTPOL_MAX_RULES,
+			    MSG_POLICY_MAX - 1);
+		snprintf(o->allow + have, sizeof(o->allow) - have, "%s%s",
+		    have > 0 ? "," : "", value);
+		o->nrules += n;
+		return 1;
+	}
+	if (strcmp(name, "auth_user") == 0) {
+		if (strlen(value) > 255 || strchr(value, ':') != NULL)
+			return cfg_fail(p, "auth_user: 1-255 bytes without ':'");
+		return cfg_copy(p, o->user, sizeof(o->user), name, value);
+	}
+	if (strcmp(name, "auth_password") == 0) {
+		if (strlen(value) > 255)
+			return cfg_fail(p, "auth_password: at most 255 bytes");
+		return cfg_copy(p, o->pass, sizeof(o->pass), name, value);
+	}
+	return cfg_fail(p, "unknown key '%s' in [outbound]", name);
+}
+
+static int
 cfg_handler(void *user, const char *section, const char *name,
     const char *value)
 {
@@ -277,8 +410,18 @@ cfg_handler(void *user, const char *section, const char *name,
 			p->agent_line = p->section_line;
 		return cfg_agent_key(p, name, value);
 	}
+	if (strcmp(section, "admin") == 0) {
+		if (p->admin_line == 0)
+			p->admin_line = p->section_line;
+		return cfg_admin_key(p, name, value);
+	}
 	if (section[0] == '\0')
 		return cfg_fail(p, "'%s' is outside any section", name);
+	if (strcmp(section, "outbound") == 0) {
+		if (c->out.line == 0)
+			c->out.line = p->section_line;
+		return cfg_outbound_key(p, name, value);
+	}
 	if (strncmp(section, "service ", 8) != 0)
 		return cfg_fail_at(p, p->section_line, "unknown section [%s]",
 		    section);
@@ -316,6 +459,25 @@ cfg_check(struct cfg_parse *p)
 	if (c->cert[0] == '\0' || c->key[0] == '\0' || c->ca[0] == '\0')
 		return cfg_fail_at(p, p->agent_line, "[agent]: cert, key and ca are all "
 		    "required");
+	if (p->admin_line != 0) {
+		c->admin_line = p->admin_line;
+		if (c->admin_listen[0] == '\0' || c->admin_token_file[0] == '\0')
+			return cfg_fail_at(p, p->admin_line, "[admin]: listen and "
+			    "token_file are both required");
+		if (!cfg_read_token(p))
+			return 0;
+	}
+	if (c->out.line != 0) {
+		if (c->out.socks_listen[0] == '\0' && c->out.http_listen[0] == '\0')
+			return cfg_fail_at(p, c->out.line, "[outbound]: neither "
+			    "socks_listen nor http_connect_listen");
+		if ((c->out.user[0] == '\0') != (c->out.pass[0] == '\0'))
+			return cfg_fail_at(p, c->out.line, "[outbound]: auth_user "
+			    "and auth_password go together");
+		if (strcmp(c->out.socks_listen, c->out.http_listen) == 0)
+			return cfg_fail_at(p, c->out.line, "[outbound]: socks_listen "
+			    "and http_connect_listen are the same address");
+	}
 	for (i = 0; i < c->nservices; i++) {
 		s = &c->services[i];
 		if (s->listen[0] == '\0')
@@ -387,6 +549,7 @@ fail:
 void
 cfg_free(struct cfg *c)
 {
+	OPENSSL_cleanse(c->admin_token, sizeof(c->admin_token));
 	free(c->services);
 	c->services = NULL;
 	c->nservices = 0;

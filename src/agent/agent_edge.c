@@ -3,6 +3,7 @@
  * follows after an exponential back-off with jitter. */
 #include "agent/agent.h"
 #include "common/log.h"
+#include "common/stats.h"
 #include "common/tlsx.h"
 
 #include <errno.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #define BACKOFF_MIN_MS		500
@@ -56,6 +58,7 @@ aedge_schedule(struct aedge *e)
 static void
 aedge_fail(struct aedge *e, const char *why)
 {
+	snprintf(e->last_error, sizeof(e->last_error), "%s", why);
 	if (e->state == AE_READY)
 		log_warn("edge %s lost: %s", e->ce->str, why);
 	else
@@ -63,6 +66,8 @@ aedge_fail(struct aedge *e, const char *why)
 	dial_cancel(&e->dial);
 	if (e->state == AE_HELLO || e->state == AE_READY)
 		fconn_close(&e->fc);
+	e->out_ok = 0;
+	OPENSSL_cleanse(e->out_token, sizeof(e->out_token));
 	aedge_schedule(e);
 }
 
@@ -120,6 +125,23 @@ aedge_ready(struct fconn *fc)
 	return 0;
 }
 
+/* The one place a service's SVC_OPEN is built: the edge compares
+ * definitions whole, so every push must carry the same attributes. */
+void
+svc_open_msg(const struct cfg_service *s, struct msg *m)
+{
+	msg_init(m, FT_SVC_OPEN);
+	msg_set_str(m, FA_SERVICE, s->name);
+	msg_set_str(m, FA_LISTEN, s->listen);
+	m->idle_timeout = s->idle_timeout;
+	m->have |= FA_BIT(FA_IDLE_TIMEOUT);
+	if (s->priority != 0) {
+		/* Absent means 0; old edges skip the tag. */
+		m->priority = s->priority;
+		m->have |= FA_BIT(FA_PRIORITY);
+	}
+}
+
 static void
 aedge_push_services(struct aedge *e)
 {
@@ -129,18 +151,28 @@ aedge_push_services(struct aedge *e)
 
 	for (i = 0; i < agent_cfg.nservices; i++) {
 		s = &agent_cfg.services[i];
-		msg_init(&m, FT_SVC_OPEN);
-		msg_set_str(&m, FA_SERVICE, s->name);
-		msg_set_str(&m, FA_LISTEN, s->listen);
-		m.idle_timeout = s->idle_timeout;
-		m.have |= FA_BIT(FA_IDLE_TIMEOUT);
-		if (s->priority != 0) {
-			/* Absent means 0; old edges skip the tag. */
-			m.priority = s->priority;
-			m.have |= FA_BIT(FA_PRIORITY);
-		}
+		svc_open_msg(s, &m);
 		(void)fconn_send(&e->fc, &m);
 	}
+}
+
+/* The edge's counters, kept as text for /metrics once they parse. A
+ * malformed list is logged and dropped: counters are not worth the
+ * control channel. */
+static void
+aedge_stats(struct aedge *e, const struct msg *m)
+{
+	struct stats_kv kv[STATS_MAX];
+	const char *why;
+	size_t n;
+
+	if (stats_parse(m->stats, strlen(m->stats), kv, STATS_MAX, &n,
+	    &why) == -1) {
+		log_warn("edge %s: STATS ignored: %s", e->ce->str, why);
+		return;
+	}
+	memcpy(e->stats, m->stats, sizeof(e->stats));
+	e->stats_at = ev_now();
 }
 
 static int
@@ -148,6 +180,7 @@ aedge_frame(struct fconn *fc, struct msg *m)
 {
 	struct aedge *e = fc->owner;
 	char why[MSG_TEXT_MAX + 64];
+	struct msg m2;
 
 	if (e->state == AE_HELLO) {
 		if (m->type != FT_HELLO_OK) {
@@ -159,12 +192,22 @@ aedge_frame(struct fconn *fc, struct msg *m)
 			return -1;
 		}
 		e->state = AE_READY;
+		e->connects++;
+		e->connected_at = ev_now();
+		e->stats[0] = '\0';
 		e->backoff_ms = BACKOFF_MIN_MS;
 		e->last_ping = ev_now();
 		snprintf(e->edge_name, sizeof(e->edge_name), "%s", m->name);
 		log_info("edge %s connected (edge %s, protocol %u)", e->ce->str,
 		    e->edge_name, m->version);
 		aedge_push_services(e);
+		if (agent_cfg.out.line != 0) {
+			/* The edge enforces what we allow; it gets the policy
+			 * before any outbound session can be asked for. */
+			msg_init(&m2, FT_OUT_POLICY);
+			msg_set_str(&m2, FA_OUT_ALLOW, agent_cfg.out.allow);
+			(void)fconn_send(&e->fc, &m2);
+		}
 		return 0;
 	}
 	switch (m->type) {
@@ -178,8 +221,24 @@ aedge_frame(struct fconn *fc, struct msg *m)
 	case FT_SESS_NEW:
 		sess_new(e, m);
 		return 0;
+	case FT_OUT_POLICY_OK:
+		if (m->status != 0 || !(m->have & FA_BIT(FA_SECRET))) {
+			e->out_ok = 0;
+			log_err("edge %s: outbound policy refused: %s", e->ce->str,
+			    (m->have & FA_BIT(FA_TEXT)) ? m->text : "?");
+			return 0;
+		}
+		memcpy(e->out_token, m->secret, sizeof(e->out_token));
+		OPENSSL_cleanse(m->secret, sizeof(m->secret));
+		e->out_ok = 1;
+		log_info("edge %s: outbound open (%zu destination rules)",
+		    e->ce->str, agent_cfg.out.nrules);
+		return 0;
 	case FT_PONG:
 		e->rtt_ms = ev_now_update() - m->nonce;
+		return 0;
+	case FT_STATS:
+		aedge_stats(e, m);
 		return 0;
 	case FT_ERROR:
 		snprintf(why, sizeof(why), "edge said: %s", m->text);
@@ -204,6 +263,69 @@ edge_send(struct aedge *e, const struct msg *m)
 {
 	if (e->state == AE_READY)
 		(void)fconn_send(&e->fc, m);
+}
+
+size_t
+edges_count(void)
+{
+	return nedges;
+}
+
+const struct aedge *
+edges_get(size_t i)
+{
+	return i < nedges ? &edges[i] : NULL;
+}
+
+const char *
+aedge_state_name(enum aedge_state st)
+{
+	switch (st) {
+	case AE_WAIT: return "disconnected";
+	case AE_CONNECT: return "connecting";
+	case AE_HELLO: return "handshake";
+	case AE_READY: return "connected";
+	}
+	return "?";
+}
+
+void
+edges_svc_close(const char *name)
+{
+	struct msg m;
+	size_t i;
+
+	msg_init(&m, FT_SVC_CLOSE);
+	msg_set_str(&m, FA_SERVICE, name);
+	for (i = 0; i < nedges; i++)
+		edge_send(&edges[i], &m);
+}
+
+void
+edges_svc_open(const struct cfg_service *s)
+{
+	struct msg m;
+	size_t i;
+
+	svc_open_msg(s, &m);
+	for (i = 0; i < nedges; i++)
+		edge_send(&edges[i], &m);
+}
+
+struct aedge *
+edge_pick_out(void)
+{
+	static size_t rr;
+	size_t k, i;
+
+	for (k = 0; k < nedges; k++) {
+		i = (rr + k) % nedges;
+		if (edges[i].state == AE_READY && edges[i].out_ok) {
+			rr = i + 1;
+			return &edges[i];
+		}
+	}
+	return NULL;
 }
 
 void
@@ -249,6 +371,10 @@ edges_tick(uint64_t now)
 				msg_init(&m, FT_PING);
 				m.nonce = now;
 				m.have |= FA_BIT(FA_NONCE);
+				(void)fconn_send(&e->fc, &m);
+				/* The edge's counters ride along with the
+				 * heartbeat: fresh to within 2 s for /metrics. */
+				msg_init(&m, FT_STATS_REQ);
 				(void)fconn_send(&e->fc, &m);
 			}
 			break;

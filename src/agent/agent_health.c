@@ -6,11 +6,14 @@
  * that refuses, fails or does not answer within the interval (or the
  * connect time-out, if shorter) is marked down and skipped for new
  * sessions while another is up; the first check that connects puts it
- * back. Only changes are logged: "backend X down: why", "backend X up". */
+ * back. Only changes are logged: "backend X down: why", "backend X up".
+ * Sessions report their dials here too (health_report), so the state is
+ * also what the admin API and the metrics show. */
 #include "agent/agent.h"
 #include "common/log.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,26 +24,41 @@ struct probe {
 	struct cfg_backend	*b;
 	uint64_t		 next;		/* when the next check starts */
 	uint64_t		 deadline;	/* while dialling: give up then */
-	uint64_t		 limit_ms;	/* how long a check may take */
 };
 
 static struct probe *probes;
 static size_t nprobes;
 
-void
-health_report(struct cfg_service *svc, struct cfg_backend *b, int ok,
-    const char *why)
+int
+health_down(const struct cfg_service *svc, const struct cfg_backend *b)
 {
+	/* Without checks nothing would ever put a backend back, so the
+	 * recorded outcome informs the operator (status, metrics) only. */
+	return svc->health_ms > 0 && b->health == BH_DOWN;
+}
+
+void
+health_report(struct cfg_service *svc, struct cfg_backend *b, int err)
+{
+	enum backend_health h = err == 0 ? BH_UP : BH_DOWN;
+	int was_down;
+
+	if (b == NULL)
+		return;
+	was_down = b->health == BH_DOWN;
+	if (err != 0)
+		snprintf(b->last_error, sizeof(b->last_error), "%s", strerror(err));
+	if (h == b->health)
+		return;
+	b->health = h;
+	b->health_at = ev_now();
 	if (svc->health_ms == 0)
 		return;
-	if (ok && b->down) {
-		b->down = 0;
-		log_info("service %s: backend %s up", svc->name, b->str);
-	} else if (!ok && !b->down) {
-		b->down = 1;
+	if (h == BH_DOWN)
 		log_warn("service %s: backend %s down: %s", svc->name, b->str,
-		    why);
-	}
+		    b->last_error);
+	else if (was_down)
+		log_info("service %s: backend %s up", svc->name, b->str);
 }
 
 static void
@@ -49,11 +67,11 @@ probe_done(struct dial *d, int fd, int err)
 	struct probe *pr = d->arg;
 
 	if (fd == -1) {
-		health_report(pr->svc, pr->b, 0, strerror(err));
+		health_report(pr->svc, pr->b, err);
 		return;
 	}
 	close(fd);
-	health_report(pr->svc, pr->b, 1, NULL);
+	health_report(pr->svc, pr->b, 0);
 }
 
 static void
@@ -64,10 +82,9 @@ probe_start(struct probe *pr, uint64_t now)
 	if (agent_cfg.connect_timeout_ms < limit)
 		limit = agent_cfg.connect_timeout_ms;
 	pr->next = now + pr->svc->health_ms;
-	pr->limit_ms = limit;
 	pr->deadline = now + limit;
 	if (dial_start(&pr->dial, &pr->b->addr, probe_done, pr) == -1)
-		health_report(pr->svc, pr->b, 0, strerror(errno));
+		health_report(pr->svc, pr->b, errno);
 }
 
 void
@@ -101,7 +118,6 @@ void
 health_tick(uint64_t now)
 {
 	struct probe *pr;
-	char why[64];
 	size_t i;
 
 	for (i = 0; i < nprobes; i++) {
@@ -110,9 +126,7 @@ health_tick(uint64_t now)
 			if (now < pr->deadline)
 				continue;
 			dial_cancel(&pr->dial);
-			snprintf(why, sizeof(why), "no answer within %llu ms",
-			    (unsigned long long)pr->limit_ms);
-			health_report(pr->svc, pr->b, 0, why);
+			health_report(pr->svc, pr->b, ETIMEDOUT);
 		}
 		if (now >= pr->next)
 			probe_start(pr, now);

@@ -10,19 +10,44 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define AGENT_VERSION "0.1.0"
+#include <systemd/sd-daemon.h>
 
 struct cfg agent_cfg;
 SSL_CTX *agent_tls;
 
 static volatile sig_atomic_t agent_stop;
+static volatile sig_atomic_t agent_hup;
 
 static void
 on_signal(int sig)
 {
 	(void)sig;
 	agent_stop = 1;
+}
+
+static void
+on_hup(int sig)
+{
+	(void)sig;
+	agent_hup = 1;
+}
+
+/* SIGHUP, part 1 of the handling in the loop: reload the configuration.
+ * A file that does not load is refused and the running one stays. */
+static void
+hup_reload(void)
+{
+	struct reload_result *res;
+	char err[1024];
+
+	(void)sd_notify(0, "RELOADING=1");
+	log_info("SIGHUP: reloading %s", agent_cfg.path);
+	if ((res = malloc(sizeof(*res))) == NULL)
+		log_err("reload: out of memory");
+	else if (reload_run(res, err, sizeof(err)) == -1)
+		log_err("SIGHUP: reload refused: %s", err);
+	free(res);
+	(void)sd_notify(0, "READY=1");
 }
 
 static void
@@ -33,9 +58,11 @@ usage(FILE *f)
 	    "\n"
 	    "The inside half of sallyport. Connects out to every edge named in the\n"
 	    "configuration, pushes the services the edges must open, and joins each\n"
-	    "client session to a backend. See sallyport-agent.conf in README.md.\n"
+	    "client session to a backend; with an [outbound] section it also runs\n"
+	    "SOCKS5 and HTTP CONNECT proxies whose sessions leave through an edge.\n"
+	    "See the configuration in README.md.\n"
 	    "\n"
-	    "  -c, --config FILE   configuration file (INI)\n"
+	    "  -c, --config FILE   configuration file (INI); SIGHUP reloads it\n"
 	    "      --check         validate the configuration and exit (0 ok, 1 not)\n"
 	    "  -v, --verbose       log debug lines too\n"
 	    "  -h, --help          this text\n"
@@ -96,25 +123,49 @@ main(int argc, char **argv)
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_hup;
+	sigaction(SIGHUP, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 	if (ev_init() == -1)
 		log_fatal("epoll: %s", strerror(errno));
 	log_info("agent %s starting: %zu edges, %zu services", agent_cfg.name,
 	    agent_cfg.nedges, agent_cfg.nservices);
+	if (agent_cfg.admin_listen[0] != '\0' &&
+	    admin_start(agent_cfg.admin_listen, err, sizeof(err)) == -1)
+		log_fatal("admin API on %s: %s", agent_cfg.admin_listen, err);
+	if (out_start() == -1) {
+		out_stop();
+		SSL_CTX_free(agent_tls);
+		cfg_free(&agent_cfg);
+		return 1;
+	}
 	health_start();
 	edges_start();
+	(void)sd_notify(0, "READY=1");
 	while (!agent_stop) {
 		if (ev_run_once(200) == -1)
 			log_fatal("epoll_wait: %s", strerror(errno));
+		if (agent_hup) {
+			agent_hup = 0;
+			hup_reload();
+		}
 		now = ev_now();
 		edges_tick(now);
 		health_tick(now);
 		sess_tick(now);
+		reload_tick();
+		admin_tick();
+		out_tick(now);
 	}
+	(void)sd_notify(0, "STOPPING=1");
 	log_info("stopping");
+	admin_stop();
+	out_stop();
 	sess_stop();
 	edges_stop();
+	reload_stop();
+	metrics_free();
 	health_stop();
 	SSL_CTX_free(agent_tls);
 	cfg_free(&agent_cfg);

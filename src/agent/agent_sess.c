@@ -18,7 +18,8 @@ struct asess {
 	uint64_t	 id;
 	enum asess_state state;
 	struct aedge	*edge;
-	struct cfg_service *svc;
+	struct cfg_service *svc;	/* until relaying; may be retired */
+	int		 counted;	/* known service: in the metrics */
 	char		 svc_name[MSG_NAME_MAX];
 	char		 client[NET_ADDRSTR];
 	char		 backend[CFG_STR];
@@ -28,7 +29,8 @@ struct asess {
 	char		 edge_host[CFG_STR];
 	uint32_t	 tried;		/* backends tried, by index */
 	size_t		 bidx;		/* where the tie-break rotation starts */
-	struct cfg_backend *bk;		/* the backend counted as in use */
+	struct cfg_backend *bk;		/* being dialled or used; counted in
+					 * its active, always in a live table */
 	int		 backend_fd;
 	struct dial	 dial;
 	struct fconn	 fc;
@@ -57,6 +59,33 @@ backend_release(struct asess *s)
 	s->bk = NULL;
 }
 
+/* Move s's count to the same backend (service name and address) of the
+ * configuration now in force, or drop it if that backend is gone: a
+ * session may outlive the table it started from (a reload retires it). */
+static void
+backend_rebind(struct asess *s)
+{
+	struct cfg_service *svc;
+	struct cfg_backend *nb = NULL;
+	size_t i;
+
+	if (s->bk == NULL)
+		return;
+	if ((svc = cfg_service(&agent_cfg, s->svc_name)) != NULL)
+		for (i = 0; i < svc->nbackends; i++)
+			if (strcmp(svc->backends[i].str, s->bk->str) == 0) {
+				nb = &svc->backends[i];
+				break;
+			}
+	if (nb == s->bk)
+		return;
+	backend_release(s);
+	if (nb != NULL) {
+		s->bk = nb;
+		nb->active++;
+	}
+}
+
 static void
 asess_unlink_free(struct asess *s)
 {
@@ -72,9 +101,13 @@ asess_unlink_free(struct asess *s)
 }
 
 static void
-asess_log_end(struct asess *s, uint64_t in, uint64_t out, const char *reason)
+asess_log_end(struct asess *s, uint64_t in, uint64_t out, const char *reason,
+    enum sess_outcome o)
 {
 	uint64_t ms = ev_now_update() - s->t_start;
+
+	if (s->counted)
+		metrics_sess_end(s->svc_name, o, in, out);
 
 	log_info("session %llu closed service=%s client=%s backend=%s edge=%s "
 	    "bytes_in=%llu bytes_out=%llu duration=%llu.%03llus reason=%s",
@@ -88,7 +121,8 @@ asess_log_end(struct asess *s, uint64_t in, uint64_t out, const char *reason)
 /* Give up on a session before it relays: tell the edge so the client is
  * closed at once rather than at the claim time-out. */
 static void
-asess_abort(struct asess *s, const char *why)
+asess_abort_as(struct asess *s, const char *why, const char *reason,
+    enum sess_outcome o)
 {
 	struct msg m;
 	struct linger lg = { 1, 0 };
@@ -110,8 +144,14 @@ asess_abort(struct asess *s, const char *why)
 		close(s->backend_fd);
 	}
 	log_warn("session %llu failed: %s", (unsigned long long)s->id, why);
-	asess_log_end(s, 0, 0, "error");
+	asess_log_end(s, 0, 0, reason, o);
 	asess_unlink_free(s);
+}
+
+static void
+asess_abort(struct asess *s, const char *why)
+{
+	asess_abort_as(s, why, "error", SO_REFUSED);
 }
 
 static void backend_dialled(struct dial *d, int fd, int err);
@@ -126,15 +166,17 @@ backend_pick(const struct asess *s)
 {
 	const struct cfg_backend *b, *best = NULL;
 	size_t k, i, n = s->svc->nbackends;
-	int besti = -1;
+	int besti = -1, down, best_down = 0;
 
 	for (k = 0; k < n; k++) {
 		i = (s->bidx + k) % n;
 		if (s->tried & (1u << i))
 			continue;
 		b = &s->svc->backends[i];
-		if (best == NULL || b->down < best->down ||
-		    (b->down == best->down && b->active < best->active)) {
+		down = health_down(s->svc, b);
+		if (best == NULL || down < best_down ||
+		    (down == best_down && b->active < best->active)) {
+			best_down = down;
 			best = b;
 			besti = (int)i;
 		}
@@ -148,7 +190,7 @@ static int
 backend_next(struct asess *s)
 {
 	struct cfg_backend *b;
-	int i;
+	int i, err;
 
 	while ((i = backend_pick(s)) != -1) {
 		b = &s->svc->backends[i];
@@ -159,9 +201,10 @@ backend_next(struct asess *s)
 			b->active++;
 			return 0;
 		}
+		err = errno;
 		log_warn("session %llu: backend %s: %s", (unsigned long long)s->id,
-		    b->str, strerror(errno));
-		health_report(s->svc, b, 0, strerror(errno));
+		    b->str, strerror(err));
+		health_report(s->svc, b, err);
 	}
 	return -1;
 }
@@ -199,10 +242,10 @@ backend_dialled(struct dial *d, int fd, int err)
 	struct asess *s = d->arg;
 	char why[300];
 
+	health_report(s->svc, s->bk, fd == -1 ? err : 0);
 	if (fd == -1) {
 		log_warn("session %llu: backend %s: %s", (unsigned long long)s->id,
 		    s->backend, strerror(err));
-		health_report(s->svc, s->bk, 0, strerror(err));
 		backend_release(s);
 		if (backend_next(s) == 0)
 			return;
@@ -212,7 +255,6 @@ backend_dialled(struct dial *d, int fd, int err)
 		asess_abort(s, why);
 		return;
 	}
-	health_report(s->svc, s->bk, 1, NULL);
 	s->backend_fd = fd;
 	s->state = AS_LINK;
 	if (dial_start(&s->dial, &s->edge_addr, link_dialled, s) == -1) {
@@ -251,7 +293,8 @@ relay_done(struct relay *r, int first, const char *err)
 	else
 		snprintf(reason, sizeof(reason), "%s",
 		    first == 0 ? "backend-closed" : "client-closed");
-	asess_log_end(s, r->bytes[1], r->bytes[0], reason);
+	asess_log_end(s, r->bytes[1], r->bytes[0], reason,
+	    err != NULL ? SO_FAILED : SO_COMPLETED);
 	relay_free(r, err != NULL);
 	asess_unlink_free(s);
 }
@@ -276,6 +319,12 @@ link_frame(struct fconn *fc, struct msg *m)
 	bfd = s->backend_fd;
 	s->backend_fd = -1;
 	s->state = AS_RELAY;
+	/* The service table is not needed from here on: a reload may retire
+	 * it while this session runs. */
+	backend_rebind(s);
+	s->svc = NULL;
+	if (s->counted)
+		metrics_sess_joined(ev_now_update() - s->t_start);
 	log_info("session %llu joined service=%s client=%s backend=%s",
 	    (unsigned long long)s->id, s->svc_name, s->client, s->backend);
 	(void)relay_start(&s->relay, bfd, NULL, fd, ssl, NULL, relay_done, s);
@@ -323,10 +372,14 @@ sess_new(struct aedge *e, const struct msg *m)
 	sessions = s;
 	log_info("session %llu opened service=%s client=%s edge=%s",
 	    (unsigned long long)s->id, s->svc_name, s->client, s->edge_str);
+	/* Only configured services are counted: the edge cannot make the
+	 * metrics grow by inventing names. */
 	if ((s->svc = cfg_service(&agent_cfg, m->service)) == NULL) {
 		asess_abort(s, "unknown service");
 		return;
 	}
+	s->counted = 1;
+	metrics_sess_open(s->svc_name);
 	s->bidx = s->svc->rr++;
 	if (backend_next(s) == -1) {
 		s->backend[0] = '\0';
@@ -354,10 +407,86 @@ sess_stop(void)
 	while ((s = sessions) != NULL) {
 		if (s->state == AS_RELAY) {
 			asess_log_end(s, s->relay.bytes[1], s->relay.bytes[0],
-			    "agent-stopping");
+			    "agent-stopping", SO_STOPPED);
 			relay_free(&s->relay, 1);
 			asess_unlink_free(s);
 		} else
-			asess_abort(s, "agent stopping");
+			asess_abort_as(s, "agent stopping", "agent-stopping",
+			    SO_STOPPED);
 	}
+}
+
+void
+sess_foreach(sess_visit_cb *cb, void *arg)
+{
+	struct sess_info si;
+	struct asess *s, *next;
+	uint64_t now = ev_now_update();
+
+	for (s = sessions; s != NULL; s = next) {
+		next = s->next;
+		memset(&si, 0, sizeof(si));
+		si.id = s->id;
+		si.service = s->svc_name;
+		si.client = s->client;
+		si.backend = s->backend;
+		si.edge = s->edge_str;
+		si.state = s->state == AS_RELAY ? "relay" : "setup";
+		if (s->state == AS_RELAY) {
+			si.bytes_to_backend = s->relay.bytes[1];
+			si.bytes_to_client = s->relay.bytes[0];
+		}
+		si.age_ms = now - s->t_start;
+		cb(&si, arg);
+	}
+}
+
+size_t
+sess_kill(uint64_t id)
+{
+	struct asess *s, *next;
+	size_t n = 0;
+
+	for (s = sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->id != id)
+			continue;
+		n++;
+		if (s->state == AS_RELAY) {
+			/* Reset both sides: the client must see a cut, not a
+			 * clean end that could pass for a complete transfer. */
+			log_warn("session %llu killed by the operator",
+			    (unsigned long long)s->id);
+			asess_log_end(s, s->relay.bytes[1], s->relay.bytes[0],
+			    "killed", SO_KILLED);
+			relay_free(&s->relay, 1);
+			asess_unlink_free(s);
+		} else
+			asess_abort_as(s, "killed by the operator", "killed",
+			    SO_KILLED);
+	}
+	return n;
+}
+
+int
+sess_uses(const struct cfg_service *arr, size_t n)
+{
+	struct asess *s;
+
+	for (s = sessions; s != NULL; s = s->next)
+		if (s->svc != NULL && s->svc >= arr && s->svc < arr + n)
+			return 1;
+	return 0;
+}
+
+void
+sess_reloaded(void)
+{
+	struct asess *s;
+
+	/* Sessions still being set up keep their (retired) table alive and
+	 * are moved when they join; relaying ones must move now. */
+	for (s = sessions; s != NULL; s = s->next)
+		if (s->svc == NULL)
+			backend_rebind(s);
 }

@@ -1,6 +1,7 @@
-/* dial.c - outbound connections. Only the agent links this file: the
- * edge must never connect toward the inside, and the surest way to keep
- * that true is for its binary not to contain the code. */
+/* dial.c - the agent's connections (edges, backends). Only the agent
+ * links this file: the edge must never connect toward the inside, so it
+ * does not contain this general dialler; its one connect(), for
+ * outbound sessions, is in edge_out.c behind the policy check. */
 #include "agent/agent.h"
 #include "common/log.h"
 

@@ -32,7 +32,13 @@ static const struct attr_def attr_defs[FA_MAX_TAG + 1] = {
 	[FA_SECRET]	 = { AK_BYTES, FRAME_SECRET, AOFF(secret) },
 	[FA_NONCE]	 = { AK_U64, 8, AOFF(nonce) },
 	[FA_PRIORITY]	 = { AK_U32, 4, AOFF(priority) },
+	[FA_DEST_HOST]	 = { AK_STR, MSG_HOST_MAX - 1, AOFF(dest_host) },
+	[FA_DEST_PORT]	 = { AK_U16, 2, AOFF(dest_port) },
+	[FA_OUT_CODE]	 = { AK_U8, 1, AOFF(out_code) },
+	[FA_DEST_ADDR]	 = { AK_STR, MSG_ADDR_MAX - 1, AOFF(dest_addr) },
+	[FA_OUT_ALLOW]	 = { AK_STR, MSG_POLICY_MAX - 1, AOFF(out_allow) },
 	[FA_IDLE_TIMEOUT] = { AK_U32, 4, AOFF(idle_timeout) },
+	[FA_STATS]	 = { AK_STR, MSG_STATS_MAX - 1, AOFF(stats) },
 };
 
 struct type_def {
@@ -54,6 +60,13 @@ static const struct type_def type_defs[] = {
 	[FT_PONG]	 = { "PONG", FA_BIT(FA_NONCE) },
 	[FT_DATA_HELLO]	 = { "DATA_HELLO", FA_BIT(FA_SESSION) | FA_BIT(FA_SECRET) },
 	[FT_DATA_OK]	 = { "DATA_OK", FA_BIT(FA_SESSION) },
+	[FT_STATS]	 = { "STATS", FA_BIT(FA_STATS) },
+	[FT_STATS_REQ]	 = { "STATS_REQ", 0 },
+	[FT_OUT_OPEN]	 = { "OUT_OPEN", FA_BIT(FA_DEST_HOST) | FA_BIT(FA_DEST_PORT) |
+	    FA_BIT(FA_SECRET) },
+	[FT_OUT_RESULT]	 = { "OUT_RESULT", FA_BIT(FA_STATUS) | FA_BIT(FA_OUT_CODE) },
+	[FT_OUT_POLICY]	 = { "OUT_POLICY", FA_BIT(FA_OUT_ALLOW) },
+	[FT_OUT_POLICY_OK] = { "OUT_POLICY_OK", FA_BIT(FA_STATUS) },
 };
 
 #define NTYPES (sizeof(type_defs) / sizeof(type_defs[0]))

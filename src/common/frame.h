@@ -28,6 +28,14 @@ enum frame_type {
 	FT_PONG = 10,
 	FT_DATA_HELLO = 16,
 	FT_DATA_OK = 17,
+	/* Operations (40-47): the edge's counters for the agent's /metrics. */
+	FT_STATS = 40,
+	FT_STATS_REQ = 41,
+	/* outbound (docs/protocol.md, "Outbound") */
+	FT_OUT_OPEN = 48,
+	FT_OUT_RESULT = 49,
+	FT_OUT_POLICY = 50,
+	FT_OUT_POLICY_OK = 51,
 	/* Types 18-23 data-link fast path, 24-31 FTP, 32-39 client policy,
 	 * 40-47 operations, 48-55 outbound. */
 };
@@ -46,6 +54,15 @@ enum frame_tag {
 	FA_NONCE = 11,
 	/* 12-15 availability (docs/protocol.md "High availability"). */
 	FA_PRIORITY = 12,
+	/* Operations (28-33; 29-33 unassigned): counters as "name=value"
+	 * tokens, parsed by common/stats.c. */
+	FA_STATS = 28,
+	/* outbound (docs/protocol.md, "Outbound") */
+	FA_DEST_HOST = 34,
+	FA_DEST_PORT = 35,
+	FA_OUT_CODE = 36,
+	FA_DEST_ADDR = 37,
+	FA_OUT_ALLOW = 38,
 	/* Tags 12-63 are assigned by later features, by range:
 	 * 12-15 availability, 16-27 client policy and PROXY, 28-33
 	 * operations, 34-45 outbound, 46-53 FTP, 54-61 data-link fast path,
@@ -59,6 +76,9 @@ enum frame_tag {
 #define MSG_NAME_MAX	64	/* names: up to 63 bytes + NUL */
 #define MSG_TEXT_MAX	1024
 #define MSG_ADDR_MAX	64
+#define MSG_STATS_MAX	2048	/* FA_STATS: up to 2047 bytes + NUL */
+#define MSG_HOST_MAX	256	/* DEST_HOST: up to 255 bytes + NUL */
+#define MSG_POLICY_MAX	4096	/* OUT_ALLOW: up to 4095 bytes + NUL */
 
 /* A decoded message. `have` has FA_BIT(tag) set for every attribute
  * present; strings are NUL-terminated and validated. */
@@ -78,6 +98,12 @@ struct msg {
 	char		listen[MSG_ADDR_MAX];
 	char		client_addr[MSG_ADDR_MAX];
 	uint8_t		secret[FRAME_SECRET];
+	char		stats[MSG_STATS_MAX];
+	uint16_t	dest_port;
+	uint8_t		out_code;
+	char		dest_host[MSG_HOST_MAX];
+	char		dest_addr[MSG_ADDR_MAX];
+	char		out_allow[MSG_POLICY_MAX];
 };
 
 /* Decode a frame header. Returns 0 and sets *type and *len, or -1 with

@@ -1,5 +1,7 @@
 /* net.h - socket helpers shared by edge and agent. No connect() here:
- * dialling lives in src/agent/dial.c so the edge binary never links it. */
+ * the agent dials in src/agent/dial.c, which the edge never links; the
+ * edge's only connect() is in src/edge/edge_out.c, for policy-checked
+ * outbound sessions. */
 #ifndef SP_NET_H
 #define SP_NET_H
 

@@ -42,11 +42,13 @@ tlsx_ctx(const SSL_METHOD *method, const char *cert, const char *key,
 	what = cert;
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
 		goto fail;
+	/* No key: the caller installs one that signs elsewhere. */
 	what = key;
-	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+	if (key != NULL &&
+	    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
 		goto fail;
 	what = "certificate and key do not match";
-	if (SSL_CTX_check_private_key(ctx) != 1)
+	if (key != NULL && SSL_CTX_check_private_key(ctx) != 1)
 		goto fail;
 	what = ca;
 	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1)

@@ -8,7 +8,8 @@
 
 /* Mutual TLS 1.3 contexts. The server (edge) demands a client certificate
  * chaining to ca with the clientAuth purpose; the client (agent) verifies
- * the server against ca. NULL with err filled on failure. */
+ * the server against ca. key may be NULL when the caller installs a key
+ * object of its own (the edge's key process). NULL with err filled. */
 SSL_CTX	*tlsx_server_ctx(const char *cert, const char *key, const char *ca,
 	    char *err, size_t errlen);
 SSL_CTX	*tlsx_client_ctx(const char *cert, const char *key, const char *ca,

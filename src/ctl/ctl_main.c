@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctl/ctl_api.h"
 #include "ctl/pki.h"
 
 #define CTL_NAME    "sallyportctl"
@@ -37,6 +38,16 @@ static void usage(FILE *fp)
         "        --days N          validity of all certificates in days\n"
         "                          (default 825)\n"
         "        --force           overwrite existing files\n"
+        "\n"
+        "  status [OPTS]       edges, services and backends of a running agent\n"
+        "  sessions [OPTS]     the sessions it is carrying now\n"
+        "  kill [OPTS] ID      cut one session\n"
+        "  reload [OPTS]       make the agent reload its configuration file\n"
+        "      These talk to the agent's admin API ([admin] in its config):\n"
+        "        --url URL         default " CTL_API_URL " ($SALLYPORT_URL)\n"
+        "        --token-file F    the bearer token, default\n"
+        "                          " CTL_API_TOKEN_FILE " ($SALLYPORT_TOKEN_FILE)\n"
+        "        --json            print the API's JSON instead of a table\n"
         "\n"
         "Options:\n"
         "  -h, --help     show this help and exit\n"
@@ -184,6 +195,10 @@ static int cmd_pki(int argc, char **argv)
 
 static const struct ctl_command commands[] = {
     { "pki", cmd_pki },
+    { "status", ctl_api_status },
+    { "sessions", ctl_api_sessions },
+    { "kill", ctl_api_kill },
+    { "reload", ctl_api_reload },
 };
 
 static int dispatch(int argc, char **argv)

@@ -25,10 +25,30 @@ struct edge_conf {
 	const char	*name;
 };
 
+/* Counters reported to agents in STATS frames (docs/protocol.md,
+ * "Operations"). Bytes of running sessions are added when reported. */
+struct edge_stats {
+	uint64_t	 sessions_accepted;	/* clients accepted */
+	uint64_t	 sessions_joined;	/* claimed by a data link */
+	uint64_t	 sessions_refused;	/* refused by the agent */
+	uint64_t	 sessions_agent_lost;	/* agent gone before the claim */
+	uint64_t	 sessions_bad_secret;
+	uint64_t	 bytes_from_clients;	/* of sessions that ended */
+	uint64_t	 bytes_to_clients;
+	uint64_t	 control_accepted;	/* TCP connections on the control port */
+	uint64_t	 control_refused;	/* failed TLS, greeting or time-out */
+	uint64_t	 data_links_refused;
+	uint64_t	 agents_connected;	/* gauge */
+};
+
 extern struct edge_conf edge_conf;
+extern struct edge_stats edge_stats;
 extern SSL_CTX *edge_tls;
 
-enum econn_state { EC_INCOMING, EC_AGENT };
+enum econn_state { EC_INCOMING, EC_AGENT, EC_OUT };
+
+struct eout;
+struct epol;
 
 /* A connection on the control port: unidentified until its first frame,
  * then an agent's control channel (a data link leaves this struct). */
@@ -40,6 +60,12 @@ struct econn {
 	uint64_t	 deadline;	/* EC_INCOMING: first frame due */
 	uint64_t	 active;	/* sessions handed to this agent and
 					 * not yet ended, pending or joined */
+	/* EC_AGENT: the outbound policy it pushed, and the token its
+	 * outbound data links must show (edge_out.c). */
+	struct epol	*out_pol;
+	uint8_t		 out_token[FRAME_SECRET];
+	/* EC_OUT: the outbound session this data link asked for. */
+	struct eout	*out;
 	struct econn	*prev, *next;
 };
 
@@ -72,6 +98,8 @@ int	ctl_listen(const char *addr);
 void	ctl_tick(uint64_t now);
 void	ctl_pause(int paused);
 void	ctl_shutdown(void);
+/* The agent control connection whose outbound token is tok, or NULL. */
+struct econn *ctl_agent_by_token(const uint8_t *tok);
 
 /* edge_svc.c */
 void	svc_open(struct econn *agent, const struct msg *def);
@@ -85,6 +113,21 @@ void	sess_tick(uint64_t now);
 void	accept_pause(uint64_t now);
 int	accept_paused(uint64_t now);
 void	svc_shutdown(void);
+/* Append the service and session counters to a STATS text. */
+void	svc_stats(char *out, size_t outlen);
+/* edge_out.c: outbound sessions, the only code in the edge that calls
+ * connect(), toward destinations an agent's policy allows. */
+/* enabled: --allow-outbound; otherwise OUT_POLICY is refused. */
+int	out_init(int enabled);
+void	out_policy(struct econn *agent, const struct msg *m);
+/* First frame OUT_OPEN on a data link (c already EC_OUT); may free c. */
+void	out_open(struct econn *c, const struct msg *m);
+/* The data link of an outbound session failed before its relay. */
+void	out_link_lost(struct econn *c);
+void	out_pol_unref(struct epol *p);
+void	out_tick(uint64_t now);
+void	out_shutdown(void);
+
 /* Free an econn that has been detached or closed. */
 void	econn_free(struct econn *c);
 

@@ -2,6 +2,7 @@
  * frame, and agents' control channels. */
 #include "edge/edge.h"
 #include "common/log.h"
+#include "common/stats.h"
 #include "common/tlsx.h"
 
 #include <errno.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 
 static struct ev_io ctl_lio;
 static struct econn *conns;	/* every econn, incoming or agent */
@@ -41,7 +43,21 @@ econn_free(struct econn *c)
 		nincoming--;
 	econn_unlink(c);
 	fconn_close(&c->fc);
+	out_pol_unref(c->out_pol);
+	OPENSSL_cleanse(c->out_token, sizeof(c->out_token));
 	free(c);
+}
+
+struct econn *
+ctl_agent_by_token(const uint8_t *tok)
+{
+	struct econn *c;
+
+	for (c = conns; c != NULL; c = c->next)
+		if (c->state == EC_AGENT && c->out_pol != NULL &&
+		    CRYPTO_memcmp(c->out_token, tok, FRAME_SECRET) == 0)
+			return c;
+	return NULL;
 }
 
 static void
@@ -49,10 +65,17 @@ econn_drop(struct econn *c, const char *why)
 {
 	if (c->state == EC_AGENT) {
 		log_warn("agent %s lost: %s", c->name, why);
+		if (edge_stats.agents_connected > 0)
+			edge_stats.agents_connected--;
 		svc_withdraw_all(c);
 		sess_agent_lost(c);
-	} else
+	} else if (c->state == EC_OUT) {
+		log_warn("outbound data link from %s: %s", c->peer, why);
+		out_link_lost(c);
+	} else {
 		log_warn("connection from %s refused: %s", c->peer, why);
+		edge_stats.control_refused++;
+	}
 	econn_free(c);
 }
 
@@ -83,6 +106,7 @@ econn_hello(struct econn *c, const struct msg *m)
 	}
 	c->state = EC_AGENT;
 	nincoming--;
+	edge_stats.agents_connected++;
 	snprintf(c->name, sizeof(c->name), "%s", m->name);
 	msg_init(&r, FT_HELLO_OK);
 	r.version = FRAME_VERSION;
@@ -94,6 +118,36 @@ econn_hello(struct econn *c, const struct msg *m)
 		return -1;
 	}
 	return 0;
+}
+
+/* STATS_REQ: answer with every counter. A counter that does not fit is
+ * left out (the frame has room for far more than there are). */
+static void
+econn_stats(struct econn *c)
+{
+	struct msg r;
+	const struct { const char *name; uint64_t v; } kv[] = {
+		{ "control_accepted_total", edge_stats.control_accepted },
+		{ "control_refused_total", edge_stats.control_refused },
+		{ "data_links_refused_total", edge_stats.data_links_refused },
+		{ "agents_connected", edge_stats.agents_connected },
+	};
+	size_t i;
+
+	msg_init(&r, FT_STATS);
+	char name[STATS_NAME_MAX];
+	int k;
+
+	for (i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+		(void)stats_append(r.stats, sizeof(r.stats), kv[i].name, kv[i].v);
+	svc_stats(r.stats, sizeof(r.stats));
+	/* How often each limit was hit: limit_sessions_total, ... */
+	for (k = 0; k < LIM_COUNT; k++) {
+		snprintf(name, sizeof(name), "limit_%s_total", lim_name(k));
+		(void)stats_append(r.stats, sizeof(r.stats), name, lim_counter[k]);
+	}
+	r.have |= FA_BIT(FA_STATS);
+	(void)fconn_send(&c->fc, &r);
 }
 
 static int
@@ -111,8 +165,22 @@ econn_frame(struct fconn *fc, struct msg *m)
 			sess_claim(c, m);
 			return -1;
 		}
-		snprintf(why, sizeof(why), "expected HELLO or DATA_HELLO, got %s",
-		    frame_type_name(m->type));
+		if (m->type == FT_OUT_OPEN) {
+			/* An outbound data link: greeted, so no longer counted
+			 * as a handshake in progress. out_open may free c. */
+			c->state = EC_OUT;
+			nincoming--;
+			out_open(c, m);
+			return -1;
+		}
+		snprintf(why, sizeof(why), "expected HELLO, DATA_HELLO or "
+		    "OUT_OPEN, got %s", frame_type_name(m->type));
+		econn_drop(c, why);
+		return -1;
+	}
+	if (c->state == EC_OUT) {
+		snprintf(why, sizeof(why), "unexpected %s frame on an outbound "
+		    "data link", frame_type_name(m->type));
 		econn_drop(c, why);
 		return -1;
 	}
@@ -125,6 +193,12 @@ econn_frame(struct fconn *fc, struct msg *m)
 		return 0;
 	case FT_SESS_REFUSE:
 		sess_refused(c, m);
+		return 0;
+	case FT_STATS_REQ:
+		econn_stats(c);
+		return 0;
+	case FT_OUT_POLICY:
+		out_policy(c, m);
 		return 0;
 	case FT_PING:
 		msg_init(&r, FT_PONG);
@@ -184,6 +258,7 @@ ctl_accept(struct ev_io *io, uint32_t events)
 		}
 		net_fmt((struct sockaddr *)&peer.ss, c->peer, sizeof(c->peer));
 		c->state = EC_INCOMING;
+		edge_stats.control_accepted++;
 		c->deadline = ev_now() + lim.handshake_ms;
 		if (fconn_start(&c->fc, fd, ssl, &econn_ops, c) == -1) {
 			log_warn("control accept: %s", strerror(errno));

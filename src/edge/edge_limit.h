@@ -7,7 +7,7 @@
 
 enum lim_kind {
 	LIM_SESSIONS,		/* total client sessions */
-	LIM_PENDING,		/* clients waiting to be claimed */
+	LIM_PENDING,		/* clients of a service waiting to be claimed */
 	LIM_PER_IP,		/* sessions from one client address */
 	LIM_CLAIM_TIMEOUT,	/* not claimed in time */
 	LIM_HANDSHAKES,		/* unidentified control-port connections */

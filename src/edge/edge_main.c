@@ -4,6 +4,9 @@
  * and key, and the CA agents must chain to. Everything else arrives from
  * agents over the control channel. */
 #include "edge/edge.h"
+#include "edge/edge_keyproc.h"
+#include "edge/edge_notify.h"
+#include "edge/edge_sandbox.h"
 #include "common/log.h"
 #include "common/tlsx.h"
 
@@ -19,6 +22,7 @@
 #define EDGE_VERSION "0.1.0"
 
 struct edge_conf edge_conf;
+struct edge_stats edge_stats;
 SSL_CTX *edge_tls;
 
 static volatile sig_atomic_t edge_stop;
@@ -40,7 +44,8 @@ usage(FILE *f)
 	    "The DMZ half of sallyport. Listens for agents on the control address\n"
 	    "(mutual TLS: agents' certificates must chain to --ca) and opens the\n"
 	    "public service ports that agents push to it. It never connects to the\n"
-	    "inside network and writes no file.\n"
+	    "inside network and writes no file; it connects out only for an agent's\n"
+	    "outbound sessions, to destinations that agent's policy allows.\n"
 	    "\n"
 	    "  --control ADDR:PORT   control and data-link address, numeric (e.g.\n"
 	    "                        0.0.0.0:7000, [::]:7000, 127.0.0.1:7000)\n"
@@ -53,12 +58,31 @@ usage(FILE *f)
 	    "Limits (each hit is logged and counted):\n"
 	    "  --max-sessions N      client sessions open at once (10000, or what\n"
 	    "                        the descriptor limit allows)\n"
-	    "  --max-pending N       clients waiting to be claimed by an agent (1000)\n"
+	    "  --max-pending N       clients of one service waiting to be claimed\n"
+	    "                        by an agent (1000)\n"
 	    "  --max-per-ip N        sessions from one client address (256)\n"
 	    "  --max-handshakes N    control-port connections not yet identified (256)\n"
 	    "  --handshake-timeout SEC  TLS handshake and first frame on the control\n"
 	    "                        port, for agents and data links (10)\n"
 	    "  --max-frame BYTES     largest control frame accepted (65536)\n"
+	    "\n"
+	    "Least privilege (the key is always held by a separate key process,\n"
+	    "and the system call filter is always on):\n"
+	    "  --user NAME           after binding, run as this user (start as root)\n"
+	    "  --chroot DIR          chroot to this empty directory (needs root;\n"
+	    "                        Landlock already closes the file system\n"
+	    "                        where the kernel has it)\n"
+	    "  --bind-low-ports      keep CAP_NET_BIND_SERVICE so agents may open\n"
+	    "                        ports below 1024 (22, 443); no other capability\n"
+	    "  --allow-outbound      let agents run outbound sessions through this\n"
+	    "                        edge: it then resolves names and connects to\n"
+	    "                        the destinations each agent's policy allows\n"
+	    "                        (the filter allows connect() and resolver\n"
+	    "                        threads; Landlock lets it read /etc/hosts,\n"
+	    "                        resolv.conf, nsswitch.conf, host.conf, gai.conf)\n"
+	    "  --no-sandbox          no privilege drop, Landlock or seccomp (debug)\n"
+	    "  --sandbox-selftest    after entering the sandbox, try to write a\n"
+	    "                        file and exec, and log that both fail (tests)\n"
 	    "  -v, --verbose         log debug lines too\n"
 	    "  -h, --help            this text\n"
 	    "      --version         print the version\n");
@@ -134,6 +158,12 @@ main(int argc, char **argv)
 		{ "max-handshakes", required_argument, NULL, 'H' },
 		{ "handshake-timeout", required_argument, NULL, 'T' },
 		{ "max-frame", required_argument, NULL, 'F' },
+		{ "user", required_argument, NULL, 'u' },
+		{ "chroot", required_argument, NULL, 'r' },
+		{ "bind-low-ports", no_argument, NULL, 'L' },
+		{ "allow-outbound", no_argument, NULL, 'O' },
+		{ "no-sandbox", no_argument, NULL, 'N' },
+		{ "sandbox-selftest", no_argument, NULL, 'Z' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -142,9 +172,11 @@ main(int argc, char **argv)
 	static char hostname[MSG_NAME_MAX];
 	struct sigaction sa;
 	char err[512];
-	int ch, verbose = 0, bad = 0, sessions_set = 0;
+	struct sandbox_conf sc;
+	int ch, verbose = 0, bad = 0, sessions_set = 0, selftest = 0;
 	uint64_t now, v;
 
+	memset(&sc, 0, sizeof(sc));
 	lim.max_sessions = 10000;
 	lim.max_pending = 1000;
 	lim.max_per_ip = 256;
@@ -159,6 +191,12 @@ main(int argc, char **argv)
 		case 'k': edge_conf.key = optarg; break;
 		case 'a': edge_conf.ca = optarg; break;
 		case 'n': edge_conf.name = optarg; break;
+		case 'u': sc.user = optarg; break;
+		case 'r': sc.chroot_dir = optarg; break;
+		case 'L': sc.bind_low_ports = 1; break;
+		case 'O': sc.outbound = 1; break;
+		case 'N': sc.disabled = 1; break;
+		case 'Z': selftest = 1; break;
 		case 'v': verbose++; break;
 		case 't': bad |= parse_seconds(optarg, &lim.claim_ms); break;
 		case 'T': bad |= parse_seconds(optarg, &lim.handshake_ms); break;
@@ -221,13 +259,26 @@ main(int argc, char **argv)
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 
-	if ((edge_tls = tlsx_server_ctx(edge_conf.cert, edge_conf.key,
-	    edge_conf.ca, err, sizeof(err))) == NULL)
+	if (sandbox_prepare(&sc, err, sizeof(err)) == -1)
+		log_fatal("%s", err);
+	if ((edge_tls = tlsx_server_ctx(edge_conf.cert, NULL, edge_conf.ca,
+	    err, sizeof(err))) == NULL)
 		log_fatal("TLS set-up: %s", err);
+	if (keyproc_start(edge_tls, edge_conf.key, &sc, err, sizeof(err)) == -1)
+		log_fatal("%s: %s", edge_conf.key, err);
 	if (ev_init() == -1)
 		log_fatal("epoll: %s", strerror(errno));
+	if (out_init(sc.outbound) == -1)
+		log_fatal("outbound resolver: %s", strerror(errno));
 	if (ctl_listen(edge_conf.control) == -1)
 		return 1;
+	/* No-op unless started by systemd with Type=notify. */
+	notify_open();
+	notify_send("READY=1");
+	if (sandbox_enter(&sc, err, sizeof(err)) == -1)
+		log_fatal("sandbox: %s", err);
+	if (selftest)
+		sandbox_selftest();
 
 	while (!edge_stop) {
 		if (ev_run_once(200) == -1)
@@ -235,8 +286,11 @@ main(int argc, char **argv)
 		now = ev_now();
 		ctl_tick(now);
 		sess_tick(now);
+		out_tick(now);
 	}
+	notify_send("STOPPING=1");
 	log_info("stopping");
+	out_shutdown();
 	svc_shutdown();
 	ctl_shutdown();
 	SSL_CTX_free(edge_tls);

@@ -5,6 +5,7 @@
  * instead of waiting for a claim that cannot come. */
 #include "edge/edge.h"
 #include "common/log.h"
+#include "common/stats.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -46,6 +47,7 @@ struct esvc {
 	struct esvc_agent agents[EDGE_SVC_AGENTS_MAX];
 	size_t		 nagents;
 	size_t		 rr;
+	uint64_t	 npending;	/* clients of this service not claimed */
 	struct esvc	*next;
 };
 
@@ -54,7 +56,7 @@ static struct esess *sess_hash[SESS_HASH];
 static struct esess *pending_head, *pending_tail;	/* FIFO: deadline order */
 static struct esess *active;
 static uint64_t sess_next_id = 1;
-static uint64_t nsessions, npending;
+static uint64_t nsessions;
 static struct ipcount *ipc_hash[IPC_HASH];
 static uint64_t paused_until;
 static uint64_t last_idle_scan;
@@ -245,13 +247,23 @@ sess_log_end(struct esess *s, uint64_t in, uint64_t out, const char *reason)
 	    reason);
 }
 
+/* A session leaves the pending state; its service may be gone already. */
+static void
+svc_unpend(struct esess *s)
+{
+	struct esvc *svc = svc_find(s->svc);
+
+	if (svc != NULL && svc->npending > 0)
+		svc->npending--;
+}
+
 /* End a session that never got a data link. */
 static void
 sess_drop_pending(struct esess *s, const char *reason)
 {
 	pending_unlink(s);
 	sess_hash_del(s);
-	npending--;
+	svc_unpend(s);
 	nsessions--;
 	ipc_put(s->ipc);
 	if (s->agent != NULL && s->agent->active > 0)
@@ -351,10 +363,12 @@ svc_admit(struct esvc *svc, const char *ip, uint16_t port)
 		    (unsigned long long)nsessions);
 		return -1;
 	}
-	if (npending >= lim.max_pending) {
+	/* Per service: a service whose agent is slow or gone must not
+	 * keep clients of the others out. */
+	if (svc->npending >= lim.max_pending) {
 		lim_hit(LIM_PENDING, "service %s: client %s:%u refused: %llu "
 		    "clients waiting to be claimed", svc->name, ip, port,
-		    (unsigned long long)npending);
+		    (unsigned long long)svc->npending);
 		return -1;
 	}
 	if ((c = ipc_get(ip, 0)) != NULL && c->n >= lim.max_per_ip) {
@@ -404,6 +418,7 @@ svc_accept(struct ev_io *io, uint32_t events)
 		}
 		s->client_fd = fd;
 		s->id = sess_next_id++;
+		edge_stats.sessions_accepted++;
 		s->state = ES_PENDING;
 		s->t_start = ev_now();
 		s->deadline = s->t_start + lim.claim_ms;
@@ -420,15 +435,16 @@ svc_accept(struct ev_io *io, uint32_t events)
 		}
 		s->ipc->n++;
 		nsessions++;
-		npending++;
+		svc->npending++;
 		if (sess_offer(s, svc) == -1) {
 			/* Every agent's channel is failing; refuse now rather
 			 * than let the client wait for the claim time-out. */
 			log_warn("service %s: client %s refused: no agent reachable",
 			    svc->name, s->client);
+			edge_stats.sessions_agent_lost++;
 			ipc_put(s->ipc);
 			nsessions--;
-			npending--;
+			svc->npending--;
 			close(fd);
 			free(s);
 			continue;
@@ -450,6 +466,8 @@ sess_end_active(struct esess *s, const char *reason, int abort)
 	ipc_put(s->ipc);
 	if (s->agent != NULL && s->agent->active > 0)
 		s->agent->active--;
+	edge_stats.bytes_from_clients += s->relay.bytes[0];
+	edge_stats.bytes_to_clients += s->relay.bytes[1];
 	sess_log_end(s, s->relay.bytes[0], s->relay.bytes[1], reason);
 	relay_free(&s->relay, abort);
 	free(s);
@@ -490,15 +508,17 @@ sess_claim(struct econn *link, const struct msg *m)
 		/* One guess per session: the secret is gone after any try. */
 		snprintf(why, sizeof(why), "wrong secret for session %llu",
 		    (unsigned long long)m->session);
+		edge_stats.sessions_bad_secret++;
 		sess_drop_pending(s, "bad-secret");
 		goto refuse;
 	}
 	OPENSSL_cleanse(s->secret, sizeof(s->secret));
 	pending_unlink(s);
-	npending--;
+	svc_unpend(s);
 	/* s->agent stays: a joined session still counts toward its agent's
 	 * load, until it ends or the agent goes away. */
 	s->state = ES_RELAY;
+	edge_stats.sessions_joined++;
 	s->next = active;
 	if (active != NULL)
 		active->prev = s;
@@ -516,6 +536,7 @@ sess_claim(struct econn *link, const struct msg *m)
 	    sess_relay_done, s);
 	return;
 refuse:
+	edge_stats.data_links_refused++;
 	log_warn("data link from %s refused: %s", link->peer, why);
 	fconn_send_error(&link->fc, why);
 	econn_free(link);
@@ -531,6 +552,7 @@ sess_refused(struct econn *agent, const struct msg *m)
 		return;
 	snprintf(reason, sizeof(reason), "refused-by-agent(%s)",
 	    (m->have & FA_BIT(FA_TEXT)) ? m->text : "no reason");
+	edge_stats.sessions_refused++;
 	sess_drop_pending(s, reason);
 }
 
@@ -557,6 +579,7 @@ sess_agent_lost(struct econn *agent)
 			continue;
 		s->agent = NULL;
 		if ((svc = svc_find(s->svc)) == NULL || svc->nagents == 0) {
+			edge_stats.sessions_agent_lost++;
 			sess_drop_pending(s, "agent-lost");
 			continue;
 		}
@@ -568,6 +591,7 @@ sess_agent_lost(struct econn *agent)
 		sess_hash_add(s);
 		pending_append(s);
 		if (sess_offer(s, svc) == -1) {
+			edge_stats.sessions_agent_lost++;
 			sess_drop_pending(s, "agent-lost");
 			continue;
 		}
@@ -638,6 +662,11 @@ svc_open(struct econn *agent, const struct msg *def)
 		}
 		for (i = 0; i < s->nagents; i++)
 			if (s->agents[i].conn == agent) {
+				if (s->agents[i].priority != def->priority)
+					log_info("service %s on %s agent=%s "
+					    "priority=%u (was %u)", name, listen,
+					    agent->name, def->priority,
+					    s->agents[i].priority);
 				s->agents[i].priority = def->priority;
 				svc_result(agent, name, 1, NULL);
 				return;
@@ -743,4 +772,41 @@ svc_shutdown(void)
 		svc_free(svcs);
 	if (n > 0)
 		log_info("%llu running sessions cut", (unsigned long long)n);
+}
+
+void
+svc_stats(char *out, size_t outlen)
+{
+	uint64_t in = edge_stats.bytes_from_clients;
+	uint64_t outb = edge_stats.bytes_to_clients;
+	uint64_t nactive = 0, nsvc = 0, npend = 0;
+	struct esess *s;
+	struct esvc *v;
+	size_t i;
+
+	/* Running sessions count too, so a long transfer shows as it goes. */
+	for (s = active; s != NULL; s = s->next) {
+		in += s->relay.bytes[0];
+		outb += s->relay.bytes[1];
+		nactive++;
+	}
+	for (v = svcs; v != NULL; v = v->next) {
+		nsvc++;
+		npend += v->npending;
+	}
+	const struct { const char *name; uint64_t v; } kv[] = {
+		{ "sessions_accepted_total", edge_stats.sessions_accepted },
+		{ "sessions_joined_total", edge_stats.sessions_joined },
+		{ "sessions_claim_timeout_total", lim_counter[LIM_CLAIM_TIMEOUT] },
+		{ "sessions_refused_total", edge_stats.sessions_refused },
+		{ "sessions_agent_lost_total", edge_stats.sessions_agent_lost },
+		{ "sessions_bad_secret_total", edge_stats.sessions_bad_secret },
+		{ "bytes_from_clients_total", in },
+		{ "bytes_to_clients_total", outb },
+		{ "sessions_active", nactive },
+		{ "sessions_pending", npend },
+		{ "services_open", nsvc },
+	};
+	for (i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+		(void)stats_append(out, outlen, kv[i].name, kv[i].v);
 }

@@ -615,12 +615,13 @@ class Edge:
         self.addr = f"{LOOPBACK}:{control_port}"
 
 
-def start_edge(d, pki, claim_timeout=None, name=None, wrapper=(), tag="edge"):
+def start_edge(d, pki, claim_timeout=None, name=None, wrapper=(), tag="edge",
+               extra=()):
     assert EDGE_BIN.exists(), f"{EDGE_BIN} missing: run make first"
     port = free_port()
     argv = list(wrapper) + [EDGE_BIN, "--control", f"{LOOPBACK}:{port}",
                             "--cert", pki.edge_crt, "--key", pki.edge_key,
-                            "--ca", pki.ca_crt]
+                            "--ca", pki.ca_crt] + [str(x) for x in extra]
     if claim_timeout is not None:
         argv += ["--claim-timeout", str(claim_timeout)]
     if name is not None:
@@ -785,6 +786,254 @@ class Forwarder:
                 except OSError:
                     pass
                 s.close()
+
+
+# ==========================================================================
+# BEGIN ops helpers (issue 8: admin API, metrics, reload, install).
+# Other features: append your own block after this one.
+
+import http.client   # noqa: E402
+import json          # noqa: E402
+
+
+def write_token(path, token=None):
+    """Write an admin token file (mode 0600); return the token."""
+    token = token or hashlib.sha256(os.urandom(32)).hexdigest()
+    Path(path).write_text(token + "\n")
+    os.chmod(path, 0o600)
+    return token
+
+
+def write_agent_conf_admin(path, pki, edges, services, admin_port, token_file,
+                           name="agent1"):
+    """write_agent_conf plus an [admin] section."""
+    p = write_agent_conf(path, pki, edges, services, name=name)
+    with open(p, "a") as f:
+        f.write(f"\n[admin]\nlisten = {LOOPBACK}:{admin_port}\n"
+                f"token_file = {token_file}\n")
+    return p
+
+
+class AdminAgent(Agent):
+    def __init__(self, proc, conf, services, admin_port, token, token_file):
+        super().__init__(proc, conf, services)
+        self.admin_port = admin_port
+        self.token = token
+        self.token_file = Path(token_file)
+        self.url = f"http://{LOOPBACK}:{admin_port}"
+
+    def api(self, method, path, token=None, auth=True, timeout=10):
+        """One HTTP request to the admin API: (status, headers, body) where
+        body is the parsed JSON when the answer is JSON, else the text."""
+        return api_request(self.admin_port, method, path,
+                           (token or self.token) if auth else None, timeout)
+
+    def metrics(self):
+        st, _, body = self.api("GET", "/metrics")
+        assert st == 200, (st, body)
+        return body
+
+
+def api_request(port, method, path, token=None, timeout=10):
+    c = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+    try:
+        hdrs = {"Authorization": f"Bearer {token}"} if token else {}
+        c.request(method, path, headers=hdrs)
+        r = c.getresponse()
+        data = r.read().decode("utf-8", "replace")
+        headers = {k.lower(): v for k, v in r.getheaders()}
+        body = data
+        if headers.get("content-type", "").startswith("application/json"):
+            body = json.loads(data)
+        return r.status, headers, body
+    finally:
+        c.close()
+
+
+def start_agent_admin(d, pki, edge, services, name="agent1", tag="agent",
+                      token=None):
+    """Like start_agent, with the admin API on a free port. Waits for the
+    edge to open every service and for the API to answer."""
+    d = Path(d)
+    admin_port = free_port()
+    token_file = d / f"{tag}.token"
+    token = write_token(token_file, token)
+    conf = write_agent_conf_admin(d / f"{tag}.conf", pki, [edge.addr],
+                                  services, admin_port, token_file, name=name)
+    mark = edge.proc.mark()
+    proc = Proc(tag, [AGENT_BIN, "--config", conf], d / f"{tag}.log")
+    agent = AdminAgent(proc, conf, services, admin_port, token, token_file)
+    for svc, (listen, _) in services.items():
+        _wait_edge_log_or_agent_death(
+            edge, proc, f"service {svc} open on {LOOPBACK}:{listen}", mark)
+    proc.wait_log(f"admin API listening on {LOOPBACK}:{admin_port}")
+    return agent
+
+
+def parse_metrics(text):
+    """Prometheus text -> {(name, frozenset(labels.items())): float}."""
+    out = {}
+    rx = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+    lrx = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+    for ln in text.splitlines():
+        if not ln or ln.startswith("#"):
+            continue
+        m = rx.match(ln)
+        assert m, f"bad metrics line {ln!r}"
+        labels = dict(lrx.findall(m.group(2) or ""))
+        out[(m.group(1), frozenset(labels.items()))] = float(m.group(3))
+    return out
+
+
+def metric(parsed, name, **labels):
+    return parsed.get((name, frozenset(labels.items())))
+
+
+class ByteServer:
+    """A TCP backend on a free loopback port: reads until the client
+    half-closes, then sends `reply` bytes and closes. Records bytes read
+    per connection."""
+
+    def __init__(self, reply):
+        self.reply = reply
+        self.port = free_port()
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((LOOPBACK, self.port))
+        self.lsock.listen(64)
+        self.received = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        n = 0
+        try:
+            c.settimeout(30)
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                n += len(b)
+            c.sendall(self.reply)
+            c.shutdown(socket.SHUT_WR)
+            with self.lock:
+                self.received.append(n)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        try:
+            self.lsock.close()
+        except OSError:
+            pass
+
+
+def byte_session(port, payload, timeout=20):
+    """Connect to port, send payload, half-close, return all bytes read."""
+    s = socket.create_connection((LOOPBACK, port), timeout=timeout)
+    try:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                return out
+            out += b
+    finally:
+        s.close()
+
+# END ops helpers
+# ==========================================================================
+# helpers added by features (append your own block below this line)
+# ==========================================================================
+
+# --- outbound (issue 9): agent with an [outbound] section ------------------
+
+class OutboundAgent:
+    def __init__(self, proc, conf, socks_port, http_port):
+        self.proc = proc
+        self.conf = conf
+        self.socks_port = socks_port
+        self.http_port = http_port
+
+
+def start_outbound_agent(d, pki, edge, allow, user=None, password=None,
+                         services=None, wrapper=(), tag="agent",
+                         name="agent1"):
+    """Start an agent with SOCKS5 and HTTP CONNECT listeners on free
+    loopback ports and `allow` (a list of allow_destination values).
+    Returns once the agent says the edge took its policy."""
+    assert AGENT_BIN.exists(), f"{AGENT_BIN} missing: run make first"
+    conf = write_agent_conf(Path(d) / f"{tag}.conf", pki, [edge.addr],
+                            services or {}, name=name)
+    socks, http = free_port(), free_port()
+    lines = ["", "[outbound]", f"socks_listen = {LOOPBACK}:{socks}",
+             f"http_connect_listen = {LOOPBACK}:{http}"]
+    lines += [f"allow_destination = {a}" for a in allow]
+    if user is not None:
+        lines += [f"auth_user = {user}", f"auth_password = {password}"]
+    with open(conf, "a") as f:
+        f.write("\n".join(lines) + "\n")
+    proc = Proc(tag, list(wrapper) + [AGENT_BIN, "--config", conf],
+                Path(d) / f"{tag}.log", wrapped=bool(wrapper),
+                env=_traced_env() if wrapper else None)
+    proc.wait_log(f"edge {edge.addr}: outbound open", timeout=20)
+    return OutboundAgent(proc, conf, socks, http)
+
+
+def socks5_connect(port, host, dport, user=None, password=None, extra=b"",
+                   timeout=20):
+    """A raw SOCKS5 CONNECT through 127.0.0.1:port to host:dport (host is
+    sent as a domain name unless it is a dotted IPv4 address). Sends
+    greeting, (auth,) request and `extra` in one write, as a pipelining
+    client would. Returns (socket, reply code); the socket is open only
+    when the code is 0."""
+    import ipaddress
+    s = socket.create_connection((LOOPBACK, port), timeout=timeout)
+    meth = 2 if user is not None else 0
+    msg = bytes([5, 1, meth])
+    if user is not None:
+        u, p = user.encode(), password.encode()
+        msg += bytes([1, len(u)]) + u + bytes([len(p)]) + p
+    try:
+        a = ipaddress.IPv4Address(host)
+        addr = bytes([1]) + a.packed
+    except ValueError:
+        addr = bytes([3, len(host)]) + host.encode()
+    msg += bytes([5, 1, 0]) + addr + dport.to_bytes(2, "big") + extra
+    s.sendall(msg)
+
+    def need(n):
+        b = b""
+        while len(b) < n:
+            c = s.recv(n - len(b))
+            if not c:
+                raise AssertionError(f"SOCKS server closed after {b!r}")
+            b += c
+        return b
+    assert need(2) == bytes([5, meth])
+    if user is not None:
+        r = need(2)
+        if r[1] != 0:
+            s.close()
+            return None, -1
+    rep = need(10)
+    assert rep[0] == 5, rep
+    if rep[1] != 0:
+        s.close()
+        return None, rep[1]
+    return s, 0
 
 
 # ==========================================================================

@@ -588,17 +588,11 @@ def test_https_end_to_end(tmp_path, pki, edge, nginx):
 
 
 # --------------------------------------------------------------------------
-# the edge never dials out
+# the edge never dials out on inbound traffic
 
 def _strace(path):
     return ["strace", "-f", "--seccomp-bpf", "-e", "trace=connect",
             "-o", str(path)]
-
-
-def _undefined_symbols(binary):
-    r = sp.run(["nm", "-D", "--undefined-only", binary])
-    return {ln.split()[-1].split("@")[0] for ln in r.stdout.splitlines()
-            if ln.strip()}
 
 
 def test_edge_never_connects(tmp_path, pki, sshd):
@@ -623,8 +617,9 @@ def test_edge_never_connects(tmp_path, pki, sshd):
     assert any(f"htons({edge.control_port})" in ln for ln in agent_connects), at
     assert any(f"htons({sshd.port})" in ln for ln in agent_connects), at
 
-    assert "connect" not in _undefined_symbols(sp.EDGE_BIN)
-    assert "connect" in _undefined_symbols(sp.AGENT_BIN)   # control
+    # The edge binary does contain connect() now, for outbound sessions
+    # only (tests/integration/test_outbound.py checks where it may go);
+    # this traffic used none, so the trace above must be empty.
 
 
 # --------------------------------------------------------------------------

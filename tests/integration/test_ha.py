@@ -386,3 +386,37 @@ def test_backend_refused_tried_on_next(tmp_path, pki, edge, sshd):
     assert backends_of_joined(agent, mark) == [f"{LOOPBACK}:{sshd.port}"] * 4
     assert not agent.proc.find("health checks on", 0)
     assert not agent.proc.find(" down", mark)
+
+
+def test_reload_keeps_health_checks_and_priority(tmp_path, pki, edge):
+    """A reload (SIGHUP) moves health checks and session counts to the new
+    configuration: checks go on, a running session is untouched, and a
+    new priority reaches the edge without closing the service."""
+    s1, s2 = two_sshds(tmp_path)
+    b2 = f"{LOOPBACK}:{s2.port}"
+    port = sp.free_port()
+    services = {"sftp": svc(port, [s1.port, s2.port], health_interval=0.5)}
+    agent = sp.start_agent_ha(tmp_path, pki, [edge], services, "agent",
+                              wait_on=[edge])
+    slow, local, h = start_slow_get(s1, port, tmp_path, 2 * MiB, 4000,
+                                    "slow-r")
+    agent.proc.wait_log("joined", timeout=30)
+
+    services["sftp"]["keys"]["priority"] = 5
+    sp.write_agent_conf_ha(agent.conf, pki, [edge.addr], services, "agent")
+    mark, emark = agent.proc.mark(), edge.proc.mark()
+    agent.proc.signal(signal.SIGHUP)
+    agent.proc.wait_log("configuration reloaded", since=mark, timeout=10)
+    agent.proc.wait_log("health checks on 2 backends", since=mark)
+    edge.proc.wait_log("agent=agent priority=5", since=emark, timeout=10)
+    assert not edge.proc.find("service sftp closed", emark)
+
+    mark = agent.proc.mark()
+    assert s2.proc.stop() == 0
+    agent.proc.wait_log(f"service sftp: backend {b2} down", since=mark,
+                        timeout=10)
+    run_sessions(s1, port, tmp_path, 3, "after-reload")
+    finish_slow_get(slow, local, h)
+    assert agent.proc.alive()
+    assert agent.proc.stop() == 0
+    s1.proc.stop()

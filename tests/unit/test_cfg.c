@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent/agent.h"
@@ -178,6 +179,107 @@ test_hostile_lines(void **state)
 	assert_int_equal(load("[service ]\nlisten=1\n", &c, err, sizeof(err)), -1);
 }
 
+static void
+write_file(const char *name, const char *text, mode_t mode)
+{
+	char p[PATH_MAX];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	assert_int_equal(chmod(p, mode), 0);
+}
+
+static void
+test_admin(void **state)
+{
+	struct cfg c;
+	char err[1024];
+
+	(void)state;
+	write_file("tok", "0123456789abcdef0123\n", 0600);
+	assert_int_equal(load(AGENT_OK "[admin]\nlisten = 127.0.0.1:7080\n"
+	    "token_file = tok\n", &c, err, sizeof(err)), 0);
+	assert_string_equal(c.admin_listen, "127.0.0.1:7080");
+	assert_string_equal(c.admin_token, "0123456789abcdef0123");
+	cfg_free(&c);
+	/* no [admin]: off */
+	assert_int_equal(load(AGENT_OK, &c, err, sizeof(err)), 0);
+	assert_string_equal(c.admin_listen, "");
+	cfg_free(&c);
+
+	expect_error(AGENT_OK "[admin]\nlisten = 127.0.0.1:7080\n", 6,
+	    "listen and token_file are both required");
+	expect_error(AGENT_OK "[admin]\nlisten = localhost:7080\n", 7, "numeric");
+	expect_error(AGENT_OK "[admin]\nport = 1\n", 7, "unknown key 'port' in [admin]");
+	expect_error(AGENT_OK "[admin]\nlisten = 127.0.0.1:1\ntoken_file = nope\n",
+	    8, "No such file");
+	write_file("tok", "0123456789abcdef0123\n", 0644);
+	expect_error(AGENT_OK "[admin]\nlisten = 127.0.0.1:1\ntoken_file = tok\n",
+	    6, "readable or writable by others");
+	write_file("tok", "0123456789abcdef0123\n", 0620);
+	expect_error(AGENT_OK "[admin]\nlisten = 127.0.0.1:1\ntoken_file = tok\n",
+	    6, "readable or writable by others");
+	write_file("tok", "\n", 0600);
+	expect_error(AGENT_OK "[admin]\nlisten = 127.0.0.1:1\ntoken_file = tok\n",
+	    6, "the token must be 16 to 1024 bytes");
+	write_file("tok", "short\n", 0600);
+	expect_error(AGENT_OK "[admin]\nlisten = 127.0.0.1:1\ntoken_file = tok\n",
+	    6, "the token must be");
+	write_file("tok", "0123456789 abcdef0123\n", 0600);
+	expect_error(AGENT_OK "[admin]\nlisten = 127.0.0.1:1\ntoken_file = tok\n",
+	    6, "printable characters without spaces");
+	write_file("tok", "0123456789abcdef\n0123\n", 0600);
+	expect_error(AGENT_OK "[admin]\nlisten = 127.0.0.1:1\ntoken_file = tok\n",
+	    6, "printable characters without spaces");
+}
+
+static void
+test_outbound(void **state)
+{
+	struct cfg c;
+	char err[1024];
+
+	(void)state;
+	assert_int_equal(load(AGENT_OK "[outbound]\nsocks_listen = 127.0.0.1:1080\n"
+	    "http_connect_listen = 127.0.0.1:3128\n"
+	    "allow_destination = *.partner.net:22, 198.51.100.0/24:990-999\n"
+	    "allow_destination = 127.0.0.1/32:8443\n"
+	    "auth_user = inside\nauth_password = pw\n", &c, err, sizeof(err)), 0);
+	assert_int_equal(c.out.line, 6);
+	assert_string_equal(c.out.socks_listen, "127.0.0.1:1080");
+	assert_string_equal(c.out.http_listen, "127.0.0.1:3128");
+	assert_string_equal(c.out.allow, "*.partner.net:22, 198.51.100.0/24:990-999,"
+	    "127.0.0.1/32:8443");
+	assert_int_equal(c.out.nrules, 3);
+	assert_string_equal(c.out.user, "inside");
+	cfg_free(&c);
+	/* no [outbound]: nothing to run */
+	assert_int_equal(load(AGENT_OK, &c, err, sizeof(err)), 0);
+	assert_int_equal(c.out.line, 0);
+	cfg_free(&c);
+
+	expect_error(AGENT_OK "[outbound]\nsocks_listen = localhost:1080\n", 7,
+	    "socks_listen");
+	expect_error(AGENT_OK "[outbound]\nsocks_listen = 127.0.0.1:1\n"
+	    "allow_destination = example.com\n", 8, "not a destination rule");
+	expect_error(AGENT_OK "[outbound]\nsocks_listen = 127.0.0.1:1\n"
+	    "allow_destination = 10.1.2.3/8:22\n", 8, "not a destination rule");
+	expect_error(AGENT_OK "[outbound]\nallow_destination = a:1\n", 6,
+	    "neither socks_listen nor http_connect_listen");
+	expect_error(AGENT_OK "[outbound]\nsocks_listen = 127.0.0.1:1\n"
+	    "auth_user = u\n", 6, "auth_user and auth_password go together");
+	expect_error(AGENT_OK "[outbound]\nsocks_listen = 127.0.0.1:1\n"
+	    "auth_user = u:v\n", 8, "without ':'");
+	expect_error(AGENT_OK "[outbound]\nsocks_listen = 127.0.0.1:1\n"
+	    "http_connect_listen = 127.0.0.1:1\n", 6, "the same address");
+	expect_error(AGENT_OK "[outbound]\nsocks_port = 1\n", 7,
+	    "unknown key 'socks_port' in [outbound]");
+}
+
 /* priority and health_interval: defaults, bounds and hostile values. */
 static void
 test_availability_keys(void **state)
@@ -237,6 +339,8 @@ main(void)
 		cmocka_unit_test(test_whole_file_checks),
 		cmocka_unit_test(test_missing_agent_keys),
 		cmocka_unit_test(test_hostile_lines),
+		cmocka_unit_test(test_admin),
+		cmocka_unit_test(test_outbound),
 		cmocka_unit_test(test_availability_keys),
 	};
 	return cmocka_run_group_tests_name("cfg", tests, setup, teardown);

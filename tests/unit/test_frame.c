@@ -254,10 +254,56 @@ test_encode_bounded(void **state)
 	buf_free(&b);
 }
 
+static void
+test_roundtrip_outbound(void **state)
+{
+	struct msg m, d;
+	const char *why;
+	uint8_t p[64];
+	size_t n;
+
+	(void)state;
+	msg_init(&m, FT_OUT_OPEN);
+	msg_set_str(&m, FA_DEST_HOST, "files.partner.example");
+	m.dest_port = 22;
+	memset(m.secret, 0x5a, sizeof(m.secret));
+	m.have |= FA_BIT(FA_DEST_PORT) | FA_BIT(FA_SECRET);
+	roundtrip(&m, &d);
+	assert_string_equal(d.dest_host, "files.partner.example");
+	assert_int_equal(d.dest_port, 22);
+
+	msg_init(&m, FT_OUT_RESULT);
+	m.status = 1;
+	m.out_code = 2;
+	m.have |= FA_BIT(FA_STATUS) | FA_BIT(FA_OUT_CODE);
+	msg_set_str(&m, FA_DEST_ADDR, "[2001:db8::1]:22");
+	roundtrip(&m, &d);
+	assert_int_equal(d.out_code, 2);
+	assert_string_equal(d.dest_addr, "[2001:db8::1]:22");
+
+	msg_init(&m, FT_OUT_POLICY);
+	msg_set_str(&m, FA_OUT_ALLOW, "");
+	roundtrip(&m, &d);
+	assert_true(d.have & FA_BIT(FA_OUT_ALLOW));
+	assert_string_equal(d.out_allow, "");
+
+	/* OUT_OPEN without its token is refused; a 256-byte host too */
+	n = attr(p, FA_DEST_HOST, "a", 1);
+	n += attr(p + n, FA_DEST_PORT, "\0\x16", 2);
+	assert_int_equal(msg_decode(FT_OUT_OPEN, p, n, &d, &why), -1);
+	{
+		uint8_t big[4 + 256], host[256];
+		memset(host, 'a', sizeof(host));
+		n = attr(big, FA_DEST_HOST, host, 256);
+		assert_int_equal(msg_decode(FT_OUT_OPEN, big, n, &d, &why), -1);
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_roundtrip_outbound),
 		cmocka_unit_test(test_roundtrip_sess_new),
 		cmocka_unit_test(test_roundtrip_all_types),
 		cmocka_unit_test(test_header_rejects),

@@ -1,0 +1,683 @@
+/* agent_out.c - the outbound proxies for inside clients: SOCKS5 (RFC
+ * 1928/1929) and HTTP CONNECT listeners on the agent.
+ *
+ * A request is read without consuming a byte past it (a client may send
+ * its first TLS record right behind it), then carried out to an edge on
+ * a data link of its own, opened from inside like every other link: the
+ * first frame is OUT_OPEN, the edge checks this agent's policy, resolves
+ * and dials the destination, and answers OUT_RESULT. From then on the
+ * link carries the client's bytes both ways, unchanged. */
+#include "agent/agent.h"
+#include "agent/httpc.h"
+#include "agent/socks.h"
+#include "common/log.h"
+#include "common/outpol.h"
+#include "common/tlsx.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#define OUT_MAX_SESSIONS	1024
+
+enum aout_proto { AP_SOCKS, AP_HTTP };
+enum aout_state { AO_GREETING, AO_AUTH, AO_REQUEST, AO_LINK, AO_GREET,
+    AO_RELAY };
+
+struct aout {
+	struct ev_io	 cio;		/* the client, until the relay owns it */
+	uint64_t	 id;
+	enum aout_proto	 proto;
+	enum aout_state	 state;
+	uint8_t		*in;		/* request bytes so far (HTTPC_MAX) */
+	size_t		 in_len;
+	char		 client[NET_ADDRSTR];
+	char		 host[MSG_HOST_MAX];
+	uint16_t	 port;
+	char		 dest[MSG_HOST_MAX + 16];
+	char		 addr[MSG_ADDR_MAX];
+	char		 edge_str[CFG_STR];
+	char		 edge_host[CFG_STR];
+	struct net_addr	 edge_addr;
+	uint8_t		 token[FRAME_SECRET];
+	struct dial	 dial;
+	struct fconn	 fc;
+	struct relay	 relay;
+	size_t		 prime_len;	/* our reply, counted by the relay */
+	uint64_t	 t_start;
+	uint64_t	 deadline;
+	struct aout	*prev, *next;
+};
+
+static struct ev_io socks_lio, http_lio;
+static struct aout *outs;
+static size_t nouts;
+static uint64_t out_next_id = 1;
+
+static int olink_ready(struct fconn *fc);
+static int olink_frame(struct fconn *fc, struct msg *m);
+static void olink_lost(struct fconn *fc, const char *why);
+
+static const struct fconn_ops olink_ops = {
+	olink_ready, olink_frame, olink_lost,
+};
+
+void
+out_audit(const struct out_record *r)
+{
+	log_info("outbound %llu closed outcome=%s proto=%s client=%s dest=%s "
+	    "addr=%s edge=%s bytes_out=%llu bytes_in=%llu duration=%llu.%03llus "
+	    "code=%d reason=%s", (unsigned long long)r->id, r->outcome, r->proto,
+	    r->client, r->dest, r->addr, r->edge,
+	    (unsigned long long)r->bytes_out, (unsigned long long)r->bytes_in,
+	    (unsigned long long)(r->duration_ms / 1000),
+	    (unsigned long long)(r->duration_ms % 1000), r->code, r->reason);
+}
+
+static void
+aout_end(struct aout *o, const char *outcome, int code, uint64_t out,
+    uint64_t in, const char *reason)
+{
+	struct out_record r;
+
+	memset(&r, 0, sizeof(r));
+	r.id = o->id;
+	r.proto = o->proto == AP_SOCKS ? "socks5" : "http-connect";
+	r.client = o->client;
+	r.dest = o->dest[0] ? o->dest : "-";
+	r.addr = o->addr[0] ? o->addr : "-";
+	r.edge = o->edge_str[0] ? o->edge_str : "-";
+	r.bytes_out = out;
+	r.bytes_in = in;
+	r.duration_ms = ev_now_update() - o->t_start;
+	r.outcome = outcome;
+	r.code = code;
+	r.reason = reason;
+	out_audit(&r);
+
+	if (o->prev != NULL)
+		o->prev->next = o->next;
+	else
+		outs = o->next;
+	if (o->next != NULL)
+		o->next->prev = o->prev;
+	nouts--;
+	OPENSSL_cleanse(o->token, sizeof(o->token));
+	free(o->in);
+	free(o);
+}
+
+static int
+http_status_for(int code)
+{
+	switch (code) {
+	case SOCKS_OK: return 200;
+	case SOCKS_NOT_ALLOWED: return 403;
+	case SOCKS_TTL_EXPIRED: return 504;
+	default: return 502;
+	}
+}
+
+/* Best effort: the reply is small and the client's socket is fresh and
+ * idle, so it fits in the send buffer; if not, the client sees a close. */
+static void
+client_send(struct aout *o, const void *p, size_t n)
+{
+	if (send(o->cio.fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)n)
+		log_debug("outbound %llu: reply to client not fully sent",
+		    (unsigned long long)o->id);
+}
+
+/* Tell the client no (a SOCKS reply code, or the HTTP status it maps to,
+ * or http_status if given), close it, and record the session. */
+static void
+aout_fail(struct aout *o, int code, int http_status, const char *outcome,
+    const char *reason)
+{
+	uint8_t rep[SOCKS_REPLY_LEN];
+	char resp[600];
+	size_t n;
+
+	if (o->state >= AO_LINK || code >= 0 || http_status > 0) {
+		if (o->proto == AP_SOCKS && code >= 0) {
+			n = socks_reply(rep, (uint8_t)code);
+			client_send(o, rep, n);
+		} else if (o->proto == AP_HTTP) {
+			n = httpc_reply(resp, sizeof(resp), http_status > 0 ?
+			    http_status : http_status_for(code), reason);
+			if (n > 0)
+				client_send(o, resp, n);
+		}
+	}
+	dial_cancel(&o->dial);
+	if (o->state == AO_GREET)
+		fconn_close(&o->fc);
+	ev_del(&o->cio);
+	close(o->cio.fd);
+	log_warn("outbound %llu %s: client=%s dest=%s: %s",
+	    (unsigned long long)o->id, outcome, o->client,
+	    o->dest[0] ? o->dest : "-", reason);
+	aout_end(o, outcome, code < 0 ? SOCKS_FAIL : code, 0, 0, reason);
+}
+
+/* --- reading the request ---------------------------------------------- */
+
+typedef int parse_fn(const uint8_t *p, size_t n, void *out);
+
+static int
+parse_greeting(const uint8_t *p, size_t n, void *out)
+{
+	return socks_greeting(p, n, out);
+}
+
+static int
+parse_auth(const uint8_t *p, size_t n, void *out)
+{
+	return socks_auth(p, n, out);
+}
+
+static int
+parse_request(const uint8_t *p, size_t n, void *out)
+{
+	return socks_request(p, n, out);
+}
+
+struct http_parse {
+	struct httpc_req req;
+	int		 status;
+};
+
+static int
+parse_http(const uint8_t *p, size_t n, void *out)
+{
+	struct http_parse *h = out;
+
+	return httpc_parse(p, n, &h->req, &h->status);
+}
+
+/* Look at what the client sent (MSG_PEEK), and take from the socket only
+ * the bytes of the message being read: all of them while it is
+ * incomplete, exactly up to its end once it is complete, so whatever the
+ * client sent after it stays in the socket for the relay. Returns the
+ * message length, 0 to wait, -1 if the client went away (*why), -2 if
+ * the message is malformed (out says why). */
+static int
+aout_read(struct aout *o, parse_fn *parse, void *out, const char **why)
+{
+	ssize_t n, m;
+	size_t take;
+	int r;
+
+	n = recv(o->cio.fd, o->in + o->in_len, HTTPC_MAX - o->in_len, MSG_PEEK);
+	if (n == 0) {
+		*why = "client closed before its request was complete";
+		return -1;
+	}
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return 0;
+		*why = strerror(errno);
+		return -1;
+	}
+	r = parse(o->in, o->in_len + (size_t)n, out);
+	if (r < 0)
+		return -2;
+	if (r == 0) {
+		if (o->in_len + (size_t)n >= HTTPC_MAX)
+			return -2;
+		take = (size_t)n;
+	} else if ((size_t)r <= o->in_len) {
+		*why = "internal: message ended in bytes already taken";
+		return -1;
+	} else
+		take = (size_t)r - o->in_len;
+	m = recv(o->cio.fd, o->in + o->in_len, take, 0);
+	if (m != (ssize_t)take) {
+		*why = "client read failed";
+		return -1;
+	}
+	if (r == 0) {
+		o->in_len += take;
+		return 0;
+	}
+	o->in_len = 0;
+	return r;
+}
+
+static void olink_dialled(struct dial *d, int fd, int err);
+
+/* The whole request is in: go out to an edge. */
+static void
+aout_begin(struct aout *o, const char *host, uint16_t port)
+{
+	struct aedge *e;
+
+	ev_del(&o->cio);
+	free(o->in);
+	o->in = NULL;
+	snprintf(o->host, sizeof(o->host), "%s", host);
+	o->port = port;
+	snprintf(o->dest, sizeof(o->dest), strchr(host, ':') ? "[%s]:%u" :
+	    "%s:%u", host, port);
+	o->state = AO_LINK;
+	o->deadline = ev_now() + 2 * agent_cfg.connect_timeout_ms;
+	if (!outpol_valid_host(o->host) || port == 0) {
+		aout_fail(o, SOCKS_HOST_UNREACH, 400, "refused",
+		    "not a valid host name or address");
+		return;
+	}
+	if ((e = edge_pick_out()) == NULL) {
+		aout_fail(o, SOCKS_FAIL, 502, "failed",
+		    "no edge ready for outbound sessions");
+		return;
+	}
+	o->edge_addr = e->addr;
+	snprintf(o->edge_host, sizeof(o->edge_host), "%s", e->ce->host);
+	snprintf(o->edge_str, sizeof(o->edge_str), "%s", e->ce->str);
+	memcpy(o->token, e->out_token, sizeof(o->token));
+	if (dial_start(&o->dial, &o->edge_addr, olink_dialled, o) == -1)
+		aout_fail(o, SOCKS_FAIL, 502, "failed", strerror(errno));
+}
+
+static int
+creds_match(const char *user, size_t ulen, const uint8_t *pass, size_t plen)
+{
+	const struct cfg_outbound *c = &agent_cfg.out;
+	size_t cu = strlen(c->user), cp = strlen(c->pass);
+	int ok;
+
+	/* Constant time in the bytes compared; lengths are not secret
+	 * enough to matter against a client that can retry anyway. */
+	ok = ulen == cu && plen == cp;
+	ok &= CRYPTO_memcmp(user, c->user, ulen < cu ? ulen : cu) == 0;
+	ok &= CRYPTO_memcmp(pass, c->pass, plen < cp ? plen : cp) == 0;
+	return ok;
+}
+
+static int
+http_auth_ok(const struct httpc_req *h)
+{
+	uint8_t dec[400];
+	size_t n = strlen(h->auth), pad = 0, dlen;
+	const uint8_t *colon;
+	int r;
+
+	if (!h->has_auth || n % 4 != 0 || n / 4 * 3 > sizeof(dec))
+		return 0;
+	while (pad < 2 && n > pad && h->auth[n - 1 - pad] == '=')
+		pad++;
+	r = EVP_DecodeBlock(dec, (const unsigned char *)h->auth, (int)n);
+	if (r < 0 || (size_t)r < pad)
+		return 0;
+	dlen = (size_t)r - pad;
+	colon = memchr(dec, ':', dlen);
+	if (colon == NULL)
+		return 0;
+	r = creds_match((const char *)dec, (size_t)(colon - dec), colon + 1,
+	    dlen - (size_t)(colon - dec) - 1);
+	OPENSSL_cleanse(dec, sizeof(dec));
+	return r;
+}
+
+static void
+aout_client_io(struct ev_io *io, uint32_t events)
+{
+	struct aout *o = (struct aout *)(void *)io;
+	int auth = agent_cfg.out.user[0] != '\0';
+	struct socks_greeting g;
+	struct socks_auth a;
+	struct socks_req q;
+	struct http_parse h;
+	const char *why = NULL;
+	uint8_t r2[2];
+	int r;
+
+	(void)events;
+	for (;;) {
+		switch (o->state) {
+		case AO_GREETING:
+			r = aout_read(o, parse_greeting, &g, &why);
+			if (r == 0)
+				return;
+			if (r < 0) {
+				aout_fail(o, -1, 0, "failed", r == -1 ? why :
+				    "malformed SOCKS5 greeting");
+				return;
+			}
+			r2[0] = 5;
+			r2[1] = auth ? (g.offers_userpass ? SOCKS_M_USERPASS :
+			    SOCKS_M_REFUSE) : (g.offers_none ? SOCKS_M_NONE :
+			    SOCKS_M_REFUSE);
+			client_send(o, r2, 2);
+			if (r2[1] == SOCKS_M_REFUSE) {
+				aout_fail(o, -1, 0, "refused", auth ?
+				    "client offers no username/password method" :
+				    "client offers no no-authentication method");
+				return;
+			}
+			o->state = auth ? AO_AUTH : AO_REQUEST;
+			break;
+		case AO_AUTH:
+			r = aout_read(o, parse_auth, &a, &why);
+			if (r == 0)
+				return;
+			if (r < 0) {
+				aout_fail(o, -1, 0, "failed", r == -1 ? why :
+				    "malformed SOCKS5 username/password request");
+				return;
+			}
+			r = creds_match(a.user, a.ulen, a.pass, a.plen);
+			OPENSSL_cleanse(&a, sizeof(a));
+			r2[0] = 1;
+			r2[1] = r ? 0 : 1;
+			client_send(o, r2, 2);
+			if (!r) {
+				aout_fail(o, -1, 0, "refused",
+				    "SOCKS5 authentication failed");
+				return;
+			}
+			o->state = AO_REQUEST;
+			break;
+		case AO_REQUEST:
+			if (o->proto == AP_SOCKS) {
+				r = aout_read(o, parse_request, &q, &why);
+				if (r == 0)
+					return;
+				if (r < 0) {
+					aout_fail(o, r == -2 && q.rep ? q.rep : -1, 0,
+					    "failed", r == -1 ? why :
+					    q.rep == SOCKS_CMD_UNSUPPORTED ?
+					    "SOCKS5 command not supported" :
+					    "malformed SOCKS5 request");
+					return;
+				}
+				aout_begin(o, q.host, q.port);
+				return;
+			}
+			r = aout_read(o, parse_http, &h, &why);
+			if (r == 0)
+				return;
+			if (r < 0) {
+				aout_fail(o, -1, r == -2 ? h.status : 0, "failed",
+				    r == -1 ? why : "malformed CONNECT request");
+				return;
+			}
+			if (auth && !http_auth_ok(&h.req)) {
+				OPENSSL_cleanse(&h, sizeof(h));
+				aout_fail(o, -1, 407, "refused",
+				    "proxy authentication failed");
+				return;
+			}
+			OPENSSL_cleanse(h.req.auth, sizeof(h.req.auth));
+			aout_begin(o, h.req.host, h.req.port);
+			return;
+		default:
+			return;
+		}
+	}
+}
+
+/* --- the data link ------------------------------------------------------ */
+
+static void
+olink_dialled(struct dial *d, int fd, int err)
+{
+	struct aout *o = d->arg;
+	char why[300];
+	SSL *ssl;
+
+	if (fd == -1) {
+		snprintf(why, sizeof(why), "data link to edge %s: %s",
+		    o->edge_str, strerror(err));
+		aout_fail(o, SOCKS_FAIL, 502, "failed", why);
+		return;
+	}
+	if ((ssl = tlsx_new(agent_tls, fd, 0, o->edge_host)) == NULL) {
+		close(fd);
+		aout_fail(o, SOCKS_FAIL, 502, "failed", "data link: TLS set-up failed");
+		return;
+	}
+	o->state = AO_GREET;
+	if (fconn_start(&o->fc, fd, ssl, &olink_ops, o) == -1) {
+		SSL_free(ssl);
+		close(fd);
+		o->state = AO_LINK;
+		aout_fail(o, SOCKS_FAIL, 502, "failed", "data link: cannot watch socket");
+	}
+}
+
+static int
+olink_ready(struct fconn *fc)
+{
+	struct aout *o = fc->owner;
+	struct msg m;
+
+	msg_init(&m, FT_OUT_OPEN);
+	msg_set_str(&m, FA_DEST_HOST, o->host);
+	m.dest_port = o->port;
+	memcpy(m.secret, o->token, sizeof(m.secret));
+	m.have |= FA_BIT(FA_DEST_PORT) | FA_BIT(FA_SECRET);
+	(void)fconn_send(fc, &m);
+	OPENSSL_cleanse(m.secret, sizeof(m.secret));
+	return 0;
+}
+
+static void
+aout_relay_done(struct relay *r, int first, const char *err)
+{
+	struct aout *o = r->arg;
+	char reason[300];
+	uint64_t in = r->bytes[0] >= o->prime_len ? r->bytes[0] - o->prime_len : 0;
+
+	/* Side 0 is the data link (the destination), side 1 the client. */
+	if (err != NULL)
+		snprintf(reason, sizeof(reason), "error(%s: %s)",
+		    first == 0 ? "destination" : "client", err);
+	else
+		snprintf(reason, sizeof(reason), "%s",
+		    first == 0 ? "destination-closed" : "client-closed");
+	uint64_t out = r->bytes[1];
+
+	relay_free(r, err != NULL);
+	aout_end(o, err != NULL ? "cut" : "ok", SOCKS_OK, out, in, reason);
+}
+
+static int
+olink_frame(struct fconn *fc, struct msg *m)
+{
+	struct aout *o = fc->owner;
+	struct buf pending, prime = { 0 };
+	char why[MSG_TEXT_MAX + 64], resp[64];
+	uint8_t rep[SOCKS_REPLY_LEN];
+	size_t n;
+	int code, fd, cfd;
+	SSL *ssl;
+
+	if (m->type != FT_OUT_RESULT) {
+		snprintf(why, sizeof(why), "edge refused the data link: %s",
+		    m->type == FT_ERROR ? m->text : frame_type_name(m->type));
+		aout_fail(o, SOCKS_FAIL, 502, "failed", why);
+		return -1;
+	}
+	if (m->have & FA_BIT(FA_DEST_ADDR))
+		snprintf(o->addr, sizeof(o->addr), "%s", m->dest_addr);
+	if (m->status != 0) {
+		code = m->out_code >= SOCKS_FAIL && m->out_code <=
+		    SOCKS_ATYP_UNSUPPORTED ? m->out_code : SOCKS_FAIL;
+		snprintf(why, sizeof(why), "edge: %s",
+		    (m->have & FA_BIT(FA_TEXT)) ? m->text : "refused");
+		aout_fail(o, code, 0, code == SOCKS_NOT_ALLOWED ? "refused" :
+		    "failed", why);
+		return -1;
+	}
+	if (o->proto == AP_SOCKS)
+		n = socks_reply(rep, SOCKS_OK);
+	else
+		n = httpc_reply(resp, sizeof(resp), 200, NULL);
+	if (buf_append(&prime, o->proto == AP_SOCKS ? (void *)rep : (void *)resp,
+	    n, n) == -1) {
+		aout_fail(o, SOCKS_FAIL, 502, "failed", "out of memory");
+		return -1;
+	}
+	o->prime_len = n;
+	fconn_detach(fc, &fd, &ssl, &pending);
+	buf_free(&pending);
+	cfd = o->cio.fd;
+	o->state = AO_RELAY;
+	log_info("outbound %llu connected client=%s dest=%s addr=%s edge=%s",
+	    (unsigned long long)o->id, o->client, o->dest,
+	    o->addr[0] ? o->addr : "-", o->edge_str);
+	/* The reply goes to the client ahead of the first relayed byte;
+	 * what the client pipelined behind its request is still in its
+	 * socket and is relayed as soon as the relay reads. */
+	(void)relay_start(&o->relay, fd, ssl, cfd, NULL, &prime,
+	    aout_relay_done, o);
+	return -1;
+}
+
+static void
+olink_lost(struct fconn *fc, const char *why)
+{
+	char msg[300];
+
+	snprintf(msg, sizeof(msg), "data link: %s", why);
+	aout_fail(fc->owner, SOCKS_FAIL, 502, "failed", msg);
+}
+
+/* --- listeners ---------------------------------------------------------- */
+
+static void
+out_accept(struct ev_io *io, uint32_t events)
+{
+	struct net_addr peer;
+	struct aout *o;
+	int fd, i;
+
+	(void)events;
+	for (i = 0; i < 64; i++) {
+		fd = net_accept(io->fd, &peer);
+		if (fd == -1) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != ECONNABORTED && errno != EINTR)
+				log_warn("outbound accept: %s", strerror(errno));
+			return;
+		}
+		if (nouts >= OUT_MAX_SESSIONS) {
+			log_warn("outbound: %d sessions open, client refused",
+			    OUT_MAX_SESSIONS);
+			close(fd);
+			continue;
+		}
+		if ((o = calloc(1, sizeof(*o))) == NULL ||
+		    (o->in = malloc(HTTPC_MAX)) == NULL) {
+			log_warn("outbound accept: out of memory");
+			free(o);
+			close(fd);
+			continue;
+		}
+		o->id = out_next_id++;
+		o->proto = io == &socks_lio ? AP_SOCKS : AP_HTTP;
+		o->state = o->proto == AP_SOCKS ? AO_GREETING : AO_REQUEST;
+		o->t_start = ev_now();
+		o->deadline = o->t_start + agent_cfg.connect_timeout_ms;
+		net_fmt((struct sockaddr *)&peer.ss, o->client, sizeof(o->client));
+		ev_io_init(&o->cio, fd, aout_client_io);
+		if (ev_set(&o->cio, EPOLLIN) == -1) {
+			log_warn("outbound accept: %s", strerror(errno));
+			close(fd);
+			free(o->in);
+			free(o);
+			continue;
+		}
+		o->next = outs;
+		if (outs != NULL)
+			outs->prev = o;
+		outs = o;
+		nouts++;
+	}
+}
+
+static int
+out_listen(struct ev_io *lio, const char *addr, const char *what)
+{
+	struct net_addr a;
+	char err[256];
+	int fd;
+
+	if (net_parse(addr, &a, err, sizeof(err)) == -1 ||
+	    (fd = net_listen(&a, 128, err, sizeof(err))) == -1) {
+		log_err("%s %s: %s", what, addr, err);
+		return -1;
+	}
+	ev_io_init(lio, fd, out_accept);
+	if (ev_set(lio, EPOLLIN) == -1) {
+		log_err("%s %s: %s", what, addr, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	log_info("%s listening on %s", what, addr);
+	return 0;
+}
+
+int
+out_start(void)
+{
+	socks_lio.fd = http_lio.fd = -1;
+	if (agent_cfg.out.socks_listen[0] != '\0' &&
+	    out_listen(&socks_lio, agent_cfg.out.socks_listen, "socks5") == -1)
+		return -1;
+	if (agent_cfg.out.http_listen[0] != '\0' &&
+	    out_listen(&http_lio, agent_cfg.out.http_listen, "http-connect") == -1)
+		return -1;
+	return 0;
+}
+
+void
+out_tick(uint64_t now)
+{
+	struct aout *o, *next;
+
+	for (o = outs; o != NULL; o = next) {
+		next = o->next;
+		if (o->state == AO_RELAY || now <= o->deadline)
+			continue;
+		if (o->state < AO_LINK)
+			aout_fail(o, -1, 0, "failed", "request not complete in time");
+		else
+			aout_fail(o, SOCKS_TTL_EXPIRED, 504, "failed",
+			    "set-up timed out");
+	}
+}
+
+void
+out_stop(void)
+{
+	struct aout *o;
+
+	if (socks_lio.fd != -1) {
+		ev_del(&socks_lio);
+		close(socks_lio.fd);
+		socks_lio.fd = -1;
+	}
+	if (http_lio.fd != -1) {
+		ev_del(&http_lio);
+		close(http_lio.fd);
+		http_lio.fd = -1;
+	}
+	while ((o = outs) != NULL) {
+		if (o->state == AO_RELAY) {
+			struct relay *r = &o->relay;
+			uint64_t out = r->bytes[1], in = r->bytes[0] >= o->prime_len ?
+			    r->bytes[0] - o->prime_len : 0;
+			relay_free(r, 1);
+			aout_end(o, "cut", SOCKS_OK, out, in, "agent-stopping");
+		} else
+			aout_fail(o, SOCKS_FAIL, 503, "failed", "agent stopping");
+	}
+}

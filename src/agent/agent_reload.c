@@ -1,0 +1,241 @@
+/* agent_reload.c - apply an edited configuration file to the running
+ * agent (SIGHUP or POST /api/v1/reload).
+ *
+ * The new file is loaded whole into a new struct cfg; if anything is
+ * wrong the running configuration is not touched. Otherwise services are
+ * compared by name and every connected edge is told what changed:
+ * SVC_CLOSE for a removed service, SVC_OPEN for a new one, both for one
+ * whose listen address changed. A change of backends needs no frame.
+ * Running sessions never depend on the service table (agent_sess.c drops
+ * its pointer once relaying), and the few still being set up keep the
+ * old table, which is freed once none of them refers to it.
+ *
+ * Edges, the agent's name, its certificate, key and CA, and the admin
+ * listen address are fixed for the life of the process: a change to them
+ * is reported as needing a restart and the running values are kept. */
+#include "agent/agent.h"
+#include "common/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/crypto.h>
+
+struct retired {
+	struct cfg_service	*arr;
+	size_t			 n;
+	struct retired		*next;
+};
+
+static struct retired *retired;
+
+static void
+list_add(char *list, const char *name)
+{
+	size_t have = strnlen(list, RELOAD_LIST);
+
+	if (have < RELOAD_LIST)
+		(void)snprintf(list + have, RELOAD_LIST - have, "%s%s",
+		    have ? " " : "", name);
+}
+
+static int
+same_backends(const struct cfg_service *a, const struct cfg_service *b)
+{
+	size_t i;
+
+	if (a->nbackends != b->nbackends)
+		return 0;
+	for (i = 0; i < a->nbackends; i++)
+		if (strcmp(a->backends[i].str, b->backends[i].str) != 0)
+			return 0;
+	return 1;
+}
+
+static int
+same_edges(const struct cfg *a, const struct cfg *b)
+{
+	size_t i;
+
+	if (a->nedges != b->nedges)
+		return 0;
+	for (i = 0; i < a->nedges; i++)
+		if (strcmp(a->edges[i].str, b->edges[i].str) != 0)
+			return 0;
+	return 1;
+}
+
+/* Keep what cannot change while running; note each difference. */
+static void
+keep_fixed(const struct cfg *old, struct cfg *nc, struct reload_result *res)
+{
+	if (!same_edges(old, nc)) {
+		list_add(res->restart, "edge");
+		memcpy(nc->edges, old->edges, sizeof(nc->edges));
+		nc->nedges = old->nedges;
+	}
+	if (strcmp(old->name, nc->name) != 0) {
+		list_add(res->restart, "name");
+		memcpy(nc->name, old->name, sizeof(nc->name));
+	}
+	if (strcmp(old->cert, nc->cert) != 0 || strcmp(old->key, nc->key) != 0 ||
+	    strcmp(old->ca, nc->ca) != 0) {
+		list_add(res->restart, "cert/key/ca");
+		memcpy(nc->cert, old->cert, sizeof(nc->cert));
+		memcpy(nc->key, old->key, sizeof(nc->key));
+		memcpy(nc->ca, old->ca, sizeof(nc->ca));
+	}
+	if (strcmp(old->admin_listen, nc->admin_listen) != 0) {
+		/* The running listener keeps its token too. */
+		list_add(res->restart, "admin.listen");
+		memcpy(nc->admin_listen, old->admin_listen, sizeof(nc->admin_listen));
+		memcpy(nc->admin_token_file, old->admin_token_file,
+		    sizeof(nc->admin_token_file));
+		memcpy(nc->admin_token, old->admin_token, sizeof(nc->admin_token));
+	}
+}
+
+/* Carry backend health and the round-robin cursor over to the new
+ * table, so a reload does not forget what sessions found out. */
+static void
+carry_state(struct cfg_service *os, struct cfg_service *ns)
+{
+	size_t i, j;
+
+	ns->rr = os->rr;
+	for (i = 0; i < ns->nbackends; i++)
+		for (j = 0; j < os->nbackends; j++)
+			if (strcmp(ns->backends[i].str, os->backends[j].str) == 0) {
+				ns->backends[i].health = os->backends[j].health;
+				ns->backends[i].health_at = os->backends[j].health_at;
+				memcpy(ns->backends[i].last_error,
+				    os->backends[j].last_error,
+				    sizeof(ns->backends[i].last_error));
+				break;
+			}
+}
+
+/* Whether what the edge is told about a service changed: the pushed
+ * definitions are compared whole (listen, idle time-out, and whatever is
+ * added later), so such a change is applied as a close and an open. The
+ * priority is left out: the edge takes a new one from a repeated SVC_OPEN
+ * (see svc_prio_changed), without closing anything. */
+static int
+svc_def_changed(const struct cfg_service *a, const struct cfg_service *b)
+{
+	struct msg ma, mb;
+
+	svc_open_msg(a, &ma);
+	svc_open_msg(b, &mb);
+	ma.priority = mb.priority = 0;
+	ma.have &= ~FA_BIT(FA_PRIORITY);
+	mb.have &= ~FA_BIT(FA_PRIORITY);
+	return memcmp(&ma, &mb, sizeof(ma)) != 0;
+}
+
+static int
+svc_prio_changed(const struct cfg_service *a, const struct cfg_service *b)
+{
+	return a->priority != b->priority;
+}
+
+int
+reload_run(struct reload_result *res, char *err, size_t errlen)
+{
+	struct cfg *nc;
+	struct cfg_service *os, *ns;
+	struct retired *r;
+	size_t i;
+
+	memset(res, 0, sizeof(*res));
+	if ((nc = calloc(1, sizeof(*nc))) == NULL ||
+	    (r = calloc(1, sizeof(*r))) == NULL) {
+		free(nc);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (cfg_load(agent_cfg.path, nc, err, errlen) == -1) {
+		log_err("reload refused, configuration unchanged: %s", err);
+		free(r);
+		free(nc);
+		return -1;
+	}
+	keep_fixed(&agent_cfg, nc, res);
+
+	/* Diff by name; frames are sent after the swap, from the new table. */
+	for (i = 0; i < agent_cfg.nservices; i++) {
+		os = &agent_cfg.services[i];
+		if ((ns = cfg_service(nc, os->name)) == NULL) {
+			list_add(res->removed, os->name);
+			edges_svc_close(os->name);
+			continue;
+		}
+		carry_state(os, ns);
+		if (svc_def_changed(os, ns)) {
+			list_add(res->changed, os->name);
+			edges_svc_close(os->name);
+		} else if (!same_backends(os, ns))
+			list_add(res->backends, os->name);
+	}
+	r->arr = agent_cfg.services;
+	r->n = agent_cfg.nservices;
+	r->next = retired;
+	retired = r;
+	agent_cfg = *nc;
+	/* agent_cfg now owns the token; wipe the copy before freeing it. */
+	OPENSSL_cleanse(nc, sizeof(*nc));
+	free(nc);
+
+	for (i = 0; i < agent_cfg.nservices; i++) {
+		ns = &agent_cfg.services[i];
+		os = NULL;
+		for (size_t k = 0; k < r->n; k++)
+			if (strcmp(r->arr[k].name, ns->name) == 0)
+				os = &r->arr[k];
+		if (os == NULL)
+			list_add(res->added, ns->name);
+		if (os == NULL || svc_def_changed(os, ns) ||
+		    svc_prio_changed(os, ns))
+			edges_svc_open(ns);
+	}
+	/* Probes and session counts point into the service table: move
+	 * them to the new one before the old can be freed. */
+	health_stop();
+	health_start();
+	sess_reloaded();
+	log_info("configuration reloaded: %zu services; added=[%s] removed=[%s] "
+	    "changed=[%s] backends-changed=[%s]%s%s%s",
+	    agent_cfg.nservices, res->added, res->removed, res->changed,
+	    res->backends, res->restart[0] ? " restart needed for [" : "",
+	    res->restart, res->restart[0] ? "] (running values kept)" : "");
+	reload_tick();
+	return 0;
+}
+
+void
+reload_tick(void)
+{
+	struct retired **pp = &retired, *r;
+
+	while ((r = *pp) != NULL) {
+		if (sess_uses(r->arr, r->n)) {
+			pp = &r->next;
+			continue;
+		}
+		*pp = r->next;
+		free(r->arr);
+		free(r);
+	}
+}
+
+void
+reload_stop(void)
+{
+	struct retired *r;
+
+	while ((r = retired) != NULL) {
+		retired = r->next;
+		free(r->arr);
+		free(r);
+	}
+}

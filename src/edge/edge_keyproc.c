@@ -1,0 +1,195 @@
+/* edge_keyproc.c - private key custody for the edge.
+ *
+ * OpenSSL 3 has no non-deprecated way to hand a key's signing to another
+ * process short of writing a provider; the EC_KEY_METHOD hooks still work
+ * for "foreign" legacy keys, so this file alone opts out of deprecation
+ * warnings. Only EC keys are supported (sallyportctl makes P-256 ones). */
+#define OPENSSL_SUPPRESS_DEPRECATED 1
+
+#include "edge/edge_keyproc.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#define KP_DGST_MAX	64	/* SHA-512 */
+#define KP_SIG_MAX	160	/* DER ECDSA, P-521 fits */
+#define KP_TIMEOUT_MS	5000
+
+static int kp_fd = -1;
+/* Must outlive every key that uses it, so it lives as long as the process. */
+static EC_KEY_METHOD *kp_meth;
+
+/* --- the key process ---------------------------------------------------- */
+
+static void __attribute__((noreturn))
+kp_serve(int fd, const char *keyfile, X509 *cert,
+    const struct sandbox_conf *sc)
+{
+	unsigned char req[KP_DGST_MAX], sig[KP_SIG_MAX];
+	char err[256];
+	EVP_PKEY *key = NULL;
+	EVP_PKEY_CTX *pctx;
+	struct sigaction sa;
+	size_t siglen;
+	ssize_t n;
+	FILE *f;
+
+	/* The parent handles signals; this one ends when its socket does. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if ((f = fopen(keyfile, "r")) == NULL)
+		log_fatal("key process: %s: %s", keyfile, strerror(errno));
+	key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
+	if (key == NULL)
+		log_fatal("key process: %s: not a PEM private key", keyfile);
+	if (EVP_PKEY_eq(key, X509_get0_pubkey(cert)) != 1)
+		log_fatal("key process: %s does not match the certificate", keyfile);
+	if (sandbox_enter_keyproc(sc, err, sizeof(err)) == -1)
+		log_fatal("key process: sandbox: %s", err);
+	for (;;) {
+		n = recv(fd, req, sizeof(req), 0);
+		if (n <= 0)
+			_exit(0);
+		siglen = sizeof(sig);
+		if ((pctx = EVP_PKEY_CTX_new(key, NULL)) == NULL ||
+		    EVP_PKEY_sign_init(pctx) != 1 ||
+		    EVP_PKEY_sign(pctx, sig, &siglen, req, (size_t)n) != 1)
+			siglen = 0;	/* an empty answer says "failed" */
+		EVP_PKEY_CTX_free(pctx);
+		if (send(fd, sig, siglen, MSG_NOSIGNAL) == -1)
+			_exit(0);
+	}
+}
+
+/* --- the relay process's side ------------------------------------------ */
+
+/* Ask the key process to sign dgst. Returns the DER signature length,
+ * or -1. Blocking, but bounded: the key process answers in microseconds
+ * or is dead, and a dead key process is fatal. */
+static int
+kp_sign(const unsigned char *dgst, int dlen, unsigned char *sig, size_t siglen)
+{
+	struct pollfd pfd = { kp_fd, POLLIN, 0 };
+	ssize_t n;
+
+	if (dlen <= 0 || dlen > KP_DGST_MAX)
+		return -1;
+	if (send(kp_fd, dgst, (size_t)dlen, MSG_NOSIGNAL) != dlen)
+		log_fatal("key process gone: %s", strerror(errno));
+	if (poll(&pfd, 1, KP_TIMEOUT_MS) != 1)
+		log_fatal("key process did not answer");
+	n = recv(kp_fd, sig, siglen, 0);
+	if (n < 0)
+		log_fatal("key process gone: %s", strerror(errno));
+	if (n == 0) {
+		log_err("key process could not sign");
+		return -1;
+	}
+	return (int)n;
+}
+
+static int
+kp_ec_sign(int type, const unsigned char *dgst, int dlen, unsigned char *sig,
+    unsigned int *siglen, const BIGNUM *kinv, const BIGNUM *r, EC_KEY *ec)
+{
+	int n;
+
+	(void)type; (void)kinv; (void)r;
+	n = kp_sign(dgst, dlen, sig, (size_t)ECDSA_size(ec));
+	if (n < 0)
+		return 0;
+	*siglen = (unsigned int)n;
+	return 1;
+}
+
+static ECDSA_SIG *
+kp_ec_sign_sig(const unsigned char *dgst, int dlen, const BIGNUM *kinv,
+    const BIGNUM *r, EC_KEY *ec)
+{
+	unsigned char der[KP_SIG_MAX];
+	const unsigned char *p = der;
+	int n;
+
+	(void)kinv; (void)r; (void)ec;
+	if ((n = kp_sign(dgst, dlen, der, sizeof(der))) < 0)
+		return NULL;
+	return d2i_ECDSA_SIG(NULL, &p, n);
+}
+
+int
+keyproc_start(SSL_CTX *ctx, const char *keyfile, const struct sandbox_conf *sc,
+    char *err, size_t errlen)
+{
+	X509 *cert = SSL_CTX_get0_certificate(ctx);
+	EVP_PKEY *pub, *pkey = NULL;
+	const EC_KEY *pubec;
+	EC_KEY *ec = NULL;
+	int (*dflt_setup)(EC_KEY *, BN_CTX *, BIGNUM **, BIGNUM **) = NULL;
+	int sv[2];
+	pid_t pid;
+
+	if (cert == NULL || (pub = X509_get0_pubkey(cert)) == NULL ||
+	    (pubec = EVP_PKEY_get0_EC_KEY(pub)) == NULL) {
+		snprintf(err, errlen, "the edge certificate must have an EC key "
+		    "(sallyportctl pki init makes one)");
+		return -1;
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+		snprintf(err, errlen, "socketpair: %s", strerror(errno));
+		return -1;
+	}
+	if ((pid = fork()) == -1) {
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		kp_serve(sv[1], keyfile, cert, sc);
+	}
+	close(sv[1]);
+	kp_fd = sv[0];
+
+	/* A key object with the certificate's public half whose signing
+	 * goes to the key process. */
+	if ((kp_meth = EC_KEY_METHOD_new(EC_KEY_get_default_method())) == NULL)
+		goto fail;
+	EC_KEY_METHOD_get_sign(EC_KEY_get_default_method(), NULL, &dflt_setup, NULL);
+	EC_KEY_METHOD_set_sign(kp_meth, kp_ec_sign, dflt_setup, kp_ec_sign_sig);
+	if ((ec = EC_KEY_new()) == NULL || EC_KEY_set_method(ec, kp_meth) != 1 ||
+	    EC_KEY_set_group(ec, EC_KEY_get0_group(pubec)) != 1 ||
+	    EC_KEY_set_public_key(ec, EC_KEY_get0_public_key(pubec)) != 1)
+		goto fail;
+	if ((pkey = EVP_PKEY_new()) == NULL || EVP_PKEY_assign_EC_KEY(pkey, ec) != 1)
+		goto fail;
+	ec = NULL;
+	if (SSL_CTX_use_PrivateKey(ctx, pkey) != 1)
+		goto fail;
+	EVP_PKEY_free(pkey);	/* the context holds its own reference */
+	return 0;
+fail:
+	snprintf(err, errlen, "key process set-up: %s",
+	    ERR_reason_error_string(ERR_peek_last_error()) ?
+	    ERR_reason_error_string(ERR_peek_last_error()) : "failed");
+	EC_KEY_free(ec);
+	EVP_PKEY_free(pkey);
+	return -1;
+}

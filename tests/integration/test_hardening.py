@@ -1,0 +1,279 @@
+"""The edge under least privilege and under attack (issue: hardening).
+
+- the running edge is confined: seccomp filter mode, not root, no
+  capabilities, cannot write a file or exec (its own self-test, run after
+  the sandbox is up), and it still relays sftp;
+- the private key is only in the key process's memory, never in the
+  process that talks to the internet;
+- hostile input against a live edge while a real sftp transfer runs.
+"""
+
+import os
+import re
+import resource
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+import fakeagent as fa
+import sp
+from sp import LOOPBACK, MiB
+
+EDGE_RSS_BOUND_KIB = 64 * 1024   # stated bound, see docs/security.md
+
+
+def status(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for ln in f:
+            k, _, v = ln.partition(":")
+            out[k] = v.strip()
+    return out
+
+
+def key_scalar(key_path):
+    """The EC private scalar of a PEM key, as bytes (via openssl)."""
+    txt = sp.run(["openssl", "pkey", "-in", str(key_path), "-noout",
+                  "-text"]).stdout
+    m = re.search(r"priv:\s*((?:[0-9a-f]{2}:?\s*)+)pub:", txt, re.S)
+    assert m, txt
+    raw = bytes.fromhex(re.sub(r"[^0-9a-f]", "", m.group(1)))
+    return raw.lstrip(b"\0")[-32:].rjust(32, b"\0")
+
+
+def memory_contains(pid, needles):
+    """Whether any needle occurs in the readable memory of pid."""
+    with open(f"/proc/{pid}/maps") as maps, \
+            open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for ln in maps:
+            rng, perms = ln.split()[:2]
+            if "r" not in perms or ln.rstrip().endswith("[vvar]"):
+                continue
+            lo, hi = (int(x, 16) for x in rng.split("-"))
+            if hi - lo > 256 * MiB:       # sanitizer shadow, not data
+                continue
+            try:
+                mem.seek(lo)
+                chunk = mem.read(hi - lo)
+            except (OSError, ValueError, OverflowError):
+                continue
+            if any(n in chunk for n in needles):
+                return True
+    return False
+
+
+def sandboxed_edge(tmp_path, pki, extra=()):
+    return sp.start_edge(tmp_path, pki, extra=["--user", "nobody",
+                                               "--sandbox-selftest", *extra])
+
+
+def sftp_roundtrip(gw_port, ssh, tmp_path, size, tag, bind=None):
+    src = tmp_path / f"{tag}.bin"
+    back = tmp_path / f"{tag}.back"
+    rd = ssh.root / tmp_path.name
+    rd.mkdir(parents=True, exist_ok=True)
+    h = sp.random_file(src, size)
+    extra = ["-o", f"BindAddress={bind}"] if bind else []
+    ssh.sftp(gw_port, [f"put {src} {rd}/{tag}.bin",
+                       f"get {rd}/{tag}.bin {back}"], tmp_path, extra=extra,
+             timeout=600)
+    assert sp.sha256_file(rd / f"{tag}.bin") == h, "upload corrupted"
+    assert sp.sha256_file(back) == h, "download corrupted"
+
+
+def test_edge_sandbox_and_key_custody(tmp_path, pki, sshd):
+    edge = sandboxed_edge(tmp_path, pki)
+    edge.proc.wait_log("sandbox selftest: unix socket", timeout=10)
+    log = edge.proc.log()
+    assert "sandbox selftest: open for writing denied" in log, log
+    assert "sandbox selftest: exec denied" in log, log
+    assert "SUCCEEDED" not in log, log
+    assert not os.path.exists("/tmp/sallyport-edge-selftest")
+
+    pid = edge.proc.pid
+    st = status(pid)
+    assert st["Seccomp"] == "2", st
+    assert all(int(u) != 0 for u in st["Uid"].split()), st["Uid"]
+    assert all(int(g) != 0 for g in st["Gid"].split()), st["Gid"]
+    for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(st[cap], 16) == 0, (cap, st[cap])
+    assert st.get("NoNewPrivs") == "1", st
+
+    kids = sp._children_of(pid)
+    assert len(kids) == 1, f"expected one key process, got {kids}"
+    kst = status(kids[0])
+    assert kst["Seccomp"] == "2", kst
+    assert all(int(u) != 0 for u in kst["Uid"].split()), kst["Uid"]
+
+    # it still does its job: an sftp session through the confined edge
+    port = sp.free_port()
+    sp.start_agent(tmp_path, pki, edge, {"sftp": (port, [sshd.port])})
+    sftp_roundtrip(port, sshd, tmp_path, 4 * MiB, "confined")
+
+    # the key: in the key process (positive control), not in the relay
+    k = key_scalar(pki.edge_key)
+    needles = [k, k[::-1]]           # big-endian, and as little-endian limbs
+    assert memory_contains(kids[0], needles), \
+        "the memory scan cannot see the key even where it is"
+    assert not memory_contains(pid, needles), \
+        "the private key is in the memory of the internet-facing process"
+
+
+def test_edge_without_user_is_still_filtered(tmp_path, pki):
+    edge = sp.start_edge(tmp_path, pki, extra=["--sandbox-selftest"])
+    edge.proc.wait_log("sandbox selftest: unix socket", timeout=10)
+    assert status(edge.proc.pid)["Seccomp"] == "2"
+    assert "sandbox selftest: exec denied" in edge.proc.log()
+
+
+class Chargen:
+    """A backend that writes forever to whoever connects: the test's
+    'peer that stops reading' never reads it."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind((LOOPBACK, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        self.sent = 0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        self.sock.settimeout(0.2)
+        block = os.urandom(65536)
+        while not self.stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._push, args=(c, block),
+                             daemon=True).start()
+
+    def _push(self, c, block):
+        c.settimeout(0.5)
+        while not self.stop.is_set():
+            try:
+                self.sent += c.send(block)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+        c.close()
+
+
+def test_hostile_input_while_sftp_runs(tmp_path, pki, sshd):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    assert hard >= 6000, "the test needs 6000 descriptors"
+
+    edge = sandboxed_edge(tmp_path, pki, extra=["--claim-timeout", "5",
+                                                "--handshake-timeout", "3"])
+    pid = edge.proc.pid
+    sftp_port, trap_port, flood_port = (sp.free_port() for _ in range(3))
+    chargen = Chargen()
+    sp.start_agent(tmp_path, pki, edge, {"sftp": (sftp_port, [sshd.port]),
+                                         "flood": (flood_port, [chargen.port])})
+    # a second agent that offers "trap" and never claims a client
+    fake = fa.FakeAgent(edge.control_port, pki.ca_crt, pki.agent_crt,
+                        pki.agent_key, name="never-claims")
+    fake.connect()
+    assert fake.svc_open("trap", f"{LOOPBACK}:{trap_port}")[0] == 0
+
+    # the legitimate transfer, from its own address, during the attack
+    result = {}
+
+    def legit():
+        try:
+            sftp_roundtrip(sftp_port, sshd, tmp_path, 20 * MiB, "legit",
+                           bind="127.0.0.2")
+            result["ok"] = True
+        except BaseException as e:          # reported below
+            result["err"] = e
+    t = threading.Thread(target=legit)
+    t.start()
+
+    held = []
+    try:
+        # 1. 5,000 clients nobody claims: 400 from one address (over the
+        #    per-address limit), then the rest from 20 others (over the
+        #    limit of clients waiting to be claimed)
+        for i in range(5000):
+            s = socket.socket()
+            s.setblocking(False)
+            s.bind(("127.0.0.9" if i < 400 else f"127.0.0.{10 + i % 20}", 0))
+            try:
+                s.connect((LOOPBACK, trap_port))
+            except BlockingIOError:
+                pass
+            held.append(s)
+        # 2. a peer that stops reading while the backend floods it
+        stuck = socket.create_connection((LOOPBACK, flood_port))
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        held.append(stuck)
+        # 3. slowloris: half a TLS record on the control port, one byte
+        #    at a time, and half a request on a service port
+        slow = []
+        for _ in range(50):
+            c = socket.create_connection((LOOPBACK, edge.control_port))
+            c.send(b"\x16")
+            slow.append(c)
+            s = socket.create_connection((LOOPBACK, sftp_port),
+                                         source_address=("127.0.0.3", 0))
+            s.send(b"SSH-2.0-")
+            slow.append(s)
+        held += slow
+        # 4. TLS garbage, and 5. oversize and truncated frames from an
+        #    authenticated peer
+        for _ in range(50):
+            g = socket.create_connection((LOOPBACK, edge.control_port))
+            g.sendall(os.urandom(2048))
+            g.close()
+        big = fa.tls_connect(fa.client_context(pki.ca_crt, pki.agent_crt,
+                                               pki.agent_key),
+                             edge.control_port)
+        big.sendall(b"\x00\x01\x00\x00" + (1 << 20).to_bytes(4, "big"))
+        trunc = fa.tls_connect(fa.client_context(pki.ca_crt, pki.agent_crt,
+                                                 pki.agent_key),
+                               edge.control_port)
+        trunc.sendall(b"\x00\x01\x00")
+        trunc.close()
+        for i in range(6):                # keep the slow ones dribbling
+            for c in slow[::2]:
+                try:
+                    c.send(b"\x03")
+                except OSError:
+                    pass
+            time.sleep(0.5)
+
+        t.join(timeout=600)
+        assert result.get("ok"), f"legitimate sftp failed: {result.get('err')}"
+        sp.wait_until(lambda: "refused: protocol error: frame too large"
+                      in edge.proc.log(), 10, "oversize frame refused")
+        sp.wait_until(lambda: "limit handshake_timeout hit" in edge.proc.log(),
+                      15, "slow handshakes cut")
+        sp.wait_until(lambda: "limit claim_timeout hit" in edge.proc.log(),
+                      15, "unclaimed clients closed")
+    finally:
+        chargen.stop.set()
+        for s in held:
+            try:
+                s.close()
+            except OSError:
+                pass
+        fake.close()
+
+    log = edge.proc.log()
+    assert "limit pending hit" in log, "5,000 unclaimed clients: no limit"
+    assert "limit per_ip hit" in log, "250 per address: no per-address limit"
+    assert edge.proc.alive(), edge.proc.tail()
+    peak = int(status(pid)["VmHWM"].split()[0])
+    print(f"edge peak RSS under attack: {peak} KiB")
+    if "sanitizer build" not in log:      # ASan's shadow memory is not ours
+        assert peak < EDGE_RSS_BOUND_KIB, f"edge peak RSS {peak} KiB"
+    # and it is still fully working afterwards
+    sftp_roundtrip(sftp_port, sshd, tmp_path, 1 * MiB, "after",
+                   bind="127.0.0.2")

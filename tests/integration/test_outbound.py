@@ -1,0 +1,396 @@
+"""Outbound sessions: inside clients reach outside servers through the
+edge (SOCKS5 and HTTP CONNECT on the agent, connect() on the edge).
+
+All traffic stays on 127.0.0.1; the "outside" servers are nginx and sshd
+on loopback, which the policy has to allow explicitly (loopback is a
+special address that only a CIDR rule naming it lets through).
+"""
+
+import re
+import socket
+import threading
+
+import pytest
+
+import sp
+from sp import LOOPBACK, MiB
+
+AGENT_CLOSED = re.compile(
+    r"outbound (\d+) closed outcome=(\S+) proto=(\S+) client=(\S+) dest=(\S+) "
+    r"addr=(\S+) edge=(\S+) bytes_out=(\d+) bytes_in=(\d+) duration=(\S+) "
+    r"code=(\d+) reason=(.*)$")
+
+
+def closed(agent, since=0):
+    out = []
+    for ln in agent.proc.find(AGENT_CLOSED, since):
+        m = AGENT_CLOSED.search(ln)
+        out.append({"outcome": m.group(2), "proto": m.group(3),
+                    "client": m.group(4), "dest": m.group(5),
+                    "addr": m.group(6), "out": int(m.group(8)),
+                    "in": int(m.group(9)), "code": int(m.group(11)),
+                    "reason": m.group(12)})
+    return out
+
+
+def wait_closed_record(agent, pred, since=0, timeout=30):
+    def look():
+        return [r for r in closed(agent, since) if pred(r)]
+    return sp.wait_until(look, timeout, "outbound audit line")[0]
+
+
+def curl(args, timeout=120):
+    return sp.run(["curl", "-q", "-sS", "--max-time", "60"] + args,
+                  check=False, timeout=timeout)
+
+
+@pytest.fixture
+def edge(tmp_path, pki):
+    """An edge whose operator allows outbound sessions."""
+    return sp.start_edge(tmp_path, pki, extra=["--allow-outbound"])
+
+
+@pytest.fixture
+def web(tmp_path, nginx):
+    size = 3 * MiB + 17
+    h = sp.random_file(nginx.root / "file", size)
+    nginx.size, nginx.sha = size, h
+    return nginx
+
+
+# --------------------------------------------------------------------------
+# allowed destinations: real clients, content checked
+
+def test_curl_socks5_hostname(tmp_path, pki, edge, web):
+    a = sp.start_outbound_agent(tmp_path, pki, edge,
+                                [f"127.0.0.1/32:{web.port}"])
+    out = tmp_path / "got"
+    mark = a.proc.mark()
+    r = curl(["--socks5-hostname", f"{LOOPBACK}:{a.socks_port}",
+              "--cacert", web.cert, "-o", out, "-w", "%{http_code}",
+              f"https://127.0.0.1:{web.port}/file"])
+    assert r.returncode == 0, r.stdout
+    assert r.stdout.strip() == "200"
+    assert sp.sha256_file(out) == web.sha
+    rec = wait_closed_record(a, lambda r: r["outcome"] == "ok", mark)
+    assert rec["proto"] == "socks5"
+    assert rec["dest"] == f"127.0.0.1:{web.port}"
+    assert rec["addr"] == f"127.0.0.1:{web.port}"
+    assert rec["client"].startswith("127.0.0.1:")
+    assert rec["in"] > web.size and 0 < rec["out"] < web.size
+    edge.proc.wait_log(["outbound", "connected agent=agent1",
+                        f"addr=127.0.0.1:{web.port}"])
+
+
+def test_curl_http_connect(tmp_path, pki, edge, web):
+    a = sp.start_outbound_agent(tmp_path, pki, edge,
+                                [f"127.0.0.1/32:{web.port}"])
+    out = tmp_path / "got"
+    mark = a.proc.mark()
+    r = curl(["--proxy", f"http://{LOOPBACK}:{a.http_port}",
+              "--cacert", web.cert, "-o", out,
+              "-w", "%{http_connect} %{http_code}",
+              f"https://127.0.0.1:{web.port}/file"])
+    assert r.returncode == 0, r.stdout
+    assert r.stdout.strip() == "200 200"
+    assert sp.sha256_file(out) == web.sha
+    rec = wait_closed_record(a, lambda r: r["outcome"] == "ok", mark)
+    assert rec["proto"] == "http-connect"
+    assert rec["in"] > web.size
+
+
+def test_sftp_through_socks_20m(tmp_path, pki, edge, sshd):
+    a = sp.start_outbound_agent(tmp_path, pki, edge,
+                                [f"127.0.0.1/32:{sshd.port}"])
+    rd = sshd.root / tmp_path.name
+    rd.mkdir(parents=True, exist_ok=True)
+    src, back = tmp_path / "up.bin", tmp_path / "down.bin"
+    h = sp.random_file(src, 20 * MiB)
+    proxy = f"ProxyCommand=nc -X 5 -x {LOOPBACK}:{a.socks_port} %h %p"
+    mark = a.proc.mark()
+    sshd.sftp(sshd.port, [f"put {src} {rd}/up.bin",
+                          f"get {rd}/up.bin {back}"], tmp_path,
+              extra=["-o", proxy])
+    assert sp.sha256_file(rd / "up.bin") == h
+    assert sp.sha256_file(back) == h
+    rec = wait_closed_record(a, lambda r: r["outcome"] == "ok", mark)
+    assert rec["dest"] == f"127.0.0.1:{sshd.port}"
+    assert rec["out"] > 20 * MiB and rec["in"] > 20 * MiB
+
+
+def test_pipelined_bytes_after_request_are_relayed(tmp_path, pki, edge):
+    """A client that sends greeting, request and payload in one write:
+    the payload must reach the destination (nothing after the request is
+    eaten by the request reader)."""
+    ls = socket.socket()
+    ls.bind((LOOPBACK, 0))
+    ls.listen(4)
+    port = ls.getsockname()[1]
+
+    def echo():
+        c, _ = ls.accept()
+        with c:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                c.sendall(d)
+    t = threading.Thread(target=echo, daemon=True)
+    t.start()
+    a = sp.start_outbound_agent(tmp_path, pki, edge, [f"127.0.0.1/32:{port}"])
+    try:
+        s, code = sp.socks5_connect(a.socks_port, "127.0.0.1", port,
+                                    extra=b"hello, pipelined")
+        assert code == 0
+        got = b""
+        while len(got) < 16:
+            d = s.recv(100)
+            assert d, got
+            got += d
+        assert got == b"hello, pipelined"
+        s.close()
+    finally:
+        ls.close()
+
+
+def test_proxy_authentication(tmp_path, pki, edge, web):
+    a = sp.start_outbound_agent(tmp_path, pki, edge,
+                                [f"127.0.0.1/32:{web.port}"],
+                                user="inside", password="s3cret pass")
+    url = f"https://127.0.0.1:{web.port}/file"
+    # SOCKS5 with RFC 1929 username/password
+    r = curl(["--proxy", f"socks5h://inside:s3cret%20pass@{LOOPBACK}:"
+              f"{a.socks_port}", "--cacert", web.cert, "-o", tmp_path / "s",
+              url])
+    assert r.returncode == 0, r.stdout
+    assert sp.sha256_file(tmp_path / "s") == web.sha
+    s, code = sp.socks5_connect(a.socks_port, "127.0.0.1", web.port,
+                                user="inside", password="wrong")
+    assert s is None and code == -1
+    # HTTP CONNECT with Proxy-Authorization: Basic
+    r = curl(["--proxy", f"http://{LOOPBACK}:{a.http_port}",
+              "--proxy-user", "inside:s3cret pass", "--cacert", web.cert,
+              "-o", tmp_path / "h", url])
+    assert r.returncode == 0, r.stdout
+    assert sp.sha256_file(tmp_path / "h") == web.sha
+    r = curl(["--proxy", f"http://{LOOPBACK}:{a.http_port}",
+              "--proxy-user", "inside:nope", "--cacert", web.cert,
+              "-o", "/dev/null", "-w", "%{http_connect}", url])
+    assert r.returncode != 0
+    assert r.stdout.strip().endswith("407"), r.stdout
+    a.proc.wait_log(["outcome=refused", "reason=SOCKS5 authentication failed"])
+    a.proc.wait_log(["outcome=refused", "reason=proxy authentication failed"])
+
+
+def test_edge_without_allow_outbound_refuses(tmp_path, pki, web):
+    """Outbound is the DMZ operator's choice: an edge started without
+    --allow-outbound refuses the policy, and a request finds no edge."""
+    plain = sp.start_edge(tmp_path, pki, tag="plainedge")
+    conf = sp.write_agent_conf(tmp_path / "a.conf", pki, [plain.addr], {})
+    socks = sp.free_port()
+    with open(conf, "a") as f:
+        f.write(f"[outbound]\nsocks_listen = {LOOPBACK}:{socks}\n"
+                f"allow_destination = 127.0.0.1/32:{web.port}\n")
+    a = sp.Proc("agent", [sp.AGENT_BIN, "--config", conf], tmp_path / "a.log")
+    a.wait_log("outbound policy refused: outbound sessions are not enabled")
+    plain.proc.wait_log("outbound sessions are not enabled on this edge")
+    s, code = sp.socks5_connect(socks, "127.0.0.1", web.port)
+    assert s is None and code == 1
+    a.wait_log(["outcome=failed", "no edge ready for outbound sessions"])
+
+
+# --------------------------------------------------------------------------
+# refused destinations: the right error, and an audit line
+
+def test_destination_outside_rules_refused(tmp_path, pki, edge, web, sshd):
+    a = sp.start_outbound_agent(tmp_path, pki, edge,
+                                [f"127.0.0.1/32:{web.port}"])
+    mark = a.proc.mark()
+    # SOCKS: 0x02 "connection not allowed by ruleset"
+    s, code = sp.socks5_connect(a.socks_port, "127.0.0.1", sshd.port)
+    assert s is None and code == 2
+    # HTTP CONNECT: 403
+    r = curl(["--proxy", f"http://{LOOPBACK}:{a.http_port}",
+              "-o", "/dev/null", "-w", "%{http_connect}",
+              f"https://127.0.0.1:{sshd.port}/"])
+    assert r.returncode != 0
+    assert r.stdout.strip().endswith("403"), r.stdout
+    recs = sp.wait_until(
+        lambda: [x for x in closed(a, mark) if x["outcome"] == "refused"
+                 and x["dest"] == f"127.0.0.1:{sshd.port}"] if
+        len([x for x in closed(a, mark) if x["outcome"] == "refused"]) >= 2
+        else None, 20, "two refusals logged")
+    assert {x["proto"] for x in recs} == {"socks5", "http-connect"}
+    assert all(x["code"] == 2 for x in recs)
+    assert all(x["out"] == 0 and x["in"] == 0 for x in recs)
+    assert edge.proc.count(["refused agent=agent1",
+                            f"dest=127.0.0.1:{sshd.port}"]) == 2
+    # a public-looking name nobody allowed: refused before any lookup
+    s, code = sp.socks5_connect(a.socks_port, "files.example.com", 443)
+    assert s is None and code == 2
+    edge.proc.wait_log(["refused", "dest=files.example.com:443",
+                        "no destination rule allows it"])
+
+
+def test_name_resolving_to_forbidden_address(tmp_path, pki, edge, web, sshd):
+    """`localhost` matches a host-name rule, but resolves to loopback:
+    the resolved address is checked, and a name rule never lifts the
+    special-address ban. The same name to a port allowed by a CIDR rule
+    that names loopback goes through (so the refusal is not a DNS
+    failure)."""
+    a = sp.start_outbound_agent(tmp_path, pki, edge,
+                                [f"localhost:{sshd.port}",
+                                 f"127.0.0.0/8:{web.port}"])
+    mark = a.proc.mark()
+    s, code = sp.socks5_connect(a.socks_port, "localhost", sshd.port)
+    assert s is None and code == 2
+    r = curl(["--proxy", f"http://{LOOPBACK}:{a.http_port}",
+              "-o", "/dev/null", "-w", "%{http_connect}",
+              f"https://localhost:{sshd.port}/"])
+    assert r.returncode != 0
+    assert r.stdout.strip().endswith("403"), r.stdout
+    rec = wait_closed_record(a, lambda x: x["outcome"] == "refused", mark)
+    assert rec["dest"] == f"localhost:{sshd.port}" and rec["code"] == 2
+    assert "loopback" in rec["reason"], rec
+    edge.proc.wait_log(["refused", f"dest=localhost:{sshd.port}",
+                        "resolves to", "loopback"])
+    # positive control: same name, a port a loopback CIDR rule allows
+    r = curl(["--socks5-hostname", f"{LOOPBACK}:{a.socks_port}",
+              "--cacert", web.cert, "-o", tmp_path / "got",
+              f"https://localhost:{web.port}/file"])
+    assert r.returncode == 0, r.stdout
+    assert sp.sha256_file(tmp_path / "got") == web.sha
+
+
+# --------------------------------------------------------------------------
+# the edge connects only where the policy allows
+
+def _strace(path):
+    # -yy: show each fd's protocol, so TCP connects can be told from the
+    # UDP connect() glibc's resolver uses to sort addresses (no packet).
+    return ["strace", "-f", "-yy", "--seccomp-bpf", "-e", "trace=connect",
+            "-o", str(path)]
+
+
+TCP_CONNECT = re.compile(r'connect\(\d+<TCP(?:v6)?:[^>]*>, \{sa_family=(AF_INET6?), '
+                         r'sin6?_port=htons\((\d+)\)')
+
+
+def test_edge_connects_only_to_allowed(tmp_path, pki, web, sshd):
+    trace = tmp_path / "edge.strace"
+    edge = sp.start_edge(tmp_path, pki, wrapper=_strace(trace),
+                         extra=["--allow-outbound"])
+    a = sp.start_outbound_agent(tmp_path, pki, edge,
+                                [f"127.0.0.1/32:{web.port}",
+                                 f"localhost:{sshd.port}"])
+    r = curl(["--socks5-hostname", f"{LOOPBACK}:{a.socks_port}",
+              "--cacert", web.cert, "-o", tmp_path / "got",
+              f"https://127.0.0.1:{web.port}/file"])
+    assert r.returncode == 0, r.stdout
+    assert sp.sha256_file(tmp_path / "got") == web.sha
+    for host, port in (("127.0.0.1", sshd.port), ("localhost", sshd.port),
+                       ("127.0.0.2", web.port), ("::1", web.port)):
+        s, code = sp.socks5_connect(a.socks_port, host, port)
+        assert s is None and code == 2, (host, port, code)
+    assert a.proc.stop() == 0
+    assert edge.proc.stop() == 0
+    lines = [ln for ln in trace.read_text().splitlines() if "connect(" in ln]
+    tcp = [ln for ln in lines if "<TCP" in ln]
+    # positive control: the edge's one allowed connect is seen
+    assert any(f"htons({web.port})" in ln for ln in tcp), "\n".join(lines)
+    for ln in tcp:
+        m = TCP_CONNECT.search(ln)
+        assert m, f"unrecognised connect in trace: {ln}"
+        assert (m.group(1), int(m.group(2))) == ("AF_INET", web.port) and \
+            'inet_addr("127.0.0.1")' in ln, f"edge connected elsewhere: {ln}"
+    # anything else the edge connected (a datagram socket the resolver
+    # uses) carried no connection: never to the refused ports over TCP
+    assert not [ln for ln in lines if f"htons({sshd.port})" in ln and
+                "<TCP" in ln]
+
+
+def test_edge_objects_only_edge_out_connects():
+    """Statically: among the objects linked into the edge, only
+    edge_out.o references connect()."""
+    objs = sorted((sp.BUILD / "obj").glob("edge/*.o")) + \
+        sorted((sp.BUILD / "obj").glob("common/*.o"))
+    assert objs
+    users = []
+    for o in objs:
+        r = sp.run(["nm", "--undefined-only", o])
+        if any(ln.split()[-1] == "connect" for ln in r.stdout.splitlines()
+               if ln.strip()):
+            users.append(o.name)
+    assert users == ["edge_out.o"], users
+
+
+# --------------------------------------------------------------------------
+# the edge enforces the policy itself (a fake agent speaks the protocol)
+
+OUT_OPEN, OUT_RESULT, OUT_POLICY, OUT_POLICY_OK = 48, 49, 50, 51
+A_DEST_HOST, A_DEST_PORT, A_OUT_CODE, A_DEST_ADDR, A_OUT_ALLOW = 34, 35, 36, 37, 38
+
+
+def _out_link(fa_mod, agent, host, port, token):
+    sock = fa_mod.tls_connect(agent.ctx, agent.port)
+    reader = fa_mod.FrameReader(sock)
+    sock.sendall(fa_mod.frame(OUT_OPEN, fa_mod.attr(A_DEST_HOST, host),
+                              fa_mod.attr(A_DEST_PORT, fa_mod.u16(port)),
+                              fa_mod.attr(fa_mod.A_SECRET, token)))
+    return sock, reader, reader.read()
+
+
+def test_edge_enforces_policy_and_token(tmp_path, pki, edge):
+    import fakeagent as fa
+    ls = socket.socket()
+    ls.bind((LOOPBACK, 0))
+    ls.listen(4)
+    port = ls.getsockname()[1]
+    closed_port = sp.free_port()
+    a = fa.FakeAgent(edge.control_port, pki.ca_crt, pki.agent_crt,
+                     pki.agent_key)
+    try:
+        a.connect()
+        # a policy that does not parse is refused, with a reason
+        a.send(fa.frame(OUT_POLICY, fa.attr(A_OUT_ALLOW, "10.1.2.3/8:22")))
+        f = a.recv(want=OUT_POLICY_OK)
+        assert f.u(fa.A_STATUS) == 1 and "not a destination rule" in f.text()
+        a.send(fa.frame(OUT_POLICY, fa.attr(
+            A_OUT_ALLOW, f"127.0.0.1/32:{port}, 127.0.0.1:{closed_port}")))
+        f = a.recv(want=OUT_POLICY_OK)
+        assert f.u(fa.A_STATUS) == 0
+        token = f.get(fa.A_SECRET)
+        assert len(token) == 32
+        # wrong token: refused, whatever the destination
+        s, _, r = _out_link(fa, a, "127.0.0.1", port, bytes(32))
+        assert r.type == OUT_RESULT and r.u(fa.A_STATUS) == 1
+        assert r.u(A_OUT_CODE) == 2
+        s.close()
+        # outside the policy: refused
+        s, _, r = _out_link(fa, a, "127.0.0.1", port + 1 if port < 65535
+                            else port - 1, token)
+        assert r.u(fa.A_STATUS) == 1 and r.u(A_OUT_CODE) == 2
+        s.close()
+        # allowed but nobody listens: connection refused (5)
+        s, _, r = _out_link(fa, a, "127.0.0.1", closed_port, token)
+        assert r.u(fa.A_STATUS) == 1 and r.u(A_OUT_CODE) == 5, r
+        s.close()
+        # allowed: connected, then bytes both ways
+        s, reader, r = _out_link(fa, a, "127.0.0.1", port, token)
+        assert r.u(fa.A_STATUS) == 0 and r.u(A_OUT_CODE) == 0
+        assert r.s(A_DEST_ADDR) == f"127.0.0.1:{port}"
+        c, _ = ls.accept()
+        s.sendall(b"ping")
+        assert c.recv(4) == b"ping"
+        c.sendall(b"pong")
+        got = reader.take_rest()
+        while len(got) < 4:
+            got += s.recv(4 - len(got))
+        assert got == b"pong"
+        c.close()
+        s.close()
+    finally:
+        a.close()
+        ls.close()
+    edge.proc.wait_log("outbound policy refused")
+    edge.proc.wait_log(["refused agent=-", "no agent with this outbound token"])
