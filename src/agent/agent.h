@@ -21,13 +21,19 @@
 #define CFG_POOL_DEFAULT	4
 #define CFG_POOL_MAX		64
 
-/* Backend health is passive: the outcome of the last dial by a session
- * (no probes). A backend never dialled is "unknown" and counts as up. */
+/* Backend health: the outcome of the last health check or session dial
+ * (agent_health.c). A backend never dialled is "unknown" and counts as up;
+ * one that is down is skipped only on a service with health checks. */
 enum backend_health { BH_UNKNOWN, BH_UP, BH_DOWN };
+
+#define CFG_HEALTH_DEFAULT_MS	5000	/* services with 2+ backends */
+#define CFG_PRIORITY_MAX	65535
 
 struct cfg_backend {
 	char		 str[CFG_STR];
 	struct net_addr	 addr;
+	/* Run-time state, kept by agent_sess.c and agent_health.c. */
+	unsigned	 active;	/* sessions dialling or relaying to it */
 	enum backend_health health;
 	uint64_t	 health_at;		/* ev_now() of the last change */
 	char		 last_error[128];
@@ -40,7 +46,19 @@ struct cfg_service {
 	size_t		 nbackends;
 	size_t		 rr;
 	uint32_t	 idle_timeout;		/* seconds, 0: none */
+	uint32_t	 priority;	/* pushed to the edge; higher preferred */
+	int		 priority_set;
+	uint64_t	 health_ms;	/* check interval; 0: no checks */
+	int		 health_set;	/* health_interval given in the file */
 	int		 line;
+	/* client policy: pushed to the edge in SVC_OPEN, CIDR lists as
+	 * comma-separated text (a repeated key adds to its list) */
+	int		 proxy_protocol;	/* 0 off, 1 or 2: header version */
+	char		 allow[MSG_CIDRS_MAX];
+	char		 deny[MSG_CIDRS_MAX];
+	char		 accept_proxy[MSG_CIDRS_MAX];
+	uint32_t	 max_sess_ip;
+	uint32_t	 max_rate_ip;
 };
 
 struct cfg_edge {
@@ -69,6 +87,7 @@ struct cfg {
 	uint64_t	 connect_timeout_ms;
 	int		 data_plain;		/* data_link = plain */
 	unsigned	 data_pool;		/* idle data links per edge */
+	char		 audit_log[PATH_MAX];	/* "" = no audit log */
 	struct cfg_edge	 edges[CFG_MAX_EDGES];
 	size_t		 nedges;
 	struct cfg_service *services;
@@ -165,12 +184,55 @@ struct aedge *edge_pick_out(void);
 /* Ask e for pool tokens until its pool is full (data_pool). */
 void	edge_pool_fill(struct aedge *e);
 
-/* agent_sess.c */
-void	sess_new(struct aedge *e, const struct msg *m);
+/* agent_sess.c: pooled links */
 /* Open a pooled data link to e with a token from POOL_GRANT. */
 void	sess_pool_open(struct aedge *e, const uint8_t *token);
 /* Close e's pooled links that carry no session (e went away). */
 void	sess_pool_close(struct aedge *e);
+/* agent_audit.c: the audit log, one JSON object per line, written by
+ * the agent only. Every function is a no-op while no log is open. */
+struct audit_rec {
+	uint64_t	 session;
+	const char	*service;
+	const char	*edge;
+	const char	*client_addr;
+	uint16_t	 client_port;
+	const char	*backend;	/* NULL: none was reached */
+	uint64_t	 t_start_ms;	/* wall clock, ms since the epoch */
+	uint64_t	 t_end_ms;
+	uint64_t	 bytes_in;	/* client to backend */
+	uint64_t	 bytes_out;	/* backend to client */
+	const char	*reason;	/* client-closed, backend-closed, denied,
+					 * limit, timeout, error */
+	const char	*detail;	/* NULL or more words on the reason */
+};
+/* Open path for appending (created 0640 if missing). 0, or -1 with err. */
+int	audit_open(const char *path, char *err, size_t errlen);
+/* Close and open path again (SIGHUP: logrotate has moved the file away,
+ * or a reload named another file; "" stops the audit log). */
+void	audit_reopen(const char *path);
+void	audit_close(void);
+void	audit_session(const struct audit_rec *r);
+/* count refusals the edge did not report one by one */
+void	audit_denied_summary(const char *service, const char *edge,
+	    uint32_t count);
+uint64_t audit_wall_ms(void);
+/* agent_health.c: a TCP connect to every backend of each service with
+ * health checks, every health_ms; a backend that does not answer is
+ * marked down (skipped while others are up) until one answers again. */
+void	health_start(void);
+void	health_tick(uint64_t now);
+void	health_stop(void);
+/* Record the outcome of a connection to b: err 0 (up) or an errno
+ * value (down). Changes are logged on a service with checks. */
+void	health_report(struct cfg_service *svc, struct cfg_backend *b, int err);
+/* 1 if new sessions should pass b over: down, on a service with checks. */
+int	health_down(const struct cfg_service *svc, const struct cfg_backend *b);
+
+/* agent_sess.c */
+void	sess_new(struct aedge *e, const struct msg *m);
+/* SESS_DENIED / DENIED_SUMMARY: the edge refused a client by policy. */
+void	sess_denied(struct aedge *e, const struct msg *m);
 void	sess_tick(uint64_t now);
 void	sess_stop(void);
 
@@ -193,6 +255,8 @@ void	sess_foreach(sess_visit_cb *cb, void *arg);
 size_t	sess_kill(uint64_t id);
 /* 1 if a session still refers to a service in arr[0..n). */
 int	sess_uses(const struct cfg_service *arr, size_t n);
+/* After a reload: move relaying sessions' backend counts to the new table. */
+void	sess_reloaded(void);
 
 /* agent_metrics.c: counters, and the Prometheus text exposition. */
 enum sess_outcome { SO_COMPLETED, SO_FAILED, SO_REFUSED, SO_KILLED,
@@ -246,7 +310,9 @@ struct out_record {
 	int		 code;		/* SOCKS reply code given */
 	const char	*reason;
 };
-/* Record r. Today one log line; the hook for the JSON audit log. */
+/* Record r: one log line, and a record in the audit log. */
 void	out_audit(const struct out_record *r);
+/* agent_audit.c: the audit record of one outbound session. */
+void	audit_outbound(const struct out_record *r);
 
 #endif

@@ -16,9 +16,12 @@
 #include "agent/agent.h"
 #include "common/log.h"
 #include "common/plink.h"
+#include "common/proxy.h"
 #include "common/tlsx.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,10 +48,15 @@ struct asess {
 	enum asess_state state;
 	struct aedge	*edge;
 	struct cfg_service *svc;	/* until relaying; may be retired */
-	struct cfg_backend *bcur;	/* the backend being dialled */
 	int		 counted;	/* known service: in the metrics */
 	char		 svc_name[MSG_NAME_MAX];
 	char		 client[NET_ADDRSTR];
+	char		 client_ip[MSG_ADDR_MAX];
+	uint16_t	 client_port;
+	char		 local_ip[MSG_ADDR_MAX];	/* "" if the edge did not say */
+	uint16_t	 local_port;
+	uint64_t	 t_wall;	/* start, for the audit log */
+	size_t		 proxy_len;	/* PROXY header bytes sent to the backend */
 	char		 backend[CFG_STR];
 	char		 edge_str[CFG_STR];
 	uint8_t		 secret[FRAME_SECRET];	/* or the pool token */
@@ -60,8 +68,10 @@ struct asess {
 	struct ev_io	 lio;		/* AS_REFUSED: the link, for its close */
 	struct net_addr	 edge_addr;
 	char		 edge_host[CFG_STR];
-	size_t		 tries;
-	size_t		 bidx;
+	uint32_t	 tried;		/* backends tried, by index */
+	size_t		 bidx;		/* where the tie-break rotation starts */
+	struct cfg_backend *bk;		/* being dialled or used; counted in
+					 * its active, always in a live table */
 	int		 backend_fd;
 	struct dial	 dial;
 	struct fconn	 fc;
@@ -91,6 +101,7 @@ static const struct fconn_ops pool_ops = {
 };
 
 static void asess_unlink_free(struct asess *s);
+static void backend_release(struct asess *s);
 
 static int
 is_pool_link(const struct asess *s)
@@ -139,8 +150,8 @@ refused_linger(struct asess *s)
 		return -1;
 	s->state = AS_REFUSED;
 	s->deadline = ev_now() + REFUSED_LINGER_MS;
+	backend_release(s);
 	s->svc = NULL;
-	s->bcur = NULL;
 	return 0;
 }
 
@@ -173,9 +184,46 @@ note_ktls(SSL *ssl)
 		    "not available: no tls ULP in this kernel" : "one way only");
 }
 
+/* Stop counting s against its backend. */
+static void
+backend_release(struct asess *s)
+{
+	if (s->bk != NULL && s->bk->active > 0)
+		s->bk->active--;
+	s->bk = NULL;
+}
+
+/* Move s's count to the same backend (service name and address) of the
+ * configuration now in force, or drop it if that backend is gone: a
+ * session may outlive the table it started from (a reload retires it). */
+static void
+backend_rebind(struct asess *s)
+{
+	struct cfg_service *svc;
+	struct cfg_backend *nb = NULL;
+	size_t i;
+
+	if (s->bk == NULL)
+		return;
+	if ((svc = cfg_service(&agent_cfg, s->svc_name)) != NULL)
+		for (i = 0; i < svc->nbackends; i++)
+			if (strcmp(svc->backends[i].str, s->bk->str) == 0) {
+				nb = &svc->backends[i];
+				break;
+			}
+	if (nb == s->bk)
+		return;
+	backend_release(s);
+	if (nb != NULL) {
+		s->bk = nb;
+		nb->active++;
+	}
+}
+
 static void
 asess_unlink_free(struct asess *s)
 {
+	backend_release(s);
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
@@ -186,11 +234,16 @@ asess_unlink_free(struct asess *s)
 	free(s);
 }
 
+/* The end of a session, in the log, the metrics and the audit log.
+ * reason is the log's; areason one of the audit log's words
+ * (client-closed, backend-closed, error, timeout, killed), adetail NULL
+ * or more words on it. */
 static void
 asess_log_end(struct asess *s, uint64_t in, uint64_t out, const char *reason,
-    enum sess_outcome o)
+    enum sess_outcome o, const char *areason, const char *adetail)
 {
 	uint64_t ms = ev_now_update() - s->t_start;
+	struct audit_rec a;
 
 	if (s->counted)
 		metrics_sess_end(s->svc_name, o, in, out);
@@ -205,19 +258,43 @@ asess_log_end(struct asess *s, uint64_t in, uint64_t out, const char *reason,
 	    reason, s->link_mode != NULL ? s->link_mode : "-",
 	    (unsigned long long)(s->state == AS_RELAY ?
 	    s->relay.spliced[0] + s->relay.spliced[1] : 0));
+	memset(&a, 0, sizeof(a));
+	a.session = s->id;
+	a.service = s->svc_name;
+	a.edge = s->edge_str;
+	a.client_addr = s->client_ip;
+	a.client_port = s->client_port;
+	a.backend = s->backend[0] ? s->backend : NULL;
+	a.t_start_ms = s->t_wall;
+	a.t_end_ms = audit_wall_ms();
+	a.bytes_in = in;
+	a.bytes_out = out;
+	a.reason = areason;
+	a.detail = adetail;
+	audit_session(&a);
+}
+
+/* Bytes of the client's delivered to the backend: the relay counts the
+ * PROXY header too. Side 0 is the data link, side 1 the backend. */
+static uint64_t
+client_bytes(const struct asess *s)
+{
+	uint64_t n = s->relay.bytes[0];
+
+	return n > s->proxy_len ? n - s->proxy_len : 0;
 }
 
 /* Give up on a session before it relays: tell the edge so the client is
  * closed at once rather than at the claim time-out. */
 static void
-asess_abort_as(struct asess *s, const char *why, const char *reason,
-    enum sess_outcome o)
+asess_abort_full(struct asess *s, const char *why, const char *reason,
+    enum sess_outcome o, const char *areason)
 {
 	struct msg m;
 	struct linger lg = { 1, 0 };
 
-	/* The edge learns why at once (for a pooled session, before the
-	 * reset of its link arrives and says only that it was cut). */
+	/* The edge learns why at once (for a pooled session, before its
+	 * link is closed, which would say only that it was cut). */
 	if (s->state != AS_GREET) {
 		msg_init(&m, FT_SESS_REFUSE);
 		m.session = s->id;
@@ -235,7 +312,7 @@ asess_abort_as(struct asess *s, const char *why, const char *reason,
 		close(s->backend_fd);
 	}
 	log_warn("session %llu failed: %s", (unsigned long long)s->id, why);
-	asess_log_end(s, 0, 0, reason, o);
+	asess_log_end(s, 0, 0, reason, o, areason, why);
 	if (s->link_fd != -1 && s->edge->state == AE_READY &&
 	    o == SO_REFUSED && refused_linger(s) == 0)
 		return;
@@ -244,45 +321,69 @@ asess_abort_as(struct asess *s, const char *why, const char *reason,
 }
 
 static void
+asess_abort_as(struct asess *s, const char *why, const char *reason,
+    enum sess_outcome o)
+{
+	asess_abort_full(s, why, reason, o, o == SO_KILLED ? "killed" : "error");
+}
+
+static void
 asess_abort(struct asess *s, const char *why)
 {
 	asess_abort_as(s, why, "error", SO_REFUSED);
 }
 
-static void
-backend_health(struct cfg_backend *b, int err)
-{
-	enum backend_health h = err == 0 ? BH_UP : BH_DOWN;
-
-	if (b == NULL)
-		return;
-	if (h != b->health) {
-		b->health = h;
-		b->health_at = ev_now();
-	}
-	if (err != 0)
-		snprintf(b->last_error, sizeof(b->last_error), "%s", strerror(err));
-}
-
 static void backend_dialled(struct dial *d, int fd, int err);
 
-/* Try the next backend, starting from the service's round-robin cursor.
- * Returns 0 if a dial is under way, -1 once all have been tried. */
+/* The backend to try next for s, or -1 once all have been tried. Healthy
+ * backends come first, and among them the one with the fewest sessions;
+ * the service's rotating cursor breaks ties. A backend marked down is
+ * tried only after every other has failed: a health verdict alone never
+ * refuses a client. */
+static int
+backend_pick(const struct asess *s)
+{
+	const struct cfg_backend *b, *best = NULL;
+	size_t k, i, n = s->svc->nbackends;
+	int besti = -1, down, best_down = 0;
+
+	for (k = 0; k < n; k++) {
+		i = (s->bidx + k) % n;
+		if (s->tried & (1u << i))
+			continue;
+		b = &s->svc->backends[i];
+		down = health_down(s->svc, b);
+		if (best == NULL || down < best_down ||
+		    (down == best_down && b->active < best->active)) {
+			best_down = down;
+			best = b;
+			besti = (int)i;
+		}
+	}
+	return besti;
+}
+
+/* Start dialling the next backend. Returns 0 if a dial is under way, -1
+ * once all have been tried. */
 static int
 backend_next(struct asess *s)
 {
 	struct cfg_backend *b;
+	int i, err;
 
-	while (s->tries < s->svc->nbackends) {
-		b = &s->svc->backends[(s->bidx + s->tries) % s->svc->nbackends];
-		s->tries++;
-		s->bcur = b;
+	while ((i = backend_pick(s)) != -1) {
+		b = &s->svc->backends[i];
+		s->tried |= 1u << i;
 		snprintf(s->backend, sizeof(s->backend), "%s", b->str);
-		if (dial_start(&s->dial, &b->addr, backend_dialled, s) == 0)
+		if (dial_start(&s->dial, &b->addr, backend_dialled, s) == 0) {
+			s->bk = b;
+			b->active++;
 			return 0;
-		backend_health(b, errno);
+		}
+		err = errno;
 		log_warn("session %llu: backend %s: %s", (unsigned long long)s->id,
-		    b->str, strerror(errno));
+		    b->str, strerror(err));
+		health_report(s->svc, b, err);
 	}
 	return -1;
 }
@@ -332,10 +433,11 @@ backend_dialled(struct dial *d, int fd, int err)
 	struct asess *s = d->arg;
 	char why[300];
 
-	backend_health(s->bcur, fd == -1 ? err : 0);
+	health_report(s->svc, s->bk, fd == -1 ? err : 0);
 	if (fd == -1) {
 		log_warn("session %llu: backend %s: %s", (unsigned long long)s->id,
 		    s->backend, strerror(err));
+		backend_release(s);
 		if (backend_next(s) == 0)
 			return;
 		snprintf(why, sizeof(why), "no backend of service %s answered",
@@ -382,44 +484,113 @@ relay_done(struct relay *r, int first, const char *err)
 	struct asess *s = r->arg;
 	char reason[300];
 
-	/* Side 0 is the backend, side 1 the data link (the client). */
+	/* Side 0 is the data link (the client), side 1 the backend; the
+	 * PROXY header, if any, is not the client's and is not counted. */
 	if (err != NULL)
 		snprintf(reason, sizeof(reason), "error(%s: %s)",
-		    first == 0 ? "backend" : "data link", err);
+		    first == 0 ? "data link" : "backend", err);
 	else
 		snprintf(reason, sizeof(reason), "%s",
-		    first == 0 ? "backend-closed" : "client-closed");
-	asess_log_end(s, r->bytes[1], r->bytes[0], reason,
-	    err != NULL ? SO_FAILED : SO_COMPLETED);
+		    first == 0 ? "client-closed" : "backend-closed");
+	asess_log_end(s, client_bytes(s), r->bytes[1], reason,
+	    err != NULL ? SO_FAILED : SO_COMPLETED,
+	    err != NULL ? "error" : reason, err != NULL ? reason : NULL);
 	relay_free(r, err != NULL);
 	asess_unlink_free(s);
 }
 
-/* Backend and data link are both up: relay. Side 0 is the backend, side
- * 1 the data link. */
+/* Fill ss from a numeric address and a port. 0 or -1. */
+static int
+sa_from(const char *ip, uint16_t port, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		return 0;
+	}
+	return -1;
+}
+
+/* The PROXY header for the backend: the client as the edge saw it (or
+ * as the edge's load balancer said), to the address it connected to.
+ * Returns 0 with hdr filled, or -1. */
+static int
+proxy_header(struct asess *s, struct buf *hdr)
+{
+	struct sockaddr_storage src, dst;
+	struct net_addr listen;
+	uint8_t out[PROXY_V1_MAX + 1];
+	char err[128];
+	int n;
+
+	if (sa_from(s->client_ip, s->client_port, &src) == -1)
+		return -1;
+	if (s->local_ip[0] == '\0' ||
+	    sa_from(s->local_ip, s->local_port, &dst) == -1) {
+		/* An edge that does not send its local address: the
+		 * service's listen address is the next best thing. */
+		if (net_parse(s->svc->listen, &listen, err, sizeof(err)) == -1)
+			return -1;
+		memcpy(&dst, &listen.ss, sizeof(dst));
+	}
+	n = proxy_encode(s->svc->proxy_protocol, (struct sockaddr *)&src,
+	    (struct sockaddr *)&dst, out, sizeof(out));
+	if (n <= 0 || buf_append(hdr, out, (size_t)n, sizeof(out)) == -1)
+		return -1;
+	s->proxy_len = (size_t)n;
+	return 0;
+}
+
+/* Backend and data link are both up: relay. The data link is side 0 so
+ * that the PROXY header, primed for side 1, reaches the backend before
+ * any byte of the client's. */
 static void
 asess_relay(struct asess *s, int lfd, SSL *ssl)
 {
-	int bfd = s->backend_fd;
-	const char *mode = link_mode(s, ssl);
+	struct buf hdr;
+	char why[MSG_TEXT_MAX + 64];
+	int bfd;
 
-	s->link_mode = mode;
+	memset(&hdr, 0, sizeof(hdr));
+	if (s->svc->proxy_protocol != 0 && proxy_header(s, &hdr) == -1) {
+		buf_free(&hdr);
+		snprintf(why, sizeof(why), "cannot make a PROXY header for "
+		    "client %s", s->client);
+		/* The link is the session's either way: reset with it. */
+		s->link_fd = lfd;
+		s->link_ssl = ssl;
+		asess_abort(s, why);
+		return;
+	}
+	bfd = s->backend_fd;
 	s->backend_fd = -1;
 	s->link_fd = -1;
 	s->link_ssl = NULL;
+	s->link_mode = link_mode(s, ssl);
 	s->state = AS_RELAY;
 	/* The service table is not needed from here on: a reload may retire
 	 * it while this session runs. */
+	backend_rebind(s);
 	s->svc = NULL;
-	s->bcur = NULL;
 	if (s->counted)
 		metrics_sess_joined(ev_now_update() - s->t_start);
 	if (ssl != NULL)
 		note_ktls(ssl);
 	log_info("session %llu joined service=%s client=%s backend=%s link=%s%s",
 	    (unsigned long long)s->id, s->svc_name, s->client, s->backend,
-	    mode, s->pool ? " pooled" : "");
-	(void)relay_start(&s->relay, bfd, NULL, lfd, ssl, NULL, relay_done, s);
+	    s->link_mode, s->pool ? " pooled" : "");
+	(void)relay_start(&s->relay, lfd, ssl, bfd, NULL,
+	    s->proxy_len > 0 ? &hdr : NULL, relay_done, s);
+	buf_free(&hdr);
 }
 
 static int
@@ -479,6 +650,13 @@ sess_new(struct aedge *e, const struct msg *m)
 	snprintf(s->svc_name, sizeof(s->svc_name), "%s", m->service);
 	snprintf(s->client, sizeof(s->client), strchr(m->client_addr, ':') ?
 	    "[%s]:%u" : "%s:%u", m->client_addr, m->client_port);
+	snprintf(s->client_ip, sizeof(s->client_ip), "%s", m->client_addr);
+	s->client_port = m->client_port;
+	if ((m->have & FA_BIT(FA_LOCAL_ADDR)) && (m->have & FA_BIT(FA_LOCAL_PORT))) {
+		snprintf(s->local_ip, sizeof(s->local_ip), "%s", m->local_addr);
+		s->local_port = m->local_port;
+	}
+	s->t_wall = audit_wall_ms();
 	memcpy(s->secret, m->secret, sizeof(s->secret));
 	s->next = sessions;
 	if (sessions != NULL)
@@ -606,6 +784,13 @@ pool_assign(struct asess *s, const struct msg *m)
 	snprintf(s->svc_name, sizeof(s->svc_name), "%s", m->service);
 	snprintf(s->client, sizeof(s->client), strchr(m->client_addr, ':') ?
 	    "[%s]:%u" : "%s:%u", m->client_addr, m->client_port);
+	snprintf(s->client_ip, sizeof(s->client_ip), "%s", m->client_addr);
+	s->client_port = m->client_port;
+	if ((m->have & FA_BIT(FA_LOCAL_ADDR)) && (m->have & FA_BIT(FA_LOCAL_PORT))) {
+		snprintf(s->local_ip, sizeof(s->local_ip), "%s", m->local_addr);
+		s->local_port = m->local_port;
+	}
+	s->t_wall = audit_wall_ms();
 	log_info("session %llu opened service=%s client=%s edge=%s pooled",
 	    (unsigned long long)s->id, s->svc_name, s->client, s->edge_str);
 	/* One used, one more asked for. */
@@ -713,7 +898,8 @@ sess_tick(uint64_t now)
 		else if (is_pool_link(s))
 			pool_drop(s, "set-up timed out", 1);
 		else
-			asess_abort(s, "set-up timed out");
+			asess_abort_full(s, "set-up timed out", "error",
+			    SO_REFUSED, "timeout");
 	}
 }
 
@@ -728,8 +914,8 @@ sess_stop(void)
 		else if (s->state == AS_REFUSED)
 			refused_io(&s->lio, 0);
 		else if (s->state == AS_RELAY) {
-			asess_log_end(s, s->relay.bytes[1], s->relay.bytes[0],
-			    "agent-stopping", SO_STOPPED);
+			asess_log_end(s, client_bytes(s), s->relay.bytes[1],
+			    "agent-stopping", SO_STOPPED, "error", "agent stopping");
 			relay_free(&s->relay, 1);
 			asess_unlink_free(s);
 		} else
@@ -757,8 +943,8 @@ sess_foreach(sess_visit_cb *cb, void *arg)
 		si.edge = s->edge_str;
 		si.state = s->state == AS_RELAY ? "relay" : "setup";
 		if (s->state == AS_RELAY) {
-			si.bytes_to_backend = s->relay.bytes[1];
-			si.bytes_to_client = s->relay.bytes[0];
+			si.bytes_to_backend = client_bytes(s);
+			si.bytes_to_client = s->relay.bytes[1];
 		}
 		si.age_ms = now - s->t_start;
 		cb(&si, arg);
@@ -781,8 +967,8 @@ sess_kill(uint64_t id)
 			 * clean end that could pass for a complete transfer. */
 			log_warn("session %llu killed by the operator",
 			    (unsigned long long)s->id);
-			asess_log_end(s, s->relay.bytes[1], s->relay.bytes[0],
-			    "killed", SO_KILLED);
+			asess_log_end(s, client_bytes(s), s->relay.bytes[1],
+			    "killed", SO_KILLED, "killed", "killed by the operator");
 			relay_free(&s->relay, 1);
 			asess_unlink_free(s);
 		} else
@@ -801,4 +987,64 @@ sess_uses(const struct cfg_service *arr, size_t n)
 		if (s->svc != NULL && s->svc >= arr && s->svc < arr + n)
 			return 1;
 	return 0;
+}
+
+void
+sess_denied(struct aedge *e, const struct msg *m)
+{
+	static const char *const reasons[] = { "denied", "limit", "timeout",
+	    "error" };
+	struct audit_rec a;
+	const char *reason = "denied", *detail = NULL;
+	char word[16];
+	size_t i, n;
+
+	if (m->type == FT_DENIED_SUMMARY) {
+		log_info("edge %s: %u more clients of service %s refused (not "
+		    "reported one by one)", e->ce->str, m->count, m->service);
+		audit_denied_summary(m->service, e->ce->str, m->count);
+		return;
+	}
+	/* TEXT is "REASON: detail"; an unknown REASON is kept as detail. */
+	n = strcspn(m->text, ":");
+	if (n < sizeof(word)) {
+		memcpy(word, m->text, n);
+		word[n] = '\0';
+		for (i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+			if (strcmp(word, reasons[i]) == 0)
+				reason = reasons[i];
+	}
+	detail = m->text;
+	if (strncmp(detail, reason, strlen(reason)) == 0 &&
+	    detail[strlen(reason)] == ':') {
+		detail += strlen(reason) + 1;
+		detail += strspn(detail, " ");
+	}
+	log_info("session %llu refused by edge %s service=%s client=%s%s%s:%u "
+	    "reason=%s (%s)", (unsigned long long)m->session, e->ce->str,
+	    m->service, strchr(m->client_addr, ':') ? "[" : "", m->client_addr,
+	    strchr(m->client_addr, ':') ? "]" : "", m->client_port, reason,
+	    detail);
+	memset(&a, 0, sizeof(a));
+	a.session = m->session;
+	a.service = m->service;
+	a.edge = e->ce->str;
+	a.client_addr = m->client_addr;
+	a.client_port = m->client_port;
+	a.t_start_ms = a.t_end_ms = audit_wall_ms();
+	a.reason = reason;
+	a.detail = detail[0] != '\0' ? detail : NULL;
+	audit_session(&a);
+}
+
+void
+sess_reloaded(void)
+{
+	struct asess *s;
+
+	/* Sessions still being set up keep their (retired) table alive and
+	 * are moved when they join; relaying ones must move now. */
+	for (s = sessions; s != NULL; s = s->next)
+		if (s->svc == NULL)
+			backend_rebind(s);
 }

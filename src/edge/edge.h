@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <openssl/ssl.h>
 
+#include "common/cidr.h"
 #include "common/fconn.h"
 #include "common/net.h"
 #include "common/plink.h"
@@ -17,6 +18,9 @@
 
 #define EDGE_HEARTBEAT_DEAD_MS	6000
 #define EDGE_SVC_AGENTS_MAX	16
+#define EDGE_PROXY_MS		5000	/* a PROXY header must arrive within */
+#define EDGE_PROXY_PENDING_MAX	1024	/* connections waiting for one */
+#define EDGE_DENIED_PER_SEC	50	/* SESS_DENIED frames per service */
 
 struct edge_conf {
 	const char	*control;
@@ -66,8 +70,6 @@ struct econn {
 	char		 peer[NET_ADDRSTR];
 	char		 name[MSG_NAME_MAX];
 	uint64_t	 deadline;	/* EC_INCOMING: first frame due */
-	uint64_t	 serial;	/* unique per connection, never 0 */
-	uint64_t	 active;	/* sessions handed to this agent */
 	/* EC_AGENT: the agent uses plain data links. A link: it is plain. */
 	int		 plain;
 	/* EC_INCOMING, plain: the greeting read so far (exact reads). */
@@ -80,6 +82,8 @@ struct econn {
 	uint64_t	 ntokens;
 	struct econn	*pool_agent;
 	struct econn	*pool_prev, *pool_next;
+	uint64_t	 active;	/* sessions handed to this agent and
+					 * not yet ended, pending or joined */
 	/* EC_AGENT: the outbound policy it pushed, and the token its
 	 * outbound data links must show (edge_out.c). */
 	struct epol	*out_pol;
@@ -89,6 +93,17 @@ struct econn {
 	struct econn	*prev, *next;
 };
 
+/* A service's client policy, parsed from its SVC_OPEN (edge_policy.c). */
+struct cpol {
+	struct cidr_list allow;		/* empty: everyone */
+	struct cidr_list deny;		/* wins over allow */
+	struct cidr_list accept_proxy;	/* non-empty: only these peers, and
+					 * each must send a PROXY header */
+	uint32_t	 max_sess;	/* per address, 0 = no limit */
+	uint32_t	 max_rate;	/* new sessions per address per minute */
+};
+struct pol_ip;
+
 enum esess_state { ES_PENDING, ES_RELAY };
 
 struct esess {
@@ -97,8 +112,12 @@ struct esess {
 	int		 client_fd;
 	char		 svc[MSG_NAME_MAX];
 	char		 client[NET_ADDRSTR];
+	char		 client_ip[NET_ADDRSTR];
+	uint16_t	 client_port;
+	char		 local_ip[NET_ADDRSTR];	/* where the client connected */
+	uint16_t	 local_port;
 	char		 agent_name[MSG_NAME_MAX];
-	struct econn	*agent;		/* ES_PENDING: who was asked */
+	struct econn	*agent;		/* who was asked; NULL once it is gone */
 	uint8_t		 secret[FRAME_SECRET];
 	uint64_t	 t_start;
 	uint64_t	 deadline;
@@ -108,9 +127,9 @@ struct esess {
 	 * backend answered) until bytes come from its side. */
 	int		 pooled;
 	int		 refused;	/* pooled, refused by the agent */
-	uint64_t	 agent_serial;
 	const char	*link_kind;	/* "tls", "plain" or "ktls" */
 	struct relay	 relay;
+	struct pol_ip	*pol_ent;	/* per-address count held, or NULL */
 	struct esess	*hnext;		/* id hash chain */
 	struct esess	*prev, *next;	/* pending FIFO or active list */
 };
@@ -141,7 +160,22 @@ void	sess_tick(uint64_t now);
 /* Stop accepting for a moment: out of file descriptors. */
 void	accept_pause(uint64_t now);
 int	accept_paused(uint64_t now);
+/* accept4 on a listener, honouring the pause; out of descriptors it
+ * pauses all listeners. The fd, or -1 (nothing more to accept now). */
+int	edge_accept(int lfd, struct net_addr *peer, const char *what);
 void	svc_shutdown(void);
+/* edge_policy.c */
+int	pol_load(struct cpol *p, const struct msg *def, char *err, size_t errlen);
+/* Admit a client at addr (16-byte form) to service svc, or return -1
+ * with why = "denied: ..." or "limit: ...". On success *ent holds the
+ * address's entry (NULL when no per-address limit applies), to be given
+ * back with pol_release when the session ends. */
+int	pol_admit(const struct cpol *p, const char *svc, const uint8_t addr[16],
+	    uint64_t now_ms, struct pol_ip **ent, char *why, size_t whylen);
+void	pol_release(struct pol_ip *ent);
+void	pol_tick(uint64_t now_ms);
+size_t	pol_tracked(void);
+
 /* Append the service and session counters to a STATS text. */
 void	svc_stats(char *out, size_t outlen);
 /* edge_out.c: outbound sessions, the only code in the edge that calls

@@ -17,7 +17,6 @@ static struct ev_io ctl_lio;
 static struct econn *conns;	/* every econn, incoming or agent */
 static uint64_t nincoming;	/* of which not yet identified */
 static uint64_t nplain_agents;	/* agents that use plain data links */
-static uint64_t next_serial = 1;
 
 static int econn_ready(struct fconn *fc);
 static int econn_frame(struct fconn *fc, struct msg *m);
@@ -376,18 +375,8 @@ ctl_accept(struct ev_io *io, uint32_t events)
 
 	(void)events;
 	for (i = 0; i < 64; i++) {
-		if (accept_paused(ev_now()))
+		if ((fd = edge_accept(io->fd, &peer, "control")) == -1)
 			return;
-		fd = net_accept(io->fd, &peer);
-		if (fd == -1) {
-			if (errno == EMFILE || errno == ENFILE) {
-				lim_hit(LIM_FDS, "control accept: %s", strerror(errno));
-				accept_pause(ev_now());
-			} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
-			    errno != ECONNABORTED && errno != EINTR)
-				log_warn("control accept: %s", strerror(errno));
-			return;
-		}
 		if (nincoming >= lim.max_handshakes) {
 			net_fmt((struct sockaddr *)&peer.ss, ip, sizeof(ip));
 			lim_hit(LIM_HANDSHAKES, "connection from %s refused: %llu "
@@ -403,7 +392,6 @@ ctl_accept(struct ev_io *io, uint32_t events)
 		}
 		net_fmt((struct sockaddr *)&peer.ss, c->peer, sizeof(c->peer));
 		c->state = EC_INCOMING;
-		c->serial = next_serial++;
 		edge_stats.control_accepted++;
 		c->deadline = ev_now() + lim.handshake_ms;
 		/* TLS or plain is decided by the first byte (econn_sniff);

@@ -5,6 +5,7 @@
  * instead of waiting for a claim that cannot come. */
 #include "edge/edge.h"
 #include "common/log.h"
+#include "common/proxy.h"
 #include "common/stats.h"
 
 #include <errno.h>
@@ -12,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
@@ -27,24 +30,48 @@ struct ipcount {
 	struct ipcount	*next;
 };
 
+/* An agent offering a service, with the priority it asked for there:
+ * sessions go only to the connected agents of the highest priority. */
+struct esvc_agent {
+	struct econn	*conn;
+	uint32_t	 priority;
+};
+
 struct esvc {
 	struct ev_io	 io;
 	char		 name[MSG_NAME_MAX];
 	char		 listen[MSG_ADDR_MAX];
-	/* The SVC_OPEN that created the service, as decoded. Agents that
-	 * offer the same service must push an identical definition: it is
-	 * compared whole, so attributes added later are covered too. */
+	/* The SVC_OPEN that created the service, as decoded, with PRIORITY
+	 * cleared. Agents that offer the same service must push an identical
+	 * definition: it is compared whole, so attributes added later are
+	 * covered too; only the per-agent priority may differ. */
 	struct msg	 def;
-	struct econn	*agents[EDGE_SVC_AGENTS_MAX];
+	char		 def_agent[MSG_NAME_MAX];	/* who pushed def */
+	struct esvc_agent agents[EDGE_SVC_AGENTS_MAX];
 	size_t		 nagents;
 	size_t		 rr;
+	struct cpol	 pol;
+	/* Denials reported to agents, limited per second (see svc_deny). */
+	uint64_t	 deny_sec;
+	uint32_t	 deny_sent;
+	uint32_t	 deny_held;	/* not reported one by one */
 	uint64_t	 npending;	/* clients of this service not claimed */
 	struct esvc	*next;
 };
 
+/* A connection from a front load balancer whose PROXY header is being
+ * read; it becomes a session (or is denied) once the header is whole. */
+struct eproxy {
+	struct ev_io	 io;
+	struct esvc	*svc;
+	struct net_addr	 peer;
+	uint8_t		 hdr[PROXY_MAX];
+	size_t		 have;
+	uint64_t	 deadline;
+	struct eproxy	*prev, *next;	/* FIFO: deadline order */
+};
+
 static struct esvc *svcs;
-static int sess_assign(struct esvc *svc, struct esess *s, const char *ip,
-    uint16_t port);
 static struct esess *sess_hash[SESS_HASH];
 static struct esess *pending_head, *pending_tail;	/* FIFO: deadline order */
 static struct esess *active;
@@ -53,6 +80,11 @@ static uint64_t nsessions;
 static struct ipcount *ipc_hash[IPC_HASH];
 static uint64_t paused_until;
 static uint64_t last_idle_scan;
+static struct eproxy *proxy_head, *proxy_tail;
+static size_t proxy_n;
+
+static void proxy_drop(struct eproxy *x);
+static void svc_deny_flush(struct esvc *svc);
 
 static struct esvc *
 svc_find(const char *name)
@@ -83,6 +115,14 @@ static void
 svc_free(struct esvc *s)
 {
 	struct esvc **pp;
+	struct eproxy *x, *xn;
+
+	for (x = proxy_head; x != NULL; x = xn) {
+		xn = x->next;
+		if (x->svc == s)
+			proxy_drop(x);
+	}
+	svc_deny_flush(s);
 
 	for (pp = &svcs; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == s) {
@@ -165,6 +205,24 @@ int
 accept_paused(uint64_t now)
 {
 	return paused_until != 0 && now < paused_until;
+}
+
+int
+edge_accept(int lfd, struct net_addr *peer, const char *what)
+{
+	int fd;
+
+	if (accept_paused(ev_now()))
+		return -1;
+	if ((fd = net_accept(lfd, peer)) != -1)
+		return fd;
+	if (errno == EMFILE || errno == ENFILE) {
+		lim_hit(LIM_FDS, "%s: accept: %s", what, strerror(errno));
+		accept_pause(ev_now());
+	} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
+	    errno != ECONNABORTED && errno != EINTR)
+		log_warn("%s: accept: %s", what, strerror(errno));
+	return -1;
 }
 
 /* --- sessions --------------------------------------------------------- */
@@ -262,6 +320,7 @@ sess_drop_pending(struct esess *s, const char *reason)
 	svc_unpend(s);
 	nsessions--;
 	ipc_put(s->ipc);
+	pol_release(s->pol_ent);
 	if (s->agent != NULL && s->agent->active > 0)
 		s->agent->active--;
 	OPENSSL_cleanse(s->secret, sizeof(s->secret));
@@ -270,26 +329,88 @@ sess_drop_pending(struct esess *s, const char *reason)
 	free(s);
 }
 
+/* The agent for a new session: among the agents of the highest priority
+ * (active-passive), the one with the fewest sessions; the rotating start
+ * breaks ties round-robin. An agent whose control channel is already
+ * failing is skipped: its loss is about to be handled. */
 static struct econn *
 svc_pick_agent(struct esvc *svc)
 {
-	struct econn *best = NULL;
-	size_t i, k;
+	struct esvc_agent *a, *best = NULL;
+	size_t k;
 
-	/* Fewest sessions first; the rotating start breaks ties round-robin. */
 	for (k = 0; k < svc->nagents; k++) {
-		i = (svc->rr + k) % svc->nagents;
-		if (best == NULL || svc->agents[i]->active < best->active)
-			best = svc->agents[i];
+		a = &svc->agents[(svc->rr + k) % svc->nagents];
+		if (a->conn->fc.failed)
+			continue;
+		if (best == NULL || a->priority > best->priority ||
+		    (a->priority == best->priority &&
+		    a->conn->active < best->conn->active))
+			best = a;
 	}
 	svc->rr++;
-	return best;
+	return best != NULL ? best->conn : NULL;
+}
+
+/* Ask an agent of svc to claim s: a fresh secret and a SESS_NEW. An agent
+ * whose channel fails on the send is passed over for the next one.
+ * Returns 0, or -1 if no agent could be asked (the caller ends s). */
+static int
+sess_offer(struct esess *s, struct esvc *svc)
+{
+	struct econn *a;
+	struct msg m;
+	size_t tries;
+	int rc = -1;
+
+	msg_init(&m, FT_SESS_NEW);
+	for (tries = 0; tries < svc->nagents; tries++) {
+		if ((a = svc_pick_agent(svc)) == NULL)
+			break;
+		if (RAND_bytes(s->secret, sizeof(s->secret)) != 1)
+			log_fatal("RAND_bytes failed");
+		msg_init(&m, FT_SESS_NEW);
+		m.session = s->id;
+		msg_set_str(&m, FA_SERVICE, s->svc);
+		msg_set_str(&m, FA_CLIENT_ADDR, s->client_ip);
+		m.client_port = s->client_port;
+		msg_set_str(&m, FA_LOCAL_ADDR, s->local_ip);
+		m.local_port = s->local_port;
+		memcpy(m.secret, s->secret, sizeof(m.secret));
+		m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) |
+		    FA_BIT(FA_SECRET) | FA_BIT(FA_LOCAL_PORT);
+		if (fconn_send(&a->fc, &m) == 0) {
+			s->agent = a;
+			a->active++;
+			snprintf(s->agent_name, sizeof(s->agent_name), "%s", a->name);
+			rc = 0;
+			break;
+		}
+		log_warn("session %llu: agent %s unreachable, trying another",
+		    (unsigned long long)s->id, a->name);
+	}
+	OPENSSL_cleanse(m.secret, sizeof(m.secret));
+	if (rc == -1)
+		OPENSSL_cleanse(s->secret, sizeof(s->secret));
+	return rc;
+}
+
+static void
+pending_append(struct esess *s)
+{
+	s->next = NULL;
+	s->prev = pending_tail;
+	if (pending_tail != NULL)
+		pending_tail->next = s;
+	else
+		pending_head = s;
+	pending_tail = s;
 }
 
 /* Edge-wide limits, checked before any state is made for a client.
  * Returns 0 to admit, -1 to refuse (logged and counted). */
 static int
-svc_admit(struct esvc *svc, const char *ip, uint16_t port)
+svc_limits(struct esvc *svc, const char *ip, uint16_t port)
 {
 	struct ipcount *c;
 
@@ -316,102 +437,88 @@ svc_admit(struct esvc *svc, const char *ip, uint16_t port)
 	return 0;
 }
 
+/* --- client policy: denials --------------------------------------------- */
+
+/* The 16-byte address of an AF_INET or AF_INET6 sockaddr. */
 static void
-svc_accept(struct ev_io *io, uint32_t events)
+sa_addr16(const struct sockaddr *sa, uint8_t out[16])
 {
-	struct esvc *svc = (struct esvc *)(void *)io;
-	struct net_addr peer;
-	struct esess *s;
-	struct msg m;
-	char ip[NET_ADDRSTR];
-	uint16_t port;
-	int fd, i;
-
-	(void)events;
-	for (i = 0; i < 64; i++) {
-		if (accept_paused(ev_now()))
-			return;
-		fd = net_accept(io->fd, &peer);
-		if (fd == -1) {
-			if (errno == EMFILE || errno == ENFILE) {
-				lim_hit(LIM_FDS, "service %s: accept: %s", svc->name,
-				    strerror(errno));
-				accept_pause(ev_now());
-			} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
-			    errno != ECONNABORTED && errno != EINTR)
-				log_warn("service %s: accept: %s", svc->name,
-				    strerror(errno));
-			return;
-		}
-		net_fmt_ip((struct sockaddr *)&peer.ss, ip, sizeof(ip), &port);
-		if (svc_admit(svc, ip, port) == -1) {
-			close(fd);
-			continue;
-		}
-		if ((s = calloc(1, sizeof(*s))) == NULL) {
-			log_warn("service %s: out of memory", svc->name);
-			close(fd);
-			continue;
-		}
-		s->client_fd = fd;
-		s->id = sess_next_id++;
-		edge_stats.sessions_accepted++;
-		s->state = ES_PENDING;
-		s->t_start = ev_now();
-		s->deadline = s->t_start + lim.claim_ms;
-		snprintf(s->svc, sizeof(s->svc), "%s", svc->name);
-		net_fmt((struct sockaddr *)&peer.ss, s->client, sizeof(s->client));
-		s->idle_ms = (uint64_t)svc->def.idle_timeout * 1000u;
-		if ((s->ipc = ipc_get(ip, 1)) == NULL) {
-			log_warn("service %s: out of memory", svc->name);
-			close(fd);
-			free(s);
-			continue;
-		}
-		s->ipc->n++;
-		nsessions++;
-		svc->npending++;
-		if (RAND_bytes(s->secret, sizeof(s->secret)) != 1)
-			log_fatal("RAND_bytes failed");
-		if ((s->agent = svc_pick_agent(svc)) == NULL) {
-			/* Cannot happen while the listener is open; refuse. */
-			log_warn("service %s: client refused: no agent", svc->name);
-			ipc_put(s->ipc);
-			nsessions--;
-			svc->npending--;
-			close(fd);
-			free(s);
-			continue;
-		}
-		snprintf(s->agent_name, sizeof(s->agent_name), "%s", s->agent->name);
-		sess_hash_add(s);
-		if (sess_assign(svc, s, ip, port) == 0)
-			continue;
-		s->agent->active++;
-		s->prev = pending_tail;
-		if (pending_tail != NULL)
-			pending_tail->next = s;
-		else
-			pending_head = s;
-		pending_tail = s;
-
-		msg_init(&m, FT_SESS_NEW);
-		m.session = s->id;
-		msg_set_str(&m, FA_SERVICE, s->svc);
-		msg_set_str(&m, FA_CLIENT_ADDR, ip);
-		m.client_port = port;
-		memcpy(m.secret, s->secret, sizeof(m.secret));
-		m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) |
-		    FA_BIT(FA_SECRET);
-		log_info("session %llu new service=%s client=%s agent=%s",
-		    (unsigned long long)s->id, s->svc, s->client, s->agent_name);
-		if (fconn_send(&s->agent->fc, &m) == -1) {
-			edge_stats.sessions_agent_lost++;
-			sess_drop_pending(s, "agent-unreachable");
-		}
-		OPENSSL_cleanse(m.secret, sizeof(m.secret));
-	}
+	if (sa->sa_family == AF_INET)
+		cidr_addr16(AF_INET, (const uint8_t *)
+		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out);
+	else
+		cidr_addr16(AF_INET6, (const uint8_t *)
+		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out);
 }
+
+/* Report denials held back in the last second as one DENIED_SUMMARY. */
+static void
+svc_deny_flush(struct esvc *svc)
+{
+	struct econn *agent;
+	struct msg m;
+
+	if (svc->deny_held == 0)
+		return;
+	log_info("service %s: %u more clients refused in the last second "
+	    "(not logged one by one)", svc->name, svc->deny_held);
+	if ((agent = svc_pick_agent(svc)) != NULL) {
+		msg_init(&m, FT_DENIED_SUMMARY);
+		msg_set_str(&m, FA_SERVICE, svc->name);
+		m.count = svc->deny_held;
+		m.have |= FA_BIT(FA_COUNT);
+		(void)fconn_send(&agent->fc, &m);
+	}
+	svc->deny_held = 0;
+}
+
+/* Refuse a client at the edge: reset the connection (a flood leaves no
+ * TIME_WAIT behind), log it and tell one agent with SESS_DENIED so that
+ * it lands in the audit log. why is "REASON: detail", REASON one of
+ * denied, limit, error, timeout. At most EDGE_DENIED_PER_SEC per service
+ * and second are logged and reported one by one; the rest are counted
+ * and reported as a DENIED_SUMMARY, so a flood cannot swamp the log or
+ * the control channel. */
+static void
+svc_deny(struct esvc *svc, int fd, const struct sockaddr *client,
+    const char *why)
+{
+	struct linger lg = { 1, 0 };
+	struct econn *agent;
+	struct msg m;
+	char addr[NET_ADDRSTR], ip[NET_ADDRSTR];
+	uint64_t id = sess_next_id++, sec = ev_now() / 1000;
+	uint16_t port;
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+	if (sec != svc->deny_sec) {
+		svc_deny_flush(svc);
+		svc->deny_sec = sec;
+		svc->deny_sent = 0;
+	}
+	if (svc->deny_sent >= EDGE_DENIED_PER_SEC) {
+		svc->deny_held++;
+		return;
+	}
+	svc->deny_sent++;
+	net_fmt(client, addr, sizeof(addr));
+	net_fmt_ip(client, ip, sizeof(ip), &port);
+	log_info("session %llu refused service=%s client=%s reason=%s",
+	    (unsigned long long)id, svc->name, addr, why);
+	if ((agent = svc_pick_agent(svc)) == NULL)
+		return;
+	msg_init(&m, FT_SESS_DENIED);
+	m.session = id;
+	msg_set_str(&m, FA_SERVICE, svc->name);
+	msg_set_str(&m, FA_CLIENT_ADDR, ip);
+	m.client_port = port;
+	msg_set_str(&m, FA_TEXT, why);
+	m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT);
+	(void)fconn_send(&agent->fc, &m);
+}
+
+/* --- client admission --------------------------------------------------- */
 
 static void sess_relay_done(struct relay *r, int first, const char *err);
 
@@ -427,27 +534,33 @@ link_kind(int plain, SSL *ssl)
 	return "tls";
 }
 
-/* Join a new client at once on one of its agent's pooled links: write
- * SESS_ASSIGN on the link and relay. Returns 0 if joined, -1 if the agent
- * has no usable pooled link (the caller sends SESS_NEW instead). */
+/* Join a new client at once on a pooled link of the agent it would be
+ * offered to: write SESS_ASSIGN on the link and relay (docs/protocol.md,
+ * "Fast path"). Returns 0 if joined, -1 if that agent has no usable
+ * pooled link (the caller offers the session with SESS_NEW instead). */
 static int
-sess_assign(struct esvc *svc, struct esess *s, const char *ip, uint16_t port)
+sess_assign(struct esvc *svc, struct esess *s)
 {
-	struct econn *link;
+	struct econn *agent, *link;
 	struct msg m;
 	struct buf prime;
 	SSL *ssl;
 	int fd;
 
+	if ((agent = svc_pick_agent(svc)) == NULL)
+		return -1;
 	for (;;) {
-		if ((link = pool_take(s->agent)) == NULL)
+		if ((link = pool_take(agent)) == NULL)
 			return -1;
 		msg_init(&m, FT_SESS_ASSIGN);
 		m.session = s->id;
 		msg_set_str(&m, FA_SERVICE, s->svc);
-		msg_set_str(&m, FA_CLIENT_ADDR, ip);
-		m.client_port = port;
-		m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT);
+		msg_set_str(&m, FA_CLIENT_ADDR, s->client_ip);
+		m.client_port = s->client_port;
+		msg_set_str(&m, FA_LOCAL_ADDR, s->local_ip);
+		m.local_port = s->local_port;
+		m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) |
+		    FA_BIT(FA_LOCAL_PORT);
 		if (fconn_send(&link->fc, &m) == 0)
 			break;
 		econn_free(link);
@@ -455,11 +568,14 @@ sess_assign(struct esvc *svc, struct esess *s, const char *ip, uint16_t port)
 	svc->npending--;
 	s->state = ES_RELAY;
 	s->pooled = 1;
-	s->agent_serial = s->agent->serial;
-	s->agent = NULL;
-	/* Counted as joined once its agent has taken it (see
-	 * sess_end_active and svc_stats): it may still be refused. */
+	/* Counted toward its agent's load like any joined session, and
+	 * counted as joined once the agent has taken it (sess_end_active,
+	 * svc_stats): it may still be refused. */
+	s->agent = agent;
+	agent->active++;
+	snprintf(s->agent_name, sizeof(s->agent_name), "%s", agent->name);
 	edge_stats.sessions_pooled++;
+	sess_hash_add(s);
 	s->next = active;
 	if (active != NULL)
 		active->prev = s;
@@ -478,6 +594,260 @@ sess_assign(struct esvc *svc, struct esess *s, const char *ip, uint16_t port)
 	return 0;
 }
 
+/* A client whose address is known (the TCP peer, or the one in a PROXY
+ * header): apply the policy, then start a session. local is the address
+ * the client connected to. */
+static void
+svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
+    const struct sockaddr *local)
+{
+	struct esess *s;
+	struct pol_ip *ent;
+	char ip[NET_ADDRSTR], lip[NET_ADDRSTR], why[128];
+	uint8_t a16[16];
+	uint16_t port, lport;
+
+	net_fmt_ip(client, ip, sizeof(ip), &port);
+	net_fmt_ip(local, lip, sizeof(lip), &lport);
+	/* The edge's own limits first (they keep no state), then the
+	 * service's policy, which counts the session against its address. */
+	if (svc_limits(svc, ip, port) == -1) {
+		close(fd);
+		return;
+	}
+	sa_addr16(client, a16);
+	if (pol_admit(&svc->pol, svc->name, a16, ev_now(), &ent, why,
+	    sizeof(why)) == -1) {
+		svc_deny(svc, fd, client, why);
+		return;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		log_warn("service %s: out of memory", svc->name);
+		pol_release(ent);
+		close(fd);
+		return;
+	}
+	s->pol_ent = ent;
+	s->client_fd = fd;
+	s->id = sess_next_id++;
+	edge_stats.sessions_accepted++;
+	s->state = ES_PENDING;
+	s->t_start = ev_now();
+	s->deadline = s->t_start + lim.claim_ms;
+	snprintf(s->svc, sizeof(s->svc), "%s", svc->name);
+	net_fmt(client, s->client, sizeof(s->client));
+	s->idle_ms = (uint64_t)svc->def.idle_timeout * 1000u;
+	snprintf(s->client_ip, sizeof(s->client_ip), "%s", ip);
+	s->client_port = port;
+	snprintf(s->local_ip, sizeof(s->local_ip), "%s", lip);
+	s->local_port = lport;
+	if ((s->ipc = ipc_get(ip, 1)) == NULL) {
+		log_warn("service %s: out of memory", svc->name);
+		pol_release(ent);
+		close(fd);
+		free(s);
+		return;
+	}
+	s->ipc->n++;
+	nsessions++;
+	svc->npending++;
+	if (sess_assign(svc, s) == 0)
+		return;
+	if (sess_offer(s, svc) == -1) {
+		/* Every agent's channel is failing; refuse now rather than
+		 * let the client wait for the claim time-out. */
+		log_warn("service %s: client %s refused: no agent reachable",
+		    svc->name, s->client);
+		edge_stats.sessions_agent_lost++;
+		ipc_put(s->ipc);
+		pol_release(ent);
+		nsessions--;
+		svc->npending--;
+		close(fd);
+		free(s);
+		return;
+	}
+	sess_hash_add(s);
+	pending_append(s);
+	log_info("session %llu new service=%s client=%s agent=%s",
+	    (unsigned long long)s->id, s->svc, s->client, s->agent_name);
+}
+
+/* --- PROXY headers from front load balancers ----------------------------- */
+
+static void
+proxy_unlink(struct eproxy *x)
+{
+	if (x->prev != NULL)
+		x->prev->next = x->next;
+	else
+		proxy_head = x->next;
+	if (x->next != NULL)
+		x->next->prev = x->prev;
+	else
+		proxy_tail = x->prev;
+	proxy_n--;
+	ev_del(&x->io);
+}
+
+/* Close a waiting connection without a word: its service went away. */
+static void
+proxy_drop(struct eproxy *x)
+{
+	proxy_unlink(x);
+	close(x->io.fd);
+	free(x);
+}
+
+static void
+proxy_fail(struct eproxy *x, const char *why)
+{
+	proxy_unlink(x);
+	svc_deny(x->svc, x->io.fd, (struct sockaddr *)&x->peer.ss, why);
+	free(x);
+}
+
+/* The header is whole and valid: it names the client, or (LOCAL, as in
+ * a health check) says to keep the peer. */
+static void
+proxy_done(struct eproxy *x, const struct proxy_hdr *h)
+{
+	struct sockaddr_storage client, local;
+	struct sockaddr_in *c4 = (struct sockaddr_in *)(void *)&client;
+	struct sockaddr_in *l4 = (struct sockaddr_in *)(void *)&local;
+	struct sockaddr_in6 *c6 = (struct sockaddr_in6 *)(void *)&client;
+	struct sockaddr_in6 *l6 = (struct sockaddr_in6 *)(void *)&local;
+	socklen_t sl = sizeof(local);
+	struct esvc *svc = x->svc;
+	int fd = x->io.fd;
+
+	memset(&client, 0, sizeof(client));
+	memset(&local, 0, sizeof(local));
+	if (h->local) {
+		memcpy(&client, &x->peer.ss, sizeof(client));
+		if (getsockname(fd, (struct sockaddr *)&local, &sl) == -1)
+			local.ss_family = client.ss_family;
+	} else if (h->family == AF_INET) {
+		c4->sin_family = l4->sin_family = AF_INET;
+		memcpy(&c4->sin_addr, h->src, 4);
+		memcpy(&l4->sin_addr, h->dst, 4);
+		c4->sin_port = htons(h->sport);
+		l4->sin_port = htons(h->dport);
+	} else {
+		c6->sin6_family = l6->sin6_family = AF_INET6;
+		memcpy(&c6->sin6_addr, h->src, 16);
+		memcpy(&l6->sin6_addr, h->dst, 16);
+		c6->sin6_port = htons(h->sport);
+		l6->sin6_port = htons(h->dport);
+	}
+	proxy_unlink(x);
+	free(x);
+	svc_client(svc, fd, (struct sockaddr *)&client, (struct sockaddr *)&local);
+}
+
+/* Read the header without taking a byte of what follows it: peek, let
+ * the parser say how long the header is, then consume exactly that. A
+ * header still incomplete is consumed as far as it goes (every byte
+ * peeked is header), so a slow sender cannot make epoll spin on bytes
+ * we keep peeking at. */
+static void
+proxy_read(struct ev_io *io, uint32_t events)
+{
+	struct eproxy *x = (struct eproxy *)(void *)io;
+	struct proxy_hdr h;
+	const char *perr;
+	char why[160];
+	ssize_t n, want;
+	int r;
+
+	(void)events;
+	n = recv(io->fd, x->hdr + x->have, sizeof(x->hdr) - x->have, MSG_PEEK);
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0) {
+		proxy_fail(x, n == 0 ? "error: closed before the PROXY header" :
+		    "error: reset before the PROXY header");
+		return;
+	}
+	r = proxy_parse(x->hdr, x->have + (size_t)n, &h, &perr);
+	if (r == -1) {
+		snprintf(why, sizeof(why), "error: bad PROXY header: %s", perr);
+		proxy_fail(x, why);
+		return;
+	}
+	want = r > 0 ? (ssize_t)((size_t)r - x->have) : n;
+	if (recv(io->fd, x->hdr + x->have, (size_t)want, 0) != want) {
+		proxy_fail(x, "error: PROXY header: short read");
+		return;
+	}
+	x->have += (size_t)want;
+	if (r > 0)
+		proxy_done(x, &h);
+}
+
+static void
+proxy_start(struct esvc *svc, int fd, const struct net_addr *peer)
+{
+	struct eproxy *x;
+
+	if (proxy_n >= EDGE_PROXY_PENDING_MAX) {
+		svc_deny(svc, fd, (const struct sockaddr *)&peer->ss,
+		    "limit: too many connections waiting for a PROXY header");
+		return;
+	}
+	if ((x = calloc(1, sizeof(*x))) == NULL) {
+		log_warn("service %s: out of memory", svc->name);
+		close(fd);
+		return;
+	}
+	ev_io_init(&x->io, fd, proxy_read);
+	x->svc = svc;
+	x->peer = *peer;
+	x->deadline = ev_now() + EDGE_PROXY_MS;
+	if (ev_set(&x->io, EPOLLIN) == -1)
+		log_fatal("epoll_ctl: %s", strerror(errno));
+	x->prev = proxy_tail;
+	if (proxy_tail != NULL)
+		proxy_tail->next = x;
+	else
+		proxy_head = x;
+	proxy_tail = x;
+	proxy_n++;
+}
+
+static void
+svc_accept(struct ev_io *io, uint32_t events)
+{
+	struct esvc *svc = (struct esvc *)(void *)io;
+	struct net_addr peer, local;
+	char what[MSG_NAME_MAX + 16];
+	uint8_t a16[16];
+	int fd, i;
+
+	(void)events;
+	snprintf(what, sizeof(what), "service %s", svc->name);
+	for (i = 0; i < 64; i++) {
+		if ((fd = edge_accept(io->fd, &peer, what)) == -1)
+			return;
+		if (svc->pol.accept_proxy.n > 0) {
+			/* Behind load balancers: only they may connect, and
+			 * each connection must start with a PROXY header. */
+			sa_addr16((struct sockaddr *)&peer.ss, a16);
+			if (!cidr_list_match(&svc->pol.accept_proxy, a16))
+				svc_deny(svc, fd, (struct sockaddr *)&peer.ss,
+				    "denied: peer not in accept_proxy_from");
+			else
+				proxy_start(svc, fd, &peer);
+			continue;
+		}
+		local.len = sizeof(local.ss);
+		if (getsockname(fd, (struct sockaddr *)&local.ss, &local.len) == -1)
+			local.ss = peer.ss;
+		svc_client(svc, fd, (struct sockaddr *)&peer.ss,
+		    (struct sockaddr *)&local.ss);
+	}
+}
+
 /* End a joined session: log, close both sides, forget it. */
 static void
 sess_end_active(struct esess *s, const char *reason, int abort)
@@ -486,6 +856,9 @@ sess_end_active(struct esess *s, const char *reason, int abort)
 	sess_hash_del(s);
 	nsessions--;
 	ipc_put(s->ipc);
+	pol_release(s->pol_ent);
+	if (s->agent != NULL && s->agent->active > 0)
+		s->agent->active--;
 	if (s->pooled && !s->refused)
 		edge_stats.sessions_joined++;
 	edge_stats.bytes_from_clients += s->relay.bytes[0];
@@ -545,9 +918,8 @@ sess_claim(struct econn *link, const struct msg *m)
 	OPENSSL_cleanse(s->secret, sizeof(s->secret));
 	pending_unlink(s);
 	svc_unpend(s);
-	if (s->agent != NULL && s->agent->active > 0)
-		s->agent->active--;
-	s->agent = NULL;
+	/* s->agent stays: a joined session still counts toward its agent's
+	 * load, until it ends or the agent goes away. */
 	s->state = ES_RELAY;
 	edge_stats.sessions_joined++;
 	s->next = active;
@@ -586,19 +958,18 @@ sess_refused(struct econn *agent, const struct msg *m)
 	struct esess *s = sess_lookup(m->session);
 	char reason[MSG_TEXT_MAX + 32];
 
-	if (s == NULL)
+	if (s == NULL || s->agent != agent)
 		return;
 	snprintf(reason, sizeof(reason), "refused-by-agent(%s)",
 	    (m->have & FA_BIT(FA_TEXT)) ? m->text : "no reason");
-	if (s->state == ES_PENDING && s->agent == agent) {
+	if (s->state == ES_PENDING) {
 		edge_stats.sessions_refused++;
 		sess_drop_pending(s, reason);
 		return;
 	}
 	/* A session joined on a pooled link before its agent found a
-	 * backend: the agent resets the link too, this only says why. */
-	if (s->state == ES_RELAY && s->pooled &&
-	    s->agent_serial == agent->serial && s->relay.bytes[1] == 0) {
+	 * backend: the agent leaves the link unread for us to close. */
+	if (s->pooled && s->relay.bytes[1] == 0) {
 		edge_stats.sessions_refused++;
 		s->refused = 1;
 		sess_end_active(s, reason, 1);
@@ -609,14 +980,44 @@ void
 sess_agent_lost(struct econn *agent)
 {
 	struct esess *s, *next;
+	struct esvc *svc;
+	uint64_t old;
 
+	/* Joined sessions do not depend on their agent's control channel. */
+	for (s = active; s != NULL; s = s->next)
+		if (s->agent == agent)
+			s->agent = NULL;
+	/* A session still waiting for the lost agent is offered to another
+	 * agent of its service (the caller has withdrawn this one), under a
+	 * new id and secret, so that a late DATA_HELLO from the lost agent
+	 * can neither claim nor burn it. Re-offered sessions move to the
+	 * tail with a fresh claim time; they now name another agent, so the
+	 * walk passes over them and ends. */
 	for (s = pending_head; s != NULL; s = next) {
 		next = s->next;
-		if (s->agent == agent) {
-			s->agent = NULL;
+		if (s->agent != agent)
+			continue;
+		s->agent = NULL;
+		if ((svc = svc_find(s->svc)) == NULL || svc->nagents == 0) {
 			edge_stats.sessions_agent_lost++;
 			sess_drop_pending(s, "agent-lost");
+			continue;
 		}
+		pending_unlink(s);
+		sess_hash_del(s);
+		old = s->id;
+		s->id = sess_next_id++;
+		s->deadline = ev_now_update() + lim.claim_ms;
+		sess_hash_add(s);
+		pending_append(s);
+		if (sess_offer(s, svc) == -1) {
+			edge_stats.sessions_agent_lost++;
+			sess_drop_pending(s, "agent-lost");
+			continue;
+		}
+		log_info("session %llu re-offered as session %llu to agent=%s "
+		    "(agent %s lost)", (unsigned long long)old,
+		    (unsigned long long)s->id, s->agent_name, agent->name);
 	}
 }
 
@@ -624,11 +1025,18 @@ void
 sess_tick(uint64_t now)
 {
 	struct esess *s, *next;
+	struct esvc *svc;
 
 	if (paused_until != 0 && now >= paused_until) {
 		paused_until = 0;
 		listeners_set(EPOLLIN);
 	}
+	while (proxy_head != NULL && now >= proxy_head->deadline)
+		proxy_fail(proxy_head, "timeout: no PROXY header within 5 s");
+	for (svc = svcs; svc != NULL; svc = svc->next)
+		if (svc->deny_held > 0 && now / 1000 != svc->deny_sec)
+			svc_deny_flush(svc);
+	pol_tick(now);
 	while (pending_head != NULL && now >= pending_head->deadline) {
 		lim_hit(LIM_CLAIM_TIMEOUT, "session %llu from %s not claimed "
 		    "within %llu ms", (unsigned long long)pending_head->id,
@@ -658,29 +1066,49 @@ svc_open(struct econn *agent, const struct msg *def)
 	const char *name = def->service, *listen = def->listen;
 	struct esvc *s = svc_find(name), *o;
 	struct net_addr a;
-	char err[256];
+	struct msg cmp;
+	char err[400];
 	size_t i;
 	int fd;
 
+	/* memcpy, not assignment: padding must compare equal too. */
+	memcpy(&cmp, def, sizeof(cmp));
+	cmp.priority = 0;
+	cmp.have &= ~FA_BIT(FA_PRIORITY);
 	if (s != NULL) {
-		if (memcmp(&s->def, def, sizeof(*def)) != 0) {
-			snprintf(err, sizeof(err), "service %s is already open on %s "
-			    "with another definition", name, s->listen);
-			log_warn("agent %s: %s", agent->name, err);
+		if (memcmp(&s->def, &cmp, sizeof(cmp)) != 0) {
+			snprintf(err, sizeof(err), "service %s is already open on "
+			    "%s with another definition (from agent %s); the edge "
+			    "keeps the first", name, s->listen, s->def_agent);
+			log_warn("agent %s: service %s refused: conflicting "
+			    "definition (listen %s); keeping the one from agent "
+			    "%s on %s", agent->name, name, listen, s->def_agent,
+			    s->listen);
 			svc_result(agent, name, 0, err);
 			return;
 		}
 		for (i = 0; i < s->nagents; i++)
-			if (s->agents[i] == agent) {
+			if (s->agents[i].conn == agent) {
+				if (s->agents[i].priority != def->priority)
+					log_info("service %s on %s agent=%s "
+					    "priority=%u (was %u)", name, listen,
+					    agent->name, def->priority,
+					    s->agents[i].priority);
+				s->agents[i].priority = def->priority;
 				svc_result(agent, name, 1, NULL);
 				return;
 			}
 		if (s->nagents == EDGE_SVC_AGENTS_MAX) {
+			log_warn("agent %s: service %s refused: already %d agents",
+			    agent->name, name, EDGE_SVC_AGENTS_MAX);
 			svc_result(agent, name, 0, "too many agents for this service");
 			return;
 		}
-		s->agents[s->nagents++] = agent;
-		log_info("service %s open on %s agent=%s", name, listen, agent->name);
+		s->agents[s->nagents].conn = agent;
+		s->agents[s->nagents].priority = def->priority;
+		s->nagents++;
+		log_info("service %s open on %s agent=%s priority=%u", name,
+		    listen, agent->name, def->priority);
 		svc_result(agent, name, 1, NULL);
 		return;
 	}
@@ -692,28 +1120,38 @@ svc_open(struct econn *agent, const struct msg *def)
 			svc_result(agent, name, 0, err);
 			return;
 		}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		svc_result(agent, name, 0, "out of memory");
+		return;
+	}
+	if (pol_load(&s->pol, def, err, sizeof(err)) == -1) {
+		log_warn("agent %s: service %s: %s", agent->name, name, err);
+		svc_result(agent, name, 0, err);
+		free(s);
+		return;
+	}
 	if (net_parse(listen, &a, err, sizeof(err)) == -1 ||
 	    (fd = net_listen(&a, 1024, err, sizeof(err))) == -1) {
 		log_warn("agent %s: service %s on %s: %s", agent->name, name,
 		    listen, err);
 		svc_result(agent, name, 0, err);
-		return;
-	}
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		close(fd);
-		svc_result(agent, name, 0, "out of memory");
+		free(s);
 		return;
 	}
 	ev_io_init(&s->io, fd, svc_accept);
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	snprintf(s->listen, sizeof(s->listen), "%s", listen);
-	s->def = *def;
-	s->agents[s->nagents++] = agent;
+	memcpy(&s->def, &cmp, sizeof(s->def));
+	snprintf(s->def_agent, sizeof(s->def_agent), "%s", agent->name);
+	s->agents[0].conn = agent;
+	s->agents[0].priority = def->priority;
+	s->nagents = 1;
 	if (ev_set(&s->io, EPOLLIN) == -1)
 		log_fatal("epoll_ctl: %s", strerror(errno));
 	s->next = svcs;
 	svcs = s;
-	log_info("service %s open on %s agent=%s", name, listen, agent->name);
+	log_info("service %s open on %s agent=%s priority=%u", name, listen,
+	    agent->name, def->priority);
 	svc_result(agent, name, 1, NULL);
 }
 
@@ -723,7 +1161,7 @@ svc_remove_agent(struct esvc *s, struct econn *agent)
 	size_t i;
 
 	for (i = 0; i < s->nagents; i++)
-		if (s->agents[i] == agent) {
+		if (s->agents[i].conn == agent) {
 			s->agents[i] = s->agents[--s->nagents];
 			break;
 		}
@@ -763,6 +1201,8 @@ svc_shutdown(void)
 		sess_end_active(s, "edge-stopping", 1);
 		n++;
 	}
+	while (proxy_head != NULL)
+		proxy_drop(proxy_head);
 	while (svcs != NULL)
 		svc_free(svcs);
 	if (n > 0)

@@ -982,13 +982,17 @@ class OutboundAgent:
 
 def start_outbound_agent(d, pki, edge, allow, user=None, password=None,
                          services=None, wrapper=(), tag="agent",
-                         name="agent1"):
+                         name="agent1", audit_log=None):
     """Start an agent with SOCKS5 and HTTP CONNECT listeners on free
     loopback ports and `allow` (a list of allow_destination values).
     Returns once the agent says the edge took its policy."""
     assert AGENT_BIN.exists(), f"{AGENT_BIN} missing: run make first"
     conf = write_agent_conf(Path(d) / f"{tag}.conf", pki, [edge.addr],
                             services or {}, name=name)
+    if audit_log is not None:
+        text = Path(conf).read_text().replace(
+            "[agent]\n", f"[agent]\naudit_log = {audit_log}\n", 1)
+        Path(conf).write_text(text)
     socks, http = free_port(), free_port()
     lines = ["", "[outbound]", f"socks_listen = {LOOPBACK}:{socks}",
              f"http_connect_listen = {LOOPBACK}:{http}"]
@@ -1046,3 +1050,494 @@ def socks5_connect(port, host, dport, user=None, password=None, extra=b"",
         s.close()
         return None, rep[1]
     return s, 0
+
+
+# ==========================================================================
+# BEGIN helpers for client policy, PROXY protocol and audit (issue 5)
+
+def write_agent_conf_ex(path, pki, edges, services, agent_keys=(),
+                        name="agent1"):
+    """Like write_agent_conf, with extra keys. services:
+    {name: {"listen": port, "backends": [port, ...], "keys": [(k, v)]}};
+    agent_keys: [(k, v)] for [agent]."""
+    out = ["[agent]", f"name = {name}"]
+    out += [f"edge = {e}" for e in edges]
+    out += [f"cert = {pki.agent_crt}", f"key = {pki.agent_key}",
+            f"ca = {pki.ca_crt}"]
+    out += [f"{k} = {v}" for k, v in agent_keys]
+    out.append("")
+    for svc, d in services.items():
+        out.append(f"[service {svc}]")
+        out.append(f"listen = {LOOPBACK}:{d['listen']}")
+        out += [f"backend = {LOOPBACK}:{b}" for b in d["backends"]]
+        out += [f"{k} = {v}" for k, v in d.get("keys", ())]
+        out.append("")
+    Path(path).write_text("\n".join(out))
+    return Path(path)
+
+
+# High availability helpers (issue 7, used by test_ha.py). Additive only:
+# nothing above this line depends on them.
+
+def write_agent_conf_ha(path, pki, edges, services, name):
+    """A full agent configuration. edges: ["host:port", ...]; services:
+    {svc: {"listen": "ADDR:PORT", "backends": ["ADDR:PORT", ...],
+           "keys": {"priority": 10, "health_interval": 0.5, ...}}}."""
+    out = ["[agent]", f"name = {name}"]
+    out += [f"edge = {e}" for e in edges]
+    out += [f"cert = {pki.agent_crt}", f"key = {pki.agent_key}",
+            f"ca = {pki.ca_crt}", "connect_timeout = 10", ""]
+    for svc, d in services.items():
+        out.append(f"[service {svc}]")
+        out.append(f"listen = {d['listen']}")
+        out += [f"backend = {b}" for b in d["backends"]]
+        out += [f"{k} = {v}" for k, v in d.get("keys", {}).items()]
+        out.append("")
+    Path(path).write_text("\n".join(out))
+    return Path(path)
+
+
+def start_agent_ex(d, pki, edge, services, agent_keys=(), name="agent1",
+                   tag="agent", wait=True):
+    """Start an agent from write_agent_conf_ex's services; with wait,
+    return once the edge has opened every service."""
+    conf = write_agent_conf_ex(Path(d) / f"{tag}.conf", pki, [edge.addr],
+                               services, agent_keys, name=name)
+    mark = edge.proc.mark()
+    proc = Proc(tag, [AGENT_BIN, "--config", conf], Path(d) / f"{tag}.log")
+    if wait:
+        for svc, sd in services.items():
+            _wait_edge_log_or_agent_death(
+                edge, proc, f"service {svc} open on {LOOPBACK}:{sd['listen']}",
+                mark)
+    return Agent(proc, conf, services)
+
+
+def connect_from(src_ip, port, timeout=10.0):
+    """A TCP connection to 127.0.0.1:port whose source address is src_ip
+    (any 127.x.y.z: all of 127/8 is on the loopback interface)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.bind((src_ip, 0))
+        s.connect((LOOPBACK, port))
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
+def recv_line(sock, timeout=10.0, limit=4096):
+    """Read up to and including the first newline. Returns the bytes, or
+    None if the peer closed or reset the connection first."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while b"\n" not in buf and len(buf) < limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no line within {timeout}s (got {buf!r})")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(limit)
+        except (ConnectionError, OSError) as e:
+            if isinstance(e, socket.timeout):
+                continue
+            return None
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def recv_all(sock, timeout=30.0):
+    """Read until EOF; return the bytes (raises on time-out)."""
+    deadline = time.monotonic() + timeout
+    out = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no EOF within {timeout}s")
+        sock.settimeout(left)
+        chunk = sock.recv(262144)
+        if not chunk:
+            return b"".join(out)
+        out.append(chunk)
+
+
+class CountServer:
+    """A TCP backend on a free loopback port. For each connection: send
+    GREETING, read until EOF (keeping the first 512 bytes and the total),
+    then send `reply` bytes and close. conns() lists what each connection
+    sent: (head, total)."""
+
+    GREETING = b"HELLO sallyport\n"
+
+    def __init__(self, reply=0):
+        self.reply = reply
+        self.port = free_port()
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((LOOPBACK, self.port))
+        self.lsock.listen(256)
+        self.lock = threading.Lock()
+        self._conns = []
+        self.accepted = 0
+        self.closed = False
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self):
+        while not self.closed:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.accepted += 1
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        head, total = b"", 0
+        try:
+            c.sendall(self.GREETING)
+            while True:
+                b = c.recv(262144)
+                if not b:
+                    break
+                if len(head) < 512:
+                    head += b[:512 - len(head)]
+                total += len(b)
+            left = self.reply
+            chunk = b"r" * 65536
+            while left > 0:
+                n = min(left, len(chunk))
+                c.sendall(chunk[:n])
+                left -= n
+        except OSError:
+            pass
+        finally:
+            with self.lock:
+                self._conns.append((head, total))
+            c.close()
+
+    def conns(self):
+        with self.lock:
+            return list(self._conns)
+
+    def close(self):
+        self.closed = True
+        try:
+            self.lsock.close()
+        except OSError:
+            pass
+
+
+def greeted_from(src_ip, port, timeout=10.0):
+    """Connect from src_ip; return the open socket if the backend's
+    greeting arrives, or None if the connection is refused, reset or
+    closed first (a client the edge dropped)."""
+    try:
+        s = connect_from(src_ip, port, timeout)
+    except OSError:
+        return None
+    line = recv_line(s, timeout)
+    if line is None:
+        s.close()
+        return None
+    assert line == CountServer.GREETING, f"unexpected greeting {line!r}"
+    return s
+
+
+def listening(port):
+    """True if some socket listens on TCP port `port` (any address)."""
+    want = f":{port:04X}"
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(f) as fh:
+                next(fh)
+                for ln in fh:
+                    parts = ln.split()
+                    if parts[1].endswith(want) and parts[3] == "0A":
+                        return True
+        except OSError:
+            pass
+    return False
+
+
+class Haproxy:
+    def __init__(self, proc, port):
+        self.proc = proc
+        self.port = port
+
+
+def start_haproxy(d, target_port, send="send-proxy-v2"):
+    """HAProxy (Debian's) in TCP mode on a free loopback port, forwarding
+    to 127.0.0.1:target_port from source 127.0.0.1, with `send` (a server
+    option such as send-proxy-v2)."""
+    d = Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = d / "haproxy.cfg"
+    conf.write_text(f"""
+global
+    maxconn 4096
+defaults
+    mode tcp
+    timeout connect 10s
+    timeout client 120s
+    timeout server 120s
+frontend fe
+    bind {LOOPBACK}:{port}
+    default_backend be
+backend be
+    server s1 {LOOPBACK}:{target_port} {send} source {LOOPBACK}
+""")
+    run(["/usr/sbin/haproxy", "-c", "-f", conf], timeout=30)
+    proc = Proc("haproxy", ["/usr/sbin/haproxy", "-db", "-f", conf],
+                d / "haproxy.log")
+    try:
+        # not a probe connection: it would go through to the edge
+        wait_until(lambda: listening(port) or
+                   (not proc.alive() and _raise(proc)),
+                   20, f"haproxy on port {port}")
+    except Exception:
+        proc.stop()
+        raise
+    return Haproxy(proc, port)
+
+
+class NginxPP:
+    def __init__(self, proc, port, root, access_log):
+        self.proc = proc
+        self.port = port
+        self.root = Path(root)
+        self.access_log = Path(access_log)
+
+    def access_lines(self):
+        try:
+            return self.access_log.read_text().splitlines()
+        except OSError:
+            return []
+
+
+def start_nginx_proxy_protocol(d):
+    """Plain-HTTP nginx whose listener requires a PROXY header (v1 or v2)
+    and logs "$proxy_protocol_addr:$proxy_protocol_port $remote_addr
+    "$request" $status $body_bytes_sent"."""
+    d = Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    for sub in ("html", "logs", "tmp"):
+        (d / sub).mkdir(exist_ok=True)
+    port = free_port()
+    log = d / "logs" / "access.log"
+    conf = d / "nginx.conf"
+    conf.write_text(f"""
+user root;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log stderr info;
+events {{ worker_connections 256; }}
+http {{
+    log_format pp '$proxy_protocol_addr:$proxy_protocol_port $remote_addr '
+                  '"$request" $status $body_bytes_sent';
+    access_log {log} pp;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    default_type application/octet-stream;
+    server {{
+        listen {LOOPBACK}:{port} proxy_protocol;
+        server_name localhost;
+        root {d}/html;
+    }}
+}}
+""")
+    argv = ["/usr/sbin/nginx", "-e", "stderr", "-c", conf, "-p", d,
+            "-g", "daemon off;"]
+    run(argv + ["-t"], timeout=30)
+    proc = Proc("nginx-pp", argv, d / "nginx.log")
+    try:
+        wait_until(lambda: listening(port) or
+                   (not proc.alive() and _raise(proc)),
+                   20, f"nginx on port {port}")
+    except Exception:
+        proc.stop()
+        raise
+    return NginxPP(proc, port, d / "html", log)
+
+
+def read_audit(path):
+    """The audit log's records (complete lines only), as dicts."""
+    import json
+    try:
+        data = Path(path).read_bytes().decode("utf-8")
+    except OSError:
+        return []
+    lines = data.split("\n")
+    if not data.endswith("\n"):
+        lines = lines[:-1]
+    return [json.loads(ln) for ln in lines if ln]
+
+
+def wait_audit(path, pred, timeout=20, count=1, what="audit record"):
+    """Wait until `count` session records match pred; return them all."""
+    def found():
+        recs = [r for r in read_audit(path) if pred(r)]
+        return recs if len(recs) >= count else None
+    return wait_until(found, timeout, f"{count} x {what} in {path}")
+
+# END helpers for client policy, PROXY protocol and audit (issue 5)
+# ==========================================================================
+
+
+def start_agent_ha(d, pki, edges, services, name, wait_on=()):
+    """Start an agent (log d/NAME.log) from write_agent_conf_ha arguments.
+    wait_on: Edge objects that must each log every service open for this
+    agent ("service S open on LISTEN agent=NAME") before this returns."""
+    conf = write_agent_conf_ha(Path(d) / f"{name}.conf", pki,
+                               [e if isinstance(e, str) else e.addr
+                                for e in edges], services, name)
+    marks = [(e, e.proc.mark()) for e in wait_on]
+    proc = Proc(name, [AGENT_BIN, "--config", conf], Path(d) / f"{name}.log")
+    agent = Agent(proc, conf, services)
+    for e, mark in marks:
+        for svc, sd in services.items():
+            _wait_edge_log_or_agent_death(
+                e, proc, f"service {svc} open on {sd['listen']} agent={name} ",
+                mark)
+    return agent
+
+
+def restart_proc(proc, wait_for=None, timeout=20):
+    """Start proc's program again with the same argv, appending to the same
+    log; optionally wait for a log line written after the restart."""
+    assert not proc.alive(), f"{proc.name} still running"
+    mark = proc.mark()
+    p = Proc(proc.name, proc.argv, proc.log_path, wrapped=proc.wrapped)
+    if wait_for is not None:
+        p.wait_log(wait_for, timeout=timeout, since=mark)
+    return p
+
+
+def start_edge_at(d, pki, host, tag, prefix=()):
+    """An edge whose control port is on host (e.g. an address inside a
+    network namespace; prefix is then ["ip", "netns", "exec", NS])."""
+    assert EDGE_BIN.exists(), f"{EDGE_BIN} missing: run make first"
+    port = free_port()
+    argv = list(prefix) + [EDGE_BIN, "--control", f"{host}:{port}",
+                           "--cert", pki.edge_crt, "--key", pki.edge_key,
+                           "--ca", pki.ca_crt, "--name", tag]
+    proc = Proc(tag, argv, Path(d) / f"{tag}.log")
+    proc.wait_log(f"control listening on {host}:{port}", timeout=20)
+    e = Edge(proc, port)
+    e.host = host
+    e.addr = f"{host}:{port}"
+    return e
+
+
+class Netns:
+    """A network namespace of the test's own, joined to the root namespace
+    by a veth pair on a private /30: the root side is .1 (self.outer), the
+    namespace side .2 (self.inner). Remove with close()."""
+
+    def __init__(self, tag):
+        import random
+        self.name = f"sp-{tag}-{os.getpid()}-{random.randrange(1 << 20):05x}"
+        self.veth = f"sp{os.getpid() % 100000}{random.randrange(1 << 16):04x}"[:13]
+        self.peer = self.veth[:12] + "p"
+        base = random.randrange(0, 1 << 14) * 4      # a /30 in 10.213.0.0/16
+        net = f"10.213.{base >> 8}.{base & 0xff}"
+        self.outer = f"10.213.{base >> 8}.{(base & 0xff) + 1}"
+        self.inner = f"10.213.{base >> 8}.{(base & 0xff) + 2}"
+        self.net = net
+        self.exec = ["ip", "netns", "exec", self.name]
+        run(["ip", "netns", "add", self.name])
+        try:
+            run(["ip", "link", "add", self.veth, "type", "veth",
+                 "peer", "name", self.peer])
+            run(["ip", "link", "set", self.peer, "netns", self.name])
+            run(["ip", "addr", "add", f"{self.outer}/30", "dev", self.veth])
+            run(["ip", "link", "set", self.veth, "up"])
+            run(self.exec + ["ip", "link", "set", "lo", "up"])
+            run(self.exec + ["ip", "addr", "add", f"{self.inner}/30",
+                             "dev", self.peer])
+            run(self.exec + ["ip", "link", "set", self.peer, "up"])
+        except Exception:
+            self.close()
+            raise
+
+    def close(self):
+        run(["ip", "link", "del", self.veth], check=False)
+        run(["ip", "netns", "del", self.name], check=False)
+
+
+def sftp_roundtrip(ssh, port, tmpdir, tag, host=LOOPBACK, size=64 * 1024,
+                   extra=(), timeout=120):
+    """One sftp session to host:port: put a fresh random file, get it back.
+    Returns (ok, detail); ok means exit status 0 and both copies (on the
+    backend's disk and back here) have the right SHA-256."""
+    tmpdir = Path(tmpdir)
+    src, back = tmpdir / f"{tag}.src", tmpdir / f"{tag}.back"
+    remote = ssh.root / f"{tag}.bin"
+    h = random_file(src, size)
+    bf = tmpdir / f"{tag}.batch"
+    bf.write_text(f"put {src} {remote}\nget {remote} {back}\n")
+    argv = (["sftp"] + ssh.ssh_opts(port) + list(extra)
+            + ["-b", str(bf), f"{ssh.user}@{host}"])
+    try:
+        r = run(argv, timeout=timeout, check=False)
+        out, rc = r.stdout, r.returncode
+    except subprocess.TimeoutExpired:
+        out, rc = "timed out", None
+    try:
+        ok = (rc == 0 and sha256_file(remote) == h and
+              sha256_file(back) == h)
+    except OSError as e:
+        ok, out = False, f"{out}\n{e}"
+    for f in (src, back, remote, bf):
+        f.unlink(missing_ok=True)
+    return ok, f"rc={rc}: {out[-400:]}"
+
+
+class SessionStream:
+    """`workers` threads, each running sftp_roundtrip back to back until
+    stop(); every session is recorded as (t_start, t_end, ok, detail)
+    with monotonic times."""
+
+    def __init__(self, ssh, port, tmpdir, workers=3, host=LOOPBACK):
+        self.results = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(
+            target=self._work, args=(ssh, port, Path(tmpdir), i, host),
+            daemon=True) for i in range(workers)]
+        for t in self.threads:
+            t.start()
+
+    def _work(self, ssh, port, tmpdir, i, host):
+        n = 0
+        while not self.stopping.is_set():
+            t0 = time.monotonic()
+            ok, detail = sftp_roundtrip(ssh, port, tmpdir, f"w{i}-{n}",
+                                        host=host)
+            with self.lock:
+                self.results.append((t0, time.monotonic(), ok, detail))
+            n += 1
+
+    def count(self, since=None, ok=None):
+        with self.lock:
+            return sum(1 for r in self.results
+                       if (since is None or r[0] >= since)
+                       and (ok is None or r[2] == ok))
+
+    def wait_count(self, n, since=None, timeout=120):
+        wait_until(lambda: self.count(since) >= n, timeout,
+                   f"{n} stream sessions")
+
+    def stop(self, timeout=180):
+        self.stopping.set()
+        for t in self.threads:
+            t.join(timeout)
+        with self.lock:
+            return list(self.results)
