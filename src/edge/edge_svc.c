@@ -586,6 +586,8 @@ sess_assign(struct esvc *svc, struct esess *s)
 	log_info("session %llu new service=%s client=%s agent=%s link=%s "
 	    "pooled", (unsigned long long)s->id, s->svc, s->client,
 	    s->agent_name, s->link_kind);
+	log_info("session %llu joined link=%s pooled", (unsigned long long)s->id,
+	    s->link_kind);
 	/* Side 0 is the client, side 1 the data link; SESS_ASSIGN goes
 	 * first. The client's bytes wait in the link until the agent has
 	 * its backend: it does not read the link before. */
