@@ -96,7 +96,7 @@ def test_pool_off(tmp_path, pki):
     bs = sp.ByteServer(b"ok")
     port = sp.free_port()
     agent = sp.start_agent(tmp_path, pki, edge, {"bytes": (port, [bs.port])},
-                           data_pool=0)
+                           data_link="tls", data_pool=0)
     for _ in range(3):
         assert sp.byte_session(port, b"x" * 1000) == b"ok"
     new = edge.proc.find(re.compile(r"session \d+ new service=bytes"))
