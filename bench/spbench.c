@@ -529,6 +529,11 @@ cmd_rate(int argc, char **argv)
 	    "\"errors\": %ld, \"mismatch\": %ld, \"unfinished\": %d}\n",
 	    l.done, (double)elapsed / 1e9,
 	    (double)l.done / ((double)elapsed / 1e9), l.errs, l.bad, inflight);
+	for (i = 0; i < conc; i++)
+		if (slots[i].fd != -1)
+			close(slots[i].fd);
+	free(slots);
+	close(l.ep);
 	return 0;
 }
 
@@ -638,6 +643,8 @@ cmd_hold(int argc, char **argv)
 	for (k = 0; k < started; k++)
 		if (slots[k].fd != -1)
 			close(slots[k].fd);
+	free(slots);
+	close(l.ep);
 	return 0;
 }
 
