@@ -793,9 +793,9 @@ pool_assign(struct asess *s, const struct msg *m)
 	s->t_wall = audit_wall_ms();
 	log_info("session %llu opened service=%s client=%s edge=%s pooled",
 	    (unsigned long long)s->id, s->svc_name, s->client, s->edge_str);
-	/* One used, one more asked for. */
+	/* One used, one more asked for: by edges_tick, after this turn of
+	 * the loop, so the refill does not delay this session's set-up. */
 	e->pool_refused = 0;
-	edge_pool_fill(e);
 	if ((s->svc = cfg_service(&agent_cfg, m->service)) == NULL) {
 		asess_abort(s, "unknown service");
 		return;

@@ -122,16 +122,16 @@ fconn_send(struct fconn *fc, const struct msg *m)
 int
 fconn_send_raw(struct fconn *fc, const void *p, size_t n)
 {
-	char err[256];
-
 	if (fc->failed)
 		return -1;
-	if (buf_append(&fc->out, p, n, FCONN_OUT_MAX) == -1)
+	/* Queued only: the frame that follows goes out with it, in one
+	 * write. */
+	if (buf_append(&fc->out, p, n, FCONN_OUT_MAX) == -1) {
 		fc->failed = 1;
-	else if (fc->handshaken && fconn_flush(fc, err, sizeof(err)) == -1)
-		fc->failed = 1;
-	fconn_update(fc);
-	return fc->failed ? -1 : 0;
+		fconn_update(fc);
+		return -1;
+	}
+	return 0;
 }
 
 /* Read up to n bytes into dst. >0 bytes, 0 would block (rd_want set),

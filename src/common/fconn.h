@@ -60,7 +60,8 @@ struct fconn {
  * plain connection, which may send at once. */
 int	fconn_start(struct fconn *fc, int fd, SSL *ssl,
 	    const struct fconn_ops *ops, void *owner);
-/* Queue bytes that are not a frame (the plain link magic). 0 or -1. */
+/* Queue bytes that are not a frame (the plain link magic), to be sent
+ * with the next frame. 0 or -1. */
 int	fconn_send_raw(struct fconn *fc, const void *p, size_t n);
 /* Queue a frame. -1 if it cannot be queued (the peer is too far behind):
  * the connection is then failing and lost() follows from the loop. */

@@ -301,11 +301,15 @@ econn_plain_greeting(struct econn *c, struct msg *m)
 		}
 		/* An edge none of whose agents uses plain links never reads
 		 * (or answers) a plaintext frame on its control port. */
-		if (c->greet_have == PLINK_MAGIC_LEN && nplain_agents == 0) {
+		if (c->greet_have >= PLINK_MAGIC_LEN && nplain_agents == 0) {
 			econn_drop(c, "plain data link, but no agent uses plain "
 			    "data links");
 			return -1;
 		}
+		/* The magic and the frame header come together: ask for
+		 * both at once (still no byte beyond the greeting). */
+		if (need == PLINK_MAGIC_LEN && nplain_agents > 0)
+			need = PLINK_MAGIC_LEN + FRAME_HDR;
 		n = recv(c->fc.io.fd, c->greet + c->greet_have,
 		    need - c->greet_have, 0);
 		if (n == 0) {
