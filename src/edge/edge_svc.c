@@ -39,6 +39,7 @@ struct esvc {
 	size_t		 nagents;
 	size_t		 rr;
 	uint64_t	 npending;	/* clients of this service not claimed */
+	struct eftp	*ftp;		/* FTP: passive ports (edge_ftp.c) */
 	struct esvc	*next;
 };
 
@@ -89,6 +90,7 @@ svc_free(struct esvc *s)
 		}
 	ev_del(&s->io);
 	close(s->io.fd);
+	ftp_svc_close(s->ftp);
 	log_info("service %s closed", s->name);
 	free(s);
 }
@@ -147,6 +149,7 @@ listeners_set(uint32_t mask)
 	for (s = svcs; s != NULL; s = s->next)
 		if (ev_set(&s->io, mask) == -1)
 			log_fatal("epoll_ctl: %s", strerror(errno));
+	ftp_listeners_set(mask);
 	ctl_pause(mask == 0);
 }
 
@@ -254,6 +257,7 @@ sess_drop_pending(struct esess *s, const char *reason)
 {
 	pending_unlink(s);
 	sess_hash_del(s);
+	ftp_ctl_del(s->id);
 	svc_unpend(s);
 	nsessions--;
 	ipc_put(s->ipc);
@@ -311,15 +315,102 @@ svc_admit(struct esvc *svc, const char *ip, uint16_t port)
 	return 0;
 }
 
+/* Make a session for a client the kernel accepted and offer it to an
+ * agent: agent NULL picks one; an FTP data connection (ctl not 0) goes to
+ * the agent holding its control session ctl, naming ctl and the passive
+ * port. The fd is closed on refusal. */
+static void
+sess_offer(struct esvc *svc, int fd, const struct net_addr *peer,
+    struct econn *agent, uint64_t ctl, uint16_t pasv_port)
+{
+	struct esess *s;
+	struct msg m;
+	char ip[NET_ADDRSTR];
+	uint16_t port;
+
+	net_fmt_ip((const struct sockaddr *)&peer->ss, ip, sizeof(ip), &port);
+	if (svc_admit(svc, ip, port) == -1) {
+		close(fd);
+		return;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		log_warn("service %s: out of memory", svc->name);
+		close(fd);
+		return;
+	}
+	s->client_fd = fd;
+	s->id = sess_next_id++;
+	edge_stats.sessions_accepted++;
+	s->state = ES_PENDING;
+	s->t_start = ev_now();
+	s->deadline = s->t_start + lim.claim_ms;
+	snprintf(s->svc, sizeof(s->svc), "%s", svc->name);
+	net_fmt((const struct sockaddr *)&peer->ss, s->client, sizeof(s->client));
+	s->idle_ms = (uint64_t)svc->def.idle_timeout * 1000u;
+	if ((s->ipc = ipc_get(ip, 1)) == NULL) {
+		log_warn("service %s: out of memory", svc->name);
+		close(fd);
+		free(s);
+		return;
+	}
+	s->ipc->n++;
+	nsessions++;
+	svc->npending++;
+	if (RAND_bytes(s->secret, sizeof(s->secret)) != 1)
+		log_fatal("RAND_bytes failed");
+	if ((s->agent = agent != NULL ? agent : svc_pick_agent(svc)) == NULL) {
+		/* Cannot happen while the listener is open; refuse. */
+		log_warn("service %s: client refused: no agent", svc->name);
+		ipc_put(s->ipc);
+		nsessions--;
+		svc->npending--;
+		close(fd);
+		free(s);
+		return;
+	}
+	s->agent->active++;
+	snprintf(s->agent_name, sizeof(s->agent_name), "%s", s->agent->name);
+	sess_hash_add(s);
+	s->prev = pending_tail;
+	if (pending_tail != NULL)
+		pending_tail->next = s;
+	else
+		pending_head = s;
+	pending_tail = s;
+
+	msg_init(&m, FT_SESS_NEW);
+	m.session = s->id;
+	msg_set_str(&m, FA_SERVICE, s->svc);
+	msg_set_str(&m, FA_CLIENT_ADDR, ip);
+	m.client_port = port;
+	memcpy(m.secret, s->secret, sizeof(m.secret));
+	m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) |
+	    FA_BIT(FA_SECRET);
+	if (ctl != 0) {
+		m.ftp_ctl = ctl;
+		m.ftp_port = pasv_port;
+		m.have |= FA_BIT(FA_FTP_CTL) | FA_BIT(FA_FTP_PORT);
+		log_info("session %llu new service=%s client=%s agent=%s "
+		    "ftp-data control=%llu port=%u", (unsigned long long)s->id,
+		    s->svc, s->client, s->agent_name, (unsigned long long)ctl,
+		    pasv_port);
+	} else {
+		ftp_ctl_add(svc->ftp, s->id, ip, s->agent);
+		log_info("session %llu new service=%s client=%s agent=%s",
+		    (unsigned long long)s->id, s->svc, s->client, s->agent_name);
+	}
+	if (fconn_send(&s->agent->fc, &m) == -1) {
+		edge_stats.sessions_agent_lost++;
+		sess_drop_pending(s, "agent-unreachable");
+	}
+	OPENSSL_cleanse(m.secret, sizeof(m.secret));
+}
+
 static void
 svc_accept(struct ev_io *io, uint32_t events)
 {
 	struct esvc *svc = (struct esvc *)(void *)io;
 	struct net_addr peer;
-	struct esess *s;
-	struct msg m;
-	char ip[NET_ADDRSTR];
-	uint16_t port;
 	int fd, i;
 
 	(void)events;
@@ -338,72 +429,21 @@ svc_accept(struct ev_io *io, uint32_t events)
 				    strerror(errno));
 			return;
 		}
-		net_fmt_ip((struct sockaddr *)&peer.ss, ip, sizeof(ip), &port);
-		if (svc_admit(svc, ip, port) == -1) {
-			close(fd);
-			continue;
-		}
-		if ((s = calloc(1, sizeof(*s))) == NULL) {
-			log_warn("service %s: out of memory", svc->name);
-			close(fd);
-			continue;
-		}
-		s->client_fd = fd;
-		s->id = sess_next_id++;
-		edge_stats.sessions_accepted++;
-		s->state = ES_PENDING;
-		s->t_start = ev_now();
-		s->deadline = s->t_start + lim.claim_ms;
-		snprintf(s->svc, sizeof(s->svc), "%s", svc->name);
-		net_fmt((struct sockaddr *)&peer.ss, s->client, sizeof(s->client));
-		s->idle_ms = (uint64_t)svc->def.idle_timeout * 1000u;
-		if ((s->ipc = ipc_get(ip, 1)) == NULL) {
-			log_warn("service %s: out of memory", svc->name);
-			close(fd);
-			free(s);
-			continue;
-		}
-		s->ipc->n++;
-		nsessions++;
-		svc->npending++;
-		if (RAND_bytes(s->secret, sizeof(s->secret)) != 1)
-			log_fatal("RAND_bytes failed");
-		if ((s->agent = svc_pick_agent(svc)) == NULL) {
-			/* Cannot happen while the listener is open; refuse. */
-			log_warn("service %s: client refused: no agent", svc->name);
-			ipc_put(s->ipc);
-			nsessions--;
-			svc->npending--;
-			close(fd);
-			free(s);
-			continue;
-		}
-		s->agent->active++;
-		snprintf(s->agent_name, sizeof(s->agent_name), "%s", s->agent->name);
-		sess_hash_add(s);
-		s->prev = pending_tail;
-		if (pending_tail != NULL)
-			pending_tail->next = s;
-		else
-			pending_head = s;
-		pending_tail = s;
-
-		msg_init(&m, FT_SESS_NEW);
-		m.session = s->id;
-		msg_set_str(&m, FA_SERVICE, s->svc);
-		msg_set_str(&m, FA_CLIENT_ADDR, ip);
-		m.client_port = port;
-		memcpy(m.secret, s->secret, sizeof(m.secret));
-		m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) |
-		    FA_BIT(FA_SECRET);
-		log_info("session %llu new service=%s client=%s agent=%s",
-		    (unsigned long long)s->id, s->svc, s->client, s->agent_name);
-		if (fconn_send(&s->agent->fc, &m) == -1) {
-			edge_stats.sessions_agent_lost++;
-			sess_drop_pending(s, "agent-unreachable");
-		}
-		OPENSSL_cleanse(m.secret, sizeof(m.secret));
+		sess_offer(svc, fd, &peer, NULL, 0, 0);
 	}
+}
+
+void
+svc_ftp_data(const char *name, int fd, const struct net_addr *peer,
+    struct econn *agent, uint64_t ctl, uint16_t port)
+{
+	struct esvc *svc = svc_find(name);
+
+	if (svc == NULL) {
+		close(fd);
+		return;
+	}
+	sess_offer(svc, fd, peer, agent, ctl, port);
 }
 
 /* End a joined session: log, close both sides, forget it. */
@@ -412,6 +452,7 @@ sess_end_active(struct esess *s, const char *reason, int abort)
 {
 	active_unlink(s);
 	sess_hash_del(s);
+	ftp_ctl_del(s->id);
 	nsessions--;
 	ipc_put(s->ipc);
 	edge_stats.bytes_from_clients += s->relay.bytes[0];
@@ -510,6 +551,7 @@ sess_agent_lost(struct econn *agent)
 {
 	struct esess *s, *next;
 
+	ftp_agent_lost(agent);
 	for (s = pending_head; s != NULL; s = next) {
 		next = s->next;
 		if (s->agent == agent) {
@@ -602,6 +644,14 @@ svc_open(struct econn *agent, const struct msg *def)
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		close(fd);
 		svc_result(agent, name, 0, "out of memory");
+		return;
+	}
+	if (ftp_svc_open(name, def, &a, &s->ftp, err, sizeof(err)) == -1) {
+		log_warn("agent %s: service %s on %s: %s", agent->name, name,
+		    listen, err);
+		close(fd);
+		free(s);
+		svc_result(agent, name, 0, err);
 		return;
 	}
 	ev_io_init(&s->io, fd, svc_accept);
@@ -704,4 +754,5 @@ svc_stats(char *out, size_t outlen)
 	};
 	for (i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
 		(void)stats_append(out, outlen, kv[i].name, kv[i].v);
+	ftp_stats(out, outlen);
 }
