@@ -135,6 +135,7 @@ svc_open_msg(const struct cfg_service *s, struct msg *m)
 	msg_set_str(m, FA_LISTEN, s->listen);
 	m->idle_timeout = s->idle_timeout;
 	m->have |= FA_BIT(FA_IDLE_TIMEOUT);
+	ftp_svc_msg(s, m);
 }
 
 static void

@@ -161,6 +161,7 @@ main(int argc, char **argv)
 	admin_stop();
 	out_stop();
 	sess_stop();
+	ftp_stop();
 	edges_stop();
 	reload_stop();
 	metrics_free();

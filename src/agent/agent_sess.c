@@ -34,6 +34,12 @@ struct asess {
 	struct dial	 dial;
 	struct fconn	 fc;
 	struct relay	 relay;
+	/* FTP: a control session's state, or a data session's fixed
+	 * target (agent_ftp.c). */
+	struct aftp	*ftp;
+	int		 ftp_data;
+	struct net_addr	 ftp_addr;
+	char		 client_ip[MSG_ADDR_MAX];
 	uint64_t	 t_start;
 	uint64_t	 deadline;
 	struct asess	*prev, *next;
@@ -140,6 +146,8 @@ backend_next(struct asess *s)
 {
 	struct cfg_backend *b;
 
+	if (s->ftp_data)
+		return -1;	/* one target, dialled in sess_new */
 	while (s->tries < s->svc->nbackends) {
 		b = &s->svc->backends[(s->bidx + s->tries) % s->svc->nbackends];
 		s->tries++;
@@ -201,6 +209,14 @@ backend_dialled(struct dial *d, int fd, int err)
 	}
 	s->backend_fd = fd;
 	s->state = AS_LINK;
+	if (s->svc->proto != SVC_TCP && !s->ftp_data && s->bcur != NULL) {
+		/* FTP control: the edge learns the backend's passive slice
+		 * before the client can see a byte. */
+		struct msg pm;
+
+		ftp_ports_msg(s->id, s->bcur, &pm);
+		edge_send(s->edge, &pm);
+	}
 	if (dial_start(&s->dial, &s->edge_addr, link_dialled, s) == -1) {
 		snprintf(why, sizeof(why), "data link to edge %s: %s", s->edge_str,
 		    strerror(errno));
@@ -230,6 +246,9 @@ relay_done(struct relay *r, int first, const char *err)
 	struct asess *s = r->arg;
 	char reason[300];
 
+	ftp_ctl_end(s->ftp, err != NULL);
+	s->ftp = NULL;
+
 	/* Side 0 is the backend, side 1 the data link (the client). */
 	if (err != NULL)
 		snprintf(reason, sizeof(reason), "error(%s: %s)",
@@ -240,6 +259,21 @@ relay_done(struct relay *r, int first, const char *err)
 	asess_log_end(s, r->bytes[1], r->bytes[0], reason,
 	    err != NULL ? SO_FAILED : SO_COMPLETED);
 	relay_free(r, err != NULL);
+	asess_unlink_free(s);
+}
+
+/* The FTP filter between the backend and the relay failed. */
+static void
+sess_ftp_failed(void *arg, const char *why)
+{
+	struct asess *s = arg;
+	char reason[320];
+
+	snprintf(reason, sizeof(reason), "error(backend: %s)", why);
+	asess_log_end(s, s->relay.bytes[1], s->relay.bytes[0], reason,
+	    SO_FAILED);
+	relay_free(&s->relay, 1);
+	ftp_ctl_end(s->ftp, 1);
 	asess_unlink_free(s);
 }
 
@@ -255,6 +289,13 @@ link_frame(struct fconn *fc, struct msg *m)
 	if (m->type != FT_DATA_OK || m->session != s->id) {
 		snprintf(why, sizeof(why), "edge refused the data link: %s",
 		    m->type == FT_ERROR ? m->text : frame_type_name(m->type));
+		asess_abort(s, why);
+		return -1;
+	}
+	if (s->svc->proto != SVC_TCP && !s->ftp_data && s->bcur != NULL &&
+	    (s->ftp = ftp_ctl_join(s->edge, s->id, s->svc, s->bcur,
+	    s->client_ip, &s->backend_fd, sess_ftp_failed, s, why,
+	    sizeof(why))) == NULL) {
 		asess_abort(s, why);
 		return -1;
 	}
@@ -309,6 +350,7 @@ sess_new(struct aedge *e, const struct msg *m)
 	snprintf(s->svc_name, sizeof(s->svc_name), "%s", m->service);
 	snprintf(s->client, sizeof(s->client), strchr(m->client_addr, ':') ?
 	    "[%s]:%u" : "%s:%u", m->client_addr, m->client_port);
+	snprintf(s->client_ip, sizeof(s->client_ip), "%s", m->client_addr);
 	memcpy(s->secret, m->secret, sizeof(s->secret));
 	s->next = sessions;
 	if (sessions != NULL)
@@ -324,6 +366,28 @@ sess_new(struct aedge *e, const struct msg *m)
 	}
 	s->counted = 1;
 	metrics_sess_open(s->svc_name);
+	if (m->have & FA_BIT(FA_FTP_CTL)) {
+		/* A passive data connection: one backend, one port. */
+		char why[300];
+
+		s->ftp_data = 1;
+		if (s->svc->proto == SVC_TCP) {
+			asess_abort(s, "ftp data for a service that is not FTP");
+			return;
+		}
+		if (ftp_data_target(e, m, &s->ftp_addr, s->backend,
+		    sizeof(s->backend), why, sizeof(why)) == -1) {
+			s->backend[0] = '\0';
+			asess_abort(s, why);
+			return;
+		}
+		if (dial_start(&s->dial, &s->ftp_addr, backend_dialled, s) == -1) {
+			snprintf(why, sizeof(why), "ftp data: backend %s: %s",
+			    s->backend, strerror(errno));
+			asess_abort(s, why);
+		}
+		return;
+	}
 	s->bidx = s->svc->rr++;
 	if (backend_next(s) == -1) {
 		s->backend[0] = '\0';
@@ -353,6 +417,7 @@ sess_stop(void)
 			asess_log_end(s, s->relay.bytes[1], s->relay.bytes[0],
 			    "agent-stopping", SO_STOPPED);
 			relay_free(&s->relay, 1);
+			ftp_ctl_end(s->ftp, 1);
 			asess_unlink_free(s);
 		} else
 			asess_abort_as(s, "agent stopping", "agent-stopping",
@@ -404,6 +469,7 @@ sess_kill(uint64_t id)
 			asess_log_end(s, s->relay.bytes[1], s->relay.bytes[0],
 			    "killed", SO_KILLED);
 			relay_free(&s->relay, 1);
+			ftp_ctl_end(s->ftp, 1);
 			asess_unlink_free(s);
 		} else
 			asess_abort_as(s, "killed by the operator", "killed",

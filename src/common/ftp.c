@@ -110,19 +110,18 @@ ftp_reply_scan(struct ftp_rstate *st, const char *line, size_t len,
 	if (st->multi) {
 		/* Only "code " with the opening code ends it; anything else,
 		 * "227 ..." of another code included, is text. */
-		if (code == st->code && sep == ' ') {
-			st->multi = 0;
-			r->code = code;
+		if (code != st->code || sep != ' ')
+			return 0;
+		st->multi = 0;
+	} else {
+		if (code == 0 || (sep != ' ' && sep != '-' &&
+		    !(len == 4 && sep == '\n') && !(len == 5 && sep == '\r')))
+			return -1;
+		if (sep == '-') {
+			st->multi = 1;
+			st->code = code;
+			return 0;
 		}
-		return 0;
-	}
-	if (code == 0 || (sep != ' ' && sep != '-' &&
-	    !(len == 4 && sep == '\n') && !(len == 5 && sep == '\r')))
-		return -1;
-	if (sep == '-') {
-		st->multi = 1;
-		st->code = code;
-		return 0;
 	}
 	r->code = code;
 	if (code == 227 && parse_227(line, len, r) == 0)
