@@ -704,6 +704,19 @@ ftp_data_target(struct aedge *e, const struct msg *m, struct net_addr *a,
 	for (f = ctls; f != NULL; f = f->next)
 		if (f->live && f->edge == e && f->id == m->ftp_ctl)
 			break;
+	if (f == NULL || !f->tls) {
+		/* The edge picks among the client's control sessions whose
+		 * slice holds the port; one it picked may not have joined
+		 * here yet. Over TLS any of them names the same backend. */
+		for (o = ctls; o != NULL; o = o->next)
+			if (o->live && o->tls && o->edge == e &&
+			    port >= o->pmin && port <= o->pmax &&
+			    strcmp(o->ip, m->client_addr) == 0 &&
+			    strcmp(o->svc, m->service) == 0)
+				break;
+		if (o != NULL)
+			f = o;
+	}
 	if (f == NULL || strcmp(f->svc, m->service) != 0) {
 		snprintf(why, whylen, "ftp data: control session %llu is not "
 		    "open", (unsigned long long)m->ftp_ctl);

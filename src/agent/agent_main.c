@@ -152,6 +152,7 @@ main(int argc, char **argv)
 		now = ev_now();
 		edges_tick(now);
 		sess_tick(now);
+		relay_tick(now);
 		reload_tick();
 		admin_tick();
 		out_tick(now);
@@ -162,6 +163,7 @@ main(int argc, char **argv)
 	out_stop();
 	sess_stop();
 	ftp_stop();
+	relay_tick(UINT64_MAX);
 	edges_stop();
 	reload_stop();
 	metrics_free();

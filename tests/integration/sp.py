@@ -1073,13 +1073,13 @@ def make_cert(d, name="tls"):
 
 
 def start_vsftpd(d, pasv=None, pasv_address=None, tls=None,
-                 host="127.0.0.2"):
+                 host="127.0.0.2", cert=None):
     """tls: None (plain FTP), "explicit" (AUTH TLS required) or
     "implicit". pasv: (min, max) for pasv_min_port/pasv_max_port, or None
     for vsftpd's own choice of ports (an unchanged backend). The backend
     listens on host, another loopback address than the edge's: it binds
     the same passive port numbers as the edge, as a server on another
-    machine would."""
+    machine would. cert: (cert, key) to share between backends."""
     d = Path(d)
     d.mkdir(parents=True, exist_ok=True)
     root = d / "root"
@@ -1109,9 +1109,8 @@ def start_vsftpd(d, pasv=None, pasv_address=None, tls=None,
         lines += [f"pasv_min_port={pasv[0]}", f"pasv_max_port={pasv[1]}"]
     if pasv_address:
         lines += [f"pasv_address={pasv_address}"]
-    cert = None
     if tls:
-        cert, key = make_cert(d)
+        cert, key = cert or make_cert(d)
         lines += ["ssl_enable=YES", f"rsa_cert_file={cert}",
                   f"rsa_private_key_file={key}", "allow_anon_ssl=YES",
                   "force_anon_logins_ssl=YES", "force_anon_data_ssl=YES",
@@ -1131,7 +1130,7 @@ def start_vsftpd(d, pasv=None, pasv_address=None, tls=None,
     except Exception:
         proc.stop()
         raise
-    return Vsftpd(proc, port, root, log, cert, pasv, host)
+    return Vsftpd(proc, port, root, log, cert if tls else None, pasv, host)
 
 
 def _ftp_uid():
@@ -1227,7 +1226,9 @@ def lftp(port, commands, tls=None, cafile=None, timeout=300, check=True):
             "set xfer:clobber on", "set ftp:prefer-epsv no"]
     if tls:
         sets += ["set ftp:ssl-force true", "set ftp:ssl-protect-data true",
-                 "set ftp:ssl-protect-list true"]
+                 "set ftp:ssl-protect-list true",
+                 # TLS 1.2: see TLS13_NOTE in test_ftp.py
+                 'set ssl:priority "NORMAL:-VERS-TLS1.3"']
         if cafile:
             sets += [f"set ssl:ca-file {cafile}",
                      "set ssl:check-hostname no"]
