@@ -47,7 +47,8 @@ obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 PROGS   = $(BUILD)/sallyport-edge $(BUILD)/sallyport-agent $(BUILD)/sallyportctl
 UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki \
           $(BUILD)/test_stats $(BUILD)/test_route \
-          $(BUILD)/test_socks $(BUILD)/test_httpc $(BUILD)/test_outpol
+          $(BUILD)/test_socks $(BUILD)/test_httpc $(BUILD)/test_outpol \
+          $(BUILD)/test_ftp
 
 all: $(PROGS)
 
@@ -96,6 +97,9 @@ $(BUILD)/test_httpc: $(BUILD)/obj/tests/test_httpc.o $(call obj,src/agent/httpc.
 $(BUILD)/test_outpol: $(BUILD)/obj/tests/test_outpol.o $(call obj,src/common/outpol.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
+$(BUILD)/test_ftp: $(BUILD)/obj/tests/test_ftp.o $(call obj,src/common/ftp.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
 # Fuzzing: every harness tests/fuzz/fuzz_NAME.c is listed in FUZZERS with
 # the sources it links in FUZZ_SRC_NAME (and libraries in FUZZ_LIBS_NAME).
 # `make fuzz` runs each for FUZZ_TIME seconds; new inputs are kept in
@@ -122,6 +126,8 @@ FUZZERS += httpc
 FUZZ_SRC_httpc = src/agent/httpc.c
 FUZZERS += outpol
 FUZZ_SRC_outpol = src/common/outpol.c
+FUZZERS += ftp
+FUZZ_SRC_ftp = src/common/ftp.c
 
 .SECONDEXPANSION:
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_SRC_$$*)
