@@ -10,7 +10,10 @@
  * SHUT_WR, or TLS close_notify) once its buffered bytes are written. The
  * relay ends when both directions have closed, or on the first error, in
  * which case plain sockets are reset rather than closed cleanly so that
- * a cut transfer cannot look like a complete one. */
+ * a cut transfer cannot look like a complete one. What the failing side
+ * sent before its error (a peer that resets right after its last write)
+ * is passed on first, and a reset waits until the bytes already written
+ * to that socket have left, as without a relay in between. */
 #ifndef SP_RELAY_H
 #define SP_RELAY_H
 
