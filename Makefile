@@ -25,20 +25,23 @@ endif
 
 LIBSSL  = -lssl -lcrypto
 LIBINI  = -linih
+LIBJSON = -ljansson
 LIBSD   = -lsystemd
 LIBHTTP = -lmicrohttpd -ljansson
 LIBCURL = -lcurl -ljansson
 
 COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
           src/common/net.c src/common/tlsx.c src/common/fconn.c src/common/relay.c \
-          src/common/stats.c src/common/outpol.c
+          src/common/stats.c src/common/outpol.c src/common/cidr.c src/common/proxy.c
 EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_svc.c \
           src/edge/edge_limit.c src/edge/edge_sandbox.c src/edge/edge_keyproc.c \
-          src/edge/edge_notify.c src/edge/edge_out.c src/edge/edge_ftp.c
+          src/edge/edge_notify.c src/edge/edge_out.c src/edge/edge_policy.c \
+          src/edge/edge_ftp.c
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/agent_edge.c \
           src/agent/agent_sess.c src/agent/dial.c src/agent/agent_metrics.c \
           src/agent/agent_admin.c src/agent/agent_route.c src/agent/agent_reload.c \
           src/agent/agent_out.c src/agent/socks.c src/agent/httpc.c \
+          src/agent/agent_audit.c \
           src/agent/ftp_cfg.c src/agent/agent_ftp.c src/common/ftp.c
 CTL     = src/ctl/ctl_main.c src/ctl/pki.c src/ctl/ctl_api.c
 
@@ -47,8 +50,9 @@ obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 PROGS   = $(BUILD)/sallyport-edge $(BUILD)/sallyport-agent $(BUILD)/sallyportctl
 UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki \
           $(BUILD)/test_stats $(BUILD)/test_route \
-          $(BUILD)/test_socks $(BUILD)/test_httpc $(BUILD)/test_outpol \
-          $(BUILD)/test_ftp
+          $(BUILD)/test_socks $(BUILD)/test_httpc $(BUILD)/test_outpol
+UNITS  += $(BUILD)/test_proxy $(BUILD)/test_cidr
+UNITS  += $(BUILD)/test_ftp
 
 all: $(PROGS)
 
@@ -68,7 +72,7 @@ $(BUILD)/sallyport-edge: $(call obj,$(COMMON) $(EDGE))
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL) -lseccomp
 
 $(BUILD)/sallyport-agent: $(call obj,$(COMMON) $(AGENT))
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL) $(LIBINI) $(LIBSD) $(LIBHTTP)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL) $(LIBINI) $(LIBSD) $(LIBHTTP) $(LIBJSON)
 
 $(BUILD)/sallyportctl: $(call obj,$(CTL))
 	$(CC) $(LDFLAGS) -o $@ $^ -lcrypto $(LIBCURL)
@@ -76,11 +80,17 @@ $(BUILD)/sallyportctl: $(call obj,$(CTL))
 $(BUILD)/test_frame: $(BUILD)/obj/tests/test_frame.o $(call obj,src/common/frame.c src/common/buf.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
-$(BUILD)/test_cfg: $(BUILD)/obj/tests/test_cfg.o $(call obj,src/agent/agent_cfg.c src/agent/ftp_cfg.c src/agent/dial.c src/common/net.c src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c src/common/outpol.c)
+$(BUILD)/test_cfg: $(BUILD)/obj/tests/test_cfg.o $(call obj,src/agent/agent_cfg.c src/agent/ftp_cfg.c src/agent/dial.c src/common/net.c src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c src/common/outpol.c src/common/cidr.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBINI) -lcrypto
 
 $(BUILD)/test_pki: $(BUILD)/obj/tests/test_pki.o $(call obj,src/ctl/pki.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -lcrypto
+
+$(BUILD)/test_proxy: $(BUILD)/obj/tests/test_proxy.o $(call obj,src/common/proxy.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
+$(BUILD)/test_cidr: $(BUILD)/obj/tests/test_cidr.o $(call obj,src/common/cidr.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
 $(BUILD)/test_stats: $(BUILD)/obj/tests/test_stats.o $(call obj,src/common/stats.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
@@ -114,7 +124,7 @@ FUZZ_SRC_frame = src/common/frame.c src/common/buf.c
 FUZZERS += cfg
 FUZZ_SRC_cfg = src/agent/agent_cfg.c src/agent/ftp_cfg.c src/agent/dial.c src/common/net.c \
           src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c \
-          src/common/outpol.c
+          src/common/outpol.c src/common/cidr.c
 FUZZ_LIBS_cfg = $(LIBINI) -lcrypto
 FUZZERS += stats
 FUZZ_SRC_stats = src/common/stats.c
@@ -128,6 +138,10 @@ FUZZERS += outpol
 FUZZ_SRC_outpol = src/common/outpol.c
 FUZZERS += ftp
 FUZZ_SRC_ftp = src/common/ftp.c
+FUZZERS += proxy
+FUZZ_SRC_proxy = src/common/proxy.c
+FUZZERS += cidr
+FUZZ_SRC_cidr = src/common/cidr.c
 
 .SECONDEXPANSION:
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_SRC_$$*)

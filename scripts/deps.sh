@@ -13,7 +13,7 @@ netcat-openbsd
 openssh-server openssh-client nginx-light curl strace python3 python3-pytest
 iproute2 openssl procps
 libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libsystemd-dev
-prometheus systemd man-db"
+prometheus systemd man-db haproxy"
 
 missing=""
 for p in $PACKAGES; do
@@ -76,6 +76,7 @@ if command -v systemctl >/dev/null 2>&1; then
         case "$p" in
             openssh-server) units="ssh.service ssh.socket" ;;
             nginx-light)    units="nginx.service" ;;
+            haproxy)        units="haproxy.service" ;;
             prometheus)     units="prometheus.service" ;;   # for promtool only
             *)              units="" ;;
         esac

@@ -49,6 +49,14 @@ struct cfg_service {
 	uint16_t	 pasv_min, pasv_max;	/* FTP: passive_ports */
 	char		 public_addr[MSG_ADDR_MAX];
 	uint8_t		 public_ip[4];
+	/* client policy: pushed to the edge in SVC_OPEN, CIDR lists as
+	 * comma-separated text (a repeated key adds to its list) */
+	int		 proxy_protocol;	/* 0 off, 1 or 2: header version */
+	char		 allow[MSG_CIDRS_MAX];
+	char		 deny[MSG_CIDRS_MAX];
+	char		 accept_proxy[MSG_CIDRS_MAX];
+	uint32_t	 max_sess_ip;
+	uint32_t	 max_rate_ip;
 };
 
 struct cfg_edge {
@@ -75,6 +83,7 @@ struct cfg {
 	char		 key[PATH_MAX];
 	char		 ca[PATH_MAX];
 	uint64_t	 connect_timeout_ms;
+	char		 audit_log[PATH_MAX];	/* "" = no audit log */
 	struct cfg_edge	 edges[CFG_MAX_EDGES];
 	size_t		 nedges;
 	struct cfg_service *services;
@@ -198,9 +207,39 @@ int	ftp_data_target(struct aedge *e, const struct msg *m,
 	    struct net_addr *a, char *backend, size_t backendlen, char *why,
 	    size_t whylen);
 void	ftp_stop(void);
+/* agent_audit.c: the audit log, one JSON object per line, written by
+ * the agent only. Every function is a no-op while no log is open. */
+struct audit_rec {
+	uint64_t	 session;
+	const char	*service;
+	const char	*edge;
+	const char	*client_addr;
+	uint16_t	 client_port;
+	const char	*backend;	/* NULL: none was reached */
+	uint64_t	 t_start_ms;	/* wall clock, ms since the epoch */
+	uint64_t	 t_end_ms;
+	uint64_t	 bytes_in;	/* client to backend */
+	uint64_t	 bytes_out;	/* backend to client */
+	const char	*reason;	/* client-closed, backend-closed, denied,
+					 * limit, timeout, error */
+	const char	*detail;	/* NULL or more words on the reason */
+};
+/* Open path for appending (created 0640 if missing). 0, or -1 with err. */
+int	audit_open(const char *path, char *err, size_t errlen);
+/* Close and open path again (SIGHUP: logrotate has moved the file away,
+ * or a reload named another file; "" stops the audit log). */
+void	audit_reopen(const char *path);
+void	audit_close(void);
+void	audit_session(const struct audit_rec *r);
+/* count refusals the edge did not report one by one */
+void	audit_denied_summary(const char *service, const char *edge,
+	    uint32_t count);
+uint64_t audit_wall_ms(void);
 
 /* agent_sess.c */
 void	sess_new(struct aedge *e, const struct msg *m);
+/* SESS_DENIED / DENIED_SUMMARY: the edge refused a client by policy. */
+void	sess_denied(struct aedge *e, const struct msg *m);
 void	sess_tick(uint64_t now);
 void	sess_stop(void);
 
@@ -276,7 +315,9 @@ struct out_record {
 	int		 code;		/* SOCKS reply code given */
 	const char	*reason;
 };
-/* Record r. Today one log line; the hook for the JSON audit log. */
+/* Record r: one log line, and a record in the audit log. */
 void	out_audit(const struct out_record *r);
+/* agent_audit.c: the audit record of one outbound session. */
+void	audit_outbound(const struct out_record *r);
 
 #endif

@@ -4,6 +4,7 @@
  * Errors name the file and line: a reader wrapper counts lines, since
  * inih's handler is not told the line number. */
 #include "agent/agent.h"
+#include "common/cidr.h"
 #include "common/log.h"
 #include "common/outpol.h"
 
@@ -129,6 +130,76 @@ cfg_path(struct cfg_parse *p, char *dst, const char *name, const char *value)
 	return 1;
 }
 
+/* A file the agent will write: its directory must exist. */
+static int
+cfg_out_path(struct cfg_parse *p, char *dst, const char *name,
+    const char *value)
+{
+	char tmp[PATH_MAX];
+	int n;
+
+	if (value[0] == '\0')
+		return cfg_fail(p, "%s: empty value", name);
+	if (value[0] == '/')
+		n = snprintf(dst, PATH_MAX, "%s", value);
+	else
+		n = snprintf(dst, PATH_MAX, "%s/%s", p->dir, value);
+	if (n < 0 || n >= PATH_MAX)
+		return cfg_fail(p, "%s: path too long", name);
+	snprintf(tmp, sizeof(tmp), "%s", dst);
+	if (access(dirname(tmp), W_OK) == -1)
+		return cfg_fail(p, "%s: directory of %s: %s", name, dst,
+		    strerror(errno));
+	return 1;
+}
+
+/* A whole number 0..10^9 (0 = no limit). */
+static int
+cfg_count(struct cfg_parse *p, uint32_t *v, const char *name,
+    const char *value)
+{
+	char *end;
+	unsigned long n;
+
+	errno = 0;
+	n = strtoul(value, &end, 10);
+	if (value[0] < '0' || value[0] > '9' || errno != 0 || *end != '\0' ||
+	    n > 1000000000ul)
+		return cfg_fail(p, "%s: '%s' is not a whole number 0-1000000000",
+		    name, value);
+	*v = (uint32_t)n;
+	return 1;
+}
+
+/* Add value (one or more ranges, comma-separated) to a list. */
+static int
+cfg_cidrs(struct cfg_parse *p, char *dst, const char *name, const char *value)
+{
+	struct cidr_list *l;
+	char err[256];
+	size_t have = strlen(dst), add = strlen(value);
+	int rc = 1;
+
+	if ((l = malloc(sizeof(*l))) == NULL)
+		return cfg_fail(p, "out of memory");
+	if (cidr_list_parse(value, l, err, sizeof(err)) == -1)
+		rc = cfg_fail(p, "%s: %s", name, err);
+	else if (l->n == 0)
+		rc = cfg_fail(p, "%s: empty value", name);
+	else if (have + (have ? 2 : 0) + add >= MSG_CIDRS_MAX)
+		rc = cfg_fail(p, "%s: the list is longer than %d bytes", name,
+		    MSG_CIDRS_MAX - 1);
+	else {
+		snprintf(dst + have, MSG_CIDRS_MAX - have, "%s%s",
+		    have ? ", " : "", value);
+		/* The whole list must stay within CIDR_LIST_MAX ranges. */
+		if (cidr_list_parse(dst, l, err, sizeof(err)) == -1)
+			rc = cfg_fail(p, "%s: %s", name, err);
+	}
+	free(l);
+	return rc;
+}
+
 static int
 cfg_seconds(struct cfg_parse *p, uint64_t *ms, const char *name,
     const char *value)
@@ -178,6 +249,8 @@ cfg_agent_key(struct cfg_parse *p, const char *name, const char *value)
 		return cfg_path(p, c->ca, name, value);
 	if (strcmp(name, "connect_timeout") == 0)
 		return cfg_seconds(p, &c->connect_timeout_ms, name, value);
+	if (strcmp(name, "audit_log") == 0)
+		return cfg_out_path(p, c->audit_log, name, value);
 	return cfg_fail(p, "unknown key '%s' in [agent]", name);
 }
 
@@ -223,6 +296,28 @@ cfg_service_key(struct cfg_parse *p, const char *name, const char *value)
 		s->nbackends++;
 		return 1;
 	}
+	if (strcmp(name, "proxy_protocol") == 0) {
+		if (strcmp(value, "off") == 0)
+			s->proxy_protocol = 0;
+		else if (strcmp(value, "v1") == 0)
+			s->proxy_protocol = 1;
+		else if (strcmp(value, "v2") == 0)
+			s->proxy_protocol = 2;
+		else
+			return cfg_fail(p, "proxy_protocol: '%s': use v1, v2 or off",
+			    value);
+		return 1;
+	}
+	if (strcmp(name, "allow") == 0)
+		return cfg_cidrs(p, s->allow, name, value);
+	if (strcmp(name, "deny") == 0)
+		return cfg_cidrs(p, s->deny, name, value);
+	if (strcmp(name, "accept_proxy_from") == 0)
+		return cfg_cidrs(p, s->accept_proxy, name, value);
+	if (strcmp(name, "max_sessions_per_ip") == 0)
+		return cfg_count(p, &s->max_sess_ip, name, value);
+	if (strcmp(name, "max_new_sessions_per_ip_per_minute") == 0)
+		return cfg_count(p, &s->max_rate_ip, name, value);
 	if (strcmp(name, "idle_timeout") == 0) {
 		char *end;
 		unsigned long v;

@@ -133,6 +133,21 @@ svc_open_msg(const struct cfg_service *s, struct msg *m)
 	msg_init(m, FT_SVC_OPEN);
 	msg_set_str(m, FA_SERVICE, s->name);
 	msg_set_str(m, FA_LISTEN, s->listen);
+	/* The client policy, for the edge to enforce at accept. */
+	if (s->allow[0] != '\0')
+		msg_set_str(m, FA_ALLOW, s->allow);
+	if (s->deny[0] != '\0')
+		msg_set_str(m, FA_DENY, s->deny);
+	if (s->accept_proxy[0] != '\0')
+		msg_set_str(m, FA_ACCEPT_PROXY, s->accept_proxy);
+	if (s->max_sess_ip > 0) {
+		m->max_sess_ip = s->max_sess_ip;
+		m->have |= FA_BIT(FA_MAX_SESS_IP);
+	}
+	if (s->max_rate_ip > 0) {
+		m->max_rate_ip = s->max_rate_ip;
+		m->have |= FA_BIT(FA_MAX_RATE_IP);
+	}
 	m->idle_timeout = s->idle_timeout;
 	m->have |= FA_BIT(FA_IDLE_TIMEOUT);
 	ftp_svc_msg(s, m);
@@ -141,13 +156,11 @@ svc_open_msg(const struct cfg_service *s, struct msg *m)
 static void
 aedge_push_services(struct aedge *e)
 {
-	struct cfg_service *s;
 	struct msg m;
 	size_t i;
 
 	for (i = 0; i < agent_cfg.nservices; i++) {
-		s = &agent_cfg.services[i];
-		svc_open_msg(s, &m);
+		svc_open_msg(&agent_cfg.services[i], &m);
 		(void)fconn_send(&e->fc, &m);
 	}
 }
@@ -216,6 +229,10 @@ aedge_frame(struct fconn *fc, struct msg *m)
 		return 0;
 	case FT_SESS_NEW:
 		sess_new(e, m);
+		return 0;
+	case FT_SESS_DENIED:
+	case FT_DENIED_SUMMARY:
+		sess_denied(e, m);
 		return 0;
 	case FT_OUT_POLICY_OK:
 		if (m->status != 0 || !(m->have & FA_BIT(FA_SECRET))) {

@@ -50,6 +50,14 @@ hup_reload(void)
 	(void)sd_notify(0, "READY=1");
 }
 
+/* SIGHUP, part 2: reopen the audit log by name, so that logrotate can
+ * move it away; after a reload, the file the configuration now names. */
+static void
+hup_audit(void)
+{
+	audit_reopen(agent_cfg.audit_log);
+}
+
 static void
 usage(FILE *f)
 {
@@ -127,6 +135,11 @@ main(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+	if (agent_cfg.audit_log[0] != '\0') {
+		if (audit_open(agent_cfg.audit_log, err, sizeof(err)) == -1)
+			log_fatal("%s", err);
+		log_info("audit log %s", agent_cfg.audit_log);
+	}
 	if (ev_init() == -1)
 		log_fatal("epoll: %s", strerror(errno));
 	log_info("agent %s starting: %zu edges, %zu services", agent_cfg.name,
@@ -148,6 +161,7 @@ main(int argc, char **argv)
 		if (agent_hup) {
 			agent_hup = 0;
 			hup_reload();
+			hup_audit();
 		}
 		now = ev_now();
 		edges_tick(now);
@@ -167,6 +181,7 @@ main(int argc, char **argv)
 	edges_stop();
 	reload_stop();
 	metrics_free();
+	audit_close();
 	SSL_CTX_free(agent_tls);
 	cfg_free(&agent_cfg);
 	log_info("stopped");

@@ -78,6 +78,7 @@ out_audit(const struct out_record *r)
 	    (unsigned long long)r->bytes_out, (unsigned long long)r->bytes_in,
 	    (unsigned long long)(r->duration_ms / 1000),
 	    (unsigned long long)(r->duration_ms % 1000), r->code, r->reason);
+	audit_outbound(r);
 }
 
 static void

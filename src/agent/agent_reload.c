@@ -5,7 +5,9 @@
  * wrong the running configuration is not touched. Otherwise services are
  * compared by name and every connected edge is told what changed:
  * SVC_CLOSE for a removed service, SVC_OPEN for a new one, both for one
- * whose listen address changed. A change of backends needs no frame.
+ * whose listen address or client policy (allow, deny, accept_proxy_from,
+ * per-address limits: enforced by the edge) changed. A change of
+ * backends or of proxy_protocol needs no frame.
  * Running sessions never depend on the service table (agent_sess.c drops
  * its pointer once relaying), and the few still being set up keep the
  * old table, which is freed once none of them refers to it.

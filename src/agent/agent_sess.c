@@ -3,9 +3,12 @@
  * its one-time secret, then relay. */
 #include "agent/agent.h"
 #include "common/log.h"
+#include "common/proxy.h"
 #include "common/tlsx.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +26,12 @@ struct asess {
 	int		 counted;	/* known service: in the metrics */
 	char		 svc_name[MSG_NAME_MAX];
 	char		 client[NET_ADDRSTR];
+	char		 client_ip[MSG_ADDR_MAX];
+	uint16_t	 client_port;
+	char		 local_ip[MSG_ADDR_MAX];	/* "" if the edge did not say */
+	uint16_t	 local_port;
+	uint64_t	 t_wall;	/* start, for the audit log */
+	size_t		 proxy_len;	/* PROXY header bytes sent to the backend */
 	char		 backend[CFG_STR];
 	char		 edge_str[CFG_STR];
 	uint8_t		 secret[FRAME_SECRET];
@@ -39,7 +48,6 @@ struct asess {
 	struct aftp	*ftp;
 	int		 ftp_data;
 	struct net_addr	 ftp_addr;
-	char		 client_ip[MSG_ADDR_MAX];
 	uint64_t	 t_start;
 	uint64_t	 deadline;
 	struct asess	*prev, *next;
@@ -68,11 +76,16 @@ asess_unlink_free(struct asess *s)
 	free(s);
 }
 
+/* The end of a session, in the log, the metrics and the audit log.
+ * reason is the log's; areason one of the audit log's words
+ * (client-closed, backend-closed, error, timeout, killed), adetail NULL
+ * or more words on it. */
 static void
 asess_log_end(struct asess *s, uint64_t in, uint64_t out, const char *reason,
-    enum sess_outcome o)
+    enum sess_outcome o, const char *areason, const char *adetail)
 {
 	uint64_t ms = ev_now_update() - s->t_start;
+	struct audit_rec a;
 
 	if (s->counted)
 		metrics_sess_end(s->svc_name, o, in, out);
@@ -84,13 +97,37 @@ asess_log_end(struct asess *s, uint64_t in, uint64_t out, const char *reason,
 	    (unsigned long long)in, (unsigned long long)out,
 	    (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
 	    reason);
+	memset(&a, 0, sizeof(a));
+	a.session = s->id;
+	a.service = s->svc_name;
+	a.edge = s->edge_str;
+	a.client_addr = s->client_ip;
+	a.client_port = s->client_port;
+	a.backend = s->backend[0] ? s->backend : NULL;
+	a.t_start_ms = s->t_wall;
+	a.t_end_ms = audit_wall_ms();
+	a.bytes_in = in;
+	a.bytes_out = out;
+	a.reason = areason;
+	a.detail = adetail;
+	audit_session(&a);
+}
+
+/* Bytes of the client's delivered to the backend: the relay counts the
+ * PROXY header too. Side 0 is the data link, side 1 the backend. */
+static uint64_t
+client_bytes(const struct asess *s)
+{
+	uint64_t n = s->relay.bytes[0];
+
+	return n > s->proxy_len ? n - s->proxy_len : 0;
 }
 
 /* Give up on a session before it relays: tell the edge so the client is
  * closed at once rather than at the claim time-out. */
 static void
-asess_abort_as(struct asess *s, const char *why, const char *reason,
-    enum sess_outcome o)
+asess_abort_full(struct asess *s, const char *why, const char *reason,
+    enum sess_outcome o, const char *areason)
 {
 	struct msg m;
 	struct linger lg = { 1, 0 };
@@ -112,8 +149,15 @@ asess_abort_as(struct asess *s, const char *why, const char *reason,
 		close(s->backend_fd);
 	}
 	log_warn("session %llu failed: %s", (unsigned long long)s->id, why);
-	asess_log_end(s, 0, 0, reason, o);
+	asess_log_end(s, 0, 0, reason, o, areason, why);
 	asess_unlink_free(s);
+}
+
+static void
+asess_abort_as(struct asess *s, const char *why, const char *reason,
+    enum sess_outcome o)
+{
+	asess_abort_full(s, why, reason, o, o == SO_KILLED ? "killed" : "error");
 }
 
 static void
@@ -248,16 +292,17 @@ relay_done(struct relay *r, int first, const char *err)
 
 	ftp_ctl_end(s->ftp, err != NULL);
 	s->ftp = NULL;
-
-	/* Side 0 is the backend, side 1 the data link (the client). */
+	/* Side 0 is the data link (the client), side 1 the backend; the
+	 * PROXY header, if any, is not the client's and is not counted. */
 	if (err != NULL)
 		snprintf(reason, sizeof(reason), "error(%s: %s)",
-		    first == 0 ? "backend" : "data link", err);
+		    first == 0 ? "data link" : "backend", err);
 	else
 		snprintf(reason, sizeof(reason), "%s",
-		    first == 0 ? "backend-closed" : "client-closed");
-	asess_log_end(s, r->bytes[1], r->bytes[0], reason,
-	    err != NULL ? SO_FAILED : SO_COMPLETED);
+		    first == 0 ? "client-closed" : "backend-closed");
+	asess_log_end(s, client_bytes(s), r->bytes[1], reason,
+	    err != NULL ? SO_FAILED : SO_COMPLETED,
+	    err != NULL ? "error" : reason, err != NULL ? reason : NULL);
 	relay_free(r, err != NULL);
 	asess_unlink_free(s);
 }
@@ -270,18 +315,69 @@ sess_ftp_failed(void *arg, const char *why)
 	char reason[320];
 
 	snprintf(reason, sizeof(reason), "error(backend: %s)", why);
-	asess_log_end(s, s->relay.bytes[1], s->relay.bytes[0], reason,
-	    SO_FAILED);
+	asess_log_end(s, client_bytes(s), s->relay.bytes[1], reason,
+	    SO_FAILED, "error", reason);
 	relay_free(&s->relay, 1);
 	ftp_ctl_end(s->ftp, 1);
 	asess_unlink_free(s);
+}
+
+/* Fill ss from a numeric address and a port. 0 or -1. */
+static int
+sa_from(const char *ip, uint16_t port, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		return 0;
+	}
+	return -1;
+}
+
+/* The PROXY header for the backend: the client as the edge saw it (or
+ * as the edge's load balancer said), to the address it connected to.
+ * Returns 0 with hdr filled, or -1. */
+static int
+proxy_header(struct asess *s, struct buf *hdr)
+{
+	struct sockaddr_storage src, dst;
+	struct net_addr listen;
+	uint8_t out[PROXY_V1_MAX + 1];
+	char err[128];
+	int n;
+
+	if (sa_from(s->client_ip, s->client_port, &src) == -1)
+		return -1;
+	if (s->local_ip[0] == '\0' ||
+	    sa_from(s->local_ip, s->local_port, &dst) == -1) {
+		/* An edge that does not send its local address: the
+		 * service's listen address is the next best thing. */
+		if (net_parse(s->svc->listen, &listen, err, sizeof(err)) == -1)
+			return -1;
+		memcpy(&dst, &listen.ss, sizeof(dst));
+	}
+	n = proxy_encode(s->svc->proxy_protocol, (struct sockaddr *)&src,
+	    (struct sockaddr *)&dst, out, sizeof(out));
+	if (n <= 0 || buf_append(hdr, out, (size_t)n, sizeof(out)) == -1)
+		return -1;
+	s->proxy_len = (size_t)n;
+	return 0;
 }
 
 static int
 link_frame(struct fconn *fc, struct msg *m)
 {
 	struct asess *s = fc->owner;
-	struct buf pending;
+	struct buf pending, hdr;
 	char why[MSG_TEXT_MAX + 64];
 	SSL *ssl;
 	int fd, bfd;
@@ -292,10 +388,19 @@ link_frame(struct fconn *fc, struct msg *m)
 		asess_abort(s, why);
 		return -1;
 	}
+	memset(&hdr, 0, sizeof(hdr));
+	if (s->svc->proxy_protocol != 0 && proxy_header(s, &hdr) == -1) {
+		buf_free(&hdr);
+		snprintf(why, sizeof(why), "cannot make a PROXY header for "
+		    "client %s", s->client);
+		asess_abort(s, why);
+		return -1;
+	}
 	if (s->svc->proto != SVC_TCP && !s->ftp_data && s->bcur != NULL &&
 	    (s->ftp = ftp_ctl_join(s->edge, s->id, s->svc, s->bcur,
 	    s->client_ip, &s->backend_fd, sess_ftp_failed, s, why,
 	    sizeof(why))) == NULL) {
+		buf_free(&hdr);
 		asess_abort(s, why);
 		return -1;
 	}
@@ -312,7 +417,11 @@ link_frame(struct fconn *fc, struct msg *m)
 		metrics_sess_joined(ev_now_update() - s->t_start);
 	log_info("session %llu joined service=%s client=%s backend=%s",
 	    (unsigned long long)s->id, s->svc_name, s->client, s->backend);
-	(void)relay_start(&s->relay, bfd, NULL, fd, ssl, NULL, relay_done, s);
+	/* The data link is side 0 so that the PROXY header, primed for side
+	 * 1, reaches the backend before any byte of the client's. */
+	(void)relay_start(&s->relay, fd, ssl, bfd, NULL,
+	    s->proxy_len > 0 ? &hdr : NULL, relay_done, s);
+	buf_free(&hdr);
 	return -1;
 }
 
@@ -351,6 +460,12 @@ sess_new(struct aedge *e, const struct msg *m)
 	snprintf(s->client, sizeof(s->client), strchr(m->client_addr, ':') ?
 	    "[%s]:%u" : "%s:%u", m->client_addr, m->client_port);
 	snprintf(s->client_ip, sizeof(s->client_ip), "%s", m->client_addr);
+	s->client_port = m->client_port;
+	if ((m->have & FA_BIT(FA_LOCAL_ADDR)) && (m->have & FA_BIT(FA_LOCAL_PORT))) {
+		snprintf(s->local_ip, sizeof(s->local_ip), "%s", m->local_addr);
+		s->local_port = m->local_port;
+	}
+	s->t_wall = audit_wall_ms();
 	memcpy(s->secret, m->secret, sizeof(s->secret));
 	s->next = sessions;
 	if (sessions != NULL)
@@ -403,7 +518,8 @@ sess_tick(uint64_t now)
 	for (s = sessions; s != NULL; s = next) {
 		next = s->next;
 		if (s->state != AS_RELAY && now > s->deadline)
-			asess_abort(s, "set-up timed out");
+			asess_abort_full(s, "set-up timed out", "error",
+			    SO_REFUSED, "timeout");
 	}
 }
 
@@ -414,8 +530,8 @@ sess_stop(void)
 
 	while ((s = sessions) != NULL) {
 		if (s->state == AS_RELAY) {
-			asess_log_end(s, s->relay.bytes[1], s->relay.bytes[0],
-			    "agent-stopping", SO_STOPPED);
+			asess_log_end(s, client_bytes(s), s->relay.bytes[1],
+			    "agent-stopping", SO_STOPPED, "error", "agent stopping");
 			relay_free(&s->relay, 1);
 			ftp_ctl_end(s->ftp, 1);
 			asess_unlink_free(s);
@@ -442,8 +558,8 @@ sess_foreach(sess_visit_cb *cb, void *arg)
 		si.edge = s->edge_str;
 		si.state = s->state == AS_RELAY ? "relay" : "setup";
 		if (s->state == AS_RELAY) {
-			si.bytes_to_backend = s->relay.bytes[1];
-			si.bytes_to_client = s->relay.bytes[0];
+			si.bytes_to_backend = client_bytes(s);
+			si.bytes_to_client = s->relay.bytes[1];
 		}
 		si.age_ms = now - s->t_start;
 		cb(&si, arg);
@@ -466,8 +582,8 @@ sess_kill(uint64_t id)
 			 * clean end that could pass for a complete transfer. */
 			log_warn("session %llu killed by the operator",
 			    (unsigned long long)s->id);
-			asess_log_end(s, s->relay.bytes[1], s->relay.bytes[0],
-			    "killed", SO_KILLED);
+			asess_log_end(s, client_bytes(s), s->relay.bytes[1],
+			    "killed", SO_KILLED, "killed", "killed by the operator");
 			relay_free(&s->relay, 1);
 			ftp_ctl_end(s->ftp, 1);
 			asess_unlink_free(s);
@@ -487,4 +603,52 @@ sess_uses(const struct cfg_service *arr, size_t n)
 		if (s->svc != NULL && s->svc >= arr && s->svc < arr + n)
 			return 1;
 	return 0;
+}
+
+void
+sess_denied(struct aedge *e, const struct msg *m)
+{
+	static const char *const reasons[] = { "denied", "limit", "timeout",
+	    "error" };
+	struct audit_rec a;
+	const char *reason = "denied", *detail = NULL;
+	char word[16];
+	size_t i, n;
+
+	if (m->type == FT_DENIED_SUMMARY) {
+		log_info("edge %s: %u more clients of service %s refused (not "
+		    "reported one by one)", e->ce->str, m->count, m->service);
+		audit_denied_summary(m->service, e->ce->str, m->count);
+		return;
+	}
+	/* TEXT is "REASON: detail"; an unknown REASON is kept as detail. */
+	n = strcspn(m->text, ":");
+	if (n < sizeof(word)) {
+		memcpy(word, m->text, n);
+		word[n] = '\0';
+		for (i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+			if (strcmp(word, reasons[i]) == 0)
+				reason = reasons[i];
+	}
+	detail = m->text;
+	if (strncmp(detail, reason, strlen(reason)) == 0 &&
+	    detail[strlen(reason)] == ':') {
+		detail += strlen(reason) + 1;
+		detail += strspn(detail, " ");
+	}
+	log_info("session %llu refused by edge %s service=%s client=%s%s%s:%u "
+	    "reason=%s (%s)", (unsigned long long)m->session, e->ce->str,
+	    m->service, strchr(m->client_addr, ':') ? "[" : "", m->client_addr,
+	    strchr(m->client_addr, ':') ? "]" : "", m->client_port, reason,
+	    detail);
+	memset(&a, 0, sizeof(a));
+	a.session = m->session;
+	a.service = m->service;
+	a.edge = e->ce->str;
+	a.client_addr = m->client_addr;
+	a.client_port = m->client_port;
+	a.t_start_ms = a.t_end_ms = audit_wall_ms();
+	a.reason = reason;
+	a.detail = detail[0] != '\0' ? detail : NULL;
+	audit_session(&a);
 }

@@ -16,12 +16,10 @@ static void
 dial_io(struct ev_io *io, uint32_t events)
 {
 	struct dial *d = (struct dial *)(void *)io;
-	int err = 0, fd = io->fd;
-	socklen_t len = sizeof(err);
+	int err, fd = io->fd;
 
 	(void)events;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
-		err = errno;
+	err = net_sock_error(fd);
 	ev_del(io);
 	d->active = 0;
 	if (err != 0) {

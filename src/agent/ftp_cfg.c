@@ -105,6 +105,19 @@ ftpcfg_check(struct cfg_service *s, char *err, size_t errlen)
 		}
 		return 0;
 	}
+	/* A data connection from a load balancer carries no PROXY header
+	 * the edge would read, and a PROXY header sent to the backend
+	 * would reach the plain-FTP filter as a command. */
+	if (s->accept_proxy[0] != '\0') {
+		snprintf(err, errlen, "accept_proxy_from is not supported with "
+		    "protocol %s", s->proto == SVC_FTP ? "ftp" : "ftps");
+		return -1;
+	}
+	if (s->proto == SVC_FTP && s->proxy_protocol != 0) {
+		snprintf(err, errlen, "proxy_protocol is not supported with "
+		    "protocol ftp (use ftps, or no PROXY header)");
+		return -1;
+	}
 	if (s->pasv_min == 0 || s->public_addr[0] == '\0') {
 		snprintf(err, errlen, "protocol %s needs passive_ports and "
 		    "public_address", s->proto == SVC_FTP ? "ftp" : "ftps");

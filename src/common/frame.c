@@ -31,6 +31,14 @@ static const struct attr_def attr_defs[FA_MAX_TAG + 1] = {
 	[FA_CLIENT_PORT] = { AK_U16, 2, AOFF(client_port) },
 	[FA_SECRET]	 = { AK_BYTES, FRAME_SECRET, AOFF(secret) },
 	[FA_NONCE]	 = { AK_U64, 8, AOFF(nonce) },
+	[FA_ALLOW]	 = { AK_STR, MSG_CIDRS_MAX - 1, AOFF(allow) },
+	[FA_DENY]	 = { AK_STR, MSG_CIDRS_MAX - 1, AOFF(deny) },
+	[FA_ACCEPT_PROXY] = { AK_STR, MSG_CIDRS_MAX - 1, AOFF(accept_proxy) },
+	[FA_MAX_SESS_IP] = { AK_U32, 4, AOFF(max_sess_ip) },
+	[FA_MAX_RATE_IP] = { AK_U32, 4, AOFF(max_rate_ip) },
+	[FA_COUNT]	 = { AK_U32, 4, AOFF(count) },
+	[FA_LOCAL_ADDR]	 = { AK_STR, MSG_ADDR_MAX - 1, AOFF(local_addr) },
+	[FA_LOCAL_PORT]	 = { AK_U16, 2, AOFF(local_port) },
 	[FA_DEST_HOST]	 = { AK_STR, MSG_HOST_MAX - 1, AOFF(dest_host) },
 	[FA_DEST_PORT]	 = { AK_U16, 2, AOFF(dest_port) },
 	[FA_OUT_CODE]	 = { AK_U8, 1, AOFF(out_code) },
@@ -66,6 +74,11 @@ static const struct type_def type_defs[] = {
 	[FT_DATA_OK]	 = { "DATA_OK", FA_BIT(FA_SESSION) },
 	[FT_FTP_PORTS]	 = { "FTP_PORTS", FA_BIT(FA_SESSION) | FA_BIT(FA_PASV_MIN) |
 	    FA_BIT(FA_PASV_MAX) },
+	[FT_SESS_DENIED] = { "SESS_DENIED", FA_BIT(FA_SESSION) |
+	    FA_BIT(FA_SERVICE) | FA_BIT(FA_CLIENT_ADDR) |
+	    FA_BIT(FA_CLIENT_PORT) | FA_BIT(FA_TEXT) },
+	[FT_DENIED_SUMMARY] = { "DENIED_SUMMARY", FA_BIT(FA_SERVICE) |
+	    FA_BIT(FA_COUNT) },
 	[FT_STATS]	 = { "STATS", FA_BIT(FA_STATS) },
 	[FT_STATS_REQ]	 = { "STATS_REQ", 0 },
 	[FT_OUT_OPEN]	 = { "OUT_OPEN", FA_BIT(FA_DEST_HOST) | FA_BIT(FA_DEST_PORT) |

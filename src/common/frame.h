@@ -31,6 +31,9 @@ enum frame_type {
 	/* FTP (24-31; 25-31 unassigned): the passive ports a control
 	 * session's data connections may arrive on (docs/ftp.md). */
 	FT_FTP_PORTS = 24,
+	/* 32-39: client policy (docs/protocol.md, "Client policy") */
+	FT_SESS_DENIED = 32,
+	FT_DENIED_SUMMARY = 33,
 	/* Operations (40-47): the edge's counters for the agent's /metrics. */
 	FT_STATS = 40,
 	FT_STATS_REQ = 41,
@@ -55,6 +58,15 @@ enum frame_tag {
 	FA_CLIENT_PORT = 9,
 	FA_SECRET = 10,
 	FA_NONCE = 11,
+	/* 16-27: client policy and PROXY (docs/protocol.md, "Client policy") */
+	FA_ALLOW = 16,
+	FA_DENY = 17,
+	FA_ACCEPT_PROXY = 18,
+	FA_MAX_SESS_IP = 19,
+	FA_MAX_RATE_IP = 20,
+	FA_COUNT = 21,
+	FA_LOCAL_ADDR = 22,
+	FA_LOCAL_PORT = 23,
 	/* Operations (28-33; 29-33 unassigned): counters as "name=value"
 	 * tokens, parsed by common/stats.c. */
 	FA_STATS = 28,
@@ -84,6 +96,7 @@ enum frame_tag {
 #define MSG_NAME_MAX	64	/* names: up to 63 bytes + NUL */
 #define MSG_TEXT_MAX	1024
 #define MSG_ADDR_MAX	64
+#define MSG_CIDRS_MAX	4096	/* a CIDR list: up to 4095 bytes + NUL */
 #define MSG_STATS_MAX	2048	/* FA_STATS: up to 2047 bytes + NUL */
 #define MSG_HOST_MAX	256	/* DEST_HOST: up to 255 bytes + NUL */
 #define MSG_POLICY_MAX	4096	/* OUT_ALLOW: up to 4095 bytes + NUL */
@@ -106,6 +119,15 @@ struct msg {
 	char		listen[MSG_ADDR_MAX];
 	char		client_addr[MSG_ADDR_MAX];
 	uint8_t		secret[FRAME_SECRET];
+	/* client policy (tags 16-23) */
+	uint32_t	max_sess_ip;
+	uint32_t	max_rate_ip;
+	uint32_t	count;
+	uint16_t	local_port;
+	char		local_addr[MSG_ADDR_MAX];
+	char		allow[MSG_CIDRS_MAX];
+	char		deny[MSG_CIDRS_MAX];
+	char		accept_proxy[MSG_CIDRS_MAX];
 	char		stats[MSG_STATS_MAX];
 	uint16_t	dest_port;
 	uint8_t		out_code;

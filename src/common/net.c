@@ -170,6 +170,17 @@ net_accept(int lfd, struct net_addr *peer)
 }
 
 int
+net_sock_error(int fd)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+		return errno;
+	return err;
+}
+
+int
 net_set_nodelay(int fd)
 {
 	int one = 1;

@@ -34,5 +34,8 @@ int	net_listen(const struct net_addr *a, int backlog, char *err,
 /* accept4 non-blocking + close-on-exec; -1 with errno on failure. */
 int	net_accept(int lfd, struct net_addr *peer);
 int	net_set_nodelay(int fd);
+/* The pending error of a socket (0 if none): how a non-blocking connect
+ * ended, or why epoll reported EPOLLERR. */
+int	net_sock_error(int fd);
 
 #endif

@@ -1,6 +1,7 @@
 /* relay.c - the byte pump between a client and a data link, or a data
  * link and a backend. */
 #include "common/relay.h"
+#include "common/net.h"
 #include "common/log.h"
 #include "common/tlsx.h"
 
@@ -353,16 +354,14 @@ relay_io(struct ev_io *io, uint32_t events)
 	struct relay_end *e = (struct relay_end *)(void *)io;
 	struct relay *r = e->r;
 	char err[256];
-	int soerr = 0;
-	socklen_t sl = sizeof(soerr);
+	int soerr;
 
 	if ((events & EPOLLERR) && e->soerr == 0) {
 		/* Bytes the peer sent before the error (a reset after its
 		 * last write) may still be queued: keep the error for after
 		 * them rather than end here and lose them. TLS ends report
 		 * it through OpenSSL. */
-		if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 &&
-		    soerr != 0) {
+		if ((soerr = net_sock_error(io->fd)) != 0) {
 			if (e->ssl != NULL) {
 				snprintf(err, sizeof(err), "%s", strerror(soerr));
 				e->failed = 1;

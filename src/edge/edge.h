@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <openssl/ssl.h>
 
+#include "common/cidr.h"
 #include "common/fconn.h"
 #include "common/net.h"
 #include "common/relay.h"
@@ -16,6 +17,9 @@
 
 #define EDGE_HEARTBEAT_DEAD_MS	6000
 #define EDGE_SVC_AGENTS_MAX	16
+#define EDGE_PROXY_MS		5000	/* a PROXY header must arrive within */
+#define EDGE_PROXY_PENDING_MAX	1024	/* connections waiting for one */
+#define EDGE_DENIED_PER_SEC	50	/* SESS_DENIED frames per service */
 
 struct edge_conf {
 	const char	*control;
@@ -68,6 +72,17 @@ struct econn {
 	struct econn	*prev, *next;
 };
 
+/* A service's client policy, parsed from its SVC_OPEN (edge_policy.c). */
+struct cpol {
+	struct cidr_list allow;		/* empty: everyone */
+	struct cidr_list deny;		/* wins over allow */
+	struct cidr_list accept_proxy;	/* non-empty: only these peers, and
+					 * each must send a PROXY header */
+	uint32_t	 max_sess;	/* per address, 0 = no limit */
+	uint32_t	 max_rate;	/* new sessions per address per minute */
+};
+struct pol_ip;
+
 enum esess_state { ES_PENDING, ES_RELAY };
 
 struct esess {
@@ -84,6 +99,7 @@ struct esess {
 	uint64_t	 idle_ms;	/* from the service; 0: no idle limit */
 	struct ipcount	*ipc;		/* this client address's live sessions */
 	struct relay	 relay;
+	struct pol_ip	*pol_ent;	/* per-address count held, or NULL */
 	struct esess	*hnext;		/* id hash chain */
 	struct esess	*prev, *next;	/* pending FIFO or active list */
 };
@@ -109,7 +125,22 @@ void	sess_tick(uint64_t now);
 /* Stop accepting for a moment: out of file descriptors. */
 void	accept_pause(uint64_t now);
 int	accept_paused(uint64_t now);
+/* accept4 on a listener, honouring the pause; out of descriptors it
+ * pauses all listeners. The fd, or -1 (nothing more to accept now). */
+int	edge_accept(int lfd, struct net_addr *peer, const char *what);
 void	svc_shutdown(void);
+/* edge_policy.c */
+int	pol_load(struct cpol *p, const struct msg *def, char *err, size_t errlen);
+/* Admit a client at addr (16-byte form) to service svc, or return -1
+ * with why = "denied: ..." or "limit: ...". On success *ent holds the
+ * address's entry (NULL when no per-address limit applies), to be given
+ * back with pol_release when the session ends. */
+int	pol_admit(const struct cpol *p, const char *svc, const uint8_t addr[16],
+	    uint64_t now_ms, struct pol_ip **ent, char *why, size_t whylen);
+void	pol_release(struct pol_ip *ent);
+void	pol_tick(uint64_t now_ms);
+size_t	pol_tracked(void);
+
 /* Append the service and session counters to a STATS text. */
 void	svc_stats(char *out, size_t outlen);
 /* A passive data connection of FTP service name, matched to control

@@ -232,18 +232,8 @@ ctl_accept(struct ev_io *io, uint32_t events)
 
 	(void)events;
 	for (i = 0; i < 64; i++) {
-		if (accept_paused(ev_now()))
+		if ((fd = edge_accept(io->fd, &peer, "control")) == -1)
 			return;
-		fd = net_accept(io->fd, &peer);
-		if (fd == -1) {
-			if (errno == EMFILE || errno == ENFILE) {
-				lim_hit(LIM_FDS, "control accept: %s", strerror(errno));
-				accept_pause(ev_now());
-			} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
-			    errno != ECONNABORTED && errno != EINTR)
-				log_warn("control accept: %s", strerror(errno));
-			return;
-		}
 		if (nincoming >= lim.max_handshakes) {
 			net_fmt((struct sockaddr *)&peer.ss, ip, sizeof(ip));
 			lim_hit(LIM_HANDSHAKES, "connection from %s refused: %llu "

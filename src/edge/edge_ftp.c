@@ -132,25 +132,15 @@ pasv_accept(struct ev_io *io, uint32_t events)
 	struct eftp *f = l->f;
 	struct net_addr peer;
 	struct ectl *c;
-	char ip[NET_ADDRSTR];
+	char ip[NET_ADDRSTR], what[MSG_NAME_MAX + 16];
 	uint16_t cport;
 	int fd, i;
 
 	(void)events;
+	snprintf(what, sizeof(what), "ftp service %s", f->svc);
 	for (i = 0; i < 16; i++) {
-		if (accept_paused(ev_now()))
+		if ((fd = edge_accept(io->fd, &peer, what)) == -1)
 			return;
-		if ((fd = net_accept(io->fd, &peer)) == -1) {
-			if (errno == EMFILE || errno == ENFILE) {
-				lim_hit(LIM_FDS, "ftp service %s: accept: %s",
-				    f->svc, strerror(errno));
-				accept_pause(ev_now());
-			} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
-			    errno != ECONNABORTED && errno != EINTR)
-				log_warn("ftp service %s: passive port %u: accept: "
-				    "%s", f->svc, l->port, strerror(errno));
-			return;
-		}
 		net_fmt_ip((struct sockaddr *)&peer.ss, ip, sizeof(ip), &cport);
 		if ((c = ctl_match(f, ip, l->port)) == NULL) {
 			refuse(f, fd, ip, l->port, "no control session from "

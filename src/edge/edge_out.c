@@ -230,12 +230,10 @@ static void
 eout_connect_io(struct ev_io *io, uint32_t events)
 {
 	struct eout *o = (struct eout *)(void *)io;
-	int err = 0, fd = io->fd;
-	socklen_t len = sizeof(err);
+	int err, fd = io->fd;
 
 	(void)events;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
-		err = errno;
+	err = net_sock_error(fd);
 	ev_del(io);
 	o->cio.fd = -1;
 	if (err != 0) {

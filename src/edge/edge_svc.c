@@ -5,6 +5,7 @@
  * instead of waiting for a claim that cannot come. */
 #include "edge/edge.h"
 #include "common/log.h"
+#include "common/proxy.h"
 #include "common/stats.h"
 
 #include <errno.h>
@@ -12,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
@@ -38,9 +41,26 @@ struct esvc {
 	struct econn	*agents[EDGE_SVC_AGENTS_MAX];
 	size_t		 nagents;
 	size_t		 rr;
+	struct cpol	 pol;
+	/* Denials reported to agents, limited per second (see svc_deny). */
+	uint64_t	 deny_sec;
+	uint32_t	 deny_sent;
+	uint32_t	 deny_held;	/* not reported one by one */
 	uint64_t	 npending;	/* clients of this service not claimed */
 	struct eftp	*ftp;		/* FTP: passive ports (edge_ftp.c) */
 	struct esvc	*next;
+};
+
+/* A connection from a front load balancer whose PROXY header is being
+ * read; it becomes a session (or is denied) once the header is whole. */
+struct eproxy {
+	struct ev_io	 io;
+	struct esvc	*svc;
+	struct net_addr	 peer;
+	uint8_t		 hdr[PROXY_MAX];
+	size_t		 have;
+	uint64_t	 deadline;
+	struct eproxy	*prev, *next;	/* FIFO: deadline order */
 };
 
 static struct esvc *svcs;
@@ -52,6 +72,11 @@ static uint64_t nsessions;
 static struct ipcount *ipc_hash[IPC_HASH];
 static uint64_t paused_until;
 static uint64_t last_idle_scan;
+static struct eproxy *proxy_head, *proxy_tail;
+static size_t proxy_n;
+
+static void proxy_drop(struct eproxy *x);
+static void svc_deny_flush(struct esvc *svc);
 
 static struct esvc *
 svc_find(const char *name)
@@ -82,6 +107,14 @@ static void
 svc_free(struct esvc *s)
 {
 	struct esvc **pp;
+	struct eproxy *x, *xn;
+
+	for (x = proxy_head; x != NULL; x = xn) {
+		xn = x->next;
+		if (x->svc == s)
+			proxy_drop(x);
+	}
+	svc_deny_flush(s);
 
 	for (pp = &svcs; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == s) {
@@ -166,6 +199,24 @@ int
 accept_paused(uint64_t now)
 {
 	return paused_until != 0 && now < paused_until;
+}
+
+int
+edge_accept(int lfd, struct net_addr *peer, const char *what)
+{
+	int fd;
+
+	if (accept_paused(ev_now()))
+		return -1;
+	if ((fd = net_accept(lfd, peer)) != -1)
+		return fd;
+	if (errno == EMFILE || errno == ENFILE) {
+		lim_hit(LIM_FDS, "%s: accept: %s", what, strerror(errno));
+		accept_pause(ev_now());
+	} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
+	    errno != ECONNABORTED && errno != EINTR)
+		log_warn("%s: accept: %s", what, strerror(errno));
+	return -1;
 }
 
 /* --- sessions --------------------------------------------------------- */
@@ -261,6 +312,7 @@ sess_drop_pending(struct esess *s, const char *reason)
 	svc_unpend(s);
 	nsessions--;
 	ipc_put(s->ipc);
+	pol_release(s->pol_ent);
 	if (s->agent != NULL && s->agent->active > 0)
 		s->agent->active--;
 	OPENSSL_cleanse(s->secret, sizeof(s->secret));
@@ -288,7 +340,7 @@ svc_pick_agent(struct esvc *svc)
 /* Edge-wide limits, checked before any state is made for a client.
  * Returns 0 to admit, -1 to refuse (logged and counted). */
 static int
-svc_admit(struct esvc *svc, const char *ip, uint16_t port)
+svc_limits(struct esvc *svc, const char *ip, uint16_t port)
 {
 	struct ipcount *c;
 
@@ -315,29 +367,130 @@ svc_admit(struct esvc *svc, const char *ip, uint16_t port)
 	return 0;
 }
 
-/* Make a session for a client the kernel accepted and offer it to an
- * agent: agent NULL picks one; an FTP data connection (ctl not 0) goes to
- * the agent holding its control session ctl, naming ctl and the passive
- * port. The fd is closed on refusal. */
+/* --- client policy: denials --------------------------------------------- */
+
+/* The 16-byte address of an AF_INET or AF_INET6 sockaddr. */
 static void
-sess_offer(struct esvc *svc, int fd, const struct net_addr *peer,
-    struct econn *agent, uint64_t ctl, uint16_t pasv_port)
+sa_addr16(const struct sockaddr *sa, uint8_t out[16])
 {
-	struct esess *s;
+	if (sa->sa_family == AF_INET)
+		cidr_addr16(AF_INET, (const uint8_t *)
+		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out);
+	else
+		cidr_addr16(AF_INET6, (const uint8_t *)
+		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out);
+}
+
+/* Report denials held back in the last second as one DENIED_SUMMARY. */
+static void
+svc_deny_flush(struct esvc *svc)
+{
+	struct econn *agent;
 	struct msg m;
-	char ip[NET_ADDRSTR];
+
+	if (svc->deny_held == 0)
+		return;
+	log_info("service %s: %u more clients refused in the last second "
+	    "(not logged one by one)", svc->name, svc->deny_held);
+	if ((agent = svc_pick_agent(svc)) != NULL) {
+		msg_init(&m, FT_DENIED_SUMMARY);
+		msg_set_str(&m, FA_SERVICE, svc->name);
+		m.count = svc->deny_held;
+		m.have |= FA_BIT(FA_COUNT);
+		(void)fconn_send(&agent->fc, &m);
+	}
+	svc->deny_held = 0;
+}
+
+/* Refuse a client at the edge: reset the connection (a flood leaves no
+ * TIME_WAIT behind), log it and tell one agent with SESS_DENIED so that
+ * it lands in the audit log. why is "REASON: detail", REASON one of
+ * denied, limit, error, timeout. At most EDGE_DENIED_PER_SEC per service
+ * and second are logged and reported one by one; the rest are counted
+ * and reported as a DENIED_SUMMARY, so a flood cannot swamp the log or
+ * the control channel. */
+static void
+svc_deny(struct esvc *svc, int fd, const struct sockaddr *client,
+    const char *why)
+{
+	struct linger lg = { 1, 0 };
+	struct econn *agent;
+	struct msg m;
+	char addr[NET_ADDRSTR], ip[NET_ADDRSTR];
+	uint64_t id = sess_next_id++, sec = ev_now() / 1000;
 	uint16_t port;
 
-	net_fmt_ip((const struct sockaddr *)&peer->ss, ip, sizeof(ip), &port);
-	if (svc_admit(svc, ip, port) == -1) {
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+	if (sec != svc->deny_sec) {
+		svc_deny_flush(svc);
+		svc->deny_sec = sec;
+		svc->deny_sent = 0;
+	}
+	if (svc->deny_sent >= EDGE_DENIED_PER_SEC) {
+		svc->deny_held++;
+		return;
+	}
+	svc->deny_sent++;
+	net_fmt(client, addr, sizeof(addr));
+	net_fmt_ip(client, ip, sizeof(ip), &port);
+	log_info("session %llu refused service=%s client=%s reason=%s",
+	    (unsigned long long)id, svc->name, addr, why);
+	if ((agent = svc_pick_agent(svc)) == NULL)
+		return;
+	msg_init(&m, FT_SESS_DENIED);
+	m.session = id;
+	msg_set_str(&m, FA_SERVICE, svc->name);
+	msg_set_str(&m, FA_CLIENT_ADDR, ip);
+	m.client_port = port;
+	msg_set_str(&m, FA_TEXT, why);
+	m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT);
+	(void)fconn_send(&agent->fc, &m);
+}
+
+/* --- client admission --------------------------------------------------- */
+
+/* A client whose address is known (the TCP peer, or the one in a PROXY
+ * header): apply the policy, then start a session. local is the address
+ * the client connected to. An FTP data connection (ctl not 0) goes to
+ * agent, which holds its control session ctl, naming ctl and the passive
+ * port; the service's policy already admitted that control session from
+ * the same address, so the data connection is not counted against it
+ * again. */
+static void
+svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
+    const struct sockaddr *local, struct econn *agent, uint64_t ctl,
+    uint16_t pasv_port)
+{
+	struct esess *s;
+	struct pol_ip *ent;
+	struct msg m;
+	char ip[NET_ADDRSTR], lip[NET_ADDRSTR], why[128];
+	uint8_t a16[16];
+	uint16_t port, lport;
+
+	net_fmt_ip(client, ip, sizeof(ip), &port);
+	net_fmt_ip(local, lip, sizeof(lip), &lport);
+	/* The edge's own limits first (they keep no state), then the
+	 * service's policy, which counts the session against its address. */
+	if (svc_limits(svc, ip, port) == -1) {
 		close(fd);
+		return;
+	}
+	sa_addr16(client, a16);
+	ent = NULL;
+	if (ctl == 0 && pol_admit(&svc->pol, svc->name, a16, ev_now(), &ent,
+	    why, sizeof(why)) == -1) {
+		svc_deny(svc, fd, client, why);
 		return;
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		log_warn("service %s: out of memory", svc->name);
+		pol_release(ent);
 		close(fd);
 		return;
 	}
+	s->pol_ent = ent;
 	s->client_fd = fd;
 	s->id = sess_next_id++;
 	edge_stats.sessions_accepted++;
@@ -345,10 +498,11 @@ sess_offer(struct esvc *svc, int fd, const struct net_addr *peer,
 	s->t_start = ev_now();
 	s->deadline = s->t_start + lim.claim_ms;
 	snprintf(s->svc, sizeof(s->svc), "%s", svc->name);
-	net_fmt((const struct sockaddr *)&peer->ss, s->client, sizeof(s->client));
+	net_fmt(client, s->client, sizeof(s->client));
 	s->idle_ms = (uint64_t)svc->def.idle_timeout * 1000u;
 	if ((s->ipc = ipc_get(ip, 1)) == NULL) {
 		log_warn("service %s: out of memory", svc->name);
+		pol_release(ent);
 		close(fd);
 		free(s);
 		return;
@@ -362,6 +516,7 @@ sess_offer(struct esvc *svc, int fd, const struct net_addr *peer,
 		/* Cannot happen while the listener is open; refuse. */
 		log_warn("service %s: client refused: no agent", svc->name);
 		ipc_put(s->ipc);
+		pol_release(ent);
 		nsessions--;
 		svc->npending--;
 		close(fd);
@@ -383,9 +538,11 @@ sess_offer(struct esvc *svc, int fd, const struct net_addr *peer,
 	msg_set_str(&m, FA_SERVICE, s->svc);
 	msg_set_str(&m, FA_CLIENT_ADDR, ip);
 	m.client_port = port;
+	msg_set_str(&m, FA_LOCAL_ADDR, lip);
+	m.local_port = lport;
 	memcpy(m.secret, s->secret, sizeof(m.secret));
 	m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) |
-	    FA_BIT(FA_SECRET);
+	    FA_BIT(FA_SECRET) | FA_BIT(FA_LOCAL_PORT);
 	if (ctl != 0) {
 		m.ftp_ctl = ctl;
 		m.ftp_port = pasv_port;
@@ -406,30 +563,179 @@ sess_offer(struct esvc *svc, int fd, const struct net_addr *peer,
 	OPENSSL_cleanse(m.secret, sizeof(m.secret));
 }
 
+/* --- PROXY headers from front load balancers ----------------------------- */
+
+static void
+proxy_unlink(struct eproxy *x)
+{
+	if (x->prev != NULL)
+		x->prev->next = x->next;
+	else
+		proxy_head = x->next;
+	if (x->next != NULL)
+		x->next->prev = x->prev;
+	else
+		proxy_tail = x->prev;
+	proxy_n--;
+	ev_del(&x->io);
+}
+
+/* Close a waiting connection without a word: its service went away. */
+static void
+proxy_drop(struct eproxy *x)
+{
+	proxy_unlink(x);
+	close(x->io.fd);
+	free(x);
+}
+
+static void
+proxy_fail(struct eproxy *x, const char *why)
+{
+	proxy_unlink(x);
+	svc_deny(x->svc, x->io.fd, (struct sockaddr *)&x->peer.ss, why);
+	free(x);
+}
+
+/* The header is whole and valid: it names the client, or (LOCAL, as in
+ * a health check) says to keep the peer. */
+static void
+proxy_done(struct eproxy *x, const struct proxy_hdr *h)
+{
+	struct sockaddr_storage client, local;
+	struct sockaddr_in *c4 = (struct sockaddr_in *)(void *)&client;
+	struct sockaddr_in *l4 = (struct sockaddr_in *)(void *)&local;
+	struct sockaddr_in6 *c6 = (struct sockaddr_in6 *)(void *)&client;
+	struct sockaddr_in6 *l6 = (struct sockaddr_in6 *)(void *)&local;
+	socklen_t sl = sizeof(local);
+	struct esvc *svc = x->svc;
+	int fd = x->io.fd;
+
+	memset(&client, 0, sizeof(client));
+	memset(&local, 0, sizeof(local));
+	if (h->local) {
+		memcpy(&client, &x->peer.ss, sizeof(client));
+		if (getsockname(fd, (struct sockaddr *)&local, &sl) == -1)
+			local.ss_family = client.ss_family;
+	} else if (h->family == AF_INET) {
+		c4->sin_family = l4->sin_family = AF_INET;
+		memcpy(&c4->sin_addr, h->src, 4);
+		memcpy(&l4->sin_addr, h->dst, 4);
+		c4->sin_port = htons(h->sport);
+		l4->sin_port = htons(h->dport);
+	} else {
+		c6->sin6_family = l6->sin6_family = AF_INET6;
+		memcpy(&c6->sin6_addr, h->src, 16);
+		memcpy(&l6->sin6_addr, h->dst, 16);
+		c6->sin6_port = htons(h->sport);
+		l6->sin6_port = htons(h->dport);
+	}
+	proxy_unlink(x);
+	free(x);
+	svc_client(svc, fd, (struct sockaddr *)&client, (struct sockaddr *)&local,
+	    NULL, 0, 0);
+}
+
+/* Read the header without taking a byte of what follows it: peek, let
+ * the parser say how long the header is, then consume exactly that. A
+ * header still incomplete is consumed as far as it goes (every byte
+ * peeked is header), so a slow sender cannot make epoll spin on bytes
+ * we keep peeking at. */
+static void
+proxy_read(struct ev_io *io, uint32_t events)
+{
+	struct eproxy *x = (struct eproxy *)(void *)io;
+	struct proxy_hdr h;
+	const char *perr;
+	char why[160];
+	ssize_t n, want;
+	int r;
+
+	(void)events;
+	n = recv(io->fd, x->hdr + x->have, sizeof(x->hdr) - x->have, MSG_PEEK);
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0) {
+		proxy_fail(x, n == 0 ? "error: closed before the PROXY header" :
+		    "error: reset before the PROXY header");
+		return;
+	}
+	r = proxy_parse(x->hdr, x->have + (size_t)n, &h, &perr);
+	if (r == -1) {
+		snprintf(why, sizeof(why), "error: bad PROXY header: %s", perr);
+		proxy_fail(x, why);
+		return;
+	}
+	want = r > 0 ? (ssize_t)((size_t)r - x->have) : n;
+	if (recv(io->fd, x->hdr + x->have, (size_t)want, 0) != want) {
+		proxy_fail(x, "error: PROXY header: short read");
+		return;
+	}
+	x->have += (size_t)want;
+	if (r > 0)
+		proxy_done(x, &h);
+}
+
+static void
+proxy_start(struct esvc *svc, int fd, const struct net_addr *peer)
+{
+	struct eproxy *x;
+
+	if (proxy_n >= EDGE_PROXY_PENDING_MAX) {
+		svc_deny(svc, fd, (const struct sockaddr *)&peer->ss,
+		    "limit: too many connections waiting for a PROXY header");
+		return;
+	}
+	if ((x = calloc(1, sizeof(*x))) == NULL) {
+		log_warn("service %s: out of memory", svc->name);
+		close(fd);
+		return;
+	}
+	ev_io_init(&x->io, fd, proxy_read);
+	x->svc = svc;
+	x->peer = *peer;
+	x->deadline = ev_now() + EDGE_PROXY_MS;
+	if (ev_set(&x->io, EPOLLIN) == -1)
+		log_fatal("epoll_ctl: %s", strerror(errno));
+	x->prev = proxy_tail;
+	if (proxy_tail != NULL)
+		proxy_tail->next = x;
+	else
+		proxy_head = x;
+	proxy_tail = x;
+	proxy_n++;
+}
+
 static void
 svc_accept(struct ev_io *io, uint32_t events)
 {
 	struct esvc *svc = (struct esvc *)(void *)io;
-	struct net_addr peer;
+	struct net_addr peer, local;
+	char what[MSG_NAME_MAX + 16];
+	uint8_t a16[16];
 	int fd, i;
 
 	(void)events;
+	snprintf(what, sizeof(what), "service %s", svc->name);
 	for (i = 0; i < 64; i++) {
-		if (accept_paused(ev_now()))
+		if ((fd = edge_accept(io->fd, &peer, what)) == -1)
 			return;
-		fd = net_accept(io->fd, &peer);
-		if (fd == -1) {
-			if (errno == EMFILE || errno == ENFILE) {
-				lim_hit(LIM_FDS, "service %s: accept: %s", svc->name,
-				    strerror(errno));
-				accept_pause(ev_now());
-			} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
-			    errno != ECONNABORTED && errno != EINTR)
-				log_warn("service %s: accept: %s", svc->name,
-				    strerror(errno));
-			return;
+		if (svc->pol.accept_proxy.n > 0) {
+			/* Behind load balancers: only they may connect, and
+			 * each connection must start with a PROXY header. */
+			sa_addr16((struct sockaddr *)&peer.ss, a16);
+			if (!cidr_list_match(&svc->pol.accept_proxy, a16))
+				svc_deny(svc, fd, (struct sockaddr *)&peer.ss,
+				    "denied: peer not in accept_proxy_from");
+			else
+				proxy_start(svc, fd, &peer);
+			continue;
 		}
-		sess_offer(svc, fd, &peer, NULL, 0, 0);
+		local.len = sizeof(local.ss);
+		if (getsockname(fd, (struct sockaddr *)&local.ss, &local.len) == -1)
+			local.ss = peer.ss;
+		svc_client(svc, fd, (struct sockaddr *)&peer.ss,
+		    (struct sockaddr *)&local.ss, NULL, 0, 0);
 	}
 }
 
@@ -438,12 +744,17 @@ svc_ftp_data(const char *name, int fd, const struct net_addr *peer,
     struct econn *agent, uint64_t ctl, uint16_t port)
 {
 	struct esvc *svc = svc_find(name);
+	struct net_addr local;
 
 	if (svc == NULL) {
 		close(fd);
 		return;
 	}
-	sess_offer(svc, fd, peer, agent, ctl, port);
+	local.len = sizeof(local.ss);
+	if (getsockname(fd, (struct sockaddr *)&local.ss, &local.len) == -1)
+		local.ss = peer->ss;
+	svc_client(svc, fd, (const struct sockaddr *)&peer->ss,
+	    (struct sockaddr *)&local.ss, agent, ctl, port);
 }
 
 /* End a joined session: log, close both sides, forget it. */
@@ -455,6 +766,7 @@ sess_end_active(struct esess *s, const char *reason, int abort)
 	ftp_ctl_del(s->id);
 	nsessions--;
 	ipc_put(s->ipc);
+	pol_release(s->pol_ent);
 	edge_stats.bytes_from_clients += s->relay.bytes[0];
 	edge_stats.bytes_to_clients += s->relay.bytes[1];
 	sess_log_end(s, s->relay.bytes[0], s->relay.bytes[1], reason);
@@ -566,11 +878,18 @@ void
 sess_tick(uint64_t now)
 {
 	struct esess *s, *next;
+	struct esvc *svc;
 
 	if (paused_until != 0 && now >= paused_until) {
 		paused_until = 0;
 		listeners_set(EPOLLIN);
 	}
+	while (proxy_head != NULL && now >= proxy_head->deadline)
+		proxy_fail(proxy_head, "timeout: no PROXY header within 5 s");
+	for (svc = svcs; svc != NULL; svc = svc->next)
+		if (svc->deny_held > 0 && now / 1000 != svc->deny_sec)
+			svc_deny_flush(svc);
+	pol_tick(now);
 	while (pending_head != NULL && now >= pending_head->deadline) {
 		lim_hit(LIM_CLAIM_TIMEOUT, "session %llu from %s not claimed "
 		    "within %llu ms", (unsigned long long)pending_head->id,
@@ -634,24 +953,30 @@ svc_open(struct econn *agent, const struct msg *def)
 			svc_result(agent, name, 0, err);
 			return;
 		}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		svc_result(agent, name, 0, "out of memory");
+		return;
+	}
+	if (pol_load(&s->pol, def, err, sizeof(err)) == -1) {
+		log_warn("agent %s: service %s: %s", agent->name, name, err);
+		svc_result(agent, name, 0, err);
+		free(s);
+		return;
+	}
 	if (net_parse(listen, &a, err, sizeof(err)) == -1 ||
 	    (fd = net_listen(&a, 1024, err, sizeof(err))) == -1) {
 		log_warn("agent %s: service %s on %s: %s", agent->name, name,
 		    listen, err);
 		svc_result(agent, name, 0, err);
-		return;
-	}
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		close(fd);
-		svc_result(agent, name, 0, "out of memory");
+		free(s);
 		return;
 	}
 	if (ftp_svc_open(name, def, &a, &s->ftp, err, sizeof(err)) == -1) {
 		log_warn("agent %s: service %s on %s: %s", agent->name, name,
 		    listen, err);
 		close(fd);
-		free(s);
 		svc_result(agent, name, 0, err);
+		free(s);
 		return;
 	}
 	ev_io_init(&s->io, fd, svc_accept);
@@ -713,6 +1038,8 @@ svc_shutdown(void)
 		sess_end_active(s, "edge-stopping", 1);
 		n++;
 	}
+	while (proxy_head != NULL)
+		proxy_drop(proxy_head);
 	while (svcs != NULL)
 		svc_free(svcs);
 	if (n > 0)

@@ -970,13 +970,17 @@ class OutboundAgent:
 
 def start_outbound_agent(d, pki, edge, allow, user=None, password=None,
                          services=None, wrapper=(), tag="agent",
-                         name="agent1"):
+                         name="agent1", audit_log=None):
     """Start an agent with SOCKS5 and HTTP CONNECT listeners on free
     loopback ports and `allow` (a list of allow_destination values).
     Returns once the agent says the edge took its policy."""
     assert AGENT_BIN.exists(), f"{AGENT_BIN} missing: run make first"
     conf = write_agent_conf(Path(d) / f"{tag}.conf", pki, [edge.addr],
                             services or {}, name=name)
+    if audit_log is not None:
+        text = Path(conf).read_text().replace(
+            "[agent]\n", f"[agent]\naudit_log = {audit_log}\n", 1)
+        Path(conf).write_text(text)
     socks, http = free_port(), free_port()
     lines = ["", "[outbound]", f"socks_listen = {LOOPBACK}:{socks}",
              f"http_connect_listen = {LOOPBACK}:{http}"]
@@ -1035,6 +1039,322 @@ def socks5_connect(port, host, dport, user=None, password=None, extra=b"",
         return None, rep[1]
     return s, 0
 
+
+# ==========================================================================
+# BEGIN helpers for client policy, PROXY protocol and audit (issue 5)
+
+def write_agent_conf_ex(path, pki, edges, services, agent_keys=(),
+                        name="agent1"):
+    """Like write_agent_conf, with extra keys. services:
+    {name: {"listen": port, "backends": [port, ...], "keys": [(k, v)]}};
+    agent_keys: [(k, v)] for [agent]."""
+    out = ["[agent]", f"name = {name}"]
+    out += [f"edge = {e}" for e in edges]
+    out += [f"cert = {pki.agent_crt}", f"key = {pki.agent_key}",
+            f"ca = {pki.ca_crt}"]
+    out += [f"{k} = {v}" for k, v in agent_keys]
+    out.append("")
+    for svc, d in services.items():
+        out.append(f"[service {svc}]")
+        out.append(f"listen = {LOOPBACK}:{d['listen']}")
+        out += [f"backend = {LOOPBACK}:{b}" for b in d["backends"]]
+        out += [f"{k} = {v}" for k, v in d.get("keys", ())]
+        out.append("")
+    Path(path).write_text("\n".join(out))
+    return Path(path)
+
+
+def start_agent_ex(d, pki, edge, services, agent_keys=(), name="agent1",
+                   tag="agent", wait=True):
+    """Start an agent from write_agent_conf_ex's services; with wait,
+    return once the edge has opened every service."""
+    conf = write_agent_conf_ex(Path(d) / f"{tag}.conf", pki, [edge.addr],
+                               services, agent_keys, name=name)
+    mark = edge.proc.mark()
+    proc = Proc(tag, [AGENT_BIN, "--config", conf], Path(d) / f"{tag}.log")
+    if wait:
+        for svc, sd in services.items():
+            _wait_edge_log_or_agent_death(
+                edge, proc, f"service {svc} open on {LOOPBACK}:{sd['listen']}",
+                mark)
+    return Agent(proc, conf, services)
+
+
+def connect_from(src_ip, port, timeout=10.0):
+    """A TCP connection to 127.0.0.1:port whose source address is src_ip
+    (any 127.x.y.z: all of 127/8 is on the loopback interface)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.bind((src_ip, 0))
+        s.connect((LOOPBACK, port))
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
+def recv_line(sock, timeout=10.0, limit=4096):
+    """Read up to and including the first newline. Returns the bytes, or
+    None if the peer closed or reset the connection first."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while b"\n" not in buf and len(buf) < limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no line within {timeout}s (got {buf!r})")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(limit)
+        except (ConnectionError, OSError) as e:
+            if isinstance(e, socket.timeout):
+                continue
+            return None
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def recv_all(sock, timeout=30.0):
+    """Read until EOF; return the bytes (raises on time-out)."""
+    deadline = time.monotonic() + timeout
+    out = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no EOF within {timeout}s")
+        sock.settimeout(left)
+        chunk = sock.recv(262144)
+        if not chunk:
+            return b"".join(out)
+        out.append(chunk)
+
+
+class CountServer:
+    """A TCP backend on a free loopback port. For each connection: send
+    GREETING, read until EOF (keeping the first 512 bytes and the total),
+    then send `reply` bytes and close. conns() lists what each connection
+    sent: (head, total)."""
+
+    GREETING = b"HELLO sallyport\n"
+
+    def __init__(self, reply=0):
+        self.reply = reply
+        self.port = free_port()
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((LOOPBACK, self.port))
+        self.lsock.listen(256)
+        self.lock = threading.Lock()
+        self._conns = []
+        self.accepted = 0
+        self.closed = False
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self):
+        while not self.closed:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.accepted += 1
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        head, total = b"", 0
+        try:
+            c.sendall(self.GREETING)
+            while True:
+                b = c.recv(262144)
+                if not b:
+                    break
+                if len(head) < 512:
+                    head += b[:512 - len(head)]
+                total += len(b)
+            left = self.reply
+            chunk = b"r" * 65536
+            while left > 0:
+                n = min(left, len(chunk))
+                c.sendall(chunk[:n])
+                left -= n
+        except OSError:
+            pass
+        finally:
+            with self.lock:
+                self._conns.append((head, total))
+            c.close()
+
+    def conns(self):
+        with self.lock:
+            return list(self._conns)
+
+    def close(self):
+        self.closed = True
+        try:
+            self.lsock.close()
+        except OSError:
+            pass
+
+
+def greeted_from(src_ip, port, timeout=10.0):
+    """Connect from src_ip; return the open socket if the backend's
+    greeting arrives, or None if the connection is refused, reset or
+    closed first (a client the edge dropped)."""
+    try:
+        s = connect_from(src_ip, port, timeout)
+    except OSError:
+        return None
+    line = recv_line(s, timeout)
+    if line is None:
+        s.close()
+        return None
+    assert line == CountServer.GREETING, f"unexpected greeting {line!r}"
+    return s
+
+
+def listening(port):
+    """True if some socket listens on TCP port `port` (any address)."""
+    want = f":{port:04X}"
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(f) as fh:
+                next(fh)
+                for ln in fh:
+                    parts = ln.split()
+                    if parts[1].endswith(want) and parts[3] == "0A":
+                        return True
+        except OSError:
+            pass
+    return False
+
+
+class Haproxy:
+    def __init__(self, proc, port):
+        self.proc = proc
+        self.port = port
+
+
+def start_haproxy(d, target_port, send="send-proxy-v2"):
+    """HAProxy (Debian's) in TCP mode on a free loopback port, forwarding
+    to 127.0.0.1:target_port from source 127.0.0.1, with `send` (a server
+    option such as send-proxy-v2)."""
+    d = Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = d / "haproxy.cfg"
+    conf.write_text(f"""
+global
+    maxconn 4096
+defaults
+    mode tcp
+    timeout connect 10s
+    timeout client 120s
+    timeout server 120s
+frontend fe
+    bind {LOOPBACK}:{port}
+    default_backend be
+backend be
+    server s1 {LOOPBACK}:{target_port} {send} source {LOOPBACK}
+""")
+    run(["/usr/sbin/haproxy", "-c", "-f", conf], timeout=30)
+    proc = Proc("haproxy", ["/usr/sbin/haproxy", "-db", "-f", conf],
+                d / "haproxy.log")
+    try:
+        # not a probe connection: it would go through to the edge
+        wait_until(lambda: listening(port) or
+                   (not proc.alive() and _raise(proc)),
+                   20, f"haproxy on port {port}")
+    except Exception:
+        proc.stop()
+        raise
+    return Haproxy(proc, port)
+
+
+class NginxPP:
+    def __init__(self, proc, port, root, access_log):
+        self.proc = proc
+        self.port = port
+        self.root = Path(root)
+        self.access_log = Path(access_log)
+
+    def access_lines(self):
+        try:
+            return self.access_log.read_text().splitlines()
+        except OSError:
+            return []
+
+
+def start_nginx_proxy_protocol(d):
+    """Plain-HTTP nginx whose listener requires a PROXY header (v1 or v2)
+    and logs "$proxy_protocol_addr:$proxy_protocol_port $remote_addr
+    "$request" $status $body_bytes_sent"."""
+    d = Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    for sub in ("html", "logs", "tmp"):
+        (d / sub).mkdir(exist_ok=True)
+    port = free_port()
+    log = d / "logs" / "access.log"
+    conf = d / "nginx.conf"
+    conf.write_text(f"""
+user root;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log stderr info;
+events {{ worker_connections 256; }}
+http {{
+    log_format pp '$proxy_protocol_addr:$proxy_protocol_port $remote_addr '
+                  '"$request" $status $body_bytes_sent';
+    access_log {log} pp;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    default_type application/octet-stream;
+    server {{
+        listen {LOOPBACK}:{port} proxy_protocol;
+        server_name localhost;
+        root {d}/html;
+    }}
+}}
+""")
+    argv = ["/usr/sbin/nginx", "-e", "stderr", "-c", conf, "-p", d,
+            "-g", "daemon off;"]
+    run(argv + ["-t"], timeout=30)
+    proc = Proc("nginx-pp", argv, d / "nginx.log")
+    try:
+        wait_until(lambda: listening(port) or
+                   (not proc.alive() and _raise(proc)),
+                   20, f"nginx on port {port}")
+    except Exception:
+        proc.stop()
+        raise
+    return NginxPP(proc, port, d / "html", log)
+
+
+def read_audit(path):
+    """The audit log's records (complete lines only), as dicts."""
+    import json
+    try:
+        data = Path(path).read_bytes().decode("utf-8")
+    except OSError:
+        return []
+    lines = data.split("\n")
+    if not data.endswith("\n"):
+        lines = lines[:-1]
+    return [json.loads(ln) for ln in lines if ln]
+
+
+def wait_audit(path, pred, timeout=20, count=1, what="audit record"):
+    """Wait until `count` session records match pred; return them all."""
+    def found():
+        recs = [r for r in read_audit(path) if pred(r)]
+        return recs if len(recs) >= count else None
+    return wait_until(found, timeout, f"{count} x {what} in {path}")
+
+# END helpers for client policy, PROXY protocol and audit (issue 5)
 # ==========================================================================
 # BEGIN ftp helpers (issue 6: FTP and FTPS through the edge)
 

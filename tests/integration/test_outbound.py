@@ -6,6 +6,7 @@ on loopback, which the policy has to allow explicitly (loopback is a
 special address that only a CIDR rule naming it lets through).
 """
 
+import json
 import re
 import socket
 import threading
@@ -61,9 +62,17 @@ def web(tmp_path, nginx):
 # --------------------------------------------------------------------------
 # allowed destinations: real clients, content checked
 
+def audit_records(path, event="outbound"):
+    if not path.exists():
+        return []
+    return [r for r in (json.loads(ln) for ln in path.read_text().splitlines())
+            if r.get("event") == event]
+
+
 def test_curl_socks5_hostname(tmp_path, pki, edge, web):
+    audit = tmp_path / "audit.jsonl"
     a = sp.start_outbound_agent(tmp_path, pki, edge,
-                                [f"127.0.0.1/32:{web.port}"])
+                                [f"127.0.0.1/32:{web.port}"], audit_log=audit)
     out = tmp_path / "got"
     mark = a.proc.mark()
     r = curl(["--socks5-hostname", f"{LOOPBACK}:{a.socks_port}",
@@ -80,6 +89,16 @@ def test_curl_socks5_hostname(tmp_path, pki, edge, web):
     assert rec["in"] > web.size and 0 < rec["out"] < web.size
     edge.proc.wait_log(["outbound", "connected agent=agent1",
                         f"addr=127.0.0.1:{web.port}"])
+    # the same session in the JSON audit log, with its bytes
+    js = sp.wait_until(lambda: audit_records(audit), 10, "audit record")
+    assert len(js) == 1, js
+    j = js[0]
+    assert j["outcome"] == "ok" and j["proto"] == "socks5"
+    assert j["destination"] == f"127.0.0.1:{web.port}"
+    assert j["address"] == f"127.0.0.1:{web.port}"
+    assert j["source"] == rec["client"]
+    assert j["bytes_in"] == rec["in"] and j["bytes_out"] == rec["out"]
+    assert j["start"] <= j["end"]
 
 
 def test_curl_http_connect(tmp_path, pki, edge, web):
@@ -203,8 +222,9 @@ def test_edge_without_allow_outbound_refuses(tmp_path, pki, web):
 # refused destinations: the right error, and an audit line
 
 def test_destination_outside_rules_refused(tmp_path, pki, edge, web, sshd):
+    audit = tmp_path / "audit.jsonl"
     a = sp.start_outbound_agent(tmp_path, pki, edge,
-                                [f"127.0.0.1/32:{web.port}"])
+                                [f"127.0.0.1/32:{web.port}"], audit_log=audit)
     mark = a.proc.mark()
     # SOCKS: 0x02 "connection not allowed by ruleset"
     s, code = sp.socks5_connect(a.socks_port, "127.0.0.1", sshd.port)
@@ -225,6 +245,10 @@ def test_destination_outside_rules_refused(tmp_path, pki, edge, web, sshd):
     assert all(x["out"] == 0 and x["in"] == 0 for x in recs)
     assert edge.proc.count(["refused agent=agent1",
                             f"dest=127.0.0.1:{sshd.port}"]) == 2
+    js = [j for j in audit_records(audit)
+          if j["destination"] == f"127.0.0.1:{sshd.port}"]
+    assert len(js) == 2 and all(j["outcome"] == "refused" and j["code"] == 2
+                                for j in js), js
     # a public-looking name nobody allowed: refused before any lookup
     s, code = sp.socks5_connect(a.socks_port, "files.example.com", 443)
     assert s is None and code == 2

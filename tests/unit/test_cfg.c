@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "common/cidr.h"
 
 static char dir[] = "/tmp/sp-cfg-XXXXXX";
 static char path[PATH_MAX];
@@ -156,6 +157,67 @@ test_missing_agent_keys(void **state)
 	assert_int_equal(cfg_load("/nonexistent/agent.conf", &c, err,
 	    sizeof(err)), -1);
 	assert_non_null(strstr(err, "/nonexistent/agent.conf: No such file"));
+}
+
+static void
+test_policy_keys(void **state)
+{
+	struct cfg c;
+	char err[1024];
+
+	(void)state;
+	assert_int_equal(load(AGENT_OK "audit_log = audit.log\n"
+	    "[service s]\nlisten = 127.0.0.1:1\nbackend = 127.0.0.1:2\n"
+	    "proxy_protocol = v2\nallow = 10.0.0.0/8, 2001:db8::/32\n"
+	    "allow = 192.0.2.7\ndeny = 10.9.0.0/16\n"
+	    "accept_proxy_from = 127.0.0.1\nmax_sessions_per_ip = 5\n"
+	    "max_new_sessions_per_ip_per_minute = 0\n"
+	    "[service t]\nlisten = 127.0.0.1:3\nbackend = 127.0.0.1:2\n"
+	    "proxy_protocol = v1\n",
+	    &c, err, sizeof(err)), 0);
+	assert_non_null(strstr(c.audit_log, dir));
+	assert_int_equal(c.services[0].proxy_protocol, 2);
+	assert_int_equal(c.services[1].proxy_protocol, 1);
+	/* a repeated list key adds to the list */
+	assert_string_equal(c.services[0].allow,
+	    "10.0.0.0/8, 2001:db8::/32, 192.0.2.7");
+	assert_string_equal(c.services[0].deny, "10.9.0.0/16");
+	assert_string_equal(c.services[0].accept_proxy, "127.0.0.1");
+	assert_int_equal(c.services[0].max_sess_ip, 5);
+	assert_int_equal(c.services[0].max_rate_ip, 0);
+	assert_int_equal(c.services[1].max_sess_ip, 0);
+	cfg_free(&c);
+}
+
+#define SVC_OK "[service s]\nlisten = 127.0.0.1:1\nbackend = 127.0.0.1:2\n"
+
+static void
+test_policy_errors(void **state)
+{
+	char big[MSG_CIDRS_MAX + 256];
+	size_t i, n;
+
+	(void)state;
+	expect_error(AGENT_OK SVC_OK "proxy_protocol = v3\n", 9, "use v1, v2 or off");
+	expect_error(AGENT_OK SVC_OK "allow = 10.0.0.0/33\n", 9, "allow:");
+	expect_error(AGENT_OK SVC_OK "deny = 10.1.2.3/8\n", 9, "beyond the prefix");
+	expect_error(AGENT_OK SVC_OK "deny = 10.0.0.0/8,,\n", 9, "empty item");
+	expect_error(AGENT_OK SVC_OK "accept_proxy_from = lb.example\n", 9,
+	    "not an IP address");
+	expect_error(AGENT_OK SVC_OK "max_sessions_per_ip = -1\n", 9,
+	    "whole number");
+	expect_error(AGENT_OK SVC_OK "max_sessions_per_ip = 5x\n", 9,
+	    "whole number");
+	expect_error(AGENT_OK SVC_OK "max_new_sessions_per_ip_per_minute = "
+	    "99999999999\n", 9, "whole number");
+	expect_error(AGENT_OK "audit_log = /nonexistent/dir/audit.log\n", 6,
+	    "audit_log");
+	/* more ranges than one list holds: the 129th line is the error */
+	n = (size_t)snprintf(big, sizeof(big), AGENT_OK SVC_OK);
+	for (i = 0; i <= CIDR_LIST_MAX; i++)
+		n += (size_t)snprintf(big + n, sizeof(big) - n,
+		    "allow = 10.%zu.0.0/16\n", i);
+	expect_error(big, 9 + CIDR_LIST_MAX, "more than");
 }
 
 static void
@@ -367,6 +429,8 @@ main(void)
 		cmocka_unit_test(test_errors_name_file_and_line),
 		cmocka_unit_test(test_whole_file_checks),
 		cmocka_unit_test(test_missing_agent_keys),
+		cmocka_unit_test(test_policy_keys),
+		cmocka_unit_test(test_policy_errors),
 		cmocka_unit_test(test_hostile_lines),
 		cmocka_unit_test(test_admin),
 		cmocka_unit_test(test_outbound),

@@ -70,7 +70,8 @@ test_roundtrip_all_types(void **state)
 {
 	static const uint16_t types[] = { FT_HELLO, FT_HELLO_OK, FT_ERROR,
 	    FT_SVC_OPEN, FT_SVC_RESULT, FT_SVC_CLOSE, FT_SESS_NEW,
-	    FT_SESS_REFUSE, FT_PING, FT_PONG, FT_DATA_HELLO, FT_DATA_OK };
+	    FT_SESS_REFUSE, FT_PING, FT_PONG, FT_DATA_HELLO, FT_DATA_OK,
+	    FT_SESS_DENIED, FT_DENIED_SUMMARY };
 	struct msg m, d;
 	size_t i;
 
@@ -81,7 +82,7 @@ test_roundtrip_all_types(void **state)
 		m.client_port = 1;
 		m.have = FA_BIT(FA_VERSION) | FA_BIT(FA_STATUS) |
 		    FA_BIT(FA_SESSION) | FA_BIT(FA_NONCE) | FA_BIT(FA_CLIENT_PORT) |
-		    FA_BIT(FA_SECRET);
+		    FA_BIT(FA_SECRET) | FA_BIT(FA_COUNT);
 		msg_set_str(&m, FA_NAME, "n");
 		msg_set_str(&m, FA_TEXT, "");
 		msg_set_str(&m, FA_SERVICE, "s");
@@ -90,6 +91,74 @@ test_roundtrip_all_types(void **state)
 		roundtrip(&m, &d);
 		assert_int_equal(d.type, types[i]);
 		assert_int_equal(d.have, m.have);
+	}
+}
+
+static void
+test_roundtrip_policy(void **state)
+{
+	static char big[MSG_CIDRS_MAX];
+	struct msg m, d;
+	struct buf b = { 0 };
+	const char *why;
+	uint8_t p[64];
+	size_t n;
+
+	(void)state;
+	msg_init(&m, FT_SVC_OPEN);
+	msg_set_str(&m, FA_SERVICE, "sftp");
+	msg_set_str(&m, FA_LISTEN, "0.0.0.0:22");
+	msg_set_str(&m, FA_ALLOW, "10.0.0.0/8, 2001:db8::/32");
+	msg_set_str(&m, FA_DENY, "10.9.0.0/16");
+	/* the longest list an attribute carries */
+	memset(big, '1', sizeof(big) - 1);
+	msg_set_str(&m, FA_ACCEPT_PROXY, big);
+	m.max_sess_ip = 5;
+	m.max_rate_ip = 0xfffffffe;
+	m.have |= FA_BIT(FA_MAX_SESS_IP) | FA_BIT(FA_MAX_RATE_IP);
+	roundtrip(&m, &d);
+	assert_string_equal(d.allow, "10.0.0.0/8, 2001:db8::/32");
+	assert_string_equal(d.deny, "10.9.0.0/16");
+	assert_int_equal(strlen(d.accept_proxy), MSG_CIDRS_MAX - 1);
+	assert_int_equal(d.max_sess_ip, 5);
+	assert_int_equal(d.max_rate_ip, 0xfffffffe);
+	/* the whole struct compares equal: the edge's memcmp relies on it */
+	assert_memory_equal(&d, &m, sizeof(m));
+
+	msg_init(&m, FT_SESS_DENIED);
+	m.session = 9;
+	m.client_port = 4242;
+	m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT);
+	msg_set_str(&m, FA_SERVICE, "sftp");
+	msg_set_str(&m, FA_CLIENT_ADDR, "192.0.2.1");
+	msg_set_str(&m, FA_TEXT, "limit: 5 sessions from this address");
+	roundtrip(&m, &d);
+	assert_string_equal(d.text, "limit: 5 sessions from this address");
+
+	/* SESS_DENIED without its TEXT, a u32 of the wrong size, a list one
+	 * byte too long: refused */
+	msg_init(&m, FT_SESS_DENIED);
+	m.session = 9;
+	m.client_port = 1;
+	m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT);
+	msg_set_str(&m, FA_SERVICE, "s");
+	msg_set_str(&m, FA_CLIENT_ADDR, "192.0.2.1");
+	assert_int_equal(msg_encode(&m, &b, 1 << 20), 0);
+	assert_int_equal(msg_decode(FT_SESS_DENIED, b.data + FRAME_HDR,
+	    buf_len(&b) - FRAME_HDR, &d, &why), -1);
+	buf_free(&b);
+	n = attr(p, FA_SERVICE, "s", 1);
+	n += attr(p + n, FA_COUNT, "\0\0\1", 3);
+	assert_int_equal(msg_decode(FT_DENIED_SUMMARY, p, n, &d, &why), -1);
+	{
+		static uint8_t q[MSG_CIDRS_MAX + 64];
+		static char s4[MSG_CIDRS_MAX];
+
+		memset(s4, '1', sizeof(s4));
+		n = attr(q, FA_SERVICE, "s", 1);
+		n += attr(q + n, FA_LISTEN, "127.0.0.1:1", 11);
+		n += attr(q + n, FA_ALLOW, s4, MSG_CIDRS_MAX);
+		assert_int_equal(msg_decode(FT_SVC_OPEN, q, n, &d, &why), -1);
 	}
 }
 
@@ -259,6 +328,7 @@ main(void)
 		cmocka_unit_test(test_roundtrip_outbound),
 		cmocka_unit_test(test_roundtrip_sess_new),
 		cmocka_unit_test(test_roundtrip_all_types),
+		cmocka_unit_test(test_roundtrip_policy),
 		cmocka_unit_test(test_header_rejects),
 		cmocka_unit_test(test_truncated_payloads),
 		cmocka_unit_test(test_attribute_rejects),
