@@ -343,7 +343,8 @@ def test_epsv_rewritten(tmp_path, pki, edge):
 def test_passive_ports_close_with_service(tmp_path, pki, edge):
     gw = make_gw(tmp_path, pki, edge, "plain", nports=10)
     lo, hi = gw.passive
-    assert sp.connect_errno(hi) == 0
+    # Open: accepted (then reset by the edge, as no session asked for it).
+    assert sp.connect_errno(hi) in (0, errno.ECONNRESET)
     mark = edge.proc.mark()
     gw.agent.proc.stop()
     edge.proc.wait_log(f"ftp service ftp: passive ports {lo}-{hi} closed",
