@@ -19,13 +19,19 @@
 #define CFG_TOKEN_MIN		16
 #define CFG_TOKEN_MAX		1024
 
-/* Backend health is passive: the outcome of the last dial by a session
- * (no probes). A backend never dialled is "unknown" and counts as up. */
+/* Backend health: the outcome of the last health check or session dial
+ * (agent_health.c). A backend never dialled is "unknown" and counts as up;
+ * one that is down is skipped only on a service with health checks. */
 enum backend_health { BH_UNKNOWN, BH_UP, BH_DOWN };
+
+#define CFG_HEALTH_DEFAULT_MS	5000	/* services with 2+ backends */
+#define CFG_PRIORITY_MAX	65535
 
 struct cfg_backend {
 	char		 str[CFG_STR];
 	struct net_addr	 addr;
+	/* Run-time state, kept by agent_sess.c and agent_health.c. */
+	unsigned	 active;	/* sessions dialling or relaying to it */
 	enum backend_health health;
 	uint64_t	 health_at;		/* ev_now() of the last change */
 	char		 last_error[128];
@@ -44,6 +50,10 @@ struct cfg_service {
 	size_t		 nbackends;
 	size_t		 rr;
 	uint32_t	 idle_timeout;		/* seconds, 0: none */
+	uint32_t	 priority;	/* pushed to the edge; higher preferred */
+	int		 priority_set;
+	uint64_t	 health_ms;	/* check interval; 0: no checks */
+	int		 health_set;	/* health_interval given in the file */
 	int		 line;
 	enum svc_proto	 proto;
 	uint16_t	 pasv_min, pasv_max;	/* FTP: passive_ports */
@@ -235,6 +245,17 @@ void	audit_session(const struct audit_rec *r);
 void	audit_denied_summary(const char *service, const char *edge,
 	    uint32_t count);
 uint64_t audit_wall_ms(void);
+/* agent_health.c: a TCP connect to every backend of each service with
+ * health checks, every health_ms; a backend that does not answer is
+ * marked down (skipped while others are up) until one answers again. */
+void	health_start(void);
+void	health_tick(uint64_t now);
+void	health_stop(void);
+/* Record the outcome of a connection to b: err 0 (up) or an errno
+ * value (down). Changes are logged on a service with checks. */
+void	health_report(struct cfg_service *svc, struct cfg_backend *b, int err);
+/* 1 if new sessions should pass b over: down, on a service with checks. */
+int	health_down(const struct cfg_service *svc, const struct cfg_backend *b);
 
 /* agent_sess.c */
 void	sess_new(struct aedge *e, const struct msg *m);
@@ -262,6 +283,8 @@ void	sess_foreach(sess_visit_cb *cb, void *arg);
 size_t	sess_kill(uint64_t id);
 /* 1 if a session still refers to a service in arr[0..n). */
 int	sess_uses(const struct cfg_service *arr, size_t n);
+/* After a reload: move relaying sessions' backend counts to the new table. */
+void	sess_reloaded(void);
 
 /* agent_metrics.c: counters, and the Prometheus text exposition. */
 enum sess_outcome { SO_COMPLETED, SO_FAILED, SO_REFUSED, SO_KILLED,

@@ -200,20 +200,43 @@ cfg_cidrs(struct cfg_parse *p, char *dst, const char *name, const char *value)
 	return rc;
 }
 
+/* Seconds, fractions allowed, up to an hour; zero only if zero_ok. */
 static int
 cfg_seconds(struct cfg_parse *p, uint64_t *ms, const char *name,
-    const char *value)
+    const char *value, int zero_ok)
 {
 	char *end;
 	double v;
 
 	errno = 0;
 	v = strtod(value, &end);
-	if (errno != 0 || end == value || *end != '\0' || !(v > 0) || v > 3600)
-		return cfg_fail(p, "%s: '%s' is not a number of seconds (0-3600]",
-		    name, value);
+	if (errno != 0 || end == value || *end != '\0' || !(v >= 0) ||
+	    (v == 0 && !zero_ok) || v > 3600)
+		return cfg_fail(p, "%s: '%s' is not a number of seconds %s",
+		    name, value, zero_ok ? "[0-3600]" : "(0-3600]");
 	*ms = (uint64_t)(v * 1000.0);
 	return 1;
+}
+
+/* A decimal integer 0..max: digits only, no sign, no blanks. */
+static int
+cfg_uint(struct cfg_parse *p, uint32_t *out, const char *name,
+    const char *value, uint32_t max)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	if (value[0] < '0' || value[0] > '9' || strlen(value) > 10)
+		goto bad;
+	v = strtoul(value, &end, 10);
+	if (errno != 0 || *end != '\0' || v > max)
+		goto bad;
+	*out = (uint32_t)v;
+	return 1;
+bad:
+	return cfg_fail(p, "%s: '%s' is not a whole number from 0 to %u",
+	    name, value, max);
 }
 
 static int
@@ -248,7 +271,7 @@ cfg_agent_key(struct cfg_parse *p, const char *name, const char *value)
 	if (strcmp(name, "ca") == 0)
 		return cfg_path(p, c->ca, name, value);
 	if (strcmp(name, "connect_timeout") == 0)
-		return cfg_seconds(p, &c->connect_timeout_ms, name, value);
+		return cfg_seconds(p, &c->connect_timeout_ms, name, value, 0);
 	if (strcmp(name, "audit_log") == 0)
 		return cfg_out_path(p, c->audit_log, name, value);
 	return cfg_fail(p, "unknown key '%s' in [agent]", name);
@@ -318,6 +341,20 @@ cfg_service_key(struct cfg_parse *p, const char *name, const char *value)
 		return cfg_count(p, &s->max_sess_ip, name, value);
 	if (strcmp(name, "max_new_sessions_per_ip_per_minute") == 0)
 		return cfg_count(p, &s->max_rate_ip, name, value);
+	if (strcmp(name, "priority") == 0) {
+		if (s->priority_set)
+			return cfg_fail(p, "priority: given twice in [service %s]",
+			    s->name);
+		s->priority_set = 1;
+		return cfg_uint(p, &s->priority, name, value, CFG_PRIORITY_MAX);
+	}
+	if (strcmp(name, "health_interval") == 0) {
+		if (s->health_set)
+			return cfg_fail(p, "health_interval: given twice in "
+			    "[service %s]", s->name);
+		s->health_set = 1;
+		return cfg_seconds(p, &s->health_ms, name, value, 1);
+	}
 	if (strcmp(name, "idle_timeout") == 0) {
 		char *end;
 		unsigned long v;
@@ -559,6 +596,9 @@ cfg_check(struct cfg_parse *p)
 		if (ftpcfg_check(s, err, sizeof(err)) == -1)
 			return cfg_fail_at(p, s->line, "[service %s]: %s", s->name,
 			    err);
+		/* Checks pay off where there is another backend to use. */
+		if (!s->health_set)
+			s->health_ms = s->nbackends > 1 ? CFG_HEALTH_DEFAULT_MS : 0;
 		for (j = 0; j < i; j++)
 			if (strcmp(c->services[j].listen, s->listen) == 0)
 				return cfg_fail_at(p, s->line, "[service %s]: "

@@ -153,6 +153,7 @@ main(int argc, char **argv)
 		cfg_free(&agent_cfg);
 		return 1;
 	}
+	health_start();
 	edges_start();
 	(void)sd_notify(0, "READY=1");
 	while (!agent_stop) {
@@ -165,6 +166,7 @@ main(int argc, char **argv)
 		}
 		now = ev_now();
 		edges_tick(now);
+		health_tick(now);
 		sess_tick(now);
 		relay_tick(now);
 		reload_tick();
@@ -182,6 +184,7 @@ main(int argc, char **argv)
 	reload_stop();
 	metrics_free();
 	audit_close();
+	health_stop();
 	SSL_CTX_free(agent_tls);
 	cfg_free(&agent_cfg);
 	log_info("stopped");

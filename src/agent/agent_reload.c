@@ -119,7 +119,9 @@ carry_state(struct cfg_service *os, struct cfg_service *ns)
 
 /* Whether what the edge is told about a service changed: the pushed
  * definitions are compared whole (listen, idle time-out, and whatever is
- * added later), so such a change is applied as a close and an open. */
+ * added later), so such a change is applied as a close and an open. The
+ * priority is left out: the edge takes a new one from a repeated SVC_OPEN
+ * (see svc_prio_changed), without closing anything. */
 static int
 svc_def_changed(const struct cfg_service *a, const struct cfg_service *b)
 {
@@ -127,7 +129,16 @@ svc_def_changed(const struct cfg_service *a, const struct cfg_service *b)
 
 	svc_open_msg(a, &ma);
 	svc_open_msg(b, &mb);
+	ma.priority = mb.priority = 0;
+	ma.have &= ~FA_BIT(FA_PRIORITY);
+	mb.have &= ~FA_BIT(FA_PRIORITY);
 	return memcmp(&ma, &mb, sizeof(ma)) != 0;
+}
+
+static int
+svc_prio_changed(const struct cfg_service *a, const struct cfg_service *b)
+{
+	return a->priority != b->priority;
 }
 
 int
@@ -185,9 +196,15 @@ reload_run(struct reload_result *res, char *err, size_t errlen)
 				os = &r->arr[k];
 		if (os == NULL)
 			list_add(res->added, ns->name);
-		if (os == NULL || svc_def_changed(os, ns))
+		if (os == NULL || svc_def_changed(os, ns) ||
+		    svc_prio_changed(os, ns))
 			edges_svc_open(ns);
 	}
+	/* Probes and session counts point into the service table: move
+	 * them to the new one before the old can be freed. */
+	health_stop();
+	health_start();
+	sess_reloaded();
 	log_info("configuration reloaded: %zu services; added=[%s] removed=[%s] "
 	    "changed=[%s] backends-changed=[%s]%s%s%s",
 	    agent_cfg.nservices, res->added, res->removed, res->changed,

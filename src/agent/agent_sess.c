@@ -22,7 +22,6 @@ struct asess {
 	enum asess_state state;
 	struct aedge	*edge;
 	struct cfg_service *svc;	/* until relaying; may be retired */
-	struct cfg_backend *bcur;	/* the backend being dialled */
 	int		 counted;	/* known service: in the metrics */
 	char		 svc_name[MSG_NAME_MAX];
 	char		 client[NET_ADDRSTR];
@@ -37,8 +36,10 @@ struct asess {
 	uint8_t		 secret[FRAME_SECRET];
 	struct net_addr	 edge_addr;
 	char		 edge_host[CFG_STR];
-	size_t		 tries;
-	size_t		 bidx;
+	uint32_t	 tried;		/* backends tried, by index */
+	size_t		 bidx;		/* where the tie-break rotation starts */
+	struct cfg_backend *bk;		/* being dialled or used; counted in
+					 * its active, always in a live table */
 	int		 backend_fd;
 	struct dial	 dial;
 	struct fconn	 fc;
@@ -63,9 +64,46 @@ static const struct fconn_ops link_ops = {
 	link_ready, link_frame, link_lost,
 };
 
+/* Stop counting s against its backend. */
+static void
+backend_release(struct asess *s)
+{
+	if (s->bk != NULL && s->bk->active > 0)
+		s->bk->active--;
+	s->bk = NULL;
+}
+
+/* Move s's count to the same backend (service name and address) of the
+ * configuration now in force, or drop it if that backend is gone: a
+ * session may outlive the table it started from (a reload retires it). */
+static void
+backend_rebind(struct asess *s)
+{
+	struct cfg_service *svc;
+	struct cfg_backend *nb = NULL;
+	size_t i;
+
+	if (s->bk == NULL)
+		return;
+	if ((svc = cfg_service(&agent_cfg, s->svc_name)) != NULL)
+		for (i = 0; i < svc->nbackends; i++)
+			if (strcmp(svc->backends[i].str, s->bk->str) == 0) {
+				nb = &svc->backends[i];
+				break;
+			}
+	if (nb == s->bk)
+		return;
+	backend_release(s);
+	if (nb != NULL) {
+		s->bk = nb;
+		nb->active++;
+	}
+}
+
 static void
 asess_unlink_free(struct asess *s)
 {
+	backend_release(s);
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
@@ -166,42 +204,59 @@ asess_abort(struct asess *s, const char *why)
 	asess_abort_as(s, why, "error", SO_REFUSED);
 }
 
-static void
-backend_health(struct cfg_backend *b, int err)
-{
-	enum backend_health h = err == 0 ? BH_UP : BH_DOWN;
-
-	if (b == NULL)
-		return;
-	if (h != b->health) {
-		b->health = h;
-		b->health_at = ev_now();
-	}
-	if (err != 0)
-		snprintf(b->last_error, sizeof(b->last_error), "%s", strerror(err));
-}
-
 static void backend_dialled(struct dial *d, int fd, int err);
 
-/* Try the next backend, starting from the service's round-robin cursor.
- * Returns 0 if a dial is under way, -1 once all have been tried. */
+/* The backend to try next for s, or -1 once all have been tried. Healthy
+ * backends come first, and among them the one with the fewest sessions;
+ * the service's rotating cursor breaks ties. A backend marked down is
+ * tried only after every other has failed: a health verdict alone never
+ * refuses a client. */
+static int
+backend_pick(const struct asess *s)
+{
+	const struct cfg_backend *b, *best = NULL;
+	size_t k, i, n = s->svc->nbackends;
+	int besti = -1, down, best_down = 0;
+
+	for (k = 0; k < n; k++) {
+		i = (s->bidx + k) % n;
+		if (s->tried & (1u << i))
+			continue;
+		b = &s->svc->backends[i];
+		down = health_down(s->svc, b);
+		if (best == NULL || down < best_down ||
+		    (down == best_down && b->active < best->active)) {
+			best_down = down;
+			best = b;
+			besti = (int)i;
+		}
+	}
+	return besti;
+}
+
+/* Start dialling the next backend. Returns 0 if a dial is under way, -1
+ * once all have been tried. */
 static int
 backend_next(struct asess *s)
 {
 	struct cfg_backend *b;
+	int i, err;
 
 	if (s->ftp_data)
 		return -1;	/* one target, dialled in sess_new */
-	while (s->tries < s->svc->nbackends) {
-		b = &s->svc->backends[(s->bidx + s->tries) % s->svc->nbackends];
-		s->tries++;
-		s->bcur = b;
+	while ((i = backend_pick(s)) != -1) {
+		b = &s->svc->backends[i];
+		s->tried |= 1u << i;
 		snprintf(s->backend, sizeof(s->backend), "%s", b->str);
-		if (dial_start(&s->dial, &b->addr, backend_dialled, s) == 0)
+		if (dial_start(&s->dial, &b->addr, backend_dialled, s) == 0) {
+			s->bk = b;
+			b->active++;
 			return 0;
-		backend_health(b, errno);
+		}
+		err = errno;
 		log_warn("session %llu: backend %s: %s", (unsigned long long)s->id,
-		    b->str, strerror(errno));
+		    b->str, strerror(err));
+		health_report(s->svc, b, err);
 	}
 	return -1;
 }
@@ -239,10 +294,11 @@ backend_dialled(struct dial *d, int fd, int err)
 	struct asess *s = d->arg;
 	char why[300];
 
-	backend_health(s->bcur, fd == -1 ? err : 0);
+	health_report(s->svc, s->bk, fd == -1 ? err : 0);
 	if (fd == -1) {
 		log_warn("session %llu: backend %s: %s", (unsigned long long)s->id,
 		    s->backend, strerror(err));
+		backend_release(s);
 		if (backend_next(s) == 0)
 			return;
 		snprintf(why, sizeof(why), "no backend of service %s answered",
@@ -253,12 +309,12 @@ backend_dialled(struct dial *d, int fd, int err)
 	}
 	s->backend_fd = fd;
 	s->state = AS_LINK;
-	if (s->svc->proto != SVC_TCP && !s->ftp_data && s->bcur != NULL) {
+	if (s->svc->proto != SVC_TCP && !s->ftp_data && s->bk != NULL) {
 		/* FTP control: the edge learns the backend's passive slice
 		 * before the client can see a byte. */
 		struct msg pm;
 
-		ftp_ports_msg(s->id, s->bcur, &pm);
+		ftp_ports_msg(s->id, s->bk, &pm);
 		edge_send(s->edge, &pm);
 	}
 	if (dial_start(&s->dial, &s->edge_addr, link_dialled, s) == -1) {
@@ -396,8 +452,8 @@ link_frame(struct fconn *fc, struct msg *m)
 		asess_abort(s, why);
 		return -1;
 	}
-	if (s->svc->proto != SVC_TCP && !s->ftp_data && s->bcur != NULL &&
-	    (s->ftp = ftp_ctl_join(s->edge, s->id, s->svc, s->bcur,
+	if (s->svc->proto != SVC_TCP && !s->ftp_data && s->bk != NULL &&
+	    (s->ftp = ftp_ctl_join(s->edge, s->id, s->svc, s->bk,
 	    s->client_ip, &s->backend_fd, sess_ftp_failed, s, why,
 	    sizeof(why))) == NULL) {
 		buf_free(&hdr);
@@ -411,8 +467,8 @@ link_frame(struct fconn *fc, struct msg *m)
 	s->state = AS_RELAY;
 	/* The service table is not needed from here on: a reload may retire
 	 * it while this session runs. */
+	backend_rebind(s);
 	s->svc = NULL;
-	s->bcur = NULL;
 	if (s->counted)
 		metrics_sess_joined(ev_now_update() - s->t_start);
 	log_info("session %llu joined service=%s client=%s backend=%s",
@@ -651,4 +707,16 @@ sess_denied(struct aedge *e, const struct msg *m)
 	a.reason = reason;
 	a.detail = detail[0] != '\0' ? detail : NULL;
 	audit_session(&a);
+}
+
+void
+sess_reloaded(void)
+{
+	struct asess *s;
+
+	/* Sessions still being set up keep their (retired) table alive and
+	 * are moved when they join; relaying ones must move now. */
+	for (s = sessions; s != NULL; s = s->next)
+		if (s->svc == NULL)
+			backend_rebind(s);
 }

@@ -39,6 +39,7 @@ static const struct attr_def attr_defs[FA_MAX_TAG + 1] = {
 	[FA_COUNT]	 = { AK_U32, 4, AOFF(count) },
 	[FA_LOCAL_ADDR]	 = { AK_STR, MSG_ADDR_MAX - 1, AOFF(local_addr) },
 	[FA_LOCAL_PORT]	 = { AK_U16, 2, AOFF(local_port) },
+	[FA_PRIORITY]	 = { AK_U32, 4, AOFF(priority) },
 	[FA_DEST_HOST]	 = { AK_STR, MSG_HOST_MAX - 1, AOFF(dest_host) },
 	[FA_DEST_PORT]	 = { AK_U16, 2, AOFF(dest_port) },
 	[FA_OUT_CODE]	 = { AK_U8, 1, AOFF(out_code) },

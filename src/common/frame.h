@@ -67,6 +67,8 @@ enum frame_tag {
 	FA_COUNT = 21,
 	FA_LOCAL_ADDR = 22,
 	FA_LOCAL_PORT = 23,
+	/* 12-15 availability (docs/protocol.md "High availability"). */
+	FA_PRIORITY = 12,
 	/* Operations (28-33; 29-33 unassigned): counters as "name=value"
 	 * tokens, parsed by common/stats.c. */
 	FA_STATS = 28,
@@ -112,6 +114,7 @@ struct msg {
 	uint16_t	client_port;
 	uint64_t	session;
 	uint64_t	nonce;
+	uint32_t	priority;	/* FA_PRIORITY: higher is preferred */
 	uint32_t	idle_timeout;	/* seconds; 0: none */
 	char		name[MSG_NAME_MAX];
 	char		text[MSG_TEXT_MAX];

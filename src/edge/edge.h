@@ -62,7 +62,8 @@ struct econn {
 	char		 peer[NET_ADDRSTR];
 	char		 name[MSG_NAME_MAX];
 	uint64_t	 deadline;	/* EC_INCOMING: first frame due */
-	uint64_t	 active;	/* sessions handed to this agent */
+	uint64_t	 active;	/* sessions handed to this agent and
+					 * not yet ended, pending or joined */
 	/* EC_AGENT: the outbound policy it pushed, and the token its
 	 * outbound data links must show (edge_out.c). */
 	struct epol	*out_pol;
@@ -91,8 +92,12 @@ struct esess {
 	int		 client_fd;
 	char		 svc[MSG_NAME_MAX];
 	char		 client[NET_ADDRSTR];
+	char		 client_ip[NET_ADDRSTR];
+	uint16_t	 client_port;
+	char		 local_ip[NET_ADDRSTR];	/* where the client connected */
+	uint16_t	 local_port;
 	char		 agent_name[MSG_NAME_MAX];
-	struct econn	*agent;		/* ES_PENDING: who was asked */
+	struct econn	*agent;		/* who was asked; NULL once it is gone */
 	uint8_t		 secret[FRAME_SECRET];
 	uint64_t	 t_start;
 	uint64_t	 deadline;
@@ -100,6 +105,11 @@ struct esess {
 	struct ipcount	*ipc;		/* this client address's live sessions */
 	struct relay	 relay;
 	struct pol_ip	*pol_ent;	/* per-address count held, or NULL */
+	/* FTP data connection: its control session and passive port, and
+	 * (until offered) the agent holding that control session. */
+	uint64_t	 ftp_ctl;
+	uint16_t	 ftp_port;
+	struct econn	*ftp_agent;
 	struct esess	*hnext;		/* id hash chain */
 	struct esess	*prev, *next;	/* pending FIFO or active list */
 };

@@ -30,15 +30,24 @@ struct ipcount {
 	struct ipcount	*next;
 };
 
+/* An agent offering a service, with the priority it asked for there:
+ * sessions go only to the connected agents of the highest priority. */
+struct esvc_agent {
+	struct econn	*conn;
+	uint32_t	 priority;
+};
+
 struct esvc {
 	struct ev_io	 io;
 	char		 name[MSG_NAME_MAX];
 	char		 listen[MSG_ADDR_MAX];
-	/* The SVC_OPEN that created the service, as decoded. Agents that
-	 * offer the same service must push an identical definition: it is
-	 * compared whole, so attributes added later are covered too. */
+	/* The SVC_OPEN that created the service, as decoded, with PRIORITY
+	 * cleared. Agents that offer the same service must push an identical
+	 * definition: it is compared whole, so attributes added later are
+	 * covered too; only the per-agent priority may differ. */
 	struct msg	 def;
-	struct econn	*agents[EDGE_SVC_AGENTS_MAX];
+	char		 def_agent[MSG_NAME_MAX];	/* who pushed def */
+	struct esvc_agent agents[EDGE_SVC_AGENTS_MAX];
 	size_t		 nagents;
 	size_t		 rr;
 	struct cpol	 pol;
@@ -321,20 +330,96 @@ sess_drop_pending(struct esess *s, const char *reason)
 	free(s);
 }
 
+/* The agent for a new session: among the agents of the highest priority
+ * (active-passive), the one with the fewest sessions; the rotating start
+ * breaks ties round-robin. An agent whose control channel is already
+ * failing is skipped: its loss is about to be handled. */
 static struct econn *
 svc_pick_agent(struct esvc *svc)
 {
-	struct econn *best = NULL;
-	size_t i, k;
+	struct esvc_agent *a, *best = NULL;
+	size_t k;
 
-	/* Fewest sessions first; the rotating start breaks ties round-robin. */
 	for (k = 0; k < svc->nagents; k++) {
-		i = (svc->rr + k) % svc->nagents;
-		if (best == NULL || svc->agents[i]->active < best->active)
-			best = svc->agents[i];
+		a = &svc->agents[(svc->rr + k) % svc->nagents];
+		if (a->conn->fc.failed)
+			continue;
+		if (best == NULL || a->priority > best->priority ||
+		    (a->priority == best->priority &&
+		    a->conn->active < best->conn->active))
+			best = a;
 	}
 	svc->rr++;
-	return best;
+	return best != NULL ? best->conn : NULL;
+}
+
+/* Ask an agent of svc to claim s: a fresh secret and a SESS_NEW. An agent
+ * whose channel fails on the send is passed over for the next one.
+ * Returns 0, or -1 if no agent could be asked (the caller ends s). */
+static int
+sess_offer(struct esess *s, struct esvc *svc)
+{
+	struct econn *a;
+	struct msg m;
+	size_t tries;
+	int rc = -1;
+
+	msg_init(&m, FT_SESS_NEW);
+	for (tries = 0; tries < svc->nagents; tries++) {
+		/* An FTP data connection goes to the agent holding its
+		 * control session, once: offered again (its agent lost), it
+		 * has nowhere to go. */
+		a = s->ftp_ctl != 0 ? s->ftp_agent : svc_pick_agent(svc);
+		s->ftp_agent = NULL;
+		if (a == NULL)
+			break;
+		if (RAND_bytes(s->secret, sizeof(s->secret)) != 1)
+			log_fatal("RAND_bytes failed");
+		msg_init(&m, FT_SESS_NEW);
+		m.session = s->id;
+		msg_set_str(&m, FA_SERVICE, s->svc);
+		msg_set_str(&m, FA_CLIENT_ADDR, s->client_ip);
+		m.client_port = s->client_port;
+		msg_set_str(&m, FA_LOCAL_ADDR, s->local_ip);
+		m.local_port = s->local_port;
+		memcpy(m.secret, s->secret, sizeof(m.secret));
+		m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) |
+		    FA_BIT(FA_SECRET) | FA_BIT(FA_LOCAL_PORT);
+		if (s->ftp_ctl != 0) {
+			m.ftp_ctl = s->ftp_ctl;
+			m.ftp_port = s->ftp_port;
+			m.have |= FA_BIT(FA_FTP_CTL) | FA_BIT(FA_FTP_PORT);
+		}
+		if (fconn_send(&a->fc, &m) == 0) {
+			s->agent = a;
+			a->active++;
+			snprintf(s->agent_name, sizeof(s->agent_name), "%s", a->name);
+			if (s->ftp_ctl == 0)
+				ftp_ctl_add(svc->ftp, s->id, s->client_ip, a);
+			rc = 0;
+			break;
+		}
+		if (s->ftp_ctl != 0)
+			break;
+		log_warn("session %llu: agent %s unreachable, trying another",
+		    (unsigned long long)s->id, a->name);
+	}
+	OPENSSL_cleanse(m.secret, sizeof(m.secret));
+	if (rc == -1)
+		OPENSSL_cleanse(s->secret, sizeof(s->secret));
+	return rc;
+}
+
+static void
+pending_append(struct esess *s)
+{
+	s->next = NULL;
+	s->prev = pending_tail;
+	if (pending_tail != NULL)
+		pending_tail->next = s;
+	else
+		pending_head = s;
+	pending_tail = s;
 }
 
 /* Edge-wide limits, checked before any state is made for a client.
@@ -464,7 +549,6 @@ svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
 {
 	struct esess *s;
 	struct pol_ip *ent;
-	struct msg m;
 	char ip[NET_ADDRSTR], lip[NET_ADDRSTR], why[128];
 	uint8_t a16[16];
 	uint16_t port, lport;
@@ -500,6 +584,10 @@ svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
 	snprintf(s->svc, sizeof(s->svc), "%s", svc->name);
 	net_fmt(client, s->client, sizeof(s->client));
 	s->idle_ms = (uint64_t)svc->def.idle_timeout * 1000u;
+	snprintf(s->client_ip, sizeof(s->client_ip), "%s", ip);
+	s->client_port = port;
+	snprintf(s->local_ip, sizeof(s->local_ip), "%s", lip);
+	s->local_port = lport;
 	if ((s->ipc = ipc_get(ip, 1)) == NULL) {
 		log_warn("service %s: out of memory", svc->name);
 		pol_release(ent);
@@ -510,11 +598,15 @@ svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
 	s->ipc->n++;
 	nsessions++;
 	svc->npending++;
-	if (RAND_bytes(s->secret, sizeof(s->secret)) != 1)
-		log_fatal("RAND_bytes failed");
-	if ((s->agent = agent != NULL ? agent : svc_pick_agent(svc)) == NULL) {
-		/* Cannot happen while the listener is open; refuse. */
-		log_warn("service %s: client refused: no agent", svc->name);
+	s->ftp_ctl = ctl;
+	s->ftp_port = pasv_port;
+	s->ftp_agent = agent;
+	if (sess_offer(s, svc) == -1) {
+		/* Every agent's channel is failing; refuse now rather than
+		 * let the client wait for the claim time-out. */
+		log_warn("service %s: client %s refused: no agent reachable",
+		    svc->name, s->client);
+		edge_stats.sessions_agent_lost++;
 		ipc_put(s->ipc);
 		pol_release(ent);
 		nsessions--;
@@ -523,44 +615,16 @@ svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
 		free(s);
 		return;
 	}
-	s->agent->active++;
-	snprintf(s->agent_name, sizeof(s->agent_name), "%s", s->agent->name);
 	sess_hash_add(s);
-	s->prev = pending_tail;
-	if (pending_tail != NULL)
-		pending_tail->next = s;
-	else
-		pending_head = s;
-	pending_tail = s;
-
-	msg_init(&m, FT_SESS_NEW);
-	m.session = s->id;
-	msg_set_str(&m, FA_SERVICE, s->svc);
-	msg_set_str(&m, FA_CLIENT_ADDR, ip);
-	m.client_port = port;
-	msg_set_str(&m, FA_LOCAL_ADDR, lip);
-	m.local_port = lport;
-	memcpy(m.secret, s->secret, sizeof(m.secret));
-	m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) |
-	    FA_BIT(FA_SECRET) | FA_BIT(FA_LOCAL_PORT);
-	if (ctl != 0) {
-		m.ftp_ctl = ctl;
-		m.ftp_port = pasv_port;
-		m.have |= FA_BIT(FA_FTP_CTL) | FA_BIT(FA_FTP_PORT);
+	pending_append(s);
+	if (ctl != 0)
 		log_info("session %llu new service=%s client=%s agent=%s "
 		    "ftp-data control=%llu port=%u", (unsigned long long)s->id,
 		    s->svc, s->client, s->agent_name, (unsigned long long)ctl,
 		    pasv_port);
-	} else {
-		ftp_ctl_add(svc->ftp, s->id, ip, s->agent);
+	else
 		log_info("session %llu new service=%s client=%s agent=%s",
 		    (unsigned long long)s->id, s->svc, s->client, s->agent_name);
-	}
-	if (fconn_send(&s->agent->fc, &m) == -1) {
-		edge_stats.sessions_agent_lost++;
-		sess_drop_pending(s, "agent-unreachable");
-	}
-	OPENSSL_cleanse(m.secret, sizeof(m.secret));
 }
 
 /* --- PROXY headers from front load balancers ----------------------------- */
@@ -767,6 +831,8 @@ sess_end_active(struct esess *s, const char *reason, int abort)
 	nsessions--;
 	ipc_put(s->ipc);
 	pol_release(s->pol_ent);
+	if (s->agent != NULL && s->agent->active > 0)
+		s->agent->active--;
 	edge_stats.bytes_from_clients += s->relay.bytes[0];
 	edge_stats.bytes_to_clients += s->relay.bytes[1];
 	sess_log_end(s, s->relay.bytes[0], s->relay.bytes[1], reason);
@@ -816,9 +882,8 @@ sess_claim(struct econn *link, const struct msg *m)
 	OPENSSL_cleanse(s->secret, sizeof(s->secret));
 	pending_unlink(s);
 	svc_unpend(s);
-	if (s->agent != NULL && s->agent->active > 0)
-		s->agent->active--;
-	s->agent = NULL;
+	/* s->agent stays: a joined session still counts toward its agent's
+	 * load, until it ends or the agent goes away. */
 	s->state = ES_RELAY;
 	edge_stats.sessions_joined++;
 	s->next = active;
@@ -862,15 +927,46 @@ void
 sess_agent_lost(struct econn *agent)
 {
 	struct esess *s, *next;
+	struct esvc *svc;
+	uint64_t old;
 
 	ftp_agent_lost(agent);
+	/* Joined sessions do not depend on their agent's control channel. */
+	for (s = active; s != NULL; s = s->next)
+		if (s->agent == agent)
+			s->agent = NULL;
+	/* A session still waiting for the lost agent is offered to another
+	 * agent of its service (the caller has withdrawn this one), under a
+	 * new id and secret, so that a late DATA_HELLO from the lost agent
+	 * can neither claim nor burn it. Re-offered sessions move to the
+	 * tail with a fresh claim time; they now name another agent, so the
+	 * walk passes over them and ends. */
 	for (s = pending_head; s != NULL; s = next) {
 		next = s->next;
-		if (s->agent == agent) {
-			s->agent = NULL;
+		if (s->agent != agent)
+			continue;
+		s->agent = NULL;
+		if ((svc = svc_find(s->svc)) == NULL || svc->nagents == 0) {
 			edge_stats.sessions_agent_lost++;
 			sess_drop_pending(s, "agent-lost");
+			continue;
 		}
+		pending_unlink(s);
+		sess_hash_del(s);
+		ftp_ctl_del(s->id);	/* sess_offer registers the new id */
+		old = s->id;
+		s->id = sess_next_id++;
+		s->deadline = ev_now_update() + lim.claim_ms;
+		sess_hash_add(s);
+		pending_append(s);
+		if (sess_offer(s, svc) == -1) {
+			edge_stats.sessions_agent_lost++;
+			sess_drop_pending(s, "agent-lost");
+			continue;
+		}
+		log_info("session %llu re-offered as session %llu to agent=%s "
+		    "(agent %s lost)", (unsigned long long)old,
+		    (unsigned long long)s->id, s->agent_name, agent->name);
 	}
 }
 
@@ -919,29 +1015,49 @@ svc_open(struct econn *agent, const struct msg *def)
 	const char *name = def->service, *listen = def->listen;
 	struct esvc *s = svc_find(name), *o;
 	struct net_addr a;
-	char err[256];
+	struct msg cmp;
+	char err[400];
 	size_t i;
 	int fd;
 
+	/* memcpy, not assignment: padding must compare equal too. */
+	memcpy(&cmp, def, sizeof(cmp));
+	cmp.priority = 0;
+	cmp.have &= ~FA_BIT(FA_PRIORITY);
 	if (s != NULL) {
-		if (memcmp(&s->def, def, sizeof(*def)) != 0) {
-			snprintf(err, sizeof(err), "service %s is already open on %s "
-			    "with another definition", name, s->listen);
-			log_warn("agent %s: %s", agent->name, err);
+		if (memcmp(&s->def, &cmp, sizeof(cmp)) != 0) {
+			snprintf(err, sizeof(err), "service %s is already open on "
+			    "%s with another definition (from agent %s); the edge "
+			    "keeps the first", name, s->listen, s->def_agent);
+			log_warn("agent %s: service %s refused: conflicting "
+			    "definition (listen %s); keeping the one from agent "
+			    "%s on %s", agent->name, name, listen, s->def_agent,
+			    s->listen);
 			svc_result(agent, name, 0, err);
 			return;
 		}
 		for (i = 0; i < s->nagents; i++)
-			if (s->agents[i] == agent) {
+			if (s->agents[i].conn == agent) {
+				if (s->agents[i].priority != def->priority)
+					log_info("service %s on %s agent=%s "
+					    "priority=%u (was %u)", name, listen,
+					    agent->name, def->priority,
+					    s->agents[i].priority);
+				s->agents[i].priority = def->priority;
 				svc_result(agent, name, 1, NULL);
 				return;
 			}
 		if (s->nagents == EDGE_SVC_AGENTS_MAX) {
+			log_warn("agent %s: service %s refused: already %d agents",
+			    agent->name, name, EDGE_SVC_AGENTS_MAX);
 			svc_result(agent, name, 0, "too many agents for this service");
 			return;
 		}
-		s->agents[s->nagents++] = agent;
-		log_info("service %s open on %s agent=%s", name, listen, agent->name);
+		s->agents[s->nagents].conn = agent;
+		s->agents[s->nagents].priority = def->priority;
+		s->nagents++;
+		log_info("service %s open on %s agent=%s priority=%u", name,
+		    listen, agent->name, def->priority);
 		svc_result(agent, name, 1, NULL);
 		return;
 	}
@@ -982,13 +1098,17 @@ svc_open(struct econn *agent, const struct msg *def)
 	ev_io_init(&s->io, fd, svc_accept);
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	snprintf(s->listen, sizeof(s->listen), "%s", listen);
-	s->def = *def;
-	s->agents[s->nagents++] = agent;
+	memcpy(&s->def, &cmp, sizeof(s->def));
+	snprintf(s->def_agent, sizeof(s->def_agent), "%s", agent->name);
+	s->agents[0].conn = agent;
+	s->agents[0].priority = def->priority;
+	s->nagents = 1;
 	if (ev_set(&s->io, EPOLLIN) == -1)
 		log_fatal("epoll_ctl: %s", strerror(errno));
 	s->next = svcs;
 	svcs = s;
-	log_info("service %s open on %s agent=%s", name, listen, agent->name);
+	log_info("service %s open on %s agent=%s priority=%u", name, listen,
+	    agent->name, def->priority);
 	svc_result(agent, name, 1, NULL);
 }
 
@@ -998,7 +1118,7 @@ svc_remove_agent(struct esvc *s, struct econn *agent)
 	size_t i;
 
 	for (i = 0; i < s->nagents; i++)
-		if (s->agents[i] == agent) {
+		if (s->agents[i].conn == agent) {
 			s->agents[i] = s->agents[--s->nagents];
 			break;
 		}

@@ -1064,6 +1064,27 @@ def write_agent_conf_ex(path, pki, edges, services, agent_keys=(),
     return Path(path)
 
 
+# High availability helpers (issue 7, used by test_ha.py). Additive only:
+# nothing above this line depends on them.
+
+def write_agent_conf_ha(path, pki, edges, services, name):
+    """A full agent configuration. edges: ["host:port", ...]; services:
+    {svc: {"listen": "ADDR:PORT", "backends": ["ADDR:PORT", ...],
+           "keys": {"priority": 10, "health_interval": 0.5, ...}}}."""
+    out = ["[agent]", f"name = {name}"]
+    out += [f"edge = {e}" for e in edges]
+    out += [f"cert = {pki.agent_crt}", f"key = {pki.agent_key}",
+            f"ca = {pki.ca_crt}", "connect_timeout = 10", ""]
+    for svc, d in services.items():
+        out.append(f"[service {svc}]")
+        out.append(f"listen = {d['listen']}")
+        out += [f"backend = {b}" for b in d["backends"]]
+        out += [f"{k} = {v}" for k, v in d.get("keys", {}).items()]
+        out.append("")
+    Path(path).write_text("\n".join(out))
+    return Path(path)
+
+
 def start_agent_ex(d, pki, edge, services, agent_keys=(), name="agent1",
                    tag="agent", wait=True):
     """Start an agent from write_agent_conf_ex's services; with wait,
@@ -1355,6 +1376,161 @@ def wait_audit(path, pred, timeout=20, count=1, what="audit record"):
     return wait_until(found, timeout, f"{count} x {what} in {path}")
 
 # END helpers for client policy, PROXY protocol and audit (issue 5)
+# ==========================================================================
+
+
+def start_agent_ha(d, pki, edges, services, name, wait_on=()):
+    """Start an agent (log d/NAME.log) from write_agent_conf_ha arguments.
+    wait_on: Edge objects that must each log every service open for this
+    agent ("service S open on LISTEN agent=NAME") before this returns."""
+    conf = write_agent_conf_ha(Path(d) / f"{name}.conf", pki,
+                               [e if isinstance(e, str) else e.addr
+                                for e in edges], services, name)
+    marks = [(e, e.proc.mark()) for e in wait_on]
+    proc = Proc(name, [AGENT_BIN, "--config", conf], Path(d) / f"{name}.log")
+    agent = Agent(proc, conf, services)
+    for e, mark in marks:
+        for svc, sd in services.items():
+            _wait_edge_log_or_agent_death(
+                e, proc, f"service {svc} open on {sd['listen']} agent={name} ",
+                mark)
+    return agent
+
+
+def restart_proc(proc, wait_for=None, timeout=20):
+    """Start proc's program again with the same argv, appending to the same
+    log; optionally wait for a log line written after the restart."""
+    assert not proc.alive(), f"{proc.name} still running"
+    mark = proc.mark()
+    p = Proc(proc.name, proc.argv, proc.log_path, wrapped=proc.wrapped)
+    if wait_for is not None:
+        p.wait_log(wait_for, timeout=timeout, since=mark)
+    return p
+
+
+def start_edge_at(d, pki, host, tag, prefix=()):
+    """An edge whose control port is on host (e.g. an address inside a
+    network namespace; prefix is then ["ip", "netns", "exec", NS])."""
+    assert EDGE_BIN.exists(), f"{EDGE_BIN} missing: run make first"
+    port = free_port()
+    argv = list(prefix) + [EDGE_BIN, "--control", f"{host}:{port}",
+                           "--cert", pki.edge_crt, "--key", pki.edge_key,
+                           "--ca", pki.ca_crt, "--name", tag]
+    proc = Proc(tag, argv, Path(d) / f"{tag}.log")
+    proc.wait_log(f"control listening on {host}:{port}", timeout=20)
+    e = Edge(proc, port)
+    e.host = host
+    e.addr = f"{host}:{port}"
+    return e
+
+
+class Netns:
+    """A network namespace of the test's own, joined to the root namespace
+    by a veth pair on a private /30: the root side is .1 (self.outer), the
+    namespace side .2 (self.inner). Remove with close()."""
+
+    def __init__(self, tag):
+        import random
+        self.name = f"sp-{tag}-{os.getpid()}-{random.randrange(1 << 20):05x}"
+        self.veth = f"sp{os.getpid() % 100000}{random.randrange(1 << 16):04x}"[:13]
+        self.peer = self.veth[:12] + "p"
+        base = random.randrange(0, 1 << 14) * 4      # a /30 in 10.213.0.0/16
+        net = f"10.213.{base >> 8}.{base & 0xff}"
+        self.outer = f"10.213.{base >> 8}.{(base & 0xff) + 1}"
+        self.inner = f"10.213.{base >> 8}.{(base & 0xff) + 2}"
+        self.net = net
+        self.exec = ["ip", "netns", "exec", self.name]
+        run(["ip", "netns", "add", self.name])
+        try:
+            run(["ip", "link", "add", self.veth, "type", "veth",
+                 "peer", "name", self.peer])
+            run(["ip", "link", "set", self.peer, "netns", self.name])
+            run(["ip", "addr", "add", f"{self.outer}/30", "dev", self.veth])
+            run(["ip", "link", "set", self.veth, "up"])
+            run(self.exec + ["ip", "link", "set", "lo", "up"])
+            run(self.exec + ["ip", "addr", "add", f"{self.inner}/30",
+                             "dev", self.peer])
+            run(self.exec + ["ip", "link", "set", self.peer, "up"])
+        except Exception:
+            self.close()
+            raise
+
+    def close(self):
+        run(["ip", "link", "del", self.veth], check=False)
+        run(["ip", "netns", "del", self.name], check=False)
+
+
+def sftp_roundtrip(ssh, port, tmpdir, tag, host=LOOPBACK, size=64 * 1024,
+                   extra=(), timeout=120):
+    """One sftp session to host:port: put a fresh random file, get it back.
+    Returns (ok, detail); ok means exit status 0 and both copies (on the
+    backend's disk and back here) have the right SHA-256."""
+    tmpdir = Path(tmpdir)
+    src, back = tmpdir / f"{tag}.src", tmpdir / f"{tag}.back"
+    remote = ssh.root / f"{tag}.bin"
+    h = random_file(src, size)
+    bf = tmpdir / f"{tag}.batch"
+    bf.write_text(f"put {src} {remote}\nget {remote} {back}\n")
+    argv = (["sftp"] + ssh.ssh_opts(port) + list(extra)
+            + ["-b", str(bf), f"{ssh.user}@{host}"])
+    try:
+        r = run(argv, timeout=timeout, check=False)
+        out, rc = r.stdout, r.returncode
+    except subprocess.TimeoutExpired:
+        out, rc = "timed out", None
+    try:
+        ok = (rc == 0 and sha256_file(remote) == h and
+              sha256_file(back) == h)
+    except OSError as e:
+        ok, out = False, f"{out}\n{e}"
+    for f in (src, back, remote, bf):
+        f.unlink(missing_ok=True)
+    return ok, f"rc={rc}: {out[-400:]}"
+
+
+class SessionStream:
+    """`workers` threads, each running sftp_roundtrip back to back until
+    stop(); every session is recorded as (t_start, t_end, ok, detail)
+    with monotonic times."""
+
+    def __init__(self, ssh, port, tmpdir, workers=3, host=LOOPBACK):
+        self.results = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(
+            target=self._work, args=(ssh, port, Path(tmpdir), i, host),
+            daemon=True) for i in range(workers)]
+        for t in self.threads:
+            t.start()
+
+    def _work(self, ssh, port, tmpdir, i, host):
+        n = 0
+        while not self.stopping.is_set():
+            t0 = time.monotonic()
+            ok, detail = sftp_roundtrip(ssh, port, tmpdir, f"w{i}-{n}",
+                                        host=host)
+            with self.lock:
+                self.results.append((t0, time.monotonic(), ok, detail))
+            n += 1
+
+    def count(self, since=None, ok=None):
+        with self.lock:
+            return sum(1 for r in self.results
+                       if (since is None or r[0] >= since)
+                       and (ok is None or r[2] == ok))
+
+    def wait_count(self, n, since=None, timeout=120):
+        wait_until(lambda: self.count(since) >= n, timeout,
+                   f"{n} stream sessions")
+
+    def stop(self, timeout=180):
+        self.stopping.set()
+        for t in self.threads:
+            t.join(timeout)
+        with self.lock:
+            return list(self.results)
+
+
 # ==========================================================================
 # BEGIN ftp helpers (issue 6: FTP and FTPS through the edge)
 

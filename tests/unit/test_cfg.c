@@ -421,6 +421,56 @@ test_ftp(void **state)
 #undef FSVC
 }
 
+/* priority and health_interval: defaults, bounds and hostile values. */
+static void
+test_availability_keys(void **state)
+{
+	struct cfg c;
+	char err[1024];
+	static const char *const bad_prio[] = { "-1", "+1", "65536", "1 2",
+	    "1x", "0x10", "99999999999999999999", "" };
+	static const char *const bad_hc[] = { "-1", "3601", "x", "1e9",
+	    "nan", "inf" };
+	char text[512];
+	size_t i;
+
+	(void)state;
+	assert_int_equal(load(AGENT_OK
+	    "[service one]\nlisten = 127.0.0.1:1\nbackend = 127.0.0.1:2\n"
+	    "[service two]\nlisten = 127.0.0.1:3\nbackend = 127.0.0.1:2\n"
+	    "backend = 127.0.0.1:4\npriority = 65535\n"
+	    "[service three]\nlisten = 127.0.0.1:5\nbackend = 127.0.0.1:2\n"
+	    "backend = 127.0.0.1:4\nhealth_interval = 0\n"
+	    "[service four]\nlisten = 127.0.0.1:6\nbackend = 127.0.0.1:2\n"
+	    "health_interval = 0.5\npriority = 0\n",
+	    &c, err, sizeof(err)), 0);
+	/* one backend: no checks unless asked; two: every 5 s */
+	assert_int_equal(c.services[0].health_ms, 0);
+	assert_int_equal(c.services[0].priority, 0);
+	assert_int_equal(c.services[1].health_ms, CFG_HEALTH_DEFAULT_MS);
+	assert_int_equal(c.services[1].priority, 65535);
+	assert_int_equal(c.services[2].health_ms, 0);
+	assert_int_equal(c.services[3].health_ms, 500);
+	cfg_free(&c);
+
+	for (i = 0; i < sizeof(bad_prio) / sizeof(bad_prio[0]); i++) {
+		snprintf(text, sizeof(text), AGENT_OK "[service s]\n"
+		    "listen = 127.0.0.1:1\npriority = %s\n", bad_prio[i]);
+		expect_error(text, 8, bad_prio[i][0] == '\0' ? "priority" :
+		    "not a whole number from 0 to 65535");
+	}
+	for (i = 0; i < sizeof(bad_hc) / sizeof(bad_hc[0]); i++) {
+		snprintf(text, sizeof(text), AGENT_OK "[service s]\n"
+		    "listen = 127.0.0.1:1\nhealth_interval = %s\n", bad_hc[i]);
+		expect_error(text, 8, "seconds [0-3600]");
+	}
+	expect_error(AGENT_OK "[service s]\nlisten = 127.0.0.1:1\n"
+	    "priority = 1\npriority = 2\n", 9, "given twice");
+	expect_error(AGENT_OK "[service s]\nlisten = 127.0.0.1:1\n"
+	    "health_interval = 1\nhealth_interval = 2\n", 9, "given twice");
+	expect_error(AGENT_OK "priority = 1\n", 6, "unknown key 'priority'");
+}
+
 int
 main(void)
 {
@@ -435,6 +485,7 @@ main(void)
 		cmocka_unit_test(test_admin),
 		cmocka_unit_test(test_outbound),
 		cmocka_unit_test(test_ftp),
+		cmocka_unit_test(test_availability_keys),
 	};
 	return cmocka_run_group_tests_name("cfg", tests, setup, teardown);
 }

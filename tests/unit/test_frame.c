@@ -245,7 +245,7 @@ test_attribute_rejects(void **state)
 	assert_int_equal(msg_decode(FT_SVC_CLOSE, p, n, &m, &why), 0);
 	/* unknown tags, in and beyond the reserved range, are skipped */
 	n = attr(p, 200, "zz", 2);
-	n += attr(p + n, 12, "z", 1);
+	n += attr(p + n, 15, "z", 1);
 	n += attr(p + n, 63, "", 0);
 	n += attr(p + n, FA_NONCE, one, 8);
 	assert_int_equal(msg_decode(FT_PING, p, n, &m, &why), 0);
@@ -257,6 +257,53 @@ test_attribute_rejects(void **state)
 	p[3] = 9;
 	assert_int_equal(msg_decode(FT_PING, p, n, &m, &why), -1);
 	assert_string_equal(why, "attribute runs past the frame");
+}
+
+/* PRIORITY (tag 12): a u32 on SVC_OPEN, exactly 4 bytes, big-endian. */
+static void
+test_priority(void **state)
+{
+	uint8_t p[256], four[4] = { 0, 1, 0, 2 };
+	struct msg m, d;
+	const char *why;
+	size_t n;
+
+	(void)state;
+	msg_init(&m, FT_SVC_OPEN);
+	msg_set_str(&m, FA_SERVICE, "sftp");
+	msg_set_str(&m, FA_LISTEN, "*:22");
+	m.priority = 0xfffffffeu;
+	m.have |= FA_BIT(FA_PRIORITY);
+	roundtrip(&m, &d);
+	assert_true(d.have & FA_BIT(FA_PRIORITY));
+	assert_int_equal(d.priority, 0xfffffffeu);
+
+	n = attr(p, FA_SERVICE, "s", 1);
+	n += attr(p + n, FA_LISTEN, "*:1", 3);
+	n += attr(p + n, FA_PRIORITY, four, 4);
+	assert_int_equal(msg_decode(FT_SVC_OPEN, p, n, &d, &why), 0);
+	assert_int_equal(d.priority, 0x00010002u);
+	/* absent: zero and not marked */
+	n = attr(p, FA_SERVICE, "s", 1);
+	n += attr(p + n, FA_LISTEN, "*:1", 3);
+	assert_int_equal(msg_decode(FT_SVC_OPEN, p, n, &d, &why), 0);
+	assert_false(d.have & FA_BIT(FA_PRIORITY));
+	assert_int_equal(d.priority, 0);
+	/* wrong lengths and repeats fail closed */
+	n = attr(p, FA_SERVICE, "s", 1);
+	n += attr(p + n, FA_LISTEN, "*:1", 3);
+	n += attr(p + n, FA_PRIORITY, four, 2);
+	assert_int_equal(msg_decode(FT_SVC_OPEN, p, n, &d, &why), -1);
+	n = attr(p, FA_SERVICE, "s", 1);
+	n += attr(p + n, FA_LISTEN, "*:1", 3);
+	n += attr(p + n, FA_PRIORITY, "12345", 5);
+	assert_int_equal(msg_decode(FT_SVC_OPEN, p, n, &d, &why), -1);
+	n = attr(p, FA_SERVICE, "s", 1);
+	n += attr(p + n, FA_LISTEN, "*:1", 3);
+	n += attr(p + n, FA_PRIORITY, four, 4);
+	n += attr(p + n, FA_PRIORITY, four, 4);
+	assert_int_equal(msg_decode(FT_SVC_OPEN, p, n, &d, &why), -1);
+	assert_string_equal(why, "repeated attribute");
 }
 
 static void
@@ -332,6 +379,7 @@ main(void)
 		cmocka_unit_test(test_header_rejects),
 		cmocka_unit_test(test_truncated_payloads),
 		cmocka_unit_test(test_attribute_rejects),
+		cmocka_unit_test(test_priority),
 		cmocka_unit_test(test_encode_bounded),
 	};
 	return cmocka_run_group_tests_name("frame", tests, NULL, NULL);

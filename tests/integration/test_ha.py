@@ -1,0 +1,422 @@
+"""High availability (issue 7): several agents per edge, several edges per
+agent, several backends per service.
+
+Everything runs on 127.0.0.1, except the two-edge test, which puts each
+edge in a network namespace of its own joined to this one by a veth pair
+(the same service address must be open on both edges at once).
+"""
+
+import errno
+import re
+import signal
+import struct
+import subprocess
+import time
+
+import pytest
+
+import fakeagent as fa
+import sp
+from sp import LOOPBACK, MiB
+
+A_PRIORITY = 12
+SESS_NEW_LINE = re.compile(r"session (\d+) new service=(\S+) client=\S+ "
+                           r"agent=(\S+)")
+JOINED_LINE = re.compile(r"session (\d+) joined service=(\S+) client=\S+ "
+                         r"backend=(\S+)")
+
+
+def svc(listen_port, backends, **keys):
+    return {"listen": f"{LOOPBACK}:{listen_port}",
+            "backends": [f"{LOOPBACK}:{b}" for b in backends], "keys": keys}
+
+
+def agents_of_new_sessions(edge, since):
+    """Agent names of the sessions the edge handed out since a mark."""
+    return [SESS_NEW_LINE.search(ln).group(3)
+            for ln in edge.proc.find(SESS_NEW_LINE, since)]
+
+
+def backends_of_joined(agent, since):
+    return [JOINED_LINE.search(ln).group(3)
+            for ln in agent.proc.find(JOINED_LINE, since)]
+
+
+def run_sessions(ssh, port, tmp_path, n, tag, host=LOOPBACK):
+    """n sftp round trips one after the other; all must succeed."""
+    for i in range(n):
+        ok, detail = sp.sftp_roundtrip(ssh, port, tmp_path, f"{tag}-{i}",
+                                       host=host)
+        assert ok, f"session {tag}-{i} via {host}:{port} failed: {detail}"
+
+
+def start_slow_get(ssh, port, tmp_path, size, kbit, tag, host=LOOPBACK):
+    """A download paced by sftp -l (Kbit/s), so that it is still running
+    while the test breaks something. Returns (popen, local path, sha)."""
+    remote = ssh.root / f"{tag}.bin"
+    h = sp.random_file(remote, size)
+    local = tmp_path / f"{tag}.back"
+    bf = tmp_path / f"{tag}.batch"
+    bf.write_text(f"get {remote} {local}\n")
+    out = open(tmp_path / f"{tag}.out", "wb")
+    p = subprocess.Popen(["sftp"] + ssh.ssh_opts(port) +
+                         ["-l", str(kbit), "-b", str(bf),
+                          f"{ssh.user}@{host}"],
+                         stdin=subprocess.DEVNULL, stdout=out,
+                         stderr=subprocess.STDOUT)
+    out.close()
+    p.out_path = tmp_path / f"{tag}.out"
+    p.remote = remote
+    return p, local, h
+
+
+def finish_slow_get(p, local, h, timeout=180):
+    try:
+        rc = p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        rc = "timeout"
+    assert rc == 0, f"slow transfer failed ({rc}): {p.out_path.read_text()}"
+    assert sp.sha256_file(local) == h, "slow transfer arrived corrupted"
+    p.remote.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------
+# two agents, one edge
+
+def test_two_agents_kill9_mid_stream(tmp_path, pki, edge, sshd):
+    port = sp.free_port()
+    services = {"sftp": svc(port, [sshd.port])}
+    a = sp.start_agent_ha(tmp_path, pki, [edge], services, "agent-a",
+                          wait_on=[edge])
+    b = sp.start_agent_ha(tmp_path, pki, [edge], services, "agent-b",
+                          wait_on=[edge])
+
+    # A long download: the agent that carries it survives, the other dies.
+    mark = edge.proc.mark()
+    slow, local, h = start_slow_get(sshd, port, tmp_path, 4 * MiB, 4000,
+                                    "slow")
+    line = edge.proc.wait_log(SESS_NEW_LINE, since=mark, timeout=30)
+    survivor_name = SESS_NEW_LINE.search(line).group(3)
+    sid = SESS_NEW_LINE.search(line).group(1)
+    edge.proc.wait_log(f"session {sid} joined", since=mark, timeout=30)
+    survivor, victim = (a, b) if survivor_name == "agent-a" else (b, a)
+
+    stream = sp.SessionStream(sshd, port, tmp_path, workers=3)
+    try:
+        stream.wait_count(6)
+        # both agents were sharing the load before the kill
+        used = set(agents_of_new_sessions(edge, mark))
+        assert used == {"agent-a", "agent-b"}, used
+        kill_mark = edge.proc.mark()
+        victim.proc.kill()                              # SIGKILL
+        edge.proc.wait_log(f"agent {victim.proc.name} lost",
+                           since=kill_mark, timeout=10)
+        noticed = time.monotonic()
+        after = edge.proc.mark()
+        stream.wait_count(12, since=noticed, timeout=180)
+    finally:
+        results = stream.stop()
+
+    late = [r for r in results if r[0] >= noticed]
+    failed = [r[3] for r in late if not r[2]]
+    assert len(late) >= 12
+    assert not failed, (f"{len(failed)} of {len(late)} sessions started "
+                        f"after the loss was noticed failed:\n" +
+                        "\n".join(failed[:5]))
+    assert set(agents_of_new_sessions(edge, after)) == {survivor.proc.name}
+    # the transfer running through the survivor was not touched
+    assert slow.poll() is None or slow.returncode == 0
+    finish_slow_get(slow, local, h)
+    assert survivor.proc.alive()
+
+
+def _fake_agent(edge, pki, name, listen, priority):
+    f = fa.FakeAgent(edge.control_port, pki.ca_crt, pki.agent_crt,
+                     pki.agent_key, name=name)
+    f.connect()
+    f.send(fa.frame(fa.SVC_OPEN, fa.attr(fa.A_SERVICE, "echo"),
+                    fa.attr(fa.A_LISTEN, listen),
+                    fa.attr(A_PRIORITY, struct.pack(">I", priority))))
+    r = f.recv(want=fa.SVC_RESULT)
+    assert r.u(fa.A_STATUS) == 0, r.text()
+    return f
+
+
+def test_pending_session_reoffered_when_agent_lost(tmp_path, pki, edge):
+    """A session the lost agent was asked to claim goes to another agent,
+    under a new id and secret: the client never notices, and the lost
+    agent's id and secret are worthless."""
+    port = sp.free_port()
+    listen = f"{LOOPBACK}:{port}"
+    lo = _fake_agent(edge, pki, "fake-lo", listen, 0)
+    hi = _fake_agent(edge, pki, "fake-hi", listen, 7)  # gets every session
+    mark = edge.proc.mark()
+    c = sp.tcp_connect(port)
+    try:
+        c.sendall(b"ping\n")
+        s = hi.wait_sess_new(timeout=10)        # asked, and never claims
+        hi.close()                              # ... then the agent is gone
+        s2 = lo.wait_sess_new(timeout=10)
+        assert s2["id"] != s["id"] and s2["secret"] != s["secret"]
+        assert (s2["addr"], s2["port"]) == (LOOPBACK, c.getsockname()[1])
+        edge.proc.wait_log(f"session {s['id']} re-offered as session "
+                           f"{s2['id']} to agent=fake-lo (agent fake-hi lost)",
+                           since=mark, timeout=10)
+        # the lost agent's id and secret no longer claim anything
+        dl = hi.data_link(s["id"], s["secret"])
+        assert not dl.ok, dl.result
+        dl.close()
+        edge.proc.wait_log(f"unknown session {s['id']}", since=mark)
+        # the other agent joins the client, whose bytes were kept
+        dl = lo.data_link(s2["id"], s2["secret"])
+        assert dl.ok, dl.result
+        assert dl.recv_exact(5) == b"ping\n"
+        dl.send(b"pong\n")
+        c.settimeout(10)
+        assert c.recv(5) == b"pong\n"
+        dl.close()
+    finally:
+        c.close()
+        lo.close()
+
+
+def test_active_passive(tmp_path, pki, edge, sshd):
+    port = sp.free_port()
+    primary = sp.start_agent_ha(
+        tmp_path, pki, [edge], {"sftp": svc(port, [sshd.port], priority=10)},
+        "primary", wait_on=[edge])
+    standby = sp.start_agent_ha(
+        tmp_path, pki, [edge], {"sftp": svc(port, [sshd.port])}, "standby",
+        wait_on=[edge])
+    assert edge.proc.find("service sftp open on", 0)[-1].endswith("priority=0")
+
+    # 1. everything to the primary, even with sessions running on it
+    mark = edge.proc.mark()
+    slow, local, h = start_slow_get(sshd, port, tmp_path, MiB, 4000, "busy")
+    edge.proc.wait_log("joined", since=mark, timeout=30)
+    run_sessions(sshd, port, tmp_path, 5, "p1")
+    finish_slow_get(slow, local, h)
+    got = agents_of_new_sessions(edge, mark)
+    assert got == ["primary"] * 6, got
+
+    # 2. primary stops: the standby takes every new session at once
+    mark = edge.proc.mark()
+    assert primary.proc.stop() == 0
+    edge.proc.wait_log("agent primary lost", since=mark, timeout=10)
+    mark = edge.proc.mark()
+    run_sessions(sshd, port, tmp_path, 4, "p2")
+    got = agents_of_new_sessions(edge, mark)
+    assert got == ["standby"] * 4, got
+
+    # 3. primary back: new sessions return to it
+    mark = edge.proc.mark()
+    primary.proc = sp.restart_proc(primary.proc)
+    edge.proc.wait_log("service sftp open on", since=mark, timeout=30)
+    assert edge.proc.find("agent=primary priority=10", mark)
+    mark = edge.proc.mark()
+    run_sessions(sshd, port, tmp_path, 4, "p3")
+    got = agents_of_new_sessions(edge, mark)
+    assert got == ["primary"] * 4, got
+    assert standby.proc.alive()
+
+
+def test_conflicting_definitions(tmp_path, pki, edge, sshd):
+    """Two agents push service "sftp" with different listen addresses:
+    the edge keeps the first, refuses the second, and both sides say so."""
+    p1, p2 = sp.free_port(), sp.free_port()
+    first = sp.start_agent_ha(tmp_path, pki, [edge],
+                              {"sftp": svc(p1, [sshd.port])}, "first",
+                              wait_on=[edge])
+    mark = edge.proc.mark()
+    second = sp.start_agent_ha(tmp_path, pki, [edge],
+                               {"sftp": svc(p2, [sshd.port])}, "second")
+    edge.proc.wait_log(["agent second: service sftp refused: conflicting "
+                        f"definition (listen {LOOPBACK}:{p2})",
+                        f"keeping the one from agent first on {LOOPBACK}:{p1}"],
+                       since=mark, timeout=20)
+    second.proc.wait_log([f"edge {edge.addr}: service sftp refused: service "
+                          f"sftp is already open on {LOOPBACK}:{p1} with "
+                          "another definition (from agent first)"],
+                         timeout=20)
+    # nothing was mixed: the second address is not open, the first works
+    # and is served by the first agent only
+    assert sp.connect_errno(p2) == errno.ECONNREFUSED
+    mark = edge.proc.mark()
+    run_sessions(sshd, p1, tmp_path, 3, "c")
+    assert agents_of_new_sessions(edge, mark) == ["first"] * 3
+    assert first.proc.alive() and second.proc.alive()
+
+
+# --------------------------------------------------------------------------
+# two edges, one agent
+
+@pytest.fixture
+def two_netns():
+    nets = []
+    try:
+        for t in ("ea", "eb"):
+            nets.append(sp.Netns(t))
+    except Exception as e:
+        for n in nets:
+            n.close()
+        pytest.fail(f"cannot create network namespaces: {e}", pytrace=False)
+    yield nets
+    for n in nets:
+        n.close()
+
+
+def test_two_edges_one_agent(tmp_path, two_netns, sshd):
+    na, nb = two_netns
+    pki = sp.make_pki(tmp_path / "pki", names=[na.inner, nb.inner])
+    ea = sp.start_edge_at(tmp_path, pki, na.inner, "edge-a", prefix=na.exec)
+    eb = sp.start_edge_at(tmp_path, pki, nb.inner, "edge-b", prefix=nb.exec)
+    port = sp.free_port()
+    services = {"sftp": {"listen": f"*:{port}",
+                         "backends": [f"{LOOPBACK}:{sshd.port}"]}}
+    mark_a, mark_b = ea.proc.mark(), eb.proc.mark()
+    agent = sp.Proc("agent", [sp.AGENT_BIN, "--config",
+                              sp.write_agent_conf_ha(
+                                  tmp_path / "agent.conf", pki,
+                                  [ea.addr, eb.addr], services, "agent")],
+                    tmp_path / "agent.log")
+    for e, m in ((ea, mark_a), (eb, mark_b)):
+        sp._wait_edge_log_or_agent_death(
+            e, agent, f"service sftp open on *:{port} agent=agent ", m)
+
+    # the agent serves both edges
+    run_sessions(sshd, port, tmp_path, 2, "a0", host=na.inner)
+    run_sessions(sshd, port, tmp_path, 2, "b0", host=nb.inner)
+
+    # a transfer through edge B is running when edge A goes away
+    mark_b = eb.proc.mark()
+    slow, local, h = start_slow_get(sshd, port, tmp_path, 3 * MiB, 4000,
+                                    "slow-b", host=nb.inner)
+    eb.proc.wait_log("joined", since=mark_b, timeout=30)
+    mark = agent.mark()
+    assert ea.proc.stop() == 0
+    agent.wait_log(f"edge {ea.addr} lost", since=mark, timeout=10)
+    # the port on edge A is gone, edge B still serves, its session runs on
+    assert sp.connect_errno(port, host=na.inner) == errno.ECONNREFUSED
+    mark_b = eb.proc.mark()
+    run_sessions(sshd, port, tmp_path, 4, "b1", host=nb.inner)
+    finish_slow_get(slow, local, h)
+    assert not eb.proc.find("lost", mark_b), eb.proc.tail()
+    assert agent.alive() and eb.proc.alive()
+
+    # edge A back: the agent reconnects by itself and serves it again
+    mark = agent.mark()
+    ea.proc = sp.restart_proc(ea.proc, wait_for="control listening")
+    agent.wait_log(f"edge {ea.addr}: service sftp open", since=mark,
+                   timeout=60)
+    run_sessions(sshd, port, tmp_path, 2, "a2", host=na.inner)
+
+
+# --------------------------------------------------------------------------
+# two backends, one agent
+
+def two_sshds(tmp_path):
+    """Two sshd backends that both accept the first one's client key."""
+    s1 = sp.start_sshd(tmp_path / "sshd1")
+    s2 = sp.start_sshd(tmp_path / "sshd2")
+    auth = tmp_path / "sshd2" / "authorized_keys"
+    auth.write_text(auth.read_text() +
+                    (tmp_path / "sshd1" / "id_ed25519.pub").read_text())
+    s2.key = s1.key
+    s2.root = s1.root
+    return s1, s2
+
+
+def test_two_backends_health(tmp_path, pki, edge):
+    s1, s2 = two_sshds(tmp_path)
+    b1, b2 = f"{LOOPBACK}:{s1.port}", f"{LOOPBACK}:{s2.port}"
+    port = sp.free_port()
+    agent = sp.start_agent_ha(
+        tmp_path, pki, [edge],
+        {"sftp": svc(port, [s1.port, s2.port], health_interval=0.5)},
+        "agent", wait_on=[edge])
+    agent.proc.wait_log("health checks on 2 backends")
+
+    # 1. both backends take sessions
+    mark = agent.proc.mark()
+    run_sessions(s1, port, tmp_path, 6, "h1")
+    used = backends_of_joined(agent, mark)
+    assert set(used) == {b1, b2}, used
+
+    # 2. backend 2 stops: its check takes it out, every session succeeds
+    #    on backend 1
+    mark = agent.proc.mark()
+    assert s2.proc.stop() == 0
+    agent.proc.wait_log(f"service sftp: backend {b2} down", since=mark,
+                        timeout=10)
+    mark = agent.proc.mark()
+    run_sessions(s1, port, tmp_path, 6, "h2")
+    used = backends_of_joined(agent, mark)
+    assert used == [b1] * 6, used
+    assert not agent.proc.find(f"backend {b2}: Connection refused", mark), \
+        "a session still dialled the backend marked down"
+
+    # 3. backend 2 back: the check puts it back and it gets sessions again
+    mark = agent.proc.mark()
+    s2.proc = sp.restart_proc(s2.proc)
+    agent.proc.wait_log(f"service sftp: backend {b2} up", since=mark,
+                        timeout=20)
+    mark = agent.proc.mark()
+    run_sessions(s1, port, tmp_path, 6, "h3")
+    used = backends_of_joined(agent, mark)
+    assert b2 in used and b1 in used, used
+    s2.proc.stop()
+    s1.proc.stop()
+
+
+def test_backend_refused_tried_on_next(tmp_path, pki, edge, sshd):
+    """Without health checks, a session whose backend refuses is carried
+    to the next one before the client sees anything."""
+    dead = sp.free_port()               # nothing listens there
+    port = sp.free_port()
+    agent = sp.start_agent_ha(
+        tmp_path, pki, [edge],
+        {"sftp": svc(port, [dead, sshd.port], health_interval=0)},
+        "agent", wait_on=[edge])
+    mark = agent.proc.mark()
+    run_sessions(sshd, port, tmp_path, 4, "r")
+    assert agent.proc.find(f"backend {LOOPBACK}:{dead}: Connection refused",
+                           mark), "the dead backend was never tried"
+    assert backends_of_joined(agent, mark) == [f"{LOOPBACK}:{sshd.port}"] * 4
+    assert not agent.proc.find("health checks on", 0)
+    assert not agent.proc.find(" down", mark)
+
+
+def test_reload_keeps_health_checks_and_priority(tmp_path, pki, edge):
+    """A reload (SIGHUP) moves health checks and session counts to the new
+    configuration: checks go on, a running session is untouched, and a
+    new priority reaches the edge without closing the service."""
+    s1, s2 = two_sshds(tmp_path)
+    b2 = f"{LOOPBACK}:{s2.port}"
+    port = sp.free_port()
+    services = {"sftp": svc(port, [s1.port, s2.port], health_interval=0.5)}
+    agent = sp.start_agent_ha(tmp_path, pki, [edge], services, "agent",
+                              wait_on=[edge])
+    slow, local, h = start_slow_get(s1, port, tmp_path, 2 * MiB, 4000,
+                                    "slow-r")
+    agent.proc.wait_log("joined", timeout=30)
+
+    services["sftp"]["keys"]["priority"] = 5
+    sp.write_agent_conf_ha(agent.conf, pki, [edge.addr], services, "agent")
+    mark, emark = agent.proc.mark(), edge.proc.mark()
+    agent.proc.signal(signal.SIGHUP)
+    agent.proc.wait_log("configuration reloaded", since=mark, timeout=10)
+    agent.proc.wait_log("health checks on 2 backends", since=mark)
+    edge.proc.wait_log("agent=agent priority=5", since=emark, timeout=10)
+    assert not edge.proc.find("service sftp closed", emark)
+
+    mark = agent.proc.mark()
+    assert s2.proc.stop() == 0
+    agent.proc.wait_log(f"service sftp: backend {b2} down", since=mark,
+                        timeout=10)
+    run_sessions(s1, port, tmp_path, 3, "after-reload")
+    finish_slow_get(slow, local, h)
+    assert agent.proc.alive()
+    assert agent.proc.stop() == 0
+    s1.proc.stop()
