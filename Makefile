@@ -1,6 +1,6 @@
 # sallyport build. `make` builds build/sallyport-edge, build/sallyport-agent
 # and build/sallyportctl. Targets: all, test, unit, integration, demo, deps,
-# fuzz, check-banned, clean, install (PREFIX=/usr/local, DESTDIR=).
+# fuzz, check-banned, clean, install (PREFIX=/usr/local, DESTDIR=), bench.
 # SAN=asan builds with AddressSanitizer+UBSan into build-asan/.
 
 CC      ?= cc
@@ -177,7 +177,7 @@ deps:
 unit: $(UNITS)
 	@set -e; for t in $(UNITS); do echo "== $$t"; $$t; done
 
-integration: $(PROGS)
+integration: $(PROGS) $(BUILD)/spbench
 	SALLYPORT_BUILD=$(BUILD) /usr/bin/python3 -m pytest -v tests/integration
 
 # The whole suite: strict build, banned-function check, unit tests, the
@@ -190,6 +190,18 @@ test: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(MAKE) SAN=asan integration
 	$(MAKE) fuzz-smoke
+
+# The benchmark against direct, HAProxy, ssh -R and socat (bench/run,
+# docs/benchmark.md). BENCH_QUICK=1 for a one-minute smoke run; results in
+# bench/results/. spbench is its load generator and echo backend.
+$(BUILD)/spbench: bench/spbench.c
+	@mkdir -p $(BUILD)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+bench: deps
+	$(MAKE) all $(BUILD)/spbench
+	/usr/bin/python3 bench/run --build $(BUILD) $(BENCH_ARGS)
 
 demo: deps
 	$(MAKE) all
@@ -216,5 +228,5 @@ install: $(PROGS)
 clean:
 	rm -rf build build-asan build-fuzz
 
-.PHONY: all deps unit integration test demo clean fuzz fuzz-smoke check-banned install
+.PHONY: all deps unit integration test demo bench clean fuzz fuzz-smoke check-banned install
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -9,7 +9,7 @@
 set -eu
 
 PACKAGES="build-essential pkg-config clang libssl-dev libinih-dev libcmocka-dev libseccomp-dev
-netcat-openbsd
+netcat-openbsd iperf3 socat gnuplot-nox
 openssh-server openssh-client nginx-light curl strace python3 python3-pytest
 iproute2 openssl procps
 libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libsystemd-dev
@@ -78,6 +78,7 @@ if command -v systemctl >/dev/null 2>&1; then
             nginx-light)    units="nginx.service" ;;
             haproxy)        units="haproxy.service" ;;
             prometheus)     units="prometheus.service" ;;   # for promtool only
+            iperf3)         units="iperf3.service" ;;
             *)              units="" ;;
         esac
         for u in $units; do
