@@ -28,6 +28,9 @@ enum frame_type {
 	FT_PONG = 10,
 	FT_DATA_HELLO = 16,
 	FT_DATA_OK = 17,
+	/* FTP (24-31; 25-31 unassigned): the passive ports a control
+	 * session's data connections may arrive on (docs/ftp.md). */
+	FT_FTP_PORTS = 24,
 	/* 32-39: client policy (docs/protocol.md, "Client policy") */
 	FT_SESS_DENIED = 32,
 	FT_DENIED_SUMMARY = 33,
@@ -75,6 +78,13 @@ enum frame_tag {
 	FA_OUT_CODE = 36,
 	FA_DEST_ADDR = 37,
 	FA_OUT_ALLOW = 38,
+	/* FTP (46-53; 51-53 unassigned): SVC_OPEN of an FTP service, the
+	 * ports of FTP_PORTS, and SESS_NEW of a passive data connection. */
+	FA_PROTOCOL = 46,
+	FA_PASV_MIN = 47,
+	FA_PASV_MAX = 48,
+	FA_FTP_CTL = 49,
+	FA_FTP_PORT = 50,
 	/* Tags 12-63 are assigned by later features, by range:
 	 * 12-15 availability, 16-27 client policy and PROXY, 28-33
 	 * operations, 34-45 outbound, 46-53 FTP, 54-61 data-link fast path,
@@ -92,6 +102,7 @@ enum frame_tag {
 #define MSG_STATS_MAX	2048	/* FA_STATS: up to 2047 bytes + NUL */
 #define MSG_HOST_MAX	256	/* DEST_HOST: up to 255 bytes + NUL */
 #define MSG_POLICY_MAX	4096	/* OUT_ALLOW: up to 4095 bytes + NUL */
+#define MSG_PROTO_MAX	16	/* PROTOCOL: up to 15 bytes + NUL */
 
 /* A decoded message. `have` has FA_BIT(tag) set for every attribute
  * present; strings are NUL-terminated and validated. */
@@ -126,6 +137,11 @@ struct msg {
 	char		dest_host[MSG_HOST_MAX];
 	char		dest_addr[MSG_ADDR_MAX];
 	char		out_allow[MSG_POLICY_MAX];
+	char		protocol[MSG_PROTO_MAX];
+	uint16_t	pasv_min;
+	uint16_t	pasv_max;
+	uint16_t	ftp_port;
+	uint64_t	ftp_ctl;
 };
 
 /* Decode a frame header. Returns 0 and sets *type and *len, or -1 with

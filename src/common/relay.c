@@ -7,12 +7,87 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <linux/sockios.h>
 #include <unistd.h>
 #include <openssl/err.h>
 
+#define RESET_DRAIN_MS	5000	/* longest wait for a reset's bytes to leave */
+#define RESET_LINGER_MAX 4096	/* sockets waiting to be reset */
+
 static void relay_io(struct ev_io *io, uint32_t events);
+
+/* A plain socket to be reset once the kernel has sent what was written
+ * to it (see end_close). */
+struct rlinger {
+	int		 fd;
+	uint64_t	 deadline;
+	struct rlinger	*next;
+};
+
+static struct rlinger *lingering;
+static size_t nlingering;
+
+static void
+reset_now(int fd)
+{
+	struct linger lg = { 1, 0 };
+
+	/* A reset tells the peer the stream was cut, not complete. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+static int
+unsent(int fd)
+{
+	int q = 0;
+
+	/* SIOCOUTQ: bytes not yet acknowledged by the peer. Where ioctl is
+	 * not allowed (the edge's seccomp filter) this fails: reset now. */
+	return ioctl(fd, SIOCOUTQ, &q) == -1 ? 0 : q;
+}
+
+/* Reset fd, but only after the bytes already written to it have reached
+ * the peer: a reset throws away the socket's send queue, and the peer
+ * must get every byte the other side sent before it failed, then the
+ * reset, as it would have without a relay in between. */
+static void
+reset_after_drain(int fd)
+{
+	struct rlinger *l;
+
+	if (unsent(fd) == 0 || nlingering >= RESET_LINGER_MAX ||
+	    (l = malloc(sizeof(*l))) == NULL) {
+		reset_now(fd);
+		return;
+	}
+	l->fd = fd;
+	l->deadline = ev_now() + RESET_DRAIN_MS;
+	l->next = lingering;
+	lingering = l;
+	nlingering++;
+}
+
+void
+relay_tick(uint64_t now)
+{
+	struct rlinger **pp = &lingering, *l;
+
+	while ((l = *pp) != NULL) {
+		if (now < l->deadline && unsent(l->fd) > 0) {
+			pp = &l->next;
+			continue;
+		}
+		*pp = l->next;
+		nlingering--;
+		reset_now(l->fd);
+		free(l);
+	}
+}
 
 /* Read into b from end e. Returns >0 bytes, 0 would block, -1 EOF,
  * -2 error (err filled). */
@@ -27,6 +102,12 @@ end_read(struct relay_end *e, struct buf *b, char *err, size_t errlen)
 		n = recv(e->io.fd, b->data + b->wpos, buf_room(b), 0);
 		if (n > 0)
 			return n;
+		if (n == 0 && e->soerr != 0) {
+			/* Reading SO_ERROR cleared it: what follows the
+			 * queued bytes is that error, not an EOF. */
+			snprintf(err, errlen, "%s", strerror(e->soerr));
+			return -2;
+		}
 		if (n == 0)
 			return -1;
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
@@ -64,6 +145,10 @@ end_write(struct relay_end *e, struct buf *b, char *err, size_t errlen)
 	int eof, r;
 
 	if (e->ssl == NULL) {
+		if (e->soerr != 0) {
+			snprintf(err, errlen, "%s", strerror(e->soerr));
+			return -2;
+		}
 		n = send(e->io.fd, b->data + b->rpos, buf_len(b), MSG_NOSIGNAL);
 		if (n >= 0)
 			return n;
@@ -118,6 +203,13 @@ end_shutdown(struct relay_end *e, char *err, size_t errlen)
 }
 
 static void
+end_wdead(struct relay_end *e, const char *err)
+{
+	e->wdead = 1;
+	snprintf(e->werr, sizeof(e->werr), "%s", err);
+}
+
+static void
 relay_update(struct relay *r)
 {
 	struct relay_end *e;
@@ -129,10 +221,11 @@ relay_update(struct relay *r)
 		if (e->hup)
 			continue;
 		mask = 0;
-		if (!e->eof && (r->b[i].data == NULL || buf_room(&r->b[i]) > 0))
+		if (!e->eof && (r->b[i].data == NULL || buf_room(&r->b[i]) > 0) &&
+		    !r->e[1 - i].wdead)
 			mask |= e->rd_want;
-		if (buf_len(&r->b[1 - i]) > 0 ||
-		    (r->e[1 - i].eof && !e->shut))
+		if (!e->wdead && (buf_len(&r->b[1 - i]) > 0 ||
+		    (r->e[1 - i].eof && !e->shut)))
 			mask |= e->wr_want;
 		if (ev_set(&e->io, mask) == -1)
 			log_fatal("epoll_ctl: %s", strerror(errno));
@@ -144,7 +237,7 @@ relay_update(struct relay *r)
 static int
 relay_pump(struct relay *r)
 {
-	char err[256];
+	char err[256] = "";
 	struct relay_end *src, *dst;
 	struct buf *b;
 	ssize_t n;
@@ -156,10 +249,22 @@ relay_pump(struct relay *r)
 			src = &r->e[d];
 			dst = &r->e[1 - d];
 			b = &r->b[d];
+			if (dst->wdead) {
+				/* Nothing reaches dst any more: drop what src
+				 * sent it and read no more from src. */
+				buf_consume(b, buf_len(b));
+				buf_release(b);
+				continue;
+			}
 			if (buf_len(b) > 0) {
 				n = end_write(dst, b, err, sizeof(err));
-				if (n == -2)
+				if (n == -2 && (dst->eof || dst->failed))
 					goto fail_dst;
+				if (n == -2) {
+					end_wdead(dst, err);
+					progress = 1;
+					continue;
+				}
 				if (n > 0) {
 					buf_consume(b, (size_t)n);
 					r->bytes[d] += (uint64_t)n;
@@ -170,8 +275,13 @@ relay_pump(struct relay *r)
 				buf_release(b);
 				if (src->eof && !dst->shut) {
 					s = end_shutdown(dst, err, sizeof(err));
-					if (s == -2)
+					if (s == -2 && (dst->eof || dst->failed))
 						goto fail_dst;
+					if (s == -2) {
+						end_wdead(dst, err);
+						progress = 1;
+						continue;
+					}
 					if (s == 1) {
 						dst->shut = 1;
 						progress = 1;
@@ -203,6 +313,14 @@ relay_pump(struct relay *r)
 			r->last_active = ev_now();
 	} while (progress);
 
+	for (d = 0; d < 2; d++)
+		if (r->e[d].wdead && r->e[d].eof && buf_len(&r->b[d]) == 0) {
+			/* All that d sent has been passed on; end with the
+			 * error that writing to it gave. */
+			r->e[d].failed = 1;
+			r->done(r, d, r->e[d].werr);
+			return 1;
+		}
 	if (r->e[0].eof && r->e[1].eof && r->e[0].shut && r->e[1].shut) {
 		r->done(r, r->first_eof, NULL);
 		return 1;
@@ -214,6 +332,18 @@ fail_dst:
 	d = 1 - d;
 fail_src:
 	r->e[d].failed = 1;
+	/* Side d failed: what it sent before failing still goes to the
+	 * other side, as far as that side takes it now, before the
+	 * reset. */
+	if (!r->e[1 - d].failed) {
+		char err2[256];
+		while (buf_len(&r->b[d]) > 0 &&
+		    (n = end_write(&r->e[1 - d], &r->b[d], err2,
+		    sizeof(err2))) > 0) {
+			buf_consume(&r->b[d], (size_t)n);
+			r->bytes[d] += (uint64_t)n;
+		}
+	}
 	r->done(r, d, err);
 	return 1;
 }
@@ -226,12 +356,19 @@ relay_io(struct ev_io *io, uint32_t events)
 	char err[256];
 	int soerr;
 
-	if (events & EPOLLERR) {
+	if ((events & EPOLLERR) && e->soerr == 0) {
+		/* Bytes the peer sent before the error (a reset after its
+		 * last write) may still be queued: keep the error for after
+		 * them rather than end here and lose them. TLS ends report
+		 * it through OpenSSL. */
 		if ((soerr = net_sock_error(io->fd)) != 0) {
-			snprintf(err, sizeof(err), "%s", strerror(soerr));
-			e->failed = 1;
-			r->done(r, (int)(e - r->e), err);
-			return;
+			if (e->ssl != NULL) {
+				snprintf(err, sizeof(err), "%s", strerror(soerr));
+				e->failed = 1;
+				r->done(r, (int)(e - r->e), err);
+				return;
+			}
+			e->soerr = soerr;
 		}
 	}
 	if ((events & EPOLLHUP) && !e->hup) {
@@ -283,8 +420,6 @@ relay_start(struct relay *r, int fd0, SSL *ssl0, int fd1, SSL *ssl1,
 static void
 end_close(struct relay_end *e, int abort)
 {
-	struct linger lg = { 1, 0 };
-
 	ev_del(&e->io);
 	if (e->ssl != NULL) {
 		/* close_notify only on a clean end; after a fatal TLS error
@@ -293,9 +428,12 @@ end_close(struct relay_end *e, int abort)
 			(void)SSL_shutdown(e->ssl);
 		SSL_free(e->ssl);
 		e->ssl = NULL;
-	} else if (abort) {
-		/* A reset tells the peer the stream was cut, not complete. */
-		(void)setsockopt(e->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	} else if (abort && e->io.fd != -1 && !e->failed) {
+		reset_after_drain(e->io.fd);
+		e->io.fd = -1;
+	} else if (abort && e->io.fd != -1) {
+		reset_now(e->io.fd);
+		e->io.fd = -1;
 	}
 	if (e->io.fd != -1)
 		close(e->io.fd);

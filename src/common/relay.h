@@ -10,7 +10,10 @@
  * SHUT_WR, or TLS close_notify) once its buffered bytes are written. The
  * relay ends when both directions have closed, or on the first error, in
  * which case plain sockets are reset rather than closed cleanly so that
- * a cut transfer cannot look like a complete one. */
+ * a cut transfer cannot look like a complete one. What the failing side
+ * sent before its error (a peer that resets right after its last write)
+ * is passed on first, and a reset waits until the bytes already written
+ * to that socket have left, as without a relay in between. */
 #ifndef SP_RELAY_H
 #define SP_RELAY_H
 
@@ -37,6 +40,12 @@ struct relay_end {
 	unsigned	 shut:1;	/* write side shut down */
 	unsigned	 hup:1;		/* peer gone both ways: read without epoll */
 	unsigned	 failed:1;
+	/* Writing to this side failed (the peer reset, say) while what it
+	 * sent may still wait to be read: those bytes are passed on
+	 * before the relay ends with werr. */
+	unsigned	 wdead:1;
+	int		 soerr;		/* a socket error seen by epoll, kept */
+	char		 werr[128];
 };
 
 struct relay {
@@ -55,7 +64,12 @@ struct relay {
  * to side 1 before anything relayed (a greeting frame); it is moved in. */
 int	relay_start(struct relay *r, int fd0, SSL *ssl0, int fd1, SSL *ssl1,
 	    struct buf *prime, relay_done_cb *done, void *arg);
-/* Close both sides (reset plain sockets if abort) and free buffers. */
+/* Close both sides (reset plain sockets if abort) and free buffers.
+ * On abort, a plain socket that did not fail itself is reset only once
+ * the bytes written to it have left (at most 5 s later; relay_tick). */
 void	relay_free(struct relay *r, int abort);
+/* Reset the sockets whose queued bytes have left or whose time is up;
+ * call from the main loop. relay_tick(UINT64_MAX) resets all now. */
+void	relay_tick(uint64_t now);
 
 #endif
