@@ -37,13 +37,14 @@ COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
 EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_svc.c \
           src/edge/edge_limit.c src/edge/edge_sandbox.c src/edge/edge_keyproc.c \
           src/edge/edge_notify.c src/edge/edge_out.c src/edge/edge_policy.c \
-          src/edge/edge_pool.c
+          src/edge/edge_ftp.c src/edge/edge_pool.c
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/agent_edge.c \
           src/agent/agent_sess.c src/agent/agent_health.c src/agent/dial.c \
           src/agent/agent_metrics.c \
           src/agent/agent_admin.c src/agent/agent_route.c src/agent/agent_reload.c \
           src/agent/agent_out.c src/agent/socks.c src/agent/httpc.c \
-          src/agent/agent_audit.c
+          src/agent/agent_audit.c \
+          src/agent/ftp_cfg.c src/agent/agent_ftp.c src/common/ftp.c
 CTL     = src/ctl/ctl_main.c src/ctl/pki.c src/ctl/ctl_api.c
 
 obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
@@ -54,6 +55,7 @@ UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki \
           $(BUILD)/test_socks $(BUILD)/test_httpc $(BUILD)/test_outpol \
           $(BUILD)/test_plink
 UNITS  += $(BUILD)/test_proxy $(BUILD)/test_cidr
+UNITS  += $(BUILD)/test_ftp
 
 all: $(PROGS)
 
@@ -81,7 +83,7 @@ $(BUILD)/sallyportctl: $(call obj,$(CTL))
 $(BUILD)/test_frame: $(BUILD)/obj/tests/test_frame.o $(call obj,src/common/frame.c src/common/buf.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
-$(BUILD)/test_cfg: $(BUILD)/obj/tests/test_cfg.o $(call obj,src/agent/agent_cfg.c src/agent/dial.c src/common/net.c src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c src/common/outpol.c src/common/cidr.c)
+$(BUILD)/test_cfg: $(BUILD)/obj/tests/test_cfg.o $(call obj,src/agent/agent_cfg.c src/agent/ftp_cfg.c src/agent/dial.c src/common/net.c src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c src/common/outpol.c src/common/cidr.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBINI) -lcrypto
 
 $(BUILD)/test_pki: $(BUILD)/obj/tests/test_pki.o $(call obj,src/ctl/pki.c)
@@ -111,6 +113,9 @@ $(BUILD)/test_outpol: $(BUILD)/obj/tests/test_outpol.o $(call obj,src/common/out
 $(BUILD)/test_plink: $(BUILD)/obj/tests/test_plink.o $(call obj,src/common/plink.c src/common/frame.c src/common/buf.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
+$(BUILD)/test_ftp: $(BUILD)/obj/tests/test_ftp.o $(call obj,src/common/ftp.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
 # Fuzzing: every harness tests/fuzz/fuzz_NAME.c is listed in FUZZERS with
 # the sources it links in FUZZ_SRC_NAME (and libraries in FUZZ_LIBS_NAME).
 # `make fuzz` runs each for FUZZ_TIME seconds; new inputs are kept in
@@ -123,7 +128,7 @@ FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=a
 FUZZERS += frame
 FUZZ_SRC_frame = src/common/frame.c src/common/buf.c
 FUZZERS += cfg
-FUZZ_SRC_cfg = src/agent/agent_cfg.c src/agent/dial.c src/common/net.c \
+FUZZ_SRC_cfg = src/agent/agent_cfg.c src/agent/ftp_cfg.c src/agent/dial.c src/common/net.c \
           src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c \
           src/common/outpol.c src/common/cidr.c
 FUZZ_LIBS_cfg = $(LIBINI) -lcrypto
@@ -139,6 +144,8 @@ FUZZERS += outpol
 FUZZ_SRC_outpol = src/common/outpol.c
 FUZZERS += plink
 FUZZ_SRC_plink = src/common/plink.c src/common/frame.c src/common/buf.c
+FUZZERS += ftp
+FUZZ_SRC_ftp = src/common/ftp.c
 FUZZERS += proxy
 FUZZ_SRC_proxy = src/common/proxy.c
 FUZZERS += cidr

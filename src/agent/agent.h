@@ -37,7 +37,13 @@ struct cfg_backend {
 	enum backend_health health;
 	uint64_t	 health_at;		/* ev_now() of the last change */
 	char		 last_error[128];
+	uint16_t	 pasv_min, pasv_max;	/* FTP: this backend's slice */
 };
+
+/* What a service carries, for the agent: bytes (tcp), or an FTP control
+ * channel with passive data connections (agent_ftp.c). */
+enum svc_proto { SVC_TCP, SVC_FTP, SVC_FTPS };
+#define FTP_CFG_PORTS	1000	/* passive ports per service, as the edge */
 
 struct cfg_service {
 	char		 name[MSG_NAME_MAX];
@@ -51,6 +57,10 @@ struct cfg_service {
 	uint64_t	 health_ms;	/* check interval; 0: no checks */
 	int		 health_set;	/* health_interval given in the file */
 	int		 line;
+	enum svc_proto	 proto;
+	uint16_t	 pasv_min, pasv_max;	/* FTP: passive_ports */
+	char		 public_addr[MSG_ADDR_MAX];
+	uint8_t		 public_ip[4];
 	/* client policy: pushed to the edge in SVC_OPEN, CIDR lists as
 	 * comma-separated text (a repeated key adds to its list) */
 	int		 proxy_protocol;	/* 0 off, 1 or 2: header version */
@@ -109,6 +119,20 @@ void	cfg_free(struct cfg *c);
 extern int (*cfg_resolver)(const char *host, const char *port,
 	    struct net_addr *a, char *err, size_t errlen);
 struct cfg_service *cfg_service(struct cfg *c, const char *name);
+
+/* ftp_cfg.c: the FTP keys of a [service]. ftpcfg_key returns 1 for a key
+ * it took, 0 for a key that is not its own, -1 with err. */
+int	ftpcfg_key(struct cfg_service *s, const char *name, const char *value,
+	    char *err, size_t errlen);
+/* A backend's "passive=A-B" option. 0 or -1 with err. */
+int	ftpcfg_backend_opt(struct cfg_backend *b, const char *opt, char *err,
+	    size_t errlen);
+/* Once the section is read: check the FTP keys together and give each
+ * backend its slice of the passive range. 0 or -1 with err. */
+int	ftpcfg_check(struct cfg_service *s, char *err, size_t errlen);
+int	ftpcfg_range(const char *v, uint16_t *lo, uint16_t *hi);
+/* The index of the backend whose slice holds port, or -1. */
+int	ftpcfg_backend_of(const struct cfg_service *s, uint16_t port);
 
 /* dial.c: non-blocking outbound TCP, the one place that calls connect().
  * done() gets the connected fd, or -1 and an errno value. */
@@ -189,6 +213,31 @@ void	edge_pool_fill(struct aedge *e);
 void	sess_pool_open(struct aedge *e, const uint8_t *token);
 /* Close e's pooled links that carry no session (e went away). */
 void	sess_pool_close(struct aedge *e);
+/* agent_ftp.c: FTP control and data sessions (docs/ftp.md). */
+struct aftp;
+/* The filter of a control session failed: the session must end with a
+ * reset and call ftp_ctl_end(f, 1). */
+typedef void ftp_fail_cb(void *arg, const char *why);
+/* Add PROTOCOL and the passive range of an FTP service to its SVC_OPEN. */
+void	ftp_svc_msg(const struct cfg_service *s, struct msg *m);
+/* The FTP_PORTS frame for control session id held by backend b. */
+void	ftp_ports_msg(uint64_t id, const struct cfg_backend *b, struct msg *m);
+/* A control session joined: register it. For plain FTP the filter takes
+ * *backend_fd and puts there the fd the relay must use instead. NULL
+ * with why on failure (*backend_fd untouched). */
+struct aftp *ftp_ctl_join(struct aedge *e, uint64_t id,
+	    const struct cfg_service *svc, const struct cfg_backend *b,
+	    const char *client_ip, int *backend_fd, ftp_fail_cb *fail,
+	    void *arg, char *why, size_t whylen);
+/* The control session ended (abort: cut; else the filter finishes
+ * what is in flight). f may be NULL. */
+void	ftp_ctl_end(struct aftp *f, int abort);
+/* Where the data connection of SESS_NEW m goes: 0 with a (and backend
+ * for the logs), or -1 with why. */
+int	ftp_data_target(struct aedge *e, const struct msg *m,
+	    struct net_addr *a, char *backend, size_t backendlen, char *why,
+	    size_t whylen);
+void	ftp_stop(void);
 /* agent_audit.c: the audit log, one JSON object per line, written by
  * the agent only. Every function is a no-op while no log is open. */
 struct audit_rec {

@@ -305,8 +305,12 @@ cfg_service_key(struct cfg_parse *p, const char *name, const char *value)
 	struct cfg_service *s = p->cur;
 	struct cfg_backend *b;
 	struct net_addr a;
-	char host[CFG_STR], port[16], err[CFG_STR + 64];
+	char host[CFG_STR], port[16], err[CFG_STR + 64], hp[CFG_STR];
+	const char *opt;
+	int rc;
 
+	if ((rc = ftpcfg_key(s, name, value, err, sizeof(err))) != 0)
+		return rc == 1 ? 1 : cfg_fail(p, "%s", err);
 	if (strcmp(name, "listen") == 0) {
 		if (s->listen[0] != '\0')
 			return cfg_fail(p, "listen: given twice in [service %s]",
@@ -321,9 +325,16 @@ cfg_service_key(struct cfg_parse *p, const char *name, const char *value)
 			return cfg_fail(p, "backend: more than 16 in [service %s]",
 			    s->name);
 		b = &s->backends[s->nbackends];
-		if (!cfg_copy(p, b->str, sizeof(b->str), name, value))
+		/* "HOST:PORT" and, for FTP, an optional " passive=A-B". */
+		opt = value + strcspn(value, " \t");
+		snprintf(hp, sizeof(hp), "%.*s", (int)(opt - value), value);
+		opt += strspn(opt, " \t");
+		if (*opt != '\0' && ftpcfg_backend_opt(b, opt, err,
+		    sizeof(err)) == -1)
+			return cfg_fail(p, "%s", err);
+		if (!cfg_copy(p, b->str, sizeof(b->str), name, hp))
 			return 0;
-		if (net_split(value, host, sizeof(host), port, sizeof(port)) == -1)
+		if (net_split(hp, host, sizeof(host), port, sizeof(port)) == -1)
 			return cfg_fail(p, "backend: '%s' is not HOST:PORT", value);
 		if (cfg_resolver(host, port, &b->addr, err, sizeof(err)) == -1)
 			return cfg_fail(p, "backend: %s", err);
@@ -569,6 +580,7 @@ cfg_check(struct cfg_parse *p)
 {
 	struct cfg *c = p->c;
 	struct cfg_service *s;
+	char err[CFG_STR + 64];
 	size_t i, j;
 
 	if (c->nedges == 0)
@@ -603,6 +615,9 @@ cfg_check(struct cfg_parse *p)
 		if (s->nbackends == 0)
 			return cfg_fail_at(p, s->line, "[service %s]: no "
 			    "'backend =' line", s->name);
+		if (ftpcfg_check(s, err, sizeof(err)) == -1)
+			return cfg_fail_at(p, s->line, "[service %s]: %s", s->name,
+			    err);
 		/* Checks pay off where there is another backend to use. */
 		if (!s->health_set)
 			s->health_ms = s->nbackends > 1 ? CFG_HEALTH_DEFAULT_MS : 0;

@@ -160,6 +160,7 @@ svc_open_msg(const struct cfg_service *s, struct msg *m)
 	}
 	m->idle_timeout = s->idle_timeout;
 	m->have |= FA_BIT(FA_IDLE_TIMEOUT);
+	ftp_svc_msg(s, m);
 	if (s->priority != 0) {
 		/* Absent means 0; old edges skip the tag. */
 		m->priority = s->priority;

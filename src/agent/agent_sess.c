@@ -76,6 +76,11 @@ struct asess {
 	struct dial	 dial;
 	struct fconn	 fc;
 	struct relay	 relay;
+	/* FTP: a control session's state, or a data session's fixed
+	 * target (agent_ftp.c). */
+	struct aftp	*ftp;
+	int		 ftp_data;
+	struct net_addr	 ftp_addr;
 	uint64_t	 t_start;
 	uint64_t	 deadline;
 	struct asess	*prev, *next;
@@ -371,6 +376,8 @@ backend_next(struct asess *s)
 	struct cfg_backend *b;
 	int i, err;
 
+	if (s->ftp_data)
+		return -1;	/* one target, dialled in sess_new */
 	while ((i = backend_pick(s)) != -1) {
 		b = &s->svc->backends[i];
 		s->tried |= 1u << i;
@@ -453,6 +460,14 @@ backend_dialled(struct dial *d, int fd, int err)
 		return;
 	}
 	s->state = AS_LINK;
+	if (s->svc->proto != SVC_TCP && !s->ftp_data && s->bk != NULL) {
+		/* FTP control: the edge learns the backend's passive slice
+		 * before the client can see a byte. */
+		struct msg pm;
+
+		ftp_ports_msg(s->id, s->bk, &pm);
+		edge_send(s->edge, &pm);
+	}
 	if (dial_start(&s->dial, &s->edge_addr, link_dialled, s) == -1) {
 		snprintf(why, sizeof(why), "data link to edge %s: %s", s->edge_str,
 		    strerror(errno));
@@ -484,6 +499,8 @@ relay_done(struct relay *r, int first, const char *err)
 	struct asess *s = r->arg;
 	char reason[300];
 
+	ftp_ctl_end(s->ftp, err != NULL);
+	s->ftp = NULL;
 	/* Side 0 is the data link (the client), side 1 the backend; the
 	 * PROXY header, if any, is not the client's and is not counted. */
 	if (err != NULL)
@@ -496,6 +513,21 @@ relay_done(struct relay *r, int first, const char *err)
 	    err != NULL ? SO_FAILED : SO_COMPLETED,
 	    err != NULL ? "error" : reason, err != NULL ? reason : NULL);
 	relay_free(r, err != NULL);
+	asess_unlink_free(s);
+}
+
+/* The FTP filter between the backend and the relay failed. */
+static void
+sess_ftp_failed(void *arg, const char *why)
+{
+	struct asess *s = arg;
+	char reason[320];
+
+	snprintf(reason, sizeof(reason), "error(backend: %s)", why);
+	asess_log_end(s, client_bytes(s), s->relay.bytes[1], reason,
+	    SO_FAILED, "error", reason);
+	relay_free(&s->relay, 1);
+	ftp_ctl_end(s->ftp, 1);
 	asess_unlink_free(s);
 }
 
@@ -566,6 +598,16 @@ asess_relay(struct asess *s, int lfd, SSL *ssl)
 		snprintf(why, sizeof(why), "cannot make a PROXY header for "
 		    "client %s", s->client);
 		/* The link is the session's either way: reset with it. */
+		s->link_fd = lfd;
+		s->link_ssl = ssl;
+		asess_abort(s, why);
+		return;
+	}
+	if (s->svc->proto != SVC_TCP && !s->ftp_data && s->bk != NULL &&
+	    (s->ftp = ftp_ctl_join(s->edge, s->id, s->svc, s->bk,
+	    s->client_ip, &s->backend_fd, sess_ftp_failed, s, why,
+	    sizeof(why))) == NULL) {
+		buf_free(&hdr);
 		s->link_fd = lfd;
 		s->link_ssl = ssl;
 		asess_abort(s, why);
@@ -672,6 +714,28 @@ sess_new(struct aedge *e, const struct msg *m)
 	}
 	s->counted = 1;
 	metrics_sess_open(s->svc_name);
+	if (m->have & FA_BIT(FA_FTP_CTL)) {
+		/* A passive data connection: one backend, one port. */
+		char why[300];
+
+		s->ftp_data = 1;
+		if (s->svc->proto == SVC_TCP) {
+			asess_abort(s, "ftp data for a service that is not FTP");
+			return;
+		}
+		if (ftp_data_target(e, m, &s->ftp_addr, s->backend,
+		    sizeof(s->backend), why, sizeof(why)) == -1) {
+			s->backend[0] = '\0';
+			asess_abort(s, why);
+			return;
+		}
+		if (dial_start(&s->dial, &s->ftp_addr, backend_dialled, s) == -1) {
+			snprintf(why, sizeof(why), "ftp data: backend %s: %s",
+			    s->backend, strerror(errno));
+			asess_abort(s, why);
+		}
+		return;
+	}
 	s->bidx = s->svc->rr++;
 	if (backend_next(s) == -1) {
 		s->backend[0] = '\0';
@@ -917,6 +981,7 @@ sess_stop(void)
 			asess_log_end(s, client_bytes(s), s->relay.bytes[1],
 			    "agent-stopping", SO_STOPPED, "error", "agent stopping");
 			relay_free(&s->relay, 1);
+			ftp_ctl_end(s->ftp, 1);
 			asess_unlink_free(s);
 		} else
 			asess_abort_as(s, "agent stopping", "agent-stopping",
@@ -970,6 +1035,7 @@ sess_kill(uint64_t id)
 			asess_log_end(s, client_bytes(s), s->relay.bytes[1],
 			    "killed", SO_KILLED, "killed", "killed by the operator");
 			relay_free(&s->relay, 1);
+			ftp_ctl_end(s->ftp, 1);
 			asess_unlink_free(s);
 		} else
 			asess_abort_as(s, "killed by the operator", "killed",

@@ -48,6 +48,11 @@ static const struct attr_def attr_defs[FA_MAX_TAG + 1] = {
 	[FA_IDLE_TIMEOUT] = { AK_U32, 4, AOFF(idle_timeout) },
 	[FA_DATA_LINK]	 = { AK_U8, 1, AOFF(data_link) },
 	[FA_STATS]	 = { AK_STR, MSG_STATS_MAX - 1, AOFF(stats) },
+	[FA_PROTOCOL]	 = { AK_STR, MSG_PROTO_MAX - 1, AOFF(protocol) },
+	[FA_PASV_MIN]	 = { AK_U16, 2, AOFF(pasv_min) },
+	[FA_PASV_MAX]	 = { AK_U16, 2, AOFF(pasv_max) },
+	[FA_FTP_CTL]	 = { AK_U64, 8, AOFF(ftp_ctl) },
+	[FA_FTP_PORT]	 = { AK_U16, 2, AOFF(ftp_port) },
 };
 
 struct type_def {
@@ -75,6 +80,8 @@ static const struct type_def type_defs[] = {
 	[FT_POOL_OK]	 = { "POOL_OK", 0 },
 	[FT_SESS_ASSIGN] = { "SESS_ASSIGN", FA_BIT(FA_SESSION) | FA_BIT(FA_SERVICE) |
 	    FA_BIT(FA_CLIENT_ADDR) | FA_BIT(FA_CLIENT_PORT) },
+	[FT_FTP_PORTS]	 = { "FTP_PORTS", FA_BIT(FA_SESSION) | FA_BIT(FA_PASV_MIN) |
+	    FA_BIT(FA_PASV_MAX) },
 	[FT_SESS_DENIED] = { "SESS_DENIED", FA_BIT(FA_SESSION) |
 	    FA_BIT(FA_SERVICE) | FA_BIT(FA_CLIENT_ADDR) |
 	    FA_BIT(FA_CLIENT_PORT) | FA_BIT(FA_TEXT) },

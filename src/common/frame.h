@@ -34,6 +34,9 @@ enum frame_type {
 	FT_POOL_HELLO = 20,
 	FT_POOL_OK = 21,
 	FT_SESS_ASSIGN = 22,
+	/* FTP (24-31; 25-31 unassigned): the passive ports a control
+	 * session's data connections may arrive on (docs/ftp.md). */
+	FT_FTP_PORTS = 24,
 	/* 32-39: client policy (docs/protocol.md, "Client policy") */
 	FT_SESS_DENIED = 32,
 	FT_DENIED_SUMMARY = 33,
@@ -84,6 +87,13 @@ enum frame_tag {
 	/* data-link fast path (54-61; 55-61 unassigned): which kind of data
 	 * link an agent uses, and whether the edge takes it. */
 	FA_DATA_LINK = 54,
+	/* FTP (46-53; 51-53 unassigned): SVC_OPEN of an FTP service, the
+	 * ports of FTP_PORTS, and SESS_NEW of a passive data connection. */
+	FA_PROTOCOL = 46,
+	FA_PASV_MIN = 47,
+	FA_PASV_MAX = 48,
+	FA_FTP_CTL = 49,
+	FA_FTP_PORT = 50,
 	/* Tags 12-63 are assigned by later features, by range:
 	 * 12-15 availability, 16-27 client policy and PROXY, 28-33
 	 * operations, 34-45 outbound, 46-53 FTP, 54-61 data-link fast path,
@@ -105,6 +115,7 @@ enum frame_tag {
 #define MSG_STATS_MAX	2048	/* FA_STATS: up to 2047 bytes + NUL */
 #define MSG_HOST_MAX	256	/* DEST_HOST: up to 255 bytes + NUL */
 #define MSG_POLICY_MAX	4096	/* OUT_ALLOW: up to 4095 bytes + NUL */
+#define MSG_PROTO_MAX	16	/* PROTOCOL: up to 15 bytes + NUL */
 
 /* A decoded message. `have` has FA_BIT(tag) set for every attribute
  * present; strings are NUL-terminated and validated. */
@@ -140,6 +151,11 @@ struct msg {
 	char		dest_host[MSG_HOST_MAX];
 	char		dest_addr[MSG_ADDR_MAX];
 	char		out_allow[MSG_POLICY_MAX];
+	char		protocol[MSG_PROTO_MAX];
+	uint16_t	pasv_min;
+	uint16_t	pasv_max;
+	uint16_t	ftp_port;
+	uint64_t	ftp_ctl;
 };
 
 /* Decode a frame header. Returns 0 and sets *type and *len, or -1 with

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <linux/sockios.h>
 #include <unistd.h>
 #include <openssl/err.h>
 
@@ -27,6 +29,78 @@ static struct relay_pipe pipe_pool[RELAY_PIPE_POOL];
 static size_t pipe_pool_n;
 
 static void relay_io(struct ev_io *io, uint32_t events);
+
+#define RESET_DRAIN_MS	5000	/* longest wait for a reset's bytes to leave */
+#define RESET_LINGER_MAX 4096	/* sockets waiting to be reset */
+
+/* A plain socket to be reset once the kernel has sent what was written
+ * to it (see end_close). */
+struct rlinger {
+	int		 fd;
+	uint64_t	 deadline;
+	struct rlinger	*next;
+};
+
+static struct rlinger *lingering;
+static size_t nlingering;
+
+static void
+reset_now(int fd)
+{
+	struct linger lg = { 1, 0 };
+
+	/* A reset tells the peer the stream was cut, not complete. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+static int
+unsent(int fd)
+{
+	int q = 0;
+
+	/* SIOCOUTQ: bytes not yet acknowledged by the peer. Where ioctl is
+	 * not allowed (the edge's seccomp filter) this fails: reset now. */
+	return ioctl(fd, SIOCOUTQ, &q) == -1 ? 0 : q;
+}
+
+/* Reset fd, but only after the bytes already written to it have reached
+ * the peer: a reset throws away the socket's send queue, and the peer
+ * must get every byte the other side sent before it failed, then the
+ * reset, as it would have without a relay in between. */
+static void
+reset_after_drain(int fd)
+{
+	struct rlinger *l;
+
+	if (unsent(fd) == 0 || nlingering >= RESET_LINGER_MAX ||
+	    (l = malloc(sizeof(*l))) == NULL) {
+		reset_now(fd);
+		return;
+	}
+	l->fd = fd;
+	l->deadline = ev_now() + RESET_DRAIN_MS;
+	l->next = lingering;
+	lingering = l;
+	nlingering++;
+}
+
+void
+relay_tick(uint64_t now)
+{
+	struct rlinger **pp = &lingering, *l;
+
+	while ((l = *pp) != NULL) {
+		if (now < l->deadline && unsent(l->fd) > 0) {
+			pp = &l->next;
+			continue;
+		}
+		*pp = l->next;
+		nlingering--;
+		reset_now(l->fd);
+		free(l);
+	}
+}
 
 /* --- pipes -------------------------------------------------------------- */
 
@@ -113,6 +187,12 @@ end_read(struct relay_end *e, struct buf *b, char *err, size_t errlen)
 		n = recv(e->io.fd, b->data + b->wpos, buf_room(b), 0);
 		if (n > 0)
 			return n;
+		if (n == 0 && e->soerr != 0) {
+			/* Reading SO_ERROR cleared it: what follows the
+			 * queued bytes is that error, not an EOF. */
+			snprintf(err, errlen, "%s", strerror(e->soerr));
+			return -2;
+		}
 		if (n == 0)
 			return -1;
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
@@ -150,6 +230,10 @@ end_write(struct relay_end *e, struct buf *b, char *err, size_t errlen)
 	int eof, r;
 
 	if (e->ssl == NULL) {
+		if (e->soerr != 0) {
+			snprintf(err, errlen, "%s", strerror(e->soerr));
+			return -2;
+		}
 		n = send(e->io.fd, b->data + b->rpos, buf_len(b), MSG_NOSIGNAL);
 		if (n >= 0)
 			return n;
@@ -205,6 +289,13 @@ end_shutdown(struct relay_end *e, char *err, size_t errlen)
 
 /* --- the pump ----------------------------------------------------------- */
 
+static void
+end_wdead(struct relay_end *e, const char *err)
+{
+	e->wdead = 1;
+	snprintf(e->werr, sizeof(e->werr), "%s", err);
+}
+
 /* Whether direction d (e[d] to e[1-d]) wants to read e[d] now. */
 static int
 dir_reading(const struct relay *r, int d)
@@ -212,7 +303,7 @@ dir_reading(const struct relay *r, int d)
 	const struct buf *b = &r->b[d];
 	const struct relay_pipe *p = &r->p[d];
 
-	if (r->e[d].eof)
+	if (r->e[d].eof || r->e[1 - d].wdead)
 		return 0;
 	if (buf_len(b) > 0)
 		return buf_room(b) > 0;
@@ -250,8 +341,8 @@ relay_update(struct relay *r)
 		mask = 0;
 		if (dir_reading(r, i))
 			mask |= e->rd_want;
-		if (buf_len(&r->b[1 - i]) > 0 || r->p[1 - i].len > 0 ||
-		    (r->e[1 - i].eof && !e->shut))
+		if (!e->wdead && (buf_len(&r->b[1 - i]) > 0 ||
+		    r->p[1 - i].len > 0 || (r->e[1 - i].eof && !e->shut)))
 			mask |= e->wr_want;
 		if (ev_set(&e->io, mask) == -1)
 			log_fatal("epoll_ctl: %s", strerror(errno));
@@ -269,6 +360,10 @@ dir_splice_out(struct relay *r, int d, int *again, char *err, size_t errlen)
 	struct relay_pipe *p = &r->p[d];
 	ssize_t n;
 
+	if (dst->soerr != 0) {
+		snprintf(err, errlen, "%s", strerror(dst->soerr));
+		return -2;
+	}
 	n = splice(p->fd[0], NULL, dst->io.fd, NULL, p->len,
 	    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	if (n > 0) {
@@ -317,6 +412,12 @@ dir_splice_in(struct relay *r, int d, int *copy, char *err, size_t errlen)
 			p->full = 1;
 		return n;
 	}
+	if (n == 0 && src->soerr != 0) {
+		/* As in end_read: the queued bytes are read, the error
+		 * follows them. */
+		snprintf(err, errlen, "%s", strerror(src->soerr));
+		return -2;
+	}
 	if (n == 0)
 		return -1;
 	if (errno == EAGAIN || errno == EINTR) {
@@ -354,7 +455,7 @@ dir_splice_in(struct relay *r, int d, int *copy, char *err, size_t errlen)
 static int
 relay_pump(struct relay *r, unsigned dirs)
 {
-	char err[256];
+	char err[256] = "";
 	struct relay_end *src, *dst;
 	struct relay_pipe *p;
 	struct buf *b;
@@ -371,10 +472,25 @@ relay_pump(struct relay *r, unsigned dirs)
 			dst = &r->e[1 - d];
 			b = &r->b[d];
 			p = &r->p[d];
+			if (dst->wdead) {
+				/* Nothing reaches dst any more: drop what src
+				 * sent it and read no more from src. */
+				buf_consume(b, buf_len(b));
+				buf_release(b);
+				pipe_release(p);	/* closes a full one */
+				continue;
+			}
 			if (buf_len(b) > 0) {
 				n = end_write(dst, b, err, sizeof(err));
-				if (n == -2)
+				if (n == -2 && (dst->eof || dst->failed))
 					goto fail_dst;
+				if (n == -2) {
+					/* dst may still have sent bytes we
+					 * have not read: pass them on first. */
+					end_wdead(dst, err);
+					progress = 1;
+					continue;
+				}
 				if (n > 0) {
 					buf_consume(b, (size_t)n);
 					r->bytes[d] += (uint64_t)n;
@@ -382,8 +498,13 @@ relay_pump(struct relay *r, unsigned dirs)
 				}
 			} else if (p->len > 0) {
 				n = dir_splice_out(r, d, &progress, err, sizeof(err));
-				if (n == -2)
+				if (n == -2 && (dst->eof || dst->failed))
 					goto fail_dst;
+				if (n == -2) {
+					end_wdead(dst, err);
+					progress = 1;
+					continue;
+				}
 				if (n > 0) {
 					r->bytes[d] += (uint64_t)n;
 					r->spliced[d] += (uint64_t)n;
@@ -395,8 +516,13 @@ relay_pump(struct relay *r, unsigned dirs)
 				pipe_release(p);
 				if (src->eof && !dst->shut) {
 					s = end_shutdown(dst, err, sizeof(err));
-					if (s == -2)
+					if (s == -2 && (dst->eof || dst->failed))
 						goto fail_dst;
+					if (s == -2) {
+						end_wdead(dst, err);
+						progress = 1;
+						continue;
+					}
 					if (s == 1) {
 						dst->shut = 1;
 						progress = 1;
@@ -472,6 +598,15 @@ relay_pump(struct relay *r, unsigned dirs)
 			r->last_active = ev_now();
 	} while (progress);
 
+	for (d = 0; d < 2; d++)
+		if (r->e[d].wdead && r->e[d].eof && buf_len(&r->b[d]) == 0 &&
+		    r->p[d].len == 0) {
+			/* All that d sent has been passed on; end with the
+			 * error that writing to it gave. */
+			r->e[d].failed = 1;
+			r->done(r, d, r->e[d].werr);
+			return 1;
+		}
 	if (r->e[0].eof && r->e[1].eof && r->e[0].shut && r->e[1].shut) {
 		r->done(r, r->first_eof, NULL);
 		return 1;
@@ -483,6 +618,25 @@ fail_dst:
 	d = 1 - d;
 fail_src:
 	r->e[d].failed = 1;
+	/* Side d failed: what it sent before failing still goes to the
+	 * other side, as far as that side takes it now, before the
+	 * reset. */
+	if (!r->e[1 - d].failed) {
+		char err2[256];
+		int again = 0;
+
+		while (buf_len(&r->b[d]) > 0 &&
+		    (n = end_write(&r->e[1 - d], &r->b[d], err2,
+		    sizeof(err2))) > 0) {
+			buf_consume(&r->b[d], (size_t)n);
+			r->bytes[d] += (uint64_t)n;
+		}
+		while (buf_len(&r->b[d]) == 0 && r->p[d].len > 0 &&
+		    (n = dir_splice_out(r, d, &again, err2, sizeof(err2))) > 0) {
+			r->bytes[d] += (uint64_t)n;
+			r->spliced[d] += (uint64_t)n;
+		}
+	}
 	r->done(r, d, err);
 	return 1;
 }
@@ -496,12 +650,19 @@ relay_io(struct ev_io *io, uint32_t events)
 	int soerr, i = (int)(e - r->e);
 	unsigned dirs = 3;
 
-	if (events & EPOLLERR) {
+	if ((events & EPOLLERR) && e->soerr == 0) {
+		/* Bytes the peer sent before the error (a reset after its
+		 * last write) may still be queued: keep the error for after
+		 * them rather than end here and lose them. TLS ends report
+		 * it through OpenSSL. */
 		if ((soerr = net_sock_error(io->fd)) != 0) {
-			snprintf(err, sizeof(err), "%s", strerror(soerr));
-			e->failed = 1;
-			r->done(r, i, err);
-			return;
+			if (e->ssl != NULL) {
+				snprintf(err, sizeof(err), "%s", strerror(soerr));
+				e->failed = 1;
+				r->done(r, i, err);
+				return;
+			}
+			e->soerr = soerr;
 		}
 	}
 	if ((events & EPOLLHUP) && !e->hup) {
@@ -576,8 +737,6 @@ relay_zero_copy(const struct relay *r, int i)
 static void
 end_close(struct relay_end *e, int abort)
 {
-	struct linger lg = { 1, 0 };
-
 	ev_del(&e->io);
 	if (e->ssl != NULL) {
 		/* close_notify only on a clean end; after a fatal TLS error
@@ -586,9 +745,12 @@ end_close(struct relay_end *e, int abort)
 			(void)SSL_shutdown(e->ssl);
 		SSL_free(e->ssl);
 		e->ssl = NULL;
-	} else if (abort) {
-		/* A reset tells the peer the stream was cut, not complete. */
-		(void)setsockopt(e->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	} else if (abort && e->io.fd != -1 && !e->failed) {
+		reset_after_drain(e->io.fd);
+		e->io.fd = -1;
+	} else if (abort && e->io.fd != -1) {
+		reset_now(e->io.fd);
+		e->io.fd = -1;
 	}
 	if (e->io.fd != -1)
 		close(e->io.fd);

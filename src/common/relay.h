@@ -17,7 +17,10 @@
  * SHUT_WR, or TLS close_notify) once its waiting bytes are written. The
  * relay ends when both directions have closed, or on the first error, in
  * which case plain sockets are reset rather than closed cleanly so that
- * a cut transfer cannot look like a complete one. */
+ * a cut transfer cannot look like a complete one. What the failing side
+ * sent before its error (a peer that resets right after its last write)
+ * is passed on first, and a reset waits until the bytes already written
+ * to that socket have left, as without a relay in between. */
 #ifndef SP_RELAY_H
 #define SP_RELAY_H
 
@@ -47,6 +50,12 @@ struct relay_end {
 	unsigned	 failed:1;
 	unsigned	 splice_in:1;	/* the kernel can splice out of it */
 	unsigned	 splice_out:1;	/* ... and into it */
+	/* Writing to this side failed (the peer reset, say) while what it
+	 * sent may still wait to be read: those bytes are passed on
+	 * before the relay ends with werr. */
+	unsigned	 wdead:1;
+	int		 soerr;		/* a socket error seen by epoll, kept */
+	char		 werr[128];
 };
 
 /* Bytes in flight through the kernel. fd[0] is -1 while none are. */
@@ -77,8 +86,13 @@ struct relay {
  * to side 1 before anything relayed (a greeting frame); it is moved in. */
 int	relay_start(struct relay *r, int fd0, SSL *ssl0, int fd1, SSL *ssl1,
 	    struct buf *prime, relay_done_cb *done, void *arg);
-/* Close both sides (reset plain sockets if abort) and free buffers. */
+/* Close both sides (reset plain sockets if abort) and free buffers.
+ * On abort, a plain socket that did not fail itself is reset only once
+ * the bytes written to it have left (at most 5 s later; relay_tick). */
 void	relay_free(struct relay *r, int abort);
+/* Reset the sockets whose queued bytes have left or whose time is up;
+ * call from the main loop. relay_tick(UINT64_MAX) resets all now. */
+void	relay_tick(uint64_t now);
 /* 1 if the relay moves bytes of side i with splice (plain, or kTLS both
  * ways). */
 int	relay_zero_copy(const struct relay *r, int i);

@@ -130,6 +130,11 @@ struct esess {
 	const char	*link_kind;	/* "tls", "plain" or "ktls" */
 	struct relay	 relay;
 	struct pol_ip	*pol_ent;	/* per-address count held, or NULL */
+	/* FTP data connection: its control session and passive port, and
+	 * (until offered) the agent holding that control session. */
+	uint64_t	 ftp_ctl;
+	uint16_t	 ftp_port;
+	struct econn	*ftp_agent;
 	struct esess	*hnext;		/* id hash chain */
 	struct esess	*prev, *next;	/* pending FIFO or active list */
 };
@@ -178,6 +183,28 @@ size_t	pol_tracked(void);
 
 /* Append the service and session counters to a STATS text. */
 void	svc_stats(char *out, size_t outlen);
+/* A passive data connection of FTP service name, matched to control
+ * session ctl held by agent: offer it as a session (fd is taken). */
+void	svc_ftp_data(const char *name, int fd, const struct net_addr *peer,
+	    struct econn *agent, uint64_t ctl, uint16_t port);
+
+/* edge_ftp.c: the passive ports of FTP services (docs/ftp.md). */
+struct eftp;
+/* For an SVC_OPEN with PROTOCOL: check it and listen on its passive
+ * ports at listen's address; *out stays NULL for other services.
+ * Returns 0, or -1 with err (nothing left open). */
+int	ftp_svc_open(const char *svc, const struct msg *def,
+	    const struct net_addr *listen, struct eftp **out, char *err,
+	    size_t errlen);
+void	ftp_svc_close(struct eftp *f);	/* NULL is fine */
+void	ftp_listeners_set(uint32_t mask);
+/* Control session id from ip, offered to agent (f NULL: not FTP). */
+void	ftp_ctl_add(struct eftp *f, uint64_t id, const char *ip,
+	    struct econn *agent);
+void	ftp_ctl_del(uint64_t id);	/* any session id; cheap if not FTP */
+void	ftp_ports(struct econn *agent, const struct msg *m);	/* FTP_PORTS */
+void	ftp_agent_lost(struct econn *agent);
+void	ftp_stats(char *out, size_t outlen);
 /* edge_out.c: outbound sessions, the only code in the edge that calls
  * connect(), toward destinations an agent's policy allows. */
 /* enabled: --allow-outbound; otherwise OUT_POLICY is refused. */

@@ -237,6 +237,9 @@ econn_frame(struct fconn *fc, struct msg *m)
 	case FT_POOL_REQ:
 		pool_grant(c);
 		return 0;
+	case FT_FTP_PORTS:
+		ftp_ports(c, m);
+		return 0;
 	case FT_PING:
 		msg_init(&r, FT_PONG);
 		r.nonce = m->nonce;

@@ -293,12 +293,14 @@ main(int argc, char **argv)
 		now = ev_now();
 		ctl_tick(now);
 		sess_tick(now);
+		relay_tick(now);
 		out_tick(now);
 	}
 	notify_send("STOPPING=1");
 	log_info("stopping");
 	out_shutdown();
 	svc_shutdown();
+	relay_tick(UINT64_MAX);
 	ctl_shutdown();
 	SSL_CTX_free(edge_tls);
 	log_info("stopped");

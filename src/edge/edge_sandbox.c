@@ -24,6 +24,8 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -205,12 +207,6 @@ rule(scmp_filter_ctx ctx, uint32_t action, int nr, unsigned n,
 	return seccomp_rule_add(ctx, action, nr, 1, a);
 }
 
-/* The system calls a running edge makes (measured with strace over the
- * integration tests), and nothing else. Denied calls fail with EPERM
- * rather than kill: a refused call is an error the edge logs, not a
- * crash. exec and open for writing are denied explicitly, so they stay
- * denied in sanitizer builds too, whose runtime needs a looser default
- * (LeakSanitizer reads /proc and stops threads at exit). */
 /* With --allow-outbound: what edge_out.c and glibc's resolver need on
  * top of a relay's calls (measured with strace over test_outbound.py). */
 static int
@@ -237,6 +233,12 @@ seccomp_outbound(scmp_filter_ctx ctx)
 	return 0;
 }
 
+/* The system calls a running edge makes (measured with strace over the
+ * integration tests), and nothing else. Denied calls fail with EPERM
+ * rather than kill: a refused call is an error the edge logs, not a
+ * crash. exec and open for writing are denied explicitly, so they stay
+ * denied in sanitizer builds too, whose runtime needs a looser default
+ * (LeakSanitizer reads /proc and stops threads at exit). */
 static int
 seccomp_install(int keyproc, int outbound, char *err, size_t errlen)
 {
@@ -298,6 +300,11 @@ seccomp_install(int keyproc, int outbound, char *err, size_t errlen)
 		    O_APPEND, O_RDONLY)) < 0)
 			goto out;
 		if (outbound && seccomp_outbound(ctx) < 0)
+			goto out;
+		/* SIOCOUTQ only: the relay waits for a socket's send queue to
+		 * drain before it resets it (the outbound set allows all). */
+		if (!outbound && rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+		    SCMP_A1(SCMP_CMP_EQ, SIOCOUTQ)) < 0)
 			goto out;
 	}
 	if (dflt != SCMP_ACT_ALLOW) {

@@ -56,6 +56,7 @@ struct esvc {
 	uint32_t	 deny_sent;
 	uint32_t	 deny_held;	/* not reported one by one */
 	uint64_t	 npending;	/* clients of this service not claimed */
+	struct eftp	*ftp;		/* FTP: passive ports (edge_ftp.c) */
 	struct esvc	*next;
 };
 
@@ -131,6 +132,7 @@ svc_free(struct esvc *s)
 		}
 	ev_del(&s->io);
 	close(s->io.fd);
+	ftp_svc_close(s->ftp);
 	log_info("service %s closed", s->name);
 	free(s);
 }
@@ -189,6 +191,7 @@ listeners_set(uint32_t mask)
 	for (s = svcs; s != NULL; s = s->next)
 		if (ev_set(&s->io, mask) == -1)
 			log_fatal("epoll_ctl: %s", strerror(errno));
+	ftp_listeners_set(mask);
 	ctl_pause(mask == 0);
 }
 
@@ -317,6 +320,7 @@ sess_drop_pending(struct esess *s, const char *reason)
 {
 	pending_unlink(s);
 	sess_hash_del(s);
+	ftp_ctl_del(s->id);
 	svc_unpend(s);
 	nsessions--;
 	ipc_put(s->ipc);
@@ -365,7 +369,12 @@ sess_offer(struct esess *s, struct esvc *svc)
 
 	msg_init(&m, FT_SESS_NEW);
 	for (tries = 0; tries < svc->nagents; tries++) {
-		if ((a = svc_pick_agent(svc)) == NULL)
+		/* An FTP data connection goes to the agent holding its
+		 * control session, once: offered again (its agent lost), it
+		 * has nowhere to go. */
+		a = s->ftp_ctl != 0 ? s->ftp_agent : svc_pick_agent(svc);
+		s->ftp_agent = NULL;
+		if (a == NULL)
 			break;
 		if (RAND_bytes(s->secret, sizeof(s->secret)) != 1)
 			log_fatal("RAND_bytes failed");
@@ -379,13 +388,22 @@ sess_offer(struct esess *s, struct esvc *svc)
 		memcpy(m.secret, s->secret, sizeof(m.secret));
 		m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) |
 		    FA_BIT(FA_SECRET) | FA_BIT(FA_LOCAL_PORT);
+		if (s->ftp_ctl != 0) {
+			m.ftp_ctl = s->ftp_ctl;
+			m.ftp_port = s->ftp_port;
+			m.have |= FA_BIT(FA_FTP_CTL) | FA_BIT(FA_FTP_PORT);
+		}
 		if (fconn_send(&a->fc, &m) == 0) {
 			s->agent = a;
 			a->active++;
 			snprintf(s->agent_name, sizeof(s->agent_name), "%s", a->name);
+			if (s->ftp_ctl == 0)
+				ftp_ctl_add(svc->ftp, s->id, s->client_ip, a);
 			rc = 0;
 			break;
 		}
+		if (s->ftp_ctl != 0)
+			break;
 		log_warn("session %llu: agent %s unreachable, trying another",
 		    (unsigned long long)s->id, a->name);
 	}
@@ -598,10 +616,15 @@ sess_assign(struct esvc *svc, struct esess *s)
 
 /* A client whose address is known (the TCP peer, or the one in a PROXY
  * header): apply the policy, then start a session. local is the address
- * the client connected to. */
+ * the client connected to. An FTP data connection (ctl not 0) goes to
+ * agent, which holds its control session ctl, naming ctl and the passive
+ * port; the service's policy already admitted that control session from
+ * the same address, so the data connection is not counted against it
+ * again. */
 static void
 svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
-    const struct sockaddr *local)
+    const struct sockaddr *local, struct econn *agent, uint64_t ctl,
+    uint16_t pasv_port)
 {
 	struct esess *s;
 	struct pol_ip *ent;
@@ -618,8 +641,9 @@ svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
 		return;
 	}
 	sa_addr16(client, a16);
-	if (pol_admit(&svc->pol, svc->name, a16, ev_now(), &ent, why,
-	    sizeof(why)) == -1) {
+	ent = NULL;
+	if (ctl == 0 && pol_admit(&svc->pol, svc->name, a16, ev_now(), &ent,
+	    why, sizeof(why)) == -1) {
 		svc_deny(svc, fd, client, why);
 		return;
 	}
@@ -653,7 +677,13 @@ svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
 	s->ipc->n++;
 	nsessions++;
 	svc->npending++;
-	if (sess_assign(svc, s) == 0)
+	s->ftp_ctl = ctl;
+	s->ftp_port = pasv_port;
+	s->ftp_agent = agent;
+	/* FTP sessions always go by SESS_NEW: a control session must be
+	 * registered with the agent that holds it, and a data connection
+	 * goes to that agent, with its control session's details. */
+	if (svc->ftp == NULL && sess_assign(svc, s) == 0)
 		return;
 	if (sess_offer(s, svc) == -1) {
 		/* Every agent's channel is failing; refuse now rather than
@@ -671,8 +701,14 @@ svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
 	}
 	sess_hash_add(s);
 	pending_append(s);
-	log_info("session %llu new service=%s client=%s agent=%s",
-	    (unsigned long long)s->id, s->svc, s->client, s->agent_name);
+	if (ctl != 0)
+		log_info("session %llu new service=%s client=%s agent=%s "
+		    "ftp-data control=%llu port=%u", (unsigned long long)s->id,
+		    s->svc, s->client, s->agent_name, (unsigned long long)ctl,
+		    pasv_port);
+	else
+		log_info("session %llu new service=%s client=%s agent=%s",
+		    (unsigned long long)s->id, s->svc, s->client, s->agent_name);
 }
 
 /* --- PROXY headers from front load balancers ----------------------------- */
@@ -744,7 +780,8 @@ proxy_done(struct eproxy *x, const struct proxy_hdr *h)
 	}
 	proxy_unlink(x);
 	free(x);
-	svc_client(svc, fd, (struct sockaddr *)&client, (struct sockaddr *)&local);
+	svc_client(svc, fd, (struct sockaddr *)&client, (struct sockaddr *)&local,
+	    NULL, 0, 0);
 }
 
 /* Read the header without taking a byte of what follows it: peek, let
@@ -846,8 +883,26 @@ svc_accept(struct ev_io *io, uint32_t events)
 		if (getsockname(fd, (struct sockaddr *)&local.ss, &local.len) == -1)
 			local.ss = peer.ss;
 		svc_client(svc, fd, (struct sockaddr *)&peer.ss,
-		    (struct sockaddr *)&local.ss);
+		    (struct sockaddr *)&local.ss, NULL, 0, 0);
 	}
+}
+
+void
+svc_ftp_data(const char *name, int fd, const struct net_addr *peer,
+    struct econn *agent, uint64_t ctl, uint16_t port)
+{
+	struct esvc *svc = svc_find(name);
+	struct net_addr local;
+
+	if (svc == NULL) {
+		close(fd);
+		return;
+	}
+	local.len = sizeof(local.ss);
+	if (getsockname(fd, (struct sockaddr *)&local.ss, &local.len) == -1)
+		local.ss = peer->ss;
+	svc_client(svc, fd, (const struct sockaddr *)&peer->ss,
+	    (struct sockaddr *)&local.ss, agent, ctl, port);
 }
 
 /* End a joined session: log, close both sides, forget it. */
@@ -856,6 +911,7 @@ sess_end_active(struct esess *s, const char *reason, int abort)
 {
 	active_unlink(s);
 	sess_hash_del(s);
+	ftp_ctl_del(s->id);
 	nsessions--;
 	ipc_put(s->ipc);
 	pol_release(s->pol_ent);
@@ -985,6 +1041,7 @@ sess_agent_lost(struct econn *agent)
 	struct esvc *svc;
 	uint64_t old;
 
+	ftp_agent_lost(agent);
 	/* Joined sessions do not depend on their agent's control channel. */
 	for (s = active; s != NULL; s = s->next)
 		if (s->agent == agent)
@@ -1007,6 +1064,7 @@ sess_agent_lost(struct econn *agent)
 		}
 		pending_unlink(s);
 		sess_hash_del(s);
+		ftp_ctl_del(s->id);	/* sess_offer registers the new id */
 		old = s->id;
 		s->id = sess_next_id++;
 		s->deadline = ev_now_update() + lim.claim_ms;
@@ -1140,6 +1198,14 @@ svc_open(struct econn *agent, const struct msg *def)
 		free(s);
 		return;
 	}
+	if (ftp_svc_open(name, def, &a, &s->ftp, err, sizeof(err)) == -1) {
+		log_warn("agent %s: service %s on %s: %s", agent->name, name,
+		    listen, err);
+		close(fd);
+		svc_result(agent, name, 0, err);
+		free(s);
+		return;
+	}
 	ev_io_init(&s->io, fd, svc_accept);
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	snprintf(s->listen, sizeof(s->listen), "%s", listen);
@@ -1251,4 +1317,5 @@ svc_stats(char *out, size_t outlen)
 	};
 	for (i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
 		(void)stats_append(out, outlen, kv[i].name, kv[i].v);
+	ftp_stats(out, outlen);
 }

@@ -1541,3 +1541,217 @@ class SessionStream:
             t.join(timeout)
         with self.lock:
             return list(self.results)
+
+
+# ==========================================================================
+# BEGIN ftp helpers (issue 6: FTP and FTPS through the edge)
+
+class Vsftpd:
+    """A vsftpd on a free loopback port, anonymous login, rooted at
+    `root` with a writable `root/up`. log_path is its vsftpd_log_file
+    (commands, replies and transfers, each line with [pid N])."""
+
+    def __init__(self, proc, port, root, log_path, cert, pasv, host):
+        self.proc = proc
+        self.port = port
+        self.host = host
+        self.addr = f"{host}:{port}"
+        self.root = Path(root)
+        self.up = self.root / "up"
+        self.log_path = Path(log_path)
+        self.cert = cert
+        self.pasv = pasv
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def make_cert(d, name="tls"):
+    d = Path(d)
+    cert, key = d / f"{name}.crt", d / f"{name}.key"
+    run(["openssl", "req", "-x509", "-newkey", "ec",
+         "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", key, "-out", cert], timeout=60)
+    return cert, key
+
+
+def start_vsftpd(d, pasv=None, pasv_address=None, tls=None,
+                 host="127.0.0.2", cert=None):
+    """tls: None (plain FTP), "explicit" (AUTH TLS required) or
+    "implicit". pasv: (min, max) for pasv_min_port/pasv_max_port, or None
+    for vsftpd's own choice of ports (an unchanged backend). The backend
+    listens on host, another loopback address than the edge's: it binds
+    the same passive port numbers as the edge, as a server on another
+    machine would. cert: (cert, key) to share between backends."""
+    d = Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    root = d / "root"
+    (root / "up").mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o755)
+    os.chown(root / "up", _ftp_uid(), -1)
+    empty = d / "empty"
+    empty.mkdir(exist_ok=True)
+    os.chmod(empty, 0o755)
+    port = free_port()
+    log = d / "vsftpd.log"
+    lines = [
+        "listen=YES", f"listen_address={host}", f"listen_port={port}",
+        "background=NO", "anonymous_enable=YES", "local_enable=NO",
+        f"anon_root={root}", "no_anon_password=YES", "write_enable=YES",
+        "anon_upload_enable=YES", "anon_mkdir_write_enable=YES",
+        "anon_other_write_enable=YES", "anon_umask=022",
+        "anon_world_readable_only=NO", "pasv_enable=YES",
+        "port_enable=YES", "seccomp_sandbox=NO",
+        f"secure_chroot_dir={empty}", f"vsftpd_log_file={log}",
+        "xferlog_enable=YES", "dual_log_enable=YES", "log_ftp_protocol=YES",
+        "max_clients=500", "max_per_ip=500", "connect_from_port_20=NO",
+        "idle_session_timeout=120", "data_connection_timeout=120",
+        "accept_timeout=30",
+    ]
+    if pasv:
+        lines += [f"pasv_min_port={pasv[0]}", f"pasv_max_port={pasv[1]}"]
+    if pasv_address:
+        lines += [f"pasv_address={pasv_address}"]
+    if tls:
+        cert, key = cert or make_cert(d)
+        lines += ["ssl_enable=YES", f"rsa_cert_file={cert}",
+                  f"rsa_private_key_file={key}", "allow_anon_ssl=YES",
+                  "force_anon_logins_ssl=YES", "force_anon_data_ssl=YES",
+                  # TLS 1.3 session tickets make vsftpd 3.0.3's reuse
+                  # check fail for curl and lftp, with or without a
+                  # gateway in between.
+                  "require_ssl_reuse=NO", "ssl_ciphers=HIGH"]
+        if tls == "implicit":
+            lines += ["implicit_ssl=YES"]
+    conf = d / "vsftpd.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    proc = Proc("vsftpd", ["/usr/sbin/vsftpd", conf], d / "vsftpd.out")
+    try:
+        wait_until(lambda: connect_errno(port, host=host) == 0 or
+                   (not proc.alive() and _raise(proc)),
+                   20, f"vsftpd on {host}:{port}")
+    except Exception:
+        proc.stop()
+        raise
+    return Vsftpd(proc, port, root, log, cert if tls else None, pasv, host)
+
+
+def _ftp_uid():
+    import pwd
+    return pwd.getpwnam("ftp").pw_uid
+
+
+def write_ftp_agent_conf(path, pki, edge, svc, listen, backends, protocol,
+                         passive, public=LOOPBACK, name="agent1"):
+    """backends: list of "host:port" strings, or of ("host:port", "A-B")
+    for explicit slices. passive: (min, max) of the service."""
+    out = ["[agent]", f"name = {name}", f"edge = {edge.addr}",
+           f"cert = {pki.agent_crt}", f"key = {pki.agent_key}",
+           f"ca = {pki.ca_crt}", "", f"[service {svc}]",
+           f"listen = {LOOPBACK}:{listen}", f"protocol = {protocol}",
+           f"passive_ports = {passive[0]}-{passive[1]}",
+           f"public_address = {public}"]
+    for b in backends:
+        if isinstance(b, tuple):
+            out.append(f"backend = {b[0]} passive={b[1]}")
+        else:
+            out.append(f"backend = {b}")
+    Path(path).write_text("\n".join(out) + "\n")
+    return Path(path)
+
+
+def start_ftp_agent(d, pki, edge, svc, listen, backends, protocol, passive,
+                    tag="agent", name="agent1"):
+    conf = write_ftp_agent_conf(Path(d) / f"{tag}.conf", pki, edge, svc,
+                                listen, backends, protocol, passive,
+                                name=name)
+    mark = edge.proc.mark()
+    proc = Proc(tag, [AGENT_BIN, "--config", conf], Path(d) / f"{tag}.log")
+    _wait_edge_log_or_agent_death(
+        edge, proc, f"service {svc} open on {LOOPBACK}:{listen}", mark)
+    return Agent(proc, conf, {svc: (listen, backends)})
+
+
+def free_port_range(n):
+    """n consecutive free loopback ports below the kernel's ephemeral range
+    (where free_port() and outgoing connections take theirs), checked by
+    binding each, never handed out before in this run. Returns the first."""
+    import random
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            eph_lo = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        eph_lo = 32768
+    lo = 20000 if eph_lo > 21000 + n else 1024
+    for _ in range(200):
+        base = random.randrange(lo, max(lo + 1, eph_lo - n))
+        socks = []
+        ok = True
+        try:
+            for p in range(base, base + n):
+                if p in _handed_out:
+                    ok = False
+                    break
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                socks.append(s)
+                try:
+                    s.bind((LOOPBACK, p))
+                except OSError:
+                    ok = False
+                    break
+        finally:
+            for s in socks:
+                s.close()
+        if ok:
+            with _port_lock:
+                _handed_out.update(range(base, base + n))
+            return base
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
+def curl_ftp(args, timeout=300, check=True):
+    """Run curl with -sS and the given args; return CompletedProcess."""
+    argv = ["curl", "-sS", "--max-time", str(timeout - 10),
+            "--connect-timeout", "30"] + [str(a) for a in args]
+    r = run(argv, timeout=timeout, check=False)
+    if check:
+        assert r.returncode == 0, (f"curl {' '.join(argv)} failed "
+                                   f"({r.returncode}):\n{r.stdout}")
+    return r
+
+
+def lftp(port, commands, tls=None, cafile=None, timeout=300, check=True):
+    """Run lftp against 127.0.0.1:port with the given commands (a list).
+    tls: None, "explicit" (ftp:ssl-force) or "implicit" (ftps://)."""
+    sets = ["set ftp:passive-mode on", "set net:max-retries 1",
+            "set net:timeout 30", "set cmd:fail-exit yes",
+            "set xfer:clobber on", "set ftp:prefer-epsv no"]
+    if tls:
+        sets += ["set ftp:ssl-force true", "set ftp:ssl-protect-data true",
+                 "set ftp:ssl-protect-list true",
+                 # TLS 1.2: see TLS13_NOTE in test_ftp.py
+                 'set ssl:priority "NORMAL:-VERS-TLS1.3"']
+        if cafile:
+            sets += [f"set ssl:ca-file {cafile}",
+                     "set ssl:check-hostname no"]
+        else:
+            sets += ["set ssl:verify-certificate no"]
+    else:
+        sets += ["set ftp:ssl-allow no"]
+    url = (f"ftps://{LOOPBACK}:{port}" if tls == "implicit"
+           else f"ftp://{LOOPBACK}:{port}")
+    script = "; ".join(sets + [f"open -u anonymous,x {url}"] + commands)
+    r = run(["lftp", "-c", script], timeout=timeout, check=False)
+    if check:
+        assert r.returncode == 0, (f"lftp {script} failed ({r.returncode}):"
+                                   f"\n{r.stdout}")
+    return r
+
+# END ftp helpers
+# ==========================================================================

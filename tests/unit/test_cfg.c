@@ -373,6 +373,85 @@ test_outbound(void **state)
 	    "unknown key 'socks_port' in [outbound]");
 }
 
+static void
+test_ftp(void **state)
+{
+	struct cfg c;
+	struct cfg_service *s;
+	char err[1024];
+
+	(void)state;
+	/* Even slices in backend order; the last takes the rest. */
+	assert_int_equal(load(AGENT_OK "[service f]\nlisten = 0.0.0.0:21\n"
+	    "protocol = ftp\npassive_ports = 30000-30050\n"
+	    "public_address = 203.0.113.7\nbackend = 127.0.0.1:2121\n"
+	    "backend = 127.0.0.1:2122\n", &c, err, sizeof(err)), 0);
+	s = cfg_service(&c, "f");
+	assert_non_null(s);
+	assert_int_equal(s->proto, SVC_FTP);
+	assert_int_equal(s->backends[0].pasv_min, 30000);
+	assert_int_equal(s->backends[0].pasv_max, 30024);
+	assert_int_equal(s->backends[1].pasv_min, 30025);
+	assert_int_equal(s->backends[1].pasv_max, 30050);
+	assert_int_equal(s->public_ip[0], 203);
+	assert_string_equal(s->backends[1].str, "127.0.0.1:2122");
+	assert_int_equal(ftpcfg_backend_of(s, 30025), 1);
+	assert_int_equal(ftpcfg_backend_of(s, 29999), -1);
+	cfg_free(&c);
+	/* Explicit slices. */
+	assert_int_equal(load(AGENT_OK "[service f]\nlisten = 0.0.0.0:990\n"
+	    "protocol = ftps\npassive_ports = 30000-30099\n"
+	    "public_address = 203.0.113.7\n"
+	    "backend = 127.0.0.1:990  passive=30050-30099\n"
+	    "backend = 127.0.0.1:991 passive=30000-30009\n",
+	    &c, err, sizeof(err)), 0);
+	s = cfg_service(&c, "f");
+	assert_int_equal(s->proto, SVC_FTPS);
+	assert_int_equal(s->backends[0].pasv_min, 30050);
+	assert_int_equal(s->backends[1].pasv_max, 30009);
+	assert_int_equal(ftpcfg_backend_of(s, 30020), -1);
+	cfg_free(&c);
+
+#define FSVC "[service f]\nlisten = 0.0.0.0:21\n"
+	expect_error(AGENT_OK FSVC "protocol = sftp\n", 8, "protocol: 'sftp'");
+	expect_error(AGENT_OK FSVC "passive_ports = 30000\n", 8,
+	    "passive_ports");
+	expect_error(AGENT_OK FSVC "passive_ports = 30000-29999\n", 8,
+	    "passive_ports");
+	expect_error(AGENT_OK FSVC "passive_ports = 1-1001\n", 8,
+	    "1 to 1000 ports");
+	expect_error(AGENT_OK FSVC "passive_ports = 0-10\n", 8, "passive_ports");
+	expect_error(AGENT_OK FSVC "passive_ports = 1-70000\n", 8,
+	    "passive_ports");
+	expect_error(AGENT_OK FSVC "passive_ports = -5-10\n", 8, "passive_ports");
+	expect_error(AGENT_OK FSVC "public_address = ftp.example.com\n", 8,
+	    "public_address");
+	expect_error(AGENT_OK FSVC "public_address = ::1\n", 8,
+	    "numeric IPv4");
+	expect_error(AGENT_OK FSVC "backend = 127.0.0.1:21 passive=\n", 8,
+	    "passive=A-B");
+	expect_error(AGENT_OK FSVC "backend = 127.0.0.1:21 active=1-2\n", 8,
+	    "passive=A-B");
+	/* Checked with the section. */
+	expect_error(AGENT_OK FSVC "protocol = ftp\nbackend = 127.0.0.1:21\n",
+	    6, "needs passive_ports and public_address");
+	expect_error(AGENT_OK FSVC "passive_ports = 1-2\nbackend = "
+	    "127.0.0.1:21\n", 6, "need protocol = ftp or ftps");
+	expect_error(AGENT_OK FSVC "protocol = ftp\npassive_ports = 30000-30000\n"
+	    "public_address = 1.2.3.4\nbackend = 127.0.0.1:21\n"
+	    "backend = 127.0.0.1:22\n", 6, "fewer ports than backends");
+	expect_error(AGENT_OK FSVC "protocol = ftp\npassive_ports = 30000-30010\n"
+	    "public_address = 1.2.3.4\nbackend = 127.0.0.1:21 passive=30000-30005\n"
+	    "backend = 127.0.0.1:22\n", 6, "every backend or on none");
+	expect_error(AGENT_OK FSVC "protocol = ftp\npassive_ports = 30000-30010\n"
+	    "public_address = 1.2.3.4\nbackend = 127.0.0.1:21 passive=30000-30005\n"
+	    "backend = 127.0.0.1:22 passive=30005-30010\n", 6, "overlap");
+	expect_error(AGENT_OK FSVC "protocol = ftp\npassive_ports = 30000-30010\n"
+	    "public_address = 1.2.3.4\nbackend = 127.0.0.1:21 passive=29990-30005\n",
+	    6, "not inside passive_ports");
+#undef FSVC
+}
+
 /* priority and health_interval: defaults, bounds and hostile values. */
 static void
 test_availability_keys(void **state)
@@ -437,6 +516,7 @@ main(void)
 		cmocka_unit_test(test_hostile_lines),
 		cmocka_unit_test(test_admin),
 		cmocka_unit_test(test_outbound),
+		cmocka_unit_test(test_ftp),
 		cmocka_unit_test(test_availability_keys),
 	};
 	return cmocka_run_group_tests_name("cfg", tests, setup, teardown);

@@ -1,0 +1,756 @@
+/* agent_ftp.c - FTP services on the agent (docs/ftp.md).
+ *
+ * Control sessions. Every control session of an FTP service is
+ * registered here once joined, with its client address and the backend
+ * that holds it; its passive slice (the backend's share of the service's
+ * passive range) has already gone to the edge in FTP_PORTS. For plain
+ * FTP (protocol = ftp) a filter sits between the backend and the relay,
+ * joined to the relay by a socketpair so the relay stays the same byte
+ * pump as everywhere else: the filter reads the control channel line by
+ * line (common/ftp.c), rewrites 227 and 229 replies to the public
+ * address and a port of the backend's slice, and answers PORT, EPRT,
+ * LPRT and LPSV itself with 502. After AUTH and a 234 reply the channel
+ * is TLS: the filter passes bytes unchanged from then on. For implicit
+ * FTPS (protocol = ftps) there is no filter at all.
+ *
+ * Data sessions. The edge offers a passive data connection with the
+ * control session it matched and the passive port. A port the filter
+ * handed out names its backend port and its control session; any other
+ * port of a TLS session's slice is the backend's own port (the backend
+ * announces the public range itself, docs/ftp.md). Anything else is
+ * refused.
+ *
+ * Memory: a filter holds four fixed buffers (about 24 KiB); it reads a
+ * side only while the buffers have room, so a slow reader slows its
+ * writer. */
+#include "agent/agent.h"
+#include "common/ftp.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#define POOL_STALE_MS	60000	/* a handed-out port not used by then is free */
+#define DIR_OUT		(2 * FTP_LINE_MAX)
+#define OUT_NEED	(FTP_LINE_MAX + 256)	/* room to process a line */
+
+#define R_ACTIVE	"502 Active mode is not supported through this " \
+			"gateway; use passive mode.\r\n"
+#define R_TOO_LONG	"500 Command line too long.\r\n"
+#define R_NO_PORT	"425 No passive port free at the gateway; try " \
+			"again.\r\n"
+
+/* One direction of the filter: bytes read from a socket wait in `in`
+ * until a whole line is there, then go (as they are or rewritten) to
+ * `out`, which is written to the other socket. */
+struct fdir {
+	char		 in[FTP_LINE_MAX];
+	size_t		 inlen;
+	char		 out[DIR_OUT];
+	size_t		 outoff, outlen;
+	unsigned	 eof:1;		/* the read side saw EOF */
+	unsigned	 shut:1;	/* the write side is shut down */
+	unsigned	 longline:1;	/* passing or dropping an over-long line */
+};
+
+/* The port table of one FTP service: which public port was handed to
+ * which control session, for which backend port. */
+struct pool_ent {
+	struct aftp	*owner;
+	uint16_t	 bport;
+	uint64_t	 at;
+};
+
+struct pool {
+	char		 svc[MSG_NAME_MAX];
+	uint16_t	 pmin, pmax;
+	struct pool_ent	*e;
+	struct pool	*next;
+};
+
+struct aftp {
+	struct aedge	*edge;
+	uint64_t	 id;
+	char		 svc[MSG_NAME_MAX];
+	char		 ip[MSG_ADDR_MAX];	/* the client's, numeric */
+	struct net_addr	 backend;
+	char		 backend_str[CFG_STR];
+	uint16_t	 pmin, pmax;		/* the backend's slice */
+	uint8_t		 public_ip[4];
+	enum svc_proto	 proto;
+	int		 live;			/* data connections welcome */
+	int		 tls;			/* past AUTH + 234 (or ftps) */
+	/* the filter (SVC_FTP) */
+	int		 filter;
+	struct ev_io	 bio;			/* the backend */
+	struct ev_io	 pio;			/* our end of the socketpair */
+	uint32_t	 bwant, pwant;
+	struct fdir	 s2c, c2s;
+	struct ftp_rstate rs;
+	long		 outstanding;		/* commands without a final reply */
+	int		 hold;			/* commands wait for outstanding 0 */
+	int		 auth_wait;
+	const char	*inject;		/* our reply, sent when due */
+	ftp_fail_cb	*fail;
+	void		*arg;
+	struct aftp	*prev, *next;
+};
+
+static struct aftp *ctls;
+static struct pool *pools;
+
+/* --- configuration and the service definition ---------------------------- */
+
+void
+ftp_svc_msg(const struct cfg_service *s, struct msg *m)
+{
+	if (s->proto == SVC_TCP)
+		return;
+	msg_set_str(m, FA_PROTOCOL, s->proto == SVC_FTP ? "ftp" : "ftps");
+	m->pasv_min = s->pasv_min;
+	m->pasv_max = s->pasv_max;
+	m->have |= FA_BIT(FA_PASV_MIN) | FA_BIT(FA_PASV_MAX);
+}
+
+void
+ftp_ports_msg(uint64_t id, const struct cfg_backend *b, struct msg *m)
+{
+	msg_init(m, FT_FTP_PORTS);
+	m->session = id;
+	m->pasv_min = b->pasv_min;
+	m->pasv_max = b->pasv_max;
+	m->have |= FA_BIT(FA_SESSION) | FA_BIT(FA_PASV_MIN) |
+	    FA_BIT(FA_PASV_MAX);
+}
+
+/* --- the port table ---------------------------------------------------- */
+
+static struct pool *
+pool_get(const char *svc, uint16_t pmin, uint16_t pmax)
+{
+	struct pool *p;
+	size_t n = (size_t)pmax - pmin + 1;
+
+	for (p = pools; p != NULL; p = p->next)
+		if (strcmp(p->svc, svc) == 0)
+			break;
+	if (p != NULL && p->pmin == pmin && p->pmax == pmax)
+		return p;
+	if (p == NULL) {
+		if ((p = calloc(1, sizeof(*p))) == NULL)
+			return NULL;
+		snprintf(p->svc, sizeof(p->svc), "%s", svc);
+		p->next = pools;
+		pools = p;
+	}
+	/* New, or the range changed on reload: start afresh. */
+	free(p->e);
+	if ((p->e = calloc(n, sizeof(*p->e))) == NULL) {
+		p->pmin = p->pmax = 0;
+		return NULL;
+	}
+	p->pmin = pmin;
+	p->pmax = pmax;
+	return p;
+}
+
+static struct pool *
+pool_find(const char *svc)
+{
+	struct pool *p;
+
+	for (p = pools; p != NULL; p = p->next)
+		if (strcmp(p->svc, svc) == 0 && p->e != NULL)
+			return p;
+	return NULL;
+}
+
+static int
+ent_free(const struct pool_ent *e, uint64_t now)
+{
+	return e->owner == NULL || now - e->at > POOL_STALE_MS;
+}
+
+/* Hand out a public port of f's slice for backend port bport: bport
+ * itself when it lies in the slice (the backend announces the public
+ * range), else the next free one. 0 if the slice is all taken. */
+static uint16_t
+pool_take(struct aftp *f, uint16_t bport)
+{
+	struct pool *p = pool_find(f->svc);
+	uint64_t now = ev_now();
+	size_t n, i, k, start;
+	struct pool_ent *e;
+
+	if (p == NULL || f->pmin < p->pmin || f->pmax > p->pmax)
+		return 0;
+	n = (size_t)f->pmax - f->pmin + 1;
+	if (bport >= f->pmin && bport <= f->pmax)
+		start = (size_t)bport - f->pmin;
+	else
+		start = (size_t)(now + f->id) % n;	/* spread the picks */
+	for (k = 0; k < n; k++) {
+		i = (start + k) % n;
+		e = &p->e[f->pmin - p->pmin + i];
+		if (ent_free(e, now)) {
+			e->owner = f;
+			e->bport = bport;
+			e->at = now;
+			return (uint16_t)(f->pmin + i);
+		}
+	}
+	return 0;
+}
+
+static void
+pool_release_owner(struct aftp *f)
+{
+	struct pool *p = pool_find(f->svc);
+	size_t i;
+
+	if (p == NULL)
+		return;
+	for (i = 0; i < (size_t)p->pmax - p->pmin + 1; i++)
+		if (p->e[i].owner == f)
+			p->e[i].owner = NULL;
+}
+
+/* --- the filter -------------------------------------------------------- */
+
+static void
+dir_put(struct fdir *d, const char *p, size_t n)
+{
+	/* Callers check room first (OUT_NEED); this is the backstop. */
+	if (n > sizeof(d->out) - d->outoff - d->outlen) {
+		if (d->outoff > 0) {
+			memmove(d->out, d->out + d->outoff, d->outlen);
+			d->outoff = 0;
+		}
+		if (n > sizeof(d->out) - d->outlen)
+			log_fatal("agent_ftp: filter buffer overrun");
+	}
+	memcpy(d->out + d->outoff + d->outlen, p, n);
+	d->outlen += n;
+}
+
+static size_t
+dir_room(struct fdir *d)
+{
+	if (d->outlen == 0)
+		d->outoff = 0;
+	return sizeof(d->out) - d->outlen;
+}
+
+static void
+dir_consume(struct fdir *d, size_t n)
+{
+	memmove(d->in, d->in + n, d->inlen - n);
+	d->inlen -= n;
+}
+
+/* Our own reply goes out once every command before it has its answer,
+ * so it lands in order even behind pipelined commands. */
+static void
+inject_due(struct aftp *f)
+{
+	if (!f->hold || f->outstanding > 0 || f->auth_wait)
+		return;
+	if (f->inject != NULL && !f->s2c.shut)
+		dir_put(&f->s2c, f->inject, strlen(f->inject));
+	f->inject = NULL;
+	f->hold = 0;
+}
+
+/* One reply line from the backend. */
+static void
+on_reply(struct aftp *f, const char *line, size_t len)
+{
+	struct ftp_reply r;
+	char out[FTP_FMT_MAX];
+	uint16_t pub;
+	int n = -1;
+
+	if (ftp_reply_scan(&f->rs, line, len, &r) == -1 || r.code == 0) {
+		dir_put(&f->s2c, line, len);
+		return;
+	}
+	if ((r.pasv || r.epsv) && !f->tls) {
+		if ((pub = pool_take(f, r.port)) == 0) {
+			log_warn("session %llu: ftp: no passive port of %u-%u free",
+			    (unsigned long long)f->id, f->pmin, f->pmax);
+			n = snprintf(out, sizeof(out), "%s", R_NO_PORT);
+		} else if (r.pasv)
+			n = ftp_fmt_227(out, sizeof(out), f->public_ip, pub);
+		else
+			n = ftp_fmt_229(out, sizeof(out), pub);
+	}
+	if (n > 0)
+		dir_put(&f->s2c, out, (size_t)n);
+	else
+		dir_put(&f->s2c, line, len);
+	if (r.code < 200)
+		return;		/* preliminary: the final reply follows */
+	if (f->outstanding > 0)
+		f->outstanding--;
+	if (f->auth_wait && f->outstanding == 0) {
+		f->auth_wait = 0;
+		if (r.code == 234) {
+			/* TLS from the next byte on, both ways. */
+			f->tls = 1;
+			log_info("session %llu: ftp: control channel is TLS from "
+			    "here on", (unsigned long long)f->id);
+		}
+	}
+	inject_due(f);
+}
+
+/* One command line from the client. */
+static void
+on_command(struct aftp *f, const char *line, size_t len)
+{
+	switch (ftp_cmd_scan(line, len)) {
+	case FTP_C_ACTIVE:
+		log_info("session %llu: ftp: active-mode command refused",
+		    (unsigned long long)f->id);
+		f->inject = R_ACTIVE;
+		f->hold = 1;
+		inject_due(f);
+		return;
+	case FTP_C_AUTH:
+		/* Nothing more is read as a command until its reply says
+		 * whether TLS starts. */
+		f->auth_wait = 1;
+		f->hold = 1;
+		break;
+	case FTP_C_OTHER:
+		break;
+	}
+	dir_put(&f->c2s, line, len);
+	f->outstanding++;
+}
+
+/* Move what can be moved from d->in to d->out. Returns 1 on progress. */
+static int
+dir_process(struct aftp *f, struct fdir *d)
+{
+	int s2c = d == &f->s2c, progress = 0;
+	size_t len, n;
+	char *lf;
+
+	while (d->inlen > 0) {
+		if (dir_room(d) < OUT_NEED || dir_room(&f->s2c) < OUT_NEED)
+			break;
+		if (f->tls && !(!s2c && f->hold)) {
+			n = d->inlen;
+			dir_put(d, d->in, n);
+			dir_consume(d, n);
+			progress = 1;
+			continue;
+		}
+		if (!s2c && f->hold)
+			break;
+		if (d->longline) {
+			/* The rest of an over-long line: replies pass, a
+			 * command is dropped (it never reaches the server). */
+			lf = memchr(d->in, '\n', d->inlen);
+			n = lf == NULL ? d->inlen : (size_t)(lf - d->in) + 1;
+			if (s2c)
+				dir_put(d, d->in, n);
+			dir_consume(d, n);
+			if (lf != NULL) {
+				d->longline = 0;
+				if (!s2c) {
+					f->inject = R_TOO_LONG;
+					f->hold = 1;
+					inject_due(f);
+				}
+			}
+			progress = 1;
+			continue;
+		}
+		len = ftp_line_len(d->in, d->inlen);
+		if (len == 0) {
+			if (d->inlen < sizeof(d->in) && !d->eof)
+				break;		/* wait for the rest */
+			if (d->inlen == sizeof(d->in)) {
+				/* No LF within FTP_LINE_MAX: the start still
+				 * tells a reply's code. */
+				if (s2c) {
+					struct ftp_reply r;
+					if (ftp_reply_scan(&f->rs, d->in, d->inlen,
+					    &r) == 0 && r.code >= 200 &&
+					    f->outstanding > 0)
+						f->outstanding--;
+				}
+				d->longline = 1;
+				continue;
+			}
+			/* EOF after a partial line: a reply passes; a
+			 * command without its LF is not a command. */
+			if (s2c)
+				dir_put(d, d->in, d->inlen);
+			dir_consume(d, d->inlen);
+			progress = 1;
+			continue;
+		}
+		if (s2c)
+			on_reply(f, d->in, len);
+		else
+			on_command(f, d->in, len);
+		dir_consume(d, len);
+		progress = 1;
+	}
+	return progress;
+}
+
+/* Read into d from fd. Returns 1 on progress, 0 would block, -1 error. */
+static int
+dir_read(struct fdir *d, int fd, uint32_t *want, char *err, size_t errlen)
+{
+	ssize_t n;
+
+	if (d->eof || d->inlen == sizeof(d->in))
+		return 0;
+	n = recv(fd, d->in + d->inlen, sizeof(d->in) - d->inlen, 0);
+	if (n > 0) {
+		d->inlen += (size_t)n;
+		return 1;
+	}
+	if (n == 0) {
+		d->eof = 1;
+		return 1;
+	}
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+		*want |= EPOLLIN;
+		return 0;
+	}
+	snprintf(err, errlen, "%s", strerror(errno));
+	return -1;
+}
+
+static int
+dir_write(struct fdir *d, int fd, uint32_t *want, char *err, size_t errlen)
+{
+	ssize_t n;
+	int progress = 0;
+
+	while (d->outlen > 0) {
+		n = send(fd, d->out + d->outoff, d->outlen, MSG_NOSIGNAL);
+		if (n == -1) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK ||
+			    errno == EINTR) {
+				*want |= EPOLLOUT;
+				return progress;
+			}
+			snprintf(err, errlen, "%s", strerror(errno));
+			return -1;
+		}
+		d->outoff += (size_t)n;
+		d->outlen -= (size_t)n;
+		progress = 1;
+	}
+	d->outoff = 0;
+	if (d->eof && d->inlen == 0 && !d->shut) {
+		if (shutdown(fd, SHUT_WR) == -1 && errno != ENOTCONN) {
+			snprintf(err, errlen, "%s", strerror(errno));
+			return -1;
+		}
+		d->shut = 1;
+		progress = 1;
+	}
+	return progress;
+}
+
+static void
+filter_close(struct aftp *f, int abort)
+{
+	struct linger lg = { 1, 0 };
+
+	if (!f->filter)
+		return;
+	ev_del(&f->bio);
+	ev_del(&f->pio);
+	if (abort)
+		(void)setsockopt(f->bio.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(f->bio.fd);
+	close(f->pio.fd);
+	f->filter = 0;
+}
+
+static void
+aftp_free(struct aftp *f)
+{
+	if (f->prev != NULL)
+		f->prev->next = f->next;
+	else
+		ctls = f->next;
+	if (f->next != NULL)
+		f->next->prev = f->prev;
+	pool_release_owner(f);
+	filter_close(f, 1);
+	free(f);
+}
+
+static void
+io_watch(struct ev_io *io, int done, uint32_t want)
+{
+	if (done)
+		ev_del(io);
+	else if (ev_set(io, want) == -1)
+		log_fatal("epoll_ctl: %s", strerror(errno));
+}
+
+/* Pump both directions until nothing moves. */
+static void
+filter_pump(struct aftp *f)
+{
+	char err[256];
+	const char *side = "backend";
+	int progress, r;
+
+	do {
+		progress = 0;
+		f->bwant = f->pwant = 0;
+		if ((r = dir_read(&f->s2c, f->bio.fd, &f->bwant, err,
+		    sizeof(err))) == -1)
+			goto fail;
+		progress |= r;
+		side = "relay";
+		if ((r = dir_read(&f->c2s, f->pio.fd, &f->pwant, err,
+		    sizeof(err))) == -1)
+			goto fail;
+		progress |= r;
+		if (f->s2c.eof && f->hold) {
+			/* The server is gone: nothing owes us a turn. */
+			f->outstanding = 0;
+			f->auth_wait = 0;
+			inject_due(f);
+		}
+		progress |= dir_process(f, &f->s2c);
+		progress |= dir_process(f, &f->c2s);
+		if ((r = dir_write(&f->s2c, f->pio.fd, &f->pwant, err,
+		    sizeof(err))) == -1)
+			goto fail;
+		progress |= r;
+		side = "backend";
+		if ((r = dir_write(&f->c2s, f->bio.fd, &f->bwant, err,
+		    sizeof(err))) == -1)
+			goto fail;
+		progress |= r;
+	} while (progress);
+
+	if (f->s2c.shut && f->c2s.shut && f->fail == NULL) {
+		/* Orphaned by a clean end of the relay, and done. */
+		aftp_free(f);
+		return;
+	}
+	/* A socket finished both ways is dropped from the set: its
+	 * level-triggered HUP would wake the loop for ever. */
+	io_watch(&f->bio, f->s2c.eof && f->c2s.shut, f->bwant);
+	io_watch(&f->pio, f->c2s.eof && f->s2c.shut, f->pwant);
+	return;
+fail:
+	if (f->fail != NULL) {
+		char why[300];
+
+		snprintf(why, sizeof(why), "%s: %s", side, err);
+		/* The session frees f through ftp_ctl_end; touch nothing
+		 * after this call. */
+		f->fail(f->arg, why);
+		return;
+	}
+	aftp_free(f);
+}
+
+static void
+bio_cb(struct ev_io *io, uint32_t events)
+{
+	struct aftp *f = (struct aftp *)(void *)((char *)io -
+	    offsetof(struct aftp, bio));
+
+	(void)events;
+	filter_pump(f);
+}
+
+static void
+pio_cb(struct ev_io *io, uint32_t events)
+{
+	struct aftp *f = (struct aftp *)(void *)((char *)io -
+	    offsetof(struct aftp, pio));
+
+	(void)events;
+	filter_pump(f);
+}
+
+/* --- control sessions ---------------------------------------------------- */
+
+struct aftp *
+ftp_ctl_join(struct aedge *e, uint64_t id, const struct cfg_service *svc,
+    const struct cfg_backend *b, const char *client_ip, int *backend_fd,
+    ftp_fail_cb *fail, void *arg, char *why, size_t whylen)
+{
+	struct aftp *f;
+	int sp[2];
+
+	if ((f = calloc(1, sizeof(*f))) == NULL) {
+		snprintf(why, whylen, "ftp: out of memory");
+		return NULL;
+	}
+	f->edge = e;
+	f->id = id;
+	snprintf(f->svc, sizeof(f->svc), "%s", svc->name);
+	snprintf(f->ip, sizeof(f->ip), "%s", client_ip);
+	f->backend = b->addr;
+	snprintf(f->backend_str, sizeof(f->backend_str), "%s", b->str);
+	f->pmin = b->pasv_min;
+	f->pmax = b->pasv_max;
+	memcpy(f->public_ip, svc->public_ip, sizeof(f->public_ip));
+	f->proto = svc->proto;
+	f->tls = svc->proto == SVC_FTPS;
+	f->live = 1;
+	f->fail = fail;
+	f->arg = arg;
+	if (pool_get(svc->name, svc->pasv_min, svc->pasv_max) == NULL) {
+		free(f);
+		snprintf(why, whylen, "ftp: out of memory");
+		return NULL;
+	}
+	if (svc->proto == SVC_FTP) {
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		    0, sp) == -1) {
+			snprintf(why, whylen, "ftp: socketpair: %s", strerror(errno));
+			free(f);
+			return NULL;
+		}
+		ev_io_init(&f->bio, *backend_fd, bio_cb);
+		ev_io_init(&f->pio, sp[0], pio_cb);
+		f->filter = 1;
+		f->outstanding = 1;	/* the greeting */
+		*backend_fd = sp[1];	/* the relay's side */
+	}
+	f->next = ctls;
+	if (ctls != NULL)
+		ctls->prev = f;
+	ctls = f;
+	/* No pump from here: the relay is not running yet, and a failure
+	 * now must not reach the session through fail(). */
+	if (f->filter && (ev_set(&f->bio, EPOLLIN) == -1 ||
+	    ev_set(&f->pio, EPOLLIN) == -1))
+		log_fatal("epoll_ctl: %s", strerror(errno));
+	return f;
+}
+
+void
+ftp_ctl_end(struct aftp *f, int abort)
+{
+	if (f == NULL)
+		return;
+	f->live = 0;
+	f->fail = NULL;
+	pool_release_owner(f);
+	if (abort || !f->filter || (f->s2c.shut && f->c2s.shut)) {
+		aftp_free(f);
+		return;
+	}
+	/* Bytes the client sent last may still be on their way to the
+	 * backend: the filter finishes them and frees itself. */
+	filter_pump(f);
+}
+
+/* --- data sessions ------------------------------------------------------- */
+
+static void
+addr_port(struct net_addr *a, uint16_t port)
+{
+	if (a->ss.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&a->ss)->sin6_port = htons(port);
+	else
+		((struct sockaddr_in *)&a->ss)->sin_port = htons(port);
+}
+
+int
+ftp_data_target(struct aedge *e, const struct msg *m, struct net_addr *a,
+    char *backend, size_t backendlen, char *why, size_t whylen)
+{
+	struct pool *p = pool_find(m->service);
+	struct pool_ent *pe;
+	struct aftp *f, *o;
+	uint16_t port = m->ftp_port;
+
+	if (!(m->have & FA_BIT(FA_FTP_PORT)) || m->ftp_ctl == 0 || port == 0) {
+		snprintf(why, whylen, "ftp data: no control session or port");
+		return -1;
+	}
+	/* A port the filter handed out: its owner and backend port. */
+	if (p != NULL && port >= p->pmin && port <= p->pmax) {
+		pe = &p->e[port - p->pmin];
+		o = pe->owner;
+		if (!ent_free(pe, ev_now()) && o->live && o->edge == e &&
+		    strcmp(o->ip, m->client_addr) == 0) {
+			*a = o->backend;
+			addr_port(a, pe->bport);
+			snprintf(backend, backendlen, "%s port %u (control session "
+			    "%llu)", o->backend_str, pe->bport,
+			    (unsigned long long)o->id);
+			pe->owner = NULL;	/* one data connection per PASV */
+			return 0;
+		}
+	}
+	for (f = ctls; f != NULL; f = f->next)
+		if (f->live && f->edge == e && f->id == m->ftp_ctl)
+			break;
+	if (f == NULL || !f->tls) {
+		/* The edge picks among the client's control sessions whose
+		 * slice holds the port; one it picked may not have joined
+		 * here yet. Over TLS any of them names the same backend. */
+		for (o = ctls; o != NULL; o = o->next)
+			if (o->live && o->tls && o->edge == e &&
+			    port >= o->pmin && port <= o->pmax &&
+			    strcmp(o->ip, m->client_addr) == 0 &&
+			    strcmp(o->svc, m->service) == 0)
+				break;
+		if (o != NULL)
+			f = o;
+	}
+	if (f == NULL || strcmp(f->svc, m->service) != 0) {
+		snprintf(why, whylen, "ftp data: control session %llu is not "
+		    "open", (unsigned long long)m->ftp_ctl);
+		return -1;
+	}
+	if (strcmp(f->ip, m->client_addr) != 0) {
+		snprintf(why, whylen, "ftp data: client %s is not the client of "
+		    "control session %llu", m->client_addr,
+		    (unsigned long long)m->ftp_ctl);
+		return -1;
+	}
+	if (!f->tls || port < f->pmin || port > f->pmax) {
+		snprintf(why, whylen, "ftp data: port %u was not handed to "
+		    "control session %llu", port, (unsigned long long)m->ftp_ctl);
+		return -1;
+	}
+	/* TLS: the backend announced this port of its slice itself. */
+	*a = f->backend;
+	addr_port(a, port);
+	snprintf(backend, backendlen, "%s port %u (control session %llu)",
+	    f->backend_str, port, (unsigned long long)f->id);
+	return 0;
+}
+
+void
+ftp_stop(void)
+{
+	struct pool *p;
+
+	while (ctls != NULL)
+		aftp_free(ctls);
+	while ((p = pools) != NULL) {
+		pools = p->next;
+		free(p->e);
+		free(p);
+	}
+}

@@ -1,0 +1,63 @@
+/* ftp.h - the FTP control channel seen line by line (RFC 959, 2228,
+ * 2428): pure, bounded functions with no I/O and no allocation, so they
+ * can be unit-tested and fuzzed on their own. The agent uses them on a
+ * plain FTP control connection only (agent_ftp.c); the edge never links
+ * them. */
+#ifndef SP_FTP_H
+#define SP_FTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Longest command or reply line handled as a line, CRLF included.
+ * Servers' own limits are of this order (vsftpd: 4096). */
+#define FTP_LINE_MAX	4096
+/* Longest line ftp_fmt_227 / ftp_fmt_229 write, CRLF included. */
+#define FTP_FMT_MAX	64
+
+/* Where a reply stream is: outside any reply, or inside a multi-line
+ * reply ("123-..." up to the line that starts "123 "). All zero is the
+ * state at the start of a connection. */
+struct ftp_rstate {
+	int	multi;
+	int	code;
+};
+
+/* What one reply line is. */
+struct ftp_reply {
+	int		code;	/* 100-599 on the last line of a reply, else 0 */
+	int		pasv;	/* a final 227 whose h1,h2,h3,h4,p1,p2 parsed */
+	int		epsv;	/* a final 229 whose (|||port|) parsed */
+	uint8_t		ip[4];	/* pasv: the address announced */
+	uint16_t	port;	/* pasv, epsv: the port announced */
+};
+
+/* Scan one reply line: len bytes up to and including its LF (a line cut
+ * short by FTP_LINE_MAX is scanned from its start all the same). Fills r
+ * and advances st. Returns 0, or -1 for a line that is not reply syntax
+ * outside a multi-line reply (st is then unchanged). */
+int	ftp_reply_scan(struct ftp_rstate *st, const char *line, size_t len,
+	    struct ftp_reply *r);
+
+enum ftp_cmd {
+	FTP_C_OTHER,	/* anything else: passed on unchanged */
+	FTP_C_ACTIVE,	/* PORT, EPRT, LPRT, LPSV: refused by the gateway */
+	FTP_C_AUTH,	/* AUTH (RFC 2228): TLS may start after a 234 */
+};
+
+/* Classify one command line (len bytes, up to and including its LF).
+ * The verb is read case-insensitively after any leading blanks and
+ * Telnet IAC sequences, as servers do, so "\xff\xf4port" is still PORT. */
+enum ftp_cmd ftp_cmd_scan(const char *line, size_t len);
+
+/* Length of the first line in p[0..n) up to and including its LF, or 0
+ * if p holds no LF. */
+size_t	ftp_line_len(const char *p, size_t n);
+
+/* Write "227 Entering Passive Mode (a,b,c,d,p1,p2).\r\n" or
+ * "229 Entering Extended Passive Mode (|||port|)\r\n" to out. Return the
+ * length written (no NUL counted), or -1 if out is too small. */
+int	ftp_fmt_227(char *out, size_t outlen, const uint8_t ip[4], uint16_t port);
+int	ftp_fmt_229(char *out, size_t outlen, uint16_t port);
+
+#endif

@@ -1,0 +1,355 @@
+/* edge_ftp.c - passive data ports of FTP services (docs/ftp.md).
+ *
+ * An FTP service's SVC_OPEN carries PROTOCOL and a passive port range;
+ * the edge listens on every port of the range, on the service's address,
+ * for as long as the service is open. Each control session of the service
+ * is remembered here with the client's address and, once the agent has
+ * sent FTP_PORTS, the ports its data connections may use (the slice of
+ * the backend that holds it). A connection to a passive port P from
+ * address X becomes a session only if a live control session from X
+ * allows P; it is then offered, like any session, to the agent that holds
+ * that control session, with the control session's id and P. Anything
+ * else is refused at once: no port stealing by other addresses. */
+#include "edge/edge.h"
+#include "common/log.h"
+#include "common/stats.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#define FTP_PORTS_MAX	1000	/* passive ports per service */
+#define CTL_HASH	1024	/* power of two */
+
+struct eftp;
+
+struct eftp_lis {
+	struct ev_io	 io;
+	struct eftp	*f;
+	uint16_t	 port;
+};
+
+/* A control session of an FTP service. */
+struct ectl {
+	uint64_t	 id;
+	struct eftp	*f;		/* NULL once the service closed */
+	struct econn	*agent;		/* NULL once the agent is gone */
+	char		 ip[NET_ADDRSTR];
+	uint16_t	 pmin, pmax;	/* 0, 0 until FTP_PORTS */
+	uint64_t	 stamp;		/* when the ports were last set */
+	struct ectl	*hnext;		/* id hash chain */
+	struct ectl	*prev, *next;	/* the service's control sessions */
+};
+
+struct eftp {
+	char		 svc[MSG_NAME_MAX];
+	uint16_t	 pmin, pmax;
+	size_t		 nlis;
+	struct eftp_lis	*lis;
+	struct ectl	*ctls;
+	struct eftp	*next;
+};
+
+static struct eftp *ftps;
+static struct ectl *ctl_hash[CTL_HASH];
+static uint64_t stamp_next = 1;
+static uint64_t data_accepted, data_refused;
+static uint64_t refuse_logged_at, refuse_held;
+
+static struct ectl **
+ctl_slot(uint64_t id)
+{
+	struct ectl **pp;
+
+	for (pp = &ctl_hash[id & (CTL_HASH - 1)]; *pp != NULL;
+	    pp = &(*pp)->hnext)
+		if ((*pp)->id == id)
+			return pp;
+	return pp;
+}
+
+static void
+ctl_unlist(struct ectl *c)
+{
+	if (c->f == NULL)
+		return;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		c->f->ctls = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+	c->f = NULL;
+}
+
+/* A refusal is logged at most once a second, with how many were held
+ * back: a scan of the passive range must not flood the log. */
+static void
+refuse(struct eftp *f, int fd, const char *ip, uint16_t port, const char *why)
+{
+	struct linger lg = { 1, 0 };
+	uint64_t now = ev_now();
+
+	data_refused++;
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+	if (refuse_logged_at != 0 && now - refuse_logged_at < 1000) {
+		refuse_held++;
+		return;
+	}
+	log_warn("ftp service %s: data connection from %s to passive port %u "
+	    "refused: %s%s", f->svc, ip, port, why,
+	    refuse_held ? " (and earlier refusals not logged)" : "");
+	refuse_logged_at = now;
+	refuse_held = 0;
+}
+
+/* The control session from ip that allows port: the one whose ports were
+ * set last, since an address may hold several. */
+static struct ectl *
+ctl_match(struct eftp *f, const char *ip, uint16_t port)
+{
+	struct ectl *c, *best = NULL;
+
+	for (c = f->ctls; c != NULL; c = c->next)
+		if (c->agent != NULL && c->pmin != 0 && port >= c->pmin &&
+		    port <= c->pmax && strcmp(c->ip, ip) == 0 &&
+		    (best == NULL || c->stamp > best->stamp))
+			best = c;
+	return best;
+}
+
+static void
+pasv_accept(struct ev_io *io, uint32_t events)
+{
+	struct eftp_lis *l = (struct eftp_lis *)(void *)io;
+	struct eftp *f = l->f;
+	struct net_addr peer;
+	struct ectl *c;
+	char ip[NET_ADDRSTR], what[MSG_NAME_MAX + 16];
+	uint16_t cport;
+	int fd, i;
+
+	(void)events;
+	snprintf(what, sizeof(what), "ftp service %s", f->svc);
+	for (i = 0; i < 16; i++) {
+		if ((fd = edge_accept(io->fd, &peer, what)) == -1)
+			return;
+		net_fmt_ip((struct sockaddr *)&peer.ss, ip, sizeof(ip), &cport);
+		if ((c = ctl_match(f, ip, l->port)) == NULL) {
+			refuse(f, fd, ip, l->port, "no control session from "
+			    "that address for this port");
+			continue;
+		}
+		data_accepted++;
+		/* svc_ftp_data may end the service's sessions, not f. */
+		svc_ftp_data(f->svc, fd, &peer, c->agent, c->id, l->port);
+	}
+}
+
+static void
+eftp_free(struct eftp *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->nlis; i++) {
+		ev_del(&f->lis[i].io);
+		close(f->lis[i].io.fd);
+	}
+	while (f->ctls != NULL)
+		ctl_unlist(f->ctls);
+	free(f->lis);
+	free(f);
+}
+
+int
+ftp_svc_open(const char *svc, const struct msg *def,
+    const struct net_addr *listen, struct eftp **out, char *err,
+    size_t errlen)
+{
+	struct eftp *f;
+	struct net_addr a = *listen;
+	uint16_t lport;
+	char ip[NET_ADDRSTR], e[128];
+	size_t n, i;
+	int fd;
+
+	*out = NULL;
+	if (!(def->have & FA_BIT(FA_PROTOCOL)))
+		return 0;
+	if (strcmp(def->protocol, "ftp") != 0 &&
+	    strcmp(def->protocol, "ftps") != 0) {
+		snprintf(err, errlen, "unknown protocol '%s'", def->protocol);
+		return -1;
+	}
+	if (!(def->have & FA_BIT(FA_PASV_MIN)) ||
+	    !(def->have & FA_BIT(FA_PASV_MAX)) || def->pasv_min == 0 ||
+	    def->pasv_min > def->pasv_max) {
+		snprintf(err, errlen, "FTP service without a valid passive port "
+		    "range");
+		return -1;
+	}
+	n = (size_t)def->pasv_max - def->pasv_min + 1;
+	if (n > FTP_PORTS_MAX) {
+		snprintf(err, errlen, "passive range %u-%u: more than %d ports",
+		    def->pasv_min, def->pasv_max, FTP_PORTS_MAX);
+		return -1;
+	}
+	net_fmt_ip((struct sockaddr *)&a.ss, ip, sizeof(ip), &lport);
+	if (lport >= def->pasv_min && lport <= def->pasv_max) {
+		snprintf(err, errlen, "passive range %u-%u holds the control "
+		    "port %u", def->pasv_min, def->pasv_max, lport);
+		return -1;
+	}
+	if ((f = calloc(1, sizeof(*f))) == NULL ||
+	    (f->lis = calloc(n, sizeof(*f->lis))) == NULL) {
+		free(f);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	snprintf(f->svc, sizeof(f->svc), "%s", svc);
+	f->pmin = def->pasv_min;
+	f->pmax = def->pasv_max;
+	for (i = 0; i < n; i++) {
+		struct eftp_lis *l = &f->lis[i];
+
+		l->f = f;
+		l->port = (uint16_t)(f->pmin + i);
+		if (a.ss.ss_family == AF_INET6)
+			((struct sockaddr_in6 *)&a.ss)->sin6_port = htons(l->port);
+		else
+			((struct sockaddr_in *)&a.ss)->sin_port = htons(l->port);
+		if ((fd = net_listen(&a, 64, e, sizeof(e))) == -1) {
+			snprintf(err, errlen, "passive port %u: %s", l->port, e);
+			eftp_free(f);
+			return -1;
+		}
+		ev_io_init(&l->io, fd, pasv_accept);
+		f->nlis++;
+		if (ev_set(&l->io, EPOLLIN) == -1)
+			log_fatal("epoll_ctl: %s", strerror(errno));
+	}
+	f->next = ftps;
+	ftps = f;
+	log_info("ftp service %s: passive ports %u-%u open on %s", svc,
+	    f->pmin, f->pmax, ip);
+	*out = f;
+	return 0;
+}
+
+void
+ftp_svc_close(struct eftp *f)
+{
+	struct eftp **pp;
+
+	if (f == NULL)
+		return;
+	for (pp = &ftps; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == f) {
+			*pp = f->next;
+			break;
+		}
+	log_info("ftp service %s: passive ports %u-%u closed", f->svc,
+	    f->pmin, f->pmax);
+	eftp_free(f);
+}
+
+void
+ftp_listeners_set(uint32_t mask)
+{
+	struct eftp *f;
+	size_t i;
+
+	for (f = ftps; f != NULL; f = f->next)
+		for (i = 0; i < f->nlis; i++)
+			if (ev_set(&f->lis[i].io, mask) == -1)
+				log_fatal("epoll_ctl: %s", strerror(errno));
+}
+
+void
+ftp_ctl_add(struct eftp *f, uint64_t id, const char *ip, struct econn *agent)
+{
+	struct ectl **slot = ctl_slot(id), *c;
+
+	if (f == NULL || *slot != NULL)
+		return;
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		/* Without an entry the session gets no data connection:
+		 * its client sees the refusal, nothing worse. */
+		log_warn("ftp service %s: out of memory", f->svc);
+		return;
+	}
+	c->id = id;
+	c->f = f;
+	c->agent = agent;
+	snprintf(c->ip, sizeof(c->ip), "%s", ip);
+	*slot = c;
+	c->next = f->ctls;
+	if (f->ctls != NULL)
+		f->ctls->prev = c;
+	f->ctls = c;
+}
+
+void
+ftp_ctl_del(uint64_t id)
+{
+	struct ectl **slot = ctl_slot(id), *c = *slot;
+
+	if (c == NULL)
+		return;
+	*slot = c->hnext;
+	ctl_unlist(c);
+	free(c);
+}
+
+void
+ftp_ports(struct econn *agent, const struct msg *m)
+{
+	struct ectl *c = *ctl_slot(m->session);
+
+	/* Only the agent the session was offered to speaks for it, and
+	 * only for ports of the service's own range. */
+	if (c == NULL || c->f == NULL || c->agent != agent) {
+		log_warn("agent %s: FTP_PORTS for session %llu ignored: not an "
+		    "FTP control session of this agent", agent->name,
+		    (unsigned long long)m->session);
+		return;
+	}
+	if (m->pasv_min == 0 || m->pasv_min > m->pasv_max ||
+	    m->pasv_min < c->f->pmin || m->pasv_max > c->f->pmax) {
+		log_warn("agent %s: FTP_PORTS %u-%u for session %llu ignored: "
+		    "outside the passive range %u-%u of service %s", agent->name,
+		    m->pasv_min, m->pasv_max, (unsigned long long)m->session,
+		    c->f->pmin, c->f->pmax, c->f->svc);
+		return;
+	}
+	c->pmin = m->pasv_min;
+	c->pmax = m->pasv_max;
+	c->stamp = stamp_next++;
+}
+
+void
+ftp_agent_lost(struct econn *agent)
+{
+	struct eftp *f;
+	struct ectl *c;
+
+	for (f = ftps; f != NULL; f = f->next)
+		for (c = f->ctls; c != NULL; c = c->next)
+			if (c->agent == agent)
+				c->agent = NULL;
+}
+
+void
+ftp_stats(char *out, size_t outlen)
+{
+	(void)stats_append(out, outlen, "ftp_data_accepted_total",
+	    data_accepted);
+	(void)stats_append(out, outlen, "ftp_data_refused_total", data_refused);
+}
