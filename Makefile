@@ -32,11 +32,12 @@ LIBCURL = -lcurl -ljansson
 
 COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
           src/common/net.c src/common/tlsx.c src/common/fconn.c src/common/relay.c \
-          src/common/stats.c src/common/outpol.c src/common/cidr.c src/common/proxy.c
+          src/common/stats.c src/common/outpol.c src/common/cidr.c src/common/proxy.c \
+          src/common/plink.c
 EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_svc.c \
           src/edge/edge_limit.c src/edge/edge_sandbox.c src/edge/edge_keyproc.c \
           src/edge/edge_notify.c src/edge/edge_out.c src/edge/edge_policy.c \
-          src/edge/edge_ftp.c
+          src/edge/edge_ftp.c src/edge/edge_pool.c
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/agent_edge.c \
           src/agent/agent_sess.c src/agent/agent_health.c src/agent/dial.c \
           src/agent/agent_metrics.c \
@@ -51,7 +52,8 @@ obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 PROGS   = $(BUILD)/sallyport-edge $(BUILD)/sallyport-agent $(BUILD)/sallyportctl
 UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki \
           $(BUILD)/test_stats $(BUILD)/test_route \
-          $(BUILD)/test_socks $(BUILD)/test_httpc $(BUILD)/test_outpol
+          $(BUILD)/test_socks $(BUILD)/test_httpc $(BUILD)/test_outpol \
+          $(BUILD)/test_plink
 UNITS  += $(BUILD)/test_proxy $(BUILD)/test_cidr
 UNITS  += $(BUILD)/test_ftp
 
@@ -108,6 +110,9 @@ $(BUILD)/test_httpc: $(BUILD)/obj/tests/test_httpc.o $(call obj,src/agent/httpc.
 $(BUILD)/test_outpol: $(BUILD)/obj/tests/test_outpol.o $(call obj,src/common/outpol.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
+$(BUILD)/test_plink: $(BUILD)/obj/tests/test_plink.o $(call obj,src/common/plink.c src/common/frame.c src/common/buf.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
 $(BUILD)/test_ftp: $(BUILD)/obj/tests/test_ftp.o $(call obj,src/common/ftp.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
@@ -137,6 +142,8 @@ FUZZERS += httpc
 FUZZ_SRC_httpc = src/agent/httpc.c
 FUZZERS += outpol
 FUZZ_SRC_outpol = src/common/outpol.c
+FUZZERS += plink
+FUZZ_SRC_plink = src/common/plink.c src/common/frame.c src/common/buf.c
 FUZZERS += ftp
 FUZZ_SRC_ftp = src/common/ftp.c
 FUZZERS += proxy

@@ -18,6 +18,8 @@
 #define CFG_STR			256
 #define CFG_TOKEN_MIN		16
 #define CFG_TOKEN_MAX		1024
+#define CFG_POOL_DEFAULT	4
+#define CFG_POOL_MAX		64
 
 /* Backend health: the outcome of the last health check or session dial
  * (agent_health.c). A backend never dialled is "unknown" and counts as up;
@@ -93,6 +95,8 @@ struct cfg {
 	char		 key[PATH_MAX];
 	char		 ca[PATH_MAX];
 	uint64_t	 connect_timeout_ms;
+	int		 data_plain;		/* data_link = plain */
+	unsigned	 data_pool;		/* idle data links per edge */
 	char		 audit_log[PATH_MAX];	/* "" = no audit log */
 	struct cfg_edge	 edges[CFG_MAX_EDGES];
 	size_t		 nedges;
@@ -169,6 +173,15 @@ struct aedge {
 	uint64_t	 stats_at;
 	int		 out_ok;		/* the edge took our policy */
 	uint8_t		 out_token[FRAME_SECRET];
+	int		 plain;			/* the edge takes plain links */
+	/* The pool of idle data links (agent_sess.c): links being opened
+	 * or parked, tokens asked for, and a back-off after failures. */
+	unsigned	 pool_links;
+	unsigned	 pool_idle;
+	unsigned	 pool_req;
+	int		 pool_refused;		/* the edge said no: wait */
+	uint64_t	 pool_next;		/* no new link before this */
+	uint64_t	 pool_backoff_ms;
 };
 
 extern struct cfg agent_cfg;
@@ -192,6 +205,14 @@ const char *aedge_state_name(enum aedge_state st);
  * round-robin, or NULL. */
 struct aedge *edge_pick_out(void);
 
+/* Ask e for pool tokens until its pool is full (data_pool). */
+void	edge_pool_fill(struct aedge *e);
+
+/* agent_sess.c: pooled links */
+/* Open a pooled data link to e with a token from POOL_GRANT. */
+void	sess_pool_open(struct aedge *e, const uint8_t *token);
+/* Close e's pooled links that carry no session (e went away). */
+void	sess_pool_close(struct aedge *e);
 /* agent_ftp.c: FTP control and data sessions (docs/ftp.md). */
 struct aftp;
 /* The filter of a control session failed: the session must end with a

@@ -274,6 +274,28 @@ cfg_agent_key(struct cfg_parse *p, const char *name, const char *value)
 		return cfg_seconds(p, &c->connect_timeout_ms, name, value, 0);
 	if (strcmp(name, "audit_log") == 0)
 		return cfg_out_path(p, c->audit_log, name, value);
+	if (strcmp(name, "data_link") == 0) {
+		if (strcmp(value, "tls") == 0)
+			c->data_plain = 0;
+		else if (strcmp(value, "plain") == 0)
+			c->data_plain = 1;
+		else
+			return cfg_fail(p, "data_link: '%s': use tls or plain", value);
+		return 1;
+	}
+	if (strcmp(name, "data_pool") == 0) {
+		char *end;
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(value, &end, 10);
+		if (errno != 0 || end == value || *end != '\0' || value[0] == '-' ||
+		    v > CFG_POOL_MAX)
+			return cfg_fail(p, "data_pool: '%s' is not a number of links "
+			    "(0 to %d; 0 turns the pool off)", value, CFG_POOL_MAX);
+		c->data_pool = (unsigned)v;
+		return 1;
+	}
 	return cfg_fail(p, "unknown key '%s' in [agent]", name);
 }
 
@@ -620,6 +642,7 @@ cfg_load(const char *path, struct cfg *c, char *err, size_t errlen)
 	memset(&p, 0, sizeof(p));
 	p.c = c;
 	c->connect_timeout_ms = 10000;
+	c->data_pool = CFG_POOL_DEFAULT;
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	if (gethostname(c->name, sizeof(c->name) - 1) == -1 ||
 	    !frame_valid_service(c->name))

@@ -66,6 +66,12 @@ aedge_fail(struct aedge *e, const char *why)
 	dial_cancel(&e->dial);
 	if (e->state == AE_HELLO || e->state == AE_READY)
 		fconn_close(&e->fc);
+	/* Pooled links were authenticated through this control connection;
+	 * the edge drops them with it. */
+	sess_pool_close(e);
+	e->pool_req = 0;
+	e->pool_refused = 0;
+	e->plain = 0;
 	e->out_ok = 0;
 	OPENSSL_cleanse(e->out_token, sizeof(e->out_token));
 	aedge_schedule(e);
@@ -120,6 +126,10 @@ aedge_ready(struct fconn *fc)
 	m.version = FRAME_VERSION;
 	m.have |= FA_BIT(FA_VERSION);
 	msg_set_str(&m, FA_NAME, agent_cfg.name);
+	if (agent_cfg.data_plain) {
+		m.data_link = DATA_LINK_PLAIN;
+		m.have |= FA_BIT(FA_DATA_LINK);
+	}
 	(void)fconn_send(fc, &m);
 	(void)e;
 	return 0;
@@ -212,8 +222,15 @@ aedge_frame(struct fconn *fc, struct msg *m)
 		e->backoff_ms = BACKOFF_MIN_MS;
 		e->last_ping = ev_now();
 		snprintf(e->edge_name, sizeof(e->edge_name), "%s", m->name);
-		log_info("edge %s connected (edge %s, protocol %u)", e->ce->str,
-		    e->edge_name, m->version);
+		e->plain = agent_cfg.data_plain &&
+		    (m->have & FA_BIT(FA_DATA_LINK)) &&
+		    m->data_link == DATA_LINK_PLAIN;
+		if (agent_cfg.data_plain && !e->plain)
+			log_warn("edge %s does not take plain data links: using "
+			    "TLS", e->ce->str);
+		log_info("edge %s connected (edge %s, protocol %u, data_link=%s, "
+		    "data_pool=%u)", e->ce->str, e->edge_name, m->version,
+		    e->plain ? "plain" : "tls", agent_cfg.data_pool);
 		aedge_push_services(e);
 		if (agent_cfg.out.line != 0) {
 			/* The edge enforces what we allow; it gets the policy
@@ -222,6 +239,8 @@ aedge_frame(struct fconn *fc, struct msg *m)
 			msg_set_str(&m2, FA_OUT_ALLOW, agent_cfg.out.allow);
 			(void)fconn_send(&e->fc, &m2);
 		}
+		e->pool_next = 0;
+		edge_pool_fill(e);
 		return 0;
 	}
 	switch (m->type) {
@@ -251,6 +270,21 @@ aedge_frame(struct fconn *fc, struct msg *m)
 		e->out_ok = 1;
 		log_info("edge %s: outbound open (%zu destination rules)",
 		    e->ce->str, agent_cfg.out.nrules);
+		return 0;
+	case FT_POOL_GRANT:
+		if (e->pool_req > 0)
+			e->pool_req--;
+		if (m->status != 0 || !(m->have & FA_BIT(FA_SECRET))) {
+			/* Asked again once a pooled link is used. */
+			if (!e->pool_refused)
+				log_warn("edge %s: pool token refused: %s",
+				    e->ce->str, (m->have & FA_BIT(FA_TEXT)) ?
+				    m->text : "?");
+			e->pool_refused = 1;
+			return 0;
+		}
+		sess_pool_open(e, m->secret);
+		OPENSSL_cleanse(m->secret, sizeof(m->secret));
 		return 0;
 	case FT_PONG:
 		e->rtt_ms = ev_now_update() - m->nonce;
@@ -330,6 +364,21 @@ edges_svc_open(const struct cfg_service *s)
 		edge_send(&edges[i], &m);
 }
 
+void
+edge_pool_fill(struct aedge *e)
+{
+	struct msg m;
+
+	if (e->state != AE_READY || e->pool_refused || ev_now() < e->pool_next)
+		return;
+	while (e->pool_links + e->pool_req < agent_cfg.data_pool) {
+		msg_init(&m, FT_POOL_REQ);
+		if (fconn_send(&e->fc, &m) == -1)
+			return;
+		e->pool_req++;
+	}
+}
+
 struct aedge *
 edge_pick_out(void)
 {
@@ -384,6 +433,7 @@ edges_tick(uint64_t now)
 				aedge_fail(e, "heartbeat timed out");
 				break;
 			}
+			edge_pool_fill(e);
 			if (now - e->last_ping >= PING_EVERY_MS) {
 				e->last_ping = now;
 				msg_init(&m, FT_PING);
@@ -411,6 +461,7 @@ edges_stop(void)
 		dial_cancel(&e->dial);
 		if (e->state == AE_HELLO || e->state == AE_READY)
 			fconn_close(&e->fc);
+		sess_pool_close(e);
 		e->state = AE_WAIT;
 	}
 }

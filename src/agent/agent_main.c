@@ -185,6 +185,7 @@ main(int argc, char **argv)
 	metrics_free();
 	audit_close();
 	health_stop();
+	tlsx_cleanup();
 	SSL_CTX_free(agent_tls);
 	cfg_free(&agent_cfg);
 	log_info("stopped");

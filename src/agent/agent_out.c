@@ -444,6 +444,7 @@ olink_dialled(struct dial *d, int fd, int err)
 		aout_fail(o, SOCKS_FAIL, 502, "failed", "data link: TLS set-up failed");
 		return;
 	}
+	tlsx_data_link(ssl);
 	o->state = AO_GREET;
 	if (fconn_start(&o->fc, fd, ssl, &olink_ops, o) == -1) {
 		SSL_free(ssl);

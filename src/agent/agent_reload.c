@@ -87,6 +87,11 @@ keep_fixed(const struct cfg *old, struct cfg *nc, struct reload_result *res)
 		memcpy(nc->key, old->key, sizeof(nc->key));
 		memcpy(nc->ca, old->ca, sizeof(nc->ca));
 	}
+	if (old->data_plain != nc->data_plain) {
+		/* Declared to each edge in HELLO. */
+		list_add(res->restart, "data_link");
+		nc->data_plain = old->data_plain;
+	}
 	if (strcmp(old->admin_listen, nc->admin_listen) != 0) {
 		/* The running listener keeps its token too. */
 		list_add(res->restart, "admin.listen");

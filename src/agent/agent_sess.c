@@ -1,21 +1,47 @@
 /* agent_sess.c - a client session seen from inside: dial a backend,
  * open a data link out to the edge that asked, prove the session with
- * its one-time secret, then relay. */
+ * its one-time secret, then relay.
+ *
+ * Or, faster, the session arrives on a pooled link: an idle data link
+ * opened ahead of time with a one-time pool token, on which the edge
+ * writes SESS_ASSIGN when a client comes. The link is then already
+ * joined; the agent dials a backend and relays. It does not read the
+ * link before the backend answers, so the client's first bytes wait in
+ * the socket (back-pressure); if no backend answers, the link is reset
+ * and the client sees its connection closed.
+ *
+ * A data link is TLS (as the control channel) or, with data_link = plain,
+ * a plain TCP connection that starts with the magic "SPD1" and is proved
+ * by the secret or token alone (docs/protocol.md, "Fast path"). */
 #include "agent/agent.h"
 #include "common/log.h"
+#include "common/plink.h"
 #include "common/proxy.h"
 #include "common/tlsx.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
 
-enum asess_state { AS_BACKEND, AS_LINK, AS_GREET, AS_RELAY };
+/* AS_POOL_*: a pooled link with no session yet (dialling the edge,
+ * greeting it, parked). Then, either way: AS_BACKEND dialling a backend,
+ * AS_LINK dialling the edge, AS_GREET greeting it, AS_RELAY. */
+enum asess_state { AS_POOL_DIAL, AS_POOL_GREET, AS_POOL_IDLE, AS_BACKEND,
+    AS_LINK, AS_GREET, AS_RELAY, AS_REFUSED };
+
+/* A refused pooled session keeps its link (unread) until the edge, told
+ * by SESS_REFUSE, closes it, or this long: the refusal reaches the edge
+ * before the link goes, so the edge logs and counts it as a refusal. */
+#define REFUSED_LINGER_MS	10000
+
+#define POOL_BACKOFF_MIN_MS	500
+#define POOL_BACKOFF_MAX_MS	30000
 
 struct asess {
 	uint64_t	 id;
@@ -33,7 +59,13 @@ struct asess {
 	size_t		 proxy_len;	/* PROXY header bytes sent to the backend */
 	char		 backend[CFG_STR];
 	char		 edge_str[CFG_STR];
-	uint8_t		 secret[FRAME_SECRET];
+	uint8_t		 secret[FRAME_SECRET];	/* or the pool token */
+	int		 pool;		/* on a pooled link */
+	int		 plain;		/* the data link is plain */
+	int		 link_fd;	/* pooled: the link, until relaying */
+	SSL		*link_ssl;
+	const char	*link_mode;	/* relaying: "plain", "tls", "ktls" */
+	struct ev_io	 lio;		/* AS_REFUSED: the link, for its close */
 	struct net_addr	 edge_addr;
 	char		 edge_host[CFG_STR];
 	uint32_t	 tried;		/* backends tried, by index */
@@ -59,10 +91,103 @@ static struct asess *sessions;
 static int link_ready(struct fconn *fc);
 static int link_frame(struct fconn *fc, struct msg *m);
 static void link_lost(struct fconn *fc, const char *why);
+static int pool_ready(struct fconn *fc);
+static int pool_frame(struct fconn *fc, struct msg *m);
+static void pool_lost(struct fconn *fc, const char *why);
+
+static void asess_relay(struct asess *s, int lfd, SSL *ssl);
+static void pool_drop(struct asess *s, const char *why, int failed);
 
 static const struct fconn_ops link_ops = {
 	link_ready, link_frame, link_lost,
 };
+static const struct fconn_ops pool_ops = {
+	pool_ready, pool_frame, pool_lost,
+};
+
+static void asess_unlink_free(struct asess *s);
+static void backend_release(struct asess *s);
+
+static int
+is_pool_link(const struct asess *s)
+{
+	return s->state == AS_POOL_DIAL || s->state == AS_POOL_GREET ||
+	    s->state == AS_POOL_IDLE;
+}
+
+/* Reset a pooled link that will carry nothing: the edge passes a reset
+ * on to the client, never a clean end. */
+static void
+link_reset(struct asess *s)
+{
+	struct linger lg = { 1, 0 };
+
+	if (s->link_fd == -1)
+		return;
+	(void)setsockopt(s->link_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	SSL_free(s->link_ssl);
+	s->link_ssl = NULL;
+	close(s->link_fd);
+	s->link_fd = -1;
+}
+
+/* AS_REFUSED: the edge closed the link (or reset it): done. */
+static void
+refused_io(struct ev_io *io, uint32_t events)
+{
+	struct asess *s = (struct asess *)(void *)((char *)io -
+	    offsetof(struct asess, lio));
+
+	(void)events;
+	ev_del(&s->lio);
+	link_reset(s);
+	asess_unlink_free(s);
+}
+
+/* Keep a refused pooled session's link until the edge closes it. Returns
+ * 0, or -1 if it cannot be watched (the caller resets it). */
+static int
+refused_linger(struct asess *s)
+{
+	ev_io_init(&s->lio, s->link_fd, refused_io);
+	/* Only its end is of interest: its bytes are never read. */
+	if (ev_set(&s->lio, EPOLLRDHUP) == -1)
+		return -1;
+	s->state = AS_REFUSED;
+	s->deadline = ev_now() + REFUSED_LINGER_MS;
+	backend_release(s);
+	s->svc = NULL;
+	return 0;
+}
+
+/* Which kind of data link a relay runs over, for the logs. */
+static const char *
+link_mode(const struct asess *s, SSL *ssl)
+{
+	if (s->plain)
+		return "plain";
+	return ssl != NULL ? tlsx_link_mode(ssl) : "tls";
+}
+
+/* Say once per run whether TLS data links get kernel TLS (and splice), so
+ * an operator can tell from the log which path the bytes take. */
+static void
+note_ktls(SSL *ssl)
+{
+	static int said;
+	const char *mode = tlsx_link_mode(ssl);
+
+	if (said)
+		return;
+	said = 1;
+	if (strcmp(mode, "ktls") == 0)
+		log_info("TLS data links use kernel TLS: bytes are spliced, "
+		    "not copied");
+	else
+		log_info("TLS data links in user space (kernel TLS %s): bytes "
+		    "are copied through OpenSSL", strcmp(mode, "tls") == 0 ?
+		    "not available: no tls ULP in this kernel" : "one way only");
+}
 
 /* Stop counting s against its backend. */
 static void
@@ -129,12 +254,15 @@ asess_log_end(struct asess *s, uint64_t in, uint64_t out, const char *reason,
 		metrics_sess_end(s->svc_name, o, in, out);
 
 	log_info("session %llu closed service=%s client=%s backend=%s edge=%s "
-	    "bytes_in=%llu bytes_out=%llu duration=%llu.%03llus reason=%s",
+	    "bytes_in=%llu bytes_out=%llu duration=%llu.%03llus reason=%s "
+	    "link=%s spliced=%llu",
 	    (unsigned long long)s->id, s->svc_name, s->client,
 	    s->backend[0] ? s->backend : "-", s->edge_str,
 	    (unsigned long long)in, (unsigned long long)out,
 	    (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
-	    reason);
+	    reason, s->link_mode != NULL ? s->link_mode : "-",
+	    (unsigned long long)(s->state == AS_RELAY ?
+	    s->relay.spliced[0] + s->relay.spliced[1] : 0));
 	memset(&a, 0, sizeof(a));
 	a.session = s->id;
 	a.service = s->svc_name;
@@ -170,6 +298,8 @@ asess_abort_full(struct asess *s, const char *why, const char *reason,
 	struct msg m;
 	struct linger lg = { 1, 0 };
 
+	/* The edge learns why at once (for a pooled session, before its
+	 * link is closed, which would say only that it was cut). */
 	if (s->state != AS_GREET) {
 		msg_init(&m, FT_SESS_REFUSE);
 		m.session = s->id;
@@ -188,6 +318,10 @@ asess_abort_full(struct asess *s, const char *why, const char *reason,
 	}
 	log_warn("session %llu failed: %s", (unsigned long long)s->id, why);
 	asess_log_end(s, 0, 0, reason, o, areason, why);
+	if (s->link_fd != -1 && s->edge->state == AE_READY &&
+	    o == SO_REFUSED && refused_linger(s) == 0)
+		return;
+	link_reset(s);
 	asess_unlink_free(s);
 }
 
@@ -274,11 +408,23 @@ link_dialled(struct dial *d, int fd, int err)
 		asess_abort(s, why);
 		return;
 	}
+	if (s->plain) {
+		s->state = AS_GREET;
+		if (fconn_start(&s->fc, fd, NULL, &link_ops, s) == -1) {
+			close(fd);
+			s->state = AS_LINK;
+			asess_abort(s, "data link: cannot watch socket");
+			return;
+		}
+		(void)link_ready(&s->fc);
+		return;
+	}
 	if ((ssl = tlsx_new(agent_tls, fd, 0, s->edge_host)) == NULL) {
 		close(fd);
 		asess_abort(s, "data link: TLS set-up failed");
 		return;
 	}
+	tlsx_data_link(ssl);
 	s->state = AS_GREET;
 	if (fconn_start(&s->fc, fd, ssl, &link_ops, s) == -1) {
 		SSL_free(ssl);
@@ -308,6 +454,11 @@ backend_dialled(struct dial *d, int fd, int err)
 		return;
 	}
 	s->backend_fd = fd;
+	if (s->pool) {
+		/* The link is joined already: relay from here. */
+		asess_relay(s, s->link_fd, s->link_ssl);
+		return;
+	}
 	s->state = AS_LINK;
 	if (s->svc->proto != SVC_TCP && !s->ftp_data && s->bk != NULL) {
 		/* FTP control: the edge learns the backend's passive slice
@@ -334,6 +485,8 @@ link_ready(struct fconn *fc)
 	m.session = s->id;
 	memcpy(m.secret, s->secret, sizeof(m.secret));
 	m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_SECRET);
+	if (s->plain)
+		(void)fconn_send_raw(fc, PLINK_MAGIC, PLINK_MAGIC_LEN);
 	(void)fconn_send(fc, &m);
 	OPENSSL_cleanse(m.secret, sizeof(m.secret));
 	OPENSSL_cleanse(s->secret, sizeof(s->secret));
@@ -429,41 +582,42 @@ proxy_header(struct asess *s, struct buf *hdr)
 	return 0;
 }
 
-static int
-link_frame(struct fconn *fc, struct msg *m)
+/* Backend and data link are both up: relay. The data link is side 0 so
+ * that the PROXY header, primed for side 1, reaches the backend before
+ * any byte of the client's. */
+static void
+asess_relay(struct asess *s, int lfd, SSL *ssl)
 {
-	struct asess *s = fc->owner;
-	struct buf pending, hdr;
+	struct buf hdr;
 	char why[MSG_TEXT_MAX + 64];
-	SSL *ssl;
-	int fd, bfd;
+	int bfd;
 
-	if (m->type != FT_DATA_OK || m->session != s->id) {
-		snprintf(why, sizeof(why), "edge refused the data link: %s",
-		    m->type == FT_ERROR ? m->text : frame_type_name(m->type));
-		asess_abort(s, why);
-		return -1;
-	}
 	memset(&hdr, 0, sizeof(hdr));
 	if (s->svc->proxy_protocol != 0 && proxy_header(s, &hdr) == -1) {
 		buf_free(&hdr);
 		snprintf(why, sizeof(why), "cannot make a PROXY header for "
 		    "client %s", s->client);
+		/* The link is the session's either way: reset with it. */
+		s->link_fd = lfd;
+		s->link_ssl = ssl;
 		asess_abort(s, why);
-		return -1;
+		return;
 	}
 	if (s->svc->proto != SVC_TCP && !s->ftp_data && s->bk != NULL &&
 	    (s->ftp = ftp_ctl_join(s->edge, s->id, s->svc, s->bk,
 	    s->client_ip, &s->backend_fd, sess_ftp_failed, s, why,
 	    sizeof(why))) == NULL) {
 		buf_free(&hdr);
+		s->link_fd = lfd;
+		s->link_ssl = ssl;
 		asess_abort(s, why);
-		return -1;
+		return;
 	}
-	fconn_detach(fc, &fd, &ssl, &pending);
-	buf_free(&pending);
 	bfd = s->backend_fd;
 	s->backend_fd = -1;
+	s->link_fd = -1;
+	s->link_ssl = NULL;
+	s->link_mode = link_mode(s, ssl);
 	s->state = AS_RELAY;
 	/* The service table is not needed from here on: a reload may retire
 	 * it while this session runs. */
@@ -471,13 +625,34 @@ link_frame(struct fconn *fc, struct msg *m)
 	s->svc = NULL;
 	if (s->counted)
 		metrics_sess_joined(ev_now_update() - s->t_start);
-	log_info("session %llu joined service=%s client=%s backend=%s",
-	    (unsigned long long)s->id, s->svc_name, s->client, s->backend);
-	/* The data link is side 0 so that the PROXY header, primed for side
-	 * 1, reaches the backend before any byte of the client's. */
-	(void)relay_start(&s->relay, fd, ssl, bfd, NULL,
+	if (ssl != NULL)
+		note_ktls(ssl);
+	log_info("session %llu joined service=%s client=%s backend=%s link=%s%s",
+	    (unsigned long long)s->id, s->svc_name, s->client, s->backend,
+	    s->link_mode, s->pool ? " pooled" : "");
+	(void)relay_start(&s->relay, lfd, ssl, bfd, NULL,
 	    s->proxy_len > 0 ? &hdr : NULL, relay_done, s);
 	buf_free(&hdr);
+}
+
+static int
+link_frame(struct fconn *fc, struct msg *m)
+{
+	struct asess *s = fc->owner;
+	struct buf pending;
+	char why[MSG_TEXT_MAX + 64];
+	SSL *ssl;
+	int fd;
+
+	if (m->type != FT_DATA_OK || m->session != s->id) {
+		snprintf(why, sizeof(why), "edge refused the data link: %s",
+		    m->type == FT_ERROR ? m->text : frame_type_name(m->type));
+		asess_abort(s, why);
+		return -1;
+	}
+	fconn_detach(fc, &fd, &ssl, &pending);
+	buf_free(&pending);
+	asess_relay(s, fd, ssl);
 	return -1;
 }
 
@@ -506,7 +681,9 @@ sess_new(struct aedge *e, const struct msg *m)
 	}
 	s->id = m->session;
 	s->edge = e;
+	s->plain = e->plain;
 	s->backend_fd = -1;
+	s->link_fd = -1;
 	s->t_start = ev_now();
 	s->deadline = s->t_start + agent_cfg.connect_timeout_ms;
 	s->edge_addr = e->addr;
@@ -566,6 +743,209 @@ sess_new(struct aedge *e, const struct msg *m)
 	}
 }
 
+/* --- pooled links ------------------------------------------------------ */
+
+/* A pooled link goes without a session: the edge closed it, it failed,
+ * or the agent is stopping. failed: a link that never got parked counts
+ * towards the back-off, so a refusing edge is not hammered. */
+static void
+pool_drop(struct asess *s, const char *why, int failed)
+{
+	struct aedge *e = s->edge;
+	uint64_t now = ev_now();
+
+	if (why != NULL) {
+		if (s->state == AS_POOL_IDLE)
+			log_debug("edge %s: pooled data link closed: %s",
+			    s->edge_str, why);
+		else
+			log_warn("edge %s: pooled data link failed: %s",
+			    s->edge_str, why);
+	}
+	if (s->state == AS_POOL_IDLE && e->pool_idle > 0)
+		e->pool_idle--;
+	if (e->pool_links > 0)
+		e->pool_links--;
+	if (failed && s->state != AS_POOL_IDLE) {
+		e->pool_backoff_ms = e->pool_backoff_ms == 0 ?
+		    POOL_BACKOFF_MIN_MS : e->pool_backoff_ms * 2;
+		if (e->pool_backoff_ms > POOL_BACKOFF_MAX_MS)
+			e->pool_backoff_ms = POOL_BACKOFF_MAX_MS;
+		e->pool_next = now + e->pool_backoff_ms;
+	}
+	dial_cancel(&s->dial);
+	if (s->state != AS_POOL_DIAL)
+		fconn_close(&s->fc);
+	asess_unlink_free(s);
+}
+
+static void
+pool_dialled(struct dial *d, int fd, int err)
+{
+	struct asess *s = d->arg;
+	SSL *ssl = NULL;
+
+	if (fd == -1) {
+		pool_drop(s, strerror(err), 1);
+		return;
+	}
+	if (!s->plain) {
+		if ((ssl = tlsx_new(agent_tls, fd, 0, s->edge_host)) == NULL) {
+			close(fd);
+			pool_drop(s, "TLS set-up failed", 1);
+			return;
+		}
+		tlsx_data_link(ssl);
+	}
+	s->state = AS_POOL_GREET;
+	if (fconn_start(&s->fc, fd, ssl, &pool_ops, s) == -1) {
+		SSL_free(ssl);
+		close(fd);
+		s->state = AS_POOL_DIAL;
+		pool_drop(s, "cannot watch socket", 1);
+		return;
+	}
+	if (s->plain)
+		(void)pool_ready(&s->fc);
+}
+
+static int
+pool_ready(struct fconn *fc)
+{
+	struct asess *s = fc->owner;
+	struct msg m;
+
+	msg_init(&m, FT_POOL_HELLO);
+	memcpy(m.secret, s->secret, sizeof(m.secret));
+	m.have |= FA_BIT(FA_SECRET);
+	if (s->plain)
+		(void)fconn_send_raw(fc, PLINK_MAGIC, PLINK_MAGIC_LEN);
+	(void)fconn_send(fc, &m);
+	OPENSSL_cleanse(m.secret, sizeof(m.secret));
+	OPENSSL_cleanse(s->secret, sizeof(s->secret));
+	return 0;
+}
+
+/* SESS_ASSIGN on a parked link: it becomes a session, joined already. */
+static void
+pool_assign(struct asess *s, const struct msg *m)
+{
+	struct aedge *e = s->edge;
+	struct buf pending;
+
+	if (e->pool_idle > 0)
+		e->pool_idle--;
+	if (e->pool_links > 0)
+		e->pool_links--;
+	/* The link is not read again before the backend answers. */
+	fconn_detach(&s->fc, &s->link_fd, &s->link_ssl, &pending);
+	buf_free(&pending);
+	s->pool = 1;
+	s->state = AS_BACKEND;
+	s->id = m->session;
+	s->t_start = ev_now();
+	s->deadline = s->t_start + agent_cfg.connect_timeout_ms;
+	snprintf(s->svc_name, sizeof(s->svc_name), "%s", m->service);
+	snprintf(s->client, sizeof(s->client), strchr(m->client_addr, ':') ?
+	    "[%s]:%u" : "%s:%u", m->client_addr, m->client_port);
+	snprintf(s->client_ip, sizeof(s->client_ip), "%s", m->client_addr);
+	s->client_port = m->client_port;
+	if ((m->have & FA_BIT(FA_LOCAL_ADDR)) && (m->have & FA_BIT(FA_LOCAL_PORT))) {
+		snprintf(s->local_ip, sizeof(s->local_ip), "%s", m->local_addr);
+		s->local_port = m->local_port;
+	}
+	s->t_wall = audit_wall_ms();
+	log_info("session %llu opened service=%s client=%s edge=%s pooled",
+	    (unsigned long long)s->id, s->svc_name, s->client, s->edge_str);
+	/* One used, one more asked for: by edges_tick, after this turn of
+	 * the loop, so the refill does not delay this session's set-up. */
+	e->pool_refused = 0;
+	if ((s->svc = cfg_service(&agent_cfg, m->service)) == NULL) {
+		asess_abort(s, "unknown service");
+		return;
+	}
+	s->counted = 1;
+	metrics_sess_open(s->svc_name);
+	s->bidx = s->svc->rr++;
+	if (backend_next(s) == -1) {
+		s->backend[0] = '\0';
+		asess_abort(s, "no backend could be dialled");
+	}
+}
+
+static int
+pool_frame(struct fconn *fc, struct msg *m)
+{
+	struct asess *s = fc->owner;
+	struct aedge *e = s->edge;
+	char why[MSG_TEXT_MAX + 64];
+
+	if (s->state == AS_POOL_GREET && m->type == FT_POOL_OK) {
+		s->state = AS_POOL_IDLE;
+		e->pool_idle++;
+		e->pool_backoff_ms = 0;
+		log_debug("edge %s: pooled %s data link ready (%u idle)",
+		    s->edge_str, s->plain ? "plain" : "TLS", e->pool_idle);
+		return 0;
+	}
+	if (s->state == AS_POOL_IDLE && m->type == FT_SESS_ASSIGN) {
+		pool_assign(s, m);
+		return -1;
+	}
+	snprintf(why, sizeof(why), "edge sent %s%s%s", frame_type_name(m->type),
+	    m->type == FT_ERROR ? ": " : "", m->type == FT_ERROR ? m->text : "");
+	pool_drop(s, why, 1);
+	return -1;
+}
+
+static void
+pool_lost(struct fconn *fc, const char *why)
+{
+	pool_drop(fc->owner, why, 1);
+}
+
+void
+sess_pool_open(struct aedge *e, const uint8_t *token)
+{
+	struct asess *s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return;
+	s->state = AS_POOL_DIAL;
+	s->edge = e;
+	s->plain = e->plain;
+	s->backend_fd = -1;
+	s->link_fd = -1;
+	s->t_start = ev_now();
+	s->deadline = s->t_start + agent_cfg.connect_timeout_ms;
+	s->edge_addr = e->addr;
+	snprintf(s->edge_host, sizeof(s->edge_host), "%s", e->ce->host);
+	snprintf(s->edge_str, sizeof(s->edge_str), "%s", e->ce->str);
+	memcpy(s->secret, token, sizeof(s->secret));
+	s->next = sessions;
+	if (sessions != NULL)
+		sessions->prev = s;
+	sessions = s;
+	e->pool_links++;
+	if (dial_start(&s->dial, &s->edge_addr, pool_dialled, s) == -1)
+		pool_drop(s, strerror(errno), 1);
+}
+
+void
+sess_pool_close(struct aedge *e)
+{
+	struct asess *s, *next;
+
+	for (s = sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->edge == e && is_pool_link(s))
+			pool_drop(s, NULL, 0);
+		else if (s->edge == e && s->state == AS_REFUSED)
+			refused_io(&s->lio, 0);
+	}
+	e->pool_links = e->pool_idle = 0;
+}
+
 void
 sess_tick(uint64_t now)
 {
@@ -573,7 +953,15 @@ sess_tick(uint64_t now)
 
 	for (s = sessions; s != NULL; s = next) {
 		next = s->next;
-		if (s->state != AS_RELAY && now > s->deadline)
+		if (s->state == AS_RELAY || now <= s->deadline)
+			continue;
+		if (s->state == AS_POOL_IDLE)
+			continue;		/* parked: no deadline */
+		if (s->state == AS_REFUSED)
+			refused_io(&s->lio, 0);
+		else if (is_pool_link(s))
+			pool_drop(s, "set-up timed out", 1);
+		else
 			asess_abort_full(s, "set-up timed out", "error",
 			    SO_REFUSED, "timeout");
 	}
@@ -585,7 +973,11 @@ sess_stop(void)
 	struct asess *s;
 
 	while ((s = sessions) != NULL) {
-		if (s->state == AS_RELAY) {
+		if (is_pool_link(s))
+			pool_drop(s, NULL, 0);
+		else if (s->state == AS_REFUSED)
+			refused_io(&s->lio, 0);
+		else if (s->state == AS_RELAY) {
 			asess_log_end(s, client_bytes(s), s->relay.bytes[1],
 			    "agent-stopping", SO_STOPPED, "error", "agent stopping");
 			relay_free(&s->relay, 1);
@@ -606,6 +998,8 @@ sess_foreach(sess_visit_cb *cb, void *arg)
 
 	for (s = sessions; s != NULL; s = next) {
 		next = s->next;
+		if (is_pool_link(s) || s->state == AS_REFUSED)
+			continue;	/* not a session (yet, or any more) */
 		memset(&si, 0, sizeof(si));
 		si.id = s->id;
 		si.service = s->svc_name;
@@ -630,7 +1024,7 @@ sess_kill(uint64_t id)
 
 	for (s = sessions; s != NULL; s = next) {
 		next = s->next;
-		if (s->id != id)
+		if (s->id != id || is_pool_link(s) || s->state == AS_REFUSED)
 			continue;
 		n++;
 		if (s->state == AS_RELAY) {

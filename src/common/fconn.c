@@ -1,4 +1,4 @@
-/* fconn.c - framed TLS connections. */
+/* fconn.c - framed connections, TLS or plain. */
 #include "common/fconn.h"
 #include "common/log.h"
 #include "common/tlsx.h"
@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <openssl/err.h>
 
@@ -45,9 +46,13 @@ fconn_start(struct fconn *fc, int fd, SSL *ssl, const struct fconn_ops *ops,
 	fc->owner = owner;
 	fc->rd_want = EPOLLIN;
 	fc->wr_want = EPOLLOUT;
+	fc->max_frame = fconn_max_frame;
 	fc->last_rx = ev_now();
-	/* A client starts the handshake itself; a server waits for input. */
-	if (!SSL_is_server(ssl))
+	/* Plain: nothing to negotiate. TLS: a client starts the handshake
+	 * itself; a server waits for input. */
+	if (ssl == NULL)
+		fc->handshaken = 1;
+	else if (!SSL_is_server(ssl))
 		fc->rd_want = EPOLLOUT;
 	if (ev_set(&fc->io, fc->rd_want) == -1)
 		return -1;
@@ -63,6 +68,18 @@ fconn_flush(struct fconn *fc, char *err, size_t errlen)
 
 	fc->wr_want = EPOLLOUT;
 	while (buf_len(&fc->out) > 0) {
+		if (fc->ssl == NULL) {
+			ssize_t w = send(fc->io.fd, fc->out.data + fc->out.rpos,
+			    buf_len(&fc->out), MSG_NOSIGNAL);
+			if (w >= 0) {
+				buf_consume(&fc->out, (size_t)w);
+				continue;
+			}
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+				return 0;
+			snprintf(err, errlen, "%s", strerror(errno));
+			return -1;
+		}
 		ERR_clear_error();
 		errno = 0;
 		n = SSL_write(fc->ssl, fc->out.data + fc->out.rpos,
@@ -102,6 +119,61 @@ fconn_send(struct fconn *fc, const struct msg *m)
 	return fc->failed ? -1 : 0;
 }
 
+int
+fconn_send_raw(struct fconn *fc, const void *p, size_t n)
+{
+	if (fc->failed)
+		return -1;
+	/* Queued only: the frame that follows goes out with it, in one
+	 * write. */
+	if (buf_append(&fc->out, p, n, FCONN_OUT_MAX) == -1) {
+		fc->failed = 1;
+		fconn_update(fc);
+		return -1;
+	}
+	return 0;
+}
+
+/* Read up to n bytes into dst. >0 bytes, 0 would block (rd_want set),
+ * -1 error or EOF with err filled. */
+static int
+fconn_read(struct fconn *fc, uint8_t *dst, size_t n, char *err, size_t errlen)
+{
+	ssize_t r;
+	uint32_t want;
+	int eof, k;
+
+	if (fc->ssl == NULL) {
+		r = recv(fc->io.fd, dst, n, 0);
+		if (r > 0)
+			return (int)r;
+		if (r == 0) {
+			snprintf(err, errlen, "peer closed");
+			return -1;
+		}
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+			fc->rd_want = EPOLLIN;
+			return 0;
+		}
+		snprintf(err, errlen, "%s", strerror(errno));
+		return -1;
+	}
+	ERR_clear_error();
+	errno = 0;
+	k = SSL_read(fc->ssl, dst, (int)n);
+	if (k > 0)
+		return k;
+	switch (tlsx_result(fc->ssl, k, &want, &eof, err, errlen)) {
+	case TLSX_AGAIN:
+		fc->rd_want = want;
+		return 0;
+	default:
+		if (eof)
+			snprintf(err, errlen, "peer closed");
+		return -1;
+	}
+}
+
 void
 fconn_send_error(struct fconn *fc, const char *text)
 {
@@ -120,8 +192,7 @@ fconn_read_frame(struct fconn *fc, char *err, size_t errlen)
 	const char *why;
 	uint8_t *dst;
 	size_t want_n;
-	uint32_t want;
-	int n, eof;
+	int n;
 
 	for (;;) {
 		if (fc->hdr_have < FRAME_HDR) {
@@ -132,20 +203,9 @@ fconn_read_frame(struct fconn *fc, char *err, size_t errlen)
 			want_n = fc->plen - buf_len(&fc->payload);
 		} else
 			return 1;
-		ERR_clear_error();
-		errno = 0;
-		n = SSL_read(fc->ssl, dst, (int)want_n);
-		if (n <= 0) {
-			switch (tlsx_result(fc->ssl, n, &want, &eof, err, errlen)) {
-			case TLSX_AGAIN:
-				fc->rd_want = want;
-				return 0;
-			default:
-				if (eof)
-					snprintf(err, errlen, "peer closed");
-				return -1;
-			}
-		}
+		n = fconn_read(fc, dst, want_n, err, errlen);
+		if (n <= 0)
+			return n;
 		fc->rd_want = EPOLLIN;
 		if (fc->hdr_have < FRAME_HDR) {
 			fc->hdr_have += (size_t)n;
@@ -155,10 +215,10 @@ fconn_read_frame(struct fconn *fc, char *err, size_t errlen)
 				snprintf(err, errlen, "protocol error: %s", why);
 				return -1;
 			}
-			if (fc->plen > fconn_max_frame) {
+			if (fc->plen > fc->max_frame) {
 				snprintf(err, errlen, "protocol error: frame of %u "
 				    "bytes exceeds the limit of %u", fc->plen,
-				    fconn_max_frame);
+				    fc->max_frame);
 				return -1;
 			}
 			/* Storage only for frames that arrive, sized to the

@@ -1,9 +1,10 @@
-/* fconn.h - a TLS connection carrying control frames.
+/* fconn.h - a connection carrying control frames, over TLS or plain.
  *
- * Used for the control channel (both sides) and for the greeting at the
- * start of a data link. Reads are exact: the header, then exactly the
- * payload, so bytes after a frame stay in the kernel or in OpenSSL for
- * whoever takes the connection over (see fconn_detach). */
+ * Used for the control channel (both sides, always TLS) and for the
+ * greeting at the start of a data link (TLS, or plain for plain data
+ * links). Reads are exact: the header, then exactly the payload, so bytes
+ * after a frame stay in the kernel or in OpenSSL for whoever takes the
+ * connection over (see fconn_detach). */
 #ifndef SP_FCONN_H
 #define SP_FCONN_H
 
@@ -23,7 +24,9 @@ extern uint32_t fconn_max_frame;
 struct fconn;
 
 struct fconn_ops {
-	/* Handshake finished. Return 0 to go on, -1 if fc was closed. */
+	/* TLS handshake finished (never called for a plain connection, which
+	 * is ready from fconn_start on). Return 0 to go on, -1 if fc was
+	 * closed. */
 	int	(*ready)(struct fconn *fc);
 	/* A valid frame arrived. Return 0 to go on reading, -1 if fc was
 	 * closed or detached by the callee. */
@@ -48,13 +51,18 @@ struct fconn {
 	uint32_t		 plen;		/* payload length of current frame */
 	struct buf		 payload;
 	struct buf		 out;
+	uint32_t		 max_frame;	/* fconn_max_frame unless lowered */
 	uint64_t		 last_rx;	/* ev_now() of the last frame */
 	uint64_t		 frames_rx;
 };
 
-/* Take ownership of fd and ssl and start the handshake. */
+/* Take ownership of fd and ssl and start the handshake; ssl NULL for a
+ * plain connection, which may send at once. */
 int	fconn_start(struct fconn *fc, int fd, SSL *ssl,
 	    const struct fconn_ops *ops, void *owner);
+/* Queue bytes that are not a frame (the plain link magic), to be sent
+ * with the next frame. 0 or -1. */
+int	fconn_send_raw(struct fconn *fc, const void *p, size_t n);
 /* Queue a frame. -1 if it cannot be queued (the peer is too far behind):
  * the connection is then failing and lost() follows from the loop. */
 int	fconn_send(struct fconn *fc, const struct msg *m);

@@ -46,6 +46,7 @@ static const struct attr_def attr_defs[FA_MAX_TAG + 1] = {
 	[FA_DEST_ADDR]	 = { AK_STR, MSG_ADDR_MAX - 1, AOFF(dest_addr) },
 	[FA_OUT_ALLOW]	 = { AK_STR, MSG_POLICY_MAX - 1, AOFF(out_allow) },
 	[FA_IDLE_TIMEOUT] = { AK_U32, 4, AOFF(idle_timeout) },
+	[FA_DATA_LINK]	 = { AK_U8, 1, AOFF(data_link) },
 	[FA_STATS]	 = { AK_STR, MSG_STATS_MAX - 1, AOFF(stats) },
 	[FA_PROTOCOL]	 = { AK_STR, MSG_PROTO_MAX - 1, AOFF(protocol) },
 	[FA_PASV_MIN]	 = { AK_U16, 2, AOFF(pasv_min) },
@@ -73,6 +74,12 @@ static const struct type_def type_defs[] = {
 	[FT_PONG]	 = { "PONG", FA_BIT(FA_NONCE) },
 	[FT_DATA_HELLO]	 = { "DATA_HELLO", FA_BIT(FA_SESSION) | FA_BIT(FA_SECRET) },
 	[FT_DATA_OK]	 = { "DATA_OK", FA_BIT(FA_SESSION) },
+	[FT_POOL_REQ]	 = { "POOL_REQ", 0 },
+	[FT_POOL_GRANT]	 = { "POOL_GRANT", FA_BIT(FA_STATUS) },
+	[FT_POOL_HELLO]	 = { "POOL_HELLO", FA_BIT(FA_SECRET) },
+	[FT_POOL_OK]	 = { "POOL_OK", 0 },
+	[FT_SESS_ASSIGN] = { "SESS_ASSIGN", FA_BIT(FA_SESSION) | FA_BIT(FA_SERVICE) |
+	    FA_BIT(FA_CLIENT_ADDR) | FA_BIT(FA_CLIENT_PORT) },
 	[FT_FTP_PORTS]	 = { "FTP_PORTS", FA_BIT(FA_SESSION) | FA_BIT(FA_PASV_MIN) |
 	    FA_BIT(FA_PASV_MAX) },
 	[FT_SESS_DENIED] = { "SESS_DENIED", FA_BIT(FA_SESSION) |

@@ -28,6 +28,12 @@ enum frame_type {
 	FT_PONG = 10,
 	FT_DATA_HELLO = 16,
 	FT_DATA_OK = 17,
+	/* data-link fast path (docs/protocol.md, "Fast path"): pooled links */
+	FT_POOL_REQ = 18,
+	FT_POOL_GRANT = 19,
+	FT_POOL_HELLO = 20,
+	FT_POOL_OK = 21,
+	FT_SESS_ASSIGN = 22,
 	/* FTP (24-31; 25-31 unassigned): the passive ports a control
 	 * session's data connections may arrive on (docs/ftp.md). */
 	FT_FTP_PORTS = 24,
@@ -78,6 +84,9 @@ enum frame_tag {
 	FA_OUT_CODE = 36,
 	FA_DEST_ADDR = 37,
 	FA_OUT_ALLOW = 38,
+	/* data-link fast path (54-61; 55-61 unassigned): which kind of data
+	 * link an agent uses, and whether the edge takes it. */
+	FA_DATA_LINK = 54,
 	/* FTP (46-53; 51-53 unassigned): SVC_OPEN of an FTP service, the
 	 * ports of FTP_PORTS, and SESS_NEW of a passive data connection. */
 	FA_PROTOCOL = 46,
@@ -94,6 +103,10 @@ enum frame_tag {
 };
 
 #define FA_BIT(t)	(1ull << (t))
+
+/* Values of FA_DATA_LINK. */
+#define DATA_LINK_TLS	0
+#define DATA_LINK_PLAIN	1
 
 #define MSG_NAME_MAX	64	/* names: up to 63 bytes + NUL */
 #define MSG_TEXT_MAX	1024
@@ -116,6 +129,7 @@ struct msg {
 	uint64_t	nonce;
 	uint32_t	priority;	/* FA_PRIORITY: higher is preferred */
 	uint32_t	idle_timeout;	/* seconds; 0: none */
+	uint8_t		data_link;	/* DATA_LINK_TLS or DATA_LINK_PLAIN */
 	char		name[MSG_NAME_MAX];
 	char		text[MSG_TEXT_MAX];
 	char		service[MSG_NAME_MAX];

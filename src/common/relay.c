@@ -6,6 +6,7 @@
 #include "common/tlsx.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,10 +16,22 @@
 #include <unistd.h>
 #include <openssl/err.h>
 
-#define RESET_DRAIN_MS	5000	/* longest wait for a reset's bytes to leave */
-#define RESET_LINGER_MAX 4096	/* sockets waiting to be reset */
+/* A pipe this large lets one splice move what a fast socket has, without
+ * pinning much: it holds pages only while bytes are in flight. */
+#define RELAY_PIPE_SIZE	(256 * 1024)
+/* Empty pipes kept for the next burst: creating one is two descriptors
+ * and a system call, and busy relays take and give back on every drain. */
+#define RELAY_PIPE_POOL	32
+
+int relay_splice = 1;
+
+static struct relay_pipe pipe_pool[RELAY_PIPE_POOL];
+static size_t pipe_pool_n;
 
 static void relay_io(struct ev_io *io, uint32_t events);
+
+#define RESET_DRAIN_MS	5000	/* longest wait for a reset's bytes to leave */
+#define RESET_LINGER_MAX 4096	/* sockets waiting to be reset */
 
 /* A plain socket to be reset once the kernel has sent what was written
  * to it (see end_close). */
@@ -88,6 +101,78 @@ relay_tick(uint64_t now)
 		free(l);
 	}
 }
+
+/* --- pipes -------------------------------------------------------------- */
+
+/* Give p a pipe if it has none. 0, or -1 (out of descriptors, say). */
+static int
+pipe_take(struct relay_pipe *p)
+{
+	int fds[2], sz;
+
+	if (p->fd[0] != -1)
+		return 0;
+	if (pipe_pool_n > 0) {
+		*p = pipe_pool[--pipe_pool_n];
+		return 0;
+	}
+	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1)
+		return -1;
+	/* Bigger where the system lets us; the default is 64 KiB. */
+	(void)fcntl(fds[1], F_SETPIPE_SZ, RELAY_PIPE_SIZE);
+	sz = fcntl(fds[1], F_GETPIPE_SZ);
+	p->fd[0] = fds[0];
+	p->fd[1] = fds[1];
+	p->cap = sz > 0 ? (size_t)sz : 65536;
+	p->len = 0;
+	p->full = 0;
+	return 0;
+}
+
+/* Give p's pipe back (or close it if it still holds bytes). */
+static void
+pipe_release(struct relay_pipe *p)
+{
+	if (p->fd[0] == -1)
+		return;
+	if (p->len == 0 && pipe_pool_n < RELAY_PIPE_POOL) {
+		p->full = 0;
+		pipe_pool[pipe_pool_n++] = *p;
+	} else {
+		close(p->fd[0]);
+		close(p->fd[1]);
+	}
+	p->fd[0] = p->fd[1] = -1;
+	p->len = 0;
+	p->full = 0;
+}
+
+/* The kernel cannot splice out of p after all: move its bytes into b,
+ * which is empty, so the copy path writes them. 0 or -1. */
+static int
+pipe_to_buf(struct relay_pipe *p, struct buf *b)
+{
+	ssize_t n;
+
+	if (p->len > BUF_RELAY_SIZE) {
+		if ((b->data = malloc(p->len)) == NULL)
+			return -1;
+		b->size = p->len;
+		b->rpos = b->wpos = 0;
+	} else if (buf_take(b) == -1)
+		return -1;
+	while (p->len > 0) {
+		n = read(p->fd[0], b->data + b->wpos, p->len);
+		if (n <= 0)
+			return -1;
+		b->wpos += (size_t)n;
+		p->len -= (size_t)n;
+	}
+	pipe_release(p);
+	return 0;
+}
+
+/* --- one side ----------------------------------------------------------- */
 
 /* Read into b from end e. Returns >0 bytes, 0 would block, -1 EOF,
  * -2 error (err filled). */
@@ -202,11 +287,44 @@ end_shutdown(struct relay_end *e, char *err, size_t errlen)
 	return -2;
 }
 
+/* --- the pump ----------------------------------------------------------- */
+
 static void
 end_wdead(struct relay_end *e, const char *err)
 {
 	e->wdead = 1;
 	snprintf(e->werr, sizeof(e->werr), "%s", err);
+}
+
+/* Whether direction d (e[d] to e[1-d]) wants to read e[d] now. */
+static int
+dir_reading(const struct relay *r, int d)
+{
+	const struct buf *b = &r->b[d];
+	const struct relay_pipe *p = &r->p[d];
+
+	if (r->e[d].eof || r->e[1 - d].wdead)
+		return 0;
+	if (buf_len(b) > 0)
+		return buf_room(b) > 0;
+	if (p->len > 0)
+		return !p->full;
+	return 1;
+}
+
+/* Whether the next read of direction d goes through a pipe. */
+static int
+dir_splices(const struct relay *r, int d)
+{
+	const struct relay_end *src = &r->e[d];
+
+	if (r->p[d].len > 0)
+		return 1;		/* already: keep the order */
+	if (buf_len(&r->b[d]) > 0 || r->nosplice[d] || r->copy_next[d] ||
+	    !src->splice_in || !r->e[1 - d].splice_out)
+		return 0;
+	/* Bytes OpenSSL has already taken from the socket go first. */
+	return src->ssl == NULL || !SSL_has_pending(src->ssl);
 }
 
 static void
@@ -221,39 +339,145 @@ relay_update(struct relay *r)
 		if (e->hup)
 			continue;
 		mask = 0;
-		if (!e->eof && (r->b[i].data == NULL || buf_room(&r->b[i]) > 0) &&
-		    !r->e[1 - i].wdead)
+		if (dir_reading(r, i))
 			mask |= e->rd_want;
 		if (!e->wdead && (buf_len(&r->b[1 - i]) > 0 ||
-		    (r->e[1 - i].eof && !e->shut)))
+		    r->p[1 - i].len > 0 || (r->e[1 - i].eof && !e->shut)))
 			mask |= e->wr_want;
 		if (ev_set(&e->io, mask) == -1)
 			log_fatal("epoll_ctl: %s", strerror(errno));
 	}
 }
 
-/* Make all the progress possible without blocking. Returns 0 while the
- * relay goes on, 1 once done() was called (r may be freed). */
+/* Splice from the pipe of direction d to its destination. >0 bytes,
+ * 0 would block, -2 error. On EINVAL/ENOSYS the direction falls back to
+ * copying, with the pipe's bytes moved into its buffer (returns 0 with
+ * *again set). */
+static ssize_t
+dir_splice_out(struct relay *r, int d, int *again, char *err, size_t errlen)
+{
+	struct relay_end *dst = &r->e[1 - d];
+	struct relay_pipe *p = &r->p[d];
+	ssize_t n;
+
+	if (dst->soerr != 0) {
+		snprintf(err, errlen, "%s", strerror(dst->soerr));
+		return -2;
+	}
+	n = splice(p->fd[0], NULL, dst->io.fd, NULL, p->len,
+	    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (n > 0) {
+		p->len -= (size_t)n;
+		p->full = 0;
+		return n;
+	}
+	if (n == 0 || errno == EAGAIN || errno == EINTR) {
+		dst->wr_want = EPOLLOUT;
+		return 0;
+	}
+	if (errno == EINVAL || errno == ENOSYS) {
+		r->nosplice[d] = 1;
+		if (pipe_to_buf(p, &r->b[d]) == -1) {
+			snprintf(err, errlen, "cannot copy out of a pipe");
+			return -2;
+		}
+		*again = 1;
+		return 0;
+	}
+	snprintf(err, errlen, "%s", strerror(errno));
+	return -2;
+}
+
+/* Splice from the source of direction d into its pipe. >0 bytes, 0 would
+ * block or fell back to copying (*copy set: read by copy now), -1 EOF,
+ * -2 error. */
+static ssize_t
+dir_splice_in(struct relay *r, int d, int *copy, char *err, size_t errlen)
+{
+	struct relay_end *src = &r->e[d];
+	struct relay_pipe *p = &r->p[d];
+	ssize_t n;
+
+	if (pipe_take(p) == -1) {
+		/* Out of descriptors: this relay copies instead. */
+		r->nosplice[d] = 1;
+		*copy = 1;
+		return 0;
+	}
+	n = splice(src->io.fd, NULL, p->fd[1], NULL, p->cap - p->len,
+	    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (n > 0) {
+		p->len += (size_t)n;
+		if (p->len >= p->cap)
+			p->full = 1;
+		return n;
+	}
+	if (n == 0 && src->soerr != 0) {
+		/* As in end_read: the queued bytes are read, the error
+		 * follows them. */
+		snprintf(err, errlen, "%s", strerror(src->soerr));
+		return -2;
+	}
+	if (n == 0)
+		return -1;
+	if (errno == EAGAIN || errno == EINTR) {
+		/* Either the socket is empty or the pipe is full; with bytes
+		 * in the pipe, wait for them to drain before asking again. */
+		if (p->len > 0)
+			p->full = 1;
+		else
+			src->rd_want = EPOLLIN;
+		return 0;
+	}
+	if (errno == EINVAL || errno == ENOSYS) {
+		/* A kTLS record that is not data (alert, ticket, key update)
+		 * is for OpenSSL to read; a plain socket the kernel cannot
+		 * splice means copying from now on. */
+		if (src->ssl != NULL)
+			r->copy_next[d] = 1;
+		else
+			r->nosplice[d] = 1;
+		if (p->len > 0)
+			p->full = 1;
+		else {
+			pipe_release(p);
+			*copy = 1;
+		}
+		return 0;
+	}
+	snprintf(err, errlen, "%s", strerror(errno));
+	return -2;
+}
+
+/* Make all the progress possible without blocking, in the directions
+ * whose bits are set in dirs. Returns 0 while the relay goes on, 1 once
+ * done() was called (r may be freed). */
 static int
-relay_pump(struct relay *r)
+relay_pump(struct relay *r, unsigned dirs)
 {
 	char err[256] = "";
 	struct relay_end *src, *dst;
+	struct relay_pipe *p;
 	struct buf *b;
 	ssize_t n;
-	int d, progress, s;
+	unsigned drained = 0;	/* directions whose source is empty now */
+	int d, progress, s, copy;
 
 	do {
 		progress = 0;
 		for (d = 0; d < 2; d++) {
+			if (!(dirs & (1u << d)))
+				continue;
 			src = &r->e[d];
 			dst = &r->e[1 - d];
 			b = &r->b[d];
+			p = &r->p[d];
 			if (dst->wdead) {
 				/* Nothing reaches dst any more: drop what src
 				 * sent it and read no more from src. */
 				buf_consume(b, buf_len(b));
 				buf_release(b);
+				pipe_release(p);	/* closes a full one */
 				continue;
 			}
 			if (buf_len(b) > 0) {
@@ -261,6 +485,8 @@ relay_pump(struct relay *r)
 				if (n == -2 && (dst->eof || dst->failed))
 					goto fail_dst;
 				if (n == -2) {
+					/* dst may still have sent bytes we
+					 * have not read: pass them on first. */
 					end_wdead(dst, err);
 					progress = 1;
 					continue;
@@ -270,9 +496,24 @@ relay_pump(struct relay *r)
 					r->bytes[d] += (uint64_t)n;
 					progress = 1;
 				}
+			} else if (p->len > 0) {
+				n = dir_splice_out(r, d, &progress, err, sizeof(err));
+				if (n == -2 && (dst->eof || dst->failed))
+					goto fail_dst;
+				if (n == -2) {
+					end_wdead(dst, err);
+					progress = 1;
+					continue;
+				}
+				if (n > 0) {
+					r->bytes[d] += (uint64_t)n;
+					r->spliced[d] += (uint64_t)n;
+					progress = 1;
+				}
 			}
-			if (buf_len(b) == 0) {
+			if (buf_len(b) == 0 && p->len == 0) {
 				buf_release(b);
+				pipe_release(p);
 				if (src->eof && !dst->shut) {
 					s = end_shutdown(dst, err, sizeof(err));
 					if (s == -2 && (dst->eof || dst->failed))
@@ -288,33 +529,78 @@ relay_pump(struct relay *r)
 					}
 				}
 			}
-			if (!src->eof && (b->data == NULL || buf_room(b) > 0)) {
+			if ((drained & (1u << d)) || !dir_reading(r, d))
+				continue;
+			copy = 0;
+			n = 0;
+			if (dir_splices(r, d)) {
+				n = dir_splice_in(r, d, &copy, err, sizeof(err));
+				if (n == -2)
+					goto fail_src;
+				if (n > 0) {
+					/* A short splice emptied the socket:
+					 * no need to ask it again this turn
+					 * (unless epoll no longer watches it:
+					 * then its EOF must be read now). */
+					if (p->len < p->cap && !p->full &&
+					    !src->hup)
+						drained |= 1u << d;
+					progress = 1;
+				} else if (n == 0 && !copy)
+					drained |= 1u << d;
+			} else
+				copy = p->len == 0;
+			if (copy) {
 				if (buf_take(b) == -1) {
 					snprintf(err, sizeof(err), "out of memory");
 					goto fail_src;
 				}
+				r->copy_next[d] = 0;
 				n = end_read(src, b, err, sizeof(err));
 				if (n == -2)
 					goto fail_src;
-				if (n == -1) {
-					src->eof = 1;
-					if (r->first_eof == -1)
-						r->first_eof = d;
-					progress = 1;
-				} else if (n > 0) {
+				/* OpenSSL hands out one record per read:
+				 * take what it holds already in one go, so
+				 * the write below moves more at once. */
+				while (n > 0 && src->ssl != NULL &&
+				    buf_room(b) > (size_t)n &&
+				    SSL_has_pending(src->ssl)) {
 					b->wpos += (size_t)n;
 					progress = 1;
+					n = end_read(src, b, err, sizeof(err));
+					if (n == -2)
+						goto fail_src;
 				}
+				if (n > 0) {
+					b->wpos += (size_t)n;
+					/* A short plain read emptied the socket;
+					 * TLS hands out one record at a time. */
+					if (src->ssl == NULL && buf_room(b) > 0 &&
+					    !src->hup)
+						drained |= 1u << d;
+					progress = 1;
+				} else if (n == 0)
+					drained |= 1u << d;
 				if (buf_len(b) == 0)
 					buf_release(b);
 			}
+			if (n == -1) {
+				src->eof = 1;
+				if (r->first_eof == -1)
+					r->first_eof = d;
+				progress = 1;
+			}
+			/* An idle relay holds no pipe. */
+			if (p->len == 0)
+				pipe_release(p);
 		}
 		if (progress)
 			r->last_active = ev_now();
 	} while (progress);
 
 	for (d = 0; d < 2; d++)
-		if (r->e[d].wdead && r->e[d].eof && buf_len(&r->b[d]) == 0) {
+		if (r->e[d].wdead && r->e[d].eof && buf_len(&r->b[d]) == 0 &&
+		    r->p[d].len == 0) {
 			/* All that d sent has been passed on; end with the
 			 * error that writing to it gave. */
 			r->e[d].failed = 1;
@@ -337,11 +623,18 @@ fail_src:
 	 * reset. */
 	if (!r->e[1 - d].failed) {
 		char err2[256];
+		int again = 0;
+
 		while (buf_len(&r->b[d]) > 0 &&
 		    (n = end_write(&r->e[1 - d], &r->b[d], err2,
 		    sizeof(err2))) > 0) {
 			buf_consume(&r->b[d], (size_t)n);
 			r->bytes[d] += (uint64_t)n;
+		}
+		while (buf_len(&r->b[d]) == 0 && r->p[d].len > 0 &&
+		    (n = dir_splice_out(r, d, &again, err2, sizeof(err2))) > 0) {
+			r->bytes[d] += (uint64_t)n;
+			r->spliced[d] += (uint64_t)n;
 		}
 	}
 	r->done(r, d, err);
@@ -354,7 +647,8 @@ relay_io(struct ev_io *io, uint32_t events)
 	struct relay_end *e = (struct relay_end *)(void *)io;
 	struct relay *r = e->r;
 	char err[256];
-	int soerr;
+	int soerr, i = (int)(e - r->e);
+	unsigned dirs = 3;
 
 	if ((events & EPOLLERR) && e->soerr == 0) {
 		/* Bytes the peer sent before the error (a reset after its
@@ -365,7 +659,7 @@ relay_io(struct ev_io *io, uint32_t events)
 			if (e->ssl != NULL) {
 				snprintf(err, sizeof(err), "%s", strerror(soerr));
 				e->failed = 1;
-				r->done(r, (int)(e - r->e), err);
+				r->done(r, i, err);
 				return;
 			}
 			e->soerr = soerr;
@@ -379,7 +673,17 @@ relay_io(struct ev_io *io, uint32_t events)
 		e->hup = 1;
 		ev_del(io);
 	}
-	(void)relay_pump(r);
+	/* A plain socket that is readable concerns only the direction it
+	 * feeds, one that is writable only the direction that feeds it.
+	 * TLS may need either for both (a write can wait for a read). */
+	if (e->ssl == NULL && !(events & (EPOLLHUP | EPOLLERR))) {
+		dirs = 0;
+		if (events & EPOLLIN)
+			dirs |= 1u << i;
+		if (events & EPOLLOUT)
+			dirs |= 1u << (1 - i);
+	}
+	(void)relay_pump(r, dirs);
 }
 
 static void
@@ -392,6 +696,13 @@ end_init(struct relay *r, int i, int fd, SSL *ssl)
 	e->r = r;
 	e->rd_want = EPOLLIN;
 	e->wr_want = EPOLLOUT;
+	/* The kernel moves a TLS side's bytes only where OpenSSL handed it
+	 * the record layer (kTLS), one direction at a time. */
+	e->splice_in = relay_splice && (ssl == NULL ||
+	    BIO_get_ktls_recv(SSL_get_rbio(ssl)));
+	e->splice_out = relay_splice && (ssl == NULL ||
+	    BIO_get_ktls_send(SSL_get_wbio(ssl)));
+	r->p[i].fd[0] = r->p[i].fd[1] = -1;
 }
 
 int
@@ -413,8 +724,14 @@ relay_start(struct relay *r, int fd0, SSL *ssl0, int fd1, SSL *ssl1,
 	/* Bytes may already wait inside OpenSSL (read along with the
 	 * greeting), where epoll cannot see them: pump once right away.
 	 * done() may run from here, which frees r. */
-	(void)relay_pump(r);
+	(void)relay_pump(r, 3);
 	return 0;
+}
+
+int
+relay_zero_copy(const struct relay *r, int i)
+{
+	return r->e[i].splice_in && r->e[i].splice_out;
 }
 
 static void
@@ -452,4 +769,8 @@ relay_free(struct relay *r, int abort)
 	/* The prime buffer may not be pool-sized. */
 	buf_free(&r->b[0]);
 	buf_free(&r->b[1]);
+	/* Bytes still in a pipe are dropped with it (pipe_release closes a
+	 * pipe that is not empty). */
+	pipe_release(&r->p[0]);
+	pipe_release(&r->p[1]);
 }

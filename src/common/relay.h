@@ -1,13 +1,20 @@
 /* relay.h - move bytes both ways between two sockets, unchanged.
  *
  * Each side is a plain socket or a TLS connection over one. Bytes read
- * from side i wait in b[i] until written to side 1-i; while b[i] holds
- * bytes, side i is not read (back-pressure), so memory per relay is at
- * most two buffers, and none while idle: storage is taken from a pool
- * when a read is attempted and given back as soon as it drains.
+ * from side i wait in b[i] (or in the pipe p[i]) until written to side
+ * 1-i; while they wait, side i is read only into the room left, so memory
+ * per relay is bounded, and none is held while idle: buffers come from a
+ * pool when a read is attempted and go back as soon as they drain.
+ *
+ * Zero copy: where the kernel can move the bytes itself - both sides plain
+ * sockets, or a TLS side whose record layer runs in the kernel (kTLS) -
+ * they go through a pipe with splice() and never enter user space. A pipe
+ * is taken from a small pool only while bytes are in flight. If the
+ * kernel refuses (EINVAL, ENOSYS) the relay falls back to copying; a kTLS
+ * record that is not data (an alert, a ticket) is read through OpenSSL.
  *
  * EOF on one side is passed on as a half-close of the other (shutdown
- * SHUT_WR, or TLS close_notify) once its buffered bytes are written. The
+ * SHUT_WR, or TLS close_notify) once its waiting bytes are written. The
  * relay ends when both directions have closed, or on the first error, in
  * which case plain sockets are reset rather than closed cleanly so that
  * a cut transfer cannot look like a complete one. What the failing side
@@ -17,6 +24,7 @@
 #ifndef SP_RELAY_H
 #define SP_RELAY_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <openssl/ssl.h>
 
@@ -40,6 +48,8 @@ struct relay_end {
 	unsigned	 shut:1;	/* write side shut down */
 	unsigned	 hup:1;		/* peer gone both ways: read without epoll */
 	unsigned	 failed:1;
+	unsigned	 splice_in:1;	/* the kernel can splice out of it */
+	unsigned	 splice_out:1;	/* ... and into it */
 	/* Writing to this side failed (the peer reset, say) while what it
 	 * sent may still wait to be read: those bytes are passed on
 	 * before the relay ends with werr. */
@@ -48,10 +58,22 @@ struct relay_end {
 	char		 werr[128];
 };
 
+/* Bytes in flight through the kernel. fd[0] is -1 while none are. */
+struct relay_pipe {
+	int		 fd[2];
+	size_t		 len;		/* bytes in the pipe */
+	size_t		 cap;		/* its capacity */
+	unsigned	 full:1;	/* a splice into it would block */
+};
+
 struct relay {
 	struct relay_end e[2];
 	struct buf	 b[2];
+	struct relay_pipe p[2];
 	uint64_t	 bytes[2];	/* bytes from e[i] delivered to e[1-i] */
+	uint64_t	 spliced[2];	/* of which moved by splice() */
+	unsigned	 nosplice[2];	/* the kernel refused: copy from now on */
+	unsigned	 copy_next[2];	/* kTLS: next read through OpenSSL */
 	int		 first_eof;	/* side that closed first, -1 none */
 	uint64_t	 last_active;	/* ev_now() when bytes last moved */
 	relay_done_cb	*done;
@@ -71,5 +93,11 @@ void	relay_free(struct relay *r, int abort);
 /* Reset the sockets whose queued bytes have left or whose time is up;
  * call from the main loop. relay_tick(UINT64_MAX) resets all now. */
 void	relay_tick(uint64_t now);
+/* 1 if the relay moves bytes of side i with splice (plain, or kTLS both
+ * ways). */
+int	relay_zero_copy(const struct relay *r, int i);
+
+/* 0 turns splice off for relays started later (tests, debugging). */
+extern int relay_splice;
 
 #endif

@@ -4,8 +4,11 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -23,6 +26,81 @@ tlsx_errstr(char *out, size_t outlen)
 	else
 		ERR_error_string_n(first, out, outlen);
 	return out;
+}
+
+#define TLSX_READ_AHEAD	(64 * 1024)
+
+/* The client's session cache: the latest ticket per host (a few hosts:
+ * one per configured edge). */
+#define TLSX_SESS_MAX	16
+
+struct tlsx_sess {
+	char		 host[256];
+	SSL_SESSION	*sess;
+};
+
+static struct tlsx_sess tlsx_sessions[TLSX_SESS_MAX];
+static int tlsx_host_idx = -1;		/* ex_data index: the host an SSL dials */
+
+static struct tlsx_sess *
+tlsx_sess_find(const char *host, int create)
+{
+	size_t i;
+
+	for (i = 0; i < TLSX_SESS_MAX; i++)
+		if (strcmp(tlsx_sessions[i].host, host) == 0)
+			return &tlsx_sessions[i];
+	if (!create)
+		return NULL;
+	for (i = 0; i < TLSX_SESS_MAX; i++)
+		if (tlsx_sessions[i].host[0] == '\0') {
+			snprintf(tlsx_sessions[i].host,
+			    sizeof(tlsx_sessions[i].host), "%s", host);
+			return &tlsx_sessions[i];
+		}
+	return NULL;
+}
+
+/* OpenSSL hands the client each new ticket; keep the latest per host.
+ * Returns 1: we hold a reference now. */
+static int
+tlsx_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct tlsx_sess *e = SSL_get_ex_data(ssl, tlsx_host_idx);
+
+	if (e == NULL || !SSL_SESSION_is_resumable(sess))
+		return 0;
+	SSL_SESSION_free(e->sess);
+	e->sess = sess;
+	return 1;
+}
+
+/* A resumed handshake gets no new ticket: the one it used stays good (the
+ * client reuses it, see tlsx_new), and a ticket per data link would cost
+ * the edge an encryption and the agent a session object each time. A
+ * ticket that does not decrypt, or whose session has expired, leads to a
+ * full handshake, which does issue a new one. */
+static SSL_TICKET_RETURN
+tlsx_ticket_dec(SSL *ssl, SSL_SESSION *ss, const unsigned char *keyname,
+    size_t keyname_len, SSL_TICKET_STATUS status, void *arg)
+{
+	(void)keyname;
+	(void)keyname_len;
+	(void)arg;
+	switch (status) {
+	case SSL_TICKET_SUCCESS:
+		if ((uint64_t)SSL_SESSION_get_time(ss) +
+		    (uint64_t)SSL_SESSION_get_timeout(ss) > (uint64_t)time(NULL))
+			(void)SSL_set_num_tickets(ssl, 0);
+		return SSL_TICKET_RETURN_USE;
+	case SSL_TICKET_SUCCESS_RENEW:
+		return SSL_TICKET_RETURN_USE_RENEW;
+	case SSL_TICKET_EMPTY:
+	case SSL_TICKET_NO_DECRYPT:
+		return SSL_TICKET_RETURN_IGNORE_RENEW;
+	default:
+		return SSL_TICKET_RETURN_IGNORE;
+	}
 }
 
 static SSL_CTX *
@@ -82,7 +160,19 @@ tlsx_server_ctx(const char *cert, const char *key, const char *ca,
 	/* Resumed sessions skip the certificate exchange on data links; the
 	 * tickets are encrypted with a key that lives only in memory. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+	/* Required to resume sessions with client certificates. */
+	if (SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"sallyport",
+	    9) != 1) {
+		SSL_CTX_free(ctx);
+		snprintf(err, errlen, "cannot set the session id context");
+		return NULL;
+	}
 	SSL_CTX_set_num_tickets(ctx, 1);
+	if (SSL_CTX_set_session_ticket_cb(ctx, NULL, tlsx_ticket_dec, NULL) != 1) {
+		SSL_CTX_free(ctx);
+		snprintf(err, errlen, "cannot set the ticket callback");
+		return NULL;
+	}
 	return ctx;
 }
 
@@ -96,6 +186,11 @@ tlsx_client_ctx(const char *cert, const char *key, const char *ca,
 		return NULL;
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);
+	if (tlsx_host_idx == -1)
+		tlsx_host_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+	    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, tlsx_new_session);
 	return ctx;
 }
 
@@ -103,6 +198,14 @@ SSL *
 tlsx_new(SSL_CTX *ctx, int fd, int server, const char *host)
 {
 	SSL *ssl;
+	struct tlsx_sess *e;
+	SSL_SESSION *dup;
+	struct sockaddr_storage peer;
+	socklen_t plen = sizeof(peer);
+
+	memset(&peer, 0, sizeof(peer));
+	char key[sizeof(e->host)];
+	unsigned port = 0;
 	unsigned char ip[16];
 	X509_VERIFY_PARAM *vp;
 
@@ -115,6 +218,24 @@ tlsx_new(SSL_CTX *ctx, int fd, int server, const char *host)
 		return ssl;
 	}
 	SSL_set_connect_state(ssl);
+	/* One entry per host and port (edges may share a host). The entry
+	 * is static: it outlives ssl. */
+	if (getpeername(fd, (struct sockaddr *)&peer, &plen) == 0 &&
+	    (peer.ss_family == AF_INET || peer.ss_family == AF_INET6))
+		port = ntohs(peer.ss_family == AF_INET6 ?
+		    ((struct sockaddr_in6 *)(void *)&peer)->sin6_port :
+		    ((struct sockaddr_in *)(void *)&peer)->sin_port);
+	snprintf(key, sizeof(key), "%s@%u", host, port);
+	if ((e = tlsx_sess_find(key, 1)) != NULL) {
+		/* OpenSSL uses a TLS 1.3 session once; a copy keeps the
+		 * cached one good for the next link (the edge accepts its
+		 * ticket again, and sends no new one on a resumption). */
+		if (e->sess != NULL && (dup = SSL_SESSION_dup(e->sess)) != NULL) {
+			(void)SSL_set_session(ssl, dup);
+			SSL_SESSION_free(dup);
+		}
+		(void)SSL_set_ex_data(ssl, tlsx_host_idx, e);
+	}
 	vp = SSL_get0_param(ssl);
 	if (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1) {
 		if (X509_VERIFY_PARAM_set1_ip_asc(vp, host) != 1)
@@ -129,6 +250,44 @@ tlsx_new(SSL_CTX *ctx, int fd, int server, const char *host)
 fail:
 	SSL_free(ssl);
 	return NULL;
+}
+
+void
+tlsx_cleanup(void)
+{
+	size_t i;
+
+	for (i = 0; i < TLSX_SESS_MAX; i++) {
+		SSL_SESSION_free(tlsx_sessions[i].sess);
+		memset(&tlsx_sessions[i], 0, sizeof(tlsx_sessions[i]));
+	}
+}
+
+void
+tlsx_data_link(SSL *ssl)
+{
+	(void)SSL_set_options(ssl, SSL_OP_ENABLE_KTLS);
+	/* Take several records per read() instead of two reads (header,
+	 * body) per 16 KiB record. Framed reads stay exact at the TLS
+	 * level: what OpenSSL read ahead is handed to the relay with the
+	 * SSL, which drains it first. The buffer is released when empty. */
+	SSL_set_read_ahead(ssl, 1);
+	SSL_set_default_read_buffer_len(ssl, TLSX_READ_AHEAD);
+}
+
+const char *
+tlsx_link_mode(SSL *ssl)
+{
+	int tx = BIO_get_ktls_send(SSL_get_wbio(ssl)) ? 1 : 0;
+	int rx = BIO_get_ktls_recv(SSL_get_rbio(ssl)) ? 1 : 0;
+
+	if (tx && rx)
+		return "ktls";
+	if (tx)
+		return "ktls-tx";
+	if (rx)
+		return "ktls-rx";
+	return "tls";
 }
 
 int

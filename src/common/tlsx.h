@@ -8,7 +8,10 @@
 
 /* Mutual TLS 1.3 contexts. The server (edge) demands a client certificate
  * chaining to ca with the clientAuth purpose; the client (agent) verifies
- * the server against ca. key may be NULL when the caller installs a key
+ * the server against ca. The client keeps the last session ticket per
+ * host and offers it on its next connection there, so data links resume
+ * (no certificates, no signature); the server issues a ticket only on a
+ * full handshake, not on every resumed data link. key may be NULL when the caller installs a key
  * object of its own (the edge's key process). NULL with err filled. */
 SSL_CTX	*tlsx_server_ctx(const char *cert, const char *key, const char *ca,
 	    char *err, size_t errlen);
@@ -18,6 +21,15 @@ SSL_CTX	*tlsx_client_ctx(const char *cert, const char *key, const char *ca,
  * client, host (DNS name or IP literal) is what the peer's certificate
  * must name. NULL on failure. */
 SSL	*tlsx_new(SSL_CTX *ctx, int fd, int server, const char *host);
+/* Free the client's session cache (at exit). */
+void	tlsx_cleanup(void);
+/* Mark ssl (before its handshake) as a data link: kernel TLS is asked
+ * for, so that a relay can splice through it where the kernel has the
+ * tls ULP; elsewhere OpenSSL quietly keeps the record layer. */
+void	tlsx_data_link(SSL *ssl);
+/* After the handshake: "ktls" (both directions in the kernel), "ktls-tx"
+ * or "ktls-rx" (one), or "tls" (none). */
+const char *tlsx_link_mode(SSL *ssl);
 /* Drain OpenSSL's error queue into out (the earliest error, which is the
  * cause). Returns out. */
 const char *tlsx_errstr(char *out, size_t outlen);

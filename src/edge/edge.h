@@ -12,6 +12,7 @@
 #include "common/cidr.h"
 #include "common/fconn.h"
 #include "common/net.h"
+#include "common/plink.h"
 #include "common/relay.h"
 #include "edge/edge_limit.h"
 
@@ -33,7 +34,8 @@ struct edge_conf {
  * "Operations"). Bytes of running sessions are added when reported. */
 struct edge_stats {
 	uint64_t	 sessions_accepted;	/* clients accepted */
-	uint64_t	 sessions_joined;	/* claimed by a data link */
+	uint64_t	 sessions_joined;	/* claimed by a data link; pooled
+						 * ones when they end unrefused */
 	uint64_t	 sessions_refused;	/* refused by the agent */
 	uint64_t	 sessions_agent_lost;	/* agent gone before the claim */
 	uint64_t	 sessions_bad_secret;
@@ -42,6 +44,9 @@ struct edge_stats {
 	uint64_t	 control_accepted;	/* TCP connections on the control port */
 	uint64_t	 control_refused;	/* failed TLS, greeting or time-out */
 	uint64_t	 data_links_refused;
+	uint64_t	 data_links_plain;	/* plain links that greeted right */
+	uint64_t	 sessions_pooled;	/* joined on a pooled link */
+	uint64_t	 pool_tokens;		/* POOL_GRANTs with a token */
 	uint64_t	 agents_connected;	/* gauge */
 };
 
@@ -49,7 +54,10 @@ extern struct edge_conf edge_conf;
 extern struct edge_stats edge_stats;
 extern SSL_CTX *edge_tls;
 
-enum econn_state { EC_INCOMING, EC_AGENT, EC_OUT };
+/* EC_INCOMING: not identified yet (TLS handshake or plain greeting);
+ * EC_AGENT: a control channel; EC_OUT: an outbound data link; EC_POOL: an
+ * idle data link parked for its agent's next session (edge_pool.c). */
+enum econn_state { EC_INCOMING, EC_AGENT, EC_OUT, EC_POOL };
 
 struct eout;
 struct epol;
@@ -62,6 +70,18 @@ struct econn {
 	char		 peer[NET_ADDRSTR];
 	char		 name[MSG_NAME_MAX];
 	uint64_t	 deadline;	/* EC_INCOMING: first frame due */
+	/* EC_AGENT: the agent uses plain data links. A link: it is plain. */
+	int		 plain;
+	/* EC_INCOMING, plain: the greeting read so far (exact reads). */
+	uint8_t		 greet[PLINK_BUF];
+	size_t		 greet_have;
+	/* EC_AGENT: its parked links and unused pool tokens (bounded by
+	 * lim.max_pool together). EC_POOL: the agent it is parked for. */
+	struct econn	*pool_head;
+	uint64_t	 npool;
+	uint64_t	 ntokens;
+	struct econn	*pool_agent;
+	struct econn	*pool_prev, *pool_next;
 	uint64_t	 active;	/* sessions handed to this agent and
 					 * not yet ended, pending or joined */
 	/* EC_AGENT: the outbound policy it pushed, and the token its
@@ -103,6 +123,11 @@ struct esess {
 	uint64_t	 deadline;
 	uint64_t	 idle_ms;	/* from the service; 0: no idle limit */
 	struct ipcount	*ipc;		/* this client address's live sessions */
+	/* Joined on a pooled link: the agent may still refuse it (no
+	 * backend answered) until bytes come from its side. */
+	int		 pooled;
+	int		 refused;	/* pooled, refused by the agent */
+	const char	*link_kind;	/* "tls", "plain" or "ktls" */
 	struct relay	 relay;
 	struct pol_ip	*pol_ent;	/* per-address count held, or NULL */
 	/* FTP data connection: its control session and passive port, and
@@ -123,6 +148,11 @@ void	ctl_pause(int paused);
 void	ctl_shutdown(void);
 /* The agent control connection whose outbound token is tok, or NULL. */
 struct econn *ctl_agent_by_token(const uint8_t *tok);
+/* An EC_INCOMING connection identified itself as st: it leaves the count
+ * of handshakes in progress. */
+void	ctl_identified(struct econn *c, enum econn_state st);
+/* Log why c goes, update the counts and free it. */
+void	econn_drop(struct econn *c, const char *why);
 
 /* edge_svc.c */
 void	svc_open(struct econn *agent, const struct msg *def);
@@ -187,6 +217,19 @@ void	out_link_lost(struct econn *c);
 void	out_pol_unref(struct epol *p);
 void	out_tick(uint64_t now);
 void	out_shutdown(void);
+
+/* edge_pool.c: pooled data links, so that a new client is joined at once
+ * instead of waiting for its agent to dial. */
+void	pool_grant(struct econn *agent);
+/* POOL_HELLO as the first frame of link (EC_INCOMING); frees link on
+ * refusal. */
+void	pool_hello(struct econn *link, const struct msg *m);
+/* A parked link of agent, taken out of the pool, or NULL. */
+struct econn *pool_take(struct econn *agent);
+void	pool_link_lost(struct econn *link);
+void	pool_agent_lost(struct econn *agent);
+void	pool_tick(uint64_t now);
+void	pool_stats(char *out, size_t outlen);
 
 /* Free an econn that has been detached or closed. */
 void	econn_free(struct econn *c);

@@ -15,6 +15,7 @@ enum lim_kind {
 	LIM_FRAME,		/* oversized or malformed frame */
 	LIM_IDLE,		/* session idle longer than its service allows */
 	LIM_FDS,		/* out of file descriptors */
+	LIM_POOL,		/* pooled data links + unused tokens per agent */
 	LIM_COUNT
 };
 
@@ -26,6 +27,7 @@ struct edge_limits {
 	uint64_t	handshake_ms;
 	uint64_t	claim_ms;
 	uint32_t	max_frame;
+	uint64_t	max_pool;
 };
 
 extern struct edge_limits lim;

@@ -65,6 +65,8 @@ usage(FILE *f)
 	    "  --handshake-timeout SEC  TLS handshake and first frame on the control\n"
 	    "                        port, for agents and data links (10)\n"
 	    "  --max-frame BYTES     largest control frame accepted (65536)\n"
+	    "  --max-pool N          idle pooled data links (and unused pool\n"
+	    "                        tokens) per agent (64)\n"
 	    "\n"
 	    "Least privilege (the key is always held by a separate key process,\n"
 	    "and the system call filter is always on):\n"
@@ -158,6 +160,7 @@ main(int argc, char **argv)
 		{ "max-handshakes", required_argument, NULL, 'H' },
 		{ "handshake-timeout", required_argument, NULL, 'T' },
 		{ "max-frame", required_argument, NULL, 'F' },
+		{ "max-pool", required_argument, NULL, 'p' },
 		{ "user", required_argument, NULL, 'u' },
 		{ "chroot", required_argument, NULL, 'r' },
 		{ "bind-low-ports", no_argument, NULL, 'L' },
@@ -184,6 +187,7 @@ main(int argc, char **argv)
 	lim.handshake_ms = 10000;
 	lim.claim_ms = 10000;
 	lim.max_frame = FRAME_MAX;
+	lim.max_pool = 64;
 	while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': edge_conf.control = optarg; break;
@@ -205,6 +209,7 @@ main(int argc, char **argv)
 			sessions_set = 1;
 			break;
 		case 'P': bad |= parse_count(optarg, 10000000, &lim.max_pending); break;
+		case 'p': bad |= parse_count(optarg, 100000, &lim.max_pool); break;
 		case 'I': bad |= parse_count(optarg, 10000000, &lim.max_per_ip); break;
 		case 'H': bad |= parse_count(optarg, 1000000, &lim.max_handshakes); break;
 		case 'F':
@@ -244,13 +249,15 @@ main(int argc, char **argv)
 		    (unsigned long long)lim.max_sessions);
 	fconn_max_frame = lim.max_frame;
 	log_info("limits: sessions %llu, pending %llu, per address %llu, "
-	    "handshakes %llu, handshake %llu ms, claim %llu ms, frame %u bytes",
+	    "handshakes %llu, handshake %llu ms, claim %llu ms, frame %u bytes, "
+	    "pool %llu per agent",
 	    (unsigned long long)lim.max_sessions,
 	    (unsigned long long)lim.max_pending,
 	    (unsigned long long)lim.max_per_ip,
 	    (unsigned long long)lim.max_handshakes,
 	    (unsigned long long)lim.handshake_ms,
-	    (unsigned long long)lim.claim_ms, lim.max_frame);
+	    (unsigned long long)lim.claim_ms, lim.max_frame,
+	    (unsigned long long)lim.max_pool);
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;

@@ -294,11 +294,14 @@ sess_log_end(struct esess *s, uint64_t in, uint64_t out, const char *reason)
 	uint64_t ms = ev_now_update() - s->t_start;
 
 	log_info("session %llu closed service=%s client=%s bytes_in=%llu "
-	    "bytes_out=%llu duration=%llu.%03llus reason=%s",
+	    "bytes_out=%llu duration=%llu.%03llus reason=%s link=%s "
+	    "spliced=%llu",
 	    (unsigned long long)s->id, s->svc, s->client,
 	    (unsigned long long)in, (unsigned long long)out,
 	    (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
-	    reason);
+	    reason, s->link_kind != NULL ? s->link_kind : "-",
+	    (unsigned long long)(s->state == ES_RELAY ?
+	    s->relay.spliced[0] + s->relay.spliced[1] : 0));
 }
 
 /* A session leaves the pending state; its service may be gone already. */
@@ -535,6 +538,82 @@ svc_deny(struct esvc *svc, int fd, const struct sockaddr *client,
 
 /* --- client admission --------------------------------------------------- */
 
+static void sess_relay_done(struct relay *r, int first, const char *err);
+
+/* Which kind of data link a relay runs over, for the logs. */
+static const char *
+link_kind(int plain, SSL *ssl)
+{
+	if (plain)
+		return "plain";
+	if (ssl != NULL && BIO_get_ktls_send(SSL_get_wbio(ssl)) &&
+	    BIO_get_ktls_recv(SSL_get_rbio(ssl)))
+		return "ktls";
+	return "tls";
+}
+
+/* Join a new client at once on a pooled link of the agent it would be
+ * offered to: write SESS_ASSIGN on the link and relay (docs/protocol.md,
+ * "Fast path"). Returns 0 if joined, -1 if that agent has no usable
+ * pooled link (the caller offers the session with SESS_NEW instead). */
+static int
+sess_assign(struct esvc *svc, struct esess *s)
+{
+	struct econn *agent, *link;
+	struct msg m;
+	struct buf prime;
+	SSL *ssl;
+	int fd;
+
+	if ((agent = svc_pick_agent(svc)) == NULL)
+		return -1;
+	for (;;) {
+		if ((link = pool_take(agent)) == NULL)
+			return -1;
+		msg_init(&m, FT_SESS_ASSIGN);
+		m.session = s->id;
+		msg_set_str(&m, FA_SERVICE, s->svc);
+		msg_set_str(&m, FA_CLIENT_ADDR, s->client_ip);
+		m.client_port = s->client_port;
+		msg_set_str(&m, FA_LOCAL_ADDR, s->local_ip);
+		m.local_port = s->local_port;
+		m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) |
+		    FA_BIT(FA_LOCAL_PORT);
+		if (fconn_send(&link->fc, &m) == 0)
+			break;
+		econn_free(link);
+	}
+	svc->npending--;
+	s->state = ES_RELAY;
+	s->pooled = 1;
+	/* Counted toward its agent's load like any joined session, and
+	 * counted as joined once the agent has taken it (sess_end_active,
+	 * svc_stats): it may still be refused. */
+	s->agent = agent;
+	agent->active++;
+	snprintf(s->agent_name, sizeof(s->agent_name), "%s", agent->name);
+	edge_stats.sessions_pooled++;
+	sess_hash_add(s);
+	s->next = active;
+	if (active != NULL)
+		active->prev = s;
+	active = s;
+	fconn_detach(&link->fc, &fd, &ssl, &prime);
+	s->link_kind = link_kind(link->plain, ssl);
+	econn_free(link);
+	log_info("session %llu new service=%s client=%s agent=%s link=%s "
+	    "pooled", (unsigned long long)s->id, s->svc, s->client,
+	    s->agent_name, s->link_kind);
+	log_info("session %llu joined link=%s pooled", (unsigned long long)s->id,
+	    s->link_kind);
+	/* Side 0 is the client, side 1 the data link; SESS_ASSIGN goes
+	 * first. The client's bytes wait in the link until the agent has
+	 * its backend: it does not read the link before. */
+	(void)relay_start(&s->relay, s->client_fd, NULL, fd, ssl, &prime,
+	    sess_relay_done, s);
+	return 0;
+}
+
 /* A client whose address is known (the TCP peer, or the one in a PROXY
  * header): apply the policy, then start a session. local is the address
  * the client connected to. An FTP data connection (ctl not 0) goes to
@@ -601,6 +680,11 @@ svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
 	s->ftp_ctl = ctl;
 	s->ftp_port = pasv_port;
 	s->ftp_agent = agent;
+	/* FTP sessions always go by SESS_NEW: a control session must be
+	 * registered with the agent that holds it, and a data connection
+	 * goes to that agent, with its control session's details. */
+	if (svc->ftp == NULL && sess_assign(svc, s) == 0)
+		return;
 	if (sess_offer(s, svc) == -1) {
 		/* Every agent's channel is failing; refuse now rather than
 		 * let the client wait for the claim time-out. */
@@ -833,6 +917,8 @@ sess_end_active(struct esess *s, const char *reason, int abort)
 	pol_release(s->pol_ent);
 	if (s->agent != NULL && s->agent->active > 0)
 		s->agent->active--;
+	if (s->pooled && !s->refused)
+		edge_stats.sessions_joined++;
 	edge_stats.bytes_from_clients += s->relay.bytes[0];
 	edge_stats.bytes_to_clients += s->relay.bytes[1];
 	sess_log_end(s, s->relay.bytes[0], s->relay.bytes[1], reason);
@@ -870,6 +956,14 @@ sess_claim(struct econn *link, const struct msg *m)
 		    "session %llu already claimed", (unsigned long long)m->session);
 		goto refuse;
 	}
+	if (link->plain && (s->agent == NULL || !s->agent->plain)) {
+		/* Its secret never travels in the clear, so this is no agent
+		 * of ours: refused, and the session is left alone (anyone
+		 * who reaches the port could otherwise burn sessions). */
+		snprintf(why, sizeof(why), "plain data link for session %llu, "
+		    "whose agent uses TLS links", (unsigned long long)m->session);
+		goto refuse;
+	}
 	match = CRYPTO_memcmp(s->secret, m->secret, sizeof(s->secret)) == 0;
 	if (!match) {
 		/* One guess per session: the secret is gone after any try. */
@@ -895,9 +989,13 @@ sess_claim(struct econn *link, const struct msg *m)
 	ok.session = s->id;
 	ok.have |= FA_BIT(FA_SESSION);
 	(void)fconn_send(&link->fc, &ok);
+	if (link->plain)
+		edge_stats.data_links_plain++;
 	fconn_detach(&link->fc, &fd, &ssl, &prime);
+	s->link_kind = link_kind(link->plain, ssl);
 	econn_free(link);
-	log_info("session %llu joined", (unsigned long long)s->id);
+	log_info("session %llu joined link=%s", (unsigned long long)s->id,
+	    s->link_kind);
 	/* Side 0 is the client, side 1 the data link; DATA_OK goes first. */
 	(void)relay_start(&s->relay, s->client_fd, NULL, fd, ssl, &prime,
 	    sess_relay_done, s);
@@ -905,7 +1003,10 @@ sess_claim(struct econn *link, const struct msg *m)
 refuse:
 	edge_stats.data_links_refused++;
 	log_warn("data link from %s refused: %s", link->peer, why);
-	fconn_send_error(&link->fc, why);
+	/* Plain links get no answer: nothing in plaintext to a link that
+	 * has not proved itself. */
+	if (!link->plain)
+		fconn_send_error(&link->fc, why);
 	econn_free(link);
 }
 
@@ -915,12 +1016,22 @@ sess_refused(struct econn *agent, const struct msg *m)
 	struct esess *s = sess_lookup(m->session);
 	char reason[MSG_TEXT_MAX + 32];
 
-	if (s == NULL || s->state != ES_PENDING || s->agent != agent)
+	if (s == NULL || s->agent != agent)
 		return;
 	snprintf(reason, sizeof(reason), "refused-by-agent(%s)",
 	    (m->have & FA_BIT(FA_TEXT)) ? m->text : "no reason");
-	edge_stats.sessions_refused++;
-	sess_drop_pending(s, reason);
+	if (s->state == ES_PENDING) {
+		edge_stats.sessions_refused++;
+		sess_drop_pending(s, reason);
+		return;
+	}
+	/* A session joined on a pooled link before its agent found a
+	 * backend: the agent leaves the link unread for us to close. */
+	if (s->pooled && s->relay.bytes[1] == 0) {
+		edge_stats.sessions_refused++;
+		s->refused = 1;
+		sess_end_active(s, reason, 1);
+	}
 }
 
 void
@@ -1172,15 +1283,20 @@ svc_stats(char *out, size_t outlen)
 	uint64_t in = edge_stats.bytes_from_clients;
 	uint64_t outb = edge_stats.bytes_to_clients;
 	uint64_t nactive = 0, nsvc = 0, npend = 0;
+	uint64_t joined = edge_stats.sessions_joined;
 	struct esess *s;
 	struct esvc *v;
 	size_t i;
 
-	/* Running sessions count too, so a long transfer shows as it goes. */
+	/* Running sessions count too, so a long transfer shows as it goes.
+	 * A pooled session counts as joined once its agent has sent a byte
+	 * (its backend answered) or when it ends unrefused. */
 	for (s = active; s != NULL; s = s->next) {
 		in += s->relay.bytes[0];
 		outb += s->relay.bytes[1];
 		nactive++;
+		if (s->pooled && s->relay.bytes[1] > 0)
+			joined++;
 	}
 	for (v = svcs; v != NULL; v = v->next) {
 		nsvc++;
@@ -1188,7 +1304,7 @@ svc_stats(char *out, size_t outlen)
 	}
 	const struct { const char *name; uint64_t v; } kv[] = {
 		{ "sessions_accepted_total", edge_stats.sessions_accepted },
-		{ "sessions_joined_total", edge_stats.sessions_joined },
+		{ "sessions_joined_total", joined },
 		{ "sessions_claim_timeout_total", lim_counter[LIM_CLAIM_TIMEOUT] },
 		{ "sessions_refused_total", edge_stats.sessions_refused },
 		{ "sessions_agent_lost_total", edge_stats.sessions_agent_lost },

@@ -112,3 +112,16 @@ def sftp_gw(tmp_path, pki, edge, sshd):
     agent = sp.start_agent(tmp_path, pki, edge, {"sftp": (port, [sshd.port])})
     return types.SimpleNamespace(edge=edge, agent=agent, port=port,
                                  sshd=sshd, tmp=tmp_path)
+
+
+@pytest.fixture(params=["tls", "plain"])
+def sftp_gw_link(request, tmp_path, pki, edge, sshd):
+    """sftp_gw with each kind of data link (fast path, issue 3): every
+    relay test that uses it runs with TLS links (bytes copied through
+    OpenSSL) and with plain links (bytes spliced in the kernel)."""
+    _need(sp.AGENT_BIN)
+    port = sp.free_port()
+    agent = sp.start_agent(tmp_path, pki, edge, {"sftp": (port, [sshd.port])},
+                           data_link=request.param)
+    return types.SimpleNamespace(edge=edge, agent=agent, port=port,
+                                 sshd=sshd, tmp=tmp_path, link=request.param)

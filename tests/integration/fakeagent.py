@@ -16,12 +16,19 @@ import time
 HELLO, HELLO_OK, ERROR, SVC_OPEN, SVC_RESULT, SVC_CLOSE = 1, 2, 3, 4, 5, 6
 SESS_NEW, SESS_REFUSE, PING, PONG = 7, 8, 9, 10
 DATA_HELLO, DATA_OK = 16, 17
+# data-link fast path (docs/protocol.md, "Fast path")
+POOL_REQ, POOL_GRANT, POOL_HELLO, POOL_OK, SESS_ASSIGN = 18, 19, 20, 21, 22
+A_DATA_LINK = 54
+PLAIN_MAGIC = b"SPD1"
 
 FRAME_NAMES = {HELLO: "HELLO", HELLO_OK: "HELLO_OK", ERROR: "ERROR",
                SVC_OPEN: "SVC_OPEN", SVC_RESULT: "SVC_RESULT",
                SVC_CLOSE: "SVC_CLOSE", SESS_NEW: "SESS_NEW",
                SESS_REFUSE: "SESS_REFUSE", PING: "PING", PONG: "PONG",
-               DATA_HELLO: "DATA_HELLO", DATA_OK: "DATA_OK"}
+               DATA_HELLO: "DATA_HELLO", DATA_OK: "DATA_OK",
+               POOL_REQ: "POOL_REQ", POOL_GRANT: "POOL_GRANT",
+               POOL_HELLO: "POOL_HELLO", POOL_OK: "POOL_OK",
+               SESS_ASSIGN: "SESS_ASSIGN"}
 
 # attribute tags
 A_VERSION, A_NAME, A_TEXT, A_SERVICE, A_LISTEN, A_STATUS = 1, 2, 3, 4, 5, 6
@@ -202,7 +209,10 @@ class FakeAgent:
     TLS socket, so reads and writes never overlap); frames from the edge go
     to a queue, PINGs are sent every 2 s so the edge keeps us."""
 
-    def __init__(self, port, ca, cert, key, name="fake1", host="127.0.0.1"):
+    def __init__(self, port, ca, cert, key, name="fake1", host="127.0.0.1",
+                 plain=False):
+        """plain: declare plain data links in HELLO (DATA_LINK = 1)."""
+        self.plain = plain
         self.port = port
         self.host = host
         self.name = name
@@ -227,8 +237,9 @@ class FakeAgent:
             raw.close()
             raise
         self.sock.settimeout(timeout)
+        extra = [attr(A_DATA_LINK, u8(1))] if self.plain else []
         self.sock.sendall(frame(HELLO, attr(A_VERSION, u16(1)),
-                                attr(A_NAME, self.name)))
+                                attr(A_NAME, self.name), *extra))
         self.reader = FrameReader(self.sock)
         f = self.reader.read()
         if f.type == ERROR:
@@ -321,27 +332,52 @@ class FakeAgent:
                         attr(A_TEXT, text)))
 
     # ---- data links
-    def data_link(self, sid, secret, timeout=10):
+    def data_link(self, sid, secret, timeout=10, plain=False):
         """Open a data link, send DATA_HELLO(sid, secret), return a DataLink
         whose .result is the edge's first frame or the exception that ended
-        the link (EOFError, ConnectionError, ssl.SSLError)."""
+        the link (EOFError, ConnectionError, ssl.SSLError). plain: a plain
+        link (magic + DATA_HELLO in the clear)."""
+        return self._link(frame(DATA_HELLO, attr(A_SESSION, u64(sid)),
+                                attr(A_SECRET, secret)), timeout, plain)
+
+    def _link(self, greeting, timeout, plain):
         raw = socket.create_connection((self.host, self.port), timeout=timeout)
         local_port = raw.getsockname()[1]
-        try:
-            sock = self.ctx.wrap_socket(raw, server_hostname=self.host)
-        except BaseException:
-            raw.close()
-            raise
+        if plain:
+            sock = raw
+            greeting = PLAIN_MAGIC + greeting
+        else:
+            try:
+                sock = self.ctx.wrap_socket(raw, server_hostname=self.host)
+            except BaseException:
+                raw.close()
+                raise
         sock.settimeout(timeout)
         reader = FrameReader(sock)
         try:
-            sock.sendall(frame(DATA_HELLO, attr(A_SESSION, u64(sid)),
-                               attr(A_SECRET, secret)))
+            sock.sendall(greeting)
             result = reader.read()
         except (EOFError, OSError) as e:
             result = e
         dl = DataLink(sock, reader, result)
         dl.local_port = local_port
+        return dl
+
+    def pool_token(self, timeout=10):
+        """POOL_REQ; return the token from POOL_GRANT, or raise
+        ProtocolError with the edge's text if it refused."""
+        self.send(frame(POOL_REQ))
+        f = self.recv(timeout, want=POOL_GRANT)
+        if f.u(A_STATUS) != 0:
+            raise ProtocolError(f"POOL_GRANT refused: {f.text()}")
+        return f.get(A_SECRET)
+
+    def pool_link(self, token, timeout=10, plain=False):
+        """Open a pooled link with POOL_HELLO(token): .result is POOL_OK,
+        or ERROR / the exception that ended the link."""
+        dl = self._link(frame(POOL_HELLO, attr(A_SECRET, token)), timeout,
+                        plain)
+        dl.pooled = isinstance(dl.result, Frame) and dl.result.type == POOL_OK
         return dl
 
     def close(self):

@@ -632,14 +632,23 @@ def start_edge(d, pki, claim_timeout=None, name=None, wrapper=(), tag="edge",
     return Edge(proc, port)
 
 
-def write_agent_conf(path, pki, edges, services, name="agent1"):
+def write_agent_conf(path, pki, edges, services, name="agent1",
+                     data_link=None, data_pool=None):
     """services: {name: (listen_port, [backend_port, ...])};
-    edges: list of "host:port" strings."""
+    edges: list of "host:port" strings. data_link ("tls" or "plain") and
+    data_pool (a number) are written only when given; the default comes
+    from SALLYPORT_DATA_LINK when set (so a whole run can use plain
+    links)."""
     out = ["[agent]"]
     if name:
         out.append(f"name = {name}")
     for e in edges:
         out.append(f"edge = {e}")
+    data_link = data_link or os.environ.get("SALLYPORT_DATA_LINK")
+    if data_link:
+        out.append(f"data_link = {data_link}")
+    if data_pool is not None:
+        out.append(f"data_pool = {data_pool}")
     out += [f"cert = {pki.agent_crt}", f"key = {pki.agent_key}",
             f"ca = {pki.ca_crt}", ""]
     for svc, (listen, backends) in services.items():
@@ -660,13 +669,16 @@ class Agent:
 
 
 def start_agent(d, pki, edge, services, edges=None, name="agent1",
-                wrapper=(), tag="agent", wait=True):
+                wrapper=(), tag="agent", wait=True, data_link=None,
+                data_pool=None):
     """Start an agent for `services` ({name: (listen_port, [backends])}).
     edges defaults to [edge.addr]. With wait, return once the edge has
-    logged every service open (only lines written after this call count)."""
+    logged every service open (only lines written after this call count).
+    data_link / data_pool: see write_agent_conf."""
     assert AGENT_BIN.exists(), f"{AGENT_BIN} missing: run make first"
     conf = write_agent_conf(Path(d) / f"{tag}.conf", pki,
-                            edges or [edge.addr], services, name=name)
+                            edges or [edge.addr], services, name=name,
+                            data_link=data_link, data_pool=data_pool)
     mark = edge.proc.mark() if edge is not None else 0
     proc = Proc(tag, list(wrapper) + [AGENT_BIN, "--config", conf],
                 Path(d) / f"{tag}.log", wrapped=bool(wrapper),

@@ -74,8 +74,22 @@ def wait_session_with_bytes(edge, nbytes, since, timeout=30):
 # --------------------------------------------------------------------------
 # bulk transfers
 
-def test_sftp_100m(sftp_gw, tmp_path):
-    g, ssh = sftp_gw, sftp_gw.sshd
+def assert_link(edge, link, since):
+    """Every session that ended since `since` ran over a `link` data link;
+    plain links moved all their bytes with splice()."""
+    for ln in edge.proc.find(SESSION_CLOSED, since):
+        m = re.search(r"bytes_in=(\d+) bytes_out=(\d+) .* link=(\S+) "
+                      r"spliced=(\d+)", ln)
+        assert m, ln
+        want = {"tls": ("tls", "ktls"), "plain": ("plain",)}[link]
+        assert m.group(3) in want, ln
+        if link == "plain":
+            assert int(m.group(4)) == int(m.group(1)) + int(m.group(2)), ln
+
+
+def test_sftp_100m(sftp_gw_link, tmp_path):
+    g, ssh = sftp_gw_link, sftp_gw_link.sshd
+    start = g.edge.proc.mark()
     rd = remote_dir(ssh, tmp_path)
     size = 100 * MiB
     src, back, remote = tmp_path / "big.bin", tmp_path / "big.back", rd / "big.bin"
@@ -109,10 +123,11 @@ def test_sftp_100m(sftp_gw, tmp_path):
         assert sp.sha256_file(r) == hs, f"scp ({tag}) upload corrupted"
         ssh.scp(g.port, ssh.remote(r), local, legacy=legacy)
         assert sp.sha256_file(local) == hs, f"scp ({tag}) download corrupted"
+    assert_link(g.edge, g.link, start)
 
 
-def test_50_concurrent_sftp(sftp_gw, tmp_path):
-    g, ssh = sftp_gw, sftp_gw.sshd
+def test_50_concurrent_sftp(sftp_gw_link, tmp_path):
+    g, ssh = sftp_gw_link, sftp_gw_link.sshd
     rd = remote_dir(ssh, tmp_path)
     n = 50
     hashes, procs = {}, {}
@@ -146,6 +161,7 @@ def test_50_concurrent_sftp(sftp_gw, tmp_path):
     assert len(ids) >= n, f"edge logged {len(ids)} distinct sessions"
     sp.wait_until(lambda: len({s["id"] for s in closed_sessions(g.edge, mark)})
                   >= n, 30, "50 session-closed lines")
+    assert_link(g.edge, g.link, mark)
 
 
 # --------------------------------------------------------------------------
@@ -513,13 +529,21 @@ def test_sess_refuse_closes_client(fake):
     c.close()
 
 
-def test_data_link_half_close(fake):
+@pytest.mark.parametrize("link", ["tls", "plain"])
+def test_data_link_half_close(tmp_path, pki, edge, link):
     """A client FIN reaches the agent as end of stream while the other
-    direction still flows; the session ends once both sides closed."""
-    edge = fake.edge
+    direction still flows; the session ends once both sides closed. With
+    TLS links and with plain ones (FIN both ways, spliced)."""
+    fake = fa.FakeAgent(edge.control_port, pki.ca_crt, pki.agent_crt,
+                        pki.agent_key, name="fake1", plain=link == "plain")
+    fake.connect()
+    fake.svc_port = sp.free_port()
+    assert fake.svc_open("echo", f"{LOOPBACK}:{fake.svc_port}")[0] == 0
+    edge.proc.wait_log(f"service echo open on {LOOPBACK}:{fake.svc_port}")
+    fake.edge = edge
     mark = edge.proc.mark()
     c, s = _client_and_session(fake)
-    dl = fake.data_link(s["id"], s["secret"])
+    dl = fake.data_link(s["id"], s["secret"], plain=link == "plain")
     assert dl.ok, dl.result
     assert dl.recv_exact(5) == b"ping\n"
     c.shutdown(socket.SHUT_WR)
@@ -527,13 +551,19 @@ def test_data_link_half_close(fake):
     assert dl.sock.recv(100) == b"", "client FIN not passed on"
     dl.send(b"after-fin\n")
     assert _recv_exact(c, 10) == b"after-fin\n"
-    raw = dl.sock.unwrap()                  # close_notify toward the edge
-    raw.close()
+    if link == "plain":
+        dl.sock.shutdown(socket.SHUT_WR)    # FIN toward the edge
+        dl.sock.close()
+    else:
+        raw = dl.sock.unwrap()              # close_notify toward the edge
+        raw.close()
     c.settimeout(10)
     assert c.recv(100) == b"", "agent close not passed on to the client"
     c.close()
     line = edge.proc.wait_log(SESSION_CLOSED, since=mark, timeout=10)
     assert f"session {s['id']} closed service=echo" in line
+    assert f"link={link} " in line, line
+    fake.close()
 
 
 def test_claim_timeout(tmp_path, pki):
@@ -567,11 +597,14 @@ def test_claim_timeout(tmp_path, pki):
 # --------------------------------------------------------------------------
 # another protocol
 
-def test_https_end_to_end(tmp_path, pki, edge, nginx):
+@pytest.mark.parametrize("link", ["tls", "plain"])
+def test_https_end_to_end(tmp_path, pki, edge, nginx, link):
     size = 5 * MiB
     h = sp.random_file(nginx.root / "file", size)
     port = sp.free_port()
-    sp.start_agent(tmp_path, pki, edge, {"https": (port, [nginx.port])})
+    mark = edge.proc.mark()
+    sp.start_agent(tmp_path, pki, edge, {"https": (port, [nginx.port])},
+                   data_link=link)
     out = tmp_path / "file.got"
     url = f"https://{LOOPBACK}:{port}/file"
     r = sp.run(["curl", "-q", "--noproxy", "*", "-sS", "--max-time", "60",
@@ -581,6 +614,8 @@ def test_https_end_to_end(tmp_path, pki, edge, nginx):
     assert r.stdout.strip() == "0 200", r.stdout
     assert out.stat().st_size == size
     assert sp.sha256_file(out) == h
+    wait_session_with_bytes(edge, size, mark)
+    assert_link(edge, link, mark)
     # control: the certificate really is verified (unknown CA -> exit 60)
     r = sp.run(["curl", "-q", "--noproxy", "*", "-sS", "--max-time", "60",
                 "--cacert", pki.ca_crt, "-o", "/dev/null", url], check=False)

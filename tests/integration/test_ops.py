@@ -283,9 +283,12 @@ def test_metrics_promtool_and_counts(tmp_path, pki, edge):
     sizes = [10000, 20000, 300000]
     for n in sizes:
         assert sp.byte_session(p_ok, os.urandom(n)) == reply
-    c = socket.create_connection((LOOPBACK, p_dead), timeout=10)
-    sp.wait_closed(c, 15)
-    c.close()
+    try:
+        c = socket.create_connection((LOOPBACK, p_dead), timeout=10)
+        sp.wait_closed(c, 15)
+        c.close()
+    except ConnectionError:
+        pass    # on a pooled plain link the reset can beat connect()'s return
     agent.proc.wait_log(["closed service=dead", "reason=error"])
 
     def settled():

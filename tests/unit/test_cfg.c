@@ -102,6 +102,37 @@ test_good(void **state)
 }
 
 static void
+test_fast_path(void **state)
+{
+	struct cfg c;
+	char err[1024];
+
+	(void)state;
+	/* Defaults: TLS data links, a pool of 4 per edge. */
+	assert_int_equal(load(AGENT_OK, &c, err, sizeof(err)), 0);
+	assert_int_equal(c.data_plain, 0);
+	assert_int_equal(c.data_pool, CFG_POOL_DEFAULT);
+	cfg_free(&c);
+	assert_int_equal(load(AGENT_OK "data_link = plain\ndata_pool = 0\n",
+	    &c, err, sizeof(err)), 0);
+	assert_int_equal(c.data_plain, 1);
+	assert_int_equal(c.data_pool, 0);
+	cfg_free(&c);
+	assert_int_equal(load(AGENT_OK "data_link = tls\ndata_pool = 64\n",
+	    &c, err, sizeof(err)), 0);
+	assert_int_equal(c.data_plain, 0);
+	assert_int_equal(c.data_pool, 64);
+	cfg_free(&c);
+	expect_error(AGENT_OK "data_link = clear\n", 6, "use tls or plain");
+	expect_error(AGENT_OK "data_link =\n", 6, "use tls or plain");
+	expect_error(AGENT_OK "data_pool = 65\n", 6, "data_pool");
+	expect_error(AGENT_OK "data_pool = -1\n", 6, "data_pool");
+	expect_error(AGENT_OK "data_pool = 4x\n", 6, "data_pool");
+	expect_error(AGENT_OK "data_pool = 99999999999999999999999\n", 6,
+	    "data_pool");
+}
+
+static void
 test_errors_name_file_and_line(void **state)
 {
 	(void)state;
@@ -476,6 +507,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good),
+		cmocka_unit_test(test_fast_path),
 		cmocka_unit_test(test_errors_name_file_and_line),
 		cmocka_unit_test(test_whole_file_checks),
 		cmocka_unit_test(test_missing_agent_keys),

@@ -45,6 +45,55 @@ roundtrip(const struct msg *m, struct msg *out)
 }
 
 static void
+test_roundtrip_fast_path(void **state)
+{
+	struct msg m, d;
+
+	(void)state;
+	msg_init(&m, FT_HELLO);
+	m.version = 1;
+	m.data_link = DATA_LINK_PLAIN;
+	m.have |= FA_BIT(FA_VERSION) | FA_BIT(FA_DATA_LINK);
+	msg_set_str(&m, FA_NAME, "in-1");
+	roundtrip(&m, &d);
+	assert_true(d.have & FA_BIT(FA_DATA_LINK));
+	assert_int_equal(d.data_link, DATA_LINK_PLAIN);
+
+	msg_init(&m, FT_POOL_GRANT);
+	m.status = 0;
+	memset(m.secret, 3, sizeof(m.secret));
+	m.have |= FA_BIT(FA_STATUS) | FA_BIT(FA_SECRET);
+	roundtrip(&m, &d);
+	assert_int_equal(d.secret[31], 3);
+
+	msg_init(&m, FT_SESS_ASSIGN);
+	m.session = 77;
+	m.client_port = 4242;
+	m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT);
+	msg_set_str(&m, FA_SERVICE, "sftp");
+	msg_set_str(&m, FA_CLIENT_ADDR, "192.0.2.1");
+	roundtrip(&m, &d);
+	assert_int_equal(d.session, 77);
+	assert_string_equal(d.client_addr, "192.0.2.1");
+
+	/* Required attributes: SESS_ASSIGN without its client, POOL_HELLO
+	 * without a token, DATA_LINK of the wrong size. */
+	{
+		uint8_t p[64];
+		const char *why;
+		size_t n = attr(p, FA_SESSION, "\0\0\0\0\0\0\0\1", 8);
+
+		n += attr(p + n, FA_SERVICE, "sftp", 4);
+		assert_int_equal(msg_decode(FT_SESS_ASSIGN, p, n, &d, &why), -1);
+		assert_int_equal(msg_decode(FT_POOL_HELLO, p, 0, &d, &why), -1);
+		assert_int_equal(msg_decode(FT_POOL_REQ, p, 0, &d, &why), 0);
+		assert_int_equal(msg_decode(FT_POOL_OK, p, 0, &d, &why), 0);
+		n = attr(p, FA_DATA_LINK, "\0\1", 2);
+		assert_int_equal(msg_decode(FT_POOL_OK, p, n, &d, &why), -1);
+	}
+}
+
+static void
 test_roundtrip_sess_new(void **state)
 {
 	struct msg m, d;
@@ -71,7 +120,8 @@ test_roundtrip_all_types(void **state)
 	static const uint16_t types[] = { FT_HELLO, FT_HELLO_OK, FT_ERROR,
 	    FT_SVC_OPEN, FT_SVC_RESULT, FT_SVC_CLOSE, FT_SESS_NEW,
 	    FT_SESS_REFUSE, FT_PING, FT_PONG, FT_DATA_HELLO, FT_DATA_OK,
-	    FT_SESS_DENIED, FT_DENIED_SUMMARY };
+	    FT_POOL_REQ, FT_POOL_GRANT, FT_POOL_HELLO, FT_POOL_OK,
+	    FT_SESS_ASSIGN, FT_SESS_DENIED, FT_DENIED_SUMMARY };
 	struct msg m, d;
 	size_t i;
 
@@ -374,6 +424,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip_outbound),
 		cmocka_unit_test(test_roundtrip_sess_new),
+		cmocka_unit_test(test_roundtrip_fast_path),
 		cmocka_unit_test(test_roundtrip_all_types),
 		cmocka_unit_test(test_roundtrip_policy),
 		cmocka_unit_test(test_header_rejects),

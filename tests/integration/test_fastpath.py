@@ -1,0 +1,374 @@
+"""The data-link fast path (issue 3): plain data links moved with splice(),
+pooled data links that join a client without the agent dialling, and TLS
+data links with the kernel-TLS fallback. All traffic on 127.0.0.1.
+
+The core relay tests (test_core.py) run with both kinds of data link too.
+"""
+
+import errno
+import os
+import re
+import socket
+import time
+
+import pytest
+
+import fakeagent as fa
+import sp
+from sp import LOOPBACK, MiB
+
+LINKS = ["tls", "plain"]
+CLOSED = re.compile(r"session (\d+) closed .*bytes_in=(\d+) bytes_out=(\d+) "
+                    r".*reason=(\S+) link=(\S+) spliced=(\d+)")
+
+
+def parked(edge, since=0):
+    return edge.proc.count("parked for agent", since)
+
+
+def closed(proc, since=0):
+    out = {}
+    for ln in proc.find(CLOSED, since):
+        m = CLOSED.search(ln)
+        out[int(m.group(1))] = dict(bytes=int(m.group(2)) + int(m.group(3)),
+                                    reason=m.group(4), link=m.group(5),
+                                    spliced=int(m.group(6)))
+    return out
+
+
+def ktls_available():
+    try:
+        with open("/proc/sys/net/ipv4/tcp_available_ulp") as f:
+            return "tls" in f.read().split()
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------
+# pooled links with the real agent
+
+@pytest.mark.parametrize("link", LINKS)
+def test_pool_joins_without_dialling(tmp_path, pki, link):
+    """Sessions are joined on links the agent opened before the client
+    came (SESS_ASSIGN, no SESS_NEW), the pool refills as links are used,
+    and plain links move every byte with splice()."""
+    edge = sp.start_edge(tmp_path, pki, extra=["-v"])
+    reply = os.urandom(300000)
+    bs = sp.ByteServer(reply)
+    port = sp.free_port()
+    agent = sp.start_agent(tmp_path, pki, edge, {"bytes": (port, [bs.port])},
+                           data_link=link, data_pool=2)
+    edge.proc.wait_log("parked for agent agent1", count=2)
+    emark, amark = edge.proc.mark(), agent.proc.mark()
+    n = 5
+    sizes = [1, 1000, 100000, 2 * MiB, 5 * MiB]
+    for size in sizes:
+        assert sp.byte_session(port, os.urandom(size)) == reply
+    sp.wait_until(lambda: sorted(bs.received[-n:]) == sizes, 10,
+                  "the backend to count what it got")
+    # every session on a pooled link; none through SESS_NEW
+    new = edge.proc.find(re.compile(r"session \d+ new service=bytes"), emark)
+    assert len(new) == n, new
+    assert all(f"link={link} pooled" in ln for ln in new), new
+    assert agent.proc.count(["opened service=bytes", "pooled"], amark) == n
+    # refilled: one new parked link per session used
+    sp.wait_until(lambda: parked(edge, emark) >= n, 20, "pool refilled")
+    ends = sp.wait_until(lambda: len(closed(edge.proc, emark)) >= n and
+                         closed(edge.proc, emark), 20, "sessions closed")
+    for s in ends.values():
+        assert s["link"] == link and s["reason"] == "client-closed", s
+        if link == "plain":
+            assert s["spliced"] == s["bytes"], f"not spliced: {s}"
+        elif not ktls_available():
+            assert s["spliced"] == 0, s
+    aends = closed(agent.proc, amark)
+    assert len(aends) == n
+    if link == "plain":
+        assert all(s["spliced"] == s["bytes"] for s in aends.values()), aends
+    bs.close()
+
+
+def test_pool_off(tmp_path, pki):
+    """data_pool = 0: no pooled links; each session is asked for with
+    SESS_NEW and gets a data link of its own (the control for the test
+    above: the same logs without 'pooled')."""
+    edge = sp.start_edge(tmp_path, pki, extra=["-v"])
+    bs = sp.ByteServer(b"ok")
+    port = sp.free_port()
+    agent = sp.start_agent(tmp_path, pki, edge, {"bytes": (port, [bs.port])},
+                           data_link="tls", data_pool=0)
+    for _ in range(3):
+        assert sp.byte_session(port, b"x" * 1000) == b"ok"
+    new = edge.proc.find(re.compile(r"session \d+ new service=bytes"))
+    assert len(new) == 3 and not any("pooled" in ln for ln in new), new
+    assert edge.proc.count("joined link=tls") == 3
+    assert parked(edge) == 0
+    assert agent.proc.count("pooled") == 0
+    bs.close()
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_pool_backend_refused(tmp_path, pki, link):
+    """A pooled session tries the next backend when one refuses; when none
+    answers, the client's connection is closed at once and the edge logs
+    the agent's reason."""
+    edge = sp.start_edge(tmp_path, pki, extra=["-v"])
+    bs = sp.ByteServer(b"second")
+    good, dead = sp.free_port(), sp.free_port()
+    agent = sp.start_agent(tmp_path, pki, edge, {
+        "two": (good, [sp.free_port(), bs.port]),
+        "dead": (dead, [sp.free_port()])}, data_link=link, data_pool=2)
+    edge.proc.wait_log("parked for agent agent1", count=2)
+    emark = edge.proc.mark()
+    # round-robin starts at the refusing backend for one of two sessions
+    for _ in range(2):
+        assert sp.byte_session(good, b"hello") == b"second"
+    assert agent.proc.count("Connection refused") >= 1
+    t0 = time.monotonic()
+    try:
+        c = socket.create_connection((LOOPBACK, dead), timeout=10)
+        c.sendall(b"nobody will read this")
+        sp.wait_closed(c, timeout=10)
+        c.close()
+    except ConnectionError:
+        pass                # reset before or during the write: closed too
+    took = time.monotonic() - t0
+    assert took < 3.0, f"client closed only after {took:.1f}s"
+    line = edge.proc.wait_log(["closed service=dead",
+                               "reason=refused-by-agent(no backend"],
+                              since=emark)
+    assert f"link={link}" in line
+    new = edge.proc.find("new service=", emark)
+    assert len(new) == 3 and all("pooled" in ln for ln in new), new
+    agent.proc.wait_log(["closed service=dead", "reason=error"])
+    bs.close()
+
+
+def test_pool_survives_handshake_timeout(tmp_path, pki):
+    """Parked links are identified: the edge's handshake time-out does not
+    close them, they are counted in their own limit (--max-pool), and the
+    agent is told when it asks for more than that."""
+    edge = sp.start_edge(tmp_path, pki, extra=["-v", "--handshake-timeout",
+                                               "1", "--max-pool", "2"])
+    bs = sp.ByteServer(b"ok")
+    port = sp.free_port()
+    agent = sp.start_agent(tmp_path, pki, edge, {"bytes": (port, [bs.port])},
+                           data_link="plain", data_pool=3)
+    edge.proc.wait_log("parked for agent agent1", count=2)
+    edge.proc.wait_log("limit pool hit")
+    agent.proc.wait_log("pool token refused: pool limit reached")
+    time.sleep(2.5)         # well past the 1 s handshake time-out
+    assert edge.proc.count("no greeting within") == 0
+    assert parked(edge) == 2
+    mark = edge.proc.mark()
+    for _ in range(2):
+        assert sp.byte_session(port, b"x") == b"ok"
+    new = edge.proc.find("new service=bytes", mark)
+    assert all("pooled" in ln for ln in new) and len(new) == 2, new
+    bs.close()
+
+
+# --------------------------------------------------------------------------
+# the edge's rules for plain links, with fake agents
+
+@pytest.fixture
+def echo_svc(tmp_path, pki):
+    edge = sp.start_edge(tmp_path, pki, extra=["-v"])
+    return edge
+
+
+def _agent(edge, pki, name, plain):
+    a = fa.FakeAgent(edge.control_port, pki.ca_crt, pki.agent_crt,
+                     pki.agent_key, name=name, plain=plain)
+    ok = a.connect()
+    a.hello_ok = ok
+    a.svc_port = sp.free_port()
+    status, text = a.svc_open(f"svc-{name}", f"{LOOPBACK}:{a.svc_port}")
+    assert status == 0, text
+    edge.proc.wait_log(f"service svc-{name} open")
+    return a
+
+
+def _refused_silently(dl):
+    """A refused plain link gets no answer: EOF or reset, no frame."""
+    assert not isinstance(dl.result, fa.Frame), f"edge answered {dl.result}"
+    assert isinstance(dl.result, (EOFError, OSError)), dl.result
+    dl.close()
+
+
+def test_plain_needs_a_plain_agent(echo_svc, pki):
+    edge = echo_svc
+    tls = _agent(edge, pki, "tlsagent", plain=False)
+    try:
+        assert fa.A_DATA_LINK not in tls.hello_ok.attrs
+        # 1. only TLS agents: a plain greeting is dropped at the magic,
+        # without one byte of plaintext in answer
+        mark = edge.proc.mark()
+        s = socket.create_connection((LOOPBACK, edge.control_port), timeout=10)
+        s.sendall(b"SPD1" + fa.frame(fa.DATA_HELLO,
+                                     fa.attr(fa.A_SESSION, fa.u64(1)),
+                                     fa.attr(fa.A_SECRET, os.urandom(32))))
+        s.settimeout(10)
+        try:
+            got = s.recv(100)
+        except ConnectionError:
+            got = b""
+        s.close()
+        assert got == b"", got
+        edge.proc.wait_log("no agent uses plain data links", since=mark)
+
+        # 2. with a plain agent present, plain greetings are read; one for
+        # the TLS agent's session is refused and leaves the session alone
+        plain = _agent(edge, pki, "plainagent", plain=True)
+        assert plain.hello_ok.u(fa.A_DATA_LINK) == 1
+        c = sp.tcp_connect(tls.svc_port)
+        c.sendall(b"ping\n")
+        sess = tls.wait_sess_new()
+        mark = edge.proc.mark()
+        _refused_silently(plain.data_link(sess["id"], sess["secret"],
+                                          plain=True))
+        edge.proc.wait_log("whose agent uses TLS links", since=mark)
+        dl = tls.data_link(sess["id"], sess["secret"])   # positive control
+        assert dl.ok, dl.result
+        assert dl.recv_exact(5) == b"ping\n"
+        dl.close()
+        c.close()
+
+        # 3. the TLS agent's pool token on a plain link: refused, and the
+        # token is gone (one use)
+        tok = tls.pool_token()
+        mark = edge.proc.mark()
+        _refused_silently(plain.pool_link(tok, plain=True))
+        edge.proc.wait_log("plain pooled link for an agent that uses TLS",
+                           since=mark)
+        dl = tls.pool_link(tok)
+        assert not dl.pooled and dl.result.type == fa.ERROR, dl.result
+        dl.close()
+        plain.close()
+    finally:
+        tls.close()
+    assert edge.proc.alive()
+
+
+def test_plain_pool_tokens(echo_svc, pki):
+    """A plain agent's pooled link: parked with a one-time token, joined by
+    SESS_ASSIGN when a client comes (no SESS_NEW), relays both ways with
+    half-closes; a reused or unknown token is refused."""
+    edge = echo_svc
+    a = _agent(edge, pki, "plain1", plain=True)
+    try:
+        tok = a.pool_token()
+        assert len(tok) == 32
+        dl = a.pool_link(tok, plain=True)
+        assert dl.pooled, dl.result
+        mark = edge.proc.mark()
+        _refused_silently(a.pool_link(tok, plain=True))          # reused
+        _refused_silently(a.pool_link(os.urandom(32), plain=True))  # unknown
+        assert edge.proc.count("unknown pool token", mark) == 2
+        edge.proc.wait_log([f"{LOOPBACK}:", "refused: unknown pool token"],
+                           since=mark)
+
+        c = sp.tcp_connect(a.svc_port)
+        c.sendall(b"ping\n")
+        f = dl.reader.read()
+        assert f.type == fa.SESS_ASSIGN, f
+        assert f.s(fa.A_SERVICE) == "svc-plain1"
+        assert f.s(fa.A_CLIENT_ADDR) == LOOPBACK
+        assert f.u(fa.A_CLIENT_PORT) == c.getsockname()[1]
+        with pytest.raises(TimeoutError):
+            a.recv(timeout=1.0, want=fa.SESS_NEW)
+        assert dl.recv_exact(5) == b"ping\n"
+        dl.send(b"pong\n")
+        c.settimeout(10)
+        assert c.recv(5) == b"pong\n"
+        # half-close both ways, in order
+        c.shutdown(socket.SHUT_WR)
+        dl.sock.settimeout(10)
+        assert dl.sock.recv(10) == b"", "client FIN not passed on"
+        dl.send(b"after-fin\n")
+        assert c.recv(10) == b"after-fin\n"
+        dl.sock.shutdown(socket.SHUT_WR)
+        assert c.recv(10) == b""
+        c.close()
+        dl.close()
+        line = edge.proc.wait_log(["closed service=svc-plain1",
+                                   "link=plain"])
+        assert "reason=client-closed" in line and "spliced=20" in line, line
+
+        # the SESS_NEW path with a plain DATA_HELLO: DATA_OK in the clear
+        c = sp.tcp_connect(a.svc_port)
+        c.sendall(b"hi\n")
+        s = a.wait_sess_new()
+        dl = a.data_link(s["id"], s["secret"], plain=True)
+        assert dl.ok, dl.result
+        assert dl.recv_exact(3) == b"hi\n"
+        dl.close()
+        c.close()
+        # and a TLS pooled link for the same agent is fine too
+        dl = a.pool_link(a.pool_token())
+        assert dl.pooled, dl.result
+        dl.close()
+    finally:
+        a.close()
+
+
+def test_plain_greeting_garbage(echo_svc, pki):
+    """Hostile plain greetings are closed without an answer: a wrong
+    magic, a frame other than DATA_HELLO/POOL_HELLO, an oversized length
+    (refused from the header, before its payload arrives)."""
+    edge = echo_svc
+    a = _agent(edge, pki, "plain2", plain=True)
+    try:
+        cases = {
+            "magic": b"SPD2" + b"x" * 20,
+            "hello": b"SPD1" + fa.frame(fa.HELLO, fa.attr(fa.A_VERSION,
+                                                         fa.u16(1)),
+                                        fa.attr(fa.A_NAME, "x")),
+            "oversize": b"SPD1" + fa.HDR.pack(fa.DATA_HELLO, 0, 60000),
+            "truncated": b"SPD1" + fa.HDR.pack(fa.DATA_HELLO, 0, 48)[:5],
+        }
+        for name, payload in cases.items():
+            mark = edge.proc.mark()
+            s = socket.create_connection((LOOPBACK, edge.control_port),
+                                         timeout=10)
+            lport = s.getsockname()[1]
+            s.sendall(payload)
+            if name == "truncated":
+                s.shutdown(socket.SHUT_WR)
+            sp.wait_closed(s, 10)
+            s.close()
+            edge.proc.wait_log([f"{LOOPBACK}:{lport}", "refused"], since=mark)
+        assert edge.proc.alive() and not a.closed.is_set()
+    finally:
+        a.close()
+
+
+# --------------------------------------------------------------------------
+# kernel TLS: used where the kernel has it, a clean fallback where not
+
+def test_tls_relay_without_ktls(tmp_path, pki, sshd):
+    """The machines here have no tls ULP: TLS data links must fall back to
+    OpenSSL in user space (and say so), and relay every byte intact."""
+    edge = sp.start_edge(tmp_path, pki)
+    port = sp.free_port()
+    agent = sp.start_agent(tmp_path, pki, edge, {"sftp": (port, [sshd.port])},
+                           data_link="tls")
+    rd = sshd.root / tmp_path.name
+    rd.mkdir(parents=True, exist_ok=True)
+    src, back = tmp_path / "f.bin", tmp_path / "f.back"
+    h = sp.random_file(src, 16 * MiB)
+    mark = edge.proc.mark()
+    sshd.sftp(port, [f"put {src} {rd}/f.bin", f"get {rd}/f.bin {back}"],
+              tmp_path)
+    assert sp.sha256_file(back) == h and sp.sha256_file(rd / "f.bin") == h
+    line = agent.proc.wait_log("TLS data links ")
+    ends = sp.wait_until(lambda: closed(edge.proc, mark), 20, "session end")
+    [s] = ends.values()
+    assert s["bytes"] >= 32 * MiB
+    if ktls_available():
+        assert "kernel TLS: bytes are spliced" in line, line
+        assert s["link"] == "ktls" and s["spliced"] > 0, s
+    else:
+        assert "kernel TLS not available" in line, line
+        assert s["link"] == "tls" and s["spliced"] == 0, s
+        assert edge.proc.count("link=ktls") == 0
