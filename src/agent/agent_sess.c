@@ -475,22 +475,34 @@ backend_dialled(struct dial *d, int fd, int err)
 	}
 }
 
+/* The first frame of a data link: DATA_HELLO for a session, POOL_HELLO
+ * for a pooled link (session 0 leaves the SESSION attribute out). The
+ * one-time secret is wiped as soon as it is queued. */
 static int
-link_ready(struct fconn *fc)
+link_greet(struct fconn *fc, uint16_t type)
 {
 	struct asess *s = fc->owner;
 	struct msg m;
 
-	msg_init(&m, FT_DATA_HELLO);
-	m.session = s->id;
+	msg_init(&m, type);
 	memcpy(m.secret, s->secret, sizeof(m.secret));
-	m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_SECRET);
+	m.have |= FA_BIT(FA_SECRET);
+	if (type == FT_DATA_HELLO) {
+		m.session = s->id;
+		m.have |= FA_BIT(FA_SESSION);
+	}
 	if (s->plain)
 		(void)fconn_send_raw(fc, PLINK_MAGIC, PLINK_MAGIC_LEN);
 	(void)fconn_send(fc, &m);
 	OPENSSL_cleanse(m.secret, sizeof(m.secret));
 	OPENSSL_cleanse(s->secret, sizeof(s->secret));
 	return 0;
+}
+
+static int
+link_ready(struct fconn *fc)
+{
+	return link_greet(fc, FT_DATA_HELLO);
 }
 
 static void
@@ -812,18 +824,7 @@ pool_dialled(struct dial *d, int fd, int err)
 static int
 pool_ready(struct fconn *fc)
 {
-	struct asess *s = fc->owner;
-	struct msg m;
-
-	msg_init(&m, FT_POOL_HELLO);
-	memcpy(m.secret, s->secret, sizeof(m.secret));
-	m.have |= FA_BIT(FA_SECRET);
-	if (s->plain)
-		(void)fconn_send_raw(fc, PLINK_MAGIC, PLINK_MAGIC_LEN);
-	(void)fconn_send(fc, &m);
-	OPENSSL_cleanse(m.secret, sizeof(m.secret));
-	OPENSSL_cleanse(s->secret, sizeof(s->secret));
-	return 0;
+	return link_greet(fc, FT_POOL_HELLO);
 }
 
 /* SESS_ASSIGN on a parked link: it becomes a session, joined already. */
