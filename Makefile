@@ -33,7 +33,7 @@ LIBCURL = -lcurl -ljansson
 COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
           src/common/net.c src/common/tlsx.c src/common/fconn.c src/common/relay.c \
           src/common/stats.c src/common/outpol.c src/common/cidr.c src/common/proxy.c \
-          src/common/plink.c
+          src/common/plink.c src/common/mux.c
 EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_svc.c \
           src/edge/edge_limit.c src/edge/edge_sandbox.c src/edge/edge_keyproc.c \
           src/edge/edge_notify.c src/edge/edge_out.c src/edge/edge_policy.c \

@@ -44,8 +44,8 @@ struct rlinger {
 static struct rlinger *lingering;
 static size_t nlingering;
 
-static void
-reset_now(int fd)
+void
+relay_reset_now(int fd)
 {
 	struct linger lg = { 1, 0 };
 
@@ -68,14 +68,14 @@ unsent(int fd)
  * the peer: a reset throws away the socket's send queue, and the peer
  * must get every byte the other side sent before it failed, then the
  * reset, as it would have without a relay in between. */
-static void
-reset_after_drain(int fd)
+void
+relay_reset_after_drain(int fd)
 {
 	struct rlinger *l;
 
 	if (unsent(fd) == 0 || nlingering >= RESET_LINGER_MAX ||
 	    (l = malloc(sizeof(*l))) == NULL) {
-		reset_now(fd);
+		relay_reset_now(fd);
 		return;
 	}
 	l->fd = fd;
@@ -97,7 +97,7 @@ relay_tick(uint64_t now)
 		}
 		*pp = l->next;
 		nlingering--;
-		reset_now(l->fd);
+		relay_reset_now(l->fd);
 		free(l);
 	}
 }
@@ -746,10 +746,10 @@ end_close(struct relay_end *e, int abort)
 		SSL_free(e->ssl);
 		e->ssl = NULL;
 	} else if (abort && e->io.fd != -1 && !e->failed) {
-		reset_after_drain(e->io.fd);
+		relay_reset_after_drain(e->io.fd);
 		e->io.fd = -1;
 	} else if (abort && e->io.fd != -1) {
-		reset_now(e->io.fd);
+		relay_reset_now(e->io.fd);
 		e->io.fd = -1;
 	}
 	if (e->io.fd != -1)

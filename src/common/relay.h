@@ -93,6 +93,10 @@ void	relay_free(struct relay *r, int abort);
 /* Reset the sockets whose queued bytes have left or whose time is up;
  * call from the main loop. relay_tick(UINT64_MAX) resets all now. */
 void	relay_tick(uint64_t now);
+/* Reset plain socket fd now (SO_LINGER 0), or once the bytes written to
+ * it have left (at most 5 s; relay_tick). Both close fd. */
+void	relay_reset_now(int fd);
+void	relay_reset_after_drain(int fd);
 /* 1 if the relay moves bytes of side i with splice (plain, or kTLS both
  * ways). */
 int	relay_zero_copy(const struct relay *r, int i);
