@@ -37,9 +37,9 @@ COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
 EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_svc.c \
           src/edge/edge_limit.c src/edge/edge_sandbox.c src/edge/edge_keyproc.c \
           src/edge/edge_notify.c src/edge/edge_out.c src/edge/edge_policy.c \
-          src/edge/edge_ftp.c src/edge/edge_pool.c
+          src/edge/edge_ftp.c src/edge/edge_pool.c src/edge/edge_mux.c
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/agent_edge.c \
-          src/agent/agent_sess.c src/agent/agent_health.c src/agent/dial.c \
+          src/agent/agent_sess.c src/agent/agent_mux.c src/agent/agent_health.c src/agent/dial.c \
           src/agent/agent_metrics.c \
           src/agent/agent_admin.c src/agent/agent_route.c src/agent/agent_reload.c \
           src/agent/agent_out.c src/agent/socks.c src/agent/httpc.c \

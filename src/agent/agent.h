@@ -7,6 +7,7 @@
 #include <openssl/ssl.h>
 
 #include "common/fconn.h"
+#include "common/mux.h"
 #include "common/net.h"
 #include "common/relay.h"
 
@@ -20,6 +21,8 @@
 #define CFG_TOKEN_MAX		1024
 #define CFG_POOL_DEFAULT	4
 #define CFG_POOL_MAX		64
+#define CFG_MUX_DEFAULT		2
+#define CFG_MUX_MAX		16
 
 /* Backend health: the outcome of the last health check or session dial
  * (agent_health.c). A backend never dialled is "unknown" and counts as up;
@@ -97,6 +100,7 @@ struct cfg {
 	uint64_t	 connect_timeout_ms;
 	int		 data_plain;		/* data_link = plain */
 	unsigned	 data_pool;		/* idle data links per edge */
+	unsigned	 data_mux;		/* multiplexed TLS links per edge */
 	char		 audit_log[PATH_MAX];	/* "" = no audit log */
 	struct cfg_edge	 edges[CFG_MAX_EDGES];
 	size_t		 nedges;
@@ -174,6 +178,7 @@ struct aedge {
 	int		 out_ok;		/* the edge took our policy */
 	uint8_t		 out_token[FRAME_SECRET];
 	int		 plain;			/* the edge takes plain links */
+	int		 mux;			/* multiplexed links to it */
 	/* The pool of idle data links (agent_sess.c): links being opened
 	 * or parked, tokens asked for, and a back-off after failures. */
 	unsigned	 pool_links;
@@ -205,8 +210,25 @@ const char *aedge_state_name(enum aedge_state st);
  * round-robin, or NULL. */
 struct aedge *edge_pick_out(void);
 
-/* Ask e for pool tokens until its pool is full (data_pool). */
+/* Ask e for pool tokens until its pool is full (data_pool), or until it
+ * has data_mux multiplexed links. */
 void	edge_pool_fill(struct aedge *e);
+/* A pooled or multiplexed link of e failed; early: before the edge took
+ * it, which backs off the next try. */
+void	edge_pool_failed(struct aedge *e, int early);
+/* The edge took a pooled or multiplexed link: no back-off. */
+void	edge_pool_ok(struct aedge *e);
+
+/* agent_mux.c: multiplexed data links (data_mux). */
+/* Open one to e with a token from POOL_GRANT. */
+void	amux_open(struct aedge *e, const uint8_t *token);
+/* e's control channel went: links being set up close, running ones close
+ * once their sessions end. */
+void	amux_edge_lost(struct aedge *e);
+void	amux_tick(uint64_t now);
+void	amux_stop(void);
+/* e's multiplexed links that are up, and in *streams their sessions. */
+size_t	amux_count(const struct aedge *e, uint64_t *streams);
 
 /* agent_sess.c: pooled links */
 /* Open a pooled data link to e with a token from POOL_GRANT. */
@@ -280,6 +302,9 @@ int	health_down(const struct cfg_service *svc, const struct cfg_backend *b);
 
 /* agent_sess.c */
 void	sess_new(struct aedge *e, const struct msg *m);
+/* The edge opened stream sid on multiplexed link m with SESS_ASSIGN a. */
+void	sess_mux_open(struct aedge *e, struct mux *m, uint32_t sid,
+	    const struct msg *a);
 /* SESS_DENIED / DENIED_SUMMARY: the edge refused a client by policy. */
 void	sess_denied(struct aedge *e, const struct msg *m);
 void	sess_tick(uint64_t now);

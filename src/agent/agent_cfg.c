@@ -283,6 +283,20 @@ cfg_agent_key(struct cfg_parse *p, const char *name, const char *value)
 			return cfg_fail(p, "data_link: '%s': use tls or plain", value);
 		return 1;
 	}
+	if (strcmp(name, "data_mux") == 0) {
+		char *end;
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(value, &end, 10);
+		if (errno != 0 || end == value || *end != '\0' || value[0] == '-' ||
+		    v > CFG_MUX_MAX)
+			return cfg_fail(p, "data_mux: '%s' is not a number of links "
+			    "(0 to %d; 0: one TLS link per session)", value,
+			    CFG_MUX_MAX);
+		c->data_mux = (unsigned)v;
+		return 1;
+	}
 	if (strcmp(name, "data_pool") == 0) {
 		char *end;
 		unsigned long v;
@@ -643,6 +657,7 @@ cfg_load(const char *path, struct cfg *c, char *err, size_t errlen)
 	p.c = c;
 	c->connect_timeout_ms = 10000;
 	c->data_pool = CFG_POOL_DEFAULT;
+	c->data_mux = CFG_MUX_DEFAULT;
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	if (gethostname(c->name, sizeof(c->name) - 1) == -1 ||
 	    !frame_valid_service(c->name))

@@ -14,6 +14,8 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#define POOL_BACKOFF_MIN_MS	500	/* pooled or multiplexed links */
+#define POOL_BACKOFF_MAX_MS	30000
 #define BACKOFF_MIN_MS		500
 #define BACKOFF_MAX_MS		30000
 #define PING_EVERY_MS		2000
@@ -69,9 +71,11 @@ aedge_fail(struct aedge *e, const char *why)
 	/* Pooled links were authenticated through this control connection;
 	 * the edge drops them with it. */
 	sess_pool_close(e);
+	amux_edge_lost(e);
 	e->pool_req = 0;
 	e->pool_refused = 0;
 	e->plain = 0;
+	e->mux = 0;
 	e->out_ok = 0;
 	OPENSSL_cleanse(e->out_token, sizeof(e->out_token));
 	aedge_schedule(e);
@@ -228,9 +232,16 @@ aedge_frame(struct fconn *fc, struct msg *m)
 		if (agent_cfg.data_plain && !e->plain)
 			log_warn("edge %s does not take plain data links: using "
 			    "TLS", e->ce->str);
-		log_info("edge %s connected (edge %s, protocol %u, data_link=%s, "
-		    "data_pool=%u)", e->ce->str, e->edge_name, m->version,
-		    e->plain ? "plain" : "tls", agent_cfg.data_pool);
+		e->mux = !e->plain && agent_cfg.data_mux > 0;
+		if (e->mux)
+			log_info("edge %s connected (edge %s, protocol %u, "
+			    "data_link=tls, data_mux=%u)", e->ce->str,
+			    e->edge_name, m->version, agent_cfg.data_mux);
+		else
+			log_info("edge %s connected (edge %s, protocol %u, "
+			    "data_link=%s, data_pool=%u)", e->ce->str,
+			    e->edge_name, m->version, e->plain ? "plain" : "tls",
+			    agent_cfg.data_pool);
 		aedge_push_services(e);
 		if (agent_cfg.out.line != 0) {
 			/* The edge enforces what we allow; it gets the policy
@@ -283,7 +294,10 @@ aedge_frame(struct fconn *fc, struct msg *m)
 			e->pool_refused = 1;
 			return 0;
 		}
-		sess_pool_open(e, m->secret);
+		if (e->mux)
+			amux_open(e, m->secret);
+		else
+			sess_pool_open(e, m->secret);
 		OPENSSL_cleanse(m->secret, sizeof(m->secret));
 		return 0;
 	case FT_PONG:
@@ -371,12 +385,33 @@ edge_pool_fill(struct aedge *e)
 
 	if (e->state != AE_READY || e->pool_refused || ev_now() < e->pool_next)
 		return;
-	while (e->pool_links + e->pool_req < agent_cfg.data_pool) {
+	while (e->pool_links + e->pool_req <
+	    (e->mux ? agent_cfg.data_mux : agent_cfg.data_pool)) {
 		msg_init(&m, FT_POOL_REQ);
 		if (fconn_send(&e->fc, &m) == -1)
 			return;
 		e->pool_req++;
 	}
+}
+
+void
+edge_pool_failed(struct aedge *e, int early)
+{
+	/* A refused token is asked for again once a link goes. */
+	e->pool_refused = 0;
+	if (!early)
+		return;
+	e->pool_backoff_ms = e->pool_backoff_ms == 0 ?
+	    POOL_BACKOFF_MIN_MS : e->pool_backoff_ms * 2;
+	if (e->pool_backoff_ms > POOL_BACKOFF_MAX_MS)
+		e->pool_backoff_ms = POOL_BACKOFF_MAX_MS;
+	e->pool_next = ev_now() + e->pool_backoff_ms;
+}
+
+void
+edge_pool_ok(struct aedge *e)
+{
+	e->pool_backoff_ms = 0;
 }
 
 struct aedge *
@@ -462,6 +497,7 @@ edges_stop(void)
 		if (e->state == AE_HELLO || e->state == AE_READY)
 			fconn_close(&e->fc);
 		sess_pool_close(e);
+		amux_edge_lost(e);
 		e->state = AE_WAIT;
 	}
 }

@@ -168,6 +168,7 @@ main(int argc, char **argv)
 		edges_tick(now);
 		health_tick(now);
 		sess_tick(now);
+		amux_tick(now);
 		relay_tick(now);
 		reload_tick();
 		admin_tick();
@@ -178,6 +179,7 @@ main(int argc, char **argv)
 	admin_stop();
 	out_stop();
 	sess_stop();
+	amux_stop();
 	ftp_stop();
 	relay_tick(UINT64_MAX);
 	edges_stop();

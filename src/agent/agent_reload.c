@@ -92,6 +92,11 @@ keep_fixed(const struct cfg *old, struct cfg *nc, struct reload_result *res)
 		list_add(res->restart, "data_link");
 		nc->data_plain = old->data_plain;
 	}
+	if (old->data_mux != nc->data_mux) {
+		/* Chosen per edge when its control channel comes up. */
+		list_add(res->restart, "data_mux");
+		nc->data_mux = old->data_mux;
+	}
 	if (strcmp(old->admin_listen, nc->admin_listen) != 0) {
 		/* The running listener keeps its token too. */
 		list_add(res->restart, "admin.listen");

@@ -40,8 +40,6 @@ enum asess_state { AS_POOL_DIAL, AS_POOL_GREET, AS_POOL_IDLE, AS_BACKEND,
  * before the link goes, so the edge logs and counts it as a refusal. */
 #define REFUSED_LINGER_MS	10000
 
-#define POOL_BACKOFF_MIN_MS	500
-#define POOL_BACKOFF_MAX_MS	30000
 
 struct asess {
 	uint64_t	 id;
@@ -76,6 +74,8 @@ struct asess {
 	struct dial	 dial;
 	struct fconn	 fc;
 	struct relay	 relay;
+	struct mux_stream *ms;		/* on a multiplexed link: the stream,
+					 * instead of link_fd and the relay */
 	/* FTP: a control session's state, or a data session's fixed
 	 * target (agent_ftp.c). */
 	struct aftp	*ftp;
@@ -96,6 +96,10 @@ static int pool_frame(struct fconn *fc, struct msg *m);
 static void pool_lost(struct fconn *fc, const char *why);
 
 static void asess_relay(struct asess *s, int lfd, SSL *ssl);
+static void asess_mux_join(struct asess *s);
+static void asess_joined(struct asess *s, const char *mode);
+static void asess_mux_done(struct mux_stream *ms, int first, const char *err,
+    int refused);
 static void pool_drop(struct asess *s, const char *why, int failed);
 
 static const struct fconn_ops link_ops = {
@@ -261,7 +265,7 @@ asess_log_end(struct asess *s, uint64_t in, uint64_t out, const char *reason,
 	    (unsigned long long)in, (unsigned long long)out,
 	    (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
 	    reason, s->link_mode != NULL ? s->link_mode : "-",
-	    (unsigned long long)(s->state == AS_RELAY ?
+	    (unsigned long long)(s->state == AS_RELAY && s->ms == NULL ?
 	    s->relay.spliced[0] + s->relay.spliced[1] : 0));
 	memset(&a, 0, sizeof(a));
 	a.session = s->id;
@@ -286,7 +290,32 @@ client_bytes(const struct asess *s)
 {
 	uint64_t n = s->relay.bytes[0];
 
+	if (s->ms != NULL)
+		return s->ms->bytes[1];	/* the stream does not count it */
 	return n > s->proxy_len ? n - s->proxy_len : 0;
+}
+
+/* Bytes of the backend's delivered to the client. */
+static uint64_t
+backend_bytes(const struct asess *s)
+{
+	return s->ms != NULL ? s->ms->bytes[0] : s->relay.bytes[1];
+}
+
+/* Cut a relaying session: both sides reset, the end logged. */
+static void
+asess_cut(struct asess *s, const char *reason, enum sess_outcome o,
+    const char *areason, const char *detail)
+{
+	asess_log_end(s, client_bytes(s), backend_bytes(s), reason, o, areason,
+	    detail);
+	if (s->ms != NULL)
+		mux_stream_free(s->ms, 1);
+	else
+		relay_free(&s->relay, 1);
+	s->ms = NULL;
+	ftp_ctl_end(s->ftp, 1);
+	asess_unlink_free(s);
 }
 
 /* Give up on a session before it relays: tell the edge so the client is
@@ -300,7 +329,11 @@ asess_abort_full(struct asess *s, const char *why, const char *reason,
 
 	/* The edge learns why at once (for a pooled session, before its
 	 * link is closed, which would say only that it was cut). */
-	if (s->state != AS_GREET) {
+	if (s->ms != NULL) {
+		/* On a multiplexed link the refusal goes on the stream. */
+		mux_stream_refuse(s->ms, why);
+		s->ms = NULL;
+	} else if (s->state != AS_GREET) {
 		msg_init(&m, FT_SESS_REFUSE);
 		m.session = s->id;
 		m.have |= FA_BIT(FA_SESSION);
@@ -454,6 +487,10 @@ backend_dialled(struct dial *d, int fd, int err)
 		return;
 	}
 	s->backend_fd = fd;
+	if (s->ms != NULL) {
+		asess_mux_join(s);
+		return;
+	}
 	if (s->pool) {
 		/* The link is joined already: relay from here. */
 		asess_relay(s, s->link_fd, s->link_ssl);
@@ -536,7 +573,7 @@ sess_ftp_failed(void *arg, const char *why)
 	char reason[320];
 
 	snprintf(reason, sizeof(reason), "error(backend: %s)", why);
-	asess_log_end(s, client_bytes(s), s->relay.bytes[1], reason,
+	asess_log_end(s, client_bytes(s), backend_bytes(s), reason,
 	    SO_FAILED, "error", reason);
 	relay_free(&s->relay, 1);
 	ftp_ctl_end(s->ftp, 1);
@@ -629,7 +666,19 @@ asess_relay(struct asess *s, int lfd, SSL *ssl)
 	s->backend_fd = -1;
 	s->link_fd = -1;
 	s->link_ssl = NULL;
-	s->link_mode = link_mode(s, ssl);
+	if (ssl != NULL)
+		note_ktls(ssl);
+	asess_joined(s, link_mode(s, ssl));
+	(void)relay_start(&s->relay, lfd, ssl, bfd, NULL,
+	    s->proxy_len > 0 ? &hdr : NULL, relay_done, s);
+	buf_free(&hdr);
+}
+
+/* The session relays from here on, over a link of kind mode. */
+static void
+asess_joined(struct asess *s, const char *mode)
+{
+	s->link_mode = mode;
 	s->state = AS_RELAY;
 	/* The service table is not needed from here on: a reload may retire
 	 * it while this session runs. */
@@ -637,14 +686,77 @@ asess_relay(struct asess *s, int lfd, SSL *ssl)
 	s->svc = NULL;
 	if (s->counted)
 		metrics_sess_joined(ev_now_update() - s->t_start);
-	if (ssl != NULL)
-		note_ktls(ssl);
 	log_info("session %llu joined service=%s client=%s backend=%s link=%s%s",
 	    (unsigned long long)s->id, s->svc_name, s->client, s->backend,
 	    s->link_mode, s->pool ? " pooled" : "");
-	(void)relay_start(&s->relay, lfd, ssl, bfd, NULL,
-	    s->proxy_len > 0 ? &hdr : NULL, relay_done, s);
+}
+
+/* The backend answered a session on a multiplexed link: join it to the
+ * stream, behind the PROXY header if the service sends one. */
+static void
+asess_mux_join(struct asess *s)
+{
+	struct buf hdr;
+	char why[MSG_TEXT_MAX + 64];
+	int bfd;
+
+	memset(&hdr, 0, sizeof(hdr));
+	if (s->svc->proto != SVC_TCP) {
+		/* The edge sends FTP sessions with SESS_NEW only. */
+		asess_abort(s, "FTP service on a multiplexed link");
+		return;
+	}
+	if (s->svc->proxy_protocol != 0 && proxy_header(s, &hdr) == -1) {
+		buf_free(&hdr);
+		snprintf(why, sizeof(why), "cannot make a PROXY header for "
+		    "client %s", s->client);
+		asess_abort(s, why);
+		return;
+	}
+	bfd = s->backend_fd;
+	s->backend_fd = -1;
+	asess_joined(s, "mux");
+	/* On failure the stream has ended and asess_mux_done freed s. */
+	(void)mux_stream_attach(s->ms, bfd, s->proxy_len > 0 ? &hdr : NULL);
 	buf_free(&hdr);
+}
+
+/* The stream of a session on a multiplexed link ended: relayed to the
+ * end, or cut (the client went, the link failed) before the backend
+ * answered. */
+static void
+asess_mux_done(struct mux_stream *ms, int first, const char *err, int refused)
+{
+	struct asess *s = ms->arg;
+	char reason[300];
+
+	(void)refused;	/* the agent is the side that refuses */
+	if (s->state != AS_RELAY) {
+		dial_cancel(&s->dial);
+		backend_release(s);
+		snprintf(reason, sizeof(reason), "before a backend answered: %s",
+		    err != NULL ? err : "client closed");
+		log_warn("session %llu failed: %s", (unsigned long long)s->id,
+		    reason);
+		asess_log_end(s, 0, 0, "error", SO_FAILED, "error", reason);
+		mux_stream_free(ms, 1);
+		s->ms = NULL;
+		asess_unlink_free(s);
+		return;
+	}
+	/* Side 0 is the backend here, side 1 the edge (the client). */
+	if (err != NULL)
+		snprintf(reason, sizeof(reason), "error(%s: %s)",
+		    first == 0 ? "backend" : "data link", err);
+	else
+		snprintf(reason, sizeof(reason), "%s",
+		    first == 0 ? "backend-closed" : "client-closed");
+	asess_log_end(s, client_bytes(s), backend_bytes(s), reason,
+	    err != NULL ? SO_FAILED : SO_COMPLETED,
+	    err != NULL ? "error" : reason, err != NULL ? reason : NULL);
+	mux_stream_free(ms, err != NULL);
+	s->ms = NULL;
+	asess_unlink_free(s);
 }
 
 static int
@@ -677,6 +789,25 @@ link_lost(struct fconn *fc, const char *why)
 	asess_abort(fc->owner, msg);
 }
 
+/* A new session or pooled link of edge e, on the list. */
+static void
+asess_init(struct asess *s, struct aedge *e)
+{
+	s->edge = e;
+	s->plain = e->plain;
+	s->backend_fd = -1;
+	s->link_fd = -1;
+	s->t_start = ev_now();
+	s->deadline = s->t_start + agent_cfg.connect_timeout_ms;
+	s->edge_addr = e->addr;
+	snprintf(s->edge_host, sizeof(s->edge_host), "%s", e->ce->host);
+	snprintf(s->edge_str, sizeof(s->edge_str), "%s", e->ce->str);
+	s->next = sessions;
+	if (sessions != NULL)
+		sessions->prev = s;
+	sessions = s;
+}
+
 void
 sess_new(struct aedge *e, const struct msg *m)
 {
@@ -691,16 +822,8 @@ sess_new(struct aedge *e, const struct msg *m)
 		edge_send(e, &r);
 		return;
 	}
+	asess_init(s, e);
 	s->id = m->session;
-	s->edge = e;
-	s->plain = e->plain;
-	s->backend_fd = -1;
-	s->link_fd = -1;
-	s->t_start = ev_now();
-	s->deadline = s->t_start + agent_cfg.connect_timeout_ms;
-	s->edge_addr = e->addr;
-	snprintf(s->edge_host, sizeof(s->edge_host), "%s", e->ce->host);
-	snprintf(s->edge_str, sizeof(s->edge_str), "%s", e->ce->str);
 	snprintf(s->svc_name, sizeof(s->svc_name), "%s", m->service);
 	snprintf(s->client, sizeof(s->client), strchr(m->client_addr, ':') ?
 	    "[%s]:%u" : "%s:%u", m->client_addr, m->client_port);
@@ -712,10 +835,6 @@ sess_new(struct aedge *e, const struct msg *m)
 	}
 	s->t_wall = audit_wall_ms();
 	memcpy(s->secret, m->secret, sizeof(s->secret));
-	s->next = sessions;
-	if (sessions != NULL)
-		sessions->prev = s;
-	sessions = s;
 	log_info("session %llu opened service=%s client=%s edge=%s",
 	    (unsigned long long)s->id, s->svc_name, s->client, s->edge_str);
 	/* Only configured services are counted: the edge cannot make the
@@ -764,7 +883,6 @@ static void
 pool_drop(struct asess *s, const char *why, int failed)
 {
 	struct aedge *e = s->edge;
-	uint64_t now = ev_now();
 
 	if (why != NULL) {
 		if (s->state == AS_POOL_IDLE)
@@ -778,13 +896,8 @@ pool_drop(struct asess *s, const char *why, int failed)
 		e->pool_idle--;
 	if (e->pool_links > 0)
 		e->pool_links--;
-	if (failed && s->state != AS_POOL_IDLE) {
-		e->pool_backoff_ms = e->pool_backoff_ms == 0 ?
-		    POOL_BACKOFF_MIN_MS : e->pool_backoff_ms * 2;
-		if (e->pool_backoff_ms > POOL_BACKOFF_MAX_MS)
-			e->pool_backoff_ms = POOL_BACKOFF_MAX_MS;
-		e->pool_next = now + e->pool_backoff_ms;
-	}
+	if (failed)
+		edge_pool_failed(e, s->state != AS_POOL_IDLE);
 	dial_cancel(&s->dial);
 	if (s->state != AS_POOL_DIAL)
 		fconn_close(&s->fc);
@@ -827,6 +940,8 @@ pool_ready(struct fconn *fc)
 	return link_greet(fc, FT_POOL_HELLO);
 }
 
+static void asess_assigned(struct asess *s, const struct msg *m);
+
 /* SESS_ASSIGN on a parked link: it becomes a session, joined already. */
 static void
 pool_assign(struct asess *s, const struct msg *m)
@@ -841,6 +956,17 @@ pool_assign(struct asess *s, const struct msg *m)
 	/* The link is not read again before the backend answers. */
 	fconn_detach(&s->fc, &s->link_fd, &s->link_ssl, &pending);
 	buf_free(&pending);
+	/* One used, one more asked for: by edges_tick, after this turn of
+	 * the loop, so the refill does not delay this session's set-up. */
+	e->pool_refused = 0;
+	asess_assigned(s, m);
+}
+
+/* A session the edge joined at once (SESS_ASSIGN m, on a pooled link or
+ * a multiplexed stream): dial its backend. */
+static void
+asess_assigned(struct asess *s, const struct msg *m)
+{
 	s->pool = 1;
 	s->state = AS_BACKEND;
 	s->id = m->session;
@@ -856,11 +982,9 @@ pool_assign(struct asess *s, const struct msg *m)
 		s->local_port = m->local_port;
 	}
 	s->t_wall = audit_wall_ms();
-	log_info("session %llu opened service=%s client=%s edge=%s pooled",
-	    (unsigned long long)s->id, s->svc_name, s->client, s->edge_str);
-	/* One used, one more asked for: by edges_tick, after this turn of
-	 * the loop, so the refill does not delay this session's set-up. */
-	e->pool_refused = 0;
+	log_info("session %llu opened service=%s client=%s edge=%s %s",
+	    (unsigned long long)s->id, s->svc_name, s->client, s->edge_str,
+	    s->ms != NULL ? "mux" : "pooled");
 	if ((s->svc = cfg_service(&agent_cfg, m->service)) == NULL) {
 		asess_abort(s, "unknown service");
 		return;
@@ -884,7 +1008,7 @@ pool_frame(struct fconn *fc, struct msg *m)
 	if (s->state == AS_POOL_GREET && m->type == FT_POOL_OK) {
 		s->state = AS_POOL_IDLE;
 		e->pool_idle++;
-		e->pool_backoff_ms = 0;
+		edge_pool_ok(e);
 		log_debug("edge %s: pooled %s data link ready (%u idle)",
 		    s->edge_str, s->plain ? "plain" : "TLS", e->pool_idle);
 		return 0;
@@ -906,27 +1030,33 @@ pool_lost(struct fconn *fc, const char *why)
 }
 
 void
+sess_mux_open(struct aedge *e, struct mux *m, uint32_t sid, const struct msg *a)
+{
+	struct asess *s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		mux_refuse(m, sid, "agent out of memory");
+		return;
+	}
+	if ((s->ms = mux_stream_accept(m, sid, asess_mux_done, s)) == NULL) {
+		free(s);
+		mux_refuse(m, sid, "agent out of memory");
+		return;
+	}
+	asess_init(s, e);
+	asess_assigned(s, a);
+}
+
+void
 sess_pool_open(struct aedge *e, const uint8_t *token)
 {
 	struct asess *s;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return;
+	asess_init(s, e);
 	s->state = AS_POOL_DIAL;
-	s->edge = e;
-	s->plain = e->plain;
-	s->backend_fd = -1;
-	s->link_fd = -1;
-	s->t_start = ev_now();
-	s->deadline = s->t_start + agent_cfg.connect_timeout_ms;
-	s->edge_addr = e->addr;
-	snprintf(s->edge_host, sizeof(s->edge_host), "%s", e->ce->host);
-	snprintf(s->edge_str, sizeof(s->edge_str), "%s", e->ce->str);
 	memcpy(s->secret, token, sizeof(s->secret));
-	s->next = sessions;
-	if (sessions != NULL)
-		sessions->prev = s;
-	sessions = s;
 	e->pool_links++;
 	if (dial_start(&s->dial, &s->edge_addr, pool_dialled, s) == -1)
 		pool_drop(s, strerror(errno), 1);
@@ -978,13 +1108,10 @@ sess_stop(void)
 			pool_drop(s, NULL, 0);
 		else if (s->state == AS_REFUSED)
 			refused_io(&s->lio, 0);
-		else if (s->state == AS_RELAY) {
-			asess_log_end(s, client_bytes(s), s->relay.bytes[1],
-			    "agent-stopping", SO_STOPPED, "error", "agent stopping");
-			relay_free(&s->relay, 1);
-			ftp_ctl_end(s->ftp, 1);
-			asess_unlink_free(s);
-		} else
+		else if (s->state == AS_RELAY)
+			asess_cut(s, "agent-stopping", SO_STOPPED, "error",
+			    "agent stopping");
+		else
 			asess_abort_as(s, "agent stopping", "agent-stopping",
 			    SO_STOPPED);
 	}
@@ -1010,7 +1137,7 @@ sess_foreach(sess_visit_cb *cb, void *arg)
 		si.state = s->state == AS_RELAY ? "relay" : "setup";
 		if (s->state == AS_RELAY) {
 			si.bytes_to_backend = client_bytes(s);
-			si.bytes_to_client = s->relay.bytes[1];
+			si.bytes_to_client = backend_bytes(s);
 		}
 		si.age_ms = now - s->t_start;
 		cb(&si, arg);
@@ -1033,11 +1160,8 @@ sess_kill(uint64_t id)
 			 * clean end that could pass for a complete transfer. */
 			log_warn("session %llu killed by the operator",
 			    (unsigned long long)s->id);
-			asess_log_end(s, client_bytes(s), s->relay.bytes[1],
-			    "killed", SO_KILLED, "killed", "killed by the operator");
-			relay_free(&s->relay, 1);
-			ftp_ctl_end(s->ftp, 1);
-			asess_unlink_free(s);
+			asess_cut(s, "killed", SO_KILLED, "killed",
+			    "killed by the operator");
 		} else
 			asess_abort_as(s, "killed by the operator", "killed",
 			    SO_KILLED);

@@ -34,6 +34,8 @@ enum frame_type {
 	FT_POOL_HELLO = 20,
 	FT_POOL_OK = 21,
 	FT_SESS_ASSIGN = 22,
+	/* A multiplexed TLS data link: many sessions as streams (mux.h). */
+	FT_MUX_HELLO = 23,
 	/* FTP (24-31; 25-31 unassigned): the passive ports a control
 	 * session's data connections may arrive on (docs/ftp.md). */
 	FT_FTP_PORTS = 24,

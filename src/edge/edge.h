@@ -11,6 +11,7 @@
 
 #include "common/cidr.h"
 #include "common/fconn.h"
+#include "common/mux.h"
 #include "common/net.h"
 #include "common/plink.h"
 #include "common/relay.h"
@@ -81,6 +82,7 @@ struct econn {
 	uint64_t	 npool;
 	uint64_t	 ntokens;
 	struct econn	*pool_agent;
+	uint64_t	 nmux;		/* EC_AGENT: its multiplexed links */
 	struct econn	*pool_prev, *pool_next;
 	uint64_t	 active;	/* sessions handed to this agent and
 					 * not yet ended, pending or joined */
@@ -129,6 +131,8 @@ struct esess {
 	int		 refused;	/* pooled, refused by the agent */
 	const char	*link_kind;	/* "tls", "plain" or "ktls" */
 	struct relay	 relay;
+	struct mux_stream *ms;		/* on a multiplexed link: the stream
+					 * instead of the relay */
 	struct pol_ip	*pol_ent;	/* per-address count held, or NULL */
 	/* FTP data connection: its control session and passive port, and
 	 * (until offered) the agent holding that control session. */
@@ -227,9 +231,31 @@ void	pool_hello(struct econn *link, const struct msg *m);
 /* A parked link of agent, taken out of the pool, or NULL. */
 struct econn *pool_take(struct econn *agent);
 void	pool_link_lost(struct econn *link);
+/* MUX_HELLO as the first frame of link (EC_INCOMING): frees link or
+ * makes it a multiplexed link (edge_mux.c). */
+void	pool_mux_hello(struct econn *link, const struct msg *m);
 void	pool_agent_lost(struct econn *agent);
 void	pool_tick(uint64_t now);
 void	pool_stats(char *out, size_t outlen);
+
+/* edge_mux.c: multiplexed data links, each carrying many sessions as
+ * streams (common/mux.h). */
+struct emux;
+/* link showed a pool token of agent in MUX_HELLO: answer POOL_OK and
+ * carry streams on it from now on. link is taken (freed) either way. */
+void	emux_start(struct econn *link, struct econn *agent);
+/* agent's multiplexed link with the fewest streams, or NULL. */
+struct emux *emux_pick(struct econn *agent);
+/* Open a stream on l for the client socket fd (taken on success),
+ * announced with SESS_ASSIGN m. NULL if l cannot take it. */
+struct mux_stream *emux_open(struct emux *l, int fd, const struct msg *m,
+	    mux_done_cb *done, void *arg);
+/* The agent's control channel is gone: its links take no new session
+ * and close once their streams have ended. */
+void	emux_agent_lost(struct econn *agent);
+void	emux_tick(uint64_t now);
+void	emux_shutdown(void);
+void	emux_stats(char *out, size_t outlen);
 
 /* Free an econn that has been detached or closed. */
 void	econn_free(struct econn *c);

@@ -83,6 +83,7 @@ econn_drop(struct econn *c, const char *why)
 		svc_withdraw_all(c);
 		sess_agent_lost(c);
 		pool_agent_lost(c);
+		emux_agent_lost(c);
 	} else if (c->state == EC_POOL) {
 		log_debug("pooled data link from %s closed: %s", c->peer, why);
 		pool_link_lost(c);
@@ -168,6 +169,7 @@ econn_stats(struct econn *c)
 		(void)stats_append(r.stats, sizeof(r.stats), kv[i].name, kv[i].v);
 	svc_stats(r.stats, sizeof(r.stats));
 	pool_stats(r.stats, sizeof(r.stats));
+	emux_stats(r.stats, sizeof(r.stats));
 	/* How often each limit was hit: limit_sessions_total, ... */
 	for (k = 0; k < LIM_COUNT; k++) {
 		snprintf(name, sizeof(name), "limit_%s_total", lim_name(k));
@@ -195,6 +197,11 @@ econn_frame(struct fconn *fc, struct msg *m)
 			pool_hello(c, m);
 			return -1;
 		}
+		if (m->type == FT_MUX_HELLO) {
+			/* c becomes a multiplexed link or is freed. */
+			pool_mux_hello(c, m);
+			return -1;
+		}
 		/* A plain link cannot get here with anything else (see
 		 * plink_greeting); the control channel is TLS only. */
 		if (m->type == FT_HELLO && !c->plain)
@@ -207,7 +214,7 @@ econn_frame(struct fconn *fc, struct msg *m)
 			return -1;
 		}
 		snprintf(why, sizeof(why), "expected HELLO, DATA_HELLO, "
-		    "POOL_HELLO or OUT_OPEN, got %s", frame_type_name(m->type));
+		    "POOL_HELLO, MUX_HELLO or OUT_OPEN, got %s", frame_type_name(m->type));
 		econn_drop(c, why);
 		return -1;
 	}
@@ -474,6 +481,7 @@ restart:
 		}
 	}
 	pool_tick(now);
+	emux_tick(now);
 }
 
 void

@@ -65,7 +65,7 @@ usage(FILE *f)
 	    "  --handshake-timeout SEC  TLS handshake and first frame on the control\n"
 	    "                        port, for agents and data links (10)\n"
 	    "  --max-frame BYTES     largest control frame accepted (65536)\n"
-	    "  --max-pool N          idle pooled data links (and unused pool\n"
+	    "  --max-pool N          pooled and multiplexed data links (and unused pool\n"
 	    "                        tokens) per agent (64)\n"
 	    "\n"
 	    "Least privilege (the key is always held by a separate key process,\n"
@@ -300,6 +300,7 @@ main(int argc, char **argv)
 	log_info("stopping");
 	out_shutdown();
 	svc_shutdown();
+	emux_shutdown();
 	relay_tick(UINT64_MAX);
 	ctl_shutdown();
 	SSL_CTX_free(edge_tls);

@@ -54,10 +54,11 @@ pool_grant(struct econn *agent)
 
 	msg_init(&r, FT_POOL_GRANT);
 	r.have |= FA_BIT(FA_STATUS);
-	if (agent->npool + agent->ntokens >= lim.max_pool) {
+	if (agent->npool + agent->nmux + agent->ntokens >= lim.max_pool) {
 		lim_hit(LIM_POOL, "agent %s: pool token refused: %llu pooled "
-		    "links and tokens", agent->name,
-		    (unsigned long long)(agent->npool + agent->ntokens));
+		    "and multiplexed links and tokens", agent->name,
+		    (unsigned long long)(agent->npool + agent->nmux +
+		    agent->ntokens));
 		r.status = 1;
 		msg_set_str(&r, FA_TEXT, "pool limit reached");
 		(void)fconn_send(&agent->fc, &r);
@@ -83,13 +84,13 @@ pool_grant(struct econn *agent)
 	OPENSSL_cleanse(r.secret, sizeof(r.secret));
 }
 
-void
-pool_hello(struct econn *link, const struct msg *m)
+/* Use up the pool token link shows in m (POOL_HELLO or MUX_HELLO).
+ * Returns the agent it was granted to, or NULL with *why. */
+static struct econn *
+token_use(struct econn *link, const struct msg *m, const char **why)
 {
 	struct ptoken **pp, **found = NULL;
 	struct econn *agent;
-	struct msg ok;
-	const char *why;
 
 	/* Compare against every token, in constant time each, so the time
 	 * taken does not tell how far a guess got. */
@@ -97,20 +98,46 @@ pool_hello(struct econn *link, const struct msg *m)
 		if (CRYPTO_memcmp((*pp)->tok, m->secret, FRAME_SECRET) == 0)
 			found = pp;
 	if (found == NULL) {
-		why = "unknown pool token";
-		goto refuse;
+		*why = "unknown pool token";
+		return NULL;
 	}
 	agent = (*found)->agent;
 	ptoken_free(found);	/* one use, whatever comes next */
 	if (link->plain && !agent->plain) {
-		why = "plain pooled link for an agent that uses TLS links";
-		goto refuse;
+		*why = "plain pooled link for an agent that uses TLS links";
+		return NULL;
 	}
-	if (agent->npool >= lim.max_pool) {
+	if (agent->npool + agent->nmux >= lim.max_pool) {
 		lim_hit(LIM_POOL, "agent %s: pooled link from %s refused",
 		    agent->name, link->peer);
-		why = "pool limit reached";
-		goto refuse;
+		*why = "pool limit reached";
+		return NULL;
+	}
+	return agent;
+}
+
+static void
+link_refuse(struct econn *link, const char *why)
+{
+	edge_stats.data_links_refused++;
+	log_warn("data link from %s refused: %s", link->peer, why);
+	/* A plain link gets no answer: nothing in plaintext before it is
+	 * authenticated. */
+	if (!link->plain)
+		fconn_send_error(&link->fc, why);
+	econn_free(link);
+}
+
+void
+pool_hello(struct econn *link, const struct msg *m)
+{
+	struct econn *agent;
+	struct msg ok;
+	const char *why;
+
+	if ((agent = token_use(link, m, &why)) == NULL) {
+		link_refuse(link, why);
+		return;
 	}
 	ctl_identified(link, EC_POOL);
 	if (link->plain)
@@ -128,15 +155,25 @@ pool_hello(struct econn *link, const struct msg *m)
 	    link->plain ? "plain" : "TLS", link->peer, agent->name);
 	if (fconn_send(&link->fc, &ok) == -1)
 		econn_drop(link, "cannot send POOL_OK");
-	return;
-refuse:
-	edge_stats.data_links_refused++;
-	log_warn("data link from %s refused: %s", link->peer, why);
-	/* A plain link gets no answer: nothing in plaintext before it is
-	 * authenticated. */
-	if (!link->plain)
-		fconn_send_error(&link->fc, why);
-	econn_free(link);
+}
+
+void
+pool_mux_hello(struct econn *link, const struct msg *m)
+{
+	struct econn *agent;
+	const char *why;
+
+	if (link->plain) {
+		/* plink_greeting lets no MUX_HELLO through; say why anyway. */
+		link_refuse(link, "multiplexed links are TLS only");
+		return;
+	}
+	if ((agent = token_use(link, m, &why)) == NULL) {
+		link_refuse(link, why);
+		return;
+	}
+	/* emux_start answers POOL_OK and takes or frees link. */
+	emux_start(link, agent);
 }
 
 static void

@@ -288,6 +288,15 @@ active_unlink(struct esess *s)
 	s->prev = s->next = NULL;
 }
 
+/* Bytes of a joined session: [0] from the client, [1] to it. */
+static uint64_t
+sess_bytes(const struct esess *s, int i)
+{
+	if (s->ms != NULL)
+		return s->ms->bytes[i];
+	return s->relay.bytes[i];
+}
+
 static void
 sess_log_end(struct esess *s, uint64_t in, uint64_t out, const char *reason)
 {
@@ -300,7 +309,7 @@ sess_log_end(struct esess *s, uint64_t in, uint64_t out, const char *reason)
 	    (unsigned long long)in, (unsigned long long)out,
 	    (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
 	    reason, s->link_kind != NULL ? s->link_kind : "-",
-	    (unsigned long long)(s->state == ES_RELAY ?
+	    (unsigned long long)(s->state == ES_RELAY && s->ms == NULL ?
 	    s->relay.spliced[0] + s->relay.spliced[1] : 0));
 }
 
@@ -539,6 +548,10 @@ svc_deny(struct esvc *svc, int fd, const struct sockaddr *client,
 /* --- client admission --------------------------------------------------- */
 
 static void sess_relay_done(struct relay *r, int first, const char *err);
+static void sess_mux_done(struct mux_stream *ms, int first, const char *err,
+    int refused);
+static void sess_joined_pooled(struct esvc *svc, struct esess *s,
+    struct econn *agent, const char *kind);
 
 /* Which kind of data link a relay runs over, for the logs. */
 static const char *
@@ -560,6 +573,7 @@ static int
 sess_assign(struct esvc *svc, struct esess *s)
 {
 	struct econn *agent, *link;
+	struct emux *ml;
 	struct msg m;
 	struct buf prime;
 	SSL *ssl;
@@ -567,22 +581,43 @@ sess_assign(struct esvc *svc, struct esess *s)
 
 	if ((agent = svc_pick_agent(svc)) == NULL)
 		return -1;
+	msg_init(&m, FT_SESS_ASSIGN);
+	m.session = s->id;
+	msg_set_str(&m, FA_SERVICE, s->svc);
+	msg_set_str(&m, FA_CLIENT_ADDR, s->client_ip);
+	m.client_port = s->client_port;
+	msg_set_str(&m, FA_LOCAL_ADDR, s->local_ip);
+	m.local_port = s->local_port;
+	m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) |
+	    FA_BIT(FA_LOCAL_PORT);
+	if ((ml = emux_pick(agent)) != NULL &&
+	    (s->ms = emux_open(ml, s->client_fd, &m, sess_mux_done, s)) != NULL) {
+		sess_joined_pooled(svc, s, agent, "mux");
+		return 0;
+	}
 	for (;;) {
 		if ((link = pool_take(agent)) == NULL)
 			return -1;
-		msg_init(&m, FT_SESS_ASSIGN);
-		m.session = s->id;
-		msg_set_str(&m, FA_SERVICE, s->svc);
-		msg_set_str(&m, FA_CLIENT_ADDR, s->client_ip);
-		m.client_port = s->client_port;
-		msg_set_str(&m, FA_LOCAL_ADDR, s->local_ip);
-		m.local_port = s->local_port;
-		m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) |
-		    FA_BIT(FA_LOCAL_PORT);
 		if (fconn_send(&link->fc, &m) == 0)
 			break;
 		econn_free(link);
 	}
+	fconn_detach(&link->fc, &fd, &ssl, &prime);
+	sess_joined_pooled(svc, s, agent, link_kind(link->plain, ssl));
+	econn_free(link);
+	/* Side 0 is the client, side 1 the data link; SESS_ASSIGN goes
+	 * first. The client's bytes wait in the link until the agent has
+	 * its backend: it does not read the link before. */
+	(void)relay_start(&s->relay, s->client_fd, NULL, fd, ssl, &prime,
+	    sess_relay_done, s);
+	return 0;
+}
+
+/* s was joined at once on a pooled or multiplexed link of agent. */
+static void
+sess_joined_pooled(struct esvc *svc, struct esess *s, struct econn *agent,
+    const char *kind)
+{
 	svc->npending--;
 	s->state = ES_RELAY;
 	s->pooled = 1;
@@ -598,20 +633,12 @@ sess_assign(struct esvc *svc, struct esess *s)
 	if (active != NULL)
 		active->prev = s;
 	active = s;
-	fconn_detach(&link->fc, &fd, &ssl, &prime);
-	s->link_kind = link_kind(link->plain, ssl);
-	econn_free(link);
+	s->link_kind = kind;
 	log_info("session %llu new service=%s client=%s agent=%s link=%s "
 	    "pooled", (unsigned long long)s->id, s->svc, s->client,
 	    s->agent_name, s->link_kind);
 	log_info("session %llu joined link=%s pooled", (unsigned long long)s->id,
 	    s->link_kind);
-	/* Side 0 is the client, side 1 the data link; SESS_ASSIGN goes
-	 * first. The client's bytes wait in the link until the agent has
-	 * its backend: it does not read the link before. */
-	(void)relay_start(&s->relay, s->client_fd, NULL, fd, ssl, &prime,
-	    sess_relay_done, s);
-	return 0;
 }
 
 /* A client whose address is known (the TCP peer, or the one in a PROXY
@@ -919,11 +946,35 @@ sess_end_active(struct esess *s, const char *reason, int abort)
 		s->agent->active--;
 	if (s->pooled && !s->refused)
 		edge_stats.sessions_joined++;
-	edge_stats.bytes_from_clients += s->relay.bytes[0];
-	edge_stats.bytes_to_clients += s->relay.bytes[1];
-	sess_log_end(s, s->relay.bytes[0], s->relay.bytes[1], reason);
-	relay_free(&s->relay, abort);
+	edge_stats.bytes_from_clients += sess_bytes(s, 0);
+	edge_stats.bytes_to_clients += sess_bytes(s, 1);
+	sess_log_end(s, sess_bytes(s, 0), sess_bytes(s, 1), reason);
+	if (s->ms != NULL)
+		mux_stream_free(s->ms, abort);
+	else
+		relay_free(&s->relay, abort);
 	free(s);
+}
+
+/* A session's stream on a multiplexed link ended. */
+static void
+sess_mux_done(struct mux_stream *ms, int first, const char *err, int refused)
+{
+	struct esess *s = ms->arg;
+	char reason[300];
+
+	if (refused) {
+		edge_stats.sessions_refused++;
+		s->refused = 1;
+		snprintf(reason, sizeof(reason), "refused-by-agent(%s)",
+		    strncmp(err, "refused: ", 9) == 0 ? err + 9 : err);
+	} else if (err != NULL)
+		snprintf(reason, sizeof(reason), "error(%s: %s)",
+		    first == 0 ? "client" : "data link", err);
+	else
+		snprintf(reason, sizeof(reason), "%s",
+		    first == 0 ? "client-closed" : "backend-closed");
+	sess_end_active(s, reason, err != NULL);
 }
 
 static void
@@ -1027,7 +1078,7 @@ sess_refused(struct econn *agent, const struct msg *m)
 	}
 	/* A session joined on a pooled link before its agent found a
 	 * backend: the agent leaves the link unread for us to close. */
-	if (s->pooled && s->relay.bytes[1] == 0) {
+	if (s->pooled && s->ms == NULL && s->relay.bytes[1] == 0) {
 		edge_stats.sessions_refused++;
 		s->refused = 1;
 		sess_end_active(s, reason, 1);
@@ -1109,7 +1160,8 @@ sess_tick(uint64_t now)
 	last_idle_scan = now;
 	for (s = active; s != NULL; s = next) {
 		next = s->next;
-		if (s->idle_ms == 0 || now - s->relay.last_active < s->idle_ms)
+		if (s->idle_ms == 0 || now - (s->ms != NULL ?
+		    s->ms->last_active : s->relay.last_active) < s->idle_ms)
 			continue;
 		lim_hit(LIM_IDLE, "session %llu from %s idle for %llu s",
 		    (unsigned long long)s->id, s->client,
@@ -1292,10 +1344,10 @@ svc_stats(char *out, size_t outlen)
 	 * A pooled session counts as joined once its agent has sent a byte
 	 * (its backend answered) or when it ends unrefused. */
 	for (s = active; s != NULL; s = s->next) {
-		in += s->relay.bytes[0];
-		outb += s->relay.bytes[1];
+		in += sess_bytes(s, 0);
+		outb += sess_bytes(s, 1);
 		nactive++;
-		if (s->pooled && s->relay.bytes[1] > 0)
+		if (s->pooled && sess_bytes(s, 1) > 0)
 			joined++;
 	}
 	for (v = svcs; v != NULL; v = v->next) {

@@ -633,12 +633,12 @@ def start_edge(d, pki, claim_timeout=None, name=None, wrapper=(), tag="edge",
 
 
 def write_agent_conf(path, pki, edges, services, name="agent1",
-                     data_link=None, data_pool=None):
+                     data_link=None, data_pool=None, data_mux=None):
     """services: {name: (listen_port, [backend_port, ...])};
-    edges: list of "host:port" strings. data_link ("tls" or "plain") and
-    data_pool (a number) are written only when given; the default comes
-    from SALLYPORT_DATA_LINK when set (so a whole run can use plain
-    links)."""
+    edges: list of "host:port" strings. data_link ("tls" or "plain"),
+    data_pool and data_mux (numbers) are written only when given; the
+    default link comes from SALLYPORT_DATA_LINK when set (so a whole run
+    can use plain links)."""
     out = ["[agent]"]
     if name:
         out.append(f"name = {name}")
@@ -649,6 +649,8 @@ def write_agent_conf(path, pki, edges, services, name="agent1",
         out.append(f"data_link = {data_link}")
     if data_pool is not None:
         out.append(f"data_pool = {data_pool}")
+    if data_mux is not None:
+        out.append(f"data_mux = {data_mux}")
     out += [f"cert = {pki.agent_crt}", f"key = {pki.agent_key}",
             f"ca = {pki.ca_crt}", ""]
     for svc, (listen, backends) in services.items():
@@ -670,15 +672,16 @@ class Agent:
 
 def start_agent(d, pki, edge, services, edges=None, name="agent1",
                 wrapper=(), tag="agent", wait=True, data_link=None,
-                data_pool=None):
+                data_pool=None, data_mux=None):
     """Start an agent for `services` ({name: (listen_port, [backends])}).
     edges defaults to [edge.addr]. With wait, return once the edge has
     logged every service open (only lines written after this call count).
-    data_link / data_pool: see write_agent_conf."""
+    data_link / data_pool / data_mux: see write_agent_conf."""
     assert AGENT_BIN.exists(), f"{AGENT_BIN} missing: run make first"
     conf = write_agent_conf(Path(d) / f"{tag}.conf", pki,
                             edges or [edge.addr], services, name=name,
-                            data_link=data_link, data_pool=data_pool)
+                            data_link=data_link, data_pool=data_pool,
+                            data_mux=data_mux)
     mark = edge.proc.mark() if edge is not None else 0
     proc = Proc(tag, list(wrapper) + [AGENT_BIN, "--config", conf],
                 Path(d) / f"{tag}.log", wrapped=bool(wrapper),

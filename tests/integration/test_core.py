@@ -81,7 +81,8 @@ def assert_link(edge, link, since):
         m = re.search(r"bytes_in=(\d+) bytes_out=(\d+) .* link=(\S+) "
                       r"spliced=(\d+)", ln)
         assert m, ln
-        want = {"tls": ("tls", "ktls"), "plain": ("plain",)}[link]
+        want = {"tls": ("tls", "ktls"), "plain": ("plain",),
+                "mux": ("mux",)}[link]
         assert m.group(3) in want, ln
         if link == "plain":
             assert int(m.group(4)) == int(m.group(1)) + int(m.group(2)), ln
@@ -597,14 +598,15 @@ def test_claim_timeout(tmp_path, pki):
 # --------------------------------------------------------------------------
 # another protocol
 
-@pytest.mark.parametrize("link", ["tls", "plain"])
+@pytest.mark.parametrize("link", ["mux", "tls", "plain"])
 def test_https_end_to_end(tmp_path, pki, edge, nginx, link):
     size = 5 * MiB
     h = sp.random_file(nginx.root / "file", size)
     port = sp.free_port()
     mark = edge.proc.mark()
     sp.start_agent(tmp_path, pki, edge, {"https": (port, [nginx.port])},
-                   data_link=link)
+                   data_link="plain" if link == "plain" else "tls",
+                   data_mux=0 if link == "tls" else None)
     out = tmp_path / "file.got"
     url = f"https://{LOOPBACK}:{port}/file"
     r = sp.run(["curl", "-q", "--noproxy", "*", "-sS", "--max-time", "60",

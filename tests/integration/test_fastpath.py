@@ -57,7 +57,8 @@ def test_pool_joins_without_dialling(tmp_path, pki, link):
     bs = sp.ByteServer(reply)
     port = sp.free_port()
     agent = sp.start_agent(tmp_path, pki, edge, {"bytes": (port, [bs.port])},
-                           data_link=link, data_pool=2)
+                           data_link=link, data_pool=2,
+                           data_mux=0 if link == "tls" else None)
     edge.proc.wait_log("parked for agent agent1", count=2)
     emark, amark = edge.proc.mark(), agent.proc.mark()
     n = 5
@@ -96,7 +97,7 @@ def test_pool_off(tmp_path, pki):
     bs = sp.ByteServer(b"ok")
     port = sp.free_port()
     agent = sp.start_agent(tmp_path, pki, edge, {"bytes": (port, [bs.port])},
-                           data_link="tls", data_pool=0)
+                           data_link="tls", data_pool=0, data_mux=0)
     for _ in range(3):
         assert sp.byte_session(port, b"x" * 1000) == b"ok"
     new = edge.proc.find(re.compile(r"session \d+ new service=bytes"))
@@ -117,7 +118,8 @@ def test_pool_backend_refused(tmp_path, pki, link):
     good, dead = sp.free_port(), sp.free_port()
     agent = sp.start_agent(tmp_path, pki, edge, {
         "two": (good, [sp.free_port(), bs.port]),
-        "dead": (dead, [sp.free_port()])}, data_link=link, data_pool=2)
+        "dead": (dead, [sp.free_port()])}, data_link=link, data_pool=2,
+        data_mux=0 if link == "tls" else None)
     edge.proc.wait_log("parked for agent agent1", count=2)
     emark = edge.proc.mark()
     # round-robin starts at the refusing backend for one of two sessions
@@ -352,7 +354,7 @@ def test_tls_relay_without_ktls(tmp_path, pki, sshd):
     edge = sp.start_edge(tmp_path, pki)
     port = sp.free_port()
     agent = sp.start_agent(tmp_path, pki, edge, {"sftp": (port, [sshd.port])},
-                           data_link="tls")
+                           data_link="tls", data_mux=0)
     rd = sshd.root / tmp_path.name
     rd.mkdir(parents=True, exist_ok=True)
     src, back = tmp_path / "f.bin", tmp_path / "f.back"
