@@ -340,6 +340,15 @@ stream_update(struct mux_stream *s)
 		mask |= EPOLLIN;
 	if (buf_len(&s->out) > 0)
 		mask |= EPOLLOUT;
+	/* Nothing to wait for (no credit, EOF read, nothing to write): leave
+	 * the epoll set. epoll reports HUP and ERR whatever the mask, and
+	 * level-triggered they would fire on every turn until the peer
+	 * credits or answers. A socket reset meanwhile is seen at the next
+	 * read or write, as in relay.c. */
+	if (mask == 0) {
+		ev_del(&s->io);
+		return;
+	}
 	if (ev_set(&s->io, mask) == -1)
 		stream_fail_local(s, "cannot watch socket");
 }
