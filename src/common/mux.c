@@ -329,6 +329,28 @@ stream_fail_local(struct mux_stream *s, const char *why)
 	stream_end(s, 0, why);
 }
 
+static void stream_update(struct mux_stream *s);
+
+/* The socket failed a write (reset by its peer, most likely). The bytes
+ * that peer sent before the reset may still wait in the socket, and they
+ * go to our peer before the RST (as relay.c does): drop what was to be
+ * written, read on to EOF (the error itself went with the failed send),
+ * then fail (stream_read). With EOF read already, fail at once. */
+static void
+stream_fail_write(struct mux_stream *s, int e)
+{
+	if (s->eof || s->rst_rcvd) {
+		stream_fail_local(s, strerror(e));
+		return;
+	}
+	s->failed = 1;
+	snprintf(s->err, sizeof(s->err), "%s", strerror(e));
+	s->out.rpos = s->out.wpos = 0;
+	s->prime = 0;
+	buf_release(&s->out);
+	stream_update(s);
+}
+
 static void
 stream_update(struct mux_stream *s)
 {
@@ -363,7 +385,8 @@ stream_check_done(struct mux_stream *s)
 		stream_end(s, 1, s->err[0] ? s->err : "reset by peer");
 		return;
 	}
-	if (s->eof && s->fin_rcvd && s->shut && buf_len(&s->out) == 0)
+	if (s->eof && s->fin_rcvd && s->shut && buf_len(&s->out) == 0 &&
+	    !s->failed)
 		stream_end(s, s->first == 1, NULL);
 }
 
@@ -388,14 +411,15 @@ stream_write(struct mux_stream *s)
 	ssize_t n;
 	char err[160];
 
+	if (s->failed)		/* reading what is left: stream_fail_write */
+		return;
 	while (!s->ended && s->io.fd != -1 && buf_len(&s->out) > 0) {
 		n = send(s->io.fd, s->out.data + s->out.rpos, buf_len(&s->out),
 		    MSG_NOSIGNAL);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			break;
 		if (n < 0) {
-			snprintf(err, sizeof(err), "%s", strerror(errno));
-			stream_fail_local(s, err);
+			stream_fail_write(s, errno);
 			return;
 		}
 		buf_consume(&s->out, (size_t)n);
@@ -461,6 +485,11 @@ stream_read(struct mux_stream *s)
 		if (n < 0) {
 			snprintf(err, sizeof(err), "%s", strerror(errno));
 			stream_fail_local(s, err);
+			return;
+		}
+		if (s->failed) {
+			/* All that came before the failed write is out. */
+			stream_fail_local(s, s->err);
 			return;
 		}
 		s->eof = 1;
@@ -540,7 +569,6 @@ static void
 stream_data(struct mux *m, struct mux_stream *s, const uint8_t *p, size_t n)
 {
 	ssize_t w = 0;
-	char err[160];
 
 	if (s->fin_rcvd || s->rst_rcvd) {
 		link_fail(m, "mux DATA after the stream's end");
@@ -551,12 +579,13 @@ stream_data(struct mux *m, struct mux_stream *s, const uint8_t *p, size_t n)
 		return;
 	}
 	s->inflight += (uint32_t)n;
+	if (s->failed)		/* the socket cannot take them: dropped */
+		return;
 	/* Straight to the socket when nothing waits before these bytes. */
 	if (s->io.fd != -1 && buf_len(&s->out) == 0) {
 		w = send(s->io.fd, p, n, MSG_NOSIGNAL);
 		if (w < 0 && errno != EAGAIN && errno != EINTR) {
-			snprintf(err, sizeof(err), "%s", strerror(errno));
-			stream_fail_local(s, err);
+			stream_fail_write(s, errno);
 			return;
 		}
 		if (w < 0)
