@@ -201,7 +201,7 @@ struct tstream {
 	struct tend	 end;
 };
 
-enum { ACC_ATTACH, ACC_REFUSE, ACC_ACCEPT_REFUSE, ACC_HOLD };
+enum { ACC_ATTACH, ACC_REFUSE, ACC_ACCEPT_REFUSE, ACC_HOLD, ACC_BAD_PRIME };
 
 struct side {
 	struct mux	 m;
@@ -411,6 +411,19 @@ open_cb(struct mux *m, uint32_t sid, const uint8_t *p, size_t n)
 		t->s = mux_stream_accept(m, sid, done_cb, t);
 		assert_non_null(t->s);
 		t->end.fd = -1;
+		return;
+	case ACC_BAD_PRIME:
+		/* A prime over 1024 bytes: attach fails, done() first. */
+		t->s = mux_stream_accept(m, sid, done_cb, t);
+		assert_non_null(t->s);
+		unix_pair(&mine, &theirs);
+		close(theirs);
+		for (int k = 0; k < 2000; k++)
+			assert_int_equal(buf_append(&prime, "x", 1, 4096), 0);
+		assert_int_equal(mux_stream_attach(t->s, mine, &prime), -1);
+		assert_int_equal(t->ndone, 1);
+		assert_null(t->s);
+		assert_int_equal(C.b.nlost, 0);
 		return;
 	}
 	t->s = mux_stream_accept(m, sid, done_cb, t);
@@ -1345,6 +1358,41 @@ test_raw_link_closed(void **state)
 	raw_end();
 }
 
+/* A stream whose attach fails from open() ends there (done), while the
+ * link fails too (its peer is gone): lost() comes once, after open()
+ * returned, not from inside it. */
+static void
+test_raw_attach_fails(void **state)
+{
+	(void)state;
+	raw_start(0, 2);
+	C.policy = ACC_BAD_PRIME;
+	raw_open(1);
+	close(R.fd);
+	R.fd = -1;
+	WAIT(b_lost());
+	turn(1);
+	turn(1);
+	assert_int_equal(C.tb[0].ndone, 1);
+	assert_string_equal(C.tb[0].err, "cannot queue the PROXY header");
+	assert_int_equal(C.b.nlost, 1);
+	assert_true(C.tb[0].order < C.b.order);
+	ctx_free();
+	/* The same with the link alive: done() from attach, link goes on. */
+	raw_start(0, 3);
+	C.policy = ACC_BAD_PRIME;
+	raw_open(1);
+	raw_sync(1);
+	assert_int_equal(C.tb[0].ndone, 1);
+	assert_int_equal(C.b.nlost, 0);
+	C.policy = ACC_ATTACH;
+	raw_open(2);
+	raw_sync(2);
+	assert_non_null(C.tb[1].s);
+	assert_int_equal(C.b.nlost, 0);
+	raw_end();
+}
+
 /* PING gets PONG; mux_tick pings and declares a silent link dead (time
  * is given to mux_tick, so no waiting). */
 static void
@@ -1566,6 +1614,7 @@ main(void)
 		cmocka_unit_test(test_raw_protocol),
 		cmocka_unit_test(test_raw_acceptor),
 		cmocka_unit_test(test_raw_link_closed),
+		cmocka_unit_test(test_raw_attach_fails),
 		cmocka_unit_test(test_ping_tick),
 		cmocka_unit_test(test_raw_tx_bound),
 		cmocka_unit_test(test_no_spin_hup),
