@@ -538,6 +538,28 @@ mux_settle(struct mux *m)
 	return 0;
 }
 
+/* done() for s alone, which has just ended: for mux_stream_attach, whose
+ * caller is often open(), inside link_read. A full mux_settle there
+ * would call lost() (if the link failed meanwhile, say on the RST's
+ * send) under link_read, which goes on using the link, and lost() would
+ * come again at the end of link_io: twice, the second time on a link the
+ * owner may have freed. The link's failure is settled as usual at the
+ * end of the handler (or by mux_tick). */
+static void
+stream_settle(struct mux_stream *s)
+{
+	struct mux_stream **pp;
+
+	for (pp = &reap_head; *pp != NULL; pp = &(*pp)->rnext)
+		if (*pp == s) {
+			*pp = s->rnext;
+			s->rnext = NULL;
+			s->done(s, s->first == 1, s->end_err ? s->err : NULL,
+			    s->refused);
+			return;
+		}
+}
+
 static void
 stream_io(struct ev_io *io, uint32_t events)
 {
@@ -902,7 +924,7 @@ mux_stream_attach(struct mux_stream *s, int fd, struct buf *prime)
 			buf_free(prime);
 			stream_fail_local(s, "cannot queue the PROXY header");
 			link_flush(m);
-			(void)mux_settle(m);
+			stream_settle(s);
 			return -1;
 		}
 		if (s->out.rpos > 0) {
@@ -925,7 +947,7 @@ mux_stream_attach(struct mux_stream *s, int fd, struct buf *prime)
 	}
 	link_flush(m);
 	if (s->ended) {
-		(void)mux_settle(m);
+		stream_settle(s);
 		return -1;
 	}
 	return 0;
