@@ -154,6 +154,10 @@ FUZZERS += proxy
 FUZZ_SRC_proxy = src/common/proxy.c
 FUZZERS += cidr
 FUZZ_SRC_cidr = src/common/cidr.c
+FUZZERS += mux
+FUZZ_SRC_mux = src/common/mux.c src/common/relay.c src/common/buf.c src/common/ev.c \
+          src/common/log.c src/common/tlsx.c src/common/net.c
+FUZZ_LIBS_mux = $(LIBSSL)
 
 .SECONDEXPANSION:
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_SRC_$$*)
