@@ -883,7 +883,13 @@ mux_open(struct mux *m, int fd, const void *p, size_t n, mux_done_cb *done,
 struct mux_stream *
 mux_stream_accept(struct mux *m, uint32_t sid, mux_done_cb *done, void *arg)
 {
-	return stream_new(m, sid, done, arg);
+	struct mux_stream *s;
+
+	/* Refused as mux.h says: else the opener's stream would wait for
+	 * an answer that never comes. */
+	if ((s = stream_new(m, sid, done, arg)) == NULL)
+		mux_refuse(m, sid, "out of memory");
+	return s;
 }
 
 void
