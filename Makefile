@@ -56,6 +56,7 @@ UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki \
           $(BUILD)/test_plink
 UNITS  += $(BUILD)/test_proxy $(BUILD)/test_cidr
 UNITS  += $(BUILD)/test_ftp
+UNITS  += $(BUILD)/test_mux
 
 all: $(PROGS)
 
@@ -113,6 +114,9 @@ $(BUILD)/test_outpol: $(BUILD)/obj/tests/test_outpol.o $(call obj,src/common/out
 $(BUILD)/test_plink: $(BUILD)/obj/tests/test_plink.o $(call obj,src/common/plink.c src/common/frame.c src/common/buf.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
+$(BUILD)/test_mux: $(BUILD)/obj/tests/test_mux.o $(call obj,src/common/mux.c src/common/relay.c src/common/buf.c src/common/ev.c src/common/log.c src/common/tlsx.c src/common/net.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBSSL)
+
 $(BUILD)/test_ftp: $(BUILD)/obj/tests/test_ftp.o $(call obj,src/common/ftp.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
@@ -150,6 +154,10 @@ FUZZERS += proxy
 FUZZ_SRC_proxy = src/common/proxy.c
 FUZZERS += cidr
 FUZZ_SRC_cidr = src/common/cidr.c
+FUZZERS += mux
+FUZZ_SRC_mux = src/common/mux.c src/common/relay.c src/common/buf.c src/common/ev.c \
+          src/common/log.c src/common/tlsx.c src/common/net.c
+FUZZ_LIBS_mux = $(LIBSSL)
 
 .SECONDEXPANSION:
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_SRC_$$*)

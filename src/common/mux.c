@@ -329,6 +329,28 @@ stream_fail_local(struct mux_stream *s, const char *why)
 	stream_end(s, 0, why);
 }
 
+static void stream_update(struct mux_stream *s);
+
+/* The socket failed a write (reset by its peer, most likely). The bytes
+ * that peer sent before the reset may still wait in the socket, and they
+ * go to our peer before the RST (as relay.c does): drop what was to be
+ * written, read on to EOF (the error itself went with the failed send),
+ * then fail (stream_read). With EOF read already, fail at once. */
+static void
+stream_fail_write(struct mux_stream *s, int e)
+{
+	if (s->eof || s->rst_rcvd) {
+		stream_fail_local(s, strerror(e));
+		return;
+	}
+	s->failed = 1;
+	snprintf(s->err, sizeof(s->err), "%s", strerror(e));
+	s->out.rpos = s->out.wpos = 0;
+	s->prime = 0;
+	buf_release(&s->out);
+	stream_update(s);
+}
+
 static void
 stream_update(struct mux_stream *s)
 {
@@ -340,6 +362,15 @@ stream_update(struct mux_stream *s)
 		mask |= EPOLLIN;
 	if (buf_len(&s->out) > 0)
 		mask |= EPOLLOUT;
+	/* Nothing to wait for (no credit, EOF read, nothing to write): leave
+	 * the epoll set. epoll reports HUP and ERR whatever the mask, and
+	 * level-triggered they would fire on every turn until the peer
+	 * credits or answers. A socket reset meanwhile is seen at the next
+	 * read or write, as in relay.c. */
+	if (mask == 0) {
+		ev_del(&s->io);
+		return;
+	}
 	if (ev_set(&s->io, mask) == -1)
 		stream_fail_local(s, "cannot watch socket");
 }
@@ -354,7 +385,8 @@ stream_check_done(struct mux_stream *s)
 		stream_end(s, 1, s->err[0] ? s->err : "reset by peer");
 		return;
 	}
-	if (s->eof && s->fin_rcvd && s->shut && buf_len(&s->out) == 0)
+	if (s->eof && s->fin_rcvd && s->shut && buf_len(&s->out) == 0 &&
+	    !s->failed)
 		stream_end(s, s->first == 1, NULL);
 }
 
@@ -379,14 +411,15 @@ stream_write(struct mux_stream *s)
 	ssize_t n;
 	char err[160];
 
+	if (s->failed)		/* reading what is left: stream_fail_write */
+		return;
 	while (!s->ended && s->io.fd != -1 && buf_len(&s->out) > 0) {
 		n = send(s->io.fd, s->out.data + s->out.rpos, buf_len(&s->out),
 		    MSG_NOSIGNAL);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			break;
 		if (n < 0) {
-			snprintf(err, sizeof(err), "%s", strerror(errno));
-			stream_fail_local(s, err);
+			stream_fail_write(s, errno);
 			return;
 		}
 		buf_consume(&s->out, (size_t)n);
@@ -454,6 +487,11 @@ stream_read(struct mux_stream *s)
 			stream_fail_local(s, err);
 			return;
 		}
+		if (s->failed) {
+			/* All that came before the failed write is out. */
+			stream_fail_local(s, s->err);
+			return;
+		}
 		s->eof = 1;
 		if (s->first == -1)
 			s->first = 0;
@@ -500,6 +538,28 @@ mux_settle(struct mux *m)
 	return 0;
 }
 
+/* done() for s alone, which has just ended: for mux_stream_attach, whose
+ * caller is often open(), inside link_read. A full mux_settle there
+ * would call lost() (if the link failed meanwhile, say on the RST's
+ * send) under link_read, which goes on using the link, and lost() would
+ * come again at the end of link_io: twice, the second time on a link the
+ * owner may have freed. The link's failure is settled as usual at the
+ * end of the handler (or by mux_tick). */
+static void
+stream_settle(struct mux_stream *s)
+{
+	struct mux_stream **pp;
+
+	for (pp = &reap_head; *pp != NULL; pp = &(*pp)->rnext)
+		if (*pp == s) {
+			*pp = s->rnext;
+			s->rnext = NULL;
+			s->done(s, s->first == 1, s->end_err ? s->err : NULL,
+			    s->refused);
+			return;
+		}
+}
+
 static void
 stream_io(struct ev_io *io, uint32_t events)
 {
@@ -531,7 +591,6 @@ static void
 stream_data(struct mux *m, struct mux_stream *s, const uint8_t *p, size_t n)
 {
 	ssize_t w = 0;
-	char err[160];
 
 	if (s->fin_rcvd || s->rst_rcvd) {
 		link_fail(m, "mux DATA after the stream's end");
@@ -542,12 +601,13 @@ stream_data(struct mux *m, struct mux_stream *s, const uint8_t *p, size_t n)
 		return;
 	}
 	s->inflight += (uint32_t)n;
+	if (s->failed)		/* the socket cannot take them: dropped */
+		return;
 	/* Straight to the socket when nothing waits before these bytes. */
 	if (s->io.fd != -1 && buf_len(&s->out) == 0) {
 		w = send(s->io.fd, p, n, MSG_NOSIGNAL);
 		if (w < 0 && errno != EAGAIN && errno != EINTR) {
-			snprintf(err, sizeof(err), "%s", strerror(errno));
-			stream_fail_local(s, err);
+			stream_fail_write(s, errno);
 			return;
 		}
 		if (w < 0)
@@ -823,7 +883,13 @@ mux_open(struct mux *m, int fd, const void *p, size_t n, mux_done_cb *done,
 struct mux_stream *
 mux_stream_accept(struct mux *m, uint32_t sid, mux_done_cb *done, void *arg)
 {
-	return stream_new(m, sid, done, arg);
+	struct mux_stream *s;
+
+	/* Refused as mux.h says: else the opener's stream would wait for
+	 * an answer that never comes. */
+	if ((s = stream_new(m, sid, done, arg)) == NULL)
+		mux_refuse(m, sid, "out of memory");
+	return s;
 }
 
 void
@@ -864,7 +930,7 @@ mux_stream_attach(struct mux_stream *s, int fd, struct buf *prime)
 			buf_free(prime);
 			stream_fail_local(s, "cannot queue the PROXY header");
 			link_flush(m);
-			(void)mux_settle(m);
+			stream_settle(s);
 			return -1;
 		}
 		if (s->out.rpos > 0) {
@@ -887,7 +953,7 @@ mux_stream_attach(struct mux_stream *s, int fd, struct buf *prime)
 	}
 	link_flush(m);
 	if (s->ended) {
-		(void)mux_settle(m);
+		stream_settle(s);
 		return -1;
 	}
 	return 0;

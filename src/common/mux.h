@@ -108,13 +108,15 @@ struct mux_stream {
 	unsigned	 rst_rcvd:1;	/* the peer failed: write out, end */
 	unsigned	 ended:1;	/* done called */
 	unsigned	 waiting:1;	/* on the link's list of readers */
-	unsigned	 failed:1;	/* the socket failed: reset it at once */
+	unsigned	 failed:1;	/* the socket failed: reset it at once;
+					 * before the end, its write failed and
+					 * what it still holds is read out */
 	unsigned	 refused:1;
 	unsigned	 end_err:1;	/* ended with an error */
 	int		 first;		/* side that ended first: -1, 0 local,
 					 * 1 the peer */
 	uint32_t	 prime;		/* bytes of out that are not the peer's */
-	char		 err[128];	/* rst_rcvd: why */
+	char		 err[128];	/* rst_rcvd, or failed: why */
 	uint64_t	 bytes[2];	/* [0] socket to link, [1] link to socket */
 	uint64_t	 last_active;	/* ev_now() when bytes last moved */
 	mux_done_cb	*done;
