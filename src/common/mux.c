@@ -992,7 +992,7 @@ mux_tick(struct mux *m, uint64_t now)
 	uint8_t v[8];
 	int i;
 
-	if (!m->failed && now - m->last_rx > MUX_DEAD_MS)
+	if (!m->failed && now > m->last_rx && now - m->last_rx > MUX_DEAD_MS)
 		link_fail(m, "no frame from peer for 6 s");
 	if (!m->failed && now - m->last_ping >= MUX_PING_MS) {
 		m->last_ping = now;
