@@ -218,6 +218,24 @@ cfg_seconds(struct cfg_parse *p, uint64_t *ms, const char *name,
 	return 1;
 }
 
+/* A number of data links, 0..max; zero says what 0 means. */
+static int
+cfg_links(struct cfg_parse *p, unsigned *out, const char *name,
+    const char *value, unsigned max, const char *zero)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(value, &end, 10);
+	if (errno != 0 || end == value || *end != '\0' || value[0] == '-' ||
+	    v > max)
+		return cfg_fail(p, "%s: '%s' is not a number of links (0 to %u; "
+		    "%s)", name, value, max, zero);
+	*out = (unsigned)v;
+	return 1;
+}
+
 /* A decimal integer 0..max: digits only, no sign, no blanks. */
 static int
 cfg_uint(struct cfg_parse *p, uint32_t *out, const char *name,
@@ -283,33 +301,12 @@ cfg_agent_key(struct cfg_parse *p, const char *name, const char *value)
 			return cfg_fail(p, "data_link: '%s': use tls or plain", value);
 		return 1;
 	}
-	if (strcmp(name, "data_mux") == 0) {
-		char *end;
-		unsigned long v;
-
-		errno = 0;
-		v = strtoul(value, &end, 10);
-		if (errno != 0 || end == value || *end != '\0' || value[0] == '-' ||
-		    v > CFG_MUX_MAX)
-			return cfg_fail(p, "data_mux: '%s' is not a number of links "
-			    "(0 to %d; 0: one TLS link per session)", value,
-			    CFG_MUX_MAX);
-		c->data_mux = (unsigned)v;
-		return 1;
-	}
-	if (strcmp(name, "data_pool") == 0) {
-		char *end;
-		unsigned long v;
-
-		errno = 0;
-		v = strtoul(value, &end, 10);
-		if (errno != 0 || end == value || *end != '\0' || value[0] == '-' ||
-		    v > CFG_POOL_MAX)
-			return cfg_fail(p, "data_pool: '%s' is not a number of links "
-			    "(0 to %d; 0 turns the pool off)", value, CFG_POOL_MAX);
-		c->data_pool = (unsigned)v;
-		return 1;
-	}
+	if (strcmp(name, "data_mux") == 0)
+		return cfg_links(p, &c->data_mux, name, value, CFG_MUX_MAX,
+		    "0: one TLS link per session");
+	if (strcmp(name, "data_pool") == 0)
+		return cfg_links(p, &c->data_pool, name, value, CFG_POOL_MAX,
+		    "0 turns the pool off");
 	return cfg_fail(p, "unknown key '%s' in [agent]", name);
 }
 

@@ -17,7 +17,8 @@
 #include <unistd.h>
 #include <openssl/err.h>
 
-#define RX_SIZE		(MUX_HDR + MUX_DATA_MAX + MUX_HDR + MUX_CTL_MAX)
+/* Room for several records' worth of frames per read. */
+#define RX_SIZE		(64 * 1024 + MUX_HDR + MUX_DATA_MAX)
 #define TX_INIT		(64 * 1024)
 
 static void link_io(struct ev_io *io, uint32_t events);
@@ -347,7 +348,7 @@ stream_fail_write(struct mux_stream *s, int e)
 	snprintf(s->err, sizeof(s->err), "%s", strerror(e));
 	s->out.rpos = s->out.wpos = 0;
 	s->prime = 0;
-	buf_release(&s->out);
+	buf_free(&s->out);
 	stream_update(s);
 }
 
@@ -428,7 +429,7 @@ stream_write(struct mux_stream *s)
 	if (s->ended || s->io.fd == -1)
 		return;
 	if (buf_len(&s->out) == 0) {
-		buf_release(&s->out);
+		buf_free(&s->out);	/* held only while bytes wait */
 		if (s->fin_rcvd && !s->shut) {
 			if (shutdown(s->io.fd, SHUT_WR) == -1 && errno != ENOTCONN) {
 				snprintf(err, sizeof(err), "%s", strerror(errno));
@@ -614,23 +615,12 @@ stream_data(struct mux *m, struct mux_stream *s, const uint8_t *p, size_t n)
 			w = 0;
 		written(s, (size_t)w);
 	}
-	if ((size_t)w < n) {
-		if (buf_take(&s->out) == -1) {
-			stream_fail_local(s, "out of memory");
-			return;
-		}
-		if (buf_room(&s->out) < n - (size_t)w && s->out.rpos > 0) {
-			memmove(s->out.data, s->out.data + s->out.rpos,
-			    buf_len(&s->out));
-			s->out.wpos -= s->out.rpos;
-			s->out.rpos = 0;
-		}
-		if (buf_room(&s->out) < n - (size_t)w) {
-			link_fail(m, "mux stream buffer overrun");
-			return;
-		}
-		memcpy(s->out.data + s->out.wpos, p + w, n - (size_t)w);
-		s->out.wpos += n - (size_t)w;
+	/* What the socket does not take waits, at most MUX_WINDOW (checked
+	 * above) behind at most MUX_PRIME_MAX of prime. */
+	if ((size_t)w < n && buf_append(&s->out, p + w, n - (size_t)w,
+	    MUX_WINDOW + MUX_PRIME_MAX) == -1) {
+		stream_fail_local(s, "out of memory");
+		return;
 	}
 	stream_write(s);
 	stream_update(s);
@@ -821,8 +811,14 @@ mux_start(struct mux *m, int fd, SSL *ssl, int opener, struct buf *pending,
 	link_flush(m);
 	if (m->failed)
 		goto fail;
+	/* Read many records per system call from here on (not during the
+	 * greeting, whose reads must stop at its end). */
+	if (ssl != NULL) {
+		SSL_set_read_ahead(ssl, 1);
+		SSL_set_default_read_buffer_len(ssl, 64 * 1024);
+	}
 	/* OpenSSL may hold bytes that came with the greeting. */
-	if (ssl != NULL && SSL_pending(ssl) > 0)
+	if (ssl != NULL && SSL_has_pending(ssl))
 		link_read(m);
 	return 0;
 fail:
@@ -924,24 +920,25 @@ mux_stream_attach(struct mux_stream *s, int fd, struct buf *prime)
 
 	s->io.fd = fd;
 	if (n > 0) {
-		/* Before whatever the peer has sent already, which is at
-		 * most MUX_WINDOW: a pool buffer holds both. */
-		if (n > 1024 || buf_take(&s->out) == -1) {
+		/* Before whatever the peer has sent already (at most
+		 * MUX_WINDOW). */
+		struct buf nb = { 0 };
+
+		if (n > MUX_PRIME_MAX ||
+		    buf_append(&nb, prime->data + prime->rpos, n,
+		    MUX_WINDOW + MUX_PRIME_MAX) == -1 ||
+		    (buf_len(&s->out) > 0 && buf_append(&nb, s->out.data +
+		    s->out.rpos, buf_len(&s->out),
+		    MUX_WINDOW + MUX_PRIME_MAX) == -1)) {
+			buf_free(&nb);
 			buf_free(prime);
 			stream_fail_local(s, "cannot queue the PROXY header");
 			link_flush(m);
 			stream_settle(s);
 			return -1;
 		}
-		if (s->out.rpos > 0) {
-			memmove(s->out.data, s->out.data + s->out.rpos,
-			    buf_len(&s->out));
-			s->out.wpos -= s->out.rpos;
-			s->out.rpos = 0;
-		}
-		memmove(s->out.data + n, s->out.data, s->out.wpos);
-		memcpy(s->out.data, prime->data + prime->rpos, n);
-		s->out.wpos += n;
+		buf_free(&s->out);
+		s->out = nb;
 		s->prime = (uint32_t)n;
 	}
 	if (prime != NULL)
@@ -980,8 +977,6 @@ mux_stream_free(struct mux_stream *s, int abort)
 			close(s->io.fd);
 	}
 	s->io.fd = -1;
-	s->out.rpos = s->out.wpos = 0;
-	buf_release(&s->out);
 	buf_free(&s->out);
 	free(s);
 }

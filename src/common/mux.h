@@ -21,7 +21,7 @@
  * bytes of a stream in flight, unacknowledged; the receiver credits them
  * back as it writes them to its socket. A stream's bytes that its socket
  * cannot take at once wait in one buffer of at most MUX_WINDOW bytes,
- * taken from the buffer pool only while they wait. A peer that sends
+ * allocated only while they wait. A peer that sends
  * beyond its credit breaks the protocol and loses the link. What one link
  * queues toward its peer is bounded too (MUX_TX_SOFT for data, MUX_TX_MAX
  * in all); a link whose peer falls that far behind is dropped.
@@ -43,10 +43,12 @@
 #define MUX_HDR		8
 #define MUX_DATA_MAX	16384		/* payload of one DATA frame */
 #define MUX_CTL_MAX	1024		/* payload of any other frame */
-/* Bytes of a stream in flight, per direction. Less than a pool buffer:
- * a PROXY header queued before the first data must fit beside it. */
-#define MUX_WINDOW	(BUF_RELAY_SIZE - 2048)
+/* Bytes of a stream in flight, per direction. A stream moves at most a
+ * window per round trip through both event loops and TLS, so this sets
+ * one stream's speed: 256 KiB, as yamux and HTTP/2 implementations use. */
+#define MUX_WINDOW	(256 * 1024)
 #define MUX_CREDIT_MIN	(MUX_WINDOW / 4)	/* batch credits this far */
+#define MUX_PRIME_MAX	1024		/* a PROXY header before the data */
 #define MUX_TX_SOFT	(256 * 1024)	/* stop reading streams beyond */
 #define MUX_TX_MAX	(4 * 1024 * 1024)	/* a peer this far behind is gone */
 #define MUX_BUCKETS	1024		/* stream id hash */
@@ -174,7 +176,7 @@ void	mux_refuse(struct mux *m, uint32_t sid, const char *why);
 void	mux_stream_refuse(struct mux_stream *s, const char *why);
 /* Give an accepted stream its socket (taken). prime, if not NULL, is
  * written to it before the peer's bytes (a PROXY header; moved in, at
- * most 1024 bytes). 0, or -1 (the stream has then ended, done called). */
+ * most MUX_PRIME_MAX bytes). 0, or -1 (the stream has then ended, done called). */
 int	mux_stream_attach(struct mux_stream *s, int fd, struct buf *prime);
 /* Free an ended stream (from done()), or cut a live one: a RST goes to
  * the peer, and the socket is reset (abort) or closed. */

@@ -231,6 +231,9 @@ void	pool_hello(struct econn *link, const struct msg *m);
 /* A parked link of agent, taken out of the pool, or NULL. */
 struct econn *pool_take(struct econn *agent);
 void	pool_link_lost(struct econn *link);
+/* Refuse a data link that has not proved itself (logged, counted; a TLS
+ * link is told why, a plain one gets no answer) and free it. */
+void	link_refuse(struct econn *link, const char *why);
 /* MUX_HELLO as the first frame of link (EC_INCOMING): frees link or
  * makes it a multiplexed link (edge_mux.c). */
 void	pool_mux_hello(struct econn *link, const struct msg *m);

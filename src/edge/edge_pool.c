@@ -116,7 +116,7 @@ token_use(struct econn *link, const struct msg *m, const char **why)
 	return agent;
 }
 
-static void
+void
 link_refuse(struct econn *link, const char *why)
 {
 	edge_stats.data_links_refused++;

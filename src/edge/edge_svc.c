@@ -318,6 +318,22 @@ sess_log_end(struct esess *s, uint64_t in, uint64_t out, const char *reason)
 	    s->relay.spliced[0] + s->relay.spliced[1] : 0));
 }
 
+/* The frame that tells an agent about session s: SESS_NEW or
+ * SESS_ASSIGN, with who the client is and where it connected. */
+static void
+sess_msg(const struct esess *s, uint16_t type, struct msg *m)
+{
+	msg_init(m, type);
+	m->session = s->id;
+	msg_set_str(m, FA_SERVICE, s->svc);
+	msg_set_str(m, FA_CLIENT_ADDR, s->client_ip);
+	m->client_port = s->client_port;
+	msg_set_str(m, FA_LOCAL_ADDR, s->local_ip);
+	m->local_port = s->local_port;
+	m->have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) |
+	    FA_BIT(FA_LOCAL_PORT);
+}
+
 /* A session leaves the pending state; its service may be gone already. */
 static void
 svc_unpend(struct esess *s)
@@ -392,16 +408,9 @@ sess_offer(struct esess *s, struct esvc *svc)
 			break;
 		if (RAND_bytes(s->secret, sizeof(s->secret)) != 1)
 			log_fatal("RAND_bytes failed");
-		msg_init(&m, FT_SESS_NEW);
-		m.session = s->id;
-		msg_set_str(&m, FA_SERVICE, s->svc);
-		msg_set_str(&m, FA_CLIENT_ADDR, s->client_ip);
-		m.client_port = s->client_port;
-		msg_set_str(&m, FA_LOCAL_ADDR, s->local_ip);
-		m.local_port = s->local_port;
+		sess_msg(s, FT_SESS_NEW, &m);
 		memcpy(m.secret, s->secret, sizeof(m.secret));
-		m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) |
-		    FA_BIT(FA_SECRET) | FA_BIT(FA_LOCAL_PORT);
+		m.have |= FA_BIT(FA_SECRET);
 		if (s->ftp_ctl != 0) {
 			m.ftp_ctl = s->ftp_ctl;
 			m.ftp_port = s->ftp_port;
@@ -586,15 +595,7 @@ sess_assign(struct esvc *svc, struct esess *s)
 
 	if ((agent = svc_pick_agent(svc)) == NULL)
 		return -1;
-	msg_init(&m, FT_SESS_ASSIGN);
-	m.session = s->id;
-	msg_set_str(&m, FA_SERVICE, s->svc);
-	msg_set_str(&m, FA_CLIENT_ADDR, s->client_ip);
-	m.client_port = s->client_port;
-	msg_set_str(&m, FA_LOCAL_ADDR, s->local_ip);
-	m.local_port = s->local_port;
-	m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) |
-	    FA_BIT(FA_LOCAL_PORT);
+	sess_msg(s, FT_SESS_ASSIGN, &m);
 	if ((ml = emux_pick(agent)) != NULL &&
 	    (s->ms = emux_open(ml, s->client_fd, &m, sess_mux_done, s)) != NULL) {
 		sess_joined_pooled(svc, s, agent, "mux");
@@ -1057,13 +1058,7 @@ sess_claim(struct econn *link, const struct msg *m)
 	    sess_relay_done, s);
 	return;
 refuse:
-	edge_stats.data_links_refused++;
-	log_warn("data link from %s refused: %s", link->peer, why);
-	/* Plain links get no answer: nothing in plaintext to a link that
-	 * has not proved itself. */
-	if (!link->plain)
-		fconn_send_error(&link->fc, why);
-	econn_free(link);
+	link_refuse(link, why);
 }
 
 void

@@ -21,12 +21,10 @@ from sp import LOOPBACK
 MiB = 1024 * 1024
 
 
-class HashServer:
-    """Backend: reads until the client half-closes, then answers with the
-    SHA-256 of what it read, followed by `extra` bytes, and closes."""
+class _Server:
+    """A loopback backend serving each connection in a thread (_serve)."""
 
-    def __init__(self, extra=b""):
-        self.extra = extra
+    def __init__(self):
         self.lsock = socket.create_server((LOOPBACK, 0), backlog=128)
         self.port = self.lsock.getsockname()[1]
         threading.Thread(target=self._loop, daemon=True).start()
@@ -38,6 +36,18 @@ class HashServer:
             except OSError:
                 return
             threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def close(self):
+        self.lsock.close()
+
+
+class HashServer(_Server):
+    """Backend: reads until the client half-closes, then answers with the
+    SHA-256 of what it read, followed by `extra` bytes, and closes."""
+
+    def __init__(self, extra=b""):
+        self.extra = extra
+        super().__init__()
 
     def _serve(self, c):
         h = hashlib.sha256()
@@ -55,27 +65,14 @@ class HashServer:
         finally:
             c.close()
 
-    def close(self):
-        self.lsock.close()
 
-
-class PushServer:
+class PushServer(_Server):
     """Backend: on connect sends `data` (then closes cleanly, or with a
     reset when `reset`), without reading."""
 
     def __init__(self, data, reset=False):
         self.data, self.reset = data, reset
-        self.lsock = socket.create_server((LOOPBACK, 0), backlog=16)
-        self.port = self.lsock.getsockname()[1]
-        threading.Thread(target=self._loop, daemon=True).start()
-
-    def _loop(self):
-        while True:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+        super().__init__()
 
     def _serve(self, c):
         try:
@@ -97,9 +94,6 @@ class PushServer:
             pass
         finally:
             c.close()
-
-    def close(self):
-        self.lsock.close()
 
 
 def _unacked(sock):

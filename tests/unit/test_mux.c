@@ -219,6 +219,7 @@ static struct ctx {
 	int		 policy_odd;	/* for odd sids, if >= 0 */
 	int		 b_tcp, a_tcp;	/* local sockets over TCP */
 	int		 a_small;	/* A's with tiny buffers */
+	int		 b_small;	/* B's backend sockets too */
 	uint64_t	 b_out_total;	/* what B's ends send */
 	int		 b_vary;		/* or a size per stream */
 	int		 b_shut, b_after_eof, b_slow, a_slow;
@@ -313,12 +314,6 @@ tcp_pair_sized(int *mine, int *theirs, int small)
 	*theirs = c;
 	nonblock(*mine);
 	nonblock(*theirs);
-}
-
-static void
-tcp_pair(int *mine, int *theirs)
-{
-	tcp_pair_sized(mine, theirs, 0);
 }
 
 static void
@@ -429,7 +424,7 @@ open_cb(struct mux *m, uint32_t sid, const uint8_t *p, size_t n)
 	t->s = mux_stream_accept(m, sid, done_cb, t);
 	assert_non_null(t->s);
 	if (C.b_tcp)
-		tcp_pair(&mine, &theirs);
+		tcp_pair_sized(&mine, &theirs, C.b_small);
 	else
 		unix_pair(&mine, &theirs);
 	end_setup(&t->end, theirs, 2000 + (uint64_t)i, C.b_vary ?
@@ -517,7 +512,7 @@ check_stream(const struct mux_stream *s)
 {
 	if (s == NULL)
 		return;
-	assert_true(s->out.size <= BUF_RELAY_SIZE);
+	assert_true(s->out.size <= MUX_WINDOW + MUX_PRIME_MAX);
 	assert_true(buf_len(&s->out) <= MUX_WINDOW + s->prime);
 	assert_true(s->inflight <= MUX_WINDOW);
 	assert_true(s->credit <= MUX_WINDOW);
@@ -722,7 +717,7 @@ test_bulk(void **state)
 	assert_true(a->end.eof);
 	assert_true(b->end.eof);
 	assert_true(C.credit_zero);
-	assert_true(C.max_out > 0 && C.max_out <= BUF_RELAY_SIZE);
+	assert_true(C.max_out > 0 && C.max_out <= MUX_WINDOW + MUX_PRIME_MAX);
 	assert_true(C.max_tx <= 2 * MUX_TX_SOFT);
 	assert_int_equal(C.a.nlost, 0);
 	assert_int_equal(C.b.nlost, 0);
@@ -852,7 +847,7 @@ test_rst_backend(void **state)
 	ctx_init(1);
 	C.a_tcp = C.b_tcp = 1;
 	C.b_shut = 0;
-	C.b_out_total = 120000;
+	C.b_out_total = (MUX_WINDOW + 56512);
 	C.a_small = 1;
 	link_up(NULL, 0);
 	a_open(0, 64 * MIB);
@@ -864,7 +859,7 @@ test_rst_backend(void **state)
 	C.ta[0].end.noread = 1;
 	WAIT(C.tb[0].end.fd != -1);
 	C.tb[0].end.noread = 1;
-	WAIT(C.tb[0].end.sent == 120000 && outq(C.tb[0].end.fd) == 0 &&
+	WAIT(C.tb[0].end.sent == (MUX_WINDOW + 56512) && outq(C.tb[0].end.fd) == 0 &&
 	    C.tb[0].s != NULL && buf_len(&C.tb[0].s->out) > 0 &&
 	    C.tb[0].s->credit == 0);
 	/* The client stops sending, so that its reads report the reset. */
@@ -878,7 +873,7 @@ test_rst_backend(void **state)
 	assert_string_not_equal(C.tb[0].err, "");
 	assert_int_equal(C.ta[0].first, 1);
 	assert_non_null(strstr(C.ta[0].err, "reset: "));
-	expect_pattern(&C.ta[0].end, 120000, 0);
+	expect_pattern(&C.ta[0].end, (MUX_WINDOW + 56512), 0);
 	assert_int_equal(C.ta[0].end.err, ECONNRESET);
 	assert_int_equal(C.a.nlost + C.b.nlost, 0);
 	ctx_free();
@@ -1524,20 +1519,21 @@ test_no_spin_rst(void **state)
 	ctx_init(1);
 	C.a_tcp = C.b_tcp = 1;
 	C.b_shut = 0;
+	C.b_small = 1;	/* the window, not the backend's socket, fills */
 	link_up(NULL, 0);
-	a_open(0, 400000);
+	a_open(0, (MUX_WINDOW + 100000));
 	C.ta[0].end.shut_after = 0;
 	WAIT(C.tb[0].end.fd != -1);
 	C.tb[0].end.noread = 1;
 	WAIT(!(C.ta[0].s == NULL || C.ta[0].s->credit != 0 ||
-	    C.ta[0].end.sent < 400000 || outq(C.ta[0].end.fd) != 0));
+	    C.ta[0].end.sent < (MUX_WINDOW + 100000) || outq(C.ta[0].end.fd) != 0));
 	rst_close(C.ta[0].end.fd);
 	C.ta[0].end.fd = -1;
 	turn(5);
 	expect_idle();
 	C.tb[0].end.noread = 0;
 	WAIT(b_end_finished());
-	expect_pattern(&C.tb[0].end, 400000, C.tb[0].end.prime_len);
+	expect_pattern(&C.tb[0].end, (MUX_WINDOW + 100000), C.tb[0].end.prime_len);
 	assert_int_equal(C.tb[0].end.err, ECONNRESET);
 	ctx_free();
 }
