@@ -231,6 +231,13 @@ void	amux_stop(void);
 size_t	amux_count(const struct aedge *e, uint64_t *streams);
 
 /* agent_sess.c: pooled links */
+/* Start the greeting on a data link just dialled to host: TLS (asking
+ * for kernel TLS if ktls) or plain. fd is taken; on failure it is closed
+ * and -1 returned with *why. A plain link is ready at once: the caller
+ * sends its greeting. */
+int	link_start(struct fconn *fc, int fd, int plain, int ktls,
+	    const char *host, const struct fconn_ops *ops, void *owner,
+	    const char **why);
 /* Open a pooled data link to e with a token from POOL_GRANT. */
 void	sess_pool_open(struct aedge *e, const uint8_t *token);
 /* Close e's pooled links that carry no session (e went away). */

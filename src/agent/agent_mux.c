@@ -166,23 +166,19 @@ static void
 amux_dialled(struct dial *d, int fd, int err)
 {
 	struct amux *l = d->arg;
-	SSL *ssl;
+	const char *why;
 
 	if (fd == -1) {
 		amux_free(l, strerror(err), 1);
 		return;
 	}
-	if ((ssl = tlsx_new(agent_tls, fd, 0, l->e->ce->host)) == NULL) {
-		close(fd);
-		amux_free(l, "TLS set-up failed", 1);
-		return;
-	}
+	/* No kernel TLS: the link's records carry frames of many sessions,
+	 * which only user space can take apart. */
 	l->state = AM_GREET;
-	if (fconn_start(&l->fc, fd, ssl, &amux_fc_ops, l) == -1) {
-		SSL_free(ssl);
-		close(fd);
+	if (link_start(&l->fc, fd, 0, 0, l->e->ce->host, &amux_fc_ops, l,
+	    &why) == -1) {
 		l->state = AM_DIAL;
-		amux_free(l, "cannot watch socket", 1);
+		amux_free(l, why, 1);
 	}
 }
 

@@ -428,43 +428,53 @@ backend_next(struct asess *s)
 	return -1;
 }
 
+int
+link_start(struct fconn *fc, int fd, int plain, int ktls, const char *host,
+    const struct fconn_ops *ops, void *owner, const char **why)
+{
+	SSL *ssl = NULL;
+
+	if (!plain) {
+		if ((ssl = tlsx_new(agent_tls, fd, 0, host)) == NULL) {
+			close(fd);
+			*why = "TLS set-up failed";
+			return -1;
+		}
+		if (ktls)
+			tlsx_data_link(ssl);
+	}
+	if (fconn_start(fc, fd, ssl, ops, owner) == -1) {
+		SSL_free(ssl);
+		close(fd);
+		*why = "cannot watch socket";
+		return -1;
+	}
+	return 0;
+}
+
 static void
 link_dialled(struct dial *d, int fd, int err)
 {
 	struct asess *s = d->arg;
-	char why[300];
-	SSL *ssl;
+	char msg[300];
+	const char *why;
 
 	if (fd == -1) {
-		snprintf(why, sizeof(why), "data link to edge %s: %s", s->edge_str,
-		    strerror(err));
-		asess_abort(s, why);
+		snprintf(msg, sizeof(msg), "data link to edge %s: %s",
+		    s->edge_str, strerror(err));
+		asess_abort(s, msg);
 		return;
 	}
-	if (s->plain) {
-		s->state = AS_GREET;
-		if (fconn_start(&s->fc, fd, NULL, &link_ops, s) == -1) {
-			close(fd);
-			s->state = AS_LINK;
-			asess_abort(s, "data link: cannot watch socket");
-			return;
-		}
-		(void)link_ready(&s->fc);
-		return;
-	}
-	if ((ssl = tlsx_new(agent_tls, fd, 0, s->edge_host)) == NULL) {
-		close(fd);
-		asess_abort(s, "data link: TLS set-up failed");
-		return;
-	}
-	tlsx_data_link(ssl);
 	s->state = AS_GREET;
-	if (fconn_start(&s->fc, fd, ssl, &link_ops, s) == -1) {
-		SSL_free(ssl);
-		close(fd);
+	if (link_start(&s->fc, fd, s->plain, 1, s->edge_host, &link_ops, s,
+	    &why) == -1) {
 		s->state = AS_LINK;
-		asess_abort(s, "data link: cannot watch socket");
+		snprintf(msg, sizeof(msg), "data link: %s", why);
+		asess_abort(s, msg);
+		return;
 	}
+	if (s->plain)
+		(void)link_ready(&s->fc);	/* no handshake to wait for */
 }
 
 static void
@@ -908,26 +918,17 @@ static void
 pool_dialled(struct dial *d, int fd, int err)
 {
 	struct asess *s = d->arg;
-	SSL *ssl = NULL;
+	const char *why;
 
 	if (fd == -1) {
 		pool_drop(s, strerror(err), 1);
 		return;
 	}
-	if (!s->plain) {
-		if ((ssl = tlsx_new(agent_tls, fd, 0, s->edge_host)) == NULL) {
-			close(fd);
-			pool_drop(s, "TLS set-up failed", 1);
-			return;
-		}
-		tlsx_data_link(ssl);
-	}
 	s->state = AS_POOL_GREET;
-	if (fconn_start(&s->fc, fd, ssl, &pool_ops, s) == -1) {
-		SSL_free(ssl);
-		close(fd);
+	if (link_start(&s->fc, fd, s->plain, 1, s->edge_host, &pool_ops, s,
+	    &why) == -1) {
 		s->state = AS_POOL_DIAL;
-		pool_drop(s, "cannot watch socket", 1);
+		pool_drop(s, why, 1);
 		return;
 	}
 	if (s->plain)

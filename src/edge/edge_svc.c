@@ -282,6 +282,16 @@ pending_unlink(struct esess *s)
 }
 
 static void
+active_add(struct esess *s)
+{
+	s->prev = NULL;
+	s->next = active;
+	if (active != NULL)
+		active->prev = s;
+	active = s;
+}
+
+static void
 active_unlink(struct esess *s)
 {
 	if (s->prev != NULL)
@@ -635,10 +645,7 @@ sess_joined_pooled(struct esvc *svc, struct esess *s, struct econn *agent,
 	snprintf(s->agent_name, sizeof(s->agent_name), "%s", agent->name);
 	edge_stats.sessions_pooled++;
 	sess_hash_add(s);
-	s->next = active;
-	if (active != NULL)
-		active->prev = s;
-	active = s;
+	active_add(s);
 	s->link_kind = kind;
 	log_info("session %llu new service=%s client=%s agent=%s link=%s "
 	    "pooled", (unsigned long long)s->id, s->svc, s->client,
@@ -1037,10 +1044,7 @@ sess_claim(struct econn *link, const struct msg *m)
 	 * load, until it ends or the agent goes away. */
 	s->state = ES_RELAY;
 	edge_stats.sessions_joined++;
-	s->next = active;
-	if (active != NULL)
-		active->prev = s;
-	active = s;
+	active_add(s);
 
 	msg_init(&ok, FT_DATA_OK);
 	ok.session = s->id;
