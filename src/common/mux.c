@@ -14,18 +14,47 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <openssl/err.h>
 
-/* Room for several records' worth of frames per read. */
-#define RX_SIZE		(64 * 1024 + MUX_HDR + MUX_DATA_MAX)
+/* Many records' worth of frames are read before any is handled, so that
+ * a run of DATA frames for one stream goes to its socket with one system
+ * call (up to RUN_MAX frames). RX_FILL stays under MUX_WINDOW: the
+ * sender waits for credit for what is held here. */
+#define RX_FILL		(128 * 1024)
+#define RX_SIZE		(RX_FILL + MUX_HDR + MUX_DATA_MAX)
+#define RUN_MAX		16
+/* DATA frames read from a stream's socket per system call. */
+#define READ_SLOTS	16
 #define TX_INIT		(64 * 1024)
+/* Gathered TLS records: encrypt tx while wire holds less than WIRE_FILL,
+ * WIRE_CHUNK of it per SSL_write. */
+#define WIRE_FILL	(256 * 1024)
+#define WIRE_CHUNK	(64 * 1024)
+#define WIRE_MAX	(WIRE_FILL + 2 * WIRE_CHUNK)
 
 static void link_io(struct ev_io *io, uint32_t events);
 static void stream_io(struct ev_io *io, uint32_t events);
 
 /* Ended streams whose done() is due, all links: settled by mux_settle. */
 static struct mux_stream *reap_head;
+
+/* Window granted beyond MUX_WINDOW, all streams, within grow_budget. */
+static size_t grown;
+static size_t grow_budget = MUX_GROW_BUDGET;
+
+size_t
+mux_grown(void)
+{
+	return grown;
+}
+
+void
+mux_set_grow_budget(size_t n)
+{
+	grow_budget = n;
+}
 
 /* --- frames ------------------------------------------------------------- */
 
@@ -35,9 +64,10 @@ mux_hdr_decode(const uint8_t *p, struct mux_hdr *h, const char **why)
 	h->sid = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
 	    (uint32_t)p[2] << 8 | p[3];
 	h->type = p[4];
+	h->flags = p[5];
 	h->len = (uint16_t)(p[6] << 8 | p[7]);
-	if (p[5] != 0) {
-		*why = "mux frame flags not 0";
+	if (h->flags != 0 && (h->type != MUX_DATA || h->flags != MUX_F_BLOCKED)) {
+		*why = "mux frame flags unknown";
 		return -1;
 	}
 	switch (h->type) {
@@ -174,7 +204,9 @@ link_update(struct mux *m)
 
 	if (!m->failed) {
 		mask = m->rd_want;
-		if (buf_len(&m->tx) > 0)
+		if (buf_len(&m->wire) > 0)
+			mask |= EPOLLOUT;
+		else if (buf_len(&m->tx) > 0)
 			mask |= m->wr_want;
 	}
 	if (ev_set(&m->io, mask) == -1)
@@ -183,47 +215,99 @@ link_update(struct mux *m)
 
 static void stream_update(struct mux_stream *s);
 
-/* Write what tx holds. Readers stopped for room go on once it drains. */
+/* Send what wire holds. 0, or -1 if the socket cannot take more now
+ * (or the link failed). */
+static int
+wire_send(struct mux *m)
+{
+	char err[128];
+	ssize_t n;
+
+	while (buf_len(&m->wire) > 0) {
+		n = send(m->io.fd, m->wire.data + m->wire.rpos,
+		    buf_len(&m->wire), MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return -1;	/* link_update watches for room */
+		if (n < 0) {
+			snprintf(err, sizeof(err), "%s", strerror(errno));
+			link_fail(m, err);
+			return -1;
+		}
+		buf_consume(&m->wire, (size_t)n);
+	}
+	return 0;
+}
+
+/* Move up to n bytes of tx to the link: send() on a plain link, else
+ * SSL_write (into wire when gathering). Bytes taken, 0 when the link
+ * cannot take any now, -1 when it failed. */
+static ssize_t
+link_put(struct mux *m, size_t n)
+{
+	char err[128];
+	uint32_t want;
+	int eof, r;
+	ssize_t w;
+
+	if (m->ssl == NULL) {
+		w = send(m->io.fd, m->tx.data + m->tx.rpos, n, MSG_NOSIGNAL);
+		if (w < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		if (w < 0) {
+			snprintf(err, sizeof(err), "%s", strerror(errno));
+			link_fail(m, err);
+			return -1;
+		}
+		return w;
+	}
+	ERR_clear_error();
+	errno = 0;
+	r = SSL_write(m->ssl, m->tx.data + m->tx.rpos,
+	    n > INT32_MAX ? INT32_MAX : (int)n);
+	if (r > 0) {
+		m->wr_want = EPOLLOUT;
+		return r;
+	}
+	if (tlsx_result(m->ssl, r, &want, &eof, err, sizeof(err)) !=
+	    TLSX_AGAIN) {
+		link_fail(m, eof ? "peer closed" : err);
+		return -1;
+	}
+	/* Gathering, only a full wire stops SSL_write; an empty one that
+	 * still cannot take a record is out of memory. */
+	if (m->gather && buf_len(&m->wire) == 0) {
+		link_fail(m, "out of memory");
+		return -1;
+	}
+	m->wr_want = want;
+	return 0;
+}
+
+/* Write what tx holds. Readers stopped for room go on once it drains.
+ * Gathering, records collect in wire up to WIRE_FILL and go out with one
+ * send() each: many fewer system calls, and wake-ups of the peer. */
 static void
 link_flush(struct mux *m)
 {
 	struct mux_stream *s;
-	char err[128];
-	uint32_t want;
-	int eof, r;
+	size_t len;
 	ssize_t n;
 
-	while (!m->failed && buf_len(&m->tx) > 0) {
-		size_t len = buf_len(&m->tx);
-
-		if (m->ssl == NULL) {
-			n = send(m->io.fd, m->tx.data + m->tx.rpos, len,
-			    MSG_NOSIGNAL);
-			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+	while (!m->failed) {
+		while (buf_len(&m->tx) > 0 &&
+		    (!m->gather || buf_len(&m->wire) < WIRE_FILL)) {
+			len = buf_len(&m->tx);
+			if (m->gather && len > WIRE_CHUNK)
+				len = WIRE_CHUNK;
+			if ((n = link_put(m, len)) <= 0)
 				break;
-			if (n < 0) {
-				snprintf(err, sizeof(err), "%s", strerror(errno));
-				link_fail(m, err);
-				break;
-			}
-		} else {
-			ERR_clear_error();
-			errno = 0;
-			r = SSL_write(m->ssl, m->tx.data + m->tx.rpos,
-			    len > INT32_MAX ? INT32_MAX : (int)len);
-			if (r <= 0) {
-				if (tlsx_result(m->ssl, r, &want, &eof, err,
-				    sizeof(err)) == TLSX_AGAIN) {
-					m->wr_want = want;
-					break;
-				}
-				link_fail(m, eof ? "peer closed" : err);
-				break;
-			}
-			m->wr_want = EPOLLOUT;
-			n = r;
+			buf_consume(&m->tx, (size_t)n);
 		}
-		buf_consume(&m->tx, (size_t)n);
+		if (!m->gather || m->failed || buf_len(&m->wire) == 0 ||
+		    wire_send(m) == -1 || buf_len(&m->tx) == 0)
+			break;
 	}
 	if (buf_len(&m->tx) < MUX_TX_SOFT / 2) {
 		while ((s = m->waiting) != NULL) {
@@ -278,6 +362,15 @@ stream_unhash(struct mux_stream *s)
 		s->m->nstreams--;
 }
 
+/* Free s and what it holds; its window's growth goes back to the budget. */
+static void
+stream_destroy(struct mux_stream *s)
+{
+	grown -= s->win - MUX_WINDOW;
+	buf_free(&s->out);
+	free(s);
+}
+
 static struct mux_stream *
 stream_new(struct mux *m, uint32_t sid, mux_done_cb *done, void *arg)
 {
@@ -288,6 +381,7 @@ stream_new(struct mux *m, uint32_t sid, mux_done_cb *done, void *arg)
 	s->m = m;
 	s->sid = sid;
 	s->credit = MUX_WINDOW;
+	s->win = MUX_WINDOW;
 	s->first = -1;
 	s->done = done;
 	s->arg = arg;
@@ -439,23 +533,38 @@ stream_write(struct mux_stream *s)
 			s->shut = 1;
 		}
 	}
-	if (s->owed >= MUX_CREDIT_MIN) {
-		tx_credit(s->m, s->sid, s->owed);
+	if (s->owed >= s->win / 4) {	/* credits in batches */
+		uint32_t more = 0;
+
+		/* The peer waited for credit while the socket keeps up: the
+		 * window, not this side, limits the stream. */
+		if (s->blocked && buf_len(&s->out) == 0 &&
+		    s->win < MUX_WINDOW_MAX && grown + s->win <= grow_budget) {
+			more = s->win;
+			grown += more;
+			s->win += more;
+		}
+		s->blocked = 0;
+		tx_credit(s->m, s->sid, s->owed + more);
 		s->inflight -= s->owed;
 		s->owed = 0;
 	}
 	stream_check_done(s);
 }
 
-/* Read the socket into DATA frames while credit and room last. */
+/* Read the socket into DATA frames while credit and room last: up to
+ * READ_SLOTS frames per readv(), each read into its place in tx after the
+ * room for its header. */
 static void
 stream_read(struct mux_stream *s)
 {
+	struct iovec iov[READ_SLOTS];
 	struct mux *m = s->m;
-	size_t want;
+	size_t want, left, got, k;
 	ssize_t n;
 	char err[160];
-	int budget = 4;
+	uint8_t *at;
+	int budget = 4, i, cnt;
 
 	while (!s->ended && !s->eof && s->credit > 0 && budget-- > 0) {
 		if (buf_len(&m->tx) >= MUX_TX_SOFT) {
@@ -466,15 +575,33 @@ stream_read(struct mux_stream *s)
 			}
 			break;
 		}
-		want = s->credit < MUX_DATA_MAX ? s->credit : MUX_DATA_MAX;
-		if (tx_reserve(m, MUX_HDR + want) == -1)
+		want = s->credit < READ_SLOTS * MUX_DATA_MAX ? s->credit :
+		    READ_SLOTS * MUX_DATA_MAX;
+		cnt = (int)((want + MUX_DATA_MAX - 1) / MUX_DATA_MAX);
+		if (tx_reserve(m, want + (size_t)cnt * MUX_HDR) == -1)
 			return;
-		n = recv(s->io.fd, m->tx.data + m->tx.wpos + MUX_HDR, want, 0);
+		at = m->tx.data + m->tx.wpos;
+		for (i = 0, left = want; i < cnt; i++) {
+			k = left < MUX_DATA_MAX ? left : MUX_DATA_MAX;
+			iov[i].iov_base = at + (size_t)i * (MUX_HDR + MUX_DATA_MAX) +
+			    MUX_HDR;
+			iov[i].iov_len = k;
+			left -= k;
+		}
+		n = readv(s->io.fd, iov, cnt);
 		if (n > 0) {
-			mux_hdr_encode(m->tx.data + m->tx.wpos, s->sid, MUX_DATA,
-			    (uint16_t)n);
-			m->tx.wpos += MUX_HDR + (size_t)n;
+			/* Only the last slot filled may be short, so the
+			 * frames lie back to back. */
 			s->credit -= (uint32_t)n;
+			for (i = 0, left = (size_t)n; left > 0; i++) {
+				got = left < iov[i].iov_len ? left : iov[i].iov_len;
+				at = (uint8_t *)iov[i].iov_base - MUX_HDR;
+				mux_hdr_encode(at, s->sid, MUX_DATA, (uint16_t)got);
+				if (got == left && s->credit == 0)
+					at[5] = MUX_F_BLOCKED;
+				m->tx.wpos += MUX_HDR + got;
+				left -= got;
+			}
 			s->bytes[0] += (uint64_t)n;
 			s->last_active = ev_now();
 			if ((size_t)n < want)
@@ -587,26 +714,36 @@ get32(const uint8_t *p)
 	    (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Bytes of a DATA frame for s. */
+/* Bytes of a run of DATA frames for s: iov[0..cnt), n bytes in all;
+ * blocked if one was marked MUX_F_BLOCKED. */
 static void
-stream_data(struct mux *m, struct mux_stream *s, const uint8_t *p, size_t n)
+stream_data(struct mux *m, struct mux_stream *s, const struct iovec *iov,
+    int cnt, size_t n, int blocked)
 {
+	struct msghdr mh;
 	ssize_t w = 0;
+	size_t skip;
+	int i;
 
 	if (s->fin_rcvd || s->rst_rcvd) {
 		link_fail(m, "mux DATA after the stream's end");
 		return;
 	}
-	if (s->inflight + n > MUX_WINDOW) {
+	if (s->inflight + n > s->win) {
 		link_fail(m, "mux peer sent beyond its credit");
 		return;
 	}
 	s->inflight += (uint32_t)n;
+	if (blocked)
+		s->blocked = 1;	/* the sender waits for credit */
 	if (s->failed)		/* the socket cannot take them: dropped */
 		return;
 	/* Straight to the socket when nothing waits before these bytes. */
 	if (s->io.fd != -1 && buf_len(&s->out) == 0) {
-		w = send(s->io.fd, p, n, MSG_NOSIGNAL);
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = (struct iovec *)(uintptr_t)iov;
+		mh.msg_iovlen = (size_t)cnt;
+		w = sendmsg(s->io.fd, &mh, MSG_NOSIGNAL);
 		if (w < 0 && errno != EAGAIN && errno != EINTR) {
 			stream_fail_write(s, errno);
 			return;
@@ -615,15 +752,54 @@ stream_data(struct mux *m, struct mux_stream *s, const uint8_t *p, size_t n)
 			w = 0;
 		written(s, (size_t)w);
 	}
-	/* What the socket does not take waits, at most MUX_WINDOW (checked
+	/* What the socket does not take waits, at most the window (checked
 	 * above) behind at most MUX_PRIME_MAX of prime. */
-	if ((size_t)w < n && buf_append(&s->out, p + w, n - (size_t)w,
-	    MUX_WINDOW + MUX_PRIME_MAX) == -1) {
-		stream_fail_local(s, "out of memory");
-		return;
+	for (i = 0, skip = (size_t)w; i < cnt; i++) {
+		if (skip >= iov[i].iov_len) {
+			skip -= iov[i].iov_len;
+			continue;
+		}
+		if (buf_append(&s->out, (const uint8_t *)iov[i].iov_base + skip,
+		    iov[i].iov_len - skip, s->win + MUX_PRIME_MAX) == -1) {
+			stream_fail_local(s, "out of memory");
+			return;
+		}
+		skip = 0;
 	}
 	stream_write(s);
 	stream_update(s);
+}
+
+/* The DATA frame at p (whole, for stream s) and those right after it
+ * for s that rx holds whole: written with one system call. Bytes of rx
+ * they take. */
+static size_t
+link_data(struct mux *m, struct mux_stream *s, const struct mux_hdr *h,
+    uint8_t *p)
+{
+	struct iovec iov[RUN_MAX];
+	const uint8_t *end = m->rx.data + m->rx.wpos;
+	struct mux_hdr nh = *h;
+	const char *why;
+	size_t used = 0, n = 0;
+	int cnt = 0, blocked = 0;
+
+	for (;;) {
+		iov[cnt].iov_base = p + used + MUX_HDR;
+		iov[cnt].iov_len = nh.len;
+		blocked |= nh.flags & MUX_F_BLOCKED;
+		cnt++;
+		n += nh.len;
+		used += MUX_HDR + nh.len;
+		/* A bad header ends the run; the caller then fails on it. */
+		if (cnt == RUN_MAX || (size_t)(end - (p + used)) < MUX_HDR ||
+		    mux_hdr_decode(p + used, &nh, &why) == -1 ||
+		    nh.type != MUX_DATA || nh.sid != h->sid ||
+		    (size_t)(end - (p + used)) < MUX_HDR + (size_t)nh.len)
+			break;
+	}
+	stream_data(m, s, iov, cnt, n, blocked);
+	return used;
 }
 
 /* One frame from the peer. */
@@ -657,9 +833,6 @@ link_frame(struct mux *m, const struct mux_hdr *h, const uint8_t *p)
 		return;
 	}
 	switch (h->type) {
-	case MUX_DATA:
-		stream_data(m, s, p, h->len);
-		break;
 	case MUX_FIN:
 		if (s->fin_rcvd) {
 			link_fail(m, "mux FIN twice");
@@ -673,7 +846,7 @@ link_frame(struct mux *m, const struct mux_hdr *h, const uint8_t *p)
 		break;
 	case MUX_CREDIT:
 		v = get32(p);
-		if (v == 0 || (uint64_t)s->credit + v > MUX_WINDOW) {
+		if (v == 0 || (uint64_t)s->credit + v > MUX_WINDOW_MAX) {
 			link_fail(m, "mux CREDIT beyond the window");
 			return;
 		}
@@ -702,27 +875,26 @@ link_frame(struct mux *m, const struct mux_hdr *h, const uint8_t *p)
 	}
 }
 
-/* Read the link and handle every whole frame. */
-static void
-link_read(struct mux *m)
+/* Read the link into rx until rx has no room for another record or the
+ * link has nothing more now. 1: rx is full (more may wait), 0: nothing
+ * more now, -1: the link ended (why filled). */
+static int
+link_fill(struct mux *m, char *why, size_t whylen)
 {
-	struct mux_hdr h;
-	const char *why;
-	char err[128];
 	uint32_t want;
 	int eof, r;
 	ssize_t n;
 
-	while (!m->failed) {
+	while (buf_room(&m->rx) >= MUX_DATA_MAX) {
 		if (m->ssl == NULL) {
 			n = recv(m->io.fd, m->rx.data + m->rx.wpos,
 			    buf_room(&m->rx), 0);
 			if (n < 0 && (errno == EAGAIN || errno == EINTR))
-				return;
+				return 0;
 			if (n <= 0) {
-				link_fail(m, n == 0 ? "closed by peer" :
-				    strerror(errno));
-				return;
+				snprintf(why, whylen, "%s", n == 0 ?
+				    "closed by peer" : strerror(errno));
+				return -1;
 			}
 		} else {
 			ERR_clear_error();
@@ -730,17 +902,16 @@ link_read(struct mux *m)
 			r = SSL_read(m->ssl, m->rx.data + m->rx.wpos,
 			    (int)buf_room(&m->rx));
 			if (r <= 0) {
-				switch (tlsx_result(m->ssl, r, &want, &eof, err,
-				    sizeof(err))) {
+				switch (tlsx_result(m->ssl, r, &want, &eof, why,
+				    whylen)) {
 				case TLSX_AGAIN:
 					m->rd_want = want;
-					return;
+					return 0;
 				case TLSX_DONE:
-					link_fail(m, "closed by peer");
-					return;
+					snprintf(why, whylen, "closed by peer");
+					return -1;
 				default:
-					link_fail(m, err);
-					return;
+					return -1;
 				}
 			}
 			m->rd_want = EPOLLIN;
@@ -748,24 +919,56 @@ link_read(struct mux *m)
 		}
 		m->rx.wpos += (size_t)n;
 		m->last_rx = ev_now();
-		while (!m->failed && buf_len(&m->rx) >= MUX_HDR) {
-			const uint8_t *p = m->rx.data + m->rx.rpos;
+	}
+	return 1;
+}
 
-			if (mux_hdr_decode(p, &h, &why) == -1) {
-				link_fail(m, why);
-				return;
-			}
-			if (buf_len(&m->rx) < MUX_HDR + (size_t)h.len)
-				break;
+/* Handle every whole frame rx holds. */
+static void
+link_frames(struct mux *m)
+{
+	struct mux_stream *s;
+	struct mux_hdr h;
+	const char *why;
+	uint8_t *p;
+	size_t used;
+
+	while (!m->failed && buf_len(&m->rx) >= MUX_HDR) {
+		p = m->rx.data + m->rx.rpos;
+		if (mux_hdr_decode(p, &h, &why) == -1) {
+			link_fail(m, why);
+			return;
+		}
+		if (buf_len(&m->rx) < MUX_HDR + (size_t)h.len)
+			break;
+		if (h.type == MUX_DATA && (s = stream_find(m, h.sid)) != NULL)
+			used = link_data(m, s, &h, p);
+		else {
 			link_frame(m, &h, p + MUX_HDR);
-			buf_consume(&m->rx, MUX_HDR + (size_t)h.len);
+			used = MUX_HDR + (size_t)h.len;
 		}
-		if (m->rx.rpos > 0 && buf_len(&m->rx) > 0) {
-			memmove(m->rx.data, m->rx.data + m->rx.rpos,
-			    buf_len(&m->rx));
-			m->rx.wpos -= m->rx.rpos;
-			m->rx.rpos = 0;
-		}
+		buf_consume(&m->rx, used);
+	}
+	if (m->rx.rpos > 0 && buf_len(&m->rx) > 0) {
+		memmove(m->rx.data, m->rx.data + m->rx.rpos, buf_len(&m->rx));
+		m->rx.wpos -= m->rx.rpos;
+		m->rx.rpos = 0;
+	}
+}
+
+/* Read the link and handle every whole frame; what came before the
+ * link's end is handled before it fails. */
+static void
+link_read(struct mux *m)
+{
+	char why[128];
+	int r = 1;
+
+	while (!m->failed && r == 1) {
+		r = link_fill(m, why, sizeof(why));
+		link_frames(m);
+		if (r == -1)
+			link_fail(m, why);
 	}
 }
 
@@ -808,6 +1011,11 @@ mux_start(struct mux *m, int fd, SSL *ssl, int opener, struct buf *pending,
 	}
 	if (pending != NULL)
 		buf_free(pending);
+	if (ssl != NULL && !BIO_get_ktls_send(SSL_get_wbio(ssl))) {
+		if (tlsx_gather(ssl, &m->wire, WIRE_MAX) == -1)
+			goto fail;
+		m->gather = 1;
+	}
 	link_flush(m);
 	if (m->failed)
 		goto fail;
@@ -831,6 +1039,7 @@ fail:
 	m->io.fd = -1;
 	buf_free(&m->rx);
 	buf_free(&m->tx);
+	buf_free(&m->wire);
 	return -1;
 }
 
@@ -839,8 +1048,13 @@ mux_free(struct mux *m)
 {
 	ev_del(&m->io);
 	if (m->ssl != NULL) {
-		if (!m->failed)
+		if (!m->failed) {
 			(void)SSL_shutdown(m->ssl);
+			/* The close_notify, and what came before it, if the
+			 * socket takes them now. */
+			if (m->gather)
+				(void)wire_send(m);
+		}
 		SSL_free(m->ssl);
 	}
 	if (m->io.fd != -1)
@@ -849,6 +1063,7 @@ mux_free(struct mux *m)
 	m->io.fd = -1;
 	buf_free(&m->rx);
 	buf_free(&m->tx);
+	buf_free(&m->wire);
 }
 
 struct mux_stream *
@@ -864,7 +1079,7 @@ mux_open(struct mux *m, int fd, const void *p, size_t n, mux_done_cb *done,
 		return NULL;
 	if (tx_frame(m, s->sid, MUX_OPEN, p, n) == -1) {
 		stream_unhash(s);
-		free(s);
+		stream_destroy(s);
 		return NULL;
 	}
 	m->next_sid++;
@@ -906,10 +1121,9 @@ mux_stream_refuse(struct mux_stream *s, const char *why)
 		stream_unhash(s);
 		mux_refuse(m, s->sid, why);
 	}
-	buf_free(&s->out);
 	if (s->io.fd != -1)
 		close(s->io.fd);
-	free(s);
+	stream_destroy(s);
 }
 
 int
@@ -921,15 +1135,15 @@ mux_stream_attach(struct mux_stream *s, int fd, struct buf *prime)
 	s->io.fd = fd;
 	if (n > 0) {
 		/* Before whatever the peer has sent already (at most
-		 * MUX_WINDOW). */
+		 * the window). */
 		struct buf nb = { 0 };
 
 		if (n > MUX_PRIME_MAX ||
 		    buf_append(&nb, prime->data + prime->rpos, n,
-		    MUX_WINDOW + MUX_PRIME_MAX) == -1 ||
+		    s->win + MUX_PRIME_MAX) == -1 ||
 		    (buf_len(&s->out) > 0 && buf_append(&nb, s->out.data +
 		    s->out.rpos, buf_len(&s->out),
-		    MUX_WINDOW + MUX_PRIME_MAX) == -1)) {
+		    s->win + MUX_PRIME_MAX) == -1)) {
 			buf_free(&nb);
 			buf_free(prime);
 			stream_fail_local(s, "cannot queue the PROXY header");
@@ -977,8 +1191,7 @@ mux_stream_free(struct mux_stream *s, int abort)
 			close(s->io.fd);
 	}
 	s->io.fd = -1;
-	buf_free(&s->out);
-	free(s);
+	stream_destroy(s);
 }
 
 int

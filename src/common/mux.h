@@ -17,14 +17,22 @@
  * protocol error. Each stream moves bytes between a local socket (the
  * client at the edge, the backend at the agent) and the link.
  *
- * Back-pressure and bounded memory: a side may have at most MUX_WINDOW
- * bytes of a stream in flight, unacknowledged; the receiver credits them
+ * Back-pressure and bounded memory: a side may have at most its window
+ * of a stream's bytes in flight, unacknowledged; the receiver credits them
  * back as it writes them to its socket. A stream's bytes that its socket
- * cannot take at once wait in one buffer of at most MUX_WINDOW bytes,
- * allocated only while they wait. A peer that sends
- * beyond its credit breaks the protocol and loses the link. What one link
- * queues toward its peer is bounded too (MUX_TX_SOFT for data, MUX_TX_MAX
- * in all); a link whose peer falls that far behind is dropped.
+ * cannot take at once wait in one buffer of at most the window, allocated
+ * only while they wait. A peer that sends beyond its credit breaks the
+ * protocol and loses the link. What one link queues toward its peer is
+ * bounded too (MUX_TX_SOFT for data, MUX_TX_MAX in all); a link whose
+ * peer falls that far behind is dropped.
+ *
+ * Windows start at MUX_WINDOW. One stream alone moves at most a window
+ * per round trip, so a sender whose credit runs out marks the DATA frame
+ * that used it (MUX_F_BLOCKED); a receiver whose socket keeps up (nothing
+ * waits in its buffer) then doubles the window with extra credit, up to
+ * MUX_WINDOW_MAX. What windows grow beyond MUX_WINDOW, over all streams
+ * of a process, is bounded by MUX_GROW_BUDGET, so the worst case stays
+ * MUX_WINDOW per stream plus the budget.
  *
  * Half-close is passed on (FIN, then shutdown(SHUT_WR) once the bytes
  * before it are written), and so is a failure (RST: the other side's
@@ -46,8 +54,9 @@
 /* Bytes of a stream in flight, per direction. A stream moves at most a
  * window per round trip through both event loops and TLS, so this sets
  * one stream's speed: 256 KiB, as yamux and HTTP/2 implementations use. */
-#define MUX_WINDOW	(256 * 1024)
-#define MUX_CREDIT_MIN	(MUX_WINDOW / 4)	/* batch credits this far */
+#define MUX_WINDOW	(256 * 1024)	/* a stream's first window */
+#define MUX_WINDOW_MAX	(1024 * 1024)	/* grown, at most */
+#define MUX_GROW_BUDGET	(64 * 1024 * 1024)	/* growth, all streams */
 #define MUX_PRIME_MAX	1024		/* a PROXY header before the data */
 #define MUX_TX_SOFT	(256 * 1024)	/* stop reading streams beyond */
 #define MUX_TX_MAX	(4 * 1024 * 1024)	/* a peer this far behind is gone */
@@ -65,9 +74,13 @@
 #define MUX_PING	7	/* stream 0; payload 8 bytes, echoed */
 #define MUX_PONG	8
 
+/* Frame flags. */
+#define MUX_F_BLOCKED	0x01	/* DATA: the sender's credit ran out with it */
+
 struct mux_hdr {
 	uint32_t	 sid;
 	uint8_t		 type;
+	uint8_t		 flags;
 	uint16_t	 len;
 };
 
@@ -76,6 +89,10 @@ struct mux_hdr {
  * PONG. 0, or -1 with *why. */
 int	mux_hdr_decode(const uint8_t *p, struct mux_hdr *h, const char **why);
 void	mux_hdr_encode(uint8_t *p, uint32_t sid, uint8_t type, uint16_t len);
+/* Bytes of window grown beyond MUX_WINDOW, all streams of this process,
+ * and the bound on it (MUX_GROW_BUDGET unless set; tests set it low). */
+size_t	mux_grown(void);
+void	mux_set_grow_budget(size_t n);
 
 struct mux;
 struct mux_stream;
@@ -104,12 +121,14 @@ struct mux_stream {
 	uint32_t	 credit;	/* bytes we may still send */
 	uint32_t	 owed;		/* written to the socket, not credited */
 	uint32_t	 inflight;	/* received, not yet credited back */
+	uint32_t	 win;		/* the window granted to the peer */
 	unsigned	 eof:1;		/* the socket said EOF: FIN queued */
 	unsigned	 fin_rcvd:1;	/* the peer's direction ended */
 	unsigned	 shut:1;	/* shutdown(SHUT_WR) done */
 	unsigned	 rst_rcvd:1;	/* the peer failed: write out, end */
 	unsigned	 ended:1;	/* done called */
 	unsigned	 waiting:1;	/* on the link's list of readers */
+	unsigned	 blocked:1;	/* the peer ran out of credit */
 	unsigned	 failed:1;	/* the socket failed: reset it at once;
 					 * before the end, its write failed and
 					 * what it still holds is read out */
@@ -136,6 +155,8 @@ struct mux {
 	void		*arg;
 	struct buf	 rx;		/* frames read, not yet handled */
 	struct buf	 tx;		/* frames for the peer */
+	struct buf	 wire;		/* TLS records of tx, not yet sent */
+	int		 gather;	/* records go to wire (tlsx_gather) */
 	uint32_t	 next_sid;	/* opener: the next id; acceptor: the
 					 * lowest id not yet opened */
 	uint64_t	 nstreams;

@@ -252,6 +252,8 @@ fail:
 	return NULL;
 }
 
+static BIO_METHOD *gather_meth;
+
 void
 tlsx_cleanup(void)
 {
@@ -261,6 +263,8 @@ tlsx_cleanup(void)
 		SSL_SESSION_free(tlsx_sessions[i].sess);
 		memset(&tlsx_sessions[i], 0, sizeof(tlsx_sessions[i]));
 	}
+	BIO_meth_free(gather_meth);	/* every SSL is gone by now */
+	gather_meth = NULL;
 }
 
 void
@@ -273,6 +277,87 @@ tlsx_data_link(SSL *ssl)
 	 * SSL, which drains it first. The buffer is released when empty. */
 	SSL_set_read_ahead(ssl, 1);
 	SSL_set_default_read_buffer_len(ssl, TLSX_READ_AHEAD);
+}
+
+/* --- records gathered for one write ------------------------------------ */
+
+struct gather {
+	struct buf	*wire;
+	size_t		 max;
+};
+
+static int
+gather_write(BIO *b, const char *p, size_t n, size_t *done)
+{
+	struct gather *g = BIO_get_data(b);
+
+	BIO_clear_retry_flags(b);
+	if (buf_append(g->wire, p, n, g->max) == -1) {
+		BIO_set_retry_write(b);
+		return 0;
+	}
+	*done = n;
+	return 1;
+}
+
+static long
+gather_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct gather *g = BIO_get_data(b);
+
+	(void)num;
+	(void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_FLUSH:
+		return 1;	/* the caller sends wire when it can */
+	case BIO_CTRL_WPENDING:
+	case BIO_CTRL_PENDING:
+		return g != NULL ? (long)buf_len(g->wire) : 0;
+	default:
+		return 0;
+	}
+}
+
+static int
+gather_destroy(BIO *b)
+{
+	free(BIO_get_data(b));
+	BIO_set_data(b, NULL);
+	return 1;
+}
+
+int
+tlsx_gather(SSL *ssl, struct buf *wire, size_t max)
+{
+	struct gather *g;
+	BIO *b;
+
+	if (gather_meth == NULL) {
+		if ((gather_meth = BIO_meth_new(BIO_get_new_index() |
+		    BIO_TYPE_SOURCE_SINK, "sallyport gather")) == NULL)
+			return -1;
+		if (!BIO_meth_set_write_ex(gather_meth, gather_write) ||
+		    !BIO_meth_set_ctrl(gather_meth, gather_ctrl) ||
+		    !BIO_meth_set_destroy(gather_meth, gather_destroy)) {
+			BIO_meth_free(gather_meth);
+			gather_meth = NULL;
+			return -1;
+		}
+	}
+	if ((g = calloc(1, sizeof(*g))) == NULL)
+		return -1;
+	g->wire = wire;
+	g->max = max;
+	if ((b = BIO_new(gather_meth)) == NULL) {
+		free(g);
+		return -1;
+	}
+	BIO_set_data(b, g);
+	BIO_set_init(b, 1);
+	/* The socket BIO stays ssl's reader; ssl keeps a reference of its
+	 * own to it when it was both (SSL_set_fd). */
+	SSL_set0_wbio(ssl, b);
+	return 0;
 }
 
 const char *

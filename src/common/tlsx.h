@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <openssl/ssl.h>
 
+#include "common/buf.h"
+
 /* Mutual TLS 1.3 contexts. The server (edge) demands a client certificate
  * chaining to ca with the clientAuth purpose; the client (agent) verifies
  * the server against ca. The client keeps the last session ticket per
@@ -30,6 +32,13 @@ void	tlsx_data_link(SSL *ssl);
 /* After the handshake: "ktls" (both directions in the kernel), "ktls-tx"
  * or "ktls-rx" (one), or "tls" (none). */
 const char *tlsx_link_mode(SSL *ssl);
+/* Gather the records ssl writes into wire (bounded by max) instead of
+ * writing each to the socket, so that the caller sends many records with
+ * one system call: on loopback and LANs the cost of a TLS link is mostly
+ * system calls and the wake-ups each write causes. A full wire makes
+ * SSL_write ask to be retried. Only for a link whose records are not the
+ * kernel's (no kTLS tx); wire must outlive ssl. 0 or -1. */
+int	tlsx_gather(SSL *ssl, struct buf *wire, size_t max);
 /* Drain OpenSSL's error queue into out (the earliest error, which is the
  * cause). Returns out. */
 const char *tlsx_errstr(char *out, size_t outlen);

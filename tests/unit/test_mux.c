@@ -62,15 +62,19 @@ test_hdr_hostile(void **state)
 	size_t i;
 
 	(void)state;
-	/* Flags must be 0 for every type, even with an otherwise good
-	 * header. */
+	/* The only flag is BLOCKED, on DATA only; any other is refused,
+	 * even with an otherwise good header. */
 	for (t = MUX_OPEN; t <= MUX_PONG; t++) {
 		uint32_t sid = t == MUX_PING || t == MUX_PONG ? 0 : 1;
 		uint16_t len = t == MUX_CREDIT ? 4 : t == MUX_PING ||
 		    t == MUX_PONG ? 8 : t == MUX_DATA ? 1 : 0;
 
 		assert_int_equal(dec(sid, t, 0, len, &h), 0);
-		assert_int_equal(dec(sid, t, 1, len, &h), -1);
+		assert_int_equal(h.flags, 0);
+		assert_int_equal(dec(sid, t, MUX_F_BLOCKED, len, &h),
+		    t == MUX_DATA ? 0 : -1);
+		assert_int_equal(dec(sid, t, 2, len, &h), -1);
+		assert_int_equal(dec(sid, t, MUX_F_BLOCKED | 2, len, &h), -1);
 		assert_int_equal(dec(sid, t, 0x80, len, &h), -1);
 		assert_int_equal(dec(sid, t, 0xff, len, &h), -1);
 		/* Stream 0 is for PING and PONG only, and they only use it. */
@@ -226,6 +230,7 @@ static struct ctx {
 	int		 nopen;		/* open() calls */
 	int		 seq;
 	size_t		 max_out;	/* largest stream out buffer seen */
+	uint32_t	 max_win;	/* largest stream window seen */
 	int		 credit_zero;	/* a stream ran out of credit */
 	size_t		 max_tx;
 	uint64_t	 iter;
@@ -512,12 +517,16 @@ check_stream(const struct mux_stream *s)
 {
 	if (s == NULL)
 		return;
-	assert_true(s->out.size <= MUX_WINDOW + MUX_PRIME_MAX);
-	assert_true(buf_len(&s->out) <= MUX_WINDOW + s->prime);
-	assert_true(s->inflight <= MUX_WINDOW);
-	assert_true(s->credit <= MUX_WINDOW);
+	assert_true(s->win >= MUX_WINDOW && s->win <= MUX_WINDOW_MAX);
+	assert_true(s->out.size <= s->win + MUX_PRIME_MAX);
+	assert_true(buf_len(&s->out) <= s->win + s->prime);
+	assert_true(s->inflight <= s->win);
+	assert_true(s->credit <= MUX_WINDOW_MAX);
+	assert_true(mux_grown() <= MUX_GROW_BUDGET);
 	if (s->out.size > C.max_out)
 		C.max_out = s->out.size;
+	if (s->win > C.max_win)
+		C.max_win = s->win;
 	if (s->credit == 0)
 		C.credit_zero = 1;
 }
@@ -717,7 +726,7 @@ test_bulk(void **state)
 	assert_true(a->end.eof);
 	assert_true(b->end.eof);
 	assert_true(C.credit_zero);
-	assert_true(C.max_out > 0 && C.max_out <= MUX_WINDOW + MUX_PRIME_MAX);
+	assert_true(C.max_out > 0 && C.max_out <= MUX_WINDOW_MAX + MUX_PRIME_MAX);
 	assert_true(C.max_tx <= 2 * MUX_TX_SOFT);
 	assert_int_equal(C.a.nlost, 0);
 	assert_int_equal(C.b.nlost, 0);
@@ -964,13 +973,14 @@ struct raw {
 static struct raw R;
 
 static void
-raw_send(uint32_t sid, uint8_t type, const void *p, size_t n)
+raw_send_f(uint32_t sid, uint8_t type, uint8_t flags, const void *p, size_t n)
 {
 	uint8_t f[MUX_HDR + 65536];
 	size_t off = 0;
 	ssize_t w;
 
 	mux_hdr_encode(f, sid, type, (uint16_t)n);
+	f[5] = flags;
 	if (n > 0)
 		memcpy(f + MUX_HDR, p, n);
 	while (off < MUX_HDR + n) {
@@ -982,6 +992,12 @@ raw_send(uint32_t sid, uint8_t type, const void *p, size_t n)
 			turn(1);
 		}
 	}
+}
+
+static void
+raw_send(uint32_t sid, uint8_t type, const void *p, size_t n)
+{
+	raw_send_f(sid, type, 0, p, n);
 }
 
 static void
@@ -1166,6 +1182,210 @@ test_raw_credit_honoured(void **state)
 	raw_end();
 }
 
+/* Credit for stream sid in the frames read so far. */
+static uint64_t
+raw_credits(uint32_t sid)
+{
+	struct mux_hdr h;
+	uint8_t v[4];
+	uint64_t n = 0;
+
+	while (raw_take(MUX_CREDIT, &h, v)) {
+		assert_int_equal(h.sid, sid);
+		n += (uint32_t)v[0] << 24 | (uint32_t)v[1] << 16 |
+		    (uint32_t)v[2] << 8 | v[3];
+	}
+	return n;
+}
+
+/* n bytes for sid, the last frame marked BLOCKED. */
+static void
+raw_data_blocked(uint32_t sid, size_t n)
+{
+	uint8_t p[MUX_DATA_MAX];
+
+	memset(p, 'd', sizeof(p));
+	raw_data(sid, n - MUX_DATA_MAX);
+	raw_send_f(sid, MUX_DATA, MUX_F_BLOCKED, p, sizeof(p));
+}
+
+/* Keep streams 1..n sending within their credit (got[i] credit taken,
+ * sent[i] bytes sent beyond the first window) until done() says so. */
+static void
+raw_keep_sending(int n, uint64_t *got, uint64_t *sent, int (*done)(void))
+{
+	uint64_t dl = ev_now_update() + DEADLINE_MS;
+	struct mux_hdr h;
+	uint8_t v[4];
+	int i;
+
+	while (!done()) {
+		assert_true(ev_now() < dl);
+		turn(1);
+		while (raw_take(MUX_CREDIT, &h, v)) {
+			assert_true(h.sid >= 1 && h.sid <= (uint32_t)n);
+			got[h.sid - 1] += (uint32_t)v[0] << 24 |
+			    (uint32_t)v[1] << 16 | (uint32_t)v[2] << 8 | v[3];
+		}
+		for (i = 0; i < n; i++) {
+			uint64_t k = got[i] - sent[i];
+
+			if (k > 4096)
+				k = 4096;
+			if (k > 0) {
+				raw_data((uint32_t)i + 1, (size_t)k);
+				sent[i] += k;
+			}
+		}
+		assert_int_equal(C.b.nlost, 0);
+	}
+}
+
+static int
+grew_one(void)
+{
+	return C.tb[0].s != NULL && C.tb[0].s->win > MUX_WINDOW;
+}
+
+/* A sender out of credit (BLOCKED) to a receiver whose socket keeps up
+ * gets its window doubled at the next credit, and may then have the
+ * doubled window in flight; the growth goes back to the budget when the
+ * stream ends. Without the mark, the window stays (test_raw_credit_honoured). */
+static void
+test_raw_window_grows(void **state)
+{
+	uint64_t got[1] = { 0 }, sent[1] = { 0 };
+
+	(void)state;
+	raw_start(0, 1);
+	C.b_shut = 0;
+	raw_open(1);
+	raw_data_blocked(1, MUX_WINDOW);
+	raw_keep_sending(1, got, sent, grew_one);
+	assert_int_equal(C.tb[0].s->win, 2 * MUX_WINDOW);
+	assert_int_equal(mux_grown(), MUX_WINDOW);
+	/* Take the credit that came with it, and send all of it at once. */
+	raw_sync(1);
+	got[0] += raw_credits(1);
+	assert_true(got[0] > MUX_WINDOW);
+	raw_data(1, (size_t)(got[0] - sent[0]));
+	raw_sync(2);
+	assert_int_equal(C.b.nlost, 0);
+	raw_end();
+	assert_int_equal(mux_grown(), 0);
+}
+
+/* A receiver whose socket is behind when the sender runs out of credit
+ * keeps the window as it is: the socket, not the window, is the limit. */
+static void
+test_raw_window_behind(void **state)
+{
+	(void)state;
+	raw_start(0, 1);
+	C.b_shut = 0;
+	C.b_tcp = 1;
+	C.b_small = 1;
+	raw_open(1);
+	raw_sync(1);
+	assert_non_null(C.tb[0].s);
+	C.tb[0].end.noread = 1;
+	raw_data(1, MUX_WINDOW / 2);
+	raw_sync(2);
+	assert_true(buf_len(&C.tb[0].s->out) > 0);
+	raw_data_blocked(1, MUX_WINDOW / 2);	/* the rest, BLOCKED last */
+	raw_sync(3);
+	C.tb[0].end.noread = 0;
+	WAIT(buf_len(&C.tb[0].s->out) == 0 && C.tb[0].end.rcvd +
+	    C.tb[0].end.prime_got >= MUX_WINDOW);
+	raw_sync(4);
+	assert_int_equal(C.tb[0].s->win, MUX_WINDOW);
+	assert_true(raw_credits(1) <= MUX_WINDOW);
+	assert_int_equal(mux_grown(), 0);
+	raw_end();
+}
+
+static int
+grew_either(void)
+{
+	return C.tb[0].s != NULL && C.tb[1].s != NULL &&
+	    C.tb[0].s->win + C.tb[1].s->win > 2 * MUX_WINDOW &&
+	    !C.tb[0].s->blocked && !C.tb[1].s->blocked;
+}
+
+/* Growth stops at the budget: of two streams that ask, one grows. */
+static void
+test_raw_window_budget(void **state)
+{
+	uint64_t got[2] = { 0, 0 }, sent[2] = { 0, 0 };
+
+	(void)state;
+	mux_set_grow_budget(MUX_WINDOW);
+	raw_start(0, 2);
+	C.b_shut = 0;
+	raw_open(1);
+	raw_open(2);
+	raw_data_blocked(1, MUX_WINDOW);
+	raw_data_blocked(2, MUX_WINDOW);
+	raw_keep_sending(2, got, sent, grew_either);
+	assert_int_equal(mux_grown(), MUX_WINDOW);
+	assert_int_equal(C.tb[0].s->win + C.tb[1].s->win, 3 * MUX_WINDOW);
+	raw_end();
+	assert_int_equal(mux_grown(), 0);
+	mux_set_grow_budget(MUX_GROW_BUDGET);
+}
+
+/* The opener marks the DATA frame that spends its last credit, and only
+ * that one; it honours credit up to the largest window, and a peer that
+ * credits beyond that loses the link. */
+static void
+test_raw_blocked_marked(void **state)
+{
+	const uint32_t max = MUX_WINDOW_MAX - MUX_WINDOW;
+	uint8_t big[4] = { (uint8_t)(max >> 24), (uint8_t)(max >> 16),
+	    (uint8_t)(max >> 8), (uint8_t)max }, one[4] = { 0, 0, 0, 1 };
+	struct mux_hdr h;
+	uint64_t got = 0, marked = 0;
+	int i;
+
+	(void)state;
+	raw_start(1, 1);
+	a_open(0, 64 * MIB);
+	C.ta[0].end.shut_after = 0;
+	WAIT(raw_take(MUX_OPEN, &h, NULL));
+	for (i = 0; i < 2; i++) {
+		uint64_t want = i == 0 ? MUX_WINDOW : max;
+
+		while (got < want) {
+			WAIT(raw_take(MUX_DATA, &h, NULL));
+			got += h.len;
+			if (h.flags & MUX_F_BLOCKED) {
+				assert_int_equal(got, want);
+				marked++;
+			}
+		}
+		assert_int_equal(marked, (uint64_t)i + 1);
+		turn(20);
+		assert_false(raw_take(MUX_DATA, &h, NULL));
+		/* Grow to the largest window: credit the first window
+		 * back, and what it may grow by. */
+		if (i == 0) {
+			raw_send(1, MUX_CREDIT, big, 4);
+			got = 0;
+		}
+	}
+	/* Credit to the largest window, and one byte more (both handled
+	 * before the stream can spend any). */
+	big[0] = (uint8_t)(MUX_WINDOW_MAX >> 24);
+	big[1] = (uint8_t)(MUX_WINDOW_MAX >> 16);
+	big[2] = (uint8_t)(MUX_WINDOW_MAX >> 8);
+	big[3] = (uint8_t)MUX_WINDOW_MAX;
+	raw_send(1, MUX_CREDIT, big, 4);
+	raw_send(1, MUX_CREDIT, one, 4);
+	WAIT(a_lost());
+	assert_string_equal(C.a.why, "mux CREDIT beyond the window");
+	raw_end();
+}
+
 /* Frames for a stream never opened lose the link. */
 static void
 test_raw_never_opened(void **state)
@@ -1242,10 +1462,13 @@ test_raw_protocol(void **state)
 		{ "credit over", "mux CREDIT beyond the window" },
 		{ "credit 0", "mux CREDIT beyond the window" },
 		{ "refuse", "mux REFUSE from the opener" },
-		{ "bad header", "mux frame flags not 0" },
+		{ "bad header", "mux frame flags unknown" },
 		{ "bad type", "unknown mux frame type" },
 	};
-	uint8_t c[4] = { 0, 0, 0, 1 }, z[4] = { 0 };
+	/* Credit beyond the largest window a stream may have. */
+	uint32_t over = MUX_WINDOW_MAX - MUX_WINDOW + 1;
+	uint8_t c[4] = { (uint8_t)(over >> 24), (uint8_t)(over >> 16),
+	    (uint8_t)(over >> 8), (uint8_t)over }, z[4] = { 0 };
 	uint8_t hdr[MUX_HDR];
 	size_t i;
 
@@ -1305,7 +1528,9 @@ test_raw_protocol(void **state)
 static void
 test_raw_acceptor(void **state)
 {
-	uint8_t c[4] = { 0, 0, 0, 1 };
+	uint32_t over = MUX_WINDOW_MAX - MUX_WINDOW + 1;
+	uint8_t c[4] = { (uint8_t)(over >> 24), (uint8_t)(over >> 16),
+	    (uint8_t)(over >> 8), (uint8_t)over };
 	struct mux_hdr h;
 	int i;
 
@@ -1605,6 +1830,10 @@ main(void)
 		cmocka_unit_test(test_close_when_idle),
 		cmocka_unit_test(test_raw_credit),
 		cmocka_unit_test(test_raw_credit_honoured),
+		cmocka_unit_test(test_raw_window_grows),
+		cmocka_unit_test(test_raw_window_behind),
+		cmocka_unit_test(test_raw_window_budget),
+		cmocka_unit_test(test_raw_blocked_marked),
 		cmocka_unit_test(test_raw_never_opened),
 		cmocka_unit_test(test_raw_ended),
 		cmocka_unit_test(test_raw_protocol),
@@ -1617,5 +1846,8 @@ main(void)
 		cmocka_unit_test(test_no_spin_rst),
 	};
 
+	/* MUX_TEST=name runs one test (debugging). */
+	if (getenv("MUX_TEST") != NULL)
+		cmocka_set_test_filter(getenv("MUX_TEST"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
