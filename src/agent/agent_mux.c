@@ -151,8 +151,8 @@ amux_frame(struct fconn *fc, struct msg *m)
 	}
 	l->state = AM_UP;
 	edge_pool_ok(l->e);
-	log_info("edge %s: multiplexed data link up (%s)", l->e->ce->str,
-	    tlsx_link_mode(ssl));
+	log_info("edge %s: multiplexed data link up (%s, %s)", l->e->ce->str,
+	    tlsx_link_mode(ssl), SSL_get_cipher_name(ssl));
 	return -1;
 }
 

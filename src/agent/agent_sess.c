@@ -442,6 +442,8 @@ link_start(struct fconn *fc, int fd, int plain, int ktls, const char *host,
 		}
 		if (ktls)
 			tlsx_data_link(ssl);
+		else
+			tlsx_bulk(ssl);
 	}
 	if (fconn_start(fc, fd, ssl, ops, owner) == -1) {
 		SSL_free(ssl);

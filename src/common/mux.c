@@ -22,15 +22,15 @@
  * a run of DATA frames for one stream goes to its socket with one system
  * call (up to RUN_MAX frames). RX_FILL stays under MUX_WINDOW: the
  * sender waits for credit for what is held here. */
-#define RX_FILL		(128 * 1024)
+#define RX_FILL		(512 * 1024)
 #define RX_SIZE		(RX_FILL + MUX_HDR + MUX_DATA_MAX)
-#define RUN_MAX		16
+#define RUN_MAX		32
 /* DATA frames read from a stream's socket per system call. */
-#define READ_SLOTS	16
+#define READ_SLOTS	32
 #define TX_INIT		(64 * 1024)
 /* Gathered TLS records: encrypt tx while wire holds less than WIRE_FILL,
  * WIRE_CHUNK of it per SSL_write. */
-#define WIRE_FILL	(256 * 1024)
+#define WIRE_FILL	(512 * 1024)
 #define WIRE_CHUNK	(64 * 1024)
 #define WIRE_MAX	(WIRE_FILL + 2 * WIRE_CHUNK)
 
@@ -1023,7 +1023,7 @@ mux_start(struct mux *m, int fd, SSL *ssl, int opener, struct buf *pending,
 	 * greeting, whose reads must stop at its end). */
 	if (ssl != NULL) {
 		SSL_set_read_ahead(ssl, 1);
-		SSL_set_default_read_buffer_len(ssl, 64 * 1024);
+		SSL_set_default_read_buffer_len(ssl, 256 * 1024);
 	}
 	/* OpenSSL may hold bytes that came with the greeting. */
 	if (ssl != NULL && SSL_has_pending(ssl))

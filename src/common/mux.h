@@ -55,7 +55,7 @@
  * window per round trip through both event loops and TLS, so this sets
  * one stream's speed: 256 KiB, as yamux and HTTP/2 implementations use. */
 #define MUX_WINDOW	(256 * 1024)	/* a stream's first window */
-#define MUX_WINDOW_MAX	(1024 * 1024)	/* grown, at most */
+#define MUX_WINDOW_MAX	(2 * 1024 * 1024)	/* grown, at most */
 #define MUX_GROW_BUDGET	(64 * 1024 * 1024)	/* growth, all streams */
 #define MUX_PRIME_MAX	1024		/* a PROXY header before the data */
 #define MUX_TX_SOFT	(256 * 1024)	/* stop reading streams beyond */

@@ -25,9 +25,13 @@ SSL_CTX	*tlsx_client_ctx(const char *cert, const char *key, const char *ca,
 SSL	*tlsx_new(SSL_CTX *ctx, int fd, int server, const char *host);
 /* Free the client's session cache (at exit). */
 void	tlsx_cleanup(void);
-/* Mark ssl (before its handshake) as a data link: kernel TLS is asked
- * for, so that a relay can splice through it where the kernel has the
- * tls ULP; elsewhere OpenSSL quietly keeps the record layer. */
+/* Before the handshake of a connection that carries bulk data: prefer
+ * TLS_AES_128_GCM_SHA256 (the control channel keeps OpenSSL's order). */
+void	tlsx_bulk(SSL *ssl);
+/* Mark ssl (before its handshake) as a data link (tlsx_bulk too): kernel
+ * TLS is asked for, so that a relay can splice through it where the
+ * kernel has the tls ULP; elsewhere OpenSSL quietly keeps the record
+ * layer. */
 void	tlsx_data_link(SSL *ssl);
 /* After the handshake: "ktls" (both directions in the kernel), "ktls-tx"
  * or "ktls-rx" (one), or "tls" (none). */

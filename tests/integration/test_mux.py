@@ -156,6 +156,15 @@ def test_sessions_share_two_links(mux_gw):
     assert edge.proc.count("multiplexed data link of agent agent1", emark) == 0
 
 
+def test_links_prefer_aes128_gcm(mux_gw):
+    """Data links negotiate TLS_AES_128_GCM_SHA256, the cheapest TLS 1.3
+    cipher where AES is in hardware, and the agent says so per link."""
+    edge, agent, port, hs = mux_gw
+    ups = agent.proc.find("multiplexed data link up")
+    assert len(ups) >= 2, ups
+    assert all("(tls, TLS_AES_128_GCM_SHA256)" in ln for ln in ups), ups
+
+
 def test_slow_reader_does_not_stall_the_link(tmp_path, pki):
     """A client that stops reading a 64 MiB download holds back only its
     own stream (credit), so the edge's memory stays bounded and other
