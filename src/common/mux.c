@@ -275,9 +275,9 @@ link_put(struct mux *m, size_t n)
 		link_fail(m, eof ? "peer closed" : err);
 		return -1;
 	}
-	/* Gathering, only a full wire stops SSL_write; an empty one that
-	 * still cannot take a record is out of memory. */
-	if (m->gather && buf_len(&m->wire) == 0) {
+	/* Gathering, only a full wire makes SSL_write wait to write; an
+	 * empty one that still cannot take a record is out of memory. */
+	if (m->gather && want == EPOLLOUT && buf_len(&m->wire) == 0) {
 		link_fail(m, "out of memory");
 		return -1;
 	}
