@@ -190,7 +190,11 @@ def test_slow_reader_does_not_stall_the_link(tmp_path, pki):
         assert _hash_session(hport, payload) == \
             hashlib.sha256(payload).digest()
     grown = _rss_kib(edge.proc.pid) - rss0
-    assert grown < 16 * 1024, f"edge grew by {grown} KiB with a stuck stream"
+    # Far below the 64 MiB held back. Under ASan, freed buffers wait in
+    # its quarantine and still count in RSS, hence the looser bound.
+    bound = 48 if "sanitizer build" in edge.proc.log() else 16
+    assert grown < bound * 1024, \
+        f"edge grew by {grown} KiB with a stuck stream"
     got = bytearray(first)
     while True:
         b = slow.recv(1 << 20)
