@@ -13,6 +13,7 @@
 
 static const char *log_prog = "sallyport";
 static int log_level = LOG_INFO;
+static pid_t log_pid;		/* 0: not known yet (or after a fork) */
 
 static const char *const log_names[] = { "error", "warn", "info", "debug" };
 
@@ -21,6 +22,13 @@ log_init(const char *progname, int verbosity)
 {
 	log_prog = progname;
 	log_level = LOG_INFO + verbosity;
+	log_pid = 0;
+}
+
+void
+log_forked(void)
+{
+	log_pid = 0;
 }
 
 static void log_vmsg(int level, const char *fmt, va_list ap)
@@ -37,13 +45,16 @@ log_vmsg(int level, const char *fmt, va_list ap)
 
 	if (level > log_level)
 		return;
+	/* One system call less per line: sessions log several. */
+	if (log_pid == 0)
+		log_pid = getpid();
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
 	r = snprintf(line, sizeof(line),
 	    "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%ld]: %s: ",
 	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 	    tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000), log_prog,
-	    (long)getpid(), log_names[level < 0 ? 0 : level > 3 ? 3 : level]);
+	    (long)log_pid, log_names[level < 0 ? 0 : level > 3 ? 3 : level]);
 	if (r < 0)
 		return;
 	n = (size_t)r < sizeof(line) ? (size_t)r : sizeof(line) - 1;

@@ -5,6 +5,8 @@
 enum { LOG_ERR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 void log_init(const char *progname, int verbosity);
+/* In a child after fork(): its records name its own pid. */
+void log_forked(void);
 void log_msg(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Log and exit(1): for broken invariants and start-up failures only. */

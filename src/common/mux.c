@@ -1158,10 +1158,10 @@ mux_stream_attach(struct mux_stream *s, int fd, struct buf *prime)
 	if (prime != NULL)
 		buf_free(prime);
 	stream_write(s);
-	if (!s->ended) {
-		stream_read(s);
+	/* The socket was just connected: it is read once epoll says so,
+	 * not tried now (a system call that would find nothing). */
+	if (!s->ended)
 		stream_update(s);
-	}
 	link_flush(m);
 	if (s->ended) {
 		stream_settle(s);

@@ -162,6 +162,7 @@ keyproc_start(SSL_CTX *ctx, const char *keyfile, const struct sandbox_conf *sc,
 		return -1;
 	}
 	if (pid == 0) {
+		log_forked();
 		close(sv[0]);
 		kp_serve(sv[1], keyfile, cert, sc);
 	}

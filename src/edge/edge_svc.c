@@ -217,13 +217,10 @@ edge_accept(int lfd, struct net_addr *peer, const char *what)
 
 	if (accept_paused(ev_now()))
 		return -1;
-	if ((fd = net_accept(lfd, peer)) != -1) {
-		/* Small frames and replies go out at once, not after the
-		 * ACK of the last (Nagle): set-up latency is a round trip
-		 * or two of them. The agent's dialler does the same. */
-		(void)net_set_nodelay(fd);
+	/* net_accept turns Nagle off: small frames and replies go out
+	 * at once (set-up latency is a round trip or two of them). */
+	if ((fd = net_accept(lfd, peer)) != -1)
 		return fd;
-	}
 	if (errno == EMFILE || errno == ENFILE) {
 		lim_hit(LIM_FDS, "%s: accept: %s", what, strerror(errno));
 		accept_pause(ev_now());
