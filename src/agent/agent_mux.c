@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
 
@@ -29,10 +30,10 @@ struct amux {
 	struct mux	 mux;
 	uint8_t		 token[FRAME_SECRET];
 	uint64_t	 deadline;
-	struct amux	*prev, *next;
+	LIST_ENTRY(amux) entry;
 };
 
-static struct amux *links;
+static LIST_HEAD(, amux) links = LIST_HEAD_INITIALIZER(links);
 
 static int amux_ready(struct fconn *fc);
 static int amux_frame(struct fconn *fc, struct msg *m);
@@ -66,12 +67,7 @@ amux_free(struct amux *l, const char *why, int failed)
 		fconn_close(&l->fc);
 	else if (l->state == AM_UP)
 		mux_free(&l->mux);
-	if (l->prev != NULL)
-		l->prev->next = l->next;
-	else
-		links = l->next;
-	if (l->next != NULL)
-		l->next->prev = l->prev;
+	LIST_REMOVE(l, entry);
 	OPENSSL_cleanse(l->token, sizeof(l->token));
 	free(l);
 }
@@ -195,10 +191,7 @@ amux_open(struct aedge *e, const uint8_t *token)
 	e->pool_links++;
 	l->deadline = ev_now() + agent_cfg.connect_timeout_ms;
 	memcpy(l->token, token, sizeof(l->token));
-	l->next = links;
-	if (links != NULL)
-		links->prev = l;
-	links = l;
+	LIST_INSERT_HEAD(&links, l, entry);
 	if (dial_start(&l->dial, &e->addr, amux_dialled, l) == -1)
 		amux_free(l, strerror(errno), 1);
 }
@@ -208,8 +201,8 @@ amux_edge_lost(struct aedge *e)
 {
 	struct amux *l, *next;
 
-	for (l = links; l != NULL; l = next) {
-		next = l->next;
+	for (l = LIST_FIRST(&links); l != NULL; l = next) {
+		next = LIST_NEXT(l, entry);
 		if (l->e != e)
 			continue;
 		if (l->state != AM_UP) {
@@ -227,8 +220,8 @@ amux_tick(uint64_t now)
 {
 	struct amux *l, *next;
 
-	for (l = links; l != NULL; l = next) {
-		next = l->next;
+	for (l = LIST_FIRST(&links); l != NULL; l = next) {
+		next = LIST_NEXT(l, entry);
 		if (l->state == AM_UP)
 			(void)mux_tick(&l->mux, now);	/* may free l */
 		else if (now > l->deadline)
@@ -239,8 +232,8 @@ amux_tick(uint64_t now)
 void
 amux_stop(void)
 {
-	while (links != NULL)
-		amux_free(links, NULL, 0);
+	while (!LIST_EMPTY(&links))
+		amux_free(LIST_FIRST(&links), NULL, 0);
 }
 
 size_t
@@ -250,7 +243,7 @@ amux_count(const struct aedge *e, uint64_t *streams)
 	size_t n = 0;
 
 	*streams = 0;
-	for (l = links; l != NULL; l = l->next)
+	LIST_FOREACH(l, &links, entry)
 		if (l->e == e && l->state == AM_UP) {
 			n++;
 			*streams += l->mux.nstreams;

@@ -16,29 +16,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 struct emux {
 	struct mux	 mux;
 	struct econn	*agent;		/* NULL once its control channel went */
 	char		 peer[NET_ADDRSTR];
 	char		 name[MSG_NAME_MAX];
-	struct emux	*prev, *next;
+	LIST_ENTRY(emux) entry;
 };
 
-static struct emux *links;
+static LIST_HEAD(, emux) links = LIST_HEAD_INITIALIZER(links);
 static uint64_t nlinks;
 static uint64_t links_total;
 
 static void
 emux_unlink(struct emux *l)
 {
-	if (l->prev != NULL)
-		l->prev->next = l->next;
-	else
-		links = l->next;
-	if (l->next != NULL)
-		l->next->prev = l->prev;
-	l->prev = l->next = NULL;
+	LIST_REMOVE(l, entry);
 	if (l->agent != NULL && l->agent->nmux > 0)
 		l->agent->nmux--;
 	l->agent = NULL;
@@ -107,10 +102,7 @@ emux_start(struct econn *link, struct econn *agent)
 	}
 	l->agent = agent;
 	agent->nmux++;
-	l->next = links;
-	if (links != NULL)
-		links->prev = l;
-	links = l;
+	LIST_INSERT_HEAD(&links, l, entry);
 	nlinks++;
 	links_total++;
 	log_info("multiplexed data link of agent %s from %s up (%llu for it)",
@@ -124,7 +116,7 @@ emux_pick(struct econn *agent)
 
 	if (agent->nmux == 0)
 		return NULL;
-	for (l = links; l != NULL; l = l->next)
+	LIST_FOREACH(l, &links, entry)
 		if (l->agent == agent && !l->mux.failed && !l->mux.closing &&
 		    (best == NULL || l->mux.nstreams < best->mux.nstreams))
 			best = l;
@@ -150,7 +142,7 @@ emux_agent_lost(struct econn *agent)
 {
 	struct emux *l;
 
-	for (l = links; l != NULL; l = l->next)
+	LIST_FOREACH(l, &links, entry)
 		if (l->agent == agent) {
 			l->agent = NULL;
 			mux_close_when_idle(&l->mux);
@@ -163,8 +155,8 @@ emux_tick(uint64_t now)
 {
 	struct emux *l, *next;
 
-	for (l = links; l != NULL; l = next) {
-		next = l->next;
+	for (l = LIST_FIRST(&links); l != NULL; l = next) {
+		next = LIST_NEXT(l, entry);
 		(void)mux_tick(&l->mux, now);	/* may free l */
 	}
 }
@@ -174,7 +166,7 @@ emux_shutdown(void)
 {
 	struct emux *l;
 
-	while ((l = links) != NULL) {
+	while ((l = LIST_FIRST(&links)) != NULL) {
 		emux_unlink(l);
 		mux_free(&l->mux);
 		free(l);
@@ -187,7 +179,7 @@ emux_stats(char *out, size_t outlen)
 	struct emux *l;
 	uint64_t nstreams = 0;
 
-	for (l = links; l != NULL; l = l->next)
+	LIST_FOREACH(l, &links, entry)
 		nstreams += l->mux.nstreams;
 	(void)stats_append(out, outlen, "mux_links", nlinks);
 	(void)stats_append(out, outlen, "mux_links_total", links_total);
