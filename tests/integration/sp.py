@@ -904,20 +904,13 @@ def metric(parsed, name, **labels):
     return parsed.get((name, frozenset(labels.items())))
 
 
-class ByteServer:
-    """A TCP backend on a free loopback port: reads until the client
-    half-closes, then sends `reply` bytes and closes. Records bytes read
-    per connection."""
+class ThreadedServer:
+    """A TCP backend on a free loopback port that serves each connection
+    in a thread of its own: subclasses define _serve(conn)."""
 
-    def __init__(self, reply):
-        self.reply = reply
-        self.port = free_port()
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((LOOPBACK, self.port))
-        self.lsock.listen(64)
-        self.received = []
-        self.lock = threading.Lock()
+    def __init__(self):
+        self.lsock = socket.create_server((LOOPBACK, 0), backlog=128)
+        self.port = self.lsock.getsockname()[1]
         threading.Thread(target=self._loop, daemon=True).start()
 
     def _loop(self):
@@ -927,6 +920,26 @@ class ByteServer:
             except OSError:
                 return
             threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        raise NotImplementedError
+
+    def close(self):
+        try:
+            self.lsock.close()
+        except OSError:
+            pass
+
+
+class ByteServer(ThreadedServer):
+    """Reads until the client half-closes, then sends `reply` bytes and
+    closes. Records bytes read per connection."""
+
+    def __init__(self, reply):
+        self.reply = reply
+        self.received = []
+        self.lock = threading.Lock()
+        super().__init__()
 
     def _serve(self, c):
         n = 0
@@ -945,12 +958,6 @@ class ByteServer:
             pass
         finally:
             c.close()
-
-    def close(self):
-        try:
-            self.lsock.close()
-        except OSError:
-            pass
 
 
 def byte_session(port, payload, timeout=20):

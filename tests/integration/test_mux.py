@@ -21,27 +21,7 @@ from sp import LOOPBACK
 MiB = 1024 * 1024
 
 
-class _Server:
-    """A loopback backend serving each connection in a thread (_serve)."""
-
-    def __init__(self):
-        self.lsock = socket.create_server((LOOPBACK, 0), backlog=128)
-        self.port = self.lsock.getsockname()[1]
-        threading.Thread(target=self._loop, daemon=True).start()
-
-    def _loop(self):
-        while True:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def close(self):
-        self.lsock.close()
-
-
-class HashServer(_Server):
+class HashServer(sp.ThreadedServer):
     """Backend: reads until the client half-closes, then answers with the
     SHA-256 of what it read, followed by `extra` bytes, and closes."""
 
@@ -66,7 +46,7 @@ class HashServer(_Server):
             c.close()
 
 
-class PushServer(_Server):
+class PushServer(sp.ThreadedServer):
     """Backend: on connect sends `data` (then closes cleanly, or with a
     reset when `reset`), without reading."""
 
