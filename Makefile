@@ -1,7 +1,9 @@
 # sallyport build. `make` builds build/sallyport-edge, build/sallyport-agent
-# and build/sallyportctl. Targets: all, test, unit, integration, demo, deps,
-# fuzz, check-banned, clean, install (PREFIX=/usr/local, DESTDIR=), bench.
-# SAN=asan builds with AddressSanitizer+UBSan into build-asan/.
+# and build/sallyportctl. Targets: all, test, unit, unit-tsan, integration,
+# demo, deps, fuzz, check-banned, clean, install (PREFIX=/usr/local,
+# DESTDIR=), bench.
+# SAN=asan builds with AddressSanitizer+UBSan into build-asan/, SAN=tsan
+# with ThreadSanitizer into build-tsan/ (unit-tsan: the relay threads).
 
 CC      ?= cc
 PREFIX  ?= /usr/local
@@ -22,6 +24,10 @@ ifeq ($(SAN),asan)
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined
 endif
+ifeq ($(SAN),tsan)
+CFLAGS  += -fsanitize=thread -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=thread
+endif
 
 LIBSSL  = -lssl -lcrypto
 LIBINI  = -linih
@@ -32,8 +38,8 @@ LIBCURL = -lcurl -ljansson
 
 COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
           src/common/net.c src/common/tlsx.c src/common/fconn.c src/common/relay.c \
-          src/common/stats.c src/common/outpol.c src/common/cidr.c src/common/proxy.c \
-          src/common/plink.c src/common/mux.c
+          src/common/relay_mt.c src/common/stats.c src/common/outpol.c \
+          src/common/cidr.c src/common/proxy.c src/common/plink.c src/common/mux.c
 EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_svc.c \
           src/edge/edge_limit.c src/edge/edge_sandbox.c src/edge/edge_keyproc.c \
           src/edge/edge_notify.c src/edge/edge_out.c src/edge/edge_policy.c \
@@ -56,7 +62,7 @@ UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki \
           $(BUILD)/test_plink
 UNITS  += $(BUILD)/test_proxy $(BUILD)/test_cidr
 UNITS  += $(BUILD)/test_ftp
-UNITS  += $(BUILD)/test_mux
+UNITS  += $(BUILD)/test_mux $(BUILD)/test_relay
 
 all: $(PROGS)
 
@@ -114,7 +120,10 @@ $(BUILD)/test_outpol: $(BUILD)/obj/tests/test_outpol.o $(call obj,src/common/out
 $(BUILD)/test_plink: $(BUILD)/obj/tests/test_plink.o $(call obj,src/common/plink.c src/common/frame.c src/common/buf.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
-$(BUILD)/test_mux: $(BUILD)/obj/tests/test_mux.o $(call obj,src/common/mux.c src/common/relay.c src/common/buf.c src/common/ev.c src/common/log.c src/common/tlsx.c src/common/net.c)
+$(BUILD)/test_mux: $(BUILD)/obj/tests/test_mux.o $(call obj,src/common/mux.c src/common/relay.c src/common/relay_mt.c src/common/buf.c src/common/ev.c src/common/log.c src/common/tlsx.c src/common/net.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBSSL)
+
+$(BUILD)/test_relay: $(BUILD)/obj/tests/test_relay.o $(call obj,src/common/relay.c src/common/relay_mt.c src/common/buf.c src/common/ev.c src/common/log.c src/common/tlsx.c src/common/net.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBSSL)
 
 $(BUILD)/test_ftp: $(BUILD)/obj/tests/test_ftp.o $(call obj,src/common/ftp.c)
@@ -155,7 +164,7 @@ FUZZ_SRC_proxy = src/common/proxy.c
 FUZZERS += cidr
 FUZZ_SRC_cidr = src/common/cidr.c
 FUZZERS += mux
-FUZZ_SRC_mux = src/common/mux.c src/common/relay.c src/common/buf.c src/common/ev.c \
+FUZZ_SRC_mux = src/common/mux.c src/common/relay.c src/common/relay_mt.c src/common/buf.c src/common/ev.c \
           src/common/log.c src/common/tlsx.c src/common/net.c
 FUZZ_LIBS_mux = $(LIBSSL)
 
@@ -192,14 +201,20 @@ deps:
 unit: $(UNITS)
 	@set -e; for t in $(UNITS); do echo "== $$t"; $$t; done
 
+# The relay threads' unit test again under ThreadSanitizer.
+unit-tsan:
+	$(MAKE) SAN=tsan build-tsan/test_relay
+	TSAN_OPTIONS=halt_on_error=1 build-tsan/test_relay
+
 integration: $(PROGS) $(BUILD)/spbench
 	SALLYPORT_BUILD=$(BUILD) /usr/bin/python3 -m pytest -v tests/integration
 
-# The whole suite: strict build, banned-function check, unit tests, the
+# The whole suite: strict build, banned-function check, unit tests (the
+# relay threads' also under ThreadSanitizer), the
 # integration tests, the integration tests again under ASan+UBSan, and a
 # short run of every fuzzer.
 test: deps
-	$(MAKE) check-banned all unit
+	$(MAKE) check-banned all unit unit-tsan
 	$(MAKE) integration
 	$(MAKE) SAN=asan all
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
@@ -241,7 +256,7 @@ install: $(PROGS)
 	install -m 0644 man/sallyport-agent.conf.5 $(DESTDIR)$(MANDIR)/man5/
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz
 
-.PHONY: all deps unit integration test demo bench clean fuzz fuzz-smoke check-banned install
+.PHONY: all deps unit unit-tsan integration test demo bench clean fuzz fuzz-smoke check-banned install
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -101,6 +101,8 @@ struct cfg {
 	int		 data_plain;		/* data_link = plain */
 	unsigned	 data_pool;		/* idle data links per edge */
 	unsigned	 data_mux;		/* multiplexed TLS links per edge */
+	uint32_t	 relay_threads;		/* threads for bulk plain relays */
+#define CFG_RELAY_THREADS_AUTO	UINT32_MAX	/* not set: one per CPU */
 	char		 audit_log[PATH_MAX];	/* "" = no audit log */
 	struct cfg_edge	 edges[CFG_MAX_EDGES];
 	size_t		 nedges;

@@ -307,6 +307,8 @@ cfg_agent_key(struct cfg_parse *p, const char *name, const char *value)
 	if (strcmp(name, "data_pool") == 0)
 		return cfg_links(p, &c->data_pool, name, value, CFG_POOL_MAX,
 		    "0 turns the pool off");
+	if (strcmp(name, "relay_threads") == 0)
+		return cfg_uint(p, &c->relay_threads, name, value, RELAY_MT_MAX);
 	return cfg_fail(p, "unknown key '%s' in [agent]", name);
 }
 
@@ -654,6 +656,7 @@ cfg_load(const char *path, struct cfg *c, char *err, size_t errlen)
 	p.c = c;
 	c->connect_timeout_ms = 10000;
 	c->data_pool = CFG_POOL_DEFAULT;
+	c->relay_threads = CFG_RELAY_THREADS_AUTO;
 	c->data_mux = CFG_MUX_DEFAULT;
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	if (gethostname(c->name, sizeof(c->name) - 1) == -1 ||

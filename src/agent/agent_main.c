@@ -142,6 +142,9 @@ main(int argc, char **argv)
 	}
 	if (ev_init() == -1)
 		log_fatal("epoll: %s", strerror(errno));
+	if (relay_threads(agent_cfg.relay_threads == CFG_RELAY_THREADS_AUTO ?
+	    relay_threads_auto() : agent_cfg.relay_threads) == -1)
+		log_fatal("relay threads: %s", strerror(errno));
 	log_info("agent %s starting: %zu edges, %zu services", agent_cfg.name,
 	    agent_cfg.nedges, agent_cfg.nservices);
 	if (agent_cfg.admin_listen[0] != '\0' &&

@@ -305,6 +305,15 @@ render_backends(FILE *f)
 	}
 }
 
+static void
+render_relay(FILE *f)
+{
+	family(f, "sallyport_relay_thread_handoffs_total", "counter",
+	    "Sessions handed from the main loop to a relay thread.");
+	fprintf(f, "sallyport_relay_thread_handoffs_total %llu\n",
+	    (unsigned long long)relay_threads_handoffs());
+}
+
 char *
 metrics_render(size_t *len)
 {
@@ -319,6 +328,7 @@ metrics_render(size_t *len)
 	render_sessions(f);
 	render_edges(f);
 	render_backends(f);
+	render_relay(f);
 	render_edge_stats(f);
 	if (fclose(f) != 0) {
 		free(text);

@@ -475,7 +475,8 @@ aout_relay_done(struct relay *r, int first, const char *err)
 {
 	struct aout *o = r->arg;
 	char reason[300];
-	uint64_t in = r->bytes[0] >= o->prime_len ? r->bytes[0] - o->prime_len : 0;
+	uint64_t in = relay_bytes(r, 0) >= o->prime_len ?
+	    relay_bytes(r, 0) - o->prime_len : 0;
 
 	/* Side 0 is the data link (the destination), side 1 the client. */
 	if (err != NULL)
@@ -484,7 +485,7 @@ aout_relay_done(struct relay *r, int first, const char *err)
 	else
 		snprintf(reason, sizeof(reason), "%s",
 		    first == 0 ? "destination-closed" : "client-closed");
-	uint64_t out = r->bytes[1];
+	uint64_t out = relay_bytes(r, 1);
 
 	relay_free(r, err != NULL);
 	aout_end(o, err != NULL ? "cut" : "ok", SOCKS_OK, out, in, reason);
@@ -675,8 +676,9 @@ out_stop(void)
 	while ((o = outs) != NULL) {
 		if (o->state == AO_RELAY) {
 			struct relay *r = &o->relay;
-			uint64_t out = r->bytes[1], in = r->bytes[0] >= o->prime_len ?
-			    r->bytes[0] - o->prime_len : 0;
+			uint64_t out = relay_bytes(r, 1);
+			uint64_t in = relay_bytes(r, 0) >= o->prime_len ?
+			    relay_bytes(r, 0) - o->prime_len : 0;
 			relay_free(r, 1);
 			aout_end(o, "cut", SOCKS_OK, out, in, "agent-stopping");
 		} else

@@ -92,6 +92,11 @@ keep_fixed(const struct cfg *old, struct cfg *nc, struct reload_result *res)
 		list_add(res->restart, "data_link");
 		nc->data_plain = old->data_plain;
 	}
+	if (old->relay_threads != nc->relay_threads) {
+		/* Started once, with the process. */
+		list_add(res->restart, "relay_threads");
+		nc->relay_threads = old->relay_threads;
+	}
 	if (old->data_mux != nc->data_mux) {
 		/* Chosen per edge when its control channel comes up. */
 		list_add(res->restart, "data_mux");

@@ -266,7 +266,7 @@ asess_log_end(struct asess *s, uint64_t in, uint64_t out, const char *reason,
 	    (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
 	    reason, s->link_mode != NULL ? s->link_mode : "-",
 	    (unsigned long long)(s->state == AS_RELAY && s->ms == NULL ?
-	    s->relay.spliced[0] + s->relay.spliced[1] : 0));
+	    relay_spliced(&s->relay, 0) + relay_spliced(&s->relay, 1) : 0));
 	memset(&a, 0, sizeof(a));
 	a.session = s->id;
 	a.service = s->svc_name;
@@ -288,7 +288,7 @@ asess_log_end(struct asess *s, uint64_t in, uint64_t out, const char *reason,
 static uint64_t
 client_bytes(const struct asess *s)
 {
-	uint64_t n = s->relay.bytes[0];
+	uint64_t n = relay_bytes(&s->relay, 0);
 
 	if (s->ms != NULL)
 		return s->ms->bytes[1];	/* the stream does not count it */
@@ -299,7 +299,7 @@ client_bytes(const struct asess *s)
 static uint64_t
 backend_bytes(const struct asess *s)
 {
-	return s->ms != NULL ? s->ms->bytes[0] : s->relay.bytes[1];
+	return s->ms != NULL ? s->ms->bytes[0] : relay_bytes(&s->relay, 1);
 }
 
 /* Cut a relaying session: both sides reset, the end logged. */
@@ -570,7 +570,7 @@ relay_done(struct relay *r, int first, const char *err)
 	else
 		snprintf(reason, sizeof(reason), "%s",
 		    first == 0 ? "client-closed" : "backend-closed");
-	asess_log_end(s, client_bytes(s), r->bytes[1], reason,
+	asess_log_end(s, client_bytes(s), relay_bytes(r, 1), reason,
 	    err != NULL ? SO_FAILED : SO_COMPLETED,
 	    err != NULL ? "error" : reason, err != NULL ? reason : NULL);
 	relay_free(r, err != NULL);

@@ -1,4 +1,4 @@
-/* ev.c - epoll event loop.
+/* ev.c - epoll event loop, one per thread.
  * Level-triggered on purpose: a handler that stops early (back-pressure,
  * a full buffer) is called again while the condition holds, so no state
  * is needed to remember that a socket still has data. */
@@ -13,10 +13,12 @@
 
 #define EV_BATCH 256
 
-static int ev_fd = -1;
-static struct epoll_event ev_batch[EV_BATCH];
-static int ev_pos, ev_count;
-static uint64_t ev_cached_now;
+/* One loop per thread: the main loop, and one in each relay thread
+ * (relay_mt.c), which runs only the relays handed to it. */
+static _Thread_local int ev_fd = -1;
+static _Thread_local struct epoll_event ev_batch[EV_BATCH];
+static _Thread_local int ev_pos, ev_count;
+static _Thread_local uint64_t ev_cached_now;
 
 int
 ev_init(void)
@@ -26,6 +28,13 @@ ev_init(void)
 		return -1;
 	ev_now_update();
 	return 0;
+}
+
+void
+ev_use(int epfd)
+{
+	ev_fd = epfd;
+	ev_now_update();
 }
 
 void

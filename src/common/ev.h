@@ -18,6 +18,9 @@ struct ev_io {
 };
 
 int	 ev_init(void);
+/* Run this thread's loop on epfd, an epoll set made earlier (a sandbox
+ * may forbid making one later). */
+void	 ev_use(int epfd);
 void	 ev_io_init(struct ev_io *io, int fd, ev_cb *cb);
 /* Set the interest mask, adding the fd to the epoll set if needed.
  * Cheap when the mask does not change. Returns 0 or -1. */

@@ -1,6 +1,7 @@
 /* relay.c - the byte pump between a client and a data link, or a data
  * link and a backend. */
 #include "common/relay.h"
+#include "common/relay_mt.h"
 #include "common/net.h"
 #include "common/log.h"
 #include "common/tlsx.h"
@@ -25,10 +26,48 @@
 
 int relay_splice = 1;
 
-static struct relay_pipe pipe_pool[RELAY_PIPE_POOL];
-static size_t pipe_pool_n;
+/* Per thread, as relay threads (relay_mt.c) splice too. */
+static _Thread_local struct relay_pipe pipe_pool[RELAY_PIPE_POOL];
+static _Thread_local size_t pipe_pool_n;
 
 static void relay_io(struct ev_io *io, uint32_t events);
+
+/* Counters the main thread reads while a relay thread may write them:
+ * one writer, so a relaxed load and store is enough. */
+static void
+count(uint64_t *c, uint64_t n)
+{
+	__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n,
+	    __ATOMIC_RELAXED);
+}
+
+uint64_t
+relay_bytes(const struct relay *r, int i)
+{
+	return __atomic_load_n(&r->bytes[i], __ATOMIC_RELAXED);
+}
+
+uint64_t
+relay_spliced(const struct relay *r, int i)
+{
+	return __atomic_load_n(&r->spliced[i], __ATOMIC_RELAXED);
+}
+
+uint64_t
+relay_last_active(const struct relay *r)
+{
+	return __atomic_load_n(&r->last_active, __ATOMIC_RELAXED);
+}
+
+/* The relay ended: done() runs on the main thread. */
+static void
+relay_end(struct relay *r, int first, const char *err)
+{
+	if (relay_mt_here())
+		relay_mt_finish(r, first, err);
+	else
+		r->done(r, first, err);
+}
 
 #define RESET_DRAIN_MS	5000	/* longest wait for a reset's bytes to leave */
 #define RESET_LINGER_MAX 4096	/* sockets waiting to be reset */
@@ -449,6 +488,24 @@ dir_splice_in(struct relay *r, int d, int *copy, char *err, size_t errlen)
 	return -2;
 }
 
+/* Whether r should move to a relay thread: a bulk transfer between two
+ * plain sockets, every byte spliced, nothing in user-space buffers. */
+static int
+mt_wanted(const struct relay *r)
+{
+	int i;
+
+	/* On a relay thread r->mt is not this thread's to read. */
+	if (relay_mt_here() || r->mt != MT_MAIN ||
+	    r->bytes[0] + r->bytes[1] < RELAY_MT_BYTES)
+		return 0;
+	for (i = 0; i < 2; i++)
+		if (r->e[i].ssl != NULL || !relay_zero_copy(r, i) ||
+		    r->nosplice[i] || buf_len(&r->b[i]) > 0)
+			return 0;
+	return 1;
+}
+
 /* Make all the progress possible without blocking, in the directions
  * whose bits are set in dirs. Returns 0 while the relay goes on, 1 once
  * done() was called (r may be freed). */
@@ -493,7 +550,7 @@ relay_pump(struct relay *r, unsigned dirs)
 				}
 				if (n > 0) {
 					buf_consume(b, (size_t)n);
-					r->bytes[d] += (uint64_t)n;
+					count(&r->bytes[d], (uint64_t)n);
 					progress = 1;
 				}
 			} else if (p->len > 0) {
@@ -506,8 +563,8 @@ relay_pump(struct relay *r, unsigned dirs)
 					continue;
 				}
 				if (n > 0) {
-					r->bytes[d] += (uint64_t)n;
-					r->spliced[d] += (uint64_t)n;
+					count(&r->bytes[d], (uint64_t)n);
+					count(&r->spliced[d], (uint64_t)n);
 					progress = 1;
 				}
 			}
@@ -595,7 +652,8 @@ relay_pump(struct relay *r, unsigned dirs)
 				pipe_release(p);
 		}
 		if (progress)
-			r->last_active = ev_now();
+			__atomic_store_n(&r->last_active, ev_now(),
+			    __ATOMIC_RELAXED);
 	} while (progress);
 
 	for (d = 0; d < 2; d++)
@@ -604,13 +662,15 @@ relay_pump(struct relay *r, unsigned dirs)
 			/* All that d sent has been passed on; end with the
 			 * error that writing to it gave. */
 			r->e[d].failed = 1;
-			r->done(r, d, r->e[d].werr);
+			relay_end(r, d, r->e[d].werr);
 			return 1;
 		}
 	if (r->e[0].eof && r->e[1].eof && r->e[0].shut && r->e[1].shut) {
-		r->done(r, r->first_eof, NULL);
+		relay_end(r, r->first_eof, NULL);
 		return 1;
 	}
+	if (mt_wanted(r) && relay_mt_adopt(r) == 0)
+		return 0;
 	relay_update(r);
 	return 0;
 
@@ -629,15 +689,15 @@ fail_src:
 		    (n = end_write(&r->e[1 - d], &r->b[d], err2,
 		    sizeof(err2))) > 0) {
 			buf_consume(&r->b[d], (size_t)n);
-			r->bytes[d] += (uint64_t)n;
+			count(&r->bytes[d], (uint64_t)n);
 		}
 		while (buf_len(&r->b[d]) == 0 && r->p[d].len > 0 &&
 		    (n = dir_splice_out(r, d, &again, err2, sizeof(err2))) > 0) {
-			r->bytes[d] += (uint64_t)n;
-			r->spliced[d] += (uint64_t)n;
+			count(&r->bytes[d], (uint64_t)n);
+			count(&r->spliced[d], (uint64_t)n);
 		}
 	}
-	r->done(r, d, err);
+	relay_end(r, d, err);
 	return 1;
 }
 
@@ -659,7 +719,7 @@ relay_io(struct ev_io *io, uint32_t events)
 			if (e->ssl != NULL) {
 				snprintf(err, sizeof(err), "%s", strerror(soerr));
 				e->failed = 1;
-				r->done(r, i, err);
+				relay_end(r, i, err);
 				return;
 			}
 			e->soerr = soerr;
@@ -728,6 +788,21 @@ relay_start(struct relay *r, int fd0, SSL *ssl0, int fd1, SSL *ssl1,
 	return 0;
 }
 
+void
+relay_suspend(struct relay *r)
+{
+	ev_del(&r->e[0].io);
+	ev_del(&r->e[1].io);
+}
+
+void
+relay_resume(struct relay *r)
+{
+	/* Level-triggered: what the sockets hold is seen at once; pump
+	 * first for an end that is read without epoll (hup). */
+	(void)relay_pump(r, 3);
+}
+
 int
 relay_zero_copy(const struct relay *r, int i)
 {
@@ -760,6 +835,10 @@ end_close(struct relay_end *e, int abort)
 void
 relay_free(struct relay *r, int abort)
 {
+	/* Only the main thread makes it MT_MAIN again: reading anything
+	 * else means asking under the lock. */
+	if (__atomic_load_n(&r->mt, __ATOMIC_RELAXED) != MT_MAIN)
+		relay_mt_reclaim(r);
 	end_close(&r->e[0], abort);
 	end_close(&r->e[1], abort);
 	r->b[0].wpos = r->b[0].rpos = 0;

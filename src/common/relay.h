@@ -26,6 +26,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <openssl/ssl.h>
 
 #include "common/buf.h"
@@ -78,6 +79,14 @@ struct relay {
 	uint64_t	 last_active;	/* ev_now() when bytes last moved */
 	relay_done_cb	*done;
 	void		*arg;
+	/* Relay threads (relay_mt.c): who runs the relay, and how it
+	 * ended there, for done() on the main thread. */
+	int		 mt;
+	struct rworker	*w;
+	TAILQ_ENTRY(relay) mt_q;
+	int		 mt_first;
+	int		 mt_failed;
+	char		 mt_err[256];
 };
 
 /* Start relaying between fd0/ssl0 and fd1/ssl1 (ssl NULL for plain).
@@ -100,6 +109,29 @@ void	relay_reset_after_drain(int fd);
 /* 1 if the relay moves bytes of side i with splice (plain, or kTLS both
  * ways). */
 int	relay_zero_copy(const struct relay *r, int i);
+
+/* What a relay has moved and when it last moved bytes. Read these, not
+ * the fields: a relay thread may be updating them. */
+uint64_t relay_bytes(const struct relay *r, int i);
+uint64_t relay_spliced(const struct relay *r, int i);
+uint64_t relay_last_active(const struct relay *r);
+
+/* Relay threads. A relay whose two sides are plain sockets (all bytes
+ * spliced) moves, once it has carried RELAY_MT_BYTES, from the main loop
+ * to one of n threads that run nothing else; small sessions never leave
+ * the main loop, so their set-up pays no hand-over. done() is still
+ * called on the main thread, and relay_free() takes a relay back first,
+ * so callers see no difference. Call once, after ev_init() and before a
+ * sandbox that forbids making descriptors: the descriptors are made
+ * here, the threads only when first needed. 0 keeps every relay on the
+ * main loop. Returns 0 or -1. */
+#define RELAY_MT_MAX	16
+#define RELAY_MT_BYTES	(1024 * 1024)
+int	relay_threads(unsigned n);
+/* Relays handed to a relay thread so far. */
+uint64_t relay_threads_handoffs(void);
+/* The number of online CPUs, at most RELAY_MT_MAX: the default. */
+unsigned relay_threads_auto(void);
 
 /* 0 turns splice off for relays started later (tests, debugging). */
 extern int relay_splice;

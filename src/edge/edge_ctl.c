@@ -158,6 +158,7 @@ econn_stats(struct econn *c)
 		{ "data_links_refused_total", edge_stats.data_links_refused },
 		{ "data_links_plain_total", edge_stats.data_links_plain },
 		{ "agents_connected", edge_stats.agents_connected },
+		{ "relay_thread_handoffs_total", relay_threads_handoffs() },
 	};
 	size_t i;
 

@@ -68,6 +68,11 @@ usage(FILE *f)
 	    "  --max-pool N          pooled and multiplexed data links (and unused pool\n"
 	    "                        tokens) per agent (64)\n"
 	    "\n"
+	    "Performance:\n"
+	    "  --relay-threads N     threads that take over bulk sessions on plain\n"
+	    "                        data links, 0 to keep all on the main loop\n"
+	    "                        (default: one per CPU, at most 16)\n"
+	    "\n"
 	    "Least privilege (the key is always held by a separate key process,\n"
 	    "and the system call filter is always on):\n"
 	    "  --user NAME           after binding, run as this user (start as root)\n"
@@ -161,6 +166,7 @@ main(int argc, char **argv)
 		{ "handshake-timeout", required_argument, NULL, 'T' },
 		{ "max-frame", required_argument, NULL, 'F' },
 		{ "max-pool", required_argument, NULL, 'p' },
+		{ "relay-threads", required_argument, NULL, 'R' },
 		{ "user", required_argument, NULL, 'u' },
 		{ "chroot", required_argument, NULL, 'r' },
 		{ "bind-low-ports", no_argument, NULL, 'L' },
@@ -177,7 +183,7 @@ main(int argc, char **argv)
 	char err[512];
 	struct sandbox_conf sc;
 	int ch, verbose = 0, bad = 0, sessions_set = 0, selftest = 0;
-	uint64_t now, v;
+	uint64_t now, v, threads = relay_threads_auto();
 
 	memset(&sc, 0, sizeof(sc));
 	lim.max_sessions = 10000;
@@ -210,6 +216,13 @@ main(int argc, char **argv)
 			break;
 		case 'P': bad |= parse_count(optarg, 10000000, &lim.max_pending); break;
 		case 'p': bad |= parse_count(optarg, 100000, &lim.max_pool); break;
+		case 'R':
+			/* 0 is allowed here: threads off. */
+			if (strcmp(optarg, "0") == 0)
+				threads = 0;
+			else
+				bad |= parse_count(optarg, RELAY_MT_MAX, &threads);
+			break;
 		case 'I': bad |= parse_count(optarg, 10000000, &lim.max_per_ip); break;
 		case 'H': bad |= parse_count(optarg, 1000000, &lim.max_handshakes); break;
 		case 'F':
@@ -224,7 +237,7 @@ main(int argc, char **argv)
 	if (bad) {
 		fprintf(stderr, "sallyport-edge: a limit is out of range: counts "
 		    "are whole numbers > 0, times seconds > 0, --max-frame at "
-		    "most %u\n", FRAME_MAX);
+		    "most %u, --relay-threads 0-%u\n", FRAME_MAX, RELAY_MT_MAX);
 		return 2;
 	}
 	if (optind != argc || edge_conf.control == NULL || edge_conf.cert == NULL ||
@@ -250,14 +263,14 @@ main(int argc, char **argv)
 	fconn_max_frame = lim.max_frame;
 	log_info("limits: sessions %llu, pending %llu, per address %llu, "
 	    "handshakes %llu, handshake %llu ms, claim %llu ms, frame %u bytes, "
-	    "pool %llu per agent",
+	    "pool %llu per agent, relay threads %llu",
 	    (unsigned long long)lim.max_sessions,
 	    (unsigned long long)lim.max_pending,
 	    (unsigned long long)lim.max_per_ip,
 	    (unsigned long long)lim.max_handshakes,
 	    (unsigned long long)lim.handshake_ms,
 	    (unsigned long long)lim.claim_ms, lim.max_frame,
-	    (unsigned long long)lim.max_pool);
+	    (unsigned long long)lim.max_pool, (unsigned long long)threads);
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
@@ -275,6 +288,9 @@ main(int argc, char **argv)
 		log_fatal("%s: %s", edge_conf.key, err);
 	if (ev_init() == -1)
 		log_fatal("epoll: %s", strerror(errno));
+	if (relay_threads((unsigned)threads) == -1)
+		log_fatal("relay threads: %s", strerror(errno));
+	sc.threads = threads > 0;
 	if (out_init(sc.outbound) == -1)
 		log_fatal("outbound resolver: %s", strerror(errno));
 	if (ctl_listen(edge_conf.control) == -1)

@@ -171,8 +171,9 @@ out_relay_done(struct relay *r, int first, const char *err)
 {
 	struct eout *o = r->arg;
 	char reason[300];
-	uint64_t out = r->bytes[1];
-	uint64_t in = r->bytes[0] >= o->prime_len ? r->bytes[0] - o->prime_len : 0;
+	uint64_t out = relay_bytes(r, 1);
+	uint64_t in = relay_bytes(r, 0) >= o->prime_len ?
+	    relay_bytes(r, 0) - o->prime_len : 0;
 
 	/* Side 0 is the destination, side 1 the data link. */
 	if (err != NULL)
@@ -586,9 +587,9 @@ out_shutdown(void)
 
 	while ((o = eouts) != NULL) {
 		if (o->state == EO_RELAY) {
-			uint64_t out = o->relay.bytes[1];
-			uint64_t in = o->relay.bytes[0] >= o->prime_len ?
-			    o->relay.bytes[0] - o->prime_len : 0;
+			uint64_t out = relay_bytes(&o->relay, 1);
+			uint64_t in = relay_bytes(&o->relay, 0) >= o->prime_len ?
+			    relay_bytes(&o->relay, 0) - o->prime_len : 0;
 			relay_free(&o->relay, 1);
 			eout_log_end(o, out, in, "edge-stopping");
 			eout_free(o);

@@ -207,14 +207,30 @@ rule(scmp_filter_ctx ctx, uint32_t action, int nr, unsigned n,
 	return seccomp_rule_add(ctx, action, nr, 1, a);
 }
 
+/* Threads (glibc's resolver, relay threads), never a new process: clone
+ * only with CLONE_THREAD, and clone3 (whose flags a filter cannot see)
+ * says ENOSYS so glibc falls back to clone. */
+static int
+seccomp_threads(scmp_filter_ctx ctx)
+{
+	struct scmp_arg_cmp none = SCMP_A0(SCMP_CMP_EQ, 0);
+
+	if (rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(set_robust_list), 0, none) < 0 ||
+	    rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(rseq), 0, none) < 0 ||
+	    rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+	    SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)) < 0 ||
+	    rule(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0, none) < 0)
+		return -1;
+	return 0;
+}
+
 /* With --allow-outbound: what edge_out.c and glibc's resolver need on
  * top of a relay's calls (measured with strace over test_outbound.py). */
 static int
 seccomp_outbound(scmp_filter_ctx ctx)
 {
 	static const int calls[] = {
-		SCMP_SYS(connect), SCMP_SYS(set_robust_list), SCMP_SYS(rseq),
-		SCMP_SYS(sigaltstack), SCMP_SYS(sendmmsg), SCMP_SYS(ioctl),
+		SCMP_SYS(connect), SCMP_SYS(sigaltstack), SCMP_SYS(sendmmsg), SCMP_SYS(ioctl),
 		SCMP_SYS(sched_getaffinity),
 	};
 	struct scmp_arg_cmp none = SCMP_A0(SCMP_CMP_EQ, 0);
@@ -223,14 +239,7 @@ seccomp_outbound(scmp_filter_ctx ctx)
 	for (i = 0; i < sizeof(calls) / sizeof(calls[0]); i++)
 		if (rule(ctx, SCMP_ACT_ALLOW, calls[i], 0, none) < 0)
 			return -1;
-	/* Threads for getaddrinfo_a, never a new process: clone only with
-	 * CLONE_THREAD, and clone3 (whose flags a filter cannot see) says
-	 * ENOSYS so glibc falls back to clone. */
-	if (rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
-	    SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)) < 0 ||
-	    rule(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0, none) < 0)
-		return -1;
-	return 0;
+	return seccomp_threads(ctx);
 }
 
 /* The system calls a running edge makes (measured with strace over the
@@ -240,7 +249,8 @@ seccomp_outbound(scmp_filter_ctx ctx)
  * denied in sanitizer builds too, whose runtime needs a looser default
  * (LeakSanitizer reads /proc and stops threads at exit). */
 static int
-seccomp_install(int keyproc, int outbound, char *err, size_t errlen)
+seccomp_install(int keyproc, int outbound, int threads, char *err,
+    size_t errlen)
 {
 	static const int relay_calls[] = {
 		SCMP_SYS(readv), SCMP_SYS(writev), SCMP_SYS(shutdown), SCMP_SYS(accept4), SCMP_SYS(accept),
@@ -300,6 +310,8 @@ seccomp_install(int keyproc, int outbound, char *err, size_t errlen)
 		    O_APPEND, O_RDONLY)) < 0)
 			goto out;
 		if (outbound && seccomp_outbound(ctx) < 0)
+			goto out;
+		if (!outbound && threads && seccomp_threads(ctx) < 0)
 			goto out;
 		/* SIOCOUTQ only: the relay waits for a socket's send queue to
 		 * drain before it resets it (the outbound set allows all). */
@@ -387,7 +399,8 @@ sandbox_common(const struct sandbox_conf *sc, int keyproc, char *err,
 		    "directory to keep the edge away from the file system");
 #endif
 	uid = (long)getuid();
-	if (seccomp_install(keyproc, !keyproc && sc->outbound, err, errlen) == -1)
+	if (seccomp_install(keyproc, !keyproc && sc->outbound,
+	    !keyproc && sc->threads, err, errlen) == -1)
 		return -1;
 	if (!keyproc)
 		log_info("sandbox: uid %ld, capabilities %s, file system %s, "

@@ -306,7 +306,7 @@ sess_bytes(const struct esess *s, int i)
 {
 	if (s->ms != NULL)
 		return s->ms->bytes[i];
-	return s->relay.bytes[i];
+	return relay_bytes(&s->relay, i);
 }
 
 static void
@@ -322,7 +322,7 @@ sess_log_end(struct esess *s, uint64_t in, uint64_t out, const char *reason)
 	    (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
 	    reason, s->link_kind != NULL ? s->link_kind : "-",
 	    (unsigned long long)(s->state == ES_RELAY && s->ms == NULL ?
-	    s->relay.spliced[0] + s->relay.spliced[1] : 0));
+	    relay_spliced(&s->relay, 0) + relay_spliced(&s->relay, 1) : 0));
 }
 
 /* The frame that tells an agent about session s: SESS_NEW or
@@ -1079,7 +1079,7 @@ sess_refused(struct econn *agent, const struct msg *m)
 	}
 	/* A session joined on a pooled link before its agent found a
 	 * backend: the agent leaves the link unread for us to close. */
-	if (s->pooled && s->ms == NULL && s->relay.bytes[1] == 0) {
+	if (s->pooled && s->ms == NULL && relay_bytes(&s->relay, 1) == 0) {
 		edge_stats.sessions_refused++;
 		s->refused = 1;
 		sess_end_active(s, reason, 1);
@@ -1162,7 +1162,7 @@ sess_tick(uint64_t now)
 	for (s = active; s != NULL; s = next) {
 		next = s->next;
 		if (s->idle_ms == 0 || now - (s->ms != NULL ?
-		    s->ms->last_active : s->relay.last_active) < s->idle_ms)
+		    s->ms->last_active : relay_last_active(&s->relay)) < s->idle_ms)
 			continue;
 		lim_hit(LIM_IDLE, "session %llu from %s idle for %llu s",
 		    (unsigned long long)s->id, s->client,

@@ -633,13 +633,15 @@ def start_edge(d, pki, claim_timeout=None, name=None, wrapper=(), tag="edge",
 
 
 def write_agent_conf(path, pki, edges, services, name="agent1",
-                     data_link=None, data_pool=None, data_mux=None):
+                     data_link=None, data_pool=None, data_mux=None,
+                     agent_extra=()):
     """services: {name: (listen_port, [backend_port, ...])};
     edges: list of "host:port" strings. data_link ("tls" or "plain"),
     data_pool and data_mux (numbers) are written only when given; the
     default link comes from SALLYPORT_DATA_LINK when set (so a whole run
-    can use plain links)."""
-    out = ["[agent]"]
+    can use plain links). agent_extra: more "key = value" lines for
+    [agent]."""
+    out = ["[agent]"] + list(agent_extra)
     if name:
         out.append(f"name = {name}")
     for e in edges:
@@ -820,9 +822,10 @@ def write_token(path, token=None):
 
 
 def write_agent_conf_admin(path, pki, edges, services, admin_port, token_file,
-                           name="agent1"):
-    """write_agent_conf plus an [admin] section."""
-    p = write_agent_conf(path, pki, edges, services, name=name)
+                           name="agent1", **kw):
+    """write_agent_conf (its keyword arguments too) plus an [admin]
+    section."""
+    p = write_agent_conf(path, pki, edges, services, name=name, **kw)
     with open(p, "a") as f:
         f.write(f"\n[admin]\nlisten = {LOOPBACK}:{admin_port}\n"
                 f"token_file = {token_file}\n")
@@ -866,15 +869,17 @@ def api_request(port, method, path, token=None, timeout=10):
 
 
 def start_agent_admin(d, pki, edge, services, name="agent1", tag="agent",
-                      token=None):
+                      token=None, **kw):
     """Like start_agent, with the admin API on a free port. Waits for the
-    edge to open every service and for the API to answer."""
+    edge to open every service and for the API to answer. Keyword
+    arguments go to write_agent_conf (data_link, agent_extra, ...)."""
     d = Path(d)
     admin_port = free_port()
     token_file = d / f"{tag}.token"
     token = write_token(token_file, token)
     conf = write_agent_conf_admin(d / f"{tag}.conf", pki, [edge.addr],
-                                  services, admin_port, token_file, name=name)
+                                  services, admin_port, token_file, name=name,
+                                  **kw)
     mark = edge.proc.mark()
     proc = Proc(tag, [AGENT_BIN, "--config", conf], d / f"{tag}.log")
     agent = AdminAgent(proc, conf, services, admin_port, token, token_file)

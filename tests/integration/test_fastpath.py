@@ -6,9 +6,13 @@ The core relay tests (test_core.py) run with both kinds of data link too.
 """
 
 import errno
+import hashlib
 import os
 import re
+import signal
 import socket
+import struct
+import threading
 import time
 
 import pytest
@@ -374,3 +378,134 @@ def test_tls_relay_without_ktls(tmp_path, pki, sshd):
         assert "kernel TLS not available" in line, line
         assert s["link"] == "tls" and s["spliced"] == 0, s
         assert edge.proc.count("link=ktls") == 0
+
+
+# --------------------------------------------------------------------------
+# relay threads: bulk sessions on plain links leave the main loop
+
+class EndlessServer(sp.ThreadedServer):
+    """Backend: sends random 64 KiB chunks until the peer goes."""
+
+    def _serve(self, c):
+        chunk = os.urandom(65536)
+        try:
+            c.settimeout(60)
+            while True:
+                c.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+
+def _handoffs(agent, edge):
+    """(agent's, edge's) relay thread hand-overs, from the agent's
+    /metrics; the edge's count rides on its heartbeat (None until then)."""
+    m = sp.parse_metrics(agent.metrics())
+    return (sp.metric(m, "sallyport_relay_thread_handoffs_total"),
+            sp.metric(m, "sallyport_edge_relay_thread_handoffs_total",
+                      edge=edge.addr))
+
+
+@pytest.mark.parametrize("threads", ["default", "off"])
+def test_bulk_plain_sessions_use_relay_threads(tmp_path, pki, threads):
+    """With plain data links, a session that has moved 1 MiB is handed
+    from the main loop to a relay thread, at the edge and at the agent; a
+    small session is not. Every byte arrives either way and each session
+    is logged on close as before. relay_threads = 0 at the agent and
+    --relay-threads 0 at the edge keep every session on the main loop."""
+    off = threads == "off"
+    edge = sp.start_edge(tmp_path, pki,
+                         extra=["--relay-threads", "0"] if off else [])
+    reply = os.urandom(3 * MiB)
+    bulk_be, small_be = sp.ByteServer(reply), sp.ByteServer(b"ok")
+    bulk, small = sp.free_port(), sp.free_port()
+    agent = sp.start_agent_admin(
+        tmp_path, pki, edge, {"bulk": (bulk, [bulk_be.port]),
+                              "small": (small, [small_be.port])},
+        data_link="plain", agent_extra=["relay_threads = 0"] if off else [])
+    n = int(re.search(r"relay threads (\d+)", edge.proc.log()).group(1))
+    assert n == 0 if off else n >= 1
+    assert sp.byte_session(small, b"hello") == b"ok"
+    up = [os.urandom(2 * MiB + i) for i in range(3)]
+    got = [None] * 3
+
+    def one(i):
+        got[i] = sp.byte_session(bulk, up[i], timeout=60)
+
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(90)
+    for i in range(3):
+        assert got[i] is not None and len(got[i]) == len(reply)
+        assert hashlib.sha256(got[i]).digest() == hashlib.sha256(reply).digest()
+    assert sorted(bulk_be.received) == sorted(len(u) for u in up)
+    want = 0 if off else 3
+    sp.wait_until(lambda: _handoffs(agent, edge) == (want, want), 15,
+                  f"{want} relay thread hand-overs at agent and edge")
+    for proc in (agent.proc, edge.proc):
+        ends = sp.wait_until(lambda: len(closed(proc)) == 4 and closed(proc),
+                             15, "4 sessions closed")
+        for e in ends.values():
+            assert e["link"] == "plain" and not e["reason"].startswith(
+                "error"), e
+            assert e["spliced"] == e["bytes"], e
+    bulk_be.close()
+    small_be.close()
+
+
+def test_relay_thread_cut_and_agent_stop(tmp_path, pki):
+    """A session running in a relay thread that the client resets ends
+    with an error at the edge and at the agent, and both carry on. An
+    agent stopped while another such session is in flight takes it back
+    from its thread, logs it as cut and exits cleanly."""
+    edge = sp.start_edge(tmp_path, pki)
+    be = EndlessServer()
+    port = sp.free_port()
+    agent = sp.start_agent_admin(tmp_path, pki, edge,
+                                 {"flood": (port, [be.port])},
+                                 data_link="plain")
+
+    def read_some(c, n):
+        got = 0
+        while got < n:
+            b = c.recv(min(65536, n - got))
+            assert b, "session ended early"
+            got += len(b)
+
+    # 1: the client reads 4 MiB, then resets.
+    c = socket.create_connection((LOOPBACK, port), timeout=30)
+    read_some(c, 4 * MiB)
+    sp.wait_until(lambda: _handoffs(agent, edge) == (1, 1), 15,
+                  "the session handed to relay threads at both ends")
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+    cut = re.compile(r"session 1 closed .* reason=error\(.*reset")
+    for proc in (edge.proc, agent.proc):
+        sp.wait_until(lambda: proc.find(cut), 15, "session 1 closed, reset")
+
+    # 2: a session in flight when the agent stops.
+    mark = edge.proc.mark()
+    c = socket.create_connection((LOOPBACK, port), timeout=30)
+    read_some(c, 4 * MiB)
+    sp.wait_until(lambda: _handoffs(agent, edge)[0] == 2, 15,
+                  "the second session handed to a relay thread")
+    agent.proc.signal(signal.SIGTERM)
+    assert agent.proc.wait(15) == 0, agent.proc.tail()
+    assert agent.proc.find("reason=agent-stopping"), agent.proc.tail()
+    # The edge passes on what the agent sent before it went, then the
+    # end: the client reads to the end.
+    try:
+        while c.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    c.close()
+    sp.wait_until(lambda: edge.proc.find(re.compile(r"session 2 closed "),
+                                         mark), 15,
+                  "the edge to close the session")
+    assert edge.proc.alive()
+    be.close()
+

@@ -130,6 +130,21 @@ test_fast_path(void **state)
 	expect_error(AGENT_OK "data_pool = 4x\n", 6, "data_pool");
 	expect_error(AGENT_OK "data_pool = 99999999999999999999999\n", 6,
 	    "data_pool");
+	/* Relay threads: one per CPU unless set, 0 to 16. */
+	assert_int_equal(load(AGENT_OK, &c, err, sizeof(err)), 0);
+	assert_int_equal(c.relay_threads, CFG_RELAY_THREADS_AUTO);
+	cfg_free(&c);
+	assert_int_equal(load(AGENT_OK "relay_threads = 0\n", &c, err,
+	    sizeof(err)), 0);
+	assert_int_equal(c.relay_threads, 0);
+	cfg_free(&c);
+	assert_int_equal(load(AGENT_OK "relay_threads = 16\n", &c, err,
+	    sizeof(err)), 0);
+	assert_int_equal(c.relay_threads, 16);
+	cfg_free(&c);
+	expect_error(AGENT_OK "relay_threads = 17\n", 6, "relay_threads");
+	expect_error(AGENT_OK "relay_threads = -1\n", 6, "relay_threads");
+	expect_error(AGENT_OK "relay_threads = auto\n", 6, "relay_threads");
 }
 
 static void
