@@ -7,6 +7,7 @@
 #define SP_EDGE_H
 
 #include <stdint.h>
+#include <sys/queue.h>
 #include <openssl/ssl.h>
 
 #include "common/cidr.h"
@@ -140,7 +141,7 @@ struct esess {
 	uint16_t	 ftp_port;
 	struct econn	*ftp_agent;
 	struct esess	*hnext;		/* id hash chain */
-	struct esess	*prev, *next;	/* pending FIFO or active list */
+	TAILQ_ENTRY(esess) q;		/* pending FIFO or active list */
 };
 
 struct ipcount;

@@ -69,19 +69,20 @@ struct eproxy {
 	uint8_t		 hdr[PROXY_MAX];
 	size_t		 have;
 	uint64_t	 deadline;
-	struct eproxy	*prev, *next;	/* FIFO: deadline order */
+	TAILQ_ENTRY(eproxy) q;		/* FIFO: deadline order */
 };
 
 static struct esvc *svcs;
 static struct esess *sess_hash[SESS_HASH];
-static struct esess *pending_head, *pending_tail;	/* FIFO: deadline order */
-static struct esess *active;
+/* Sessions waiting for a data link (FIFO: deadline order), and joined. */
+static TAILQ_HEAD(, esess) pending = TAILQ_HEAD_INITIALIZER(pending);
+static TAILQ_HEAD(, esess) active = TAILQ_HEAD_INITIALIZER(active);
 static uint64_t sess_next_id = 1;
 static uint64_t nsessions;
 static struct ipcount *ipc_hash[IPC_HASH];
 static uint64_t paused_until;
 static uint64_t last_idle_scan;
-static struct eproxy *proxy_head, *proxy_tail;
+static TAILQ_HEAD(, eproxy) proxies = TAILQ_HEAD_INITIALIZER(proxies);
 static size_t proxy_n;
 
 static void proxy_drop(struct eproxy *x);
@@ -118,8 +119,8 @@ svc_free(struct esvc *s)
 	struct esvc **pp;
 	struct eproxy *x, *xn;
 
-	for (x = proxy_head; x != NULL; x = xn) {
-		xn = x->next;
+	for (x = TAILQ_FIRST(&proxies); x != NULL; x = xn) {
+		xn = TAILQ_NEXT(x, q);
 		if (x->svc == s)
 			proxy_drop(x);
 	}
@@ -267,37 +268,19 @@ sess_lookup(uint64_t id)
 static void
 pending_unlink(struct esess *s)
 {
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		pending_head = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
-	else
-		pending_tail = s->prev;
-	s->prev = s->next = NULL;
+	TAILQ_REMOVE(&pending, s, q);
 }
 
 static void
 active_add(struct esess *s)
 {
-	s->prev = NULL;
-	s->next = active;
-	if (active != NULL)
-		active->prev = s;
-	active = s;
+	TAILQ_INSERT_HEAD(&active, s, q);
 }
 
 static void
 active_unlink(struct esess *s)
 {
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		active = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
-	s->prev = s->next = NULL;
+	TAILQ_REMOVE(&active, s, q);
 }
 
 /* Bytes of a joined session: [0] from the client, [1] to it. */
@@ -446,13 +429,7 @@ sess_offer(struct esess *s, struct esvc *svc)
 static void
 pending_append(struct esess *s)
 {
-	s->next = NULL;
-	s->prev = pending_tail;
-	if (pending_tail != NULL)
-		pending_tail->next = s;
-	else
-		pending_head = s;
-	pending_tail = s;
+	TAILQ_INSERT_TAIL(&pending, s, q);
 }
 
 /* Edge-wide limits, checked before any state is made for a client.
@@ -753,14 +730,7 @@ svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
 static void
 proxy_unlink(struct eproxy *x)
 {
-	if (x->prev != NULL)
-		x->prev->next = x->next;
-	else
-		proxy_head = x->next;
-	if (x->next != NULL)
-		x->next->prev = x->prev;
-	else
-		proxy_tail = x->prev;
+	TAILQ_REMOVE(&proxies, x, q);
 	proxy_n--;
 	ev_del(&x->io);
 }
@@ -882,12 +852,7 @@ proxy_start(struct esvc *svc, int fd, const struct net_addr *peer)
 	x->deadline = ev_now() + EDGE_PROXY_MS;
 	if (ev_set(&x->io, EPOLLIN) == -1)
 		log_fatal("epoll_ctl: %s", strerror(errno));
-	x->prev = proxy_tail;
-	if (proxy_tail != NULL)
-		proxy_tail->next = x;
-	else
-		proxy_head = x;
-	proxy_tail = x;
+	TAILQ_INSERT_TAIL(&proxies, x, q);
 	proxy_n++;
 }
 
@@ -1095,7 +1060,7 @@ sess_agent_lost(struct econn *agent)
 
 	ftp_agent_lost(agent);
 	/* Joined sessions do not depend on their agent's control channel. */
-	for (s = active; s != NULL; s = s->next)
+	TAILQ_FOREACH(s, &active, q)
 		if (s->agent == agent)
 			s->agent = NULL;
 	/* A session still waiting for the lost agent is offered to another
@@ -1104,8 +1069,8 @@ sess_agent_lost(struct econn *agent)
 	 * can neither claim nor burn it. Re-offered sessions move to the
 	 * tail with a fresh claim time; they now name another agent, so the
 	 * walk passes over them and ends. */
-	for (s = pending_head; s != NULL; s = next) {
-		next = s->next;
+	for (s = TAILQ_FIRST(&pending); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, q);
 		if (s->agent != agent)
 			continue;
 		s->agent = NULL;
@@ -1137,30 +1102,31 @@ void
 sess_tick(uint64_t now)
 {
 	struct esess *s, *next;
+	struct eproxy *x;
 	struct esvc *svc;
 
 	if (paused_until != 0 && now >= paused_until) {
 		paused_until = 0;
 		listeners_set(EPOLLIN);
 	}
-	while (proxy_head != NULL && now >= proxy_head->deadline)
-		proxy_fail(proxy_head, "timeout: no PROXY header within 5 s");
+	while ((x = TAILQ_FIRST(&proxies)) != NULL && now >= x->deadline)
+		proxy_fail(x, "timeout: no PROXY header within 5 s");
 	for (svc = svcs; svc != NULL; svc = svc->next)
 		if (svc->deny_held > 0 && now / 1000 != svc->deny_sec)
 			svc_deny_flush(svc);
 	pol_tick(now);
-	while (pending_head != NULL && now >= pending_head->deadline) {
+	while ((s = TAILQ_FIRST(&pending)) != NULL && now >= s->deadline) {
 		lim_hit(LIM_CLAIM_TIMEOUT, "session %llu from %s not claimed "
-		    "within %llu ms", (unsigned long long)pending_head->id,
-		    pending_head->client, (unsigned long long)lim.claim_ms);
-		sess_drop_pending(pending_head, "claim-timeout");
+		    "within %llu ms", (unsigned long long)s->id, s->client,
+		    (unsigned long long)lim.claim_ms);
+		sess_drop_pending(s, "claim-timeout");
 	}
 	/* Idle sessions: a scan a second is cheap next to the relaying. */
 	if (now - last_idle_scan < 1000)
 		return;
 	last_idle_scan = now;
-	for (s = active; s != NULL; s = next) {
-		next = s->next;
+	for (s = TAILQ_FIRST(&active); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, q);
 		if (s->idle_ms == 0 || now - (s->ms != NULL ?
 		    s->ms->last_active : relay_last_active(&s->relay)) < s->idle_ms)
 			continue;
@@ -1314,16 +1280,17 @@ void
 svc_shutdown(void)
 {
 	struct esess *s;
+	struct eproxy *x;
 	uint64_t n = 0;
 
-	while (pending_head != NULL)
-		sess_drop_pending(pending_head, "edge-stopping");
-	while ((s = active) != NULL) {
+	while ((s = TAILQ_FIRST(&pending)) != NULL)
+		sess_drop_pending(s, "edge-stopping");
+	while ((s = TAILQ_FIRST(&active)) != NULL) {
 		sess_end_active(s, "edge-stopping", 1);
 		n++;
 	}
-	while (proxy_head != NULL)
-		proxy_drop(proxy_head);
+	while ((x = TAILQ_FIRST(&proxies)) != NULL)
+		proxy_drop(x);
 	while (svcs != NULL)
 		svc_free(svcs);
 	if (n > 0)
@@ -1344,7 +1311,7 @@ svc_stats(char *out, size_t outlen)
 	/* Running sessions count too, so a long transfer shows as it goes.
 	 * A pooled session counts as joined once its agent has sent a byte
 	 * (its backend answered) or when it ends unrefused. */
-	for (s = active; s != NULL; s = s->next) {
+	TAILQ_FOREACH(s, &active, q) {
 		in += sess_bytes(s, 0);
 		outb += sess_bytes(s, 1);
 		nactive++;
