@@ -132,6 +132,22 @@ def wait_closed(sock, timeout):
             return time.monotonic() - t0
 
 
+def refused_quickly(port, within=3.0):
+    """Connect to port, write a few bytes and wait for the gateway to
+    close the connection (a reset before or during the write counts).
+    Assert it took less than `within` seconds."""
+    t0 = time.monotonic()
+    try:
+        c = socket.create_connection((LOOPBACK, port), timeout=10)
+        c.sendall(b"nobody will read this")
+        wait_closed(c, timeout=10)
+        c.close()
+    except ConnectionError:
+        pass
+    took = time.monotonic() - t0
+    assert took < within, f"client closed only after {took:.1f}s"
+
+
 # --------------------------------------------------------------------------
 # files
 
