@@ -129,6 +129,10 @@ def test_pool_backend_refused(tmp_path, pki, link):
     for _ in range(2):
         assert sp.byte_session(good, b"hello") == b"second"
     assert agent.proc.count("Connection refused") >= 1
+    # The two links used are replaced before the next client comes (a
+    # slow build may not have refilled yet: that client would be asked
+    # for with SESS_NEW, not pooled).
+    sp.wait_until(lambda: parked(edge, emark) >= 2, 15, "the pool refilled")
     sp.refused_quickly(dead)
     line = edge.proc.wait_log(["closed service=dead",
                                "reason=refused-by-agent(no backend"],
