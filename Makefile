@@ -39,7 +39,8 @@ LIBCURL = -lcurl -ljansson
 COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
           src/common/net.c src/common/tlsx.c src/common/fconn.c src/common/relay.c \
           src/common/relay_mt.c src/common/stats.c src/common/outpol.c \
-          src/common/cidr.c src/common/proxy.c src/common/plink.c src/common/mux.c
+          src/common/cidr.c src/common/proxy.c src/common/plink.c src/common/mux.c \
+          src/common/poolkey.c
 EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_svc.c \
           src/edge/edge_limit.c src/edge/edge_sandbox.c src/edge/edge_keyproc.c \
           src/edge/edge_notify.c src/edge/edge_out.c src/edge/edge_policy.c \
@@ -62,7 +63,7 @@ UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki \
           $(BUILD)/test_plink
 UNITS  += $(BUILD)/test_proxy $(BUILD)/test_cidr
 UNITS  += $(BUILD)/test_ftp
-UNITS  += $(BUILD)/test_mux $(BUILD)/test_relay
+UNITS  += $(BUILD)/test_mux $(BUILD)/test_relay $(BUILD)/test_poolkey
 
 all: $(PROGS)
 
@@ -125,6 +126,9 @@ $(BUILD)/test_mux: $(BUILD)/obj/tests/test_mux.o $(call obj,src/common/mux.c src
 
 $(BUILD)/test_relay: $(BUILD)/obj/tests/test_relay.o $(call obj,src/common/relay.c src/common/relay_mt.c src/common/buf.c src/common/ev.c src/common/log.c src/common/tlsx.c src/common/net.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBSSL)
+
+$(BUILD)/test_poolkey: $(BUILD)/obj/tests/test_poolkey.o $(call obj,src/common/poolkey.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -lcrypto
 
 $(BUILD)/test_ftp: $(BUILD)/obj/tests/test_ftp.o $(call obj,src/common/ftp.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka

@@ -9,6 +9,7 @@
 #include "common/fconn.h"
 #include "common/mux.h"
 #include "common/net.h"
+#include "common/poolkey.h"
 #include "common/relay.h"
 
 #define AGENT_VERSION		"0.1.0"
@@ -187,6 +188,12 @@ struct aedge {
 	unsigned	 pool_idle;
 	unsigned	 pool_req;
 	int		 pool_refused;		/* the edge said no: wait */
+	/* The pool key from HELLO_OK (poolkey.h): with it, pooled links
+	 * are proved by a counter and need no POOL_REQ first. */
+	int		 pool_keyed;
+	uint8_t		 pool_key[POOLKEY_LEN];
+	uint64_t	 pool_kid;
+	uint64_t	 pool_ctr;		/* the last counter used */
 	uint64_t	 pool_next;		/* no new link before this */
 	uint64_t	 pool_backoff_ms;
 };
@@ -195,7 +202,10 @@ extern struct cfg agent_cfg;
 extern SSL_CTX *agent_tls;
 
 void	edges_start(void);
-void	edges_tick(uint64_t now);
+/* idle: the last turn of the loop dispatched nothing. */
+void	edges_tick(uint64_t now, int idle);
+/* Whether an edge's pool wants a refill (the loop then polls). */
+int	edges_pool_short(void);
 void	edges_stop(void);
 /* Send a frame on an edge's control channel if it is up. */
 void	edge_send(struct aedge *e, const struct msg *m);
@@ -241,7 +251,9 @@ int	link_start(struct fconn *fc, int fd, int plain, int ktls,
 	    const char *host, const struct fconn_ops *ops, void *owner,
 	    const char **why);
 /* Open a pooled data link to e with a token from POOL_GRANT. */
-void	sess_pool_open(struct aedge *e, const uint8_t *token);
+/* Open a pooled link to e, proved by token, or by e's pool key if token
+ * is NULL. Returns 0, or -1 if no link could be started. */
+int	sess_pool_open(struct aedge *e, const uint8_t *token);
 /* Close e's pooled links that carry no session (e went away). */
 void	sess_pool_close(struct aedge *e);
 /* agent_ftp.c: FTP control and data sessions (docs/ftp.md). */

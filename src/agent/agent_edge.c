@@ -74,6 +74,8 @@ aedge_fail(struct aedge *e, const char *why)
 	amux_edge_lost(e);
 	e->pool_req = 0;
 	e->pool_refused = 0;
+	e->pool_keyed = 0;
+	OPENSSL_cleanse(e->pool_key, sizeof(e->pool_key));
 	e->plain = 0;
 	e->mux = 0;
 	e->out_ok = 0;
@@ -233,6 +235,16 @@ aedge_frame(struct fconn *fc, struct msg *m)
 			log_warn("edge %s does not take plain data links: using "
 			    "TLS", e->ce->str);
 		e->mux = !e->plain && agent_cfg.data_mux > 0;
+		/* An edge that sends a pool key takes pooled links proved by
+		 * it; an older one hands out tokens (POOL_REQ) instead. */
+		e->pool_keyed = (m->have & FA_BIT(FA_SECRET)) &&
+		    (m->have & FA_BIT(FA_SESSION));
+		if (e->pool_keyed) {
+			memcpy(e->pool_key, m->secret, sizeof(e->pool_key));
+			e->pool_kid = m->session;
+			e->pool_ctr = 0;
+			OPENSSL_cleanse(m->secret, sizeof(m->secret));
+		}
 		if (e->mux)
 			log_info("edge %s connected (edge %s, protocol %u, "
 			    "data_link=tls, data_mux=%u)", e->ce->str,
@@ -297,7 +309,7 @@ aedge_frame(struct fconn *fc, struct msg *m)
 		if (e->mux)
 			amux_open(e, m->secret);
 		else
-			sess_pool_open(e, m->secret);
+			(void)sess_pool_open(e, m->secret);
 		OPENSSL_cleanse(m->secret, sizeof(m->secret));
 		return 0;
 	case FT_PONG:
@@ -378,15 +390,46 @@ edges_svc_open(const struct cfg_service *s)
 		edge_send(&edges[i], &m);
 }
 
+static unsigned
+pool_target(const struct aedge *e)
+{
+	return e->mux ? agent_cfg.data_mux : agent_cfg.data_pool;
+}
+
+/* Whether e's pool is short of links and may be refilled now. */
+static int
+pool_short(const struct aedge *e)
+{
+	return e->state == AE_READY && !e->pool_refused &&
+	    ev_now() >= e->pool_next &&
+	    e->pool_links + e->pool_req < pool_target(e);
+}
+
+int
+edges_pool_short(void)
+{
+	size_t i;
+
+	for (i = 0; i < nedges; i++)
+		if (pool_short(&edges[i]))
+			return 1;
+	return 0;
+}
+
 void
 edge_pool_fill(struct aedge *e)
 {
 	struct msg m;
 
-	if (e->state != AE_READY || e->pool_refused || ev_now() < e->pool_next)
+	if (!pool_short(e))
 		return;
-	while (e->pool_links + e->pool_req <
-	    (e->mux ? agent_cfg.data_mux : agent_cfg.data_pool)) {
+	while (e->pool_links + e->pool_req < pool_target(e)) {
+		if (!e->mux && e->pool_keyed) {
+			/* No round trip: the link proves itself. */
+			if (sess_pool_open(e, NULL) == -1)
+				return;
+			continue;
+		}
 		msg_init(&m, FT_POOL_REQ);
 		if (fconn_send(&e->fc, &m) == -1)
 			return;
@@ -445,7 +488,7 @@ edges_start(void)
 }
 
 void
-edges_tick(uint64_t now)
+edges_tick(uint64_t now, int idle)
 {
 	struct aedge *e;
 	struct msg m;
@@ -468,7 +511,13 @@ edges_tick(uint64_t now)
 				aedge_fail(e, "heartbeat timed out");
 				break;
 			}
-			edge_pool_fill(e);
+			/* A refill (a connect, a greeting) waits for a turn
+			 * of the loop with nothing else to do, so that it
+			 * runs while the sessions in flight are elsewhere,
+			 * not ahead of them; at once if half the pool is
+			 * gone (a busy loop is never idle). */
+			if (idle || e->pool_idle * 2 < pool_target(e))
+				edge_pool_fill(e);
 			if (now - e->last_ping >= PING_EVERY_MS) {
 				e->last_ping = now;
 				msg_init(&m, FT_PING);

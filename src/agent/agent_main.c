@@ -160,7 +160,8 @@ main(int argc, char **argv)
 	edges_start();
 	(void)sd_notify(0, "READY=1");
 	while (!agent_stop) {
-		if (ev_run_once(200) == -1)
+		/* While a pool waits for an idle turn (edges_tick), poll. */
+		if (ev_run_once(edges_pool_short() ? 0 : 200) == -1)
 			log_fatal("epoll_wait: %s", strerror(errno));
 		if (agent_hup) {
 			agent_hup = 0;
@@ -168,7 +169,7 @@ main(int argc, char **argv)
 			hup_audit();
 		}
 		now = ev_now();
-		edges_tick(now);
+		edges_tick(now, ev_dispatched() == 0);
 		health_tick(now);
 		sess_tick(now);
 		amux_tick(now);

@@ -58,6 +58,8 @@ struct asess {
 	char		 backend[CFG_STR];
 	char		 edge_str[CFG_STR];
 	uint8_t		 secret[FRAME_SECRET];	/* or the pool token */
+	uint64_t	 pool_ctr;	/* keyed pooled link: its counter;
+					 * secret holds its proof */
 	int		 pool;		/* on a pooled link */
 	int		 plain;		/* the data link is plain */
 	int		 link_fd;	/* pooled: the link, until relaying */
@@ -539,6 +541,10 @@ link_greet(struct fconn *fc, uint16_t type)
 	if (type == FT_DATA_HELLO) {
 		m.session = s->id;
 		m.have |= FA_BIT(FA_SESSION);
+	} else if (s->pool_ctr != 0) {
+		m.session = s->edge->pool_kid;
+		m.nonce = s->pool_ctr;
+		m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_NONCE);
 	}
 	if (s->plain)
 		(void)fconn_send_raw(fc, PLINK_MAGIC, PLINK_MAGIC_LEN);
@@ -897,7 +903,11 @@ pool_drop(struct asess *s, const char *why, int failed)
 	struct aedge *e = s->edge;
 
 	if (why != NULL) {
-		if (s->state == AS_POOL_IDLE)
+		if (s->state == AS_POOL_IDLE && s->pool_ctr != 0 && failed)
+			log_info("edge %s: pooled data link closed before use "
+			    "(a refusal is in the edge's log): %s", s->edge_str,
+			    why);
+		else if (s->state == AS_POOL_IDLE)
 			log_debug("edge %s: pooled data link closed: %s",
 			    s->edge_str, why);
 		else
@@ -908,8 +918,10 @@ pool_drop(struct asess *s, const char *why, int failed)
 		e->pool_idle--;
 	if (e->pool_links > 0)
 		e->pool_links--;
+	/* A keyed link is never confirmed: the edge closing it before a
+	 * session came is a refusal as much as a failed greeting is. */
 	if (failed)
-		edge_pool_failed(e, s->state != AS_POOL_IDLE);
+		edge_pool_failed(e, s->state != AS_POOL_IDLE || s->pool_ctr != 0);
 	dial_cancel(&s->dial);
 	if (s->state != AS_POOL_DIAL)
 		fconn_close(&s->fc);
@@ -937,10 +949,27 @@ pool_dialled(struct dial *d, int fd, int err)
 		(void)pool_ready(&s->fc);
 }
 
+/* The link is parked at the edge (POOL_OK), or taken to be (keyed). */
+static void
+pool_parked(struct asess *s)
+{
+	s->state = AS_POOL_IDLE;
+	s->edge->pool_idle++;
+	log_debug("edge %s: pooled %s data link ready (%u idle)", s->edge_str,
+	    s->plain ? "plain" : "TLS", s->edge->pool_idle);
+}
+
 static int
 pool_ready(struct fconn *fc)
 {
-	return link_greet(fc, FT_POOL_HELLO);
+	struct asess *s = fc->owner;
+
+	(void)link_greet(fc, FT_POOL_HELLO);
+	/* A keyed POOL_HELLO gets no answer: the link is parked unless
+	 * the edge closes it. */
+	if (s->pool_ctr != 0)
+		pool_parked(s);
+	return 0;
 }
 
 static void asess_assigned(struct asess *s, const struct msg *m);
@@ -959,9 +988,12 @@ pool_assign(struct asess *s, const struct msg *m)
 	/* The link is not read again before the backend answers. */
 	fconn_detach(&s->fc, &s->link_fd, &s->link_ssl, &pending);
 	buf_free(&pending);
-	/* One used, one more asked for: by edges_tick, after this turn of
-	 * the loop, so the refill does not delay this session's set-up. */
+	/* One used, one more asked for: by edges_tick, in a turn of the
+	 * loop with nothing else to do, so the refill does not delay this
+	 * session's set-up.
+	 * The edge took the link, so its pool works: no back-off. */
 	e->pool_refused = 0;
+	edge_pool_ok(e);
 	asess_assigned(s, m);
 }
 
@@ -1008,12 +1040,10 @@ pool_frame(struct fconn *fc, struct msg *m)
 	struct aedge *e = s->edge;
 	char why[MSG_TEXT_MAX + 64];
 
-	if (s->state == AS_POOL_GREET && m->type == FT_POOL_OK) {
-		s->state = AS_POOL_IDLE;
-		e->pool_idle++;
+	if (s->state == AS_POOL_GREET && s->pool_ctr == 0 &&
+	    m->type == FT_POOL_OK) {
+		pool_parked(s);
 		edge_pool_ok(e);
-		log_debug("edge %s: pooled %s data link ready (%u idle)",
-		    s->edge_str, s->plain ? "plain" : "TLS", e->pool_idle);
 		return 0;
 	}
 	if (s->state == AS_POOL_IDLE && m->type == FT_SESS_ASSIGN) {
@@ -1050,19 +1080,33 @@ sess_mux_open(struct aedge *e, struct mux *m, uint32_t sid, const struct msg *a)
 	asess_assigned(s, a);
 }
 
-void
+int
 sess_pool_open(struct aedge *e, const uint8_t *token)
 {
 	struct asess *s;
 
-	if ((s = calloc(1, sizeof(*s))) == NULL)
-		return;
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		edge_pool_failed(e, 1);		/* back off: no busy retry */
+		return -1;
+	}
 	asess_init(s, e);
 	s->state = AS_POOL_DIAL;
-	memcpy(s->secret, token, sizeof(s->secret));
 	e->pool_links++;
-	if (dial_start(&s->dial, &s->edge_addr, pool_dialled, s) == -1)
+	if (token != NULL) {
+		memcpy(s->secret, token, sizeof(s->secret));
+	} else {
+		s->pool_ctr = ++e->pool_ctr;
+		if (poolkey_proof(e->pool_key, e->pool_kid, s->pool_ctr,
+		    s->secret) == -1) {
+			pool_drop(s, "cannot compute the pool proof", 1);
+			return -1;
+		}
+	}
+	if (dial_start(&s->dial, &s->edge_addr, pool_dialled, s) == -1) {
 		pool_drop(s, strerror(errno), 1);
+		return -1;
+	}
+	return 0;
 }
 
 void

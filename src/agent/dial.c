@@ -63,7 +63,7 @@ dial_cancel(struct dial *d)
 {
 	if (!d->active)
 		return;
-	ev_del(&d->io);
+	ev_forget(&d->io);
 	close(d->io.fd);
 	d->active = 0;
 }

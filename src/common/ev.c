@@ -18,6 +18,7 @@
 static _Thread_local int ev_fd = -1;
 static _Thread_local struct epoll_event ev_batch[EV_BATCH];
 static _Thread_local int ev_pos, ev_count;
+static _Thread_local int ev_last_n;
 static _Thread_local uint64_t ev_cached_now;
 
 int
@@ -65,18 +66,29 @@ ev_set(struct ev_io *io, uint32_t mask)
 }
 
 void
-ev_del(struct ev_io *io)
+ev_forget(struct ev_io *io)
 {
 	int i;
 
-	if (io->registered) {
-		(void)epoll_ctl(ev_fd, EPOLL_CTL_DEL, io->fd, NULL);
-		io->registered = 0;
-		io->mask = 0;
-	}
+	io->registered = 0;
+	io->mask = 0;
 	for (i = ev_pos; i < ev_count; i++)
 		if (ev_batch[i].data.ptr == io)
 			ev_batch[i].data.ptr = NULL;
+}
+
+void
+ev_del(struct ev_io *io)
+{
+	if (io->registered)
+		(void)epoll_ctl(ev_fd, EPOLL_CTL_DEL, io->fd, NULL);
+	ev_forget(io);
+}
+
+int
+ev_dispatched(void)
+{
+	return ev_last_n;
 }
 
 uint64_t
@@ -104,6 +116,7 @@ ev_run_once(int timeout_ms)
 
 	n = epoll_wait(ev_fd, ev_batch, EV_BATCH, timeout_ms);
 	ev_now_update();
+	ev_last_n = n > 0 ? n : 0;
 	if (n == -1)
 		return errno == EINTR ? 0 : -1;
 	ev_count = n;

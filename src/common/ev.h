@@ -28,8 +28,15 @@ int	 ev_set(struct ev_io *io, uint32_t mask);
 /* Remove the fd from the set. Events for it still queued in the current
  * batch are dropped, so the owner may free io right after this call. */
 void	 ev_del(struct ev_io *io);
+/* As ev_del, without the system call, for an fd that is closed right
+ * after: close() takes it out of the epoll set, as long as no other
+ * descriptor refers to the same socket (nothing here dup()s one). */
+void	 ev_forget(struct ev_io *io);
 /* Wait up to timeout_ms and dispatch. Returns 0, or -1 on a fatal error. */
 int	 ev_run_once(int timeout_ms);
+/* How many events the last ev_run_once dispatched: 0 means the loop had
+ * nothing to do (the time-out passed, or a poll found nothing). */
+int	 ev_dispatched(void);
 /* Monotonic milliseconds. Cached per loop turn; ev_now_update refreshes. */
 uint64_t ev_now(void);
 uint64_t ev_now_update(void);

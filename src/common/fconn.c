@@ -313,7 +313,7 @@ fconn_detach(struct fconn *fc, int *fd, SSL **ssl, struct buf *pending)
 void
 fconn_close(struct fconn *fc)
 {
-	ev_del(&fc->io);
+	ev_forget(&fc->io);	/* the fd is closed below */
 	if (fc->ssl != NULL) {
 		/* Best effort: tell the peer we are going, never wait. */
 		if (fc->handshaken && !fc->failed)

@@ -812,7 +812,11 @@ relay_zero_copy(const struct relay *r, int i)
 static void
 end_close(struct relay_end *e, int abort)
 {
-	ev_del(&e->io);
+	/* Closed below, unless handed to a drain first (abort). */
+	if (abort && e->ssl == NULL)
+		ev_del(&e->io);
+	else
+		ev_forget(&e->io);
 	if (e->ssl != NULL) {
 		/* close_notify only on a clean end; after a fatal TLS error
 		 * OpenSSL forbids it. */

@@ -15,6 +15,7 @@
 #include "common/mux.h"
 #include "common/net.h"
 #include "common/plink.h"
+#include "common/poolkey.h"
 #include "common/relay.h"
 #include "edge/edge_limit.h"
 
@@ -49,6 +50,7 @@ struct edge_stats {
 	uint64_t	 data_links_plain;	/* plain links that greeted right */
 	uint64_t	 sessions_pooled;	/* joined on a pooled link */
 	uint64_t	 pool_tokens;		/* POOL_GRANTs with a token */
+	uint64_t	 pool_links_keyed;	/* parked with a pool key proof */
 	uint64_t	 agents_connected;	/* gauge */
 };
 
@@ -84,6 +86,11 @@ struct econn {
 	uint64_t	 ntokens;
 	struct econn	*pool_agent;
 	uint64_t	 nmux;		/* EC_AGENT: its multiplexed links */
+	/* EC_AGENT: the pool key sent in HELLO_OK, its id, and the
+	 * counters its links have used (poolkey.h). */
+	uint8_t		 pool_key[POOLKEY_LEN];
+	uint64_t	 pool_kid;
+	struct poolkey_win pool_win;
 	struct econn	*pool_prev, *pool_next;
 	uint64_t	 active;	/* sessions handed to this agent and
 					 * not yet ended, pending or joined */
@@ -153,6 +160,8 @@ void	ctl_pause(int paused);
 void	ctl_shutdown(void);
 /* The agent control connection whose outbound token is tok, or NULL. */
 struct econn *ctl_agent_by_token(const uint8_t *tok);
+/* The agent control connection whose pool key has this id, or NULL. */
+struct econn *ctl_agent_by_kid(uint64_t kid);
 /* An EC_INCOMING connection identified itself as st: it leaves the count
  * of handshakes in progress. */
 void	ctl_identified(struct econn *c, enum econn_state st);

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 static struct ev_io ctl_lio;
 static struct econn *conns;	/* every econn, incoming or agent */
@@ -48,6 +49,7 @@ econn_free(struct econn *c)
 	fconn_close(&c->fc);
 	out_pol_unref(c->out_pol);
 	OPENSSL_cleanse(c->out_token, sizeof(c->out_token));
+	OPENSSL_cleanse(c->pool_key, sizeof(c->pool_key));
 	free(c);
 }
 
@@ -59,6 +61,17 @@ ctl_agent_by_token(const uint8_t *tok)
 	for (c = conns; c != NULL; c = c->next)
 		if (c->state == EC_AGENT && c->out_pol != NULL &&
 		    CRYPTO_memcmp(c->out_token, tok, FRAME_SECRET) == 0)
+			return c;
+	return NULL;
+}
+
+struct econn *
+ctl_agent_by_kid(uint64_t kid)
+{
+	struct econn *c;
+
+	for (c = conns; c != NULL; c = c->next)
+		if (c->state == EC_AGENT && c->pool_kid == kid)
 			return c;
 	return NULL;
 }
@@ -137,12 +150,22 @@ econn_hello(struct econn *c, const struct msg *m)
 		r.data_link = DATA_LINK_PLAIN;
 		r.have |= FA_BIT(FA_DATA_LINK);
 	}
+	/* The key that proves this agent's pooled links (poolkey.h); it
+	 * lives as long as this connection. */
+	if (RAND_bytes(c->pool_key, sizeof(c->pool_key)) != 1 ||
+	    RAND_bytes((uint8_t *)&c->pool_kid, sizeof(c->pool_kid)) != 1)
+		log_fatal("RAND_bytes failed");
+	memcpy(r.secret, c->pool_key, sizeof(r.secret));
+	r.session = c->pool_kid;
+	r.have |= FA_BIT(FA_SECRET) | FA_BIT(FA_SESSION);
 	log_info("agent %s connected from %s data_link=%s", c->name, c->peer,
 	    c->plain ? "plain" : "tls");
 	if (fconn_send(&c->fc, &r) == -1) {
+		OPENSSL_cleanse(r.secret, sizeof(r.secret));
 		econn_drop(c, "cannot send HELLO_OK");
 		return -1;
 	}
+	OPENSSL_cleanse(r.secret, sizeof(r.secret));
 	return 0;
 }
 

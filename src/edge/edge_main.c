@@ -288,6 +288,8 @@ main(int argc, char **argv)
 		log_fatal("%s: %s", edge_conf.key, err);
 	if (ev_init() == -1)
 		log_fatal("epoll: %s", strerror(errno));
+	if (poolkey_init() == -1)
+		log_fatal("pool keys: OpenSSL has no HMAC");
 	if (relay_threads((unsigned)threads) == -1)
 		log_fatal("relay threads: %s", strerror(errno));
 	sc.threads = threads > 0;

@@ -11,9 +11,15 @@
  * POOL_GRANT); a new link shows one in POOL_HELLO. A token is erased when
  * used, expires unused after POOL_TOKEN_TTL_MS, and lives no longer than
  * the control connection that got it, as do the links parked with it.
- * Parked links and unused tokens count against lim.max_pool per agent. */
+ * Parked links and unused tokens count against lim.max_pool per agent.
+ *
+ * An agent that got a pool key with HELLO_OK needs no token: it proves
+ * each link with a counter and its MAC (poolkey.h), so refilling the
+ * pool costs the new link alone, and the edge does not answer such a
+ * POOL_HELLO (the agent counts the link parked once it has sent it). */
 #include "edge/edge.h"
 #include "common/log.h"
+#include "common/poolkey.h"
 #include "common/stats.h"
 
 #include <stdio.h>
@@ -84,6 +90,45 @@ pool_grant(struct econn *agent)
 	OPENSSL_cleanse(r.secret, sizeof(r.secret));
 }
 
+/* Whether agent may park one more link, from link. */
+static int
+pool_room(struct econn *link, struct econn *agent, const char **why)
+{
+	if (link->plain && !agent->plain) {
+		*why = "plain pooled link for an agent that uses TLS links";
+		return -1;
+	}
+	if (agent->npool + agent->nmux >= lim.max_pool) {
+		lim_hit(LIM_POOL, "agent %s: pooled link from %s refused",
+		    agent->name, link->peer);
+		*why = "pool limit reached";
+		return -1;
+	}
+	return 0;
+}
+
+/* A keyed POOL_HELLO (SESSION = the key id, NONCE = the counter, SECRET =
+ * the proof). Returns the agent whose key proves it, or NULL with *why. */
+static struct econn *
+key_use(struct econn *link, const struct msg *m, const char **why)
+{
+	struct econn *agent;
+
+	if (!(m->have & FA_BIT(FA_SESSION)) ||
+	    (agent = ctl_agent_by_kid(m->session)) == NULL) {
+		*why = "unknown pool key";
+		return NULL;
+	}
+	/* The proof first: without the key, nobody gets as far as the
+	 * limits (or their log lines). */
+	if (poolkey_accept(agent->pool_key, agent->pool_kid, &agent->pool_win,
+	    m->nonce, m->secret, why) == -1)
+		return NULL;
+	if (pool_room(link, agent, why) == -1)
+		return NULL;
+	return agent;
+}
+
 /* Use up the pool token link shows in m (POOL_HELLO or MUX_HELLO).
  * Returns the agent it was granted to, or NULL with *why. */
 static struct econn *
@@ -103,16 +148,8 @@ token_use(struct econn *link, const struct msg *m, const char **why)
 	}
 	agent = (*found)->agent;
 	ptoken_free(found);	/* one use, whatever comes next */
-	if (link->plain && !agent->plain) {
-		*why = "plain pooled link for an agent that uses TLS links";
+	if (pool_room(link, agent, why) == -1)
 		return NULL;
-	}
-	if (agent->npool + agent->nmux >= lim.max_pool) {
-		lim_hit(LIM_POOL, "agent %s: pooled link from %s refused",
-		    agent->name, link->peer);
-		*why = "pool limit reached";
-		return NULL;
-	}
 	return agent;
 }
 
@@ -134,8 +171,10 @@ pool_hello(struct econn *link, const struct msg *m)
 	struct econn *agent;
 	struct msg ok;
 	const char *why;
+	int keyed = (m->have & FA_BIT(FA_NONCE)) != 0;
 
-	if ((agent = token_use(link, m, &why)) == NULL) {
+	if ((agent = keyed ? key_use(link, m, &why) :
+	    token_use(link, m, &why)) == NULL) {
 		link_refuse(link, why);
 		return;
 	}
@@ -150,9 +189,14 @@ pool_hello(struct econn *link, const struct msg *m)
 	agent->npool++;
 	nparked++;
 	snprintf(link->name, sizeof(link->name), "%s", agent->name);
+	if (keyed)
+		edge_stats.pool_links_keyed++;
+	log_debug("pooled %s data link from %s parked for agent %s%s",
+	    link->plain ? "plain" : "TLS", link->peer, agent->name,
+	    keyed ? " (keyed)" : "");
+	if (keyed)
+		return;		/* no answer: see the top of this file */
 	msg_init(&ok, FT_POOL_OK);
-	log_debug("pooled %s data link from %s parked for agent %s",
-	    link->plain ? "plain" : "TLS", link->peer, agent->name);
 	if (fconn_send(&link->fc, &ok) == -1)
 		econn_drop(link, "cannot send POOL_OK");
 }
@@ -260,5 +304,7 @@ pool_stats(char *out, size_t outlen)
 	(void)stats_append(out, outlen, "pool_tokens_granted_total",
 	    edge_stats.pool_tokens);
 	(void)stats_append(out, outlen, "pool_tokens_unused", ntok);
+	(void)stats_append(out, outlen, "pool_links_keyed_total",
+	    edge_stats.pool_links_keyed);
 	(void)stats_append(out, outlen, "pool_links_parked", nparked);
 }

@@ -150,8 +150,8 @@ def test_pool_backend_refused(tmp_path, pki, link):
 
 def test_pool_survives_handshake_timeout(tmp_path, pki):
     """Parked links are identified: the edge's handshake time-out does not
-    close them, they are counted in their own limit (--max-pool), and the
-    agent is told when it asks for more than that."""
+    close them, they are counted in their own limit (--max-pool), and a
+    link over it is closed (the agent backs off before the next)."""
     edge = sp.start_edge(tmp_path, pki, extra=["-v", "--handshake-timeout",
                                                "1", "--max-pool", "2"])
     bs = sp.ByteServer(b"ok")
@@ -160,7 +160,8 @@ def test_pool_survives_handshake_timeout(tmp_path, pki):
                            data_link="plain", data_pool=3)
     edge.proc.wait_log("parked for agent agent1", count=2)
     edge.proc.wait_log("limit pool hit")
-    agent.proc.wait_log("pool token refused: pool limit reached")
+    edge.proc.wait_log("refused: pool limit reached")
+    agent.proc.wait_log("pooled data link closed before use")
     time.sleep(2.5)         # well past the 1 s handshake time-out
     assert edge.proc.count("no greeting within") == 0
     assert parked(edge) == 2
