@@ -4,6 +4,8 @@ used by the integration tests to poke at the edge's data-link handling.
 Standard library only. Talks only to 127.0.0.1.
 """
 
+import hashlib
+import hmac
 import os
 import queue
 import socket
@@ -248,6 +250,7 @@ class FakeAgent:
             raise ProtocolError(f"expected HELLO_OK, got {f}")
         if f.u(A_VERSION) != 1:
             raise ProtocolError(f"edge chose version {f.u(A_VERSION)}")
+        self.hello_ok = f
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
         return f
@@ -378,6 +381,42 @@ class FakeAgent:
         dl = self._link(frame(POOL_HELLO, attr(A_SECRET, token)), timeout,
                         plain)
         dl.pooled = isinstance(dl.result, Frame) and dl.result.type == POOL_OK
+        return dl
+
+    def pool_key(self):
+        """(key, key id) from HELLO_OK: what proves keyed pooled links."""
+        return self.hello_ok.get(A_SECRET), self.hello_ok.u(A_SESSION)
+
+    def keyed_link(self, ctr, plain=False, proof=None, kid=None,
+                   timeout=10):
+        """Open a pooled link proved by the pool key: POOL_HELLO with
+        SESSION = key id, NONCE = ctr, SECRET = HMAC-SHA256(key,
+        "sallyport pool link" || key id || ctr), computed here on its own
+        (proof / kid replace the right ones for hostile cases). The edge
+        answers nothing: the link is parked, or closed."""
+        key, kid0 = self.pool_key()
+        kid = kid0 if kid is None else kid
+        if proof is None:
+            proof = hmac.new(key, b"sallyport pool link" +
+                             struct.pack(">QQ", kid, ctr),
+                             hashlib.sha256).digest()
+        greeting = frame(POOL_HELLO, attr(A_SESSION, u64(kid)),
+                         attr(A_NONCE, u64(ctr)), attr(A_SECRET, proof))
+        raw = socket.create_connection((self.host, self.port), timeout=timeout)
+        local_port = raw.getsockname()[1]
+        if plain:
+            sock = raw
+            greeting = PLAIN_MAGIC + greeting
+        else:
+            try:
+                sock = self.ctx.wrap_socket(raw, server_hostname=self.host)
+            except BaseException:
+                raw.close()
+                raise
+        sock.settimeout(timeout)
+        sock.sendall(greeting)
+        dl = DataLink(sock, FrameReader(sock), None)
+        dl.local_port = local_port
         return dl
 
     def close(self):

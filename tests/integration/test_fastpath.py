@@ -8,6 +8,7 @@ The core relay tests (test_core.py) run with both kinds of data link too.
 import hashlib
 import os
 import re
+import select
 import signal
 import socket
 import struct
@@ -77,6 +78,8 @@ def test_pool_joins_without_dialling(tmp_path, pki, link):
     assert agent.proc.count(["opened service=bytes", "pooled"], amark) == n
     # refilled: one new parked link per session used
     sp.wait_until(lambda: parked(edge, emark) >= n, 20, "pool refilled")
+    # proved by the pool key: no token round trip for any of them
+    assert edge.proc.count("parked for agent agent1 (keyed)") == parked(edge)
     ends = sp.wait_until(lambda: len(closed(edge.proc, emark)) >= n and
                          closed(edge.proc, emark), 20, "sessions closed")
     for s in ends.values():
@@ -315,6 +318,76 @@ def test_plain_pool_tokens(echo_svc, pki):
         dl.close()
     finally:
         a.close()
+
+
+def _closed_unanswered(dl):
+    """The edge closed a keyed link without sending a byte."""
+    dl.sock.settimeout(10)
+    try:
+        got = dl.sock.recv(100)
+    except ConnectionError:
+        got = b""
+    assert got == b"", f"edge answered {got!r}"
+    dl.close()
+
+
+def test_keyed_pool_links(echo_svc, pki):
+    """Pooled links proved by the pool key from HELLO_OK (no POOL_REQ, no
+    POOL_OK): parked at once; a replayed counter, a wrong proof, another
+    key id, counter 0, and a TLS agent's key on a plain link are closed
+    unanswered, each with its reason logged; a parked keyed link is then
+    joined by SESS_ASSIGN and relays."""
+    edge = echo_svc
+    a = _agent(edge, pki, "plain3", plain=True)
+    tls = _agent(edge, pki, "tls3", plain=False)
+    try:
+        key, kid = a.pool_key()
+        assert len(key) == 32 and tls.pool_key()[0] != key
+        dl1 = a.keyed_link(1, plain=True)
+        edge.proc.wait_log("parked for agent plain3 (keyed)")
+        hostile = [
+            (dict(ctr=1), "pool counter used already"),            # replay
+            (dict(ctr=2, proof=os.urandom(32)), "wrong pool proof"),
+            (dict(ctr=2, kid=kid ^ 1), "unknown pool key"),
+            (dict(ctr=0), "pool counter 0"),
+        ]
+        for kw, why in hostile:
+            mark = edge.proc.mark()
+            _closed_unanswered(a.keyed_link(plain=True, **kw))
+            edge.proc.wait_log(["refused:", why], since=mark)
+        # counter 2 was not used up by the wrong proof
+        dl2 = a.keyed_link(2, plain=True)
+        edge.proc.wait_log("parked for agent plain3 (keyed)", count=2)
+        # the TLS agent's key: not on a plain link; over TLS, parked
+        mark = edge.proc.mark()
+        _closed_unanswered(tls.keyed_link(1, plain=True))
+        edge.proc.wait_log("plain pooled link for an agent that uses TLS",
+                           since=mark)
+        tdl = tls.keyed_link(2)
+        edge.proc.wait_log("parked for agent tls3 (keyed)")
+        tdl.close()
+
+        c = sp.tcp_connect(a.svc_port)
+        c.sendall(b"ping\n")
+        ready, _, _ = select.select([dl1.sock, dl2.sock], [], [], 10)
+        assert len(ready) == 1, ready
+        dl = dl1 if ready[0] is dl1.sock else dl2
+        f = dl.reader.read()
+        assert f.type == fa.SESS_ASSIGN, f
+        assert f.s(fa.A_SERVICE) == "svc-plain3"
+        assert dl.recv_exact(5) == b"ping\n"
+        dl.send(b"pong\n")
+        c.settimeout(10)
+        assert c.recv(5) == b"pong\n"
+        c.close()
+        dl.close()
+        line = edge.proc.wait_log(["closed service=svc-plain3", "link=plain"])
+        assert "reason=client-closed" in line, line
+        assert edge.proc.count("(keyed)") == 3
+    finally:
+        a.close()
+        tls.close()
+    assert edge.proc.alive()
 
 
 def test_plain_greeting_garbage(echo_svc, pki):
