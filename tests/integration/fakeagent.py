@@ -343,12 +343,13 @@ class FakeAgent:
         return self._link(frame(DATA_HELLO, attr(A_SESSION, u64(sid)),
                                 attr(A_SECRET, secret)), timeout, plain)
 
-    def _link(self, greeting, timeout, plain):
+    def _open(self, timeout, plain):
+        """A new data-link connection (TLS unless plain), the magic to
+        send first (plain) and its local port."""
         raw = socket.create_connection((self.host, self.port), timeout=timeout)
         local_port = raw.getsockname()[1]
         if plain:
             sock = raw
-            greeting = PLAIN_MAGIC + greeting
         else:
             try:
                 sock = self.ctx.wrap_socket(raw, server_hostname=self.host)
@@ -356,9 +357,13 @@ class FakeAgent:
                 raw.close()
                 raise
         sock.settimeout(timeout)
+        return sock, PLAIN_MAGIC if plain else b"", local_port
+
+    def _link(self, greeting, timeout, plain):
+        sock, magic, local_port = self._open(timeout, plain)
         reader = FrameReader(sock)
         try:
-            sock.sendall(greeting)
+            sock.sendall(magic + greeting)
             result = reader.read()
         except (EOFError, OSError) as e:
             result = e
@@ -402,19 +407,8 @@ class FakeAgent:
                              hashlib.sha256).digest()
         greeting = frame(POOL_HELLO, attr(A_SESSION, u64(kid)),
                          attr(A_NONCE, u64(ctr)), attr(A_SECRET, proof))
-        raw = socket.create_connection((self.host, self.port), timeout=timeout)
-        local_port = raw.getsockname()[1]
-        if plain:
-            sock = raw
-            greeting = PLAIN_MAGIC + greeting
-        else:
-            try:
-                sock = self.ctx.wrap_socket(raw, server_hostname=self.host)
-            except BaseException:
-                raw.close()
-                raise
-        sock.settimeout(timeout)
-        sock.sendall(greeting)
+        sock, magic, local_port = self._open(timeout, plain)
+        sock.sendall(magic + greeting)
         dl = DataLink(sock, FrameReader(sock), None)
         dl.local_port = local_port
         return dl
