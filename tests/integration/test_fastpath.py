@@ -380,6 +380,8 @@ def test_keyed_pool_links(echo_svc, pki):
         c.settimeout(10)
         assert c.recv(5) == b"pong\n"
         c.close()
+        # the client's end reaches the link before the link ends
+        assert dl.recv_exact(1) == b""
         dl.close()
         line = edge.proc.wait_log(["closed service=svc-plain3", "link=plain"])
         assert "reason=client-closed" in line, line
