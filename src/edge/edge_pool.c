@@ -189,13 +189,13 @@ pool_hello(struct econn *link, const struct msg *m)
 	agent->npool++;
 	nparked++;
 	snprintf(link->name, sizeof(link->name), "%s", agent->name);
-	if (keyed)
-		edge_stats.pool_links_keyed++;
 	log_debug("pooled %s data link from %s parked for agent %s%s",
 	    link->plain ? "plain" : "TLS", link->peer, agent->name,
 	    keyed ? " (keyed)" : "");
-	if (keyed)
+	if (keyed) {
+		edge_stats.pool_links_keyed++;
 		return;		/* no answer: see the top of this file */
+	}
 	msg_init(&ok, FT_POOL_OK);
 	if (fconn_send(&link->fc, &ok) == -1)
 		econn_drop(link, "cannot send POOL_OK");

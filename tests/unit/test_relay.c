@@ -81,6 +81,22 @@ on_done(struct relay *r, int first, const char *err)
 }
 
 static void
+fixture_close(struct fixture *f)
+{
+	close(f->outer[0]);
+	close(f->outer[1]);
+}
+
+/* After relay_free: a later turn of the loop must not run done(). */
+static void
+fixture_end_freed(struct fixture *f)
+{
+	assert_int_equal(ev_run_once(50), 0);
+	assert_int_equal(f->done_calls, 0);
+	fixture_close(f);
+}
+
+static void
 fixture_start(struct fixture *f)
 {
 	int inner[2];
@@ -184,8 +200,7 @@ test_bulk_moves_and_ends_on_main(void **state)
 	assert_int_equal(up.got, up.total);
 	assert_int_equal(down.got, down.total);
 	assert_false(up.bad || down.bad);
-	close(f.outer[0]);
-	close(f.outer[1]);
+	fixture_close(&f);
 }
 
 /* Move the relay to a thread, then free it from the main thread while
@@ -219,10 +234,7 @@ test_free_while_in_thread(void **state)
 		relay_tick(ev_now());	/* a reset that waited for a drain */
 	}
 	assert_true(k == 0 || (k == -1 && errno == ECONNRESET));
-	assert_int_equal(ev_run_once(50), 0);
-	assert_int_equal(f.done_calls, 0);
-	close(f.outer[0]);
-	close(f.outer[1]);
+	fixture_end_freed(&f);
 }
 
 /* The relay ends in its thread, and the main thread frees it before its
@@ -257,10 +269,7 @@ test_free_after_end_before_done(void **state)
 	assert_int_equal(relay_owner(&f.r), MT_DONE);
 	relay_free(&f.r, 0);
 	assert_int_equal(relay_owner(&f.r), MT_MAIN);
-	assert_int_equal(ev_run_once(50), 0);
-	assert_int_equal(f.done_calls, 0);
-	close(f.outer[0]);
-	close(f.outer[1]);
+	fixture_end_freed(&f);
 }
 
 /* A small session never leaves the main loop. */
@@ -283,8 +292,7 @@ test_small_stays_on_main(void **state)
 	}
 	assert_int_equal(f.done_calls, 1);
 	assert_int_equal(relay_threads_handoffs(), before);
-	close(f.outer[0]);
-	close(f.outer[1]);
+	fixture_close(&f);
 }
 
 int
