@@ -150,6 +150,8 @@ struct dial {
 	dial_cb		*done;
 	void		*arg;
 	int		 active;
+	int		 known;		/* the outcome is in err already */
+	int		 err;
 };
 /* Start connecting; done() runs later from the loop, never from here.
  * Returns 0, or -1 with errno set. */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #define EV_BATCH 256
+#define EV_DEFER 64
 
 /* One loop per thread: the main loop, and one in each relay thread
  * (relay_mt.c), which runs only the relays handed to it. */
@@ -20,6 +21,11 @@ static _Thread_local struct epoll_event ev_batch[EV_BATCH];
 static _Thread_local int ev_pos, ev_count;
 static _Thread_local int ev_last_n;
 static _Thread_local uint64_t ev_cached_now;
+static _Thread_local struct ev_deferred {
+	struct ev_io	*io;
+	uint32_t	 events;
+} ev_deferq[EV_DEFER];
+static _Thread_local int ev_ndefer;
 
 int
 ev_init(void)
@@ -75,6 +81,42 @@ ev_forget(struct ev_io *io)
 	for (i = ev_pos; i < ev_count; i++)
 		if (ev_batch[i].data.ptr == io)
 			ev_batch[i].data.ptr = NULL;
+	for (i = 0; i < ev_ndefer; i++)
+		if (ev_deferq[i].io == io)
+			ev_deferq[i].io = NULL;
+}
+
+int
+ev_defer(struct ev_io *io, uint32_t events)
+{
+	if (ev_ndefer == EV_DEFER)
+		return -1;
+	ev_deferq[ev_ndefer].io = io;
+	ev_deferq[ev_ndefer].events = events;
+	ev_ndefer++;
+	return 0;
+}
+
+/* Run what was deferred before this turn; what those callbacks defer
+ * waits for the next, so a callback that defers itself cannot spin
+ * here. Returns how many ran. */
+static int
+ev_run_deferred(void)
+{
+	struct ev_io *io;
+	int i, n = ev_ndefer, ran = 0;
+
+	for (i = 0; i < n; i++) {
+		if ((io = ev_deferq[i].io) == NULL)
+			continue;
+		ev_deferq[i].io = NULL;
+		io->cb(io, ev_deferq[i].events);
+		ran++;
+	}
+	memmove(ev_deferq, ev_deferq + n,
+	    (size_t)(ev_ndefer - n) * sizeof(ev_deferq[0]));
+	ev_ndefer -= n;
+	return ran;
 }
 
 void
@@ -114,12 +156,17 @@ ev_run_once(int timeout_ms)
 	struct ev_io *io;
 	int n;
 
-	n = epoll_wait(ev_fd, ev_batch, EV_BATCH, timeout_ms);
+	/* Deferred work is ready now: only poll. */
+	n = epoll_wait(ev_fd, ev_batch, EV_BATCH, ev_ndefer > 0 ? 0 : timeout_ms);
 	ev_now_update();
 	ev_last_n = n > 0 ? n : 0;
+	if (n == -1 && errno != EINTR)
+		return -1;
 	if (n == -1)
-		return errno == EINTR ? 0 : -1;
+		n = 0;
 	ev_count = n;
+	/* Log records of this turn go out after its work (log.c). */
+	log_hold();
 	for (ev_pos = 0; ev_pos < ev_count; ) {
 		io = ev_batch[ev_pos].data.ptr;
 		ev_pos++;
@@ -127,5 +174,7 @@ ev_run_once(int timeout_ms)
 			io->cb(io, ev_batch[ev_pos - 1].events);
 	}
 	ev_count = ev_pos = 0;
+	ev_last_n += ev_run_deferred();
+	log_flush();
 	return 0;
 }

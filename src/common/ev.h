@@ -32,6 +32,12 @@ void	 ev_del(struct ev_io *io);
  * after: close() takes it out of the epoll set, as long as no other
  * descriptor refers to the same socket (nothing here dup()s one). */
 void	 ev_forget(struct ev_io *io);
+/* Dispatch io with events in this loop turn or the next, without asking
+ * the kernel: for a readiness the caller knows already (a connect that
+ * finished at once), while keeping callbacks from re-entering whoever
+ * started the operation. ev_del/ev_forget cancel it. Returns 0, or -1
+ * when too many wait (the caller then watches the fd instead). */
+int	 ev_defer(struct ev_io *io, uint32_t events);
 /* Wait up to timeout_ms and dispatch. Returns 0, or -1 on a fatal error. */
 int	 ev_run_once(int timeout_ms);
 /* How many events the last ev_run_once dispatched: 0 means the loop had

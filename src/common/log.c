@@ -1,6 +1,11 @@
 /* log.c - timestamped single-line log records on stderr.
- * Each record goes out in one write() so that lines from concurrent
- * processes sharing a file never interleave. */
+ * Each record goes out whole in one write() so that lines from concurrent
+ * processes sharing a file never interleave. While a loop turn dispatches
+ * (log_hold), info and debug records wait in a per-thread queue and leave
+ * together when the turn ends (log_flush): a session's set-up logs a few
+ * lines, and writing them after its bytes have moved keeps the writes off
+ * the path a client waits on. Errors and warnings, and any record that
+ * would not fit, flush the queue and go out at once, in order. */
 #include "common/log.h"
 
 #include <stdarg.h>
@@ -14,6 +19,16 @@
 static const char *log_prog = "sallyport";
 static int log_level = LOG_INFO;
 static pid_t log_pid;		/* 0: not known yet (or after a fork) */
+
+/* At most PIPE_BUF, so that one write of the queue stays atomic on a
+ * pipe as well as on a file opened for appending. */
+#define LOG_QUEUE	4096
+#define LOG_LINE	2048
+_Static_assert(LOG_LINE <= LOG_QUEUE, "a record must fit the queue");
+
+static _Thread_local char log_q[LOG_QUEUE];
+static _Thread_local size_t log_qlen;
+static _Thread_local int log_held;
 
 static const char *const log_names[] = { "error", "warn", "info", "debug" };
 
@@ -29,6 +44,30 @@ void
 log_forked(void)
 {
 	log_pid = 0;
+	/* The parent writes what it had queued; the child must not. */
+	log_qlen = 0;
+	log_held = 0;
+}
+
+void
+log_hold(void)
+{
+	log_held = 1;
+}
+
+static void
+log_write_queue(void)
+{
+	if (log_qlen > 0)
+		(void)!write(STDERR_FILENO, log_q, log_qlen);
+	log_qlen = 0;
+}
+
+void
+log_flush(void)
+{
+	log_write_queue();
+	log_held = 0;
 }
 
 static void log_vmsg(int level, const char *fmt, va_list ap)
@@ -37,7 +76,7 @@ static void log_vmsg(int level, const char *fmt, va_list ap)
 static void
 log_vmsg(int level, const char *fmt, va_list ap)
 {
-	char line[2048];
+	char line[LOG_LINE];
 	struct timeval tv;
 	struct tm tm;
 	size_t n;
@@ -66,6 +105,15 @@ log_vmsg(int level, const char *fmt, va_list ap)
 	if (n > sizeof(line) - 2)
 		n = sizeof(line) - 2;
 	line[n++] = '\n';
+	/* A record is shorter than the queue, so it fits once it is empty. */
+	if (log_held && level >= LOG_INFO) {
+		if (log_qlen + n > sizeof(log_q))
+			log_write_queue();
+		memcpy(log_q + log_qlen, line, n);
+		log_qlen += n;
+		return;
+	}
+	log_write_queue();
 	(void)!write(STDERR_FILENO, line, n);
 }
 
