@@ -146,6 +146,11 @@ net_listen(const struct net_addr *a, int backlog, char *err, size_t errlen)
 		goto fail;
 	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) == -1)
 		goto fail;
+	/* Linux copies TCP_NODELAY to each accepted socket: one system
+	 * call here instead of one per connection. Small frames and replies
+	 * go out at once (set-up latency is a round trip or two of them). */
+	if (net_set_nodelay(fd) == -1)
+		goto fail;
 	if (listen(fd, backlog) == -1)
 		goto fail;
 	return fd;
@@ -159,14 +164,22 @@ fail:
 int
 net_accept(int lfd, struct net_addr *peer)
 {
-	int fd;
-
 	peer->len = sizeof(peer->ss);
-	fd = accept4(lfd, (struct sockaddr *)&peer->ss, &peer->len,
+	return accept4(lfd, (struct sockaddr *)&peer->ss, &peer->len,
 	    SOCK_NONBLOCK | SOCK_CLOEXEC);
-	if (fd != -1)
-		(void)net_set_nodelay(fd);
-	return fd;
+}
+
+int
+net_is_any(const struct net_addr *a)
+{
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->ss;
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->ss;
+
+	if (a->ss.ss_family == AF_INET)
+		return sin->sin_addr.s_addr == htonl(INADDR_ANY);
+	if (a->ss.ss_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
+	return 1;
 }
 
 int

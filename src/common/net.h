@@ -28,11 +28,15 @@ void	net_fmt(const struct sockaddr *sa, char *out, size_t outlen);
 /* Only the numeric IP of sa, and its port. */
 void	net_fmt_ip(const struct sockaddr *sa, char *out, size_t outlen,
 	    uint16_t *port);
-/* Bound, listening, non-blocking, close-on-exec socket. -1 with err. */
+/* Bound, listening, non-blocking, close-on-exec socket, with Nagle off
+ * for the connections it accepts. -1 with err. */
 int	net_listen(const struct net_addr *a, int backlog, char *err,
 	    size_t errlen);
 /* accept4 non-blocking + close-on-exec; -1 with errno on failure. */
 int	net_accept(int lfd, struct net_addr *peer);
+/* 1 if a is the wildcard address (0.0.0.0 or ::), which a connection
+ * accepted on it does not name: its own local address does. */
+int	net_is_any(const struct net_addr *a);
 int	net_set_nodelay(int fd);
 /* The pending error of a socket (0 if none): how a non-blocking connect
  * ended, or why epoll reported EPOLLERR. */

@@ -50,6 +50,10 @@ struct esvc {
 	struct esvc_agent agents[EDGE_SVC_AGENTS_MAX];
 	size_t		 nagents;
 	size_t		 rr;
+	/* The address clients connect to, when the listener names one
+	 * (not a wildcard): then no getsockname() per client. */
+	struct net_addr	 local;
+	int		 local_fixed;
 	struct cpol	 pol;
 	/* Denials reported to agents, limited per second (see svc_deny). */
 	uint64_t	 deny_sec;
@@ -218,8 +222,7 @@ edge_accept(int lfd, struct net_addr *peer, const char *what)
 
 	if (accept_paused(ev_now()))
 		return -1;
-	/* net_accept turns Nagle off: small frames and replies go out
-	 * at once (set-up latency is a round trip or two of them). */
+	/* Nagle is off: accepted sockets inherit it from net_listen. */
 	if ((fd = net_accept(lfd, peer)) != -1)
 		return fd;
 	if (errno == EMFILE || errno == ENFILE) {
@@ -863,30 +866,36 @@ svc_accept(struct ev_io *io, uint32_t events)
 	struct net_addr peer, local;
 	char what[MSG_NAME_MAX + 16];
 	uint8_t a16[16];
-	int fd, i;
+	int fd;
 
 	(void)events;
 	snprintf(what, sizeof(what), "service %s", svc->name);
-	for (i = 0; i < 64; i++) {
-		if ((fd = edge_accept(io->fd, &peer, what)) == -1)
-			return;
-		if (svc->pol.accept_proxy.n > 0) {
-			/* Behind load balancers: only they may connect, and
-			 * each connection must start with a PROXY header. */
-			sa_addr16((struct sockaddr *)&peer.ss, a16);
-			if (!cidr_list_match(&svc->pol.accept_proxy, a16))
-				svc_deny(svc, fd, (struct sockaddr *)&peer.ss,
-				    "denied: peer not in accept_proxy_from");
-			else
-				proxy_start(svc, fd, &peer);
-			continue;
-		}
-		local.len = sizeof(local.ss);
-		if (getsockname(fd, (struct sockaddr *)&local.ss, &local.len) == -1)
-			local.ss = peer.ss;
-		svc_client(svc, fd, (struct sockaddr *)&peer.ss,
-		    (struct sockaddr *)&local.ss, NULL, 0, 0);
+	/* One connection per event, as nginx does by default: the loop is
+	 * level-triggered, so the next turn accepts the next one, and a
+	 * lone client does not pay for an accept() that finds nothing. */
+	if ((fd = edge_accept(io->fd, &peer, what)) == -1)
+		return;
+	if (svc->pol.accept_proxy.n > 0) {
+		/* Behind load balancers: only they may connect, and each
+		 * connection must start with a PROXY header. */
+		sa_addr16((struct sockaddr *)&peer.ss, a16);
+		if (!cidr_list_match(&svc->pol.accept_proxy, a16))
+			svc_deny(svc, fd, (struct sockaddr *)&peer.ss,
+			    "denied: peer not in accept_proxy_from");
+		else
+			proxy_start(svc, fd, &peer);
+		return;
 	}
+	if (svc->local_fixed)
+		local = svc->local;
+	else {
+		local.len = sizeof(local.ss);
+		if (getsockname(fd, (struct sockaddr *)&local.ss,
+		    &local.len) == -1)
+			local.ss = peer.ss;
+	}
+	svc_client(svc, fd, (struct sockaddr *)&peer.ss,
+	    (struct sockaddr *)&local.ss, NULL, 0, 0);
 }
 
 void
@@ -1226,6 +1235,8 @@ svc_open(struct econn *agent, const struct msg *def)
 		return;
 	}
 	ev_io_init(&s->io, fd, svc_accept);
+	s->local = a;
+	s->local_fixed = !net_is_any(&a);
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	snprintf(s->listen, sizeof(s->listen), "%s", listen);
 	memcpy(&s->def, &cmp, sizeof(s->def));
