@@ -22,6 +22,11 @@
 #define CFG_TOKEN_MAX		1024
 #define CFG_POOL_DEFAULT	4
 #define CFG_POOL_MAX		64
+/* Reusable links that come back from their sessions stay in the pool up
+ * to this many times data_pool (at most CFG_POOL_MAX, the edge's default
+ * --max-pool), idle and in use together: a burst of concurrent sessions
+ * finds links left by the last one. */
+#define POOL_KEEP_FACTOR	4
 #define CFG_MUX_DEFAULT		2
 #define CFG_MUX_MAX		16
 
@@ -196,6 +201,10 @@ struct aedge {
 	uint8_t		 pool_key[POOLKEY_LEN];
 	uint64_t	 pool_kid;
 	uint64_t	 pool_ctr;		/* the last counter used */
+	/* The edge takes reusable plain links (HELLO_OK LINK_REUSE), and
+	 * how many of ours carry a session and are to come back. */
+	int		 pool_reuse;
+	unsigned	 pool_lent;
 	uint64_t	 pool_next;		/* no new link before this */
 	uint64_t	 pool_backoff_ms;
 };

@@ -235,6 +235,8 @@ aedge_frame(struct fconn *fc, struct msg *m)
 			log_warn("edge %s does not take plain data links: using "
 			    "TLS", e->ce->str);
 		e->mux = !e->plain && agent_cfg.data_mux > 0;
+		e->pool_reuse = e->plain && (m->have & FA_BIT(FA_LINK_REUSE)) &&
+		    m->link_reuse == 1;
 		/* An edge that sends a pool key takes pooled links proved by
 		 * it; an older one hands out tokens (POOL_REQ) instead. */
 		e->pool_keyed = (m->have & FA_BIT(FA_SECRET)) &&
@@ -243,6 +245,7 @@ aedge_frame(struct fconn *fc, struct msg *m)
 			memcpy(e->pool_key, m->secret, sizeof(e->pool_key));
 			e->pool_kid = m->session;
 			e->pool_ctr = 0;
+			e->pool_lent = 0;
 			OPENSSL_cleanse(m->secret, sizeof(m->secret));
 		}
 		if (e->mux)

@@ -539,7 +539,7 @@ olink_frame(struct fconn *fc, struct msg *m)
 	/* The reply goes to the client ahead of the first relayed byte;
 	 * what the client pipelined behind its request is still in its
 	 * socket and is relayed as soon as the relay reads. */
-	(void)relay_start(&o->relay, fd, ssl, cfd, NULL, &prime,
+	(void)relay_start(&o->relay, fd, ssl, cfd, NULL, &prime, 0,
 	    aout_relay_done, o);
 	return -1;
 }

@@ -62,6 +62,13 @@ struct asess {
 					 * secret holds its proof */
 	int		 pool;		/* on a pooled link */
 	int		 plain;		/* the data link is plain */
+	/* A reusable plain link (relay.h, RELAY_FRAMED), proved with key
+	 * pool_kid; lent: counted in its edge's pool_lent while it carries
+	 * a session, to come back to the pool when it ends. */
+	int		 reuse;
+	int		 again;		/* parked again after a session */
+	int		 lent;
+	uint64_t	 pool_kid;
 	int		 link_fd;	/* pooled: the link, until relaying */
 	SSL		*link_ssl;
 	const char	*link_mode;	/* relaying: "plain", "tls", "ktls" */
@@ -103,6 +110,8 @@ static void asess_joined(struct asess *s, const char *mode);
 static void asess_mux_done(struct mux_stream *ms, int first, const char *err,
     int refused);
 static void pool_drop(struct asess *s, const char *why, int failed);
+static void pool_again(struct asess *old, int fd, int registered);
+static unsigned pool_keep(void);
 
 static const struct fconn_ops link_ops = {
 	link_ready, link_frame, link_lost,
@@ -235,6 +244,8 @@ static void
 asess_unlink_free(struct asess *s)
 {
 	backend_release(s);
+	if (s->lent && s->edge->pool_lent > 0)
+		s->edge->pool_lent--;
 	if (s->prev != NULL)
 		s->prev->next = s->next;
 	else
@@ -545,6 +556,10 @@ link_greet(struct fconn *fc, uint16_t type)
 		m.session = s->edge->pool_kid;
 		m.nonce = s->pool_ctr;
 		m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_NONCE);
+		if (s->reuse) {
+			m.link_reuse = 1;
+			m.have |= FA_BIT(FA_LINK_REUSE);
+		}
 	}
 	if (s->plain)
 		(void)fconn_send_raw(fc, PLINK_MAGIC, PLINK_MAGIC_LEN);
@@ -565,7 +580,11 @@ relay_done(struct relay *r, int first, const char *err)
 {
 	struct asess *s = r->arg;
 	char reason[300];
+	int fd, reg;
 
+	/* Both ends marked on a reusable link: park it for the next. */
+	if (err == NULL && s->lent && (fd = relay_take_link(r, 0, &reg)) != -1)
+		pool_again(s, fd, reg);
 	ftp_ctl_end(s->ftp, err != NULL);
 	s->ftp = NULL;
 	/* Side 0 is the data link (the client), side 1 the backend; the
@@ -657,6 +676,7 @@ asess_relay(struct asess *s, int lfd, SSL *ssl)
 {
 	struct buf hdr;
 	char why[MSG_TEXT_MAX + 64];
+	unsigned flags;
 	int bfd;
 
 	memset(&hdr, 0, sizeof(hdr));
@@ -687,8 +707,21 @@ asess_relay(struct asess *s, int lfd, SSL *ssl)
 	if (ssl != NULL)
 		note_ktls(ssl);
 	asess_joined(s, link_mode(s, ssl));
+	/* The backend has just answered: nothing to read from it yet. */
+	flags = RELAY_QUIET(1);
+	if (s->reuse) {
+		/* Keep the link for the pool while the pool has room (see
+		 * POOL_KEEP_FACTOR); otherwise end with a FIN, which tells
+		 * the edge not to keep it either. */
+		flags |= RELAY_FRAMED(0);
+		if (s->edge->pool_links + s->edge->pool_lent < pool_keep()) {
+			s->lent = 1;
+			s->edge->pool_lent++;
+		} else
+			flags |= RELAY_FIN(0);
+	}
 	(void)relay_start(&s->relay, lfd, ssl, bfd, NULL,
-	    s->proxy_len > 0 ? &hdr : NULL, relay_done, s);
+	    s->proxy_len > 0 ? &hdr : NULL, flags, relay_done, s);
 	buf_free(&hdr);
 }
 
@@ -959,6 +992,47 @@ pool_parked(struct asess *s)
 	    s->plain ? "plain" : "TLS", s->edge->pool_idle);
 }
 
+/* How many reusable links an edge's pool keeps, idle and lent. */
+static unsigned
+pool_keep(void)
+{
+	unsigned n = agent_cfg.data_pool * POOL_KEEP_FACTOR;
+
+	return n < CFG_POOL_MAX ? n : CFG_POOL_MAX;
+}
+
+/* s's reusable link came back clean from its session: park it again,
+ * as a new pooled link of the same edge, if the control connection that
+ * keyed it is still the edge's (a new one means the edge forgot it). */
+static void
+pool_again(struct asess *old, int fd, int registered)
+{
+	struct aedge *e = old->edge;
+	struct asess *s;
+
+	if (e->state != AE_READY || !e->pool_keyed ||
+	    e->pool_kid != old->pool_kid || (s = calloc(1, sizeof(*s))) == NULL) {
+		log_debug("edge %s: reusable data link closed after its session",
+		    old->edge_str);
+		close(fd);
+		return;
+	}
+	asess_init(s, e);
+	s->reuse = 1;
+	s->again = 1;
+	s->pool_kid = old->pool_kid;
+	s->pool_ctr = old->pool_ctr;
+	s->state = AS_POOL_IDLE;
+	if (fconn_start_handed(&s->fc, fd, NULL, &pool_ops, s,
+	    registered) == -1) {
+		close(fd);
+		asess_unlink_free(s);
+		return;
+	}
+	e->pool_links++;
+	pool_parked(s);
+}
+
 static int
 pool_ready(struct fconn *fc)
 {
@@ -1059,7 +1133,11 @@ pool_frame(struct fconn *fc, struct msg *m)
 static void
 pool_lost(struct fconn *fc, const char *why)
 {
-	pool_drop(fc->owner, why, 1);
+	struct asess *s = fc->owner;
+
+	/* The edge may close a link that came back (its pool is full, or
+	 * it lost this agent): not a refusal to back off from. */
+	pool_drop(s, why, !s->again);
 }
 
 void
@@ -1096,6 +1174,8 @@ sess_pool_open(struct aedge *e, const uint8_t *token)
 		memcpy(s->secret, token, sizeof(s->secret));
 	} else {
 		s->pool_ctr = ++e->pool_ctr;
+		s->reuse = s->plain && e->pool_reuse;
+		s->pool_kid = e->pool_kid;
 		if (poolkey_proof(e->pool_key, e->pool_kid, s->pool_ctr,
 		    s->secret) == -1) {
 			pool_drop(s, "cannot compute the pool proof", 1);

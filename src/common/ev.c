@@ -86,6 +86,26 @@ ev_forget(struct ev_io *io)
 			ev_deferq[i].io = NULL;
 }
 
+/* No caller sets every bit: an adopted registration always differs from
+ * the mask asked for, so ev_set re-points it. */
+#define EV_MASK_STALE	UINT32_MAX
+
+int
+ev_release(struct ev_io *io)
+{
+	int registered = io->registered;
+
+	ev_forget(io);
+	return registered;
+}
+
+void
+ev_adopt(struct ev_io *io, int registered)
+{
+	io->registered = registered;
+	io->mask = registered ? EV_MASK_STALE : 0;
+}
+
 int
 ev_defer(struct ev_io *io, uint32_t events)
 {

@@ -38,6 +38,15 @@ void	 ev_forget(struct ev_io *io);
  * started the operation. ev_del/ev_forget cancel it. Returns 0, or -1
  * when too many wait (the caller then watches the fd instead). */
 int	 ev_defer(struct ev_io *io, uint32_t events);
+/* Hand io's fd to a new owner that watches it before the loop next
+ * waits: io lets go without a system call and returns whether the fd is
+ * in the epoll set; the new owner passes that to ev_adopt after its
+ * ev_io_init, and its first ev_set (or ev_del) then re-points (or drops)
+ * the registration: one EPOLL_CTL_MOD instead of a DEL here and an ADD
+ * there. Until then events for the fd would name the old owner, which is
+ * why the hand-over must not span a wait. */
+int	 ev_release(struct ev_io *io);
+void	 ev_adopt(struct ev_io *io, int registered);
 /* Wait up to timeout_ms and dispatch. Returns 0, or -1 on a fatal error. */
 int	 ev_run_once(int timeout_ms);
 /* How many events the last ev_run_once dispatched: 0 means the loop had

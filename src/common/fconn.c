@@ -39,8 +39,16 @@ int
 fconn_start(struct fconn *fc, int fd, SSL *ssl, const struct fconn_ops *ops,
     void *owner)
 {
+	return fconn_start_handed(fc, fd, ssl, ops, owner, 0);
+}
+
+int
+fconn_start_handed(struct fconn *fc, int fd, SSL *ssl,
+    const struct fconn_ops *ops, void *owner, int registered)
+{
 	memset(fc, 0, sizeof(*fc));
 	ev_io_init(&fc->io, fd, fconn_io);
+	ev_adopt(&fc->io, registered);
 	fc->ssl = ssl;
 	fc->ops = ops;
 	fc->owner = owner;
@@ -297,10 +305,9 @@ fconn_io(struct ev_io *io, uint32_t events)
 	fconn_update(fc);
 }
 
-void
-fconn_detach(struct fconn *fc, int *fd, SSL **ssl, struct buf *pending)
+static void
+fconn_give(struct fconn *fc, int *fd, SSL **ssl, struct buf *pending)
 {
-	ev_del(&fc->io);
 	*fd = fc->io.fd;
 	*ssl = fc->ssl;
 	*pending = fc->out;
@@ -308,6 +315,22 @@ fconn_detach(struct fconn *fc, int *fd, SSL **ssl, struct buf *pending)
 	buf_free(&fc->payload);
 	fc->ssl = NULL;
 	fc->io.fd = -1;
+}
+
+void
+fconn_detach(struct fconn *fc, int *fd, SSL **ssl, struct buf *pending)
+{
+	ev_del(&fc->io);
+	fconn_give(fc, fd, ssl, pending);
+}
+
+int
+fconn_handover(struct fconn *fc, int *fd, SSL **ssl, struct buf *pending)
+{
+	int registered = ev_release(&fc->io);
+
+	fconn_give(fc, fd, ssl, pending);
+	return registered;
 }
 
 void

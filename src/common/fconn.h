@@ -60,6 +60,10 @@ struct fconn {
  * plain connection, which may send at once. */
 int	fconn_start(struct fconn *fc, int fd, SSL *ssl,
 	    const struct fconn_ops *ops, void *owner);
+/* As fconn_start, for an fd handed over with ev_release (registered is
+ * what that returned). */
+int	fconn_start_handed(struct fconn *fc, int fd, SSL *ssl,
+	    const struct fconn_ops *ops, void *owner, int registered);
 /* Queue bytes that are not a frame (the plain link magic), to be sent
  * with the next frame. 0 or -1. */
 int	fconn_send_raw(struct fconn *fc, const void *p, size_t n);
@@ -72,6 +76,10 @@ void	fconn_send_error(struct fconn *fc, const char *text);
  * without closing them (a data link becoming a relay). Any queued output
  * is returned in *pending for the new owner to send first. */
 void	fconn_detach(struct fconn *fc, int *fd, SSL **ssl, struct buf *pending);
+/* As fconn_detach, for a new owner that watches fd at once: returns what
+ * ev_release did (see ev.h), for the new owner's ev_adopt. */
+int	fconn_handover(struct fconn *fc, int *fd, SSL **ssl,
+	    struct buf *pending);
 /* Close and free everything fc holds (not fc itself). */
 void	fconn_close(struct fconn *fc);
 

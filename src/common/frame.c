@@ -47,6 +47,7 @@ static const struct attr_def attr_defs[FA_MAX_TAG + 1] = {
 	[FA_OUT_ALLOW]	 = { AK_STR, MSG_POLICY_MAX - 1, AOFF(out_allow) },
 	[FA_IDLE_TIMEOUT] = { AK_U32, 4, AOFF(idle_timeout) },
 	[FA_DATA_LINK]	 = { AK_U8, 1, AOFF(data_link) },
+	[FA_LINK_REUSE]	 = { AK_U8, 1, AOFF(link_reuse) },
 	[FA_STATS]	 = { AK_STR, MSG_STATS_MAX - 1, AOFF(stats) },
 	[FA_PROTOCOL]	 = { AK_STR, MSG_PROTO_MAX - 1, AOFF(protocol) },
 	[FA_PASV_MIN]	 = { AK_U16, 2, AOFF(pasv_min) },

@@ -89,6 +89,9 @@ enum frame_tag {
 	/* data-link fast path (54-61; 55-61 unassigned): which kind of data
 	 * link an agent uses, and whether the edge takes it. */
 	FA_DATA_LINK = 54,
+	/* HELLO_OK: the edge takes reusable plain links; POOL_HELLO: this
+	 * link is one (docs/protocol.md, "Reusable plain links"). */
+	FA_LINK_REUSE = 55,
 	/* FTP (46-53; 51-53 unassigned): SVC_OPEN of an FTP service, the
 	 * ports of FTP_PORTS, and SESS_NEW of a passive data connection. */
 	FA_PROTOCOL = 46,
@@ -132,6 +135,7 @@ struct msg {
 	uint32_t	priority;	/* FA_PRIORITY: higher is preferred */
 	uint32_t	idle_timeout;	/* seconds; 0: none */
 	uint8_t		data_link;	/* DATA_LINK_TLS or DATA_LINK_PLAIN */
+	uint8_t		link_reuse;	/* FA_LINK_REUSE: 1 yes */
 	char		name[MSG_NAME_MAX];
 	char		text[MSG_TEXT_MAX];
 	char		service[MSG_NAME_MAX];

@@ -213,6 +213,104 @@ pipe_to_buf(struct relay_pipe *p, struct buf *b)
 
 /* --- one side ----------------------------------------------------------- */
 
+#define CHUNK_HDR	4
+
+/* A framed side: make sure a chunk is open for reading. Returns 1 (its
+ * payload is next: rx_left > 0), 0 would block, -1 the peer ended its
+ * direction (a marker, or a FIN between chunks), -2 error. */
+static int
+chunk_rx(struct relay_end *e, char *err, size_t errlen)
+{
+	const uint8_t *h = e->rx_hdr;
+	uint32_t len;
+	ssize_t n;
+
+	while (e->rx_left == 0) {
+		/* Exact reads: not one byte of what follows the marker (the
+		 * next session's greeting) is taken from the socket. */
+		n = recv(e->io.fd, e->rx_hdr + e->rx_have,
+		    CHUNK_HDR - e->rx_have, 0);
+		if (n == 0 && e->rx_have == 0 && e->soerr == 0)
+			return -1;
+		if (n == 0) {
+			snprintf(err, errlen, "%s", e->soerr != 0 ?
+			    strerror(e->soerr) : "data link closed inside a "
+			    "chunk header");
+			return -2;
+		}
+		if (n == -1) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK ||
+			    errno == EINTR) {
+				e->rd_want = EPOLLIN;
+				return 0;
+			}
+			snprintf(err, errlen, "%s", strerror(errno));
+			return -2;
+		}
+		e->rx_have += (uint8_t)n;
+		if (e->rx_have < CHUNK_HDR)
+			continue;
+		e->rx_have = 0;
+		len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 |
+		    (uint32_t)h[2] << 8 | h[3];
+		if (len == 0) {
+			e->rx_end = 1;
+			return -1;
+		}
+		if (len > RELAY_CHUNK_MAX) {
+			snprintf(err, errlen, "data link sent a chunk of %u "
+			    "bytes (at most %u)", len, RELAY_CHUNK_MAX);
+			return -2;
+		}
+		e->rx_left = len;
+	}
+	return 1;
+}
+
+/* A framed side: open a chunk of len payload bytes (0: the end marker)
+ * unless one is open already. */
+static void
+chunk_tx_open(struct relay_end *e, size_t len)
+{
+	if (e->tx_left > 0 || e->tx_off < e->tx_len)
+		return;
+	if (len > RELAY_CHUNK_MAX)
+		len = RELAY_CHUNK_MAX;
+	e->tx_hdr[0] = (uint8_t)(len >> 24);
+	e->tx_hdr[1] = (uint8_t)(len >> 16);
+	e->tx_hdr[2] = (uint8_t)(len >> 8);
+	e->tx_hdr[3] = (uint8_t)len;
+	e->tx_off = 0;
+	e->tx_len = CHUNK_HDR;
+	e->tx_left = (uint32_t)len;
+}
+
+/* Send what is left of the open chunk's header; more says its payload
+ * follows at once (MSG_MORE: one segment for both). 1 sent, 0 would
+ * block, -2 error. */
+static int
+chunk_tx_hdr(struct relay_end *e, int more, char *err, size_t errlen)
+{
+	ssize_t n;
+
+	while (e->tx_off < e->tx_len) {
+		n = send(e->io.fd, e->tx_hdr + e->tx_off,
+		    (size_t)(e->tx_len - e->tx_off),
+		    MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+		if (n >= 0) {
+			e->tx_off += (uint8_t)n;
+			continue;
+		}
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+			e->wr_want = EPOLLOUT;
+			return 0;
+		}
+		snprintf(err, errlen, "%s", strerror(errno));
+		return -2;
+	}
+	return 1;
+}
+
 /* Read into b from end e. Returns >0 bytes, 0 would block, -1 EOF,
  * -2 error (err filled). */
 static ssize_t
@@ -223,9 +321,23 @@ end_read(struct relay_end *e, struct buf *b, char *err, size_t errlen)
 	int eof, r;
 
 	if (e->ssl == NULL) {
-		n = recv(e->io.fd, b->data + b->wpos, buf_room(b), 0);
+		size_t room = buf_room(b);
+
+		if (e->framed) {
+			if ((r = chunk_rx(e, err, errlen)) != 1)
+				return r;
+			if (room > e->rx_left)
+				room = e->rx_left;
+		}
+		n = recv(e->io.fd, b->data + b->wpos, room, 0);
+		if (n > 0 && e->framed)
+			e->rx_left -= (uint32_t)n;
 		if (n > 0)
 			return n;
+		if (n == 0 && e->framed && e->soerr == 0) {
+			snprintf(err, errlen, "data link closed inside a chunk");
+			return -2;
+		}
 		if (n == 0 && e->soerr != 0) {
 			/* Reading SO_ERROR cleared it: what follows the
 			 * queued bytes is that error, not an EOF. */
@@ -269,11 +381,22 @@ end_write(struct relay_end *e, struct buf *b, char *err, size_t errlen)
 	int eof, r;
 
 	if (e->ssl == NULL) {
+		size_t len = buf_len(b);
+
 		if (e->soerr != 0) {
 			snprintf(err, errlen, "%s", strerror(e->soerr));
 			return -2;
 		}
-		n = send(e->io.fd, b->data + b->rpos, buf_len(b), MSG_NOSIGNAL);
+		if (e->framed) {
+			chunk_tx_open(e, len);
+			if ((r = chunk_tx_hdr(e, 1, err, errlen)) != 1)
+				return r;
+			if (len > e->tx_left)
+				len = e->tx_left;
+		}
+		n = send(e->io.fd, b->data + b->rpos, len, MSG_NOSIGNAL);
+		if (n > 0 && e->framed)
+			e->tx_left -= (uint32_t)n;
 		if (n >= 0)
 			return n;
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
@@ -307,6 +430,15 @@ end_shutdown(struct relay_end *e, char *err, size_t errlen)
 	uint32_t want;
 	int eof, r;
 
+	if (e->ssl == NULL && e->framed && e->keep) {
+		/* Every chunk is out (nothing waits to be written): the
+		 * marker opens no payload. */
+		chunk_tx_open(e, 0);
+		if ((r = chunk_tx_hdr(e, 0, err, errlen)) != 1)
+			return r;
+		e->tx_end = 1;
+		return 1;
+	}
 	if (e->ssl == NULL) {
 		if (shutdown(e->io.fd, SHUT_WR) == -1 && errno != ENOTCONN) {
 			snprintf(err, errlen, "%s", strerror(errno));
@@ -397,17 +529,28 @@ dir_splice_out(struct relay *r, int d, int *again, char *err, size_t errlen)
 {
 	struct relay_end *dst = &r->e[1 - d];
 	struct relay_pipe *p = &r->p[d];
+	size_t len = p->len;
 	ssize_t n;
+	int h;
 
 	if (dst->soerr != 0) {
 		snprintf(err, errlen, "%s", strerror(dst->soerr));
 		return -2;
 	}
-	n = splice(p->fd[0], NULL, dst->io.fd, NULL, p->len,
+	if (dst->framed) {
+		chunk_tx_open(dst, len);
+		if ((h = chunk_tx_hdr(dst, 1, err, errlen)) != 1)
+			return h;
+		if (len > dst->tx_left)
+			len = dst->tx_left;
+	}
+	n = splice(p->fd[0], NULL, dst->io.fd, NULL, len,
 	    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	if (n > 0) {
 		p->len -= (size_t)n;
 		p->full = 0;
+		if (dst->framed)
+			dst->tx_left -= (uint32_t)n;
 		return n;
 	}
 	if (n == 0 || errno == EAGAIN || errno == EINTR) {
@@ -435,7 +578,9 @@ dir_splice_in(struct relay *r, int d, int *copy, char *err, size_t errlen)
 {
 	struct relay_end *src = &r->e[d];
 	struct relay_pipe *p = &r->p[d];
+	size_t want;
 	ssize_t n;
+	int h;
 
 	if (pipe_take(p) == -1) {
 		/* Out of descriptors: this relay copies instead. */
@@ -443,13 +588,26 @@ dir_splice_in(struct relay *r, int d, int *copy, char *err, size_t errlen)
 		*copy = 1;
 		return 0;
 	}
-	n = splice(src->io.fd, NULL, p->fd[1], NULL, p->cap - p->len,
+	want = p->cap - p->len;
+	if (src->framed) {
+		if ((h = chunk_rx(src, err, errlen)) != 1)
+			return h;
+		if (want > src->rx_left)
+			want = src->rx_left;
+	}
+	n = splice(src->io.fd, NULL, p->fd[1], NULL, want,
 	    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	if (n > 0) {
 		p->len += (size_t)n;
 		if (p->len >= p->cap)
 			p->full = 1;
+		if (src->framed)
+			src->rx_left -= (uint32_t)n;
 		return n;
+	}
+	if (n == 0 && src->framed && src->soerr == 0) {
+		snprintf(err, errlen, "data link closed inside a chunk");
+		return -2;
 	}
 	if (n == 0 && src->soerr != 0) {
 		/* As in end_read: the queued bytes are read, the error
@@ -598,7 +756,10 @@ relay_pump(struct relay *r, unsigned dirs)
 					/* A short splice emptied the socket:
 					 * no need to ask it again this turn
 					 * (unless epoll no longer watches it:
-					 * then its EOF must be read now). */
+					 * then its EOF must be read now). One
+					 * that ended a chunk may not have: the
+					 * loop is level-triggered, so the next
+					 * turn reads on if there is more. */
 					if (p->len < p->cap && !p->full &&
 					    !src->hup)
 						drained |= 1u << d;
@@ -767,11 +928,21 @@ end_init(struct relay *r, int i, int fd, SSL *ssl)
 
 int
 relay_start(struct relay *r, int fd0, SSL *ssl0, int fd1, SSL *ssl1,
-    struct buf *prime, relay_done_cb *done, void *arg)
+    struct buf *prime, unsigned flags, relay_done_cb *done, void *arg)
 {
+	unsigned dirs;
+	int i;
+
 	memset(r, 0, sizeof(*r));
 	end_init(r, 0, fd0, ssl0);
 	end_init(r, 1, fd1, ssl1);
+	for (i = 0; i < 2; i++) {
+		ev_adopt(&r->e[i].io, (flags & RELAY_HANDED(i)) != 0);
+		if ((flags & RELAY_FRAMED(i)) && r->e[i].ssl == NULL) {
+			r->e[i].framed = 1;
+			r->e[i].keep = !(flags & RELAY_FIN(i));
+		}
+	}
 	r->first_eof = -1;
 	r->last_active = ev_now();
 	r->done = done;
@@ -782,9 +953,15 @@ relay_start(struct relay *r, int fd0, SSL *ssl0, int fd1, SSL *ssl1,
 		memset(prime, 0, sizeof(*prime));
 	}
 	/* Bytes may already wait inside OpenSSL (read along with the
-	 * greeting), where epoll cannot see them: pump once right away.
-	 * done() may run from here, which frees r. */
-	(void)relay_pump(r, 3);
+	 * greeting), where epoll cannot see them: pump once right away,
+	 * but not in a direction whose source the caller knows is quiet
+	 * (epoll reports it when it speaks). done() may run from here,
+	 * which frees r. */
+	dirs = 3;
+	for (i = 0; i < 2; i++)
+		if (flags & RELAY_QUIET(i))
+			dirs &= ~(1u << i);
+	(void)relay_pump(r, dirs);
 	return 0;
 }
 
@@ -801,6 +978,25 @@ relay_resume(struct relay *r)
 	/* Level-triggered: what the sockets hold is seen at once; pump
 	 * first for an end that is read without epoll (hup). */
 	(void)relay_pump(r, 3);
+}
+
+int
+relay_take_link(struct relay *r, int i, int *registered)
+{
+	struct relay_end *e = &r->e[i];
+	int fd;
+
+	if (!e->framed || !e->rx_end || !e->tx_end || e->failed ||
+	    e->wdead || e->io.fd == -1)
+		return -1;
+	/* done() runs on the main thread, but the relay may still be
+	 * listed by the relay thread that ran it. */
+	if (__atomic_load_n(&r->mt, __ATOMIC_RELAXED) != MT_MAIN)
+		relay_mt_reclaim(r);
+	*registered = ev_release(&e->io);
+	fd = e->io.fd;
+	e->io.fd = -1;
+	return fd;
 }
 
 int

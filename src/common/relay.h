@@ -20,7 +20,16 @@
  * a cut transfer cannot look like a complete one. What the failing side
  * sent before its error (a peer that resets right after its last write)
  * is passed on first, and a reset waits until the bytes already written
- * to that socket have left, as without a relay in between. */
+ * to that socket have left, as without a relay in between.
+ *
+ * A side can be a reusable data link (RELAY_FRAMED): its bytes travel in
+ * chunks, each after a 4-byte big-endian length, and a chunk of length 0
+ * ends a direction where a plain socket would be shut down, so the link
+ * can carry another session afterwards (docs/protocol.md, "Reusable plain
+ * links"). A side that does not keep the link (keep cleared) ends its
+ * direction with a FIN instead; a FIN between chunks is a clean end that
+ * is not reusable, one inside a chunk an error. The payload still moves
+ * with splice(): only the 4-byte lengths are written and read apart. */
 #ifndef SP_RELAY_H
 #define SP_RELAY_H
 
@@ -57,6 +66,16 @@ struct relay_end {
 	unsigned	 wdead:1;
 	int		 soerr;		/* a socket error seen by epoll, kept */
 	char		 werr[128];
+	/* RELAY_FRAMED: the chunk being read and written (see above). */
+	unsigned	 framed:1;
+	unsigned	 keep:1;	/* end our direction with a marker */
+	unsigned	 rx_end:1;	/* the peer's end marker was read */
+	unsigned	 tx_end:1;	/* ours was written */
+	uint8_t		 rx_have;	/* bytes of rx_hdr read */
+	uint8_t		 tx_off, tx_len;	/* bytes of tx_hdr sent, to send */
+	uint8_t		 rx_hdr[4], tx_hdr[4];
+	uint32_t	 rx_left;	/* payload of the chunk still to read */
+	uint32_t	 tx_left;	/* ... and still to write */
 };
 
 /* Bytes in flight through the kernel. fd[0] is -1 while none are. */
@@ -92,9 +111,24 @@ struct relay {
 /* Start relaying between fd0/ssl0 and fd1/ssl1 (ssl NULL for plain).
  * The relay owns the fds and SSLs from here, even on failure, where it
  * returns -1 after freeing them. prime, if not NULL, holds bytes to write
- * to side 1 before anything relayed (a greeting frame); it is moved in. */
+ * to side 1 before anything relayed (a greeting frame); it is moved in,
+ * and must be empty if side 1 is framed. flags: RELAY_FRAMED(i) makes
+ * plain side i a reusable data link, which the relay keeps (ends its
+ * direction with a marker) unless RELAY_FIN(i) is set too. */
+#define RELAY_FRAMED(i)	(1u << (i))
+#define RELAY_FIN(i)	(4u << (i))	/* framed, but not kept */
+#define RELAY_HANDED(i)	(16u << (i))	/* fd i came with ev_release() */
+/* Side i has nothing to read yet (a backend just connected, a link the
+ * peer has not used): the first pump does not try. */
+#define RELAY_QUIET(i)	(64u << (i))
+#define RELAY_CHUNK_MAX	(16u * 1024 * 1024)
 int	relay_start(struct relay *r, int fd0, SSL *ssl0, int fd1, SSL *ssl1,
-	    struct buf *prime, relay_done_cb *done, void *arg);
+	    struct buf *prime, unsigned flags, relay_done_cb *done, void *arg);
+/* After a clean end (done() with err NULL): if framed side i ended both
+ * ways with markers, take its socket out of the relay (relay_free will
+ * not close it) and return it, ready for the next session's greeting,
+ * handed over as by ev_release (*registered). Otherwise -1. */
+int	relay_take_link(struct relay *r, int i, int *registered);
 /* Close both sides (reset plain sockets if abort) and free buffers.
  * On abort, a plain socket that did not fail itself is reset only once
  * the bytes written to it have left (at most 5 s later; relay_tick). */

@@ -51,6 +51,7 @@ struct edge_stats {
 	uint64_t	 sessions_pooled;	/* joined on a pooled link */
 	uint64_t	 pool_tokens;		/* POOL_GRANTs with a token */
 	uint64_t	 pool_links_keyed;	/* parked with a pool key proof */
+	uint64_t	 pool_links_reused;	/* parked again after a session */
 	uint64_t	 agents_connected;	/* gauge */
 };
 
@@ -76,6 +77,7 @@ struct econn {
 	uint64_t	 deadline;	/* EC_INCOMING: first frame due */
 	/* EC_AGENT: the agent uses plain data links. A link: it is plain. */
 	int		 plain;
+	int		 reuse;		/* EC_POOL: a reusable plain link */
 	/* EC_INCOMING, plain: the greeting read so far (exact reads). */
 	uint8_t		 greet[PLINK_BUF];
 	size_t		 greet_have;
@@ -138,6 +140,10 @@ struct esess {
 	int		 pooled;
 	int		 refused;	/* pooled, refused by the agent */
 	const char	*link_kind;	/* "tls", "plain" or "ktls" */
+	/* On a reusable plain link: parked again for its agent after a
+	 * clean end; link_peer is where the link came from. */
+	int		 link_reuse;
+	char		 link_peer[NET_ADDRSTR];
 	struct relay	 relay;
 	struct mux_stream *ms;		/* on a multiplexed link: the stream
 					 * instead of the relay */
@@ -167,6 +173,10 @@ struct econn *ctl_agent_by_kid(uint64_t kid);
 void	ctl_identified(struct econn *c, enum econn_state st);
 /* Log why c goes, update the counts and free it. */
 void	econn_drop(struct econn *c, const char *why);
+/* A reusable plain link whose session ended cleanly, as a new econn
+ * (EC_POOL, not yet parked) that reads frames from fd; NULL (fd closed)
+ * if out of memory. */
+struct econn *ctl_link_again(int fd, int registered, const char *peer);
 
 /* edge_svc.c */
 void	svc_open(struct econn *agent, const struct msg *def);
@@ -240,6 +250,11 @@ void	pool_grant(struct econn *agent);
 void	pool_hello(struct econn *link, const struct msg *m);
 /* A parked link of agent, taken out of the pool, or NULL. */
 struct econn *pool_take(struct econn *agent);
+/* A reusable link fd, from peer, ended its session cleanly: park it for
+ * agent again, or close it if agent has no room for it. registered: as
+ * from relay_take_link. */
+void	pool_again(struct econn *agent, int fd, int registered,
+	    const char *peer);
 void	pool_link_lost(struct econn *link);
 /* Refuse a data link that has not proved itself (logged, counted; a TLS
  * link is told why, a plain one gets no answer) and free it. */

@@ -149,6 +149,10 @@ econn_hello(struct econn *c, const struct msg *m)
 		nplain_agents++;
 		r.data_link = DATA_LINK_PLAIN;
 		r.have |= FA_BIT(FA_DATA_LINK);
+		/* Its keyed pooled links may carry one session after
+		 * another (relay.h, RELAY_FRAMED). */
+		r.link_reuse = 1;
+		r.have |= FA_BIT(FA_LINK_REUSE);
 	}
 	/* The key that proves this agent's pooled links (poolkey.h); it
 	 * lives as long as this connection. */
@@ -401,6 +405,35 @@ econn_sniff(struct ev_io *io, uint32_t events)
 	c->fc.max_frame = PLINK_GREET_MAX;
 	(void)econn_frame(&c->fc, &m);
 	OPENSSL_cleanse(&m, sizeof(m));
+}
+
+struct econn *
+ctl_link_again(int fd, int registered, const char *peer)
+{
+	struct econn *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		close(fd);
+		return NULL;
+	}
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	c->state = EC_POOL;
+	c->plain = 1;
+	c->reuse = 1;
+	if (fconn_start_handed(&c->fc, fd, NULL, &econn_ops, c,
+	    registered) == -1) {
+		close(fd);
+		free(c);
+		return NULL;
+	}
+	/* As after the greeting: nothing is read before the link is
+	 * joined again, and nothing large ever. */
+	c->fc.max_frame = PLINK_GREET_MAX;
+	c->next = conns;
+	if (conns != NULL)
+		conns->prev = c;
+	conns = c;
+	return c;
 }
 
 static void

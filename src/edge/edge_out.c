@@ -221,7 +221,7 @@ eout_joined(struct eout *o, int fd)
 	o->state = EO_RELAY;
 	log_info("outbound %llu connected agent=%s dest=%s addr=%s",
 	    (unsigned long long)o->id, o->agent, o->dest, o->addr);
-	(void)relay_start(&o->relay, fd, NULL, lfd, ssl, &prime,
+	(void)relay_start(&o->relay, fd, NULL, lfd, ssl, &prime, 0,
 	    out_relay_done, o);
 }
 

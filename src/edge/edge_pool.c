@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
@@ -165,6 +166,20 @@ link_refuse(struct econn *link, const char *why)
 	econn_free(link);
 }
 
+/* Put link (EC_POOL) in agent's pool. */
+static void
+pool_park(struct econn *link, struct econn *agent)
+{
+	link->pool_agent = agent;
+	link->pool_next = agent->pool_head;
+	if (agent->pool_head != NULL)
+		agent->pool_head->pool_prev = link;
+	agent->pool_head = link;
+	agent->npool++;
+	nparked++;
+	snprintf(link->name, sizeof(link->name), "%s", agent->name);
+}
+
 void
 pool_hello(struct econn *link, const struct msg *m)
 {
@@ -181,17 +196,14 @@ pool_hello(struct econn *link, const struct msg *m)
 	ctl_identified(link, EC_POOL);
 	if (link->plain)
 		edge_stats.data_links_plain++;
-	link->pool_agent = agent;
-	link->pool_next = agent->pool_head;
-	if (agent->pool_head != NULL)
-		agent->pool_head->pool_prev = link;
-	agent->pool_head = link;
-	agent->npool++;
-	nparked++;
-	snprintf(link->name, sizeof(link->name), "%s", agent->name);
-	log_debug("pooled %s data link from %s parked for agent %s%s",
+	/* Only keyed plain links are reused: the key, not a token used up
+	 * once, is what stays valid for the link's whole life. */
+	link->reuse = keyed && link->plain &&
+	    (m->have & FA_BIT(FA_LINK_REUSE)) && m->link_reuse == 1;
+	pool_park(link, agent);
+	log_debug("pooled %s data link from %s parked for agent %s%s%s",
 	    link->plain ? "plain" : "TLS", link->peer, agent->name,
-	    keyed ? " (keyed)" : "");
+	    keyed ? " (keyed)" : "", link->reuse ? " (reusable)" : "");
 	if (keyed) {
 		edge_stats.pool_links_keyed++;
 		return;		/* no answer: see the top of this file */
@@ -256,6 +268,30 @@ pool_take(struct econn *agent)
 }
 
 void
+pool_again(struct econn *agent, int fd, int registered, const char *peer)
+{
+	struct econn *link;
+
+	/* The agent parked its end when the session ended; closing ours
+	 * tells it the link is gone (a parked link that closes). */
+	if (agent->npool + agent->nmux >= lim.max_pool) {
+		lim_hit(LIM_POOL, "agent %s: reused link from %s closed",
+		    agent->name, peer);
+		close(fd);
+		return;
+	}
+	if ((link = ctl_link_again(fd, registered, peer)) == NULL) {
+		log_warn("agent %s: reused link from %s closed: out of memory",
+		    agent->name, peer);
+		return;
+	}
+	pool_park(link, agent);
+	edge_stats.pool_links_reused++;
+	log_debug("pooled plain data link from %s parked again for agent %s",
+	    peer, agent->name);
+}
+
+void
 pool_link_lost(struct econn *link)
 {
 	pool_unlink(link);
@@ -306,5 +342,7 @@ pool_stats(char *out, size_t outlen)
 	(void)stats_append(out, outlen, "pool_tokens_unused", ntok);
 	(void)stats_append(out, outlen, "pool_links_keyed_total",
 	    edge_stats.pool_links_keyed);
+	(void)stats_append(out, outlen, "pool_links_reused_total",
+	    edge_stats.pool_links_reused);
 	(void)stats_append(out, outlen, "pool_links_parked", nparked);
 }

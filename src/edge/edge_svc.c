@@ -578,7 +578,7 @@ sess_assign(struct esvc *svc, struct esess *s)
 	struct msg m;
 	struct buf prime;
 	SSL *ssl;
-	int fd;
+	int fd, reg;
 
 	if ((agent = svc_pick_agent(svc)) == NULL)
 		return -1;
@@ -591,18 +591,27 @@ sess_assign(struct esvc *svc, struct esess *s)
 	for (;;) {
 		if ((link = pool_take(agent)) == NULL)
 			return -1;
-		if (fconn_send(&link->fc, &m) == 0)
+		/* A reusable link's chunks start right after SESS_ASSIGN,
+		 * which must have left whole (an idle socket takes it). */
+		if (fconn_send(&link->fc, &m) == 0 &&
+		    (!link->reuse || buf_len(&link->fc.out) == 0))
 			break;
 		econn_free(link);
 	}
-	fconn_detach(&link->fc, &fd, &ssl, &prime);
+	/* The relay takes the link's registration in the loop over. */
+	reg = fconn_handover(&link->fc, &fd, &ssl, &prime);
 	sess_joined_pooled(svc, s, agent, link_kind(link->plain, ssl));
+	s->link_reuse = link->reuse;
+	if (link->reuse)
+		snprintf(s->link_peer, sizeof(s->link_peer), "%s", link->peer);
 	econn_free(link);
 	/* Side 0 is the client, side 1 the data link; SESS_ASSIGN goes
 	 * first. The client's bytes wait in the link until the agent has
-	 * its backend: it does not read the link before. */
+	 * its backend: it does not read the link before, nor write to it
+	 * (a plain link is not worth reading now). */
 	(void)relay_start(&s->relay, s->client_fd, NULL, fd, ssl, &prime,
-	    sess_relay_done, s);
+	    (s->link_reuse ? RELAY_FRAMED(1) : 0) | (reg ? RELAY_HANDED(1) : 0) |
+	    (ssl == NULL ? RELAY_QUIET(1) : 0), sess_relay_done, s);
 	return 0;
 }
 
@@ -966,7 +975,12 @@ sess_relay_done(struct relay *r, int first, const char *err)
 {
 	struct esess *s = r->arg;
 	char reason[300];
+	int fd, reg;
 
+	/* Both ends marked on a reusable link: it carries the next one. */
+	if (err == NULL && s->link_reuse && s->agent != NULL &&
+	    (fd = relay_take_link(r, 1, &reg)) != -1)
+		pool_again(s->agent, fd, reg, s->link_peer);
 	if (err != NULL)
 		snprintf(reason, sizeof(reason), "error(%s: %s)",
 		    first == 0 ? "client" : "data link", err);
@@ -1029,7 +1043,7 @@ sess_claim(struct econn *link, const struct msg *m)
 	log_info("session %llu joined link=%s", (unsigned long long)s->id,
 	    s->link_kind);
 	/* Side 0 is the client, side 1 the data link; DATA_OK goes first. */
-	(void)relay_start(&s->relay, s->client_fd, NULL, fd, ssl, &prime,
+	(void)relay_start(&s->relay, s->client_fd, NULL, fd, ssl, &prime, 0,
 	    sess_relay_done, s);
 	return;
 refuse:

@@ -105,7 +105,7 @@ fixture_start(struct fixture *f)
 	tcp_pair(&f->outer[0], &inner[0]);
 	tcp_pair(&inner[1], &f->outer[1]);
 	assert_int_equal(relay_start(&f->r, inner[0], NULL, inner[1], NULL,
-	    NULL, on_done, f), 0);
+	    NULL, 0, on_done, f), 0);
 }
 
 static uint8_t
