@@ -287,8 +287,8 @@ pool_again(struct econn *agent, int fd, int registered, const char *peer)
 	}
 	pool_park(link, agent);
 	edge_stats.pool_links_reused++;
-	log_debug("pooled plain data link from %s parked again for agent %s",
-	    peer, agent->name);
+	log_debug("pooled plain data link from %s parked for agent %s "
+	    "(reused)", peer, agent->name);
 }
 
 void

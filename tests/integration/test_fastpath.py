@@ -76,10 +76,24 @@ def test_pool_joins_without_dialling(tmp_path, pki, link):
     assert len(new) == n, new
     assert all(f"link={link} pooled" in ln for ln in new), new
     assert agent.proc.count(["opened service=bytes", "pooled"], amark) == n
-    # refilled: one new parked link per session used
+    # refilled: a parked link for each session used, a new one or (plain)
+    # the same link back from its session
     sp.wait_until(lambda: parked(edge, emark) >= n, 20, "pool refilled")
+    def reused():
+        return edge.proc.count("parked for agent agent1 (reused)")
+    if link == "plain":
+        # every session ended cleanly, so its link came back (the pool
+        # was never over four times data_pool), and every link is one
+        # that can come back
+        sp.wait_until(lambda: reused() >= n, 20, "links back from sessions")
+        assert reused() == n
+        assert edge.proc.count("(keyed) (reusable)") == \
+            edge.proc.count("(keyed)")
+    else:
+        assert reused() == 0
     # proved by the pool key: no token round trip for any of them
-    assert edge.proc.count("parked for agent agent1 (keyed)") == parked(edge)
+    sp.wait_until(lambda: edge.proc.count("parked for agent agent1 (keyed)")
+                  + reused() == parked(edge), 10, "every park keyed")
     ends = sp.wait_until(lambda: len(closed(edge.proc, emark)) >= n and
                          closed(edge.proc, emark), 20, "sessions closed")
     for s in ends.values():
@@ -97,6 +111,83 @@ def test_pool_joins_without_dialling(tmp_path, pki, link):
     if link == "plain":
         assert all(s["spliced"] == s["bytes"] for s in aends.values()), aends
     bs.close()
+
+
+class ResetServer(sp.ThreadedServer):
+    """Echoes what it reads until the client half-closes; a request that
+    starts with RST gets b"part" and then a reset instead."""
+
+    def _serve(self, c):
+        try:
+            c.settimeout(30)
+            first = c.recv(65536)
+            if first.startswith(b"RST"):
+                c.sendall(b"part")
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                             struct.pack("ii", 1, 0))
+                return
+            data = first
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                data += b
+            c.sendall(data)
+            c.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+
+def test_plain_links_reused(tmp_path, pki):
+    """A plain pooled link carries one session after another: it comes
+    back to the pool when a session ends cleanly (no new link, no
+    greeting), not when it ends with an error, and a link that came back
+    carries the next session's bytes unchanged."""
+    edge = sp.start_edge(tmp_path, pki, extra=["-v"])
+    be = ResetServer()
+    port = sp.free_port()
+    agent = sp.start_agent(tmp_path, pki, edge, {"echo": (port, [be.port])},
+                           data_link="plain", data_pool=1)
+    edge.proc.wait_log("(keyed) (reusable)")
+    mark = edge.proc.mark()
+    reused = "parked for agent agent1 (reused)"
+    payloads = [os.urandom(n) for n in (1, 70000, 3 * MiB)]
+    for i, data in enumerate(payloads):
+        assert sp.byte_session(port, data) == data
+        edge.proc.wait_log(reused, since=mark, count=i + 1)
+    # at most one new link besides (the refill when the first was taken,
+    # before it came back): three sessions on one or two links
+    assert parked(edge, mark) - edge.proc.count(reused, mark) <= 1
+    ends = sp.wait_until(lambda: len(closed(edge.proc, mark)) >= 3 and
+                         closed(edge.proc, mark), 20, "sessions closed")
+    assert all(e["reason"] == "client-closed" and e["spliced"] == e["bytes"]
+               for e in ends.values()), ends
+    # a backend reset: the client sees the bytes before it, then the cut;
+    # the link is not kept, and the next client still gets through
+    s = socket.create_connection((sp.LOOPBACK, port), timeout=20)
+    s.sendall(b"RST please")
+    out = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+        cut = False
+    except ConnectionResetError:
+        cut = True
+    s.close()
+    assert out == b"part" and cut, (out, cut)
+    line = edge.proc.wait_log(["closed service=echo", "reason=error("],
+                              since=mark)
+    assert "link=plain" in line
+    assert edge.proc.count(reused, mark) == len(payloads)
+    agent.proc.wait_log(["closed service=echo", "reason=error"])
+    assert sp.byte_session(port, b"after") == b"after"
+    edge.proc.wait_log(reused, since=mark, count=len(payloads) + 1)
+    be.close()
 
 
 def test_pool_off(tmp_path, pki):

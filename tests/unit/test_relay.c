@@ -1,6 +1,9 @@
 /* test_relay.c - relay threads (relay_mt.c): a bulk relay between two
  * plain sockets moves to a relay thread, ends there with done() on the
- * main thread, and can be taken back and freed at any point. Real TCP
+ * main thread, and can be taken back and freed at any point. And framed
+ * sides (RELAY_FRAMED, reusable plain links): chunks, end markers, what a
+ * FIN means between and inside chunks, hostile lengths, and that the
+ * link comes back with not one byte of the next session read. Real TCP
  * sockets on 127.0.0.1; the test drives both outer ends and the main
  * loop from this thread. */
 #include <stdarg.h>
@@ -33,6 +36,7 @@ struct fixture {
 	int		 done_calls;
 	int		 done_on_main;
 	int		 done_err;
+	int		 link_fd;	/* framed side 1, taken back, or -1 */
 };
 
 static void
@@ -77,6 +81,20 @@ on_done(struct relay *r, int first, const char *err)
 	f->done_calls++;
 	f->done_on_main = pthread_equal(pthread_self(), main_thread);
 	f->done_err = err != NULL;
+	f->link_fd = -1;
+	if (err == NULL) {
+		struct ev_io io;
+		int reg;
+
+		/* As a new owner would: adopt the loop's registration at
+		 * once (here only to drop it). */
+		f->link_fd = relay_take_link(r, 1, &reg);
+		if (f->link_fd != -1) {
+			ev_io_init(&io, f->link_fd, NULL);
+			ev_adopt(&io, reg);
+			ev_del(&io);
+		}
+	}
 	relay_free(r, err != NULL);
 }
 
@@ -97,7 +115,7 @@ fixture_end_freed(struct fixture *f)
 }
 
 static void
-fixture_start(struct fixture *f)
+fixture_start_flags(struct fixture *f, unsigned flags)
 {
 	int inner[2];
 
@@ -105,7 +123,13 @@ fixture_start(struct fixture *f)
 	tcp_pair(&f->outer[0], &inner[0]);
 	tcp_pair(&inner[1], &f->outer[1]);
 	assert_int_equal(relay_start(&f->r, inner[0], NULL, inner[1], NULL,
-	    NULL, 0, on_done, f), 0);
+	    NULL, flags, on_done, f), 0);
+}
+
+static void
+fixture_start(struct fixture *f)
+{
+	fixture_start_flags(f, 0);
 }
 
 static uint8_t
@@ -295,6 +319,251 @@ test_small_stays_on_main(void **state)
 	fixture_close(&f);
 }
 
+/* --- framed sides --------------------------------------------------------- */
+
+/* Run the loop until cond holds or 10 s pass. */
+#define LOOP_UNTIL(cond) do {						\
+	uint64_t dl_ = now_ms() + 10000;				\
+	while (!(cond) && now_ms() < dl_)				\
+		assert_int_equal(ev_run_once(10), 0);			\
+	assert_true(cond);						\
+} while (0)
+
+static void
+send_all(int fd, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	ssize_t w;
+
+	while (n > 0) {
+		w = send(fd, b, n, MSG_NOSIGNAL);
+		if (w == -1 && errno == EAGAIN) {
+			assert_int_equal(ev_run_once(1), 0);
+			continue;
+		}
+		assert_true(w > 0);
+		b += w;
+		n -= (size_t)w;
+	}
+}
+
+static void
+send_chunk(int fd, const void *p, uint32_t n)
+{
+	uint8_t h[4] = { (uint8_t)(n >> 24), (uint8_t)(n >> 16),
+	    (uint8_t)(n >> 8), (uint8_t)n };
+
+	send_all(fd, h, 4);
+	if (n > 0)
+		send_all(fd, p, n);
+}
+
+/* Read exactly n bytes from fd, running the loop meanwhile. Returns n,
+ * or fewer at EOF. */
+static size_t
+recv_n(int fd, void *p, size_t n)
+{
+	uint64_t dl = now_ms() + 10000;
+	size_t have = 0;
+	ssize_t r;
+
+	while (have < n && now_ms() < dl) {
+		r = recv(fd, (uint8_t *)p + have, n - have, 0);
+		if (r == 0)
+			break;
+		if (r > 0)
+			have += (size_t)r;
+		else
+			assert_int_equal(ev_run_once(1), 0);
+	}
+	return have;
+}
+
+static void
+test_framed_roundtrip_and_reuse(void **state)
+{
+	struct fixture f;
+	uint8_t buf[64];
+
+	(void)state;
+	fixture_start_flags(&f, RELAY_FRAMED(1));
+	/* Client bytes leave in one chunk behind their length. */
+	send_all(f.outer[0], "hello", 5);
+	assert_int_equal(recv_n(f.outer[1], buf, 9), 9);
+	assert_memory_equal(buf, "\0\0\0\5hello", 9);
+	/* Chunks, one split in its header, reach the client as bytes. */
+	send_chunk(f.outer[1], "abc", 3);
+	send_all(f.outer[1], "\0\0", 2);
+	assert_int_equal(ev_run_once(10), 0);
+	send_all(f.outer[1], "\0\4defg", 6);
+	assert_int_equal(recv_n(f.outer[0], buf, 7), 7);
+	assert_memory_equal(buf, "abcdefg", 7);
+	/* The client's FIN becomes a marker; the link's marker a FIN. */
+	assert_int_equal(shutdown(f.outer[0], SHUT_WR), 0);
+	assert_int_equal(recv_n(f.outer[1], buf, 4), 4);
+	assert_memory_equal(buf, "\0\0\0\0", 4);
+	/* The next session's greeting right behind the marker. */
+	send_all(f.outer[1], "\0\0\0\0NEXT", 8);
+	LOOP_UNTIL(f.done_calls == 1);
+	assert_int_equal(recv_n(f.outer[0], buf, 1), 0);
+	assert_int_equal(f.done_err, 0);
+	assert_int_not_equal(f.link_fd, -1);
+	assert_int_equal(recv_n(f.link_fd, buf, 4), 4);
+	assert_memory_equal(buf, "NEXT", 4);
+	close(f.link_fd);
+	fixture_close(&f);
+}
+
+static void
+test_framed_fin_between_chunks(void **state)
+{
+	struct fixture f;
+	uint8_t buf[8];
+
+	(void)state;
+	fixture_start_flags(&f, RELAY_FRAMED(1));
+	send_chunk(f.outer[1], "xy", 2);
+	assert_int_equal(shutdown(f.outer[1], SHUT_WR), 0);
+	assert_int_equal(recv_n(f.outer[0], buf, 8), 2);
+	assert_int_equal(shutdown(f.outer[0], SHUT_WR), 0);
+	LOOP_UNTIL(f.done_calls == 1);
+	/* A clean end, but not a link to keep. */
+	assert_int_equal(f.done_err, 0);
+	assert_int_equal(f.link_fd, -1);
+	fixture_close(&f);
+}
+
+static void
+test_framed_fin_inside_chunk(void **state)
+{
+	struct fixture f;
+
+	(void)state;
+	fixture_start_flags(&f, RELAY_FRAMED(1));
+	send_all(f.outer[1], "\0\0\0\20abc", 7);
+	assert_int_equal(shutdown(f.outer[1], SHUT_WR), 0);
+	LOOP_UNTIL(f.done_calls == 1);
+	assert_int_equal(f.done_err, 1);
+	assert_int_equal(f.link_fd, -1);
+	fixture_close(&f);
+}
+
+static void
+test_framed_hostile_length(void **state)
+{
+	struct fixture f;
+
+	(void)state;
+	fixture_start_flags(&f, RELAY_FRAMED(1));
+	send_all(f.outer[1], "\xff\xff\xff\xff", 4);
+	LOOP_UNTIL(f.done_calls == 1);
+	assert_int_equal(f.done_err, 1);
+	fixture_close(&f);
+}
+
+static void
+test_framed_not_kept_ends_with_fin(void **state)
+{
+	struct fixture f;
+	uint8_t buf[8];
+
+	(void)state;
+	fixture_start_flags(&f, RELAY_FRAMED(1) | RELAY_FIN(1));
+	assert_int_equal(shutdown(f.outer[0], SHUT_WR), 0);
+	assert_int_equal(recv_n(f.outer[1], buf, 8), 0);
+	send_chunk(f.outer[1], NULL, 0);
+	LOOP_UNTIL(f.done_calls == 1);
+	assert_int_equal(f.done_err, 0);
+	assert_int_equal(f.link_fd, -1);
+	fixture_close(&f);
+}
+
+/* Megabytes both ways through a framed side, by splice and by copying:
+ * every byte arrives in order, and the link is kept. */
+static void
+framed_bulk(int splice_on)
+{
+	struct fixture f;
+	uint8_t *in, *out, h[4];
+	size_t n = BULK / 4, got = 0, off = 0, sent = 0;
+	uint32_t left = 0;
+	ssize_t r;
+
+	relay_splice = splice_on;
+	in = malloc(n);
+	out = malloc(n);
+	assert_non_null(in);
+	assert_non_null(out);
+	for (size_t i = 0; i < n; i++)
+		in[i] = pattern(i, 0);
+	fixture_start_flags(&f, RELAY_FRAMED(1));
+	/* Client to link: unframe what arrives. */
+	{
+		uint64_t dl = now_ms() + 30000;
+
+		while (got < n && now_ms() < dl) {
+			if (sent < n) {
+				r = send(f.outer[0], in + sent, n - sent,
+				    MSG_NOSIGNAL);
+				if (r > 0)
+					sent += (size_t)r;
+			}
+			if (left == 0 && off < 4) {
+				r = recv(f.outer[1], h + off, 4 - off, 0);
+				if (r > 0 && (off += (size_t)r) == 4) {
+					left = (uint32_t)h[0] << 24 |
+					    (uint32_t)h[1] << 16 |
+					    (uint32_t)h[2] << 8 | h[3];
+					assert_true(left > 0);
+					off = 0;
+				}
+			} else if (left > 0) {
+				r = recv(f.outer[1], out + got,
+				    left < n - got ? left : n - got, 0);
+				if (r > 0) {
+					got += (size_t)r;
+					left -= (uint32_t)r;
+				}
+			}
+			assert_int_equal(ev_run_once(0), 0);
+		}
+	}
+	assert_int_equal(got, n);
+	assert_memory_equal(in, out, n);
+	/* Link to client, in chunks of odd sizes. */
+	for (sent = 0; sent < n; sent += 65537 < n - sent ? 65537 : n - sent)
+		send_chunk(f.outer[1], in + sent,
+		    (uint32_t)(65537 < n - sent ? 65537 : n - sent));
+	assert_int_equal(recv_n(f.outer[0], out, n), n);
+	assert_memory_equal(in, out, n);
+	assert_int_equal(shutdown(f.outer[0], SHUT_WR), 0);
+	assert_int_equal(recv_n(f.outer[1], h, 4), 4);
+	assert_memory_equal(h, "\0\0\0\0", 4);
+	send_chunk(f.outer[1], NULL, 0);
+	LOOP_UNTIL(f.done_calls == 1);
+	assert_int_equal(f.done_err, 0);
+	assert_int_not_equal(f.link_fd, -1);
+	close(f.link_fd);
+	fixture_close(&f);
+	free(in);
+	free(out);
+	relay_splice = 1;
+}
+
+static void
+test_framed_bulk_spliced(void **state)
+{
+	(void)state;
+	framed_bulk(1);
+}
+
+static void
+test_framed_bulk_copied(void **state)
+{
+	(void)state;
+	framed_bulk(0);
+}
+
 int
 main(void)
 {
@@ -303,6 +572,13 @@ main(void)
 		cmocka_unit_test(test_bulk_moves_and_ends_on_main),
 		cmocka_unit_test(test_free_while_in_thread),
 		cmocka_unit_test(test_free_after_end_before_done),
+		cmocka_unit_test(test_framed_roundtrip_and_reuse),
+		cmocka_unit_test(test_framed_fin_between_chunks),
+		cmocka_unit_test(test_framed_fin_inside_chunk),
+		cmocka_unit_test(test_framed_hostile_length),
+		cmocka_unit_test(test_framed_not_kept_ends_with_fin),
+		cmocka_unit_test(test_framed_bulk_spliced),
+		cmocka_unit_test(test_framed_bulk_copied),
 	};
 
 	main_thread = pthread_self();
