@@ -245,7 +245,6 @@ aedge_frame(struct fconn *fc, struct msg *m)
 			memcpy(e->pool_key, m->secret, sizeof(e->pool_key));
 			e->pool_kid = m->session;
 			e->pool_ctr = 0;
-			e->pool_lent = 0;
 			OPENSSL_cleanse(m->secret, sizeof(m->secret));
 		}
 		if (e->mux)

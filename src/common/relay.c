@@ -311,6 +311,28 @@ chunk_tx_hdr(struct relay_end *e, int more, char *err, size_t errlen)
 	return 1;
 }
 
+/* Before writing up to *len bytes to plain side e: its pending socket
+ * error, and on a framed side the chunk's header, after which *len is cut
+ * to what the chunk has left. 1 to write, 0 would block, -2 error. */
+static int
+write_begin(struct relay_end *e, size_t *len, char *err, size_t errlen)
+{
+	int r;
+
+	if (e->soerr != 0) {
+		snprintf(err, errlen, "%s", strerror(e->soerr));
+		return -2;
+	}
+	if (!e->framed)
+		return 1;
+	chunk_tx_open(e, *len);
+	if ((r = chunk_tx_hdr(e, 1, err, errlen)) != 1)
+		return r;
+	if (*len > e->tx_left)
+		*len = e->tx_left;
+	return 1;
+}
+
 /* Read into b from end e. Returns >0 bytes, 0 would block, -1 EOF,
  * -2 error (err filled). */
 static ssize_t
@@ -383,17 +405,8 @@ end_write(struct relay_end *e, struct buf *b, char *err, size_t errlen)
 	if (e->ssl == NULL) {
 		size_t len = buf_len(b);
 
-		if (e->soerr != 0) {
-			snprintf(err, errlen, "%s", strerror(e->soerr));
-			return -2;
-		}
-		if (e->framed) {
-			chunk_tx_open(e, len);
-			if ((r = chunk_tx_hdr(e, 1, err, errlen)) != 1)
-				return r;
-			if (len > e->tx_left)
-				len = e->tx_left;
-		}
+		if ((r = write_begin(e, &len, err, errlen)) != 1)
+			return r;
 		n = send(e->io.fd, b->data + b->rpos, len, MSG_NOSIGNAL);
 		if (n > 0 && e->framed)
 			e->tx_left -= (uint32_t)n;
@@ -533,17 +546,8 @@ dir_splice_out(struct relay *r, int d, int *again, char *err, size_t errlen)
 	ssize_t n;
 	int h;
 
-	if (dst->soerr != 0) {
-		snprintf(err, errlen, "%s", strerror(dst->soerr));
-		return -2;
-	}
-	if (dst->framed) {
-		chunk_tx_open(dst, len);
-		if ((h = chunk_tx_hdr(dst, 1, err, errlen)) != 1)
-			return h;
-		if (len > dst->tx_left)
-			len = dst->tx_left;
-	}
+	if ((h = write_begin(dst, &len, err, errlen)) != 1)
+		return h;
 	n = splice(p->fd[0], NULL, dst->io.fd, NULL, len,
 	    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	if (n > 0) {
