@@ -216,8 +216,9 @@ pipe_to_buf(struct relay_pipe *p, struct buf *b)
 #define CHUNK_HDR	4
 
 /* A framed side: make sure a chunk is open for reading. Returns 1 (its
- * payload is next: rx_left > 0), 0 would block, -1 the peer ended its
- * direction (a marker, or a FIN between chunks), -2 error. */
+ * payload is next: rx_left > 0, or the rest is raw: rx_raw), 0 would
+ * block, -1 the peer ended its direction (a marker, or a FIN between
+ * chunks), -2 error. */
 static int
 chunk_rx(struct relay_end *e, char *err, size_t errlen)
 {
@@ -256,6 +257,10 @@ chunk_rx(struct relay_end *e, char *err, size_t errlen)
 		if (len == 0) {
 			e->rx_end = 1;
 			return -1;
+		}
+		if (len == RELAY_CHUNK_RAW) {
+			e->rx_raw = 1;
+			return 1;
 		}
 		if (len > RELAY_CHUNK_MAX) {
 			snprintf(err, errlen, "data link sent a chunk of %u "
@@ -311,9 +316,23 @@ chunk_tx_hdr(struct relay_end *e, int more, char *err, size_t errlen)
 	return 1;
 }
 
+/* Whether framed side e reads (rx) or writes chunks now. */
+static int
+chunked_rx(const struct relay_end *e)
+{
+	return e->framed && !e->rx_raw;
+}
+
+static int
+chunked_tx(const struct relay_end *e)
+{
+	return e->framed && !e->tx_raw;
+}
+
 /* Before writing up to *len bytes to plain side e: its pending socket
  * error, and on a framed side the chunk's header, after which *len is cut
- * to what the chunk has left. 1 to write, 0 would block, -2 error. */
+ * to what the chunk has left. A bulk direction goes raw instead (see
+ * relay.h). 1 to write, 0 would block, -2 error. */
 static int
 write_begin(struct relay_end *e, size_t *len, char *err, size_t errlen)
 {
@@ -323,8 +342,22 @@ write_begin(struct relay_end *e, size_t *len, char *err, size_t errlen)
 		snprintf(err, errlen, "%s", strerror(e->soerr));
 		return -2;
 	}
-	if (!e->framed)
+	if (!chunked_tx(e))
 		return 1;
+	if (e->tx_left == 0 && e->tx_off >= e->tx_len &&
+	    relay_bytes(e->r, 1 - (int)(e - e->r->e)) >= RELAY_MT_BYTES) {
+		memset(e->tx_hdr, 0xff, sizeof(e->tx_hdr));
+		e->tx_off = 0;
+		e->tx_len = CHUNK_HDR;
+		e->tx_to_raw = 1;
+	}
+	if (e->tx_to_raw) {
+		if ((r = chunk_tx_hdr(e, 1, err, errlen)) != 1)
+			return r;
+		e->tx_raw = 1;
+		e->keep = 0;
+		return 1;
+	}
 	chunk_tx_open(e, *len);
 	if ((r = chunk_tx_hdr(e, 1, err, errlen)) != 1)
 		return r;
@@ -345,18 +378,16 @@ end_read(struct relay_end *e, struct buf *b, char *err, size_t errlen)
 	if (e->ssl == NULL) {
 		size_t room = buf_room(b);
 
-		if (e->framed) {
-			if ((r = chunk_rx(e, err, errlen)) != 1)
-				return r;
-			if (room > e->rx_left)
-				room = e->rx_left;
-		}
+		if (chunked_rx(e) && (r = chunk_rx(e, err, errlen)) != 1)
+			return r;
+		if (chunked_rx(e) && room > e->rx_left)
+			room = e->rx_left;
 		n = recv(e->io.fd, b->data + b->wpos, room, 0);
-		if (n > 0 && e->framed)
+		if (n > 0 && chunked_rx(e))
 			e->rx_left -= (uint32_t)n;
 		if (n > 0)
 			return n;
-		if (n == 0 && e->framed && e->soerr == 0) {
+		if (n == 0 && chunked_rx(e) && e->soerr == 0) {
 			snprintf(err, errlen, "data link closed inside a chunk");
 			return -2;
 		}
@@ -408,7 +439,7 @@ end_write(struct relay_end *e, struct buf *b, char *err, size_t errlen)
 		if ((r = write_begin(e, &len, err, errlen)) != 1)
 			return r;
 		n = send(e->io.fd, b->data + b->rpos, len, MSG_NOSIGNAL);
-		if (n > 0 && e->framed)
+		if (n > 0 && chunked_tx(e))
 			e->tx_left -= (uint32_t)n;
 		if (n >= 0)
 			return n;
@@ -443,7 +474,7 @@ end_shutdown(struct relay_end *e, char *err, size_t errlen)
 	uint32_t want;
 	int eof, r;
 
-	if (e->ssl == NULL && e->framed && e->keep) {
+	if (e->ssl == NULL && chunked_tx(e) && e->keep) {
 		/* Every chunk is out (nothing waits to be written): the
 		 * marker opens no payload. */
 		chunk_tx_open(e, 0);
@@ -553,7 +584,7 @@ dir_splice_out(struct relay *r, int d, int *again, char *err, size_t errlen)
 	if (n > 0) {
 		p->len -= (size_t)n;
 		p->full = 0;
-		if (dst->framed)
+		if (chunked_tx(dst))
 			dst->tx_left -= (uint32_t)n;
 		return n;
 	}
@@ -593,23 +624,21 @@ dir_splice_in(struct relay *r, int d, int *copy, char *err, size_t errlen)
 		return 0;
 	}
 	want = p->cap - p->len;
-	if (src->framed) {
-		if ((h = chunk_rx(src, err, errlen)) != 1)
-			return h;
-		if (want > src->rx_left)
-			want = src->rx_left;
-	}
+	if (chunked_rx(src) && (h = chunk_rx(src, err, errlen)) != 1)
+		return h;
+	if (chunked_rx(src) && want > src->rx_left)
+		want = src->rx_left;
 	n = splice(src->io.fd, NULL, p->fd[1], NULL, want,
 	    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	if (n > 0) {
 		p->len += (size_t)n;
 		if (p->len >= p->cap)
 			p->full = 1;
-		if (src->framed)
+		if (chunked_rx(src))
 			src->rx_left -= (uint32_t)n;
 		return n;
 	}
-	if (n == 0 && src->framed && src->soerr == 0) {
+	if (n == 0 && chunked_rx(src) && src->soerr == 0) {
 		snprintf(err, errlen, "data link closed inside a chunk");
 		return -2;
 	}

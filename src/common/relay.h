@@ -29,7 +29,9 @@
  * links"). A side that does not keep the link (keep cleared) ends its
  * direction with a FIN instead; a FIN between chunks is a clean end that
  * is not reusable, one inside a chunk an error. The payload still moves
- * with splice(): only the 4-byte lengths are written and read apart. */
+ * with splice(): only the 4-byte lengths are written and read apart. A
+ * direction that has carried RELAY_MT_BYTES goes raw (RELAY_CHUNK_RAW):
+ * bulk bytes then move as on a plain link, and that link is not reused. */
 #ifndef SP_RELAY_H
 #define SP_RELAY_H
 
@@ -69,6 +71,9 @@ struct relay_end {
 	/* RELAY_FRAMED: the chunk being read and written (see above). */
 	unsigned	 framed:1;
 	unsigned	 keep:1;	/* end our direction with a marker */
+	unsigned	 rx_raw:1;	/* the peer went raw (RELAY_CHUNK_RAW) */
+	unsigned	 tx_raw:1;	/* we did */
+	unsigned	 tx_to_raw:1;	/* the raw header is being sent */
 	unsigned	 rx_end:1;	/* the peer's end marker was read */
 	unsigned	 tx_end:1;	/* ours was written */
 	uint8_t		 rx_have;	/* bytes of rx_hdr read */
@@ -122,6 +127,11 @@ struct relay {
  * peer has not used): the first pump does not try. */
 #define RELAY_QUIET(i)	(64u << (i))
 #define RELAY_CHUNK_MAX	(16u * 1024 * 1024)
+/* A chunk length that says: the rest of this direction is raw bytes, up
+ * to a FIN. Sent once a direction has carried RELAY_MT_BYTES (a bulk
+ * transfer, where a length per chunk would cost more than a new link);
+ * the link is then not reused. */
+#define RELAY_CHUNK_RAW	0xffffffffu
 int	relay_start(struct relay *r, int fd0, SSL *ssl0, int fd1, SSL *ssl1,
 	    struct buf *prime, unsigned flags, relay_done_cb *done, void *arg);
 /* After a clean end (done() with err NULL): if framed side i ended both

@@ -455,7 +455,8 @@ test_framed_hostile_length(void **state)
 
 	(void)state;
 	fixture_start_flags(&f, RELAY_FRAMED(1));
-	send_all(f.outer[1], "\xff\xff\xff\xff", 4);
+	/* One byte over RELAY_CHUNK_MAX (0xffffffff would mean raw). */
+	send_all(f.outer[1], "\x01\0\0\x01", 4);
 	LOOP_UNTIL(f.done_calls == 1);
 	assert_int_equal(f.done_err, 1);
 	fixture_close(&f);
@@ -479,14 +480,17 @@ test_framed_not_kept_ends_with_fin(void **state)
 }
 
 /* Megabytes both ways through a framed side, by splice and by copying:
- * every byte arrives in order, and the link is kept. */
+ * every byte arrives in order. Up to RELAY_MT_BYTES the link is kept;
+ * past it (n bytes up) the upward direction goes raw, ends with a FIN,
+ * and the link is not kept. */
 static void
-framed_bulk(int splice_on)
+framed_bulk(int splice_on, size_t n)
 {
 	struct fixture f;
 	uint8_t *in, *out, h[4];
-	size_t n = BULK / 4, got = 0, off = 0, sent = 0;
+	size_t got = 0, off = 0, sent = 0, back = n < BULK / 4 ? n : BULK / 4;
 	uint32_t left = 0;
+	int raw = 0;
 	ssize_t r;
 
 	relay_splice = splice_on;
@@ -508,13 +512,18 @@ framed_bulk(int splice_on)
 				if (r > 0)
 					sent += (size_t)r;
 			}
-			if (left == 0 && off < 4) {
+			if (left == 0 && off < 4 && !raw) {
 				r = recv(f.outer[1], h + off, 4 - off, 0);
 				if (r > 0 && (off += (size_t)r) == 4) {
 					left = (uint32_t)h[0] << 24 |
 					    (uint32_t)h[1] << 16 |
 					    (uint32_t)h[2] << 8 | h[3];
 					assert_true(left > 0);
+					/* raw only after RELAY_MT_BYTES */
+					if (left == RELAY_CHUNK_RAW) {
+						assert_true(got >= RELAY_MT_BYTES);
+						raw = 1;
+					}
 					off = 0;
 				}
 			} else if (left > 0) {
@@ -522,7 +531,8 @@ framed_bulk(int splice_on)
 				    left < n - got ? left : n - got, 0);
 				if (r > 0) {
 					got += (size_t)r;
-					left -= (uint32_t)r;
+					if (!raw)
+						left -= (uint32_t)r;
 				}
 			}
 			assert_int_equal(ev_run_once(0), 0);
@@ -530,20 +540,27 @@ framed_bulk(int splice_on)
 	}
 	assert_int_equal(got, n);
 	assert_memory_equal(in, out, n);
+	assert_int_equal(raw, n > RELAY_MT_BYTES);
 	/* Link to client, in chunks of odd sizes. */
-	for (sent = 0; sent < n; sent += 65537 < n - sent ? 65537 : n - sent)
+	for (sent = 0; sent < back; sent += 65537 < back - sent ? 65537 :
+	    back - sent)
 		send_chunk(f.outer[1], in + sent,
-		    (uint32_t)(65537 < n - sent ? 65537 : n - sent));
-	assert_int_equal(recv_n(f.outer[0], out, n), n);
-	assert_memory_equal(in, out, n);
+		    (uint32_t)(65537 < back - sent ? 65537 : back - sent));
+	assert_int_equal(recv_n(f.outer[0], out, back), back);
+	assert_memory_equal(in, out, back);
 	assert_int_equal(shutdown(f.outer[0], SHUT_WR), 0);
-	assert_int_equal(recv_n(f.outer[1], h, 4), 4);
-	assert_memory_equal(h, "\0\0\0\0", 4);
+	if (raw)
+		assert_int_equal(recv_n(f.outer[1], h, 4), 0);	/* a FIN */
+	else {
+		assert_int_equal(recv_n(f.outer[1], h, 4), 4);
+		assert_memory_equal(h, "\0\0\0\0", 4);
+	}
 	send_chunk(f.outer[1], NULL, 0);
 	LOOP_UNTIL(f.done_calls == 1);
 	assert_int_equal(f.done_err, 0);
-	assert_int_not_equal(f.link_fd, -1);
-	close(f.link_fd);
+	assert_int_equal(f.link_fd == -1, raw);
+	if (f.link_fd != -1)
+		close(f.link_fd);
 	fixture_close(&f);
 	free(in);
 	free(out);
@@ -554,14 +571,21 @@ static void
 test_framed_bulk_spliced(void **state)
 {
 	(void)state;
-	framed_bulk(1);
+	framed_bulk(1, BULK / 4);
+}
+
+static void
+test_framed_bulk_goes_raw(void **state)
+{
+	(void)state;
+	framed_bulk(1, BULK);
 }
 
 static void
 test_framed_bulk_copied(void **state)
 {
 	(void)state;
-	framed_bulk(0);
+	framed_bulk(0, BULK / 4);
 }
 
 int
@@ -579,6 +603,7 @@ main(void)
 		cmocka_unit_test(test_framed_not_kept_ends_with_fin),
 		cmocka_unit_test(test_framed_bulk_spliced),
 		cmocka_unit_test(test_framed_bulk_copied),
+		cmocka_unit_test(test_framed_bulk_goes_raw),
 	};
 
 	main_thread = pthread_self();
