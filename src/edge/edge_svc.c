@@ -875,36 +875,36 @@ svc_accept(struct ev_io *io, uint32_t events)
 	struct net_addr peer, local;
 	char what[MSG_NAME_MAX + 16];
 	uint8_t a16[16];
-	int fd;
+	int fd, i;
 
 	(void)events;
 	snprintf(what, sizeof(what), "service %s", svc->name);
-	/* One connection per event, as nginx does by default: the loop is
-	 * level-triggered, so the next turn accepts the next one, and a
-	 * lone client does not pay for an accept() that finds nothing. */
-	if ((fd = edge_accept(io->fd, &peer, what)) == -1)
-		return;
-	if (svc->pol.accept_proxy.n > 0) {
-		/* Behind load balancers: only they may connect, and each
-		 * connection must start with a PROXY header. */
-		sa_addr16((struct sockaddr *)&peer.ss, a16);
-		if (!cidr_list_match(&svc->pol.accept_proxy, a16))
-			svc_deny(svc, fd, (struct sockaddr *)&peer.ss,
-			    "denied: peer not in accept_proxy_from");
-		else
-			proxy_start(svc, fd, &peer);
-		return;
+	/* Up to 64 per event: a flood must not outrun the accept queue. */
+	for (i = 0; i < 64; i++) {
+		if ((fd = edge_accept(io->fd, &peer, what)) == -1)
+			return;
+		if (svc->pol.accept_proxy.n > 0) {
+			/* Behind load balancers: only they may connect, and
+			 * each connection must start with a PROXY header. */
+			sa_addr16((struct sockaddr *)&peer.ss, a16);
+			if (!cidr_list_match(&svc->pol.accept_proxy, a16))
+				svc_deny(svc, fd, (struct sockaddr *)&peer.ss,
+				    "denied: peer not in accept_proxy_from");
+			else
+				proxy_start(svc, fd, &peer);
+			continue;
+		}
+		if (svc->local_fixed)
+			local = svc->local;
+		else {
+			local.len = sizeof(local.ss);
+			if (getsockname(fd, (struct sockaddr *)&local.ss,
+			    &local.len) == -1)
+				local.ss = peer.ss;
+		}
+		svc_client(svc, fd, (struct sockaddr *)&peer.ss,
+		    (struct sockaddr *)&local.ss, NULL, 0, 0);
 	}
-	if (svc->local_fixed)
-		local = svc->local;
-	else {
-		local.len = sizeof(local.ss);
-		if (getsockname(fd, (struct sockaddr *)&local.ss,
-		    &local.len) == -1)
-			local.ss = peer.ss;
-	}
-	svc_client(svc, fd, (struct sockaddr *)&peer.ss,
-	    (struct sockaddr *)&local.ss, NULL, 0, 0);
 }
 
 void
