@@ -329,6 +329,48 @@ chunked_tx(const struct relay_end *e)
 	return e->framed && !e->tx_raw;
 }
 
+/* Before reading up to *len bytes from plain side e: on a framed side,
+ * the chunk's header, after which *len is cut to what the chunk has left
+ * (not once the rest of the direction is raw). 1 to read, 0 would block,
+ * -1 the peer ended its direction, -2 error. */
+static int
+read_begin(struct relay_end *e, size_t *len, char *err, size_t errlen)
+{
+	int r;
+
+	if (!chunked_rx(e))
+		return 1;
+	if ((r = chunk_rx(e, err, errlen)) != 1)
+		return r;
+	if (chunked_rx(e) && *len > e->rx_left)
+		*len = e->rx_left;
+	return 1;
+}
+
+/* A read of n >= 0 bytes from plain side e, by recv or splice: count the
+ * bytes against the open chunk and return n, or say what a read of 0
+ * means: -1 the peer ended its direction, -2 an error (a link closed
+ * inside a chunk; or a socket error, which reading SO_ERROR cleared, so
+ * it follows the queued bytes instead of an EOF). */
+static ssize_t
+read_done(struct relay_end *e, ssize_t n, char *err, size_t errlen)
+{
+	if (n > 0) {
+		if (chunked_rx(e))
+			e->rx_left -= (uint32_t)n;
+		return n;
+	}
+	if (chunked_rx(e) && e->soerr == 0) {
+		snprintf(err, errlen, "data link closed inside a chunk");
+		return -2;
+	}
+	if (e->soerr != 0) {
+		snprintf(err, errlen, "%s", strerror(e->soerr));
+		return -2;
+	}
+	return -1;
+}
+
 /* Before writing up to *len bytes to plain side e: its pending socket
  * error, and on a framed side the chunk's header, after which *len is cut
  * to what the chunk has left. A bulk direction goes raw instead (see
@@ -378,27 +420,11 @@ end_read(struct relay_end *e, struct buf *b, char *err, size_t errlen)
 	if (e->ssl == NULL) {
 		size_t room = buf_room(b);
 
-		if (chunked_rx(e) && (r = chunk_rx(e, err, errlen)) != 1)
+		if ((r = read_begin(e, &room, err, errlen)) != 1)
 			return r;
-		if (chunked_rx(e) && room > e->rx_left)
-			room = e->rx_left;
 		n = recv(e->io.fd, b->data + b->wpos, room, 0);
-		if (n > 0 && chunked_rx(e))
-			e->rx_left -= (uint32_t)n;
-		if (n > 0)
-			return n;
-		if (n == 0 && chunked_rx(e) && e->soerr == 0) {
-			snprintf(err, errlen, "data link closed inside a chunk");
-			return -2;
-		}
-		if (n == 0 && e->soerr != 0) {
-			/* Reading SO_ERROR cleared it: what follows the
-			 * queued bytes is that error, not an EOF. */
-			snprintf(err, errlen, "%s", strerror(e->soerr));
-			return -2;
-		}
-		if (n == 0)
-			return -1;
+		if (n >= 0)
+			return read_done(e, n, err, errlen);
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
 			e->rd_want = EPOLLIN;
 			return 0;
@@ -624,32 +650,17 @@ dir_splice_in(struct relay *r, int d, int *copy, char *err, size_t errlen)
 		return 0;
 	}
 	want = p->cap - p->len;
-	if (chunked_rx(src) && (h = chunk_rx(src, err, errlen)) != 1)
+	if ((h = read_begin(src, &want, err, errlen)) != 1)
 		return h;
-	if (chunked_rx(src) && want > src->rx_left)
-		want = src->rx_left;
 	n = splice(src->io.fd, NULL, p->fd[1], NULL, want,
 	    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	if (n > 0) {
 		p->len += (size_t)n;
 		if (p->len >= p->cap)
 			p->full = 1;
-		if (chunked_rx(src))
-			src->rx_left -= (uint32_t)n;
-		return n;
 	}
-	if (n == 0 && chunked_rx(src) && src->soerr == 0) {
-		snprintf(err, errlen, "data link closed inside a chunk");
-		return -2;
-	}
-	if (n == 0 && src->soerr != 0) {
-		/* As in end_read: the queued bytes are read, the error
-		 * follows them. */
-		snprintf(err, errlen, "%s", strerror(src->soerr));
-		return -2;
-	}
-	if (n == 0)
-		return -1;
+	if (n >= 0)
+		return read_done(src, n, err, errlen);
 	if (errno == EAGAIN || errno == EINTR) {
 		/* Either the socket is empty or the pipe is full; with bytes
 		 * in the pipe, wait for them to drain before asking again. */
