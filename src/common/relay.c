@@ -408,6 +408,16 @@ write_begin(struct relay_end *e, size_t *len, char *err, size_t errlen)
 	return 1;
 }
 
+/* n bytes were written to plain side e, by send or splice: count them
+ * against the open chunk. Returns n. */
+static ssize_t
+write_done(struct relay_end *e, ssize_t n)
+{
+	if (n > 0 && chunked_tx(e))
+		e->tx_left -= (uint32_t)n;
+	return n;
+}
+
 /* Read into b from end e. Returns >0 bytes, 0 would block, -1 EOF,
  * -2 error (err filled). */
 static ssize_t
@@ -465,10 +475,8 @@ end_write(struct relay_end *e, struct buf *b, char *err, size_t errlen)
 		if ((r = write_begin(e, &len, err, errlen)) != 1)
 			return r;
 		n = send(e->io.fd, b->data + b->rpos, len, MSG_NOSIGNAL);
-		if (n > 0 && chunked_tx(e))
-			e->tx_left -= (uint32_t)n;
 		if (n >= 0)
-			return n;
+			return write_done(e, n);
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
 			e->wr_want = EPOLLOUT;
 			return 0;
@@ -610,9 +618,7 @@ dir_splice_out(struct relay *r, int d, int *again, char *err, size_t errlen)
 	if (n > 0) {
 		p->len -= (size_t)n;
 		p->full = 0;
-		if (chunked_tx(dst))
-			dst->tx_left -= (uint32_t)n;
-		return n;
+		return write_done(dst, n);
 	}
 	if (n == 0 || errno == EAGAIN || errno == EINTR) {
 		dst->wr_want = EPOLLOUT;
