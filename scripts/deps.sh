@@ -1,19 +1,46 @@
 #!/bin/sh
 # deps.sh - install the Debian packages sallyport needs to build and test.
 #
+#   sh scripts/deps.sh              what the build, the tests (make test), the
+#                                   demo and the benchmark use
+#   sh scripts/deps.sh test-fresh   what `make test-fresh` needs on the host
+#                                   that builds the fresh Debian 12 root
+#
+# This file is the one list: every package that any of them runs is named
+# here, and nothing else installs packages (scripts/check-tools.sh only
+# checks that what the tests run is there, naming the package).
+#
 # Idempotent and silent when everything is already installed. Runs
-# `apt-get update` at most once, and only when something is missing. Never
-# starts or enables a system service: while packages install, a policy-rc.d
-# that answers 101 ("action forbidden") is in place, so invoke-rc.d /
-# deb-systemd-invoke do not start the nginx or ssh services.
+# `apt-get update` at most once, and only when something is missing; the
+# downloads are retried, so a passing hiccup of the archive is not a
+# failure. Never starts or enables a system service: while packages
+# install, a policy-rc.d that answers 101 ("action forbidden") is in place,
+# so invoke-rc.d / deb-systemd-invoke do not start the nginx or ssh services.
 set -eu
 
-PACKAGES="build-essential pkg-config clang libssl-dev libinih-dev libcmocka-dev libseccomp-dev
-netcat-openbsd iperf3 socat gnuplot-nox
-openssh-server openssh-client nginx-light curl strace python3 python3-pytest
-iproute2 openssl procps
+# Build: compilers, the fuzzers' clang runtime (libclang_rt.fuzzer and the
+# sanitizers' runtimes: clang links -fsanitize=fuzzer against them), libraries.
+# Tests, demo and benchmark: the real servers and clients they start (sshd,
+# sftp/scp, nginx, curl, vsftpd and lftp for FTP/FTPS, haproxy, iperf3,
+# socat), the tools they call (ip and ss, ps, strace, openssl, promtool,
+# man, systemd-analyze, gnuplot) and pytest.
+PACKAGES="build-essential pkg-config clang libclang-rt-14-dev
+libssl-dev libinih-dev libcmocka-dev libseccomp-dev
 libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libsystemd-dev
-prometheus systemd man-db haproxy"
+python3 python3-pytest
+openssh-server openssh-client nginx-light curl vsftpd lftp haproxy
+netcat-openbsd iperf3 socat gnuplot-nox
+iproute2 procps strace openssl prometheus systemd man-db"
+
+# The host side of `make test-fresh` (scripts/test-fresh.sh): debootstrap
+# builds the clean Debian 12 root; everything inside it comes from PACKAGES.
+TEST_FRESH_PACKAGES="debootstrap"
+
+case "${1:-}" in
+    "")         ;;
+    test-fresh) PACKAGES=$TEST_FRESH_PACKAGES ;;
+    *)          echo "usage: deps.sh [test-fresh]" >&2; exit 2 ;;
+esac
 
 missing=""
 for p in $PACKAGES; do
@@ -64,10 +91,24 @@ fi
 $SUDO install -m 0755 "$tmp" "$POLICY"
 rm -f "$tmp"
 
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-# shellcheck disable=SC2086
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-    --no-install-recommends $missing >/dev/null
+# Each download is retried by apt (Acquire::Retries); the whole update and
+# install is tried up to 3 times, a minute apart at most, before giving up.
+APT="$SUDO env DEBIAN_FRONTEND=noninteractive apt-get -q -o Acquire::Retries=5"
+try=1
+while :; do
+    # shellcheck disable=SC2086
+    if $APT update >/dev/null &&
+       $APT install -y --no-install-recommends $missing >/dev/null; then
+        break
+    fi
+    if [ "$try" -ge 3 ]; then
+        echo "deps.sh: apt-get failed $try times; giving up" >&2
+        exit 1
+    fi
+    echo "deps.sh: apt-get failed (try $try of 3); trying again" >&2
+    sleep $((try * 20))
+    try=$((try + 1))
+done
 
 # Packages that ship a service get it enabled by their maintainer scripts
 # even when starting it is forbidden; undo that for what we just installed.
@@ -77,6 +118,7 @@ if command -v systemctl >/dev/null 2>&1; then
             openssh-server) units="ssh.service ssh.socket" ;;
             nginx-light)    units="nginx.service" ;;
             haproxy)        units="haproxy.service" ;;
+            vsftpd)         units="vsftpd.service" ;;
             prometheus)     units="prometheus.service" ;;   # for promtool only
             iperf3)         units="iperf3.service" ;;
             *)              units="" ;;
