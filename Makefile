@@ -1,7 +1,7 @@
 # sallyport build. `make` builds build/sallyport-edge, build/sallyport-agent
-# and build/sallyportctl. Targets: all, test, unit, unit-tsan, integration,
-# demo, deps, fuzz, check-banned, clean, install (PREFIX=/usr/local,
-# DESTDIR=), bench.
+# and build/sallyportctl. Targets: all, test, test-fresh, unit, unit-tsan,
+# integration, demo, deps, check-tools, fuzz, check-banned, clean, install
+# (PREFIX=/usr/local, DESTDIR=), bench.
 # SAN=asan builds with AddressSanitizer+UBSan into build-asan/, SAN=tsan
 # with ThreadSanitizer into build-tsan/ (unit-tsan: the relay threads).
 
@@ -202,6 +202,11 @@ check-banned:
 deps:
 	@sh scripts/deps.sh
 
+# Everything the build and the tests run is on this machine, or the missing
+# piece and its Debian package are named.
+check-tools:
+	@sh scripts/check-tools.sh
+
 unit: $(UNITS)
 	@set -e; for t in $(UNITS); do echo "== $$t"; $$t; done
 
@@ -218,12 +223,19 @@ integration: $(PROGS) $(BUILD)/spbench
 # integration tests, the integration tests again under ASan+UBSan, and a
 # short run of every fuzzer.
 test: deps
-	$(MAKE) check-banned all unit unit-tsan
+	$(MAKE) check-tools check-banned all unit unit-tsan
 	$(MAKE) integration
 	$(MAKE) SAN=asan all
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(MAKE) SAN=asan integration
 	$(MAKE) fuzz-smoke
+
+# The README's promise on a machine nobody prepared: `make test` in a clean
+# Debian 12 root made with debootstrap, with nothing installed but what
+# the README and scripts/deps.sh install (scripts/test-fresh.sh). As root.
+test-fresh:
+	@sh scripts/deps.sh test-fresh
+	@bash scripts/test-fresh.sh
 
 # The benchmark against direct, HAProxy, ssh -R and socat (bench/run,
 # docs/benchmark.md). BENCH_QUICK=1 for a one-minute smoke run; results in
@@ -262,5 +274,5 @@ install: $(PROGS)
 clean:
 	rm -rf build build-asan build-tsan build-fuzz
 
-.PHONY: all deps unit unit-tsan integration test demo bench clean fuzz fuzz-smoke check-banned install
+.PHONY: all deps check-tools test-fresh unit unit-tsan integration test demo bench clean fuzz fuzz-smoke check-banned install
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
