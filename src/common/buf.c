@@ -8,9 +8,8 @@
  * on every drain, and malloc of 64 KiB each time shows in profiles. */
 #define BUF_POOL_MAX 64
 
-/* Per thread: relay threads (relay_mt.c) take and give back their own. */
-static _Thread_local uint8_t *buf_pool[BUF_POOL_MAX];
-static _Thread_local size_t buf_pool_n;
+static uint8_t *buf_pool[BUF_POOL_MAX];
+static size_t buf_pool_n;
 
 int
 buf_take(struct buf *b)

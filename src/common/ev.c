@@ -14,18 +14,20 @@
 #define EV_BATCH 256
 #define EV_DEFER 64
 
-/* One loop per thread: the main loop, and one in each relay thread
- * (relay_mt.c), which runs only the relays handed to it. */
-static _Thread_local int ev_fd = -1;
-static _Thread_local struct epoll_event ev_batch[EV_BATCH];
-static _Thread_local int ev_pos, ev_count;
-static _Thread_local int ev_last_n;
-static _Thread_local uint64_t ev_cached_now;
-static _Thread_local struct ev_deferred {
+#define EV_HOOKS 4
+
+static int ev_fd = -1;
+static struct epoll_event ev_batch[EV_BATCH];
+static int ev_pos, ev_count;
+static int ev_last_n;
+static uint64_t ev_cached_now;
+static struct ev_deferred {
 	struct ev_io	*io;
 	uint32_t	 events;
 } ev_deferq[EV_DEFER];
-static _Thread_local int ev_ndefer;
+static int ev_ndefer;
+static ev_hook *ev_hooks[EV_HOOKS];
+static int ev_nhooks;
 
 int
 ev_init(void)
@@ -38,10 +40,24 @@ ev_init(void)
 }
 
 void
-ev_use(int epfd)
+ev_settle_hook(ev_hook *h)
 {
-	ev_fd = epfd;
-	ev_now_update();
+	if (ev_nhooks == EV_HOOKS)
+		log_fatal("ev_settle_hook: too many hooks");
+	ev_hooks[ev_nhooks++] = h;
+}
+
+void
+ev_settle(void)
+{
+	int i, busy;
+
+	/* One hook's work may give another some: run them until all rest. */
+	do {
+		busy = 0;
+		for (i = 0; i < ev_nhooks; i++)
+			busy |= ev_hooks[i]() > 0;
+	} while (busy);
 }
 
 void
@@ -131,6 +147,7 @@ ev_run_deferred(void)
 			continue;
 		ev_deferq[i].io = NULL;
 		io->cb(io, ev_deferq[i].events);
+		ev_settle();
 		ran++;
 	}
 	memmove(ev_deferq, ev_deferq + n,
@@ -190,8 +207,10 @@ ev_run_once(int timeout_ms)
 	for (ev_pos = 0; ev_pos < ev_count; ) {
 		io = ev_batch[ev_pos].data.ptr;
 		ev_pos++;
-		if (io != NULL)
+		if (io != NULL) {
 			io->cb(io, ev_batch[ev_pos - 1].events);
+			ev_settle();
+		}
 	}
 	ev_count = ev_pos = 0;
 	ev_last_n += ev_run_deferred();

@@ -18,9 +18,14 @@ struct ev_io {
 };
 
 int	 ev_init(void);
-/* Run this thread's loop on epfd, an epoll set made earlier (a sandbox
- * may forbid making one later). */
-void	 ev_use(int epfd);
+/* Work that must not run inside another callback (a session's end, which
+ * frees what the callback may still be using) is queued by its module and
+ * done by a hook the loop runs after every callback, until every hook
+ * returns 0 (it did nothing). At most four hooks. */
+typedef int ev_hook(void);
+void	 ev_settle_hook(ev_hook *h);
+/* Run the hooks now (outside the loop: at shut-down). */
+void	 ev_settle(void);
 void	 ev_io_init(struct ev_io *io, int fd, ev_cb *cb);
 /* Set the interest mask, adding the fd to the epoll set if needed.
  * Cheap when the mask does not change. Returns 0 or -1. */

@@ -3,6 +3,7 @@
  * is bounded by the payload length and every attribute length is checked
  * against its tag's exact or maximum size before it is copied. */
 #include "common/frame.h"
+#include "common/end.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -29,31 +30,36 @@ static const struct attr_def attr_defs[FA_MAX_TAG + 1] = {
 	[FA_SESSION]	 = { AK_U64, 8, AOFF(session) },
 	[FA_CLIENT_ADDR] = { AK_STR, MSG_ADDR_MAX - 1, AOFF(client_addr) },
 	[FA_CLIENT_PORT] = { AK_U16, 2, AOFF(client_port) },
-	[FA_SECRET]	 = { AK_BYTES, FRAME_SECRET, AOFF(secret) },
+	[FA_LOCAL_ADDR]	 = { AK_STR, MSG_ADDR_MAX - 1, AOFF(local_addr) },
+	[FA_LOCAL_PORT]	 = { AK_U16, 2, AOFF(local_port) },
 	[FA_NONCE]	 = { AK_U64, 8, AOFF(nonce) },
+	[FA_LINK_KEY]	 = { AK_BYTES, FRAME_KEY, AOFF(link_key) },
+	[FA_KEY_ID]	 = { AK_U64, 8, AOFF(key_id) },
+	[FA_COUNTER]	 = { AK_U64, 8, AOFF(counter) },
+	[FA_PROOF]	 = { AK_BYTES, FRAME_KEY, AOFF(proof) },
+	[FA_DATA_LINK]	 = { AK_U8, 1, AOFF(data_link) },
+	[FA_SESS_KIND]	 = { AK_U8, 1, AOFF(sess_kind) },
+	[FA_PRIORITY]	 = { AK_U32, 4, AOFF(priority) },
+	[FA_IDLE_TIMEOUT] = { AK_U32, 4, AOFF(idle_timeout) },
 	[FA_ALLOW]	 = { AK_STR, MSG_CIDRS_MAX - 1, AOFF(allow) },
 	[FA_DENY]	 = { AK_STR, MSG_CIDRS_MAX - 1, AOFF(deny) },
 	[FA_ACCEPT_PROXY] = { AK_STR, MSG_CIDRS_MAX - 1, AOFF(accept_proxy) },
 	[FA_MAX_SESS_IP] = { AK_U32, 4, AOFF(max_sess_ip) },
 	[FA_MAX_RATE_IP] = { AK_U32, 4, AOFF(max_rate_ip) },
 	[FA_COUNT]	 = { AK_U32, 4, AOFF(count) },
-	[FA_LOCAL_ADDR]	 = { AK_STR, MSG_ADDR_MAX - 1, AOFF(local_addr) },
-	[FA_LOCAL_PORT]	 = { AK_U16, 2, AOFF(local_port) },
-	[FA_PRIORITY]	 = { AK_U32, 4, AOFF(priority) },
-	[FA_DEST_HOST]	 = { AK_STR, MSG_HOST_MAX - 1, AOFF(dest_host) },
-	[FA_DEST_PORT]	 = { AK_U16, 2, AOFF(dest_port) },
-	[FA_OUT_CODE]	 = { AK_U8, 1, AOFF(out_code) },
-	[FA_DEST_ADDR]	 = { AK_STR, MSG_ADDR_MAX - 1, AOFF(dest_addr) },
-	[FA_OUT_ALLOW]	 = { AK_STR, MSG_POLICY_MAX - 1, AOFF(out_allow) },
-	[FA_IDLE_TIMEOUT] = { AK_U32, 4, AOFF(idle_timeout) },
-	[FA_DATA_LINK]	 = { AK_U8, 1, AOFF(data_link) },
-	[FA_LINK_REUSE]	 = { AK_U8, 1, AOFF(link_reuse) },
+	[FA_END]	 = { AK_U8, 1, AOFF(end) },
 	[FA_STATS]	 = { AK_STR, MSG_STATS_MAX - 1, AOFF(stats) },
 	[FA_PROTOCOL]	 = { AK_STR, MSG_PROTO_MAX - 1, AOFF(protocol) },
 	[FA_PASV_MIN]	 = { AK_U16, 2, AOFF(pasv_min) },
 	[FA_PASV_MAX]	 = { AK_U16, 2, AOFF(pasv_max) },
 	[FA_FTP_CTL]	 = { AK_U64, 8, AOFF(ftp_ctl) },
 	[FA_FTP_PORT]	 = { AK_U16, 2, AOFF(ftp_port) },
+	[FA_OUT_ALLOW]	 = { AK_STR, MSG_POLICY_MAX - 1, AOFF(out_allow) },
+	[FA_REQUEST]	 = { AK_U64, 8, AOFF(request) },
+	[FA_DEST_HOST]	 = { AK_STR, MSG_HOST_MAX - 1, AOFF(dest_host) },
+	[FA_DEST_PORT]	 = { AK_U16, 2, AOFF(dest_port) },
+	[FA_DEST_ADDR]	 = { AK_STR, MSG_ADDR_MAX - 1, AOFF(dest_addr) },
+	[FA_OUT_CODE]	 = { AK_U8, 1, AOFF(out_code) },
 };
 
 struct type_def {
@@ -61,41 +67,34 @@ struct type_def {
 	uint64_t	 required;
 };
 
-static const struct type_def type_defs[] = {
+static const struct type_def type_defs[FT_MAX_TYPE + 1] = {
 	[FT_HELLO]	 = { "HELLO", FA_BIT(FA_VERSION) | FA_BIT(FA_NAME) },
-	[FT_HELLO_OK]	 = { "HELLO_OK", FA_BIT(FA_VERSION) | FA_BIT(FA_NAME) },
+	[FT_HELLO_OK]	 = { "HELLO_OK", FA_BIT(FA_VERSION) | FA_BIT(FA_NAME) |
+	    FA_BIT(FA_LINK_KEY) | FA_BIT(FA_KEY_ID) },
 	[FT_ERROR]	 = { "ERROR", FA_BIT(FA_TEXT) },
 	[FT_SVC_OPEN]	 = { "SVC_OPEN", FA_BIT(FA_SERVICE) | FA_BIT(FA_LISTEN) },
 	[FT_SVC_RESULT]	 = { "SVC_RESULT", FA_BIT(FA_SERVICE) | FA_BIT(FA_STATUS) },
 	[FT_SVC_CLOSE]	 = { "SVC_CLOSE", FA_BIT(FA_SERVICE) },
-	[FT_SESS_NEW]	 = { "SESS_NEW", FA_BIT(FA_SESSION) | FA_BIT(FA_SERVICE) |
-	    FA_BIT(FA_CLIENT_ADDR) | FA_BIT(FA_CLIENT_PORT) | FA_BIT(FA_SECRET) },
-	[FT_SESS_REFUSE] = { "SESS_REFUSE", FA_BIT(FA_SESSION) },
 	[FT_PING]	 = { "PING", FA_BIT(FA_NONCE) },
 	[FT_PONG]	 = { "PONG", FA_BIT(FA_NONCE) },
-	[FT_DATA_HELLO]	 = { "DATA_HELLO", FA_BIT(FA_SESSION) | FA_BIT(FA_SECRET) },
-	[FT_DATA_OK]	 = { "DATA_OK", FA_BIT(FA_SESSION) },
-	[FT_POOL_REQ]	 = { "POOL_REQ", 0 },
-	[FT_POOL_GRANT]	 = { "POOL_GRANT", FA_BIT(FA_STATUS) },
-	[FT_POOL_HELLO]	 = { "POOL_HELLO", FA_BIT(FA_SECRET) },
-	[FT_POOL_OK]	 = { "POOL_OK", 0 },
-	[FT_SESS_ASSIGN] = { "SESS_ASSIGN", FA_BIT(FA_SESSION) | FA_BIT(FA_SERVICE) |
+	[FT_STATS_REQ]	 = { "STATS_REQ", 0 },
+	[FT_STATS]	 = { "STATS", FA_BIT(FA_STATS) },
+	[FT_LINK_HELLO]	 = { "LINK_HELLO", FA_BIT(FA_KEY_ID) | FA_BIT(FA_COUNTER) |
+	    FA_BIT(FA_PROOF) },
+	[FT_SESS_OPEN]	 = { "SESS_OPEN", FA_BIT(FA_SESSION) | FA_BIT(FA_SESS_KIND) |
 	    FA_BIT(FA_CLIENT_ADDR) | FA_BIT(FA_CLIENT_PORT) },
-	[FT_MUX_HELLO]	 = { "MUX_HELLO", FA_BIT(FA_SECRET) },
-	[FT_FTP_PORTS]	 = { "FTP_PORTS", FA_BIT(FA_SESSION) | FA_BIT(FA_PASV_MIN) |
-	    FA_BIT(FA_PASV_MAX) },
 	[FT_SESS_DENIED] = { "SESS_DENIED", FA_BIT(FA_SESSION) |
 	    FA_BIT(FA_SERVICE) | FA_BIT(FA_CLIENT_ADDR) |
-	    FA_BIT(FA_CLIENT_PORT) | FA_BIT(FA_TEXT) },
+	    FA_BIT(FA_CLIENT_PORT) | FA_BIT(FA_END) | FA_BIT(FA_TEXT) },
 	[FT_DENIED_SUMMARY] = { "DENIED_SUMMARY", FA_BIT(FA_SERVICE) |
 	    FA_BIT(FA_COUNT) },
-	[FT_STATS]	 = { "STATS", FA_BIT(FA_STATS) },
-	[FT_STATS_REQ]	 = { "STATS_REQ", 0 },
-	[FT_OUT_OPEN]	 = { "OUT_OPEN", FA_BIT(FA_DEST_HOST) | FA_BIT(FA_DEST_PORT) |
-	    FA_BIT(FA_SECRET) },
-	[FT_OUT_RESULT]	 = { "OUT_RESULT", FA_BIT(FA_STATUS) | FA_BIT(FA_OUT_CODE) },
+	[FT_FTP_PORTS]	 = { "FTP_PORTS", FA_BIT(FA_SESSION) | FA_BIT(FA_PASV_MIN) |
+	    FA_BIT(FA_PASV_MAX) },
 	[FT_OUT_POLICY]	 = { "OUT_POLICY", FA_BIT(FA_OUT_ALLOW) },
 	[FT_OUT_POLICY_OK] = { "OUT_POLICY_OK", FA_BIT(FA_STATUS) },
+	[FT_OUT_REQ]	 = { "OUT_REQ", FA_BIT(FA_REQUEST) | FA_BIT(FA_DEST_HOST) |
+	    FA_BIT(FA_DEST_PORT) },
+	[FT_OUT_FAIL]	 = { "OUT_FAIL", FA_BIT(FA_REQUEST) | FA_BIT(FA_OUT_CODE) },
 };
 
 #define NTYPES (sizeof(type_defs) / sizeof(type_defs[0]))
@@ -222,6 +221,39 @@ attr_store(struct msg *m, const struct attr_def *d, const uint8_t *v,
 	return -1;
 }
 
+/* Values the tables cannot say: ids that are never 0, and enumerations
+ * with a known range. */
+static int
+msg_check_values(const struct msg *m, const char **why)
+{
+	enum sess_end e;
+
+	if (((m->have & FA_BIT(FA_SESSION)) && m->session == 0) ||
+	    ((m->have & FA_BIT(FA_COUNTER)) && m->counter == 0) ||
+	    ((m->have & FA_BIT(FA_REQUEST)) && m->request == 0) ||
+	    ((m->have & FA_BIT(FA_FTP_CTL)) && m->ftp_ctl == 0)) {
+		*why = "an id of 0";
+		return -1;
+	}
+	if ((m->have & FA_BIT(FA_DEST_PORT)) && m->dest_port == 0) {
+		*why = "destination port 0";
+		return -1;
+	}
+	if ((m->have & FA_BIT(FA_SESS_KIND)) && m->sess_kind > SK_MAX) {
+		*why = "unknown session kind";
+		return -1;
+	}
+	if ((m->have & FA_BIT(FA_END)) && end_from_wire(m->end, &e) == -1) {
+		*why = "unknown END code";
+		return -1;
+	}
+	if ((m->have & FA_BIT(FA_DATA_LINK)) && m->data_link > DATA_LINK_PLAIN) {
+		*why = "unknown data link kind";
+		return -1;
+	}
+	return 0;
+}
+
 int
 msg_decode(uint16_t type, const uint8_t *p, size_t len, struct msg *m,
     const char **why)
@@ -268,11 +300,26 @@ msg_decode(uint16_t type, const uint8_t *p, size_t len, struct msg *m,
 		*why = "required attribute missing";
 		return -1;
 	}
-	if ((m->have & FA_BIT(FA_SESSION)) && m->session == 0) {
-		*why = "session id 0";
+	return msg_check_values(m, why);
+}
+
+int
+msg_decode_frame(const uint8_t *p, size_t n, struct msg *m, const char **why)
+{
+	uint16_t type;
+	uint32_t len;
+
+	if (n < FRAME_HDR) {
+		*why = "truncated frame header";
 		return -1;
 	}
-	return 0;
+	if (frame_hdr_decode(p, &type, &len, why) == -1)
+		return -1;
+	if (len != n - FRAME_HDR) {
+		*why = "frame length does not match";
+		return -1;
+	}
+	return msg_decode(type, p + FRAME_HDR, len, m, why);
 }
 
 void

@@ -1,7 +1,9 @@
-/* frame.h - the control protocol codec (docs/protocol.md).
+/* frame.h - the protocol's frame codec (docs/protocol.md).
  *
  * Pure functions over byte arrays: no I/O, no allocation, so the decoder
- * can be unit-tested and fuzzed on its own. */
+ * can be unit-tested and fuzzed on its own. Both daemons decode what the
+ * other sends with it: the edge treats an agent, and the agent an edge,
+ * as a peer that may be hostile. */
 #ifndef SP_FRAME_H
 #define SP_FRAME_H
 
@@ -13,97 +15,77 @@
 #define FRAME_VERSION	1
 #define FRAME_HDR	8
 #define FRAME_MAX	65536		/* payload bytes */
-#define FRAME_SECRET	32
+#define FRAME_KEY	32		/* LINK_KEY and PROOF */
 
+/* In the order a session happens (docs/protocol.md). */
 enum frame_type {
-	FT_HELLO = 1,
-	FT_HELLO_OK = 2,
-	FT_ERROR = 3,
-	FT_SVC_OPEN = 4,
-	FT_SVC_RESULT = 5,
-	FT_SVC_CLOSE = 6,
-	FT_SESS_NEW = 7,
-	FT_SESS_REFUSE = 8,
-	FT_PING = 9,
-	FT_PONG = 10,
-	FT_DATA_HELLO = 16,
-	FT_DATA_OK = 17,
-	/* data-link fast path (docs/protocol.md, "Fast path"): pooled links */
-	FT_POOL_REQ = 18,
-	FT_POOL_GRANT = 19,
-	FT_POOL_HELLO = 20,
-	FT_POOL_OK = 21,
-	FT_SESS_ASSIGN = 22,
-	/* A multiplexed TLS data link: many sessions as streams (mux.h). */
-	FT_MUX_HELLO = 23,
-	/* FTP (24-31; 25-31 unassigned): the passive ports a control
-	 * session's data connections may arrive on (docs/ftp.md). */
-	FT_FTP_PORTS = 24,
-	/* 32-39: client policy (docs/protocol.md, "Client policy") */
-	FT_SESS_DENIED = 32,
-	FT_DENIED_SUMMARY = 33,
-	/* Operations (40-47): the edge's counters for the agent's /metrics. */
-	FT_STATS = 40,
-	FT_STATS_REQ = 41,
-	/* outbound (docs/protocol.md, "Outbound") */
-	FT_OUT_OPEN = 48,
-	FT_OUT_RESULT = 49,
-	FT_OUT_POLICY = 50,
-	FT_OUT_POLICY_OK = 51,
-	/* Types 18-23 data-link fast path, 24-31 FTP, 32-39 client policy,
-	 * 40-47 operations, 48-55 outbound. */
+	/* the control connection */
+	FT_HELLO = 1,		/* agent: VERSION, NAME, [DATA_LINK] */
+	FT_HELLO_OK = 2,	/* edge: VERSION, NAME, LINK_KEY, KEY_ID */
+	FT_ERROR = 3,		/* either: TEXT, then the sender closes */
+	FT_SVC_OPEN = 4,	/* agent: a service and its policy */
+	FT_SVC_RESULT = 5,	/* edge: SERVICE, STATUS, [TEXT] */
+	FT_SVC_CLOSE = 6,	/* agent: SERVICE */
+	FT_PING = 7,		/* agent: NONCE */
+	FT_PONG = 8,		/* edge: NONCE */
+	FT_STATS_REQ = 9,	/* agent */
+	FT_STATS = 10,		/* edge: STATS */
+	/* data links, and the one way a session starts */
+	FT_LINK_HELLO = 11,	/* agent, first frame of a data link */
+	FT_SESS_OPEN = 12,	/* edge, on a data link: a session */
+	/* what the edge refused by itself */
+	FT_SESS_DENIED = 13,	/* edge: a client refused at accept */
+	FT_DENIED_SUMMARY = 14,	/* edge: how many more were */
+	/* FTP: the passive ports of a control session */
+	FT_FTP_PORTS = 15,	/* agent: SESSION, PASV_MIN, PASV_MAX */
+	/* outbound */
+	FT_OUT_POLICY = 16,	/* agent: OUT_ALLOW */
+	FT_OUT_POLICY_OK = 17,	/* edge: STATUS, [TEXT] */
+	FT_OUT_REQ = 18,	/* agent: REQUEST, DEST_HOST, DEST_PORT */
+	FT_OUT_FAIL = 19,	/* edge: REQUEST, OUT_CODE, [TEXT] */
+	FT_MAX_TYPE = 19,
 };
 
 enum frame_tag {
-	FA_VERSION = 1,
-	FA_NAME = 2,
-	FA_TEXT = 3,
-	FA_SERVICE = 4,
-	FA_LISTEN = 5,
-	FA_STATUS = 6,
-	FA_SESSION = 7,
-	FA_CLIENT_ADDR = 8,
-	FA_CLIENT_PORT = 9,
-	FA_SECRET = 10,
-	FA_NONCE = 11,
-	/* 16-27: client policy and PROXY (docs/protocol.md, "Client policy") */
-	FA_ALLOW = 16,
-	FA_DENY = 17,
-	FA_ACCEPT_PROXY = 18,
-	FA_MAX_SESS_IP = 19,
-	FA_MAX_RATE_IP = 20,
-	FA_COUNT = 21,
-	FA_LOCAL_ADDR = 22,
-	FA_LOCAL_PORT = 23,
-	/* 12-15 availability (docs/protocol.md "High availability"). */
-	FA_PRIORITY = 12,
-	/* Operations (28-33; 29-33 unassigned): counters as "name=value"
-	 * tokens, parsed by common/stats.c. */
-	FA_STATS = 28,
-	/* outbound (docs/protocol.md, "Outbound") */
-	FA_DEST_HOST = 34,
-	FA_DEST_PORT = 35,
-	FA_OUT_CODE = 36,
-	FA_DEST_ADDR = 37,
-	FA_OUT_ALLOW = 38,
-	/* data-link fast path (54-61; 55-61 unassigned): which kind of data
-	 * link an agent uses, and whether the edge takes it. */
-	FA_DATA_LINK = 54,
-	/* HELLO_OK: the edge takes reusable plain links; POOL_HELLO: this
-	 * link is one (docs/protocol.md, "Reusable plain links"). */
-	FA_LINK_REUSE = 55,
-	/* FTP (46-53; 51-53 unassigned): SVC_OPEN of an FTP service, the
-	 * ports of FTP_PORTS, and SESS_NEW of a passive data connection. */
-	FA_PROTOCOL = 46,
-	FA_PASV_MIN = 47,
-	FA_PASV_MAX = 48,
-	FA_FTP_CTL = 49,
-	FA_FTP_PORT = 50,
-	/* Tags 12-63 are assigned by later features, by range:
-	 * 12-15 availability, 16-27 client policy and PROXY, 28-33
-	 * operations, 34-45 outbound, 46-53 FTP, 54-61 data-link fast path,
-	 * 62-63 limits. */
-	FA_IDLE_TIMEOUT = 62,
+	FA_VERSION = 1,		/* u16 */
+	FA_NAME = 2,		/* string, 1..63: agent or edge name */
+	FA_TEXT = 3,		/* string, 0..1023 */
+	FA_SERVICE = 4,		/* string, 1..63 of [A-Za-z0-9_.-] */
+	FA_LISTEN = 5,		/* string: numeric address:port */
+	FA_STATUS = 6,		/* u8: 0 ok, 1 failed */
+	FA_SESSION = 7,		/* u64, never 0 */
+	FA_CLIENT_ADDR = 8,	/* string: numeric IP address */
+	FA_CLIENT_PORT = 9,	/* u16 */
+	FA_LOCAL_ADDR = 10,	/* string: numeric IP address */
+	FA_LOCAL_PORT = 11,	/* u16 */
+	FA_NONCE = 12,		/* u64 */
+	FA_LINK_KEY = 13,	/* 32 bytes */
+	FA_KEY_ID = 14,		/* u64 */
+	FA_COUNTER = 15,	/* u64, never 0 */
+	FA_PROOF = 16,		/* 32 bytes */
+	FA_DATA_LINK = 17,	/* u8: DATA_LINK_TLS or DATA_LINK_PLAIN */
+	FA_SESS_KIND = 18,	/* u8: SK_* */
+	FA_PRIORITY = 19,	/* u32: higher is preferred */
+	FA_IDLE_TIMEOUT = 20,	/* u32 seconds, 0: none */
+	FA_ALLOW = 21,		/* string: CIDR list */
+	FA_DENY = 22,
+	FA_ACCEPT_PROXY = 23,
+	FA_MAX_SESS_IP = 24,	/* u32 */
+	FA_MAX_RATE_IP = 25,	/* u32 */
+	FA_COUNT = 26,		/* u32 */
+	FA_END = 27,		/* u8: enum sess_end (end.h) */
+	FA_STATS = 28,		/* string: name=value tokens */
+	FA_PROTOCOL = 29,	/* string: "ftp" or "ftps" */
+	FA_PASV_MIN = 30,	/* u16 */
+	FA_PASV_MAX = 31,	/* u16 */
+	FA_FTP_CTL = 32,	/* u64: an FTP control session */
+	FA_FTP_PORT = 33,	/* u16: a passive port */
+	FA_OUT_ALLOW = 34,	/* string: outbound rules */
+	FA_REQUEST = 35,	/* u64, never 0: an outbound request */
+	FA_DEST_HOST = 36,	/* string, 1..255 */
+	FA_DEST_PORT = 37,	/* u16, not 0 */
+	FA_DEST_ADDR = 38,	/* string: numeric ip:port */
+	FA_OUT_CODE = 39,	/* u8: a SOCKS5 reply code */
 	FA_MAX_TAG = 63,
 };
 
@@ -112,6 +94,12 @@ enum frame_tag {
 /* Values of FA_DATA_LINK. */
 #define DATA_LINK_TLS	0
 #define DATA_LINK_PLAIN	1
+
+/* Values of FA_SESS_KIND: what a SESS_OPEN carries. */
+#define SK_CLIENT	0	/* a partner's connection to a service */
+#define SK_FTP_DATA	1	/* a passive data connection (FTP_CTL, FTP_PORT) */
+#define SK_OUTBOUND	2	/* the destination of an OUT_REQ (REQUEST, DEST_ADDR) */
+#define SK_MAX		2
 
 #define MSG_NAME_MAX	64	/* names: up to 63 bytes + NUL */
 #define MSG_TEXT_MAX	1024
@@ -123,45 +111,49 @@ enum frame_tag {
 #define MSG_PROTO_MAX	16	/* PROTOCOL: up to 15 bytes + NUL */
 
 /* A decoded message. `have` has FA_BIT(tag) set for every attribute
- * present; strings are NUL-terminated and validated. */
+ * present; strings are NUL-terminated and hold printable ASCII only. */
 struct msg {
 	uint16_t	type;
 	uint64_t	have;
 	uint16_t	version;
 	uint8_t		status;
+	uint8_t		data_link;
+	uint8_t		sess_kind;
+	uint8_t		end;
+	uint8_t		out_code;
 	uint16_t	client_port;
+	uint16_t	local_port;
+	uint16_t	pasv_min;
+	uint16_t	pasv_max;
+	uint16_t	ftp_port;
+	uint16_t	dest_port;
+	uint32_t	priority;
+	uint32_t	idle_timeout;
+	uint32_t	max_sess_ip;
+	uint32_t	max_rate_ip;
+	uint32_t	count;
 	uint64_t	session;
 	uint64_t	nonce;
-	uint32_t	priority;	/* FA_PRIORITY: higher is preferred */
-	uint32_t	idle_timeout;	/* seconds; 0: none */
-	uint8_t		data_link;	/* DATA_LINK_TLS or DATA_LINK_PLAIN */
-	uint8_t		link_reuse;	/* FA_LINK_REUSE: 1 yes */
+	uint64_t	key_id;
+	uint64_t	counter;
+	uint64_t	ftp_ctl;
+	uint64_t	request;
+	uint8_t		link_key[FRAME_KEY];
+	uint8_t		proof[FRAME_KEY];
 	char		name[MSG_NAME_MAX];
 	char		text[MSG_TEXT_MAX];
 	char		service[MSG_NAME_MAX];
 	char		listen[MSG_ADDR_MAX];
 	char		client_addr[MSG_ADDR_MAX];
-	uint8_t		secret[FRAME_SECRET];
-	/* client policy (tags 16-23) */
-	uint32_t	max_sess_ip;
-	uint32_t	max_rate_ip;
-	uint32_t	count;
-	uint16_t	local_port;
 	char		local_addr[MSG_ADDR_MAX];
+	char		protocol[MSG_PROTO_MAX];
+	char		dest_host[MSG_HOST_MAX];
+	char		dest_addr[MSG_ADDR_MAX];
+	char		stats[MSG_STATS_MAX];
 	char		allow[MSG_CIDRS_MAX];
 	char		deny[MSG_CIDRS_MAX];
 	char		accept_proxy[MSG_CIDRS_MAX];
-	char		stats[MSG_STATS_MAX];
-	uint16_t	dest_port;
-	uint8_t		out_code;
-	char		dest_host[MSG_HOST_MAX];
-	char		dest_addr[MSG_ADDR_MAX];
 	char		out_allow[MSG_POLICY_MAX];
-	char		protocol[MSG_PROTO_MAX];
-	uint16_t	pasv_min;
-	uint16_t	pasv_max;
-	uint16_t	ftp_port;
-	uint64_t	ftp_ctl;
 };
 
 /* Decode a frame header. Returns 0 and sets *type and *len, or -1 with
@@ -169,9 +161,15 @@ struct msg {
 int	frame_hdr_decode(const uint8_t *hdr, uint16_t *type, uint32_t *len,
 	    const char **why);
 /* Decode the payload of a frame of the given type into m (zeroed first).
- * Fails closed: a malformed, truncated, repeated or missing required
- * attribute returns -1 with *why set. Unknown tags are skipped. */
+ * Fails closed: a malformed, truncated or repeated attribute, a missing
+ * required one, a zero SESSION, COUNTER or REQUEST, an unknown
+ * SESS_KIND or END value returns -1 with *why set. Unknown tags are
+ * skipped. */
 int	msg_decode(uint16_t type, const uint8_t *p, size_t len, struct msg *m,
+	    const char **why);
+/* Decode one whole frame, header and payload, that fills p[0..n) exactly.
+ * 0, or -1 with *why. */
+int	msg_decode_frame(const uint8_t *p, size_t n, struct msg *m,
 	    const char **why);
 /* Append the frame for m (attributes named in m->have) to out, which is
  * not allowed to grow past max. Returns 0, or -1 if it does not fit. */
@@ -180,6 +178,8 @@ int	msg_encode(const struct msg *m, struct buf *out, size_t max);
 void	msg_init(struct msg *m, uint16_t type);
 /* Copy a string attribute into m, truncating safely, and mark it present. */
 void	msg_set_str(struct msg *m, int tag, const char *s);
+/* Mark attribute tag present (its field set by the caller). */
+static inline void msg_have(struct msg *m, int tag) { m->have |= FA_BIT(tag); }
 const char *frame_type_name(uint16_t type);
 /* 1 if s is a valid service name: 1..63 bytes of [A-Za-z0-9_.-]. */
 int	frame_valid_service(const char *s);

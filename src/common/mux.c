@@ -1,12 +1,10 @@
-/* mux.c - streams over one data link (see mux.h).
+/* mux.c - streams over one data link (mux.h).
  *
- * Callbacks into the owner (done, open, lost) never run in the middle of
- * moving bytes: a stream that ends is unhashed at once and queued, and
- * the queue is settled at the end of each event handler and tick, so a
- * stream or the link is never freed under the code still using it. */
+ * The link reads frames into rx and hands each stream's bytes to its
+ * pump; pumps send into tx, which goes out (through TLS, gathered into
+ * wire) after the callback that queued it, from mux_settle. */
 #include "common/mux.h"
 #include "common/log.h"
-#include "common/relay.h"
 #include "common/tlsx.h"
 
 #include <errno.h>
@@ -20,13 +18,10 @@
 
 /* Many records' worth of frames are read before any is handled, so that
  * a run of DATA frames for one stream goes to its socket with one system
- * call (up to RUN_MAX frames). RX_FILL stays under MUX_WINDOW: the
- * sender waits for credit for what is held here. */
+ * call (up to RUN_MAX frames). */
 #define RX_FILL		(512 * 1024)
 #define RX_SIZE		(RX_FILL + MUX_HDR + MUX_DATA_MAX)
 #define RUN_MAX		32
-/* DATA frames read from a stream's socket per system call. */
-#define READ_SLOTS	32
 #define TX_INIT		(64 * 1024)
 /* Gathered TLS records: encrypt tx while wire holds less than WIRE_FILL,
  * WIRE_CHUNK of it per SSL_write. */
@@ -35,10 +30,10 @@
 #define WIRE_MAX	(WIRE_FILL + 2 * WIRE_CHUNK)
 
 static void link_io(struct ev_io *io, uint32_t events);
-static void stream_io(struct ev_io *io, uint32_t events);
+static void stream_wake(struct mux_stream *s);
 
-/* Ended streams whose done() is due, all links: settled by mux_settle. */
-static struct mux_stream *reap_head;
+/* Links with frames to flush or a change to report (mux_settle). */
+static struct mux *dirty_head;
 
 /* Window granted beyond MUX_WINDOW, all streams, within grow_budget. */
 static size_t grown;
@@ -54,6 +49,16 @@ void
 mux_set_grow_budget(size_t n)
 {
 	grow_budget = n;
+}
+
+static void
+mark_dirty(struct mux *m)
+{
+	if (m->dirty)
+		return;
+	m->dirty = 1;
+	m->dnext = dirty_head;
+	dirty_head = m;
 }
 
 /* --- frames ------------------------------------------------------------- */
@@ -78,10 +83,14 @@ mux_hdr_decode(const uint8_t *p, struct mux_hdr *h, const char **why)
 		}
 		break;
 	case MUX_OPEN:
-	case MUX_RST:
-	case MUX_REFUSE:
 		if (h->len > MUX_CTL_MAX) {
 			*why = "mux frame too long";
+			return -1;
+		}
+		break;
+	case MUX_RST:
+		if (h->len < 1 || h->len > MUX_CTL_MAX) {
+			*why = "mux RST of a bad length";
 			return -1;
 		}
 		break;
@@ -213,7 +222,6 @@ link_update(struct mux *m)
 		link_fail(m, "cannot watch the link");
 }
 
-static void stream_update(struct mux_stream *s);
 
 /* Send what wire holds. 0, or -1 if the socket cannot take more now
  * (or the link failed). */
@@ -291,7 +299,7 @@ link_put(struct mux *m, size_t n)
 static void
 link_flush(struct mux *m)
 {
-	struct mux_stream *s;
+	struct mux_stream *s, *list;
 	size_t len;
 	ssize_t n;
 
@@ -309,18 +317,35 @@ link_flush(struct mux *m)
 		    wire_send(m) == -1 || buf_len(&m->tx) == 0)
 			break;
 	}
-	if (buf_len(&m->tx) < MUX_TX_SOFT / 2) {
-		while ((s = m->waiting) != NULL) {
-			m->waiting = s->wnext;
+	if (buf_len(&m->tx) < MUX_TX_SOFT / 2 && m->waiting != NULL) {
+		/* Each sender once: one that fills tx again waits again. */
+		list = m->waiting;
+		m->waiting = NULL;
+		while ((s = list) != NULL) {
+			list = s->wnext;
 			s->wnext = NULL;
 			s->waiting = 0;
-			stream_update(s);
+			if (!m->failed)
+				stream_wake(s);
 		}
 	}
 	link_update(m);
 }
 
-/* --- streams -------------------------------------------------------------- */
+/* An RST for sid: the END code, then the text. */
+static void
+tx_rst(struct mux *m, uint32_t sid, enum sess_end code, const char *why)
+{
+	uint8_t b[MUX_CTL_MAX];
+	size_t n = strnlen(why, sizeof(b) - 1);
+
+	b[0] = (uint8_t)(code == SE_NONE ? SE_ERROR : code);
+	memcpy(b + 1, why, n);
+	(void)tx_frame(m, sid, MUX_RST, b, n + 1);
+	mark_dirty(m);
+}
+
+/* --- streams ------------------------------------------------------------- */
 
 static struct mux_stream **
 bucket(struct mux *m, uint32_t sid)
@@ -339,11 +364,15 @@ stream_find(struct mux *m, uint32_t sid)
 	return NULL;
 }
 
+/* Off the link's tables: no frame reaches s from here on. */
 static void
 stream_unhash(struct mux_stream *s)
 {
 	struct mux_stream **pp;
 
+	if (!s->hashed)
+		return;
+	s->hashed = 0;
 	for (pp = bucket(s->m, s->sid); *pp != NULL; pp = &(*pp)->hnext)
 		if (*pp == s) {
 			*pp = s->hnext;
@@ -357,36 +386,32 @@ stream_unhash(struct mux_stream *s)
 			}
 		s->waiting = 0;
 	}
-	s->wnext = NULL;
-	if (s->m->nstreams > 0)
-		s->m->nstreams--;
+	s->hnext = s->wnext = NULL;
+	s->m->nstreams--;
+	mark_dirty(s->m);	/* a closing link may be idle now */
 }
 
-/* Free s and what it holds; its window's growth goes back to the budget. */
-static void
-stream_destroy(struct mux_stream *s)
-{
-	grown -= s->win - MUX_WINDOW;
-	buf_free(&s->out);
-	free(s);
-}
+static void stream_init_ops(struct mux_stream *s);
 
 static struct mux_stream *
-stream_new(struct mux *m, uint32_t sid, mux_done_cb *done, void *arg)
+stream_new(struct mux *m, uint32_t sid)
 {
 	struct mux_stream *s;
 
+	/* Ids only grow, so this cannot be; if it were, two sessions would
+	 * share one id: fail the link rather than mix their bytes. */
+	if (stream_find(m, sid) != NULL) {
+		link_fail(m, "mux stream id in use");
+		return NULL;
+	}
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return NULL;
+	stream_init_ops(s);
 	s->m = m;
 	s->sid = sid;
 	s->credit = MUX_WINDOW;
 	s->win = MUX_WINDOW;
-	s->first = -1;
-	s->done = done;
-	s->arg = arg;
-	s->last_active = ev_now();
-	ev_io_init(&s->io, -1, stream_io);
+	s->hashed = 1;
 	s->hnext = *bucket(m, sid);
 	*bucket(m, sid) = s;
 	m->nstreams++;
@@ -394,315 +419,163 @@ stream_new(struct mux *m, uint32_t sid, mux_done_cb *done, void *arg)
 	return s;
 }
 
-/* End s: off the link's tables, its socket unwatched, done() queued. */
+/* The pump waits for credit or room on the link, and there is some. */
 static void
-stream_end(struct mux_stream *s, int first, const char *err)
+stream_wake(struct mux_stream *s)
 {
-	if (s->ended)
-		return;
-	s->ended = 1;
-	stream_unhash(s);
-	ev_del(&s->io);
-	if (err != NULL && s->err[0] == '\0')
-		snprintf(s->err, sizeof(s->err), "%.127s", err);
-	else if (err == NULL)
-		s->err[0] = '\0';
-	s->hnext = NULL;
-	s->first = first;
-	s->end_err = err != NULL;
-	s->rnext = reap_head;
-	reap_head = s;
-}
-
-/* Fail s because of its socket: the peer gets a RST after the bytes
- * already queued, and the socket is reset at once. */
-static void
-stream_fail_local(struct mux_stream *s, const char *why)
-{
-	s->failed = 1;
-	(void)tx_frame(s->m, s->sid, MUX_RST, why, strlen(why));
-	stream_end(s, 0, why);
-}
-
-static void stream_update(struct mux_stream *s);
-
-/* The socket failed a write (reset by its peer, most likely). The bytes
- * that peer sent before the reset may still wait in the socket, and they
- * go to our peer before the RST (as relay.c does): drop what was to be
- * written, read on to EOF (the error itself went with the failed send),
- * then fail (stream_read). With EOF read already, fail at once. */
-static void
-stream_fail_write(struct mux_stream *s, int e)
-{
-	if (s->eof || s->rst_rcvd) {
-		stream_fail_local(s, strerror(e));
-		return;
+	if (s->want_wr && s->e.p != NULL) {
+		s->want_wr = 0;
+		pump_wake(s->e.p, s->e.side, PEND_WR);
 	}
-	s->failed = 1;
-	snprintf(s->err, sizeof(s->err), "%s", strerror(e));
-	s->out.rpos = s->out.wpos = 0;
-	s->prime = 0;
-	buf_free(&s->out);
-	stream_update(s);
 }
 
-static void
-stream_update(struct mux_stream *s)
+/* The link failed under a stream the pump writes to. */
+static ssize_t
+link_gone(struct pend *e, const struct mux *m)
 {
-	uint32_t mask = 0;
-
-	if (s->ended || s->io.fd == -1)
-		return;
-	if (!s->eof && !s->rst_rcvd && s->credit > 0 && !s->waiting)
-		mask |= EPOLLIN;
-	if (buf_len(&s->out) > 0)
-		mask |= EPOLLOUT;
-	/* Nothing to wait for (no credit, EOF read, nothing to write): leave
-	 * the epoll set. epoll reports HUP and ERR whatever the mask, and
-	 * level-triggered they would fire on every turn until the peer
-	 * credits or answers. A socket reset meanwhile is seen at the next
-	 * read or write, as in relay.c. */
-	if (mask == 0) {
-		ev_del(&s->io);
-		return;
-	}
-	if (ev_set(&s->io, mask) == -1)
-		stream_fail_local(s, "cannot watch socket");
+	e->code = SE_ERROR;
+	snprintf(e->err, sizeof(e->err), "data link: %.140s", m->why);
+	return PEND_ERR;
 }
 
-/* The clean end, once both directions are done. */
-static void
-stream_check_done(struct mux_stream *s)
+/* The pump's bytes for the peer, as DATA frames within the credit. */
+static ssize_t
+st_send(struct pend *e, const struct iovec *iov, int cnt)
 {
-	if (s->ended)
-		return;
-	if (s->rst_rcvd && (buf_len(&s->out) == 0 || s->io.fd == -1)) {
-		stream_end(s, 1, s->err[0] ? s->err : "reset by peer");
-		return;
-	}
-	if (s->eof && s->fin_rcvd && s->shut && buf_len(&s->out) == 0 &&
-	    !s->failed)
-		stream_end(s, s->first == 1, NULL);
-}
-
-/* n bytes of out reached the socket: the prime first, which is not the
- * peer's and neither counted nor credited. */
-static void
-written(struct mux_stream *s, size_t n)
-{
-	size_t k = n < s->prime ? n : s->prime;
-
-	s->prime -= (uint32_t)k;
-	s->owed += (uint32_t)(n - k);
-	s->bytes[1] += (uint64_t)(n - k);
-	s->last_active = ev_now();
-}
-
-/* Write what waits for the socket; shut it down after the peer's FIN.
- * Credits what was written. */
-static void
-stream_write(struct mux_stream *s)
-{
-	ssize_t n;
-	char err[160];
-
-	if (s->failed)		/* reading what is left: stream_fail_write */
-		return;
-	while (!s->ended && s->io.fd != -1 && buf_len(&s->out) > 0) {
-		n = send(s->io.fd, s->out.data + s->out.rpos, buf_len(&s->out),
-		    MSG_NOSIGNAL);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			break;
-		if (n < 0) {
-			stream_fail_write(s, errno);
-			return;
-		}
-		buf_consume(&s->out, (size_t)n);
-		written(s, (size_t)n);
-	}
-	if (s->ended || s->io.fd == -1)
-		return;
-	if (buf_len(&s->out) == 0) {
-		buf_free(&s->out);	/* held only while bytes wait */
-		if (s->fin_rcvd && !s->shut) {
-			if (shutdown(s->io.fd, SHUT_WR) == -1 && errno != ENOTCONN) {
-				snprintf(err, sizeof(err), "%s", strerror(errno));
-				stream_fail_local(s, err);
-				return;
-			}
-			s->shut = 1;
-		}
-	}
-	if (s->owed >= s->win / 4) {	/* credits in batches */
-		uint32_t more = 0;
-
-		/* The peer waited for credit while the socket keeps up: the
-		 * window, not this side, limits the stream. */
-		if (s->blocked && buf_len(&s->out) == 0 &&
-		    s->win < MUX_WINDOW_MAX && grown + s->win <= grow_budget) {
-			more = s->win;
-			grown += more;
-			s->win += more;
-		}
-		s->blocked = 0;
-		tx_credit(s->m, s->sid, s->owed + more);
-		s->inflight -= s->owed;
-		s->owed = 0;
-	}
-	stream_check_done(s);
-}
-
-/* Read the socket into DATA frames while credit and room last: up to
- * READ_SLOTS frames per readv(), each read into its place in tx after the
- * room for its header. */
-static void
-stream_read(struct mux_stream *s)
-{
-	struct iovec iov[READ_SLOTS];
+	struct mux_stream *s = (struct mux_stream *)(void *)e;
 	struct mux *m = s->m;
-	size_t want, left, got, k;
-	ssize_t n;
-	char err[160];
+	size_t total = 0, want, left, k, off = 0;
 	uint8_t *at;
-	int budget = 4, i, cnt;
+	int i = 0;
 
-	while (!s->ended && !s->eof && s->credit > 0 && budget-- > 0) {
-		if (buf_len(&m->tx) >= MUX_TX_SOFT) {
-			if (!s->waiting) {
-				s->waiting = 1;
-				s->wnext = m->waiting;
-				m->waiting = s;
-			}
-			break;
+	if (m->failed) {
+		return link_gone(e, m);
+	}
+	if (buf_len(&m->tx) >= MUX_TX_SOFT) {
+		if (!s->waiting) {
+			s->waiting = 1;
+			s->wnext = m->waiting;
+			m->waiting = s;
 		}
-		want = s->credit < READ_SLOTS * MUX_DATA_MAX ? s->credit :
-		    READ_SLOTS * MUX_DATA_MAX;
-		cnt = (int)((want + MUX_DATA_MAX - 1) / MUX_DATA_MAX);
-		if (tx_reserve(m, want + (size_t)cnt * MUX_HDR) == -1)
-			return;
+		return PEND_AGAIN;
+	}
+	for (i = 0; i < cnt; i++)
+		total += iov[i].iov_len;
+	want = total < s->credit ? total : s->credit;
+	if (want == 0)
+		return PEND_AGAIN;
+	if (tx_reserve(m, want + (want + MUX_DATA_MAX - 1) / MUX_DATA_MAX *
+	    MUX_HDR) == -1) {
+		return link_gone(e, m);
+	}
+	s->credit -= (uint32_t)want;
+	/* Frames of at most MUX_DATA_MAX, gathered across the iov. */
+	for (left = want, i = 0; left > 0; ) {
+		size_t flen = left < MUX_DATA_MAX ? left : MUX_DATA_MAX;
+
 		at = m->tx.data + m->tx.wpos;
-		for (i = 0, left = want; i < cnt; i++) {
-			k = left < MUX_DATA_MAX ? left : MUX_DATA_MAX;
-			iov[i].iov_base = at + (size_t)i * (MUX_HDR + MUX_DATA_MAX) +
-			    MUX_HDR;
-			iov[i].iov_len = k;
-			left -= k;
-		}
-		n = readv(s->io.fd, iov, cnt);
-		if (n > 0) {
-			/* Only the last slot filled may be short, so the
-			 * frames lie back to back. */
-			s->credit -= (uint32_t)n;
-			for (i = 0, left = (size_t)n; left > 0; i++) {
-				got = left < iov[i].iov_len ? left : iov[i].iov_len;
-				at = (uint8_t *)iov[i].iov_base - MUX_HDR;
-				mux_hdr_encode(at, s->sid, MUX_DATA, (uint16_t)got);
-				if (got == left && s->credit == 0)
-					at[5] = MUX_F_BLOCKED;
-				m->tx.wpos += MUX_HDR + got;
-				left -= got;
+		mux_hdr_encode(at, s->sid, MUX_DATA, (uint16_t)flen);
+		if (flen == left && s->credit == 0)
+			at[5] = MUX_F_BLOCKED;
+		m->tx.wpos += MUX_HDR;
+		for (k = flen; k > 0; ) {
+			size_t c = iov[i].iov_len - off;
+
+			if (c > k)
+				c = k;
+			memcpy(m->tx.data + m->tx.wpos,
+			    (const uint8_t *)iov[i].iov_base + off, c);
+			m->tx.wpos += c;
+			off += c;
+			k -= c;
+			if (off == iov[i].iov_len) {
+				i++;
+				off = 0;
 			}
-			s->bytes[0] += (uint64_t)n;
-			s->last_active = ev_now();
-			if ((size_t)n < want)
-				break;
-			continue;
 		}
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			break;
-		if (n < 0) {
-			snprintf(err, sizeof(err), "%s", strerror(errno));
-			stream_fail_local(s, err);
-			return;
-		}
-		if (s->failed) {
-			/* All that came before the failed write is out. */
-			stream_fail_local(s, s->err);
-			return;
-		}
-		s->eof = 1;
-		if (s->first == -1)
-			s->first = 0;
-		(void)tx_frame(m, s->sid, MUX_FIN, NULL, 0);
+		left -= flen;
 	}
-	stream_check_done(s);
+	mark_dirty(m);
+	return (ssize_t)want;
 }
 
-/* Settle ended streams (done) and a failed link (lost). Returns -1 if
- * lost() was called for m (m may be freed), else 0. */
 static int
-mux_settle(struct mux *m)
+st_shut(struct pend *e)
 {
-	struct mux_stream *s;
-	int i;
+	struct mux_stream *s = (struct mux_stream *)(void *)e;
 
-	if (m != NULL && m->failed && !m->settled) {
-		m->settled = 1;
-		for (i = 0; i < MUX_BUCKETS; i++)
-			while (m->buckets[i] != NULL) {
-				char why[200];
-
-				snprintf(why, sizeof(why), "data link: %s", m->why);
-				stream_end(m->buckets[i], 1, why);
-			}
+	if (s->m->failed) {
+		return (int)link_gone(e, s->m);
 	}
-	while ((s = reap_head) != NULL) {
-		reap_head = s->rnext;
-		s->rnext = NULL;
-		s->done(s, s->first == 1, s->end_err ? s->err : NULL, s->refused);
-	}
-	if (m != NULL && m->failed) {
-		ev_del(&m->io);
-		m->ops->lost(m, m->why);
-		return -1;
-	}
-	if (m != NULL && m->closing && m->nstreams == 0) {
-		m->failed = 1;
-		snprintf(m->why, sizeof(m->why), "closed when idle");
-		ev_del(&m->io);
-		m->ops->lost(m, m->why);
-		return -1;
-	}
-	return 0;
-}
-
-/* done() for s alone, which has just ended: for mux_stream_attach, whose
- * caller is often open(), inside link_read. A full mux_settle there
- * would call lost() (if the link failed meanwhile, say on the RST's
- * send) under link_read, which goes on using the link, and lost() would
- * come again at the end of link_io: twice, the second time on a link the
- * owner may have freed. The link's failure is settled as usual at the
- * end of the handler (or by mux_tick). */
-static void
-stream_settle(struct mux_stream *s)
-{
-	struct mux_stream **pp;
-
-	for (pp = &reap_head; *pp != NULL; pp = &(*pp)->rnext)
-		if (*pp == s) {
-			*pp = s->rnext;
-			s->rnext = NULL;
-			s->done(s, s->first == 1, s->end_err ? s->err : NULL,
-			    s->refused);
-			return;
-		}
+	(void)tx_frame(s->m, s->sid, MUX_FIN, NULL, 0);
+	mark_dirty(s->m);
+	return 1;
 }
 
 static void
-stream_io(struct ev_io *io, uint32_t events)
+st_watch(struct pend *e, unsigned what)
 {
-	struct mux_stream *s = (struct mux_stream *)(void *)((char *)io -
-	    offsetof(struct mux_stream, io));
+	struct mux_stream *s = (struct mux_stream *)(void *)e;
+
+	s->want_wr = (what & PEND_WR) != 0;
+}
+
+/* n of the peer's bytes left the pump: credit them back in batches. */
+static void
+st_drained(struct pend *e, size_t n, int empty)
+{
+	struct mux_stream *s = (struct mux_stream *)(void *)e;
+	uint32_t more = 0;
+
+	s->owed += (uint32_t)n;
+	if (s->owed < s->win / 4 || !s->hashed)
+		return;
+	/* The peer waited for credit while this side keeps up: the window,
+	 * not this side, limits the stream. */
+	if (s->blocked && empty && s->win < MUX_WINDOW_MAX &&
+	    grown + s->win <= grow_budget) {
+		more = s->win;
+		grown += more;
+		s->win += more;
+	}
+	s->blocked = 0;
+	tx_credit(s->m, s->sid, s->owed + more);
+	s->inflight -= s->owed;
+	s->owed = 0;
+	mark_dirty(s->m);
+}
+
+/* The session is over: tell the peer if it was cut, and forget s. */
+static void
+st_close(struct pend *e, int abort)
+{
+	struct mux_stream *s = (struct mux_stream *)(void *)e;
 	struct mux *m = s->m;
+	struct pump *p = e->p;
 
-	if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
-		stream_write(s);
-	if (!s->ended && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
-		stream_read(s);
-	if (!s->ended)
-		stream_update(s);
-	link_flush(m);
-	(void)mux_settle(m);
+	if (abort && s->hashed && !s->rst_rcvd && !m->failed)
+		tx_rst(m, s->sid, p != NULL ? p->cut_code : SE_ERROR,
+		    p != NULL && p->cut_why[0] != '\0' ? p->cut_why : "cut");
+	stream_unhash(s);
+	grown -= s->win - MUX_WINDOW;
+	free(s);
+}
+
+static const struct pend_ops stream_ops = {
+	.recv = NULL,			/* the link pushes the peer's bytes */
+	.send = st_send,
+	.splice_in = NULL,
+	.splice_out = NULL,
+	.shut = st_shut,
+	.watch = st_watch,
+	.drained = st_drained,
+	.close = st_close,
+};
+
+static void
+stream_init_ops(struct mux_stream *s)
+{
+	s->e.ops = &stream_ops;
 }
 
 /* --- the link's input ----------------------------------------------------- */
@@ -714,17 +587,12 @@ get32(const uint8_t *p)
 	    (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Bytes of a run of DATA frames for s: iov[0..cnt), n bytes in all;
- * blocked if one was marked MUX_F_BLOCKED. */
+/* A run of DATA frames for s: iov[0..cnt), n bytes in all; blocked if one
+ * was marked MUX_F_BLOCKED. */
 static void
 stream_data(struct mux *m, struct mux_stream *s, const struct iovec *iov,
     int cnt, size_t n, int blocked)
 {
-	struct msghdr mh;
-	ssize_t w = 0;
-	size_t skip;
-	int i;
-
 	if (s->fin_rcvd || s->rst_rcvd) {
 		link_fail(m, "mux DATA after the stream's end");
 		return;
@@ -736,43 +604,12 @@ stream_data(struct mux *m, struct mux_stream *s, const struct iovec *iov,
 	s->inflight += (uint32_t)n;
 	if (blocked)
 		s->blocked = 1;	/* the sender waits for credit */
-	if (s->failed)		/* the socket cannot take them: dropped */
-		return;
-	/* Straight to the socket when nothing waits before these bytes. */
-	if (s->io.fd != -1 && buf_len(&s->out) == 0) {
-		memset(&mh, 0, sizeof(mh));
-		mh.msg_iov = (struct iovec *)(uintptr_t)iov;
-		mh.msg_iovlen = (size_t)cnt;
-		w = sendmsg(s->io.fd, &mh, MSG_NOSIGNAL);
-		if (w < 0 && errno != EAGAIN && errno != EINTR) {
-			stream_fail_write(s, errno);
-			return;
-		}
-		if (w < 0)
-			w = 0;
-		written(s, (size_t)w);
-	}
-	/* What the socket does not take waits, at most the window (checked
-	 * above) behind at most MUX_PRIME_MAX of prime. */
-	for (i = 0, skip = (size_t)w; i < cnt; i++) {
-		if (skip >= iov[i].iov_len) {
-			skip -= iov[i].iov_len;
-			continue;
-		}
-		if (buf_append(&s->out, (const uint8_t *)iov[i].iov_base + skip,
-		    iov[i].iov_len - skip, s->win + MUX_PRIME_MAX) == -1) {
-			stream_fail_local(s, "out of memory");
-			return;
-		}
-		skip = 0;
-	}
-	stream_write(s);
-	stream_update(s);
+	if (pump_push(s->e.p, s->e.side, iov, cnt, s->win + MUX_PRIME_MAX) == -1)
+		link_fail(m, "mux peer sent beyond its credit");
 }
 
 /* The DATA frame at p (whole, for stream s) and those right after it
- * for s that rx holds whole: written with one system call. Bytes of rx
- * they take. */
+ * for s that rx holds whole: pushed together. Bytes of rx they take. */
 static size_t
 link_data(struct mux *m, struct mux_stream *s, const struct mux_hdr *h,
     uint8_t *p)
@@ -802,22 +639,41 @@ link_data(struct mux *m, struct mux_stream *s, const struct mux_hdr *h,
 	return used;
 }
 
+/* An RST from the peer: its code (SE_ERROR if unknown) and text. */
+static void
+stream_rst(struct mux_stream *s, const uint8_t *p, size_t n)
+{
+	enum sess_end code;
+	char why[MUX_CTL_MAX];
+	size_t i;
+
+	if (end_from_wire(p[0], &code) == -1)
+		code = SE_ERROR;
+	/* Text from the peer goes into logs: printable only. */
+	for (i = 1; i < n && i < sizeof(why); i++)
+		why[i - 1] = (char)(p[i] >= 0x20 && p[i] <= 0x7e ? p[i] : '?');
+	why[i - 1] = '\0';
+	s->rst_rcvd = 1;
+	pump_fail(s->e.p, s->e.side, code, why);
+}
+
 /* One frame from the peer. */
 static void
 link_frame(struct mux *m, const struct mux_hdr *h, const uint8_t *p)
 {
 	struct mux_stream *s;
-	char why[MUX_CTL_MAX + 64];
 	uint32_t v;
 
 	if (h->type == MUX_PING) {
 		(void)tx_frame(m, 0, MUX_PONG, p, h->len);
+		mark_dirty(m);
 		return;
 	}
 	if (h->type == MUX_PONG)
 		return;
 	if (h->type == MUX_OPEN) {
-		if (m->opener || h->sid < m->next_sid) {
+		/* Ids 1, 2, 3, ... in order, never wrapping. */
+		if (m->opener || h->sid != m->next_sid || h->sid == UINT32_MAX) {
 			link_fail(m, "mux OPEN out of order");
 			return;
 		}
@@ -834,15 +690,12 @@ link_frame(struct mux *m, const struct mux_hdr *h, const uint8_t *p)
 	}
 	switch (h->type) {
 	case MUX_FIN:
-		if (s->fin_rcvd) {
-			link_fail(m, "mux FIN twice");
+		if (s->fin_rcvd || s->rst_rcvd) {
+			link_fail(m, "mux FIN after the stream's end");
 			return;
 		}
 		s->fin_rcvd = 1;
-		if (s->first == -1)
-			s->first = 1;
-		stream_write(s);
-		stream_update(s);
+		pump_eof(s->e.p, s->e.side);
 		break;
 	case MUX_CREDIT:
 		v = get32(p);
@@ -851,26 +704,14 @@ link_frame(struct mux *m, const struct mux_hdr *h, const uint8_t *p)
 			return;
 		}
 		s->credit += v;
-		stream_update(s);
+		stream_wake(s);
 		break;
 	case MUX_RST:
-	case MUX_REFUSE:
-		if (h->type == MUX_REFUSE && !m->opener) {
-			link_fail(m, "mux REFUSE from the opener");
+		if (s->rst_rcvd) {
+			link_fail(m, "mux RST twice");
 			return;
 		}
-		snprintf(why, sizeof(why), "%s: %.*s", h->type == MUX_RST ?
-		    "reset" : "refused", (int)h->len, (const char *)p);
-		/* Text from the peer goes into logs: printable only. */
-		for (v = 0; why[v] != '\0'; v++)
-			if (why[v] < 0x20 || why[v] > 0x7e)
-				why[v] = '?';
-		snprintf(s->err, sizeof(s->err), "%.127s", why);
-		s->rst_rcvd = 1;
-		s->refused = h->type == MUX_REFUSE;
-		stream_check_done(s);
-		if (!s->ended)
-			stream_update(s);
+		stream_rst(s, p, h->len);
 		break;
 	}
 }
@@ -980,8 +821,63 @@ link_io(struct ev_io *io, uint32_t events)
 
 	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
 		link_read(m);
-	link_flush(m);
-	(void)mux_settle(m);
+	mark_dirty(m);
+}
+
+/* --- settling ----------------------------------------------------------- */
+
+/* Flush m; tell the pumps of a failed link; report a link that is gone
+ * and has no stream left. Returns 1 if it did anything that may give
+ * other hooks work. */
+static int
+link_settle(struct mux *m)
+{
+	struct mux_stream *s, *next;
+	char why[200];
+	int i, busy = 0;
+
+	if (!m->failed)
+		link_flush(m);
+	if (m->failed && !m->settled) {
+		m->settled = 1;
+		ev_del(&m->io);
+		snprintf(why, sizeof(why), "data link: %s", m->why);
+		for (i = 0; i < MUX_BUCKETS; i++)
+			for (s = m->buckets[i]; s != NULL; s = next) {
+				next = s->hnext;
+				if (!s->rst_rcvd) {
+					s->rst_rcvd = 1;
+					pump_fail(s->e.p, s->e.side, SE_ERROR, why);
+					busy = 1;
+				}
+			}
+	}
+	if ((m->failed || m->closing) && m->nstreams == 0 && !m->reported) {
+		m->reported = 1;
+		if (!m->failed) {
+			m->failed = 1;
+			snprintf(m->why, sizeof(m->why), "closed when idle");
+		}
+		ev_del(&m->io);
+		m->ops->lost(m, m->why);
+		return 1;
+	}
+	return busy;
+}
+
+int
+mux_settle(void)
+{
+	struct mux *m;
+	int busy = 0;
+
+	while ((m = dirty_head) != NULL) {
+		dirty_head = m->dnext;
+		m->dirty = 0;
+		m->dnext = NULL;
+		busy |= link_settle(m);
+	}
+	return busy;
 }
 
 /* --- the API ------------------------------------------------------------- */
@@ -990,6 +886,12 @@ int
 mux_start(struct mux *m, int fd, SSL *ssl, int opener, struct buf *pending,
     const struct mux_ops *ops, void *arg)
 {
+	static int hooked;
+
+	if (!hooked) {
+		ev_settle_hook(mux_settle);
+		hooked = 1;
+	}
 	memset(m, 0, sizeof(*m));
 	m->ssl = ssl;
 	m->opener = opener;
@@ -1011,7 +913,7 @@ mux_start(struct mux *m, int fd, SSL *ssl, int opener, struct buf *pending,
 	}
 	if (pending != NULL)
 		buf_free(pending);
-	if (ssl != NULL && !BIO_get_ktls_send(SSL_get_wbio(ssl))) {
+	if (ssl != NULL) {
 		if (tlsx_gather(ssl, &m->wire, WIRE_MAX) == -1)
 			goto fail;
 		m->gather = 1;
@@ -1046,9 +948,16 @@ fail:
 void
 mux_free(struct mux *m)
 {
+	struct mux **pp;
+
+	for (pp = &dirty_head; *pp != NULL; pp = &(*pp)->dnext)
+		if (*pp == m) {
+			*pp = m->dnext;
+			break;
+		}
 	ev_del(&m->io);
 	if (m->ssl != NULL) {
-		if (!m->failed) {
+		if (!m->failed || m->closing) {
 			(void)SSL_shutdown(m->ssl);
 			/* The close_notify, and what came before it, if the
 			 * socket takes them now. */
@@ -1067,134 +976,44 @@ mux_free(struct mux *m)
 }
 
 struct mux_stream *
-mux_open(struct mux *m, int fd, const void *p, size_t n, mux_done_cb *done,
-    void *arg)
+mux_open(struct mux *m, const void *p, size_t n)
 {
 	struct mux_stream *s;
 
 	if (!m->opener || m->failed || m->closing || n > MUX_CTL_MAX ||
 	    m->next_sid == UINT32_MAX)
 		return NULL;
-	if ((s = stream_new(m, m->next_sid, done, arg)) == NULL)
+	if ((s = stream_new(m, m->next_sid)) == NULL)
 		return NULL;
 	if (tx_frame(m, s->sid, MUX_OPEN, p, n) == -1) {
 		stream_unhash(s);
-		stream_destroy(s);
+		free(s);
 		return NULL;
 	}
 	m->next_sid++;
-	s->io.fd = fd;
-	/* The client's first bytes go out right behind OPEN. */
-	stream_read(s);
-	stream_update(s);
-	link_flush(m);
+	mark_dirty(m);
 	return s;
 }
 
 struct mux_stream *
-mux_stream_accept(struct mux *m, uint32_t sid, mux_done_cb *done, void *arg)
+mux_accept(struct mux *m, uint32_t sid)
 {
 	struct mux_stream *s;
 
 	/* Refused as mux.h says: else the opener's stream would wait for
 	 * an answer that never comes. */
-	if ((s = stream_new(m, sid, done, arg)) == NULL)
-		mux_refuse(m, sid, "out of memory");
+	if ((s = stream_new(m, sid)) == NULL)
+		mux_refuse(m, sid, SE_REFUSED, "out of memory");
 	return s;
 }
 
 void
-mux_refuse(struct mux *m, uint32_t sid, const char *why)
+mux_refuse(struct mux *m, uint32_t sid, enum sess_end code, const char *why)
 {
-	size_t n = strlen(why);
-
-	(void)tx_frame(m, sid, MUX_REFUSE, why, n > MUX_CTL_MAX ? MUX_CTL_MAX : n);
-	link_flush(m);
+	tx_rst(m, sid, code, why);
 }
 
 void
-mux_stream_refuse(struct mux_stream *s, const char *why)
-{
-	struct mux *m = s->m;
-
-	if (!s->ended) {
-		stream_unhash(s);
-		mux_refuse(m, s->sid, why);
-	}
-	if (s->io.fd != -1)
-		close(s->io.fd);
-	stream_destroy(s);
-}
-
-int
-mux_stream_attach(struct mux_stream *s, int fd, struct buf *prime)
-{
-	struct mux *m = s->m;
-	size_t n = prime != NULL ? buf_len(prime) : 0;
-
-	s->io.fd = fd;
-	if (n > 0) {
-		/* Before whatever the peer has sent already (at most
-		 * the window). */
-		struct buf nb = { 0 };
-
-		if (n > MUX_PRIME_MAX ||
-		    buf_append(&nb, prime->data + prime->rpos, n,
-		    s->win + MUX_PRIME_MAX) == -1 ||
-		    (buf_len(&s->out) > 0 && buf_append(&nb, s->out.data +
-		    s->out.rpos, buf_len(&s->out),
-		    s->win + MUX_PRIME_MAX) == -1)) {
-			buf_free(&nb);
-			buf_free(prime);
-			stream_fail_local(s, "cannot queue the PROXY header");
-			link_flush(m);
-			stream_settle(s);
-			return -1;
-		}
-		buf_free(&s->out);
-		s->out = nb;
-		s->prime = (uint32_t)n;
-	}
-	if (prime != NULL)
-		buf_free(prime);
-	stream_write(s);
-	/* The socket was just connected: it is read once epoll says so,
-	 * not tried now (a system call that would find nothing). */
-	if (!s->ended)
-		stream_update(s);
-	link_flush(m);
-	if (s->ended) {
-		stream_settle(s);
-		return -1;
-	}
-	return 0;
-}
-
-void
-mux_stream_free(struct mux_stream *s, int abort)
-{
-	struct mux *m = s->m;
-
-	if (!s->ended) {
-		/* Cut while live: the peer resets its side too. */
-		stream_unhash(s);
-		ev_del(&s->io);
-		(void)tx_frame(m, s->sid, MUX_RST, "cut", 3);
-		link_flush(m);
-	}
-	if (s->io.fd != -1) {
-		if (abort && s->failed)
-			relay_reset_now(s->io.fd);
-		else if (abort)
-			relay_reset_after_drain(s->io.fd);
-		else
-			close(s->io.fd);
-	}
-	s->io.fd = -1;
-	stream_destroy(s);
-}
-
-int
 mux_tick(struct mux *m, uint64_t now)
 {
 	uint8_t v[8];
@@ -1208,13 +1027,13 @@ mux_tick(struct mux *m, uint64_t now)
 		for (i = 0; i < 8; i++)
 			v[i] = (uint8_t)(m->nonce >> (56 - 8 * i));
 		(void)tx_frame(m, 0, MUX_PING, v, sizeof(v));
-		link_flush(m);
 	}
-	return mux_settle(m);
+	mark_dirty(m);
 }
 
 void
 mux_close_when_idle(struct mux *m)
 {
 	m->closing = 1;
+	mark_dirty(m);
 }

@@ -1,42 +1,50 @@
-/* mux.h - many sessions over one long-lived data link.
+/* mux.h - many sessions over one long-lived TLS data link.
  *
- * A TLS data link per session costs a handshake to set up and OpenSSL's
+ * A TLS link per session would cost a handshake to set up and OpenSSL's
  * per-connection state (some 20 KiB) for as long as the session lives.
- * With multiplexing, an agent keeps a few TLS links open to each edge and
- * every session becomes a stream on one of them: opening it is one small
- * frame, and an idle stream costs a few hundred bytes.
+ * Multiplexed, an agent keeps a few TLS links open to each edge and every
+ * session is a stream on one of them: opening it is one small frame, and
+ * an idle stream costs a few hundred bytes.
  *
- * After its greeting (MUX_HELLO / MUX_OK, docs/protocol.md) a link
- * carries mux frames, each an 8-byte header and a payload:
+ * After its greeting (LINK_HELLO, docs/protocol.md) a link carries mux
+ * frames, each an 8-byte header and a payload:
  *
- *	u32 stream id, u8 type, u8 flags (0), u16 payload length
+ *	u32 stream id, u8 type, u8 flags, u16 payload length
  *
- * Streams are opened by one side only (the edge, for its clients), with
- * ids that only grow, so a frame for an id that was opened and has since
- * ended is recognised and dropped; one for an id never opened is a
- * protocol error. Each stream moves bytes between a local socket (the
- * client at the edge, the backend at the agent) and the link.
+ * Streams are opened by one side only (the edge), with ids 1, 2, 3, ...
+ * in order: a frame for an id that was opened and has ended is dropped
+ * (the peer may not know yet); an OPEN out of order, or any other frame
+ * for an id never opened, is a protocol error and ends the link.
  *
- * Back-pressure and bounded memory: a side may have at most its window
- * of a stream's bytes in flight, unacknowledged; the receiver credits them
- * back as it writes them to its socket. A stream's bytes that its socket
- * cannot take at once wait in one buffer of at most the window, allocated
- * only while they wait. A peer that sends beyond its credit breaks the
- * protocol and loses the link. What one link queues toward its peer is
- * bounded too (MUX_TX_SOFT for data, MUX_TX_MAX in all); a link whose
- * peer falls that far behind is dropped.
+ * A stream is a pump endpoint (pump.h): the link pushes what the peer
+ * sends into the stream's pump (pump_push), and the pump sends the other
+ * side's bytes into the link (as DATA frames) within the stream's credit.
+ *
+ * Back-pressure and bounded memory: a side may have at most its window of
+ * a stream's bytes in flight, unacknowledged; the receiver credits them
+ * back as they leave its pump. So what waits for a stream's socket is one
+ * buffer of at most the window, and only while it waits. A peer that
+ * sends beyond its credit breaks the protocol and loses the link. What
+ * one link queues toward its peer is bounded too: streams stop sending
+ * beyond MUX_TX_SOFT, and a link whose peer falls MUX_TX_MAX behind is
+ * dropped.
  *
  * Windows start at MUX_WINDOW. One stream alone moves at most a window
  * per round trip, so a sender whose credit runs out marks the DATA frame
  * that used it (MUX_F_BLOCKED); a receiver whose socket keeps up (nothing
- * waits in its buffer) then doubles the window with extra credit, up to
+ * waits in its pump) then doubles the window with extra credit, up to
  * MUX_WINDOW_MAX. What windows grow beyond MUX_WINDOW, over all streams
  * of a process, is bounded by MUX_GROW_BUDGET, so the worst case stays
  * MUX_WINDOW per stream plus the budget.
  *
- * Half-close is passed on (FIN, then shutdown(SHUT_WR) once the bytes
- * before it are written), and so is a failure (RST: the other side's
- * socket is reset once what came before has been written and has left).
+ * Half-close is passed on (FIN), and so is a failure (RST, with the END
+ * code of end.h and a text; a refusal is an RST whose code is
+ * SE_REFUSED).
+ *
+ * Nothing is freed under the code that uses it: frames a callback queues
+ * go out after it (mux_settle, an event-loop hook), and a failed link is
+ * reported (ops->lost) only once every stream on it has been closed by
+ * its pump's owner.
  */
 #ifndef SP_MUX_H
 #define SP_MUX_H
@@ -46,7 +54,9 @@
 #include <openssl/ssl.h>
 
 #include "common/buf.h"
+#include "common/end.h"
 #include "common/ev.h"
+#include "common/pump.h"
 
 #define MUX_HDR		8
 #define MUX_DATA_MAX	16384		/* payload of one DATA frame */
@@ -58,21 +68,20 @@
 #define MUX_WINDOW_MAX	(2 * 1024 * 1024)	/* grown, at most */
 #define MUX_GROW_BUDGET	(64 * 1024 * 1024)	/* growth, all streams */
 #define MUX_PRIME_MAX	1024		/* a PROXY header before the data */
-#define MUX_TX_SOFT	(256 * 1024)	/* stop reading streams beyond */
+#define MUX_TX_SOFT	(256 * 1024)	/* streams stop sending beyond */
 #define MUX_TX_MAX	(4 * 1024 * 1024)	/* a peer this far behind is gone */
 #define MUX_BUCKETS	1024		/* stream id hash */
 #define MUX_PING_MS	2000
 #define MUX_DEAD_MS	6000
 
 /* Frame types. */
-#define MUX_OPEN	1	/* opener: a new stream; payload: metadata */
+#define MUX_OPEN	1	/* opener: a new stream; payload: SESS_OPEN */
 #define MUX_DATA	2	/* 1..MUX_DATA_MAX bytes of the stream */
 #define MUX_FIN		3	/* the sender's direction ended cleanly */
-#define MUX_RST		4	/* the stream failed; payload: why (text) */
-#define MUX_CREDIT	5	/* payload u32: bytes the sender may send more */
-#define MUX_REFUSE	6	/* acceptor: no backend; payload: why (text) */
-#define MUX_PING	7	/* stream 0; payload 8 bytes, echoed */
-#define MUX_PONG	8
+#define MUX_RST		4	/* the stream failed: u8 END code, text */
+#define MUX_CREDIT	5	/* u32: bytes the receiver may send more */
+#define MUX_PING	6	/* stream 0; 8 bytes, echoed */
+#define MUX_PONG	7
 
 /* Frame flags. */
 #define MUX_F_BLOCKED	0x01	/* DATA: the sender's credit ran out with it */
@@ -84,9 +93,9 @@ struct mux_hdr {
 	uint16_t	 len;
 };
 
-/* Decode and check a frame header in p[0..MUX_HDR): known type, flags 0,
- * a payload length allowed for the type, stream 0 exactly for PING and
- * PONG. 0, or -1 with *why. */
+/* Decode and check a frame header in p[0..MUX_HDR): known type, known
+ * flags, a payload length allowed for the type, stream 0 exactly for PING
+ * and PONG. 0, or -1 with *why. */
 int	mux_hdr_decode(const uint8_t *p, struct mux_hdr *h, const char **why);
 void	mux_hdr_encode(uint8_t *p, uint32_t sid, uint8_t type, uint16_t len);
 /* Bytes of window grown beyond MUX_WINDOW, all streams of this process,
@@ -95,61 +104,38 @@ size_t	mux_grown(void);
 void	mux_set_grow_budget(size_t n);
 
 struct mux;
-struct mux_stream;
-
-/* The stream ended: first is 0 if the local socket closed or failed
- * first, 1 if the peer did; err is NULL for a clean end (both ways
- * closed), else why. refused: the acceptor refused it (MUX_REFUSE). The
- * callee ends the stream with mux_stream_free. */
-typedef void mux_done_cb(struct mux_stream *s, int first, const char *err,
-    int refused);
-
-struct mux_ops {
-	/* Acceptor: the peer opened stream sid with metadata p[0..n). Take it
-	 * with mux_stream_accept, or refuse it with mux_refuse. */
-	void	(*open)(struct mux *m, uint32_t sid, const uint8_t *p, size_t n);
-	/* The link failed or closed; every stream on it has ended (done
-	 * called) already. The owner calls mux_free. */
-	void	(*lost)(struct mux *m, const char *why);
-};
 
 struct mux_stream {
+	struct pend	 e;		/* first: the stream as an endpoint */
 	struct mux	*m;
 	uint32_t	 sid;
-	struct ev_io	 io;		/* the local socket; fd -1 until set */
-	struct buf	 out;		/* from the peer, for the socket */
 	uint32_t	 credit;	/* bytes we may still send */
-	uint32_t	 owed;		/* written to the socket, not credited */
-	uint32_t	 inflight;	/* received, not yet credited back */
+	uint32_t	 owed;		/* delivered, not credited yet */
+	uint32_t	 inflight;	/* received, not credited back yet */
 	uint32_t	 win;		/* the window granted to the peer */
-	unsigned	 eof:1;		/* the socket said EOF: FIN queued */
 	unsigned	 fin_rcvd:1;	/* the peer's direction ended */
-	unsigned	 shut:1;	/* shutdown(SHUT_WR) done */
-	unsigned	 rst_rcvd:1;	/* the peer failed: write out, end */
-	unsigned	 ended:1;	/* done called */
-	unsigned	 waiting:1;	/* on the link's list of readers */
+	unsigned	 rst_rcvd:1;	/* the peer failed it */
 	unsigned	 blocked:1;	/* the peer ran out of credit */
-	unsigned	 failed:1;	/* the socket failed: reset it at once;
-					 * before the end, its write failed and
-					 * what it still holds is read out */
-	unsigned	 refused:1;
-	unsigned	 end_err:1;	/* ended with an error */
-	int		 first;		/* side that ended first: -1, 0 local,
-					 * 1 the peer */
-	uint32_t	 prime;		/* bytes of out that are not the peer's */
-	char		 err[128];	/* rst_rcvd, or failed: why */
-	uint64_t	 bytes[2];	/* [0] socket to link, [1] link to socket */
-	uint64_t	 last_active;	/* ev_now() when bytes last moved */
-	mux_done_cb	*done;
-	void		*arg;
+	unsigned	 want_wr:1;	/* the pump waits for credit or room */
+	unsigned	 waiting:1;	/* on the link's list of senders */
+	unsigned	 hashed:1;
 	struct mux_stream *hnext;	/* id hash chain */
 	struct mux_stream *wnext;	/* waiting for room on the link */
-	struct mux_stream *rnext;	/* ended, done() due */
+};
+
+struct mux_ops {
+	/* Acceptor: the peer opened stream sid with metadata p[0..n). Take
+	 * it with mux_accept and attach it to a pump before returning, or
+	 * refuse it with mux_refuse. */
+	void	(*open)(struct mux *m, uint32_t sid, const uint8_t *p, size_t n);
+	/* The link failed or closed, and every stream on it has been
+	 * closed. The owner calls mux_free. */
+	void	(*lost)(struct mux *m, const char *why);
 };
 
 struct mux {
 	struct ev_io	 io;
-	SSL		*ssl;		/* NULL: a plain link (tests) */
+	SSL		*ssl;		/* NULL: a plain socket (tests) */
 	int		 opener;	/* this side opens streams */
 	const struct mux_ops *ops;
 	void		*arg;
@@ -162,50 +148,43 @@ struct mux {
 	uint64_t	 nstreams;
 	uint64_t	 streams_total;	/* opened over the link's life */
 	struct mux_stream *buckets[MUX_BUCKETS];
-	struct mux_stream *waiting;	/* readers stopped while tx is full */
+	struct mux_stream *waiting;	/* senders stopped while tx is full */
 	uint32_t	 rd_want;	/* TLS: what the link waits for */
 	uint32_t	 wr_want;
 	uint64_t	 last_rx;
 	uint64_t	 last_ping;
 	uint64_t	 nonce;
-	int		 failed;
-	int		 closing;	/* no new streams: drain, then lost */
-	int		 settled;	/* failed, and its streams ended */
+	unsigned	 failed:1;
+	unsigned	 closing:1;	/* no new streams: lost once idle */
+	unsigned	 settled:1;	/* failed, and its streams told */
+	unsigned	 reported:1;	/* lost() called */
+	unsigned	 dirty:1;	/* on the list to flush and settle */
+	struct mux	*dnext;
 	char		 why[160];
 };
 
 /* Start a link over fd/ssl, handshaken already (the link owns both from
  * here, also on failure). pending holds bytes to send first (moved in).
  * 0 or -1. */
-int	mux_start(struct mux *m, int fd, SSL *ssl, int opener, struct buf *pending,
-	    const struct mux_ops *ops, void *arg);
-/* Close the link and free what it holds. Its streams must have ended. */
+int	mux_start(struct mux *m, int fd, SSL *ssl, int opener,
+	    struct buf *pending, const struct mux_ops *ops, void *arg);
+/* Close the link and free what it holds. Its streams must be closed. */
 void	mux_free(struct mux *m);
-/* Opener: a new stream for local socket fd (taken, closed with the
- * stream), announced with metadata p[0..n) (at most MUX_CTL_MAX). NULL if
- * the link cannot take it (fd is then untouched). */
-struct mux_stream *mux_open(struct mux *m, int fd, const void *p, size_t n,
-	    mux_done_cb *done, void *arg);
-/* Acceptor, from open(): take stream sid; its socket comes later with
- * mux_stream_attach (bytes from the peer wait until then). NULL if out of
- * memory (the stream is then refused). */
-struct mux_stream *mux_stream_accept(struct mux *m, uint32_t sid,
-	    mux_done_cb *done, void *arg);
-/* Acceptor: refuse stream sid (from open(), or a stream accepted and not
- * yet attached, which is freed: done is not called). */
-void	mux_refuse(struct mux *m, uint32_t sid, const char *why);
-void	mux_stream_refuse(struct mux_stream *s, const char *why);
-/* Give an accepted stream its socket (taken). prime, if not NULL, is
- * written to it before the peer's bytes (a PROXY header; moved in, at
- * most MUX_PRIME_MAX bytes). 0, or -1 (the stream has then ended, done called). */
-int	mux_stream_attach(struct mux_stream *s, int fd, struct buf *prime);
-/* Free an ended stream (from done()), or cut a live one: a RST goes to
- * the peer, and the socket is reset (abort) or closed. */
-void	mux_stream_free(struct mux_stream *s, int abort);
-/* Keep-alive and time-outs; call about once a second. Returns -1 if the
- * link was found dead (lost() called). */
-int	mux_tick(struct mux *m, uint64_t now);
+/* Opener: a new stream announced with metadata p[0..n) (at most
+ * MUX_CTL_MAX), to attach to a pump at once. NULL if the link cannot
+ * take one (failing, closing, out of ids or memory). */
+struct mux_stream *mux_open(struct mux *m, const void *p, size_t n);
+/* Acceptor, from open(): take stream sid (attach it at once), or refuse
+ * it. NULL if out of memory (it is then refused). */
+struct mux_stream *mux_accept(struct mux *m, uint32_t sid);
+void	mux_refuse(struct mux *m, uint32_t sid, enum sess_end code,
+	    const char *why);
+/* Keep-alive and time-outs; call about once a second. */
+void	mux_tick(struct mux *m, uint64_t now);
 /* Stop opening streams on m; lost() follows once its last stream ends. */
 void	mux_close_when_idle(struct mux *m);
+/* Flush every link with frames queued and report links that are gone:
+ * the event-loop hook (ev_settle_hook); mux_start registers it. */
+int	mux_settle(void);
 
 #endif

@@ -1,45 +1,79 @@
-/* plink.h - the greeting that opens a plain (unencrypted) data link.
+/* plink.h - a plain data link as a pump endpoint: one session at a time,
+ * its bytes in chunks, so that the link can carry the next session after.
  *
- * Every connection to the edge's control port is opened by an agent. A TLS
- * connection starts with a handshake record (first byte 0x16). A plain data
- * link starts with the 4 bytes "SPD1", which no TLS record can start with,
- * then exactly one frame in the clear: DATA_HELLO (a session's one-time
- * secret) or POOL_HELLO (a one-time pool token). Nothing else is accepted
- * before the link is authenticated, and the frame is small. */
+ * A plain link is a TCP connection the agent opened to the edge and proved
+ * with LINK_HELLO (docs/protocol.md, "Plain links"). The kernel moves its
+ * bytes with splice, so a relay cannot see where one session's bytes end,
+ * and a TCP half-close cannot be taken back; hence chunks. Each direction
+ * of a session is a run of chunks, each a 4-byte big-endian length and
+ * that many bytes:
+ *
+ *   1 .. PLINK_CHUNK_MAX   payload (the bytes still move by splice; only
+ *                          the lengths are written and read apart, with
+ *                          exact reads, so nothing of what follows a
+ *                          session is taken from the socket)
+ *   0                      the end marker: the direction ended cleanly
+ *                          and the link stays open
+ *   PLINK_CHUNK_RAW        the rest of the direction is raw bytes up to a
+ *                          FIN: a side sends it once the direction has
+ *                          carried PLINK_RAW_AFTER (a bulk transfer, where
+ *                          a length per chunk costs more than a new link
+ *                          would), and the link is not reused
+ *   PLINK_CHUNK_REFUSE     first thing from the agent only: the session is
+ *                          refused; one chunk follows with the END code
+ *                          (end.h) and text, then the agent's FIN
+ *
+ * A side that does not keep the link ends its direction with a FIN
+ * instead of a marker; a FIN between chunks is a clean end that is not
+ * reusable, one inside a chunk an error. The link carries the next
+ * session only when both directions ended with markers and the session
+ * ended cleanly (plink_take). */
 #ifndef SP_PLINK_H
 #define SP_PLINK_H
 
-#include <stddef.h>
 #include <stdint.h>
 
-#include "common/frame.h"
+#include "common/end.h"
+#include "common/psock.h"
 
-#define PLINK_MAGIC	"SPD1"
-#define PLINK_MAGIC_LEN	4
-/* Largest greeting payload: DATA_HELLO is 48 bytes, POOL_HELLO 36; room
- * for attributes a later version may add, not for a flood. */
-#define PLINK_GREET_MAX	256
-/* Magic, header and the largest payload: the edge's read buffer. */
-#define PLINK_BUF	(PLINK_MAGIC_LEN + FRAME_HDR + PLINK_GREET_MAX)
+#define PLINK_MAGIC		"SPD1"
+#define PLINK_MAGIC_LEN		4
+#define PLINK_CHUNK_MAX		(16u * 1024 * 1024)
+#define PLINK_CHUNK_RAW		0xffffffffu
+#define PLINK_CHUNK_REFUSE	0xfffffffeu
+#define PLINK_RAW_AFTER		(1024u * 1024)
+#define PLINK_REFUSAL_MAX	1025	/* END code + up to 1024 bytes */
 
-/* What the first bytes of a control-port connection are. */
-#define PLINK_BAD	-1	/* neither TLS nor the plain magic */
-#define PLINK_MORE	0	/* a prefix of the magic: read on */
-#define PLINK_TLS	1	/* a TLS handshake record */
-#define PLINK_PLAIN	2	/* the whole magic */
+struct plink {
+	struct psock	 s;		/* first: the endpoint is s.e */
+	unsigned	 keep:1;	/* end our directions with markers */
+	unsigned	 rx_raw:1;	/* the peer went raw */
+	unsigned	 tx_raw:1;	/* we did */
+	unsigned	 tx_to_raw:1;	/* the raw header is being sent */
+	unsigned	 rx_end:1;	/* the peer's end marker was read */
+	unsigned	 tx_end:1;	/* ours was written */
+	unsigned	 rx_refusal:1;	/* reading the refusal chunk */
+	unsigned	 rx_any:1;	/* a header came from the peer */
+	uint8_t		 rx_have;	/* bytes of rx_hdr read */
+	uint8_t		 tx_off, tx_len;	/* bytes of tx_hdr sent, to send */
+	uint8_t		 rx_hdr[4], tx_hdr[4];
+	uint32_t	 rx_left;	/* payload of the open chunk still to read */
+	uint32_t	 tx_left;	/* ... and still to write */
+	uint64_t	 tx_total;	/* payload sent: raw after PLINK_RAW_AFTER */
+	uint16_t	 refusal_len;
+	uint8_t		*refusal;	/* the refusal chunk, while read */
+};
 
-/* Classify the n bytes p[0..n) that began a connection (n may be 0). */
-int	plink_sniff(const uint8_t *p, size_t n);
-
-/* Decode a plain greeting: the magic, a frame header and its payload, in
- * p[0..n). Returns 0 with the frame in m once p holds it all (n must then
- * be exactly the greeting's length: a reader asks for no byte beyond it);
- * 1 when more is needed, with *need the total length needed so far
- * (always > n, at most PLINK_BUF); -1 with *why for anything else: a bad
- * magic, a frame that is not DATA_HELLO or POOL_HELLO, a payload over
- * PLINK_GREET_MAX, bytes beyond the frame, or a payload that does not
- * decode. */
-int	plink_greeting(const uint8_t *p, size_t n, struct msg *m, size_t *need,
-	    const char **why);
+/* Make the link fd (taken) an endpoint for one session; registered as in
+ * psock_init; keep: end our directions with markers (else a FIN). */
+void	plink_init(struct plink *l, int fd, int registered, int keep);
+/* After the session ended cleanly: if both directions ended with
+ * markers, take the socket back (pump_free will not close it), handed
+ * over as by ev_release (*registered), and return it; else -1. */
+int	plink_take(struct plink *l, int *registered);
+/* Agent: refuse the session on link fd: the refusal, then a FIN. The
+ * socket is idle (the session just began), so the few bytes go at once.
+ * 0, or -1 with errno. */
+int	plink_refuse(int fd, enum sess_end code, const char *why);
 
 #endif

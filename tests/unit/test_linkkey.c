@@ -1,4 +1,4 @@
-/* test_poolkey.c - pooled-link proofs: the MAC, and the anti-replay
+/* test_linkkey.c - data-link proofs: the MAC, and the anti-replay
  * window an edge keeps per agent, with hostile counters and proofs. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,11 +7,11 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "common/poolkey.h"
+#include "common/linkkey.h"
 
 #define KID	0x0102030405060708ull
 
-static uint8_t key[POOLKEY_LEN];
+static uint8_t key[LINKKEY_LEN];
 
 static int
 setup(void **state)
@@ -26,46 +26,46 @@ setup(void **state)
 
 /* 0 if ctr with its right proof is accepted. */
 static int
-take(struct poolkey_win *w, uint64_t ctr, const char **why)
+take(struct linkkey_win *w, uint64_t ctr, const char **why)
 {
-	uint8_t proof[POOLKEY_LEN];
+	uint8_t proof[LINKKEY_LEN];
 
-	assert_int_equal(poolkey_proof(key, KID, ctr, proof), 0);
-	return poolkey_accept(key, KID, w, ctr, proof, why);
+	assert_int_equal(linkkey_proof(key, KID, ctr, proof), 0);
+	return linkkey_accept(key, KID, w, ctr, proof, why);
 }
 
 static void
 test_proof(void **state)
 {
-	/* HMAC-SHA256(00..1f, "sallyport pool link" || KID || 1), from
+	/* HMAC-SHA256(00..1f, "sallyport data link" || KID || 1), from
 	 * Python's hmac module: the construction the protocol documents. */
-	static const uint8_t want[POOLKEY_LEN] = {
+	static const uint8_t want[LINKKEY_LEN] = {
 		0x8d, 0xe5, 0x4b, 0x0b, 0x34, 0x27, 0x69, 0x57, 0xbf, 0x2b,
 		0xa1, 0xf2, 0xb4, 0xbe, 0x46, 0x29, 0xc0, 0x45, 0x2b, 0x37,
 		0x39, 0xda, 0xe4, 0xd6, 0xa7, 0xa4, 0x96, 0xa6, 0x40, 0xec,
 		0xb8, 0x62,
 	};
-	uint8_t a[POOLKEY_LEN], b[POOLKEY_LEN], k2[POOLKEY_LEN];
+	uint8_t a[LINKKEY_LEN], b[LINKKEY_LEN], k2[LINKKEY_LEN];
 
 	(void)state;
-	assert_int_equal(poolkey_init(), 0);
-	assert_int_equal(poolkey_proof(key, KID, 1, a), 0);
+	assert_int_equal(linkkey_init(), 0);
+	assert_int_equal(linkkey_proof(key, KID, 1, a), 0);
 	assert_memory_equal(a, want, sizeof(want));
 	/* Counter, key id and key each change it. */
-	assert_int_equal(poolkey_proof(key, KID, 2, b), 0);
+	assert_int_equal(linkkey_proof(key, KID, 2, b), 0);
 	assert_memory_not_equal(a, b, sizeof(a));
-	assert_int_equal(poolkey_proof(key, KID + 1, 1, b), 0);
+	assert_int_equal(linkkey_proof(key, KID + 1, 1, b), 0);
 	assert_memory_not_equal(a, b, sizeof(a));
 	memcpy(k2, key, sizeof(k2));
 	k2[31] ^= 1;
-	assert_int_equal(poolkey_proof(k2, KID, 1, b), 0);
+	assert_int_equal(linkkey_proof(k2, KID, 1, b), 0);
 	assert_memory_not_equal(a, b, sizeof(a));
 }
 
 static void
 test_in_order_and_replay(void **state)
 {
-	struct poolkey_win w = { 0, 0 };
+	struct linkkey_win w = { 0, 0 };
 	const char *why = NULL;
 	uint64_t c;
 
@@ -76,18 +76,18 @@ test_in_order_and_replay(void **state)
 	/* Every one of them again: used, or below the window. */
 	for (c = 1; c <= 200; c++) {
 		assert_int_equal(take(&w, c, &why), -1);
-		assert_string_equal(why, c + POOLKEY_WINDOW <= 200 ?
-		    "pool counter below the window" :
-		    "pool counter used already");
+		assert_string_equal(why, c + LINKKEY_WINDOW <= 200 ?
+		    "link counter below the window" :
+		    "link counter used already");
 	}
 	assert_int_equal(take(&w, 0, &why), -1);
-	assert_string_equal(why, "pool counter 0");
+	assert_string_equal(why, "link counter 0");
 }
 
 static void
 test_out_of_order(void **state)
 {
-	struct poolkey_win w = { 0, 0 };
+	struct linkkey_win w = { 0, 0 };
 	const char *why = NULL;
 
 	(void)state;
@@ -102,11 +102,11 @@ test_out_of_order(void **state)
 	assert_int_equal(take(&w, 2, &why), -1);
 	/* The edge of the window: top - 63 passes, top - 64 does not. */
 	assert_int_equal(take(&w, 100, &why), 0);
-	assert_int_equal(take(&w, 100 - POOLKEY_WINDOW + 1, &why), 0);
-	assert_int_equal(take(&w, 100 - POOLKEY_WINDOW, &why), -1);
-	assert_string_equal(why, "pool counter below the window");
+	assert_int_equal(take(&w, 100 - LINKKEY_WINDOW + 1, &why), 0);
+	assert_int_equal(take(&w, 100 - LINKKEY_WINDOW, &why), -1);
+	assert_string_equal(why, "link counter below the window");
 	/* A jump of exactly the window, and a huge one, forget the rest. */
-	assert_int_equal(take(&w, 100 + POOLKEY_WINDOW, &why), 0);
+	assert_int_equal(take(&w, 100 + LINKKEY_WINDOW, &why), 0);
 	assert_int_equal(take(&w, 100, &why), -1);
 	assert_int_equal(take(&w, UINT64_MAX, &why), 0);
 	assert_int_equal(take(&w, UINT64_MAX, &why), -1);
@@ -116,8 +116,8 @@ test_out_of_order(void **state)
 static void
 test_hostile_proofs(void **state)
 {
-	struct poolkey_win w = { 0, 0 }, before;
-	uint8_t proof[POOLKEY_LEN], other[POOLKEY_LEN];
+	struct linkkey_win w = { 0, 0 }, before;
+	uint8_t proof[LINKKEY_LEN], other[LINKKEY_LEN];
 	const char *why = NULL;
 
 	(void)state;
@@ -127,17 +127,17 @@ test_hostile_proofs(void **state)
 	 * of another key id: refused, and nothing is marked, so a stranger
 	 * cannot use up counters the agent will send. */
 	memset(proof, 0, sizeof(proof));
-	assert_int_equal(poolkey_accept(key, KID, &w, 2, proof, &why), -1);
-	assert_string_equal(why, "wrong pool proof");
-	assert_int_equal(poolkey_proof(key, KID, 2, proof), 0);
+	assert_int_equal(linkkey_accept(key, KID, &w, 2, proof, &why), -1);
+	assert_string_equal(why, "wrong link proof");
+	assert_int_equal(linkkey_proof(key, KID, 2, proof), 0);
 	proof[0] ^= 0x80;
-	assert_int_equal(poolkey_accept(key, KID, &w, 2, proof, &why), -1);
-	assert_int_equal(poolkey_proof(key, KID, 3, other), 0);
-	assert_int_equal(poolkey_accept(key, KID, &w, 2, other, &why), -1);
-	assert_int_equal(poolkey_proof(key, KID + 1, 2, other), 0);
-	assert_int_equal(poolkey_accept(key, KID, &w, 2, other, &why), -1);
+	assert_int_equal(linkkey_accept(key, KID, &w, 2, proof, &why), -1);
+	assert_int_equal(linkkey_proof(key, KID, 3, other), 0);
+	assert_int_equal(linkkey_accept(key, KID, &w, 2, other, &why), -1);
+	assert_int_equal(linkkey_proof(key, KID + 1, 2, other), 0);
+	assert_int_equal(linkkey_accept(key, KID, &w, 2, other, &why), -1);
 	/* Far ahead with a wrong proof: the window does not move. */
-	assert_int_equal(poolkey_accept(key, KID, &w, 1000, proof, &why), -1);
+	assert_int_equal(linkkey_accept(key, KID, &w, 1000, proof, &why), -1);
 	assert_memory_equal(&w, &before, sizeof(w));
 	/* The agent's own counter 2 still passes. */
 	assert_int_equal(take(&w, 2, &why), 0);

@@ -1,0 +1,63 @@
+/* plink.c - plain data-link greeting: pure functions, no I/O, so the first
+ * code to see an unauthenticated peer's bytes is unit-tested and fuzzed. */
+#include "common/plink.h"
+
+#include <string.h>
+
+int
+plink_sniff(const uint8_t *p, size_t n)
+{
+	size_t k = n < PLINK_MAGIC_LEN ? n : PLINK_MAGIC_LEN;
+
+	if (n == 0)
+		return PLINK_MORE;
+	if (p[0] == 0x16)
+		return PLINK_TLS;
+	if (memcmp(p, PLINK_MAGIC, k) != 0)
+		return PLINK_BAD;
+	return n < PLINK_MAGIC_LEN ? PLINK_MORE : PLINK_PLAIN;
+}
+
+int
+plink_greeting(const uint8_t *p, size_t n, struct msg *m, size_t *need,
+    const char **why)
+{
+	uint16_t type;
+	uint32_t plen;
+	size_t total;
+
+	switch (plink_sniff(p, n)) {
+	case PLINK_MORE:
+		*need = PLINK_MAGIC_LEN;
+		return 1;
+	case PLINK_PLAIN:
+		break;
+	default:
+		*why = "not a plain data-link greeting";
+		return -1;
+	}
+	if (n < PLINK_MAGIC_LEN + FRAME_HDR) {
+		*need = PLINK_MAGIC_LEN + FRAME_HDR;
+		return 1;
+	}
+	if (frame_hdr_decode(p + PLINK_MAGIC_LEN, &type, &plen, why) == -1)
+		return -1;
+	if (type != FT_DATA_HELLO && type != FT_POOL_HELLO) {
+		*why = "a plain link must start with DATA_HELLO or POOL_HELLO";
+		return -1;
+	}
+	if (plen > PLINK_GREET_MAX) {
+		*why = "greeting frame too large";
+		return -1;
+	}
+	total = PLINK_MAGIC_LEN + FRAME_HDR + plen;
+	if (n < total) {
+		*need = total;
+		return 1;
+	}
+	if (n > total) {
+		*why = "bytes beyond the greeting";
+		return -1;
+	}
+	return msg_decode(type, p + PLINK_MAGIC_LEN + FRAME_HDR, plen, m, why);
+}
