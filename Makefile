@@ -37,14 +37,15 @@ LIBHTTP = -lmicrohttpd -ljansson
 LIBCURL = -lcurl -ljansson
 
 COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
-          src/common/net.c src/common/tlsx.c src/common/fconn.c src/common/relay.c \
-          src/common/relay_mt.c src/common/stats.c src/common/outpol.c \
-          src/common/cidr.c src/common/proxy.c src/common/plink.c src/common/mux.c \
-          src/common/poolkey.c
-EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_svc.c \
-          src/edge/edge_limit.c src/edge/edge_sandbox.c src/edge/edge_keyproc.c \
-          src/edge/edge_notify.c src/edge/edge_out.c src/edge/edge_policy.c \
-          src/edge/edge_ftp.c src/edge/edge_pool.c src/edge/edge_mux.c
+          src/common/end.c src/common/net.c src/common/tlsx.c src/common/fconn.c \
+          src/common/pump.c src/common/psock.c src/common/plink.c src/common/mux.c \
+          src/common/linkkey.c src/common/cidr.c src/common/outpol.c
+EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_link.c \
+          src/edge/edge_lis.c src/edge/edge_proxy.c src/edge/edge_adm.c \
+          src/edge/edge_sess.c src/edge/edge_stats.c src/edge/edge_ftp.c \
+          src/edge/edge_out.c src/edge/edge_limit.c src/edge/edge_sandbox.c \
+          src/edge/edge_keyproc.c src/edge/edge_notify.c src/edge/greet.c \
+          src/edge/proxy_parse.c
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/agent_edge.c \
           src/agent/agent_sess.c src/agent/agent_mux.c src/agent/agent_health.c src/agent/dial.c \
           src/agent/agent_metrics.c \

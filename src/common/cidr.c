@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+#include <netinet/in.h>
 
 void
 cidr_addr16(int family, const uint8_t *ip, uint8_t out[16])
@@ -139,4 +140,15 @@ cidr_list_match(const struct cidr_list *l, const uint8_t addr[16])
 		if (cidr_match(&l->e[i], addr))
 			return 1;
 	return 0;
+}
+
+void
+cidr_sa16(const struct sockaddr *sa, uint8_t out[16])
+{
+	if (sa->sa_family == AF_INET)
+		cidr_addr16(AF_INET, (const uint8_t *)
+		    &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out);
+	else
+		cidr_addr16(AF_INET6, (const uint8_t *)
+		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out);
 }

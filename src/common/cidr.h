@@ -38,6 +38,8 @@ int	cidr_list_parse(const char *s, struct cidr_list *l, char *err,
 /* The 16-byte (IPv4-mapped for IPv4) form of ip, 4 or 16 bytes of the
  * given family. */
 void	cidr_addr16(int family, const uint8_t *ip, uint8_t out[16]);
+/* The 16-byte form of an AF_INET or AF_INET6 socket address. */
+void	cidr_sa16(const struct sockaddr *sa, uint8_t out[16]);
 /* 1 if addr (16-byte form) lies in c, else 0. */
 int	cidr_match(const struct cidr *c, const uint8_t addr[16]);
 /* 1 if addr lies in any range of l. */

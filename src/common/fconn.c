@@ -39,16 +39,8 @@ int
 fconn_start(struct fconn *fc, int fd, SSL *ssl, const struct fconn_ops *ops,
     void *owner)
 {
-	return fconn_start_handed(fc, fd, ssl, ops, owner, 0);
-}
-
-int
-fconn_start_handed(struct fconn *fc, int fd, SSL *ssl,
-    const struct fconn_ops *ops, void *owner, int registered)
-{
 	memset(fc, 0, sizeof(*fc));
 	ev_io_init(&fc->io, fd, fconn_io);
-	ev_adopt(&fc->io, registered);
 	fc->ssl = ssl;
 	fc->ops = ops;
 	fc->owner = owner;
@@ -64,6 +56,26 @@ fconn_start_handed(struct fconn *fc, int fd, SSL *ssl,
 		fc->rd_want = EPOLLOUT;
 	if (ev_set(&fc->io, fc->rd_want) == -1)
 		return -1;
+	return 0;
+}
+
+int
+fconn_resume(struct fconn *fc, int fd, SSL *ssl, struct buf *pending,
+    const struct fconn_ops *ops, void *owner)
+{
+	memset(fc, 0, sizeof(*fc));
+	ev_io_init(&fc->io, fd, fconn_io);
+	fc->ssl = ssl;
+	fc->ops = ops;
+	fc->owner = owner;
+	fc->handshaken = 1;
+	fc->rd_want = EPOLLIN;
+	fc->wr_want = EPOLLOUT;
+	fc->max_frame = fconn_max_frame;
+	fc->last_rx = ev_now();
+	fc->out = *pending;
+	memset(pending, 0, sizeof(*pending));
+	fconn_update(fc);
 	return 0;
 }
 
@@ -305,9 +317,10 @@ fconn_io(struct ev_io *io, uint32_t events)
 	fconn_update(fc);
 }
 
-static void
-fconn_give(struct fconn *fc, int *fd, SSL **ssl, struct buf *pending)
+void
+fconn_detach(struct fconn *fc, int *fd, SSL **ssl, struct buf *pending)
 {
+	ev_del(&fc->io);
 	*fd = fc->io.fd;
 	*ssl = fc->ssl;
 	*pending = fc->out;
@@ -315,22 +328,6 @@ fconn_give(struct fconn *fc, int *fd, SSL **ssl, struct buf *pending)
 	buf_free(&fc->payload);
 	fc->ssl = NULL;
 	fc->io.fd = -1;
-}
-
-void
-fconn_detach(struct fconn *fc, int *fd, SSL **ssl, struct buf *pending)
-{
-	ev_del(&fc->io);
-	fconn_give(fc, fd, ssl, pending);
-}
-
-int
-fconn_handover(struct fconn *fc, int *fd, SSL **ssl, struct buf *pending)
-{
-	int registered = ev_release(&fc->io);
-
-	fconn_give(fc, fd, ssl, pending);
-	return registered;
 }
 
 void

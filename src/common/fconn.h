@@ -60,10 +60,11 @@ struct fconn {
  * plain connection, which may send at once. */
 int	fconn_start(struct fconn *fc, int fd, SSL *ssl,
 	    const struct fconn_ops *ops, void *owner);
-/* As fconn_start, for an fd handed over with ev_release (registered is
- * what that returned). */
-int	fconn_start_handed(struct fconn *fc, int fd, SSL *ssl,
-	    const struct fconn_ops *ops, void *owner, int registered);
+/* Take over a connection that is established already (handshaken, or
+ * plain) from another fconn (fconn_detach gave fd, ssl and pending,
+ * which is moved in). 0 or -1. */
+int	fconn_resume(struct fconn *fc, int fd, SSL *ssl, struct buf *pending,
+	    const struct fconn_ops *ops, void *owner);
 /* Queue bytes that are not a frame (the plain link magic), to be sent
  * with the next frame. 0 or -1. */
 int	fconn_send_raw(struct fconn *fc, const void *p, size_t n);
@@ -76,10 +77,6 @@ void	fconn_send_error(struct fconn *fc, const char *text);
  * without closing them (a data link becoming a relay). Any queued output
  * is returned in *pending for the new owner to send first. */
 void	fconn_detach(struct fconn *fc, int *fd, SSL **ssl, struct buf *pending);
-/* As fconn_detach, for a new owner that watches fd at once: returns what
- * ev_release did (see ev.h), for the new owner's ev_adopt. */
-int	fconn_handover(struct fconn *fc, int *fd, SSL **ssl,
-	    struct buf *pending);
 /* Close and free everything fc holds (not fc itself). */
 void	fconn_close(struct fconn *fc);
 

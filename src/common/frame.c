@@ -81,8 +81,9 @@ static const struct type_def type_defs[FT_MAX_TYPE + 1] = {
 	[FT_STATS]	 = { "STATS", FA_BIT(FA_STATS) },
 	[FT_LINK_HELLO]	 = { "LINK_HELLO", FA_BIT(FA_KEY_ID) | FA_BIT(FA_COUNTER) |
 	    FA_BIT(FA_PROOF) },
-	[FT_SESS_OPEN]	 = { "SESS_OPEN", FA_BIT(FA_SESSION) | FA_BIT(FA_SESS_KIND) |
-	    FA_BIT(FA_CLIENT_ADDR) | FA_BIT(FA_CLIENT_PORT) },
+	/* What else a SESS_OPEN must carry depends on its kind: the agent
+	 * checks that (agent_sess.c). */
+	[FT_SESS_OPEN]	 = { "SESS_OPEN", FA_BIT(FA_SESSION) | FA_BIT(FA_SESS_KIND) },
 	[FT_SESS_DENIED] = { "SESS_DENIED", FA_BIT(FA_SESSION) |
 	    FA_BIT(FA_SERVICE) | FA_BIT(FA_CLIENT_ADDR) |
 	    FA_BIT(FA_CLIENT_PORT) | FA_BIT(FA_END) | FA_BIT(FA_TEXT) },

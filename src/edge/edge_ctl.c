@@ -1,8 +1,19 @@
-/* edge_ctl.c - the control port: accept, TLS or plain by the first byte,
- * identification by the first frame, and agents' control channels. */
-#include "edge/edge.h"
+/* edge_ctl.c - the control port (edge_ctl.h).
+ *
+ * A connection arrives, is told TLS or plain by its first byte, and is
+ * identified by its first frame: HELLO makes it an agent's control
+ * channel, LINK_HELLO a data link (edge_link.c). Until then it counts
+ * against --max-handshakes and --handshake-timeout. */
+#include "edge/edge_ctl.h"
+#include "edge/edge_ftp.h"
+#include "edge/edge_limit.h"
+#include "edge/edge_link.h"
+#include "edge/edge_lis.h"
+#include "edge/edge_out.h"
+#include "edge/edge_sess.h"
+#include "edge/edge_stats.h"
+#include "edge/greet.h"
 #include "common/log.h"
-#include "common/stats.h"
 #include "common/tlsx.h"
 
 #include <errno.h>
@@ -14,312 +25,179 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
-static struct ev_io ctl_lio;
-static struct econn *conns;	/* every econn, incoming or agent */
-static uint64_t nincoming;	/* of which not yet identified */
-static uint64_t nplain_agents;	/* agents that use plain data links */
+#define HEARTBEAT_DEAD_MS	6000
 
-static int econn_ready(struct fconn *fc);
-static int econn_frame(struct fconn *fc, struct msg *m);
-static void econn_lost(struct fconn *fc, const char *why);
+extern SSL_CTX *edge_tls;
+extern const char *edge_name;
 
-static const struct fconn_ops econn_ops = {
-	econn_ready, econn_frame, econn_lost,
+/* A connection not identified yet. */
+struct econn {
+	struct fconn	 fc;
+	char		 peer[NET_ADDRSTR];
+	uint64_t	 deadline;	/* its first frame is due */
+	uint8_t		 greet[GREET_BUF];	/* plain: read so far */
+	size_t		 greet_have;
+	LIST_ENTRY(econn) entry;
 };
 
-static void
-econn_unlink(struct econn *c)
-{
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else if (conns == c)
-		conns = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
-	c->prev = c->next = NULL;
-}
+static struct ev_io ctl_lio;
+static LIST_HEAD(, econn) incoming = LIST_HEAD_INITIALIZER(incoming);
+static LIST_HEAD(, eagent) agents = LIST_HEAD_INITIALIZER(agents);
+static uint64_t nincoming;	/* connections not identified yet */
+static uint64_t nplain_agents;	/* agents whose data links are plain */
 
-void
-econn_free(struct econn *c)
+static int conn_ready(struct fconn *fc);
+static int conn_frame(struct fconn *fc, struct msg *m);
+static void conn_lost(struct fconn *fc, const char *why);
+static const struct fconn_ops conn_ops = { conn_ready, conn_frame, conn_lost };
+
+static int agent_ready(struct fconn *fc);
+static int agent_frame(struct fconn *fc, struct msg *m);
+static void agent_lost(struct fconn *fc, const char *why);
+static const struct fconn_ops agent_ops = {
+	agent_ready, agent_frame, agent_lost,
+};
+
+/* --- connections being identified ----------------------------------------- */
+
+static void
+conn_free(struct econn *c)
 {
-	if (c->state == EC_INCOMING)
-		nincoming--;
+	LIST_REMOVE(c, entry);
+	nincoming--;
 	OPENSSL_cleanse(c->greet, sizeof(c->greet));
-	econn_unlink(c);
 	fconn_close(&c->fc);
-	out_pol_unref(c->out_pol);
-	OPENSSL_cleanse(c->out_token, sizeof(c->out_token));
-	OPENSSL_cleanse(c->pool_key, sizeof(c->pool_key));
 	free(c);
 }
 
-struct econn *
-ctl_agent_by_token(const uint8_t *tok)
+static void
+conn_drop(struct econn *c, const char *why)
 {
-	struct econn *c;
-
-	for (c = conns; c != NULL; c = c->next)
-		if (c->state == EC_AGENT && c->out_pol != NULL &&
-		    CRYPTO_memcmp(c->out_token, tok, FRAME_SECRET) == 0)
-			return c;
-	return NULL;
-}
-
-struct econn *
-ctl_agent_by_kid(uint64_t kid)
-{
-	struct econn *c;
-
-	for (c = conns; c != NULL; c = c->next)
-		if (c->state == EC_AGENT && c->pool_kid == kid)
-			return c;
-	return NULL;
-}
-
-void
-ctl_identified(struct econn *c, enum econn_state st)
-{
-	if (c->state == EC_INCOMING)
-		nincoming--;
-	c->state = st;
-}
-
-void
-econn_drop(struct econn *c, const char *why)
-{
-	if (c->state == EC_AGENT) {
-		log_warn("agent %s lost: %s", c->name, why);
-		if (edge_stats.agents_connected > 0)
-			edge_stats.agents_connected--;
-		if (c->plain && nplain_agents > 0)
-			nplain_agents--;
-		svc_withdraw_all(c);
-		sess_agent_lost(c);
-		pool_agent_lost(c);
-		emux_agent_lost(c);
-	} else if (c->state == EC_POOL) {
-		log_debug("pooled data link from %s closed: %s", c->peer, why);
-		pool_link_lost(c);
-	} else if (c->state == EC_OUT) {
-		log_warn("outbound data link from %s: %s", c->peer, why);
-		out_link_lost(c);
-	} else {
-		log_warn("connection from %s refused: %s", c->peer, why);
-		edge_stats.control_refused++;
-	}
-	econn_free(c);
+	log_warn("connection from %s refused: %s", c->peer, why);
+	edge_stats.control_refused++;
+	conn_free(c);
 }
 
 static int
-econn_ready(struct fconn *fc)
+conn_ready(struct fconn *fc)
 {
 	(void)fc;
 	return 0;
 }
 
 static void
-econn_lost(struct fconn *fc, const char *why)
+conn_lost(struct fconn *fc, const char *why)
 {
 	if (strncmp(why, "protocol error", 14) == 0)
 		lim_counter[LIM_FRAME]++;
-	econn_drop(fc->owner, why);
+	conn_drop(fc->owner, why);
 }
 
-static int
-econn_hello(struct econn *c, const struct msg *m)
+/* HELLO: c becomes an agent's control channel. */
+static void
+agent_hello(struct econn *c, const struct msg *m)
 {
+	struct eagent *a;
+	struct buf pending;
 	struct msg r;
+	SSL *ssl;
+	int fd;
 
 	if (m->version < 1) {
 		fconn_send_error(&c->fc, "unsupported protocol version");
-		econn_drop(c, "unsupported protocol version");
-		return -1;
+		conn_drop(c, "unsupported protocol version");
+		return;
 	}
-	ctl_identified(c, EC_AGENT);
+	if ((a = calloc(1, sizeof(*a))) == NULL) {
+		conn_drop(c, "out of memory");
+		return;
+	}
+	snprintf(a->name, sizeof(a->name), "%s", m->name);
+	snprintf(a->peer, sizeof(a->peer), "%s", c->peer);
+	a->plain = (m->have & FA_BIT(FA_DATA_LINK)) &&
+	    m->data_link == DATA_LINK_PLAIN;
+	LIST_INIT(&a->parked);
+	fconn_detach(&c->fc, &fd, &ssl, &pending);
+	conn_free(c);
+	if (fconn_resume(&a->fc, fd, ssl, &pending, &agent_ops, a) == -1) {
+		log_warn("agent %s from %s: cannot watch its connection",
+		    a->name, a->peer);
+		free(a);
+		return;
+	}
+	/* The key that proves its data links; it lives as long as this
+	 * connection. */
+	if (RAND_bytes(a->key, sizeof(a->key)) != 1 ||
+	    RAND_bytes((uint8_t *)&a->kid, sizeof(a->kid)) != 1)
+		log_fatal("RAND_bytes failed");
+	LIST_INSERT_HEAD(&agents, a, entry);
 	edge_stats.agents_connected++;
-	snprintf(c->name, sizeof(c->name), "%s", m->name);
+	if (a->plain)
+		nplain_agents++;
 	msg_init(&r, FT_HELLO_OK);
 	r.version = FRAME_VERSION;
-	r.have |= FA_BIT(FA_VERSION);
-	msg_set_str(&r, FA_NAME, edge_conf.name);
-	/* An agent that asks for plain data links gets them, and says so in
-	 * the answer: an older edge would not, and the agent stays on TLS. */
-	if ((m->have & FA_BIT(FA_DATA_LINK)) && m->data_link == DATA_LINK_PLAIN) {
-		c->plain = 1;
-		nplain_agents++;
-		r.data_link = DATA_LINK_PLAIN;
-		r.have |= FA_BIT(FA_DATA_LINK);
-		/* Its keyed pooled links may carry one session after
-		 * another (relay.h, RELAY_FRAMED). */
-		r.link_reuse = 1;
-		r.have |= FA_BIT(FA_LINK_REUSE);
-	}
-	/* The key that proves this agent's pooled links (poolkey.h); it
-	 * lives as long as this connection. */
-	if (RAND_bytes(c->pool_key, sizeof(c->pool_key)) != 1 ||
-	    RAND_bytes((uint8_t *)&c->pool_kid, sizeof(c->pool_kid)) != 1)
-		log_fatal("RAND_bytes failed");
-	memcpy(r.secret, c->pool_key, sizeof(r.secret));
-	r.session = c->pool_kid;
-	r.have |= FA_BIT(FA_SECRET) | FA_BIT(FA_SESSION);
-	log_info("agent %s connected from %s data_link=%s", c->name, c->peer,
-	    c->plain ? "plain" : "tls");
-	if (fconn_send(&c->fc, &r) == -1) {
-		OPENSSL_cleanse(r.secret, sizeof(r.secret));
-		econn_drop(c, "cannot send HELLO_OK");
-		return -1;
-	}
-	OPENSSL_cleanse(r.secret, sizeof(r.secret));
-	return 0;
-}
-
-/* STATS_REQ: answer with every counter. A counter that does not fit is
- * left out (the frame has room for far more than there are). */
-static void
-econn_stats(struct econn *c)
-{
-	struct msg r;
-	const struct { const char *name; uint64_t v; } kv[] = {
-		{ "control_accepted_total", edge_stats.control_accepted },
-		{ "control_refused_total", edge_stats.control_refused },
-		{ "data_links_refused_total", edge_stats.data_links_refused },
-		{ "data_links_plain_total", edge_stats.data_links_plain },
-		{ "agents_connected", edge_stats.agents_connected },
-		{ "relay_thread_handoffs_total", relay_threads_handoffs() },
-	};
-	size_t i;
-
-	msg_init(&r, FT_STATS);
-	char name[STATS_NAME_MAX];
-	int k;
-
-	for (i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
-		(void)stats_append(r.stats, sizeof(r.stats), kv[i].name, kv[i].v);
-	svc_stats(r.stats, sizeof(r.stats));
-	pool_stats(r.stats, sizeof(r.stats));
-	emux_stats(r.stats, sizeof(r.stats));
-	/* How often each limit was hit: limit_sessions_total, ... */
-	for (k = 0; k < LIM_COUNT; k++) {
-		snprintf(name, sizeof(name), "limit_%s_total", lim_name(k));
-		(void)stats_append(r.stats, sizeof(r.stats), name, lim_counter[k]);
-	}
-	r.have |= FA_BIT(FA_STATS);
-	(void)fconn_send(&c->fc, &r);
+	msg_have(&r, FA_VERSION);
+	msg_set_str(&r, FA_NAME, edge_name);
+	memcpy(r.link_key, a->key, sizeof(r.link_key));
+	r.key_id = a->kid;
+	msg_have(&r, FA_LINK_KEY);
+	msg_have(&r, FA_KEY_ID);
+	log_info("agent %s connected from %s data_link=%s", a->name, a->peer,
+	    a->plain ? "plain" : "tls");
+	ctl_send(a, &r);
+	OPENSSL_cleanse(r.link_key, sizeof(r.link_key));
 }
 
 static int
-econn_frame(struct fconn *fc, struct msg *m)
+conn_frame(struct fconn *fc, struct msg *m)
 {
 	struct econn *c = fc->owner;
-	struct msg r;
-	char why[128];
+	struct buf pending;
+	char why[128], peer[NET_ADDRSTR];
+	SSL *ssl;
+	int fd;
 
-	if (c->state == EC_INCOMING) {
-		if (m->type == FT_DATA_HELLO) {
-			/* sess_claim detaches or frees c either way. */
-			sess_claim(c, m);
-			return -1;
-		}
-		if (m->type == FT_POOL_HELLO) {
-			/* pool_hello parks or frees c. */
-			pool_hello(c, m);
-			return -1;
-		}
-		if (m->type == FT_MUX_HELLO) {
-			/* c becomes a multiplexed link or is freed. */
-			pool_mux_hello(c, m);
-			return -1;
-		}
-		/* A plain link cannot get here with anything else (see
-		 * plink_greeting); the control channel is TLS only. */
-		if (m->type == FT_HELLO && !c->plain)
-			return econn_hello(c, m);
-		if (m->type == FT_OUT_OPEN && !c->plain) {
-			/* An outbound data link: greeted, so no longer counted
-			 * as a handshake in progress. out_open may free c. */
-			ctl_identified(c, EC_OUT);
-			out_open(c, m);
-			return -1;
-		}
-		snprintf(why, sizeof(why), "expected HELLO, DATA_HELLO, "
-		    "POOL_HELLO, MUX_HELLO or OUT_OPEN, got %s", frame_type_name(m->type));
-		econn_drop(c, why);
+	if (m->type == FT_LINK_HELLO) {
+		snprintf(peer, sizeof(peer), "%s", c->peer);
+		fconn_detach(&c->fc, &fd, &ssl, &pending);
+		conn_free(c);
+		link_hello(fd, ssl, &pending, peer, m);
 		return -1;
 	}
-	if (c->state == EC_OUT || c->state == EC_POOL) {
-		snprintf(why, sizeof(why), "unexpected %s frame on %s data "
-		    "link", frame_type_name(m->type),
-		    c->state == EC_OUT ? "an outbound" : "a pooled");
-		econn_drop(c, why);
+	/* The control channel is TLS only. */
+	if (m->type == FT_HELLO && fc->ssl != NULL) {
+		agent_hello(c, m);
 		return -1;
 	}
-	switch (m->type) {
-	case FT_SVC_OPEN:
-		svc_open(c, m);
-		return 0;
-	case FT_SVC_CLOSE:
-		svc_withdraw(c, m->service);
-		return 0;
-	case FT_SESS_REFUSE:
-		sess_refused(c, m);
-		return 0;
-	case FT_STATS_REQ:
-		econn_stats(c);
-		return 0;
-	case FT_OUT_POLICY:
-		out_policy(c, m);
-		return 0;
-	case FT_POOL_REQ:
-		pool_grant(c);
-		return 0;
-	case FT_FTP_PORTS:
-		ftp_ports(c, m);
-		return 0;
-	case FT_PING:
-		msg_init(&r, FT_PONG);
-		r.nonce = m->nonce;
-		r.have |= FA_BIT(FA_NONCE);
-		(void)fconn_send(&c->fc, &r);
-		return 0;
-	case FT_ERROR:
-		snprintf(why, sizeof(why), "agent said: %.100s", m->text);
-		econn_drop(c, why);
-		return -1;
-	default:
-		snprintf(why, sizeof(why), "unexpected %s frame",
-		    frame_type_name(m->type));
-		econn_drop(c, why);
-		return -1;
-	}
+	snprintf(why, sizeof(why), "expected HELLO or LINK_HELLO, got %s",
+	    frame_type_name(m->type));
+	conn_drop(c, why);
+	return -1;
 }
 
-/* Start TLS on an incoming connection whose first byte is 0x16. */
+/* Start TLS on a connection whose first byte is 0x16. */
 static void
-econn_start_tls(struct econn *c)
+conn_start_tls(struct econn *c)
 {
 	int fd = c->fc.io.fd;
 	SSL *ssl;
 
 	ev_del(&c->fc.io);
 	if ((ssl = tlsx_new(edge_tls, fd, 1, NULL)) == NULL) {
-		econn_drop(c, "out of memory");
+		conn_drop(c, "out of memory");
 		return;
 	}
-	/* Whether this is a data link is known only after the handshake,
-	 * when kernel TLS would be set up: ask for it on every connection
-	 * (the control channel reads and writes through OpenSSL either way). */
-	tlsx_data_link(ssl);
-	if (fconn_start(&c->fc, fd, ssl, &econn_ops, c) == -1) {
+	if (fconn_start(&c->fc, fd, ssl, &conn_ops, c) == -1) {
 		c->fc.ssl = ssl;
-		econn_drop(c, strerror(errno));
+		conn_drop(c, strerror(errno));
 	}
 }
 
-/* Read the plain greeting with exact reads, so that not one byte after
- * it is taken from the socket. Returns 1 with m filled, 0 to wait for
- * more, -1 after c was dropped. */
+/* Read the plain greeting with exact reads, so that not one byte after it
+ * is taken from the socket. 1 with m filled, 0 to wait, -1 after c was
+ * dropped. */
 static int
-econn_plain_greeting(struct econn *c, struct msg *m)
+conn_plain_greeting(struct econn *c, struct msg *m)
 {
 	const char *why;
 	char text[128];
@@ -328,19 +206,19 @@ econn_plain_greeting(struct econn *c, struct msg *m)
 	int r;
 
 	for (;;) {
-		r = plink_greeting(c->greet, c->greet_have, m, &need, &why);
+		r = greet_parse(c->greet, c->greet_have, m, &need, &why);
 		if (r == 0)
 			return 1;
 		if (r == -1) {
 			lim_counter[LIM_FRAME]++;
 			snprintf(text, sizeof(text), "plain data link: %s", why);
-			econn_drop(c, text);
+			conn_drop(c, text);
 			return -1;
 		}
 		/* An edge none of whose agents uses plain links never reads
 		 * (or answers) a plaintext frame on its control port. */
 		if (c->greet_have >= PLINK_MAGIC_LEN && nplain_agents == 0) {
-			econn_drop(c, "plain data link, but no agent uses plain "
+			conn_drop(c, "plain data link, but no agent uses plain "
 			    "data links");
 			return -1;
 		}
@@ -351,13 +229,13 @@ econn_plain_greeting(struct econn *c, struct msg *m)
 		n = recv(c->fc.io.fd, c->greet + c->greet_have,
 		    need - c->greet_have, 0);
 		if (n == 0) {
-			econn_drop(c, "closed during the greeting");
+			conn_drop(c, "closed during the greeting");
 			return -1;
 		}
 		if (n == -1) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 				return 0;
-			econn_drop(c, strerror(errno));
+			conn_drop(c, strerror(errno));
 			return -1;
 		}
 		c->greet_have += (size_t)n;
@@ -365,11 +243,12 @@ econn_plain_greeting(struct econn *c, struct msg *m)
 }
 
 /* The first bytes of a new connection: 0x16 starts TLS (the control
- * channel and TLS data links), the magic "SPD1" a plain data link. */
+ * channel and multiplexed links), the magic "SPD1" a plain data link. */
 static void
-econn_sniff(struct ev_io *io, uint32_t events)
+conn_sniff(struct ev_io *io, uint32_t events)
 {
 	struct econn *c = ((struct fconn *)(void *)io)->owner;
+	char peer[NET_ADDRSTR];
 	struct msg m;
 	uint8_t first;
 	ssize_t n;
@@ -379,61 +258,27 @@ econn_sniff(struct ev_io *io, uint32_t events)
 	if (c->greet_have == 0) {
 		n = recv(fd, &first, 1, MSG_PEEK);
 		if (n == 0) {
-			econn_drop(c, "closed before the greeting");
+			conn_drop(c, "closed before the greeting");
 			return;
 		}
 		if (n == -1) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-				econn_drop(c, strerror(errno));
+				conn_drop(c, strerror(errno));
 			return;
 		}
-		if (plink_sniff(&first, 1) == PLINK_TLS) {
-			econn_start_tls(c);
+		if (greet_sniff(&first, 1) == GREET_TLS) {
+			conn_start_tls(c);
 			return;
 		}
 	}
-	if (econn_plain_greeting(c, &m) != 1)
+	if (conn_plain_greeting(c, &m) != 1)
 		return;
-	OPENSSL_cleanse(c->greet, sizeof(c->greet));
-	c->plain = 1;
+	snprintf(peer, sizeof(peer), "%s", c->peer);
 	ev_del(io);
-	if (fconn_start(&c->fc, fd, NULL, &econn_ops, c) == -1) {
-		econn_drop(c, strerror(errno));
-		return;
-	}
-	/* Nothing more is read before the link is joined or parked. */
-	c->fc.max_frame = PLINK_GREET_MAX;
-	(void)econn_frame(&c->fc, &m);
+	c->fc.io.fd = -1;
+	conn_free(c);
+	link_hello(fd, NULL, NULL, peer, &m);
 	OPENSSL_cleanse(&m, sizeof(m));
-}
-
-struct econn *
-ctl_link_again(int fd, int registered, const char *peer)
-{
-	struct econn *c;
-
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		close(fd);
-		return NULL;
-	}
-	snprintf(c->peer, sizeof(c->peer), "%s", peer);
-	c->state = EC_POOL;
-	c->plain = 1;
-	c->reuse = 1;
-	if (fconn_start_handed(&c->fc, fd, NULL, &econn_ops, c,
-	    registered) == -1) {
-		close(fd);
-		free(c);
-		return NULL;
-	}
-	/* As after the greeting: nothing is read before the link is
-	 * joined again, and nothing large ever. */
-	c->fc.max_frame = PLINK_GREET_MAX;
-	c->next = conns;
-	if (conns != NULL)
-		conns->prev = c;
-	conns = c;
-	return c;
 }
 
 static void
@@ -462,12 +307,11 @@ ctl_accept(struct ev_io *io, uint32_t events)
 			continue;
 		}
 		net_fmt((struct sockaddr *)&peer.ss, c->peer, sizeof(c->peer));
-		c->state = EC_INCOMING;
 		edge_stats.control_accepted++;
 		c->deadline = ev_now() + lim.handshake_ms;
-		/* TLS or plain is decided by the first byte (econn_sniff);
+		/* TLS or plain is decided by the first byte (conn_sniff);
 		 * until then the fconn only holds the fd. */
-		ev_io_init(&c->fc.io, fd, econn_sniff);
+		ev_io_init(&c->fc.io, fd, conn_sniff);
 		c->fc.owner = c;
 		if (ev_set(&c->fc.io, EPOLLIN) == -1) {
 			log_warn("control accept: %s", strerror(errno));
@@ -475,14 +319,119 @@ ctl_accept(struct ev_io *io, uint32_t events)
 			free(c);
 			continue;
 		}
-		c->next = conns;
-		if (conns != NULL)
-			conns->prev = c;
-		conns = c;
+		LIST_INSERT_HEAD(&incoming, c, entry);
 		nincoming++;
 		log_debug("connection from %s", c->peer);
 	}
 }
+
+/* --- agents' control channels ---------------------------------------------- */
+
+static void
+agent_drop(struct eagent *a, const char *why)
+{
+	log_warn("agent %s lost: %s", a->name, why);
+	LIST_REMOVE(a, entry);
+	edge_stats.agents_connected--;
+	if (a->plain)
+		nplain_agents--;
+	svc_withdraw_all(a);
+	ftp_agent_lost(a);
+	link_agent_lost(a);
+	sess_agent_lost(a);
+	out_agent_lost(a);
+	fconn_close(&a->fc);
+	OPENSSL_cleanse(a->key, sizeof(a->key));
+	free(a);
+}
+
+static int
+agent_ready(struct fconn *fc)
+{
+	(void)fc;
+	return 0;
+}
+
+static void
+agent_lost(struct fconn *fc, const char *why)
+{
+	if (strncmp(why, "protocol error", 14) == 0)
+		lim_counter[LIM_FRAME]++;
+	agent_drop(fc->owner, why);
+}
+
+static int
+agent_frame(struct fconn *fc, struct msg *m)
+{
+	struct eagent *a = fc->owner;
+	struct msg *r;
+	char why[160];
+
+	switch (m->type) {
+	case FT_SVC_OPEN:
+		svc_open(a, m);
+		return 0;
+	case FT_SVC_CLOSE:
+		svc_withdraw(a, m->service);
+		return 0;
+	case FT_PING:
+		/* m is done with: answer in it. */
+		m->type = FT_PONG;
+		m->have = FA_BIT(FA_NONCE);
+		ctl_send(a, m);
+		return 0;
+	case FT_STATS_REQ:
+		if ((r = malloc(sizeof(*r))) != NULL) {
+			stats_msg(r);
+			ctl_send(a, r);
+			free(r);
+		}
+		return 0;
+	case FT_FTP_PORTS:
+		ftp_ports(a, m);
+		return 0;
+	case FT_OUT_POLICY:
+		out_policy(a, m);
+		return 0;
+	case FT_OUT_REQ:
+		out_request(a, m);
+		return 0;
+	case FT_ERROR:
+		snprintf(why, sizeof(why), "agent said: %.100s", m->text);
+		agent_drop(a, why);
+		return -1;
+	default:
+		snprintf(why, sizeof(why), "unexpected %s frame",
+		    frame_type_name(m->type));
+		agent_drop(a, why);
+		return -1;
+	}
+}
+
+void
+ctl_send(struct eagent *a, const struct msg *m)
+{
+	(void)fconn_send(&a->fc, m);
+}
+
+struct eagent *
+ctl_agent_by_kid(uint64_t kid)
+{
+	struct eagent *a;
+
+	LIST_FOREACH(a, &agents, entry)
+		if (a->kid == kid)
+			return a;
+	return NULL;
+}
+
+uint64_t
+ctl_agents(void)
+{
+	return edge_stats.agents_connected;
+}
+
+/* --- the port --------------------------------------------------------------- */
 
 int
 ctl_listen(const char *addr)
@@ -518,43 +467,33 @@ ctl_pause(int paused)
 void
 ctl_tick(uint64_t now)
 {
-	struct econn *c, *next;
+	struct econn *c, *cn;
+	struct eagent *a, *an;
 
-	/* Dropping an agent frees its parked links too, which may include
-	 * next: start over after that (it is rare). */
-restart:
-	for (c = conns; c != NULL; c = next) {
-		next = c->next;
-		if (c->state == EC_INCOMING && now > c->deadline) {
-			lim_hit(LIM_HANDSHAKE_TIMEOUT, "connection from %s: no "
-			    "greeting within %llu ms", c->peer,
-			    (unsigned long long)lim.handshake_ms);
-			econn_drop(c, "no greeting within the handshake time-out");
-		}
-		else if (c->state == EC_AGENT &&
-		    now - c->fc.last_rx > EDGE_HEARTBEAT_DEAD_MS) {
-			econn_drop(c, "heartbeat timed out");
-			goto restart;
-		}
+	for (c = LIST_FIRST(&incoming); c != NULL; c = cn) {
+		cn = LIST_NEXT(c, entry);
+		if (now <= c->deadline)
+			continue;
+		lim_hit(LIM_HANDSHAKE_TIMEOUT, "connection from %s: no greeting "
+		    "within %llu ms", c->peer, (unsigned long long)lim.handshake_ms);
+		conn_drop(c, "no greeting within the handshake time-out");
 	}
-	pool_tick(now);
-	emux_tick(now);
+	for (a = LIST_FIRST(&agents); a != NULL; a = an) {
+		an = LIST_NEXT(a, entry);
+		if (now - a->fc.last_rx > HEARTBEAT_DEAD_MS)
+			agent_drop(a, "heartbeat timed out");
+		else if (a->fc.failed)
+			agent_drop(a, "peer too slow or write failed");
+	}
 }
 
 void
 ctl_shutdown(void)
 {
-	struct econn *c, *next;
-
-	/* Agents last: dropping one closes its parked links, which are in
-	 * this list too. */
-	for (c = conns; c != NULL; c = next) {
-		next = c->next;
-		if (c->state != EC_AGENT && c->state != EC_POOL)
-			econn_drop(c, "edge stopping");
-	}
-	while (conns != NULL)
-		econn_drop(conns, "edge stopping");
+	while (!LIST_EMPTY(&incoming))
+		conn_drop(LIST_FIRST(&incoming), "edge stopping");
+	while (!LIST_EMPTY(&agents))
+		agent_drop(LIST_FIRST(&agents), "edge stopping");
 	ev_del(&ctl_lio);
 	close(ctl_lio.fd);
 }

@@ -10,9 +10,13 @@
  * allows P; it is then offered, like any session, to the agent that holds
  * that control session, with the control session's id and P. Anything
  * else is refused at once: no port stealing by other addresses. */
-#include "edge/edge.h"
+#include "edge/edge_ftp.h"
+#include "edge/edge_ctl.h"
+#include "edge/edge_lis.h"
+#include "edge/edge_sess.h"
+#include "edge/edge_stats.h"
+#include "common/cidr.h"
 #include "common/log.h"
-#include "common/stats.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -38,7 +42,7 @@ struct eftp_lis {
 struct ectl {
 	uint64_t	 id;
 	struct eftp	*f;		/* NULL once the service closed */
-	struct econn	*agent;		/* NULL once the agent is gone */
+	struct eagent	*agent;		/* NULL once the agent is gone */
 	char		 ip[NET_ADDRSTR];
 	uint16_t	 pmin, pmax;	/* 0, 0 until FTP_PORTS */
 	uint64_t	 stamp;		/* when the ports were last set */
@@ -125,6 +129,42 @@ ctl_match(struct eftp *f, const char *ip, uint16_t port)
 	return best;
 }
 
+/* A data connection for control session c: a session of its own, to the
+ * agent that holds c, not counted against the service's policy again
+ * (the control session was admitted from the same address). */
+static void
+data_start(struct eftp *f, int fd, const struct net_addr *peer,
+    const struct ectl *c, uint16_t port)
+{
+	struct net_addr local;
+	struct sess_req r;
+	enum sess_end code;
+	char why[160];
+	uint8_t a16[16];
+
+	if (sess_full(f->svc, 0)) {
+		close(fd);
+		return;
+	}
+	memset(&r, 0, sizeof(r));
+	cidr_sa16((const struct sockaddr *)&peer->ss, a16);
+	if (adm_admit(a16, f->svc, NULL, &r.adm, &code, why, sizeof(why)) != 0) {
+		close(fd);
+		return;
+	}
+	local.len = sizeof(local.ss);
+	if (getsockname(fd, (struct sockaddr *)&local.ss, &local.len) == -1)
+		local.ss = peer->ss;
+	data_accepted++;
+	r.kind = SK_FTP_DATA;
+	r.svc = f->svc;
+	r.agent = c->agent;
+	r.ftp_ctl = c->id;
+	r.ftp_port = port;
+	sess_start(fd, (const struct sockaddr *)&peer->ss,
+	    (const struct sockaddr *)&local.ss, &r);
+}
+
 static void
 pasv_accept(struct ev_io *io, uint32_t events)
 {
@@ -147,9 +187,7 @@ pasv_accept(struct ev_io *io, uint32_t events)
 			    "that address for this port");
 			continue;
 		}
-		data_accepted++;
-		/* svc_ftp_data may end the service's sessions, not f. */
-		svc_ftp_data(f->svc, fd, &peer, c->agent, c->id, l->port);
+		data_start(f, fd, &peer, c, l->port);
 	}
 }
 
@@ -273,7 +311,7 @@ ftp_listeners_set(uint32_t mask)
 }
 
 void
-ftp_ctl_add(struct eftp *f, uint64_t id, const char *ip, struct econn *agent)
+ftp_ctl_add(struct eftp *f, uint64_t id, const char *ip, struct eagent *agent)
 {
 	struct ectl **slot = ctl_slot(id), *c;
 
@@ -309,7 +347,7 @@ ftp_ctl_del(uint64_t id)
 }
 
 void
-ftp_ports(struct econn *agent, const struct msg *m)
+ftp_ports(struct eagent *agent, const struct msg *m)
 {
 	struct ectl *c = *ctl_slot(m->session);
 
@@ -335,7 +373,7 @@ ftp_ports(struct econn *agent, const struct msg *m)
 }
 
 void
-ftp_agent_lost(struct econn *agent)
+ftp_agent_lost(struct eagent *agent)
 {
 	struct eftp *f;
 	struct ectl *c;
@@ -349,7 +387,7 @@ ftp_agent_lost(struct econn *agent)
 void
 ftp_stats(char *out, size_t outlen)
 {
-	(void)stats_append(out, outlen, "ftp_data_accepted_total",
+	(void)stats_put(out, outlen, "ftp_data_accepted_total",
 	    data_accepted);
-	(void)stats_append(out, outlen, "ftp_data_refused_total", data_refused);
+	(void)stats_put(out, outlen, "ftp_data_refused_total", data_refused);
 }

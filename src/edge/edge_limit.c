@@ -22,7 +22,7 @@ static const char *const lim_names[LIM_COUNT] = {
 	[LIM_FRAME] = "frame",
 	[LIM_IDLE] = "idle_timeout",
 	[LIM_FDS] = "fds",
-	[LIM_POOL] = "pool",
+	[LIM_LINKS] = "links",
 };
 
 const char *

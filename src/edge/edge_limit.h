@@ -7,15 +7,15 @@
 
 enum lim_kind {
 	LIM_SESSIONS,		/* total client sessions */
-	LIM_PENDING,		/* clients of a service waiting to be claimed */
+	LIM_PENDING,		/* clients of a service waiting for a data link */
 	LIM_PER_IP,		/* sessions from one client address */
-	LIM_CLAIM_TIMEOUT,	/* not claimed in time */
+	LIM_CLAIM_TIMEOUT,	/* no data link free in time */
 	LIM_HANDSHAKES,		/* unidentified control-port connections */
 	LIM_HANDSHAKE_TIMEOUT,	/* TLS + first frame not done in time */
 	LIM_FRAME,		/* oversized or malformed frame */
 	LIM_IDLE,		/* session idle longer than its service allows */
 	LIM_FDS,		/* out of file descriptors */
-	LIM_POOL,		/* pooled data links + unused tokens per agent */
+	LIM_LINKS,		/* data links per agent */
 	LIM_COUNT
 };
 
@@ -27,7 +27,7 @@ struct edge_limits {
 	uint64_t	handshake_ms;
 	uint64_t	claim_ms;
 	uint32_t	max_frame;
-	uint64_t	max_pool;
+	uint64_t	max_links;
 };
 
 extern struct edge_limits lim;

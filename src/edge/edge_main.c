@@ -3,11 +3,20 @@
  * Start-up needs only the control address, the edge's own certificate
  * and key, and the CA agents must chain to. Everything else arrives from
  * agents over the control channel. */
-#include "edge/edge.h"
+#include "edge/edge_adm.h"
+#include "edge/edge_ctl.h"
 #include "edge/edge_keyproc.h"
+#include "edge/edge_limit.h"
+#include "edge/edge_link.h"
+#include "edge/edge_lis.h"
+#include "edge/edge_out.h"
+#include "edge/edge_proxy.h"
+#include "edge/edge_sess.h"
 #include "edge/edge_notify.h"
 #include "edge/edge_sandbox.h"
+#include "common/linkkey.h"
 #include "common/log.h"
+#include "common/psock.h"
 #include "common/tlsx.h"
 
 #include <errno.h>
@@ -21,8 +30,15 @@
 
 #define EDGE_VERSION "0.1.0"
 
-struct edge_conf edge_conf;
-struct edge_stats edge_stats;
+/* What the command line says; everything else arrives from agents. */
+static struct {
+	const char	*control;
+	const char	*cert;
+	const char	*key;
+	const char	*ca;
+} conf;
+
+const char *edge_name;
 SSL_CTX *edge_tls;
 
 static volatile sig_atomic_t edge_stop;
@@ -52,26 +68,22 @@ usage(FILE *f)
 	    "  --cert FILE           the edge's certificate (PEM)\n"
 	    "  --key FILE            its private key (PEM)\n"
 	    "  --ca FILE             CA that agent certificates must chain to\n"
-	    "  --claim-timeout SEC   close a client no agent claims in time (10)\n"
+	    "  --claim-timeout SEC   close a client that finds no data link of an\n"
+	    "                        agent free within this time (10)\n"
 	    "  --name NAME           name sent to agents (default: host name)\n"
 	    "\n"
 	    "Limits (each hit is logged and counted):\n"
 	    "  --max-sessions N      client sessions open at once (10000, or what\n"
 	    "                        the descriptor limit allows)\n"
-	    "  --max-pending N       clients of one service waiting to be claimed\n"
-	    "                        by an agent (1000)\n"
+	    "  --max-pending N       clients of one service waiting for a data\n"
+	    "                        link (1000)\n"
 	    "  --max-per-ip N        sessions from one client address (256)\n"
 	    "  --max-handshakes N    control-port connections not yet identified (256)\n"
 	    "  --handshake-timeout SEC  TLS handshake and first frame on the control\n"
 	    "                        port, for agents and data links (10)\n"
 	    "  --max-frame BYTES     largest control frame accepted (65536)\n"
-	    "  --max-pool N          pooled and multiplexed data links (and unused pool\n"
-	    "                        tokens) per agent (64)\n"
-	    "\n"
-	    "Performance:\n"
-	    "  --relay-threads N     threads that take over bulk sessions on plain\n"
-	    "                        data links, 0 to keep all on the main loop\n"
-	    "                        (default: one per CPU, at most 16)\n"
+	    "  --max-links N         data links per agent, multiplexed and idle\n"
+	    "                        plain ones (64)\n"
 	    "\n"
 	    "Least privilege (the key is always held by a separate key process,\n"
 	    "and the system call filter is always on):\n"
@@ -165,8 +177,7 @@ main(int argc, char **argv)
 		{ "max-handshakes", required_argument, NULL, 'H' },
 		{ "handshake-timeout", required_argument, NULL, 'T' },
 		{ "max-frame", required_argument, NULL, 'F' },
-		{ "max-pool", required_argument, NULL, 'p' },
-		{ "relay-threads", required_argument, NULL, 'R' },
+		{ "max-links", required_argument, NULL, 'p' },
 		{ "user", required_argument, NULL, 'u' },
 		{ "chroot", required_argument, NULL, 'r' },
 		{ "bind-low-ports", no_argument, NULL, 'L' },
@@ -183,7 +194,7 @@ main(int argc, char **argv)
 	char err[512];
 	struct sandbox_conf sc;
 	int ch, verbose = 0, bad = 0, sessions_set = 0, selftest = 0;
-	uint64_t now, v, threads = relay_threads_auto();
+	uint64_t now, v;
 
 	memset(&sc, 0, sizeof(sc));
 	lim.max_sessions = 10000;
@@ -193,14 +204,14 @@ main(int argc, char **argv)
 	lim.handshake_ms = 10000;
 	lim.claim_ms = 10000;
 	lim.max_frame = FRAME_MAX;
-	lim.max_pool = 64;
+	lim.max_links = 64;
 	while ((ch = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'c': edge_conf.control = optarg; break;
-		case 'C': edge_conf.cert = optarg; break;
-		case 'k': edge_conf.key = optarg; break;
-		case 'a': edge_conf.ca = optarg; break;
-		case 'n': edge_conf.name = optarg; break;
+		case 'c': conf.control = optarg; break;
+		case 'C': conf.cert = optarg; break;
+		case 'k': conf.key = optarg; break;
+		case 'a': conf.ca = optarg; break;
+		case 'n': edge_name = optarg; break;
 		case 'u': sc.user = optarg; break;
 		case 'r': sc.chroot_dir = optarg; break;
 		case 'L': sc.bind_low_ports = 1; break;
@@ -215,14 +226,7 @@ main(int argc, char **argv)
 			sessions_set = 1;
 			break;
 		case 'P': bad |= parse_count(optarg, 10000000, &lim.max_pending); break;
-		case 'p': bad |= parse_count(optarg, 100000, &lim.max_pool); break;
-		case 'R':
-			/* 0 is allowed here: threads off. */
-			if (strcmp(optarg, "0") == 0)
-				threads = 0;
-			else
-				bad |= parse_count(optarg, RELAY_MT_MAX, &threads);
-			break;
+		case 'p': bad |= parse_count(optarg, 100000, &lim.max_links); break;
 		case 'I': bad |= parse_count(optarg, 10000000, &lim.max_per_ip); break;
 		case 'H': bad |= parse_count(optarg, 1000000, &lim.max_handshakes); break;
 		case 'F':
@@ -237,19 +241,19 @@ main(int argc, char **argv)
 	if (bad) {
 		fprintf(stderr, "sallyport-edge: a limit is out of range: counts "
 		    "are whole numbers > 0, times seconds > 0, --max-frame at "
-		    "most %u, --relay-threads 0-%u\n", FRAME_MAX, RELAY_MT_MAX);
+		    "most %u\n", FRAME_MAX);
 		return 2;
 	}
-	if (optind != argc || edge_conf.control == NULL || edge_conf.cert == NULL ||
-	    edge_conf.key == NULL || edge_conf.ca == NULL) {
+	if (optind != argc || conf.control == NULL || conf.cert == NULL ||
+	    conf.key == NULL || conf.ca == NULL) {
 		usage(stderr);
 		return 2;
 	}
-	if (edge_conf.name == NULL) {
+	if (edge_name == NULL) {
 		if (gethostname(hostname, sizeof(hostname) - 1) == -1)
 			snprintf(hostname, sizeof(hostname), "edge");
-		edge_conf.name = hostname;
-	} else if (!frame_valid_service(edge_conf.name)) {
+		edge_name = hostname;
+	} else if (!frame_valid_service(edge_name)) {
 		fprintf(stderr, "sallyport-edge: --name: use 1-63 of A-Z a-z 0-9 _ . -\n");
 		return 2;
 	}
@@ -263,14 +267,14 @@ main(int argc, char **argv)
 	fconn_max_frame = lim.max_frame;
 	log_info("limits: sessions %llu, pending %llu, per address %llu, "
 	    "handshakes %llu, handshake %llu ms, claim %llu ms, frame %u bytes, "
-	    "pool %llu per agent, relay threads %llu",
+	    "data links %llu per agent",
 	    (unsigned long long)lim.max_sessions,
 	    (unsigned long long)lim.max_pending,
 	    (unsigned long long)lim.max_per_ip,
 	    (unsigned long long)lim.max_handshakes,
 	    (unsigned long long)lim.handshake_ms,
 	    (unsigned long long)lim.claim_ms, lim.max_frame,
-	    (unsigned long long)lim.max_pool, (unsigned long long)threads);
+	    (unsigned long long)lim.max_links);
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
@@ -281,21 +285,18 @@ main(int argc, char **argv)
 
 	if (sandbox_prepare(&sc, err, sizeof(err)) == -1)
 		log_fatal("%s", err);
-	if ((edge_tls = tlsx_server_ctx(edge_conf.cert, NULL, edge_conf.ca,
+	if ((edge_tls = tlsx_server_ctx(conf.cert, NULL, conf.ca,
 	    err, sizeof(err))) == NULL)
 		log_fatal("TLS set-up: %s", err);
-	if (keyproc_start(edge_tls, edge_conf.key, &sc, err, sizeof(err)) == -1)
-		log_fatal("%s: %s", edge_conf.key, err);
+	if (keyproc_start(edge_tls, conf.key, &sc, err, sizeof(err)) == -1)
+		log_fatal("%s: %s", conf.key, err);
 	if (ev_init() == -1)
 		log_fatal("epoll: %s", strerror(errno));
-	if (poolkey_init() == -1)
-		log_fatal("pool keys: OpenSSL has no HMAC");
-	if (relay_threads((unsigned)threads) == -1)
-		log_fatal("relay threads: %s", strerror(errno));
-	sc.threads = threads > 0;
+	if (linkkey_init() == -1)
+		log_fatal("link keys: OpenSSL has no HMAC");
 	if (out_init(sc.outbound) == -1)
 		log_fatal("outbound resolver: %s", strerror(errno));
-	if (ctl_listen(edge_conf.control) == -1)
+	if (ctl_listen(conf.control) == -1)
 		return 1;
 	/* No-op unless started by systemd with Type=notify. */
 	notify_open();
@@ -310,16 +311,24 @@ main(int argc, char **argv)
 			log_fatal("epoll_wait: %s", strerror(errno));
 		now = ev_now();
 		ctl_tick(now);
+		link_tick(now);
+		svc_tick(now);
+		proxy_tick(now);
 		sess_tick(now);
-		relay_tick(now);
+		adm_tick(now);
+		psock_tick(now);
 		out_tick(now);
+		ev_settle();
 	}
 	notify_send("STOPPING=1");
 	log_info("stopping");
 	out_shutdown();
+	proxy_shutdown();
+	sess_shutdown();
+	ev_settle();
+	link_shutdown();
 	svc_shutdown();
-	emux_shutdown();
-	relay_tick(UINT64_MAX);
+	psock_tick(UINT64_MAX);
 	ctl_shutdown();
 	SSL_CTX_free(edge_tls);
 	log_info("stopped");

@@ -1,15 +1,20 @@
-/* edge_out.c - outbound sessions. An agent asks, on a data link it
- * opened from inside, for a TCP connection to a destination outside;
- * the edge checks that agent's policy, resolves the name, checks every
- * resolved address again (a name cannot be made to resolve around the
- * policy), connects, and relays.
+/* edge_out.c - outbound sessions (edge_out.h).
+ *
+ * An agent asks on its control channel (OUT_REQ) for a TCP connection to
+ * a destination outside; the edge checks that agent's policy, resolves
+ * the name, checks every resolved address again (a name cannot be made to
+ * resolve around the policy), connects, and opens the session on one of
+ * the agent's data links like any other (SESS_OPEN, kind outbound), or
+ * answers OUT_FAIL.
  *
  * This is the only file in the edge that calls connect(), and it calls it
  * only with an address that passed outpol_check_addr. Names are resolved
  * with getaddrinfo_a: glibc's helper threads do the blocking lookup and
  * a notification thread writes the finished request's pointer into a
  * pipe that the event loop reads, so the loop never waits on DNS. */
-#include "edge/edge.h"
+#include "edge/edge_out.h"
+#include "edge/edge_ctl.h"
+#include "edge/edge_sess.h"
 #include "common/log.h"
 #include "common/outpol.h"
 
@@ -22,28 +27,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #define OUT_CONNECT_MS		10000	/* resolve + connect */
 #define OUT_RESOLVING_MAX	64	/* lookups in flight */
-#define OUT_SESSIONS_MAX	4096
-#define OUT_CAND_MAX		8	/* addresses tried per session */
+#define OUT_PENDING_MAX		4096	/* requests not yet connected */
+#define OUT_CAND_MAX		8	/* addresses tried per request */
 
-/* SOCKS reply codes (RFC 1928), which OUT_RESULT's OUT_CODE carries. */
+/* SOCKS reply codes (RFC 1928), which OUT_FAIL's OUT_CODE carries. */
 enum { OC_OK = 0, OC_FAIL = 1, OC_NOT_ALLOWED = 2, OC_NET_UNREACH = 3,
     OC_HOST_UNREACH = 4, OC_REFUSED = 5, OC_TIMEOUT = 6 };
 
-/* A pushed policy, shared by the agent's control connection and the
- * sessions it started (which may outlive it). */
+/* An agent's pushed policy. */
 struct epol {
-	unsigned	 refs;
 	struct outpol	 pol;
 };
 
-enum eout_state { EO_RESOLVE, EO_CONNECT, EO_RELAY };
+enum eout_state { EO_RESOLVE, EO_CONNECT };
 
 struct eout;
 
@@ -58,13 +60,12 @@ struct eres {
 	struct eout	*o;		/* NULL once nobody waits for it */
 };
 
+/* A request until it is connected (then it is a session) or fails. */
 struct eout {
 	struct ev_io	 cio;		/* the destination while connecting */
-	uint64_t	 id;
+	uint64_t	 request;	/* the agent's id for it */
 	enum eout_state	 state;
-	struct econn	*link;		/* the data link, until the relay */
-	struct epol	*pol;
-	char		 agent[MSG_NAME_MAX];
+	struct eagent	*a;
 	char		 host[MSG_HOST_MAX];
 	uint16_t	 port;
 	char		 dest[MSG_HOST_MAX + 16];
@@ -74,83 +75,50 @@ struct eout {
 	size_t		 icand;
 	int		 last_err;
 	char		 addr[NET_ADDRSTR];
-	uint64_t	 t_start;
 	uint64_t	 deadline;
-	size_t		 prime_len;
-	struct relay	 relay;
-	struct eout	*prev, *next;
+	LIST_ENTRY(eout) entry;
 };
 
 static int out_enabled;
 static int res_pipe[2] = { -1, -1 };
 static struct ev_io res_io;
 static size_t nresolving;
-static struct eout *eouts;
+static LIST_HEAD(, eout) eouts = LIST_HEAD_INITIALIZER(eouts);
 static size_t neouts;
-static uint64_t out_next_id = 1;
-
-void
-out_pol_unref(struct epol *p)
-{
-	if (p != NULL && --p->refs == 0)
-		free(p);
-}
 
 static void
 eout_free(struct eout *o)
 {
-	if (o->prev != NULL)
-		o->prev->next = o->next;
-	else
-		eouts = o->next;
-	if (o->next != NULL)
-		o->next->prev = o->prev;
+	LIST_REMOVE(o, entry);
 	neouts--;
 	if (o->res != NULL)
 		o->res->o = NULL;	/* res_done frees it when it finishes */
-	out_pol_unref(o->pol);
+	if (o->state == EO_CONNECT && o->cio.fd != -1) {
+		ev_del(&o->cio);
+		close(o->cio.fd);
+	}
 	free(o);
 }
 
-static void
-eout_log_end(struct eout *o, uint64_t out, uint64_t in, const char *reason)
-{
-	uint64_t ms = ev_now_update() - o->t_start;
-
-	log_info("outbound %llu closed agent=%s dest=%s addr=%s bytes_out=%llu "
-	    "bytes_in=%llu duration=%llu.%03llus reason=%s",
-	    (unsigned long long)o->id, o->agent, o->dest,
-	    o->addr[0] ? o->addr : "-", (unsigned long long)out,
-	    (unsigned long long)in, (unsigned long long)(ms / 1000),
-	    (unsigned long long)(ms % 1000), reason);
-}
-
-/* Refuse or give up before the relay: answer OUT_RESULT on the data link
- * (when it is still there), close everything, log. */
+/* Refuse or give up: OUT_FAIL to the agent (if it is still there). */
 static void
 eout_fail(struct eout *o, uint8_t code, const char *why)
 {
 	struct msg m;
 
-	if (o->link != NULL) {
-		msg_init(&m, FT_OUT_RESULT);
-		m.status = 1;
+	log_warn("outbound request %llu %s agent=%s dest=%s: %s",
+	    (unsigned long long)o->request,
+	    code == OC_NOT_ALLOWED ? "refused" : "failed",
+	    o->a != NULL ? o->a->name : "-", o->dest, why);
+	if (o->a != NULL) {
+		msg_init(&m, FT_OUT_FAIL);
+		m.request = o->request;
 		m.out_code = code;
-		m.have |= FA_BIT(FA_STATUS) | FA_BIT(FA_OUT_CODE);
+		msg_have(&m, FA_REQUEST);
+		msg_have(&m, FA_OUT_CODE);
 		msg_set_str(&m, FA_TEXT, why);
-		(void)fconn_send(&o->link->fc, &m);
-		o->link->out = NULL;
-		econn_free(o->link);
-		o->link = NULL;
+		ctl_send(o->a, &m);
 	}
-	if (o->state == EO_CONNECT && o->cio.fd != -1) {
-		ev_del(&o->cio);
-		close(o->cio.fd);
-		o->cio.fd = -1;
-	}
-	log_warn("outbound %llu %s agent=%s dest=%s: %s", (unsigned long long)o->id,
-	    code == OC_NOT_ALLOWED ? "refused" : "failed", o->agent, o->dest, why);
-	eout_log_end(o, 0, 0, code == OC_NOT_ALLOWED ? "refused" : "failed");
 	eout_free(o);
 }
 
@@ -166,63 +134,21 @@ code_for_errno(int err)
 	}
 }
 
-static void
-out_relay_done(struct relay *r, int first, const char *err)
-{
-	struct eout *o = r->arg;
-	char reason[300];
-	uint64_t out = relay_bytes(r, 1);
-	uint64_t in = relay_bytes(r, 0) >= o->prime_len ?
-	    relay_bytes(r, 0) - o->prime_len : 0;
-
-	/* Side 0 is the destination, side 1 the data link. */
-	if (err != NULL)
-		snprintf(reason, sizeof(reason), "error(%s: %s)",
-		    first == 0 ? "destination" : "data link", err);
-	else
-		snprintf(reason, sizeof(reason), "%s",
-		    first == 0 ? "destination-closed" : "agent-closed");
-	relay_free(r, err != NULL);
-	eout_log_end(o, out, in, reason);
-	eout_free(o);
-}
-
-/* Connected to the destination: say so, and relay. */
+/* Connected to the destination: a session of the agent's, on one of its
+ * data links. */
 static void
 eout_joined(struct eout *o, int fd)
 {
-	struct econn *link = o->link;
-	struct buf prime;
-	struct msg m;
-	SSL *ssl;
-	int lfd;
+	struct net_addr dest = o->cand[o->icand - 1];
+	struct sess_req r;
 
-	msg_init(&m, FT_OUT_RESULT);
-	m.status = 0;
-	m.out_code = OC_OK;
-	m.have |= FA_BIT(FA_STATUS) | FA_BIT(FA_OUT_CODE);
-	msg_set_str(&m, FA_DEST_ADDR, o->addr);
-	if (fconn_send(&link->fc, &m) == -1) {
-		close(fd);
-		o->link = NULL;
-		link->out = NULL;
-		econn_free(link);
-		log_warn("outbound %llu: data link failed", (unsigned long long)o->id);
-		eout_log_end(o, 0, 0, "failed");
-		eout_free(o);
-		return;
-	}
-	/* Whatever fconn_send could not write yet goes out first. */
-	fconn_detach(&link->fc, &lfd, &ssl, &prime);
-	link->out = NULL;
-	econn_free(link);
-	o->link = NULL;
-	o->prime_len = buf_len(&prime);
-	o->state = EO_RELAY;
-	log_info("outbound %llu connected agent=%s dest=%s addr=%s",
-	    (unsigned long long)o->id, o->agent, o->dest, o->addr);
-	(void)relay_start(&o->relay, fd, NULL, lfd, ssl, &prime, 0,
-	    out_relay_done, o);
+	memset(&r, 0, sizeof(r));
+	r.kind = SK_OUTBOUND;
+	r.agent = o->a;
+	r.request = o->request;
+	o->state = EO_RESOLVE;	/* fd is the session's from here */
+	eout_free(o);
+	sess_start(fd, (struct sockaddr *)&dest.ss, NULL, &r);
 }
 
 static void eout_connect_next(struct eout *o);
@@ -239,7 +165,7 @@ eout_connect_io(struct ev_io *io, uint32_t events)
 	o->cio.fd = -1;
 	if (err != 0) {
 		close(fd);
-		log_debug("outbound %llu: %s: %s", (unsigned long long)o->id,
+		log_debug("outbound %llu: %s: %s", (unsigned long long)o->request,
 		    o->addr, strerror(err));
 		o->last_err = err;
 		eout_connect_next(o);
@@ -300,14 +226,15 @@ eout_resolved(struct eout *o, struct addrinfo *res, int literal)
 		if (ai->ai_addrlen > sizeof(o->cand[0].ss) ||
 		    (ai->ai_family != AF_INET && ai->ai_family != AF_INET6))
 			continue;
-		if (!outpol_check_addr(&o->pol->pol, literal ? NULL : o->host,
-		    ai->ai_addr, &w)) {
+		/* o->a and its policy live as long as o (out_agent_lost). */
+		if (!outpol_check_addr(&o->a->out_pol->pol, literal ? NULL :
+		    o->host, ai->ai_addr, &w)) {
 			if (why == NULL) {
 				why = w;
 				net_fmt(ai->ai_addr, first, sizeof(first));
 			}
 			log_debug("outbound %llu: %s not allowed: %s",
-			    (unsigned long long)o->id, o->dest, w);
+			    (unsigned long long)o->request, o->dest, w);
 			continue;
 		}
 		if (o->ncand == OUT_CAND_MAX)
@@ -418,46 +345,40 @@ is_literal(const char *h)
 }
 
 void
-out_open(struct econn *c, const struct msg *m)
+out_request(struct eagent *a, const struct msg *m)
 {
-	struct econn *agent = ctl_agent_by_token(m->secret);
 	struct addrinfo hints, *res = NULL;
 	struct eout *o;
 	const char *why;
 	char port[8];
 
-	if (neouts >= OUT_SESSIONS_MAX || (o = calloc(1, sizeof(*o))) == NULL) {
-		log_warn("outbound data link from %s refused: too many sessions",
-		    c->peer);
-		fconn_send_error(&c->fc, "too many outbound sessions");
-		econn_free(c);
+	if ((o = calloc(1, sizeof(*o))) == NULL)
 		return;
-	}
-	o->id = out_next_id++;
+	o->request = m->request;
+	o->a = a;
 	o->cio.fd = -1;
 	o->state = EO_RESOLVE;
-	o->t_start = ev_now();
-	o->deadline = o->t_start + OUT_CONNECT_MS;
-	o->link = c;
+	o->deadline = ev_now() + OUT_CONNECT_MS;
 	snprintf(o->host, sizeof(o->host), "%s", m->dest_host);
 	o->port = m->dest_port;
 	snprintf(o->dest, sizeof(o->dest), strchr(o->host, ':') ? "[%s]:%u" :
 	    "%s:%u", o->host, o->port);
-	snprintf(o->agent, sizeof(o->agent), "%s", agent ? agent->name : "-");
-	c->out = o;
-	o->next = eouts;
-	if (eouts != NULL)
-		eouts->prev = o;
-	eouts = o;
+	LIST_INSERT_HEAD(&eouts, o, entry);
 	neouts++;
 
-	if (agent == NULL) {
-		eout_fail(o, OC_NOT_ALLOWED, "no agent with this outbound token");
+	if (a->out_pol == NULL) {
+		eout_fail(o, OC_NOT_ALLOWED, "no outbound policy from this agent");
 		return;
 	}
-	o->pol = agent->out_pol;
-	o->pol->refs++;
-	if (!outpol_check_name(&o->pol->pol, o->host, o->port, &why)) {
+	if (neouts > OUT_PENDING_MAX || sess_full("outbound", 0)) {
+		eout_fail(o, OC_FAIL, "too many outbound sessions");
+		return;
+	}
+	if (!outpol_valid_host(o->host)) {
+		eout_fail(o, OC_HOST_UNREACH, "not a host name or address");
+		return;
+	}
+	if (!outpol_check_name(&a->out_pol->pol, o->host, o->port, &why)) {
 		eout_fail(o, OC_NOT_ALLOWED, why);
 		return;
 	}
@@ -484,41 +405,23 @@ out_open(struct econn *c, const struct msg *m)
 }
 
 void
-out_link_lost(struct econn *c)
-{
-	struct eout *o = c->out;
-
-	if (o == NULL)
-		return;
-	c->out = NULL;
-	o->link = NULL;
-	if (o->state == EO_CONNECT && o->cio.fd != -1) {
-		ev_del(&o->cio);
-		close(o->cio.fd);
-	}
-	eout_log_end(o, 0, 0, "agent-closed");
-	eout_free(o);
-}
-
-void
-out_policy(struct econn *agent, const struct msg *m)
+out_policy(struct eagent *a, const struct msg *m)
 {
 	struct epol *p;
 	struct msg r;
 	char err[400];
-	static const uint8_t zero[FRAME_SECRET];
 
 	msg_init(&r, FT_OUT_POLICY_OK);
-	r.have |= FA_BIT(FA_STATUS);
+	msg_have(&r, FA_STATUS);
 	if (!out_enabled) {
 		/* The DMZ operator decides whether this host may connect
 		 * out at all; without it the sandbox forbids connect(). */
 		log_warn("agent %s: outbound policy refused: outbound sessions "
-		    "are not enabled on this edge (--allow-outbound)", agent->name);
+		    "are not enabled on this edge (--allow-outbound)", a->name);
 		r.status = 1;
 		msg_set_str(&r, FA_TEXT, "outbound sessions are not enabled on "
 		    "this edge (--allow-outbound)");
-		(void)fconn_send(&agent->fc, &r);
+		ctl_send(a, &r);
 		return;
 	}
 	if ((p = calloc(1, sizeof(*p))) == NULL ||
@@ -526,27 +429,33 @@ out_policy(struct econn *agent, const struct msg *m)
 		if (p == NULL)
 			snprintf(err, sizeof(err), "out of memory");
 		free(p);
-		log_warn("agent %s: outbound policy refused: %s", agent->name, err);
+		log_warn("agent %s: outbound policy refused: %s", a->name, err);
 		r.status = 1;
 		msg_set_str(&r, FA_TEXT, err);
-		(void)fconn_send(&agent->fc, &r);
+		ctl_send(a, &r);
 		return;
 	}
-	p->refs = 1;
-	out_pol_unref(agent->out_pol);
-	agent->out_pol = p;
-	/* One token per control connection: outbound links name it, which
-	 * binds each session to the policy of the agent that asked. */
-	if (CRYPTO_memcmp(agent->out_token, zero, sizeof(zero)) == 0 &&
-	    RAND_bytes(agent->out_token, sizeof(agent->out_token)) != 1)
-		log_fatal("RAND_bytes failed");
+	free(a->out_pol);
+	a->out_pol = p;
+	log_info("agent %s: outbound policy with %zu rules", a->name, p->pol.n);
 	r.status = 0;
-	memcpy(r.secret, agent->out_token, sizeof(r.secret));
-	r.have |= FA_BIT(FA_SECRET);
-	log_info("agent %s: outbound policy with %zu rules", agent->name,
-	    p->pol.n);
-	(void)fconn_send(&agent->fc, &r);
-	OPENSSL_cleanse(r.secret, sizeof(r.secret));
+	ctl_send(a, &r);
+}
+
+void
+out_agent_lost(struct eagent *a)
+{
+	struct eout *o, *next;
+
+	for (o = LIST_FIRST(&eouts); o != NULL; o = next) {
+		next = LIST_NEXT(o, entry);
+		if (o->a == a) {
+			o->a = NULL;
+			eout_fail(o, OC_FAIL, "agent lost");
+		}
+	}
+	free(a->out_pol);
+	a->out_pol = NULL;
 }
 
 int
@@ -572,9 +481,9 @@ out_tick(uint64_t now)
 {
 	struct eout *o, *next;
 
-	for (o = eouts; o != NULL; o = next) {
-		next = o->next;
-		if (o->state != EO_RELAY && now > o->deadline)
+	for (o = LIST_FIRST(&eouts); o != NULL; o = next) {
+		next = LIST_NEXT(o, entry);
+		if (now > o->deadline)
 			eout_fail(o, OC_TIMEOUT, o->state == EO_RESOLVE ?
 			    "name lookup timed out" : "connect timed out");
 	}
@@ -583,18 +492,7 @@ out_tick(uint64_t now)
 void
 out_shutdown(void)
 {
-	struct eout *o;
-
-	while ((o = eouts) != NULL) {
-		if (o->state == EO_RELAY) {
-			uint64_t out = relay_bytes(&o->relay, 1);
-			uint64_t in = relay_bytes(&o->relay, 0) >= o->prime_len ?
-			    relay_bytes(&o->relay, 0) - o->prime_len : 0;
-			relay_free(&o->relay, 1);
-			eout_log_end(o, out, in, "edge-stopping");
-			eout_free(o);
-		} else
-			eout_fail(o, OC_FAIL, "edge stopping");
-	}
+	while (!LIST_EMPTY(&eouts))
+		eout_fail(LIST_FIRST(&eouts), OC_FAIL, "edge stopping");
 	ev_del(&res_io);
 }

@@ -207,7 +207,7 @@ rule(scmp_filter_ctx ctx, uint32_t action, int nr, unsigned n,
 	return seccomp_rule_add(ctx, action, nr, 1, a);
 }
 
-/* Threads (glibc's resolver, relay threads), never a new process: clone
+/* Threads (glibc's resolver), never a new process: clone
  * only with CLONE_THREAD, and clone3 (whose flags a filter cannot see)
  * says ENOSYS so glibc falls back to clone. */
 static int
@@ -249,8 +249,7 @@ seccomp_outbound(scmp_filter_ctx ctx)
  * denied in sanitizer builds too, whose runtime needs a looser default
  * (LeakSanitizer reads /proc and stops threads at exit). */
 static int
-seccomp_install(int keyproc, int outbound, int threads, char *err,
-    size_t errlen)
+seccomp_install(int keyproc, int outbound, char *err, size_t errlen)
 {
 	static const int relay_calls[] = {
 		SCMP_SYS(readv), SCMP_SYS(writev), SCMP_SYS(shutdown), SCMP_SYS(accept4), SCMP_SYS(accept),
@@ -310,8 +309,6 @@ seccomp_install(int keyproc, int outbound, int threads, char *err,
 		    O_APPEND, O_RDONLY)) < 0)
 			goto out;
 		if (outbound && seccomp_outbound(ctx) < 0)
-			goto out;
-		if (!outbound && threads && seccomp_threads(ctx) < 0)
 			goto out;
 		/* SIOCOUTQ only: the relay waits for a socket's send queue to
 		 * drain before it resets it (the outbound set allows all). */
@@ -399,8 +396,8 @@ sandbox_common(const struct sandbox_conf *sc, int keyproc, char *err,
 		    "directory to keep the edge away from the file system");
 #endif
 	uid = (long)getuid();
-	if (seccomp_install(keyproc, !keyproc && sc->outbound,
-	    !keyproc && sc->threads, err, errlen) == -1)
+	if (seccomp_install(keyproc, !keyproc && sc->outbound, err,
+	    errlen) == -1)
 		return -1;
 	if (!keyproc)
 		log_info("sandbox: uid %ld, capabilities %s, file system %s, "

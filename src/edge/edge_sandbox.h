@@ -10,7 +10,6 @@ struct sandbox_conf {
 	const char	*chroot_dir;	/* chroot here (needs root) */
 	int		 bind_low_ports; /* keep CAP_NET_BIND_SERVICE */
 	int		 outbound;	/* --allow-outbound: connect, DNS */
-	int		 threads;	/* relay threads may be started */
 	int		 disabled;	/* --no-sandbox, for debugging only */
 };
 

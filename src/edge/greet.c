@@ -1,36 +1,35 @@
-/* plink.c - plain data-link greeting: pure functions, no I/O, so the first
- * code to see an unauthenticated peer's bytes is unit-tested and fuzzed. */
-#include "common/plink.h"
+/* greet.c - how a control-port connection begins (greet.h). */
+#include "edge/greet.h"
 
 #include <string.h>
 
 int
-plink_sniff(const uint8_t *p, size_t n)
+greet_sniff(const uint8_t *p, size_t n)
 {
 	size_t k = n < PLINK_MAGIC_LEN ? n : PLINK_MAGIC_LEN;
 
 	if (n == 0)
-		return PLINK_MORE;
+		return GREET_MORE;
 	if (p[0] == 0x16)
-		return PLINK_TLS;
+		return GREET_TLS;
 	if (memcmp(p, PLINK_MAGIC, k) != 0)
-		return PLINK_BAD;
-	return n < PLINK_MAGIC_LEN ? PLINK_MORE : PLINK_PLAIN;
+		return GREET_BAD;
+	return n < PLINK_MAGIC_LEN ? GREET_MORE : GREET_PLAIN;
 }
 
 int
-plink_greeting(const uint8_t *p, size_t n, struct msg *m, size_t *need,
+greet_parse(const uint8_t *p, size_t n, struct msg *m, size_t *need,
     const char **why)
 {
 	uint16_t type;
 	uint32_t plen;
 	size_t total;
 
-	switch (plink_sniff(p, n)) {
-	case PLINK_MORE:
+	switch (greet_sniff(p, n)) {
+	case GREET_MORE:
 		*need = PLINK_MAGIC_LEN;
 		return 1;
-	case PLINK_PLAIN:
+	case GREET_PLAIN:
 		break;
 	default:
 		*why = "not a plain data-link greeting";
@@ -42,11 +41,11 @@ plink_greeting(const uint8_t *p, size_t n, struct msg *m, size_t *need,
 	}
 	if (frame_hdr_decode(p + PLINK_MAGIC_LEN, &type, &plen, why) == -1)
 		return -1;
-	if (type != FT_DATA_HELLO && type != FT_POOL_HELLO) {
-		*why = "a plain link must start with DATA_HELLO or POOL_HELLO";
+	if (type != FT_LINK_HELLO) {
+		*why = "a plain link must start with LINK_HELLO";
 		return -1;
 	}
-	if (plen > PLINK_GREET_MAX) {
+	if (plen > GREET_MAX) {
 		*why = "greeting frame too large";
 		return -1;
 	}

@@ -1,7 +1,7 @@
-/* stats.c - "name=value" counter lists (see stats.h). The agent parses
- * what an edge sends, so the parser checks every byte against the grammar
- * and never reads past len. */
-#include "common/stats.h"
+/* stats_parse.c - "name=value" counter lists from an edge (stats_parse.h).
+ * The edge may be hostile, so the parser checks every byte against the
+ * grammar and never reads past len. */
+#include "agent/stats_parse.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -89,22 +89,5 @@ stats_parse(const char *s, size_t len, struct stats_kv *kv, size_t max,
 		pos = end;
 	}
 	*n = k;
-	return 0;
-}
-
-int
-stats_append(char *out, size_t outlen, const char *name, uint64_t value)
-{
-	size_t have = strnlen(out, outlen);
-	int r;
-
-	if (have >= outlen || !stats_valid_name(name, strlen(name)))
-		return -1;
-	r = snprintf(out + have, outlen - have, "%s%s=%llu", have ? " " : "",
-	    name, (unsigned long long)value);
-	if (r < 0 || (size_t)r >= outlen - have) {
-		out[have] = '\0';
-		return -1;
-	}
 	return 0;
 }

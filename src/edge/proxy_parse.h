@@ -1,13 +1,12 @@
-/* proxy.h - the PROXY protocol (versions 1 and 2), as specified by the
- * HAProxy project: a header a proxy sends before any other byte to say
- * who the real client is.
+/* proxy_parse.h - the PROXY protocol (versions 1 and 2), as specified by
+ * the HAProxy project: a header a proxy sends before any other byte to say
+ * who the real client is. The edge parses the headers of front load
+ * balancers (accept_proxy_from).
  *
  * Pure functions over byte arrays: no I/O, no allocation, so the parser
- * can be unit-tested and fuzzed on its own. The edge parses headers from
- * front load balancers (accept_proxy_from); the agent encodes headers for
- * backends (proxy_protocol = v1 | v2). */
-#ifndef SP_PROXY_H
-#define SP_PROXY_H
+ * can be unit-tested and fuzzed on its own. */
+#ifndef SP_PROXY_PARSE_H
+#define SP_PROXY_PARSE_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -41,13 +40,5 @@ struct proxy_hdr {
  * too long, unsupported family). Never reads past n or past PROXY_MAX. */
 int	proxy_parse(const uint8_t *p, size_t n, struct proxy_hdr *h,
 	    const char **why);
-
-/* Encode a header of the given version (1 or 2) saying that src (the
- * client) connected to dst; src and dst are sockaddr_in or sockaddr_in6.
- * If the families differ, an IPv4 address is written as IPv4-mapped
- * IPv6. Returns the number of bytes written to out, or -1 if out is too
- * small or an argument is bad. */
-int	proxy_encode(int version, const struct sockaddr *src,
-	    const struct sockaddr *dst, uint8_t *out, size_t outlen);
 
 #endif

@@ -1,4 +1,4 @@
-/* stats.h - the counters an edge reports to its agents (FA_STATS).
+/* stats_parse.h - the counters an edge reports to its agents (FA_STATS).
  *
  * Wire form: "name=value" tokens separated by single spaces, e.g.
  * "sessions_accepted_total=12 agents_connected=1". A name is 1-48 bytes
@@ -6,8 +6,8 @@
  * sign or leading zeros. A name ending in "_total" is a counter, any
  * other a gauge: the agent exposes counters the edge adds later without
  * knowing them in advance. */
-#ifndef SP_STATS_H
-#define SP_STATS_H
+#ifndef SP_STATS_PARSE_H
+#define SP_STATS_PARSE_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -27,10 +27,6 @@ struct stats_kv {
  * valid and has no tokens. */
 int	stats_parse(const char *s, size_t len, struct stats_kv *kv, size_t max,
 	    size_t *n, const char **why);
-/* Append " name=value" (no space when *out is empty) to out, NUL-
- * terminated within outlen. Returns 0, or -1 if the name is invalid or
- * the token does not fit (out is then unchanged). */
-int	stats_append(char *out, size_t outlen, const char *name, uint64_t value);
 /* 1 if name is a valid counter name. */
 int	stats_valid_name(const char *name, size_t len);
 

@@ -1,0 +1,47 @@
+/* edge_ctl.h - the control port: every connection an agent opens to the
+ * edge arrives here, TLS (the control channel, multiplexed data links) or
+ * plain (plain data links), and is told apart by its first frame. An
+ * agent's control channel lives here too. */
+#ifndef SP_EDGE_CTL_H
+#define SP_EDGE_CTL_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "common/fconn.h"
+#include "common/linkkey.h"
+#include "common/net.h"
+
+struct epol;
+struct eparked;
+
+/* An agent, while its control channel lives. */
+struct eagent {
+	struct fconn	 fc;
+	char		 name[MSG_NAME_MAX];
+	char		 peer[NET_ADDRSTR];
+	int		 plain;		/* its data links are plain */
+	/* The key that proves its data links (linkkey.h), for as long as
+	 * this control connection lives. */
+	uint8_t		 key[LINKKEY_LEN];
+	uint64_t	 kid;
+	struct linkkey_win win;
+	uint64_t	 sessions;	/* its sessions now: its load */
+	uint64_t	 nlinks;	/* its data links up (edge_link.c) */
+	LIST_HEAD(, eparked) parked;	/* its idle plain links */
+	struct epol	*out_pol;	/* its outbound policy (edge_out.c) */
+	LIST_ENTRY(eagent) entry;
+};
+
+int	ctl_listen(const char *addr);
+/* Stop or resume accepting on the control port (out of descriptors). */
+void	ctl_pause(int paused);
+void	ctl_tick(uint64_t now);
+void	ctl_shutdown(void);
+/* The agent whose link key has this id, or NULL. */
+struct eagent *ctl_agent_by_kid(uint64_t kid);
+/* Send m on a's control channel; failures end the channel later. */
+void	ctl_send(struct eagent *a, const struct msg *m);
+uint64_t ctl_agents(void);
+
+#endif

@@ -1,0 +1,41 @@
+/* edge_ftp.h - the passive data ports of FTP services (docs/ftp.md).
+ *
+ * An FTP service's SVC_OPEN carries PROTOCOL and a passive port range;
+ * the edge listens on every port of the range, on the service's address,
+ * for as long as the service is open. Each control session of the service
+ * is remembered with the client's address and, once its agent has sent
+ * FTP_PORTS, the ports its data connections may use (the slice of the
+ * backend that holds it). A connection to passive port P from address X
+ * becomes a session only if a live control session from X allows P; it
+ * then goes, with the control session's id and P, to the agent that holds
+ * that control session. Anything else is refused at once: no port
+ * stealing by other addresses. */
+#ifndef SP_EDGE_FTP_H
+#define SP_EDGE_FTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/frame.h"
+#include "common/net.h"
+
+struct eagent;
+struct eftp;
+
+/* For an SVC_OPEN with PROTOCOL: check it and listen on its passive
+ * ports at listen's address; *out stays NULL for other services. 0, or
+ * -1 with err (nothing left open). */
+int	ftp_svc_open(const char *svc, const struct msg *def,
+	    const struct net_addr *listen, struct eftp **out, char *err,
+	    size_t errlen);
+void	ftp_svc_close(struct eftp *f);	/* NULL is fine */
+void	ftp_listeners_set(uint32_t mask);
+/* Control session id from ip went to agent (f NULL: not FTP). */
+void	ftp_ctl_add(struct eftp *f, uint64_t id, const char *ip,
+	    struct eagent *agent);
+void	ftp_ctl_del(uint64_t id);	/* any session id; cheap if not FTP */
+void	ftp_ports(struct eagent *agent, const struct msg *m);	/* FTP_PORTS */
+void	ftp_agent_lost(struct eagent *agent);
+void	ftp_stats(char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,535 @@
+/* edge_lis.c - services and their listeners (edge_lis.h). */
+#include "edge/edge_lis.h"
+#include "edge/edge_adm.h"
+#include "edge/edge_ctl.h"
+#include "edge/edge_ftp.h"
+#include "edge/edge_limit.h"
+#include "edge/edge_proxy.h"
+#include "edge/edge_sess.h"
+#include "edge/edge_stats.h"
+#include "common/ev.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+
+#define SVC_AGENTS_MAX	16
+#define DENIED_PER_SEC	50	/* SESS_DENIED frames per service */
+#define ACCEPT_PAUSE_MS	250
+#define ACCEPT_BATCH	64	/* per event: a flood must not outrun the queue */
+
+/* An agent offering a service, with the priority it asked for there. */
+struct esvc_agent {
+	struct eagent	*a;
+	uint32_t	 priority;
+};
+
+struct esvc {
+	struct ev_io	 io;
+	char		 name[MSG_NAME_MAX];
+	char		 listen[MSG_ADDR_MAX];
+	/* The SVC_OPEN that created the service, as decoded, PRIORITY
+	 * cleared: agents that offer the same service must push the same
+	 * definition, compared whole, so attributes added later are covered
+	 * too; only the per-agent priority may differ. */
+	struct msg	 def;
+	char		 def_agent[MSG_NAME_MAX];
+	struct esvc_agent agents[SVC_AGENTS_MAX];
+	size_t		 nagents;
+	size_t		 rr;
+	/* The address clients connect to, when the listener names one (not
+	 * a wildcard): then no getsockname() per client. */
+	struct net_addr	 local;
+	int		 local_fixed;
+	struct cpol	 pol;
+	uint64_t	 deny_sec;	/* denials reported, per second */
+	uint32_t	 deny_sent;
+	uint32_t	 deny_held;
+	uint64_t	 npending;	/* clients waiting for a data link */
+	struct eftp	*ftp;		/* FTP: passive ports */
+	struct esvc	*next;
+};
+
+static struct esvc *svcs;
+static uint64_t paused_until;
+
+static struct esvc *
+svc_find(const char *name)
+{
+	struct esvc *s;
+
+	for (s = svcs; s != NULL; s = s->next)
+		if (strcmp(s->name, name) == 0)
+			return s;
+	return NULL;
+}
+
+static void
+svc_result(struct eagent *a, const char *name, int ok, const char *text)
+{
+	struct msg m;
+
+	msg_init(&m, FT_SVC_RESULT);
+	msg_set_str(&m, FA_SERVICE, name);
+	m.status = ok ? 0 : 1;
+	msg_have(&m, FA_STATUS);
+	if (text != NULL)
+		msg_set_str(&m, FA_TEXT, text);
+	ctl_send(a, &m);
+}
+
+static void deny_flush(struct esvc *svc);
+
+static void
+svc_free(struct esvc *s)
+{
+	struct esvc **pp;
+
+	proxy_svc_gone(s);
+	deny_flush(s);
+	for (pp = &svcs; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	ev_del(&s->io);
+	close(s->io.fd);
+	ftp_svc_close(s->ftp);
+	log_info("service %s closed", s->name);
+	free(s);
+}
+
+/* --- accept back-off ---------------------------------------------------- */
+
+static void
+listeners_set(uint32_t mask)
+{
+	struct esvc *s;
+
+	for (s = svcs; s != NULL; s = s->next)
+		if (ev_set(&s->io, mask) == -1)
+			log_fatal("epoll_ctl: %s", strerror(errno));
+	ftp_listeners_set(mask);
+	ctl_pause(mask == 0);
+}
+
+int
+edge_accept(int lfd, struct net_addr *peer, const char *what)
+{
+	int fd;
+
+	if (paused_until != 0)
+		return -1;
+	/* Nagle is off: accepted sockets inherit it from net_listen. */
+	if ((fd = net_accept(lfd, peer)) != -1)
+		return fd;
+	if (errno == EMFILE || errno == ENFILE) {
+		/* A level-triggered listener would wake the loop forever:
+		 * stop watching every listener for a moment instead. */
+		lim_hit(LIM_FDS, "%s: accept: %s", what, strerror(errno));
+		paused_until = ev_now() + ACCEPT_PAUSE_MS;
+		listeners_set(0);
+	} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
+	    errno != ECONNABORTED && errno != EINTR)
+		log_warn("%s: accept: %s", what, strerror(errno));
+	return -1;
+}
+
+/* --- agents ------------------------------------------------------------- */
+
+struct eagent *
+svc_pick_agent(const char *name)
+{
+	struct esvc *svc = svc_find(name);
+	struct esvc_agent *x, *best = NULL;
+	size_t k;
+
+	if (svc == NULL)
+		return NULL;
+	/* Among the agents of the highest priority (active-passive), the
+	 * one with the fewest sessions; the rotating start breaks ties. An
+	 * agent whose channel is failing already is passed over. */
+	for (k = 0; k < svc->nagents; k++) {
+		x = &svc->agents[(svc->rr + k) % svc->nagents];
+		if (x->a->fc.failed)
+			continue;
+		if (best == NULL || x->priority > best->priority ||
+		    (x->priority == best->priority &&
+		    x->a->sessions < best->a->sessions))
+			best = x;
+	}
+	svc->rr++;
+	return best != NULL ? best->a : NULL;
+}
+
+int
+svc_offered_by(const char *name, const struct eagent *a)
+{
+	struct esvc *svc = svc_find(name);
+	size_t i;
+
+	for (i = 0; svc != NULL && i < svc->nagents; i++)
+		if (svc->agents[i].a == a)
+			return 1;
+	return 0;
+}
+
+uint64_t
+svc_idle_ms(const char *name)
+{
+	struct esvc *svc = svc_find(name);
+
+	return svc != NULL ? (uint64_t)svc->def.idle_timeout * 1000u : 0;
+}
+
+struct eftp *
+svc_ftp(const char *name)
+{
+	struct esvc *svc = svc_find(name);
+
+	return svc != NULL ? svc->ftp : NULL;
+}
+
+void
+svc_pending(const char *name, int delta)
+{
+	struct esvc *svc = svc_find(name);
+
+	if (svc == NULL)
+		return;
+	if (delta > 0)
+		svc->npending++;
+	else if (svc->npending > 0)
+		svc->npending--;
+}
+
+/* --- refusals ----------------------------------------------------------- */
+
+/* Report the denials held back in the last second as one count. */
+static void
+deny_flush(struct esvc *svc)
+{
+	struct eagent *a;
+	struct msg m;
+
+	if (svc->deny_held == 0)
+		return;
+	log_info("service %s: %u more clients refused in the last second "
+	    "(not logged one by one)", svc->name, svc->deny_held);
+	if ((a = svc_pick_agent(svc->name)) != NULL) {
+		msg_init(&m, FT_DENIED_SUMMARY);
+		msg_set_str(&m, FA_SERVICE, svc->name);
+		m.count = svc->deny_held;
+		msg_have(&m, FA_COUNT);
+		ctl_send(a, &m);
+	}
+	svc->deny_held = 0;
+}
+
+void
+svc_deny(struct esvc *svc, int fd, const struct sockaddr *client,
+    enum sess_end code, const char *why)
+{
+	struct linger lg = { 1, 0 };
+	struct eagent *a;
+	struct msg m;
+	char addr[NET_ADDRSTR], ip[NET_ADDRSTR];
+	uint64_t id = sess_new_id(), sec = ev_now() / 1000;
+	uint16_t port;
+
+	/* A reset: a flood leaves no TIME_WAIT behind. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+	if (sec != svc->deny_sec) {
+		deny_flush(svc);
+		svc->deny_sec = sec;
+		svc->deny_sent = 0;
+	}
+	if (svc->deny_sent >= DENIED_PER_SEC) {
+		svc->deny_held++;
+		return;
+	}
+	svc->deny_sent++;
+	net_fmt(client, addr, sizeof(addr));
+	net_fmt_ip(client, ip, sizeof(ip), &port);
+	log_info("session %llu refused service=%s client=%s reason=%s "
+	    "detail=\"%s\"", (unsigned long long)id, svc->name, addr,
+	    end_name(code), why);
+	if ((a = svc_pick_agent(svc->name)) == NULL)
+		return;
+	msg_init(&m, FT_SESS_DENIED);
+	m.session = id;
+	msg_set_str(&m, FA_SERVICE, svc->name);
+	msg_set_str(&m, FA_CLIENT_ADDR, ip);
+	m.client_port = port;
+	m.end = (uint8_t)code;
+	msg_set_str(&m, FA_TEXT, why);
+	msg_have(&m, FA_SESSION);
+	msg_have(&m, FA_CLIENT_PORT);
+	msg_have(&m, FA_END);
+	ctl_send(a, &m);
+}
+
+/* --- clients ------------------------------------------------------------ */
+
+void
+svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
+    const struct sockaddr *local)
+{
+	struct sess_req r;
+	enum sess_end code;
+	char why[160];
+	uint8_t a16[16];
+	int rc;
+
+	if (sess_full(svc->name, svc->npending)) {
+		close(fd);
+		return;
+	}
+	cidr_sa16(client, a16);
+	memset(&r, 0, sizeof(r));
+	rc = adm_admit(a16, svc->name, &svc->pol, &r.adm, &code, why,
+	    sizeof(why));
+	if (rc == -2) {
+		close(fd);
+		return;
+	}
+	if (rc == -1) {
+		svc_deny(svc, fd, client, code, why);
+		return;
+	}
+	r.kind = SK_CLIENT;
+	r.svc = svc->name;
+	sess_start(fd, client, local, &r);
+}
+
+static void
+svc_accept(struct ev_io *io, uint32_t events)
+{
+	struct esvc *svc = (struct esvc *)(void *)io;
+	struct net_addr peer, local;
+	char what[MSG_NAME_MAX + 16];
+	uint8_t a16[16];
+	int fd, i;
+
+	(void)events;
+	snprintf(what, sizeof(what), "service %s", svc->name);
+	for (i = 0; i < ACCEPT_BATCH; i++) {
+		if ((fd = edge_accept(io->fd, &peer, what)) == -1)
+			return;
+		if (svc->pol.accept_proxy.n > 0) {
+			/* Behind load balancers: only they may connect, and
+			 * each connection must start with a PROXY header. */
+			cidr_sa16((struct sockaddr *)&peer.ss, a16);
+			if (!cidr_list_match(&svc->pol.accept_proxy, a16))
+				svc_deny(svc, fd, (struct sockaddr *)&peer.ss,
+				    SE_DENIED, "peer not in accept_proxy_from");
+			else
+				proxy_start(svc, fd, &peer);
+			continue;
+		}
+		if (svc->local_fixed)
+			local = svc->local;
+		else {
+			local.len = sizeof(local.ss);
+			if (getsockname(fd, (struct sockaddr *)&local.ss,
+			    &local.len) == -1)
+				local.ss = peer.ss;
+		}
+		svc_client(svc, fd, (struct sockaddr *)&peer.ss,
+		    (struct sockaddr *)&local.ss);
+	}
+}
+
+/* --- SVC_OPEN and SVC_CLOSE ---------------------------------------------- */
+
+/* A second agent for an existing service, or the same agent again. */
+static void
+svc_join(struct esvc *s, struct eagent *a, const struct msg *def,
+    const struct msg *cmp)
+{
+	char err[400];
+	size_t i;
+
+	if (memcmp(&s->def, cmp, sizeof(*cmp)) != 0) {
+		snprintf(err, sizeof(err), "service %s is already open on %s "
+		    "with another definition (from agent %s); the edge keeps "
+		    "the first", s->name, s->listen, s->def_agent);
+		log_warn("agent %s: service %s refused: conflicting definition "
+		    "(listen %s); keeping the one from agent %s on %s", a->name,
+		    s->name, def->listen, s->def_agent, s->listen);
+		svc_result(a, s->name, 0, err);
+		return;
+	}
+	for (i = 0; i < s->nagents; i++)
+		if (s->agents[i].a == a) {
+			if (s->agents[i].priority != def->priority)
+				log_info("service %s on %s agent=%s priority=%u "
+				    "(was %u)", s->name, s->listen, a->name,
+				    def->priority, s->agents[i].priority);
+			s->agents[i].priority = def->priority;
+			svc_result(a, s->name, 1, NULL);
+			return;
+		}
+	if (s->nagents == SVC_AGENTS_MAX) {
+		log_warn("agent %s: service %s refused: already %d agents",
+		    a->name, s->name, SVC_AGENTS_MAX);
+		svc_result(a, s->name, 0, "too many agents for this service");
+		return;
+	}
+	s->agents[s->nagents].a = a;
+	s->agents[s->nagents].priority = def->priority;
+	s->nagents++;
+	log_info("service %s open on %s agent=%s priority=%u", s->name,
+	    s->listen, a->name, def->priority);
+	svc_result(a, s->name, 1, NULL);
+	sess_links_ready(a);
+}
+
+/* A new service: its policy, its listener, its passive ports. */
+static void
+svc_create(struct eagent *a, const struct msg *def, const struct msg *cmp)
+{
+	struct esvc *s, *o;
+	struct net_addr addr;
+	char err[400];
+	int fd = -1;
+
+	for (o = svcs; o != NULL; o = o->next)
+		if (strcmp(o->listen, def->listen) == 0) {
+			snprintf(err, sizeof(err), "%s is in use by service %s",
+			    def->listen, o->name);
+			goto refuse;
+		}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto refuse;
+	}
+	if (adm_policy_load(&s->pol, def, err, sizeof(err)) == -1 ||
+	    net_parse(def->listen, &addr, err, sizeof(err)) == -1 ||
+	    (fd = net_listen(&addr, 1024, err, sizeof(err))) == -1 ||
+	    ftp_svc_open(def->service, def, &addr, &s->ftp, err,
+	    sizeof(err)) == -1) {
+		if (fd != -1)
+			close(fd);
+		free(s);
+		goto refuse;
+	}
+	ev_io_init(&s->io, fd, svc_accept);
+	s->local = addr;
+	s->local_fixed = !net_is_any(&addr);
+	snprintf(s->name, sizeof(s->name), "%s", def->service);
+	snprintf(s->listen, sizeof(s->listen), "%s", def->listen);
+	memcpy(&s->def, cmp, sizeof(s->def));
+	snprintf(s->def_agent, sizeof(s->def_agent), "%s", a->name);
+	s->agents[0].a = a;
+	s->agents[0].priority = def->priority;
+	s->nagents = 1;
+	if (ev_set(&s->io, paused_until != 0 ? 0 : EPOLLIN) == -1)
+		log_fatal("epoll_ctl: %s", strerror(errno));
+	s->next = svcs;
+	svcs = s;
+	log_info("service %s open on %s agent=%s priority=%u", s->name,
+	    s->listen, a->name, def->priority);
+	svc_result(a, s->name, 1, NULL);
+	return;
+refuse:
+	log_warn("agent %s: service %s on %s: %s", a->name, def->service,
+	    def->listen, err);
+	svc_result(a, def->service, 0, err);
+}
+
+void
+svc_open(struct eagent *a, const struct msg *def)
+{
+	struct esvc *s = svc_find(def->service);
+	struct msg *cmp;
+
+	/* memcpy, not assignment: padding must compare equal too. struct
+	 * msg is large: not on the stack twice. */
+	if ((cmp = malloc(sizeof(*cmp))) == NULL) {
+		svc_result(a, def->service, 0, "out of memory");
+		return;
+	}
+	memcpy(cmp, def, sizeof(*cmp));
+	cmp->priority = 0;
+	cmp->have &= ~FA_BIT(FA_PRIORITY);
+	if (s != NULL)
+		svc_join(s, a, def, cmp);
+	else
+		svc_create(a, def, cmp);
+	free(cmp);
+}
+
+static void
+svc_remove_agent(struct esvc *s, struct eagent *a)
+{
+	size_t i;
+
+	for (i = 0; i < s->nagents; i++)
+		if (s->agents[i].a == a) {
+			s->agents[i] = s->agents[--s->nagents];
+			break;
+		}
+	if (s->nagents == 0)
+		svc_free(s);
+}
+
+void
+svc_withdraw(struct eagent *a, const char *name)
+{
+	struct esvc *s = svc_find(name);
+
+	if (s != NULL)
+		svc_remove_agent(s, a);
+}
+
+void
+svc_withdraw_all(struct eagent *a)
+{
+	struct esvc *s, *next;
+
+	for (s = svcs; s != NULL; s = next) {
+		next = s->next;
+		svc_remove_agent(s, a);
+	}
+}
+
+void
+svc_tick(uint64_t now)
+{
+	struct esvc *svc;
+
+	if (paused_until != 0 && now >= paused_until) {
+		paused_until = 0;
+		listeners_set(EPOLLIN);
+	}
+	for (svc = svcs; svc != NULL; svc = svc->next)
+		if (svc->deny_held > 0 && now / 1000 != svc->deny_sec)
+			deny_flush(svc);
+}
+
+void
+svc_shutdown(void)
+{
+	while (svcs != NULL)
+		svc_free(svcs);
+}
+
+void
+svc_stats(char *out, size_t outlen)
+{
+	uint64_t nsvc = 0, npend = 0;
+	struct esvc *v;
+
+	for (v = svcs; v != NULL; v = v->next) {
+		nsvc++;
+		npend += v->npending;
+	}
+	(void)stats_put(out, outlen, "services_open", nsvc);
+	(void)stats_put(out, outlen, "sessions_pending", npend);
+}

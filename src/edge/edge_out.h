@@ -1,0 +1,22 @@
+/* edge_out.h - outbound sessions: a connection an inside client asked an
+ * agent for, made by the edge to a destination outside that the agent's
+ * policy allows (docs/protocol.md, "Outbound"). */
+#ifndef SP_EDGE_OUT_H
+#define SP_EDGE_OUT_H
+
+#include <stdint.h>
+
+#include "common/frame.h"
+
+struct eagent;
+
+/* enabled: --allow-outbound; otherwise OUT_POLICY is refused. 0 or -1. */
+int	out_init(int enabled);
+void	out_policy(struct eagent *a, const struct msg *m);	/* OUT_POLICY */
+void	out_request(struct eagent *a, const struct msg *m);	/* OUT_REQ */
+/* a's control channel is gone: its requests not yet connected fail. */
+void	out_agent_lost(struct eagent *a);
+void	out_tick(uint64_t now);
+void	out_shutdown(void);
+
+#endif

@@ -1,0 +1,462 @@
+/* edge_sess.c - sessions (edge_sess.h).
+ *
+ * One session, from the accept to the end:
+ *
+ *   sess_start	   the partner's socket becomes the outer side of a pump
+ *   join	   an agent is picked (edge_lis.c); SESS_OPEN goes on one of
+ *		   its data links (edge_link.c), whose endpoint becomes the
+ *		   inner side: the pump relays from here on
+ *   sess_done	   the pump ended (both sides closed, one failed, or the
+ *		   agent refused): log it, count it, give back what it held,
+ *		   and park a plain link again for the next session
+ */
+#include "edge/edge_sess.h"
+#include "edge/edge_ctl.h"
+#include "edge/edge_ftp.h"
+#include "edge/edge_limit.h"
+#include "edge/edge_link.h"
+#include "edge/edge_lis.h"
+#include "edge/edge_stats.h"
+#include "common/log.h"
+#include "common/plink.h"
+#include "common/psock.h"
+#include "common/pump.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <unistd.h>
+
+#define SESS_HASH	4096		/* power of two */
+
+struct esess {
+	uint64_t	 id;
+	uint8_t		 kind;		/* SK_* */
+	unsigned	 joined:1;	/* on a data link */
+	unsigned	 fixed:1;	/* only agent may take it */
+	char		 svc[MSG_NAME_MAX];	/* "" for outbound */
+	char		 ip[NET_ADDRSTR];	/* the partner, or destination */
+	uint16_t	 port;
+	char		 lip[NET_ADDRSTR];	/* where it connected, or "" */
+	uint16_t	 lport;
+	struct eagent	*agent;		/* who has it, or is to; NULL: gone */
+	uint64_t	 ftp_ctl;
+	uint16_t	 ftp_port;
+	uint64_t	 request;
+	struct adm_hold	 adm;
+	uint64_t	 t_start;
+	uint64_t	 deadline;	/* waiting for a link until */
+	uint64_t	 idle_ms;	/* 0: no idle limit */
+	const char	*link;		/* "mux" or "plain" */
+	struct pump	 p;
+	struct psock	 outer;
+	struct plink	 pl;		/* the inner side on a plain link */
+	struct esess	*hnext;
+	TAILQ_ENTRY(esess) q;		/* waiting (FIFO) or joined */
+};
+
+static struct esess *hash[SESS_HASH];
+static TAILQ_HEAD(, esess) waiting = TAILQ_HEAD_INITIALIZER(waiting);
+static TAILQ_HEAD(, esess) joined = TAILQ_HEAD_INITIALIZER(joined);
+static uint64_t next_id = 1;
+static uint64_t nsessions;
+static uint64_t last_idle_scan;
+
+static void sess_done(struct pump *p, int side, int clean);
+static void sess_end(struct esess *s, enum sess_end code, const char *detail);
+
+uint64_t
+sess_new_id(void)
+{
+	return next_id++;
+}
+
+int
+sess_full(const char *svc, uint64_t npending)
+{
+	if (nsessions >= lim.max_sessions) {
+		lim_hit(LIM_SESSIONS, "service %s: client refused: %llu sessions "
+		    "open", svc, (unsigned long long)nsessions);
+		return 1;
+	}
+	/* Per service: a service whose agents have no link free must not
+	 * keep clients of the others out. */
+	if (npending >= lim.max_pending) {
+		lim_hit(LIM_PENDING, "service %s: client refused: %llu clients "
+		    "waiting for a data link", svc, (unsigned long long)npending);
+		return 1;
+	}
+	return 0;
+}
+
+static void
+hash_del(struct esess *s)
+{
+	struct esess **pp = &hash[s->id & (SESS_HASH - 1)];
+
+	for (; *pp != NULL; pp = &(*pp)->hnext)
+		if (*pp == s) {
+			*pp = s->hnext;
+			return;
+		}
+}
+
+/* "ip:port", or "[ip]:port" for IPv6. */
+static void
+fmt_addr(char *out, size_t outlen, const char *ip, uint16_t port)
+{
+	snprintf(out, outlen, strchr(ip, ':') != NULL ? "[%s]:%u" : "%s:%u",
+	    ip, port);
+}
+
+/* The SESS_OPEN that tells the agent what s is. */
+static void
+open_msg(const struct esess *s, struct msg *m)
+{
+	char dest[NET_ADDRSTR];
+
+	msg_init(m, FT_SESS_OPEN);
+	m->session = s->id;
+	m->sess_kind = s->kind;
+	msg_have(m, FA_SESSION);
+	msg_have(m, FA_SESS_KIND);
+	if (s->kind == SK_OUTBOUND) {
+		m->request = s->request;
+		msg_have(m, FA_REQUEST);
+		fmt_addr(dest, sizeof(dest), s->ip, s->port);
+		msg_set_str(m, FA_DEST_ADDR, dest);
+		return;
+	}
+	msg_set_str(m, FA_SERVICE, s->svc);
+	msg_set_str(m, FA_CLIENT_ADDR, s->ip);
+	m->client_port = s->port;
+	msg_have(m, FA_CLIENT_PORT);
+	if (s->lip[0] != '\0') {
+		msg_set_str(m, FA_LOCAL_ADDR, s->lip);
+		m->local_port = s->lport;
+		msg_have(m, FA_LOCAL_PORT);
+	}
+	if (s->kind == SK_FTP_DATA) {
+		m->ftp_ctl = s->ftp_ctl;
+		m->ftp_port = s->ftp_port;
+		msg_have(m, FA_FTP_CTL);
+		msg_have(m, FA_FTP_PORT);
+	}
+}
+
+static void
+set_agent(struct esess *s, struct eagent *a)
+{
+	if (s->agent == a)
+		return;
+	if (s->agent != NULL && s->agent->sessions > 0)
+		s->agent->sessions--;
+	s->agent = a;
+	if (a != NULL)
+		a->sessions++;
+}
+
+static void
+log_new(const struct esess *s)
+{
+	char c[NET_ADDRSTR];
+
+	fmt_addr(c, sizeof(c), s->ip, s->port);
+	if (s->kind == SK_OUTBOUND)
+		log_info("session %llu new outbound dest=%s agent=%s link=%s "
+		    "request=%llu", (unsigned long long)s->id, c, s->agent->name,
+		    s->link, (unsigned long long)s->request);
+	else if (s->kind == SK_FTP_DATA)
+		log_info("session %llu new service=%s client=%s agent=%s link=%s "
+		    "ftp-data control=%llu port=%u", (unsigned long long)s->id,
+		    s->svc, c, s->agent->name, s->link,
+		    (unsigned long long)s->ftp_ctl, s->ftp_port);
+	else
+		log_info("session %llu new service=%s client=%s agent=%s link=%s",
+		    (unsigned long long)s->id, s->svc, c, s->agent->name,
+		    s->link);
+}
+
+/* Put s on a data link of its agent (or the agent its service picks).
+ * 1 joined, 0 waiting for a link of s->agent, -1 no agent to wait for.
+ * The caller puts s on the list it now belongs to. */
+static int
+join(struct esess *s)
+{
+	struct eagent *a = s->fixed ? s->agent : svc_pick_agent(s->svc);
+	struct pend *inner;
+	struct msg *m;
+
+	if (a == NULL)
+		return -1;
+	set_agent(s, a);
+	/* struct msg is large: not on the event loop's stack. */
+	if ((m = malloc(sizeof(*m))) == NULL)
+		return 0;
+	open_msg(s, m);
+	inner = link_open(a, m, &s->pl, &s->link);
+	free(m);
+	if (inner == NULL)
+		return 0;
+	s->joined = 1;
+	edge_stats.sessions_joined++;
+	if (s->kind == SK_CLIENT)
+		ftp_ctl_add(svc_ftp(s->svc), s->id, s->ip, a);
+	log_new(s);
+	/* The partner's first bytes go out right behind SESS_OPEN. */
+	pump_attach(&s->p, PUMP_INNER, inner, NULL, 0);
+	return 1;
+}
+
+void
+sess_start(int fd, const struct sockaddr *client, const struct sockaddr *local,
+    const struct sess_req *r)
+{
+	struct esess *s;
+	struct adm_hold h = r->adm;
+	int rc;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		log_warn("session: out of memory");
+		adm_release(&h);
+		close(fd);
+		return;
+	}
+	s->id = next_id++;
+	s->kind = r->kind;
+	s->fixed = r->agent != NULL;
+	snprintf(s->svc, sizeof(s->svc), "%s", r->svc != NULL ? r->svc : "");
+	net_fmt_ip(client, s->ip, sizeof(s->ip), &s->port);
+	if (local != NULL)
+		net_fmt_ip(local, s->lip, sizeof(s->lip), &s->lport);
+	s->ftp_ctl = r->ftp_ctl;
+	s->ftp_port = r->ftp_port;
+	s->request = r->request;
+	s->adm = h;
+	s->t_start = ev_now();
+	s->deadline = s->t_start + lim.claim_ms;
+	s->idle_ms = s->kind == SK_OUTBOUND ? 0 : svc_idle_ms(s->svc);
+	s->hnext = hash[s->id & (SESS_HASH - 1)];
+	hash[s->id & (SESS_HASH - 1)] = s;
+	nsessions++;
+	edge_stats.sessions_accepted++;
+	pump_init(&s->p, sess_done, s);
+	psock_init(&s->outer, fd, 0);
+	/* Not read until it has a data link: the bytes wait in the kernel. */
+	pump_attach(&s->p, PUMP_OUTER, &s->outer.e, NULL, 0);
+	if (r->agent != NULL)
+		set_agent(s, r->agent);
+	if ((rc = join(s)) == 1) {
+		TAILQ_INSERT_TAIL(&joined, s, q);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&waiting, s, q);
+	svc_pending(s->svc, 1);
+	if (rc == -1) {
+		/* No agent at all (every one's channel is failing): refuse
+		 * now rather than let the client wait for the time-out. */
+		edge_stats.sessions_agent_lost++;
+		sess_end(s, SE_REFUSED, "no agent reachable");
+	}
+}
+
+static void
+log_end(const struct esess *s, enum sess_end code, const char *detail)
+{
+	uint64_t ms = ev_now_update() - s->t_start;
+	char c[NET_ADDRSTR];
+
+	fmt_addr(c, sizeof(c), s->ip, s->port);
+	log_info("session %llu closed %s%s %s=%s bytes_in=%llu bytes_out=%llu "
+	    "duration=%llu.%03llus reason=%s%s%s%s link=%s spliced=%llu",
+	    (unsigned long long)s->id, s->kind == SK_OUTBOUND ? "outbound" :
+	    "service=", s->kind == SK_OUTBOUND ? "" : s->svc,
+	    s->kind == SK_OUTBOUND ? "dest" : "client", c,
+	    (unsigned long long)pump_bytes(&s->p, PUMP_OUTER),
+	    (unsigned long long)pump_bytes(&s->p, PUMP_INNER),
+	    (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
+	    end_name(code), detail != NULL ? " detail=\"" : "",
+	    detail != NULL ? detail : "", detail != NULL ? "\"" : "",
+	    s->link != NULL ? s->link : "-",
+	    (unsigned long long)pump_spliced(&s->p));
+}
+
+/* The end of s, whatever ended it: code SE_CLIENT_CLOSED or
+ * SE_SERVER_CLOSED for a clean end, else why it was cut (detail: more). */
+static void
+sess_end(struct esess *s, enum sess_end code, const char *detail)
+{
+	int clean = code == SE_CLIENT_CLOSED || code == SE_SERVER_CLOSED;
+	struct eagent *a = s->agent;
+	int fd = -1, reg = 0;
+
+	if (s->joined)
+		TAILQ_REMOVE(&joined, s, q);
+	else {
+		TAILQ_REMOVE(&waiting, s, q);
+		svc_pending(s->svc, -1);
+	}
+	hash_del(s);
+	ftp_ctl_del(s->id);
+	nsessions--;
+	adm_release(&s->adm);
+	set_agent(s, NULL);
+	if (code == SE_REFUSED && s->joined)
+		edge_stats.sessions_refused++;
+	edge_stats.bytes_from_clients += pump_bytes(&s->p, PUMP_OUTER);
+	edge_stats.bytes_to_clients += pump_bytes(&s->p, PUMP_INNER);
+	log_end(s, code, detail);
+	/* Both directions ended with markers: the link carries the next. */
+	if (clean && s->link != NULL && strcmp(s->link, "plain") == 0)
+		fd = plink_take(&s->pl, &reg);
+	pump_free(&s->p, clean ? SE_NONE : code, detail);
+	if (fd != -1)
+		link_again(a, fd, reg);
+	free(s);
+}
+
+static void
+sess_done(struct pump *p, int side, int clean)
+{
+	struct esess *s = p->arg;
+	const struct pend *e = p->e[side];
+	enum sess_end code;
+	char detail[200];
+
+	if (clean) {
+		/* Outbound, the outer side is the server (the destination). */
+		code = (side == PUMP_OUTER) == (s->kind != SK_OUTBOUND) ?
+		    SE_CLIENT_CLOSED : SE_SERVER_CLOSED;
+		sess_end(s, code, NULL);
+		return;
+	}
+	/* The inner side's text comes from the agent (its backend failed,
+	 * it refused) or says the data link broke. */
+	code = e->code != SE_NONE ? e->code : SE_ERROR;
+	if (side == PUMP_INNER)
+		snprintf(detail, sizeof(detail), "%s", e->err);
+	else
+		snprintf(detail, sizeof(detail), "%s: %s",
+		    s->kind == SK_OUTBOUND ? "destination" : "client", e->err);
+	sess_end(s, code, detail);
+}
+
+/* Join a waiting session if it can be now. What join returned. */
+static int
+join_waiting(struct esess *s)
+{
+	int rc = join(s);
+
+	if (rc == 1) {
+		TAILQ_REMOVE(&waiting, s, q);
+		TAILQ_INSERT_TAIL(&joined, s, q);
+		svc_pending(s->svc, -1);
+	}
+	return rc;
+}
+
+void
+sess_links_ready(struct eagent *a)
+{
+	struct esess *s, *next;
+
+	for (s = TAILQ_FIRST(&waiting); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, q);
+		if (s->agent != a && (s->fixed || !svc_offered_by(s->svc, a)))
+			continue;
+		/* No link free at this agent: the rest wait too. */
+		if (join_waiting(s) == 0 && s->agent == a)
+			break;
+	}
+}
+
+void
+sess_agent_lost(struct eagent *a)
+{
+	struct esess *s, *next;
+
+	/* Joined sessions do not depend on their agent's control channel. */
+	TAILQ_FOREACH(s, &joined, q)
+		if (s->agent == a)
+			set_agent(s, NULL);
+	/* A waiting one goes to another agent of its service (the caller
+	 * has withdrawn this one) or ends; an FTP data connection or an
+	 * outbound session belongs to this agent alone. */
+	for (s = TAILQ_FIRST(&waiting); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, q);
+		if (s->agent != a)
+			continue;
+		set_agent(s, NULL);
+		if (!s->fixed && join_waiting(s) != -1)
+			continue;
+		edge_stats.sessions_agent_lost++;
+		sess_end(s, SE_ERROR, "agent lost");
+	}
+}
+
+void
+sess_tick(uint64_t now)
+{
+	struct esess *s, *next;
+	char why[96];
+
+	while ((s = TAILQ_FIRST(&waiting)) != NULL && now >= s->deadline) {
+		lim_hit(LIM_CLAIM_TIMEOUT, "session %llu from %s: no data link "
+		    "within %llu ms", (unsigned long long)s->id, s->ip,
+		    (unsigned long long)lim.claim_ms);
+		snprintf(why, sizeof(why), "no data link within %llu ms",
+		    (unsigned long long)lim.claim_ms);
+		sess_end(s, SE_TIMEOUT, why);
+	}
+	/* Idle sessions: a scan a second is cheap next to the relaying. */
+	if (now - last_idle_scan < 1000)
+		return;
+	last_idle_scan = now;
+	for (s = TAILQ_FIRST(&joined); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, q);
+		if (s->idle_ms == 0 || now - s->p.last_active < s->idle_ms)
+			continue;
+		lim_hit(LIM_IDLE, "session %llu from %s idle for %llu s",
+		    (unsigned long long)s->id, s->ip,
+		    (unsigned long long)(s->idle_ms / 1000));
+		snprintf(why, sizeof(why), "idle for %llu s",
+		    (unsigned long long)(s->idle_ms / 1000));
+		sess_end(s, SE_TIMEOUT, why);
+	}
+}
+
+void
+sess_shutdown(void)
+{
+	struct esess *s;
+	uint64_t n = 0;
+
+	while ((s = TAILQ_FIRST(&waiting)) != NULL)
+		sess_end(s, SE_STOPPING, "edge stopping");
+	while ((s = TAILQ_FIRST(&joined)) != NULL) {
+		sess_end(s, SE_STOPPING, "edge stopping");
+		n++;
+	}
+	if (n > 0)
+		log_info("%llu running sessions cut", (unsigned long long)n);
+}
+
+void
+sess_stats(char *out, size_t outlen)
+{
+	uint64_t in = edge_stats.bytes_from_clients;
+	uint64_t outb = edge_stats.bytes_to_clients;
+	uint64_t n = 0;
+	struct esess *s;
+
+	/* Running sessions count too, so a long transfer shows as it goes. */
+	TAILQ_FOREACH(s, &joined, q) {
+		in += pump_bytes(&s->p, PUMP_OUTER);
+		outb += pump_bytes(&s->p, PUMP_INNER);
+		n++;
+	}
+	(void)stats_put(out, outlen, "bytes_from_clients_total", in);
+	(void)stats_put(out, outlen, "bytes_to_clients_total", outb);
+	(void)stats_put(out, outlen, "sessions_active", n);
+}

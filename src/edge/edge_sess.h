@@ -1,0 +1,49 @@
+/* edge_sess.h - sessions: a partner's connection (or an outbound
+ * destination) joined to a data link of an agent, from the accept to the
+ * end.
+ *
+ * A new session goes to an agent at once: the edge writes SESS_OPEN on
+ * one of that agent's data links (a new stream on a multiplexed link, or
+ * an idle plain link) and starts relaying; the agent dials its backend and
+ * joins, or refuses. Only when the agent has no link free does the
+ * session wait, unread, for one (at most --claim-timeout). */
+#ifndef SP_EDGE_SESS_H
+#define SP_EDGE_SESS_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "edge/edge_adm.h"
+
+struct eagent;
+
+/* What a new session is. */
+struct sess_req {
+	uint8_t		 kind;		/* SK_CLIENT, SK_FTP_DATA, SK_OUTBOUND */
+	const char	*svc;		/* its service (not SK_OUTBOUND) */
+	struct eagent	*agent;		/* FTP data, outbound: only this one */
+	uint64_t	 ftp_ctl;	/* SK_FTP_DATA: its control session */
+	uint16_t	 ftp_port;	/* ... and passive port */
+	uint64_t	 request;	/* SK_OUTBOUND: the agent's request */
+	struct adm_hold	 adm;		/* admission counts, taken over */
+};
+
+/* A fresh session id (also for clients refused before a session). */
+uint64_t sess_new_id(void);
+/* 1 if one more session of service svc, which has npending waiting
+ * already, would pass the edge's limits (logged and counted). */
+int	sess_full(const char *svc, uint64_t npending);
+/* Start a session for fd (taken): client is the partner (or the
+ * destination, outbound), local where it connected (NULL: unknown). */
+void	sess_start(int fd, const struct sockaddr *client,
+	    const struct sockaddr *local, const struct sess_req *r);
+/* Agent a may have a data link free, or offer a service now. */
+void	sess_links_ready(struct eagent *a);
+/* a's control channel is gone: its running sessions go on; those waiting
+ * for it go to another agent of their service, or end. */
+void	sess_agent_lost(struct eagent *a);
+void	sess_tick(uint64_t now);
+void	sess_shutdown(void);
+void	sess_stats(char *out, size_t outlen);
+
+#endif
