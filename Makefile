@@ -46,13 +46,14 @@ EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_link.c \
           src/edge/edge_out.c src/edge/edge_limit.c src/edge/edge_sandbox.c \
           src/edge/edge_keyproc.c src/edge/edge_notify.c src/edge/greet.c \
           src/edge/proxy_parse.c
-AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/agent_edge.c \
-          src/agent/agent_sess.c src/agent/agent_mux.c src/agent/agent_health.c src/agent/dial.c \
-          src/agent/agent_metrics.c \
-          src/agent/agent_admin.c src/agent/agent_route.c src/agent/agent_reload.c \
+AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/ftp_cfg.c \
+          src/agent/agent_edge.c src/agent/agent_link.c src/agent/agent_sess.c \
+          src/agent/agent_backend.c src/agent/agent_health.c src/agent/dial.c \
+          src/agent/agent_ftp.c src/agent/ftp_line.c src/agent/proxy_enc.c \
           src/agent/agent_out.c src/agent/socks.c src/agent/httpc.c \
-          src/agent/agent_audit.c \
-          src/agent/ftp_cfg.c src/agent/agent_ftp.c src/common/ftp.c
+          src/agent/agent_metrics.c src/agent/stats_parse.c \
+          src/agent/agent_admin.c src/agent/agent_route.c \
+          src/agent/agent_reload.c src/agent/agent_audit.c
 CTL     = src/ctl/ctl_main.c src/ctl/pki.c src/ctl/ctl_api.c
 
 obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))

@@ -8,7 +8,12 @@
  * Every request needs "Authorization: Bearer TOKEN" with the token from
  * [admin] token_file, compared in constant time (digests, so the length
  * does not show either). Answers are JSON, /metrics is Prometheus text. */
-#include "agent/agent.h"
+#include "agent/agent_admin.h"
+#include "agent/agent_backend.h"
+#include "agent/agent_edge.h"
+#include "agent/agent_metrics.h"
+#include "agent/agent_reload.h"
+#include "agent/agent_sess.h"
 #include "agent/agent_route.h"
 #include "common/log.h"
 
@@ -184,13 +189,13 @@ status_json(void)
 		for (j = 0; j < s->nbackends; j++) {
 			b = &s->backends[j];
 			o = json_pack("{ss ss}", "address", b->str,
-			    "health", health_name(b->health));
+			    "health", health_name(b->st->health));
 			(void)json_object_set_new(o, "last_error",
-			    b->health == BH_DOWN && b->last_error[0] ?
-			    json_string(b->last_error) : json_null());
+			    b->st->health == BH_DOWN && b->st->last_error[0] ?
+			    json_string(b->st->last_error) : json_null());
 			(void)json_object_set_new(o, "since_seconds",
-			    b->health == BH_UNKNOWN ? json_null() :
-			    json_integer((json_int_t)((now - b->health_at) / 1000)));
+			    b->st->health == BH_UNKNOWN ? json_null() :
+			    json_integer((json_int_t)((now - b->st->health_at) / 1000)));
 			(void)json_array_append_new(backends, o);
 		}
 		cnt = json_object_get(counts, s->name);

@@ -6,7 +6,9 @@
  * lines from one process never interleave and a reader (or logrotate's
  * copytruncate) never sees half a line from us. SIGHUP reopens the file
  * by name, so a rotated file is left to whoever moved it. */
-#include "agent/agent.h"
+#include "agent/agent_audit.h"
+#include "agent/agent_cfg.h"
+#include "agent/agent_out.h"
 #include "common/log.h"
 
 #include <errno.h>

@@ -3,7 +3,8 @@
  * inih does the lexing; this file only checks sections, keys and values.
  * Errors name the file and line: a reader wrapper counts lines, since
  * inih's handler is not told the line number. */
-#include "agent/agent.h"
+#include "agent/agent_cfg.h"
+#include "agent/dial.h"
 #include "common/cidr.h"
 #include "common/log.h"
 #include "common/outpol.h"
@@ -218,10 +219,10 @@ cfg_seconds(struct cfg_parse *p, uint64_t *ms, const char *name,
 	return 1;
 }
 
-/* A number of data links, 0..max; zero says what 0 means. */
+/* A number of data links, 1..max. */
 static int
 cfg_links(struct cfg_parse *p, unsigned *out, const char *name,
-    const char *value, unsigned max, const char *zero)
+    const char *value, unsigned max)
 {
 	char *end;
 	unsigned long v;
@@ -229,9 +230,9 @@ cfg_links(struct cfg_parse *p, unsigned *out, const char *name,
 	errno = 0;
 	v = strtoul(value, &end, 10);
 	if (errno != 0 || end == value || *end != '\0' || value[0] == '-' ||
-	    v > max)
-		return cfg_fail(p, "%s: '%s' is not a number of links (0 to %u; "
-		    "%s)", name, value, max, zero);
+	    v == 0 || v > max)
+		return cfg_fail(p, "%s: '%s' is not a number of links (1 to %u)",
+		    name, value, max);
 	*out = (unsigned)v;
 	return 1;
 }
@@ -301,14 +302,8 @@ cfg_agent_key(struct cfg_parse *p, const char *name, const char *value)
 			return cfg_fail(p, "data_link: '%s': use tls or plain", value);
 		return 1;
 	}
-	if (strcmp(name, "data_mux") == 0)
-		return cfg_links(p, &c->data_mux, name, value, CFG_MUX_MAX,
-		    "0: one TLS link per session");
-	if (strcmp(name, "data_pool") == 0)
-		return cfg_links(p, &c->data_pool, name, value, CFG_POOL_MAX,
-		    "0 turns the pool off");
-	if (strcmp(name, "relay_threads") == 0)
-		return cfg_uint(p, &c->relay_threads, name, value, RELAY_MT_MAX);
+	if (strcmp(name, "data_links") == 0)
+		return cfg_links(p, &c->data_links, name, value, CFG_LINKS_MAX);
 	return cfg_fail(p, "unknown key '%s' in [agent]", name);
 }
 
@@ -655,9 +650,6 @@ cfg_load(const char *path, struct cfg *c, char *err, size_t errlen)
 	memset(&p, 0, sizeof(p));
 	p.c = c;
 	c->connect_timeout_ms = 10000;
-	c->data_pool = CFG_POOL_DEFAULT;
-	c->relay_threads = CFG_RELAY_THREADS_AUTO;
-	c->data_mux = CFG_MUX_DEFAULT;
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	if (gethostname(c->name, sizeof(c->name) - 1) == -1 ||
 	    !frame_valid_service(c->name))
@@ -681,6 +673,8 @@ cfg_load(const char *path, struct cfg *c, char *err, size_t errlen)
 	}
 	if (p.err[0] == '\0')
 		(void)cfg_check(&p);
+	if (c->data_links == 0)
+		c->data_links = c->data_plain ? CFG_LINKS_PLAIN : CFG_LINKS_TLS;
 	if (p.err[0] != '\0') {
 		if (p.err_line > 0)
 			snprintf(err, errlen, "%s:%d: %s", path, p.err_line, p.err);

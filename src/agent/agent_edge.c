@@ -1,12 +1,17 @@
 /* agent_edge.c - one control connection per configured edge, dialled
  * from inside, kept up forever: any error closes it and a new attempt
  * follows after an exponential back-off with jitter. */
-#include "agent/agent.h"
+#include "agent/agent_edge.h"
+#include "agent/agent_ftp.h"
+#include "agent/agent_link.h"
+#include "agent/agent_out.h"
+#include "agent/agent_sess.h"
+#include "agent/stats_parse.h"
 #include "common/log.h"
-#include "common/stats.h"
 #include "common/tlsx.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +19,6 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
-#define POOL_BACKOFF_MIN_MS	500	/* pooled or multiplexed links */
-#define POOL_BACKOFF_MAX_MS	30000
 #define BACKOFF_MIN_MS		500
 #define BACKOFF_MAX_MS		30000
 #define PING_EVERY_MS		2000
@@ -68,18 +71,13 @@ aedge_fail(struct aedge *e, const char *why)
 	dial_cancel(&e->dial);
 	if (e->state == AE_HELLO || e->state == AE_READY)
 		fconn_close(&e->fc);
-	/* Pooled links were authenticated through this control connection;
-	 * the edge drops them with it. */
-	sess_pool_close(e);
-	amux_edge_lost(e);
-	e->pool_req = 0;
-	e->pool_refused = 0;
-	e->pool_keyed = 0;
-	OPENSSL_cleanse(e->pool_key, sizeof(e->pool_key));
-	e->plain = 0;
-	e->mux = 0;
+	/* Links were proved with this control connection's key: the edge
+	 * takes no new session on them any more. */
+	link_edge_lost(e);
+	out_edge_lost(e);
 	e->out_ok = 0;
-	OPENSSL_cleanse(e->out_token, sizeof(e->out_token));
+	e->kid = 0;
+	OPENSSL_cleanse(e->key, sizeof(e->key));
 	aedge_schedule(e);
 }
 
@@ -134,10 +132,9 @@ aedge_ready(struct fconn *fc)
 	msg_set_str(&m, FA_NAME, agent_cfg.name);
 	if (agent_cfg.data_plain) {
 		m.data_link = DATA_LINK_PLAIN;
-		m.have |= FA_BIT(FA_DATA_LINK);
+		msg_have(&m, FA_DATA_LINK);
 	}
-	(void)fconn_send(fc, &m);
-	(void)e;
+	(void)fconn_send(&e->fc, &m);
 	return 0;
 }
 
@@ -168,9 +165,9 @@ svc_open_msg(const struct cfg_service *s, struct msg *m)
 	m->have |= FA_BIT(FA_IDLE_TIMEOUT);
 	ftp_svc_msg(s, m);
 	if (s->priority != 0) {
-		/* Absent means 0; old edges skip the tag. */
+		/* Absent means 0. */
 		m->priority = s->priority;
-		m->have |= FA_BIT(FA_PRIORITY);
+		msg_have(m, FA_PRIORITY);
 	}
 }
 
@@ -228,34 +225,14 @@ aedge_frame(struct fconn *fc, struct msg *m)
 		e->backoff_ms = BACKOFF_MIN_MS;
 		e->last_ping = ev_now();
 		snprintf(e->edge_name, sizeof(e->edge_name), "%s", m->name);
-		e->plain = agent_cfg.data_plain &&
-		    (m->have & FA_BIT(FA_DATA_LINK)) &&
-		    m->data_link == DATA_LINK_PLAIN;
-		if (agent_cfg.data_plain && !e->plain)
-			log_warn("edge %s does not take plain data links: using "
-			    "TLS", e->ce->str);
-		e->mux = !e->plain && agent_cfg.data_mux > 0;
-		e->pool_reuse = e->plain && (m->have & FA_BIT(FA_LINK_REUSE)) &&
-		    m->link_reuse == 1;
-		/* An edge that sends a pool key takes pooled links proved by
-		 * it; an older one hands out tokens (POOL_REQ) instead. */
-		e->pool_keyed = (m->have & FA_BIT(FA_SECRET)) &&
-		    (m->have & FA_BIT(FA_SESSION));
-		if (e->pool_keyed) {
-			memcpy(e->pool_key, m->secret, sizeof(e->pool_key));
-			e->pool_kid = m->session;
-			e->pool_ctr = 0;
-			OPENSSL_cleanse(m->secret, sizeof(m->secret));
-		}
-		if (e->mux)
-			log_info("edge %s connected (edge %s, protocol %u, "
-			    "data_link=tls, data_mux=%u)", e->ce->str,
-			    e->edge_name, m->version, agent_cfg.data_mux);
-		else
-			log_info("edge %s connected (edge %s, protocol %u, "
-			    "data_link=%s, data_pool=%u)", e->ce->str,
-			    e->edge_name, m->version, e->plain ? "plain" : "tls",
-			    agent_cfg.data_pool);
+		memcpy(e->key, m->link_key, sizeof(e->key));
+		OPENSSL_cleanse(m->link_key, sizeof(m->link_key));
+		e->kid = m->key_id;
+		e->ctr = 0;
+		e->link_next = 0;
+		log_info("edge %s connected (edge %s, protocol %u, data_link=%s, "
+		    "data_links=%u)", e->ce->str, e->edge_name, m->version,
+		    agent_cfg.data_plain ? "plain" : "tls", agent_cfg.data_links);
 		aedge_push_services(e);
 		if (agent_cfg.out.line != 0) {
 			/* The edge enforces what we allow; it gets the policy
@@ -264,8 +241,7 @@ aedge_frame(struct fconn *fc, struct msg *m)
 			msg_set_str(&m2, FA_OUT_ALLOW, agent_cfg.out.allow);
 			(void)fconn_send(&e->fc, &m2);
 		}
-		e->pool_next = 0;
-		edge_pool_fill(e);
+		link_fill(e);
 		return 0;
 	}
 	switch (m->type) {
@@ -276,43 +252,23 @@ aedge_frame(struct fconn *fc, struct msg *m)
 			log_err("edge %s: service %s refused: %s", e->ce->str,
 			    m->service, (m->have & FA_BIT(FA_TEXT)) ? m->text : "?");
 		return 0;
-	case FT_SESS_NEW:
-		sess_new(e, m);
-		return 0;
 	case FT_SESS_DENIED:
 	case FT_DENIED_SUMMARY:
 		sess_denied(e, m);
 		return 0;
 	case FT_OUT_POLICY_OK:
-		if (m->status != 0 || !(m->have & FA_BIT(FA_SECRET))) {
+		if (m->status != 0) {
 			e->out_ok = 0;
 			log_err("edge %s: outbound policy refused: %s", e->ce->str,
 			    (m->have & FA_BIT(FA_TEXT)) ? m->text : "?");
 			return 0;
 		}
-		memcpy(e->out_token, m->secret, sizeof(e->out_token));
-		OPENSSL_cleanse(m->secret, sizeof(m->secret));
 		e->out_ok = 1;
 		log_info("edge %s: outbound open (%zu destination rules)",
 		    e->ce->str, agent_cfg.out.nrules);
 		return 0;
-	case FT_POOL_GRANT:
-		if (e->pool_req > 0)
-			e->pool_req--;
-		if (m->status != 0 || !(m->have & FA_BIT(FA_SECRET))) {
-			/* Asked again once a pooled link is used. */
-			if (!e->pool_refused)
-				log_warn("edge %s: pool token refused: %s",
-				    e->ce->str, (m->have & FA_BIT(FA_TEXT)) ?
-				    m->text : "?");
-			e->pool_refused = 1;
-			return 0;
-		}
-		if (e->mux)
-			amux_open(e, m->secret);
-		else
-			(void)sess_pool_open(e, m->secret);
-		OPENSSL_cleanse(m->secret, sizeof(m->secret));
+	case FT_OUT_FAIL:
+		out_failed(e, m);
 		return 0;
 	case FT_PONG:
 		e->rtt_ms = ev_now_update() - m->nonce;
@@ -392,73 +348,6 @@ edges_svc_open(const struct cfg_service *s)
 		edge_send(&edges[i], &m);
 }
 
-static unsigned
-pool_target(const struct aedge *e)
-{
-	return e->mux ? agent_cfg.data_mux : agent_cfg.data_pool;
-}
-
-/* Whether e's pool is short of links and may be refilled now. */
-static int
-pool_short(const struct aedge *e)
-{
-	return e->state == AE_READY && !e->pool_refused &&
-	    ev_now() >= e->pool_next &&
-	    e->pool_links + e->pool_req < pool_target(e);
-}
-
-int
-edges_pool_short(void)
-{
-	size_t i;
-
-	for (i = 0; i < nedges; i++)
-		if (pool_short(&edges[i]))
-			return 1;
-	return 0;
-}
-
-void
-edge_pool_fill(struct aedge *e)
-{
-	struct msg m;
-
-	if (!pool_short(e))
-		return;
-	while (e->pool_links + e->pool_req < pool_target(e)) {
-		if (!e->mux && e->pool_keyed) {
-			/* No round trip: the link proves itself. */
-			if (sess_pool_open(e, NULL) == -1)
-				return;
-			continue;
-		}
-		msg_init(&m, FT_POOL_REQ);
-		if (fconn_send(&e->fc, &m) == -1)
-			return;
-		e->pool_req++;
-	}
-}
-
-void
-edge_pool_failed(struct aedge *e, int early)
-{
-	/* A refused token is asked for again once a link goes. */
-	e->pool_refused = 0;
-	if (!early)
-		return;
-	e->pool_backoff_ms = e->pool_backoff_ms == 0 ?
-	    POOL_BACKOFF_MIN_MS : e->pool_backoff_ms * 2;
-	if (e->pool_backoff_ms > POOL_BACKOFF_MAX_MS)
-		e->pool_backoff_ms = POOL_BACKOFF_MAX_MS;
-	e->pool_next = ev_now() + e->pool_backoff_ms;
-}
-
-void
-edge_pool_ok(struct aedge *e)
-{
-	e->pool_backoff_ms = 0;
-}
-
 struct aedge *
 edge_pick_out(void)
 {
@@ -490,7 +379,7 @@ edges_start(void)
 }
 
 void
-edges_tick(uint64_t now, int idle)
+edges_tick(uint64_t now)
 {
 	struct aedge *e;
 	struct msg m;
@@ -513,13 +402,7 @@ edges_tick(uint64_t now, int idle)
 				aedge_fail(e, "heartbeat timed out");
 				break;
 			}
-			/* A refill (a connect, a greeting) waits for a turn
-			 * of the loop with nothing else to do, so that it
-			 * runs while the sessions in flight are elsewhere,
-			 * not ahead of them; at once if half the pool is
-			 * gone (a busy loop is never idle). */
-			if (idle || e->pool_idle * 2 < pool_target(e))
-				edge_pool_fill(e);
+			link_fill(e);
 			if (now - e->last_ping >= PING_EVERY_MS) {
 				e->last_ping = now;
 				msg_init(&m, FT_PING);
@@ -547,8 +430,21 @@ edges_stop(void)
 		dial_cancel(&e->dial);
 		if (e->state == AE_HELLO || e->state == AE_READY)
 			fconn_close(&e->fc);
-		sess_pool_close(e);
-		amux_edge_lost(e);
+		link_edge_lost(e);
 		e->state = AE_WAIT;
 	}
+}
+
+void
+edge_violation(struct aedge *e, const char *fmt, ...)
+{
+	char why[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	e->violations++;
+	log_warn("edge %s: protocol violation: %s (%llu so far)", e->ce->str,
+	    why, (unsigned long long)e->violations);
 }

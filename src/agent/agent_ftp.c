@@ -1,33 +1,35 @@
 /* agent_ftp.c - FTP services on the agent (docs/ftp.md).
  *
- * Control sessions. Every control session of an FTP service is
- * registered here once joined, with its client address and the backend
+ * Control sessions. Every control session of an FTP service is registered
+ * here once its backend answers, with its client address and the backend
  * that holds it; its passive slice (the backend's share of the service's
- * passive range) has already gone to the edge in FTP_PORTS. For plain
- * FTP (protocol = ftp) a filter sits between the backend and the relay,
- * joined to the relay by a socketpair so the relay stays the same byte
- * pump as everywhere else: the filter reads the control channel line by
- * line (common/ftp.c), rewrites 227 and 229 replies to the public
+ * passive range) has gone to the edge in FTP_PORTS already. For plain FTP
+ * (protocol = ftp) the session's inner side is a filter over the backend
+ * socket, a pump endpoint like any other: it reads the control channel
+ * line by line (ftp_line.c), rewrites 227 and 229 replies to the public
  * address and a port of the backend's slice, and answers PORT, EPRT,
  * LPRT and LPSV itself with 502. After AUTH and a 234 reply the channel
  * is TLS: the filter passes bytes unchanged from then on. For implicit
- * FTPS (protocol = ftps) there is no filter at all.
+ * FTPS (protocol = ftps) the inner side is the backend socket itself.
  *
- * Data sessions. The edge offers a passive data connection with the
+ * Data sessions. The edge opens a passive data connection naming the
  * control session it matched and the passive port. A port the filter
  * handed out names its backend port and its control session; any other
  * port of a TLS session's slice is the backend's own port (the backend
  * announces the public range itself, docs/ftp.md). Anything else is
  * refused.
  *
- * Memory: a filter holds four fixed buffers (about 24 KiB); it reads a
- * side only while the buffers have room, so a slow reader slows its
- * writer. */
-#include "agent/agent.h"
-#include "common/ftp.h"
+ * Memory: a filter holds four fixed buffers (about 24 KiB); it reads the
+ * backend only while its buffers have room, and takes the client's bytes
+ * only while they do, so a slow reader slows its writer. */
+#include "agent/agent_ftp.h"
+#include "agent/agent_edge.h"
+#include "agent/ftp_line.h"
 #include "common/log.h"
+#include "common/psock.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,9 +47,8 @@
 #define R_NO_PORT	"425 No passive port free at the gateway; try " \
 			"again.\r\n"
 
-/* One direction of the filter: bytes read from a socket wait in `in`
- * until a whole line is there, then go (as they are or rewritten) to
- * `out`, which is written to the other socket. */
+/* One direction of the filter: bytes read wait in `in` until a whole line
+ * is there, then go (as they are or rewritten) to `out`. */
 struct fdir {
 	char		 in[FTP_LINE_MAX];
 	size_t		 inlen;
@@ -74,6 +75,7 @@ struct pool {
 };
 
 struct aftp {
+	struct pend	 e;		/* first: the filter as an endpoint */
 	struct aedge	*edge;
 	uint64_t	 id;
 	char		 svc[MSG_NAME_MAX];
@@ -82,22 +84,20 @@ struct aftp {
 	char		 backend_str[CFG_STR];
 	uint16_t	 pmin, pmax;		/* the backend's slice */
 	uint8_t		 public_ip[4];
-	enum svc_proto	 proto;
 	int		 live;			/* data connections welcome */
 	int		 tls;			/* past AUTH + 234 (or ftps) */
-	/* the filter (SVC_FTP) */
+	/* the filter (protocol = ftp) */
 	int		 filter;
 	struct ev_io	 bio;			/* the backend */
-	struct ev_io	 pio;			/* our end of the socketpair */
-	uint32_t	 bwant, pwant;
+	unsigned	 want;			/* what the pump waits for */
+	unsigned	 hup:1;
+	int		 werr;			/* a failed write to the backend */
 	struct fdir	 s2c, c2s;
 	struct ftp_rstate rs;
 	long		 outstanding;		/* commands without a final reply */
 	int		 hold;			/* commands wait for outstanding 0 */
 	int		 auth_wait;
 	const char	*inject;		/* our reply, sent when due */
-	ftp_fail_cb	*fail;
-	void		*arg;
 	struct aftp	*prev, *next;
 };
 
@@ -114,7 +114,8 @@ ftp_svc_msg(const struct cfg_service *s, struct msg *m)
 	msg_set_str(m, FA_PROTOCOL, s->proto == SVC_FTP ? "ftp" : "ftps");
 	m->pasv_min = s->pasv_min;
 	m->pasv_max = s->pasv_max;
-	m->have |= FA_BIT(FA_PASV_MIN) | FA_BIT(FA_PASV_MAX);
+	msg_have(m, FA_PASV_MIN);
+	msg_have(m, FA_PASV_MAX);
 }
 
 void
@@ -124,8 +125,9 @@ ftp_ports_msg(uint64_t id, const struct cfg_backend *b, struct msg *m)
 	m->session = id;
 	m->pasv_min = b->pasv_min;
 	m->pasv_max = b->pasv_max;
-	m->have |= FA_BIT(FA_SESSION) | FA_BIT(FA_PASV_MIN) |
-	    FA_BIT(FA_PASV_MAX);
+	msg_have(m, FA_SESSION);
+	msg_have(m, FA_PASV_MIN);
+	msg_have(m, FA_PASV_MAX);
 }
 
 /* --- the port table ---------------------------------------------------- */
@@ -219,8 +221,6 @@ pool_release_owner(struct aftp *f)
 		if (p->e[i].owner == f)
 			p->e[i].owner = NULL;
 }
-
-/* --- the filter -------------------------------------------------------- */
 
 static void
 dir_put(struct fdir *d, const char *p, size_t n)
@@ -408,196 +408,251 @@ dir_process(struct aftp *f, struct fdir *d)
 	return progress;
 }
 
-/* Read into d from fd. Returns 1 on progress, 0 would block, -1 error. */
-static int
-dir_read(struct fdir *d, int fd, uint32_t *want, char *err, size_t errlen)
-{
-	ssize_t n;
+/* --- the filter as an endpoint --------------------------------------------- */
 
-	if (d->eof || d->inlen == sizeof(d->in))
-		return 0;
-	n = recv(fd, d->in + d->inlen, sizeof(d->in) - d->inlen, 0);
-	if (n > 0) {
-		d->inlen += (size_t)n;
-		return 1;
-	}
-	if (n == 0) {
-		d->eof = 1;
-		return 1;
-	}
-	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-		*want |= EPOLLIN;
-		return 0;
-	}
-	snprintf(err, errlen, "%s", strerror(errno));
-	return -1;
+static struct aftp *
+aftp_of(struct pend *e)
+{
+	return (struct aftp *)(void *)e;
 }
 
-static int
-dir_write(struct fdir *d, int fd, uint32_t *want, char *err, size_t errlen)
+/* Something changed that the pump may be waiting for: tell it from the
+ * loop, not from inside the operation that changed it. */
+static void
+wake_soon(struct aftp *f)
 {
-	ssize_t n;
-	int progress = 0;
+	if (f->e.p != NULL && ev_defer(&f->bio, 0) == -1)
+		(void)ev_set(&f->bio, EPOLLOUT);
+}
 
+static ssize_t
+fail_errno(struct aftp *f, int err)
+{
+	f->e.code = SE_ERROR;
+	snprintf(f->e.err, sizeof(f->e.err), "backend: %s", strerror(err));
+	return PEND_ERR;
+}
+
+/* Write what waits for the backend; shut it down after the client's
+ * end. 0, or PEND_ERR. */
+static ssize_t
+c2s_flush(struct aftp *f)
+{
+	struct fdir *d = &f->c2s;
+	ssize_t n;
+
+	if (f->werr != 0)
+		return fail_errno(f, f->werr);
 	while (d->outlen > 0) {
-		n = send(fd, d->out + d->outoff, d->outlen, MSG_NOSIGNAL);
+		n = send(f->bio.fd, d->out + d->outoff, d->outlen, MSG_NOSIGNAL);
 		if (n == -1) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK ||
-			    errno == EINTR) {
-				*want |= EPOLLOUT;
-				return progress;
-			}
-			snprintf(err, errlen, "%s", strerror(errno));
-			return -1;
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+				return 0;
+			f->werr = errno;
+			return fail_errno(f, errno);
 		}
 		d->outoff += (size_t)n;
 		d->outlen -= (size_t)n;
-		progress = 1;
 	}
 	d->outoff = 0;
-	if (d->eof && d->inlen == 0 && !d->shut) {
-		if (shutdown(fd, SHUT_WR) == -1 && errno != ENOTCONN) {
-			snprintf(err, errlen, "%s", strerror(errno));
-			return -1;
-		}
-		d->shut = 1;
-		progress = 1;
-	}
-	return progress;
+	return 0;
 }
 
-static void
-filter_close(struct aftp *f, int abort)
+/* Process both directions as far as their buffers allow, and send what
+ * is ready for the backend. 0 or PEND_ERR. */
+static ssize_t
+filter_step(struct aftp *f)
 {
-	struct linger lg = { 1, 0 };
-
-	if (!f->filter)
-		return;
-	ev_del(&f->bio);
-	ev_del(&f->pio);
-	if (abort)
-		(void)setsockopt(f->bio.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	close(f->bio.fd);
-	close(f->pio.fd);
-	f->filter = 0;
-}
-
-static void
-aftp_free(struct aftp *f)
-{
-	if (f->prev != NULL)
-		f->prev->next = f->next;
-	else
-		ctls = f->next;
-	if (f->next != NULL)
-		f->next->prev = f->prev;
-	pool_release_owner(f);
-	filter_close(f, 1);
-	free(f);
-}
-
-static void
-io_watch(struct ev_io *io, int done, uint32_t want)
-{
-	if (done)
-		ev_del(io);
-	else if (ev_set(io, want) == -1)
-		log_fatal("epoll_ctl: %s", strerror(errno));
-}
-
-/* Pump both directions until nothing moves. */
-static void
-filter_pump(struct aftp *f)
-{
-	char err[256];
-	const char *side = "backend";
-	int progress, r;
+	int progress;
 
 	do {
-		progress = 0;
-		f->bwant = f->pwant = 0;
-		if ((r = dir_read(&f->s2c, f->bio.fd, &f->bwant, err,
-		    sizeof(err))) == -1)
-			goto fail;
-		progress |= r;
-		side = "relay";
-		if ((r = dir_read(&f->c2s, f->pio.fd, &f->pwant, err,
-		    sizeof(err))) == -1)
-			goto fail;
-		progress |= r;
 		if (f->s2c.eof && f->hold) {
 			/* The server is gone: nothing owes us a turn. */
 			f->outstanding = 0;
 			f->auth_wait = 0;
 			inject_due(f);
 		}
-		progress |= dir_process(f, &f->s2c);
+		progress = dir_process(f, &f->s2c);
 		progress |= dir_process(f, &f->c2s);
-		if ((r = dir_write(&f->s2c, f->pio.fd, &f->pwant, err,
-		    sizeof(err))) == -1)
-			goto fail;
-		progress |= r;
-		side = "backend";
-		if ((r = dir_write(&f->c2s, f->bio.fd, &f->bwant, err,
-		    sizeof(err))) == -1)
-			goto fail;
-		progress |= r;
 	} while (progress);
-
-	if (f->s2c.shut && f->c2s.shut && f->fail == NULL) {
-		/* Orphaned by a clean end of the relay, and done. */
-		aftp_free(f);
-		return;
-	}
-	/* A socket finished both ways is dropped from the set: its
-	 * level-triggered HUP would wake the loop for ever. */
-	io_watch(&f->bio, f->s2c.eof && f->c2s.shut, f->bwant);
-	io_watch(&f->pio, f->c2s.eof && f->s2c.shut, f->pwant);
-	return;
-fail:
-	if (f->fail != NULL) {
-		char why[300];
-
-		snprintf(why, sizeof(why), "%s: %s", side, err);
-		/* The session frees f through ftp_ctl_end; touch nothing
-		 * after this call. */
-		f->fail(f->arg, why);
-		return;
-	}
-	aftp_free(f);
+	return c2s_flush(f);
 }
+
+/* The backend's replies, rewritten, and our own. */
+static ssize_t
+fx_recv(struct pend *e, uint8_t *p, size_t n)
+{
+	struct aftp *f = aftp_of(e);
+	struct fdir *d = &f->s2c;
+	size_t k;
+	ssize_t r;
+
+	for (;;) {
+		if (d->outlen > 0) {
+			k = n < d->outlen ? n : d->outlen;
+			memcpy(p, d->out + d->outoff, k);
+			d->outoff += k;
+			d->outlen -= k;
+			/* Room again: lines waiting may go on, both ways, and
+			 * a pump waiting to send may find room too. */
+			if (filter_step(f) == PEND_ERR)
+				return PEND_ERR;
+			if (f->want & PEND_WR)
+				wake_soon(f);
+			return (ssize_t)k;
+		}
+		if (d->eof && d->inlen == 0)
+			return PEND_EOF;
+		if (!d->eof && d->inlen < sizeof(d->in)) {
+			r = recv(f->bio.fd, d->in + d->inlen,
+			    sizeof(d->in) - d->inlen, 0);
+			if (r == 0)
+				d->eof = 1;
+			else if (r > 0)
+				d->inlen += (size_t)r;
+			else if (errno == EAGAIN || errno == EWOULDBLOCK ||
+			    errno == EINTR)
+				return PEND_AGAIN;
+			else
+				return fail_errno(f, errno);
+		}
+		if (filter_step(f) == PEND_ERR)
+			return PEND_ERR;
+		if (d->outlen == 0 && !(d->eof && d->inlen == 0) &&
+		    d->inlen == sizeof(d->in) && !d->longline)
+			return PEND_AGAIN;	/* cannot happen: a full line goes */
+	}
+}
+
+/* The client's commands: taken while there is room, sent on once
+ * whole. */
+static ssize_t
+fx_send(struct pend *e, const struct iovec *iov, int cnt)
+{
+	struct aftp *f = aftp_of(e);
+	struct fdir *d = &f->c2s;
+	size_t took = 0, k;
+	int i;
+
+	for (i = 0; i < cnt && d->inlen < sizeof(d->in); i++) {
+		k = sizeof(d->in) - d->inlen;
+		if (k > iov[i].iov_len)
+			k = iov[i].iov_len;
+		memcpy(d->in + d->inlen, iov[i].iov_base, k);
+		d->inlen += k;
+		took += k;
+		if (k < iov[i].iov_len)
+			break;
+	}
+	if (filter_step(f) == PEND_ERR)
+		return PEND_ERR;
+	if (f->s2c.outlen > 0)
+		wake_soon(f);	/* our own reply is ready to read */
+	return took > 0 ? (ssize_t)took : PEND_AGAIN;
+}
+
+static int
+fx_shut(struct pend *e)
+{
+	struct aftp *f = aftp_of(e);
+	struct fdir *d = &f->c2s;
+
+	d->eof = 1;
+	if (filter_step(f) == PEND_ERR)
+		return PEND_ERR;
+	if (d->inlen > 0 || d->outlen > 0)
+		return PEND_AGAIN;
+	if (!d->shut) {
+		if (shutdown(f->bio.fd, SHUT_WR) == -1 && errno != ENOTCONN)
+			return (int)fail_errno(f, errno);
+		d->shut = 1;
+	}
+	return 1;
+}
+
+static void
+fx_watch(struct pend *e, unsigned what)
+{
+	struct aftp *f = aftp_of(e);
+	uint32_t mask = 0;
+
+	f->want = what;
+	if (f->hup)
+		return;
+	/* Replies come from the backend; room for the client's bytes comes
+	 * from sending to it, or from a reply that ends a hold. */
+	if ((what & PEND_RD) || ((what & PEND_WR) && f->hold))
+		mask |= EPOLLIN;
+	if (f->c2s.outlen > 0)
+		mask |= EPOLLOUT;
+	if (ev_set(&f->bio, mask) == -1)
+		log_fatal("epoll_ctl: %s", strerror(errno));
+}
+
+static void
+fx_close(struct pend *e, int abort)
+{
+	struct aftp *f = aftp_of(e);
+	int fd = f->bio.fd;
+
+	if (fd == -1)
+		return;
+	f->bio.fd = -1;
+	f->live = 0;
+	if (abort && !e->failed) {
+		ev_del(&f->bio);
+		psock_reset_after_drain(fd);
+	} else if (abort) {
+		ev_forget(&f->bio);
+		psock_reset_now(fd);
+	} else {
+		ev_forget(&f->bio);
+		close(fd);
+	}
+}
+
+static const struct pend_ops filter_ops = {
+	.recv = fx_recv,
+	.send = fx_send,
+	.shut = fx_shut,
+	.watch = fx_watch,
+	.close = fx_close,
+};
 
 static void
 bio_cb(struct ev_io *io, uint32_t events)
 {
 	struct aftp *f = (struct aftp *)(void *)((char *)io -
 	    offsetof(struct aftp, bio));
+	unsigned what = f->want;
 
-	(void)events;
-	filter_pump(f);
-}
-
-static void
-pio_cb(struct ev_io *io, uint32_t events)
-{
-	struct aftp *f = (struct aftp *)(void *)((char *)io -
-	    offsetof(struct aftp, pio));
-
-	(void)events;
-	filter_pump(f);
+	if ((events & EPOLLHUP) && !f->hup) {
+		/* A level-triggered HUP would fire for ever: read the rest
+		 * without epoll. */
+		f->hup = 1;
+		f->e.unwatched = 1;
+		ev_del(io);
+	}
+	if (f->c2s.outlen > 0)
+		(void)c2s_flush(f);
+	if (f->s2c.outlen > 0 || (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		what |= PEND_RD;
+	if (f->e.p != NULL)
+		pump_wake(f->e.p, f->e.side, what | PEND_WR);
 }
 
 /* --- control sessions ---------------------------------------------------- */
 
 struct aftp *
 ftp_ctl_join(struct aedge *e, uint64_t id, const struct cfg_service *svc,
-    const struct cfg_backend *b, const char *client_ip, int *backend_fd,
-    ftp_fail_cb *fail, void *arg, char *why, size_t whylen)
+    const struct cfg_backend *b, const char *client_ip, int fd,
+    struct psock *sock, struct pend **inner, char *why, size_t whylen)
 {
 	struct aftp *f;
-	int sp[2];
 
-	if ((f = calloc(1, sizeof(*f))) == NULL) {
+	if ((f = calloc(1, sizeof(*f))) == NULL ||
+	    pool_get(svc->name, svc->pasv_min, svc->pasv_max) == NULL) {
+		free(f);
 		snprintf(why, whylen, "ftp: out of memory");
 		return NULL;
 	}
@@ -610,56 +665,44 @@ ftp_ctl_join(struct aedge *e, uint64_t id, const struct cfg_service *svc,
 	f->pmin = b->pasv_min;
 	f->pmax = b->pasv_max;
 	memcpy(f->public_ip, svc->public_ip, sizeof(f->public_ip));
-	f->proto = svc->proto;
 	f->tls = svc->proto == SVC_FTPS;
 	f->live = 1;
-	f->fail = fail;
-	f->arg = arg;
-	if (pool_get(svc->name, svc->pasv_min, svc->pasv_max) == NULL) {
-		free(f);
-		snprintf(why, whylen, "ftp: out of memory");
-		return NULL;
-	}
 	if (svc->proto == SVC_FTP) {
-		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		    0, sp) == -1) {
-			snprintf(why, whylen, "ftp: socketpair: %s", strerror(errno));
-			free(f);
-			return NULL;
-		}
-		ev_io_init(&f->bio, *backend_fd, bio_cb);
-		ev_io_init(&f->pio, sp[0], pio_cb);
 		f->filter = 1;
+		f->e.ops = &filter_ops;
 		f->outstanding = 1;	/* the greeting */
-		*backend_fd = sp[1];	/* the relay's side */
+		ev_io_init(&f->bio, fd, bio_cb);
+		*inner = &f->e;
+	} else {
+		f->bio.fd = -1;
+		psock_init(sock, fd, 0);
+		*inner = &sock->e;
 	}
 	f->next = ctls;
 	if (ctls != NULL)
 		ctls->prev = f;
 	ctls = f;
-	/* No pump from here: the relay is not running yet, and a failure
-	 * now must not reach the session through fail(). */
-	if (f->filter && (ev_set(&f->bio, EPOLLIN) == -1 ||
-	    ev_set(&f->pio, EPOLLIN) == -1))
-		log_fatal("epoll_ctl: %s", strerror(errno));
 	return f;
 }
 
 void
-ftp_ctl_end(struct aftp *f, int abort)
+ftp_ctl_end(struct aftp *f)
 {
 	if (f == NULL)
 		return;
-	f->live = 0;
-	f->fail = NULL;
+	if (f->prev != NULL)
+		f->prev->next = f->next;
+	else
+		ctls = f->next;
+	if (f->next != NULL)
+		f->next->prev = f->prev;
 	pool_release_owner(f);
-	if (abort || !f->filter || (f->s2c.shut && f->c2s.shut)) {
-		aftp_free(f);
-		return;
+	if (f->bio.fd != -1) {
+		/* Never attached to a pump (the session failed first). */
+		ev_del(&f->bio);
+		close(f->bio.fd);
 	}
-	/* Bytes the client sent last may still be on their way to the
-	 * backend: the filter finishes them and frees itself. */
-	filter_pump(f);
+	free(f);
 }
 
 /* --- data sessions ------------------------------------------------------- */
@@ -747,7 +790,7 @@ ftp_stop(void)
 	struct pool *p;
 
 	while (ctls != NULL)
-		aftp_free(ctls);
+		ftp_ctl_end(ctls);
 	while ((p = pools) != NULL) {
 		pools = p->next;
 		free(p->e);

@@ -7,9 +7,10 @@
  * connect time-out, if shorter) is marked down and skipped for new
  * sessions while another is up; the first check that connects puts it
  * back. Only changes are logged: "backend X down: why", "backend X up".
- * Sessions report their dials here too (health_report), so the state is
+ * Sessions report their dials too (health_report), so the state is
  * also what the admin API and the metrics show. */
-#include "agent/agent.h"
+#include "agent/agent_backend.h"
+#include "agent/dial.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -28,38 +29,6 @@ struct probe {
 
 static struct probe *probes;
 static size_t nprobes;
-
-int
-health_down(const struct cfg_service *svc, const struct cfg_backend *b)
-{
-	/* Without checks nothing would ever put a backend back, so the
-	 * recorded outcome informs the operator (status, metrics) only. */
-	return svc->health_ms > 0 && b->health == BH_DOWN;
-}
-
-void
-health_report(struct cfg_service *svc, struct cfg_backend *b, int err)
-{
-	enum backend_health h = err == 0 ? BH_UP : BH_DOWN;
-	int was_down;
-
-	if (b == NULL)
-		return;
-	was_down = b->health == BH_DOWN;
-	if (err != 0)
-		snprintf(b->last_error, sizeof(b->last_error), "%s", strerror(err));
-	if (h == b->health)
-		return;
-	b->health = h;
-	b->health_at = ev_now();
-	if (svc->health_ms == 0)
-		return;
-	if (h == BH_DOWN)
-		log_warn("service %s: backend %s down: %s", svc->name, b->str,
-		    b->last_error);
-	else if (was_down)
-		log_info("service %s: backend %s up", svc->name, b->str);
-}
 
 static void
 probe_done(struct dial *d, int fd, int err)

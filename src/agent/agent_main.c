@@ -1,7 +1,19 @@
 /* agent_main.c - sallyport-agent: the inside half of sallyport. It reads
  * the one configuration file, dials every edge and serves its sessions. */
-#include "agent/agent.h"
+#include "agent/agent_admin.h"
+#include "agent/agent_audit.h"
+#include "agent/agent_backend.h"
+#include "agent/agent_cfg.h"
+#include "agent/agent_edge.h"
+#include "agent/agent_ftp.h"
+#include "agent/agent_link.h"
+#include "agent/agent_metrics.h"
+#include "agent/agent_out.h"
+#include "agent/agent_reload.h"
+#include "agent/agent_sess.h"
+#include "common/linkkey.h"
 #include "common/log.h"
+#include "common/psock.h"
 #include "common/tlsx.h"
 
 #include <errno.h>
@@ -142,9 +154,10 @@ main(int argc, char **argv)
 	}
 	if (ev_init() == -1)
 		log_fatal("epoll: %s", strerror(errno));
-	if (relay_threads(agent_cfg.relay_threads == CFG_RELAY_THREADS_AUTO ?
-	    relay_threads_auto() : agent_cfg.relay_threads) == -1)
-		log_fatal("relay threads: %s", strerror(errno));
+	if (linkkey_init() == -1)
+		log_fatal("link keys: OpenSSL has no HMAC");
+	if (backend_bind(agent_cfg.services, agent_cfg.nservices) == -1)
+		log_fatal("backends: out of memory");
 	log_info("agent %s starting: %zu edges, %zu services", agent_cfg.name,
 	    agent_cfg.nedges, agent_cfg.nservices);
 	if (agent_cfg.admin_listen[0] != '\0' &&
@@ -160,8 +173,7 @@ main(int argc, char **argv)
 	edges_start();
 	(void)sd_notify(0, "READY=1");
 	while (!agent_stop) {
-		/* While a pool waits for an idle turn (edges_tick), poll. */
-		if (ev_run_once(edges_pool_short() ? 0 : 200) == -1)
+		if (ev_run_once(200) == -1)
 			log_fatal("epoll_wait: %s", strerror(errno));
 		if (agent_hup) {
 			agent_hup = 0;
@@ -169,23 +181,25 @@ main(int argc, char **argv)
 			hup_audit();
 		}
 		now = ev_now();
-		edges_tick(now, ev_dispatched() == 0);
+		edges_tick(now);
+		link_tick(now);
 		health_tick(now);
 		sess_tick(now);
-		amux_tick(now);
-		relay_tick(now);
+		psock_tick(now);
 		reload_tick();
 		admin_tick();
 		out_tick(now);
+		ev_settle();
 	}
 	(void)sd_notify(0, "STOPPING=1");
 	log_info("stopping");
 	admin_stop();
 	out_stop();
 	sess_stop();
-	amux_stop();
+	ev_settle();
+	link_stop();
 	ftp_stop();
-	relay_tick(UINT64_MAX);
+	psock_tick(UINT64_MAX);
 	edges_stop();
 	reload_stop();
 	metrics_free();
@@ -193,6 +207,7 @@ main(int argc, char **argv)
 	health_stop();
 	tlsx_cleanup();
 	SSL_CTX_free(agent_tls);
+	backend_unbind(agent_cfg.services, agent_cfg.nservices);
 	cfg_free(&agent_cfg);
 	log_info("stopped");
 	return 0;

@@ -4,33 +4,28 @@
  * backends are read from their owners when the text is rendered, and
  * the edges' own counters arrive in STATS frames, so nothing in the DMZ
  * is scraped. */
-#include "agent/agent.h"
+#include "agent/agent_metrics.h"
+#include "agent/agent_backend.h"
+#include "agent/agent_edge.h"
+#include "agent/agent_sess.h"
+#include "agent/stats_parse.h"
 #include "common/log.h"
-#include "common/stats.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Session set-up time (SESS_NEW to relaying), in milliseconds. */
+/* Session set-up time (SESS_OPEN to relaying), in milliseconds. */
 static const uint64_t hist_le_ms[] = { 5, 10, 25, 50, 100, 250, 500, 1000,
     2500, 5000, 10000 };
 #define HIST_N (sizeof(hist_le_ms) / sizeof(hist_le_ms[0]))
-
-static const char *const outcome_names[SO_NUM] = {
-	[SO_COMPLETED] = "completed",
-	[SO_FAILED] = "failed",
-	[SO_REFUSED] = "refused",
-	[SO_KILLED] = "killed",
-	[SO_STOPPED] = "stopped",
-};
 
 /* Counters per service name. Entries outlive the service (a reload may
  * remove it) so that counters never go backwards while the agent runs. */
 struct msvc {
 	char		 name[MSG_NAME_MAX];
 	uint64_t	 open;
-	uint64_t	 total[SO_NUM];
+	uint64_t	 total[SE_COUNT];	/* ended, by how */
 	uint64_t	 bytes[2];	/* ended sessions: to backend, to client */
 	uint64_t	 live[2];	/* scratch while rendering */
 	struct msvc	*next;
@@ -78,7 +73,7 @@ metrics_sess_joined(uint64_t setup_ms)
 }
 
 void
-metrics_sess_end(const char *svc, enum sess_outcome o, uint64_t to_backend,
+metrics_sess_end(const char *svc, enum sess_end how, uint64_t to_backend,
     uint64_t to_client)
 {
 	struct msvc *m = msvc_get(svc);
@@ -87,7 +82,8 @@ metrics_sess_end(const char *svc, enum sess_outcome o, uint64_t to_backend,
 		return;
 	if (m->open > 0)
 		m->open--;
-	m->total[o]++;
+	if ((unsigned)how < SE_COUNT)
+		m->total[how]++;
 	m->bytes[0] += to_backend;
 	m->bytes[1] += to_client;
 }
@@ -155,12 +151,13 @@ render_sessions(FILE *f)
 		fprintf(f, "\"} %llu\n", (unsigned long long)m->open);
 	}
 	family(f, "sallyport_sessions_total", "counter",
-	    "Sessions ended, by service and outcome.");
+	    "Sessions ended, by service and how they ended.");
 	for (m = msvcs; m != NULL; m = m->next)
-		for (i = 0; i < SO_NUM; i++) {
+		for (i = SE_NONE + 1; i < SE_COUNT; i++) {
 			fputs("sallyport_sessions_total{service=\"", f);
 			label(f, m->name);
-			fprintf(f, "\",outcome=\"%s\"} %llu\n", outcome_names[i],
+			fprintf(f, "\",reason=\"%s\"} %llu\n",
+			    end_name((enum sess_end)i),
 			    (unsigned long long)m->total[i]);
 		}
 	family(f, "sallyport_bytes_total", "counter",
@@ -173,7 +170,7 @@ render_sessions(FILE *f)
 			    (unsigned long long)(m->bytes[i] + m->live[i]));
 		}
 	family(f, "sallyport_session_setup_seconds", "histogram",
-	    "Time from the edge's announcement to relaying (backend and data link).");
+	    "Time from the edge's SESS_OPEN to relaying (the backend's answer).");
 	for (i = 0; i < HIST_N; i++)
 		fprintf(f, "sallyport_session_setup_seconds_bucket{le=\"%llu.%03llu\"} "
 		    "%llu\n", (unsigned long long)(hist_le_ms[i] / 1000),
@@ -225,6 +222,14 @@ render_edges(FILE *f)
 		label(f, e->ce->str);
 		fprintf(f, "\"} %llu.%03llu\n", (unsigned long long)(e->rtt_ms / 1000),
 		    (unsigned long long)(e->rtt_ms % 1000));
+	}
+	family(f, "sallyport_edge_violations_total", "counter",
+	    "Frames from the edge that a correct edge never sends.");
+	for (i = 0; i < n; i++) {
+		e = edges_get(i);
+		fputs("sallyport_edge_violations_total{edge=\"", f);
+		label(f, e->ce->str);
+		fprintf(f, "\"} %llu\n", (unsigned long long)e->violations);
 	}
 }
 
@@ -290,7 +295,7 @@ render_backends(FILE *f)
 			label(f, s->name);
 			fputs("\",backend=\"", f);
 			label(f, s->backends[j].str);
-			fprintf(f, "\"} %d\n", s->backends[j].health != BH_DOWN);
+			fprintf(f, "\"} %d\n", s->backends[j].st->health != BH_DOWN);
 		}
 	}
 	family(f, "sallyport_backends_up", "gauge",
@@ -298,20 +303,11 @@ render_backends(FILE *f)
 	for (i = 0; i < agent_cfg.nservices; i++) {
 		s = &agent_cfg.services[i];
 		for (j = 0, up = 0; j < s->nbackends; j++)
-			up += s->backends[j].health != BH_DOWN;
+			up += s->backends[j].st->health != BH_DOWN;
 		fputs("sallyport_backends_up{service=\"", f);
 		label(f, s->name);
 		fprintf(f, "\"} %zu\n", up);
 	}
-}
-
-static void
-render_relay(FILE *f)
-{
-	family(f, "sallyport_relay_thread_handoffs_total", "counter",
-	    "Sessions handed from the main loop to a relay thread.");
-	fprintf(f, "sallyport_relay_thread_handoffs_total %llu\n",
-	    (unsigned long long)relay_threads_handoffs());
 }
 
 char *
@@ -328,7 +324,6 @@ metrics_render(size_t *len)
 	render_sessions(f);
 	render_edges(f);
 	render_backends(f);
-	render_relay(f);
 	render_edge_stats(f);
 	if (fclose(f) != 0) {
 		free(text);

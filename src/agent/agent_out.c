@@ -1,18 +1,19 @@
-/* agent_out.c - the outbound proxies for inside clients: SOCKS5 (RFC
- * 1928/1929) and HTTP CONNECT listeners on the agent.
+/* agent_out.c - the outbound proxies for inside clients (agent_out.h).
  *
  * A request is read without consuming a byte past it (a client may send
- * its first TLS record right behind it), then carried out to an edge on
- * a data link of its own, opened from inside like every other link: the
- * first frame is OUT_OPEN, the edge checks this agent's policy, resolves
- * and dials the destination, and answers OUT_RESULT. From then on the
- * link carries the client's bytes both ways, unchanged. */
-#include "agent/agent.h"
+ * its first TLS record right behind it), then goes to an edge that took
+ * this agent's policy, as OUT_REQ with an id of its own. The edge checks
+ * the policy, resolves and dials the destination, and opens the session
+ * on a data link (agent_sess.c takes the client with out_claim), or
+ * answers OUT_FAIL. */
+#include "agent/agent_out.h"
+#include "agent/agent_audit.h"
+#include "agent/agent_cfg.h"
+#include "agent/agent_edge.h"
 #include "agent/httpc.h"
 #include "agent/socks.h"
 #include "common/log.h"
 #include "common/outpol.h"
-#include "common/tlsx.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -27,8 +28,7 @@
 #define OUT_MAX_SESSIONS	1024
 
 enum aout_proto { AP_SOCKS, AP_HTTP };
-enum aout_state { AO_GREETING, AO_AUTH, AO_REQUEST, AO_LINK, AO_GREET,
-    AO_RELAY };
+enum aout_state { AO_GREETING, AO_AUTH, AO_REQUEST, AO_WAIT };
 
 struct aout {
 	struct ev_io	 cio;		/* the client, until the relay owns it */
@@ -41,15 +41,8 @@ struct aout {
 	char		 host[MSG_HOST_MAX];
 	uint16_t	 port;
 	char		 dest[MSG_HOST_MAX + 16];
-	char		 addr[MSG_ADDR_MAX];
+	struct aedge	*edge;		/* AO_WAIT: asked there */
 	char		 edge_str[CFG_STR];
-	char		 edge_host[CFG_STR];
-	struct net_addr	 edge_addr;
-	uint8_t		 token[FRAME_SECRET];
-	struct dial	 dial;
-	struct fconn	 fc;
-	struct relay	 relay;
-	size_t		 prime_len;	/* our reply, counted by the relay */
 	uint64_t	 t_start;
 	uint64_t	 deadline;
 	struct aout	*prev, *next;
@@ -59,14 +52,6 @@ static struct ev_io socks_lio, http_lio;
 static struct aout *outs;
 static size_t nouts;
 static uint64_t out_next_id = 1;
-
-static int olink_ready(struct fconn *fc);
-static int olink_frame(struct fconn *fc, struct msg *m);
-static void olink_lost(struct fconn *fc, const char *why);
-
-static const struct fconn_ops olink_ops = {
-	olink_ready, olink_frame, olink_lost,
-};
 
 void
 out_audit(const struct out_record *r)
@@ -92,7 +77,7 @@ aout_end(struct aout *o, const char *outcome, int code, uint64_t out,
 	r.proto = o->proto == AP_SOCKS ? "socks5" : "http-connect";
 	r.client = o->client;
 	r.dest = o->dest[0] ? o->dest : "-";
-	r.addr = o->addr[0] ? o->addr : "-";
+	r.addr = "-";
 	r.edge = o->edge_str[0] ? o->edge_str : "-";
 	r.bytes_out = out;
 	r.bytes_in = in;
@@ -109,7 +94,6 @@ aout_end(struct aout *o, const char *outcome, int code, uint64_t out,
 	if (o->next != NULL)
 		o->next->prev = o->prev;
 	nouts--;
-	OPENSSL_cleanse(o->token, sizeof(o->token));
 	free(o->in);
 	free(o);
 }
@@ -145,7 +129,7 @@ aout_fail(struct aout *o, int code, int http_status, const char *outcome,
 	char resp[600];
 	size_t n;
 
-	if (o->state >= AO_LINK || code >= 0 || http_status > 0) {
+	if (o->state == AO_WAIT || code >= 0 || http_status > 0) {
 		if (o->proto == AP_SOCKS && code >= 0) {
 			n = socks_reply(rep, (uint8_t)code);
 			client_send(o, rep, n);
@@ -156,9 +140,6 @@ aout_fail(struct aout *o, int code, int http_status, const char *outcome,
 				client_send(o, resp, n);
 		}
 	}
-	dial_cancel(&o->dial);
-	if (o->state == AO_GREET)
-		fconn_close(&o->fc);
 	ev_del(&o->cio);
 	close(o->cio.fd);
 	log_warn("outbound %llu %s: client=%s dest=%s: %s",
@@ -251,13 +232,12 @@ aout_read(struct aout *o, parse_fn *parse, void *out, const char **why)
 	return r;
 }
 
-static void olink_dialled(struct dial *d, int fd, int err);
-
-/* The whole request is in: go out to an edge. */
+/* The whole request is in: ask an edge. */
 static void
 aout_begin(struct aout *o, const char *host, uint16_t port)
 {
 	struct aedge *e;
+	struct msg m;
 
 	ev_del(&o->cio);
 	free(o->in);
@@ -266,7 +246,7 @@ aout_begin(struct aout *o, const char *host, uint16_t port)
 	o->port = port;
 	snprintf(o->dest, sizeof(o->dest), strchr(host, ':') ? "[%s]:%u" :
 	    "%s:%u", host, port);
-	o->state = AO_LINK;
+	o->state = AO_WAIT;
 	o->deadline = ev_now() + 2 * agent_cfg.connect_timeout_ms;
 	if (!outpol_valid_host(o->host) || port == 0) {
 		aout_fail(o, SOCKS_HOST_UNREACH, 400, "refused",
@@ -278,12 +258,15 @@ aout_begin(struct aout *o, const char *host, uint16_t port)
 		    "no edge ready for outbound sessions");
 		return;
 	}
-	o->edge_addr = e->addr;
-	snprintf(o->edge_host, sizeof(o->edge_host), "%s", e->ce->host);
+	o->edge = e;
 	snprintf(o->edge_str, sizeof(o->edge_str), "%s", e->ce->str);
-	memcpy(o->token, e->out_token, sizeof(o->token));
-	if (dial_start(&o->dial, &o->edge_addr, olink_dialled, o) == -1)
-		aout_fail(o, SOCKS_FAIL, 502, "failed", strerror(errno));
+	msg_init(&m, FT_OUT_REQ);
+	m.request = o->id;
+	msg_set_str(&m, FA_DEST_HOST, o->host);
+	m.dest_port = o->port;
+	msg_have(&m, FA_REQUEST);
+	msg_have(&m, FA_DEST_PORT);
+	edge_send(e, &m);
 }
 
 static int
@@ -424,133 +407,88 @@ aout_client_io(struct ev_io *io, uint32_t events)
 	}
 }
 
-/* --- the data link ------------------------------------------------------ */
+/* --- what the edge answers ------------------------------------------------ */
 
-static void
-olink_dialled(struct dial *d, int fd, int err)
+static struct aout *
+aout_waiting(struct aedge *e, uint64_t request)
 {
-	struct aout *o = d->arg;
-	char why[300];
-	SSL *ssl;
+	struct aout *o;
 
-	if (fd == -1) {
-		snprintf(why, sizeof(why), "data link to edge %s: %s",
-		    o->edge_str, strerror(err));
-		aout_fail(o, SOCKS_FAIL, 502, "failed", why);
-		return;
-	}
-	if ((ssl = tlsx_new(agent_tls, fd, 0, o->edge_host)) == NULL) {
-		close(fd);
-		aout_fail(o, SOCKS_FAIL, 502, "failed", "data link: TLS set-up failed");
-		return;
-	}
-	tlsx_data_link(ssl);
-	o->state = AO_GREET;
-	if (fconn_start(&o->fc, fd, ssl, &olink_ops, o) == -1) {
-		SSL_free(ssl);
-		close(fd);
-		o->state = AO_LINK;
-		aout_fail(o, SOCKS_FAIL, 502, "failed", "data link: cannot watch socket");
-	}
+	for (o = outs; o != NULL; o = o->next)
+		if (o->state == AO_WAIT && o->edge == e && o->id == request)
+			return o;
+	return NULL;
 }
 
-static int
-olink_ready(struct fconn *fc)
+int
+out_claim(struct aedge *e, uint64_t request, struct out_claim *c)
 {
-	struct aout *o = fc->owner;
-	struct msg m;
-
-	msg_init(&m, FT_OUT_OPEN);
-	msg_set_str(&m, FA_DEST_HOST, o->host);
-	m.dest_port = o->port;
-	memcpy(m.secret, o->token, sizeof(m.secret));
-	m.have |= FA_BIT(FA_DEST_PORT) | FA_BIT(FA_SECRET);
-	(void)fconn_send(fc, &m);
-	OPENSSL_cleanse(m.secret, sizeof(m.secret));
-	return 0;
-}
-
-static void
-aout_relay_done(struct relay *r, int first, const char *err)
-{
-	struct aout *o = r->arg;
-	char reason[300];
-	uint64_t in = relay_bytes(r, 0) >= o->prime_len ?
-	    relay_bytes(r, 0) - o->prime_len : 0;
-
-	/* Side 0 is the data link (the destination), side 1 the client. */
-	if (err != NULL)
-		snprintf(reason, sizeof(reason), "error(%s: %s)",
-		    first == 0 ? "destination" : "client", err);
-	else
-		snprintf(reason, sizeof(reason), "%s",
-		    first == 0 ? "destination-closed" : "client-closed");
-	uint64_t out = relay_bytes(r, 1);
-
-	relay_free(r, err != NULL);
-	aout_end(o, err != NULL ? "cut" : "ok", SOCKS_OK, out, in, reason);
-}
-
-static int
-olink_frame(struct fconn *fc, struct msg *m)
-{
-	struct aout *o = fc->owner;
-	struct buf pending, prime = { 0 };
-	char why[MSG_TEXT_MAX + 64], resp[64];
+	struct aout *o = aout_waiting(e, request);
+	char resp[64];
 	uint8_t rep[SOCKS_REPLY_LEN];
 	size_t n;
-	int code, fd, cfd;
-	SSL *ssl;
 
-	if (m->type != FT_OUT_RESULT) {
-		snprintf(why, sizeof(why), "edge refused the data link: %s",
-		    m->type == FT_ERROR ? m->text : frame_type_name(m->type));
-		aout_fail(o, SOCKS_FAIL, 502, "failed", why);
+	if (o == NULL)
 		return -1;
-	}
-	if (m->have & FA_BIT(FA_DEST_ADDR))
-		snprintf(o->addr, sizeof(o->addr), "%s", m->dest_addr);
-	if (m->status != 0) {
-		code = m->out_code >= SOCKS_FAIL && m->out_code <=
-		    SOCKS_ATYP_UNSUPPORTED ? m->out_code : SOCKS_FAIL;
-		snprintf(why, sizeof(why), "edge: %s",
-		    (m->have & FA_BIT(FA_TEXT)) ? m->text : "refused");
-		aout_fail(o, code, 0, code == SOCKS_NOT_ALLOWED ? "refused" :
-		    "failed", why);
-		return -1;
-	}
 	if (o->proto == AP_SOCKS)
 		n = socks_reply(rep, SOCKS_OK);
 	else
 		n = httpc_reply(resp, sizeof(resp), 200, NULL);
-	if (buf_append(&prime, o->proto == AP_SOCKS ? (void *)rep : (void *)resp,
-	    n, n) == -1) {
+	memset(&c->reply, 0, sizeof(c->reply));
+	if (buf_append(&c->reply, o->proto == AP_SOCKS ? (void *)rep :
+	    (void *)resp, n, n) == -1) {
 		aout_fail(o, SOCKS_FAIL, 502, "failed", "out of memory");
 		return -1;
 	}
-	o->prime_len = n;
-	fconn_detach(fc, &fd, &ssl, &pending);
-	buf_free(&pending);
-	cfd = o->cio.fd;
-	o->state = AO_RELAY;
-	log_info("outbound %llu connected client=%s dest=%s addr=%s edge=%s",
-	    (unsigned long long)o->id, o->client, o->dest,
-	    o->addr[0] ? o->addr : "-", o->edge_str);
-	/* The reply goes to the client ahead of the first relayed byte;
-	 * what the client pipelined behind its request is still in its
-	 * socket and is relayed as soon as the relay reads. */
-	(void)relay_start(&o->relay, fd, ssl, cfd, NULL, &prime, 0,
-	    aout_relay_done, o);
-	return -1;
+	c->id = o->id;
+	c->fd = o->cio.fd;
+	c->proto = o->proto == AP_SOCKS ? "socks5" : "http-connect";
+	snprintf(c->client, sizeof(c->client), "%s", o->client);
+	snprintf(c->dest, sizeof(c->dest), "%s", o->dest);
+	c->t_start = o->t_start;
+	/* The client is the session's now: its socket stays open. */
+	if (o->prev != NULL)
+		o->prev->next = o->next;
+	else
+		outs = o->next;
+	if (o->next != NULL)
+		o->next->prev = o->prev;
+	nouts--;
+	free(o->in);
+	free(o);
+	return 0;
 }
 
-static void
-olink_lost(struct fconn *fc, const char *why)
+void
+out_failed(struct aedge *e, const struct msg *m)
 {
-	char msg[300];
+	struct aout *o = aout_waiting(e, m->request);
+	char why[MSG_TEXT_MAX + 16];
+	int code;
 
-	snprintf(msg, sizeof(msg), "data link: %s", why);
-	aout_fail(fc->owner, SOCKS_FAIL, 502, "failed", msg);
+	if (o == NULL) {
+		edge_violation(e, "OUT_FAIL for request %llu, which was not "
+		    "asked there", (unsigned long long)m->request);
+		return;
+	}
+	code = m->out_code >= SOCKS_FAIL && m->out_code <=
+	    SOCKS_ATYP_UNSUPPORTED ? m->out_code : SOCKS_FAIL;
+	snprintf(why, sizeof(why), "edge: %s",
+	    (m->have & FA_BIT(FA_TEXT)) ? m->text : "refused");
+	aout_fail(o, code, 0, code == SOCKS_NOT_ALLOWED ? "refused" : "failed",
+	    why);
+}
+
+void
+out_edge_lost(struct aedge *e)
+{
+	struct aout *o, *next;
+
+	for (o = outs; o != NULL; o = next) {
+		next = o->next;
+		if (o->state == AO_WAIT && o->edge == e)
+			aout_fail(o, SOCKS_FAIL, 502, "failed", "edge lost");
+	}
 }
 
 /* --- listeners ---------------------------------------------------------- */
@@ -648,9 +586,9 @@ out_tick(uint64_t now)
 
 	for (o = outs; o != NULL; o = next) {
 		next = o->next;
-		if (o->state == AO_RELAY || now <= o->deadline)
+		if (now <= o->deadline)
 			continue;
-		if (o->state < AO_LINK)
+		if (o->state != AO_WAIT)
 			aout_fail(o, -1, 0, "failed", "request not complete in time");
 		else
 			aout_fail(o, SOCKS_TTL_EXPIRED, 504, "failed",
@@ -673,15 +611,6 @@ out_stop(void)
 		close(http_lio.fd);
 		http_lio.fd = -1;
 	}
-	while ((o = outs) != NULL) {
-		if (o->state == AO_RELAY) {
-			struct relay *r = &o->relay;
-			uint64_t out = relay_bytes(r, 1);
-			uint64_t in = relay_bytes(r, 0) >= o->prime_len ?
-			    relay_bytes(r, 0) - o->prime_len : 0;
-			relay_free(r, 1);
-			aout_end(o, "cut", SOCKS_OK, out, in, "agent-stopping");
-		} else
-			aout_fail(o, SOCKS_FAIL, 503, "failed", "agent stopping");
-	}
+	while ((o = outs) != NULL)
+		aout_fail(o, SOCKS_FAIL, 503, "failed", "agent stopping");
 }

@@ -10,12 +10,17 @@
  * backends or of proxy_protocol needs no frame.
  * Running sessions never depend on the service table (agent_sess.c drops
  * its pointer once relaying), and the few still being set up keep the
- * old table, which is freed once none of them refers to it.
+ * old table, which is freed once none of them refers to it. What the
+ * agent learnt about backends (sessions, health) is not in the table but
+ * in their run-time state, which the new table shares by name.
  *
  * Edges, the agent's name, its certificate, key and CA, and the admin
  * listen address are fixed for the life of the process: a change to them
  * is reported as needing a restart and the running values are kept. */
-#include "agent/agent.h"
+#include "agent/agent_reload.h"
+#include "agent/agent_backend.h"
+#include "agent/agent_edge.h"
+#include "agent/agent_sess.h"
 #include "common/log.h"
 
 #include <stdio.h>
@@ -92,16 +97,6 @@ keep_fixed(const struct cfg *old, struct cfg *nc, struct reload_result *res)
 		list_add(res->restart, "data_link");
 		nc->data_plain = old->data_plain;
 	}
-	if (old->relay_threads != nc->relay_threads) {
-		/* Started once, with the process. */
-		list_add(res->restart, "relay_threads");
-		nc->relay_threads = old->relay_threads;
-	}
-	if (old->data_mux != nc->data_mux) {
-		/* Chosen per edge when its control channel comes up. */
-		list_add(res->restart, "data_mux");
-		nc->data_mux = old->data_mux;
-	}
 	if (strcmp(old->admin_listen, nc->admin_listen) != 0) {
 		/* The running listener keeps its token too. */
 		list_add(res->restart, "admin.listen");
@@ -112,24 +107,13 @@ keep_fixed(const struct cfg *old, struct cfg *nc, struct reload_result *res)
 	}
 }
 
-/* Carry backend health and the round-robin cursor over to the new
- * table, so a reload does not forget what sessions found out. */
+/* Carry the round-robin cursor over to the new table (what sessions
+ * found out about backends lives in their run-time state, which the new
+ * table shares: agent_backend.h). */
 static void
-carry_state(struct cfg_service *os, struct cfg_service *ns)
+carry_state(const struct cfg_service *os, struct cfg_service *ns)
 {
-	size_t i, j;
-
 	ns->rr = os->rr;
-	for (i = 0; i < ns->nbackends; i++)
-		for (j = 0; j < os->nbackends; j++)
-			if (strcmp(ns->backends[i].str, os->backends[j].str) == 0) {
-				ns->backends[i].health = os->backends[j].health;
-				ns->backends[i].health_at = os->backends[j].health_at;
-				memcpy(ns->backends[i].last_error,
-				    os->backends[j].last_error,
-				    sizeof(ns->backends[i].last_error));
-				break;
-			}
 }
 
 /* Whether what the edge is told about a service changed: the pushed
@@ -177,6 +161,13 @@ reload_run(struct reload_result *res, char *err, size_t errlen)
 		free(nc);
 		return -1;
 	}
+	if (backend_bind(nc->services, nc->nservices) == -1) {
+		snprintf(err, errlen, "out of memory");
+		cfg_free(nc);
+		free(r);
+		free(nc);
+		return -1;
+	}
 	keep_fixed(&agent_cfg, nc, res);
 
 	/* Diff by name; frames are sent after the swap, from the new table. */
@@ -215,11 +206,10 @@ reload_run(struct reload_result *res, char *err, size_t errlen)
 		    svc_prio_changed(os, ns))
 			edges_svc_open(ns);
 	}
-	/* Probes and session counts point into the service table: move
-	 * them to the new one before the old can be freed. */
+	/* Probes point into the service table: move them to the new one
+	 * before the old can be freed. */
 	health_stop();
 	health_start();
-	sess_reloaded();
 	log_info("configuration reloaded: %zu services; added=[%s] removed=[%s] "
 	    "changed=[%s] backends-changed=[%s]%s%s%s",
 	    agent_cfg.nservices, res->added, res->removed, res->changed,
@@ -240,6 +230,7 @@ reload_tick(void)
 			continue;
 		}
 		*pp = r->next;
+		backend_unbind(r->arr, r->n);
 		free(r->arr);
 		free(r);
 	}
@@ -252,6 +243,7 @@ reload_stop(void)
 
 	while ((r = retired) != NULL) {
 		retired = r->next;
+		backend_unbind(r->arr, r->n);
 		free(r->arr);
 		free(r);
 	}

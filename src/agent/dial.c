@@ -2,7 +2,7 @@
  * links this file: the edge must never connect toward the inside, so it
  * does not contain this general dialler; its one connect(), for
  * outbound sessions, is in edge_out.c behind the policy check. */
-#include "agent/agent.h"
+#include "agent/dial.h"
 #include "common/log.h"
 
 #include <errno.h>

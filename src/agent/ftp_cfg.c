@@ -2,7 +2,7 @@
  * protocol, passive_ports, public_address, and a backend's optional
  * "passive=A-B" slice. Kept out of agent_cfg.c so that file only learns
  * that these keys exist. */
-#include "agent/agent.h"
+#include "agent/agent_cfg.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -39,8 +39,16 @@ int
 fconn_start(struct fconn *fc, int fd, SSL *ssl, const struct fconn_ops *ops,
     void *owner)
 {
+	return fconn_start_handed(fc, fd, ssl, ops, owner, 0);
+}
+
+int
+fconn_start_handed(struct fconn *fc, int fd, SSL *ssl,
+    const struct fconn_ops *ops, void *owner, int registered)
+{
 	memset(fc, 0, sizeof(*fc));
 	ev_io_init(&fc->io, fd, fconn_io);
+	ev_adopt(&fc->io, registered);
 	fc->ssl = ssl;
 	fc->ops = ops;
 	fc->owner = owner;

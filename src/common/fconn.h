@@ -60,6 +60,10 @@ struct fconn {
  * plain connection, which may send at once. */
 int	fconn_start(struct fconn *fc, int fd, SSL *ssl,
 	    const struct fconn_ops *ops, void *owner);
+/* As fconn_start, for an fd handed over with ev_release (registered is
+ * what that returned). */
+int	fconn_start_handed(struct fconn *fc, int fd, SSL *ssl,
+	    const struct fconn_ops *ops, void *owner, int registered);
 /* Take over a connection that is established already (handshaken, or
  * plain) from another fconn (fconn_detach gave fd, ssl and pending,
  * which is moved in). 0 or -1. */

@@ -270,23 +270,10 @@ tlsx_cleanup(void)
 void
 tlsx_bulk(SSL *ssl)
 {
-	/* The cheapest of TLS 1.3's ciphers where AES is in hardware, and
-	 * one every kernel TLS has; the others are still accepted. */
+	/* The cheapest of TLS 1.3's ciphers where AES is in hardware; the
+	 * others are still accepted. */
 	(void)SSL_set_ciphersuites(ssl, "TLS_AES_128_GCM_SHA256:"
 	    "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256");
-}
-
-void
-tlsx_data_link(SSL *ssl)
-{
-	(void)SSL_set_options(ssl, SSL_OP_ENABLE_KTLS);
-	tlsx_bulk(ssl);
-	/* Take several records per read() instead of two reads (header,
-	 * body) per 16 KiB record. Framed reads stay exact at the TLS
-	 * level: what OpenSSL read ahead is handed to the relay with the
-	 * SSL, which drains it first. The buffer is released when empty. */
-	SSL_set_read_ahead(ssl, 1);
-	SSL_set_default_read_buffer_len(ssl, TLSX_READ_AHEAD);
 }
 
 /* --- records gathered for one write ------------------------------------ */
@@ -368,21 +355,6 @@ tlsx_gather(SSL *ssl, struct buf *wire, size_t max)
 	 * own to it when it was both (SSL_set_fd). */
 	SSL_set0_wbio(ssl, b);
 	return 0;
-}
-
-const char *
-tlsx_link_mode(SSL *ssl)
-{
-	int tx = BIO_get_ktls_send(SSL_get_wbio(ssl)) ? 1 : 0;
-	int rx = BIO_get_ktls_recv(SSL_get_rbio(ssl)) ? 1 : 0;
-
-	if (tx && rx)
-		return "ktls";
-	if (tx)
-		return "ktls-tx";
-	if (rx)
-		return "ktls-rx";
-	return "tls";
 }
 
 int

@@ -28,14 +28,6 @@ void	tlsx_cleanup(void);
 /* Before the handshake of a connection that carries bulk data: prefer
  * TLS_AES_128_GCM_SHA256 (the control channel keeps OpenSSL's order). */
 void	tlsx_bulk(SSL *ssl);
-/* Mark ssl (before its handshake) as a data link (tlsx_bulk too): kernel
- * TLS is asked for, so that a relay can splice through it where the
- * kernel has the tls ULP; elsewhere OpenSSL quietly keeps the record
- * layer. */
-void	tlsx_data_link(SSL *ssl);
-/* After the handshake: "ktls" (both directions in the kernel), "ktls-tx"
- * or "ktls-rx" (one), or "tls" (none). */
-const char *tlsx_link_mode(SSL *ssl);
 /* Gather the records ssl writes into wire (bounded by max) instead of
  * writing each to the socket, so that the caller sends many records with
  * one system call: on loopback and LANs the cost of a TLS link is mostly

@@ -2,7 +2,7 @@
  * the two passive replies the agent writes.
  *
  * Every function reads at most len bytes and never assumes a NUL. */
-#include "common/ftp.h"
+#include "agent/ftp_line.h"
 
 #include <stdio.h>
 #include <string.h>

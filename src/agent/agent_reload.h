@@ -1,0 +1,25 @@
+/* agent_reload.h - apply a new configuration file to the running agent:
+ * services added, removed or changed are told to the edges; settings a
+ * reload cannot change are listed, and keep their running values. */
+#ifndef SP_AGENT_RELOAD_H
+#define SP_AGENT_RELOAD_H
+
+#include <stddef.h>
+
+#define RELOAD_LIST	4096
+struct reload_result {
+	char	 added[RELOAD_LIST];	/* service names, space separated */
+	char	 removed[RELOAD_LIST];
+	char	 changed[RELOAD_LIST];	/* definition changed: closed, reopened */
+	char	 backends[RELOAD_LIST];	/* only backends changed: no frame */
+	char	 restart[RELOAD_LIST];	/* settings that need a restart */
+};
+
+/* Load agent_cfg.path again. On error returns -1 with the reason in err
+ * and the running configuration untouched. */
+int	reload_run(struct reload_result *res, char *err, size_t errlen);
+/* Free retired service tables no session uses any more. */
+void	reload_tick(void);
+void	reload_stop(void);
+
+#endif

@@ -1,0 +1,44 @@
+/* agent_sess.h - a session seen from inside: the edge opened it on a data
+ * link (SESS_OPEN); the agent checks what the edge says, dials a backend
+ * of its own configuration, and joins the two, or refuses. */
+#ifndef SP_AGENT_SESS_H
+#define SP_AGENT_SESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent/agent_cfg.h"
+#include "common/end.h"
+
+struct aedge;
+struct sess_link;
+
+/* SESS_OPEN m from edge e, which arrived on link l. */
+void	sess_open(struct aedge *e, const struct msg *m,
+	    const struct sess_link *l);
+/* SESS_DENIED / DENIED_SUMMARY: the edge refused a client by policy. */
+void	sess_denied(struct aedge *e, const struct msg *m);
+void	sess_tick(uint64_t now);
+void	sess_stop(void);
+
+/* A session as the admin API and the metrics see it. */
+struct sess_info {
+	uint64_t	 id;
+	const char	*service;
+	const char	*client;
+	const char	*backend;	/* "" while none is chosen */
+	const char	*edge;
+	const char	*state;		/* "setup" or "relay" */
+	uint64_t	 bytes_to_backend;
+	uint64_t	 bytes_to_client;
+	uint64_t	 age_ms;
+};
+typedef void sess_visit_cb(const struct sess_info *si, void *arg);
+void	sess_foreach(sess_visit_cb *cb, void *arg);
+/* Cut every session with this id (ids are per edge: with several edges
+ * one id may name more than one session). Returns how many were cut. */
+size_t	sess_kill(uint64_t id);
+/* 1 if a session being set up still uses a service in arr[0..n). */
+int	sess_uses(const struct cfg_service *arr, size_t n);
+
+#endif

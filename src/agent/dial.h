@@ -1,0 +1,32 @@
+/* dial.h - non-blocking outgoing TCP: the one place in the agent that
+ * calls connect() (the edge never links this). */
+#ifndef SP_DIAL_H
+#define SP_DIAL_H
+
+#include <stddef.h>
+
+#include "common/ev.h"
+#include "common/net.h"
+
+/* done() gets the connected fd, or -1 and an errno value. */
+struct dial;
+typedef void dial_cb(struct dial *d, int fd, int err);
+struct dial {
+	struct ev_io	 io;
+	dial_cb		*done;
+	void		*arg;
+	int		 active;
+	int		 known;		/* the outcome is in err already */
+	int		 err;
+};
+
+/* Start connecting; done() runs later from the loop, never from here.
+ * Returns 0, or -1 with errno set. */
+int	dial_start(struct dial *d, const struct net_addr *a, dial_cb *cb,
+	    void *arg);
+void	dial_cancel(struct dial *d);
+/* Resolve host:port (numeric or by name, blocking). 0 or -1 with err. */
+int	dial_resolve(const char *host, const char *port, struct net_addr *a,
+	    char *err, size_t errlen);
+
+#endif
