@@ -70,7 +70,7 @@ struct asess {
 	uint64_t	 t_wall;	/* for the audit log */
 	uint64_t	 deadline;	/* set-up must be done by */
 	struct sess_link link;		/* where it came from */
-	const char	*link_kind;	/* "mux" or "plain" */
+	const char	*link_kind;	/* "tls" or "plain" */
 	struct pump	 p;
 	struct mux_stream *ms;		/* the outer side: a stream, ... */
 	struct plink	 pl;		/* ... or a plain link */
@@ -412,7 +412,7 @@ outer_endpoint(struct asess *s, const struct sess_link *l)
 	if (l->mux != NULL) {
 		if ((s->ms = mux_accept(l->mux, l->sid)) == NULL)
 			return NULL;
-		s->link_kind = "mux";
+		s->link_kind = "tls";
 		return &s->ms->e;
 	}
 	plink_init(&s->pl, l->fd, 0, l->keep);

@@ -28,7 +28,6 @@ tlsx_errstr(char *out, size_t outlen)
 	return out;
 }
 
-#define TLSX_READ_AHEAD	(64 * 1024)
 
 /* The client's session cache: the latest ticket per host (a few hosts:
  * one per configured edge). */

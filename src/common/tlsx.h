@@ -33,7 +33,7 @@ void	tlsx_bulk(SSL *ssl);
  * one system call: on loopback and LANs the cost of a TLS link is mostly
  * system calls and the wake-ups each write causes. A full wire makes
  * SSL_write ask to be retried. Only for a link whose records are not the
- * kernel's (no kTLS tx); wire must outlive ssl. 0 or -1. */
+ * kernel's; wire must outlive ssl. 0 or -1. */
 int	tlsx_gather(SSL *ssl, struct buf *wire, size_t max);
 /* Drain OpenSSL's error queue into out (the earliest error, which is the
  * cause). Returns out. */

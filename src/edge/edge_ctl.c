@@ -249,6 +249,7 @@ conn_sniff(struct ev_io *io, uint32_t events)
 {
 	struct econn *c = ((struct fconn *)(void *)io)->owner;
 	char peer[NET_ADDRSTR];
+	struct buf none;
 	struct msg m;
 	uint8_t first;
 	ssize_t n;
@@ -277,7 +278,8 @@ conn_sniff(struct ev_io *io, uint32_t events)
 	ev_del(io);
 	c->fc.io.fd = -1;
 	conn_free(c);
-	link_hello(fd, NULL, NULL, peer, &m);
+	memset(&none, 0, sizeof(none));
+	link_hello(fd, NULL, &none, peer, &m);
 	OPENSSL_cleanse(&m, sizeof(m));
 }
 

@@ -268,7 +268,7 @@ link_open(struct eagent *a, const struct msg *m, struct plink *pl,
 		*kind = "plain";
 		return plain_open(a, m, pl);
 	}
-	*kind = "mux";
+	*kind = "tls";
 	/* The agent's link with the fewest streams. */
 	LIST_FOREACH(l, &muxes, entry)
 		if (l->a == a && !l->mux.failed && !l->mux.closing &&

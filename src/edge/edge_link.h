@@ -23,7 +23,7 @@ struct plink;
 void	link_hello(int fd, SSL *ssl, struct buf *pending, const char *peer,
 	    const struct msg *m);
 /* Open session m (SESS_OPEN) on a data link of a: the endpoint of the
- * session's inner side, and *kind "mux" or "plain"; NULL if a has no link
+ * session's inner side, and *kind "tls" or "plain"; NULL if a has no link
  * free. pl is the session's storage for a plain link's endpoint. */
 struct pend *link_open(struct eagent *a, const struct msg *m, struct plink *pl,
 	    const char **kind);

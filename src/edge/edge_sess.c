@@ -48,7 +48,7 @@ struct esess {
 	uint64_t	 t_start;
 	uint64_t	 deadline;	/* waiting for a link until */
 	uint64_t	 idle_ms;	/* 0: no idle limit */
-	const char	*link;		/* "mux" or "plain" */
+	const char	*link;		/* "tls" or "plain" */
 	struct pump	 p;
 	struct psock	 outer;
 	struct plink	 pl;		/* the inner side on a plain link */

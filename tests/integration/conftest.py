@@ -114,18 +114,15 @@ def sftp_gw(tmp_path, pki, edge, sshd):
                                  sshd=sshd, tmp=tmp_path)
 
 
-@pytest.fixture(params=["mux", "tls", "plain"])
+@pytest.fixture(params=["tls", "plain"])
 def sftp_gw_link(request, tmp_path, pki, edge, sshd):
-    """sftp_gw with each kind of data link (fast path, issue 3): every
-    relay test that uses it runs with sessions as streams over shared TLS
-    links (the default), with a TLS link per session (data_mux = 0; bytes
-    copied through OpenSSL) and with plain links (bytes spliced in the
-    kernel)."""
+    """sftp_gw with each kind of data link: every relay test that uses it
+    runs with sessions as streams over shared TLS links (the default) and
+    with plain links (bytes spliced in the kernel)."""
     _need(sp.AGENT_BIN)
     port = sp.free_port()
     link = request.param
     agent = sp.start_agent(tmp_path, pki, edge, {"sftp": (port, [sshd.port])},
-                           data_link="plain" if link == "plain" else "tls",
-                           data_mux=0 if link == "tls" else None)
+                           data_link=link)
     return types.SimpleNamespace(edge=edge, agent=agent, port=port,
                                  sshd=sshd, tmp=tmp_path, link=request.param)

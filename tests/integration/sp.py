@@ -649,14 +649,12 @@ def start_edge(d, pki, claim_timeout=None, name=None, wrapper=(), tag="edge",
 
 
 def write_agent_conf(path, pki, edges, services, name="agent1",
-                     data_link=None, data_pool=None, data_mux=None,
-                     agent_extra=()):
+                     data_link=None, data_links=None, agent_extra=()):
     """services: {name: (listen_port, [backend_port, ...])};
-    edges: list of "host:port" strings. data_link ("tls" or "plain"),
-    data_pool and data_mux (numbers) are written only when given; the
-    default link comes from SALLYPORT_DATA_LINK when set (so a whole run
-    can use plain links). agent_extra: more "key = value" lines for
-    [agent]."""
+    edges: list of "host:port" strings. data_link ("tls" or "plain") and
+    data_links (a number) are written only when given; the default link
+    comes from SALLYPORT_DATA_LINK when set (so a whole run can use plain
+    links). agent_extra: more "key = value" lines for [agent]."""
     out = ["[agent]"] + list(agent_extra)
     if name:
         out.append(f"name = {name}")
@@ -665,10 +663,8 @@ def write_agent_conf(path, pki, edges, services, name="agent1",
     data_link = data_link or os.environ.get("SALLYPORT_DATA_LINK")
     if data_link:
         out.append(f"data_link = {data_link}")
-    if data_pool is not None:
-        out.append(f"data_pool = {data_pool}")
-    if data_mux is not None:
-        out.append(f"data_mux = {data_mux}")
+    if data_links is not None:
+        out.append(f"data_links = {data_links}")
     out += [f"cert = {pki.agent_crt}", f"key = {pki.agent_key}",
             f"ca = {pki.ca_crt}", ""]
     for svc, (listen, backends) in services.items():
@@ -690,16 +686,15 @@ class Agent:
 
 def start_agent(d, pki, edge, services, edges=None, name="agent1",
                 wrapper=(), tag="agent", wait=True, data_link=None,
-                data_pool=None, data_mux=None):
+                data_links=None):
     """Start an agent for `services` ({name: (listen_port, [backends])}).
     edges defaults to [edge.addr]. With wait, return once the edge has
     logged every service open (only lines written after this call count).
-    data_link / data_pool / data_mux: see write_agent_conf."""
+    data_link / data_links: see write_agent_conf."""
     assert AGENT_BIN.exists(), f"{AGENT_BIN} missing: run make first"
     conf = write_agent_conf(Path(d) / f"{tag}.conf", pki,
                             edges or [edge.addr], services, name=name,
-                            data_link=data_link, data_pool=data_pool,
-                            data_mux=data_mux)
+                            data_link=data_link, data_links=data_links)
     mark = edge.proc.mark() if edge is not None else 0
     proc = Proc(tag, list(wrapper) + [AGENT_BIN, "--config", conf],
                 Path(d) / f"{tag}.log", wrapped=bool(wrapper),

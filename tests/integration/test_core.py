@@ -81,8 +81,7 @@ def assert_link(edge, link, since):
         m = re.search(r"bytes_in=(\d+) bytes_out=(\d+) .* link=(\S+) "
                       r"spliced=(\d+)", ln)
         assert m, ln
-        want = {"tls": ("tls", "ktls"), "plain": ("plain",),
-                "mux": ("mux",)}[link]
+        want = {"tls": ("tls",), "plain": ("plain",)}[link]
         assert m.group(3) in want, ln
         if link == "plain":
             assert int(m.group(4)) == int(m.group(1)) + int(m.group(2)), ln
