@@ -1,4 +1,7 @@
-/* test_frame.c - the control-frame codec against good and hostile input. */
+/* test_frame.c - the frame codec (docs/protocol.md, "Frames") against good
+ * and hostile input: every type round-trips, and what a hostile peer may
+ * send (ids of 0, unknown SESS_KIND or END, wrong lengths, repeats, a
+ * frame whose length is not the bytes it came in) fails closed. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -6,6 +9,7 @@
 #include <cmocka.h>
 #include <string.h>
 
+#include "common/end.h"
 #include "common/frame.h"
 
 static void
@@ -22,15 +26,22 @@ attr(uint8_t *p, uint16_t tag, const void *v, uint16_t len)
 {
 	p[0] = (uint8_t)(tag >> 8); p[1] = (uint8_t)tag;
 	p[2] = (uint8_t)(len >> 8); p[3] = (uint8_t)len;
-	memcpy(p + 4, v, len);
+	if (len > 0)
+		memcpy(p + 4, v, len);
 	return 4u + len;
 }
 
-/* Encode m, then decode header and payload; returns the decoded msg. */
+static const uint8_t one64[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
+static const uint8_t zero64[8] = { 0 };
+static const uint8_t key32[FRAME_KEY] = { 1, 2, 3 };
+
+/* Encode m, then decode it both ways (header and payload apart, and as
+ * one frame); the decoded message is the one encoded, byte for byte. */
 static void
 roundtrip(const struct msg *m, struct msg *out)
 {
 	struct buf b = { 0 };
+	struct msg d2;
 	const char *why = NULL;
 	uint16_t type;
 	uint32_t len;
@@ -41,175 +52,277 @@ roundtrip(const struct msg *m, struct msg *out)
 	assert_int_equal(type, m->type);
 	assert_int_equal(len, buf_len(&b) - FRAME_HDR);
 	assert_int_equal(msg_decode(type, b.data + FRAME_HDR, len, out, &why), 0);
+	assert_int_equal(msg_decode_frame(b.data, buf_len(&b), &d2, &why), 0);
+	assert_memory_equal(out, &d2, sizeof(d2));
+	assert_memory_equal(out, m, sizeof(*m));
 	buf_free(&b);
 }
 
-static void
-test_roundtrip_fast_path(void **state)
+/* Decode the payload p[0..n) as type; the result, with *why set on -1. */
+static int
+dec(uint16_t type, const uint8_t *p, size_t n, const char **why)
 {
-	struct msg m, d;
+	struct msg m;
 
-	(void)state;
-	msg_init(&m, FT_HELLO);
-	m.version = 1;
-	m.data_link = DATA_LINK_PLAIN;
-	m.have |= FA_BIT(FA_VERSION) | FA_BIT(FA_DATA_LINK);
-	msg_set_str(&m, FA_NAME, "in-1");
-	roundtrip(&m, &d);
-	assert_true(d.have & FA_BIT(FA_DATA_LINK));
-	assert_int_equal(d.data_link, DATA_LINK_PLAIN);
-
-	msg_init(&m, FT_POOL_GRANT);
-	m.status = 0;
-	memset(m.secret, 3, sizeof(m.secret));
-	m.have |= FA_BIT(FA_STATUS) | FA_BIT(FA_SECRET);
-	roundtrip(&m, &d);
-	assert_int_equal(d.secret[31], 3);
-
-	msg_init(&m, FT_SESS_ASSIGN);
-	m.session = 77;
-	m.client_port = 4242;
-	m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT);
-	msg_set_str(&m, FA_SERVICE, "sftp");
-	msg_set_str(&m, FA_CLIENT_ADDR, "192.0.2.1");
-	roundtrip(&m, &d);
-	assert_int_equal(d.session, 77);
-	assert_string_equal(d.client_addr, "192.0.2.1");
-
-	/* Required attributes: SESS_ASSIGN without its client, POOL_HELLO
-	 * without a token, DATA_LINK of the wrong size. */
-	{
-		uint8_t p[64];
-		const char *why;
-		size_t n = attr(p, FA_SESSION, "\0\0\0\0\0\0\0\1", 8);
-
-		n += attr(p + n, FA_SERVICE, "sftp", 4);
-		assert_int_equal(msg_decode(FT_SESS_ASSIGN, p, n, &d, &why), -1);
-		assert_int_equal(msg_decode(FT_POOL_HELLO, p, 0, &d, &why), -1);
-		assert_int_equal(msg_decode(FT_POOL_REQ, p, 0, &d, &why), 0);
-		assert_int_equal(msg_decode(FT_POOL_OK, p, 0, &d, &why), 0);
-		n = attr(p, FA_DATA_LINK, "\0\1", 2);
-		assert_int_equal(msg_decode(FT_POOL_OK, p, n, &d, &why), -1);
-	}
+	*why = NULL;
+	return msg_decode(type, p, n, &m, why);
 }
 
-static void
-test_roundtrip_sess_new(void **state)
-{
-	struct msg m, d;
-
-	(void)state;
-	msg_init(&m, FT_SESS_NEW);
-	m.session = 0x0102030405060708ull;
-	m.client_port = 54321;
-	memset(m.secret, 0xa5, sizeof(m.secret));
-	m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) | FA_BIT(FA_SECRET);
-	msg_set_str(&m, FA_SERVICE, "sftp");
-	msg_set_str(&m, FA_CLIENT_ADDR, "2001:db8::1");
-	roundtrip(&m, &d);
-	assert_int_equal(d.session, m.session);
-	assert_int_equal(d.client_port, 54321);
-	assert_string_equal(d.service, "sftp");
-	assert_string_equal(d.client_addr, "2001:db8::1");
-	assert_memory_equal(d.secret, m.secret, sizeof(m.secret));
-}
-
+/* Every type, with its required attributes only and then with every
+ * attribute a message may carry: what was sent is what arrives. */
 static void
 test_roundtrip_all_types(void **state)
 {
-	static const uint16_t types[] = { FT_HELLO, FT_HELLO_OK, FT_ERROR,
-	    FT_SVC_OPEN, FT_SVC_RESULT, FT_SVC_CLOSE, FT_SESS_NEW,
-	    FT_SESS_REFUSE, FT_PING, FT_PONG, FT_DATA_HELLO, FT_DATA_OK,
-	    FT_POOL_REQ, FT_POOL_GRANT, FT_POOL_HELLO, FT_POOL_OK,
-	    FT_SESS_ASSIGN, FT_SESS_DENIED, FT_DENIED_SUMMARY };
 	struct msg m, d;
-	size_t i;
+	uint16_t t;
 
 	(void)state;
-	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
-		msg_init(&m, types[i]);
-		m.version = 1; m.status = 1; m.session = 7; m.nonce = 99;
-		m.client_port = 1;
+	for (t = 1; t <= FT_MAX_TYPE; t++) {
+		assert_string_not_equal(frame_type_name(t), "unknown");
+		msg_init(&m, t);
+		m.version = 1; m.status = 1; m.data_link = DATA_LINK_PLAIN;
+		m.sess_kind = SK_OUTBOUND; m.end = SE_STOPPING; m.out_code = 6;
+		m.client_port = 1; m.local_port = 2; m.pasv_min = 3;
+		m.pasv_max = 4; m.ftp_port = 5; m.dest_port = 6;
+		m.priority = 7; m.idle_timeout = 8; m.max_sess_ip = 9;
+		m.max_rate_ip = 10; m.count = 11; m.session = 12; m.nonce = 13;
+		m.key_id = 14; m.counter = 15; m.ftp_ctl = 16; m.request = 17;
+		memset(m.link_key, 0xa5, sizeof(m.link_key));
+		memset(m.proof, 0x5a, sizeof(m.proof));
 		m.have = FA_BIT(FA_VERSION) | FA_BIT(FA_STATUS) |
-		    FA_BIT(FA_SESSION) | FA_BIT(FA_NONCE) | FA_BIT(FA_CLIENT_PORT) |
-		    FA_BIT(FA_SECRET) | FA_BIT(FA_COUNT);
-		msg_set_str(&m, FA_NAME, "n");
+		    FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT) |
+		    FA_BIT(FA_LOCAL_PORT) | FA_BIT(FA_NONCE) |
+		    FA_BIT(FA_LINK_KEY) | FA_BIT(FA_KEY_ID) |
+		    FA_BIT(FA_COUNTER) | FA_BIT(FA_PROOF) |
+		    FA_BIT(FA_DATA_LINK) | FA_BIT(FA_SESS_KIND) |
+		    FA_BIT(FA_PRIORITY) | FA_BIT(FA_IDLE_TIMEOUT) |
+		    FA_BIT(FA_MAX_SESS_IP) | FA_BIT(FA_MAX_RATE_IP) |
+		    FA_BIT(FA_COUNT) | FA_BIT(FA_END) | FA_BIT(FA_PASV_MIN) |
+		    FA_BIT(FA_PASV_MAX) | FA_BIT(FA_FTP_CTL) |
+		    FA_BIT(FA_FTP_PORT) | FA_BIT(FA_REQUEST) |
+		    FA_BIT(FA_DEST_PORT) | FA_BIT(FA_OUT_CODE);
+		msg_set_str(&m, FA_NAME, "edge-1");
 		msg_set_str(&m, FA_TEXT, "");
-		msg_set_str(&m, FA_SERVICE, "s");
-		msg_set_str(&m, FA_LISTEN, "127.0.0.1:1");
-		msg_set_str(&m, FA_CLIENT_ADDR, "127.0.0.1");
+		msg_set_str(&m, FA_SERVICE, "sftp");
+		msg_set_str(&m, FA_LISTEN, "[::]:22");
+		msg_set_str(&m, FA_CLIENT_ADDR, "192.0.2.1");
+		msg_set_str(&m, FA_LOCAL_ADDR, "198.51.100.1");
+		msg_set_str(&m, FA_ALLOW, "10.0.0.0/8");
+		msg_set_str(&m, FA_DENY, "");
+		msg_set_str(&m, FA_ACCEPT_PROXY, "::1");
+		msg_set_str(&m, FA_STATS, "a=1");
+		msg_set_str(&m, FA_PROTOCOL, "ftps");
+		msg_set_str(&m, FA_OUT_ALLOW, "*:443");
+		msg_set_str(&m, FA_DEST_HOST, "files.example.com");
+		msg_set_str(&m, FA_DEST_ADDR, "203.0.113.9:443");
 		roundtrip(&m, &d);
-		assert_int_equal(d.type, types[i]);
-		assert_int_equal(d.have, m.have);
+		assert_int_equal(d.type, t);
 	}
 }
 
+/* The messages of a session's life, with what each must carry. */
 static void
-test_roundtrip_policy(void **state)
+test_roundtrip_session(void **state)
 {
-	static char big[MSG_CIDRS_MAX];
 	struct msg m, d;
-	struct buf b = { 0 };
+	uint8_t p[128];
 	const char *why;
-	uint8_t p[64];
 	size_t n;
+	uint8_t k;
 
 	(void)state;
-	msg_init(&m, FT_SVC_OPEN);
-	msg_set_str(&m, FA_SERVICE, "sftp");
-	msg_set_str(&m, FA_LISTEN, "0.0.0.0:22");
-	msg_set_str(&m, FA_ALLOW, "10.0.0.0/8, 2001:db8::/32");
-	msg_set_str(&m, FA_DENY, "10.9.0.0/16");
-	/* the longest list an attribute carries */
-	memset(big, '1', sizeof(big) - 1);
-	msg_set_str(&m, FA_ACCEPT_PROXY, big);
-	m.max_sess_ip = 5;
-	m.max_rate_ip = 0xfffffffe;
-	m.have |= FA_BIT(FA_MAX_SESS_IP) | FA_BIT(FA_MAX_RATE_IP);
+	msg_init(&m, FT_HELLO);
+	m.version = FRAME_VERSION;
+	m.data_link = DATA_LINK_PLAIN;
+	msg_have(&m, FA_VERSION);
+	msg_have(&m, FA_DATA_LINK);
+	msg_set_str(&m, FA_NAME, "in-1");
 	roundtrip(&m, &d);
-	assert_string_equal(d.allow, "10.0.0.0/8, 2001:db8::/32");
-	assert_string_equal(d.deny, "10.9.0.0/16");
-	assert_int_equal(strlen(d.accept_proxy), MSG_CIDRS_MAX - 1);
-	assert_int_equal(d.max_sess_ip, 5);
-	assert_int_equal(d.max_rate_ip, 0xfffffffe);
-	/* the whole struct compares equal: the edge's memcmp relies on it */
-	assert_memory_equal(&d, &m, sizeof(m));
+	assert_int_equal(d.data_link, DATA_LINK_PLAIN);
 
-	msg_init(&m, FT_SESS_DENIED);
-	m.session = 9;
-	m.client_port = 4242;
-	m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT);
-	msg_set_str(&m, FA_SERVICE, "sftp");
-	msg_set_str(&m, FA_CLIENT_ADDR, "192.0.2.1");
-	msg_set_str(&m, FA_TEXT, "limit: 5 sessions from this address");
+	msg_init(&m, FT_HELLO_OK);
+	m.version = FRAME_VERSION;
+	m.key_id = 0xfedcba9876543210ull;
+	memset(m.link_key, 3, sizeof(m.link_key));
+	msg_have(&m, FA_VERSION);
+	msg_have(&m, FA_KEY_ID);
+	msg_have(&m, FA_LINK_KEY);
+	msg_set_str(&m, FA_NAME, "dmz");
 	roundtrip(&m, &d);
-	assert_string_equal(d.text, "limit: 5 sessions from this address");
+	assert_int_equal(d.key_id, 0xfedcba9876543210ull);
+	assert_int_equal(d.link_key[31], 3);
 
-	/* SESS_DENIED without its TEXT, a u32 of the wrong size, a list one
-	 * byte too long: refused */
-	msg_init(&m, FT_SESS_DENIED);
-	m.session = 9;
-	m.client_port = 1;
-	m.have |= FA_BIT(FA_SESSION) | FA_BIT(FA_CLIENT_PORT);
-	msg_set_str(&m, FA_SERVICE, "s");
-	msg_set_str(&m, FA_CLIENT_ADDR, "192.0.2.1");
-	assert_int_equal(msg_encode(&m, &b, 1 << 20), 0);
-	assert_int_equal(msg_decode(FT_SESS_DENIED, b.data + FRAME_HDR,
-	    buf_len(&b) - FRAME_HDR, &d, &why), -1);
-	buf_free(&b);
-	n = attr(p, FA_SERVICE, "s", 1);
-	n += attr(p + n, FA_COUNT, "\0\0\1", 3);
-	assert_int_equal(msg_decode(FT_DENIED_SUMMARY, p, n, &d, &why), -1);
-	{
-		static uint8_t q[MSG_CIDRS_MAX + 64];
-		static char s4[MSG_CIDRS_MAX];
+	msg_init(&m, FT_LINK_HELLO);
+	m.key_id = 0;		/* a key id may be anything, 0 included */
+	m.counter = 1;
+	memset(m.proof, 0x77, sizeof(m.proof));
+	msg_have(&m, FA_KEY_ID);
+	msg_have(&m, FA_COUNTER);
+	msg_have(&m, FA_PROOF);
+	roundtrip(&m, &d);
+	assert_int_equal(d.counter, 1);
 
-		memset(s4, '1', sizeof(s4));
-		n = attr(q, FA_SERVICE, "s", 1);
-		n += attr(q + n, FA_LISTEN, "127.0.0.1:1", 11);
-		n += attr(q + n, FA_ALLOW, s4, MSG_CIDRS_MAX);
-		assert_int_equal(msg_decode(FT_SVC_OPEN, q, n, &d, &why), -1);
+	for (k = SK_CLIENT; k <= SK_MAX; k++) {
+		msg_init(&m, FT_SESS_OPEN);
+		m.session = 0x0102030405060708ull;
+		m.sess_kind = k;
+		m.client_port = 54321;
+		msg_have(&m, FA_SESSION);
+		msg_have(&m, FA_SESS_KIND);
+		msg_have(&m, FA_CLIENT_PORT);
+		msg_set_str(&m, FA_SERVICE, "sftp");
+		msg_set_str(&m, FA_CLIENT_ADDR, "2001:db8::1");
+		roundtrip(&m, &d);
+		assert_int_equal(d.sess_kind, k);
+		assert_int_equal(d.session, m.session);
 	}
+
+	/* SESS_OPEN without its kind, or without its session. */
+	n = attr(p, FA_SESSION, one64, 8);
+	assert_int_equal(dec(FT_SESS_OPEN, p, n, &why), -1);
+	assert_string_equal(why, "required attribute missing");
+	n = attr(p, FA_SESS_KIND, "\0", 1);
+	assert_int_equal(dec(FT_SESS_OPEN, p, n, &why), -1);
+	assert_string_equal(why, "required attribute missing");
+	/* LINK_HELLO without its proof; a proof one byte short. */
+	n = attr(p, FA_KEY_ID, one64, 8);
+	n += attr(p + n, FA_COUNTER, one64, 8);
+	assert_int_equal(dec(FT_LINK_HELLO, p, n, &why), -1);
+	n += attr(p + n, FA_PROOF, key32, FRAME_KEY - 1);
+	assert_int_equal(dec(FT_LINK_HELLO, p, n, &why), -1);
+	assert_string_equal(why, "attribute has the wrong length");
+	/* Types that need nothing take nothing. */
+	assert_int_equal(dec(FT_STATS_REQ, p, 0, &why), 0);
+}
+
+/* Values the tables cannot say: ids that are never 0, and enumerations
+ * with a known range. Each is refused whatever the type it comes in. */
+static void
+test_hostile_values(void **state)
+{
+	uint8_t p[128], v;
+	const char *why;
+	size_t n, base;
+
+	(void)state;
+	/* SESS_OPEN with session 0. */
+	n = attr(p, FA_SESSION, zero64, 8);
+	n += attr(p + n, FA_SESS_KIND, "\0", 1);
+	assert_int_equal(dec(FT_SESS_OPEN, p, n, &why), -1);
+	assert_string_equal(why, "an id of 0");
+	/* An unknown SESS_KIND: one past the last, and 0xff. */
+	n = attr(p, FA_SESSION, one64, 8);
+	base = n;
+	v = SK_MAX + 1;
+	n += attr(p + n, FA_SESS_KIND, &v, 1);
+	assert_int_equal(dec(FT_SESS_OPEN, p, n, &why), -1);
+	assert_string_equal(why, "unknown session kind");
+	v = 0xff;
+	n = base + attr(p + base, FA_SESS_KIND, &v, 1);
+	assert_int_equal(dec(FT_SESS_OPEN, p, n, &why), -1);
+	v = SK_MAX;
+	n = base + attr(p + base, FA_SESS_KIND, &v, 1);
+	assert_int_equal(dec(FT_SESS_OPEN, p, n, &why), 0);
+	/* A SESS_KIND of the wrong length. */
+	n = base + attr(p + base, FA_SESS_KIND, "\0\0", 2);
+	assert_int_equal(dec(FT_SESS_OPEN, p, n, &why), -1);
+
+	/* END: SE_NONE is not an end, nor anything past SE_STOPPING. */
+	for (v = 0; ; v++) {
+		n = attr(p, FA_SESSION, one64, 8);
+		n += attr(p + n, FA_SERVICE, "s", 1);
+		n += attr(p + n, FA_CLIENT_ADDR, "192.0.2.1", 9);
+		n += attr(p + n, FA_CLIENT_PORT, "\0\1", 2);
+		n += attr(p + n, FA_TEXT, "t", 1);
+		n += attr(p + n, FA_END, &v, 1);
+		if (v >= SE_CLIENT_CLOSED && v < SE_COUNT)
+			assert_int_equal(dec(FT_SESS_DENIED, p, n, &why), 0);
+		else {
+			assert_int_equal(dec(FT_SESS_DENIED, p, n, &why), -1);
+			assert_string_equal(why, "unknown END code");
+		}
+		if (v == 0xff)
+			break;
+	}
+
+	/* COUNTER 0 (a replayed-looking first link), REQUEST 0, FTP_CTL 0,
+	 * DEST_PORT 0. */
+	n = attr(p, FA_KEY_ID, one64, 8);
+	n += attr(p + n, FA_COUNTER, zero64, 8);
+	n += attr(p + n, FA_PROOF, key32, FRAME_KEY);
+	assert_int_equal(dec(FT_LINK_HELLO, p, n, &why), -1);
+	assert_string_equal(why, "an id of 0");
+	n = attr(p, FA_REQUEST, zero64, 8);
+	n += attr(p + n, FA_OUT_CODE, "\1", 1);
+	assert_int_equal(dec(FT_OUT_FAIL, p, n, &why), -1);
+	assert_string_equal(why, "an id of 0");
+	n = attr(p, FA_SESSION, one64, 8);
+	n += attr(p + n, FA_SESS_KIND, "\1", 1);
+	n += attr(p + n, FA_FTP_CTL, zero64, 8);
+	assert_int_equal(dec(FT_SESS_OPEN, p, n, &why), -1);
+	assert_string_equal(why, "an id of 0");
+	n = attr(p, FA_REQUEST, one64, 8);
+	n += attr(p + n, FA_DEST_HOST, "a", 1);
+	n += attr(p + n, FA_DEST_PORT, "\0\0", 2);
+	assert_int_equal(dec(FT_OUT_REQ, p, n, &why), -1);
+	assert_string_equal(why, "destination port 0");
+	/* DATA_LINK other than TLS or plain. */
+	n = attr(p, FA_VERSION, "\0\1", 2);
+	n += attr(p + n, FA_NAME, "a", 1);
+	n += attr(p + n, FA_DATA_LINK, "\2", 1);
+	assert_int_equal(dec(FT_HELLO, p, n, &why), -1);
+	assert_string_equal(why, "unknown data link kind");
+}
+
+/* msg_decode_frame takes exactly one whole frame: not a byte less, not
+ * a byte more, and the header's length must be what came. */
+static void
+test_decode_frame_exact(void **state)
+{
+	uint8_t f[FRAME_HDR + 64];
+	struct msg m;
+	const char *why;
+	size_t n, plen, k;
+
+	(void)state;
+	plen = attr(f + FRAME_HDR, FA_NONCE, one64, 8);
+	hdr(f, FT_PING, 0, (uint32_t)plen);
+	n = FRAME_HDR + plen;
+	assert_int_equal(msg_decode_frame(f, n, &m, &why), 0);
+	assert_int_equal(m.type, FT_PING);
+	assert_int_equal(m.nonce, 1);
+	/* Every shorter prefix fails, the header ones included. */
+	for (k = 0; k < n; k++) {
+		why = NULL;
+		assert_int_equal(msg_decode_frame(f, k, &m, &why), -1);
+		assert_non_null(why);
+	}
+	assert_int_equal(msg_decode_frame(f, FRAME_HDR - 1, &m, &why), -1);
+	assert_string_equal(why, "truncated frame header");
+	/* A byte beyond it. */
+	f[n] = 0;
+	assert_int_equal(msg_decode_frame(f, n + 1, &m, &why), -1);
+	assert_string_equal(why, "frame length does not match");
+	/* The header says one byte less, or one more, than came. */
+	hdr(f, FT_PING, 0, (uint32_t)plen - 1);
+	assert_int_equal(msg_decode_frame(f, n, &m, &why), -1);
+	assert_string_equal(why, "frame length does not match");
+	hdr(f, FT_PING, 0, (uint32_t)plen + 1);
+	assert_int_equal(msg_decode_frame(f, n, &m, &why), -1);
+	/* A length that wraps when added to the header. */
+	hdr(f, FT_PING, 0, 0xfffffff8u);
+	assert_int_equal(msg_decode_frame(f, n, &m, &why), -1);
+	/* Header checks apply: flags, type. */
+	hdr(f, FT_PING, 0x8000, (uint32_t)plen);
+	assert_int_equal(msg_decode_frame(f, n, &m, &why), -1);
+	assert_string_equal(why, "frame flags not zero");
+	hdr(f, FT_MAX_TYPE + 1, 0, (uint32_t)plen);
+	assert_int_equal(msg_decode_frame(f, n, &m, &why), -1);
+	assert_string_equal(why, "unknown frame type");
+	/* A frame with an empty payload is a whole frame. */
+	hdr(f, FT_STATS_REQ, 0, 0);
+	assert_int_equal(msg_decode_frame(f, FRAME_HDR, &m, &why), 0);
+	assert_int_equal(m.type, FT_STATS_REQ);
 }
 
 static void
@@ -223,6 +336,8 @@ test_header_rejects(void **state)
 	(void)state;
 	hdr(h, FT_PING, 0, FRAME_MAX);
 	assert_int_equal(frame_hdr_decode(h, &type, &len, &why), 0);
+	assert_int_equal(type, FT_PING);
+	assert_int_equal(len, FRAME_MAX);
 	hdr(h, FT_PING, 0, FRAME_MAX + 1);		/* oversized */
 	assert_int_equal(frame_hdr_decode(h, &type, &len, &why), -1);
 	assert_string_equal(why, "frame too large");
@@ -230,38 +345,40 @@ test_header_rejects(void **state)
 	assert_int_equal(frame_hdr_decode(h, &type, &len, &why), -1);
 	hdr(h, 0, 0, 0);				/* unknown types */
 	assert_int_equal(frame_hdr_decode(h, &type, &len, &why), -1);
-	hdr(h, 11, 0, 0);
+	hdr(h, FT_MAX_TYPE + 1, 0, 0);
 	assert_int_equal(frame_hdr_decode(h, &type, &len, &why), -1);
 	hdr(h, 0xffff, 0, 0);
 	assert_int_equal(frame_hdr_decode(h, &type, &len, &why), -1);
 	assert_string_equal(why, "unknown frame type");
 	hdr(h, FT_PING, 1, 0);				/* flags set */
 	assert_int_equal(frame_hdr_decode(h, &type, &len, &why), -1);
+	assert_string_equal(frame_type_name(0), "unknown");
+	assert_string_equal(frame_type_name(FT_MAX_TYPE + 1), "unknown");
+	assert_string_equal(frame_type_name(FT_SESS_OPEN), "SESS_OPEN");
 }
 
 static void
 test_truncated_payloads(void **state)
 {
-	uint8_t p[64], secret[FRAME_SECRET] = { 0 };
-	uint8_t id[8] = { 0, 0, 0, 0, 0, 0, 0, 5 };
+	uint8_t p[128], proof[FRAME_KEY] = { 0 };
 	struct msg m;
 	const char *why;
 	size_t n = 0, cut;
 
 	(void)state;
-	n += attr(p + n, FA_SESSION, id, 8);
-	n += attr(p + n, FA_SECRET, secret, sizeof(secret));
-	assert_int_equal(msg_decode(FT_DATA_HELLO, p, n, &m, &why), 0);
+	n += attr(p + n, FA_KEY_ID, one64, 8);
+	n += attr(p + n, FA_COUNTER, one64, 8);
+	n += attr(p + n, FA_PROOF, proof, sizeof(proof));
+	assert_int_equal(msg_decode(FT_LINK_HELLO, p, n, &m, &why), 0);
 	/* Every shorter prefix must fail, never read past the end. */
 	for (cut = 0; cut < n; cut++)
-		assert_int_equal(msg_decode(FT_DATA_HELLO, p, cut, &m, &why), -1);
+		assert_int_equal(msg_decode(FT_LINK_HELLO, p, cut, &m, &why), -1);
 }
 
 static void
 test_attribute_rejects(void **state)
 {
 	uint8_t p[256], v[300];
-	uint8_t id[8] = { 0 }, one[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
 	struct msg m;
 	const char *why;
 	size_t n;
@@ -269,51 +386,70 @@ test_attribute_rejects(void **state)
 	(void)state;
 	memset(v, 'a', sizeof(v));
 	/* wrong fixed length */
-	n = attr(p, FA_NONCE, one, 4);
+	n = attr(p, FA_NONCE, one64, 4);
 	assert_int_equal(msg_decode(FT_PING, p, n, &m, &why), -1);
 	/* repeated */
-	n = attr(p, FA_NONCE, one, 8);
-	n += attr(p + n, FA_NONCE, one, 8);
+	n = attr(p, FA_NONCE, one64, 8);
+	n += attr(p + n, FA_NONCE, one64, 8);
 	assert_int_equal(msg_decode(FT_PING, p, n, &m, &why), -1);
 	assert_string_equal(why, "repeated attribute");
 	/* missing required */
 	n = attr(p, FA_TEXT, "x", 1);
 	assert_int_equal(msg_decode(FT_PING, p, n, &m, &why), -1);
 	assert_string_equal(why, "required attribute missing");
-	/* session id 0 */
-	n = attr(p, FA_SESSION, id, 8);
-	assert_int_equal(msg_decode(FT_DATA_OK, p, n, &m, &why), -1);
-	/* control byte in a string */
+	/* control and high bytes in a string */
 	n = attr(p, FA_TEXT, "a\nb", 3);
 	assert_int_equal(msg_decode(FT_ERROR, p, n, &m, &why), -1);
-	/* service name with a slash, and one too long */
+	n = attr(p, FA_TEXT, "a\x7f", 2);
+	assert_int_equal(msg_decode(FT_ERROR, p, n, &m, &why), -1);
+	n = attr(p, FA_TEXT, "a\0b", 3);
+	assert_int_equal(msg_decode(FT_ERROR, p, n, &m, &why), -1);
+	n = attr(p, FA_TEXT, "", 0);
+	assert_int_equal(msg_decode(FT_ERROR, p, n, &m, &why), 0);
+	/* service name with a slash, empty, and one too long */
 	n = attr(p, FA_SERVICE, "../x", 4);
+	assert_int_equal(msg_decode(FT_SVC_CLOSE, p, n, &m, &why), -1);
+	assert_string_equal(why, "invalid service name");
+	n = attr(p, FA_SERVICE, "", 0);
 	assert_int_equal(msg_decode(FT_SVC_CLOSE, p, n, &m, &why), -1);
 	n = attr(p, FA_SERVICE, v, 64);
 	assert_int_equal(msg_decode(FT_SVC_CLOSE, p, n, &m, &why), -1);
 	n = attr(p, FA_SERVICE, v, 63);
 	assert_int_equal(msg_decode(FT_SVC_CLOSE, p, n, &m, &why), 0);
-	/* unknown tags, in and beyond the reserved range, are skipped */
+	/* unknown tags, in and beyond the reserved range, are skipped, and
+	 * so is tag 0 */
 	n = attr(p, 200, "zz", 2);
-	n += attr(p + n, 15, "z", 1);
-	n += attr(p + n, 63, "", 0);
-	n += attr(p + n, FA_NONCE, one, 8);
+	n += attr(p + n, FA_OUT_CODE + 1, "z", 1);
+	n += attr(p + n, FA_MAX_TAG, "", 0);
+	n += attr(p + n, 0, "q", 1);
+	n += attr(p + n, 0xffff, "", 0);
+	n += attr(p + n, FA_NONCE, one64, 8);
 	assert_int_equal(msg_decode(FT_PING, p, n, &m, &why), 0);
 	assert_int_equal(m.nonce, 1);
+	assert_int_equal(m.have, FA_BIT(FA_NONCE));
 	/* unknown type */
-	assert_int_equal(msg_decode(12, p, n, &m, &why), -1);
-	/* attribute length past the payload */
-	n = attr(p, FA_NONCE, one, 8);
+	assert_int_equal(msg_decode(0, p, n, &m, &why), -1);
+	assert_int_equal(msg_decode(FT_MAX_TYPE + 1, p, n, &m, &why), -1);
+	/* attribute length past the payload; an attribute header cut */
+	n = attr(p, FA_NONCE, one64, 8);
 	p[3] = 9;
 	assert_int_equal(msg_decode(FT_PING, p, n, &m, &why), -1);
 	assert_string_equal(why, "attribute runs past the frame");
+	n = attr(p, FA_NONCE, one64, 8);
+	assert_int_equal(msg_decode(FT_PING, p, n + 3, &m, &why), -1);
+	/* a payload over FRAME_MAX, whatever it holds */
+	assert_int_equal(msg_decode(FT_STATS_REQ, p, FRAME_MAX + 1, &m, &why),
+	    -1);
+	assert_string_equal(why, "frame too large");
 }
 
-/* PRIORITY (tag 12): a u32 on SVC_OPEN, exactly 4 bytes, big-endian. */
 static void
-test_priority(void **state)
+test_roundtrip_policy(void **state)
 {
-	uint8_t p[256], four[4] = { 0, 1, 0, 2 };
+	static char big[MSG_CIDRS_MAX];
+	static uint8_t q[MSG_CIDRS_MAX + 64];
+	static char s4[MSG_CIDRS_MAX];
+	uint8_t four[4] = { 0, 1, 0, 2 }, p[64];
 	struct msg m, d;
 	const char *why;
 	size_t n;
@@ -321,39 +457,107 @@ test_priority(void **state)
 	(void)state;
 	msg_init(&m, FT_SVC_OPEN);
 	msg_set_str(&m, FA_SERVICE, "sftp");
-	msg_set_str(&m, FA_LISTEN, "*:22");
+	msg_set_str(&m, FA_LISTEN, "0.0.0.0:22");
+	msg_set_str(&m, FA_ALLOW, "10.0.0.0/8, 2001:db8::/32");
+	msg_set_str(&m, FA_DENY, "10.9.0.0/16");
+	/* the longest list an attribute carries */
+	memset(big, '1', sizeof(big) - 1);
+	msg_set_str(&m, FA_ACCEPT_PROXY, big);
+	msg_set_str(&m, FA_PROTOCOL, "ftp");
+	m.max_sess_ip = 5;
+	m.max_rate_ip = 0xfffffffe;
 	m.priority = 0xfffffffeu;
-	m.have |= FA_BIT(FA_PRIORITY);
+	m.pasv_min = 50000;
+	m.pasv_max = 50999;
+	msg_have(&m, FA_MAX_SESS_IP);
+	msg_have(&m, FA_MAX_RATE_IP);
+	msg_have(&m, FA_PRIORITY);
+	msg_have(&m, FA_PASV_MIN);
+	msg_have(&m, FA_PASV_MAX);
+	/* roundtrip compares the whole struct: the edge's memcmp of two
+	 * definitions relies on it */
 	roundtrip(&m, &d);
-	assert_true(d.have & FA_BIT(FA_PRIORITY));
-	assert_int_equal(d.priority, 0xfffffffeu);
+	assert_int_equal(strlen(d.accept_proxy), MSG_CIDRS_MAX - 1);
 
+	/* PRIORITY big-endian; absent: zero and not marked */
 	n = attr(p, FA_SERVICE, "s", 1);
 	n += attr(p + n, FA_LISTEN, "*:1", 3);
 	n += attr(p + n, FA_PRIORITY, four, 4);
 	assert_int_equal(msg_decode(FT_SVC_OPEN, p, n, &d, &why), 0);
 	assert_int_equal(d.priority, 0x00010002u);
-	/* absent: zero and not marked */
 	n = attr(p, FA_SERVICE, "s", 1);
 	n += attr(p + n, FA_LISTEN, "*:1", 3);
 	assert_int_equal(msg_decode(FT_SVC_OPEN, p, n, &d, &why), 0);
 	assert_false(d.have & FA_BIT(FA_PRIORITY));
 	assert_int_equal(d.priority, 0);
-	/* wrong lengths and repeats fail closed */
-	n = attr(p, FA_SERVICE, "s", 1);
-	n += attr(p + n, FA_LISTEN, "*:1", 3);
-	n += attr(p + n, FA_PRIORITY, four, 2);
-	assert_int_equal(msg_decode(FT_SVC_OPEN, p, n, &d, &why), -1);
-	n = attr(p, FA_SERVICE, "s", 1);
-	n += attr(p + n, FA_LISTEN, "*:1", 3);
 	n += attr(p + n, FA_PRIORITY, "12345", 5);
 	assert_int_equal(msg_decode(FT_SVC_OPEN, p, n, &d, &why), -1);
+	/* a u32 of the wrong size; a list one byte too long */
 	n = attr(p, FA_SERVICE, "s", 1);
-	n += attr(p + n, FA_LISTEN, "*:1", 3);
-	n += attr(p + n, FA_PRIORITY, four, 4);
-	n += attr(p + n, FA_PRIORITY, four, 4);
-	assert_int_equal(msg_decode(FT_SVC_OPEN, p, n, &d, &why), -1);
-	assert_string_equal(why, "repeated attribute");
+	n += attr(p + n, FA_COUNT, "\0\0\1", 3);
+	assert_int_equal(msg_decode(FT_DENIED_SUMMARY, p, n, &d, &why), -1);
+	memset(s4, '1', sizeof(s4));
+	n = attr(q, FA_SERVICE, "s", 1);
+	n += attr(q + n, FA_LISTEN, "127.0.0.1:1", 11);
+	n += attr(q + n, FA_ALLOW, s4, MSG_CIDRS_MAX);
+	assert_int_equal(msg_decode(FT_SVC_OPEN, q, n, &d, &why), -1);
+	assert_string_equal(why, "string attribute too long");
+}
+
+static void
+test_roundtrip_outbound(void **state)
+{
+	uint8_t big[4 + 256], host[256];
+	struct msg m, d;
+	const char *why;
+	uint8_t p[64];
+	size_t n;
+
+	(void)state;
+	msg_init(&m, FT_OUT_REQ);
+	m.request = 99;
+	m.dest_port = 22;
+	msg_have(&m, FA_REQUEST);
+	msg_have(&m, FA_DEST_PORT);
+	msg_set_str(&m, FA_DEST_HOST, "files.partner.example");
+	roundtrip(&m, &d);
+	assert_string_equal(d.dest_host, "files.partner.example");
+
+	msg_init(&m, FT_OUT_FAIL);
+	m.request = 99;
+	m.out_code = 2;
+	msg_have(&m, FA_REQUEST);
+	msg_have(&m, FA_OUT_CODE);
+	msg_set_str(&m, FA_TEXT, "not allowed");
+	roundtrip(&m, &d);
+	assert_int_equal(d.out_code, 2);
+
+	msg_init(&m, FT_SESS_OPEN);
+	m.session = 5;
+	m.sess_kind = SK_OUTBOUND;
+	m.request = 99;
+	msg_have(&m, FA_SESSION);
+	msg_have(&m, FA_SESS_KIND);
+	msg_have(&m, FA_REQUEST);
+	msg_set_str(&m, FA_DEST_ADDR, "[2001:db8::1]:22");
+	roundtrip(&m, &d);
+	assert_string_equal(d.dest_addr, "[2001:db8::1]:22");
+
+	msg_init(&m, FT_OUT_POLICY);
+	msg_set_str(&m, FA_OUT_ALLOW, "");
+	roundtrip(&m, &d);
+	assert_true(d.have & FA_BIT(FA_OUT_ALLOW));
+
+	/* OUT_REQ without its request id; a 256-byte host */
+	n = attr(p, FA_DEST_HOST, "a", 1);
+	n += attr(p + n, FA_DEST_PORT, "\0\x16", 2);
+	assert_int_equal(msg_decode(FT_OUT_REQ, p, n, &d, &why), -1);
+	memset(host, 'a', sizeof(host));
+	n = attr(big, FA_DEST_HOST, host, 255);
+	assert_int_equal(msg_decode(FT_OUT_FAIL, big, n, &d, &why), -1);
+	n = attr(big, FA_DEST_HOST, host, 256);
+	assert_int_equal(msg_decode(FT_OUT_FAIL, big, n, &d, &why), -1);
+	assert_string_equal(why, "string attribute too long");
 }
 
 static void
@@ -364,73 +568,46 @@ test_encode_bounded(void **state)
 
 	(void)state;
 	msg_init(&m, FT_PING);
-	m.have |= FA_BIT(FA_NONCE);
+	msg_have(&m, FA_NONCE);
 	/* A queue bound smaller than the frame refuses it whole. */
 	assert_int_equal(msg_encode(&m, &b, 10), -1);
 	assert_int_equal(buf_len(&b), 0);
 	assert_int_equal(msg_encode(&m, &b, 20), 0);
 	assert_int_equal(buf_len(&b), FRAME_HDR + 12);
+	/* A second frame behind it, within the bound or not at all. */
+	assert_int_equal(msg_encode(&m, &b, 39), -1);
+	assert_int_equal(buf_len(&b), 20);
+	assert_int_equal(msg_encode(&m, &b, 40), 0);
+	assert_int_equal(buf_len(&b), 40);
 	buf_free(&b);
-}
-
-static void
-test_roundtrip_outbound(void **state)
-{
-	struct msg m, d;
-	const char *why;
-	uint8_t p[64];
-	size_t n;
-
-	(void)state;
-	msg_init(&m, FT_OUT_OPEN);
-	msg_set_str(&m, FA_DEST_HOST, "files.partner.example");
-	m.dest_port = 22;
-	memset(m.secret, 0x5a, sizeof(m.secret));
-	m.have |= FA_BIT(FA_DEST_PORT) | FA_BIT(FA_SECRET);
-	roundtrip(&m, &d);
-	assert_string_equal(d.dest_host, "files.partner.example");
-	assert_int_equal(d.dest_port, 22);
-
-	msg_init(&m, FT_OUT_RESULT);
-	m.status = 1;
-	m.out_code = 2;
-	m.have |= FA_BIT(FA_STATUS) | FA_BIT(FA_OUT_CODE);
-	msg_set_str(&m, FA_DEST_ADDR, "[2001:db8::1]:22");
-	roundtrip(&m, &d);
-	assert_int_equal(d.out_code, 2);
-	assert_string_equal(d.dest_addr, "[2001:db8::1]:22");
-
-	msg_init(&m, FT_OUT_POLICY);
-	msg_set_str(&m, FA_OUT_ALLOW, "");
-	roundtrip(&m, &d);
-	assert_true(d.have & FA_BIT(FA_OUT_ALLOW));
-	assert_string_equal(d.out_allow, "");
-
-	/* OUT_OPEN without its token is refused; a 256-byte host too */
-	n = attr(p, FA_DEST_HOST, "a", 1);
-	n += attr(p + n, FA_DEST_PORT, "\0\x16", 2);
-	assert_int_equal(msg_decode(FT_OUT_OPEN, p, n, &d, &why), -1);
+	/* msg_set_str cuts a string to its attribute's limit. */
 	{
-		uint8_t big[4 + 256], host[256];
-		memset(host, 'a', sizeof(host));
-		n = attr(big, FA_DEST_HOST, host, 256);
-		assert_int_equal(msg_decode(FT_OUT_OPEN, big, n, &d, &why), -1);
+		char longname[200];
+
+		memset(longname, 'n', sizeof(longname) - 1);
+		longname[sizeof(longname) - 1] = '\0';
+		msg_init(&m, FT_SVC_CLOSE);
+		msg_set_str(&m, FA_NAME, longname);
+		assert_int_equal(strlen(m.name), MSG_NAME_MAX - 1);
 	}
+	assert_true(frame_valid_service("a.b-c_9"));
+	assert_false(frame_valid_service(""));
+	assert_false(frame_valid_service("a b"));
 }
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_roundtrip_outbound),
-		cmocka_unit_test(test_roundtrip_sess_new),
-		cmocka_unit_test(test_roundtrip_fast_path),
 		cmocka_unit_test(test_roundtrip_all_types),
-		cmocka_unit_test(test_roundtrip_policy),
+		cmocka_unit_test(test_roundtrip_session),
+		cmocka_unit_test(test_hostile_values),
+		cmocka_unit_test(test_decode_frame_exact),
 		cmocka_unit_test(test_header_rejects),
 		cmocka_unit_test(test_truncated_payloads),
 		cmocka_unit_test(test_attribute_rejects),
-		cmocka_unit_test(test_priority),
+		cmocka_unit_test(test_roundtrip_policy),
+		cmocka_unit_test(test_roundtrip_outbound),
 		cmocka_unit_test(test_encode_bounded),
 	};
 	return cmocka_run_group_tests_name("frame", tests, NULL, NULL);
