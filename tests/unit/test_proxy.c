@@ -1,4 +1,5 @@
-/* test_proxy.c - the PROXY protocol parser and encoder, with hostile
+/* test_proxy.c - the PROXY protocol: the edge's parser (proxy_parse.c)
+ * and the agent's encoder (proxy_enc.c), each against the other, with hostile
  * input: truncation at every offset, oversize, bad signatures and
  * families. */
 #include <stdarg.h>
@@ -10,7 +11,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#include "common/proxy.h"
+#include "agent/proxy_enc.h"
+#include "edge/proxy_parse.h"
 
 static const uint8_t sig[12] = {
 	0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a,
@@ -390,6 +392,36 @@ test_encode(void **state)
 	    (struct sockaddr *)&b, out, sizeof(out)), -1);
 }
 
+/* The longest header the agent writes fits PROXY_ENC_MAX, and the edge's
+ * parser reads back what the encoder wrote, both versions. */
+static void
+test_encode_longest(void **state)
+{
+	struct sockaddr_in6 a = { 0 }, b = { 0 };
+	struct proxy_hdr h;
+	const char *why = NULL;
+	uint8_t out[PROXY_ENC_MAX];
+	int n, v;
+
+	(void)state;
+	a.sin6_family = b.sin6_family = AF_INET6;
+	memset(&a.sin6_addr, 0xff, sizeof(a.sin6_addr));
+	memset(&b.sin6_addr, 0xfe, sizeof(b.sin6_addr));
+	a.sin6_port = b.sin6_port = htons(65535);
+	for (v = 1; v <= 2; v++) {
+		n = proxy_encode(v, (struct sockaddr *)&a,
+		    (struct sockaddr *)&b, out, sizeof(out));
+		assert_true(n > 0 && n <= PROXY_ENC_MAX);
+		assert_int_equal(proxy_parse(out, (size_t)n, &h, &why), n);
+		assert_int_equal(h.version, v);
+		assert_int_equal(h.family, AF_INET6);
+		assert_memory_equal(h.src, &a.sin6_addr, 16);
+		assert_memory_equal(h.dst, &b.sin6_addr, 16);
+		assert_int_equal(h.sport, 65535);
+		assert_int_equal(h.dport, 65535);
+	}
+}
+
 int
 main(void)
 {
@@ -407,6 +439,7 @@ main(void)
 		cmocka_unit_test(test_v2_oversize),
 		cmocka_unit_test(test_empty_and_other),
 		cmocka_unit_test(test_encode),
+		cmocka_unit_test(test_encode_longest),
 	};
 	return cmocka_run_group_tests_name("proxy", tests, NULL, NULL);
 }
