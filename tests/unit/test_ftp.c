@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "common/ftp.h"
+#include "agent/ftp_line.h"
 
 static int
 scan(struct ftp_rstate *st, const char *line, struct ftp_reply *r)
