@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/agent.h"
+#include "agent/agent_cfg.h"
 #include "common/cidr.h"
 
 static char dir[] = "/tmp/sp-cfg-XXXXXX";
@@ -101,50 +101,53 @@ test_good(void **state)
 	cfg_free(&c);
 }
 
+/* The data path: data_link picks the kind, data_links how many per edge
+ * (1..64, the default by kind). The keys of the old data paths are gone:
+ * a file that still has them is refused, not half-understood. */
 static void
-test_fast_path(void **state)
+test_data_links(void **state)
 {
 	struct cfg c;
 	char err[1024];
 
 	(void)state;
-	/* Defaults: TLS data links, a pool of 4 per edge. */
 	assert_int_equal(load(AGENT_OK, &c, err, sizeof(err)), 0);
 	assert_int_equal(c.data_plain, 0);
-	assert_int_equal(c.data_pool, CFG_POOL_DEFAULT);
+	assert_int_equal(c.data_links, CFG_LINKS_TLS);
 	cfg_free(&c);
-	assert_int_equal(load(AGENT_OK "data_link = plain\ndata_pool = 0\n",
+	assert_int_equal(load(AGENT_OK "data_link = plain\n", &c, err,
+	    sizeof(err)), 0);
+	assert_int_equal(c.data_plain, 1);
+	assert_int_equal(c.data_links, CFG_LINKS_PLAIN);
+	cfg_free(&c);
+	assert_int_equal(load(AGENT_OK "data_link = plain\ndata_links = 1\n",
 	    &c, err, sizeof(err)), 0);
 	assert_int_equal(c.data_plain, 1);
-	assert_int_equal(c.data_pool, 0);
+	assert_int_equal(c.data_links, 1);
 	cfg_free(&c);
-	assert_int_equal(load(AGENT_OK "data_link = tls\ndata_pool = 64\n",
+	assert_int_equal(load(AGENT_OK "data_links = 64\ndata_link = tls\n",
 	    &c, err, sizeof(err)), 0);
 	assert_int_equal(c.data_plain, 0);
-	assert_int_equal(c.data_pool, 64);
+	assert_int_equal(c.data_links, CFG_LINKS_MAX);
 	cfg_free(&c);
 	expect_error(AGENT_OK "data_link = clear\n", 6, "use tls or plain");
 	expect_error(AGENT_OK "data_link =\n", 6, "use tls or plain");
-	expect_error(AGENT_OK "data_pool = 65\n", 6, "data_pool");
-	expect_error(AGENT_OK "data_pool = -1\n", 6, "data_pool");
-	expect_error(AGENT_OK "data_pool = 4x\n", 6, "data_pool");
-	expect_error(AGENT_OK "data_pool = 99999999999999999999999\n", 6,
-	    "data_pool");
-	/* Relay threads: one per CPU unless set, 0 to 16. */
-	assert_int_equal(load(AGENT_OK, &c, err, sizeof(err)), 0);
-	assert_int_equal(c.relay_threads, CFG_RELAY_THREADS_AUTO);
-	cfg_free(&c);
-	assert_int_equal(load(AGENT_OK "relay_threads = 0\n", &c, err,
-	    sizeof(err)), 0);
-	assert_int_equal(c.relay_threads, 0);
-	cfg_free(&c);
-	assert_int_equal(load(AGENT_OK "relay_threads = 16\n", &c, err,
-	    sizeof(err)), 0);
-	assert_int_equal(c.relay_threads, 16);
-	cfg_free(&c);
-	expect_error(AGENT_OK "relay_threads = 17\n", 6, "relay_threads");
-	expect_error(AGENT_OK "relay_threads = -1\n", 6, "relay_threads");
-	expect_error(AGENT_OK "relay_threads = auto\n", 6, "relay_threads");
+	expect_error(AGENT_OK "data_links = 0\n", 6, "data_links");
+	expect_error(AGENT_OK "data_links = 65\n", 6, "not a number of links");
+	expect_error(AGENT_OK "data_links = -1\n", 6, "data_links");
+	expect_error(AGENT_OK "data_links = 4x\n", 6, "data_links");
+	expect_error(AGENT_OK "data_links =\n", 6, "data_links");
+	expect_error(AGENT_OK "data_links = 99999999999999999999999\n", 6,
+	    "data_links");
+	expect_error(AGENT_OK "data_links = 18446744073709551617\n", 6,
+	    "data_links");
+	/* gone with the old data paths */
+	expect_error(AGENT_OK "data_mux = yes\n", 6,
+	    "unknown key 'data_mux' in [agent]");
+	expect_error(AGENT_OK "data_pool = 4\n", 6,
+	    "unknown key 'data_pool' in [agent]");
+	expect_error(AGENT_OK "relay_threads = 0\n", 6,
+	    "unknown key 'relay_threads' in [agent]");
 }
 
 static void
@@ -522,7 +525,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good),
-		cmocka_unit_test(test_fast_path),
+		cmocka_unit_test(test_data_links),
 		cmocka_unit_test(test_errors_name_file_and_line),
 		cmocka_unit_test(test_whole_file_checks),
 		cmocka_unit_test(test_missing_agent_keys),
