@@ -521,11 +521,15 @@ sess_open(struct aedge *e, const struct msg *m, const struct sess_link *l)
 		if (s->svc->proto == SVC_TCP ||
 		    ftp_data_target(e, m, &s->target, s->backend,
 		    sizeof(s->backend), why, sizeof(why)) == -1) {
-			if (s->svc->proto == SVC_TCP)
+			/* Not the edge's fault as such: it cannot know which
+			 * ports the filter handed out, and a control session
+			 * may have just ended. A service that is not FTP is. */
+			if (s->svc->proto == SVC_TCP) {
 				snprintf(why, sizeof(why), "ftp data for a service "
 				    "that is not FTP");
-			edge_violation(e, "session %llu: %s",
-			    (unsigned long long)s->id, why);
+				edge_violation(e, "session %llu: %s",
+				    (unsigned long long)s->id, why);
+			}
 			s->backend[0] = '\0';
 			sess_refuse(s, SE_REFUSED, why);
 			return;

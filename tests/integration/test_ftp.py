@@ -288,7 +288,7 @@ def test_data_connection_without_session_refused(tmp_path, pki, edge):
     other = lo if port != lo else lo + 1
     mark = edge.proc.mark()
     assert refused_from(sp.LOOPBACK, other)
-    edge.proc.wait_log(["refused-by-agent(ftp data: port", f"{other} was not"],
+    edge.proc.wait_log(["reason=refused", "ftp data: port", f"{other} was not"],
                        since=mark)
 
     # The real client still gets its data on a fresh PASV.

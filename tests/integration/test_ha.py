@@ -100,8 +100,9 @@ def test_two_agents_kill9_mid_stream(tmp_path, pki, edge, sshd):
     line = edge.proc.wait_log(SESS_NEW_LINE, since=mark, timeout=30)
     survivor_name = SESS_NEW_LINE.search(line).group(3)
     sid = SESS_NEW_LINE.search(line).group(1)
-    edge.proc.wait_log(f"session {sid} joined", since=mark, timeout=30)
     survivor, victim = (a, b) if survivor_name == "agent-a" else (b, a)
+    # its backend answered: the transfer runs through the survivor
+    survivor.proc.wait_log(f"session {sid} joined", timeout=30)
 
     stream = sp.SessionStream(sshd, port, tmp_path, workers=3)
     try:
@@ -193,9 +194,9 @@ def test_active_passive(tmp_path, pki, edge, sshd):
     assert edge.proc.find("service sftp open on", 0)[-1].endswith("priority=0")
 
     # 1. everything to the primary, even with sessions running on it
-    mark = edge.proc.mark()
+    mark, pmark = edge.proc.mark(), primary.proc.mark()
     slow, local, h = start_slow_get(sshd, port, tmp_path, MiB, 4000, "busy")
-    edge.proc.wait_log("joined", since=mark, timeout=30)
+    primary.proc.wait_log("joined", since=pmark, timeout=30)
     run_sessions(sshd, port, tmp_path, 5, "p1")
     finish_slow_get(slow, local, h)
     got = agents_of_new_sessions(edge, mark)
@@ -290,10 +291,10 @@ def test_two_edges_one_agent(tmp_path, two_netns, sshd):
     run_sessions(sshd, port, tmp_path, 2, "b0", host=nb.inner)
 
     # a transfer through edge B is running when edge A goes away
-    mark_b = eb.proc.mark()
+    mark = agent.mark()
     slow, local, h = start_slow_get(sshd, port, tmp_path, 3 * MiB, 4000,
                                     "slow-b", host=nb.inner)
-    eb.proc.wait_log("joined", since=mark_b, timeout=30)
+    agent.wait_log(["joined", f"link=tls"], since=mark, timeout=30)
     mark = agent.mark()
     assert ea.proc.stop() == 0
     agent.wait_log(f"edge {ea.addr} lost", since=mark, timeout=10)

@@ -289,13 +289,19 @@ def test_metrics_promtool_and_counts(tmp_path, pki, edge):
         c.close()
     except ConnectionError:
         pass    # on a pooled plain link the reset can beat connect()'s return
-    agent.proc.wait_log(["closed service=dead", "reason=error"])
+    agent.proc.wait_log(["closed service=dead", "reason=refused"])
+
+    def ended_clean(m):
+        return sum(sp.metric(m, "sallyport_sessions_total", service="bytes",
+                             reason=r) for r in ("client-closed",
+                                                 "server-closed"))
 
     def settled():
         m = sp.parse_metrics(agent.metrics())
+        if ended_clean(m) != 3:
+            return None
         want = [
-            (("sallyport_sessions_total",), dict(service="bytes", outcome="completed"), 3),
-            (("sallyport_sessions_total",), dict(service="dead", outcome="refused"), 1),
+            (("sallyport_sessions_total",), dict(service="dead", reason="refused"), 1),
             (("sallyport_edge_sessions_accepted_total",), dict(edge=edge.addr), 4),
             (("sallyport_edge_bytes_from_clients_total",), dict(edge=edge.addr), sum(sizes)),
         ]
@@ -309,8 +315,9 @@ def test_metrics_promtool_and_counts(tmp_path, pki, edge):
              direction="to_client") == 3 * len(reply)
     assert M("sallyport_bytes_total", service="dead",
              direction="to_backend") == 0
-    for o in ("failed", "refused", "killed", "stopped"):
-        assert M("sallyport_sessions_total", service="bytes", outcome=o) == 0
+    for o in ("refused", "denied", "limit", "timeout", "error", "killed",
+              "stopping"):
+        assert M("sallyport_sessions_total", service="bytes", reason=o) == 0
     assert M("sallyport_sessions_open", service="bytes") == 0
     assert M("sallyport_session_setup_seconds_count") == 3
     assert M("sallyport_session_setup_seconds_bucket", le="+Inf") == 3
@@ -321,7 +328,7 @@ def test_metrics_promtool_and_counts(tmp_path, pki, edge):
     assert M("sallyport_backend_up", service="bytes",
              backend=f"{LOOPBACK}:{bs.port}") == 1
     assert M("sallyport_backends_up", service="dead") == 0
-    assert M("sallyport_edge_sessions_joined_total", edge=edge.addr) == 3
+    assert M("sallyport_edge_sessions_joined_total", edge=edge.addr) == 4
     assert M("sallyport_edge_sessions_refused_total", edge=edge.addr) == 1
     assert M("sallyport_edge_bytes_to_clients_total", edge=edge.addr) == \
         3 * len(reply)

@@ -87,8 +87,8 @@ def test_curl_socks5_hostname(tmp_path, pki, edge, web):
     assert rec["addr"] == f"127.0.0.1:{web.port}"
     assert rec["client"].startswith("127.0.0.1:")
     assert rec["in"] > web.size and 0 < rec["out"] < web.size
-    edge.proc.wait_log(["outbound", "connected agent=agent1",
-                        f"addr=127.0.0.1:{web.port}"])
+    edge.proc.wait_log(["new outbound", f"dest=127.0.0.1:{web.port}",
+                        "agent=agent1"])
     # the same session in the JSON audit log, with its bytes
     js = sp.wait_until(lambda: audit_records(audit), 10, "audit record")
     assert len(js) == 1, js
