@@ -62,10 +62,10 @@ PROGS   = $(BUILD)/sallyport-edge $(BUILD)/sallyport-agent $(BUILD)/sallyportctl
 UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki \
           $(BUILD)/test_stats $(BUILD)/test_route \
           $(BUILD)/test_socks $(BUILD)/test_httpc $(BUILD)/test_outpol \
-          $(BUILD)/test_plink
+          $(BUILD)/test_greet
 UNITS  += $(BUILD)/test_proxy $(BUILD)/test_cidr
 UNITS  += $(BUILD)/test_ftp
-UNITS  += $(BUILD)/test_mux $(BUILD)/test_relay $(BUILD)/test_poolkey
+UNITS  += $(BUILD)/test_mux $(BUILD)/test_pump $(BUILD)/test_linkkey
 
 all: $(PROGS)
 
@@ -90,22 +90,25 @@ $(BUILD)/sallyport-agent: $(call obj,$(COMMON) $(AGENT))
 $(BUILD)/sallyportctl: $(call obj,$(CTL))
 	$(CC) $(LDFLAGS) -o $@ $^ -lcrypto $(LIBCURL)
 
-$(BUILD)/test_frame: $(BUILD)/obj/tests/test_frame.o $(call obj,src/common/frame.c src/common/buf.c)
+$(BUILD)/test_frame: $(BUILD)/obj/tests/test_frame.o $(call obj,src/common/frame.c src/common/buf.c src/common/end.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
-$(BUILD)/test_cfg: $(BUILD)/obj/tests/test_cfg.o $(call obj,src/agent/agent_cfg.c src/agent/ftp_cfg.c src/agent/dial.c src/common/net.c src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c src/common/outpol.c src/common/cidr.c)
+$(BUILD)/test_cfg: $(BUILD)/obj/tests/test_cfg.o $(call obj,src/agent/agent_cfg.c src/agent/ftp_cfg.c src/agent/dial.c src/common/net.c src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c src/common/end.c src/common/outpol.c src/common/cidr.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBINI) -lcrypto
 
 $(BUILD)/test_pki: $(BUILD)/obj/tests/test_pki.o $(call obj,src/ctl/pki.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -lcrypto
 
-$(BUILD)/test_proxy: $(BUILD)/obj/tests/test_proxy.o $(call obj,src/common/proxy.c)
+# The edge's parser and the agent's encoder, each against the other.
+$(BUILD)/test_proxy: $(BUILD)/obj/tests/test_proxy.o $(call obj,src/edge/proxy_parse.c src/agent/proxy_enc.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
 $(BUILD)/test_cidr: $(BUILD)/obj/tests/test_cidr.o $(call obj,src/common/cidr.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
-$(BUILD)/test_stats: $(BUILD)/obj/tests/test_stats.o $(call obj,src/common/stats.c)
+# The agent's parser, and the edge's formatter (its other counters stubbed
+# in the test) whose output the parser must take.
+$(BUILD)/test_stats: $(BUILD)/obj/tests/test_stats.o $(call obj,src/agent/stats_parse.c src/edge/edge_stats.c src/edge/edge_limit.c src/common/frame.c src/common/buf.c src/common/end.c src/common/ev.c src/common/log.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
 $(BUILD)/test_route: $(BUILD)/obj/tests/test_route.o $(call obj,src/agent/agent_route.c)
@@ -120,19 +123,19 @@ $(BUILD)/test_httpc: $(BUILD)/obj/tests/test_httpc.o $(call obj,src/agent/httpc.
 $(BUILD)/test_outpol: $(BUILD)/obj/tests/test_outpol.o $(call obj,src/common/outpol.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
-$(BUILD)/test_plink: $(BUILD)/obj/tests/test_plink.o $(call obj,src/common/plink.c src/common/frame.c src/common/buf.c)
+$(BUILD)/test_greet: $(BUILD)/obj/tests/test_greet.o $(call obj,src/edge/greet.c src/common/frame.c src/common/buf.c src/common/end.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
-$(BUILD)/test_mux: $(BUILD)/obj/tests/test_mux.o $(call obj,src/common/mux.c src/common/relay.c src/common/relay_mt.c src/common/buf.c src/common/ev.c src/common/log.c src/common/tlsx.c src/common/net.c)
+$(BUILD)/test_mux: $(BUILD)/obj/tests/test_mux.o $(call obj,src/common/mux.c src/common/pump.c src/common/psock.c src/common/buf.c src/common/end.c src/common/ev.c src/common/log.c src/common/tlsx.c src/common/net.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBSSL)
 
-$(BUILD)/test_relay: $(BUILD)/obj/tests/test_relay.o $(call obj,src/common/relay.c src/common/relay_mt.c src/common/buf.c src/common/ev.c src/common/log.c src/common/tlsx.c src/common/net.c)
-	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBSSL)
+$(BUILD)/test_pump: $(BUILD)/obj/tests/test_pump.o $(call obj,src/common/pump.c src/common/psock.c src/common/plink.c src/common/buf.c src/common/end.c src/common/ev.c src/common/log.c src/common/net.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
-$(BUILD)/test_poolkey: $(BUILD)/obj/tests/test_poolkey.o $(call obj,src/common/poolkey.c)
+$(BUILD)/test_linkkey: $(BUILD)/obj/tests/test_linkkey.o $(call obj,src/common/linkkey.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -lcrypto
 
-$(BUILD)/test_ftp: $(BUILD)/obj/tests/test_ftp.o $(call obj,src/common/ftp.c)
+$(BUILD)/test_ftp: $(BUILD)/obj/tests/test_ftp.o $(call obj,src/agent/ftp_line.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
 # Fuzzing: every harness tests/fuzz/fuzz_NAME.c is listed in FUZZERS with
@@ -145,14 +148,14 @@ FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=a
           -std=c11 -D_GNU_SOURCE $(WARN) -Isrc
 
 FUZZERS += frame
-FUZZ_SRC_frame = src/common/frame.c src/common/buf.c
+FUZZ_SRC_frame = src/common/frame.c src/common/buf.c src/common/end.c
 FUZZERS += cfg
 FUZZ_SRC_cfg = src/agent/agent_cfg.c src/agent/ftp_cfg.c src/agent/dial.c src/common/net.c \
           src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c \
-          src/common/outpol.c src/common/cidr.c
+          src/common/end.c src/common/outpol.c src/common/cidr.c
 FUZZ_LIBS_cfg = $(LIBINI) -lcrypto
 FUZZERS += stats
-FUZZ_SRC_stats = src/common/stats.c
+FUZZ_SRC_stats = src/agent/stats_parse.c
 FUZZERS += route
 FUZZ_SRC_route = src/agent/agent_route.c
 FUZZERS += socks
@@ -161,17 +164,18 @@ FUZZERS += httpc
 FUZZ_SRC_httpc = src/agent/httpc.c
 FUZZERS += outpol
 FUZZ_SRC_outpol = src/common/outpol.c
-FUZZERS += plink
-FUZZ_SRC_plink = src/common/plink.c src/common/frame.c src/common/buf.c
+FUZZERS += greet
+FUZZ_SRC_greet = src/edge/greet.c src/common/frame.c src/common/buf.c src/common/end.c
 FUZZERS += ftp
-FUZZ_SRC_ftp = src/common/ftp.c
+FUZZ_SRC_ftp = src/agent/ftp_line.c
 FUZZERS += proxy
-FUZZ_SRC_proxy = src/common/proxy.c
+FUZZ_SRC_proxy = src/edge/proxy_parse.c src/agent/proxy_enc.c
 FUZZERS += cidr
 FUZZ_SRC_cidr = src/common/cidr.c
 FUZZERS += mux
-FUZZ_SRC_mux = src/common/mux.c src/common/relay.c src/common/relay_mt.c src/common/buf.c src/common/ev.c \
-          src/common/log.c src/common/tlsx.c src/common/net.c
+FUZZ_SRC_mux = src/common/mux.c src/common/pump.c src/common/psock.c src/common/buf.c \
+          src/common/end.c src/common/ev.c src/common/log.c src/common/tlsx.c \
+          src/common/net.c
 FUZZ_LIBS_mux = $(LIBSSL)
 
 .SECONDEXPANSION:
@@ -211,11 +215,6 @@ check-tools:
 
 unit: $(UNITS)
 	@set -e; for t in $(UNITS); do echo "== $$t"; $$t; done
-
-# The relay threads' unit test again under ThreadSanitizer.
-unit-tsan:
-	$(MAKE) SAN=tsan build-tsan/test_relay
-	TSAN_OPTIONS=halt_on_error=1 build-tsan/test_relay
 
 integration: $(PROGS) $(BUILD)/spbench
 	SALLYPORT_BUILD=$(BUILD) /usr/bin/python3 -m pytest -v tests/integration

@@ -1,7 +1,7 @@
 /* test_stats.c - the edge's counters on the wire: the agent's parser
  * (stats_parse.c) with good and hostile input, and the edge's formatter
- * (stats_put, stats_msg in edge_stats.c), whose every frame the parser
- * must take. The edge modules stats_msg asks for their own counters are
+ * (estats_put, estats_msg in edge_stats.c), whose every frame the parser
+ * must take. The edge modules estats_msg asks for their own counters are
  * stubbed below. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,27 +28,27 @@ adm_tracked(void)
 }
 
 void
-sess_stats(char *out, size_t outlen)
+esess_stats(char *out, size_t outlen)
 {
-	(void)stats_put(out, outlen, "sessions_active", 3);
+	(void)estats_put(out, outlen, "sessions_active", 3);
 }
 
 void
-svc_stats(char *out, size_t outlen)
+esvc_stats(char *out, size_t outlen)
 {
-	(void)stats_put(out, outlen, "services_open", 2);
+	(void)estats_put(out, outlen, "services_open", 2);
 }
 
 void
-link_stats(char *out, size_t outlen)
+elink_stats(char *out, size_t outlen)
 {
-	(void)stats_put(out, outlen, "mux_links", 1);
+	(void)estats_put(out, outlen, "mux_links", 1);
 }
 
 void
-ftp_stats(char *out, size_t outlen)
+eftp_stats(char *out, size_t outlen)
 {
-	(void)stats_put(out, outlen, "ftp_data_accepted_total", 0);
+	(void)estats_put(out, outlen, "ftp_data_accepted_total", 0);
 }
 
 static int
@@ -114,11 +114,11 @@ test_limits(void **state)
 	(void)state;
 	for (i = 0; i < STATS_MAX; i++) {
 		snprintf(name, sizeof(name), "c%zu", i);
-		assert_int_equal(stats_put(s, sizeof(s), name, i), 0);
+		assert_int_equal(estats_put(s, sizeof(s), name, i), 0);
 	}
 	assert_int_equal(parse(s, kv, &n), 0);
 	assert_int_equal(n, STATS_MAX);
-	assert_int_equal(stats_put(s, sizeof(s), "one_more", 1), 0);
+	assert_int_equal(estats_put(s, sizeof(s), "one_more", 1), 0);
 	assert_int_equal(parse(s, kv, &n), -1);
 	/* max is honoured even below STATS_MAX */
 	assert_int_equal(stats_parse("a=1 b=2", 7, kv, 1, &n, &why), -1);
@@ -135,7 +135,7 @@ test_limits(void **state)
 	assert_false(stats_valid_name("9a", 2));
 }
 
-/* stats_put never overflows, keeps out NUL-terminated, and leaves it
+/* estats_put never overflows, keeps out NUL-terminated, and leaves it
  * unchanged when a token does not fit. */
 static void
 test_put(void **state)
@@ -144,22 +144,22 @@ test_put(void **state)
 	char full[4] = { 'a', 'b', 'c', 'd' };
 
 	(void)state;
-	assert_int_equal(stats_put(small, sizeof(small), "abc", 1), 0);
+	assert_int_equal(estats_put(small, sizeof(small), "abc", 1), 0);
 	assert_string_equal(small, "abc=1");
-	assert_int_equal(stats_put(small, sizeof(small), "abc", 2), -1);
+	assert_int_equal(estats_put(small, sizeof(small), "abc", 2), -1);
 	assert_string_equal(small, "abc=1");
-	assert_int_equal(stats_put(small, sizeof(small), "x", 0), -1);
+	assert_int_equal(estats_put(small, sizeof(small), "x", 0), -1);
 	assert_string_equal(small, "abc=1");
 	small[0] = '\0';
-	assert_int_equal(stats_put(small, sizeof(small), "a", 12345), 0);
+	assert_int_equal(estats_put(small, sizeof(small), "a", 12345), 0);
 	assert_string_equal(small, "a=12345");
-	assert_int_equal(stats_put(small, sizeof(small), "b", 1), -1);
+	assert_int_equal(estats_put(small, sizeof(small), "b", 1), -1);
 	assert_string_equal(small, "a=12345");
 	small[0] = '\0';
-	assert_int_equal(stats_put(small, sizeof(small), "abcdefgh", 1), -1);
+	assert_int_equal(estats_put(small, sizeof(small), "abcdefgh", 1), -1);
 	assert_string_equal(small, "");
 	/* a buffer with no NUL in it: nothing written */
-	assert_int_equal(stats_put(full, sizeof(full), "a", 1), -1);
+	assert_int_equal(estats_put(full, sizeof(full), "a", 1), -1);
 	assert_memory_equal(full, "abcd", 4);
 }
 
@@ -180,7 +180,7 @@ test_edge_frame(void **state)
 	edge_stats.agents_connected = 1;
 	edge_stats.links_reused = UINT64_MAX;
 	lim_counter[LIM_PER_IP] = 5;
-	stats_msg(&m);
+	estats_msg(&m);
 	assert_int_equal(m.type, FT_STATS);
 	assert_true(m.have & FA_BIT(FA_STATS));
 	/* through the codec, as it travels */

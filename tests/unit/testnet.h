@@ -158,7 +158,8 @@ tn_recv_n(int fd, void *p, size_t n, int *how)
 			h = TN_RESET;
 			break;
 		}
-		assert_true(errno == EAGAIN || errno == EINTR);
+		if (errno != EAGAIN && errno != EINTR)
+			fail_msg("recv: %s", strerror(errno));
 		tn_spin();
 	}
 	if (how != NULL)
