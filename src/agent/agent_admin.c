@@ -133,7 +133,7 @@ admin_authorized(struct MHD_Connection *c)
 /* --- GET /api/v1/status ------------------------------------------------ */
 
 static void
-count_sess(const struct sess_info *si, void *arg)
+count_sess(const struct asess_info *si, void *arg)
 {
 	json_t *counts = arg;
 	json_t *v = json_object_get(counts, si->service);
@@ -159,10 +159,10 @@ status_json(void)
 	size_t i, j;
 
 	counts = json_object();
-	sess_foreach(count_sess, counts);
+	asess_foreach(count_sess, counts);
 	edges = json_array();
-	for (i = 0; i < edges_count(); i++) {
-		e = edges_get(i);
+	for (i = 0; i < aedge_count(); i++) {
+		e = aedge_get(i);
 		o = json_pack("{ss ss ss sI sI}",
 		    "edge", e->ce->str,
 		    "name", e->edge_name,
@@ -219,7 +219,7 @@ status_json(void)
 /* --- GET /api/v1/sessions ---------------------------------------------- */
 
 static void
-list_sess(const struct sess_info *si, void *arg)
+list_sess(const struct asess_info *si, void *arg)
 {
 	json_t *o = json_pack("{sI ss ss ss ss ss sI sI sf}",
 	    "id", (json_int_t)si->id,
@@ -330,12 +330,12 @@ admin_handle(void *cls, struct MHD_Connection *c, const char *url,
 		return admin_json(c, MHD_HTTP_OK, status_json(), NULL);
 	case RT_SESSIONS: {
 		json_t *a = json_array();
-		sess_foreach(list_sess, a);
+		asess_foreach(list_sess, a);
 		return admin_json(c, MHD_HTTP_OK, json_pack("{so}", "sessions", a),
 		    NULL);
 	}
 	case RT_SESSION:
-		if ((n = sess_kill(rt.id)) == 0)
+		if ((n = asess_kill(rt.id)) == 0)
 			return admin_error(c, MHD_HTTP_NOT_FOUND, "no such session",
 			    NULL);
 		log_info("admin: session %llu killed (%zu)",

@@ -152,7 +152,7 @@ audit_session(const struct audit_rec *r)
 }
 
 void
-audit_outbound(const struct out_record *r)
+audit_outbound(const struct aout_record *r)
 {
 	char t0[40], t1[40];
 	uint64_t end;

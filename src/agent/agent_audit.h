@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct out_record;
+struct aout_record;
 
 struct audit_rec {
 	uint64_t	 session;
@@ -35,7 +35,7 @@ void	audit_session(const struct audit_rec *r);
 void	audit_denied_summary(const char *service, const char *edge,
 	    uint32_t count);
 /* The record of one outbound session. */
-void	audit_outbound(const struct out_record *r);
+void	audit_outbound(const struct aout_record *r);
 uint64_t audit_wall_ms(void);
 
 #endif

@@ -73,8 +73,8 @@ aedge_fail(struct aedge *e, const char *why)
 		fconn_close(&e->fc);
 	/* Links were proved with this control connection's key: the edge
 	 * takes no new session on them any more. */
-	link_edge_lost(e);
-	out_edge_lost(e);
+	alink_edge_lost(e);
+	aout_edge_lost(e);
 	e->out_ok = 0;
 	e->kid = 0;
 	OPENSSL_cleanse(e->key, sizeof(e->key));
@@ -141,7 +141,7 @@ aedge_ready(struct fconn *fc)
 /* The one place a service's SVC_OPEN is built: the edge compares
  * definitions whole, so every push must carry the same attributes. */
 void
-svc_open_msg(const struct cfg_service *s, struct msg *m)
+aedge_svc_msg(const struct cfg_service *s, struct msg *m)
 {
 	msg_init(m, FT_SVC_OPEN);
 	msg_set_str(m, FA_SERVICE, s->name);
@@ -163,7 +163,7 @@ svc_open_msg(const struct cfg_service *s, struct msg *m)
 	}
 	m->idle_timeout = s->idle_timeout;
 	m->have |= FA_BIT(FA_IDLE_TIMEOUT);
-	ftp_svc_msg(s, m);
+	aftp_svc_msg(s, m);
 	if (s->priority != 0) {
 		/* Absent means 0. */
 		m->priority = s->priority;
@@ -178,7 +178,7 @@ aedge_push_services(struct aedge *e)
 	size_t i;
 
 	for (i = 0; i < agent_cfg.nservices; i++) {
-		svc_open_msg(&agent_cfg.services[i], &m);
+		aedge_svc_msg(&agent_cfg.services[i], &m);
 		(void)fconn_send(&e->fc, &m);
 	}
 }
@@ -241,7 +241,7 @@ aedge_frame(struct fconn *fc, struct msg *m)
 			msg_set_str(&m2, FA_OUT_ALLOW, agent_cfg.out.allow);
 			(void)fconn_send(&e->fc, &m2);
 		}
-		link_fill(e);
+		alink_fill(e);
 		return 0;
 	}
 	switch (m->type) {
@@ -254,7 +254,7 @@ aedge_frame(struct fconn *fc, struct msg *m)
 		return 0;
 	case FT_SESS_DENIED:
 	case FT_DENIED_SUMMARY:
-		sess_denied(e, m);
+		asess_denied(e, m);
 		return 0;
 	case FT_OUT_POLICY_OK:
 		if (m->status != 0) {
@@ -268,7 +268,7 @@ aedge_frame(struct fconn *fc, struct msg *m)
 		    e->ce->str, agent_cfg.out.nrules);
 		return 0;
 	case FT_OUT_FAIL:
-		out_failed(e, m);
+		aout_failed(e, m);
 		return 0;
 	case FT_PONG:
 		e->rtt_ms = ev_now_update() - m->nonce;
@@ -295,20 +295,20 @@ aedge_lost(struct fconn *fc, const char *why)
 }
 
 void
-edge_send(struct aedge *e, const struct msg *m)
+aedge_send(struct aedge *e, const struct msg *m)
 {
 	if (e->state == AE_READY)
 		(void)fconn_send(&e->fc, m);
 }
 
 size_t
-edges_count(void)
+aedge_count(void)
 {
 	return nedges;
 }
 
 const struct aedge *
-edges_get(size_t i)
+aedge_get(size_t i)
 {
 	return i < nedges ? &edges[i] : NULL;
 }
@@ -326,7 +326,7 @@ aedge_state_name(enum aedge_state st)
 }
 
 void
-edges_svc_close(const char *name)
+aedge_svc_close(const char *name)
 {
 	struct msg m;
 	size_t i;
@@ -334,22 +334,22 @@ edges_svc_close(const char *name)
 	msg_init(&m, FT_SVC_CLOSE);
 	msg_set_str(&m, FA_SERVICE, name);
 	for (i = 0; i < nedges; i++)
-		edge_send(&edges[i], &m);
+		aedge_send(&edges[i], &m);
 }
 
 void
-edges_svc_open(const struct cfg_service *s)
+aedge_svc_open(const struct cfg_service *s)
 {
 	struct msg m;
 	size_t i;
 
-	svc_open_msg(s, &m);
+	aedge_svc_msg(s, &m);
 	for (i = 0; i < nedges; i++)
-		edge_send(&edges[i], &m);
+		aedge_send(&edges[i], &m);
 }
 
 struct aedge *
-edge_pick_out(void)
+aedge_pick_out(void)
 {
 	static size_t rr;
 	size_t k, i;
@@ -365,7 +365,7 @@ edge_pick_out(void)
 }
 
 void
-edges_start(void)
+aedge_start(void)
 {
 	size_t i;
 
@@ -379,7 +379,7 @@ edges_start(void)
 }
 
 void
-edges_tick(uint64_t now)
+aedge_tick(uint64_t now)
 {
 	struct aedge *e;
 	struct msg m;
@@ -402,7 +402,7 @@ edges_tick(uint64_t now)
 				aedge_fail(e, "heartbeat timed out");
 				break;
 			}
-			link_fill(e);
+			alink_fill(e);
 			if (now - e->last_ping >= PING_EVERY_MS) {
 				e->last_ping = now;
 				msg_init(&m, FT_PING);
@@ -420,7 +420,7 @@ edges_tick(uint64_t now)
 }
 
 void
-edges_stop(void)
+aedge_stop(void)
 {
 	struct aedge *e;
 	size_t i;
@@ -430,13 +430,13 @@ edges_stop(void)
 		dial_cancel(&e->dial);
 		if (e->state == AE_HELLO || e->state == AE_READY)
 			fconn_close(&e->fc);
-		link_edge_lost(e);
+		alink_edge_lost(e);
 		e->state = AE_WAIT;
 	}
 }
 
 void
-edge_violation(struct aedge *e, const char *fmt, ...)
+aedge_violation(struct aedge *e, const char *fmt, ...)
 {
 	char why[256];
 	va_list ap;

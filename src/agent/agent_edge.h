@@ -51,26 +51,26 @@ struct aedge {
 
 extern SSL_CTX *agent_tls;
 
-void	edges_start(void);
-void	edges_tick(uint64_t now);
-void	edges_stop(void);
+void	aedge_start(void);
+void	aedge_tick(uint64_t now);
+void	aedge_stop(void);
 /* Send a frame on an edge's control channel if it is up. */
-void	edge_send(struct aedge *e, const struct msg *m);
-size_t	edges_count(void);
-const struct aedge *edges_get(size_t i);
+void	aedge_send(struct aedge *e, const struct msg *m);
+size_t	aedge_count(void);
+const struct aedge *aedge_get(size_t i);
 const char *aedge_state_name(enum aedge_state st);
 /* The SVC_OPEN that pushes service s: the one place it is built, as the
  * edge compares definitions whole. */
-void	svc_open_msg(const struct cfg_service *s, struct msg *m);
+void	aedge_svc_msg(const struct cfg_service *s, struct msg *m);
 /* Reload: tell every connected edge what changed (services by name). */
-void	edges_svc_close(const char *name);
-void	edges_svc_open(const struct cfg_service *s);
+void	aedge_svc_close(const char *name);
+void	aedge_svc_open(const struct cfg_service *s);
 /* An edge ready for outbound sessions (it took our policy), picked
  * round-robin, or NULL. */
-struct aedge *edge_pick_out(void);
+struct aedge *aedge_pick_out(void);
 /* e sent what a correct edge never sends: log it, count it. The caller
  * refuses what it was, or drops the link when going on is unsafe. */
-void	edge_violation(struct aedge *e, const char *fmt, ...)
+void	aedge_violation(struct aedge *e, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -107,7 +107,7 @@ static struct pool *pools;
 /* --- configuration and the service definition ---------------------------- */
 
 void
-ftp_svc_msg(const struct cfg_service *s, struct msg *m)
+aftp_svc_msg(const struct cfg_service *s, struct msg *m)
 {
 	if (s->proto == SVC_TCP)
 		return;
@@ -119,7 +119,7 @@ ftp_svc_msg(const struct cfg_service *s, struct msg *m)
 }
 
 void
-ftp_ports_msg(uint64_t id, const struct cfg_backend *b, struct msg *m)
+aftp_ports_msg(uint64_t id, const struct cfg_backend *b, struct msg *m)
 {
 	msg_init(m, FT_FTP_PORTS);
 	m->session = id;
@@ -644,7 +644,7 @@ bio_cb(struct ev_io *io, uint32_t events)
 /* --- control sessions ---------------------------------------------------- */
 
 struct aftp *
-ftp_ctl_join(struct aedge *e, uint64_t id, const struct cfg_service *svc,
+aftp_ctl_join(struct aedge *e, uint64_t id, const struct cfg_service *svc,
     const struct cfg_backend *b, const char *client_ip, int fd,
     struct psock *sock, struct pend **inner, char *why, size_t whylen)
 {
@@ -670,6 +670,7 @@ ftp_ctl_join(struct aedge *e, uint64_t id, const struct cfg_service *svc,
 	if (svc->proto == SVC_FTP) {
 		f->filter = 1;
 		f->e.ops = &filter_ops;
+		f->e.rawfd = -1;
 		f->outstanding = 1;	/* the greeting */
 		ev_io_init(&f->bio, fd, bio_cb);
 		*inner = &f->e;
@@ -686,7 +687,7 @@ ftp_ctl_join(struct aedge *e, uint64_t id, const struct cfg_service *svc,
 }
 
 void
-ftp_ctl_end(struct aftp *f)
+aftp_ctl_end(struct aftp *f)
 {
 	if (f == NULL)
 		return;
@@ -717,7 +718,7 @@ addr_port(struct net_addr *a, uint16_t port)
 }
 
 int
-ftp_data_target(struct aedge *e, const struct msg *m, struct net_addr *a,
+aftp_data_target(struct aedge *e, const struct msg *m, struct net_addr *a,
     char *backend, size_t backendlen, char *why, size_t whylen)
 {
 	struct pool *p = pool_find(m->service);
@@ -785,12 +786,12 @@ ftp_data_target(struct aedge *e, const struct msg *m, struct net_addr *a,
 }
 
 void
-ftp_stop(void)
+aftp_stop(void)
 {
 	struct pool *p;
 
 	while (ctls != NULL)
-		ftp_ctl_end(ctls);
+		aftp_ctl_end(ctls);
 	while ((p = pools) != NULL) {
 		pools = p->next;
 		free(p->e);

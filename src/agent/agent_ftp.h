@@ -15,24 +15,24 @@ struct pend;
 struct psock;
 
 /* Add PROTOCOL and the passive range of an FTP service to its SVC_OPEN. */
-void	ftp_svc_msg(const struct cfg_service *s, struct msg *m);
+void	aftp_svc_msg(const struct cfg_service *s, struct msg *m);
 /* The FTP_PORTS frame for control session id held by backend b. */
-void	ftp_ports_msg(uint64_t id, const struct cfg_backend *b, struct msg *m);
+void	aftp_ports_msg(uint64_t id, const struct cfg_backend *b, struct msg *m);
 /* Control session id of svc (from client_ip, on edge e) reached backend
  * b on fd (taken): register it, and give the session its inner endpoint
  * in *inner: the filter over fd for plain FTP, else sock made from fd.
  * NULL with why (fd untouched). */
-struct aftp *ftp_ctl_join(struct aedge *e, uint64_t id,
+struct aftp *aftp_ctl_join(struct aedge *e, uint64_t id,
 	    const struct cfg_service *svc, const struct cfg_backend *b,
 	    const char *client_ip, int fd, struct psock *sock,
 	    struct pend **inner, char *why, size_t whylen);
 /* The control session ended (its pump freed): forget it. NULL is fine. */
-void	ftp_ctl_end(struct aftp *f);
+void	aftp_ctl_end(struct aftp *f);
 /* Where the data connection of SESS_OPEN m goes: 0 with a (and backend
  * for the logs), or -1 with why. */
-int	ftp_data_target(struct aedge *e, const struct msg *m,
+int	aftp_data_target(struct aedge *e, const struct msg *m,
 	    struct net_addr *a, char *backend, size_t backendlen, char *why,
 	    size_t whylen);
-void	ftp_stop(void);
+void	aftp_stop(void);
 
 #endif

@@ -57,11 +57,11 @@ struct alink {
 
 static LIST_HEAD(, alink) links = LIST_HEAD_INITIALIZER(links);
 
-static int link_ready(struct fconn *fc);
-static int link_frame(struct fconn *fc, struct msg *m);
-static void link_lost_fc(struct fconn *fc, const char *why);
-static const struct fconn_ops link_ops = {
-	link_ready, link_frame, link_lost_fc,
+static int alink_ready(struct fconn *fc);
+static int alink_frame(struct fconn *fc, struct msg *m);
+static void alink_lost_fc(struct fconn *fc, const char *why);
+static const struct fconn_ops alink_ops = {
+	alink_ready, alink_frame, alink_lost_fc,
 };
 
 static unsigned
@@ -84,7 +84,7 @@ backoff(struct aedge *e)
 }
 
 static void
-link_free(struct alink *l, const char *why)
+alink_free(struct alink *l, const char *why)
 {
 	struct aedge *e = l->e;
 
@@ -126,7 +126,7 @@ static void
 mux_open_cb(struct mux *m, uint32_t sid, const uint8_t *p, size_t n)
 {
 	struct alink *l = m->arg;
-	struct sess_link sl = { m, sid, -1, l->kid, 0 };
+	struct alink_from sl = { m, sid, -1, l->kid, 0 };
 	struct msg *sm;
 	const char *why;
 
@@ -137,14 +137,14 @@ mux_open_cb(struct mux *m, uint32_t sid, const uint8_t *p, size_t n)
 	}
 	if (msg_decode_frame(p, n, sm, &why) == -1 ||
 	    sm->type != FT_SESS_OPEN) {
-		edge_violation(l->e, "stream %u opened with a bad SESS_OPEN: %s",
+		aedge_violation(l->e, "stream %u opened with a bad SESS_OPEN: %s",
 		    sid, sm->type != FT_SESS_OPEN && why == NULL ?
 		    frame_type_name(sm->type) : why);
 		mux_refuse(m, sid, SE_ERROR, "bad SESS_OPEN");
 	} else {
 		l->used = 1;
 		l->e->link_backoff_ms = 0;
-		sess_open(l->e, sm, &sl);
+		asess_open(l->e, sm, &sl);
 	}
 	free(sm);
 }
@@ -154,7 +154,7 @@ mux_lost_cb(struct mux *m, const char *why)
 {
 	struct alink *l = m->arg;
 
-	link_free(l, strcmp(why, "closed when idle") == 0 ? NULL : why);
+	alink_free(l, strcmp(why, "closed when idle") == 0 ? NULL : why);
 }
 
 static const struct mux_ops amux_ops = { mux_open_cb, mux_lost_cb };
@@ -162,7 +162,7 @@ static const struct mux_ops amux_ops = { mux_open_cb, mux_lost_cb };
 /* --- greeting ------------------------------------------------------------ */
 
 static int
-link_ready(struct fconn *fc)
+alink_ready(struct fconn *fc)
 {
 	struct alink *l = fc->owner;
 	struct aedge *e = l->e;
@@ -179,7 +179,7 @@ link_ready(struct fconn *fc)
 	msg_have(&m, FA_PROOF);
 	if (linkkey_proof(e->key, l->kid, m.counter, l->plain ?
 	    DATA_LINK_PLAIN : DATA_LINK_TLS, m.proof) == -1) {
-		link_free(l, "cannot compute the link proof");
+		alink_free(l, "cannot compute the link proof");
 		return -1;
 	}
 	if (l->plain)
@@ -199,14 +199,14 @@ link_ready(struct fconn *fc)
 		buf_free(&pending);
 		SSL_free(ssl);
 		close(fd);
-		link_free(l, "out of memory");
+		alink_free(l, "out of memory");
 		return -1;
 	}
 	/* mux_start owns fd and ssl from here, also when it fails. */
 	if (mux_start(l->mux, fd, ssl, 0, &pending, &amux_ops, l) == -1) {
 		free(l->mux);
 		l->mux = NULL;
-		link_free(l, "cannot start");
+		alink_free(l, "cannot start");
 		return -1;
 	}
 	log_info("edge %s: multiplexed data link up (%s)", e->ce->str,
@@ -216,17 +216,17 @@ link_ready(struct fconn *fc)
 
 /* A parked plain link: SESS_OPEN hands it to a session. */
 static int
-link_frame(struct fconn *fc, struct msg *m)
+alink_frame(struct fconn *fc, struct msg *m)
 {
 	struct alink *l = fc->owner;
 	struct aedge *e = l->e;
-	struct sess_link sl = { NULL, 0, -1, l->kid, 0 };
+	struct alink_from sl = { NULL, 0, -1, l->kid, 0 };
 	struct buf pending;
 	SSL *ssl;
 
 	if (l->state != AL_UP || !l->plain || m->type != FT_SESS_OPEN) {
-		edge_violation(e, "%s on a data link", frame_type_name(m->type));
-		link_free(l, "unexpected frame");
+		aedge_violation(e, "%s on a data link", frame_type_name(m->type));
+		alink_free(l, "unexpected frame");
 		return -1;
 	}
 	fconn_detach(fc, &sl.fd, &ssl, &pending);
@@ -242,51 +242,51 @@ link_frame(struct fconn *fc, struct msg *m)
 	l->orphan = 1;
 	LIST_REMOVE(l, entry);
 	free(l);
-	sess_open(e, m, &sl);
-	link_fill(e);
+	asess_open(e, m, &sl);
+	alink_fill(e);
 	return -1;
 }
 
 static void
-link_lost_fc(struct fconn *fc, const char *why)
+alink_lost_fc(struct fconn *fc, const char *why)
 {
-	link_free(fc->owner, why);
+	alink_free(fc->owner, why);
 }
 
 static void
-link_dialled(struct dial *d, int fd, int err)
+alink_dialled(struct dial *d, int fd, int err)
 {
 	struct alink *l = d->arg;
 	SSL *ssl = NULL;
 
 	if (fd == -1) {
-		link_free(l, strerror(err));
+		alink_free(l, strerror(err));
 		return;
 	}
 	if (!l->plain) {
 		if ((ssl = tlsx_new(agent_tls, fd, 0, l->e->ce->host)) == NULL) {
 			close(fd);
-			link_free(l, "TLS set-up failed");
+			alink_free(l, "TLS set-up failed");
 			return;
 		}
 		tlsx_bulk(ssl);
 	}
 	l->state = AL_GREET;
-	if (fconn_start(&l->fc, fd, ssl, &link_ops, l) == -1) {
+	if (fconn_start(&l->fc, fd, ssl, &alink_ops, l) == -1) {
 		SSL_free(ssl);
 		close(fd);
 		l->state = AL_DIAL;
-		link_free(l, "cannot watch the socket");
+		alink_free(l, "cannot watch the socket");
 		return;
 	}
 	if (l->plain)
-		(void)link_ready(&l->fc);	/* nothing to negotiate */
+		(void)alink_ready(&l->fc);	/* nothing to negotiate */
 }
 
 /* --- the pool ------------------------------------------------------------ */
 
 static struct alink *
-link_new(struct aedge *e)
+alink_new(struct aedge *e)
 {
 	struct alink *l;
 
@@ -301,31 +301,31 @@ link_new(struct aedge *e)
 }
 
 void
-link_fill(struct aedge *e)
+alink_fill(struct aedge *e)
 {
 	struct alink *l;
 
 	while (e->state == AE_READY && ev_now() >= e->link_next &&
 	    e->links_up + e->links_opening < agent_cfg.data_links) {
-		if ((l = link_new(e)) == NULL) {
+		if ((l = alink_new(e)) == NULL) {
 			backoff(e);
 			return;
 		}
 		e->links_opening++;
-		if (dial_start(&l->dial, &e->addr, link_dialled, l) == -1) {
-			link_free(l, strerror(errno));
+		if (dial_start(&l->dial, &e->addr, alink_dialled, l) == -1) {
+			alink_free(l, strerror(errno));
 			return;
 		}
 	}
 }
 
 void
-link_again(struct aedge *e, int fd, int registered, uint64_t kid)
+alink_again(struct aedge *e, int fd, int registered, uint64_t kid)
 {
 	struct alink *l;
 
 	e->links_lent--;
-	if (e->state != AE_READY || e->kid != kid || (l = link_new(e)) == NULL) {
+	if (e->state != AE_READY || e->kid != kid || (l = alink_new(e)) == NULL) {
 		log_debug("edge %s: plain data link closed after its session",
 		    e->ce->str);
 		close(fd);
@@ -333,18 +333,18 @@ link_again(struct aedge *e, int fd, int registered, uint64_t kid)
 	}
 	l->used = 1;
 	l->state = AL_UP;
-	if (fconn_start_handed(&l->fc, fd, NULL, &link_ops, l,
+	if (fconn_start_handed(&l->fc, fd, NULL, &alink_ops, l,
 	    registered) == -1) {
 		close(fd);
 		l->state = AL_DIAL;
-		link_free(l, NULL);
+		alink_free(l, NULL);
 		return;
 	}
 	e->links_up++;
 }
 
 void
-link_gone(struct aedge *e, uint64_t kid)
+alink_gone(struct aedge *e, uint64_t kid)
 {
 	(void)kid;
 	e->links_lent--;
@@ -365,11 +365,11 @@ refused_io(struct ev_io *io, uint32_t events)
 	while ((n = recv(io->fd, sink, sizeof(sink), 0)) > 0)
 		;
 	if (n == 0 || (errno != EAGAIN && errno != EINTR))
-		link_free(l, NULL);
+		alink_free(l, NULL);
 }
 
 void
-link_refuse(struct aedge *e, const struct sess_link *sl, enum sess_end code,
+alink_refuse(struct aedge *e, const struct alink_from *sl, enum sess_end code,
     const char *why)
 {
 	struct alink *l;
@@ -379,7 +379,7 @@ link_refuse(struct aedge *e, const struct sess_link *sl, enum sess_end code,
 		return;
 	}
 	e->links_lent--;
-	if (plink_refuse(sl->fd, code, why) == -1 || (l = link_new(e)) == NULL) {
+	if (plink_refuse(sl->fd, code, why) == -1 || (l = alink_new(e)) == NULL) {
 		psock_reset_now(sl->fd);
 		return;
 	}
@@ -388,11 +388,11 @@ link_refuse(struct aedge *e, const struct sess_link *sl, enum sess_end code,
 	l->deadline = ev_now() + REFUSED_MS;
 	ev_io_init(&l->rio, sl->fd, refused_io);
 	if (ev_set(&l->rio, EPOLLIN | EPOLLRDHUP) == -1)
-		link_free(l, NULL);
+		alink_free(l, NULL);
 }
 
 void
-link_edge_lost(struct aedge *e)
+alink_edge_lost(struct aedge *e)
 {
 	struct alink *l, *next;
 
@@ -407,13 +407,13 @@ link_edge_lost(struct aedge *e)
 			mux_close_when_idle(l->mux);
 			continue;
 		}
-		link_free(l, NULL);
+		alink_free(l, NULL);
 	}
 	e->link_backoff_ms = 0;
 }
 
 void
-link_tick(uint64_t now)
+alink_tick(uint64_t now)
 {
 	struct alink *l, *next;
 
@@ -422,14 +422,14 @@ link_tick(uint64_t now)
 		if (l->mux != NULL)
 			mux_tick(l->mux, now);
 		else if (l->state != AL_UP && now > l->deadline)
-			link_free(l, l->state == AL_REFUSED ? NULL :
+			alink_free(l, l->state == AL_REFUSED ? NULL :
 			    "set-up timed out");
 	}
 }
 
 void
-link_stop(void)
+alink_stop(void)
 {
 	while (!LIST_EMPTY(&links))
-		link_free(LIST_FIRST(&links), NULL);
+		alink_free(LIST_FIRST(&links), NULL);
 }

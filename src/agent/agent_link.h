@@ -15,8 +15,8 @@
 struct aedge;
 struct mux;
 
-/* The link a session arrived on (for sess_open). */
-struct sess_link {
+/* The link a session arrived on (for asess_open). */
+struct alink_from {
 	struct mux	*mux;		/* a multiplexed link ... */
 	uint32_t	 sid;		/* ... and the stream */
 	int		 fd;		/* or a plain link; -1 */
@@ -26,21 +26,21 @@ struct sess_link {
 
 /* Open links to e until it has data_links (when its control channel is
  * up and no back-off holds). */
-void	link_fill(struct aedge *e);
+void	alink_fill(struct aedge *e);
 /* e's control channel went: links being opened or idle close, and
  * multiplexed links close once their last session ends. */
-void	link_edge_lost(struct aedge *e);
+void	alink_edge_lost(struct aedge *e);
 /* Refuse the session that arrived on l (not taken): a mux RST, or the
  * refusal on a plain link, which then closes when the edge closes it. */
-void	link_refuse(struct aedge *e, const struct sess_link *l,
+void	alink_refuse(struct aedge *e, const struct alink_from *l,
 	    enum sess_end code, const char *why);
 /* A plain link (fd, handed as by ev_release) came back from a session
  * that ended cleanly with both end markers: park it for the next, if the
  * control connection that proved it (kid) is still e's. */
-void	link_again(struct aedge *e, int fd, int registered, uint64_t kid);
+void	alink_again(struct aedge *e, int fd, int registered, uint64_t kid);
 /* A plain link that carried a session went (closed or reset with it). */
-void	link_gone(struct aedge *e, uint64_t kid);
-void	link_tick(uint64_t now);
-void	link_stop(void);
+void	alink_gone(struct aedge *e, uint64_t kid);
+void	alink_tick(uint64_t now);
+void	alink_stop(void);
 
 #endif

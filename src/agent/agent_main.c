@@ -163,14 +163,14 @@ main(int argc, char **argv)
 	if (agent_cfg.admin_listen[0] != '\0' &&
 	    admin_start(agent_cfg.admin_listen, err, sizeof(err)) == -1)
 		log_fatal("admin API on %s: %s", agent_cfg.admin_listen, err);
-	if (out_start() == -1) {
-		out_stop();
+	if (aout_start() == -1) {
+		aout_stop();
 		SSL_CTX_free(agent_tls);
 		cfg_free(&agent_cfg);
 		return 1;
 	}
 	health_start();
-	edges_start();
+	aedge_start();
 	(void)sd_notify(0, "READY=1");
 	while (!agent_stop) {
 		if (ev_run_once(200) == -1)
@@ -181,26 +181,26 @@ main(int argc, char **argv)
 			hup_audit();
 		}
 		now = ev_now();
-		edges_tick(now);
-		link_tick(now);
+		aedge_tick(now);
+		alink_tick(now);
 		health_tick(now);
-		sess_tick(now);
+		asess_tick(now);
 		psock_tick(now);
 		reload_tick();
 		admin_tick();
-		out_tick(now);
+		aout_tick(now);
 		ev_settle();
 	}
 	(void)sd_notify(0, "STOPPING=1");
 	log_info("stopping");
 	admin_stop();
-	out_stop();
-	sess_stop();
+	aout_stop();
+	asess_stop();
 	ev_settle();
-	link_stop();
-	ftp_stop();
+	alink_stop();
+	aftp_stop();
 	psock_tick(UINT64_MAX);
-	edges_stop();
+	aedge_stop();
 	reload_stop();
 	metrics_free();
 	audit_close();

@@ -121,7 +121,7 @@ family(FILE *f, const char *name, const char *type, const char *help)
 }
 
 static void
-add_live(const struct sess_info *si, void *arg)
+add_live(const struct asess_info *si, void *arg)
 {
 	struct msvc *m = msvc_get(si->service);
 
@@ -141,7 +141,7 @@ render_sessions(FILE *f)
 
 	for (m = msvcs; m != NULL; m = m->next)
 		m->live[0] = m->live[1] = 0;
-	sess_foreach(add_live, NULL);
+	asess_foreach(add_live, NULL);
 
 	family(f, "sallyport_sessions_open", "gauge",
 	    "Sessions being set up or relayed, by service.");
@@ -189,12 +189,12 @@ static void
 render_edges(FILE *f)
 {
 	const struct aedge *e;
-	size_t i, n = edges_count(), up = 0;
+	size_t i, n = aedge_count(), up = 0;
 
 	family(f, "sallyport_edge_up", "gauge",
 	    "1 if the control channel to the edge is up.");
 	for (i = 0; i < n; i++) {
-		e = edges_get(i);
+		e = aedge_get(i);
 		up += e->state == AE_READY;
 		fputs("sallyport_edge_up{edge=\"", f);
 		label(f, e->ce->str);
@@ -206,7 +206,7 @@ render_edges(FILE *f)
 	family(f, "sallyport_control_reconnects_total", "counter",
 	    "Control channels established again after the first.");
 	for (i = 0; i < n; i++) {
-		e = edges_get(i);
+		e = aedge_get(i);
 		fputs("sallyport_control_reconnects_total{edge=\"", f);
 		label(f, e->ce->str);
 		fprintf(f, "\"} %llu\n", (unsigned long long)
@@ -215,7 +215,7 @@ render_edges(FILE *f)
 	family(f, "sallyport_edge_rtt_seconds", "gauge",
 	    "Last heartbeat round-trip time to the edge.");
 	for (i = 0; i < n; i++) {
-		e = edges_get(i);
+		e = aedge_get(i);
 		if (e->connects == 0)
 			continue;
 		fputs("sallyport_edge_rtt_seconds{edge=\"", f);
@@ -226,7 +226,7 @@ render_edges(FILE *f)
 	family(f, "sallyport_edge_violations_total", "counter",
 	    "Frames from the edge that a correct edge never sends.");
 	for (i = 0; i < n; i++) {
-		e = edges_get(i);
+		e = aedge_get(i);
 		fputs("sallyport_edge_violations_total{edge=\"", f);
 		label(f, e->ce->str);
 		fprintf(f, "\"} %llu\n", (unsigned long long)e->violations);
@@ -239,7 +239,7 @@ static void
 render_edge_stats(FILE *f)
 {
 	struct stats_kv (*kv)[STATS_MAX];
-	size_t nkv[CFG_MAX_EDGES], n = edges_count(), i, j, k, l;
+	size_t nkv[CFG_MAX_EDGES], n = aedge_count(), i, j, k, l;
 	const struct aedge *e;
 	const char *why, *name;
 	char fam[128];
@@ -248,7 +248,7 @@ render_edge_stats(FILE *f)
 	if ((kv = calloc(CFG_MAX_EDGES, sizeof(*kv))) == NULL)
 		return;
 	for (i = 0; i < n; i++) {
-		e = edges_get(i);
+		e = aedge_get(i);
 		nkv[i] = 0;
 		if (e->stats[0] != '\0' && stats_parse(e->stats, strlen(e->stats),
 		    kv[i], STATS_MAX, &nkv[i], &why) == -1)
@@ -272,7 +272,7 @@ render_edge_stats(FILE *f)
 				for (l = 0; l < nkv[k]; l++)
 					if (strcmp(kv[k][l].name, name) == 0) {
 						fprintf(f, "%s{edge=\"", fam);
-						label(f, edges_get(k)->ce->str);
+						label(f, aedge_get(k)->ce->str);
 						fprintf(f, "\"} %llu\n", (unsigned long long)
 						    kv[k][l].value);
 					}

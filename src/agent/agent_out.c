@@ -4,7 +4,7 @@
  * its first TLS record right behind it), then goes to an edge that took
  * this agent's policy, as OUT_REQ with an id of its own. The edge checks
  * the policy, resolves and dials the destination, and opens the session
- * on a data link (agent_sess.c takes the client with out_claim), or
+ * on a data link (agent_sess.c takes the client with aout_claim), or
  * answers OUT_FAIL. */
 #include "agent/agent_out.h"
 #include "agent/agent_audit.h"
@@ -54,7 +54,7 @@ static size_t nouts;
 static uint64_t out_next_id = 1;
 
 void
-out_audit(const struct out_record *r)
+aout_audit(const struct aout_record *r)
 {
 	log_info("outbound %llu closed outcome=%s proto=%s client=%s dest=%s "
 	    "addr=%s edge=%s bytes_out=%llu bytes_in=%llu duration=%llu.%03llus "
@@ -70,7 +70,7 @@ static void
 aout_end(struct aout *o, const char *outcome, int code, uint64_t out,
     uint64_t in, const char *reason)
 {
-	struct out_record r;
+	struct aout_record r;
 
 	memset(&r, 0, sizeof(r));
 	r.id = o->id;
@@ -85,7 +85,7 @@ aout_end(struct aout *o, const char *outcome, int code, uint64_t out,
 	r.outcome = outcome;
 	r.code = code;
 	r.reason = reason;
-	out_audit(&r);
+	aout_audit(&r);
 
 	if (o->prev != NULL)
 		o->prev->next = o->next;
@@ -253,7 +253,7 @@ aout_begin(struct aout *o, const char *host, uint16_t port)
 		    "not a valid host name or address");
 		return;
 	}
-	if ((e = edge_pick_out()) == NULL) {
+	if ((e = aedge_pick_out()) == NULL) {
 		aout_fail(o, SOCKS_FAIL, 502, "failed",
 		    "no edge ready for outbound sessions");
 		return;
@@ -266,7 +266,7 @@ aout_begin(struct aout *o, const char *host, uint16_t port)
 	m.dest_port = o->port;
 	msg_have(&m, FA_REQUEST);
 	msg_have(&m, FA_DEST_PORT);
-	edge_send(e, &m);
+	aedge_send(e, &m);
 }
 
 static int
@@ -421,7 +421,7 @@ aout_waiting(struct aedge *e, uint64_t request)
 }
 
 int
-out_claim(struct aedge *e, uint64_t request, struct out_claim *c)
+aout_claim(struct aedge *e, uint64_t request, struct aout_claim *c)
 {
 	struct aout *o = aout_waiting(e, request);
 	char resp[64];
@@ -460,14 +460,14 @@ out_claim(struct aedge *e, uint64_t request, struct out_claim *c)
 }
 
 void
-out_failed(struct aedge *e, const struct msg *m)
+aout_failed(struct aedge *e, const struct msg *m)
 {
 	struct aout *o = aout_waiting(e, m->request);
 	char why[MSG_TEXT_MAX + 16];
 	int code;
 
 	if (o == NULL) {
-		edge_violation(e, "OUT_FAIL for request %llu, which was not "
+		aedge_violation(e, "OUT_FAIL for request %llu, which was not "
 		    "asked there", (unsigned long long)m->request);
 		return;
 	}
@@ -480,7 +480,7 @@ out_failed(struct aedge *e, const struct msg *m)
 }
 
 void
-out_edge_lost(struct aedge *e)
+aout_edge_lost(struct aedge *e)
 {
 	struct aout *o, *next;
 
@@ -494,7 +494,7 @@ out_edge_lost(struct aedge *e)
 /* --- listeners ---------------------------------------------------------- */
 
 static void
-out_accept(struct ev_io *io, uint32_t events)
+aout_accept(struct ev_io *io, uint32_t events)
 {
 	struct net_addr peer;
 	struct aout *o;
@@ -545,7 +545,7 @@ out_accept(struct ev_io *io, uint32_t events)
 }
 
 static int
-out_listen(struct ev_io *lio, const char *addr, const char *what)
+aout_listen(struct ev_io *lio, const char *addr, const char *what)
 {
 	struct net_addr a;
 	char err[256];
@@ -556,7 +556,7 @@ out_listen(struct ev_io *lio, const char *addr, const char *what)
 		log_err("%s %s: %s", what, addr, err);
 		return -1;
 	}
-	ev_io_init(lio, fd, out_accept);
+	ev_io_init(lio, fd, aout_accept);
 	if (ev_set(lio, EPOLLIN) == -1) {
 		log_err("%s %s: %s", what, addr, strerror(errno));
 		close(fd);
@@ -567,20 +567,20 @@ out_listen(struct ev_io *lio, const char *addr, const char *what)
 }
 
 int
-out_start(void)
+aout_start(void)
 {
 	socks_lio.fd = http_lio.fd = -1;
 	if (agent_cfg.out.socks_listen[0] != '\0' &&
-	    out_listen(&socks_lio, agent_cfg.out.socks_listen, "socks5") == -1)
+	    aout_listen(&socks_lio, agent_cfg.out.socks_listen, "socks5") == -1)
 		return -1;
 	if (agent_cfg.out.http_listen[0] != '\0' &&
-	    out_listen(&http_lio, agent_cfg.out.http_listen, "http-connect") == -1)
+	    aout_listen(&http_lio, agent_cfg.out.http_listen, "http-connect") == -1)
 		return -1;
 	return 0;
 }
 
 void
-out_tick(uint64_t now)
+aout_tick(uint64_t now)
 {
 	struct aout *o, *next;
 
@@ -597,7 +597,7 @@ out_tick(uint64_t now)
 }
 
 void
-out_stop(void)
+aout_stop(void)
 {
 	struct aout *o;
 

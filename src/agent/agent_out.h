@@ -15,13 +15,13 @@
 
 struct aedge;
 
-int	out_start(void);
-void	out_tick(uint64_t now);
-void	out_stop(void);
+int	aout_start(void);
+void	aout_tick(uint64_t now);
+void	aout_stop(void);
 
 /* An inside client whose request the edge connected (SESS_OPEN for
  * request): its socket and what the session logs. */
-struct out_claim {
+struct aout_claim {
 	uint64_t	 id;
 	int		 fd;
 	const char	*proto;		/* "socks5" or "http-connect" */
@@ -32,15 +32,15 @@ struct out_claim {
 };
 /* Take the client waiting on e for request: 0 with c filled (the client
  * is the caller's from here), -1 if e has no such request. */
-int	out_claim(struct aedge *e, uint64_t request, struct out_claim *c);
+int	aout_claim(struct aedge *e, uint64_t request, struct aout_claim *c);
 /* OUT_FAIL from e: tell the client and record it. */
-void	out_failed(struct aedge *e, const struct msg *m);
+void	aout_failed(struct aedge *e, const struct msg *m);
 /* e's control channel went: its requests still waiting fail. */
-void	out_edge_lost(struct aedge *e);
+void	aout_edge_lost(struct aedge *e);
 
 /* One finished outbound session, for the log and the audit trail. All
  * strings are set ("-" when unknown). */
-struct out_record {
+struct aout_record {
 	uint64_t	 id;
 	const char	*proto;		/* "socks5" or "http-connect" */
 	const char	*client;	/* inside source address:port */
@@ -54,6 +54,6 @@ struct out_record {
 	int		 code;		/* SOCKS reply code given */
 	const char	*reason;
 };
-void	out_audit(const struct out_record *r);
+void	aout_audit(const struct aout_record *r);
 
 #endif

@@ -126,8 +126,8 @@ svc_def_changed(const struct cfg_service *a, const struct cfg_service *b)
 {
 	struct msg ma, mb;
 
-	svc_open_msg(a, &ma);
-	svc_open_msg(b, &mb);
+	aedge_svc_msg(a, &ma);
+	aedge_svc_msg(b, &mb);
 	ma.priority = mb.priority = 0;
 	ma.have &= ~FA_BIT(FA_PRIORITY);
 	mb.have &= ~FA_BIT(FA_PRIORITY);
@@ -175,13 +175,13 @@ reload_run(struct reload_result *res, char *err, size_t errlen)
 		os = &agent_cfg.services[i];
 		if ((ns = cfg_service(nc, os->name)) == NULL) {
 			list_add(res->removed, os->name);
-			edges_svc_close(os->name);
+			aedge_svc_close(os->name);
 			continue;
 		}
 		carry_state(os, ns);
 		if (svc_def_changed(os, ns)) {
 			list_add(res->changed, os->name);
-			edges_svc_close(os->name);
+			aedge_svc_close(os->name);
 		} else if (!same_backends(os, ns))
 			list_add(res->backends, os->name);
 	}
@@ -204,7 +204,7 @@ reload_run(struct reload_result *res, char *err, size_t errlen)
 			list_add(res->added, ns->name);
 		if (os == NULL || svc_def_changed(os, ns) ||
 		    svc_prio_changed(os, ns))
-			edges_svc_open(ns);
+			aedge_svc_open(ns);
 	}
 	/* Probes point into the service table: move them to the new one
 	 * before the old can be freed. */
@@ -225,7 +225,7 @@ reload_tick(void)
 	struct retired **pp = &retired, *r;
 
 	while ((r = *pp) != NULL) {
-		if (sess_uses(r->arr, r->n)) {
+		if (asess_uses(r->arr, r->n)) {
 			pp = &r->next;
 			continue;
 		}

@@ -2,7 +2,7 @@
  *
  * One session, from SESS_OPEN to the end:
  *
- *   sess_open	   the edge says what the session is; everything it says is
+ *   asess_open	   the edge says what the session is; everything it says is
  *		   checked (it may be hostile): a service this agent offers,
  *		   a control session of its own, a request it made. The data
  *		   link's stream (or the plain link) becomes the pump's outer
@@ -12,7 +12,7 @@
  *   join	   the backend (or the FTP filter over it, or the inside
  *		   client of an outbound session) becomes the inner side,
  *		   behind a PROXY header if the service sends one
- *   sess_done	   the pump ended: log it, audit it, count it, give back the
+ *   asess_done	   the pump ended: log it, audit it, count it, give back the
  *		   backend's count and a plain link for the next session
  *
  * A session that cannot be joined is refused on its link (a mux RST, or
@@ -69,7 +69,7 @@ struct asess {
 	uint64_t	 t_start;
 	uint64_t	 t_wall;	/* for the audit log */
 	uint64_t	 deadline;	/* set-up must be done by */
-	struct sess_link link;		/* where it came from */
+	struct alink_from link;		/* where it came from */
 	const char	*link_kind;	/* "tls" or "plain" */
 	struct pump	 p;
 	struct mux_stream *ms;		/* the outer side: a stream, ... */
@@ -86,7 +86,7 @@ struct asess {
 static LIST_HEAD(, asess) sessions = LIST_HEAD_INITIALIZER(sessions);
 static size_t nsessions;
 
-static void sess_done(struct pump *p, int side, int clean);
+static void asess_done(struct pump *p, int side, int clean);
 static void backend_dialled(struct dial *d, int fd, int err);
 
 /* --- checking what the edge says ----------------------------------------- */
@@ -148,7 +148,7 @@ open_check(const struct msg *m)
 /* --- the end ----------------------------------------------------------- */
 
 static void
-sess_unlink(struct asess *s)
+asess_unlink(struct asess *s)
 {
 	LIST_REMOVE(s, entry);
 	nsessions--;
@@ -159,12 +159,12 @@ sess_unlink(struct asess *s)
 
 /* Log, audit and count the end of s. */
 static void
-sess_record(struct asess *s, enum sess_end code, const char *detail)
+asess_record(struct asess *s, enum sess_end code, const char *detail)
 {
 	uint64_t in = pump_bytes(&s->p, PUMP_OUTER);
 	uint64_t out = pump_bytes(&s->p, PUMP_INNER);
 	uint64_t ms = ev_now_update() - s->t_start;
-	struct out_record o;
+	struct aout_record o;
 	struct audit_rec a;
 
 	if (s->kind == SK_OUTBOUND) {
@@ -182,7 +182,7 @@ sess_record(struct asess *s, enum sess_end code, const char *detail)
 		    "ok" : "cut";
 		o.code = 0;
 		o.reason = detail != NULL ? detail : end_name(code);
-		out_audit(&o);
+		aout_audit(&o);
 		return;
 	}
 	if (s->counted)
@@ -215,49 +215,49 @@ sess_record(struct asess *s, enum sess_end code, const char *detail)
 /* The end of s, whatever ended it: code SE_CLIENT_CLOSED or
  * SE_SERVER_CLOSED for a clean end, else why it was cut (detail: more). */
 static void
-sess_end(struct asess *s, enum sess_end code, const char *detail)
+asess_end(struct asess *s, enum sess_end code, const char *detail)
 {
 	int clean = code == SE_CLIENT_CLOSED || code == SE_SERVER_CLOSED;
 	int fd = -1, reg = 0;
 
 	dial_cancel(&s->dial);
-	sess_record(s, code, detail);
+	asess_record(s, code, detail);
 	/* Both directions ended with markers: the link carries the next. */
 	if (s->ms == NULL && clean)
 		fd = plink_take(&s->pl, &reg);
 	pump_free(&s->p, clean ? SE_NONE : code, detail);
-	ftp_ctl_end(s->ftp);
+	aftp_ctl_end(s->ftp);
 	if (s->ms == NULL && fd != -1)
-		link_again(s->edge, fd, reg, s->link.kid);
+		alink_again(s->edge, fd, reg, s->link.kid);
 	else if (s->ms == NULL)
-		link_gone(s->edge, s->link.kid);
-	sess_unlink(s);
+		alink_gone(s->edge, s->link.kid);
+	asess_unlink(s);
 }
 
 /* Refuse s before it relays: on its link, so the edge learns why. */
 static void
-sess_refuse(struct asess *s, enum sess_end code, const char *why)
+asess_refuse(struct asess *s, enum sess_end code, const char *why)
 {
-	struct sess_link l = s->link;
+	struct alink_from l = s->link;
 
 	log_warn("session %llu refused: %s", (unsigned long long)s->id, why);
 	dial_cancel(&s->dial);
-	sess_record(s, code, why);
+	asess_record(s, code, why);
 	if (s->ms == NULL) {
 		/* The plain link was never read or watched: its socket is
 		 * the refusal's, not the pump's. */
 		l.fd = s->pl.s.io.fd;
 		s->pl.s.io.fd = -1;
 		pump_free(&s->p, code, why);
-		link_refuse(s->edge, &l, code, why);
+		alink_refuse(s->edge, &l, code, why);
 	} else
 		pump_free(&s->p, code, why);	/* an RST with code and why */
-	ftp_ctl_end(s->ftp);
-	sess_unlink(s);
+	aftp_ctl_end(s->ftp);
+	asess_unlink(s);
 }
 
 static void
-sess_done(struct pump *p, int side, int clean)
+asess_done(struct pump *p, int side, int clean)
 {
 	struct asess *s = p->arg;
 	const struct pend *e = p->e[side];
@@ -268,7 +268,7 @@ sess_done(struct pump *p, int side, int clean)
 	if (clean) {
 		code = (side == PUMP_OUTER) == (s->kind != SK_OUTBOUND) ?
 		    SE_CLIENT_CLOSED : SE_SERVER_CLOSED;
-		sess_end(s, code, NULL);
+		asess_end(s, code, NULL);
 		return;
 	}
 	code = e->code != SE_NONE ? e->code : SE_ERROR;
@@ -277,7 +277,7 @@ sess_done(struct pump *p, int side, int clean)
 	else
 		snprintf(detail, sizeof(detail), "%s: %s", s->kind == SK_OUTBOUND ?
 		    "client" : "backend", e->err);
-	sess_end(s, code, detail);
+	asess_end(s, code, detail);
 }
 
 /* --- backends --------------------------------------------------------- */
@@ -335,7 +335,7 @@ proxy_header(struct asess *s, struct buf *hdr)
 
 /* The backend (fd) answered: it becomes the inner side. */
 static void
-sess_join(struct asess *s, int fd)
+asess_join(struct asess *s, int fd)
 {
 	struct buf hdr = { 0 };
 	struct pend *inner = &s->back.e;
@@ -346,7 +346,7 @@ sess_join(struct asess *s, int fd)
 		close(fd);
 		snprintf(why, sizeof(why), "cannot make a PROXY header for "
 		    "client %s", s->client);
-		sess_refuse(s, SE_ERROR, why);
+		asess_refuse(s, SE_ERROR, why);
 		return;
 	}
 	if (s->kind == SK_CLIENT && s->svc->proto != SVC_TCP) {
@@ -355,15 +355,15 @@ sess_join(struct asess *s, int fd)
 		struct msg pm;
 		const struct cfg_backend *b = &s->svc->backends[s->bidx_cur];
 
-		if ((s->ftp = ftp_ctl_join(s->edge, s->id, s->svc, b,
+		if ((s->ftp = aftp_ctl_join(s->edge, s->id, s->svc, b,
 		    s->client_ip, fd, &s->back, &inner, why,
 		    sizeof(why))) == NULL) {
 			close(fd);
-			sess_refuse(s, SE_ERROR, why);
+			asess_refuse(s, SE_ERROR, why);
 			return;
 		}
-		ftp_ports_msg(s->id, b, &pm);
-		edge_send(s->edge, &pm);
+		aftp_ports_msg(s->id, b, &pm);
+		aedge_send(s->edge, &pm);
 	} else
 		psock_init(&s->back, fd, 0);
 	s->relaying = 1;
@@ -388,7 +388,7 @@ backend_dialled(struct dial *d, int fd, int err)
 		health_report(s->svc, &s->svc->backends[s->bidx_cur],
 		    fd == -1 ? err : 0);
 	if (fd != -1) {
-		sess_join(s, fd);
+		asess_join(s, fd);
 		return;
 	}
 	log_warn("session %llu: backend %s: %s", (unsigned long long)s->id,
@@ -400,14 +400,14 @@ backend_dialled(struct dial *d, int fd, int err)
 	snprintf(why, sizeof(why), "no backend of service %s answered",
 	    s->svc_name);
 	s->backend[0] = '\0';
-	sess_refuse(s, SE_REFUSED, why);
+	asess_refuse(s, SE_REFUSED, why);
 }
 
 /* --- the start ---------------------------------------------------------- */
 
 /* The link's side as the pump's outer endpoint. NULL if out of memory. */
 static struct pend *
-outer_endpoint(struct asess *s, const struct sess_link *l)
+outer_endpoint(struct asess *s, const struct alink_from *l)
 {
 	if (l->mux != NULL) {
 		if ((s->ms = mux_accept(l->mux, l->sid)) == NULL)
@@ -422,14 +422,14 @@ outer_endpoint(struct asess *s, const struct sess_link *l)
 
 /* An outbound session: the client that asked is the inner side. */
 static void
-sess_outbound(struct asess *s, const struct msg *m)
+asess_outbound(struct asess *s, const struct msg *m)
 {
-	struct out_claim c;
+	struct aout_claim c;
 
-	if (out_claim(s->edge, m->request, &c) == -1) {
-		edge_violation(s->edge, "SESS_OPEN for outbound request %llu, "
+	if (aout_claim(s->edge, m->request, &c) == -1) {
+		aedge_violation(s->edge, "SESS_OPEN for outbound request %llu, "
 		    "which was not asked there", (unsigned long long)m->request);
-		sess_refuse(s, SE_REFUSED, "no such outbound request");
+		asess_refuse(s, SE_REFUSED, "no such outbound request");
 		return;
 	}
 	s->id = c.id;
@@ -449,7 +449,7 @@ sess_outbound(struct asess *s, const struct msg *m)
 }
 
 void
-sess_open(struct aedge *e, const struct msg *m, const struct sess_link *l)
+asess_open(struct aedge *e, const struct msg *m, const struct alink_from *l)
 {
 	struct asess *s;
 	struct pend *outer;
@@ -457,19 +457,19 @@ sess_open(struct aedge *e, const struct msg *m, const struct sess_link *l)
 	char why[300];
 
 	if ((bad = open_check(m)) != NULL) {
-		edge_violation(e, "%s (session %llu)", bad,
+		aedge_violation(e, "%s (session %llu)", bad,
 		    (unsigned long long)m->session);
-		link_refuse(e, l, SE_ERROR, bad);
+		alink_refuse(e, l, SE_ERROR, bad);
 		return;
 	}
 	if (nsessions >= SESS_MAX) {
 		log_warn("edge %s: session %llu refused: %d sessions open",
 		    e->ce->str, (unsigned long long)m->session, SESS_MAX);
-		link_refuse(e, l, SE_LIMIT, "agent: too many sessions");
+		alink_refuse(e, l, SE_LIMIT, "agent: too many sessions");
 		return;
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		link_refuse(e, l, SE_REFUSED, "agent out of memory");
+		alink_refuse(e, l, SE_REFUSED, "agent out of memory");
 		return;
 	}
 	s->id = m->session;
@@ -480,10 +480,10 @@ sess_open(struct aedge *e, const struct msg *m, const struct sess_link *l)
 	s->t_wall = audit_wall_ms();
 	s->deadline = s->t_start + agent_cfg.connect_timeout_ms;
 	s->bidx_cur = -1;
-	pump_init(&s->p, sess_done, s);
+	pump_init(&s->p, asess_done, s);
 	if ((outer = outer_endpoint(s, l)) == NULL) {
 		free(s);
-		link_refuse(e, l, SE_REFUSED, "agent out of memory");
+		alink_refuse(e, l, SE_REFUSED, "agent out of memory");
 		return;
 	}
 	/* Nothing is read from the link before the inner side is there:
@@ -492,7 +492,7 @@ sess_open(struct aedge *e, const struct msg *m, const struct sess_link *l)
 	LIST_INSERT_HEAD(&sessions, s, entry);
 	nsessions++;
 	if (s->kind == SK_OUTBOUND) {
-		sess_outbound(s, m);
+		asess_outbound(s, m);
 		return;
 	}
 	snprintf(s->svc_name, sizeof(s->svc_name), "%s", m->service);
@@ -510,16 +510,16 @@ sess_open(struct aedge *e, const struct msg *m, const struct sess_link *l)
 	/* Only configured services: the edge cannot make the agent dial
 	 * anything else, nor make the metrics grow by inventing names. */
 	if ((s->svc = cfg_service(&agent_cfg, m->service)) == NULL) {
-		edge_violation(e, "session %llu for service %s, which this agent "
+		aedge_violation(e, "session %llu for service %s, which this agent "
 		    "does not offer", (unsigned long long)s->id, m->service);
-		sess_refuse(s, SE_REFUSED, "unknown service");
+		asess_refuse(s, SE_REFUSED, "unknown service");
 		return;
 	}
 	s->counted = 1;
 	metrics_sess_open(s->svc_name);
 	if (s->kind == SK_FTP_DATA) {
 		if (s->svc->proto == SVC_TCP ||
-		    ftp_data_target(e, m, &s->target, s->backend,
+		    aftp_data_target(e, m, &s->target, s->backend,
 		    sizeof(s->backend), why, sizeof(why)) == -1) {
 			/* Not the edge's fault as such: it cannot know which
 			 * ports the filter handed out, and a control session
@@ -527,31 +527,31 @@ sess_open(struct aedge *e, const struct msg *m, const struct sess_link *l)
 			if (s->svc->proto == SVC_TCP) {
 				snprintf(why, sizeof(why), "ftp data for a service "
 				    "that is not FTP");
-				edge_violation(e, "session %llu: %s",
+				aedge_violation(e, "session %llu: %s",
 				    (unsigned long long)s->id, why);
 			}
 			s->backend[0] = '\0';
-			sess_refuse(s, SE_REFUSED, why);
+			asess_refuse(s, SE_REFUSED, why);
 			return;
 		}
 		if (dial_start(&s->dial, &s->target, backend_dialled, s) == -1) {
 			snprintf(why, sizeof(why), "ftp data: backend %.200s: %s",
 			    s->backend, strerror(errno));
-			sess_refuse(s, SE_REFUSED, why);
+			asess_refuse(s, SE_REFUSED, why);
 		}
 		return;
 	}
 	s->bstart = s->svc->rr++;
 	if (backend_next(s) == -1) {
 		s->backend[0] = '\0';
-		sess_refuse(s, SE_REFUSED, "no backend could be dialled");
+		asess_refuse(s, SE_REFUSED, "no backend could be dialled");
 	}
 }
 
 /* --- the rest of the API -------------------------------------------------- */
 
 void
-sess_denied(struct aedge *e, const struct msg *m)
+asess_denied(struct aedge *e, const struct msg *m)
 {
 	struct audit_rec a;
 	enum sess_end code;
@@ -566,7 +566,7 @@ sess_denied(struct aedge *e, const struct msg *m)
 	code = (enum sess_end)m->end;
 	if (code != SE_DENIED && code != SE_LIMIT && code != SE_TIMEOUT &&
 	    code != SE_ERROR) {
-		edge_violation(e, "SESS_DENIED with reason %s", end_name(code));
+		aedge_violation(e, "SESS_DENIED with reason %s", end_name(code));
 		return;
 	}
 	log_info("session %llu refused by edge %s service=%s client=%s%s%s:%u "
@@ -587,34 +587,34 @@ sess_denied(struct aedge *e, const struct msg *m)
 }
 
 void
-sess_tick(uint64_t now)
+asess_tick(uint64_t now)
 {
 	struct asess *s, *next;
 
 	for (s = LIST_FIRST(&sessions); s != NULL; s = next) {
 		next = LIST_NEXT(s, entry);
 		if (!s->relaying && now > s->deadline)
-			sess_refuse(s, SE_TIMEOUT, "set-up timed out");
+			asess_refuse(s, SE_TIMEOUT, "set-up timed out");
 	}
 }
 
 void
-sess_stop(void)
+asess_stop(void)
 {
 	struct asess *s;
 
 	while ((s = LIST_FIRST(&sessions)) != NULL) {
 		if (s->relaying)
-			sess_end(s, SE_STOPPING, "agent stopping");
+			asess_end(s, SE_STOPPING, "agent stopping");
 		else
-			sess_refuse(s, SE_STOPPING, "agent stopping");
+			asess_refuse(s, SE_STOPPING, "agent stopping");
 	}
 }
 
 void
-sess_foreach(sess_visit_cb *cb, void *arg)
+asess_foreach(asess_visit_cb *cb, void *arg)
 {
-	struct sess_info si;
+	struct asess_info si;
 	struct asess *s, *next;
 	uint64_t now = ev_now_update();
 
@@ -637,7 +637,7 @@ sess_foreach(sess_visit_cb *cb, void *arg)
 }
 
 size_t
-sess_kill(uint64_t id)
+asess_kill(uint64_t id)
 {
 	struct asess *s, *next;
 	size_t n = 0;
@@ -652,15 +652,15 @@ sess_kill(uint64_t id)
 		log_warn("session %llu killed by the operator",
 		    (unsigned long long)s->id);
 		if (s->relaying)
-			sess_end(s, SE_KILLED, "killed by the operator");
+			asess_end(s, SE_KILLED, "killed by the operator");
 		else
-			sess_refuse(s, SE_KILLED, "killed by the operator");
+			asess_refuse(s, SE_KILLED, "killed by the operator");
 	}
 	return n;
 }
 
 int
-sess_uses(const struct cfg_service *arr, size_t n)
+asess_uses(const struct cfg_service *arr, size_t n)
 {
 	struct asess *s;
 

@@ -11,18 +11,18 @@
 #include "common/end.h"
 
 struct aedge;
-struct sess_link;
+struct alink_from;
 
 /* SESS_OPEN m from edge e, which arrived on link l. */
-void	sess_open(struct aedge *e, const struct msg *m,
-	    const struct sess_link *l);
+void	asess_open(struct aedge *e, const struct msg *m,
+	    const struct alink_from *l);
 /* SESS_DENIED / DENIED_SUMMARY: the edge refused a client by policy. */
-void	sess_denied(struct aedge *e, const struct msg *m);
-void	sess_tick(uint64_t now);
-void	sess_stop(void);
+void	asess_denied(struct aedge *e, const struct msg *m);
+void	asess_tick(uint64_t now);
+void	asess_stop(void);
 
 /* A session as the admin API and the metrics see it. */
-struct sess_info {
+struct asess_info {
 	uint64_t	 id;
 	const char	*service;
 	const char	*client;
@@ -33,12 +33,12 @@ struct sess_info {
 	uint64_t	 bytes_to_client;
 	uint64_t	 age_ms;
 };
-typedef void sess_visit_cb(const struct sess_info *si, void *arg);
-void	sess_foreach(sess_visit_cb *cb, void *arg);
+typedef void asess_visit_cb(const struct asess_info *si, void *arg);
+void	asess_foreach(asess_visit_cb *cb, void *arg);
 /* Cut every session with this id (ids are per edge: with several edges
  * one id may name more than one session). Returns how many were cut. */
-size_t	sess_kill(uint64_t id);
+size_t	asess_kill(uint64_t id);
 /* 1 if a session being set up still uses a service in arr[0..n). */
-int	sess_uses(const struct cfg_service *arr, size_t n);
+int	asess_uses(const struct cfg_service *arr, size_t n);
 
 #endif

@@ -22,6 +22,8 @@
 #define RX_FILL		(512 * 1024)
 #define RX_SIZE		(RX_FILL + MUX_HDR + MUX_DATA_MAX)
 #define RUN_MAX		32
+/* DATA frames read from a socket per system call (st_pull). */
+#define READ_SLOTS	32
 #define TX_INIT		(64 * 1024)
 /* Gathered TLS records: encrypt tx while wire holds less than WIRE_FILL,
  * WIRE_CHUNK of it per SSL_write. */
@@ -438,6 +440,15 @@ link_gone(struct pend *e, const struct mux *m)
 	return PEND_ERR;
 }
 
+/* A read from the other side's socket failed (st_pull): its error. */
+static ssize_t
+pull_err(struct pend *src, int err)
+{
+	src->code = SE_ERROR;
+	snprintf(src->err, sizeof(src->err), "%s", strerror(err));
+	return PEND_ERR;
+}
+
 /* The pump's bytes for the peer, as DATA frames within the credit. */
 static ssize_t
 st_send(struct pend *e, const struct iovec *iov, int cnt)
@@ -497,6 +508,67 @@ st_send(struct pend *e, const struct iovec *iov, int cnt)
 	}
 	mark_dirty(m);
 	return (ssize_t)want;
+}
+
+/* src's bytes read straight into DATA frames on the link: up to
+ * READ_SLOTS frames per readv(), each read into its place in tx after
+ * the room for its header, so they are copied only by TLS. */
+static ssize_t
+st_pull(struct pend *e, struct pend *src, int *more)
+{
+	struct mux_stream *s = (struct mux_stream *)(void *)e;
+	struct mux *m = s->m;
+	struct iovec iov[READ_SLOTS];
+	size_t want, left, got, k;
+	ssize_t n;
+	uint8_t *at;
+	int i, cnt;
+
+	if (m->failed || s->credit == 0)
+		return PEND_FULL;	/* a failed link fails s soon */
+	if (buf_len(&m->tx) >= MUX_TX_SOFT) {
+		if (!s->waiting) {
+			s->waiting = 1;
+			s->wnext = m->waiting;
+			m->waiting = s;
+		}
+		return PEND_FULL;
+	}
+	want = s->credit < READ_SLOTS * MUX_DATA_MAX ? s->credit :
+	    READ_SLOTS * MUX_DATA_MAX;
+	cnt = (int)((want + MUX_DATA_MAX - 1) / MUX_DATA_MAX);
+	if (tx_reserve(m, want + (size_t)cnt * MUX_HDR) == -1)
+		return PEND_FULL;
+	at = m->tx.data + m->tx.wpos;
+	for (i = 0, left = want; i < cnt; i++) {
+		k = left < MUX_DATA_MAX ? left : MUX_DATA_MAX;
+		iov[i].iov_base = at + (size_t)i * (MUX_HDR + MUX_DATA_MAX) +
+		    MUX_HDR;
+		iov[i].iov_len = k;
+		left -= k;
+	}
+	n = readv(src->rawfd, iov, cnt);
+	if (n == 0)
+		return src->kept_err != 0 ? pull_err(src, src->kept_err) :
+		    PEND_EOF;
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ?
+		    PEND_AGAIN : pull_err(src, errno);
+	/* Only the last slot filled may be short: the frames lie back to
+	 * back. */
+	s->credit -= (uint32_t)n;
+	for (i = 0, left = (size_t)n; left > 0; i++) {
+		got = left < iov[i].iov_len ? left : iov[i].iov_len;
+		at = (uint8_t *)iov[i].iov_base - MUX_HDR;
+		mux_hdr_encode(at, s->sid, MUX_DATA, (uint16_t)got);
+		if (got == left && s->credit == 0)
+			at[5] = MUX_F_BLOCKED;
+		m->tx.wpos += MUX_HDR + got;
+		left -= got;
+	}
+	*more = (size_t)n == want;
+	mark_dirty(m);
+	return n;
 }
 
 static int
@@ -566,6 +638,7 @@ static const struct pend_ops stream_ops = {
 	.send = st_send,
 	.splice_in = NULL,
 	.splice_out = NULL,
+	.pull = st_pull,
 	.shut = st_shut,
 	.watch = st_watch,
 	.drained = st_drained,
@@ -576,6 +649,7 @@ static void
 stream_init_ops(struct mux_stream *s)
 {
 	s->e.ops = &stream_ops;
+	s->e.rawfd = -1;
 }
 
 /* --- the link's input ----------------------------------------------------- */

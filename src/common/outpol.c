@@ -132,19 +132,6 @@ addr_special(int family, const uint8_t *a, int *fixed)
 	return NULL;
 }
 
-const char *
-outpol_special(const struct sockaddr *sa, int *fixed)
-{
-	uint8_t a[16];
-	uint16_t port;
-	int family;
-
-	*fixed = 1;
-	if (addr_norm(sa, &family, a, &port) == -1)
-		return "not an IP address";
-	return addr_special(family, a, fixed);
-}
-
 static int
 is_ip_literal(const char *h, int *family, uint8_t *a)
 {

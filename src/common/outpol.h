@@ -57,10 +57,6 @@ int	outpol_parse(const char *s, struct outpol *p, char *err, size_t errlen);
  * bytes of [A-Za-z0-9._-] with labels of 1-63 bytes, or an IPv4 or IPv6
  * literal (no brackets). */
 int	outpol_valid_host(const char *h);
-/* NULL if the address is an ordinary public one, else what it is
- * ("loopback", "private", ...). *fixed is set to 1 when no rule can
- * lift the ban (unspecified, or a special address embedded in IPv6). */
-const char *outpol_special(const struct sockaddr *sa, int *fixed);
 /* Before resolving: 1 if host:port may be allowed once resolved (a name
  * rule matches, or a CIDR rule covers the port; for a literal the full
  * address check), 0 if not, with *why set. */

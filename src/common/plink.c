@@ -103,10 +103,10 @@ chunk_rx(struct plink *l)
 		/* Exact reads: not one byte of what follows the marker (the
 		 * next session) is taken from the socket. */
 		n = recv(s->io.fd, l->rx_hdr + l->rx_have, HDR - l->rx_have, 0);
-		if (n == 0 && l->rx_have == 0 && s->soerr == 0)
+		if (n == 0 && l->rx_have == 0 && s->e.kept_err == 0)
 			return PEND_EOF;
 		if (n == 0)
-			return fail(&s->e, s->soerr != 0 ? strerror(s->soerr) :
+			return fail(&s->e, s->e.kept_err != 0 ? strerror(s->e.kept_err) :
 			    "data link closed inside a chunk header");
 		if (n == -1) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK ||
@@ -216,8 +216,8 @@ write_begin(struct plink *l, size_t *n)
 {
 	ssize_t r;
 
-	if (l->s.soerr != 0)
-		return fail(&l->s.e, strerror(l->s.soerr));
+	if (l->s.e.kept_err != 0)
+		return fail(&l->s.e, strerror(l->s.e.kept_err));
 	if (l->tx_raw)
 		return 1;
 	if (l->tx_left == 0 && l->tx_off >= l->tx_len) {
@@ -351,6 +351,7 @@ plink_init(struct plink *l, int fd, int registered, int keep)
 	memset(l, 0, sizeof(*l));
 	psock_init(&l->s, fd, registered);
 	l->s.e.ops = &plink_ops;
+	l->s.e.rawfd = -1;	/* chunked: never read as it is */
 	l->keep = keep != 0;
 }
 
@@ -360,7 +361,7 @@ plink_take(struct plink *l, int *registered)
 	int fd = l->s.io.fd;
 
 	if (!l->rx_end || !l->tx_end || l->s.e.failed || l->s.e.wdead ||
-	    fd == -1 || l->s.hup || l->s.soerr != 0)
+	    fd == -1 || l->s.hup || l->s.e.kept_err != 0)
 		return -1;
 	*registered = ev_release(&l->s.io);
 	l->s.io.fd = -1;

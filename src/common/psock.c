@@ -98,7 +98,7 @@ psock_recv(struct pend *e, uint8_t *p, size_t n)
 	if (r > 0)
 		return r;
 	if (r == 0)	/* an error kept from epoll follows the bytes */
-		return s->soerr != 0 ? fail(e, s->soerr) : PEND_EOF;
+		return s->e.kept_err != 0 ? fail(e, s->e.kept_err) : PEND_EOF;
 	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 		return PEND_AGAIN;
 	return fail(e, errno);
@@ -111,8 +111,8 @@ psock_send(struct pend *e, const struct iovec *iov, int cnt)
 	struct msghdr mh;
 	ssize_t r;
 
-	if (s->soerr != 0)
-		return fail(e, s->soerr);
+	if (s->e.kept_err != 0)
+		return fail(e, s->e.kept_err);
 	memset(&mh, 0, sizeof(mh));
 	mh.msg_iov = (struct iovec *)(uintptr_t)iov;
 	mh.msg_iovlen = (size_t)cnt;
@@ -135,7 +135,7 @@ psock_splice_in(struct pend *e, int wfd, size_t n)
 	if (r > 0)
 		return r;
 	if (r == 0)
-		return s->soerr != 0 ? fail(e, s->soerr) : PEND_EOF;
+		return s->e.kept_err != 0 ? fail(e, s->e.kept_err) : PEND_EOF;
 	if (errno == EAGAIN || errno == EINTR)
 		return PEND_AGAIN;
 	if (errno == EINVAL || errno == ENOSYS)
@@ -149,8 +149,8 @@ psock_splice_out(struct pend *e, int rfd, size_t n)
 	struct psock *s = psock_of(e);
 	ssize_t r;
 
-	if (s->soerr != 0)
-		return fail(e, s->soerr);
+	if (s->e.kept_err != 0)
+		return fail(e, s->e.kept_err);
 	r = splice(rfd, NULL, s->io.fd, NULL, n, SPLICE_F_MOVE |
 	    SPLICE_F_NONBLOCK);
 	if (r > 0)
@@ -197,6 +197,7 @@ psock_close(struct pend *e, int abort)
 	if (fd == -1)
 		return;
 	s->io.fd = -1;
+	e->rawfd = -1;
 	if (abort && !e->failed) {
 		ev_del(&s->io);	/* the fd lives on until drained */
 		psock_reset_after_drain(fd);
@@ -227,9 +228,9 @@ ps_io(struct ev_io *io, uint32_t events)
 	unsigned what = 0;
 	int soerr;
 
-	if ((events & EPOLLERR) && s->soerr == 0 &&
+	if ((events & EPOLLERR) && s->e.kept_err == 0 &&
 	    (soerr = net_sock_error(io->fd)) != 0)
-		s->soerr = soerr;	/* after the bytes queued before it */
+		s->e.kept_err = soerr;	/* after the bytes queued before it */
 	if ((events & EPOLLHUP) && !s->hup) {
 		/* Both directions are finished in the kernel: reads return
 		 * data then EOF without blocking, so stop watching (a level-
@@ -256,6 +257,7 @@ psock_init(struct psock *s, int fd, int registered)
 {
 	memset(s, 0, sizeof(*s));
 	s->e.ops = &psock_ops;
+	s->e.rawfd = fd;
 	ev_io_init(&s->io, fd, ps_io);
 	ev_adopt(&s->io, registered);
 }

@@ -20,7 +20,6 @@ struct psock {
 	struct pend	 e;
 	struct ev_io	 io;
 	unsigned	 hup:1;		/* peer gone both ways: not in epoll */
-	int		 soerr;		/* an error epoll reported, kept */
 };
 
 /* Make fd (taken) an endpoint; registered: the fd came with ev_release

@@ -189,7 +189,7 @@ reading(const struct pump *p, int s)
 	const struct pump_dir *d = &p->d[s];
 
 	if (src == NULL || dst == NULL || src->eof || src->failed ||
-	    src->ops->recv == NULL || dst->wdead || dst->failed)
+	    src->ops->recv == NULL || dst->wdead || dst->failed || d->dst_full)
 		return 0;
 	if (buf_len(&d->b) > 0)
 		return buf_room(&d->b) > 0;
@@ -209,6 +209,15 @@ splices(const struct pump *p, int s)
 	return pump_splice && buf_len(&d->b) == 0 && !d->nosplice &&
 	    p->e[s]->ops->splice_in != NULL &&
 	    p->e[1 - s]->ops->splice_out != NULL;
+}
+
+/* Whether the next read of side s goes straight into the other side's
+ * output (pull): nothing waits in between, and src is a socket. */
+static int
+pulls(const struct pump *p, int s)
+{
+	return !has_bytes(&p->d[s]) && p->e[s]->rawfd != -1 &&
+	    p->e[1 - s]->ops->pull != NULL;
 }
 
 /* Side s failed: what it sent before failing still goes to the other
@@ -349,6 +358,24 @@ dir_read(struct pump *p, int s, int *empty)
 				pipe_release(d);
 			return 1;
 		}
+	} else if (pulls(p, s)) {
+		int more = 0;
+
+		n = p->e[1 - s]->ops->pull(p->e[1 - s], src, &more);
+		if (n > 0) {
+			delivered(p, s, (size_t)n, 0);
+			if (!more && !src->unwatched)
+				*empty = 1;
+			return 1;
+		}
+		if (n == PEND_FULL) {
+			d->dst_full = 1;
+			return 0;
+		}
+		if (n == PEND_AGAIN) {
+			*empty = 1;
+			return 0;
+		}
 	} else {
 		if (buf_take(&d->b) == -1) {
 			set_err(src, SE_ERROR, "out of memory");
@@ -397,7 +424,8 @@ pump_watch(struct pump *p)
 		if (reading(p, s) && !e->unwatched)
 			what |= PEND_RD;
 		if (p->e[1 - s] != NULL && !e->wdead && !e->failed &&
-		    (has_bytes(&p->d[1 - s]) || (p->e[1 - s]->eof && !e->shut)))
+		    (has_bytes(&p->d[1 - s]) || p->d[1 - s].dst_full ||
+		    (p->e[1 - s]->eof && !e->shut)))
 			what |= PEND_WR;
 		e->ops->watch(e, what);
 	}
@@ -616,8 +644,10 @@ pump_wake(struct pump *p, int s, unsigned what)
 
 	if (what & PEND_RD)
 		dirs |= 1u << s;
-	if (what & PEND_WR)
+	if (what & PEND_WR) {
 		dirs |= 1u << (1 - s);
+		p->d[1 - s].dst_full = 0;
+	}
 	pump_run(p, dirs);
 }
 

@@ -55,6 +55,7 @@ enum pump_side { PUMP_OUTER = 0, PUMP_INNER = 1 };
 #define PEND_EOF	(-1)	/* recv: the endpoint's direction ended */
 #define PEND_ERR	(-2)	/* failed: code and err say why */
 #define PEND_NOSPLICE	(-3)	/* splice: the kernel cannot; copy instead */
+#define PEND_FULL	(-4)	/* pull: no room in the endpoint now */
 
 /* What a blocked pump waits for (ops->watch) and what woke it. */
 #define PEND_RD		1u
@@ -74,6 +75,13 @@ struct pend_ops {
 	 * end to it: as recv and send, or PEND_NOSPLICE. NULL: cannot. */
 	ssize_t	(*splice_in)(struct pend *e, int wfd, size_t n);
 	ssize_t	(*splice_out)(struct pend *e, int rfd, size_t n);
+	/* Optional: read src's bytes from its socket (src->rawfd) straight
+	 * into the endpoint's own output, saving a copy (a mux stream reads
+	 * into its link's frames). > 0 bytes taken (*more: the socket may
+	 * have more), or as src's recv would say: PEND_AGAIN, PEND_EOF,
+	 * PEND_ERR (in src's code and err); or PEND_FULL: the endpoint has
+	 * no room now (the pump watches it for PEND_WR). */
+	ssize_t	(*pull)(struct pend *e, struct pend *src, int *more);
 	/* End the direction toward the endpoint cleanly: 1 done, PEND_AGAIN
 	 * or PEND_ERR. */
 	int	(*shut)(struct pend *e);
@@ -92,6 +100,10 @@ struct pend {
 	const struct pend_ops *ops;
 	struct pump	*p;
 	int		 side;
+	int		 rawfd;		/* its bytes may be read from this socket
+					 * as they are (pull); -1 */
+	int		 kept_err;	/* an error epoll reported on rawfd,
+					 * due after the bytes before it */
 	unsigned	 eof:1;		/* its direction ended (EOF read) */
 	unsigned	 shut:1;	/* ours toward it ended */
 	unsigned	 failed:1;	/* it failed: see code and err */
@@ -118,6 +130,7 @@ struct pump_dir {
 	size_t		 pcap;
 	unsigned	 pfull:1;	/* a splice into it would block */
 	unsigned	 nosplice:1;	/* the kernel refused: copy */
+	unsigned	 dst_full:1;	/* a pull found no room: wait for it */
 	uint32_t	 prime;		/* leading bytes of b that are ours
 					 * (a header for the other side) */
 	uint64_t	 bytes;		/* delivered, prime not counted */

@@ -40,7 +40,7 @@ struct econn {
 	LIST_ENTRY(econn) entry;
 };
 
-static struct ev_io ctl_lio;
+static struct ev_io ectl_lio;
 static LIST_HEAD(, econn) incoming = LIST_HEAD_INITIALIZER(incoming);
 static LIST_HEAD(, eagent) agents = LIST_HEAD_INITIALIZER(agents);
 static uint64_t nincoming;	/* connections not identified yet */
@@ -144,7 +144,7 @@ agent_hello(struct econn *c, const struct msg *m)
 	msg_have(&r, FA_KEY_ID);
 	log_info("agent %s connected from %s data_link=%s", a->name, a->peer,
 	    a->plain ? "plain" : "tls");
-	ctl_send(a, &r);
+	ectl_send(a, &r);
 	OPENSSL_cleanse(r.link_key, sizeof(r.link_key));
 }
 
@@ -161,7 +161,7 @@ conn_frame(struct fconn *fc, struct msg *m)
 		snprintf(peer, sizeof(peer), "%s", c->peer);
 		fconn_detach(&c->fc, &fd, &ssl, &pending);
 		conn_free(c);
-		link_hello(fd, ssl, &pending, peer, m);
+		elink_hello(fd, ssl, &pending, peer, m);
 		return -1;
 	}
 	/* The control channel is TLS only. */
@@ -279,12 +279,12 @@ conn_sniff(struct ev_io *io, uint32_t events)
 	c->fc.io.fd = -1;
 	conn_free(c);
 	memset(&none, 0, sizeof(none));
-	link_hello(fd, NULL, &none, peer, &m);
+	elink_hello(fd, NULL, &none, peer, &m);
 	OPENSSL_cleanse(&m, sizeof(m));
 }
 
 static void
-ctl_accept(struct ev_io *io, uint32_t events)
+ectl_accept(struct ev_io *io, uint32_t events)
 {
 	struct net_addr peer;
 	struct econn *c;
@@ -337,11 +337,11 @@ agent_drop(struct eagent *a, const char *why)
 	edge_stats.agents_connected--;
 	if (a->plain)
 		nplain_agents--;
-	svc_withdraw_all(a);
-	ftp_agent_lost(a);
-	link_agent_lost(a);
-	sess_agent_lost(a);
-	out_agent_lost(a);
+	esvc_withdraw_all(a);
+	eftp_agent_lost(a);
+	elink_agent_lost(a);
+	esess_agent_lost(a);
+	eout_agent_lost(a);
 	fconn_close(&a->fc);
 	OPENSSL_cleanse(a->key, sizeof(a->key));
 	free(a);
@@ -371,32 +371,32 @@ agent_frame(struct fconn *fc, struct msg *m)
 
 	switch (m->type) {
 	case FT_SVC_OPEN:
-		svc_open(a, m);
+		esvc_open(a, m);
 		return 0;
 	case FT_SVC_CLOSE:
-		svc_withdraw(a, m->service);
+		esvc_withdraw(a, m->service);
 		return 0;
 	case FT_PING:
 		/* m is done with: answer in it. */
 		m->type = FT_PONG;
 		m->have = FA_BIT(FA_NONCE);
-		ctl_send(a, m);
+		ectl_send(a, m);
 		return 0;
 	case FT_STATS_REQ:
 		if ((r = malloc(sizeof(*r))) != NULL) {
-			stats_msg(r);
-			ctl_send(a, r);
+			estats_msg(r);
+			ectl_send(a, r);
 			free(r);
 		}
 		return 0;
 	case FT_FTP_PORTS:
-		ftp_ports(a, m);
+		eftp_ports(a, m);
 		return 0;
 	case FT_OUT_POLICY:
-		out_policy(a, m);
+		eout_policy(a, m);
 		return 0;
 	case FT_OUT_REQ:
-		out_request(a, m);
+		eout_request(a, m);
 		return 0;
 	case FT_ERROR:
 		snprintf(why, sizeof(why), "agent said: %.100s", m->text);
@@ -411,13 +411,13 @@ agent_frame(struct fconn *fc, struct msg *m)
 }
 
 void
-ctl_send(struct eagent *a, const struct msg *m)
+ectl_send(struct eagent *a, const struct msg *m)
 {
 	(void)fconn_send(&a->fc, m);
 }
 
 struct eagent *
-ctl_agent_by_kid(uint64_t kid)
+ectl_agent_by_kid(uint64_t kid)
 {
 	struct eagent *a;
 
@@ -428,7 +428,7 @@ ctl_agent_by_kid(uint64_t kid)
 }
 
 uint64_t
-ctl_agents(void)
+ectl_agents(void)
 {
 	return edge_stats.agents_connected;
 }
@@ -436,7 +436,7 @@ ctl_agents(void)
 /* --- the port --------------------------------------------------------------- */
 
 int
-ctl_listen(const char *addr)
+ectl_listen(const char *addr)
 {
 	struct net_addr a;
 	char err[256];
@@ -450,8 +450,8 @@ ctl_listen(const char *addr)
 		log_err("control %s: %s", addr, err);
 		return -1;
 	}
-	ev_io_init(&ctl_lio, fd, ctl_accept);
-	if (ev_set(&ctl_lio, EPOLLIN) == -1) {
+	ev_io_init(&ectl_lio, fd, ectl_accept);
+	if (ev_set(&ectl_lio, EPOLLIN) == -1) {
 		close(fd);
 		return -1;
 	}
@@ -460,14 +460,14 @@ ctl_listen(const char *addr)
 }
 
 void
-ctl_pause(int paused)
+ectl_pause(int paused)
 {
-	if (ev_set(&ctl_lio, paused ? 0 : EPOLLIN) == -1)
+	if (ev_set(&ectl_lio, paused ? 0 : EPOLLIN) == -1)
 		log_fatal("epoll_ctl: %s", strerror(errno));
 }
 
 void
-ctl_tick(uint64_t now)
+ectl_tick(uint64_t now)
 {
 	struct econn *c, *cn;
 	struct eagent *a, *an;
@@ -490,12 +490,12 @@ ctl_tick(uint64_t now)
 }
 
 void
-ctl_shutdown(void)
+ectl_shutdown(void)
 {
 	while (!LIST_EMPTY(&incoming))
 		conn_drop(LIST_FIRST(&incoming), "edge stopping");
 	while (!LIST_EMPTY(&agents))
 		agent_drop(LIST_FIRST(&agents), "edge stopping");
-	ev_del(&ctl_lio);
-	close(ctl_lio.fd);
+	ev_del(&ectl_lio);
+	close(ectl_lio.fd);
 }

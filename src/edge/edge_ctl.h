@@ -33,15 +33,15 @@ struct eagent {
 	LIST_ENTRY(eagent) entry;
 };
 
-int	ctl_listen(const char *addr);
+int	ectl_listen(const char *addr);
 /* Stop or resume accepting on the control port (out of descriptors). */
-void	ctl_pause(int paused);
-void	ctl_tick(uint64_t now);
-void	ctl_shutdown(void);
+void	ectl_pause(int paused);
+void	ectl_tick(uint64_t now);
+void	ectl_shutdown(void);
 /* The agent whose link key has this id, or NULL. */
-struct eagent *ctl_agent_by_kid(uint64_t kid);
+struct eagent *ectl_agent_by_kid(uint64_t kid);
 /* Send m on a's control channel; failures end the channel later. */
-void	ctl_send(struct eagent *a, const struct msg *m);
-uint64_t ctl_agents(void);
+void	ectl_send(struct eagent *a, const struct msg *m);
+uint64_t ectl_agents(void);
 
 #endif

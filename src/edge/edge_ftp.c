@@ -137,12 +137,12 @@ data_start(struct eftp *f, int fd, const struct net_addr *peer,
     const struct ectl *c, uint16_t port)
 {
 	struct net_addr local;
-	struct sess_req r;
+	struct esess_req r;
 	enum sess_end code;
 	char why[160];
 	uint8_t a16[16];
 
-	if (sess_full(f->svc, 0)) {
+	if (esess_full(f->svc, 0)) {
 		close(fd);
 		return;
 	}
@@ -161,7 +161,7 @@ data_start(struct eftp *f, int fd, const struct net_addr *peer,
 	r.agent = c->agent;
 	r.ftp_ctl = c->id;
 	r.ftp_port = port;
-	sess_start(fd, (const struct sockaddr *)&peer->ss,
+	esess_start(fd, (const struct sockaddr *)&peer->ss,
 	    (const struct sockaddr *)&local.ss, &r);
 }
 
@@ -207,7 +207,7 @@ eftp_free(struct eftp *f)
 }
 
 int
-ftp_svc_open(const char *svc, const struct msg *def,
+eftp_svc_open(const char *svc, const struct msg *def,
     const struct net_addr *listen, struct eftp **out, char *err,
     size_t errlen)
 {
@@ -282,7 +282,7 @@ ftp_svc_open(const char *svc, const struct msg *def,
 }
 
 void
-ftp_svc_close(struct eftp *f)
+eftp_svc_close(struct eftp *f)
 {
 	struct eftp **pp;
 
@@ -299,7 +299,7 @@ ftp_svc_close(struct eftp *f)
 }
 
 void
-ftp_listeners_set(uint32_t mask)
+eftp_listeners_set(uint32_t mask)
 {
 	struct eftp *f;
 	size_t i;
@@ -311,7 +311,7 @@ ftp_listeners_set(uint32_t mask)
 }
 
 void
-ftp_ctl_add(struct eftp *f, uint64_t id, const char *ip, struct eagent *agent)
+eftp_ctl_add(struct eftp *f, uint64_t id, const char *ip, struct eagent *agent)
 {
 	struct ectl **slot = ctl_slot(id), *c;
 
@@ -335,7 +335,7 @@ ftp_ctl_add(struct eftp *f, uint64_t id, const char *ip, struct eagent *agent)
 }
 
 void
-ftp_ctl_del(uint64_t id)
+eftp_ctl_del(uint64_t id)
 {
 	struct ectl **slot = ctl_slot(id), *c = *slot;
 
@@ -347,7 +347,7 @@ ftp_ctl_del(uint64_t id)
 }
 
 void
-ftp_ports(struct eagent *agent, const struct msg *m)
+eftp_ports(struct eagent *agent, const struct msg *m)
 {
 	struct ectl *c = *ctl_slot(m->session);
 
@@ -373,7 +373,7 @@ ftp_ports(struct eagent *agent, const struct msg *m)
 }
 
 void
-ftp_agent_lost(struct eagent *agent)
+eftp_agent_lost(struct eagent *agent)
 {
 	struct eftp *f;
 	struct ectl *c;
@@ -385,9 +385,9 @@ ftp_agent_lost(struct eagent *agent)
 }
 
 void
-ftp_stats(char *out, size_t outlen)
+eftp_stats(char *out, size_t outlen)
 {
-	(void)stats_put(out, outlen, "ftp_data_accepted_total",
+	(void)estats_put(out, outlen, "ftp_data_accepted_total",
 	    data_accepted);
-	(void)stats_put(out, outlen, "ftp_data_refused_total", data_refused);
+	(void)estats_put(out, outlen, "ftp_data_refused_total", data_refused);
 }

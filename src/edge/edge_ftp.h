@@ -25,17 +25,17 @@ struct eftp;
 /* For an SVC_OPEN with PROTOCOL: check it and listen on its passive
  * ports at listen's address; *out stays NULL for other services. 0, or
  * -1 with err (nothing left open). */
-int	ftp_svc_open(const char *svc, const struct msg *def,
+int	eftp_svc_open(const char *svc, const struct msg *def,
 	    const struct net_addr *listen, struct eftp **out, char *err,
 	    size_t errlen);
-void	ftp_svc_close(struct eftp *f);	/* NULL is fine */
-void	ftp_listeners_set(uint32_t mask);
+void	eftp_svc_close(struct eftp *f);	/* NULL is fine */
+void	eftp_listeners_set(uint32_t mask);
 /* Control session id from ip went to agent (f NULL: not FTP). */
-void	ftp_ctl_add(struct eftp *f, uint64_t id, const char *ip,
+void	eftp_ctl_add(struct eftp *f, uint64_t id, const char *ip,
 	    struct eagent *agent);
-void	ftp_ctl_del(uint64_t id);	/* any session id; cheap if not FTP */
-void	ftp_ports(struct eagent *agent, const struct msg *m);	/* FTP_PORTS */
-void	ftp_agent_lost(struct eagent *agent);
-void	ftp_stats(char *out, size_t outlen);
+void	eftp_ctl_del(uint64_t id);	/* any session id; cheap if not FTP */
+void	eftp_ports(struct eagent *agent, const struct msg *m);	/* FTP_PORTS */
+void	eftp_agent_lost(struct eagent *agent);
+void	eftp_stats(char *out, size_t outlen);
 
 #endif

@@ -103,7 +103,7 @@ mux_up(int fd, SSL *ssl, struct buf *pending, const char *peer,
 	edge_stats.links_mux++;
 	log_info("multiplexed data link of agent %s from %s up (%llu for it)",
 	    l->name, l->peer, (unsigned long long)a->nlinks);
-	sess_links_ready(a);
+	esess_links_ready(a);
 }
 
 /* --- plain links -------------------------------------------------------- */
@@ -193,7 +193,7 @@ plain_open(struct eagent *a, const struct msg *m, struct plink *pl)
 }
 
 void
-link_again(struct eagent *a, int fd, int registered)
+elink_again(struct eagent *a, int fd, int registered)
 {
 	if (a == NULL || a->nlinks >= lim.max_links) {
 		/* Closing tells the agent its end is not needed either. */
@@ -205,16 +205,16 @@ link_again(struct eagent *a, int fd, int registered)
 		return;
 	edge_stats.links_reused++;
 	log_debug("plain data link parked for agent %s (reused)", a->name);
-	sess_links_ready(a);
+	esess_links_ready(a);
 }
 
 /* --- both --------------------------------------------------------------- */
 
 void
-link_hello(int fd, SSL *ssl, struct buf *pending, const char *peer,
+elink_hello(int fd, SSL *ssl, struct buf *pending, const char *peer,
     const struct msg *m)
 {
-	struct eagent *a = ctl_agent_by_kid(m->key_id);
+	struct eagent *a = ectl_agent_by_kid(m->key_id);
 	const char *why;
 
 	if (a == NULL) {
@@ -253,11 +253,11 @@ link_hello(int fd, SSL *ssl, struct buf *pending, const char *peer,
 		return;
 	edge_stats.links_plain++;
 	log_debug("plain data link from %s parked for agent %s", peer, a->name);
-	sess_links_ready(a);
+	esess_links_ready(a);
 }
 
 struct pend *
-link_open(struct eagent *a, const struct msg *m, struct plink *pl,
+elink_open(struct eagent *a, const struct msg *m, struct plink *pl,
     const char **kind)
 {
 	static struct buf b;
@@ -284,7 +284,7 @@ link_open(struct eagent *a, const struct msg *m, struct plink *pl,
 }
 
 void
-link_agent_lost(struct eagent *a)
+elink_agent_lost(struct eagent *a)
 {
 	struct eparked *pk;
 	struct emux *l;
@@ -304,7 +304,7 @@ link_agent_lost(struct eagent *a)
 }
 
 void
-link_tick(uint64_t now)
+elink_tick(uint64_t now)
 {
 	struct emux *l;
 
@@ -313,11 +313,11 @@ link_tick(uint64_t now)
 }
 
 void
-link_shutdown(void)
+elink_shutdown(void)
 {
 	struct emux *l;
 
-	/* Every session has ended (sess_shutdown): no stream is left. */
+	/* Every session has ended (esess_shutdown): no stream is left. */
 	while ((l = LIST_FIRST(&muxes)) != NULL) {
 		LIST_REMOVE(l, entry);
 		nmux--;
@@ -327,14 +327,14 @@ link_shutdown(void)
 }
 
 void
-link_stats(char *out, size_t outlen)
+elink_stats(char *out, size_t outlen)
 {
 	struct emux *l;
 	uint64_t nstreams = 0;
 
 	LIST_FOREACH(l, &muxes, entry)
 		nstreams += l->mux.nstreams;
-	(void)stats_put(out, outlen, "mux_links", nmux);
-	(void)stats_put(out, outlen, "mux_streams", nstreams);
-	(void)stats_put(out, outlen, "plain_links_parked", nparked);
+	(void)estats_put(out, outlen, "mux_links", nmux);
+	(void)estats_put(out, outlen, "mux_streams", nstreams);
+	(void)estats_put(out, outlen, "plain_links_parked", nparked);
 }

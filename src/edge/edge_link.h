@@ -20,22 +20,22 @@ struct plink;
 /* A connection from peer whose first frame, m, is LINK_HELLO: prove it
  * and keep it as a data link of its agent (TLS: ssl, with output pending
  * moved in; plain: ssl NULL), or refuse it. fd and ssl are taken. */
-void	link_hello(int fd, SSL *ssl, struct buf *pending, const char *peer,
+void	elink_hello(int fd, SSL *ssl, struct buf *pending, const char *peer,
 	    const struct msg *m);
 /* Open session m (SESS_OPEN) on a data link of a: the endpoint of the
  * session's inner side, and *kind "tls" or "plain"; NULL if a has no link
  * free. pl is the session's storage for a plain link's endpoint. */
-struct pend *link_open(struct eagent *a, const struct msg *m, struct plink *pl,
+struct pend *elink_open(struct eagent *a, const struct msg *m, struct plink *pl,
 	    const char **kind);
 /* A plain link (fd, handed as by ev_release) whose session ended with
  * both end markers: park it for agent a again, or close it (a gone, or
  * no room). */
-void	link_again(struct eagent *a, int fd, int registered);
+void	elink_again(struct eagent *a, int fd, int registered);
 /* a's control channel is gone: its idle links close, and its multiplexed
  * links take no new session and close once their last one ends. */
-void	link_agent_lost(struct eagent *a);
-void	link_tick(uint64_t now);
-void	link_shutdown(void);
-void	link_stats(char *out, size_t outlen);
+void	elink_agent_lost(struct eagent *a);
+void	elink_tick(uint64_t now);
+void	elink_shutdown(void);
+void	elink_stats(char *out, size_t outlen);
 
 #endif

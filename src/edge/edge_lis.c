@@ -58,7 +58,7 @@ static struct esvc *svcs;
 static uint64_t paused_until;
 
 static struct esvc *
-svc_find(const char *name)
+esvc_find(const char *name)
 {
 	struct esvc *s;
 
@@ -69,7 +69,7 @@ svc_find(const char *name)
 }
 
 static void
-svc_result(struct eagent *a, const char *name, int ok, const char *text)
+esvc_result(struct eagent *a, const char *name, int ok, const char *text)
 {
 	struct msg m;
 
@@ -79,13 +79,13 @@ svc_result(struct eagent *a, const char *name, int ok, const char *text)
 	msg_have(&m, FA_STATUS);
 	if (text != NULL)
 		msg_set_str(&m, FA_TEXT, text);
-	ctl_send(a, &m);
+	ectl_send(a, &m);
 }
 
 static void deny_flush(struct esvc *svc);
 
 static void
-svc_free(struct esvc *s)
+esvc_free(struct esvc *s)
 {
 	struct esvc **pp;
 
@@ -98,7 +98,7 @@ svc_free(struct esvc *s)
 		}
 	ev_del(&s->io);
 	close(s->io.fd);
-	ftp_svc_close(s->ftp);
+	eftp_svc_close(s->ftp);
 	log_info("service %s closed", s->name);
 	free(s);
 }
@@ -113,8 +113,8 @@ listeners_set(uint32_t mask)
 	for (s = svcs; s != NULL; s = s->next)
 		if (ev_set(&s->io, mask) == -1)
 			log_fatal("epoll_ctl: %s", strerror(errno));
-	ftp_listeners_set(mask);
-	ctl_pause(mask == 0);
+	eftp_listeners_set(mask);
+	ectl_pause(mask == 0);
 }
 
 int
@@ -142,9 +142,9 @@ edge_accept(int lfd, struct net_addr *peer, const char *what)
 /* --- agents ------------------------------------------------------------- */
 
 struct eagent *
-svc_pick_agent(const char *name)
+esvc_pick_agent(const char *name)
 {
-	struct esvc *svc = svc_find(name);
+	struct esvc *svc = esvc_find(name);
 	struct esvc_agent *x, *best = NULL;
 	size_t k;
 
@@ -167,9 +167,9 @@ svc_pick_agent(const char *name)
 }
 
 int
-svc_offered_by(const char *name, const struct eagent *a)
+esvc_offered_by(const char *name, const struct eagent *a)
 {
-	struct esvc *svc = svc_find(name);
+	struct esvc *svc = esvc_find(name);
 	size_t i;
 
 	for (i = 0; svc != NULL && i < svc->nagents; i++)
@@ -179,25 +179,25 @@ svc_offered_by(const char *name, const struct eagent *a)
 }
 
 uint64_t
-svc_idle_ms(const char *name)
+esvc_idle_ms(const char *name)
 {
-	struct esvc *svc = svc_find(name);
+	struct esvc *svc = esvc_find(name);
 
 	return svc != NULL ? (uint64_t)svc->def.idle_timeout * 1000u : 0;
 }
 
 struct eftp *
-svc_ftp(const char *name)
+esvc_ftp(const char *name)
 {
-	struct esvc *svc = svc_find(name);
+	struct esvc *svc = esvc_find(name);
 
 	return svc != NULL ? svc->ftp : NULL;
 }
 
 void
-svc_pending(const char *name, int delta)
+esvc_pending(const char *name, int delta)
 {
-	struct esvc *svc = svc_find(name);
+	struct esvc *svc = esvc_find(name);
 
 	if (svc == NULL)
 		return;
@@ -220,25 +220,25 @@ deny_flush(struct esvc *svc)
 		return;
 	log_info("service %s: %u more clients refused in the last second "
 	    "(not logged one by one)", svc->name, svc->deny_held);
-	if ((a = svc_pick_agent(svc->name)) != NULL) {
+	if ((a = esvc_pick_agent(svc->name)) != NULL) {
 		msg_init(&m, FT_DENIED_SUMMARY);
 		msg_set_str(&m, FA_SERVICE, svc->name);
 		m.count = svc->deny_held;
 		msg_have(&m, FA_COUNT);
-		ctl_send(a, &m);
+		ectl_send(a, &m);
 	}
 	svc->deny_held = 0;
 }
 
 void
-svc_deny(struct esvc *svc, int fd, const struct sockaddr *client,
+esvc_deny(struct esvc *svc, int fd, const struct sockaddr *client,
     enum sess_end code, const char *why)
 {
 	struct linger lg = { 1, 0 };
 	struct eagent *a;
 	struct msg m;
 	char addr[NET_ADDRSTR], ip[NET_ADDRSTR];
-	uint64_t id = sess_new_id(), sec = ev_now() / 1000;
+	uint64_t id = esess_new_id(), sec = ev_now() / 1000;
 	uint16_t port;
 
 	/* A reset: a flood leaves no TIME_WAIT behind. */
@@ -259,7 +259,7 @@ svc_deny(struct esvc *svc, int fd, const struct sockaddr *client,
 	log_info("session %llu refused service=%s client=%s reason=%s "
 	    "detail=\"%s\"", (unsigned long long)id, svc->name, addr,
 	    end_name(code), why);
-	if ((a = svc_pick_agent(svc->name)) == NULL)
+	if ((a = esvc_pick_agent(svc->name)) == NULL)
 		return;
 	msg_init(&m, FT_SESS_DENIED);
 	m.session = id;
@@ -271,22 +271,22 @@ svc_deny(struct esvc *svc, int fd, const struct sockaddr *client,
 	msg_have(&m, FA_SESSION);
 	msg_have(&m, FA_CLIENT_PORT);
 	msg_have(&m, FA_END);
-	ctl_send(a, &m);
+	ectl_send(a, &m);
 }
 
 /* --- clients ------------------------------------------------------------ */
 
 void
-svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
+esvc_client(struct esvc *svc, int fd, const struct sockaddr *client,
     const struct sockaddr *local)
 {
-	struct sess_req r;
+	struct esess_req r;
 	enum sess_end code;
 	char why[160];
 	uint8_t a16[16];
 	int rc;
 
-	if (sess_full(svc->name, svc->npending)) {
+	if (esess_full(svc->name, svc->npending)) {
 		close(fd);
 		return;
 	}
@@ -299,16 +299,16 @@ svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
 		return;
 	}
 	if (rc == -1) {
-		svc_deny(svc, fd, client, code, why);
+		esvc_deny(svc, fd, client, code, why);
 		return;
 	}
 	r.kind = SK_CLIENT;
 	r.svc = svc->name;
-	sess_start(fd, client, local, &r);
+	esess_start(fd, client, local, &r);
 }
 
 static void
-svc_accept(struct ev_io *io, uint32_t events)
+esvc_accept(struct ev_io *io, uint32_t events)
 {
 	struct esvc *svc = (struct esvc *)(void *)io;
 	struct net_addr peer, local;
@@ -326,7 +326,7 @@ svc_accept(struct ev_io *io, uint32_t events)
 			 * each connection must start with a PROXY header. */
 			cidr_sa16((struct sockaddr *)&peer.ss, a16);
 			if (!cidr_list_match(&svc->pol.accept_proxy, a16))
-				svc_deny(svc, fd, (struct sockaddr *)&peer.ss,
+				esvc_deny(svc, fd, (struct sockaddr *)&peer.ss,
 				    SE_DENIED, "peer not in accept_proxy_from");
 			else
 				proxy_start(svc, fd, &peer);
@@ -340,7 +340,7 @@ svc_accept(struct ev_io *io, uint32_t events)
 			    &local.len) == -1)
 				local.ss = peer.ss;
 		}
-		svc_client(svc, fd, (struct sockaddr *)&peer.ss,
+		esvc_client(svc, fd, (struct sockaddr *)&peer.ss,
 		    (struct sockaddr *)&local.ss);
 	}
 }
@@ -349,7 +349,7 @@ svc_accept(struct ev_io *io, uint32_t events)
 
 /* A second agent for an existing service, or the same agent again. */
 static void
-svc_join(struct esvc *s, struct eagent *a, const struct msg *def,
+esvc_join(struct esvc *s, struct eagent *a, const struct msg *def,
     const struct msg *cmp)
 {
 	char err[400];
@@ -362,7 +362,7 @@ svc_join(struct esvc *s, struct eagent *a, const struct msg *def,
 		log_warn("agent %s: service %s refused: conflicting definition "
 		    "(listen %s); keeping the one from agent %s on %s", a->name,
 		    s->name, def->listen, s->def_agent, s->listen);
-		svc_result(a, s->name, 0, err);
+		esvc_result(a, s->name, 0, err);
 		return;
 	}
 	for (i = 0; i < s->nagents; i++)
@@ -372,13 +372,13 @@ svc_join(struct esvc *s, struct eagent *a, const struct msg *def,
 				    "(was %u)", s->name, s->listen, a->name,
 				    def->priority, s->agents[i].priority);
 			s->agents[i].priority = def->priority;
-			svc_result(a, s->name, 1, NULL);
+			esvc_result(a, s->name, 1, NULL);
 			return;
 		}
 	if (s->nagents == SVC_AGENTS_MAX) {
 		log_warn("agent %s: service %s refused: already %d agents",
 		    a->name, s->name, SVC_AGENTS_MAX);
-		svc_result(a, s->name, 0, "too many agents for this service");
+		esvc_result(a, s->name, 0, "too many agents for this service");
 		return;
 	}
 	s->agents[s->nagents].a = a;
@@ -386,13 +386,13 @@ svc_join(struct esvc *s, struct eagent *a, const struct msg *def,
 	s->nagents++;
 	log_info("service %s open on %s agent=%s priority=%u", s->name,
 	    s->listen, a->name, def->priority);
-	svc_result(a, s->name, 1, NULL);
-	sess_links_ready(a);
+	esvc_result(a, s->name, 1, NULL);
+	esess_links_ready(a);
 }
 
 /* A new service: its policy, its listener, its passive ports. */
 static void
-svc_create(struct eagent *a, const struct msg *def, const struct msg *cmp)
+esvc_create(struct eagent *a, const struct msg *def, const struct msg *cmp)
 {
 	struct esvc *s, *o;
 	struct net_addr addr;
@@ -412,14 +412,14 @@ svc_create(struct eagent *a, const struct msg *def, const struct msg *cmp)
 	if (adm_policy_load(&s->pol, def, err, sizeof(err)) == -1 ||
 	    net_parse(def->listen, &addr, err, sizeof(err)) == -1 ||
 	    (fd = net_listen(&addr, 1024, err, sizeof(err))) == -1 ||
-	    ftp_svc_open(def->service, def, &addr, &s->ftp, err,
+	    eftp_svc_open(def->service, def, &addr, &s->ftp, err,
 	    sizeof(err)) == -1) {
 		if (fd != -1)
 			close(fd);
 		free(s);
 		goto refuse;
 	}
-	ev_io_init(&s->io, fd, svc_accept);
+	ev_io_init(&s->io, fd, esvc_accept);
 	s->local = addr;
 	s->local_fixed = !net_is_any(&addr);
 	snprintf(s->name, sizeof(s->name), "%s", def->service);
@@ -435,38 +435,38 @@ svc_create(struct eagent *a, const struct msg *def, const struct msg *cmp)
 	svcs = s;
 	log_info("service %s open on %s agent=%s priority=%u", s->name,
 	    s->listen, a->name, def->priority);
-	svc_result(a, s->name, 1, NULL);
+	esvc_result(a, s->name, 1, NULL);
 	return;
 refuse:
 	log_warn("agent %s: service %s on %s: %s", a->name, def->service,
 	    def->listen, err);
-	svc_result(a, def->service, 0, err);
+	esvc_result(a, def->service, 0, err);
 }
 
 void
-svc_open(struct eagent *a, const struct msg *def)
+esvc_open(struct eagent *a, const struct msg *def)
 {
-	struct esvc *s = svc_find(def->service);
+	struct esvc *s = esvc_find(def->service);
 	struct msg *cmp;
 
 	/* memcpy, not assignment: padding must compare equal too. struct
 	 * msg is large: not on the stack twice. */
 	if ((cmp = malloc(sizeof(*cmp))) == NULL) {
-		svc_result(a, def->service, 0, "out of memory");
+		esvc_result(a, def->service, 0, "out of memory");
 		return;
 	}
 	memcpy(cmp, def, sizeof(*cmp));
 	cmp->priority = 0;
 	cmp->have &= ~FA_BIT(FA_PRIORITY);
 	if (s != NULL)
-		svc_join(s, a, def, cmp);
+		esvc_join(s, a, def, cmp);
 	else
-		svc_create(a, def, cmp);
+		esvc_create(a, def, cmp);
 	free(cmp);
 }
 
 static void
-svc_remove_agent(struct esvc *s, struct eagent *a)
+esvc_remove_agent(struct esvc *s, struct eagent *a)
 {
 	size_t i;
 
@@ -476,31 +476,31 @@ svc_remove_agent(struct esvc *s, struct eagent *a)
 			break;
 		}
 	if (s->nagents == 0)
-		svc_free(s);
+		esvc_free(s);
 }
 
 void
-svc_withdraw(struct eagent *a, const char *name)
+esvc_withdraw(struct eagent *a, const char *name)
 {
-	struct esvc *s = svc_find(name);
+	struct esvc *s = esvc_find(name);
 
 	if (s != NULL)
-		svc_remove_agent(s, a);
+		esvc_remove_agent(s, a);
 }
 
 void
-svc_withdraw_all(struct eagent *a)
+esvc_withdraw_all(struct eagent *a)
 {
 	struct esvc *s, *next;
 
 	for (s = svcs; s != NULL; s = next) {
 		next = s->next;
-		svc_remove_agent(s, a);
+		esvc_remove_agent(s, a);
 	}
 }
 
 void
-svc_tick(uint64_t now)
+esvc_tick(uint64_t now)
 {
 	struct esvc *svc;
 
@@ -514,14 +514,14 @@ svc_tick(uint64_t now)
 }
 
 void
-svc_shutdown(void)
+esvc_shutdown(void)
 {
 	while (svcs != NULL)
-		svc_free(svcs);
+		esvc_free(svcs);
 }
 
 void
-svc_stats(char *out, size_t outlen)
+esvc_stats(char *out, size_t outlen)
 {
 	uint64_t nsvc = 0, npend = 0;
 	struct esvc *v;
@@ -530,6 +530,6 @@ svc_stats(char *out, size_t outlen)
 		nsvc++;
 		npend += v->npending;
 	}
-	(void)stats_put(out, outlen, "services_open", nsvc);
-	(void)stats_put(out, outlen, "sessions_pending", npend);
+	(void)estats_put(out, outlen, "services_open", nsvc);
+	(void)estats_put(out, outlen, "sessions_pending", npend);
 }

@@ -20,32 +20,32 @@ struct eftp;
 struct esvc;
 
 /* SVC_OPEN and SVC_CLOSE from agent a; a's control channel is gone. */
-void	svc_open(struct eagent *a, const struct msg *def);
-void	svc_withdraw(struct eagent *a, const char *name);
-void	svc_withdraw_all(struct eagent *a);
+void	esvc_open(struct eagent *a, const struct msg *def);
+void	esvc_withdraw(struct eagent *a, const char *name);
+void	esvc_withdraw_all(struct eagent *a);
 /* The agent a new session of service name goes to, or NULL. */
-struct eagent *svc_pick_agent(const char *name);
+struct eagent *esvc_pick_agent(const char *name);
 /* 1 if agent a offers service name. */
-int	svc_offered_by(const char *name, const struct eagent *a);
+int	esvc_offered_by(const char *name, const struct eagent *a);
 /* The service's idle time-out in ms (0: none), FTP passive ports (or
  * NULL) and clients waiting for a data link (delta: +1 or -1). */
-uint64_t svc_idle_ms(const char *name);
-struct eftp *svc_ftp(const char *name);
-void	svc_pending(const char *name, int delta);
+uint64_t esvc_idle_ms(const char *name);
+struct eftp *esvc_ftp(const char *name);
+void	esvc_pending(const char *name, int delta);
 /* A client of service svc at client (connected to local) whose address
  * is known (the TCP peer, or from a PROXY header): admit it and start its
  * session. fd is taken. */
-void	svc_client(struct esvc *svc, int fd, const struct sockaddr *client,
+void	esvc_client(struct esvc *svc, int fd, const struct sockaddr *client,
 	    const struct sockaddr *local);
 /* Refuse a client of svc at the edge: reset it, log it, and report it to
  * an agent (SESS_DENIED), at most so many per second. fd is taken. */
-void	svc_deny(struct esvc *svc, int fd, const struct sockaddr *client,
+void	esvc_deny(struct esvc *svc, int fd, const struct sockaddr *client,
 	    enum sess_end code, const char *why);
 /* accept4 on a listener; out of descriptors it pauses every listener
  * for a moment. The fd, or -1 (nothing more to accept now). */
 int	edge_accept(int lfd, struct net_addr *peer, const char *what);
-void	svc_tick(uint64_t now);
-void	svc_shutdown(void);
-void	svc_stats(char *out, size_t outlen);
+void	esvc_tick(uint64_t now);
+void	esvc_shutdown(void);
+void	esvc_stats(char *out, size_t outlen);
 
 #endif

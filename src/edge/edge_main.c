@@ -294,9 +294,9 @@ main(int argc, char **argv)
 		log_fatal("epoll: %s", strerror(errno));
 	if (linkkey_init() == -1)
 		log_fatal("link keys: OpenSSL has no HMAC");
-	if (out_init(sc.outbound) == -1)
+	if (eout_init(sc.outbound) == -1)
 		log_fatal("outbound resolver: %s", strerror(errno));
-	if (ctl_listen(conf.control) == -1)
+	if (ectl_listen(conf.control) == -1)
 		return 1;
 	/* No-op unless started by systemd with Type=notify. */
 	notify_open();
@@ -310,26 +310,26 @@ main(int argc, char **argv)
 		if (ev_run_once(200) == -1)
 			log_fatal("epoll_wait: %s", strerror(errno));
 		now = ev_now();
-		ctl_tick(now);
-		link_tick(now);
-		svc_tick(now);
+		ectl_tick(now);
+		elink_tick(now);
+		esvc_tick(now);
 		proxy_tick(now);
-		sess_tick(now);
+		esess_tick(now);
 		adm_tick(now);
 		psock_tick(now);
-		out_tick(now);
+		eout_tick(now);
 		ev_settle();
 	}
 	notify_send("STOPPING=1");
 	log_info("stopping");
-	out_shutdown();
+	eout_shutdown();
 	proxy_shutdown();
-	sess_shutdown();
+	esess_shutdown();
 	ev_settle();
-	link_shutdown();
-	svc_shutdown();
+	elink_shutdown();
+	esvc_shutdown();
 	psock_tick(UINT64_MAX);
-	ctl_shutdown();
+	ectl_shutdown();
 	SSL_CTX_free(edge_tls);
 	log_info("stopped");
 	return 0;

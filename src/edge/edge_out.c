@@ -45,9 +45,9 @@ struct epol {
 	struct outpol	 pol;
 };
 
-enum eout_state { EO_RESOLVE, EO_CONNECT };
+enum req_state { EO_RESOLVE, EO_CONNECT };
 
-struct eout;
+struct oreq;
 
 /* One getaddrinfo_a request. Only the loop thread touches o; the
  * notification thread only passes the pointer through the pipe. */
@@ -57,14 +57,14 @@ struct eres {
 	struct sigevent	 sev;
 	char		 host[MSG_HOST_MAX];
 	char		 port[8];
-	struct eout	*o;		/* NULL once nobody waits for it */
+	struct oreq	*o;		/* NULL once nobody waits for it */
 };
 
 /* A request until it is connected (then it is a session) or fails. */
-struct eout {
+struct oreq {
 	struct ev_io	 cio;		/* the destination while connecting */
 	uint64_t	 request;	/* the agent's id for it */
-	enum eout_state	 state;
+	enum req_state	 state;
 	struct eagent	*a;
 	char		 host[MSG_HOST_MAX];
 	uint16_t	 port;
@@ -76,21 +76,21 @@ struct eout {
 	int		 last_err;
 	char		 addr[NET_ADDRSTR];
 	uint64_t	 deadline;
-	LIST_ENTRY(eout) entry;
+	LIST_ENTRY(oreq) entry;
 };
 
 static int out_enabled;
 static int res_pipe[2] = { -1, -1 };
 static struct ev_io res_io;
 static size_t nresolving;
-static LIST_HEAD(, eout) eouts = LIST_HEAD_INITIALIZER(eouts);
-static size_t neouts;
+static LIST_HEAD(, oreq) reqs = LIST_HEAD_INITIALIZER(reqs);
+static size_t nreqs;
 
 static void
-eout_free(struct eout *o)
+req_free(struct oreq *o)
 {
 	LIST_REMOVE(o, entry);
-	neouts--;
+	nreqs--;
 	if (o->res != NULL)
 		o->res->o = NULL;	/* res_done frees it when it finishes */
 	if (o->state == EO_CONNECT && o->cio.fd != -1) {
@@ -102,7 +102,7 @@ eout_free(struct eout *o)
 
 /* Refuse or give up: OUT_FAIL to the agent (if it is still there). */
 static void
-eout_fail(struct eout *o, uint8_t code, const char *why)
+req_fail(struct oreq *o, uint8_t code, const char *why)
 {
 	struct msg m;
 
@@ -117,9 +117,9 @@ eout_fail(struct eout *o, uint8_t code, const char *why)
 		msg_have(&m, FA_REQUEST);
 		msg_have(&m, FA_OUT_CODE);
 		msg_set_str(&m, FA_TEXT, why);
-		ctl_send(o->a, &m);
+		ectl_send(o->a, &m);
 	}
-	eout_free(o);
+	req_free(o);
 }
 
 static uint8_t
@@ -137,26 +137,26 @@ code_for_errno(int err)
 /* Connected to the destination: a session of the agent's, on one of its
  * data links. */
 static void
-eout_joined(struct eout *o, int fd)
+req_joined(struct oreq *o, int fd)
 {
 	struct net_addr dest = o->cand[o->icand - 1];
-	struct sess_req r;
+	struct esess_req r;
 
 	memset(&r, 0, sizeof(r));
 	r.kind = SK_OUTBOUND;
 	r.agent = o->a;
 	r.request = o->request;
 	o->state = EO_RESOLVE;	/* fd is the session's from here */
-	eout_free(o);
-	sess_start(fd, (struct sockaddr *)&dest.ss, NULL, &r);
+	req_free(o);
+	esess_start(fd, (struct sockaddr *)&dest.ss, NULL, &r);
 }
 
-static void eout_connect_next(struct eout *o);
+static void req_connect_next(struct oreq *o);
 
 static void
-eout_connect_io(struct ev_io *io, uint32_t events)
+req_connect_io(struct ev_io *io, uint32_t events)
 {
-	struct eout *o = (struct eout *)(void *)io;
+	struct oreq *o = (struct oreq *)(void *)io;
 	int err, fd = io->fd;
 
 	(void)events;
@@ -168,16 +168,16 @@ eout_connect_io(struct ev_io *io, uint32_t events)
 		log_debug("outbound %llu: %s: %s", (unsigned long long)o->request,
 		    o->addr, strerror(err));
 		o->last_err = err;
-		eout_connect_next(o);
+		req_connect_next(o);
 		return;
 	}
 	(void)net_set_nodelay(fd);
-	eout_joined(o, fd);
+	req_joined(o, fd);
 }
 
 /* Try the allowed addresses in the resolver's order. */
 static void
-eout_connect_next(struct eout *o)
+req_connect_next(struct oreq *o)
 {
 	struct net_addr *a;
 	char why[300];
@@ -192,14 +192,14 @@ eout_connect_next(struct eout *o)
 			o->last_err = errno;
 			continue;
 		}
-		/* The address passed outpol_check_addr in eout_resolved. */
+		/* The address passed outpol_check_addr in req_resolved. */
 		if (connect(fd, (struct sockaddr *)&a->ss, a->len) == -1 &&
 		    errno != EINPROGRESS) {
 			o->last_err = errno;
 			close(fd);
 			continue;
 		}
-		ev_io_init(&o->cio, fd, eout_connect_io);
+		ev_io_init(&o->cio, fd, req_connect_io);
 		if (ev_set(&o->cio, EPOLLOUT) == -1) {
 			o->last_err = errno;
 			close(fd);
@@ -211,12 +211,12 @@ eout_connect_next(struct eout *o)
 	}
 	snprintf(why, sizeof(why), "%s: %s", o->addr, strerror(o->last_err));
 	o->state = EO_RESOLVE;		/* nothing to close */
-	eout_fail(o, code_for_errno(o->last_err), why);
+	req_fail(o, code_for_errno(o->last_err), why);
 }
 
 /* Keep the resolved addresses the policy allows, then connect. */
 static void
-eout_resolved(struct eout *o, struct addrinfo *res, int literal)
+req_resolved(struct oreq *o, struct addrinfo *res, int literal)
 {
 	struct addrinfo *ai;
 	const char *why = NULL, *w;
@@ -226,7 +226,7 @@ eout_resolved(struct eout *o, struct addrinfo *res, int literal)
 		if (ai->ai_addrlen > sizeof(o->cand[0].ss) ||
 		    (ai->ai_family != AF_INET && ai->ai_family != AF_INET6))
 			continue;
-		/* o->a and its policy live as long as o (out_agent_lost). */
+		/* o->a and its policy live as long as o (eout_agent_lost). */
 		if (!outpol_check_addr(&o->a->out_pol->pol, literal ? NULL :
 		    o->host, ai->ai_addr, &w)) {
 			if (why == NULL) {
@@ -244,21 +244,21 @@ eout_resolved(struct eout *o, struct addrinfo *res, int literal)
 		o->ncand++;
 	}
 	if (o->ncand > 0) {
-		eout_connect_next(o);
+		req_connect_next(o);
 		return;
 	}
 	if (why == NULL) {
-		eout_fail(o, OC_HOST_UNREACH, "no usable address");
+		req_fail(o, OC_HOST_UNREACH, "no usable address");
 		return;
 	}
 	snprintf(msg, sizeof(msg), "%s resolves to %s: %s", o->host, first, why);
-	eout_fail(o, OC_NOT_ALLOWED, msg);
+	req_fail(o, OC_NOT_ALLOWED, msg);
 }
 
 static void
 res_done(struct eres *r)
 {
-	struct eout *o = r->o;
+	struct oreq *o = r->o;
 	struct addrinfo *res = r->cb.ar_result;
 	char why[300];
 	int rc = gai_error(&r->cb);
@@ -268,9 +268,9 @@ res_done(struct eres *r)
 		if (rc != 0 || res == NULL) {
 			snprintf(why, sizeof(why), "cannot resolve %s: %s", o->host,
 			    rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-			eout_fail(o, OC_HOST_UNREACH, why);
+			req_fail(o, OC_HOST_UNREACH, why);
 		} else
-			eout_resolved(o, res, 0);
+			req_resolved(o, res, 0);
 	}
 	if (rc == 0 && res != NULL)
 		freeaddrinfo(res);
@@ -306,7 +306,7 @@ res_notify(union sigval sv)
 }
 
 static int
-eout_resolve(struct eout *o)
+req_resolve(struct oreq *o)
 {
 	struct gaicb *list[1];
 	struct eres *r;
@@ -345,10 +345,10 @@ is_literal(const char *h)
 }
 
 void
-out_request(struct eagent *a, const struct msg *m)
+eout_request(struct eagent *a, const struct msg *m)
 {
 	struct addrinfo hints, *res = NULL;
-	struct eout *o;
+	struct oreq *o;
 	const char *why;
 	char port[8];
 
@@ -363,23 +363,23 @@ out_request(struct eagent *a, const struct msg *m)
 	o->port = m->dest_port;
 	snprintf(o->dest, sizeof(o->dest), strchr(o->host, ':') ? "[%s]:%u" :
 	    "%s:%u", o->host, o->port);
-	LIST_INSERT_HEAD(&eouts, o, entry);
-	neouts++;
+	LIST_INSERT_HEAD(&reqs, o, entry);
+	nreqs++;
 
 	if (a->out_pol == NULL) {
-		eout_fail(o, OC_NOT_ALLOWED, "no outbound policy from this agent");
+		req_fail(o, OC_NOT_ALLOWED, "no outbound policy from this agent");
 		return;
 	}
-	if (neouts > OUT_PENDING_MAX || sess_full("outbound", 0)) {
-		eout_fail(o, OC_FAIL, "too many outbound sessions");
+	if (nreqs > OUT_PENDING_MAX || esess_full("outbound", 0)) {
+		req_fail(o, OC_FAIL, "too many outbound sessions");
 		return;
 	}
 	if (!outpol_valid_host(o->host)) {
-		eout_fail(o, OC_HOST_UNREACH, "not a host name or address");
+		req_fail(o, OC_HOST_UNREACH, "not a host name or address");
 		return;
 	}
 	if (!outpol_check_name(&a->out_pol->pol, o->host, o->port, &why)) {
-		eout_fail(o, OC_NOT_ALLOWED, why);
+		req_fail(o, OC_NOT_ALLOWED, why);
 		return;
 	}
 	if (is_literal(o->host)) {
@@ -389,23 +389,23 @@ out_request(struct eagent *a, const struct msg *m)
 		hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
 		snprintf(port, sizeof(port), "%u", o->port);
 		if (getaddrinfo(o->host, port, &hints, &res) != 0 || res == NULL) {
-			eout_fail(o, OC_HOST_UNREACH, "bad address");
+			req_fail(o, OC_HOST_UNREACH, "bad address");
 			return;
 		}
-		eout_resolved(o, res, 1);
+		req_resolved(o, res, 1);
 		freeaddrinfo(res);
 		return;
 	}
 	if (nresolving >= OUT_RESOLVING_MAX) {
-		eout_fail(o, OC_FAIL, "too many name lookups in flight");
+		req_fail(o, OC_FAIL, "too many name lookups in flight");
 		return;
 	}
-	if (eout_resolve(o) == -1)
-		eout_fail(o, OC_FAIL, "cannot start name lookup");
+	if (req_resolve(o) == -1)
+		req_fail(o, OC_FAIL, "cannot start name lookup");
 }
 
 void
-out_policy(struct eagent *a, const struct msg *m)
+eout_policy(struct eagent *a, const struct msg *m)
 {
 	struct epol *p;
 	struct msg r;
@@ -421,7 +421,7 @@ out_policy(struct eagent *a, const struct msg *m)
 		r.status = 1;
 		msg_set_str(&r, FA_TEXT, "outbound sessions are not enabled on "
 		    "this edge (--allow-outbound)");
-		ctl_send(a, &r);
+		ectl_send(a, &r);
 		return;
 	}
 	if ((p = calloc(1, sizeof(*p))) == NULL ||
@@ -432,26 +432,26 @@ out_policy(struct eagent *a, const struct msg *m)
 		log_warn("agent %s: outbound policy refused: %s", a->name, err);
 		r.status = 1;
 		msg_set_str(&r, FA_TEXT, err);
-		ctl_send(a, &r);
+		ectl_send(a, &r);
 		return;
 	}
 	free(a->out_pol);
 	a->out_pol = p;
 	log_info("agent %s: outbound policy with %zu rules", a->name, p->pol.n);
 	r.status = 0;
-	ctl_send(a, &r);
+	ectl_send(a, &r);
 }
 
 void
-out_agent_lost(struct eagent *a)
+eout_agent_lost(struct eagent *a)
 {
-	struct eout *o, *next;
+	struct oreq *o, *next;
 
-	for (o = LIST_FIRST(&eouts); o != NULL; o = next) {
+	for (o = LIST_FIRST(&reqs); o != NULL; o = next) {
 		next = LIST_NEXT(o, entry);
 		if (o->a == a) {
 			o->a = NULL;
-			eout_fail(o, OC_FAIL, "agent lost");
+			req_fail(o, OC_FAIL, "agent lost");
 		}
 	}
 	free(a->out_pol);
@@ -459,7 +459,7 @@ out_agent_lost(struct eagent *a)
 }
 
 int
-out_init(int enabled)
+eout_init(int enabled)
 {
 	out_enabled = enabled;
 	/* glibc's resolver threads end through pthread_exit, which loads
@@ -477,22 +477,22 @@ out_init(int enabled)
 }
 
 void
-out_tick(uint64_t now)
+eout_tick(uint64_t now)
 {
-	struct eout *o, *next;
+	struct oreq *o, *next;
 
-	for (o = LIST_FIRST(&eouts); o != NULL; o = next) {
+	for (o = LIST_FIRST(&reqs); o != NULL; o = next) {
 		next = LIST_NEXT(o, entry);
 		if (now > o->deadline)
-			eout_fail(o, OC_TIMEOUT, o->state == EO_RESOLVE ?
+			req_fail(o, OC_TIMEOUT, o->state == EO_RESOLVE ?
 			    "name lookup timed out" : "connect timed out");
 	}
 }
 
 void
-out_shutdown(void)
+eout_shutdown(void)
 {
-	while (!LIST_EMPTY(&eouts))
-		eout_fail(LIST_FIRST(&eouts), OC_FAIL, "edge stopping");
+	while (!LIST_EMPTY(&reqs))
+		req_fail(LIST_FIRST(&reqs), OC_FAIL, "edge stopping");
 	ev_del(&res_io);
 }

@@ -11,12 +11,12 @@
 struct eagent;
 
 /* enabled: --allow-outbound; otherwise OUT_POLICY is refused. 0 or -1. */
-int	out_init(int enabled);
-void	out_policy(struct eagent *a, const struct msg *m);	/* OUT_POLICY */
-void	out_request(struct eagent *a, const struct msg *m);	/* OUT_REQ */
+int	eout_init(int enabled);
+void	eout_policy(struct eagent *a, const struct msg *m);	/* OUT_POLICY */
+void	eout_request(struct eagent *a, const struct msg *m);	/* OUT_REQ */
 /* a's control channel is gone: its requests not yet connected fail. */
-void	out_agent_lost(struct eagent *a);
-void	out_tick(uint64_t now);
-void	out_shutdown(void);
+void	eout_agent_lost(struct eagent *a);
+void	eout_tick(uint64_t now);
+void	eout_shutdown(void);
 
 #endif

@@ -52,7 +52,7 @@ static void
 proxy_fail(struct eproxy *x, const char *why)
 {
 	proxy_unlink(x);
-	svc_deny(x->svc, x->io.fd, (struct sockaddr *)&x->peer.ss,
+	esvc_deny(x->svc, x->io.fd, (struct sockaddr *)&x->peer.ss,
 	    x->timed_out ? SE_TIMEOUT : SE_ERROR, why);
 	free(x);
 }
@@ -92,7 +92,7 @@ proxy_done(struct eproxy *x, const struct proxy_hdr *h)
 	}
 	proxy_unlink(x);
 	free(x);
-	svc_client(svc, fd, (struct sockaddr *)&client, (struct sockaddr *)&local);
+	esvc_client(svc, fd, (struct sockaddr *)&client, (struct sockaddr *)&local);
 }
 
 /* Read the header without taking a byte of what follows it: peek, let
@@ -141,7 +141,7 @@ proxy_start(struct esvc *svc, int fd, const struct net_addr *peer)
 	struct eproxy *x;
 
 	if (proxy_n >= EDGE_PROXY_PENDING_MAX) {
-		svc_deny(svc, fd, (const struct sockaddr *)&peer->ss, SE_LIMIT,
+		esvc_deny(svc, fd, (const struct sockaddr *)&peer->ss, SE_LIMIT,
 		    "too many connections waiting for a PROXY header");
 		return;
 	}

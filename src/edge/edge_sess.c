@@ -2,11 +2,11 @@
  *
  * One session, from the accept to the end:
  *
- *   sess_start	   the partner's socket becomes the outer side of a pump
+ *   esess_start	   the partner's socket becomes the outer side of a pump
  *   join	   an agent is picked (edge_lis.c); SESS_OPEN goes on one of
  *		   its data links (edge_link.c), whose endpoint becomes the
  *		   inner side: the pump relays from here on
- *   sess_done	   the pump ended (both sides closed, one failed, or the
+ *   esess_done	   the pump ended (both sides closed, one failed, or the
  *		   agent refused): log it, count it, give back what it held,
  *		   and park a plain link again for the next session
  */
@@ -63,17 +63,17 @@ static uint64_t next_id = 1;
 static uint64_t nsessions;
 static uint64_t last_idle_scan;
 
-static void sess_done(struct pump *p, int side, int clean);
-static void sess_end(struct esess *s, enum sess_end code, const char *detail);
+static void esess_done(struct pump *p, int side, int clean);
+static void esess_end(struct esess *s, enum sess_end code, const char *detail);
 
 uint64_t
-sess_new_id(void)
+esess_new_id(void)
 {
 	return next_id++;
 }
 
 int
-sess_full(const char *svc, uint64_t npending)
+esess_full(const char *svc, uint64_t npending)
 {
 	if (nsessions >= lim.max_sessions) {
 		lim_hit(LIM_SESSIONS, "service %s: client refused: %llu sessions "
@@ -184,7 +184,7 @@ log_new(const struct esess *s)
 static int
 join(struct esess *s)
 {
-	struct eagent *a = s->fixed ? s->agent : svc_pick_agent(s->svc);
+	struct eagent *a = s->fixed ? s->agent : esvc_pick_agent(s->svc);
 	struct pend *inner;
 	struct msg *m;
 
@@ -195,14 +195,14 @@ join(struct esess *s)
 	if ((m = malloc(sizeof(*m))) == NULL)
 		return 0;
 	open_msg(s, m);
-	inner = link_open(a, m, &s->pl, &s->link);
+	inner = elink_open(a, m, &s->pl, &s->link);
 	free(m);
 	if (inner == NULL)
 		return 0;
 	s->joined = 1;
 	edge_stats.sessions_joined++;
 	if (s->kind == SK_CLIENT)
-		ftp_ctl_add(svc_ftp(s->svc), s->id, s->ip, a);
+		eftp_ctl_add(esvc_ftp(s->svc), s->id, s->ip, a);
 	log_new(s);
 	/* The partner's first bytes go out right behind SESS_OPEN. */
 	pump_attach(&s->p, PUMP_INNER, inner, NULL, 0);
@@ -210,8 +210,8 @@ join(struct esess *s)
 }
 
 void
-sess_start(int fd, const struct sockaddr *client, const struct sockaddr *local,
-    const struct sess_req *r)
+esess_start(int fd, const struct sockaddr *client, const struct sockaddr *local,
+    const struct esess_req *r)
 {
 	struct esess *s;
 	struct adm_hold h = r->adm;
@@ -236,12 +236,12 @@ sess_start(int fd, const struct sockaddr *client, const struct sockaddr *local,
 	s->adm = h;
 	s->t_start = ev_now();
 	s->deadline = s->t_start + lim.claim_ms;
-	s->idle_ms = s->kind == SK_OUTBOUND ? 0 : svc_idle_ms(s->svc);
+	s->idle_ms = s->kind == SK_OUTBOUND ? 0 : esvc_idle_ms(s->svc);
 	s->hnext = hash[s->id & (SESS_HASH - 1)];
 	hash[s->id & (SESS_HASH - 1)] = s;
 	nsessions++;
 	edge_stats.sessions_accepted++;
-	pump_init(&s->p, sess_done, s);
+	pump_init(&s->p, esess_done, s);
 	psock_init(&s->outer, fd, 0);
 	/* Not read until it has a data link: the bytes wait in the kernel. */
 	pump_attach(&s->p, PUMP_OUTER, &s->outer.e, NULL, 0);
@@ -252,12 +252,12 @@ sess_start(int fd, const struct sockaddr *client, const struct sockaddr *local,
 		return;
 	}
 	TAILQ_INSERT_TAIL(&waiting, s, q);
-	svc_pending(s->svc, 1);
+	esvc_pending(s->svc, 1);
 	if (rc == -1) {
 		/* No agent at all (every one's channel is failing): refuse
 		 * now rather than let the client wait for the time-out. */
 		edge_stats.sessions_agent_lost++;
-		sess_end(s, SE_REFUSED, "no agent reachable");
+		esess_end(s, SE_REFUSED, "no agent reachable");
 	}
 }
 
@@ -285,7 +285,7 @@ log_end(const struct esess *s, enum sess_end code, const char *detail)
 /* The end of s, whatever ended it: code SE_CLIENT_CLOSED or
  * SE_SERVER_CLOSED for a clean end, else why it was cut (detail: more). */
 static void
-sess_end(struct esess *s, enum sess_end code, const char *detail)
+esess_end(struct esess *s, enum sess_end code, const char *detail)
 {
 	int clean = code == SE_CLIENT_CLOSED || code == SE_SERVER_CLOSED;
 	struct eagent *a = s->agent;
@@ -295,10 +295,10 @@ sess_end(struct esess *s, enum sess_end code, const char *detail)
 		TAILQ_REMOVE(&joined, s, q);
 	else {
 		TAILQ_REMOVE(&waiting, s, q);
-		svc_pending(s->svc, -1);
+		esvc_pending(s->svc, -1);
 	}
 	hash_del(s);
-	ftp_ctl_del(s->id);
+	eftp_ctl_del(s->id);
 	nsessions--;
 	adm_release(&s->adm);
 	set_agent(s, NULL);
@@ -312,12 +312,12 @@ sess_end(struct esess *s, enum sess_end code, const char *detail)
 		fd = plink_take(&s->pl, &reg);
 	pump_free(&s->p, clean ? SE_NONE : code, detail);
 	if (fd != -1)
-		link_again(a, fd, reg);
+		elink_again(a, fd, reg);
 	free(s);
 }
 
 static void
-sess_done(struct pump *p, int side, int clean)
+esess_done(struct pump *p, int side, int clean)
 {
 	struct esess *s = p->arg;
 	const struct pend *e = p->e[side];
@@ -328,7 +328,7 @@ sess_done(struct pump *p, int side, int clean)
 		/* Outbound, the outer side is the server (the destination). */
 		code = (side == PUMP_OUTER) == (s->kind != SK_OUTBOUND) ?
 		    SE_CLIENT_CLOSED : SE_SERVER_CLOSED;
-		sess_end(s, code, NULL);
+		esess_end(s, code, NULL);
 		return;
 	}
 	/* The inner side's text comes from the agent (its backend failed,
@@ -339,7 +339,7 @@ sess_done(struct pump *p, int side, int clean)
 	else
 		snprintf(detail, sizeof(detail), "%s: %s",
 		    s->kind == SK_OUTBOUND ? "destination" : "client", e->err);
-	sess_end(s, code, detail);
+	esess_end(s, code, detail);
 }
 
 /* Join a waiting session if it can be now. What join returned. */
@@ -351,19 +351,19 @@ join_waiting(struct esess *s)
 	if (rc == 1) {
 		TAILQ_REMOVE(&waiting, s, q);
 		TAILQ_INSERT_TAIL(&joined, s, q);
-		svc_pending(s->svc, -1);
+		esvc_pending(s->svc, -1);
 	}
 	return rc;
 }
 
 void
-sess_links_ready(struct eagent *a)
+esess_links_ready(struct eagent *a)
 {
 	struct esess *s, *next;
 
 	for (s = TAILQ_FIRST(&waiting); s != NULL; s = next) {
 		next = TAILQ_NEXT(s, q);
-		if (s->agent != a && (s->fixed || !svc_offered_by(s->svc, a)))
+		if (s->agent != a && (s->fixed || !esvc_offered_by(s->svc, a)))
 			continue;
 		/* No link free at this agent: the rest wait too. */
 		if (join_waiting(s) == 0 && s->agent == a)
@@ -372,7 +372,7 @@ sess_links_ready(struct eagent *a)
 }
 
 void
-sess_agent_lost(struct eagent *a)
+esess_agent_lost(struct eagent *a)
 {
 	struct esess *s, *next;
 
@@ -391,12 +391,12 @@ sess_agent_lost(struct eagent *a)
 		if (!s->fixed && join_waiting(s) != -1)
 			continue;
 		edge_stats.sessions_agent_lost++;
-		sess_end(s, SE_ERROR, "agent lost");
+		esess_end(s, SE_ERROR, "agent lost");
 	}
 }
 
 void
-sess_tick(uint64_t now)
+esess_tick(uint64_t now)
 {
 	struct esess *s, *next;
 	char why[96];
@@ -407,7 +407,7 @@ sess_tick(uint64_t now)
 		    (unsigned long long)lim.claim_ms);
 		snprintf(why, sizeof(why), "no data link within %llu ms",
 		    (unsigned long long)lim.claim_ms);
-		sess_end(s, SE_TIMEOUT, why);
+		esess_end(s, SE_TIMEOUT, why);
 	}
 	/* Idle sessions: a scan a second is cheap next to the relaying. */
 	if (now - last_idle_scan < 1000)
@@ -422,20 +422,20 @@ sess_tick(uint64_t now)
 		    (unsigned long long)(s->idle_ms / 1000));
 		snprintf(why, sizeof(why), "idle for %llu s",
 		    (unsigned long long)(s->idle_ms / 1000));
-		sess_end(s, SE_TIMEOUT, why);
+		esess_end(s, SE_TIMEOUT, why);
 	}
 }
 
 void
-sess_shutdown(void)
+esess_shutdown(void)
 {
 	struct esess *s;
 	uint64_t n = 0;
 
 	while ((s = TAILQ_FIRST(&waiting)) != NULL)
-		sess_end(s, SE_STOPPING, "edge stopping");
+		esess_end(s, SE_STOPPING, "edge stopping");
 	while ((s = TAILQ_FIRST(&joined)) != NULL) {
-		sess_end(s, SE_STOPPING, "edge stopping");
+		esess_end(s, SE_STOPPING, "edge stopping");
 		n++;
 	}
 	if (n > 0)
@@ -443,7 +443,7 @@ sess_shutdown(void)
 }
 
 void
-sess_stats(char *out, size_t outlen)
+esess_stats(char *out, size_t outlen)
 {
 	uint64_t in = edge_stats.bytes_from_clients;
 	uint64_t outb = edge_stats.bytes_to_clients;
@@ -456,7 +456,7 @@ sess_stats(char *out, size_t outlen)
 		outb += pump_bytes(&s->p, PUMP_INNER);
 		n++;
 	}
-	(void)stats_put(out, outlen, "bytes_from_clients_total", in);
-	(void)stats_put(out, outlen, "bytes_to_clients_total", outb);
-	(void)stats_put(out, outlen, "sessions_active", n);
+	(void)estats_put(out, outlen, "bytes_from_clients_total", in);
+	(void)estats_put(out, outlen, "bytes_to_clients_total", outb);
+	(void)estats_put(out, outlen, "sessions_active", n);
 }

@@ -18,7 +18,7 @@
 struct eagent;
 
 /* What a new session is. */
-struct sess_req {
+struct esess_req {
 	uint8_t		 kind;		/* SK_CLIENT, SK_FTP_DATA, SK_OUTBOUND */
 	const char	*svc;		/* its service (not SK_OUTBOUND) */
 	struct eagent	*agent;		/* FTP data, outbound: only this one */
@@ -29,21 +29,21 @@ struct sess_req {
 };
 
 /* A fresh session id (also for clients refused before a session). */
-uint64_t sess_new_id(void);
+uint64_t esess_new_id(void);
 /* 1 if one more session of service svc, which has npending waiting
  * already, would pass the edge's limits (logged and counted). */
-int	sess_full(const char *svc, uint64_t npending);
+int	esess_full(const char *svc, uint64_t npending);
 /* Start a session for fd (taken): client is the partner (or the
  * destination, outbound), local where it connected (NULL: unknown). */
-void	sess_start(int fd, const struct sockaddr *client,
-	    const struct sockaddr *local, const struct sess_req *r);
+void	esess_start(int fd, const struct sockaddr *client,
+	    const struct sockaddr *local, const struct esess_req *r);
 /* Agent a may have a data link free, or offer a service now. */
-void	sess_links_ready(struct eagent *a);
+void	esess_links_ready(struct eagent *a);
 /* a's control channel is gone: its running sessions go on; those waiting
  * for it go to another agent of their service, or end. */
-void	sess_agent_lost(struct eagent *a);
-void	sess_tick(uint64_t now);
-void	sess_shutdown(void);
-void	sess_stats(char *out, size_t outlen);
+void	esess_agent_lost(struct eagent *a);
+void	esess_tick(uint64_t now);
+void	esess_shutdown(void);
+void	esess_stats(char *out, size_t outlen);
 
 #endif

@@ -13,7 +13,7 @@
 struct edge_stats edge_stats;
 
 int
-stats_put(char *out, size_t outlen, const char *name, uint64_t value)
+estats_put(char *out, size_t outlen, const char *name, uint64_t value)
 {
 	size_t have = strnlen(out, outlen);
 	int r;
@@ -30,7 +30,7 @@ stats_put(char *out, size_t outlen, const char *name, uint64_t value)
 }
 
 void
-stats_msg(struct msg *m)
+estats_msg(struct msg *m)
 {
 	const struct { const char *name; uint64_t v; } kv[] = {
 		{ "sessions_accepted_total", edge_stats.sessions_accepted },
@@ -55,14 +55,14 @@ stats_msg(struct msg *m)
 	/* A counter that does not fit is left out (the frame has room for
 	 * far more than there are). */
 	for (i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
-		(void)stats_put(m->stats, sizeof(m->stats), kv[i].name, kv[i].v);
-	sess_stats(m->stats, sizeof(m->stats));
-	svc_stats(m->stats, sizeof(m->stats));
-	link_stats(m->stats, sizeof(m->stats));
-	ftp_stats(m->stats, sizeof(m->stats));
+		(void)estats_put(m->stats, sizeof(m->stats), kv[i].name, kv[i].v);
+	esess_stats(m->stats, sizeof(m->stats));
+	esvc_stats(m->stats, sizeof(m->stats));
+	elink_stats(m->stats, sizeof(m->stats));
+	eftp_stats(m->stats, sizeof(m->stats));
 	/* How often each limit was hit: limit_sessions_total, ... */
 	for (k = 0; k < LIM_COUNT; k++) {
 		snprintf(name, sizeof(name), "limit_%s_total", lim_name(k));
-		(void)stats_put(m->stats, sizeof(m->stats), name, lim_counter[k]);
+		(void)estats_put(m->stats, sizeof(m->stats), name, lim_counter[k]);
 	}
 }

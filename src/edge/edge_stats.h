@@ -31,8 +31,8 @@ extern struct edge_stats edge_stats;
 /* Append " name=value" (no space when out is empty) to out, which stays
  * NUL-terminated within outlen. -1 (out unchanged) if it does not fit;
  * names are the edge's own, [a-z0-9_]. */
-int	stats_put(char *out, size_t outlen, const char *name, uint64_t value);
+int	estats_put(char *out, size_t outlen, const char *name, uint64_t value);
 /* The STATS frame that answers STATS_REQ: every counter. */
-void	stats_msg(struct msg *m);
+void	estats_msg(struct msg *m);
 
 #endif
