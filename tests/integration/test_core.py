@@ -142,15 +142,15 @@ def test_50_concurrent_sftp(sftp_gw_link, tmp_path):
             tmp_path, name=f"sftp{i}")
     deadline = time.monotonic() + 300
     failures = []
-    for i, p in procs.items():
+    for i, proc in procs.items():
         try:
-            rc = p.wait(timeout=max(1, deadline - time.monotonic()))
+            rc = proc.wait(timeout=max(1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+            proc.kill()
+            proc.wait()
             rc = "timeout"
         if rc != 0:
-            failures.append(f"sftp{i}: rc={rc}: {p.out_path.read_text()[-500:]}")
+            failures.append(f"sftp{i}: rc={rc}: {proc.out_path.read_text()[-500:]}")
     assert not failures, f"{len(failures)} of {n} sessions failed:\n" + \
         "\n".join(failures[:10])
     for i in range(n):
