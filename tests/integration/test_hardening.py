@@ -5,21 +5,21 @@
   the sandbox is up), and it still relays sftp;
 - the private key is only in the key process's memory, never in the
   process that talks to the internet;
-- hostile input against a live edge while a real sftp transfer runs.
+- hostile input against a live edge while a real sftp transfer runs: on
+  service ports, on the control port, and on data links.
 """
 
 import os
 import re
 import resource
 import socket
-import subprocess
 import threading
 import time
 
-import pytest
 
 import fakeagent as fa
 import sp
+import spproto as p
 from sp import LOOPBACK, MiB
 
 EDGE_RSS_BOUND_KIB = 64 * 1024   # stated bound, see docs/security.md
@@ -182,6 +182,10 @@ def test_hostile_input_while_sftp_runs(tmp_path, pki, sshd):
                         pki.agent_key, name="never-claims")
     fake.connect()
     assert fake.svc_open("trap", f"{LOOPBACK}:{trap_port}")[0] == 0
+    # and one with no service, whose data links misbehave
+    rogue = fa.FakeAgent(edge.control_port, pki.ca_crt, pki.agent_crt,
+                         pki.agent_key, name="rogue")
+    rogue.connect()
 
     # the legitimate transfer, from its own address, during the attack
     result = {}
@@ -232,15 +236,23 @@ def test_hostile_input_while_sftp_runs(tmp_path, pki, sshd):
             g = socket.create_connection((LOOPBACK, edge.control_port))
             g.sendall(os.urandom(2048))
             g.close()
-        big = fa.tls_connect(fa.client_context(pki.ca_crt, pki.agent_crt,
-                                               pki.agent_key),
-                             edge.control_port)
-        big.sendall(b"\x00\x01\x00\x00" + (1 << 20).to_bytes(4, "big"))
-        trunc = fa.tls_connect(fa.client_context(pki.ca_crt, pki.agent_crt,
-                                                 pki.agent_key),
-                               edge.control_port)
-        trunc.sendall(b"\x00\x01\x00")
+        ctx = fa.client_context(pki.ca_crt, pki.agent_crt, pki.agent_key)
+        big = fa.tls_connect(ctx, edge.control_port)
+        big.sendall(p.raw_frame(p.HELLO, length=1 << 20))
+        held.append(big)
+        trunc = fa.tls_connect(ctx, edge.control_port)
+        trunc.sendall(p.raw_frame(p.HELLO)[:3])
         trunc.close()
+        # 6. data links: forged proofs, replays, and an authenticated
+        #    link that breaks the mux rules
+        for i in range(50):
+            s, _, _ = rogue.greet(plain=False, counter=1000 + i,
+                                  proof=os.urandom(32))
+            held.append(s)
+        bad = rogue.mux_link()
+        s, _, _ = rogue.greet(plain=False, counter=bad.counter)   # replay
+        held.append(s)
+        bad.send(p.mux_data(7, b"never opened"))
         for i in range(6):                # keep the slow ones dribbling
             for c in slow[::2]:
                 try:
@@ -253,6 +265,12 @@ def test_hostile_input_while_sftp_runs(tmp_path, pki, sshd):
         assert result.get("ok"), f"legitimate sftp failed: {result.get('err')}"
         sp.wait_until(lambda: "refused: protocol error: frame too large"
                       in edge.proc.log(), 10, "oversize frame refused")
+        assert bad.wait_closed(10) is not None, "mux link not dropped"
+        edge.proc.wait_log(["multiplexed data link of agent rogue",
+                            "lost: mux frame for a stream never opened"])
+        assert edge.proc.count("refused: wrong link proof") == 50
+        edge.proc.wait_log("refused: link counter used already")
+        assert not rogue.closed.is_set(), "the rogue's control was cut"
         sp.wait_until(lambda: "limit handshake_timeout hit" in edge.proc.log(),
                       15, "slow handshakes cut")
         sp.wait_until(lambda: "limit claim_timeout hit" in edge.proc.log(),
@@ -265,6 +283,7 @@ def test_hostile_input_while_sftp_runs(tmp_path, pki, sshd):
             except OSError:
                 pass
         fake.close()
+        rogue.close()
 
     log = edge.proc.log()
     assert "limit pending hit" in log, "5,000 unclaimed clients: no limit"
