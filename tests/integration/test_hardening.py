@@ -16,7 +16,6 @@ import socket
 import threading
 import time
 
-
 import fakeagent as fa
 import sp
 import spproto as p
