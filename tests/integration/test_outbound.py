@@ -354,70 +354,86 @@ def test_edge_objects_only_edge_out_connects():
 # --------------------------------------------------------------------------
 # the edge enforces the policy itself (a fake agent speaks the protocol)
 
-OUT_OPEN, OUT_RESULT, OUT_POLICY, OUT_POLICY_OK = 48, 49, 50, 51
-A_DEST_HOST, A_DEST_PORT, A_OUT_CODE, A_DEST_ADDR, A_OUT_ALLOW = 34, 35, 36, 37, 38
+def _out_req(agent, request, host, port):
+    """OUT_REQ on agent's control connection; the edge's OUT_FAIL for it,
+    or None if none came within 2 s (it connected)."""
+    import spproto as p
+    agent.send_frame(p.OUT_REQ, REQUEST=request, DEST_HOST=host,
+                     DEST_PORT=port)
+    try:
+        f = agent.recv(timeout=2, want=p.OUT_FAIL)
+    except TimeoutError:
+        return None
+    assert f["REQUEST"] == request, f["REQUEST"]
+    return f
 
 
-def _out_link(fa_mod, agent, host, port, token):
-    sock = fa_mod.tls_connect(agent.ctx, agent.port)
-    reader = fa_mod.FrameReader(sock)
-    sock.sendall(fa_mod.frame(OUT_OPEN, fa_mod.attr(A_DEST_HOST, host),
-                              fa_mod.attr(A_DEST_PORT, fa_mod.u16(port)),
-                              fa_mod.attr(fa_mod.A_SECRET, token)))
-    return sock, reader, reader.read()
-
-
-def test_edge_enforces_policy_and_token(tmp_path, pki, edge):
+def test_edge_enforces_outbound_policy(tmp_path, pki, edge):
+    """Outbound requests are OUT_REQ on the control connection. The edge
+    answers OUT_FAIL code 2 (not allowed) for a destination outside the
+    agent's policy and to an agent that sent no policy, code 5 when an
+    allowed destination refuses; an allowed destination it reached
+    arrives as SESS_OPEN of kind outbound (REQUEST, DEST_ADDR) on one of
+    the agent's data links, and bytes pass both ways."""
     import fakeagent as fa
-    ls = socket.socket()
-    ls.bind((LOOPBACK, 0))
-    ls.listen(4)
+    import spproto as p
+    ls = socket.create_server((LOOPBACK, 0))
     port = ls.getsockname()[1]
     closed_port = sp.free_port()
     a = fa.FakeAgent(edge.control_port, pki.ca_crt, pki.agent_crt,
-                     pki.agent_key)
+                     pki.agent_key, name="out1")
+    none = fa.FakeAgent(edge.control_port, pki.ca_crt, pki.agent_crt,
+                        pki.agent_key, name="nopolicy")
     try:
         a.connect()
+        none.connect()
+        none.mux_link()
+        # no OUT_POLICY from this agent: not allowed
+        f = _out_req(none, 1, LOOPBACK, port)
+        assert f is not None and f["OUT_CODE"] == 2, f
         # a policy that does not parse is refused, with a reason
-        a.send(fa.frame(OUT_POLICY, fa.attr(A_OUT_ALLOW, "10.1.2.3/8:22")))
-        f = a.recv(want=OUT_POLICY_OK)
-        assert f.u(fa.A_STATUS) == 1 and "not a destination rule" in f.text()
-        a.send(fa.frame(OUT_POLICY, fa.attr(
-            A_OUT_ALLOW, f"127.0.0.1/32:{port}, 127.0.0.1:{closed_port}")))
-        f = a.recv(want=OUT_POLICY_OK)
-        assert f.u(fa.A_STATUS) == 0
-        token = f.get(fa.A_SECRET)
-        assert len(token) == 32
-        # wrong token: refused, whatever the destination
-        s, _, r = _out_link(fa, a, "127.0.0.1", port, bytes(32))
-        assert r.type == OUT_RESULT and r.u(fa.A_STATUS) == 1
-        assert r.u(A_OUT_CODE) == 2
-        s.close()
-        # outside the policy: refused
-        s, _, r = _out_link(fa, a, "127.0.0.1", port + 1 if port < 65535
-                            else port - 1, token)
-        assert r.u(fa.A_STATUS) == 1 and r.u(A_OUT_CODE) == 2
-        s.close()
-        # allowed but nobody listens: connection refused (5)
-        s, _, r = _out_link(fa, a, "127.0.0.1", closed_port, token)
-        assert r.u(fa.A_STATUS) == 1 and r.u(A_OUT_CODE) == 5, r
-        s.close()
-        # allowed: connected, then bytes both ways
-        s, reader, r = _out_link(fa, a, "127.0.0.1", port, token)
-        assert r.u(fa.A_STATUS) == 0 and r.u(A_OUT_CODE) == 0
-        assert r.s(A_DEST_ADDR) == f"127.0.0.1:{port}"
+        a.send_frame(p.OUT_POLICY, OUT_ALLOW="10.1.2.3/8:22")
+        f = a.recv(want=p.OUT_POLICY_OK)
+        assert f["STATUS"] == 1 and "not a destination rule" in f["TEXT"]
+        a.send_frame(p.OUT_POLICY, OUT_ALLOW=f"127.0.0.1/32:{port}, "
+                     f"127.0.0.1:{closed_port}")
+        assert a.recv(want=p.OUT_POLICY_OK)["STATUS"] == 0
+        ml = a.mux_link()
+        # outside the policy: another port, another (private) address
+        other = port + 1 if port < 65535 else port - 1
+        for rid, host, dport in ((2, LOOPBACK, other),
+                                 (3, "10.0.0.1", port)):
+            f = _out_req(a, rid, host, dport)
+            assert f is not None and f["OUT_CODE"] == 2, (host, dport, f)
+        # allowed, but nobody listens: connection refused
+        f = _out_req(a, 4, LOOPBACK, closed_port)
+        assert f is not None and f["OUT_CODE"] == 5, f
+        # allowed: connected, then a session on the agent's data link
+        assert _out_req(a, 5, LOOPBACK, port) is None
+        ls.settimeout(10)
         c, _ = ls.accept()
-        s.sendall(b"ping")
+        st = ml.accept()
+        assert st.open["SESS_KIND"] == p.SK_OUTBOUND
+        assert st.open["REQUEST"] == 5
+        assert st.open["DEST_ADDR"] == f"{LOOPBACK}:{port}"
+        assert not st.open.has("SERVICE")
+        st.send(b"ping")
+        c.settimeout(10)
         assert c.recv(4) == b"ping"
         c.sendall(b"pong")
-        got = reader.take_rest()
-        while len(got) < 4:
-            got += s.recv(4 - len(got))
-        assert got == b"pong"
-        c.close()
-        s.close()
+        assert st.recv_exact(4) == b"pong"
+        c.close()                   # the destination ends first
+        st.wait_fin()
+        st.send_fin()
+        line = edge.proc.wait_log(re.compile(
+            rf"session \d+ closed outbound dest={LOOPBACK}:{port} "))
+        assert "bytes_in=4 bytes_out=4 " in line, line
+        assert "reason=server-closed" in line and "link=tls" in line, line
+        assert not a.closed.is_set() and not none.closed.is_set()
     finally:
         a.close()
+        none.close()
         ls.close()
     edge.proc.wait_log("outbound policy refused")
-    edge.proc.wait_log(["refused agent=-", "no agent with this outbound token"])
+    edge.proc.wait_log(["outbound request 1 refused agent=nopolicy",
+                        "no outbound policy from this agent"])
