@@ -42,7 +42,7 @@ LIBCURL = -lcurl -ljansson
 
 COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
           src/common/end.c src/common/net.c src/common/tlsx.c src/common/fconn.c \
-          src/common/pump.c src/common/psock.c src/common/plink.c src/common/mux.c \
+          src/common/pump.c src/common/psock.c src/common/plink.c src/common/mux.c src/common/mux_stream.c \
           src/common/linkkey.c src/common/cidr.c src/common/outpol.c
 EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_link.c \
           src/edge/edge_lis.c src/edge/edge_proxy.c src/edge/edge_adm.c \

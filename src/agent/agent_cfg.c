@@ -307,70 +307,52 @@ cfg_agent_key(struct cfg_parse *p, const char *name, const char *value)
 	return cfg_fail(p, "unknown key '%s' in [agent]", name);
 }
 
+/* backend = HOST:PORT, and for FTP an optional " passive=A-B". */
 static int
-cfg_service_key(struct cfg_parse *p, const char *name, const char *value)
+cfg_backend(struct cfg_parse *p, struct cfg_service *s, const char *value)
 {
-	struct cfg_service *s = p->cur;
 	struct cfg_backend *b;
-	struct net_addr a;
 	char host[CFG_STR], port[16], err[CFG_STR + 64], hp[CFG_STR];
 	const char *opt;
-	int rc;
 
-	if ((rc = ftpcfg_key(s, name, value, err, sizeof(err))) != 0)
-		return rc == 1 ? 1 : cfg_fail(p, "%s", err);
-	if (strcmp(name, "listen") == 0) {
-		if (s->listen[0] != '\0')
-			return cfg_fail(p, "listen: given twice in [service %s]",
-			    s->name);
-		if (net_parse(value, &a, err, sizeof(err)) == -1)
-			return cfg_fail(p, "listen: %s (the edge takes numeric "
-			    "addresses only)", err);
-		return cfg_copy(p, s->listen, sizeof(s->listen), name, value);
-	}
-	if (strcmp(name, "backend") == 0) {
-		if (s->nbackends == CFG_MAX_BACKENDS)
-			return cfg_fail(p, "backend: more than 16 in [service %s]",
-			    s->name);
-		b = &s->backends[s->nbackends];
-		/* "HOST:PORT" and, for FTP, an optional " passive=A-B". */
-		opt = value + strcspn(value, " \t");
-		snprintf(hp, sizeof(hp), "%.*s", (int)(opt - value), value);
-		opt += strspn(opt, " \t");
-		if (*opt != '\0' && ftpcfg_backend_opt(b, opt, err,
-		    sizeof(err)) == -1)
-			return cfg_fail(p, "%s", err);
-		if (!cfg_copy(p, b->str, sizeof(b->str), name, hp))
-			return 0;
-		if (net_split(hp, host, sizeof(host), port, sizeof(port)) == -1)
-			return cfg_fail(p, "backend: '%s' is not HOST:PORT", value);
-		if (cfg_resolver(host, port, &b->addr, err, sizeof(err)) == -1)
-			return cfg_fail(p, "backend: %s", err);
-		s->nbackends++;
-		return 1;
-	}
+	if (s->nbackends == CFG_MAX_BACKENDS)
+		return cfg_fail(p, "backend: more than 16 in [service %s]",
+		    s->name);
+	b = &s->backends[s->nbackends];
+	opt = value + strcspn(value, " \t");
+	snprintf(hp, sizeof(hp), "%.*s", (int)(opt - value), value);
+	opt += strspn(opt, " \t");
+	if (*opt != '\0' && ftpcfg_backend_opt(b, opt, err, sizeof(err)) == -1)
+		return cfg_fail(p, "%s", err);
+	if (!cfg_copy(p, b->str, sizeof(b->str), "backend", hp))
+		return 0;
+	if (net_split(hp, host, sizeof(host), port, sizeof(port)) == -1)
+		return cfg_fail(p, "backend: '%s' is not HOST:PORT", value);
+	if (cfg_resolver(host, port, &b->addr, err, sizeof(err)) == -1)
+		return cfg_fail(p, "backend: %s", err);
+	s->nbackends++;
+	return 1;
+}
+
+/* Keys of a [service] that take a word or a number. */
+static int
+cfg_service_word(struct cfg_parse *p, struct cfg_service *s,
+    const char *name, const char *value)
+{
+	static const char *const pp[] = { "off", "v1", "v2" };
+	unsigned long v;
+	char *end;
+	int i;
+
 	if (strcmp(name, "proxy_protocol") == 0) {
-		if (strcmp(value, "off") == 0)
-			s->proxy_protocol = 0;
-		else if (strcmp(value, "v1") == 0)
-			s->proxy_protocol = 1;
-		else if (strcmp(value, "v2") == 0)
-			s->proxy_protocol = 2;
-		else
-			return cfg_fail(p, "proxy_protocol: '%s': use v1, v2 or off",
-			    value);
-		return 1;
+		for (i = 0; i < 3; i++)
+			if (strcmp(value, pp[i]) == 0) {
+				s->proxy_protocol = i;
+				return 1;
+			}
+		return cfg_fail(p, "proxy_protocol: '%s': use v1, v2 or off",
+		    value);
 	}
-	if (strcmp(name, "allow") == 0)
-		return cfg_cidrs(p, s->allow, name, value);
-	if (strcmp(name, "deny") == 0)
-		return cfg_cidrs(p, s->deny, name, value);
-	if (strcmp(name, "accept_proxy_from") == 0)
-		return cfg_cidrs(p, s->accept_proxy, name, value);
-	if (strcmp(name, "max_sessions_per_ip") == 0)
-		return cfg_count(p, &s->max_sess_ip, name, value);
-	if (strcmp(name, "max_new_sessions_per_ip_per_minute") == 0)
-		return cfg_count(p, &s->max_rate_ip, name, value);
 	if (strcmp(name, "priority") == 0) {
 		if (s->priority_set)
 			return cfg_fail(p, "priority: given twice in [service %s]",
@@ -386,9 +368,6 @@ cfg_service_key(struct cfg_parse *p, const char *name, const char *value)
 		return cfg_seconds(p, &s->health_ms, name, value, 1);
 	}
 	if (strcmp(name, "idle_timeout") == 0) {
-		char *end;
-		unsigned long v;
-
 		errno = 0;
 		v = strtoul(value, &end, 10);
 		if (errno != 0 || end == value || *end != '\0' || v > 604800 ||
@@ -399,6 +378,40 @@ cfg_service_key(struct cfg_parse *p, const char *name, const char *value)
 		return 1;
 	}
 	return cfg_fail(p, "unknown key '%s' in [service %s]", name, s->name);
+}
+
+static int
+cfg_service_key(struct cfg_parse *p, const char *name, const char *value)
+{
+	struct cfg_service *s = p->cur;
+	struct net_addr a;
+	char err[CFG_STR + 64];
+	int rc;
+
+	if ((rc = ftpcfg_key(s, name, value, err, sizeof(err))) != 0)
+		return rc == 1 ? 1 : cfg_fail(p, "%s", err);
+	if (strcmp(name, "listen") == 0) {
+		if (s->listen[0] != '\0')
+			return cfg_fail(p, "listen: given twice in [service %s]",
+			    s->name);
+		if (net_parse(value, &a, err, sizeof(err)) == -1)
+			return cfg_fail(p, "listen: %s (the edge takes numeric "
+			    "addresses only)", err);
+		return cfg_copy(p, s->listen, sizeof(s->listen), name, value);
+	}
+	if (strcmp(name, "backend") == 0)
+		return cfg_backend(p, s, value);
+	if (strcmp(name, "allow") == 0)
+		return cfg_cidrs(p, s->allow, name, value);
+	if (strcmp(name, "deny") == 0)
+		return cfg_cidrs(p, s->deny, name, value);
+	if (strcmp(name, "accept_proxy_from") == 0)
+		return cfg_cidrs(p, s->accept_proxy, name, value);
+	if (strcmp(name, "max_sessions_per_ip") == 0)
+		return cfg_count(p, &s->max_sess_ip, name, value);
+	if (strcmp(name, "max_new_sessions_per_ip_per_minute") == 0)
+		return cfg_count(p, &s->max_rate_ip, name, value);
+	return cfg_service_word(p, s, name, value);
 }
 
 static int

@@ -202,12 +202,43 @@ aedge_stats(struct aedge *e, const struct msg *m)
 	e->stats_at = ev_now();
 }
 
+/* HELLO_OK: the control connection is up, with its link key. */
+static void
+aedge_hello_ok(struct aedge *e, struct msg *m)
+{
+	struct msg m2;
+
+	e->state = AE_READY;
+	e->connects++;
+	e->connected_at = ev_now();
+	e->stats[0] = '\0';
+	e->backoff_ms = BACKOFF_MIN_MS;
+	e->last_ping = ev_now();
+	snprintf(e->edge_name, sizeof(e->edge_name), "%s", m->name);
+	memcpy(e->key, m->link_key, sizeof(e->key));
+	OPENSSL_cleanse(m->link_key, sizeof(m->link_key));
+	e->kid = m->key_id;
+	e->ctr = 0;
+	e->link_next = 0;
+	log_info("edge %s connected (edge %s, protocol %u, data_link=%s, "
+	    "data_links=%u)", e->ce->str, e->edge_name, m->version,
+	    agent_cfg.data_plain ? "plain" : "tls", agent_cfg.data_links);
+	aedge_push_services(e);
+	if (agent_cfg.out.line != 0) {
+		/* The edge enforces what we allow; it gets the policy before
+		 * any outbound session can be asked for. */
+		msg_init(&m2, FT_OUT_POLICY);
+		msg_set_str(&m2, FA_OUT_ALLOW, agent_cfg.out.allow);
+		(void)fconn_send(&e->fc, &m2);
+	}
+	alink_fill(e);
+}
+
 static int
 aedge_frame(struct fconn *fc, struct msg *m)
 {
 	struct aedge *e = fc->owner;
 	char why[MSG_TEXT_MAX + 64];
-	struct msg m2;
 
 	if (e->state == AE_HELLO) {
 		if (m->type != FT_HELLO_OK) {
@@ -218,30 +249,7 @@ aedge_frame(struct fconn *fc, struct msg *m)
 			aedge_fail(e, why);
 			return -1;
 		}
-		e->state = AE_READY;
-		e->connects++;
-		e->connected_at = ev_now();
-		e->stats[0] = '\0';
-		e->backoff_ms = BACKOFF_MIN_MS;
-		e->last_ping = ev_now();
-		snprintf(e->edge_name, sizeof(e->edge_name), "%s", m->name);
-		memcpy(e->key, m->link_key, sizeof(e->key));
-		OPENSSL_cleanse(m->link_key, sizeof(m->link_key));
-		e->kid = m->key_id;
-		e->ctr = 0;
-		e->link_next = 0;
-		log_info("edge %s connected (edge %s, protocol %u, data_link=%s, "
-		    "data_links=%u)", e->ce->str, e->edge_name, m->version,
-		    agent_cfg.data_plain ? "plain" : "tls", agent_cfg.data_links);
-		aedge_push_services(e);
-		if (agent_cfg.out.line != 0) {
-			/* The edge enforces what we allow; it gets the policy
-			 * before any outbound session can be asked for. */
-			msg_init(&m2, FT_OUT_POLICY);
-			msg_set_str(&m2, FA_OUT_ALLOW, agent_cfg.out.allow);
-			(void)fconn_send(&e->fc, &m2);
-		}
-		alink_fill(e);
+		aedge_hello_ok(e, m);
 		return 0;
 	}
 	switch (m->type) {

@@ -89,8 +89,10 @@ usage(FILE *f)
 	    "      --version       print the version\n");
 }
 
-int
-main(int argc, char **argv)
+/* The command line: the configuration's path, or NULL to exit with
+ * *rc. */
+static const char *
+parse_options(int argc, char **argv, int *check, int *verbose, int *rc)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -101,43 +103,36 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = NULL;
-	struct sigaction sa;
-	char err[1024];
-	int ch, check = 0, verbose = 0;
-	uint64_t now;
+	int ch;
 
+	*rc = 2;
 	while ((ch = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': config = optarg; break;
-		case 'K': check = 1; break;
-		case 'v': verbose++; break;
-		case 'h': usage(stdout); return 0;
-		case 'V': printf("sallyport-agent %s\n", AGENT_VERSION); return 0;
-		default: usage(stderr); return 2;
+		case 'K': *check = 1; break;
+		case 'v': (*verbose)++; break;
+		case 'h': usage(stdout); *rc = 0; return NULL;
+		case 'V':
+			printf("sallyport-agent %s\n", AGENT_VERSION);
+			*rc = 0;
+			return NULL;
+		default: usage(stderr); return NULL;
 		}
 	}
 	if (optind != argc || config == NULL) {
 		usage(stderr);
-		return 2;
+		return NULL;
 	}
-	log_init("sallyport-agent", verbose);
-	if (cfg_load(config, &agent_cfg, err, sizeof(err)) == -1) {
-		log_err("%s", err);
-		return 1;
-	}
-	if ((agent_tls = tlsx_client_ctx(agent_cfg.cert, agent_cfg.key,
-	    agent_cfg.ca, err, sizeof(err))) == NULL) {
-		log_err("%s: TLS set-up: %s", config, err);
-		cfg_free(&agent_cfg);
-		return 1;
-	}
-	if (check) {
-		printf("%s: ok (%zu edges, %zu services)\n", config,
-		    agent_cfg.nedges, agent_cfg.nservices);
-		SSL_CTX_free(agent_tls);
-		cfg_free(&agent_cfg);
-		return 0;
-	}
+	return config;
+}
+
+/* Everything before the loop; exits on what the agent cannot run
+ * without. */
+static void
+start(void)
+{
+	struct sigaction sa;
+	char err[1024];
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
@@ -163,14 +158,62 @@ main(int argc, char **argv)
 	if (agent_cfg.admin_listen[0] != '\0' &&
 	    admin_start(agent_cfg.admin_listen, err, sizeof(err)) == -1)
 		log_fatal("admin API on %s: %s", agent_cfg.admin_listen, err);
-	if (aout_start() == -1) {
-		aout_stop();
-		SSL_CTX_free(agent_tls);
+	if (aout_start() == -1)
+		log_fatal("outbound proxies: cannot listen");
+	health_start();
+	aedge_start();
+}
+
+static void
+stop(void)
+{
+	admin_stop();
+	aout_stop();
+	asess_stop();
+	ev_settle();
+	alink_stop();
+	aftp_stop();
+	psock_tick(UINT64_MAX);
+	aedge_stop();
+	reload_stop();
+	metrics_free();
+	audit_close();
+	health_stop();
+	tlsx_cleanup();
+	SSL_CTX_free(agent_tls);
+	backend_unbind(agent_cfg.services, agent_cfg.nservices);
+	cfg_free(&agent_cfg);
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *config;
+	char err[1024];
+	int check = 0, verbose = 0, rc;
+	uint64_t now;
+
+	if ((config = parse_options(argc, argv, &check, &verbose, &rc)) == NULL)
+		return rc;
+	log_init("sallyport-agent", verbose);
+	if (cfg_load(config, &agent_cfg, err, sizeof(err)) == -1) {
+		log_err("%s", err);
+		return 1;
+	}
+	if ((agent_tls = tlsx_client_ctx(agent_cfg.cert, agent_cfg.key,
+	    agent_cfg.ca, err, sizeof(err))) == NULL) {
+		log_err("%s: TLS set-up: %s", config, err);
 		cfg_free(&agent_cfg);
 		return 1;
 	}
-	health_start();
-	aedge_start();
+	if (check) {
+		printf("%s: ok (%zu edges, %zu services)\n", config,
+		    agent_cfg.nedges, agent_cfg.nservices);
+		SSL_CTX_free(agent_tls);
+		cfg_free(&agent_cfg);
+		return 0;
+	}
+	start();
 	(void)sd_notify(0, "READY=1");
 	while (!agent_stop) {
 		if (ev_run_once(200) == -1)
@@ -193,22 +236,7 @@ main(int argc, char **argv)
 	}
 	(void)sd_notify(0, "STOPPING=1");
 	log_info("stopping");
-	admin_stop();
-	aout_stop();
-	asess_stop();
-	ev_settle();
-	alink_stop();
-	aftp_stop();
-	psock_tick(UINT64_MAX);
-	aedge_stop();
-	reload_stop();
-	metrics_free();
-	audit_close();
-	health_stop();
-	tlsx_cleanup();
-	SSL_CTX_free(agent_tls);
-	backend_unbind(agent_cfg.services, agent_cfg.nservices);
-	cfg_free(&agent_cfg);
+	stop();
 	log_info("stopped");
 	return 0;
 }

@@ -309,98 +309,126 @@ http_auth_ok(const struct httpc_req *h)
 	return r;
 }
 
-static void
-aout_client_io(struct ev_io *io, uint32_t events)
+/* The steps of a client's request: each returns 1 when its message was
+ * whole and the next step may read, 0 to wait for more bytes, -1 when
+ * o is gone. */
+static int
+step_greeting(struct aout *o, int auth)
 {
-	struct aout *o = (struct aout *)(void *)io;
-	int auth = agent_cfg.out.user[0] != '\0';
 	struct socks_greeting g;
-	struct socks_auth a;
-	struct socks_req q;
-	struct http_parse h;
 	const char *why = NULL;
 	uint8_t r2[2];
 	int r;
 
+	if ((r = aout_read(o, parse_greeting, &g, &why)) <= 0) {
+		if (r < 0)
+			aout_fail(o, -1, 0, "failed", r == -1 ? why :
+			    "malformed SOCKS5 greeting");
+		return r < 0 ? -1 : 0;
+	}
+	r2[0] = 5;
+	r2[1] = auth ? (g.offers_userpass ? SOCKS_M_USERPASS : SOCKS_M_REFUSE) :
+	    (g.offers_none ? SOCKS_M_NONE : SOCKS_M_REFUSE);
+	client_send(o, r2, 2);
+	if (r2[1] == SOCKS_M_REFUSE) {
+		aout_fail(o, -1, 0, "refused", auth ? "client offers no "
+		    "username/password method" : "client offers no "
+		    "no-authentication method");
+		return -1;
+	}
+	o->state = auth ? AO_AUTH : AO_REQUEST;
+	return 1;
+}
+
+static int
+step_auth(struct aout *o)
+{
+	struct socks_auth a;
+	const char *why = NULL;
+	uint8_t r2[2];
+	int r;
+
+	if ((r = aout_read(o, parse_auth, &a, &why)) <= 0) {
+		if (r < 0)
+			aout_fail(o, -1, 0, "failed", r == -1 ? why :
+			    "malformed SOCKS5 username/password request");
+		return r < 0 ? -1 : 0;
+	}
+	r = creds_match(a.user, a.ulen, a.pass, a.plen);
+	OPENSSL_cleanse(&a, sizeof(a));
+	r2[0] = 1;
+	r2[1] = r ? 0 : 1;
+	client_send(o, r2, 2);
+	if (!r) {
+		aout_fail(o, -1, 0, "refused", "SOCKS5 authentication failed");
+		return -1;
+	}
+	o->state = AO_REQUEST;
+	return 1;
+}
+
+static int
+step_socks_request(struct aout *o)
+{
+	struct socks_req q;
+	const char *why = NULL;
+	int r;
+
+	if ((r = aout_read(o, parse_request, &q, &why)) == 0)
+		return 0;
+	if (r < 0) {
+		aout_fail(o, r == -2 && q.rep ? q.rep : -1, 0, "failed",
+		    r == -1 ? why : q.rep == SOCKS_CMD_UNSUPPORTED ?
+		    "SOCKS5 command not supported" : "malformed SOCKS5 request");
+		return -1;
+	}
+	aout_begin(o, q.host, q.port);
+	return -1;	/* o waits for the edge now */
+}
+
+static int
+step_http_request(struct aout *o, int auth)
+{
+	struct http_parse h;
+	const char *why = NULL;
+	int r;
+
+	if ((r = aout_read(o, parse_http, &h, &why)) == 0)
+		return 0;
+	if (r < 0) {
+		aout_fail(o, -1, r == -2 ? h.status : 0, "failed",
+		    r == -1 ? why : "malformed CONNECT request");
+		return -1;
+	}
+	if (auth && !http_auth_ok(&h.req)) {
+		OPENSSL_cleanse(&h, sizeof(h));
+		aout_fail(o, -1, 407, "refused", "proxy authentication failed");
+		return -1;
+	}
+	OPENSSL_cleanse(h.req.auth, sizeof(h.req.auth));
+	aout_begin(o, h.req.host, h.req.port);
+	return -1;
+}
+
+static void
+aout_client_io(struct ev_io *io, uint32_t events)
+{
+	struct aout *o = (struct aout *)(void *)io;
+	int auth = agent_cfg.out.user[0] != '\0', r = 1;
+
 	(void)events;
-	for (;;) {
+	while (r == 1) {
 		switch (o->state) {
 		case AO_GREETING:
-			r = aout_read(o, parse_greeting, &g, &why);
-			if (r == 0)
-				return;
-			if (r < 0) {
-				aout_fail(o, -1, 0, "failed", r == -1 ? why :
-				    "malformed SOCKS5 greeting");
-				return;
-			}
-			r2[0] = 5;
-			r2[1] = auth ? (g.offers_userpass ? SOCKS_M_USERPASS :
-			    SOCKS_M_REFUSE) : (g.offers_none ? SOCKS_M_NONE :
-			    SOCKS_M_REFUSE);
-			client_send(o, r2, 2);
-			if (r2[1] == SOCKS_M_REFUSE) {
-				aout_fail(o, -1, 0, "refused", auth ?
-				    "client offers no username/password method" :
-				    "client offers no no-authentication method");
-				return;
-			}
-			o->state = auth ? AO_AUTH : AO_REQUEST;
+			r = step_greeting(o, auth);
 			break;
 		case AO_AUTH:
-			r = aout_read(o, parse_auth, &a, &why);
-			if (r == 0)
-				return;
-			if (r < 0) {
-				aout_fail(o, -1, 0, "failed", r == -1 ? why :
-				    "malformed SOCKS5 username/password request");
-				return;
-			}
-			r = creds_match(a.user, a.ulen, a.pass, a.plen);
-			OPENSSL_cleanse(&a, sizeof(a));
-			r2[0] = 1;
-			r2[1] = r ? 0 : 1;
-			client_send(o, r2, 2);
-			if (!r) {
-				aout_fail(o, -1, 0, "refused",
-				    "SOCKS5 authentication failed");
-				return;
-			}
-			o->state = AO_REQUEST;
+			r = step_auth(o);
 			break;
 		case AO_REQUEST:
-			if (o->proto == AP_SOCKS) {
-				r = aout_read(o, parse_request, &q, &why);
-				if (r == 0)
-					return;
-				if (r < 0) {
-					aout_fail(o, r == -2 && q.rep ? q.rep : -1, 0,
-					    "failed", r == -1 ? why :
-					    q.rep == SOCKS_CMD_UNSUPPORTED ?
-					    "SOCKS5 command not supported" :
-					    "malformed SOCKS5 request");
-					return;
-				}
-				aout_begin(o, q.host, q.port);
-				return;
-			}
-			r = aout_read(o, parse_http, &h, &why);
-			if (r == 0)
-				return;
-			if (r < 0) {
-				aout_fail(o, -1, r == -2 ? h.status : 0, "failed",
-				    r == -1 ? why : "malformed CONNECT request");
-				return;
-			}
-			if (auth && !http_auth_ok(&h.req)) {
-				OPENSSL_cleanse(&h, sizeof(h));
-				aout_fail(o, -1, 407, "refused",
-				    "proxy authentication failed");
-				return;
-			}
-			OPENSSL_cleanse(h.req.auth, sizeof(h.req.auth));
-			aout_begin(o, h.req.host, h.req.port);
-			return;
+			r = o->proto == AP_SOCKS ? step_socks_request(o) :
+			    step_http_request(o, auth);
+			break;
 		default:
 			return;
 		}

@@ -448,13 +448,72 @@ asess_outbound(struct asess *s, const struct msg *m)
 	pump_attach(&s->p, PUMP_INNER, &s->back.e, &c.reply, 0);
 }
 
+/* A partner's session, or an FTP data connection: the backend is one of
+ * the service's own. */
+static void
+asess_client(struct asess *s, const struct msg *m)
+{
+	struct aedge *e = s->edge;
+	char why[300];
+
+	snprintf(s->svc_name, sizeof(s->svc_name), "%s", m->service);
+	snprintf(s->client_ip, sizeof(s->client_ip), "%s", m->client_addr);
+	s->client_port = m->client_port;
+	snprintf(s->client, sizeof(s->client), strchr(m->client_addr, ':') ?
+	    "[%s]:%u" : "%s:%u", m->client_addr, m->client_port);
+	if (m->have & FA_BIT(FA_LOCAL_ADDR)) {
+		snprintf(s->local_ip, sizeof(s->local_ip), "%s", m->local_addr);
+		s->local_port = m->local_port;
+	}
+	log_info("session %llu opened service=%s client=%s edge=%s link=%s%s",
+	    (unsigned long long)s->id, s->svc_name, s->client, e->ce->str,
+	    s->link_kind, s->kind == SK_FTP_DATA ? " ftp-data" : "");
+	/* Only configured services: the edge cannot make the agent dial
+	 * anything else, nor make the metrics grow by inventing names. */
+	if ((s->svc = cfg_service(&agent_cfg, m->service)) == NULL) {
+		aedge_violation(e, "session %llu for service %s, which this agent "
+		    "does not offer", (unsigned long long)s->id, m->service);
+		asess_refuse(s, SE_REFUSED, "unknown service");
+		return;
+	}
+	s->counted = 1;
+	metrics_sess_open(s->svc_name);
+	if (s->kind == SK_CLIENT) {
+		s->bstart = s->svc->rr++;
+		if (backend_next(s) == -1)
+			asess_refuse(s, SE_REFUSED, "no backend could be dialled");
+		return;
+	}
+	/* An FTP data connection goes where its control session says. Not
+	 * the edge's fault if not: it cannot know which ports the filter
+	 * handed out, and a control session may have just ended. A service
+	 * that is not FTP is. */
+	if (s->svc->proto == SVC_TCP) {
+		aedge_violation(e, "session %llu: ftp data for service %s, which "
+		    "is not FTP", (unsigned long long)s->id, s->svc_name);
+		asess_refuse(s, SE_REFUSED, "ftp data for a service that is "
+		    "not FTP");
+		return;
+	}
+	if (aftp_data_target(e, m, &s->target, s->backend, sizeof(s->backend),
+	    why, sizeof(why)) == -1) {
+		s->backend[0] = '\0';
+		asess_refuse(s, SE_REFUSED, why);
+		return;
+	}
+	if (dial_start(&s->dial, &s->target, backend_dialled, s) == -1) {
+		snprintf(why, sizeof(why), "ftp data: backend %.200s: %s",
+		    s->backend, strerror(errno));
+		asess_refuse(s, SE_REFUSED, why);
+	}
+}
+
 void
 asess_open(struct aedge *e, const struct msg *m, const struct alink_from *l)
 {
 	struct asess *s;
 	struct pend *outer;
 	const char *bad;
-	char why[300];
 
 	if ((bad = open_check(m)) != NULL) {
 		aedge_violation(e, "%s (session %llu)", bad,
@@ -491,61 +550,10 @@ asess_open(struct aedge *e, const struct msg *m, const struct alink_from *l)
 	pump_attach(&s->p, PUMP_OUTER, outer, NULL, 0);
 	LIST_INSERT_HEAD(&sessions, s, entry);
 	nsessions++;
-	if (s->kind == SK_OUTBOUND) {
+	if (s->kind == SK_OUTBOUND)
 		asess_outbound(s, m);
-		return;
-	}
-	snprintf(s->svc_name, sizeof(s->svc_name), "%s", m->service);
-	snprintf(s->client_ip, sizeof(s->client_ip), "%s", m->client_addr);
-	s->client_port = m->client_port;
-	snprintf(s->client, sizeof(s->client), strchr(m->client_addr, ':') ?
-	    "[%s]:%u" : "%s:%u", m->client_addr, m->client_port);
-	if (m->have & FA_BIT(FA_LOCAL_ADDR)) {
-		snprintf(s->local_ip, sizeof(s->local_ip), "%s", m->local_addr);
-		s->local_port = m->local_port;
-	}
-	log_info("session %llu opened service=%s client=%s edge=%s link=%s%s",
-	    (unsigned long long)s->id, s->svc_name, s->client, e->ce->str,
-	    s->link_kind, s->kind == SK_FTP_DATA ? " ftp-data" : "");
-	/* Only configured services: the edge cannot make the agent dial
-	 * anything else, nor make the metrics grow by inventing names. */
-	if ((s->svc = cfg_service(&agent_cfg, m->service)) == NULL) {
-		aedge_violation(e, "session %llu for service %s, which this agent "
-		    "does not offer", (unsigned long long)s->id, m->service);
-		asess_refuse(s, SE_REFUSED, "unknown service");
-		return;
-	}
-	s->counted = 1;
-	metrics_sess_open(s->svc_name);
-	if (s->kind == SK_FTP_DATA) {
-		if (s->svc->proto == SVC_TCP ||
-		    aftp_data_target(e, m, &s->target, s->backend,
-		    sizeof(s->backend), why, sizeof(why)) == -1) {
-			/* Not the edge's fault as such: it cannot know which
-			 * ports the filter handed out, and a control session
-			 * may have just ended. A service that is not FTP is. */
-			if (s->svc->proto == SVC_TCP) {
-				snprintf(why, sizeof(why), "ftp data for a service "
-				    "that is not FTP");
-				aedge_violation(e, "session %llu: %s",
-				    (unsigned long long)s->id, why);
-			}
-			s->backend[0] = '\0';
-			asess_refuse(s, SE_REFUSED, why);
-			return;
-		}
-		if (dial_start(&s->dial, &s->target, backend_dialled, s) == -1) {
-			snprintf(why, sizeof(why), "ftp data: backend %.200s: %s",
-			    s->backend, strerror(errno));
-			asess_refuse(s, SE_REFUSED, why);
-		}
-		return;
-	}
-	s->bstart = s->svc->rr++;
-	if (backend_next(s) == -1) {
-		s->backend[0] = '\0';
-		asess_refuse(s, SE_REFUSED, "no backend could be dialled");
-	}
+	else
+		asess_client(s, m);
 }
 
 /* --- the rest of the API -------------------------------------------------- */

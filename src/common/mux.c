@@ -22,8 +22,6 @@
 #define RX_FILL		(512 * 1024)
 #define RX_SIZE		(RX_FILL + MUX_HDR + MUX_DATA_MAX)
 #define RUN_MAX		32
-/* DATA frames read from a socket per system call (st_pull). */
-#define READ_SLOTS	32
 #define TX_INIT		(64 * 1024)
 /* Gathered TLS records: encrypt tx while wire holds less than WIRE_FILL,
  * WIRE_CHUNK of it per SSL_write. */
@@ -32,29 +30,12 @@
 #define WIRE_MAX	(WIRE_FILL + 2 * WIRE_CHUNK)
 
 static void link_io(struct ev_io *io, uint32_t events);
-static void stream_wake(struct mux_stream *s);
 
 /* Links with frames to flush or a change to report (mux_settle). */
 static struct mux *dirty_head;
 
-/* Window granted beyond MUX_WINDOW, all streams, within grow_budget. */
-static size_t grown;
-static size_t grow_budget = MUX_GROW_BUDGET;
-
-size_t
-mux_grown(void)
-{
-	return grown;
-}
-
 void
-mux_set_grow_budget(size_t n)
-{
-	grow_budget = n;
-}
-
-static void
-mark_dirty(struct mux *m)
+mux_dirty(struct mux *m)
 {
 	if (m->dirty)
 		return;
@@ -141,8 +122,8 @@ mux_hdr_encode(uint8_t *p, uint32_t sid, uint8_t type, uint16_t len)
 
 /* --- the link's output --------------------------------------------------- */
 
-static void
-link_fail(struct mux *m, const char *why)
+void
+mux_fail(struct mux *m, const char *why)
 {
 	if (m->failed)
 		return;
@@ -151,8 +132,8 @@ link_fail(struct mux *m, const char *why)
 }
 
 /* Room for n more bytes at tx's end. 0, or -1 with the link failed. */
-static int
-tx_reserve(struct mux *m, size_t n)
+int
+mux_tx_reserve(struct mux *m, size_t n)
 {
 	struct buf *b = &m->tx;
 	size_t nsize;
@@ -170,7 +151,7 @@ tx_reserve(struct mux *m, size_t n)
 			return 0;
 	}
 	if (b->wpos + n > MUX_TX_MAX) {
-		link_fail(m, "peer too far behind");
+		mux_fail(m, "peer too far behind");
 		return -1;
 	}
 	for (nsize = b->size ? b->size : TX_INIT; nsize < b->wpos + n;)
@@ -178,7 +159,7 @@ tx_reserve(struct mux *m, size_t n)
 	if (nsize > MUX_TX_MAX)
 		nsize = MUX_TX_MAX;
 	if ((nd = realloc(b->data, nsize)) == NULL) {
-		link_fail(m, "out of memory");
+		mux_fail(m, "out of memory");
 		return -1;
 	}
 	b->data = nd;
@@ -187,10 +168,10 @@ tx_reserve(struct mux *m, size_t n)
 }
 
 /* Queue a frame with payload p[0..n). 0 or -1 (link failed). */
-static int
-tx_frame(struct mux *m, uint32_t sid, uint8_t type, const void *p, size_t n)
+int
+mux_tx_frame(struct mux *m, uint32_t sid, uint8_t type, const void *p, size_t n)
 {
-	if (tx_reserve(m, MUX_HDR + n) == -1)
+	if (mux_tx_reserve(m, MUX_HDR + n) == -1)
 		return -1;
 	mux_hdr_encode(m->tx.data + m->tx.wpos, sid, type, (uint16_t)n);
 	if (n > 0)
@@ -199,13 +180,13 @@ tx_frame(struct mux *m, uint32_t sid, uint8_t type, const void *p, size_t n)
 	return 0;
 }
 
-static void
-tx_credit(struct mux *m, uint32_t sid, uint32_t n)
+void
+mux_tx_credit(struct mux *m, uint32_t sid, uint32_t n)
 {
 	uint8_t v[4] = { (uint8_t)(n >> 24), (uint8_t)(n >> 16),
 	    (uint8_t)(n >> 8), (uint8_t)n };
 
-	(void)tx_frame(m, sid, MUX_CREDIT, v, sizeof(v));
+	(void)mux_tx_frame(m, sid, MUX_CREDIT, v, sizeof(v));
 }
 
 static void
@@ -221,7 +202,7 @@ link_update(struct mux *m)
 			mask |= m->wr_want;
 	}
 	if (ev_set(&m->io, mask) == -1)
-		link_fail(m, "cannot watch the link");
+		mux_fail(m, "cannot watch the link");
 }
 
 
@@ -242,7 +223,7 @@ wire_send(struct mux *m)
 			return -1;	/* link_update watches for room */
 		if (n < 0) {
 			snprintf(err, sizeof(err), "%s", strerror(errno));
-			link_fail(m, err);
+			mux_fail(m, err);
 			return -1;
 		}
 		buf_consume(&m->wire, (size_t)n);
@@ -267,7 +248,7 @@ link_put(struct mux *m, size_t n)
 			return 0;
 		if (w < 0) {
 			snprintf(err, sizeof(err), "%s", strerror(errno));
-			link_fail(m, err);
+			mux_fail(m, err);
 			return -1;
 		}
 		return w;
@@ -282,13 +263,13 @@ link_put(struct mux *m, size_t n)
 	}
 	if (tlsx_result(m->ssl, r, &want, &eof, err, sizeof(err)) !=
 	    TLSX_AGAIN) {
-		link_fail(m, eof ? "peer closed" : err);
+		mux_fail(m, eof ? "peer closed" : err);
 		return -1;
 	}
 	/* Gathering, only a full wire makes SSL_write wait to write; an
 	 * empty one that still cannot take a record is out of memory. */
 	if (m->gather && want == EPOLLOUT && buf_len(&m->wire) == 0) {
-		link_fail(m, "out of memory");
+		mux_fail(m, "out of memory");
 		return -1;
 	}
 	m->wr_want = want;
@@ -328,328 +309,23 @@ link_flush(struct mux *m)
 			s->wnext = NULL;
 			s->waiting = 0;
 			if (!m->failed)
-				stream_wake(s);
+				mux_stream_wake(s);
 		}
 	}
 	link_update(m);
 }
 
 /* An RST for sid: the END code, then the text. */
-static void
-tx_rst(struct mux *m, uint32_t sid, enum sess_end code, const char *why)
+void
+mux_tx_rst(struct mux *m, uint32_t sid, enum sess_end code, const char *why)
 {
 	uint8_t b[MUX_CTL_MAX];
 	size_t n = strnlen(why, sizeof(b) - 1);
 
 	b[0] = (uint8_t)(code == SE_NONE ? SE_ERROR : code);
 	memcpy(b + 1, why, n);
-	(void)tx_frame(m, sid, MUX_RST, b, n + 1);
-	mark_dirty(m);
-}
-
-/* --- streams ------------------------------------------------------------- */
-
-static struct mux_stream **
-bucket(struct mux *m, uint32_t sid)
-{
-	return &m->buckets[sid % MUX_BUCKETS];
-}
-
-static struct mux_stream *
-stream_find(struct mux *m, uint32_t sid)
-{
-	struct mux_stream *s;
-
-	for (s = *bucket(m, sid); s != NULL; s = s->hnext)
-		if (s->sid == sid)
-			return s;
-	return NULL;
-}
-
-/* Off the link's tables: no frame reaches s from here on. */
-static void
-stream_unhash(struct mux_stream *s)
-{
-	struct mux_stream **pp;
-
-	if (!s->hashed)
-		return;
-	s->hashed = 0;
-	for (pp = bucket(s->m, s->sid); *pp != NULL; pp = &(*pp)->hnext)
-		if (*pp == s) {
-			*pp = s->hnext;
-			break;
-		}
-	if (s->waiting) {
-		for (pp = &s->m->waiting; *pp != NULL; pp = &(*pp)->wnext)
-			if (*pp == s) {
-				*pp = s->wnext;
-				break;
-			}
-		s->waiting = 0;
-	}
-	s->hnext = s->wnext = NULL;
-	s->m->nstreams--;
-	mark_dirty(s->m);	/* a closing link may be idle now */
-}
-
-static void stream_init_ops(struct mux_stream *s);
-
-static struct mux_stream *
-stream_new(struct mux *m, uint32_t sid)
-{
-	struct mux_stream *s;
-
-	/* Ids only grow, so this cannot be; if it were, two sessions would
-	 * share one id: fail the link rather than mix their bytes. */
-	if (stream_find(m, sid) != NULL) {
-		link_fail(m, "mux stream id in use");
-		return NULL;
-	}
-	if ((s = calloc(1, sizeof(*s))) == NULL)
-		return NULL;
-	stream_init_ops(s);
-	s->m = m;
-	s->sid = sid;
-	s->credit = MUX_WINDOW;
-	s->win = MUX_WINDOW;
-	s->hashed = 1;
-	s->hnext = *bucket(m, sid);
-	*bucket(m, sid) = s;
-	m->nstreams++;
-	m->streams_total++;
-	return s;
-}
-
-/* The pump waits for credit or room on the link, and there is some. */
-static void
-stream_wake(struct mux_stream *s)
-{
-	if (s->want_wr && s->e.p != NULL) {
-		s->want_wr = 0;
-		pump_wake(s->e.p, s->e.side, PEND_WR);
-	}
-}
-
-/* The link failed under a stream the pump writes to. */
-static ssize_t
-link_gone(struct pend *e, const struct mux *m)
-{
-	e->code = SE_ERROR;
-	snprintf(e->err, sizeof(e->err), "data link: %.140s", m->why);
-	return PEND_ERR;
-}
-
-/* A read from the other side's socket failed (st_pull): its error. */
-static ssize_t
-pull_err(struct pend *src, int err)
-{
-	src->code = SE_ERROR;
-	snprintf(src->err, sizeof(src->err), "%s", strerror(err));
-	return PEND_ERR;
-}
-
-/* The pump's bytes for the peer, as DATA frames within the credit. */
-static ssize_t
-st_send(struct pend *e, const struct iovec *iov, int cnt)
-{
-	struct mux_stream *s = (struct mux_stream *)(void *)e;
-	struct mux *m = s->m;
-	size_t total = 0, want, left, k, off = 0;
-	uint8_t *at;
-	int i = 0;
-
-	if (m->failed) {
-		return link_gone(e, m);
-	}
-	if (buf_len(&m->tx) >= MUX_TX_SOFT) {
-		if (!s->waiting) {
-			s->waiting = 1;
-			s->wnext = m->waiting;
-			m->waiting = s;
-		}
-		return PEND_AGAIN;
-	}
-	for (i = 0; i < cnt; i++)
-		total += iov[i].iov_len;
-	want = total < s->credit ? total : s->credit;
-	if (want == 0)
-		return PEND_AGAIN;
-	if (tx_reserve(m, want + (want + MUX_DATA_MAX - 1) / MUX_DATA_MAX *
-	    MUX_HDR) == -1) {
-		return link_gone(e, m);
-	}
-	s->credit -= (uint32_t)want;
-	/* Frames of at most MUX_DATA_MAX, gathered across the iov. */
-	for (left = want, i = 0; left > 0; ) {
-		size_t flen = left < MUX_DATA_MAX ? left : MUX_DATA_MAX;
-
-		at = m->tx.data + m->tx.wpos;
-		mux_hdr_encode(at, s->sid, MUX_DATA, (uint16_t)flen);
-		if (flen == left && s->credit == 0)
-			at[5] = MUX_F_BLOCKED;
-		m->tx.wpos += MUX_HDR;
-		for (k = flen; k > 0; ) {
-			size_t c = iov[i].iov_len - off;
-
-			if (c > k)
-				c = k;
-			memcpy(m->tx.data + m->tx.wpos,
-			    (const uint8_t *)iov[i].iov_base + off, c);
-			m->tx.wpos += c;
-			off += c;
-			k -= c;
-			if (off == iov[i].iov_len) {
-				i++;
-				off = 0;
-			}
-		}
-		left -= flen;
-	}
-	mark_dirty(m);
-	return (ssize_t)want;
-}
-
-/* src's bytes read straight into DATA frames on the link: up to
- * READ_SLOTS frames per readv(), each read into its place in tx after
- * the room for its header, so they are copied only by TLS. */
-static ssize_t
-st_pull(struct pend *e, struct pend *src, int *more)
-{
-	struct mux_stream *s = (struct mux_stream *)(void *)e;
-	struct mux *m = s->m;
-	struct iovec iov[READ_SLOTS];
-	size_t want, left, got, k;
-	ssize_t n;
-	uint8_t *at;
-	int i, cnt;
-
-	if (m->failed || s->credit == 0)
-		return PEND_FULL;	/* a failed link fails s soon */
-	if (buf_len(&m->tx) >= MUX_TX_SOFT) {
-		if (!s->waiting) {
-			s->waiting = 1;
-			s->wnext = m->waiting;
-			m->waiting = s;
-		}
-		return PEND_FULL;
-	}
-	want = s->credit < READ_SLOTS * MUX_DATA_MAX ? s->credit :
-	    READ_SLOTS * MUX_DATA_MAX;
-	cnt = (int)((want + MUX_DATA_MAX - 1) / MUX_DATA_MAX);
-	if (tx_reserve(m, want + (size_t)cnt * MUX_HDR) == -1)
-		return PEND_FULL;
-	at = m->tx.data + m->tx.wpos;
-	for (i = 0, left = want; i < cnt; i++) {
-		k = left < MUX_DATA_MAX ? left : MUX_DATA_MAX;
-		iov[i].iov_base = at + (size_t)i * (MUX_HDR + MUX_DATA_MAX) +
-		    MUX_HDR;
-		iov[i].iov_len = k;
-		left -= k;
-	}
-	n = readv(src->rawfd, iov, cnt);
-	if (n == 0)
-		return src->kept_err != 0 ? pull_err(src, src->kept_err) :
-		    PEND_EOF;
-	if (n < 0)
-		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ?
-		    PEND_AGAIN : pull_err(src, errno);
-	/* Only the last slot filled may be short: the frames lie back to
-	 * back. */
-	s->credit -= (uint32_t)n;
-	for (i = 0, left = (size_t)n; left > 0; i++) {
-		got = left < iov[i].iov_len ? left : iov[i].iov_len;
-		at = (uint8_t *)iov[i].iov_base - MUX_HDR;
-		mux_hdr_encode(at, s->sid, MUX_DATA, (uint16_t)got);
-		if (got == left && s->credit == 0)
-			at[5] = MUX_F_BLOCKED;
-		m->tx.wpos += MUX_HDR + got;
-		left -= got;
-	}
-	*more = (size_t)n == want;
-	mark_dirty(m);
-	return n;
-}
-
-static int
-st_shut(struct pend *e)
-{
-	struct mux_stream *s = (struct mux_stream *)(void *)e;
-
-	if (s->m->failed) {
-		return (int)link_gone(e, s->m);
-	}
-	(void)tx_frame(s->m, s->sid, MUX_FIN, NULL, 0);
-	mark_dirty(s->m);
-	return 1;
-}
-
-static void
-st_watch(struct pend *e, unsigned what)
-{
-	struct mux_stream *s = (struct mux_stream *)(void *)e;
-
-	s->want_wr = (what & PEND_WR) != 0;
-}
-
-/* n of the peer's bytes left the pump: credit them back in batches. */
-static void
-st_drained(struct pend *e, size_t n, int empty)
-{
-	struct mux_stream *s = (struct mux_stream *)(void *)e;
-	uint32_t more = 0;
-
-	s->owed += (uint32_t)n;
-	if (s->owed < s->win / 4 || !s->hashed)
-		return;
-	/* The peer waited for credit while this side keeps up: the window,
-	 * not this side, limits the stream. */
-	if (s->blocked && empty && s->win < MUX_WINDOW_MAX &&
-	    grown + s->win <= grow_budget) {
-		more = s->win;
-		grown += more;
-		s->win += more;
-	}
-	s->blocked = 0;
-	tx_credit(s->m, s->sid, s->owed + more);
-	s->inflight -= s->owed;
-	s->owed = 0;
-	mark_dirty(s->m);
-}
-
-/* The session is over: tell the peer if it was cut, and forget s. */
-static void
-st_close(struct pend *e, int abort)
-{
-	struct mux_stream *s = (struct mux_stream *)(void *)e;
-	struct mux *m = s->m;
-	struct pump *p = e->p;
-
-	if (abort && s->hashed && !s->rst_rcvd && !m->failed)
-		tx_rst(m, s->sid, p != NULL ? p->cut_code : SE_ERROR,
-		    p != NULL && p->cut_why[0] != '\0' ? p->cut_why : "cut");
-	stream_unhash(s);
-	grown -= s->win - MUX_WINDOW;
-	free(s);
-}
-
-static const struct pend_ops stream_ops = {
-	.recv = NULL,			/* the link pushes the peer's bytes */
-	.send = st_send,
-	.splice_in = NULL,
-	.splice_out = NULL,
-	.pull = st_pull,
-	.shut = st_shut,
-	.watch = st_watch,
-	.drained = st_drained,
-	.close = st_close,
-};
-
-static void
-stream_init_ops(struct mux_stream *s)
-{
-	s->e.ops = &stream_ops;
-	s->e.rawfd = -1;
+	(void)mux_tx_frame(m, sid, MUX_RST, b, n + 1);
+	mux_dirty(m);
 }
 
 /* --- the link's input ----------------------------------------------------- */
@@ -659,27 +335,6 @@ get32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
 	    (uint32_t)p[2] << 8 | p[3];
-}
-
-/* A run of DATA frames for s: iov[0..cnt), n bytes in all; blocked if one
- * was marked MUX_F_BLOCKED. */
-static void
-stream_data(struct mux *m, struct mux_stream *s, const struct iovec *iov,
-    int cnt, size_t n, int blocked)
-{
-	if (s->fin_rcvd || s->rst_rcvd) {
-		link_fail(m, "mux DATA after the stream's end");
-		return;
-	}
-	if (s->inflight + n > s->win) {
-		link_fail(m, "mux peer sent beyond its credit");
-		return;
-	}
-	s->inflight += (uint32_t)n;
-	if (blocked)
-		s->blocked = 1;	/* the sender waits for credit */
-	if (pump_push(s->e.p, s->e.side, iov, cnt, s->win + MUX_PRIME_MAX) == -1)
-		link_fail(m, "mux peer sent beyond its credit");
 }
 
 /* The DATA frame at p (whole, for stream s) and those right after it
@@ -709,26 +364,8 @@ link_data(struct mux *m, struct mux_stream *s, const struct mux_hdr *h,
 		    (size_t)(end - (p + used)) < MUX_HDR + (size_t)nh.len)
 			break;
 	}
-	stream_data(m, s, iov, cnt, n, blocked);
+	mux_stream_data(m, s, iov, cnt, n, blocked);
 	return used;
-}
-
-/* An RST from the peer: its code (SE_ERROR if unknown) and text. */
-static void
-stream_rst(struct mux_stream *s, const uint8_t *p, size_t n)
-{
-	enum sess_end code;
-	char why[MUX_CTL_MAX];
-	size_t i;
-
-	if (end_from_wire(p[0], &code) == -1)
-		code = SE_ERROR;
-	/* Text from the peer goes into logs: printable only. */
-	for (i = 1; i < n && i < sizeof(why); i++)
-		why[i - 1] = (char)(p[i] >= 0x20 && p[i] <= 0x7e ? p[i] : '?');
-	why[i - 1] = '\0';
-	s->rst_rcvd = 1;
-	pump_fail(s->e.p, s->e.side, code, why);
 }
 
 /* One frame from the peer. */
@@ -739,8 +376,8 @@ link_frame(struct mux *m, const struct mux_hdr *h, const uint8_t *p)
 	uint32_t v;
 
 	if (h->type == MUX_PING) {
-		(void)tx_frame(m, 0, MUX_PONG, p, h->len);
-		mark_dirty(m);
+		(void)mux_tx_frame(m, 0, MUX_PONG, p, h->len);
+		mux_dirty(m);
 		return;
 	}
 	if (h->type == MUX_PONG)
@@ -748,24 +385,24 @@ link_frame(struct mux *m, const struct mux_hdr *h, const uint8_t *p)
 	if (h->type == MUX_OPEN) {
 		/* Ids 1, 2, 3, ... in order, never wrapping. */
 		if (m->opener || h->sid != m->next_sid || h->sid == UINT32_MAX) {
-			link_fail(m, "mux OPEN out of order");
+			mux_fail(m, "mux OPEN out of order");
 			return;
 		}
 		m->next_sid = h->sid + 1;
 		m->ops->open(m, h->sid, p, h->len);
 		return;
 	}
-	if ((s = stream_find(m, h->sid)) == NULL) {
+	if ((s = mux_stream_find(m, h->sid)) == NULL) {
 		/* A stream that ended here while the peer still spoke of it
 		 * is fine; one that never began is not. */
 		if (h->sid >= m->next_sid)
-			link_fail(m, "mux frame for a stream never opened");
+			mux_fail(m, "mux frame for a stream never opened");
 		return;
 	}
 	switch (h->type) {
 	case MUX_FIN:
 		if (s->fin_rcvd || s->rst_rcvd) {
-			link_fail(m, "mux FIN after the stream's end");
+			mux_fail(m, "mux FIN after the stream's end");
 			return;
 		}
 		s->fin_rcvd = 1;
@@ -774,18 +411,18 @@ link_frame(struct mux *m, const struct mux_hdr *h, const uint8_t *p)
 	case MUX_CREDIT:
 		v = get32(p);
 		if (v == 0 || (uint64_t)s->credit + v > MUX_WINDOW_MAX) {
-			link_fail(m, "mux CREDIT beyond the window");
+			mux_fail(m, "mux CREDIT beyond the window");
 			return;
 		}
 		s->credit += v;
-		stream_wake(s);
+		mux_stream_wake(s);
 		break;
 	case MUX_RST:
 		if (s->rst_rcvd) {
-			link_fail(m, "mux RST twice");
+			mux_fail(m, "mux RST twice");
 			return;
 		}
-		stream_rst(s, p, h->len);
+		mux_stream_rst(s, p, h->len);
 		break;
 	}
 }
@@ -851,12 +488,12 @@ link_frames(struct mux *m)
 	while (!m->failed && buf_len(&m->rx) >= MUX_HDR) {
 		p = m->rx.data + m->rx.rpos;
 		if (mux_hdr_decode(p, &h, &why) == -1) {
-			link_fail(m, why);
+			mux_fail(m, why);
 			return;
 		}
 		if (buf_len(&m->rx) < MUX_HDR + (size_t)h.len)
 			break;
-		if (h.type == MUX_DATA && (s = stream_find(m, h.sid)) != NULL)
+		if (h.type == MUX_DATA && (s = mux_stream_find(m, h.sid)) != NULL)
 			used = link_data(m, s, &h, p);
 		else {
 			link_frame(m, &h, p + MUX_HDR);
@@ -883,7 +520,7 @@ link_read(struct mux *m)
 		r = link_fill(m, why, sizeof(why));
 		link_frames(m);
 		if (r == -1)
-			link_fail(m, why);
+			mux_fail(m, why);
 	}
 }
 
@@ -895,7 +532,7 @@ link_io(struct ev_io *io, uint32_t events)
 
 	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
 		link_read(m);
-	mark_dirty(m);
+	mux_dirty(m);
 }
 
 /* --- settling ----------------------------------------------------------- */
@@ -980,7 +617,7 @@ mux_start(struct mux *m, int fd, SSL *ssl, int opener, struct buf *pending,
 		goto fail;
 	m->rx.size = RX_SIZE;
 	if (pending != NULL && buf_len(pending) > 0) {
-		if (tx_reserve(m, buf_len(pending)) == -1)
+		if (mux_tx_reserve(m, buf_len(pending)) == -1)
 			goto fail;
 		memcpy(m->tx.data, pending->data + pending->rpos, buf_len(pending));
 		m->tx.wpos = buf_len(pending);
@@ -1049,42 +686,10 @@ mux_free(struct mux *m)
 	buf_free(&m->wire);
 }
 
-struct mux_stream *
-mux_open(struct mux *m, const void *p, size_t n)
-{
-	struct mux_stream *s;
-
-	if (!m->opener || m->failed || m->closing || n > MUX_CTL_MAX ||
-	    m->next_sid == UINT32_MAX)
-		return NULL;
-	if ((s = stream_new(m, m->next_sid)) == NULL)
-		return NULL;
-	if (tx_frame(m, s->sid, MUX_OPEN, p, n) == -1) {
-		stream_unhash(s);
-		free(s);
-		return NULL;
-	}
-	m->next_sid++;
-	mark_dirty(m);
-	return s;
-}
-
-struct mux_stream *
-mux_accept(struct mux *m, uint32_t sid)
-{
-	struct mux_stream *s;
-
-	/* Refused as mux.h says: else the opener's stream would wait for
-	 * an answer that never comes. */
-	if ((s = stream_new(m, sid)) == NULL)
-		mux_refuse(m, sid, SE_REFUSED, "out of memory");
-	return s;
-}
-
 void
 mux_refuse(struct mux *m, uint32_t sid, enum sess_end code, const char *why)
 {
-	tx_rst(m, sid, code, why);
+	mux_tx_rst(m, sid, code, why);
 }
 
 void
@@ -1094,20 +699,20 @@ mux_tick(struct mux *m, uint64_t now)
 	int i;
 
 	if (!m->failed && now > m->last_rx && now - m->last_rx > MUX_DEAD_MS)
-		link_fail(m, "no frame from peer for 6 s");
+		mux_fail(m, "no frame from peer for 6 s");
 	if (!m->failed && now - m->last_ping >= MUX_PING_MS) {
 		m->last_ping = now;
 		m->nonce++;
 		for (i = 0; i < 8; i++)
 			v[i] = (uint8_t)(m->nonce >> (56 - 8 * i));
-		(void)tx_frame(m, 0, MUX_PING, v, sizeof(v));
+		(void)mux_tx_frame(m, 0, MUX_PING, v, sizeof(v));
 	}
-	mark_dirty(m);
+	mux_dirty(m);
 }
 
 void
 mux_close_when_idle(struct mux *m)
 {
 	m->closing = 1;
-	mark_dirty(m);
+	mux_dirty(m);
 }

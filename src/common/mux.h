@@ -58,6 +58,8 @@
 #include "common/ev.h"
 #include "common/pump.h"
 
+#include <sys/uio.h>
+
 #define MUX_HDR		8
 #define MUX_DATA_MAX	16384		/* payload of one DATA frame */
 #define MUX_CTL_MAX	1024		/* payload of any other frame */
@@ -186,5 +188,20 @@ void	mux_close_when_idle(struct mux *m);
 /* Flush every link with frames queued and report links that are gone:
  * the event-loop hook (ev_settle_hook); mux_start registers it. */
 int	mux_settle(void);
+
+/* Between mux.c (the link) and mux_stream.c (its streams), no one else. */
+void	mux_dirty(struct mux *m);
+void	mux_fail(struct mux *m, const char *why);
+int	mux_tx_reserve(struct mux *m, size_t n);
+int	mux_tx_frame(struct mux *m, uint32_t sid, uint8_t type, const void *p,
+	    size_t n);
+void	mux_tx_credit(struct mux *m, uint32_t sid, uint32_t n);
+void	mux_tx_rst(struct mux *m, uint32_t sid, enum sess_end code,
+	    const char *why);
+struct mux_stream *mux_stream_find(struct mux *m, uint32_t sid);
+void	mux_stream_wake(struct mux_stream *s);
+void	mux_stream_data(struct mux *m, struct mux_stream *s,
+	    const struct iovec *iov, int cnt, size_t n, int blocked);
+void	mux_stream_rst(struct mux_stream *s, const uint8_t *p, size_t n);
 
 #endif

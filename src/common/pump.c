@@ -314,89 +314,125 @@ dst_failed:
 	return 1;
 }
 
-/* Read side s into its pipe or buffer. 1 progress, 0 none (*empty: it
- * has nothing more now), -1 the pump ended (src failed). */
+/* The three ways to read side s: into its pipe (splice), straight into
+ * the other side's output (pull), or into its buffer (copy). Each returns
+ * 1 (progress), 0 (nothing now; *empty if the source has nothing more),
+ * or PEND_EOF or PEND_ERR for dir_read. */
+static ssize_t
+read_splice(struct pump *p, int s, int *empty)
+{
+	struct pump_dir *d = &p->d[s];
+	struct pend *src = p->e[s];
+	size_t want;
+	ssize_t n;
+
+	if (pipe_take(d) == -1) {
+		/* Out of descriptors: this pump copies instead. */
+		d->nosplice = 1;
+		return 1;
+	}
+	want = d->pcap - d->plen;
+	n = src->ops->splice_in(src, d->pipe[1], want);
+	if (n > 0) {
+		d->plen += (size_t)n;
+		if (d->plen >= d->pcap)
+			d->pfull = 1;
+		/* A short splice emptied the socket: no need to ask again this
+		 * turn, unless it is read without epoll. */
+		if ((size_t)n < want && !src->unwatched)
+			*empty = 1;
+		return 1;
+	}
+	if (n == PEND_AGAIN) {
+		/* The socket is empty or the pipe full: with bytes in the
+		 * pipe, wait for them to drain first. */
+		if (d->plen > 0)
+			d->pfull = 1;
+		*empty = 1;
+		return 0;
+	}
+	if (n == PEND_NOSPLICE) {
+		d->nosplice = 1;
+		if (d->plen > 0)
+			d->pfull = 1;
+		else
+			pipe_release(d);
+		return 1;
+	}
+	return n;
+}
+
+static ssize_t
+read_pull(struct pump *p, int s, int *empty)
+{
+	struct pend *src = p->e[s];
+	int more = 0;
+	ssize_t n;
+
+	n = p->e[1 - s]->ops->pull(p->e[1 - s], src, &more);
+	if (n > 0) {
+		delivered(p, s, (size_t)n, 0);
+		if (!more && !src->unwatched)
+			*empty = 1;
+		return 1;
+	}
+	if (n == PEND_FULL) {
+		p->d[s].dst_full = 1;
+		return 0;
+	}
+	if (n == PEND_AGAIN) {
+		*empty = 1;
+		return 0;
+	}
+	return n;
+}
+
+static ssize_t
+read_copy(struct pump *p, int s, int *empty)
+{
+	struct pump_dir *d = &p->d[s];
+	struct pend *src = p->e[s];
+	size_t want;
+	ssize_t n;
+
+	if (buf_take(&d->b) == -1) {
+		set_err(src, SE_ERROR, "out of memory");
+		return PEND_ERR;
+	}
+	want = buf_room(&d->b);
+	n = src->ops->recv(src, d->b.data + d->b.wpos, want);
+	if (n > 0) {
+		d->b.wpos += (size_t)n;
+		if ((size_t)n < want && !src->unwatched)
+			*empty = 1;
+		return 1;
+	}
+	if (buf_len(&d->b) == 0)
+		buf_release(&d->b);
+	if (n == PEND_AGAIN) {
+		*empty = 1;
+		return 0;
+	}
+	return n;
+}
+
+/* Read side s. 1 progress, 0 none (*empty: it has nothing more now), -1
+ * the pump ended (src failed). */
 static int
 dir_read(struct pump *p, int s, int *empty)
 {
 	struct pump_dir *d = &p->d[s];
 	struct pend *src = p->e[s];
 	ssize_t n;
-	size_t want;
 
-	if (splices(p, s)) {
-		if (pipe_take(d) == -1) {
-			/* Out of descriptors: this pump copies instead. */
-			d->nosplice = 1;
-			return 1;
-		}
-		want = d->pcap - d->plen;
-		n = src->ops->splice_in(src, d->pipe[1], want);
-		if (n > 0) {
-			d->plen += (size_t)n;
-			if (d->plen >= d->pcap)
-				d->pfull = 1;
-			/* A short splice emptied the socket: no need to ask
-			 * again this turn, unless it is read without epoll. */
-			if ((size_t)n < want && !src->unwatched)
-				*empty = 1;
-			return 1;
-		}
-		if (n == PEND_AGAIN) {
-			/* The socket is empty or the pipe full: with bytes in
-			 * the pipe, wait for them to drain first. */
-			if (d->plen > 0)
-				d->pfull = 1;
-			*empty = 1;
-			return 0;
-		}
-		if (n == PEND_NOSPLICE) {
-			d->nosplice = 1;
-			if (d->plen > 0)
-				d->pfull = 1;
-			else
-				pipe_release(d);
-			return 1;
-		}
-	} else if (pulls(p, s)) {
-		int more = 0;
-
-		n = p->e[1 - s]->ops->pull(p->e[1 - s], src, &more);
-		if (n > 0) {
-			delivered(p, s, (size_t)n, 0);
-			if (!more && !src->unwatched)
-				*empty = 1;
-			return 1;
-		}
-		if (n == PEND_FULL) {
-			d->dst_full = 1;
-			return 0;
-		}
-		if (n == PEND_AGAIN) {
-			*empty = 1;
-			return 0;
-		}
-	} else {
-		if (buf_take(&d->b) == -1) {
-			set_err(src, SE_ERROR, "out of memory");
-			n = PEND_ERR;
-		} else
-			n = src->ops->recv(src, d->b.data + d->b.wpos,
-			    buf_room(&d->b));
-		if (n > 0) {
-			want = buf_room(&d->b);
-			d->b.wpos += (size_t)n;
-			if ((size_t)n < want && !src->unwatched)
-				*empty = 1;
-			return 1;
-		}
-		if (buf_len(&d->b) == 0)
-			buf_release(&d->b);
-		if (n == PEND_AGAIN) {
-			*empty = 1;
-			return 0;
-		}
-	}
+	if (splices(p, s))
+		n = read_splice(p, s, empty);
+	else if (pulls(p, s))
+		n = read_pull(p, s, empty);
+	else
+		n = read_copy(p, s, empty);
+	if (n >= 0)
+		return n > 0;
 	if (n == PEND_EOF) {
 		src->eof = 1;
 		if (p->first == -1)

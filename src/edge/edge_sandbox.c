@@ -242,25 +242,96 @@ seccomp_outbound(scmp_filter_ctx ctx)
 	return seccomp_threads(ctx);
 }
 
-/* The system calls a running edge makes (measured with strace over the
- * integration tests), and nothing else. Denied calls fail with EPERM
- * rather than kill: a refused call is an error the edge logs, not a
- * crash. exec and open for writing are denied explicitly, so they stay
- * denied in sanitizer builds too, whose runtime needs a looser default
- * (LeakSanitizer reads /proc and stops threads at exit). */
+/* Allow each of calls[0..n) whatever its arguments. 0 or -1. */
+static int
+allow_all(scmp_filter_ctx ctx, const int *calls, size_t n)
+{
+	struct scmp_arg_cmp none = SCMP_A0(SCMP_CMP_EQ, 0);
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (rule(ctx, SCMP_ACT_ALLOW, calls[i], 0, none) < 0)
+			return -1;
+	return 0;
+}
+
+/* What the relay process makes on top of the base (measured with strace
+ * over the integration tests). */
+static int
+seccomp_relay(scmp_filter_ctx ctx, int outbound)
+{
+	static const int calls[] = {
+		SCMP_SYS(readv), SCMP_SYS(writev), SCMP_SYS(shutdown),
+		SCMP_SYS(accept4), SCMP_SYS(accept), SCMP_SYS(epoll_wait),
+		SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_ctl), SCMP_SYS(bind),
+		SCMP_SYS(listen), SCMP_SYS(setsockopt), SCMP_SYS(getsockopt),
+		SCMP_SYS(getsockname), SCMP_SYS(getpeername), SCMP_SYS(fcntl),
+		SCMP_SYS(pipe2), SCMP_SYS(splice), SCMP_SYS(lseek),
+		SCMP_SYS(newfstatat), SCMP_SYS(fstat), SCMP_SYS(prlimit64),
+		SCMP_SYS(uname), SCMP_SYS(sysinfo),
+	};
+
+	if (allow_all(ctx, calls, sizeof(calls) / sizeof(calls[0])) < 0 ||
+	    /* Sockets of the internet families only: no AF_UNIX, no
+	     * netlink, nothing that reaches local services. */
+	    rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+	    SCMP_A0(SCMP_CMP_EQ, AF_INET)) < 0 ||
+	    rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+	    SCMP_A0(SCMP_CMP_EQ, AF_INET6)) < 0 ||
+	    /* Read-only opens (OpenSSL may look for its configuration);
+	     * Landlock or the chroot leave nothing to read anyway. */
+	    rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
+	    SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE | O_CREAT | O_TRUNC |
+	    O_APPEND, O_RDONLY)) < 0)
+		return -1;
+	if (outbound)
+		return seccomp_outbound(ctx);
+	/* SIOCOUTQ only: a socket's send queue drains before it is reset
+	 * (the outbound set allows all). */
+	return rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+	    SCMP_A1(SCMP_CMP_EQ, SIOCOUTQ));
+}
+
+/* A sanitizer build allows by default; deny exec, writing files and
+ * Unix sockets all the same. */
+static int
+seccomp_denies(scmp_filter_ctx ctx)
+{
+	static const struct { int nr; unsigned arg; uint64_t mask, val; } d[] = {
+		{ SCMP_SYS(open), 1, O_ACCMODE, O_WRONLY },
+		{ SCMP_SYS(open), 1, O_ACCMODE, O_RDWR },
+		{ SCMP_SYS(open), 1, O_CREAT, O_CREAT },
+		{ SCMP_SYS(openat), 2, O_ACCMODE, O_WRONLY },
+		{ SCMP_SYS(openat), 2, O_ACCMODE, O_RDWR },
+		{ SCMP_SYS(openat), 2, O_CREAT, O_CREAT },
+	};
+	uint32_t deny = SCMP_ACT_ERRNO(EPERM);
+	struct scmp_arg_cmp none = SCMP_A0(SCMP_CMP_EQ, 0), c;
+	size_t i;
+
+	if (rule(ctx, deny, SCMP_SYS(execve), 0, none) < 0 ||
+	    rule(ctx, deny, SCMP_SYS(execveat), 0, none) < 0 ||
+	    rule(ctx, deny, SCMP_SYS(creat), 0, none) < 0 ||
+	    rule(ctx, deny, SCMP_SYS(socket), 1,
+	    SCMP_A0(SCMP_CMP_EQ, AF_UNIX)) < 0)
+		return -1;
+	for (i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
+		c = (struct scmp_arg_cmp){ d[i].arg, SCMP_CMP_MASKED_EQ,
+		    d[i].mask, d[i].val };
+		if (rule(ctx, deny, d[i].nr, 1, c) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* The system calls a running edge makes, and nothing else. Denied calls
+ * fail with EPERM rather than kill: a refused call is an error the edge
+ * logs, not a crash. Sanitizer builds, whose runtime needs a looser
+ * default (LeakSanitizer reads /proc and stops threads at exit), allow by
+ * default and deny what matters explicitly. */
 static int
 seccomp_install(int keyproc, int outbound, char *err, size_t errlen)
 {
-	static const int relay_calls[] = {
-		SCMP_SYS(readv), SCMP_SYS(writev), SCMP_SYS(shutdown), SCMP_SYS(accept4), SCMP_SYS(accept),
-		SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_ctl),
-		SCMP_SYS(bind), SCMP_SYS(listen), SCMP_SYS(setsockopt),
-		SCMP_SYS(getsockopt), SCMP_SYS(getsockname),
-		SCMP_SYS(getpeername), SCMP_SYS(fcntl), SCMP_SYS(pipe2),
-		SCMP_SYS(splice), SCMP_SYS(lseek), SCMP_SYS(newfstatat),
-		SCMP_SYS(fstat), SCMP_SYS(prlimit64), SCMP_SYS(uname),
-		SCMP_SYS(sysinfo),
-	};
 	static const int base_calls[] = {
 		SCMP_SYS(brk), SCMP_SYS(munmap), SCMP_SYS(mremap),
 		SCMP_SYS(madvise), SCMP_SYS(futex), SCMP_SYS(getpid),
@@ -275,74 +346,28 @@ seccomp_install(int keyproc, int outbound, char *err, size_t errlen)
 		SCMP_SYS(poll), SCMP_SYS(ppoll),
 	};
 	scmp_filter_ctx ctx;
-	uint32_t deny = SCMP_ACT_ERRNO(EPERM), dflt = deny;
-	struct scmp_arg_cmp none = SCMP_A0(SCMP_CMP_EQ, 0);
-	size_t i;
-	int rc = -1;
+	int rc = -1, sanitizer = 0;
 
 #ifdef SANDBOX_SANITIZER
-	dflt = SCMP_ACT_ALLOW;
+	sanitizer = 1;
 #endif
-	if ((ctx = seccomp_init(dflt)) == NULL) {
+	if ((ctx = seccomp_init(sanitizer ? SCMP_ACT_ALLOW :
+	    SCMP_ACT_ERRNO(EPERM))) == NULL) {
 		snprintf(err, errlen, "seccomp_init failed");
 		return -1;
 	}
-	for (i = 0; i < sizeof(base_calls) / sizeof(base_calls[0]); i++)
-		if (dflt != SCMP_ACT_ALLOW &&
-		    rule(ctx, SCMP_ACT_ALLOW, base_calls[i], 0, none) < 0)
+	if (sanitizer) {
+		if (seccomp_denies(ctx) < 0)
 			goto out;
-	if (!keyproc && dflt != SCMP_ACT_ALLOW) {
-		for (i = 0; i < sizeof(relay_calls) / sizeof(relay_calls[0]); i++)
-			if (rule(ctx, SCMP_ACT_ALLOW, relay_calls[i], 0, none) < 0)
-				goto out;
-		/* Sockets of the internet families only: no AF_UNIX, no
-		 * netlink, nothing that reaches local services. */
-		if (rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-		    SCMP_A0(SCMP_CMP_EQ, AF_INET)) < 0 ||
-		    rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-		    SCMP_A0(SCMP_CMP_EQ, AF_INET6)) < 0)
-			goto out;
-		/* Read-only opens (OpenSSL may look for its configuration);
-		 * Landlock or the chroot leave nothing to read anyway. */
-		if (rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
-		    SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE | O_CREAT | O_TRUNC |
-		    O_APPEND, O_RDONLY)) < 0)
-			goto out;
-		if (outbound && seccomp_outbound(ctx) < 0)
-			goto out;
-		/* SIOCOUTQ only: the relay waits for a socket's send queue to
-		 * drain before it resets it (the outbound set allows all). */
-		if (!outbound && rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-		    SCMP_A1(SCMP_CMP_EQ, SIOCOUTQ)) < 0)
-			goto out;
-	}
-	if (dflt != SCMP_ACT_ALLOW) {
-		/* Memory, but never executable memory. */
-		if (rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
-		    SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)) < 0 ||
-		    rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
-		    SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)) < 0)
-			goto out;
-	} else {
-		if (rule(ctx, deny, SCMP_SYS(execve), 0, none) < 0 ||
-		    rule(ctx, deny, SCMP_SYS(execveat), 0, none) < 0 ||
-		    rule(ctx, deny, SCMP_SYS(socket), 1,
-		    SCMP_A0(SCMP_CMP_EQ, AF_UNIX)) < 0 ||
-		    rule(ctx, deny, SCMP_SYS(open), 1, SCMP_A1(SCMP_CMP_MASKED_EQ,
-		    O_ACCMODE, O_WRONLY)) < 0 ||
-		    rule(ctx, deny, SCMP_SYS(open), 1, SCMP_A1(SCMP_CMP_MASKED_EQ,
-		    O_ACCMODE, O_RDWR)) < 0 ||
-		    rule(ctx, deny, SCMP_SYS(open), 1, SCMP_A1(SCMP_CMP_MASKED_EQ,
-		    O_CREAT, O_CREAT)) < 0 ||
-		    rule(ctx, deny, SCMP_SYS(creat), 0, none) < 0 ||
-		    rule(ctx, deny, SCMP_SYS(openat), 1, SCMP_A2(SCMP_CMP_MASKED_EQ,
-		    O_ACCMODE, O_WRONLY)) < 0 ||
-		    rule(ctx, deny, SCMP_SYS(openat), 1, SCMP_A2(SCMP_CMP_MASKED_EQ,
-		    O_ACCMODE, O_RDWR)) < 0 ||
-		    rule(ctx, deny, SCMP_SYS(openat), 1, SCMP_A2(SCMP_CMP_MASKED_EQ,
-		    O_CREAT, O_CREAT)) < 0)
-			goto out;
-	}
+	} else if (allow_all(ctx, base_calls,
+	    sizeof(base_calls) / sizeof(base_calls[0])) < 0 ||
+	    (!keyproc && seccomp_relay(ctx, outbound) < 0) ||
+	    /* Memory, but never executable memory. */
+	    rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
+	    SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)) < 0 ||
+	    rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
+	    SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)) < 0)
+		goto out;
 	if (seccomp_load(ctx) < 0) {
 		snprintf(err, errlen, "seccomp_load failed");
 		goto out;
