@@ -462,8 +462,13 @@ class PlainLink:
         self.sock.shutdown(socket.SHUT_WR)
 
     def refuse(self, end="refused", text="refused by the fake agent"):
+        """The refusal, then a FIN (unless the edge, done with the link
+        once it read the refusal, has reset it already)."""
         self.sock.sendall(p.plain_refusal(end, text))
-        self.sock.shutdown(socket.SHUT_WR)
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
 
     def wait_closed(self, timeout=10):
         """Wait for the edge to close the link; the bytes it sent first."""

@@ -103,8 +103,11 @@ def test_edge_sandbox_and_key_custody(tmp_path, pki, sshd):
 
     kids = sp._children_of(pid)
     assert len(kids) == 1, f"expected one key process, got {kids}"
-    kst = status(kids[0])
-    assert kst["Seccomp"] == "2", kst
+    # The key process enters its sandbox after reading the key, before
+    # it serves a request; the parent may log its self-test first.
+    kst = sp.wait_until(lambda: (lambda st: st if st["Seccomp"] == "2"
+                                 else None)(status(kids[0])), 10,
+                        "the key process in its sandbox")
     assert all(int(u) != 0 for u in kst["Uid"].split()), kst["Uid"]
 
     # it still does its job: an sftp session through the confined edge
