@@ -260,24 +260,16 @@ static void
 asess_done(struct pump *p, int side, int clean)
 {
 	struct asess *s = p->arg;
-	const struct pend *e = p->e[side];
+	/* The outer side's text comes from the edge; outbound, the link
+	 * leads to the server. */
+	const char *const names[2] = {
+		NULL, s->kind == SK_OUTBOUND ? "client" : "backend" };
 	enum sess_end code;
 	char detail[200];
 
-	/* Outbound, the outer side (the link) leads to the server. */
-	if (clean) {
-		code = (side == PUMP_OUTER) == (s->kind != SK_OUTBOUND) ?
-		    SE_CLIENT_CLOSED : SE_SERVER_CLOSED;
-		asess_end(s, code, NULL);
-		return;
-	}
-	code = e->code != SE_NONE ? e->code : SE_ERROR;
-	if (side == PUMP_OUTER)
-		snprintf(detail, sizeof(detail), "%s", e->err);
-	else
-		snprintf(detail, sizeof(detail), "%s: %s", s->kind == SK_OUTBOUND ?
-		    "client" : "backend", e->err);
-	asess_end(s, code, detail);
+	code = pump_outcome(p, side, clean, s->kind == SK_OUTBOUND, names,
+	    detail, sizeof(detail));
+	asess_end(s, code, clean ? NULL : detail);
 }
 
 /* --- backends --------------------------------------------------------- */

@@ -727,3 +727,20 @@ pump_spliced(const struct pump *p)
 {
 	return p->d[0].spliced + p->d[1].spliced;
 }
+
+enum sess_end
+pump_outcome(const struct pump *p, int side, int clean, int outer_server,
+    const char *const names[2], char *detail, size_t len)
+{
+	const struct pend *e = p->e[side];
+
+	detail[0] = '\0';
+	if (clean)
+		return (side == PUMP_OUTER) != (outer_server != 0) ?
+		    SE_CLIENT_CLOSED : SE_SERVER_CLOSED;
+	if (names[side] != NULL)
+		snprintf(detail, len, "%s: %s", names[side], e->err);
+	else
+		snprintf(detail, len, "%s", e->err);
+	return e->code != SE_NONE ? e->code : SE_ERROR;
+}

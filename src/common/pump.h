@@ -179,6 +179,13 @@ void	pump_wake(struct pump *p, int s, unsigned what);
 void	pump_free(struct pump *p, enum sess_end code, const char *why);
 /* Run done() for every pump that ended. Returns how many. */
 int	pump_settle(void);
+/* How p ended, as end.h names it, from done()'s side and clean: for a
+ * clean end, which side closed first (the outer side is the client,
+ * unless outer_server); else the failing side's code, and its text in
+ * detail after names[side] when that is not NULL ("" when clean). */
+enum sess_end pump_outcome(const struct pump *p, int side, int clean,
+	    int outer_server, const char *const names[2], char *detail,
+	    size_t len);
 /* Bytes from side s delivered to the other (prime not counted). */
 static inline uint64_t pump_bytes(const struct pump *p, int s)
 {

@@ -320,26 +320,16 @@ static void
 esess_done(struct pump *p, int side, int clean)
 {
 	struct esess *s = p->arg;
-	const struct pend *e = p->e[side];
+	/* The inner side's text comes from the agent (its backend failed, it
+	 * refused) or says the data link broke. */
+	const char *const names[2] = {
+		s->kind == SK_OUTBOUND ? "destination" : "client", NULL };
 	enum sess_end code;
 	char detail[200];
 
-	if (clean) {
-		/* Outbound, the outer side is the server (the destination). */
-		code = (side == PUMP_OUTER) == (s->kind != SK_OUTBOUND) ?
-		    SE_CLIENT_CLOSED : SE_SERVER_CLOSED;
-		esess_end(s, code, NULL);
-		return;
-	}
-	/* The inner side's text comes from the agent (its backend failed,
-	 * it refused) or says the data link broke. */
-	code = e->code != SE_NONE ? e->code : SE_ERROR;
-	if (side == PUMP_INNER)
-		snprintf(detail, sizeof(detail), "%s", e->err);
-	else
-		snprintf(detail, sizeof(detail), "%s: %s",
-		    s->kind == SK_OUTBOUND ? "destination" : "client", e->err);
-	esess_end(s, code, detail);
+	code = pump_outcome(p, side, clean, s->kind == SK_OUTBOUND, names,
+	    detail, sizeof(detail));
+	esess_end(s, code, clean ? NULL : detail);
 }
 
 /* Join a waiting session if it can be now. What join returned. */
