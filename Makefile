@@ -130,7 +130,7 @@ $(BUILD)/test_outpol: $(BUILD)/obj/tests/test_outpol.o $(call obj,src/common/out
 $(BUILD)/test_greet: $(BUILD)/obj/tests/test_greet.o $(call obj,src/edge/greet.c src/common/frame.c src/common/buf.c src/common/end.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
-$(BUILD)/test_mux: $(BUILD)/obj/tests/test_mux.o $(call obj,src/common/mux.c src/common/pump.c src/common/psock.c src/common/buf.c src/common/end.c src/common/ev.c src/common/log.c src/common/tlsx.c src/common/net.c)
+$(BUILD)/test_mux: $(BUILD)/obj/tests/test_mux.o $(call obj,src/common/mux.c src/common/mux_stream.c src/common/pump.c src/common/psock.c src/common/buf.c src/common/end.c src/common/ev.c src/common/log.c src/common/tlsx.c src/common/net.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBSSL)
 
 $(BUILD)/test_pump: $(BUILD)/obj/tests/test_pump.o $(call obj,src/common/pump.c src/common/psock.c src/common/plink.c src/common/buf.c src/common/end.c src/common/ev.c src/common/log.c src/common/net.c)
@@ -177,7 +177,7 @@ FUZZ_SRC_proxy = src/edge/proxy_parse.c src/agent/proxy_enc.c
 FUZZERS += cidr
 FUZZ_SRC_cidr = src/common/cidr.c
 FUZZERS += mux
-FUZZ_SRC_mux = src/common/mux.c src/common/pump.c src/common/psock.c src/common/buf.c \
+FUZZ_SRC_mux = src/common/mux.c src/common/mux_stream.c src/common/pump.c src/common/psock.c src/common/buf.c \
           src/common/end.c src/common/ev.c src/common/log.c src/common/tlsx.c \
           src/common/net.c
 FUZZ_LIBS_mux = $(LIBSSL)

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/agent.h"
+#include "agent/agent_cfg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -60,8 +60,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	fwrite(data, 1, size, f);
 	fclose(f);
-	if (cfg_load(path, &c, err, sizeof(err)) == 0)
+	if (cfg_load(path, &c, err, sizeof(err)) == 0) {
+		/* What loads is within its documented bounds. */
+		if (c.data_links < 1 || c.data_links > CFG_LINKS_MAX ||
+		    c.nedges < 1 || c.nedges > CFG_MAX_EDGES ||
+		    c.nservices > CFG_MAX_SERVICES)
+			__builtin_trap();
 		cfg_free(&c);
+	}
 	else if (strncmp(err, path, strlen(path)) != 0)
 		__builtin_trap();	/* every error names the file */
 	return 0;

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "common/ftp.h"
+#include "agent/ftp_line.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

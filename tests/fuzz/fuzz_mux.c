@@ -1,64 +1,71 @@
-/* fuzz_mux.c - the bytes an opener sends on a mux link, as an acceptor
- * reads them from a plain socketpair link: open() accepts every other
- * stream (attaching a local socketpair, some with a PROXY-like prime,
- * some held unattached) and refuses the rest. The loop runs until the
- * input is consumed and the link has ended (the input is followed by
- * EOF), or was lost earlier. It must never crash, leak or hang; lost()
- * frees the link, so a use after it is caught too. */
+/* fuzz_mux.c - a hostile peer on a multiplexed data link.
+ *
+ * The first input byte picks the side under test, the rest is what the
+ * peer sends on the link:
+ *
+ *   bit 0 clear: an acceptor mux (the agent) reads a hostile edge's
+ *   bytes. Its open() takes streams as the agent does: most get a pump
+ *   with a backend (a socketpair whose far end the harness reads, some
+ *   with a PROXY header as prime, some that answer or hang up at once),
+ *   some are held without a backend (their bytes wait in the pump), some
+ *   are refused.
+ *
+ *   bit 0 set: an opener mux (the edge) reads a hostile agent's bytes,
+ *   with 1 to 4 streams opened first, each pumped to a client socketpair
+ *   (bits 1-2: how many; bits 3-4: whether the clients send bytes and
+ *   half-close).
+ *
+ * The link is a non-blocking socketpair: the harness writes the input
+ * into its end, then half-closes it (the mux then sees the link end), and
+ * turns the event loop (ev_run_once(0), the settle hooks, psock_tick)
+ * until the mux reports the link lost. After every turn it checks what
+ * must hold whatever the peer sends:
+ *
+ *   - the stream table is sound: every stream sits in its id's bucket
+ *     once, no two live streams share an id, nstreams is what the table
+ *     holds, and every id is below the next one to open;
+ *   - no stream is created for an id that is not the next one (open()
+ *     sees 1, 2, 3, ...);
+ *   - memory stays bounded: what waits in a stream's pump from the peer
+ *     never exceeds the stream's window + MUX_PRIME_MAX, nor what it has
+ *     in flight its window; windows grow within the budget;
+ *   - the link is lost once, after every stream's pump has ended.
+ *
+ * A hang (MAX_TURNS) aborts; lost() frees the mux with free(), so a use
+ * after it is caught by ASan. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/mux.h"
-#include "common/relay.h"
+#include "common/psock.h"
+#include "common/pump.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAXS		64
-#define MAX_TURNS	200000
+#define MAX_TURNS	100000
 
+/* One session on the link: its pump, the local socket's endpoint, and
+ * the harness's end of that socket. */
 struct fs {
-	struct mux_stream *s;
-	int		 fd;		/* the backend's end, or -1 */
+	int		 used;
+	int		 live;		/* the pump has not ended */
+	uint32_t	 sid;
+	struct pump	 p;
+	struct psock	 ps;
+	int		 fd;		/* the harness's end, or -1 */
 };
 
 static struct mux *M;
-static int nlost, nopen, ns;
+static int opener, nlost;
+static uint32_t last_sid;	/* acceptor: the id open() saw last */
 static struct fs S[MAXS];
-
-static void
-done_cb(struct mux_stream *s, int first, const char *err, int refused)
-{
-	struct fs *f = s->arg;
-
-	(void)first;
-	(void)refused;
-	if (f->s != s)
-		abort();
-	mux_stream_free(s, err != NULL);
-	f->s = NULL;
-}
-
-static void
-lost_cb(struct mux *m, const char *why)
-{
-	int i;
-
-	if (m != M || nlost++ > 0 || why == NULL)
-		abort();
-	/* Every stream ended (done) before the link. */
-	for (i = 0; i < ns; i++)
-		if (S[i].s != NULL)
-			abort();
-	mux_free(m);
-	free(m);
-	M = NULL;
-}
 
 static void
 nonblock(int fd)
@@ -67,45 +74,171 @@ nonblock(int fd)
 }
 
 static void
-open_cb(struct mux *m, uint32_t sid, const uint8_t *p, size_t n)
+done_cb(struct pump *p, int side, int clean)
 {
-	struct buf prime = { 0 };
-	struct fs *f;
+	struct fs *f = p->arg;
+
+	if (!f->live || p != &f->p)
+		abort();
+	f->live = 0;
+	pump_free(p, clean ? SE_NONE : p->e[side]->code, p->e[side]->err);
+}
+
+static void
+lost_cb(struct mux *m, const char *why)
+{
+	int i;
+
+	if (m != M || nlost++ > 0 || why == NULL || m->nstreams != 0)
+		abort();
+	/* Every stream's pump ended before the link was reported. */
+	for (i = 0; i < MAXS; i++)
+		if (S[i].live)
+			abort();
+	mux_free(m);
+	free(m);
+	M = NULL;
+}
+
+/* A local socket for f, as side s of its pump; prime: a PROXY header. */
+static int
+attach_socket(struct fs *f, int s, int prime)
+{
+	struct buf pb = { 0 };
 	int sv[2];
 
-	(void)p;
-	(void)n;
-	if (nopen++ % 2 == 1 || ns >= MAXS) {
-		mux_refuse(m, sid, "no backend");
-		return;
-	}
-	f = &S[ns++];
-	f->fd = -1;
-	if ((f->s = mux_stream_accept(m, sid, done_cb, f)) == NULL)
-		return;
-	if (sid % 5 == 0)
-		return;		/* held: bytes wait, unattached */
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1) {
-		mux_stream_refuse(f->s, "no socket");
-		f->s = NULL;
-		return;
-	}
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
+		return -1;
 	nonblock(sv[0]);
 	nonblock(sv[1]);
 	f->fd = sv[1];
-	if (sid % 3 == 0)
-		(void)buf_append(&prime, "PROXY UNKNOWN\r\n", 15, 1024);
-	/* -1: the stream ended and done() ran (f->s is NULL). */
-	(void)mux_stream_attach(f->s, sv[0], sid % 3 == 0 ? &prime : NULL);
-	buf_free(&prime);
-	/* Backends that answer, and ones that are done at once. */
+	psock_init(&f->ps, sv[0], 0);
+	if (prime)
+		(void)buf_append(&pb, "PROXY UNKNOWN\r\n", 15, MUX_PRIME_MAX);
+	pump_attach(&f->p, s, &f->ps.e, prime ? &pb : NULL, 1);
+	return 0;
+}
+
+/* Acceptor: as the agent, by the stream's id. */
+static void
+open_cb(struct mux *m, uint32_t sid, const uint8_t *p, size_t n)
+{
+	struct mux_stream *st;
+	struct fs *f;
+
+	(void)p;
+	if (m != M || opener || n > MUX_CTL_MAX)
+		abort();
+	/* Ids 1, 2, 3, ...: never another. */
+	if (sid != last_sid + 1)
+		abort();
+	last_sid = sid;
+	if (sid % 4 == 3 || sid >= MAXS) {
+		mux_refuse(m, sid, sid % 8 == 3 ? SE_REFUSED : SE_LIMIT,
+		    "refused");
+		return;
+	}
+	f = &S[sid];
+	if (f->used)
+		abort();
+	f->used = 1;
+	f->sid = sid;
+	f->fd = -1;
+	if ((st = mux_accept(m, sid)) == NULL)
+		return;
+	if (st->sid != sid)
+		abort();
+	pump_init(&f->p, done_cb, f);
+	f->live = 1;
+	pump_attach(&f->p, PUMP_OUTER, &st->e, NULL, 0);
+	if (sid % 5 == 0)
+		return;		/* held: the backend has not answered */
+	if (attach_socket(f, PUMP_INNER, sid % 3 == 0) == -1) {
+		pump_fail(&f->p, PUMP_INNER, SE_ERROR, "no socket");
+		return;
+	}
+	/* Backends that hang up at once, and ones that speak first. */
 	if (sid % 4 == 1)
-		(void)shutdown(sv[1], SHUT_WR);
+		(void)shutdown(f->fd, SHUT_WR);
 	else if (sid % 4 == 2)
-		(void)send(sv[1], "220 hello\r\n", 11, MSG_NOSIGNAL);
+		(void)send(f->fd, "220 hello\r\n", 11, MSG_NOSIGNAL);
 }
 
 static const struct mux_ops ops = { open_cb, lost_cb };
+
+/* Opener: n streams, as the edge opens them for clients. */
+static void
+open_streams(int n, unsigned how)
+{
+	struct mux_stream *st;
+	struct fs *f;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if ((st = mux_open(M, "SESS_OPEN", 9)) == NULL)
+			abort();
+		if (st->sid != (uint32_t)i + 1)
+			abort();
+		f = &S[st->sid];
+		f->used = 1;
+		f->sid = st->sid;
+		f->fd = -1;
+		pump_init(&f->p, done_cb, f);
+		f->live = 1;
+		if (attach_socket(f, PUMP_OUTER, 0) == -1)
+			abort();
+		pump_attach(&f->p, PUMP_INNER, &st->e, NULL, 0);
+		if (how & 1)
+			(void)send(f->fd, "client bytes", 12, MSG_NOSIGNAL);
+		if (how & 2)
+			(void)shutdown(f->fd, SHUT_WR);
+	}
+}
+
+/* What must hold after every turn while the link lives. */
+static void
+check(void)
+{
+	const struct mux_stream *s, *t;
+	uint32_t sids[MAXS * 2];
+	uint64_t count = 0;
+	size_t i, k, held, bound;
+	struct pump *p;
+
+	if (M == NULL)
+		return;
+	for (i = 0; i < MUX_BUCKETS; i++)
+		for (s = M->buckets[i]; s != NULL; s = s->hnext) {
+			if (s->m != M || !s->hashed || s->sid == 0 ||
+			    s->sid % MUX_BUCKETS != i || s->sid >= M->next_sid)
+				abort();
+			if (count >= sizeof(sids) / sizeof(sids[0]))
+				abort();
+			for (k = 0; k < count; k++)
+				if (sids[k] == s->sid)
+					abort();	/* two live streams, one id */
+			sids[count++] = s->sid;
+			/* Memory per stream: the window it granted. */
+			if (s->win < MUX_WINDOW || s->win > MUX_WINDOW_MAX ||
+			    s->inflight > s->win ||
+			    s->credit > MUX_WINDOW_MAX)
+				abort();
+			if ((p = s->e.p) != NULL) {
+				held = buf_len(&p->d[s->e.side].b) +
+				    p->d[s->e.side].plen;
+				bound = (size_t)s->win + MUX_PRIME_MAX;
+				if (held > bound)
+					abort();
+			}
+			for (t = s->hnext; t != NULL; t = t->hnext)
+				if (t == s)
+					abort();	/* a loop in a chain */
+		}
+	if (count != M->nstreams)
+		abort();
+	if (mux_grown() > MUX_GROW_BUDGET)
+		abort();
+}
 
 static void
 drain(int fd)
@@ -130,7 +263,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		signal(SIGPIPE, SIG_IGN);
 		init = 1;
 	}
-	nlost = nopen = ns = 0;
+	if (size < 1)
+		return 0;
+	opener = data[0] & 1;
+	nlost = 0;
+	last_sid = 0;
 	memset(S, 0, sizeof(S));
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, l) == -1)
 		abort();
@@ -138,8 +275,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	nonblock(l[1]);
 	if ((M = calloc(1, sizeof(*M))) == NULL)
 		abort();
-	if (mux_start(M, l[1], NULL, 0, NULL, &ops, NULL) == -1)
+	if (mux_start(M, l[1], NULL, opener, NULL, &ops, NULL) == -1)
 		abort();
+	if (opener)
+		open_streams(1 + ((data[0] >> 1) & 3), (unsigned)data[0] >> 3);
+	ev_settle();
+	check();
+	data++;
+	size--;
 	while (nlost == 0) {
 		if (off < size) {
 			n = send(l[0], data + off, size - off, MSG_NOSIGNAL);
@@ -152,21 +295,31 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			(void)shutdown(l[0], SHUT_WR);
 			shut = 1;
 		}
-		/* The peer and the backends read all they get. */
+		/* The peer and the local sockets read all they get. */
 		drain(l[0]);
-		for (i = 0; i < ns; i++)
-			drain(S[i].fd);
-		(void)ev_run_once(0);
+		for (i = 0; i < MAXS; i++)
+			if (S[i].used)
+				drain(S[i].fd);
+		if (ev_run_once(0) == -1)
+			abort();
+		ev_settle();
+		psock_tick(ev_now());
+		check();
 		if (M != NULL && turns % 64 == 0)
-			(void)mux_tick(M, ev_now());
+			mux_tick(M, ev_now());
 		if (++turns > MAX_TURNS)
-			abort();	/* hang */
+			abort();	/* a hang */
 	}
+	for (i = 0; i < MAXS; i++)
+		if (S[i].live)
+			abort();
+	if (mux_grown() != 0)
+		abort();	/* growth is given back with the streams */
 	close(l[0]);
-	for (i = 0; i < ns; i++)
-		if (S[i].fd != -1)
+	for (i = 0; i < MAXS; i++)
+		if (S[i].used && S[i].fd != -1)
 			close(S[i].fd);
 	/* Sockets waiting to be reset after a drain: reset them now. */
-	relay_tick(UINT64_MAX);
+	psock_tick(UINT64_MAX);
 	return 0;
 }

@@ -1,12 +1,15 @@
-/* fuzz_proxy.c - libFuzzer harness for the PROXY header parser: any
- * bytes, any prefix; a header found must re-encode and parse the same. */
+/* fuzz_proxy.c - the edge's PROXY header parser (proxy_parse.c), on any
+ * bytes: a header found lies within the input and PROXY_MAX, and every
+ * shorter prefix of it asks for more; its addresses, encoded by the
+ * agent's encoder (proxy_enc.c) in both versions, parse back the same. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
 
-#include "common/proxy.h"
+#include "agent/proxy_enc.h"
+#include "edge/proxy_parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -17,7 +20,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct sockaddr_in6 s6, d6;
 	struct sockaddr_in s4, d4;
 	const char *why = NULL;
-	uint8_t out[PROXY_MAX];
+	uint8_t out[PROXY_ENC_MAX];
 	int n, m, v;
 
 	n = proxy_parse(data, size, &h, &why);
@@ -25,6 +28,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (n > 0 && ((size_t)n > size || (size_t)n > PROXY_MAX))
 		abort();
+	if (n > 0) {
+		struct proxy_hdr hp;
+		int k;
+
+		for (k = 0; k < n; k++)
+			if (proxy_parse(data, (size_t)k, &hp, &why) != 0)
+				abort();
+	}
 	if (n <= 0 || h.local)
 		return 0;
 	for (v = 1; v <= 2; v++) {
@@ -49,7 +60,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			m = proxy_encode(v, (struct sockaddr *)&s6,
 			    (struct sockaddr *)&d6, out, sizeof(out));
 		}
-		if (m <= 0 || proxy_parse(out, (size_t)m, &h2, &why) != m ||
+		if (m <= 0 || m > PROXY_ENC_MAX || proxy_parse(out, (size_t)m, &h2, &why) != m ||
 		    h2.family != h.family || h2.sport != h.sport ||
 		    h2.dport != h.dport || memcmp(h2.src, h.src, 16) != 0 ||
 		    memcmp(h2.dst, h.dst, 16) != 0)

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""mkseeds.py - write the seed corpora of the harnesses whose input is
+the wire protocol (docs/protocol.md): frame, greet, mux, and a data_links
+config for cfg. Run from the repository's top directory when the wire
+changes; the seeds are committed. Other corpora are hand-written or were
+kept from fuzzing runs.
+
+    python3 tests/fuzz/mkseeds.py
+"""
+import os
+import struct
+
+TOP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+# docs/protocol.md, "Frame types" and "Attributes"
+FT = dict(HELLO=1, HELLO_OK=2, ERROR=3, SVC_OPEN=4, SVC_RESULT=5,
+          SVC_CLOSE=6, PING=7, PONG=8, STATS_REQ=9, STATS=10,
+          LINK_HELLO=11, SESS_OPEN=12, SESS_DENIED=13, DENIED_SUMMARY=14,
+          FTP_PORTS=15, OUT_POLICY=16, OUT_POLICY_OK=17, OUT_REQ=18,
+          OUT_FAIL=19)
+FA = dict(VERSION=1, NAME=2, TEXT=3, SERVICE=4, LISTEN=5, STATUS=6,
+          SESSION=7, CLIENT_ADDR=8, CLIENT_PORT=9, LOCAL_ADDR=10,
+          LOCAL_PORT=11, NONCE=12, LINK_KEY=13, KEY_ID=14, COUNTER=15,
+          PROOF=16, DATA_LINK=17, SESS_KIND=18, PRIORITY=19,
+          IDLE_TIMEOUT=20, ALLOW=21, DENY=22, ACCEPT_PROXY=23,
+          MAX_SESS_IP=24, MAX_RATE_IP=25, COUNT=26, END=27, STATS=28,
+          PROTOCOL=29, PASV_MIN=30, PASV_MAX=31, FTP_CTL=32, FTP_PORT=33,
+          OUT_ALLOW=34, REQUEST=35, DEST_HOST=36, DEST_PORT=37,
+          DEST_ADDR=38, OUT_CODE=39)
+U8, U16, U32, U64 = (lambda v: struct.pack(">B", v),
+                     lambda v: struct.pack(">H", v),
+                     lambda v: struct.pack(">I", v),
+                     lambda v: struct.pack(">Q", v))
+
+
+def attr(tag, value):
+    if isinstance(value, str):
+        value = value.encode()
+    return struct.pack(">HH", FA[tag], len(value)) + value
+
+
+def frame(ftype, *attrs):
+    payload = b"".join(attr(t, v) for t, v in attrs)
+    return struct.pack(">HHI", FT[ftype], 0, len(payload)) + payload
+
+
+FRAMES = {
+    "hello": frame("HELLO", ("VERSION", U16(1)), ("NAME", "in-1")),
+    "hello_plain": frame("HELLO", ("VERSION", U16(1)), ("NAME", "in-1"),
+                         ("DATA_LINK", U8(1))),
+    "hello_ok": frame("HELLO_OK", ("VERSION", U16(1)), ("NAME", "dmz-1"),
+                      ("LINK_KEY", bytes(range(32))),
+                      ("KEY_ID", U64(0x1122334455667788))),
+    "error": frame("ERROR", ("TEXT", "version 2 not spoken")),
+    "svc_open": frame("SVC_OPEN", ("SERVICE", "sftp"), ("LISTEN", "*:22"),
+                      ("PRIORITY", U32(10)), ("IDLE_TIMEOUT", U32(300)),
+                      ("ALLOW", "10.0.0.0/8, 2001:db8::/32"),
+                      ("DENY", "10.9.0.0/16"), ("ACCEPT_PROXY", "::1"),
+                      ("MAX_SESS_IP", U32(5)), ("MAX_RATE_IP", U32(60))),
+    "svc_open_ftp": frame("SVC_OPEN", ("SERVICE", "ftp"),
+                          ("LISTEN", "0.0.0.0:21"), ("PROTOCOL", "ftps"),
+                          ("PASV_MIN", U16(50000)), ("PASV_MAX", U16(50999))),
+    "svc_result": frame("SVC_RESULT", ("SERVICE", "sftp"), ("STATUS", U8(1)),
+                        ("TEXT", "address in use")),
+    "svc_close": frame("SVC_CLOSE", ("SERVICE", "sftp")),
+    "ping": frame("PING", ("NONCE", U64(7))),
+    "pong": frame("PONG", ("NONCE", U64(7))),
+    "stats_req": frame("STATS_REQ"),
+    "stats": frame("STATS", ("STATS", "sessions_accepted_total=12 "
+                             "agents_connected=1")),
+    "link_hello": frame("LINK_HELLO", ("KEY_ID", U64(0x1122334455667788)),
+                        ("COUNTER", U64(1)), ("PROOF", bytes([0x5a] * 32))),
+    "sess_open_client": frame("SESS_OPEN", ("SESSION", U64(42)),
+                              ("SESS_KIND", U8(0)), ("SERVICE", "sftp"),
+                              ("CLIENT_ADDR", "192.0.2.7"),
+                              ("CLIENT_PORT", U16(50123)),
+                              ("LOCAL_ADDR", "198.51.100.1"),
+                              ("LOCAL_PORT", U16(22))),
+    "sess_open_ftp_data": frame("SESS_OPEN", ("SESSION", U64(43)),
+                                ("SESS_KIND", U8(1)), ("FTP_CTL", U64(41)),
+                                ("FTP_PORT", U16(50001)),
+                                ("CLIENT_ADDR", "192.0.2.7"),
+                                ("CLIENT_PORT", U16(50124))),
+    "sess_open_outbound": frame("SESS_OPEN", ("SESSION", U64(44)),
+                                ("SESS_KIND", U8(2)), ("REQUEST", U64(9)),
+                                ("DEST_ADDR", "[2001:db8::1]:22")),
+    "sess_denied": frame("SESS_DENIED", ("SESSION", U64(45)),
+                         ("SERVICE", "sftp"), ("CLIENT_ADDR", "192.0.2.9"),
+                         ("CLIENT_PORT", U16(1)), ("END", U8(4)),
+                         ("TEXT", "not in allow")),
+    "denied_summary": frame("DENIED_SUMMARY", ("SERVICE", "sftp"),
+                            ("COUNT", U32(120))),
+    "ftp_ports": frame("FTP_PORTS", ("SESSION", U64(41)),
+                       ("PASV_MIN", U16(50000)), ("PASV_MAX", U16(50099))),
+    "out_policy": frame("OUT_POLICY",
+                        ("OUT_ALLOW", "*.example.com:443 10.0.0.0/8:22")),
+    "out_policy_ok": frame("OUT_POLICY_OK", ("STATUS", U8(0))),
+    "out_req": frame("OUT_REQ", ("REQUEST", U64(9)),
+                     ("DEST_HOST", "files.example.com"),
+                     ("DEST_PORT", U16(443))),
+    "out_fail": frame("OUT_FAIL", ("REQUEST", U64(9)), ("OUT_CODE", U8(2)),
+                      ("TEXT", "not allowed")),
+}
+# Hostile ones, for the fuzzer to start from: the decoder refuses them.
+FRAMES["sess_open_id0"] = frame("SESS_OPEN", ("SESSION", U64(0)),
+                                ("SESS_KIND", U8(0)))
+FRAMES["sess_open_kind9"] = frame("SESS_OPEN", ("SESSION", U64(1)),
+                                  ("SESS_KIND", U8(9)))
+FRAMES["sess_denied_end0"] = frame("SESS_DENIED", ("SESSION", U64(45)),
+                                   ("SERVICE", "s"), ("CLIENT_ADDR", "::1"),
+                                   ("CLIENT_PORT", U16(1)), ("END", U8(0)),
+                                   ("TEXT", ""))
+FRAMES["truncated"] = FRAMES["link_hello"][:-5]
+FRAMES["trailing"] = FRAMES["ping"] + b"\0"
+
+# Mux frames (docs/protocol.md, "Multiplexed links").
+OPEN, DATA, FIN, RST, CREDIT, PING, PONG = 1, 2, 3, 4, 5, 6, 7
+
+
+def mux(sid, mtype, payload=b"", flags=0):
+    return struct.pack(">IBBH", sid, mtype, flags, len(payload)) + payload
+
+
+SESS = FRAMES["sess_open_client"]
+# The first byte picks the side under test (fuzz_mux.c): bit 0 clear, the
+# agent's acceptor reads an edge's bytes; set, the edge's opener reads an
+# agent's bytes (bits 1-2: streams - 1; bits 3-4: the clients send bytes,
+# half-close).
+MUX = {
+    "acc_open_data_fin": b"\0" + mux(1, OPEN, SESS) + mux(1, DATA, b"hello")
+    + mux(1, FIN),
+    "acc_three_streams": b"\0" + mux(1, OPEN, SESS) + mux(2, OPEN, SESS)
+    + mux(3, OPEN, SESS) + mux(2, DATA, b"x" * 100) + mux(1, FIN)
+    + mux(3, RST, b"\x07cut") + mux(2, FIN) + mux(0, PING, b"12345678"),
+    "acc_credit_ping": b"\0" + mux(1, OPEN, SESS) + mux(1, CREDIT, U32(65536))
+    + mux(1, DATA, b"abc", 1) + mux(0, PING, U64(1)) + mux(0, PONG, U64(1)),
+    "acc_refused_then_late": b"\0" + mux(1, OPEN, SESS) + mux(2, OPEN, SESS)
+    + mux(3, OPEN, SESS) + mux(3, DATA, b"late") + mux(3, FIN)
+    + mux(4, OPEN, SESS),
+    "acc_held_full_window": b"\0" + b"".join(
+        [mux(i, OPEN, SESS) for i in range(1, 6)])
+    + b"".join(mux(5, DATA, b"w" * 16384) for _ in range(4)),
+    "acc_out_of_order": b"\0" + mux(2, OPEN, SESS),
+    "opn_data_fin": bytes([1 | (0 << 1) | (3 << 3)]) + mux(1, CREDIT, U32(4096))
+    + mux(1, DATA, b"220 ready\r\n") + mux(1, FIN),
+    "opn_refused": bytes([1 | (1 << 1) | (1 << 3)])
+    + mux(1, RST, b"\x03no backend for sftp") + mux(2, DATA, b"x"),
+    "opn_four": bytes([1 | (3 << 1) | (1 << 3)]) + mux(3, DATA, b"abc")
+    + mux(4, RST, b"\x05limit") + mux(2, CREDIT, U32(1)) + mux(1, FIN)
+    + mux(0, PING, U64(9)),
+    "opn_bad_credit": bytes([1]) + mux(1, CREDIT, U32(0)),
+}
+
+GREET = {
+    "link_hello": b"SPD1" + FRAMES["link_hello"],
+    "link_hello_extra_attr": b"SPD1" + FRAMES["link_hello"][:4]
+    + struct.pack(">I", len(FRAMES["link_hello"]) - 8 + 8)
+    + FRAMES["link_hello"][8:] + struct.pack(">HH", 60, 4) + b"zzzz",
+    "hello_in_clear": b"SPD1" + FRAMES["hello"],
+    "magic_only": b"SPD1",
+    "tls": bytes([0x16, 0x03, 0x01, 0x00, 0x2f]),
+    "counter0": b"SPD1" + frame("LINK_HELLO", ("KEY_ID", U64(1)),
+                                ("COUNTER", U64(0)),
+                                ("PROOF", bytes(32))),
+}
+
+CFG = {
+    "data_links.conf": "[agent]\nedge = 127.0.0.1:7000\ncert = a.crt\n"
+    "key = a.key\nca = ca.crt\ndata_link = plain\ndata_links = 8\n\n"
+    "[service sftp]\nlisten = 127.0.0.1:10022\nbackend = 127.0.0.1:2222\n",
+}
+
+
+def write(name, seeds, clear=True):
+    d = os.path.join(TOP, name)
+    os.makedirs(d, exist_ok=True)
+    if clear:
+        for f in os.listdir(d):
+            os.unlink(os.path.join(d, f))
+    for f, data in seeds.items():
+        if isinstance(data, str):
+            data = data.encode()
+        with open(os.path.join(d, f), "wb") as fp:
+            fp.write(data)
+
+
+write("frame", FRAMES)
+write("mux", MUX)
+write("greet", GREET)
+write("cfg", CFG, clear=False)
