@@ -28,6 +28,10 @@ CLOSED = re.compile(r"session (\d+) closed service=(\S+) .*bytes_in=(\d+) "
                     r"bytes_out=(\d+) .*reason=(\S+).* link=(\S+) "
                     r"spliced=(\d+)")
 REUSED = "plain data link parked for agent agent1 (reused)"
+LINK_UP = {"tls": re.compile(r"multiplexed data link of agent agent1 from "
+                             r"\S+ up"),
+           "plain": re.compile(r"plain data link from \S+ parked for agent "
+                               r"agent1")}
 
 
 def closed(proc, since=0, service=None):
@@ -163,11 +167,10 @@ def gateway(tmp_path, pki, services, link, edge_extra=(), **kw):
     edge = sp.start_edge(tmp_path, pki, extra=["-v", *edge_extra])
     agent = sp.start_agent(tmp_path, pki, edge, services, data_link=link,
                            **kw)
+    # The edge's word: the agent counts a link up once it has sent its
+    # greeting, before the edge took it.
     n = kw.get("data_links") or (2 if link == "tls" else 4)
-    if link == "tls":
-        agent.proc.wait_log("multiplexed data link up", count=n)
-    else:
-        edge.proc.wait_log("parked for agent agent1", count=n)
+    edge.proc.wait_log(LINK_UP[link], count=n)
     return edge, agent
 
 
@@ -217,8 +220,7 @@ def test_sessions_share_two_links(mux_gw):
     # still the same two links: none opened for the sessions
     assert agent.proc.count("multiplexed data link up", amark) == 0
     assert edge.proc.count("multiplexed data link of agent agent1", emark) == 0
-    assert edge.proc.count(re.compile(
-        r"multiplexed data link of agent agent1 from \S+ up")) == 2
+    assert edge.proc.count(LINK_UP["tls"]) == 2
 
 
 def test_links_prefer_aes128_gcm(mux_gw):
@@ -264,8 +266,7 @@ def test_slow_reader_does_not_stall_the_link(tmp_path, pki):
     assert how == "eof"
     assert len(got) == len(data) and hashlib.sha256(got).digest() == \
         hashlib.sha256(data).digest()
-    assert edge.proc.count(re.compile(
-        r"multiplexed data link of agent agent1 from \S+ up")) == 1
+    assert edge.proc.count(LINK_UP["tls"]) == 1
     push.close()
     hs.close()
 
@@ -399,8 +400,7 @@ def test_max_links_and_handshake_timeout(tmp_path, pki, link):
     edge.proc.wait_log(re.compile(r"data link from \S+ refused: data link "
                                   r"limit reached"))
     agent.proc.wait_log("data link closed before use")
-    ups = re.compile(r"multiplexed data link of agent agent1 from \S+ up"
-                     if link == "tls" else "parked for agent agent1")
+    ups = LINK_UP[link]
     assert edge.proc.count(ups) == 2
     # a connection that never greets is dropped after 1 s; the links,
     # older than that, stay
