@@ -15,11 +15,17 @@
  *   (bits 1-2: how many; bits 3-4: whether the clients send bytes and
  *   half-close).
  *
+ *   bit 7 set: the next two bytes are a count and an offset: the peer's
+ *   bytes up to the offset are sent once, the rest count + 1 times. So
+ *   an input of a few KiB can send more than a window (256 KiB) to a
+ *   stream: a flood the bounds must hold against.
+ *
  * The link is a non-blocking socketpair: the harness writes the input
- * into its end, then half-closes it (the mux then sees the link end), and
- * turns the event loop (ev_run_once(0), the settle hooks, psock_tick)
- * until the mux reports the link lost. After every turn it checks what
- * must hold whatever the peer sends:
+ * into its end as the socket takes it, then, a turn after the last byte,
+ * half-closes it (the mux then sees the link end); it turns the event
+ * loop (ev_run_once(0), the settle hooks, psock_tick) until the mux
+ * reports the link lost. After every turn it checks what must hold
+ * whatever the peer sends:
  *
  *   - the stream table is sound: every stream sits in its id's bucket
  *     once, no two live streams share an id, nstreams is what the table
@@ -240,6 +246,31 @@ check(void)
 		abort();
 }
 
+/* The peer's bytes: pre[0..npre), then rep[0..nrep) reps times. */
+struct wire {
+	const uint8_t	*pre, *rep;
+	size_t		 npre, nrep, reps;
+};
+
+static size_t
+wire_len(const struct wire *w)
+{
+	return w->npre + w->nrep * w->reps;
+}
+
+/* The bytes at offset off, and how many follow there contiguously. */
+static const uint8_t *
+wire_at(const struct wire *w, size_t off, size_t *n)
+{
+	if (off < w->npre) {
+		*n = w->npre - off;
+		return w->pre + off;
+	}
+	off = (off - w->npre) % w->nrep;
+	*n = w->nrep - off;
+	return w->rep + off;
+}
+
 static void
 drain(int fd)
 {
@@ -253,9 +284,11 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static int init;
-	size_t off = 0;
+	struct wire w;
+	const uint8_t *at;
+	size_t off = 0, len, k, split;
 	ssize_t n;
-	int l[2], shut = 0, turns = 0, i;
+	int l[2], shut = 0, idle = 0, turns = 0, i;
 
 	if (!init) {
 		if (ev_init() == -1)
@@ -281,19 +314,41 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		open_streams(1 + ((data[0] >> 1) & 3), (unsigned)data[0] >> 3);
 	ev_settle();
 	check();
-	data++;
-	size--;
+	memset(&w, 0, sizeof(w));
+	w.reps = 1;
+	if ((data[0] & 0x80) && size >= 3) {
+		w.reps = (size_t)data[1] + 1;
+		split = data[2];
+		data += 3;
+		size -= 3;
+		if (split > size)
+			split = size;
+		w.pre = data;
+		w.npre = split;
+		w.rep = data + split;
+		w.nrep = size - split;
+	} else {
+		w.rep = data + 1;
+		w.nrep = size - 1;
+	}
+	if (w.nrep == 0)
+		w.reps = 0;
+	len = wire_len(&w);
 	while (nlost == 0) {
-		if (off < size) {
-			n = send(l[0], data + off, size - off, MSG_NOSIGNAL);
+		/* The end of the link only after a turn has handled all the
+		 * bytes: else a flood and the EOF behind it would be handled
+		 * in one turn, and check() would not see what the flood left
+		 * in memory before the link ended. */
+		if (off == len && !shut && idle) {
+			(void)shutdown(l[0], SHUT_WR);
+			shut = 1;
+		} else if (off < len) {
+			at = wire_at(&w, off, &k);
+			n = send(l[0], at, k, MSG_NOSIGNAL);
 			if (n > 0)
 				off += (size_t)n;
 			else if (errno != EAGAIN)
 				abort();	/* the link stays open until lost */
-		}
-		if (off == size && !shut) {
-			(void)shutdown(l[0], SHUT_WR);
-			shut = 1;
 		}
 		/* The peer and the local sockets read all they get. */
 		drain(l[0]);
@@ -305,6 +360,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ev_settle();
 		psock_tick(ev_now());
 		check();
+		idle = off == len;
 		if (M != NULL && turns % 64 == 0)
 			mux_tick(M, ev_now());
 		if (++turns > MAX_TURNS)

@@ -150,6 +150,15 @@ MUX = {
     + mux(0, PING, U64(9)),
     "opn_bad_credit": bytes([1]) + mux(1, CREDIT, U32(0)),
 }
+# Bit 7: a count and an offset follow; the bytes after the offset are sent
+# count + 1 times. Stream 5 is held (no backend): 17 DATA frames of 16 KiB
+# are more than its window, and the link must fail before it holds more.
+_PRE = b"".join(mux(i, OPEN, b"s") for i in range(1, 6))
+MUX["acc_held_flood"] = bytes([0x80, 16, len(_PRE)]) + _PRE \
+    + mux(5, DATA, b"f" * 16384)
+_PRE = mux(1, OPEN, SESS)
+MUX["acc_flood_backend"] = bytes([0x80, 40, len(_PRE)]) + _PRE \
+    + mux(1, DATA, b"g" * 16384, 1)
 
 GREET = {
     "link_hello": b"SPD1" + FRAMES["link_hello"],
