@@ -593,22 +593,9 @@ static void
 fx_close(struct pend *e, int abort)
 {
 	struct aftp *f = aftp_of(e);
-	int fd = f->bio.fd;
 
-	if (fd == -1)
-		return;
-	f->bio.fd = -1;
 	f->live = 0;
-	if (abort && !e->failed) {
-		ev_del(&f->bio);
-		psock_reset_after_drain(fd);
-	} else if (abort) {
-		ev_forget(&f->bio);
-		psock_reset_now(fd);
-	} else {
-		ev_forget(&f->bio);
-		close(fd);
-	}
+	psock_drop(&f->bio, abort, e->failed);
 }
 
 static const struct pend_ops filter_ops = {

@@ -126,7 +126,7 @@ static void
 mux_open_cb(struct mux *m, uint32_t sid, const uint8_t *p, size_t n)
 {
 	struct alink *l = m->arg;
-	struct alink_from sl = { m, sid, -1, l->kid, 0 };
+	struct alink_from sl = { m, sid, -1, l->kid };
 	struct msg *sm;
 	const char *why;
 
@@ -220,7 +220,7 @@ alink_frame(struct fconn *fc, struct msg *m)
 {
 	struct alink *l = fc->owner;
 	struct aedge *e = l->e;
-	struct alink_from sl = { NULL, 0, -1, l->kid, 0 };
+	struct alink_from sl = { NULL, 0, -1, l->kid };
 	struct buf pending;
 	SSL *ssl;
 
@@ -234,8 +234,6 @@ alink_frame(struct fconn *fc, struct msg *m)
 	if (!l->orphan) {
 		e->links_up--;
 		e->links_lent++;
-		sl.keep = e->links_up + e->links_opening + e->links_lent <=
-		    keep_max();
 	}
 	e->link_backoff_ms = 0;
 	l->state = AL_DIAL;	/* nothing left to count or close */
@@ -325,7 +323,10 @@ alink_again(struct aedge *e, int fd, int registered, uint64_t kid)
 	struct alink *l;
 
 	e->links_lent--;
-	if (e->state != AE_READY || e->kid != kid || (l = alink_new(e)) == NULL) {
+	/* Links opened for a burst close after it. */
+	if (e->state != AE_READY || e->kid != kid || e->links_up +
+	    e->links_opening + e->links_lent >= keep_max() ||
+	    (l = alink_new(e)) == NULL) {
 		log_debug("edge %s: plain data link closed after its session",
 		    e->ce->str);
 		close(fd);

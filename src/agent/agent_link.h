@@ -21,7 +21,6 @@ struct alink_from {
 	uint32_t	 sid;		/* ... and the stream */
 	int		 fd;		/* or a plain link; -1 */
 	uint64_t	 kid;		/* the link key it was proved with */
-	int		 keep;		/* plain: end with markers, to come back */
 };
 
 /* Open links to e until it has data_links (when its control channel is
@@ -36,7 +35,8 @@ void	alink_refuse(struct aedge *e, const struct alink_from *l,
 	    enum sess_end code, const char *why);
 /* A plain link (fd, handed as by ev_release) came back from a session
  * that ended cleanly with both end markers: park it for the next, if the
- * control connection that proved it (kid) is still e's. */
+ * control connection that proved it (kid) is still e's and e has not
+ * more links than it needs (else close it). */
 void	alink_again(struct aedge *e, int fd, int registered, uint64_t kid);
 /* A plain link that carried a session went (closed or reset with it). */
 void	alink_gone(struct aedge *e, uint64_t kid);

@@ -88,8 +88,7 @@ refusal_read(struct plink *l)
 }
 
 /* Make sure a chunk is open for reading. 1: its payload is next (rx_left
- * > 0, or the rest is raw), PEND_AGAIN, PEND_EOF (a marker, or a FIN
- * between chunks), PEND_ERR. */
+ * > 0), PEND_AGAIN, PEND_EOF (the marker), PEND_ERR (a FIN before it). */
 static ssize_t
 chunk_rx(struct plink *l)
 {
@@ -103,11 +102,10 @@ chunk_rx(struct plink *l)
 		/* Exact reads: not one byte of what follows the marker (the
 		 * next session) is taken from the socket. */
 		n = recv(s->io.fd, l->rx_hdr + l->rx_have, HDR - l->rx_have, 0);
-		if (n == 0 && l->rx_have == 0 && s->e.kept_err == 0)
-			return PEND_EOF;
 		if (n == 0)
-			return fail(&s->e, s->e.kept_err != 0 ? strerror(s->e.kept_err) :
-			    "data link closed inside a chunk header");
+			return fail(&s->e, s->e.kept_err != 0 ?
+			    strerror(s->e.kept_err) :
+			    "data link closed before the session's end");
 		if (n == -1) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK ||
 			    errno == EINTR)
@@ -138,10 +136,6 @@ chunk_rx(struct plink *l)
 			l->rx_end = 1;
 			return PEND_EOF;
 		}
-		if (len == PLINK_CHUNK_RAW) {
-			l->rx_raw = 1;
-			return 1;
-		}
 		if (len > PLINK_CHUNK_MAX)
 			return fail(&s->e, "data link sent a chunk over 16 MiB");
 		l->rx_left = len;
@@ -150,17 +144,15 @@ chunk_rx(struct plink *l)
 }
 
 /* Before reading up to *n bytes: the chunk's header, after which *n is
- * cut to what the chunk has left (not once the rest is raw). */
+ * cut to what the chunk has left. */
 static ssize_t
 read_begin(struct plink *l, size_t *n)
 {
 	ssize_t r;
 
-	if (l->rx_raw)
-		return 1;
 	if ((r = chunk_rx(l)) != 1)
 		return r;
-	if (!l->rx_raw && *n > l->rx_left)
+	if (*n > l->rx_left)
 		*n = l->rx_left;
 	return 1;
 }
@@ -170,9 +162,9 @@ read_begin(struct plink *l, size_t *n)
 static ssize_t
 read_done(struct plink *l, ssize_t r)
 {
-	if (r > 0 && !l->rx_raw)
+	if (r > 0)
 		l->rx_left -= (uint32_t)r;
-	if (r == PEND_EOF && !l->rx_raw)
+	if (r == PEND_EOF)
 		return fail(&l->s.e, "data link closed inside a chunk");
 	return r;
 }
@@ -205,12 +197,13 @@ chunk_tx_open(struct plink *l, uint32_t len)
 	put32(l->tx_hdr, len);
 	l->tx_off = 0;
 	l->tx_len = HDR;
-	l->tx_left = len == PLINK_CHUNK_RAW ? 0 : len;
+	l->tx_left = len;
 }
 
-/* Before writing up to *n bytes: a pending socket error; then, unless
- * raw, the header of a chunk for what we have in hand, after which *n is
- * cut to what the chunk has left. A bulk direction goes raw instead. */
+/* Before writing up to *n bytes: a pending socket error; then the header
+ * of a chunk for all we have in hand (the pump offers what its buffer or
+ * pipe holds, so a bulk transfer costs a header per pipe-full), after
+ * which *n is cut to what the chunk has left. */
 static ssize_t
 write_begin(struct plink *l, size_t *n)
 {
@@ -218,23 +211,11 @@ write_begin(struct plink *l, size_t *n)
 
 	if (l->s.e.kept_err != 0)
 		return fail(&l->s.e, strerror(l->s.e.kept_err));
-	if (l->tx_raw)
-		return 1;
-	if (l->tx_left == 0 && l->tx_off >= l->tx_len) {
-		if (l->tx_total >= PLINK_RAW_AFTER) {
-			chunk_tx_open(l, PLINK_CHUNK_RAW);
-			l->tx_to_raw = 1;
-		} else
-			chunk_tx_open(l, *n > PLINK_CHUNK_MAX ? PLINK_CHUNK_MAX :
-			    (uint32_t)*n);
-	}
+	if (l->tx_left == 0 && l->tx_off >= l->tx_len)
+		chunk_tx_open(l, *n > PLINK_CHUNK_MAX ? PLINK_CHUNK_MAX :
+		    (uint32_t)*n);
 	if ((r = chunk_tx_hdr(l, 1)) != 1)
 		return r;
-	if (l->tx_to_raw) {
-		l->tx_raw = 1;
-		l->keep = 0;
-		return 1;
-	}
 	if (*n > l->tx_left)
 		*n = l->tx_left;
 	return 1;
@@ -243,11 +224,8 @@ write_begin(struct plink *l, size_t *n)
 static ssize_t
 write_done(struct plink *l, ssize_t r)
 {
-	if (r > 0) {
-		l->tx_total += (uint64_t)r;
-		if (!l->tx_raw)
-			l->tx_left -= (uint32_t)r;
-	}
+	if (r > 0)
+		l->tx_left -= (uint32_t)r;
 	return r;
 }
 
@@ -313,8 +291,8 @@ pl_shut(struct pend *e)
 	struct plink *l = plink_of(e);
 	ssize_t r;
 
-	if (!l->keep || l->tx_raw)
-		return psock_shut(e);
+	if (l->tx_end)
+		return 1;
 	/* Every chunk is out (nothing waits to be written): the marker
 	 * opens no payload. */
 	if (l->tx_off >= l->tx_len)
@@ -346,13 +324,12 @@ static const struct pend_ops plink_ops = {
 };
 
 void
-plink_init(struct plink *l, int fd, int registered, int keep)
+plink_init(struct plink *l, int fd, int registered)
 {
 	memset(l, 0, sizeof(*l));
 	psock_init(&l->s, fd, registered);
 	l->s.e.ops = &plink_ops;
 	l->s.e.rawfd = -1;	/* chunked: never read as it is */
-	l->keep = keep != 0;
 }
 
 int

@@ -13,21 +13,15 @@
  *                          exact reads, so nothing of what follows a
  *                          session is taken from the socket)
  *   0                      the end marker: the direction ended cleanly
- *                          and the link stays open
- *   PLINK_CHUNK_RAW        the rest of the direction is raw bytes up to a
- *                          FIN: a side sends it once the direction has
- *                          carried PLINK_RAW_AFTER (a bulk transfer, where
- *                          a length per chunk costs more than a new link
- *                          would), and the link is not reused
  *   PLINK_CHUNK_REFUSE     first thing from the agent only: the session is
  *                          refused; one chunk follows with the END code
  *                          (end.h) and text, then the agent's FIN
  *
- * A side that does not keep the link ends its direction with a FIN
- * instead of a marker; a FIN between chunks is a clean end that is not
- * reusable, one inside a chunk an error. The link carries the next
- * session only when both directions ended with markers and the session
- * ended cleanly (plink_take). */
+ * Every direction ends with its marker, so a link closed before the
+ * marker (the agent killed, a relay cut) is an error, never a transfer
+ * that looks complete. The link carries the next session when both
+ * directions ended with markers and the session ended cleanly
+ * (plink_take); either side may close it instead. */
 #ifndef SP_PLINK_H
 #define SP_PLINK_H
 
@@ -39,17 +33,11 @@
 #define PLINK_MAGIC		"SPD1"
 #define PLINK_MAGIC_LEN		4
 #define PLINK_CHUNK_MAX		(16u * 1024 * 1024)
-#define PLINK_CHUNK_RAW		0xffffffffu
 #define PLINK_CHUNK_REFUSE	0xfffffffeu
-#define PLINK_RAW_AFTER		(1024u * 1024)
 #define PLINK_REFUSAL_MAX	1025	/* END code + up to 1024 bytes */
 
 struct plink {
 	struct psock	 s;		/* first: the endpoint is s.e */
-	unsigned	 keep:1;	/* end our directions with markers */
-	unsigned	 rx_raw:1;	/* the peer went raw */
-	unsigned	 tx_raw:1;	/* we did */
-	unsigned	 tx_to_raw:1;	/* the raw header is being sent */
 	unsigned	 rx_end:1;	/* the peer's end marker was read */
 	unsigned	 tx_end:1;	/* ours was written */
 	unsigned	 rx_refusal:1;	/* reading the refusal chunk */
@@ -59,14 +47,13 @@ struct plink {
 	uint8_t		 rx_hdr[4], tx_hdr[4];
 	uint32_t	 rx_left;	/* payload of the open chunk still to read */
 	uint32_t	 tx_left;	/* ... and still to write */
-	uint64_t	 tx_total;	/* payload sent: raw after PLINK_RAW_AFTER */
 	uint16_t	 refusal_len;
 	uint8_t		*refusal;	/* the refusal chunk, while read */
 };
 
 /* Make the link fd (taken) an endpoint for one session; registered as in
- * psock_init; keep: end our directions with markers (else a FIN). */
-void	plink_init(struct plink *l, int fd, int registered, int keep);
+ * psock_init. */
+void	plink_init(struct plink *l, int fd, int registered);
 /* After the session ended cleanly: if both directions ended with
  * markers, take the socket back (pump_free will not close it), handed
  * over as by ev_release (*registered), and return it; else -1. */

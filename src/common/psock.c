@@ -189,25 +189,33 @@ psock_watch(struct pend *e, unsigned what)
 }
 
 void
-psock_close(struct pend *e, int abort)
+psock_drop(struct ev_io *io, int abort, int failed)
 {
-	struct psock *s = psock_of(e);
-	int fd = s->io.fd;
+	int fd = io->fd;
 
 	if (fd == -1)
 		return;
-	s->io.fd = -1;
-	e->rawfd = -1;
-	if (abort && !e->failed) {
-		ev_del(&s->io);	/* the fd lives on until drained */
+	/* Out of the epoll set while io still names the fd. */
+	if (abort && !failed) {
+		ev_del(io);	/* the fd lives on until drained */
 		psock_reset_after_drain(fd);
 	} else if (abort) {
-		ev_forget(&s->io);
+		ev_forget(io);
 		psock_reset_now(fd);
 	} else {
-		ev_forget(&s->io);
+		ev_forget(io);
 		close(fd);
 	}
+	io->fd = -1;
+}
+
+void
+psock_close(struct pend *e, int abort)
+{
+	struct psock *s = psock_of(e);
+
+	e->rawfd = -1;
+	psock_drop(&s->io, abort, e->failed);
 }
 
 const struct pend_ops psock_ops = {

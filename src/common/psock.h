@@ -48,5 +48,9 @@ void	psock_reset_after_drain(int fd);
 /* Reset the sockets whose bytes have left or whose time is up; call from
  * the main loop. psock_tick(UINT64_MAX) resets all now. */
 void	psock_tick(uint64_t now);
+/* Take io's fd out of the loop and end it: closed (a clean end), reset
+ * at once (abort after a failed write: nothing more will leave), or
+ * reset after what was written has left. io->fd becomes -1. */
+void	psock_drop(struct ev_io *io, int abort, int failed);
 
 #endif
