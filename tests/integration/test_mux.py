@@ -238,7 +238,7 @@ def test_no_backend_refused_promptly(tmp_path, pki):
                            {"dead": (port, [sp.free_port()])},
                            data_link="tls")
     agent.proc.wait_log("multiplexed data link up", count=2)
-    sp.refused_quickly(port)
+    sp.closed_by_gateway(port)
     edge.proc.wait_log(["closed service=dead",
                         "reason=refused-by-agent(no backend", "link=mux"])
     agent.proc.wait_log(["closed service=dead", "reason=error"])
@@ -258,13 +258,10 @@ def test_agent_killed_ends_sessions(tmp_path, pki):
     c.sendall(b"x" * 100000)
     edge.proc.wait_log("joined link=mux")
     os.kill(agent.proc.pid, signal.SIGKILL)
-    t0 = time.monotonic()
-    try:
-        assert c.recv(65536) == b""
-    except ConnectionResetError:
-        pass
+    # Ends within seconds, not at the idle time-out (3600 s): 30 s is a
+    # generous deadline, and the log lines below say it was the lost link.
+    sp.wait_closed(c, timeout=30)
     c.close()
-    assert time.monotonic() - t0 < 10
     edge.proc.wait_log(re.compile(
         r"multiplexed data link of agent agent1 from \S+ lost"))
     edge.proc.wait_log(["closed service=hash", "reason=error(data link"])
