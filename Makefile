@@ -1,9 +1,8 @@
 # sallyport build. `make` builds build/sallyport-edge, build/sallyport-agent
-# and build/sallyportctl. Targets: all, test, test-fresh, unit, unit-tsan,
-# integration, demo, deps, check-tools, fuzz, check-banned, clean, install
-# (PREFIX=/usr/local, DESTDIR=), bench.
-# SAN=asan builds with AddressSanitizer+UBSan into build-asan/, SAN=tsan
-# with ThreadSanitizer into build-tsan/ (unit-tsan: the relay threads).
+# and build/sallyportctl. Targets: all, test, test-fresh, unit,
+# integration, demo, deps, check-tools, check-edge, loc, fuzz, check-banned,
+# clean, install (PREFIX=/usr/local, DESTDIR=), bench.
+# SAN=asan builds with AddressSanitizer+UBSan into build-asan/.
 
 CC      ?= cc
 PREFIX  ?= /usr/local
@@ -27,10 +26,6 @@ LDFLAGS += -Wl,--gc-sections
 ifeq ($(SAN),asan)
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined
-endif
-ifeq ($(SAN),tsan)
-CFLAGS  += -fsanitize=thread -fno-omit-frame-pointer
-LDFLAGS += -fsanitize=thread
 endif
 
 LIBSSL  = -lssl -lcrypto
@@ -233,14 +228,14 @@ integration: $(PROGS) $(BUILD)/spbench
 	SALLYPORT_BUILD=$(BUILD) /usr/bin/python3 -m pytest -v tests/integration
 
 # The whole suite: strict build, banned-function check, what the edge
-# links, unit tests, the integration tests, the integration tests again
-# under ASan+UBSan, and a short run of every fuzzer.
+# links, unit tests, the integration tests, both again under ASan+UBSan,
+# and a short run of every fuzzer.
 test: deps
 	$(MAKE) check-tools check-banned all check-edge unit
 	$(MAKE) integration
 	$(MAKE) SAN=asan all
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  $(MAKE) SAN=asan integration
+	  $(MAKE) SAN=asan unit integration
 	$(MAKE) fuzz-smoke
 
 # The README's promise on a machine nobody prepared: `make test` in a clean
@@ -285,7 +280,7 @@ install: $(PROGS)
 	install -m 0644 man/sallyport-agent.conf.5 $(DESTDIR)$(MANDIR)/man5/
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-fuzz
 
-.PHONY: check-edge loc all deps check-tools test-fresh unit unit-tsan integration test demo bench clean fuzz fuzz-smoke check-banned install
+.PHONY: check-edge loc all deps check-tools test-fresh unit integration test demo bench clean fuzz fuzz-smoke check-banned install
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

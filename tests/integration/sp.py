@@ -132,20 +132,19 @@ def wait_closed(sock, timeout):
             return time.monotonic() - t0
 
 
-def refused_quickly(port, within=3.0):
+def closed_by_gateway(port, timeout=30):
     """Connect to port, write a few bytes and wait for the gateway to
-    close the connection (a reset before or during the write counts).
-    Assert it took less than `within` seconds."""
-    t0 = time.monotonic()
+    close the connection (a reset before or during the write counts);
+    fail if it is still open after `timeout` seconds. Callers check the
+    edge's logged reason, which says whether the refusal closed it or a
+    time-out did: no bound on the time is needed for that."""
     try:
-        c = socket.create_connection((LOOPBACK, port), timeout=10)
+        c = socket.create_connection((LOOPBACK, port), timeout=timeout)
         c.sendall(b"nobody will read this")
-        wait_closed(c, timeout=10)
+        wait_closed(c, timeout=timeout)
         c.close()
     except ConnectionError:
         pass
-    took = time.monotonic() - t0
-    assert took < within, f"client closed only after {took:.1f}s"
 
 
 # --------------------------------------------------------------------------
@@ -1669,7 +1668,12 @@ def start_vsftpd(d, pasv=None, pasv_address=None, tls=None,
 
 def _ftp_uid():
     import pwd
-    return pwd.getpwnam("ftp").pw_uid
+    try:
+        return pwd.getpwnam("ftp").pw_uid
+    except KeyError:
+        raise AssertionError("no user 'ftp' on this machine: Debian's vsftpd "
+                             "package creates it (scripts/deps.sh installs "
+                             "vsftpd)") from None
 
 
 def write_ftp_agent_conf(path, pki, edge, svc, listen, backends, protocol,

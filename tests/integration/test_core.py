@@ -170,26 +170,27 @@ def test_50_concurrent_sftp(sftp_gw_link, tmp_path):
 
 def test_no_agent_refused_promptly(tmp_path, pki, edge, sshd):
     port = sp.free_port()
-    # 1. edge up, no agent ever: the service port refuses at once
-    t0 = time.monotonic()
-    err = sp.connect_errno(port, timeout=1.0)
-    took = time.monotonic() - t0
+    # 1. edge up, no agent ever: the service port refuses (ECONNREFUSED from
+    #    the kernel, not a connection left hanging, which would time out)
+    err = sp.connect_errno(port, timeout=10)
     assert err == errno.ECONNREFUSED, errno.errorcode.get(err, err)
-    assert took < 1.0
 
     # 2. an agent opens the service (the port now really answers) ...
     agent = sp.start_agent(tmp_path, pki, edge, {"sftp": (port, [sshd.port])})
     assert sp.read_banner(port, timeout=10), "service did not relay sshd banner"
-    # ... and leaves: from its exit on, the port must refuse within 1 s
+    # ... and leaves: from its exit on (the right event: the edge sees the
+    # control connection close), the port must refuse promptly. The time
+    # is the point: the edge closes the port when the agent's connection
+    # ends, not when a silent agent is declared dead after 6 s. 3 s stays
+    # clear of that and leaves room for an ASan edge on 2 busy cores.
     mark = edge.proc.mark()
     agent.proc.signal(signal.SIGTERM)
     assert agent.proc.wait(10) is not None, "agent ignored SIGTERM"
-    took = assert_refused_promptly(port, within=1.0)
-    edge.proc.wait_log("service sftp closed", since=mark, timeout=5)
+    assert_refused_promptly(port, within=3.0)
+    edge.proc.wait_log("service sftp closed", since=mark, timeout=10)
     assert edge.proc.alive()
-    t0 = time.monotonic()
-    assert sp.connect_errno(port, timeout=1.0) == errno.ECONNREFUSED
-    assert time.monotonic() - t0 < 1.0, took
+    err = sp.connect_errno(port, timeout=10)
+    assert err == errno.ECONNREFUSED, errno.errorcode.get(err, err)
 
 
 def test_agent_sigkill_restart(sftp_gw, tmp_path, pki):
@@ -200,24 +201,38 @@ def test_agent_sigkill_restart(sftp_gw, tmp_path, pki):
     mark = g.edge.proc.mark()
     g.agent.proc.kill()                     # SIGKILL
     assert g.agent.proc.returncode == -signal.SIGKILL
+    # the kernel closes a killed agent's connection: the edge must not
+    # wait for the 6 s heartbeat death (3 s: room for ASan on 2 busy cores)
     assert_refused_promptly(g.port, within=3.0)
-    g.edge.proc.wait_log("service sftp closed", since=mark, timeout=5)
+    g.edge.proc.wait_log("service sftp closed", since=mark, timeout=10)
 
-    # restart and measure the time to the first relayed SSH banner
+    # Restart, and measure the time to the first relayed SSH banner from
+    # the edge's log of the new agent's connection: the process's own
+    # start-up (slow under ASan) is not what this is about, serving at
+    # once once connected is. 3 s: the services arrive in the agent's
+    # first frames, so this takes milliseconds on an idle machine; the
+    # rest is headroom for a sanitizer build on 2 busy cores, and still
+    # less than the 6 s after which a silent agent would be dropped.
+    mark = g.edge.proc.mark()
     agent2 = sp.start_agent(tmp_path, pki, g.edge,
                             {"sftp": (g.port, [g.sshd.port])},
                             tag="agent2", wait=False)
-    t0 = agent2.proc.started_at
+    sp.wait_until(lambda: g.edge.proc.find("agent agent1 connected from",
+                                           mark)
+                  or not agent2.proc.alive(), 30, "the agent to connect")
+    assert agent2.proc.alive(), "restarted agent died:\n" + agent2.proc.tail()
+    t0 = time.monotonic()
     ok_at = None
-    while time.monotonic() - t0 < 15:
-        left = 15 - (time.monotonic() - t0)
+    while time.monotonic() - t0 < 30:
+        left = 30 - (time.monotonic() - t0)
         if sp.read_banner(g.port, timeout=min(5.0, max(0.1, left))):
             ok_at = time.monotonic() - t0
             break
         assert agent2.proc.alive(), "restarted agent died:\n" + agent2.proc.tail()
         time.sleep(sp.POLL)
     assert ok_at is not None, "service never came back after agent restart"
-    assert ok_at <= 2.0, f"service back only {ok_at:.2f}s after agent restart"
+    assert ok_at <= 3.0, \
+        f"service back only {ok_at:.2f}s after the agent connected"
     sftp_ls(g, tmp_path)
 
     assert g.edge.proc.alive() and g.edge.proc.pid == edge_pid
@@ -320,18 +335,20 @@ def test_control_port_garbage(sftp_gw, tmp_path):
 def test_control_handshake_timeout(tmp_path, pki, edge):
     """Nothing, a partial TLS record, or a TLS session without a frame:
     each is dropped by the edge's 10 s handshake time-out."""
+    t0 = {"silent": time.monotonic()}      # each from just before its connect
     silent = sp.tcp_connect(edge.control_port)
+    t0["partial"] = time.monotonic()
     partial = sp.tcp_connect(edge.control_port)
     partial.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
     ctx = fa.client_context(pki.ca_crt, pki.agent_crt, pki.agent_key)
+    t0["tls-no-frame"] = time.monotonic()
     noframe = fa.tls_connect(ctx, edge.control_port)
-    t0 = time.monotonic()
     results = {}
 
     def watch(name, s):
         try:
-            sp.wait_closed(s, timeout=25)
-            results[name] = time.monotonic() - t0
+            sp.wait_closed(s, timeout=40)
+            results[name] = time.monotonic() - t0[name]
         except AssertionError:
             results[name] = None
 
@@ -344,9 +361,13 @@ def test_control_handshake_timeout(tmp_path, pki, edge):
         t.join(30)
     for s in (silent, partial, noframe):
         s.close()
+    # The time is the point. The edge's clock for a connection starts when
+    # it accepts it, after the connect began: closed before 10 s (less
+    # the clocks' rounding) is the edge's fault. The edge checks every
+    # 200 ms; 20 s leaves an ASan edge on 2 busy cores room to get there.
     for name, took in results.items():
-        assert took is not None, f"{name}: not closed within 25 s"
-        assert 8.0 <= took <= 16.0, f"{name}: closed after {took:.1f}s, want ~10"
+        assert took is not None, f"{name}: not closed within 40 s"
+        assert 9.9 <= took <= 20.0, f"{name}: closed after {took:.1f}s, want ~10"
     assert edge.proc.alive()
 
 
@@ -603,7 +624,7 @@ def test_plain_greeting_needs_a_plain_agent(vedge, pki):
 def test_agent_refusal_resets_client(vedge, pki, link):
     """The agent refuses a session on its link (a mux RST with END
     refused, or a plain link's refusal chunk): the edge resets the client
-    at once and logs the refusal with the agent's text; a refused plain
+    and logs the refusal with the agent's text; a refused plain
     link is not used again."""
     edge = vedge
     a = fake_agent(edge, pki, plain=link == "plain")
@@ -612,7 +633,6 @@ def test_agent_refusal_resets_client(vedge, pki, link):
         mark = edge.proc.mark()
         c = client(a.svc_port)
         dl, s = fa.next_session([dl])
-        t0 = time.monotonic()
         if link == "tls":
             s.send_rst("refused", "no backend answered (fake)")
         else:
@@ -621,9 +641,9 @@ def test_agent_refusal_resets_client(vedge, pki, link):
             c.settimeout(10)
             while c.recv(65536):
                 pass
-        took = time.monotonic() - t0
         c.close()
-        assert took < 2.0, f"client reset only after {took:.1f}s"
+        # reset by the refusal, not later by a time-out: the reason in
+        # the edge's log says which, so no bound on the time is needed
         line = edge.proc.wait_log(re.compile(
             r"session \d+ closed service=echo .* reason=refused "
             r'detail="no backend answered \(fake\)" link=' + link),
@@ -696,12 +716,15 @@ def test_claim_timeout(tmp_path, pki):
     a = fake_agent(edge, pki, name="lazy", service="lazy")
     try:
         mark = edge.proc.mark()
-        c = sp.tcp_connect(a.svc_port)
         t0 = time.monotonic()
-        sp.wait_closed(c, timeout=12)
+        c = sp.tcp_connect(a.svc_port)
+        sp.wait_closed(c, timeout=30)
         took = time.monotonic() - t0
         c.close()
-        assert 1.9 <= took <= 8.0, f"client closed after {took:.2f}s"
+        # The time is the point: the edge's clock starts when it accepts
+        # the client, after t0, so not before 2 s (less rounding); 10 s
+        # leaves an ASan edge on 2 busy cores room on its 200 ms ticks.
+        assert 1.9 <= took <= 10.0, f"client closed after {took:.2f}s"
         edge.proc.wait_log(re.compile(
             r"session \d+ closed service=lazy .* reason=timeout "
             r'detail="no data link within 2000 ms"'), since=mark)

@@ -13,7 +13,6 @@ import ftplib
 import os
 import re
 import socket
-import time
 
 import pytest
 
@@ -305,7 +304,8 @@ def test_active_mode_refused_clearly(tmp_path, pki, edge):
     ftp.connect(sp.LOOPBACK, gw.port, timeout=20)
     ftp.login("anonymous", "x")
     ftp.set_pasv(False)
-    t0 = time.monotonic()
+    # Refused clearly: each command gets a 502 reply (a gateway that let
+    # the command hang would raise the socket's 20 s time-out instead).
     with pytest.raises(ftplib.error_perm) as ei:
         ftp.nlst("up")
     assert str(ei.value).startswith("502 Active mode is not supported"), ei
@@ -314,7 +314,6 @@ def test_active_mode_refused_clearly(tmp_path, pki, edge):
         with pytest.raises(ftplib.error_perm) as ei:
             ftp.sendcmd(cmd)
         assert str(ei.value).startswith("502 "), (cmd, ei)
-    assert time.monotonic() - t0 < 10
     # The session goes on in passive mode.
     ftp.set_pasv(True)
     assert ftp.nlst("up") == []

@@ -64,6 +64,21 @@ def memory_contains(pid, needles):
     return False
 
 
+def confined_status(pid, what):
+    """pid's /proc status once its seccomp filter is on (Seccomp: 2).
+
+    A process confines itself on its own time: the key process reads the
+    key and drops uid, capabilities and file system access after the fork,
+    while its parent goes on and logs its own self-test, so reading its
+    status at the parent's log line races it. The filter is the last step
+    of sandbox_common(), so once it is on every other step is done; the
+    caller then checks each of them. 30 s is far more than an ASan build
+    on 2 busy cores takes to get there."""
+    sp.wait_until(lambda: status(pid).get("Seccomp") == "2", 30,
+                  f"{what} (pid {pid}) to install its seccomp filter")
+    return status(pid)
+
+
 def sandboxed_edge(tmp_path, pki, extra=()):
     return sp.start_edge(tmp_path, pki, extra=["--user", "nobody",
                                                "--sandbox-selftest", *extra])
@@ -85,7 +100,8 @@ def sftp_roundtrip(gw_port, ssh, tmp_path, size, tag, bind=None):
 
 def test_edge_sandbox_and_key_custody(tmp_path, pki, sshd):
     edge = sandboxed_edge(tmp_path, pki)
-    edge.proc.wait_log("sandbox selftest: unix socket", timeout=10)
+    # logged by the edge after it has entered its sandbox (edge_main.c)
+    edge.proc.wait_log("sandbox selftest: unix socket", timeout=30)
     log = edge.proc.log()
     assert "sandbox selftest: open for writing denied" in log, log
     assert "sandbox selftest: exec denied" in log, log
@@ -103,12 +119,12 @@ def test_edge_sandbox_and_key_custody(tmp_path, pki, sshd):
 
     kids = sp._children_of(pid)
     assert len(kids) == 1, f"expected one key process, got {kids}"
-    # The key process enters its sandbox after reading the key, before
-    # it serves a request; the parent may log its self-test first.
-    kst = sp.wait_until(lambda: (lambda st: st if st["Seccomp"] == "2"
-                                 else None)(status(kids[0])), 10,
-                        "the key process in its sandbox")
+    kst = confined_status(kids[0], "the key process")
     assert all(int(u) != 0 for u in kst["Uid"].split()), kst["Uid"]
+    assert all(int(g) != 0 for g in kst["Gid"].split()), kst["Gid"]
+    for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(kst[cap], 16) == 0, (cap, kst[cap])
+    assert kst.get("NoNewPrivs") == "1", kst
 
     # it still does its job: an sftp session through the confined edge
     port = sp.free_port()
@@ -126,7 +142,7 @@ def test_edge_sandbox_and_key_custody(tmp_path, pki, sshd):
 
 def test_edge_without_user_is_still_filtered(tmp_path, pki):
     edge = sp.start_edge(tmp_path, pki, extra=["--sandbox-selftest"])
-    edge.proc.wait_log("sandbox selftest: unix socket", timeout=10)
+    edge.proc.wait_log("sandbox selftest: unix socket", timeout=30)
     assert status(edge.proc.pid)["Seccomp"] == "2"
     assert "sandbox selftest: exec denied" in edge.proc.log()
 

@@ -347,7 +347,7 @@ def test_no_backend_refused_promptly(tmp_path, pki, link):
     port = sp.free_port()
     edge, agent = gateway(tmp_path, pki, {"dead": (port, [sp.free_port()])},
                           link)
-    sp.refused_quickly(port)
+    sp.closed_by_gateway(port)
     [e] = wait_closed(edge.proc, 1).values()
     assert e["reason"] == "refused" and e["link"] == link, e
     assert 'detail="no backend' in e["line"], e
@@ -368,12 +368,11 @@ def test_agent_killed_ends_sessions(tmp_path, pki, link):
     edge.proc.wait_log(f"new service=hash client={LOOPBACK}:"
                        f"{c.getsockname()[1]}", since=mark)
     os.kill(agent.proc.pid, signal.SIGKILL)
-    t0 = time.monotonic()
+    # 30 s is a generous deadline, not the point: the idle time-out is an
+    # hour, and the edge's reason below says it was the lost link.
     c.settimeout(30)
     got, how = read_to_end(c)
     c.close()
-    took = time.monotonic() - t0
-    assert took < 10, f"client ended only after {took:.1f}s"
     assert (got, how) == (b"", "reset"), "a cut session looked complete"
     [e] = wait_closed(edge.proc, 1, mark).values()
     assert e["reason"] == "error" and e["link"] == link, e
@@ -406,9 +405,9 @@ def test_max_links_and_handshake_timeout(tmp_path, pki, link):
     # older than that, stay
     mark = edge.proc.mark()
     silent = sp.tcp_connect(edge.control_port)
-    took = sp.wait_closed(silent, timeout=10)
+    took = sp.wait_closed(silent, timeout=30)
     silent.close()
-    assert 0.5 <= took <= 5, took
+    assert 0.5 <= took <= 10, took  # the time is the point; room for ASan
     edge.proc.wait_log("no greeting within the handshake time-out",
                        since=mark)
     assert edge.proc.count("no greeting within the handshake time-out") == 1
@@ -569,10 +568,10 @@ def test_links_survive_handshake_timeout(tmp_path, pki):
         half = sp.tcp_connect(edge.control_port)
         half.sendall(b"SPD1" + b"\x00\x0b")
         for s in (silent, half):
-            sp.wait_closed(s, timeout=10)
+            sp.wait_closed(s, timeout=30)
             s.close()
         took = time.monotonic() - t0
-        assert 0.9 <= took <= 5, took
+        assert 0.9 <= took <= 10, took  # the time is the point; room for ASan
         edge.proc.wait_log("limit handshake_timeout hit", since=mark)
         assert edge.proc.count("no greeting within the handshake time-out",
                                mark) == 2
