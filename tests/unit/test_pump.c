@@ -87,13 +87,13 @@ fx_outer(struct fx *f, int is_link)
 }
 
 static void
-fx_inner(struct fx *f, int keep, struct buf *prime)
+fx_inner(struct fx *f, struct buf *prime)
 {
 	int b;
 
 	tn_tcp_pair(&b, &f->d);
 	if (f->is_link) {
-		plink_init(&f->link, b, 0, keep);
+		plink_init(&f->link, b, 0);
 		pump_attach(&f->p, PUMP_INNER, &f->link.s.e, prime, 0);
 	} else {
 		psock_init(&f->inner, b, 0);
@@ -103,10 +103,10 @@ fx_inner(struct fx *f, int keep, struct buf *prime)
 }
 
 static void
-fx_start(struct fx *f, int is_link, int keep)
+fx_start(struct fx *f, int is_link)
 {
 	fx_outer(f, is_link);
-	fx_inner(f, keep, NULL);
+	fx_inner(f, NULL);
 }
 
 static void
@@ -189,7 +189,7 @@ both_ways(int splice_on)
 	uint64_t dl;
 
 	pump_splice = splice_on;
-	fx_start(&f, 0, 0);
+	fx_start(&f, 0);
 	up.from = f.c; up.to = f.d; up.dir = 0; up.total = 4 * MIB;
 	down.from = f.d; down.to = f.c; down.dir = 1; down.total = 3 * MIB + 17;
 	dl = tn_now() + TN_DEADLINE_MS;
@@ -236,7 +236,7 @@ half_close(int first_inner)
 	uint8_t b[16];
 	int how, a, z;
 
-	fx_start(&f, 0, 0);
+	fx_start(&f, 0);
 	a = first_inner ? f.d : f.c;	/* closes first */
 	z = first_inner ? f.c : f.d;
 	tn_send_all(a, "last", 4);
@@ -290,7 +290,7 @@ failure(int inner_fails, int splice_on)
 	pump_splice = splice_on;
 	for (i = 0; i < sizeof(big); i++)
 		big[i] = tn_pattern(i, 3);
-	fx_start(&f, 0, 0);
+	fx_start(&f, 0);
 	a = inner_fails ? f.d : f.c;
 	z = inner_fails ? f.c : f.d;
 	/* Bytes the pump has passed on already, then bytes sent right
@@ -350,7 +350,7 @@ test_prime(void **state)
 	fx_outer(&f, 0);
 	tn_send_all(f.c, "early", 5);
 	assert_int_equal(buf_append(&prime, hdr, hl, hl), 0);
-	fx_inner(&f, 0, &prime);
+	fx_inner(&f, &prime);
 	assert_null(prime.data);	/* moved in */
 	tn_send_all(f.c, "hello", 5);
 	shut(f.c);
@@ -380,7 +380,7 @@ test_fail_and_free_before_done(void **state)
 	int how;
 
 	(void)state;
-	fx_start(&f, 0, 0);
+	fx_start(&f, 0);
 	pump_fail(&f.p, PUMP_INNER, SE_KILLED, "cut by the operator");
 	ev_settle();
 	assert_int_equal(f.done, 1);
@@ -392,7 +392,7 @@ test_fail_and_free_before_done(void **state)
 	assert_int_equal(how, TN_RESET);
 	fx_close(&f);
 
-	fx_start(&f, 0, 0);
+	fx_start(&f, 0);
 	pump_fail(&f.p, PUMP_OUTER, SE_STOPPING, "stopping");
 	assert_true(f.p.queued);
 	pump_free(&f.p, SE_STOPPING, "stopping");
@@ -418,7 +418,7 @@ test_link_chunks_and_reuse(void **state)
 	int how;
 
 	(void)state;
-	fx_start(&f, 1, 1);
+	fx_start(&f, 1);
 	/* The client's bytes leave in one chunk behind their length. */
 	tn_send_all(f.c, "hello", 5);
 	assert_int_equal(tn_recv_n(f.d, b, 9, &how), 9);
@@ -461,7 +461,7 @@ test_link_peer_marker_first(void **state)
 	int how;
 
 	(void)state;
-	fx_start(&f, 1, 1);
+	fx_start(&f, 1);
 	send_chunk(f.d, "xy", 2);
 	send_chunk(f.d, NULL, 0);
 	assert_int_equal(tn_recv_n(f.c, b, sizeof(b), &how), 2);
@@ -477,76 +477,69 @@ test_link_peer_marker_first(void **state)
 	fx_close(&f);
 }
 
-/* A FIN between chunks: a clean end, but not a link to keep. */
+/* The link's peer ends its direction with a FIN instead of the marker,
+ * as an agent killed mid-transfer does (its kernel sends the FIN). That
+ * must not look like a complete transfer: the session fails on the
+ * link's side with SE_ERROR, the bytes that came before the FIN reach
+ * the client intact, and the client then sees a reset, not an EOF.
+ * payload: bytes the peer sends in chunks before its FIN (0: none);
+ * client_done: the client's direction has ended with our marker first,
+ * so only the peer's marker is missing. */
 static void
-test_link_fin_between_chunks(void **state)
+link_fin_early(int splice_on, size_t payload, int client_done)
 {
-	struct fx f;
-	uint8_t b[8];
-	int how;
-
-	(void)state;
-	fx_start(&f, 1, 1);
-	send_chunk(f.d, "xy", 2);
-	shut(f.d);
-	assert_int_equal(tn_recv_n(f.c, b, sizeof(b), &how), 2);
-	assert_int_equal(how, TN_EOF);
-	shut(f.c);
-	assert_int_equal(tn_recv_n(f.d, b, 4, &how), 4);
-	assert_memory_equal(b, "\0\0\0\0", 4);
-	TN_UNTIL(f.done == 1);
-	assert_true(f.clean);
-	assert_int_equal(f.link_fd, -1);
-	fx_close(&f);
-}
-
-/* A link not to keep ends our direction with a FIN, not a marker. */
-static void
-test_link_not_kept(void **state)
-{
-	struct fx f;
-	uint8_t b[8];
-	int how;
-
-	(void)state;
-	fx_start(&f, 1, 0);
-	shut(f.c);
-	assert_int_equal(tn_recv_n(f.d, b, sizeof(b), &how), 0);
-	assert_int_equal(how, TN_EOF);
-	send_chunk(f.d, NULL, 0);
-	assert_int_equal(tn_recv_n(f.c, b, sizeof(b), &how), 0);
-	assert_int_equal(how, TN_EOF);
-	TN_UNTIL(f.done == 1);
-	assert_true(f.clean);
-	assert_int_equal(f.link_fd, -1);
-	fx_close(&f);
-}
-
-/* The peer goes raw after a chunk: the rest of its direction is bytes
- * up to its FIN, a clean end; the link is not kept. */
-static void
-test_link_peer_goes_raw(void **state)
-{
+	static uint8_t sent[256 * 1024 + 5], got[sizeof(sent) + 16];
 	struct fx f;
 	uint8_t b[16];
+	size_t i, off, k, n;
 	int how;
 
-	(void)state;
-	fx_start(&f, 1, 1);
-	send_chunk(f.d, "abc", 3);
-	tn_send_all(f.d, "\xff\xff\xff\xff" "defgh", 9);
+	assert_true(payload <= sizeof(sent));
+	pump_splice = splice_on;
+	for (i = 0; i < payload; i++)
+		sent[i] = tn_pattern(i, 1);
+	fx_start(&f, 1);
+	if (client_done) {
+		tn_send_all(f.c, "up", 2);
+		shut(f.c);
+		assert_int_equal(tn_recv_n(f.d, b, 10, &how), 10);
+		assert_memory_equal(b, "\0\0\0\2up\0\0\0\0", 10);
+	}
+	for (off = 0; off < payload; off += k) {
+		k = payload - off < 65537 ? payload - off : 65537;
+		send_chunk(f.d, sent + off, (uint32_t)k);
+	}
 	shut(f.d);
-	assert_int_equal(tn_recv_n(f.c, b, sizeof(b), &how), 8);
-	assert_int_equal(how, TN_EOF);
-	assert_memory_equal(b, "abcdefgh", 8);
-	shut(f.c);
-	assert_int_equal(tn_recv_n(f.d, b, 4, &how), 4);
-	assert_memory_equal(b, "\0\0\0\0", 4);
+	n = tn_recv_end(f.c, got, sizeof(got), &how);
+	assert_int_equal(how, TN_RESET);
+	assert_int_equal(n, payload);
+	if (payload > 0)
+		assert_memory_equal(got, sent, payload);
 	TN_UNTIL(f.done == 1);
-	assert_true(f.clean);
-	assert_int_equal(f.bytes[PUMP_INNER], 8);
+	assert_false(f.clean);
+	assert_int_equal(f.side, PUMP_INNER);
+	assert_int_equal(f.code, SE_ERROR);
+	assert_string_equal(f.err, "data link closed before the session's end");
+	assert_int_equal(f.bytes[PUMP_INNER], payload);
+	assert_int_equal(f.bytes[PUMP_OUTER], client_done ? 2 : 0);
 	assert_int_equal(f.link_fd, -1);
 	fx_close(&f);
+}
+
+static void
+test_link_fin_before_marker(void **state)
+{
+	(void)state;
+	/* Before any chunk, and after a small one. */
+	link_fin_early(1, 0, 0);
+	link_fin_early(0, 0, 0);
+	link_fin_early(1, 2, 0);
+	/* After many chunks: every byte of them first, then the reset. */
+	link_fin_early(1, 256 * 1024 + 5, 0);
+	link_fin_early(0, 256 * 1024 + 5, 0);
+	/* Our marker went out already; the peer's never came. */
+	link_fin_early(1, 0, 1);
+	link_fin_early(0, 3, 1);
 }
 
 /* The link's peer sends wire (then a FIN if fin): the session fails on
@@ -560,7 +553,7 @@ link_error(const void *wire, size_t wn, int fin, const char *want, size_t n,
 	uint8_t b[64];
 	int how;
 
-	fx_start(&f, 1, 1);
+	fx_start(&f, 1);
 	tn_send_all(f.d, wire, wn);
 	if (fin)
 		shut(f.d);
@@ -583,18 +576,24 @@ test_link_fin_inside_chunk(void **state)
 {
 	(void)state;
 	link_error("\0\0\0\20abc", 7, 1, "abc", 3, "closed inside a chunk");
-	link_error("\0\0", 2, 1, NULL, 0, "closed inside a chunk header");
-	link_error("\0\0\0\2xy\0", 7, 1, "xy", 2,
-	    "closed inside a chunk header");
+	/* Inside a header: before the marker, whatever its bytes were. */
+	link_error("\0\0", 2, 1, NULL, 0, "before the session's end");
+	link_error("\0\0\0\2xy\0", 7, 1, "xy", 2, "before the session's end");
 }
 
 static void
 test_link_hostile_length(void **state)
 {
 	(void)state;
-	/* One byte over PLINK_CHUNK_MAX (0xffffffff would mean raw). */
+	/* One byte over PLINK_CHUNK_MAX, and far over. */
 	link_error("\x01\0\0\x01", 4, 0, NULL, 0, "over 16 MiB");
 	link_error("\x7f\xff\xff\xff", 4, 0, NULL, 0, "over 16 MiB");
+	/* The largest length is just too long, first or after a chunk, and
+	 * what follows it never reaches the client (no raw mode). */
+	link_error("\xff\xff\xff\xff", 4, 0, NULL, 0, "over 16 MiB");
+	link_error("\xff\xff\xff\xff" "defgh", 9, 1, NULL, 0, "over 16 MiB");
+	link_error("\0\0\0\3abc\xff\xff\xff\xff" "defgh", 16, 1, "abc", 3,
+	    "over 16 MiB");
 	/* A refusal header anywhere but first is just too long. */
 	link_error("\0\0\0\2ab\xff\xff\xff\xfe", 10, 0, "ab", 2, "over 16 MiB");
 	/* A refusal chunk of no bytes, or over its limit, or cut short. */
@@ -615,7 +614,7 @@ test_link_largest_chunk(void **state)
 	int how;
 
 	(void)state;
-	fx_start(&f, 1, 1);
+	fx_start(&f, 1);
 	tn_send_all(f.d, "\x01\0\0\0abc", 7);
 	assert_int_equal(tn_recv_n(f.c, b, 3, &how), 3);
 	assert_memory_equal(b, "abc", 3);
@@ -637,7 +636,7 @@ refusal(uint8_t code, const char *text, enum sess_end want_code,
 	uint8_t b[8];
 	int how;
 
-	fx_start(&f, 1, 1);
+	fx_start(&f, 1);
 	tn_send_all(f.c, "SSH-2.0-x\r\n", 11);
 	assert_int_equal(plink_refuse(f.d, (enum sess_end)code, text), 0);
 	assert_int_equal(tn_recv_end(f.c, b, sizeof(b), &how), 0);
@@ -679,16 +678,18 @@ test_link_refusal(void **state)
 }
 
 /* Reads one direction of a plain link the way its peer must: chunk
- * headers, payloads checked against the pattern, a marker, a switch to
- * raw, or a FIN. */
+ * headers, payloads checked against the pattern, up to the marker; a
+ * length over PLINK_CHUNK_MAX or a FIN before the marker is bad. Stops at
+ * the marker: what follows it is the next session's. */
 struct creader {
 	int		 fd, dir;
 	uint8_t		 h[4];
 	size_t		 hoff;
 	uint32_t	 left;
 	size_t		 got;
-	size_t		 raw_at;	/* bytes before the raw header, or -1 */
-	int		 raw, marker, eof, bad;
+	size_t		 chunks;	/* payload chunks read */
+	uint32_t	 largest;	/* ... and the largest length */
+	int		 marker, eof, bad;
 };
 
 static void
@@ -698,8 +699,8 @@ creader_step(struct creader *r)
 	size_t i, want;
 	ssize_t k = -1;
 
-	while (!r->marker && !r->eof) {
-		if (!r->raw && r->left == 0) {
+	while (!r->marker && !r->eof && !r->bad) {
+		if (r->left == 0) {
 			k = recv(r->fd, r->h + r->hoff, 4 - r->hoff, 0);
 			if (k <= 0)
 				break;
@@ -709,17 +710,16 @@ creader_step(struct creader *r)
 			r->left = tn_get32(r->h);
 			if (r->left == 0)
 				r->marker = 1;
-			else if (r->left == PLINK_CHUNK_RAW) {
-				r->raw = 1;
-				r->raw_at = r->got;
-				r->left = 0;
-			} else if (r->left > PLINK_CHUNK_MAX)
+			else if (r->left > PLINK_CHUNK_MAX)
 				r->bad = 1;
+			else {
+				r->chunks++;
+				if (r->left > r->largest)
+					r->largest = r->left;
+			}
 			continue;
 		}
-		want = sizeof(b);
-		if (!r->raw && r->left < want)
-			want = r->left;
+		want = r->left < sizeof(b) ? r->left : sizeof(b);
 		k = recv(r->fd, b, want, 0);
 		if (k <= 0)
 			break;
@@ -727,13 +727,11 @@ creader_step(struct creader *r)
 			if (b[i] != tn_pattern(r->got + i, r->dir))
 				r->bad = 1;
 		r->got += (size_t)k;
-		if (!r->raw)
-			r->left -= (uint32_t)k;
+		r->left -= (uint32_t)k;
 	}
 	if (k == 0) {
 		r->eof = 1;
-		if (!r->raw || r->hoff != 0)
-			r->bad = 1;	/* a FIN is only for raw here */
+		r->bad = 1;	/* a FIN before the marker */
 	}
 }
 
@@ -787,34 +785,36 @@ cwriter_step(struct cwriter *w)
 	}
 }
 
-/* Megabytes both ways through a plain link, by splice and by copying:
- * every byte arrives in order. Up to PLINK_RAW_AFTER the link is kept;
- * past it (n bytes up) the upward direction goes raw, ends with a FIN,
- * and the link is not kept. */
+/* Bulk both ways through a plain link, by splice and by copying: up bytes
+ * from the client, down bytes from the link's peer in chunks of down_size.
+ * Every byte arrives in order; upward they come in chunks no longer than
+ * PLINK_CHUNK_MAX, however much there is, and end with the marker, never
+ * a FIN; the link then comes back (plink_take) with nothing of the
+ * session left in it either way, and carries the next session's bytes. */
 static void
-link_bulk(int splice_on, size_t n)
+link_bulk(int splice_on, size_t up_n, size_t down_n, size_t down_size)
 {
 	struct fx f;
 	struct creader up = { 0 };
 	struct cwriter down = { 0 };
 	struct flow cl = { 0 };
-	size_t back = 512 * 1024 + 3;
 	uint8_t b[65536];
 	uint64_t dl;
 	ssize_t k;
 	size_t i;
+	int how;
 
 	pump_splice = splice_on;
-	fx_start(&f, 1, 1);
-	cl.from = f.c; cl.to = -1; cl.dir = 0; cl.total = n;
+	fx_start(&f, 1);
+	cl.from = f.c; cl.to = -1; cl.dir = 0; cl.total = up_n;
 	up.fd = f.d; up.dir = 0;
-	down.fd = f.d; down.dir = 1; down.total = back; down.size = 65537;
+	down.fd = f.d; down.dir = 1; down.total = down_n; down.size = down_size;
 	dl = tn_now() + TN_DEADLINE_MS;
-	while (!(up.eof || up.marker) || !down.ended || down.hoff < down.hlen ||
-	    cl.got < back || !cl.eof) {
+	while (!(up.marker || up.bad) || !down.ended ||
+	    down.hoff < down.hlen || cl.got < down_n || !cl.eof) {
 		if (tn_now() > dl)
 			fail_msg("link_bulk: up %zu/%zu, down %zu, client %zu",
-			    up.got, n, down.sent, cl.got);
+			    up.got, up_n, down.sent, cl.got);
 		if (cl.sent < cl.total) {
 			for (i = 0; i < sizeof(b) && cl.sent + i < cl.total; i++)
 				b[i] = tn_pattern(cl.sent + i, 0);
@@ -838,37 +838,45 @@ link_bulk(int splice_on, size_t n)
 	}
 	assert_false(up.bad);
 	assert_false(cl.bad);
-	assert_int_equal(up.got, n);
-	assert_int_equal(cl.got, back);
-	assert_int_equal(up.raw, n > PLINK_RAW_AFTER);
-	if (up.raw) {
-		/* raw only once the direction carried PLINK_RAW_AFTER */
-		assert_true(up.raw_at >= PLINK_RAW_AFTER);
-		assert_true(up.eof);
-	} else
-		assert_true(up.marker);
+	assert_true(up.marker);
+	assert_int_equal(up.got, up_n);
+	assert_true(up.largest <= PLINK_CHUNK_MAX);
+	assert_true(up.chunks >= up_n / PLINK_CHUNK_MAX);
+	assert_int_equal(cl.got, down_n);
 	TN_UNTIL(f.done == 1);
 	assert_true(f.clean);
-	assert_int_equal(f.bytes[PUMP_OUTER], n);
-	assert_int_equal(f.bytes[PUMP_INNER], back);
-	assert_int_equal(f.link_fd == -1, up.raw);
+	assert_int_equal(f.bytes[PUMP_OUTER], up_n);
+	assert_int_equal(f.bytes[PUMP_INNER], down_n);
+	if (splice_on)
+		assert_true(f.spliced > 0);
+	else
+		assert_int_equal(f.spliced, 0);
+	assert_int_not_equal(f.link_fd, -1);
+	/* Nothing after the marker on either side, and the link works. */
+	assert_int_equal(recv(f.d, b, sizeof(b), 0), -1);
+	assert_int_equal(errno, EAGAIN);
+	assert_int_equal(recv(f.link_fd, b, sizeof(b), 0), -1);
+	assert_int_equal(errno, EAGAIN);
+	tn_send_all(f.d, "NEXT", 4);
+	assert_int_equal(tn_recv_n(f.link_fd, b, 4, &how), 4);
+	assert_memory_equal(b, "NEXT", 4);
+	tn_send_all(f.link_fd, "BACK", 4);
+	assert_int_equal(tn_recv_n(f.d, b, 4, &how), 4);
+	assert_memory_equal(b, "BACK", 4);
 	fx_close(&f);
 }
 
 static void
-test_link_bulk_kept(void **state)
+test_link_bulk(void **state)
 {
 	(void)state;
-	link_bulk(1, 512 * 1024);
-	link_bulk(0, 512 * 1024);
-}
-
-static void
-test_link_bulk_goes_raw(void **state)
-{
-	(void)state;
-	link_bulk(1, 3 * MIB);
-	link_bulk(0, 3 * MIB);
+	link_bulk(1, 512 * 1024, 512 * 1024 + 3, 65537);
+	link_bulk(0, 512 * 1024, 512 * 1024 + 3, 65537);
+	/* Several MiB each way; down in chunks far larger than the pump's
+	 * buffer or pipe, and in one chunk of PLINK_CHUNK_MAX. */
+	link_bulk(1, 6 * MIB + 1, 5 * MIB + 3, MIB + 1);
+	link_bulk(0, 6 * MIB + 1, 5 * MIB + 3, MIB + 1);
+	link_bulk(1, 3 * MIB, PLINK_CHUNK_MAX, PLINK_CHUNK_MAX);
 }
 
 int
@@ -885,15 +893,12 @@ main(void)
 		cmocka_unit_test(test_fail_and_free_before_done),
 		cmocka_unit_test(test_link_chunks_and_reuse),
 		cmocka_unit_test(test_link_peer_marker_first),
-		cmocka_unit_test(test_link_fin_between_chunks),
-		cmocka_unit_test(test_link_not_kept),
-		cmocka_unit_test(test_link_peer_goes_raw),
+		cmocka_unit_test(test_link_fin_before_marker),
 		cmocka_unit_test(test_link_fin_inside_chunk),
 		cmocka_unit_test(test_link_hostile_length),
 		cmocka_unit_test(test_link_largest_chunk),
 		cmocka_unit_test(test_link_refusal),
-		cmocka_unit_test(test_link_bulk_kept),
-		cmocka_unit_test(test_link_bulk_goes_raw),
+		cmocka_unit_test(test_link_bulk),
 	};
 
 	if (ev_init() == -1)
