@@ -14,6 +14,7 @@
 static void fconn_io(struct ev_io *io, uint32_t events);
 
 uint32_t fconn_max_frame = FRAME_MAX;
+uint64_t fconn_bad_frames;
 
 /* Every failure goes through here: a connection that failed gets no
  * close_notify later (OpenSSL forbids SSL_shutdown after a fatal error). */
@@ -240,10 +241,12 @@ fconn_read_frame(struct fconn *fc, char *err, size_t errlen)
 			if (fc->hdr_have < FRAME_HDR)
 				continue;
 			if (frame_hdr_decode(fc->hdr, &fc->type, &fc->plen, &why) == -1) {
+				fconn_bad_frames++;
 				snprintf(err, errlen, "protocol error: %s", why);
 				return -1;
 			}
 			if (fc->plen > fc->max_frame) {
+				fconn_bad_frames++;
 				snprintf(err, errlen, "protocol error: frame of %u "
 				    "bytes exceeds the limit of %u", fc->plen,
 				    fc->max_frame);
@@ -294,7 +297,7 @@ fconn_io(struct ev_io *io, uint32_t events)
 		}
 		fc->handshaken = 1;
 		fc->rd_want = EPOLLIN;
-		if (fc->ops->ready(fc) == -1)
+		if (fc->ops->ready != NULL && fc->ops->ready(fc) == -1)
 			return;
 	}
 	if (fconn_flush(fc, err, sizeof(err)) == -1) {
@@ -311,6 +314,7 @@ fconn_io(struct ev_io *io, uint32_t events)
 			break;
 		fc->hdr_have = 0;
 		if (msg_decode(fc->type, fc->payload.data, fc->plen, &m, &why) == -1) {
+			fconn_bad_frames++;
 			snprintf(err, sizeof(err), "protocol error in %s frame: %s",
 			    frame_type_name(fc->type), why);
 			fconn_lost(fc, err);

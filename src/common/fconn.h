@@ -20,13 +20,15 @@
 
 /* Largest frame payload accepted, at most FRAME_MAX (edge --max-frame). */
 extern uint32_t fconn_max_frame;
+/* Frames refused as malformed or too large, on every connection. */
+extern uint64_t fconn_bad_frames;
 
 struct fconn;
 
 struct fconn_ops {
 	/* TLS handshake finished (never called for a plain connection, which
 	 * is ready from fconn_start on). Return 0 to go on, -1 if fc was
-	 * closed. */
+	 * closed. NULL: nothing to do then. */
 	int	(*ready)(struct fconn *fc);
 	/* A valid frame arrived. Return 0 to go on reading, -1 if fc was
 	 * closed or detached by the callee. */

@@ -346,6 +346,25 @@ msg_set_str(struct msg *m, int tag, const char *s)
 	m->have |= FA_BIT(tag);
 }
 
+void
+msg_set_int(struct msg *m, int tag, uint64_t v)
+{
+	const struct attr_def *d = &attr_defs[tag];
+	uint8_t *field = (uint8_t *)m + d->off;
+
+	if (d->kind == AK_U8)
+		*field = (uint8_t)v;
+	else if (d->kind == AK_U16)
+		*(uint16_t *)(void *)field = (uint16_t)v;
+	else if (d->kind == AK_U32)
+		*(uint32_t *)(void *)field = (uint32_t)v;
+	else if (d->kind == AK_U64)
+		*(uint64_t *)(void *)field = v;
+	else
+		abort();	/* a caller bug: not a number attribute */
+	m->have |= FA_BIT(tag);
+}
+
 int
 msg_encode(const struct msg *m, struct buf *out, size_t max)
 {

@@ -178,6 +178,8 @@ int	msg_encode(const struct msg *m, struct buf *out, size_t max);
 void	msg_init(struct msg *m, uint16_t type);
 /* Copy a string attribute into m, truncating safely, and mark it present. */
 void	msg_set_str(struct msg *m, int tag, const char *s);
+/* Set a number attribute (cut to its width) and mark it present. */
+void	msg_set_int(struct msg *m, int tag, uint64_t v);
 /* Mark attribute tag present (its field set by the caller). */
 static inline void msg_have(struct msg *m, int tag) { m->have |= FA_BIT(tag); }
 const char *frame_type_name(uint16_t type);

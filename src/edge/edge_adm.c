@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <openssl/rand.h>
 
 #define ADM_HASH	16384		/* power of two */
@@ -33,11 +34,11 @@ struct adm_ip {
 	struct adm_svc	*svcs;
 	int		 idle;		/* on the idle list (live == 0) */
 	struct adm_ip	*hnext;
-	struct adm_ip	*prev, *next;	/* idle list, least recently used first */
+	TAILQ_ENTRY(adm_ip) q;		/* idle list, least recently used first */
 };
 
 static struct adm_ip *hash[ADM_HASH];
-static struct adm_ip *idle_head, *idle_tail;
+static TAILQ_HEAD(, adm_ip) idle = TAILQ_HEAD_INITIALIZER(idle);
 static size_t count;
 static uint64_t seed;
 static int seeded;
@@ -85,30 +86,15 @@ bucket(const uint8_t addr[16])
 static void
 idle_unlink(struct adm_ip *e)
 {
-	if (!e->idle)
-		return;
-	if (e->prev != NULL)
-		e->prev->next = e->next;
-	else
-		idle_head = e->next;
-	if (e->next != NULL)
-		e->next->prev = e->prev;
-	else
-		idle_tail = e->prev;
-	e->prev = e->next = NULL;
+	if (e->idle)
+		TAILQ_REMOVE(&idle, e, q);
 	e->idle = 0;
 }
 
 static void
 idle_append(struct adm_ip *e)
 {
-	e->prev = idle_tail;
-	e->next = NULL;
-	if (idle_tail != NULL)
-		idle_tail->next = e;
-	else
-		idle_head = e;
-	idle_tail = e;
+	TAILQ_INSERT_TAIL(&idle, e, q);
 	e->idle = 1;
 }
 
@@ -160,9 +146,9 @@ ip_get(const uint8_t addr[16])
 		/* Full: forget the least recently used idle address. Its
 		 * rate history is lost (it may start afresh), which fails
 		 * open for one old address instead of closed for new ones. */
-		if (idle_head == NULL)
+		if (TAILQ_EMPTY(&idle))
 			return NULL;
-		ip_free(idle_head);
+		ip_free(TAILQ_FIRST(&idle));
 	}
 	if ((e = calloc(1, sizeof(*e))) == NULL)
 		return NULL;
@@ -305,8 +291,9 @@ adm_tick(uint64_t now_ms)
 	/* Oldest first; stop at the first entry still holding history. The
 	 * order is of last use, not of expiry, so a few entries may live a
 	 * little longer than needed: harmless, and bounded work. */
-	while (idle_head != NULL && !has_history(idle_head, now) && n++ < 4096)
-		ip_free(idle_head);
+	while (!TAILQ_EMPTY(&idle) && !has_history(TAILQ_FIRST(&idle), now) &&
+	    n++ < 4096)
+		ip_free(TAILQ_FIRST(&idle));
 }
 
 size_t

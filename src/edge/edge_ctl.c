@@ -46,17 +46,13 @@ static LIST_HEAD(, eagent) agents = LIST_HEAD_INITIALIZER(agents);
 static uint64_t nincoming;	/* connections not identified yet */
 static uint64_t nplain_agents;	/* agents whose data links are plain */
 
-static int conn_ready(struct fconn *fc);
 static int conn_frame(struct fconn *fc, struct msg *m);
 static void conn_lost(struct fconn *fc, const char *why);
-static const struct fconn_ops conn_ops = { conn_ready, conn_frame, conn_lost };
+static const struct fconn_ops conn_ops = { NULL, conn_frame, conn_lost };
 
-static int agent_ready(struct fconn *fc);
 static int agent_frame(struct fconn *fc, struct msg *m);
 static void agent_lost(struct fconn *fc, const char *why);
-static const struct fconn_ops agent_ops = {
-	agent_ready, agent_frame, agent_lost,
-};
+static const struct fconn_ops agent_ops = { NULL, agent_frame, agent_lost };
 
 /* --- connections being identified ----------------------------------------- */
 
@@ -78,18 +74,9 @@ conn_drop(struct econn *c, const char *why)
 	conn_free(c);
 }
 
-static int
-conn_ready(struct fconn *fc)
-{
-	(void)fc;
-	return 0;
-}
-
 static void
 conn_lost(struct fconn *fc, const char *why)
 {
-	if (strncmp(why, "protocol error", 14) == 0)
-		lim_counter[LIM_FRAME]++;
 	conn_drop(fc->owner, why);
 }
 
@@ -135,13 +122,11 @@ agent_hello(struct econn *c, const struct msg *m)
 	if (a->plain)
 		nplain_agents++;
 	msg_init(&r, FT_HELLO_OK);
-	r.version = FRAME_VERSION;
-	msg_have(&r, FA_VERSION);
+	msg_set_int(&r, FA_VERSION, FRAME_VERSION);
 	msg_set_str(&r, FA_NAME, edge_name);
 	memcpy(r.link_key, a->key, sizeof(r.link_key));
-	r.key_id = a->kid;
 	msg_have(&r, FA_LINK_KEY);
-	msg_have(&r, FA_KEY_ID);
+	msg_set_int(&r, FA_KEY_ID, a->kid);
 	log_info("agent %s connected from %s data_link=%s", a->name, a->peer,
 	    a->plain ? "plain" : "tls");
 	ectl_send(a, &r);
@@ -338,7 +323,6 @@ agent_drop(struct eagent *a, const char *why)
 	if (a->plain)
 		nplain_agents--;
 	esvc_withdraw_all(a);
-	eftp_agent_lost(a);
 	elink_agent_lost(a);
 	esess_agent_lost(a);
 	eout_agent_lost(a);
@@ -347,18 +331,9 @@ agent_drop(struct eagent *a, const char *why)
 	free(a);
 }
 
-static int
-agent_ready(struct fconn *fc)
-{
-	(void)fc;
-	return 0;
-}
-
 static void
 agent_lost(struct fconn *fc, const char *why)
 {
-	if (strncmp(why, "protocol error", 14) == 0)
-		lim_counter[LIM_FRAME]++;
 	agent_drop(fc->owner, why);
 }
 

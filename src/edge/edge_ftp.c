@@ -3,9 +3,8 @@
  * An FTP service's SVC_OPEN carries PROTOCOL and a passive port range;
  * the edge listens on every port of the range, on the service's address,
  * for as long as the service is open. Each control session of the service
- * is remembered here with the client's address and, once the agent has
- * sent FTP_PORTS, the ports its data connections may use (the slice of
- * the backend that holds it). A connection to a passive port P from
+ * holds, once the agent has sent FTP_PORTS, the ports its data
+ * connections may use (the slice of the backend that holds it). A connection to a passive port P from
  * address X becomes a session only if a live control session from X
  * allows P; it is then offered, like any session, to the agent that holds
  * that control session, with the control session's id and P. Anything
@@ -28,7 +27,6 @@
 #include <unistd.h>
 
 #define FTP_PORTS_MAX	1000	/* passive ports per service */
-#define CTL_HASH	1024	/* power of two */
 
 struct eftp;
 
@@ -38,59 +36,18 @@ struct eftp_lis {
 	uint16_t	 port;
 };
 
-/* A control session of an FTP service. */
-struct ectl {
-	uint64_t	 id;
-	struct eftp	*f;		/* NULL once the service closed */
-	struct eagent	*agent;		/* NULL once the agent is gone */
-	char		 ip[NET_ADDRSTR];
-	uint16_t	 pmin, pmax;	/* 0, 0 until FTP_PORTS */
-	uint64_t	 stamp;		/* when the ports were last set */
-	struct ectl	*hnext;		/* id hash chain */
-	struct ectl	*prev, *next;	/* the service's control sessions */
-};
-
 struct eftp {
 	char		 svc[MSG_NAME_MAX];
 	uint16_t	 pmin, pmax;
 	size_t		 nlis;
 	struct eftp_lis	*lis;
-	struct ectl	*ctls;
 	struct eftp	*next;
 };
 
 static struct eftp *ftps;
-static struct ectl *ctl_hash[CTL_HASH];
 static uint64_t stamp_next = 1;
 static uint64_t data_accepted, data_refused;
 static uint64_t refuse_logged_at, refuse_held;
-
-static struct ectl **
-ctl_slot(uint64_t id)
-{
-	struct ectl **pp;
-
-	for (pp = &ctl_hash[id & (CTL_HASH - 1)]; *pp != NULL;
-	    pp = &(*pp)->hnext)
-		if ((*pp)->id == id)
-			return pp;
-	return pp;
-}
-
-static void
-ctl_unlist(struct ectl *c)
-{
-	if (c->f == NULL)
-		return;
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
-		c->f->ctls = c->next;
-	if (c->next != NULL)
-		c->next->prev = c->prev;
-	c->prev = c->next = NULL;
-	c->f = NULL;
-}
 
 /* A refusal is logged at most once a second, with how many were held
  * back: a scan of the passive range must not flood the log. */
@@ -114,27 +71,12 @@ refuse(struct eftp *f, int fd, const char *ip, uint16_t port, const char *why)
 	refuse_held = 0;
 }
 
-/* The control session from ip that allows port: the one whose ports were
- * set last, since an address may hold several. */
-static struct ectl *
-ctl_match(struct eftp *f, const char *ip, uint16_t port)
-{
-	struct ectl *c, *best = NULL;
-
-	for (c = f->ctls; c != NULL; c = c->next)
-		if (c->agent != NULL && c->pmin != 0 && port >= c->pmin &&
-		    port <= c->pmax && strcmp(c->ip, ip) == 0 &&
-		    (best == NULL || c->stamp > best->stamp))
-			best = c;
-	return best;
-}
-
-/* A data connection for control session c: a session of its own, to the
- * agent that holds c, not counted against the service's policy again
- * (the control session was admitted from the same address). */
+/* A data connection for control session ctl: a session of its own, to
+ * the agent a that holds ctl, not counted against the service's policy
+ * again (the control session was admitted from the same address). */
 static void
 data_start(struct eftp *f, int fd, const struct net_addr *peer,
-    const struct ectl *c, uint16_t port)
+    struct eagent *a, uint64_t ctl, uint16_t port)
 {
 	struct net_addr local;
 	struct esess_req r;
@@ -158,8 +100,8 @@ data_start(struct eftp *f, int fd, const struct net_addr *peer,
 	data_accepted++;
 	r.kind = SK_FTP_DATA;
 	r.svc = f->svc;
-	r.agent = c->agent;
-	r.ftp_ctl = c->id;
+	r.agent = a;
+	r.ftp_ctl = ctl;
 	r.ftp_port = port;
 	esess_start(fd, (const struct sockaddr *)&peer->ss,
 	    (const struct sockaddr *)&local.ss, &r);
@@ -171,7 +113,8 @@ pasv_accept(struct ev_io *io, uint32_t events)
 	struct eftp_lis *l = (struct eftp_lis *)(void *)io;
 	struct eftp *f = l->f;
 	struct net_addr peer;
-	struct ectl *c;
+	struct eagent *a;
+	uint64_t ctl;
 	char ip[NET_ADDRSTR], what[MSG_NAME_MAX + 16];
 	uint16_t cport;
 	int fd, i;
@@ -182,12 +125,12 @@ pasv_accept(struct ev_io *io, uint32_t events)
 		if ((fd = edge_accept(io->fd, &peer, what)) == -1)
 			return;
 		net_fmt_ip((struct sockaddr *)&peer.ss, ip, sizeof(ip), &cport);
-		if ((c = ctl_match(f, ip, l->port)) == NULL) {
+		if (esess_ftp_match(f->svc, ip, l->port, &a, &ctl) == -1) {
 			refuse(f, fd, ip, l->port, "no control session from "
 			    "that address for this port");
 			continue;
 		}
-		data_start(f, fd, &peer, c, l->port);
+		data_start(f, fd, &peer, a, ctl, l->port);
 	}
 }
 
@@ -200,8 +143,6 @@ eftp_free(struct eftp *f)
 		ev_del(&f->lis[i].io);
 		close(f->lis[i].io.fd);
 	}
-	while (f->ctls != NULL)
-		ctl_unlist(f->ctls);
 	free(f->lis);
 	free(f);
 }
@@ -311,77 +252,33 @@ eftp_listeners_set(uint32_t mask)
 }
 
 void
-eftp_ctl_add(struct eftp *f, uint64_t id, const char *ip, struct eagent *agent)
-{
-	struct ectl **slot = ctl_slot(id), *c;
-
-	if (f == NULL || *slot != NULL)
-		return;
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		/* Without an entry the session gets no data connection:
-		 * its client sees the refusal, nothing worse. */
-		log_warn("ftp service %s: out of memory", f->svc);
-		return;
-	}
-	c->id = id;
-	c->f = f;
-	c->agent = agent;
-	snprintf(c->ip, sizeof(c->ip), "%s", ip);
-	*slot = c;
-	c->next = f->ctls;
-	if (f->ctls != NULL)
-		f->ctls->prev = c;
-	f->ctls = c;
-}
-
-void
-eftp_ctl_del(uint64_t id)
-{
-	struct ectl **slot = ctl_slot(id), *c = *slot;
-
-	if (c == NULL)
-		return;
-	*slot = c->hnext;
-	ctl_unlist(c);
-	free(c);
-}
-
-void
 eftp_ports(struct eagent *agent, const struct msg *m)
 {
-	struct ectl *c = *ctl_slot(m->session);
+	const char *svc;
+	struct eftp_ports *p = esess_ftp_ports(m->session, agent, &svc);
+	struct eftp *f = ftps;
 
+	while (f != NULL && p != NULL && strcmp(f->svc, svc) != 0)
+		f = f->next;
 	/* Only the agent the session was offered to speaks for it, and
 	 * only for ports of the service's own range. */
-	if (c == NULL || c->f == NULL || c->agent != agent) {
+	if (f == NULL) {
 		log_warn("agent %s: FTP_PORTS for session %llu ignored: not an "
 		    "FTP control session of this agent", agent->name,
 		    (unsigned long long)m->session);
 		return;
 	}
 	if (m->pasv_min == 0 || m->pasv_min > m->pasv_max ||
-	    m->pasv_min < c->f->pmin || m->pasv_max > c->f->pmax) {
+	    m->pasv_min < f->pmin || m->pasv_max > f->pmax) {
 		log_warn("agent %s: FTP_PORTS %u-%u for session %llu ignored: "
 		    "outside the passive range %u-%u of service %s", agent->name,
 		    m->pasv_min, m->pasv_max, (unsigned long long)m->session,
-		    c->f->pmin, c->f->pmax, c->f->svc);
+		    f->pmin, f->pmax, f->svc);
 		return;
 	}
-	c->pmin = m->pasv_min;
-	c->pmax = m->pasv_max;
-	c->stamp = stamp_next++;
-}
-
-void
-eftp_agent_lost(struct eagent *agent)
-{
-	struct eftp *f;
-	struct ectl *c;
-
-	for (f = ftps; f != NULL; f = f->next)
-		for (c = f->ctls; c != NULL; c = c->next)
-			if (c->agent == agent)
-				c->agent = NULL;
+	p->pmin = m->pasv_min;
+	p->pmax = m->pasv_max;
+	p->stamp = stamp_next++;
 }
 
 void

@@ -3,9 +3,9 @@
  * An FTP service's SVC_OPEN carries PROTOCOL and a passive port range;
  * the edge listens on every port of the range, on the service's address,
  * for as long as the service is open. Each control session of the service
- * is remembered with the client's address and, once its agent has sent
- * FTP_PORTS, the ports its data connections may use (the slice of the
- * backend that holds it). A connection to passive port P from address X
+ * (a session, edge_sess.c) holds, once its agent has sent FTP_PORTS, the
+ * ports its data connections may use (the slice of the backend that holds
+ * it). A connection to passive port P from address X
  * becomes a session only if a live control session from X allows P; it
  * then goes, with the control session's id and P, to the agent that holds
  * that control session. Anything else is refused at once: no port
@@ -22,6 +22,13 @@
 struct eagent;
 struct eftp;
 
+/* A control session's passive ports: 0, 0 until FTP_PORTS; stamp says
+ * which was set last. */
+struct eftp_ports {
+	uint16_t	 pmin, pmax;
+	uint64_t	 stamp;
+};
+
 /* For an SVC_OPEN with PROTOCOL: check it and listen on its passive
  * ports at listen's address; *out stays NULL for other services. 0, or
  * -1 with err (nothing left open). */
@@ -30,12 +37,7 @@ int	eftp_svc_open(const char *svc, const struct msg *def,
 	    size_t errlen);
 void	eftp_svc_close(struct eftp *f);	/* NULL is fine */
 void	eftp_listeners_set(uint32_t mask);
-/* Control session id from ip went to agent (f NULL: not FTP). */
-void	eftp_ctl_add(struct eftp *f, uint64_t id, const char *ip,
-	    struct eagent *agent);
-void	eftp_ctl_del(uint64_t id);	/* any session id; cheap if not FTP */
 void	eftp_ports(struct eagent *agent, const struct msg *m);	/* FTP_PORTS */
-void	eftp_agent_lost(struct eagent *agent);
 void	eftp_stats(char *out, size_t outlen);
 
 #endif

@@ -1,12 +1,17 @@
 /* edge_limit.c - limit counters and rate-limited limit logging. */
 #include "edge/edge_limit.h"
 #include "common/ev.h"
+#include "common/frame.h"
 #include "common/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 
-struct edge_limits lim;
+struct edge_limits lim = {
+	.max_sessions = LIM_SESSIONS_DEFAULT, .max_pending = 1000,
+	.max_per_ip = 256, .max_handshakes = 256, .handshake_ms = 10000,
+	.claim_ms = 10000, .max_frame = FRAME_MAX, .max_links = 64,
+};
 uint64_t lim_counter[LIM_COUNT];
 
 static uint64_t lim_last_log[LIM_COUNT];

@@ -26,10 +26,13 @@ struct edge_limits {
 	uint64_t	max_handshakes;
 	uint64_t	handshake_ms;
 	uint64_t	claim_ms;
-	uint32_t	max_frame;
+	uint64_t	max_frame;
 	uint64_t	max_links;
 };
 
+#define LIM_SESSIONS_DEFAULT	10000
+
+/* The defaults until the command line says otherwise (edge_main.c). */
 extern struct edge_limits lim;
 extern uint64_t lim_counter[LIM_COUNT];
 

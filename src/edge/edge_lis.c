@@ -75,8 +75,7 @@ esvc_result(struct eagent *a, const char *name, int ok, const char *text)
 
 	msg_init(&m, FT_SVC_RESULT);
 	msg_set_str(&m, FA_SERVICE, name);
-	m.status = ok ? 0 : 1;
-	msg_have(&m, FA_STATUS);
+	msg_set_int(&m, FA_STATUS, ok ? 0 : 1);
 	if (text != NULL)
 		msg_set_str(&m, FA_TEXT, text);
 	ectl_send(a, &m);
@@ -223,8 +222,7 @@ deny_flush(struct esvc *svc)
 	if ((a = esvc_pick_agent(svc->name)) != NULL) {
 		msg_init(&m, FT_DENIED_SUMMARY);
 		msg_set_str(&m, FA_SERVICE, svc->name);
-		m.count = svc->deny_held;
-		msg_have(&m, FA_COUNT);
+		msg_set_int(&m, FA_COUNT, svc->deny_held);
 		ectl_send(a, &m);
 	}
 	svc->deny_held = 0;
@@ -262,15 +260,12 @@ esvc_deny(struct esvc *svc, int fd, const struct sockaddr *client,
 	if ((a = esvc_pick_agent(svc->name)) == NULL)
 		return;
 	msg_init(&m, FT_SESS_DENIED);
-	m.session = id;
+	msg_set_int(&m, FA_SESSION, id);
 	msg_set_str(&m, FA_SERVICE, svc->name);
 	msg_set_str(&m, FA_CLIENT_ADDR, ip);
-	m.client_port = port;
-	m.end = (uint8_t)code;
+	msg_set_int(&m, FA_CLIENT_PORT, port);
+	msg_set_int(&m, FA_END, code);
 	msg_set_str(&m, FA_TEXT, why);
-	msg_have(&m, FA_SESSION);
-	msg_have(&m, FA_CLIENT_PORT);
-	msg_have(&m, FA_END);
 	ectl_send(a, &m);
 }
 

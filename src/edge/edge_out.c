@@ -112,10 +112,8 @@ req_fail(struct oreq *o, uint8_t code, const char *why)
 	    o->a != NULL ? o->a->name : "-", o->dest, why);
 	if (o->a != NULL) {
 		msg_init(&m, FT_OUT_FAIL);
-		m.request = o->request;
-		m.out_code = code;
-		msg_have(&m, FA_REQUEST);
-		msg_have(&m, FA_OUT_CODE);
+		msg_set_int(&m, FA_REQUEST, o->request);
+		msg_set_int(&m, FA_OUT_CODE, code);
 		msg_set_str(&m, FA_TEXT, why);
 		ectl_send(o->a, &m);
 	}

@@ -52,6 +52,7 @@ struct esess {
 	struct pump	 p;
 	struct psock	 outer;
 	struct plink	 pl;		/* the inner side on a plain link */
+	struct eftp_ports ftp;		/* FTP control: its data ports */
 	struct esess	*hnext;
 	TAILQ_ENTRY(esess) q;		/* waiting (FIFO) or joined */
 };
@@ -117,31 +118,24 @@ open_msg(const struct esess *s, struct msg *m)
 	char dest[NET_ADDRSTR];
 
 	msg_init(m, FT_SESS_OPEN);
-	m->session = s->id;
-	m->sess_kind = s->kind;
-	msg_have(m, FA_SESSION);
-	msg_have(m, FA_SESS_KIND);
+	msg_set_int(m, FA_SESSION, s->id);
+	msg_set_int(m, FA_SESS_KIND, s->kind);
 	if (s->kind == SK_OUTBOUND) {
-		m->request = s->request;
-		msg_have(m, FA_REQUEST);
+		msg_set_int(m, FA_REQUEST, s->request);
 		fmt_addr(dest, sizeof(dest), s->ip, s->port);
 		msg_set_str(m, FA_DEST_ADDR, dest);
 		return;
 	}
 	msg_set_str(m, FA_SERVICE, s->svc);
 	msg_set_str(m, FA_CLIENT_ADDR, s->ip);
-	m->client_port = s->port;
-	msg_have(m, FA_CLIENT_PORT);
+	msg_set_int(m, FA_CLIENT_PORT, s->port);
 	if (s->lip[0] != '\0') {
 		msg_set_str(m, FA_LOCAL_ADDR, s->lip);
-		m->local_port = s->lport;
-		msg_have(m, FA_LOCAL_PORT);
+		msg_set_int(m, FA_LOCAL_PORT, s->lport);
 	}
 	if (s->kind == SK_FTP_DATA) {
-		m->ftp_ctl = s->ftp_ctl;
-		m->ftp_port = s->ftp_port;
-		msg_have(m, FA_FTP_CTL);
-		msg_have(m, FA_FTP_PORT);
+		msg_set_int(m, FA_FTP_CTL, s->ftp_ctl);
+		msg_set_int(m, FA_FTP_PORT, s->ftp_port);
 	}
 }
 
@@ -201,8 +195,6 @@ join(struct esess *s)
 		return 0;
 	s->joined = 1;
 	edge_stats.sessions_joined++;
-	if (s->kind == SK_CLIENT)
-		eftp_ctl_add(esvc_ftp(s->svc), s->id, s->ip, a);
 	log_new(s);
 	/* The partner's first bytes go out right behind SESS_OPEN. */
 	pump_attach(&s->p, PUMP_INNER, inner, NULL, 0);
@@ -298,7 +290,6 @@ esess_end(struct esess *s, enum sess_end code, const char *detail)
 		esvc_pending(s->svc, -1);
 	}
 	hash_del(s);
-	eftp_ctl_del(s->id);
 	nsessions--;
 	adm_release(&s->adm);
 	set_agent(s, NULL);
@@ -314,6 +305,40 @@ esess_end(struct esess *s, enum sess_end code, const char *detail)
 	if (fd != -1)
 		elink_again(a, fd, reg);
 	free(s);
+}
+
+struct eftp_ports *
+esess_ftp_ports(uint64_t id, const struct eagent *a, const char **svc)
+{
+	struct esess *s = hash[id & (SESS_HASH - 1)];
+
+	while (s != NULL && s->id != id)
+		s = s->hnext;
+	if (s == NULL || !s->joined || s->kind != SK_CLIENT || s->agent != a)
+		return NULL;
+	*svc = s->svc;
+	return &s->ftp;
+}
+
+int
+esess_ftp_match(const char *svc, const char *ip, uint16_t port,
+    struct eagent **a, uint64_t *id)
+{
+	struct esess *s, *best = NULL;
+
+	/* An address may hold several control sessions: the one whose
+	 * ports were set last. */
+	TAILQ_FOREACH(s, &joined, q)
+		if (s->ftp.pmin != 0 && port >= s->ftp.pmin &&
+		    port <= s->ftp.pmax && s->agent != NULL &&
+		    strcmp(s->ip, ip) == 0 && strcmp(s->svc, svc) == 0 &&
+		    (best == NULL || s->ftp.stamp > best->ftp.stamp))
+			best = s;
+	if (best == NULL)
+		return -1;
+	*a = best->agent;
+	*id = best->id;
+	return 0;
 }
 
 static void

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "edge/edge_adm.h"
+#include "edge/edge_ftp.h"
 
 struct eagent;
 
@@ -42,6 +43,14 @@ void	esess_links_ready(struct eagent *a);
 /* a's control channel is gone: its running sessions go on; those waiting
  * for it go to another agent of their service, or end. */
 void	esess_agent_lost(struct eagent *a);
+/* FTP: the data ports of client session id, if a holds it (and the
+ * service name), else NULL. */
+struct eftp_ports *esess_ftp_ports(uint64_t id, const struct eagent *a,
+	    const char **svc);
+/* FTP: the control session of service svc from ip whose ports hold
+ * port: its agent and id. 0, or -1 if none. Scans the sessions. */
+int	esess_ftp_match(const char *svc, const char *ip, uint16_t port,
+	    struct eagent **a, uint64_t *id);
 void	esess_tick(uint64_t now);
 void	esess_shutdown(void);
 void	esess_stats(char *out, size_t outlen);

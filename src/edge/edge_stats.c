@@ -6,6 +6,7 @@
 #include "edge/edge_link.h"
 #include "edge/edge_lis.h"
 #include "edge/edge_sess.h"
+#include "common/fconn.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -63,6 +64,7 @@ estats_msg(struct msg *m)
 	/* How often each limit was hit: limit_sessions_total, ... */
 	for (k = 0; k < LIM_COUNT; k++) {
 		snprintf(name, sizeof(name), "limit_%s_total", lim_name(k));
-		(void)estats_put(m->stats, sizeof(m->stats), name, lim_counter[k]);
+		(void)estats_put(m->stats, sizeof(m->stats), name,
+		    lim_counter[k] + (k == LIM_FRAME ? fconn_bad_frames : 0));
 	}
 }
