@@ -198,184 +198,122 @@ landlock_none(int *abi_out, int outbound, char *err, size_t errlen)
 	return 1;
 }
 
+/* The system call filter as one table: each rule says for which
+ * processes it holds (measured with strace over the integration tests).
+ * Calls no rule allows fail with EPERM rather than kill: a refused call
+ * is an error the edge logs, not a crash. */
+enum {
+	F_BASE = 1,	/* the key process and the relay process */
+	F_RELAY = 2,	/* the relay process */
+	F_OUT = 4,	/* ... with --allow-outbound: connect, the resolver's
+			 * threads (clone only with CLONE_THREAD; clone3, whose
+			 * flags a filter cannot see, says ENOSYS so glibc falls
+			 * back to clone) */
+	F_NOOUT = 8,	/* ... without it */
+	F_SAN = 16,	/* a sanitizer build, which allows by default: what
+			 * it denies all the same */
+};
+enum { C_ANY, C_EQ, C_MASKED };
+struct sc_rule {
+	int		 nr;
+	uint8_t		 who, cmp, arg;
+	int		 err;		/* 0: allow; else fail with it */
+	uint64_t	 mask, val;	/* argument arg (& mask) == val */
+};
+#define RULE(c, w, cmp, a, e, m, v) { SCMP_SYS(c), w, cmp, a, e, m, v }
+#define ANY(c, w)		RULE(c, w, C_ANY, 0, 0, 0, 0)
+#define EQ(c, w, a, v)		RULE(c, w, C_EQ, a, 0, 0, v)
+#define MASKED(c, w, a, m, v)	RULE(c, w, C_MASKED, a, 0, m, v)
+#define SAN_DENY(c, a, m, v)	RULE(c, F_SAN, C_MASKED, a, EPERM, m, v)
+#define B	F_BASE
+#define R	F_RELAY
+#define O	F_OUT
+static const struct sc_rule sc_rules[] = {
+	ANY(brk, B), ANY(munmap, B), ANY(mremap, B), ANY(madvise, B),
+	ANY(futex, B), ANY(getpid, B), ANY(gettid, B), ANY(getrandom, B),
+	ANY(clock_gettime, B), ANY(clock_nanosleep, B), ANY(nanosleep, B),
+	ANY(gettimeofday, B), ANY(time, B), ANY(rt_sigaction, B),
+	ANY(rt_sigprocmask, B), ANY(rt_sigreturn, B), ANY(restart_syscall, B),
+	ANY(exit, B), ANY(exit_group, B), ANY(sched_yield, B), ANY(tgkill, B),
+	ANY(read, B), ANY(write, B), ANY(recvmsg, B), ANY(sendmsg, B),
+	ANY(recvfrom, B), ANY(sendto, B), ANY(close, B), ANY(poll, B),
+	ANY(ppoll, B),
+	/* Memory, but never executable memory. */
+	MASKED(mmap, B, 2, PROT_EXEC, 0), MASKED(mprotect, B, 2, PROT_EXEC, 0),
+	ANY(readv, R), ANY(writev, R), ANY(shutdown, R), ANY(accept4, R),
+	ANY(accept, R), ANY(epoll_wait, R), ANY(epoll_pwait, R),
+	ANY(epoll_ctl, R), ANY(bind, R), ANY(listen, R), ANY(setsockopt, R),
+	ANY(getsockopt, R), ANY(getsockname, R), ANY(getpeername, R),
+	ANY(fcntl, R), ANY(pipe2, R), ANY(splice, R), ANY(lseek, R),
+	ANY(newfstatat, R), ANY(fstat, R), ANY(prlimit64, R), ANY(uname, R),
+	ANY(sysinfo, R),
+	/* Sockets of the internet families only: no AF_UNIX, no netlink,
+	 * nothing that reaches local services. */
+	EQ(socket, R, 0, AF_INET), EQ(socket, R, 0, AF_INET6),
+	/* Read-only opens (OpenSSL may look for its configuration);
+	 * Landlock or the chroot leave nothing to read anyway. */
+	MASKED(openat, R, 2, O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND,
+	    O_RDONLY),
+	/* SIOCOUTQ: a socket's send queue drains before it is reset. */
+	EQ(ioctl, F_NOOUT, 1, SIOCOUTQ),
+	ANY(connect, O), ANY(sigaltstack, O), ANY(sendmmsg, O), ANY(ioctl, O),
+	ANY(sched_getaffinity, O), ANY(set_robust_list, O), ANY(rseq, O),
+	MASKED(clone, O, 0, CLONE_THREAD, CLONE_THREAD),
+	RULE(clone3, O, C_ANY, 0, ENOSYS, 0, 0),
+	RULE(execve, F_SAN, C_ANY, 0, EPERM, 0, 0),
+	RULE(execveat, F_SAN, C_ANY, 0, EPERM, 0, 0),
+	RULE(creat, F_SAN, C_ANY, 0, EPERM, 0, 0),
+	RULE(socket, F_SAN, C_EQ, 0, EPERM, 0, AF_UNIX),
+	SAN_DENY(open, 1, O_ACCMODE, O_WRONLY),
+	SAN_DENY(open, 1, O_ACCMODE, O_RDWR), SAN_DENY(open, 1, O_CREAT, O_CREAT),
+	SAN_DENY(openat, 2, O_ACCMODE, O_WRONLY),
+	SAN_DENY(openat, 2, O_ACCMODE, O_RDWR),
+	SAN_DENY(openat, 2, O_CREAT, O_CREAT),
+};
+
+/* Install the rules for who. A sanitizer build, whose runtime needs a
+ * looser default (LeakSanitizer reads /proc and stops threads at exit),
+ * allows by default and denies what matters explicitly. */
 static int
-rule(scmp_filter_ctx ctx, uint32_t action, int nr, unsigned n,
-    struct scmp_arg_cmp a)
+seccomp_install(unsigned who, char *err, size_t errlen)
 {
-	if (n == 0)
-		return seccomp_rule_add(ctx, action, nr, 0);
-	return seccomp_rule_add(ctx, action, nr, 1, a);
-}
-
-/* Threads (glibc's resolver), never a new process: clone
- * only with CLONE_THREAD, and clone3 (whose flags a filter cannot see)
- * says ENOSYS so glibc falls back to clone. */
-static int
-seccomp_threads(scmp_filter_ctx ctx)
-{
-	struct scmp_arg_cmp none = SCMP_A0(SCMP_CMP_EQ, 0);
-
-	if (rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(set_robust_list), 0, none) < 0 ||
-	    rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(rseq), 0, none) < 0 ||
-	    rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
-	    SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)) < 0 ||
-	    rule(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0, none) < 0)
-		return -1;
-	return 0;
-}
-
-/* With --allow-outbound: what edge_out.c and glibc's resolver need on
- * top of a relay's calls (measured with strace over test_outbound.py). */
-static int
-seccomp_outbound(scmp_filter_ctx ctx)
-{
-	static const int calls[] = {
-		SCMP_SYS(connect), SCMP_SYS(sigaltstack), SCMP_SYS(sendmmsg), SCMP_SYS(ioctl),
-		SCMP_SYS(sched_getaffinity),
-	};
-	struct scmp_arg_cmp none = SCMP_A0(SCMP_CMP_EQ, 0);
-	size_t i;
-
-	for (i = 0; i < sizeof(calls) / sizeof(calls[0]); i++)
-		if (rule(ctx, SCMP_ACT_ALLOW, calls[i], 0, none) < 0)
-			return -1;
-	return seccomp_threads(ctx);
-}
-
-/* Allow each of calls[0..n) whatever its arguments. 0 or -1. */
-static int
-allow_all(scmp_filter_ctx ctx, const int *calls, size_t n)
-{
-	struct scmp_arg_cmp none = SCMP_A0(SCMP_CMP_EQ, 0);
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (rule(ctx, SCMP_ACT_ALLOW, calls[i], 0, none) < 0)
-			return -1;
-	return 0;
-}
-
-/* What the relay process makes on top of the base (measured with strace
- * over the integration tests). */
-static int
-seccomp_relay(scmp_filter_ctx ctx, int outbound)
-{
-	static const int calls[] = {
-		SCMP_SYS(readv), SCMP_SYS(writev), SCMP_SYS(shutdown),
-		SCMP_SYS(accept4), SCMP_SYS(accept), SCMP_SYS(epoll_wait),
-		SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_ctl), SCMP_SYS(bind),
-		SCMP_SYS(listen), SCMP_SYS(setsockopt), SCMP_SYS(getsockopt),
-		SCMP_SYS(getsockname), SCMP_SYS(getpeername), SCMP_SYS(fcntl),
-		SCMP_SYS(pipe2), SCMP_SYS(splice), SCMP_SYS(lseek),
-		SCMP_SYS(newfstatat), SCMP_SYS(fstat), SCMP_SYS(prlimit64),
-		SCMP_SYS(uname), SCMP_SYS(sysinfo),
-	};
-
-	if (allow_all(ctx, calls, sizeof(calls) / sizeof(calls[0])) < 0 ||
-	    /* Sockets of the internet families only: no AF_UNIX, no
-	     * netlink, nothing that reaches local services. */
-	    rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-	    SCMP_A0(SCMP_CMP_EQ, AF_INET)) < 0 ||
-	    rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-	    SCMP_A0(SCMP_CMP_EQ, AF_INET6)) < 0 ||
-	    /* Read-only opens (OpenSSL may look for its configuration);
-	     * Landlock or the chroot leave nothing to read anyway. */
-	    rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
-	    SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE | O_CREAT | O_TRUNC |
-	    O_APPEND, O_RDONLY)) < 0)
-		return -1;
-	if (outbound)
-		return seccomp_outbound(ctx);
-	/* SIOCOUTQ only: a socket's send queue drains before it is reset
-	 * (the outbound set allows all). */
-	return rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-	    SCMP_A1(SCMP_CMP_EQ, SIOCOUTQ));
-}
-
-/* A sanitizer build allows by default; deny exec, writing files and
- * Unix sockets all the same. */
-static int
-seccomp_denies(scmp_filter_ctx ctx)
-{
-	static const struct { int nr; unsigned arg; uint64_t mask, val; } d[] = {
-		{ SCMP_SYS(open), 1, O_ACCMODE, O_WRONLY },
-		{ SCMP_SYS(open), 1, O_ACCMODE, O_RDWR },
-		{ SCMP_SYS(open), 1, O_CREAT, O_CREAT },
-		{ SCMP_SYS(openat), 2, O_ACCMODE, O_WRONLY },
-		{ SCMP_SYS(openat), 2, O_ACCMODE, O_RDWR },
-		{ SCMP_SYS(openat), 2, O_CREAT, O_CREAT },
-	};
-	uint32_t deny = SCMP_ACT_ERRNO(EPERM);
-	struct scmp_arg_cmp none = SCMP_A0(SCMP_CMP_EQ, 0), c;
-	size_t i;
-
-	if (rule(ctx, deny, SCMP_SYS(execve), 0, none) < 0 ||
-	    rule(ctx, deny, SCMP_SYS(execveat), 0, none) < 0 ||
-	    rule(ctx, deny, SCMP_SYS(creat), 0, none) < 0 ||
-	    rule(ctx, deny, SCMP_SYS(socket), 1,
-	    SCMP_A0(SCMP_CMP_EQ, AF_UNIX)) < 0)
-		return -1;
-	for (i = 0; i < sizeof(d) / sizeof(d[0]); i++) {
-		c = (struct scmp_arg_cmp){ d[i].arg, SCMP_CMP_MASKED_EQ,
-		    d[i].mask, d[i].val };
-		if (rule(ctx, deny, d[i].nr, 1, c) < 0)
-			return -1;
-	}
-	return 0;
-}
-
-/* The system calls a running edge makes, and nothing else. Denied calls
- * fail with EPERM rather than kill: a refused call is an error the edge
- * logs, not a crash. Sanitizer builds, whose runtime needs a looser
- * default (LeakSanitizer reads /proc and stops threads at exit), allow by
- * default and deny what matters explicitly. */
-static int
-seccomp_install(int keyproc, int outbound, char *err, size_t errlen)
-{
-	static const int base_calls[] = {
-		SCMP_SYS(brk), SCMP_SYS(munmap), SCMP_SYS(mremap),
-		SCMP_SYS(madvise), SCMP_SYS(futex), SCMP_SYS(getpid),
-		SCMP_SYS(gettid), SCMP_SYS(getrandom), SCMP_SYS(clock_gettime),
-		SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep),
-		SCMP_SYS(gettimeofday), SCMP_SYS(time), SCMP_SYS(rt_sigaction),
-		SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigreturn),
-		SCMP_SYS(restart_syscall), SCMP_SYS(exit), SCMP_SYS(exit_group),
-		SCMP_SYS(sched_yield), SCMP_SYS(tgkill), SCMP_SYS(read),
-		SCMP_SYS(write), SCMP_SYS(recvmsg), SCMP_SYS(sendmsg),
-		SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(close),
-		SCMP_SYS(poll), SCMP_SYS(ppoll),
-	};
+	const struct sc_rule *r;
+	struct scmp_arg_cmp c;
 	scmp_filter_ctx ctx;
+	uint32_t act;
+	size_t i;
 	int rc = -1, sanitizer = 0;
 
 #ifdef SANDBOX_SANITIZER
 	sanitizer = 1;
+	who = F_SAN;
 #endif
 	if ((ctx = seccomp_init(sanitizer ? SCMP_ACT_ALLOW :
 	    SCMP_ACT_ERRNO(EPERM))) == NULL) {
 		snprintf(err, errlen, "seccomp_init failed");
 		return -1;
 	}
-	if (sanitizer) {
-		if (seccomp_denies(ctx) < 0)
+	for (i = 0; i < sizeof(sc_rules) / sizeof(sc_rules[0]); i++) {
+		r = &sc_rules[i];
+		if (!(r->who & who))
+			continue;
+		act = r->err != 0 ? SCMP_ACT_ERRNO((uint32_t)r->err) :
+		    SCMP_ACT_ALLOW;
+		c = (struct scmp_arg_cmp){ r->arg, r->cmp == C_EQ ? SCMP_CMP_EQ :
+		    SCMP_CMP_MASKED_EQ, r->cmp == C_EQ ? r->val : r->mask,
+		    r->val };
+		if ((r->cmp == C_ANY ? seccomp_rule_add(ctx, act, r->nr, 0) :
+		    seccomp_rule_add(ctx, act, r->nr, 1, c)) < 0) {
+			snprintf(err, errlen, "seccomp rule %d failed", r->nr);
 			goto out;
-	} else if (allow_all(ctx, base_calls,
-	    sizeof(base_calls) / sizeof(base_calls[0])) < 0 ||
-	    (!keyproc && seccomp_relay(ctx, outbound) < 0) ||
-	    /* Memory, but never executable memory. */
-	    rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
-	    SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)) < 0 ||
-	    rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
-	    SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)) < 0)
-		goto out;
+		}
+	}
 	if (seccomp_load(ctx) < 0) {
 		snprintf(err, errlen, "seccomp_load failed");
 		goto out;
 	}
 	rc = 0;
 out:
-	if (rc == -1 && err[0] == '\0')
-		snprintf(err, errlen, "building the seccomp filter failed");
 	seccomp_release(ctx);
 	return rc;
 }
@@ -421,8 +359,8 @@ sandbox_common(const struct sandbox_conf *sc, int keyproc, char *err,
 		    "directory to keep the edge away from the file system");
 #endif
 	uid = (long)getuid();
-	if (seccomp_install(keyproc, !keyproc && sc->outbound, err,
-	    errlen) == -1)
+	if (seccomp_install(keyproc ? F_BASE : F_BASE | F_RELAY |
+	    (sc->outbound ? F_OUT : F_NOOUT), err, errlen) == -1)
 		return -1;
 	if (!keyproc)
 		log_info("sandbox: uid %ld, capabilities %s, file system %s, "

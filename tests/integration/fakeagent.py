@@ -422,21 +422,14 @@ class PlainLink:
         return p.read_chunk(self.reader)
 
     def recv_until_end(self, timeout=10):
-        """The session's bytes from the edge up to its end: (bytes, how)
-        where how is "end" (a marker), "fin", or "raw-fin" (raw bytes up
-        to a FIN)."""
+        """The session's bytes from the edge up to the end of its
+        direction: (bytes, how) where how is "end" (its marker) or "fin"
+        (a FIN before the marker: the direction did not end, an error)."""
         out = bytearray()
         while True:
             kind, data = self.recv_chunk(timeout)
             if kind == "data":
                 out += data
-            elif kind == "raw":
-                out += self.reader.rest()
-                while True:
-                    b = self.sock.recv(1 << 20)
-                    if not b:
-                        return bytes(out), "raw-fin"
-                    out += b
             elif kind in ("end", "fin"):
                 return bytes(out), kind
             else:
@@ -459,6 +452,8 @@ class PlainLink:
         self.sock.sendall(p.END_MARKER)
 
     def send_fin(self):
+        """A bare FIN: before send_end, the edge takes it as an error (an
+        agent killed mid-transfer), never as the end of the session."""
         self.sock.shutdown(socket.SHUT_WR)
 
     def refuse(self, end="refused", text="refused by the fake agent"):

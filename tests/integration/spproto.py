@@ -293,7 +293,6 @@ PLAIN_MAGIC = b"SPD1"
 GREETING_MAX = 256                      # payload of a plain LINK_HELLO
 CHUNK = struct.Struct(">I")
 CHUNK_MAX = 16 * 1024 * 1024
-CHUNK_RAW = 0xFFFFFFFF
 CHUNK_REFUSE = 0xFFFFFFFE
 END_MARKER = CHUNK.pack(0)
 
@@ -312,9 +311,11 @@ def plain_refusal(end, text):
 
 def read_chunk(reader):
     """The next chunk from a Reader: ("data", bytes), ("end", b"") for a
-    marker, ("raw", b"") for the raw header, ("refused", (END name,
-    text)), or ("fin", b"") when the peer closed between chunks. Taken
-    whole or not at all."""
+    marker, ("refused", (END name, text)), or ("fin", b"") when the peer
+    closed between chunks: before its marker, so its direction did not
+    end (an error, never a clean end). Taken whole or not at all. A FIN
+    inside a header, or a length over CHUNK_MAX (0xFFFFFFFF too), is a
+    ProtocolError."""
     try:
         (n,) = CHUNK.unpack(reader.peek(CHUNK.size))
     except EOFError:
@@ -324,9 +325,6 @@ def read_chunk(reader):
     if n == 0:
         reader.exact(CHUNK.size)
         return "end", b""
-    if n == CHUNK_RAW:
-        reader.exact(CHUNK.size)
-        return "raw", b""
     if n == CHUNK_REFUSE:
         (m,) = CHUNK.unpack(reader.peek(2 * CHUNK.size)[CHUNK.size:])
         return "refused", decode_rst(reader.exact(2 * CHUNK.size + m)

@@ -707,6 +707,54 @@ def test_data_link_half_close(vedge, pki, link):
         a.close()
 
 
+@pytest.mark.parametrize("client_done", [False, True],
+                         ids=["both-open", "client-done"])
+def test_plain_link_fin_before_marker(vedge, pki, client_done):
+    """A plain link the agent closes before its end marker (a FIN, as the
+    kernel of an agent killed mid-transfer sends) is an error, never a
+    clean end: the client gets every byte sent before it, then a reset,
+    not an EOF; the edge logs reason=error and why, and resets the link
+    rather than park it. client_done: the client's direction had ended
+    (the agent read the edge's marker), so only the agent's is missing.
+    The agent's control connection lives on and a new link carries the
+    next session."""
+    edge = vedge
+    a = fake_agent(edge, pki, plain=True)
+    try:
+        dl = link_up(edge, a, "plain", 0)
+        mark = edge.proc.mark()
+        c = client(a.svc_port)
+        fa.next_session([dl])
+        assert dl.recv_exact(5) == b"ping\n"
+        if client_done:
+            c.shutdown(socket.SHUT_WR)
+            assert dl.recv_until_end() == (b"", "end")
+        data = os.urandom(200000)
+        dl.send(data)
+        dl.send_fin()
+        got = bytearray()
+        c.settimeout(20)
+        with pytest.raises(ConnectionResetError):
+            while True:
+                b = c.recv(65536)
+                assert b, "a link closed before its marker looked complete"
+                got += b
+        c.close()
+        assert got == data, f"got {len(got)} of {len(data)} bytes"
+        line = edge.proc.wait_log(SESSION_CLOSED, since=mark)
+        assert "bytes_in=5 bytes_out=200000 " in line, line
+        assert "reason=error detail=\"data link closed before the " \
+            "session's end\" link=plain " in line, line
+        assert dl.wait_closed() == b""
+        assert edge.proc.count("(reused)", mark) == 0
+        assert not a.closed.is_set(), a.error
+        dl = link_up(edge, a, "plain", mark)
+        c = client(a.svc_port, b"again\n")
+        end_session(c, *echo_once(c, [dl], b"again\n"))
+    finally:
+        a.close()
+
+
 def test_claim_timeout(tmp_path, pki):
     """A client that finds no data link of the agent free within
     --claim-timeout is closed (reason=timeout); the agent's control
