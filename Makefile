@@ -221,6 +221,12 @@ deps:
 check-tools:
 	@sh scripts/check-tools.sh
 
+# The man pages lint clean and render, and document every option the
+# programs' --help prints and every key the agent accepts, and nothing
+# they do not (scripts/check-man.sh).
+check-man: $(PROGS)
+	@sh scripts/check-man.sh $(BUILD)
+
 unit: $(UNITS)
 	@set -e; for t in $(UNITS); do echo "== $$t"; $$t; done
 
@@ -231,7 +237,7 @@ integration: $(PROGS) $(BUILD)/spbench
 # links, unit tests, the integration tests, both again under ASan+UBSan,
 # and a short run of every fuzzer.
 test: deps
-	$(MAKE) check-tools check-banned all check-edge unit
+	$(MAKE) check-tools check-banned all check-man check-edge unit
 	$(MAKE) integration
 	$(MAKE) SAN=asan all
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
@@ -282,5 +288,5 @@ install: $(PROGS)
 clean:
 	rm -rf build build-asan build-fuzz
 
-.PHONY: check-edge loc all deps check-tools test-fresh unit integration test demo bench clean fuzz fuzz-smoke check-banned install
+.PHONY: check-edge loc all deps check-tools check-man test-fresh unit integration test demo bench clean fuzz fuzz-smoke check-banned install
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

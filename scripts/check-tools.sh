@@ -71,6 +71,7 @@ need cmd  strace              strace
 need cmd  openssl             openssl
 need cmd  promtool            prometheus
 need cmd  man                 man-db
+need cmd  mandoc              mandoc
 need cmd  systemd-analyze     systemd
 
 if [ "$missing" -ne 0 ]; then
