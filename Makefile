@@ -43,7 +43,7 @@ EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_link.c \
           src/edge/edge_lis.c src/edge/edge_proxy.c src/edge/edge_adm.c \
           src/edge/edge_sess.c src/edge/edge_stats.c src/edge/edge_ftp.c \
           src/edge/edge_out.c src/edge/edge_limit.c src/edge/edge_sandbox.c \
-          src/edge/edge_keyproc.c src/edge/edge_notify.c src/edge/greet.c \
+          src/edge/edge_keyproc.c src/edge/edge_notify.c \
           src/edge/proxy_parse.c
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/ftp_cfg.c \
           src/agent/agent_edge.c src/agent/agent_link.c src/agent/agent_sess.c \
@@ -60,8 +60,7 @@ obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 PROGS   = $(BUILD)/sallyport-edge $(BUILD)/sallyport-agent $(BUILD)/sallyportctl
 UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki \
           $(BUILD)/test_stats $(BUILD)/test_route \
-          $(BUILD)/test_socks $(BUILD)/test_httpc $(BUILD)/test_outpol \
-          $(BUILD)/test_greet
+          $(BUILD)/test_socks $(BUILD)/test_httpc $(BUILD)/test_outpol
 UNITS  += $(BUILD)/test_proxy $(BUILD)/test_cidr
 UNITS  += $(BUILD)/test_ftp
 UNITS  += $(BUILD)/test_mux $(BUILD)/test_pump $(BUILD)/test_linkkey
@@ -122,9 +121,6 @@ $(BUILD)/test_httpc: $(BUILD)/obj/tests/test_httpc.o $(call obj,src/agent/httpc.
 $(BUILD)/test_outpol: $(BUILD)/obj/tests/test_outpol.o $(call obj,src/common/outpol.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
-$(BUILD)/test_greet: $(BUILD)/obj/tests/test_greet.o $(call obj,src/edge/greet.c src/common/frame.c src/common/buf.c src/common/end.c)
-	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
-
 $(BUILD)/test_mux: $(BUILD)/obj/tests/test_mux.o $(call obj,src/common/mux.c src/common/mux_stream.c src/common/pump.c src/common/psock.c src/common/buf.c src/common/end.c src/common/ev.c src/common/log.c src/common/tlsx.c src/common/net.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBSSL)
 
@@ -163,8 +159,6 @@ FUZZERS += httpc
 FUZZ_SRC_httpc = src/agent/httpc.c
 FUZZERS += outpol
 FUZZ_SRC_outpol = src/common/outpol.c
-FUZZERS += greet
-FUZZ_SRC_greet = src/edge/greet.c src/common/frame.c src/common/buf.c src/common/end.c
 FUZZERS += ftp
 FUZZ_SRC_ftp = src/agent/ftp_line.c
 FUZZERS += proxy

@@ -182,8 +182,6 @@ alink_ready(struct fconn *fc)
 		alink_free(l, "cannot compute the link proof");
 		return -1;
 	}
-	if (l->plain)
-		(void)fconn_send_raw(fc, PLINK_MAGIC, PLINK_MAGIC_LEN);
 	(void)fconn_send(fc, &m);
 	/* No answer comes: the link is up (or the edge closes it). */
 	e->links_opening--;

@@ -148,21 +148,6 @@ fconn_send(struct fconn *fc, const struct msg *m)
 	return fc->failed ? -1 : 0;
 }
 
-int
-fconn_send_raw(struct fconn *fc, const void *p, size_t n)
-{
-	if (fc->failed)
-		return -1;
-	/* Queued only: the frame that follows goes out with it, in one
-	 * write. */
-	if (buf_append(&fc->out, p, n, FCONN_OUT_MAX) == -1) {
-		fc->failed = 1;
-		fconn_update(fc);
-		return -1;
-	}
-	return 0;
-}
-
 /* Read up to n bytes into dst. >0 bytes, 0 would block (rd_want set),
  * -1 error or EOF with err filled. */
 static int

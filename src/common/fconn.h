@@ -71,9 +71,6 @@ int	fconn_start_handed(struct fconn *fc, int fd, SSL *ssl,
  * which is moved in). 0 or -1. */
 int	fconn_resume(struct fconn *fc, int fd, SSL *ssl, struct buf *pending,
 	    const struct fconn_ops *ops, void *owner);
-/* Queue bytes that are not a frame (the plain link magic), to be sent
- * with the next frame. 0 or -1. */
-int	fconn_send_raw(struct fconn *fc, const void *p, size_t n);
 /* Queue a frame. -1 if it cannot be queued (the peer is too far behind):
  * the connection is then failing and lost() follows from the loop. */
 int	fconn_send(struct fconn *fc, const struct msg *m);

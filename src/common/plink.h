@@ -30,8 +30,6 @@
 #include "common/end.h"
 #include "common/psock.h"
 
-#define PLINK_MAGIC		"SPD1"
-#define PLINK_MAGIC_LEN		4
 #define PLINK_CHUNK_MAX		(16u * 1024 * 1024)
 #define PLINK_CHUNK_REFUSE	0xfffffffeu
 #define PLINK_REFUSAL_MAX	1025	/* END code + up to 1024 bytes */

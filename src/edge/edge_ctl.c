@@ -1,9 +1,12 @@
 /* edge_ctl.c - the control port (edge_ctl.h).
  *
- * A connection arrives, is told TLS or plain by its first byte, and is
- * identified by its first frame: HELLO makes it an agent's control
- * channel, LINK_HELLO a data link (edge_link.c). Until then it counts
- * against --max-handshakes and --handshake-timeout. */
+ * A connection arrives, is told TLS or plain by its first byte (0x16
+ * starts a TLS record; a frame starts with 0x00, the high byte of its
+ * type), and is identified by its first frame: HELLO (over TLS only)
+ * makes it an agent's control channel, LINK_HELLO a data link
+ * (edge_link.c). Until then it counts against --max-handshakes and
+ * --handshake-timeout, and its frames may be no larger than a greeting
+ * is. */
 #include "edge/edge_ctl.h"
 #include "edge/edge_ftp.h"
 #include "edge/edge_limit.h"
@@ -12,7 +15,6 @@
 #include "edge/edge_out.h"
 #include "edge/edge_sess.h"
 #include "edge/edge_stats.h"
-#include "edge/greet.h"
 #include "common/log.h"
 #include "common/tlsx.h"
 
@@ -26,6 +28,7 @@
 #include <openssl/rand.h>
 
 #define HEARTBEAT_DEAD_MS	6000
+#define GREETING_MAX		512	/* HELLO or LINK_HELLO payload */
 
 extern SSL_CTX *edge_tls;
 extern const char *edge_name;
@@ -35,8 +38,6 @@ struct econn {
 	struct fconn	 fc;
 	char		 peer[NET_ADDRSTR];
 	uint64_t	 deadline;	/* its first frame is due */
-	uint8_t		 greet[GREET_BUF];	/* plain: read so far */
-	size_t		 greet_have;
 	LIST_ENTRY(econn) entry;
 };
 
@@ -61,7 +62,6 @@ conn_free(struct econn *c)
 {
 	LIST_REMOVE(c, entry);
 	nincoming--;
-	OPENSSL_cleanse(c->greet, sizeof(c->greet));
 	fconn_close(&c->fc);
 	free(c);
 }
@@ -160,112 +160,45 @@ conn_frame(struct fconn *fc, struct msg *m)
 	return -1;
 }
 
-/* Start TLS on a connection whose first byte is 0x16. */
+/* The first byte of a new connection says TLS (the control channel and
+ * multiplexed links) or a plain data link's LINK_HELLO in the clear. */
 static void
-conn_start_tls(struct econn *c)
+conn_sniff(struct ev_io *io, uint32_t events)
 {
-	int fd = c->fc.io.fd;
-	SSL *ssl;
+	struct econn *c = ((struct fconn *)(void *)io)->owner;
+	SSL *ssl = NULL;
+	uint8_t first;
+	ssize_t n;
+	int fd = io->fd;
 
-	ev_del(&c->fc.io);
-	if ((ssl = tlsx_new(edge_tls, fd, 1, NULL)) == NULL) {
+	(void)events;
+	n = recv(fd, &first, 1, MSG_PEEK);
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+	    errno == EINTR))
+		return;
+	if (n <= 0) {
+		conn_drop(c, n == 0 ? "closed before the greeting" :
+		    strerror(errno));
+		return;
+	}
+	/* An edge none of whose agents uses plain links never reads (or
+	 * answers) a plaintext frame on its control port. */
+	if (first != 0x16 && nplain_agents == 0) {
+		conn_drop(c, "plaintext, but no agent uses plain data links");
+		return;
+	}
+	ev_del(io);
+	if (first == 0x16 && (ssl = tlsx_new(edge_tls, fd, 1, NULL)) == NULL) {
 		conn_drop(c, "out of memory");
 		return;
 	}
 	if (fconn_start(&c->fc, fd, ssl, &conn_ops, c) == -1) {
 		c->fc.ssl = ssl;
 		conn_drop(c, strerror(errno));
-	}
-}
-
-/* Read the plain greeting with exact reads, so that not one byte after it
- * is taken from the socket. 1 with m filled, 0 to wait, -1 after c was
- * dropped. */
-static int
-conn_plain_greeting(struct econn *c, struct msg *m)
-{
-	const char *why;
-	char text[128];
-	size_t need;
-	ssize_t n;
-	int r;
-
-	for (;;) {
-		r = greet_parse(c->greet, c->greet_have, m, &need, &why);
-		if (r == 0)
-			return 1;
-		if (r == -1) {
-			lim_counter[LIM_FRAME]++;
-			snprintf(text, sizeof(text), "plain data link: %s", why);
-			conn_drop(c, text);
-			return -1;
-		}
-		/* An edge none of whose agents uses plain links never reads
-		 * (or answers) a plaintext frame on its control port. */
-		if (c->greet_have >= PLINK_MAGIC_LEN && nplain_agents == 0) {
-			conn_drop(c, "plain data link, but no agent uses plain "
-			    "data links");
-			return -1;
-		}
-		/* The magic and the frame header come together: ask for
-		 * both at once (still no byte beyond the greeting). */
-		if (need == PLINK_MAGIC_LEN && nplain_agents > 0)
-			need = PLINK_MAGIC_LEN + FRAME_HDR;
-		n = recv(c->fc.io.fd, c->greet + c->greet_have,
-		    need - c->greet_have, 0);
-		if (n == 0) {
-			conn_drop(c, "closed during the greeting");
-			return -1;
-		}
-		if (n == -1) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-				return 0;
-			conn_drop(c, strerror(errno));
-			return -1;
-		}
-		c->greet_have += (size_t)n;
-	}
-}
-
-/* The first bytes of a new connection: 0x16 starts TLS (the control
- * channel and multiplexed links), the magic "SPD1" a plain data link. */
-static void
-conn_sniff(struct ev_io *io, uint32_t events)
-{
-	struct econn *c = ((struct fconn *)(void *)io)->owner;
-	char peer[NET_ADDRSTR];
-	struct buf none;
-	struct msg m;
-	uint8_t first;
-	ssize_t n;
-	int fd = io->fd;
-
-	(void)events;
-	if (c->greet_have == 0) {
-		n = recv(fd, &first, 1, MSG_PEEK);
-		if (n == 0) {
-			conn_drop(c, "closed before the greeting");
-			return;
-		}
-		if (n == -1) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-				conn_drop(c, strerror(errno));
-			return;
-		}
-		if (greet_sniff(&first, 1) == GREET_TLS) {
-			conn_start_tls(c);
-			return;
-		}
-	}
-	if (conn_plain_greeting(c, &m) != 1)
 		return;
-	snprintf(peer, sizeof(peer), "%s", c->peer);
-	ev_del(io);
-	c->fc.io.fd = -1;
-	conn_free(c);
-	memset(&none, 0, sizeof(none));
-	elink_hello(fd, NULL, &none, peer, &m);
-	OPENSSL_cleanse(&m, sizeof(m));
+	}
+	c->fc.max_frame = fconn_max_frame < GREETING_MAX ? fconn_max_frame :
+	    GREETING_MAX;
 }
 
 static void

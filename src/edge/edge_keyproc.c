@@ -61,7 +61,7 @@ kp_serve(int fd, const char *keyfile, X509 *cert,
 		log_fatal("key process: %s: not a PEM private key", keyfile);
 	if (EVP_PKEY_eq(key, X509_get0_pubkey(cert)) != 1)
 		log_fatal("key process: %s does not match the certificate", keyfile);
-	if (sandbox_enter_keyproc(sc, err, sizeof(err)) == -1)
+	if (sandbox_enter(sc, 1, err, sizeof(err)) == -1)
 		log_fatal("key process: sandbox: %s", err);
 	for (;;) {
 		n = recv(fd, req, sizeof(req), 0);

@@ -289,7 +289,7 @@ main(int argc, char **argv)
 	/* No-op unless started by systemd with Type=notify. */
 	notify_open();
 	notify_send("READY=1");
-	if (sandbox_enter(&o.sc, err, sizeof(err)) == -1)
+	if (sandbox_enter(&o.sc, 0, err, sizeof(err)) == -1)
 		log_fatal("sandbox: %s", err);
 	if (o.selftest)
 		sandbox_selftest();

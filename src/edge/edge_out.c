@@ -253,6 +253,14 @@ req_resolved(struct oreq *o, struct addrinfo *res, int literal)
 	req_fail(o, OC_NOT_ALLOWED, msg);
 }
 
+static int
+is_literal(const char *h)
+{
+	uint8_t a[16];
+
+	return inet_pton(AF_INET, h, a) == 1 || inet_pton(AF_INET6, h, a) == 1;
+}
+
 static void
 res_done(struct eres *r)
 {
@@ -268,7 +276,7 @@ res_done(struct eres *r)
 			    rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
 			req_fail(o, OC_HOST_UNREACH, why);
 		} else
-			req_resolved(o, res, 0);
+			req_resolved(o, res, is_literal(o->host));
 	}
 	if (rc == 0 && res != NULL)
 		freeaddrinfo(res);
@@ -334,21 +342,11 @@ req_resolve(struct oreq *o)
 	return 0;
 }
 
-static int
-is_literal(const char *h)
-{
-	uint8_t a[16];
-
-	return inet_pton(AF_INET, h, a) == 1 || inet_pton(AF_INET6, h, a) == 1;
-}
-
 void
 eout_request(struct eagent *a, const struct msg *m)
 {
-	struct addrinfo hints, *res = NULL;
 	struct oreq *o;
 	const char *why;
-	char port[8];
 
 	if ((o = calloc(1, sizeof(*o))) == NULL)
 		return;
@@ -380,20 +378,7 @@ eout_request(struct eagent *a, const struct msg *m)
 		req_fail(o, OC_NOT_ALLOWED, why);
 		return;
 	}
-	if (is_literal(o->host)) {
-		memset(&hints, 0, sizeof(hints));
-		hints.ai_family = AF_UNSPEC;
-		hints.ai_socktype = SOCK_STREAM;
-		hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-		snprintf(port, sizeof(port), "%u", o->port);
-		if (getaddrinfo(o->host, port, &hints, &res) != 0 || res == NULL) {
-			req_fail(o, OC_HOST_UNREACH, "bad address");
-			return;
-		}
-		req_resolved(o, res, 1);
-		freeaddrinfo(res);
-		return;
-	}
+	/* An address too: the resolver's threads take it apart. */
 	if (nresolving >= OUT_RESOLVING_MAX) {
 		req_fail(o, OC_FAIL, "too many name lookups in flight");
 		return;

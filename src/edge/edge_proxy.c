@@ -57,38 +57,42 @@ proxy_fail(struct eproxy *x, const char *why)
 	free(x);
 }
 
+static void
+sockaddr_of(struct sockaddr_storage *ss, int family, const uint8_t *addr,
+    uint16_t port)
+{
+	struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	ss->ss_family = (sa_family_t)family;
+	if (family == AF_INET) {
+		memcpy(&s4->sin_addr, addr, 4);
+		s4->sin_port = htons(port);
+	} else {
+		memcpy(&s6->sin6_addr, addr, 16);
+		s6->sin6_port = htons(port);
+	}
+}
+
 /* The header is whole and valid: it names the client, or (LOCAL, as in
  * a health check) says to keep the peer. */
 static void
 proxy_done(struct eproxy *x, const struct proxy_hdr *h)
 {
 	struct sockaddr_storage client, local;
-	struct sockaddr_in *c4 = (struct sockaddr_in *)(void *)&client;
-	struct sockaddr_in *l4 = (struct sockaddr_in *)(void *)&local;
-	struct sockaddr_in6 *c6 = (struct sockaddr_in6 *)(void *)&client;
-	struct sockaddr_in6 *l6 = (struct sockaddr_in6 *)(void *)&local;
 	socklen_t sl = sizeof(local);
 	struct esvc *svc = x->svc;
 	int fd = x->io.fd;
 
-	memset(&client, 0, sizeof(client));
-	memset(&local, 0, sizeof(local));
 	if (h->local) {
 		memcpy(&client, &x->peer.ss, sizeof(client));
 		if (getsockname(fd, (struct sockaddr *)&local, &sl) == -1)
-			local.ss_family = client.ss_family;
-	} else if (h->family == AF_INET) {
-		c4->sin_family = l4->sin_family = AF_INET;
-		memcpy(&c4->sin_addr, h->src, 4);
-		memcpy(&l4->sin_addr, h->dst, 4);
-		c4->sin_port = htons(h->sport);
-		l4->sin_port = htons(h->dport);
+			sockaddr_of(&local, client.ss_family, (const uint8_t *)
+			    "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 0);
 	} else {
-		c6->sin6_family = l6->sin6_family = AF_INET6;
-		memcpy(&c6->sin6_addr, h->src, 16);
-		memcpy(&l6->sin6_addr, h->dst, 16);
-		c6->sin6_port = htons(h->sport);
-		l6->sin6_port = htons(h->dport);
+		sockaddr_of(&client, h->family, h->src, h->sport);
+		sockaddr_of(&local, h->family, h->dst, h->dport);
 	}
 	proxy_unlink(x);
 	free(x);

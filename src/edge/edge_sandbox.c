@@ -318,8 +318,8 @@ out:
 	return rc;
 }
 
-static int
-sandbox_common(const struct sandbox_conf *sc, int keyproc, char *err,
+int
+sandbox_enter(const struct sandbox_conf *sc, int keyproc, char *err,
     size_t errlen)
 {
 	int abi = 0, ll;
@@ -371,18 +371,6 @@ sandbox_common(const struct sandbox_conf *sc, int keyproc, char *err,
 		    sc->outbound ? " (outbound: connect and resolver allowed)" : "");
 	(void)abi;
 	return 0;
-}
-
-int
-sandbox_enter(const struct sandbox_conf *sc, char *err, size_t errlen)
-{
-	return sandbox_common(sc, 0, err, errlen);
-}
-
-int
-sandbox_enter_keyproc(const struct sandbox_conf *sc, char *err, size_t errlen)
-{
-	return sandbox_common(sc, 1, err, errlen);
 }
 
 void

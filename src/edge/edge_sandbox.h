@@ -17,11 +17,11 @@ struct sandbox_conf {
  * 0, or -1 with err filled. */
 int	sandbox_prepare(const struct sandbox_conf *sc, char *err, size_t errlen);
 /* Drop privileges, confine the file system, install the system call
- * filter. After this the process cannot open files for writing, exec,
- * or reach any path. 0, or -1 with err filled (the caller must exit). */
-int	sandbox_enter(const struct sandbox_conf *sc, char *err, size_t errlen);
-/* The key process's own, narrower filter: it only answers on its socket. */
-int	sandbox_enter_keyproc(const struct sandbox_conf *sc, char *err,
+ * filter: the relay process's, or (keyproc) the key process's narrower
+ * one (it only answers on its socket). After this the process cannot
+ * open files for writing, exec, or reach any path. 0, or -1 with err
+ * filled (the caller must exit). */
+int	sandbox_enter(const struct sandbox_conf *sc, int keyproc, char *err,
 	    size_t errlen);
 /* Try what the sandbox must forbid and log each result (test hook). */
 void	sandbox_selftest(void);

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """mkseeds.py - write the seed corpora of the harnesses whose input is
-the wire protocol (docs/protocol.md): frame, greet, mux, and a data_links
+the wire protocol (docs/protocol.md): frame, mux, and a data_links
 config for cfg. Run from the repository's top directory when the wire
 changes; the seeds are committed. Other corpora are hand-written or were
 kept from fuzzing runs.
@@ -160,19 +160,6 @@ _PRE = mux(1, OPEN, SESS)
 MUX["acc_flood_backend"] = bytes([0x80, 40, len(_PRE)]) + _PRE \
     + mux(1, DATA, b"g" * 16384, 1)
 
-GREET = {
-    "link_hello": b"SPD1" + FRAMES["link_hello"],
-    "link_hello_extra_attr": b"SPD1" + FRAMES["link_hello"][:4]
-    + struct.pack(">I", len(FRAMES["link_hello"]) - 8 + 8)
-    + FRAMES["link_hello"][8:] + struct.pack(">HH", 60, 4) + b"zzzz",
-    "hello_in_clear": b"SPD1" + FRAMES["hello"],
-    "magic_only": b"SPD1",
-    "tls": bytes([0x16, 0x03, 0x01, 0x00, 0x2f]),
-    "counter0": b"SPD1" + frame("LINK_HELLO", ("KEY_ID", U64(1)),
-                                ("COUNTER", U64(0)),
-                                ("PROOF", bytes(32))),
-}
-
 CFG = {
     "data_links.conf": "[agent]\nedge = 127.0.0.1:7000\ncert = a.crt\n"
     "key = a.key\nca = ca.crt\ndata_link = plain\ndata_links = 8\n\n"
@@ -195,5 +182,4 @@ def write(name, seeds, clear=True):
 
 write("frame", FRAMES)
 write("mux", MUX)
-write("greet", GREET)
 write("cfg", CFG, clear=False)
