@@ -43,9 +43,10 @@ if command -v clang >/dev/null 2>&1; then
 fi
 
 # tests, demo, benchmark
-need cmd  python3            python3
-if command -v python3 >/dev/null 2>&1 &&
-   ! python3 -c 'import pytest' >/dev/null 2>&1; then
+# The Makefile runs Debian's /usr/bin/python3, whatever else is on PATH.
+need file /usr/bin/python3    python3
+if [ -x /usr/bin/python3 ] &&
+   ! /usr/bin/python3 -c 'import pytest' >/dev/null 2>&1; then
     echo "check-tools: missing python3 module pytest (Debian package python3-pytest; scripts/deps.sh installs it, or lacks it in PACKAGES)" >&2
     missing=$((missing + 1))
 fi

@@ -6,7 +6,7 @@ that accepts and holds connections, opens N client sessions that stay
 idle, and reports the growth of each daemon's VmRSS per session.
 
     scripts/idle_sessions.py [--sessions N] [--data-link tls|plain]
-                             [--pool N] [--json]
+                             [--links N] [--json]
 
 The backend runs as a child process, so this one needs only N client
 descriptors; each daemon needs about 2 N (the edge sizes --max-sessions
@@ -103,7 +103,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sessions", type=int, default=10000)
     ap.add_argument("--data-link", default="tls", choices=("tls", "plain"))
-    ap.add_argument("--pool", type=int, default=4)
+    ap.add_argument("--links", type=int, default=None)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--hold", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -130,7 +130,7 @@ def main():
     holder = Holder()
     port = sp.free_port()
     agent = sp.start_agent(d, pki, edge, {"idle": (port, [holder.port])},
-                           data_link=a.data_link, data_pool=a.pool)
+                           data_link=a.data_link, data_links=a.links)
     # warm up: allocators, pools, TLS session cache
     for _ in range(20):
         c = socket.create_connection((sp.LOOPBACK, port))
@@ -153,7 +153,7 @@ def main():
     time.sleep(2.0)
     e1, a1 = rss_kib(edge.proc.pid), rss_kib(agent.proc.pid)
     res = {
-        "sessions": n, "data_link": a.data_link, "pool": a.pool,
+        "sessions": n, "data_link": a.data_link, "links": a.links,
         "setup_seconds": round(took, 2),
         "edge_rss_kib": [e0, e1], "agent_rss_kib": [a0, a1],
         "edge_bytes_per_session": round((e1 - e0) * 1024 / n),
@@ -167,7 +167,7 @@ def main():
     if a.json:
         print(json.dumps(res))
     else:
-        print(f"{n} idle sessions, data_link={a.data_link}, pool={a.pool}: "
+        print(f"{n} idle sessions, data_link={a.data_link}, links={a.links}: "
               f"opened in {took:.1f}s")
         print(f"  edge : {e0} -> {e1} KiB VmRSS, "
               f"{res['edge_bytes_per_session']} bytes per session")

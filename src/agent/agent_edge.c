@@ -127,12 +127,13 @@ aedge_ready(struct fconn *fc)
 	struct msg m;
 
 	msg_init(&m, FT_HELLO);
-	m.version = FRAME_VERSION;
-	m.have |= FA_BIT(FA_VERSION);
+	msg_set_int(&m, FA_VERSION, FRAME_VERSION);
 	msg_set_str(&m, FA_NAME, agent_cfg.name);
 	if (agent_cfg.data_plain) {
-		m.data_link = DATA_LINK_PLAIN;
-		msg_have(&m, FA_DATA_LINK);
+		msg_set_int(&m, FA_DATA_LINK, DATA_LINK_PLAIN);
+		/* The edge decides which links outlive a session, so that it
+		 * never writes a session on a link this side is closing. */
+		msg_set_int(&m, FA_LINKS_KEEP, alink_keep_max());
 	}
 	(void)fconn_send(&e->fc, &m);
 	return 0;

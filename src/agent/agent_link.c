@@ -32,10 +32,12 @@
 #define BACKOFF_MAX_MS	30000
 #define REFUSED_MS	10000	/* a refused plain link waits this long for
 				 * the edge to close it */
-/* Plain links that come back from their sessions are kept while the
- * links of an edge, idle and in use, number fewer than this many times
- * data_links (at most CFG_LINKS_MAX, the edge's default --max-links): a
- * burst of concurrent sessions finds links left by the last one. */
+/* The edge keeps plain links that come back from their sessions while
+ * the agent's links there number fewer than this many times data_links
+ * (at most CFG_LINKS_MAX, the edge's default --max-links), and closes
+ * the rest: a burst of concurrent sessions finds links left by the last
+ * one. The edge decides, since it is the side that puts a session on a
+ * link. */
 #define KEEP_FACTOR	4
 
 enum alink_state { AL_DIAL, AL_GREET, AL_UP, AL_REFUSED };
@@ -64,8 +66,8 @@ static const struct fconn_ops alink_ops = {
 	alink_ready, alink_frame, alink_lost_fc,
 };
 
-static unsigned
-keep_max(void)
+unsigned
+alink_keep_max(void)
 {
 	unsigned n = agent_cfg.data_links * KEEP_FACTOR;
 
@@ -321,10 +323,7 @@ alink_again(struct aedge *e, int fd, int registered, uint64_t kid)
 	struct alink *l;
 
 	e->links_lent--;
-	/* Links opened for a burst close after it. */
-	if (e->state != AE_READY || e->kid != kid || e->links_up +
-	    e->links_opening + e->links_lent >= keep_max() ||
-	    (l = alink_new(e)) == NULL) {
+	if (e->state != AE_READY || e->kid != kid || (l = alink_new(e)) == NULL) {
 		log_debug("edge %s: plain data link closed after its session",
 		    e->ce->str);
 		close(fd);

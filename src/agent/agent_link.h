@@ -34,12 +34,14 @@ void	alink_edge_lost(struct aedge *e);
 void	alink_refuse(struct aedge *e, const struct alink_from *l,
 	    enum sess_end code, const char *why);
 /* A plain link (fd, handed as by ev_release) came back from a session
- * that ended cleanly with both end markers: park it for the next, if the
- * control connection that proved it (kid) is still e's and e has not
- * more links than it needs (else close it). */
+ * that ended cleanly with both end markers: keep it for the next, if the
+ * control connection that proved it (kid) is still e's (the edge closes
+ * the links it does not keep: alink_keep_max). */
 void	alink_again(struct aedge *e, int fd, int registered, uint64_t kid);
 /* A plain link that carried a session went (closed or reset with it). */
 void	alink_gone(struct aedge *e, uint64_t kid);
+/* The most idle plain links the edge is to keep (HELLO's LINKS_KEEP). */
+unsigned alink_keep_max(void);
 void	alink_tick(uint64_t now);
 void	alink_stop(void);
 

@@ -60,6 +60,7 @@ static const struct attr_def attr_defs[FA_MAX_TAG + 1] = {
 	[FA_DEST_PORT]	 = { AK_U16, 2, AOFF(dest_port) },
 	[FA_DEST_ADDR]	 = { AK_STR, MSG_ADDR_MAX - 1, AOFF(dest_addr) },
 	[FA_OUT_CODE]	 = { AK_U8, 1, AOFF(out_code) },
+	[FA_LINKS_KEEP]	 = { AK_U16, 2, AOFF(links_keep) },
 };
 
 struct type_def {

@@ -86,6 +86,7 @@ enum frame_tag {
 	FA_DEST_PORT = 37,	/* u16, not 0 */
 	FA_DEST_ADDR = 38,	/* string: numeric ip:port */
 	FA_OUT_CODE = 39,	/* u8: a SOCKS5 reply code */
+	FA_LINKS_KEEP = 40,	/* u16: idle plain links the edge keeps */
 	FA_MAX_TAG = 63,
 };
 
@@ -127,6 +128,7 @@ struct msg {
 	uint16_t	pasv_max;
 	uint16_t	ftp_port;
 	uint16_t	dest_port;
+	uint16_t	links_keep;
 	uint32_t	priority;
 	uint32_t	idle_timeout;
 	uint32_t	max_sess_ip;

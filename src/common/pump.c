@@ -345,9 +345,12 @@ read_splice(struct pump *p, int s, int *empty)
 	}
 	if (n == PEND_AGAIN) {
 		/* The socket is empty or the pipe full: with bytes in the
-		 * pipe, wait for them to drain first. */
+		 * pipe, wait for them to drain first; an empty pipe goes back,
+		 * so that a silent session holds none. */
 		if (d->plen > 0)
 			d->pfull = 1;
+		else
+			pipe_release(d);
 		*empty = 1;
 		return 0;
 	}

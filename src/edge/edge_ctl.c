@@ -103,6 +103,8 @@ agent_hello(struct econn *c, const struct msg *m)
 	snprintf(a->peer, sizeof(a->peer), "%s", c->peer);
 	a->plain = (m->have & FA_BIT(FA_DATA_LINK)) &&
 	    m->data_link == DATA_LINK_PLAIN;
+	a->links_keep = (m->have & FA_BIT(FA_LINKS_KEEP)) &&
+	    m->links_keep < lim.max_links ? m->links_keep : lim.max_links;
 	LIST_INIT(&a->parked);
 	fconn_detach(&c->fc, &fd, &ssl, &pending);
 	conn_free(c);

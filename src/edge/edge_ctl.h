@@ -21,6 +21,7 @@ struct eagent {
 	char		 name[MSG_NAME_MAX];
 	char		 peer[NET_ADDRSTR];
 	int		 plain;		/* its data links are plain */
+	uint64_t	 links_keep;	/* idle plain links it wants kept */
 	/* The key that proves its data links (linkkey.h), for as long as
 	 * this control connection lives. */
 	uint8_t		 key[LINKKEY_LEN];

@@ -195,8 +195,10 @@ plain_open(struct eagent *a, const struct msg *m, struct plink *pl)
 void
 elink_again(struct eagent *a, int fd, int registered)
 {
-	if (a == NULL || a->nlinks >= lim.max_links) {
-		/* Closing tells the agent its end is not needed either. */
+	if (a == NULL || a->nlinks >= a->links_keep) {
+		/* Closing tells the agent its end is not needed either (the
+		 * agent never closes a link it gave back: only this side
+		 * knows whether a session is about to be put on it). */
 		log_debug("plain data link closed after its session");
 		close(fd);
 		return;
