@@ -121,6 +121,14 @@ aedge_try(struct aedge *e)
 }
 
 static int
+out_policy_msg(struct msg *m)
+{
+	msg_init(m, FT_OUT_POLICY);
+	msg_set_str(m, FA_OUT_ALLOW, agent_cfg.out.allow);
+	return 0;
+}
+
+static int
 aedge_ready(struct fconn *fc)
 {
 	struct aedge *e = fc->owner;
@@ -225,13 +233,10 @@ aedge_hello_ok(struct aedge *e, struct msg *m)
 	    "data_links=%u)", e->ce->str, e->edge_name, m->version,
 	    agent_cfg.data_plain ? "plain" : "tls", agent_cfg.data_links);
 	aedge_push_services(e);
-	if (agent_cfg.out.line != 0) {
-		/* The edge enforces what we allow; it gets the policy before
-		 * any outbound session can be asked for. */
-		msg_init(&m2, FT_OUT_POLICY);
-		msg_set_str(&m2, FA_OUT_ALLOW, agent_cfg.out.allow);
+	/* The edge enforces what we allow; it gets the policy before any
+	 * outbound session can be asked for. */
+	if (agent_cfg.out.line != 0 && out_policy_msg(&m2) == 0)
 		(void)fconn_send(&e->fc, &m2);
-	}
 	alink_fill(e);
 }
 
@@ -332,6 +337,21 @@ aedge_state_name(enum aedge_state st)
 	case AE_READY: return "connected";
 	}
 	return "?";
+}
+
+
+void
+aedge_out_policy(void)
+{
+	struct msg *m;
+	size_t i;
+
+	if (agent_cfg.out.line == 0 || (m = malloc(sizeof(*m))) == NULL)
+		return;
+	(void)out_policy_msg(m);
+	for (i = 0; i < nedges; i++)
+		aedge_send(&edges[i], m);
+	free(m);
 }
 
 void

@@ -64,6 +64,8 @@ const char *aedge_state_name(enum aedge_state st);
 void	aedge_svc_msg(const struct cfg_service *s, struct msg *m);
 /* Reload: tell every connected edge what changed (services by name). */
 void	aedge_svc_close(const char *name);
+/* Send the [outbound] policy to every connected edge again (a reload). */
+void	aedge_out_policy(void);
 void	aedge_svc_open(const struct cfg_service *s);
 /* An edge ready for outbound sessions (it took our policy), picked
  * round-robin, or NULL. */

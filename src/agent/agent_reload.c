@@ -18,6 +18,7 @@
  * listen address are fixed for the life of the process: a change to them
  * is reported as needing a restart and the running values are kept. */
 #include "agent/agent_reload.h"
+#include "agent/agent_audit.h"
 #include "agent/agent_backend.h"
 #include "agent/agent_edge.h"
 #include "agent/agent_sess.h"
@@ -97,6 +98,14 @@ keep_fixed(const struct cfg *old, struct cfg *nc, struct reload_result *res)
 		list_add(res->restart, "data_link");
 		nc->data_plain = old->data_plain;
 	}
+	if ((old->out.line != 0) != (nc->out.line != 0) ||
+	    strcmp(old->out.socks_listen, nc->out.socks_listen) != 0 ||
+	    strcmp(old->out.http_listen, nc->out.http_listen) != 0) {
+		/* The proxies' listeners start once; the policy and the
+		 * credentials of a running [outbound] do change. */
+		list_add(res->restart, "outbound");
+		nc->out = old->out;
+	}
 	if (strcmp(old->admin_listen, nc->admin_listen) != 0) {
 		/* The running listener keeps its token too. */
 		list_add(res->restart, "admin.listen");
@@ -147,6 +156,7 @@ reload_run(struct reload_result *res, char *err, size_t errlen)
 	struct cfg_service *os, *ns;
 	struct retired *r;
 	size_t i;
+	int policy, audit;
 
 	memset(res, 0, sizeof(*res));
 	if ((nc = calloc(1, sizeof(*nc))) == NULL ||
@@ -189,10 +199,16 @@ reload_run(struct reload_result *res, char *err, size_t errlen)
 	r->n = agent_cfg.nservices;
 	r->next = retired;
 	retired = r;
+	policy = strcmp(agent_cfg.out.allow, nc->out.allow) != 0;
+	audit = strcmp(agent_cfg.audit_log, nc->audit_log) != 0;
 	agent_cfg = *nc;
 	/* agent_cfg now owns the token; wipe the copy before freeing it. */
 	OPENSSL_cleanse(nc, sizeof(*nc));
 	free(nc);
+	if (policy)
+		aedge_out_policy();
+	if (audit)
+		audit_reopen(agent_cfg.audit_log);
 
 	for (i = 0; i < agent_cfg.nservices; i++) {
 		ns = &agent_cfg.services[i];

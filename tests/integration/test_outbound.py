@@ -9,7 +9,9 @@ special address that only a CIDR rule naming it lets through).
 import json
 import re
 import socket
+import signal
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -437,3 +439,43 @@ def test_edge_enforces_outbound_policy(tmp_path, pki, edge):
     edge.proc.wait_log("outbound policy refused")
     edge.proc.wait_log(["outbound request 1 refused agent=nopolicy",
                         "no outbound policy from this agent"])
+
+
+def test_reload_applies_policy_and_reports_listeners(tmp_path, pki, edge, web,
+                                                     sshd):
+    """SIGHUP with another allow_destination: every edge gets the new
+    policy at once (a destination allowed before is refused, one allowed
+    now passes). A changed listener cannot move while running: the reload
+    says [outbound] needs a restart, and the running proxy keeps
+    serving."""
+    a = sp.start_outbound_agent(tmp_path, pki, edge,
+                                [f"127.0.0.1/32:{web.port}"])
+    s, code = sp.socks5_connect(a.socks_port, "127.0.0.1", sshd.port)
+    assert s is None and code == 2
+    text = Path(a.conf).read_text().replace(
+        f"allow_destination = 127.0.0.1/32:{web.port}",
+        f"allow_destination = 127.0.0.1/32:{sshd.port}")
+    Path(a.conf).write_text(text)
+    mark, amark = edge.proc.mark(), a.proc.mark()
+    a.proc.signal(signal.SIGHUP)
+    a.proc.wait_log("configuration reloaded", since=amark)
+    edge.proc.wait_log("agent agent1: outbound policy with 1 rules",
+                       since=mark)
+    s, code = sp.socks5_connect(a.socks_port, "127.0.0.1", sshd.port)
+    assert code == 0, code
+    assert s.recv(4).startswith(b"SSH-")
+    s.close()
+    s, code = sp.socks5_connect(a.socks_port, "127.0.0.1", web.port)
+    assert s is None and code == 2
+    # a listener that moved: reported, and the old one keeps serving
+    other = sp.free_port()
+    Path(a.conf).write_text(Path(a.conf).read_text().replace(
+        f"socks_listen = {LOOPBACK}:{a.socks_port}",
+        f"socks_listen = {LOOPBACK}:{other}"))
+    amark = a.proc.mark()
+    a.proc.signal(signal.SIGHUP)
+    line = a.proc.wait_log("configuration reloaded", since=amark)
+    assert "restart needed for [outbound]" in line, line
+    s, code = sp.socks5_connect(a.socks_port, "127.0.0.1", sshd.port)
+    assert code == 0, code
+    s.close()
