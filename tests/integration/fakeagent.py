@@ -224,8 +224,8 @@ class FakeAgent(_Pumped):
 
     def greet(self, plain=None, counter=None, kid=None, proof=None,
               kind=None, timeout=10):
-        """Open a data-link connection (plain: the magic, else TLS) and
-        send LINK_HELLO. Each of counter, kid, proof and kind (of the
+        """Open a data-link connection (plain TCP, else TLS) and send
+        LINK_HELLO. Each of counter, kid, proof and kind (of the
         proof) replaces the right one, for hostile cases. Returns (socket,
         local port, counter used); the edge answers nothing."""
         plain = self.plain if plain is None else plain
@@ -242,8 +242,7 @@ class FakeAgent(_Pumped):
             sock = raw if plain else self.ctx.wrap_socket(
                 raw, server_hostname=self.host)
             sock.settimeout(timeout)
-            sock.sendall((p.PLAIN_MAGIC if plain else b"") +
-                         p.link_hello(kid, counter, proof))
+            sock.sendall(p.link_hello(kid, counter, proof))
         except BaseException:
             raw.close()
             raise

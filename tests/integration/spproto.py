@@ -18,6 +18,7 @@ VERSION = 1
 FRAME_HDR = struct.Struct(">HHI")       # type, flags, length
 ATTR_HDR = struct.Struct(">HH")         # tag, length
 FRAME_MAX = 65536
+GREETING_MAX = 512                      # payload of a connection's first frame
 
 # --------------------------------------------------------------------------
 # frame types, in the order a session happens
@@ -289,8 +290,6 @@ def decode_rst(payload):
 # --------------------------------------------------------------------------
 # plain links
 
-PLAIN_MAGIC = b"SPD1"
-GREETING_MAX = 256                      # payload of a plain LINK_HELLO
 CHUNK = struct.Struct(">I")
 CHUNK_MAX = 16 * 1024 * 1024
 CHUNK_REFUSE = 0xFFFFFFFE

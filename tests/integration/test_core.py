@@ -599,8 +599,8 @@ def test_link_proofs(vedge, pki, link):
 
 def test_plain_greeting_needs_a_plain_agent(vedge, pki):
     """An edge none of whose agents uses plain links drops a plain
-    greeting at the magic, unread and unanswered, even one with a good
-    proof (which therefore uses up no counter)."""
+    greeting at its first byte, unread and unanswered, even one with a
+    good proof (which therefore uses up no counter)."""
     edge = vedge
     a = fake_agent(edge, pki, plain=False)
     try:

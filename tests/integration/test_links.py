@@ -523,31 +523,32 @@ def test_plain_links_only_for_plain_agents(vedge, pki):
 
 def test_greeting_garbage(vedge, pki):
     """Hostile greetings on the control port are closed, unanswered, and
-    logged: a wrong magic, a plain greeting over 256 bytes of payload
-    (refused from its header, before the payload arrives), a frame other
-    than LINK_HELLO, one that does not decode, one cut short; the edge,
-    its agents and their links carry on."""
+    logged: plaintext that is no frame (the old "SPD1" greeting), a first
+    frame over 512 bytes of payload (refused from its header, before the
+    payload arrives), a frame other than LINK_HELLO (HELLO in the clear
+    too: the control channel is TLS only), one of an unknown type, one
+    that does not decode, one with flags, one cut short; the edge, its
+    agents and their links carry on."""
     edge = vedge
     a = fake_agent(edge, pki, "plain2", plain=True)   # plain greetings read
     try:
         pl = a.plain_link()
         hello = p.link_hello(a.kid, 99, os.urandom(32))
         cases = {
-            "magic": (b"SPD2" + hello, "not a plain data-link greeting"),
-            "no-magic": (b"\x00" + os.urandom(40), "not a plain data-link"),
-            "oversize": (b"SPD1" + p.raw_frame(p.LINK_HELLO, length=257),
-                         "greeting frame too large"),
-            "huge": (b"SPD1" + p.raw_frame(p.LINK_HELLO, length=60000),
-                     "greeting frame too large"),
-            "not-link-hello": (b"SPD1" + p.frame(p.HELLO, VERSION=1,
-                                                 NAME="x"),
-                               "must start with LINK_HELLO"),
-            "bad-attrs": (b"SPD1" + p.raw_frame(p.LINK_HELLO,
-                                                hello[8:-10]),
-                          "plain data link: "),
-            "flags": (b"SPD1" + p.raw_frame(p.LINK_HELLO, hello[8:], flags=1),
+            "old-magic": (b"SPD1" + hello, "frame flags not zero"),
+            "oversize": (p.raw_frame(p.LINK_HELLO,
+                                     length=p.GREETING_MAX + 1),
+                         "frame of 513 bytes exceeds the limit of 512"),
+            "huge": (p.raw_frame(p.LINK_HELLO, length=60000),
+                     "frame of 60000 bytes exceeds the limit of 512"),
+            "hello-in-clear": (p.frame(p.HELLO, VERSION=1, NAME="x"),
+                               "got HELLO"),
+            "unknown-type": (p.raw_frame(200), "unknown frame type"),
+            "bad-attrs": (p.raw_frame(p.LINK_HELLO, hello[8:-10]),
+                          "protocol error in LINK_HELLO frame"),
+            "flags": (p.raw_frame(p.LINK_HELLO, hello[8:], flags=1),
                       "frame flags not zero"),
-            "truncated": (b"SPD1" + hello[:13], "closed during the greeting"),
+            "truncated": (hello[:13], "peer closed"),
         }
         for name, (payload, why) in cases.items():
             mark = edge.proc.mark()
@@ -586,7 +587,7 @@ def test_links_survive_handshake_timeout(tmp_path, pki):
         t0 = time.monotonic()
         silent = sp.tcp_connect(edge.control_port)
         half = sp.tcp_connect(edge.control_port)
-        half.sendall(b"SPD1" + b"\x00\x0b")
+        half.sendall(p.FRAME_HDR.pack(p.LINK_HELLO, 0, 60)[:5])
         for s in (silent, half):
             sp.wait_closed(s, timeout=30)
             s.close()
