@@ -407,7 +407,7 @@ outer_endpoint(struct asess *s, const struct alink_from *l)
 		s->link_kind = "tls";
 		return &s->ms->e;
 	}
-	plink_init(&s->pl, l->fd, 0);
+	plink_init(&s->pl, l->fd, 0, 0);
 	s->link_kind = "plain";
 	return &s->pl.s.e;
 }

@@ -117,7 +117,7 @@ chunk_rx(struct plink *l)
 			continue;
 		l->rx_have = 0;
 		len = get32(l->rx_hdr);
-		if (len == PLINK_CHUNK_REFUSE && !l->rx_any) {
+		if (len == PLINK_CHUNK_REFUSE && !l->rx_any && l->peer_refuses) {
 			l->rx_any = 1;
 			l->rx_refusal = 1;
 			continue;	/* the refusal chunk's own header */
@@ -324,12 +324,13 @@ static const struct pend_ops plink_ops = {
 };
 
 void
-plink_init(struct plink *l, int fd, int registered)
+plink_init(struct plink *l, int fd, int registered, int peer_refuses)
 {
 	memset(l, 0, sizeof(*l));
 	psock_init(&l->s, fd, registered);
 	l->s.e.ops = &plink_ops;
 	l->s.e.rawfd = -1;	/* chunked: never read as it is */
+	l->peer_refuses = peer_refuses != 0;
 }
 
 int

@@ -40,6 +40,7 @@ struct plink {
 	unsigned	 tx_end:1;	/* ours was written */
 	unsigned	 rx_refusal:1;	/* reading the refusal chunk */
 	unsigned	 rx_any:1;	/* a header came from the peer */
+	unsigned	 peer_refuses:1;	/* the peer is the agent */
 	uint8_t		 rx_have;	/* bytes of rx_hdr read */
 	uint8_t		 tx_off, tx_len;	/* bytes of tx_hdr sent, to send */
 	uint8_t		 rx_hdr[4], tx_hdr[4];
@@ -50,8 +51,9 @@ struct plink {
 };
 
 /* Make the link fd (taken) an endpoint for one session; registered as in
- * psock_init. */
-void	plink_init(struct plink *l, int fd, int registered);
+ * psock_init; peer_refuses: the edge's side, which alone takes a
+ * refusal (on the agent's side 0xFFFFFFFE is just a bad length). */
+void	plink_init(struct plink *l, int fd, int registered, int peer_refuses);
 /* After the session ended cleanly: if both directions ended with
  * markers, take the socket back (pump_free will not close it), handed
  * over as by ev_release (*registered), and return it; else -1. */

@@ -156,8 +156,9 @@ conn_frame(struct fconn *fc, struct msg *m)
 		agent_hello(c, m);
 		return -1;
 	}
-	snprintf(why, sizeof(why), "expected HELLO or LINK_HELLO, got %s",
-	    frame_type_name(m->type));
+	snprintf(why, sizeof(why), fc->ssl != NULL ? "expected HELLO or "
+	    "LINK_HELLO, got %s" : "a plain connection must start with "
+	    "LINK_HELLO, got %s", frame_type_name(m->type));
 	conn_drop(c, why);
 	return -1;
 }

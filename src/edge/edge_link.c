@@ -185,7 +185,7 @@ plain_open(struct eagent *a, const struct msg *m, struct plink *pl)
 		reg = ev_release(&pk->io);
 		free(pk);
 		buf_free(&b);
-		plink_init(pl, fd, reg);
+		plink_init(pl, fd, reg, 1);
 		return &pl->s.e;
 	}
 	buf_free(&b);

@@ -245,6 +245,9 @@ esess_start(int fd, const struct sockaddr *client, const struct sockaddr *local,
 	}
 	TAILQ_INSERT_TAIL(&waiting, s, q);
 	esvc_pending(s->svc, 1);
+	if (rc == 0)
+		log_debug("session %llu from %s waits for a data link of agent "
+		    "%s", (unsigned long long)s->id, s->ip, s->agent->name);
 	if (rc == -1) {
 		/* No agent at all (every one's channel is failing): refuse
 		 * now rather than let the client wait for the time-out. */

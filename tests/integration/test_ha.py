@@ -137,47 +137,41 @@ def _fake_agent(edge, pki, name, listen, priority):
     f = fa.FakeAgent(edge.control_port, pki.ca_crt, pki.agent_crt,
                      pki.agent_key, name=name)
     f.connect()
-    f.send(fa.frame(fa.SVC_OPEN, fa.attr(fa.A_SERVICE, "echo"),
-                    fa.attr(fa.A_LISTEN, listen),
-                    fa.attr(A_PRIORITY, struct.pack(">I", priority))))
-    r = f.recv(want=fa.SVC_RESULT)
-    assert r.u(fa.A_STATUS) == 0, r.text()
+    status, text = f.svc_open("echo", listen, PRIORITY=priority)
+    assert status == 0, text
     return f
 
 
-def test_pending_session_reoffered_when_agent_lost(tmp_path, pki, edge):
-    """A session the lost agent was asked to claim goes to another agent,
-    under a new id and secret: the client never notices, and the lost
-    agent's id and secret are worthless."""
+def test_waiting_session_goes_to_another_agent_when_its_agent_is_lost(
+        tmp_path, pki):
+    """A client waits for a data link of the agent its service chose (the
+    one of highest priority, which has none free); that agent is lost:
+    the session goes to another agent of the service, with the client's
+    first bytes, and the client never notices."""
+    edge = sp.start_edge(tmp_path, pki, extra=["-v"])
     port = sp.free_port()
     listen = f"{LOOPBACK}:{port}"
     lo = _fake_agent(edge, pki, "fake-lo", listen, 0)
     hi = _fake_agent(edge, pki, "fake-hi", listen, 7)  # gets every session
+    dl = lo.mux_link()
+    edge.proc.wait_log("multiplexed data link of agent fake-lo")
     mark = edge.proc.mark()
     c = sp.tcp_connect(port)
     try:
         c.sendall(b"ping\n")
-        s = hi.wait_sess_new(timeout=10)        # asked, and never claims
-        hi.close()                              # ... then the agent is gone
-        s2 = lo.wait_sess_new(timeout=10)
-        assert s2["id"] != s["id"] and s2["secret"] != s["secret"]
-        assert (s2["addr"], s2["port"]) == (LOOPBACK, c.getsockname()[1])
-        edge.proc.wait_log(f"session {s['id']} re-offered as session "
-                           f"{s2['id']} to agent=fake-lo (agent fake-hi lost)",
-                           since=mark, timeout=10)
-        # the lost agent's id and secret no longer claim anything
-        dl = hi.data_link(s["id"], s["secret"])
-        assert not dl.ok, dl.result
-        dl.close()
-        edge.proc.wait_log(f"unknown session {s['id']}", since=mark)
-        # the other agent joins the client, whose bytes were kept
-        dl = lo.data_link(s2["id"], s2["secret"])
-        assert dl.ok, dl.result
-        assert dl.recv_exact(5) == b"ping\n"
-        dl.send(b"pong\n")
+        # waiting: hi was chosen and has no link, lo's link stays idle
+        edge.proc.wait_log(["waits for a data link of agent fake-hi"],
+                           since=mark)
+        assert dl.opened.empty()
+        hi.close()                              # ... then that agent goes
+        edge.proc.wait_log("agent fake-hi lost", since=mark)
+        _, st = fa.next_session([dl], timeout=10)
+        assert st.open["CLIENT_PORT"] == c.getsockname()[1]
+        edge.proc.wait_log(["new service=echo", "agent=fake-lo"], since=mark)
+        assert st.recv_exact(5) == b"ping\n"
+        st.send(b"pong\n")
         c.settimeout(10)
         assert c.recv(5) == b"pong\n"
-        dl.close()
     finally:
         c.close()
         lo.close()

@@ -419,7 +419,7 @@ test_attribute_rejects(void **state)
 	/* unknown tags, in and beyond the reserved range, are skipped, and
 	 * so is tag 0 */
 	n = attr(p, 200, "zz", 2);
-	n += attr(p + n, FA_OUT_CODE + 1, "z", 1);
+	n += attr(p + n, FA_LINKS_KEEP + 1, "z", 1);
 	n += attr(p + n, FA_MAX_TAG, "", 0);
 	n += attr(p + n, 0, "q", 1);
 	n += attr(p + n, 0xffff, "", 0);

@@ -86,6 +86,9 @@ fx_outer(struct fx *f, int is_link)
 	pump_attach(&f->p, PUMP_OUTER, &f->outer.e, NULL, 0);
 }
 
+/* 1: the link is the agent's end, whose peer (the edge) may not refuse. */
+static int fx_agent_side;
+
 static void
 fx_inner(struct fx *f, struct buf *prime)
 {
@@ -93,7 +96,7 @@ fx_inner(struct fx *f, struct buf *prime)
 
 	tn_tcp_pair(&b, &f->d);
 	if (f->is_link) {
-		plink_init(&f->link, b, 0);
+		plink_init(&f->link, b, 0, !fx_agent_side);
 		pump_attach(&f->p, PUMP_INNER, &f->link.s.e, prime, 0);
 	} else {
 		psock_init(&f->inner, b, 0);
@@ -602,6 +605,13 @@ test_link_hostile_length(void **state)
 	    "bad refusal");
 	link_error("\xff\xff\xff\xfe\0\0\0\x0a\3abc", 12, 1, NULL, 0,
 	    "inside a refusal");
+	/* Only the agent refuses: from the edge, even first, a refusal
+	 * header is just a length over the maximum (a hostile edge cannot
+	 * put its words in the agent's log as a refusal). */
+	fx_agent_side = 1;
+	link_error("\xff\xff\xff\xfe\0\0\0\x03\3ab", 11, 0, NULL, 0,
+	    "over 16 MiB");
+	fx_agent_side = 0;
 }
 
 /* A chunk of exactly PLINK_CHUNK_MAX is allowed: its bytes flow before

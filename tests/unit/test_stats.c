@@ -19,8 +19,11 @@
 #include "edge/edge_lis.h"
 #include "edge/edge_sess.h"
 #include "edge/edge_stats.h"
+#include "common/fconn.h"
 
 /* Stubs: what the other edge modules add to a STATS frame. */
+uint64_t fconn_bad_frames = 5;
+
 size_t
 adm_tracked(void)
 {
