@@ -149,6 +149,28 @@ svc_prio_changed(const struct cfg_service *a, const struct cfg_service *b)
 	return a->priority != b->priority;
 }
 
+/* After the swap: open what is new or changed, from the new table (the
+ * old one is r). */
+static void
+open_new(const struct retired *r, struct reload_result *res)
+{
+	struct cfg_service *os, *ns;
+	size_t i, k;
+
+	for (i = 0; i < agent_cfg.nservices; i++) {
+		ns = &agent_cfg.services[i];
+		os = NULL;
+		for (k = 0; k < r->n; k++)
+			if (strcmp(r->arr[k].name, ns->name) == 0)
+				os = &r->arr[k];
+		if (os == NULL)
+			list_add(res->added, ns->name);
+		if (os == NULL || svc_def_changed(os, ns) ||
+		    svc_prio_changed(os, ns))
+			aedge_svc_open(ns);
+	}
+}
+
 int
 reload_run(struct reload_result *res, char *err, size_t errlen)
 {
@@ -210,18 +232,7 @@ reload_run(struct reload_result *res, char *err, size_t errlen)
 	if (audit)
 		audit_reopen(agent_cfg.audit_log);
 
-	for (i = 0; i < agent_cfg.nservices; i++) {
-		ns = &agent_cfg.services[i];
-		os = NULL;
-		for (size_t k = 0; k < r->n; k++)
-			if (strcmp(r->arr[k].name, ns->name) == 0)
-				os = &r->arr[k];
-		if (os == NULL)
-			list_add(res->added, ns->name);
-		if (os == NULL || svc_def_changed(os, ns) ||
-		    svc_prio_changed(os, ns))
-			aedge_svc_open(ns);
-	}
+	open_new(r, res);
 	/* Probes point into the service table: move them to the new one
 	 * before the old can be freed. */
 	health_stop();
