@@ -226,6 +226,7 @@ const struct pend_ops psock_ops = {
 	.shut = psock_shut,
 	.watch = psock_watch,
 	.close = psock_close,
+	.close_shuts = 1,
 };
 
 static void

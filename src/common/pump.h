@@ -94,6 +94,10 @@ struct pend_ops {
 	/* The session is over: let go of everything; abort: it failed or
 	 * was cut, so reset rather than close. */
 	void	(*close)(struct pend *e, int abort);
+	/* A clean close ends the direction toward the endpoint as shut
+	 * would (a socket's FIN): when that close is due at once, shut is
+	 * not needed. */
+	int	 close_shuts;
 };
 
 struct pend {
