@@ -350,40 +350,6 @@ link_close(struct link *L)
 
 /* --- both muxes ----------------------------------------------------------- */
 
-struct flow {
-	int	 from, to, dir;
-	size_t	 total, sent, got;
-	int	 shut, eof, bad;
-};
-
-static void
-flow_step(struct flow *fl)
-{
-	uint8_t b[65536];
-	size_t i, n;
-	ssize_t k = -1;
-
-	if (fl->sent < fl->total) {
-		n = fl->total - fl->sent < sizeof(b) ? fl->total - fl->sent :
-		    sizeof(b);
-		for (i = 0; i < n; i++)
-			b[i] = tn_pattern(fl->sent + i, fl->dir);
-		k = send(fl->from, b, n, MSG_NOSIGNAL);
-		if (k > 0)
-			fl->sent += (size_t)k;
-	} else if (!fl->shut) {
-		assert_int_equal(shutdown(fl->from, SHUT_WR), 0);
-		fl->shut = 1;
-	}
-	while (!fl->eof && (k = recv(fl->to, b, sizeof(b), 0)) > 0) {
-		for (i = 0; i < (size_t)k; i++)
-			if (b[i] != tn_pattern(fl->got + i, fl->dir))
-				fl->bad = 1;
-		fl->got += (size_t)k;
-	}
-	if (k == 0)
-		fl->eof = 1;
-}
 
 /* n sessions at once, each moving up bytes in and down bytes out with
  * half-closes: every byte intact, every session ends cleanly on both
@@ -392,7 +358,7 @@ static void
 sessions(int n, size_t up, size_t down)
 {
 	struct link L;
-	struct flow fu[NSESS], fd[NSESS];
+	struct tn_flow fu[NSESS], fd[NSESS];
 	struct sess *s[NSESS];
 	char meta[32];
 	uint64_t dl;
@@ -422,8 +388,8 @@ sessions(int n, size_t up, size_t down)
 	do {
 		busy = 0;
 		for (i = 0; i < n; i++) {
-			flow_step(&fu[i]);
-			flow_step(&fd[i]);
+			tn_flow_step(&fu[i]);
+			tn_flow_step(&fd[i]);
 			busy |= !fu[i].eof || !fd[i].eof ||
 			    !s[i]->edone || !s[i]->adone;
 		}
@@ -650,7 +616,7 @@ test_held_stream_bounded(void **state)
 {
 	struct link L;
 	struct sess *s;
-	struct flow up = { 0 };
+	struct tn_flow up = { 0 };
 	uint64_t dl;
 	size_t held;
 	int i;
@@ -691,7 +657,7 @@ test_held_stream_bounded(void **state)
 	up.to = s->d;		/* the client carries on where it stopped */
 	dl = tn_now() + TN_DEADLINE_MS;
 	while (!up.eof && tn_now() < dl) {
-		flow_step(&up);
+		tn_flow_step(&up);
 		tn_spin();
 	}
 	assert_true(up.eof);

@@ -144,42 +144,6 @@ send_chunk(int fd, const void *p, uint32_t n)
 
 /* --- sockets both ways ---------------------------------------------------- */
 
-/* One direction of traffic: bytes the test writes into `from` and reads
- * back out of `to`. */
-struct flow {
-	int	 from, to, dir;
-	size_t	 total, sent, got;
-	int	 shut, eof, bad;
-};
-
-static void
-flow_step(struct flow *fl)
-{
-	uint8_t b[65536];
-	size_t i, n;
-	ssize_t k = -1;
-
-	if (fl->sent < fl->total) {
-		n = fl->total - fl->sent < sizeof(b) ? fl->total - fl->sent :
-		    sizeof(b);
-		for (i = 0; i < n; i++)
-			b[i] = tn_pattern(fl->sent + i, fl->dir);
-		k = send(fl->from, b, n, MSG_NOSIGNAL);
-		if (k > 0)
-			fl->sent += (size_t)k;
-	} else if (!fl->shut) {
-		shut(fl->from);
-		fl->shut = 1;
-	}
-	while (!fl->eof && (k = recv(fl->to, b, sizeof(b), 0)) > 0) {
-		for (i = 0; i < (size_t)k; i++)
-			if (b[i] != tn_pattern(fl->got + i, fl->dir))
-				fl->bad = 1;
-		fl->got += (size_t)k;
-	}
-	if (k == 0)
-		fl->eof = 1;
-}
 
 /* Megabytes both ways, each direction half-closed when its bytes are
  * out: every byte arrives in order, each EOF after them, and done()
@@ -188,7 +152,7 @@ static void
 both_ways(int splice_on)
 {
 	struct fx f;
-	struct flow up = { 0 }, down = { 0 };
+	struct tn_flow up = { 0 }, down = { 0 };
 	uint64_t dl;
 
 	pump_splice = splice_on;
@@ -197,8 +161,8 @@ both_ways(int splice_on)
 	down.from = f.d; down.to = f.c; down.dir = 1; down.total = 3 * MIB + 17;
 	dl = tn_now() + TN_DEADLINE_MS;
 	while (!(up.eof && down.eof && f.done) && tn_now() < dl) {
-		flow_step(&up);
-		flow_step(&down);
+		tn_flow_step(&up);
+		tn_flow_step(&down);
 		tn_spin();
 	}
 	assert_true(up.eof && down.eof);
@@ -807,7 +771,7 @@ link_bulk(int splice_on, size_t up_n, size_t down_n, size_t down_size)
 	struct fx f;
 	struct creader up = { 0 };
 	struct cwriter down = { 0 };
-	struct flow cl = { 0 };
+	struct tn_flow cl = { 0 };
 	uint8_t b[65536];
 	uint64_t dl;
 	ssize_t k;

@@ -209,4 +209,43 @@ tn_pattern(size_t i, int dir)
 	return (uint8_t)((i * 31 + (i >> 12) + (size_t)dir * 7) & 0xff);
 }
 
+/* One direction of traffic: `total` bytes of tn_pattern(dir) the test
+ * writes into `from` (then half-closes it) and reads back out of `to`,
+ * checking each. */
+struct tn_flow {
+	int	 from, to, dir;
+	size_t	 total, sent, got;
+	int	 shut, eof, bad;
+};
+
+/* As much of fl as the sockets take now. */
+static inline void
+tn_flow_step(struct tn_flow *fl)
+{
+	uint8_t b[65536];
+	size_t i, n;
+	ssize_t k = -1;
+
+	if (fl->sent < fl->total) {
+		n = fl->total - fl->sent < sizeof(b) ? fl->total - fl->sent :
+		    sizeof(b);
+		for (i = 0; i < n; i++)
+			b[i] = tn_pattern(fl->sent + i, fl->dir);
+		k = send(fl->from, b, n, MSG_NOSIGNAL);
+		if (k > 0)
+			fl->sent += (size_t)k;
+	} else if (!fl->shut) {
+		assert_int_equal(shutdown(fl->from, SHUT_WR), 0);
+		fl->shut = 1;
+	}
+	while (!fl->eof && (k = recv(fl->to, b, sizeof(b), 0)) > 0) {
+		for (i = 0; i < (size_t)k; i++)
+			if (b[i] != tn_pattern(fl->got + i, fl->dir))
+				fl->bad = 1;
+		fl->got += (size_t)k;
+	}
+	if (k == 0)
+		fl->eof = 1;
+}
+
 #endif
