@@ -314,6 +314,8 @@ static void
 on_command(struct aftp *f, const char *line, size_t len)
 {
 	switch (ftp_cmd_scan(line, len)) {
+	case FTP_C_PORT:
+	case FTP_C_EPRT:
 	case FTP_C_ACTIVE:
 		log_info("session %llu: ftp: active-mode command refused",
 		    (unsigned long long)f->id);
