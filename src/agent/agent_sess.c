@@ -108,6 +108,11 @@ open_check(const struct msg *m)
 		    FA_BIT(FA_CLIENT_PORT) | FA_BIT(FA_FTP_CTL) |
 		    FA_BIT(FA_FTP_PORT);
 		break;
+	case SK_FTP_ACTIVE:
+		need = FA_BIT(FA_SERVICE) | FA_BIT(FA_CLIENT_ADDR) |
+		    FA_BIT(FA_CLIENT_PORT) | FA_BIT(FA_FTP_CTL) |
+		    FA_BIT(FA_REQUEST);
+		break;
 	default:
 		need = FA_BIT(FA_REQUEST) | FA_BIT(FA_DEST_ADDR);
 		break;
@@ -423,6 +428,7 @@ asess_client(struct asess *s, const struct msg *m)
 {
 	struct aedge *e = s->edge;
 	char why[300];
+	int fd;
 
 	snprintf(s->svc_name, sizeof(s->svc_name), "%s", m->service);
 	snprintf(s->client_ip, sizeof(s->client_ip), "%s", m->client_addr);
@@ -435,7 +441,8 @@ asess_client(struct asess *s, const struct msg *m)
 	}
 	log_info("session %llu opened service=%s client=%s edge=%s link=%s%s",
 	    (unsigned long long)s->id, s->svc_name, s->client, e->ce->str,
-	    s->link_kind, s->kind == SK_FTP_DATA ? " ftp-data" : "");
+	    s->link_kind, s->kind == SK_FTP_DATA ? " ftp-data" :
+	    s->kind == SK_FTP_ACTIVE ? " ftp-active" : "");
 	/* Only configured services: the edge cannot make the agent dial
 	 * anything else, nor make the metrics grow by inventing names. */
 	if ((s->svc = cfg_service(&agent_cfg, m->service)) == NULL) {
@@ -461,6 +468,20 @@ asess_client(struct asess *s, const struct msg *m)
 		    "is not FTP", (unsigned long long)s->id, s->svc_name);
 		asess_refuse(s, SE_REFUSED, "ftp data for a service that is "
 		    "not FTP");
+		return;
+	}
+	/* Active mode: the backend is connected already, waiting. */
+	if (s->kind == SK_FTP_ACTIVE) {
+		if ((fd = aftp_active_claim(e, m, s->backend, sizeof(s->backend),
+		    why, sizeof(why))) >= 0) {
+			asess_join(s, fd);
+			return;
+		}
+		if (fd == -2)
+			aedge_violation(e, "session %llu: %s",
+			    (unsigned long long)s->id, why);
+		s->backend[0] = '\0';
+		asess_refuse(s, SE_REFUSED, why);
 		return;
 	}
 	if (aftp_data_target(e, m, &s->target, s->backend, sizeof(s->backend),
