@@ -1677,15 +1677,22 @@ def _ftp_uid():
 
 
 def write_ftp_agent_conf(path, pki, edge, svc, listen, backends, protocol,
-                         passive, public=LOOPBACK, name="agent1"):
+                         passive, public=LOOPBACK, name="agent1",
+                         data_link=None, svc_extra=()):
     """backends: list of "host:port" strings, or of ("host:port", "A-B")
-    for explicit slices. passive: (min, max) of the service."""
+    for explicit slices. passive: (min, max) of the service. data_link:
+    see write_agent_conf; svc_extra: more "key = value" lines for the
+    service (active = yes)."""
+    data_link = data_link or os.environ.get("SALLYPORT_DATA_LINK")
     out = ["[agent]", f"name = {name}", f"edge = {edge.addr}",
            f"cert = {pki.agent_crt}", f"key = {pki.agent_key}",
-           f"ca = {pki.ca_crt}", "", f"[service {svc}]",
-           f"listen = {LOOPBACK}:{listen}", f"protocol = {protocol}",
-           f"passive_ports = {passive[0]}-{passive[1]}",
-           f"public_address = {public}"]
+           f"ca = {pki.ca_crt}"]
+    if data_link:
+        out.append(f"data_link = {data_link}")
+    out += ["", f"[service {svc}]",
+            f"listen = {LOOPBACK}:{listen}", f"protocol = {protocol}",
+            f"passive_ports = {passive[0]}-{passive[1]}",
+            f"public_address = {public}"] + list(svc_extra)
     for b in backends:
         if isinstance(b, tuple):
             out.append(f"backend = {b[0]} passive={b[1]}")
@@ -1696,10 +1703,11 @@ def write_ftp_agent_conf(path, pki, edge, svc, listen, backends, protocol,
 
 
 def start_ftp_agent(d, pki, edge, svc, listen, backends, protocol, passive,
-                    tag="agent", name="agent1"):
+                    tag="agent", name="agent1", data_link=None, svc_extra=()):
     conf = write_ftp_agent_conf(Path(d) / f"{tag}.conf", pki, edge, svc,
                                 listen, backends, protocol, passive,
-                                name=name)
+                                name=name, data_link=data_link,
+                                svc_extra=svc_extra)
     mark = edge.proc.mark()
     proc = Proc(tag, [AGENT_BIN, "--config", conf], Path(d) / f"{tag}.log")
     _wait_edge_log_or_agent_death(
@@ -1756,10 +1764,13 @@ def curl_ftp(args, timeout=300, check=True):
     return r
 
 
-def lftp(port, commands, tls=None, cafile=None, timeout=300, check=True):
+def lftp(port, commands, tls=None, cafile=None, timeout=300, check=True,
+         passive=True, sets=()):
     """Run lftp against 127.0.0.1:port with the given commands (a list).
-    tls: None, "explicit" (ftp:ssl-force) or "implicit" (ftps://)."""
-    sets = ["set ftp:passive-mode on", "set net:max-retries 1",
+    tls: None, "explicit" (ftp:ssl-force) or "implicit" (ftps://).
+    passive=False: active mode (PORT/EPRT); sets: more "set" commands."""
+    sets = [f"set ftp:passive-mode {'on' if passive else 'off'}",
+            "set net:max-retries 1"] + list(sets) + [
             "set net:timeout 30", "set cmd:fail-exit yes",
             "set xfer:clobber on", "set ftp:prefer-epsv no"]
     if tls:
