@@ -344,6 +344,18 @@ on_reply(struct aftp *f, const char *line, size_t len)
 
 /* --- active mode ----------------------------------------------------------- */
 
+static void wake_soon(struct aftp *f);
+
+/* The waiting data connection joined or failed: the server's replies,
+ * held meanwhile, go on. */
+static void
+active_release(struct aftp *f)
+{
+	f->act_fd = -1;
+	if (f->e.p != NULL)
+		wake_soon(f);
+}
+
 static void
 active_stop(struct aftp *f)
 {
@@ -521,8 +533,13 @@ dir_process(struct aftp *f, struct fdir *d)
 	size_t len, n;
 	char *lf;
 
+	/* A server connects before it replies: take its data connection
+	 * first, so that its replies wait for the client's (below). */
+	if (s2c && f->lio.fd != -1)
+		active_accept(&f->lio, 0);
 	while (d->inlen > 0) {
-		if (dir_room(d) < OUT_NEED || dir_room(&f->s2c) < OUT_NEED)
+		if (dir_room(d) < OUT_NEED || dir_room(&f->s2c) < OUT_NEED ||
+		    (s2c && f->act_fd != -1))
 			break;
 		if (f->tls && !(!s2c && f->hold)) {
 			n = d->inlen;
@@ -680,6 +697,8 @@ fx_recv(struct pend *e, uint8_t *p, size_t n)
 				wake_soon(f);
 			return (ssize_t)k;
 		}
+		if (f->act_fd != -1)
+			return PEND_AGAIN;	/* active_release wakes us */
 		if (d->eof && d->inlen == 0)
 			return PEND_EOF;
 		if (!d->eof && d->inlen < sizeof(d->in)) {
@@ -759,8 +778,10 @@ fx_watch(struct pend *e, unsigned what)
 	if (f->hup)
 		return;
 	/* Replies come from the backend; room for the client's bytes comes
-	 * from sending to it, or from a reply that ends a hold. */
-	if ((what & PEND_RD) || ((what & PEND_WR) && f->hold))
+	 * from sending to it, or from a reply that ends a hold. None is
+	 * read while an active data connection waits for the edge. */
+	if (((what & PEND_RD) || ((what & PEND_WR) && f->hold)) &&
+	    f->act_fd == -1)
 		mask |= EPOLLIN;
 	if (f->c2s.outlen > 0)
 		mask |= EPOLLOUT;
@@ -801,7 +822,8 @@ bio_cb(struct ev_io *io, uint32_t events)
 	}
 	if (f->c2s.outlen > 0)
 		(void)c2s_flush(f);
-	if (f->s2c.outlen > 0 || (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+	if (f->s2c.outlen > 0 || f->s2c.inlen > 0 ||
+	    (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		what |= PEND_RD;
 	if (f->e.p != NULL)
 		pump_wake(f->e.p, f->e.side, what | PEND_WR);
@@ -994,7 +1016,7 @@ aftp_active_claim(struct aedge *e, const struct msg *m, char *backend,
 		return m->request > act_next ? -2 : -1;
 	}
 	fd = f->act_fd;
-	f->act_fd = -1;
+	active_release(f);
 	/* The edge dials the control session's client and port, or it
 	 * broke the protocol. */
 	if (m->ftp_ctl != f->id || strcmp(m->service, f->svc) != 0 ||
@@ -1025,7 +1047,8 @@ aftp_active_failed(struct aedge *e, const struct msg *m)
 	log_warn("session %llu: ftp: the edge could not connect to the "
 	    "client's port %u: %s", (unsigned long long)f->id, f->act_port,
 	    m->text);
-	active_stop(f);
+	psock_reset_now(f->act_fd);	/* the server tells the client */
+	active_release(f);
 }
 
 void
@@ -1041,10 +1064,13 @@ aftp_tick(uint64_t now)
 	for (f = ctls; f != NULL; f = f->next)
 		if ((f->lio.fd != -1 && now - f->act_at > POOL_STALE_MS) ||
 		    (f->act_fd != -1 && now - f->act_at > ACT_WAIT_MS)) {
-			if (f->act_fd != -1)
+			if (f->act_fd != -1) {
 				log_warn("session %llu: ftp: no answer from the "
 				    "edge for request %llu", (unsigned long long)
 				    f->id, (unsigned long long)f->act_req);
+				psock_reset_now(f->act_fd);
+				active_release(f);
+			}
 			active_stop(f);
 		}
 }

@@ -180,6 +180,41 @@ def test_pasv_and_port_alternately(tmp_path, pki, edge):
     assert gw.edge.proc.count("ftp-data control=") >= 9
 
 
+def test_replies_wait_for_the_data_connection(tmp_path, pki, edge):
+    """A server connects before it replies 150 and 226; through the
+    gateway its connection reaches the agent at once, the client's only
+    after a round trip to the edge. The agent holds the server's replies
+    until the edge has connected to the client, so a client that reads
+    226 already has its data connection (here: waiting in its listener's
+    queue, taken without blocking), as with a server of its own."""
+    gw = Gw(tmp_path, pki, edge)
+    for i in range(20):
+        (gw.backend.up / f"f{i}").write_text("x")
+    ftp = gw.ftp()
+    for _ in range(10):
+        ls = socket.create_server((LOOPBACK, 0))
+        lport = ls.getsockname()[1]
+        ftp.sendcmd(f"PORT 127,0,0,1,{lport >> 8},{lport & 0xff}")
+        ftp.putcmd("NLST up")
+        assert ftp.getresp().startswith("150")
+        assert ftp.getresp().startswith("226")
+        ls.setblocking(False)
+        c, _ = ls.accept()          # BlockingIOError if it were not there
+        c.setblocking(True)
+        c.settimeout(20)
+        got = b""
+        while True:
+            b = c.recv(65536)
+            if not b:
+                break
+            got += b
+        assert sorted(got.decode().split()) == \
+            sorted(f"up/f{i}" for i in range(20)), got
+        c.close()
+        ls.close()
+    ftp.quit()
+
+
 def _reader(data):
     import io
     return io.BytesIO(data)
