@@ -170,6 +170,10 @@ FUZZERS += proxy
 FUZZ_SRC_proxy = src/edge/proxy_parse.c src/agent/proxy_enc.c
 FUZZERS += cidr
 FUZZ_SRC_cidr = src/common/cidr.c
+FUZZERS += dial
+FUZZ_SRC_dial = src/edge/edge_dial.c src/edge/edge_sandbox.c src/common/cidr.c src/common/net.c \
+          src/common/outpol.c src/common/ev.c src/common/log.c
+FUZZ_LIBS_dial = -lseccomp
 FUZZERS += mux
 FUZZ_SRC_mux = src/common/mux.c src/common/mux_stream.c src/common/pump.c src/common/psock.c src/common/buf.c \
           src/common/end.c src/common/ev.c src/common/log.c src/common/tlsx.c \
