@@ -1794,5 +1794,36 @@ def lftp(port, commands, tls=None, cafile=None, timeout=300, check=True,
                                    f"\n{r.stdout}")
     return r
 
+def ftp_transfers(gw, tmp_path, updir, size):
+    """What every FTP mode must carry, through gw (its curl(args),
+    lftp(commands) and url(path)): a file of size bytes up and down, a
+    listing with curl and with lftp, and a download resumed (REST) by
+    each client; every file checked by SHA-256. updir: the backend's
+    upload directory. Returns the file's path and digest."""
+    src = Path(tmp_path) / "big.bin"
+    digest = random_file(src, size)
+    gw.curl(["-T", src, gw.url("up/big.bin")])
+    assert sha256_file(Path(updir) / "big.bin") == digest
+    out = Path(tmp_path) / "down.bin"
+    gw.curl(["-o", out, gw.url("up/big.bin")])
+    assert sha256_file(out) == digest
+    r = gw.curl(["-l", gw.url("up/")])
+    assert "big.bin" in r.stdout.split()
+    r = gw.lftp(["cls -l up/"])
+    assert re.search(rf"\s{size}\s.*big\.bin", r.stdout), r.stdout
+    # Resumed: the first 20 MiB (curl) or 7 MiB (lftp) are there, REST
+    # fetches the rest.
+    for n, part, client in ((20 * MiB, "part.bin", "curl"),
+                            (7 * MiB, "lpart.bin", "lftp")):
+        part = Path(tmp_path) / part
+        with open(src, "rb") as f, open(part, "wb") as g:
+            g.write(f.read(n))
+        if client == "curl":
+            gw.curl(["-C", "-", "-o", part, gw.url("up/big.bin")])
+        else:
+            gw.lftp([f"get -c up/big.bin -o {part}"])
+        assert sha256_file(part) == digest
+    return src, digest
+
 # END ftp helpers
 # ==========================================================================

@@ -77,30 +77,7 @@ def test_active_transfer_listing_resume(tmp_path, pki, edge, link):
     the edge dialled to the client, a session of its own tied to its
     control session, on the agent's data link."""
     gw = Gw(tmp_path, pki, edge, link=link)
-    src = tmp_path / "big.bin"
-    digest = sp.random_file(src, BIG)
-
-    gw.curl(["-T", src, gw.url("up/big.bin")])
-    assert sp.sha256_file(gw.backend.up / "big.bin") == digest
-    out = tmp_path / "down.bin"
-    gw.curl(["-o", out, gw.url("up/big.bin")])
-    assert sp.sha256_file(out) == digest
-    r = gw.curl(["-l", gw.url("up/")])
-    assert "big.bin" in r.stdout.split()
-    r = gw.lftp(["cls -l up/"])
-    assert re.search(r"\s52428800\s.*big\.bin", r.stdout), r.stdout
-
-    # Resume: the first 20 MiB are there, REST fetches the rest.
-    part = tmp_path / "part.bin"
-    with open(src, "rb") as f, open(part, "wb") as g:
-        g.write(f.read(20 * MiB))
-    gw.curl(["-C", "-", "-o", part, gw.url("up/big.bin")])
-    assert sp.sha256_file(part) == digest
-    lpart = tmp_path / "lpart.bin"
-    with open(src, "rb") as f, open(lpart, "wb") as g:
-        g.write(f.read(7 * MiB))
-    gw.lftp([f"get -c up/big.bin -o {lpart}"])
-    assert sp.sha256_file(lpart) == digest
+    src, digest = sp.ftp_transfers(gw, tmp_path, gw.backend.up, BIG)
     # lftp uploads too (PORT), and what it put is whole.
     gw.lftp([f"put {src} -o up/l.bin"])
     assert sp.sha256_file(gw.backend.up / "l.bin") == digest
