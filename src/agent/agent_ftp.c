@@ -395,6 +395,14 @@ active_accept(struct ev_io *io, uint32_t events)
 		return;
 	}
 	active_stop(f);		/* one data connection per PORT */
+	if (f->edge->state != AE_READY) {
+		/* No edge to ask: the server tells the client at once. */
+		log_warn("session %llu: ftp: active data connection refused: "
+		    "edge %s is not connected", (unsigned long long)f->id,
+		    f->edge->ce->str);
+		psock_reset_now(fd);
+		return;
+	}
 	f->act_fd = fd;
 	f->act_req = ++act_next;
 	f->act_at = ev_now();
