@@ -465,22 +465,21 @@ active_cmd(struct aftp *f, const char *line, size_t len, char *out, int *n)
 	uint8_t want[16], got[16];
 	struct net_addr ca;
 	char a[NET_ADDRSTR];
-	int rc = ftp_port_parse(line, len, &hp);
+	int rc = ftp_port_parse(line, len, &hp), other;
 
 	if (rc != 0)
 		return rc == -2 ? R_PORT_PROTO : R_PORT_SYNTAX;
 	cidr_addr16(hp.family, hp.addr, got);
-	if (net_from_ip(f->ip, 0, &ca) == -1)
-		return R_PORT_ADDR;
+	other = net_from_ip(f->ip, 0, &ca) == -1;	/* numeric: open_check */
 	cidr_sa16((struct sockaddr *)&ca.ss, want);
+	other = other || memcmp(got, want, 16) != 0;
 	/* No bounce: the client's own address, a port of no service. */
-	if (memcmp(got, want, 16) != 0 || hp.port < 1024) {
+	if (other || hp.port < 1024) {
 		inet_ntop(hp.family, hp.addr, a, sizeof(a));
 		log_warn("session %llu: ftp: active mode to %s port %u refused: "
-		    "%s", (unsigned long long)f->id, a, hp.port,
-		    hp.port < 1024 && memcmp(got, want, 16) == 0 ?
-		    "a port below 1024" : "not the client's address");
-		return memcmp(got, want, 16) != 0 ? R_PORT_ADDR : R_PORT_LOW;
+		    "%s", (unsigned long long)f->id, a, hp.port, other ?
+		    "not the client's address" : "a port below 1024");
+		return other ? R_PORT_ADDR : R_PORT_LOW;
 	}
 	if (active_listen(f, &me) == -1 ||
 	    (*n = ftp_fmt_port(out, FTP_FMT_MAX, &me)) <= 0)

@@ -172,8 +172,6 @@ dial_work(int fd, const struct dial_conf *c, const struct dial_req *q)
 			snprintf(r.text, sizeof(r.text), literal ? "%.0s%s: %s" :
 			    "%s resolves to %s: %s", q->host, a, w);
 	}
-	if (res != NULL)
-		freeaddrinfo(res);
 	if (s != -1)
 		r.err = 0;
 	else if (res != NULL && n == 0) {
@@ -181,6 +179,8 @@ dial_work(int fd, const struct dial_conf *c, const struct dial_req *q)
 		snprintf(r.text, sizeof(r.text), "%s: no usable address",
 		    q->host);
 	}
+	if (res != NULL)
+		freeaddrinfo(res);
 	dial_answer(fd, &r, s);
 }
 
@@ -213,18 +213,21 @@ dial_serve(int fd, void *arg)
 		r.err = EACCES;
 		if (dial_check(c, &q, (size_t)n, r.text, sizeof(r.text)) == -1)
 			log_warn("dialler: request refused: %s", r.text);
-		else if (nworkers >= DIAL_WORKERS && (r.err = EAGAIN) != 0)
+		else if (nworkers >= DIAL_WORKERS) {
+			r.err = EAGAIN;
 			snprintf(r.text, sizeof(r.text), "dialler busy");
-		else if ((pid = fork()) == 0) {
+		} else if ((pid = fork()) == 0) {
 			alarm(DIAL_SECS + 2);
 			dial_work(fd, c, &q);
 			_exit(0);
-		} else if (pid != -1) {
+		} else if (pid == -1) {
+			r.err = errno;
+			snprintf(r.text, sizeof(r.text), "dialler: fork: %s",
+			    strerror(r.err));
+		} else {
 			nworkers++;
 			continue;
-		} else
-			snprintf(r.text, sizeof(r.text), "dialler: fork: %s",
-			    strerror(r.err = errno));
+		}
 		dial_answer(fd, &r, -1);
 	}
 }

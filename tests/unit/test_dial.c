@@ -347,6 +347,49 @@ test_dialler_connects_and_hands_over(void **state)
 	stop(sock);
 }
 
+/* A connection that does not answer holds up no other: each request has
+ * a worker of its own. The silent one is a listener whose queue is full
+ * (Linux drops the SYNs it cannot queue, so that connect waits). */
+static void
+test_dialler_slow_connect_holds_up_no_other(void **state)
+{
+	struct sandbox_conf sc;
+	struct dial_conf c;
+	struct dial_req q;
+	struct dial_rep r;
+	struct sockaddr_in a = { .sin_family = AF_INET,
+	    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	char err[256];
+	uint16_t full, open;
+	int sock, lfull, lopen, filler, fd;
+
+	(void)state;
+	memset(&sc, 0, sizeof(sc));
+	memset(&c, 0, sizeof(c));
+	c.sc = &sc;
+	lfull = listener(&full);
+	assert_int_equal(listen(lfull, 0), 0);
+	a.sin_port = htons(full);
+	filler = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(filler, (struct sockaddr *)&a, sizeof(a)), 0);
+	lopen = listener(&open);
+	sock = dial_fork(&c, err, sizeof(err));
+	assert_true(sock >= 0);
+	q = req(DW_ACTIVE_FTP, "127.0.0.1", full);
+	q.id = 1;
+	assert_int_equal(send(sock, &q, sizeof(q), 0), (ssize_t)sizeof(q));
+	q = req(DW_ACTIVE_FTP, "127.0.0.1", open);
+	q.id = 2;
+	r = ask(sock, &q, sizeof(q), &fd);
+	assert_int_equal(r.id, 2);		/* the second, first */
+	assert_int_equal(r.err, 0);
+	close(fd);
+	stop(sock);
+	close(filler);
+	close(lfull);
+	close(lopen);
+}
+
 int
 main(void)
 {
@@ -355,6 +398,7 @@ main(void)
 		cmocka_unit_test(test_hostile_requests),
 		cmocka_unit_test(test_dialler_refuses_denied),
 		cmocka_unit_test(test_dialler_connects_and_hands_over),
+		cmocka_unit_test(test_dialler_slow_connect_holds_up_no_other),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
