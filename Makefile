@@ -42,7 +42,7 @@ COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
 EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_link.c \
           src/edge/edge_lis.c src/edge/edge_proxy.c src/edge/edge_adm.c \
           src/edge/edge_sess.c src/edge/edge_stats.c src/edge/edge_ftp.c \
-          src/edge/edge_out.c src/edge/edge_limit.c src/edge/edge_sandbox.c \
+          src/edge/edge_out.c src/edge/edge_dial.c src/edge/edge_limit.c src/edge/edge_sandbox.c \
           src/edge/edge_keyproc.c src/edge/edge_notify.c \
           src/edge/proxy_parse.c
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/ftp_cfg.c \
@@ -64,6 +64,7 @@ UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki \
 UNITS  += $(BUILD)/test_proxy $(BUILD)/test_cidr
 UNITS  += $(BUILD)/test_ftp
 UNITS  += $(BUILD)/test_mux $(BUILD)/test_pump $(BUILD)/test_linkkey
+UNITS  += $(BUILD)/test_dial
 
 all: $(PROGS)
 
@@ -78,7 +79,7 @@ $(BUILD)/obj/tests/%.o: tests/unit/%.c
 	@$(CC) $(CFLAGS) -c -o $@ $<
 
 # The edge links only what runs in the DMZ: no dialer, no config loader;
-# its one connect() is in edge_out.c, for policy-checked outbound sessions.
+# its one connect() is in edge_dial.c, run by the dialler process alone.
 $(BUILD)/sallyport-edge: $(call obj,$(COMMON) $(EDGE))
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBSSL) -lseccomp
 
@@ -130,6 +131,10 @@ $(BUILD)/test_pump: $(BUILD)/obj/tests/test_pump.o $(call obj,src/common/pump.c 
 $(BUILD)/test_linkkey: $(BUILD)/obj/tests/test_linkkey.o $(call obj,src/common/linkkey.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -lcrypto
 
+# A real dialler process, in its sandbox, spoken to on its socket.
+$(BUILD)/test_dial: $(BUILD)/obj/tests/test_dial.o $(call obj,src/edge/edge_dial.c src/edge/edge_sandbox.c src/common/cidr.c src/common/net.c src/common/outpol.c src/common/ev.c src/common/log.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -lseccomp
+
 $(BUILD)/test_ftp: $(BUILD)/obj/tests/test_ftp.o $(call obj,src/agent/ftp_line.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
@@ -165,6 +170,10 @@ FUZZERS += proxy
 FUZZ_SRC_proxy = src/edge/proxy_parse.c src/agent/proxy_enc.c
 FUZZERS += cidr
 FUZZ_SRC_cidr = src/common/cidr.c
+FUZZERS += dial
+FUZZ_SRC_dial = src/edge/edge_dial.c src/edge/edge_sandbox.c src/common/cidr.c src/common/net.c \
+          src/common/outpol.c src/common/ev.c src/common/log.c
+FUZZ_LIBS_dial = -lseccomp
 FUZZERS += mux
 FUZZ_SRC_mux = src/common/mux.c src/common/mux_stream.c src/common/pump.c src/common/psock.c src/common/buf.c \
           src/common/end.c src/common/ev.c src/common/log.c src/common/tlsx.c \

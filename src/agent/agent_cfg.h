@@ -57,6 +57,7 @@ struct cfg_service {
 	uint16_t	 pasv_min, pasv_max;	/* FTP: passive_ports */
 	char		 public_addr[MSG_ADDR_MAX];
 	uint8_t		 public_ip[4];
+	int		 active;		/* FTP: active = yes */
 	/* client policy: pushed to the edge in SVC_OPEN, CIDR lists as
 	 * comma-separated text (a repeated key adds to its list) */
 	int		 proxy_protocol;	/* 0 off, 1 or 2: header version */

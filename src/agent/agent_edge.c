@@ -284,6 +284,9 @@ aedge_frame(struct fconn *fc, struct msg *m)
 	case FT_OUT_FAIL:
 		aout_failed(e, m);
 		return 0;
+	case FT_FTP_DIAL_FAIL:
+		aftp_active_failed(e, m);
+		return 0;
 	case FT_PONG:
 		e->rtt_ms = ev_now_update() - m->nonce;
 		return 0;

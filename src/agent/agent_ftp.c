@@ -7,10 +7,11 @@
  * (protocol = ftp) the session's inner side is a filter over the backend
  * socket, a pump endpoint like any other: it reads the control channel
  * line by line (ftp_line.c), rewrites 227 and 229 replies to the public
- * address and a port of the backend's slice, and answers PORT, EPRT,
- * LPRT and LPSV itself with 502. After AUTH and a 234 reply the channel
- * is TLS: the filter passes bytes unchanged from then on. For implicit
- * FTPS (protocol = ftps) the inner side is the backend socket itself.
+ * address and a port of the backend's slice, and answers LPRT and LPSV
+ * itself with 502, PORT and EPRT too unless the service takes active mode
+ * (below). After AUTH and a 234 reply the channel is TLS: the filter
+ * passes bytes unchanged from then on. For implicit FTPS (protocol =
+ * ftps) the inner side is the backend socket itself.
  *
  * Data sessions. The edge opens a passive data connection naming the
  * control session it matched and the passive port. A port the filter
@@ -19,15 +20,28 @@
  * announces the public range itself, docs/ftp.md). Anything else is
  * refused.
  *
+ * Active mode (active = yes). A PORT or EPRT naming the client's own
+ * address (as the edge saw it) and a port from 1024 is rewritten to name
+ * a listener of the agent's, on the address the backend sees it from;
+ * anything else never reaches the backend: the client gets a 5xx reply,
+ * the log a line. When the backend connects there, the agent asks the
+ * edge (FTP_DIAL) to dial the client's port; the edge checks the address
+ * itself, and the connection it makes comes back as a session (SESS_OPEN,
+ * kind FTP active) that takes the backend's connection. If the edge
+ * cannot, the backend's connection is reset and the backend tells the
+ * client.
+ *
  * Memory: a filter holds four fixed buffers (about 24 KiB); it reads the
  * backend only while its buffers have room, and takes the client's bytes
  * only while they do, so a slow reader slows its writer. */
 #include "agent/agent_ftp.h"
 #include "agent/agent_edge.h"
 #include "agent/ftp_line.h"
+#include "common/cidr.h"
 #include "common/log.h"
 #include "common/psock.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -41,8 +55,15 @@
 #define DIR_OUT		(2 * FTP_LINE_MAX)
 #define OUT_NEED	(FTP_LINE_MAX + 256)	/* room to process a line */
 
+#define ACT_WAIT_MS	30000	/* the edge's answer to FTP_DIAL, at most */
 #define R_ACTIVE	"502 Active mode is not supported through this " \
 			"gateway; use passive mode.\r\n"
+#define R_PORT_SYNTAX	"501 Syntax error in PORT or EPRT arguments.\r\n"
+#define R_PORT_PROTO	"522 Network protocol not supported, use (1,2)\r\n"
+#define R_PORT_ADDR	"504 Active mode only to your own address.\r\n"
+#define R_PORT_LOW	"504 Active mode only to ports from 1024.\r\n"
+#define R_PORT_FAIL	"451 The gateway cannot take a data connection " \
+			"now; try again.\r\n"
 #define R_TOO_LONG	"500 Command line too long.\r\n"
 #define R_NO_PORT	"425 No passive port free at the gateway; try " \
 			"again.\r\n"
@@ -86,6 +107,14 @@ struct aftp {
 	uint8_t		 public_ip[4];
 	int		 live;			/* data connections welcome */
 	int		 tls;			/* past AUTH + 234 (or ftps) */
+	/* active mode: the backend's connection to lio, once accepted, waits
+	 * in act_fd for the edge's session (request act_req) */
+	int		 active;
+	struct ev_io	 lio;			/* -1: none */
+	uint16_t	 act_port;		/* the client's, from its PORT */
+	int		 act_fd;		/* -1: none */
+	uint64_t	 act_req;
+	uint64_t	 act_at;
 	/* the filter (protocol = ftp) */
 	int		 filter;
 	struct ev_io	 bio;			/* the backend */
@@ -103,6 +132,8 @@ struct aftp {
 
 static struct aftp *ctls;
 static struct pool *pools;
+static void addr_port(struct net_addr *a, uint16_t port);
+static uint64_t act_next;	/* FTP_DIAL requests sent */
 
 /* --- configuration and the service definition ---------------------------- */
 
@@ -112,6 +143,8 @@ aftp_svc_msg(const struct cfg_service *s, struct msg *m)
 	if (s->proto == SVC_TCP)
 		return;
 	msg_set_str(m, FA_PROTOCOL, s->proto == SVC_FTP ? "ftp" : "ftps");
+	if (s->active)
+		msg_set_int(m, FA_FTP_ACTIVE, 1);
 	m->pasv_min = s->pasv_min;
 	m->pasv_max = s->pasv_max;
 	msg_have(m, FA_PASV_MIN);
@@ -309,11 +342,176 @@ on_reply(struct aftp *f, const char *line, size_t len)
 	inject_due(f);
 }
 
+/* --- active mode ----------------------------------------------------------- */
+
+static void wake_soon(struct aftp *f);
+
+/* The waiting data connection joined or failed: the server's replies,
+ * held meanwhile, go on. */
+static void
+active_release(struct aftp *f)
+{
+	f->act_fd = -1;
+	if (f->e.p != NULL)
+		wake_soon(f);
+}
+
+static void
+active_stop(struct aftp *f)
+{
+	if (f->lio.fd != -1) {
+		ev_del(&f->lio);
+		close(f->lio.fd);
+		f->lio.fd = -1;
+	}
+	if (f->act_fd != -1)
+		psock_reset_now(f->act_fd);	/* the backend tells the client */
+	f->act_fd = -1;
+}
+
+/* The backend's data connection: it waits, unread, for the edge's. */
+static void
+active_accept(struct ev_io *io, uint32_t events)
+{
+	struct aftp *f = (struct aftp *)(void *)((char *)io -
+	    offsetof(struct aftp, lio));
+	uint8_t want[16], got[16];
+	char peer_s[NET_ADDRSTR];
+	struct net_addr peer;
+	struct msg m;
+	int fd;
+
+	(void)events;
+	if ((fd = net_accept(io->fd, &peer)) == -1)
+		return;
+	cidr_sa16((struct sockaddr *)&peer.ss, got);
+	cidr_sa16((struct sockaddr *)&f->backend.ss, want);
+	if (memcmp(got, want, 16) != 0) {
+		net_fmt((struct sockaddr *)&peer.ss, peer_s, sizeof(peer_s));
+		log_warn("session %llu: ftp: active data connection from %s "
+		    "refused: not the backend %s", (unsigned long long)f->id,
+		    peer_s, f->backend_str);
+		psock_reset_now(fd);
+		return;
+	}
+	active_stop(f);		/* one data connection per PORT */
+	if (f->edge->state != AE_READY) {
+		/* No edge to ask: the server tells the client at once. */
+		log_warn("session %llu: ftp: active data connection refused: "
+		    "edge %s is not connected", (unsigned long long)f->id,
+		    f->edge->ce->str);
+		psock_reset_now(fd);
+		return;
+	}
+	f->act_fd = fd;
+	f->act_req = ++act_next;
+	f->act_at = ev_now();
+	msg_init(&m, FT_FTP_DIAL);
+	msg_set_int(&m, FA_REQUEST, f->act_req);
+	msg_set_int(&m, FA_FTP_CTL, f->id);
+	msg_set_int(&m, FA_DEST_PORT, f->act_port);
+	aedge_send(f->edge, &m);
+	log_info("session %llu: ftp: active data connection from the backend: "
+	    "the edge dials the client's port %u (request %llu)",
+	    (unsigned long long)f->id, f->act_port,
+	    (unsigned long long)f->act_req);
+}
+
+/* Our listener, on the address the backend sees us from, as PORT or
+ * EPRT names it. 0 or -1. */
+static int
+active_listen(struct aftp *f, struct ftp_hostport *me)
+{
+	struct net_addr a;
+	char err[128];
+	int fd;
+
+	active_stop(f);		/* the last PORT counts */
+	a.len = sizeof(a.ss);
+	if (getsockname(f->bio.fd, (struct sockaddr *)&a.ss, &a.len) == -1)
+		return -1;
+	addr_port(&a, 0);
+	if ((fd = net_listen(&a, 4, err, sizeof(err))) == -1 ||
+	    getsockname(fd, (struct sockaddr *)&a.ss, &a.len) == -1) {
+		if (fd != -1)
+			close(fd);
+		log_warn("session %llu: ftp: active mode: no listener: %s",
+		    (unsigned long long)f->id, fd == -1 ? err : strerror(errno));
+		return -1;
+	}
+	memset(me, 0, sizeof(*me));
+	me->family = a.ss.ss_family;
+	if (me->family == AF_INET6)
+		memcpy(me->addr, &((struct sockaddr_in6 *)&a.ss)->sin6_addr, 16);
+	else
+		memcpy(me->addr, &((struct sockaddr_in *)&a.ss)->sin_addr, 4);
+	me->port = ntohs(((struct sockaddr_in *)&a.ss)->sin_port);
+	ev_io_init(&f->lio, fd, active_accept);
+	if (ev_set(&f->lio, EPOLLIN) == -1) {
+		close(fd);
+		f->lio.fd = -1;
+		return -1;
+	}
+	f->act_at = ev_now();
+	return 0;
+}
+
+/* PORT or EPRT from the client: the reply to refuse it with, or NULL
+ * when it is rewritten to name our listener (in out, n bytes). */
+static const char *
+active_cmd(struct aftp *f, const char *line, size_t len, char *out, int *n)
+{
+	struct ftp_hostport hp, me;
+	uint8_t want[16], got[16];
+	struct net_addr ca;
+	char a[NET_ADDRSTR];
+	int rc = ftp_port_parse(line, len, &hp), other;
+
+	if (rc != 0)
+		return rc == -2 ? R_PORT_PROTO : R_PORT_SYNTAX;
+	cidr_addr16(hp.family, hp.addr, got);
+	other = net_from_ip(f->ip, 0, &ca) == -1;	/* numeric: open_check */
+	cidr_sa16((struct sockaddr *)&ca.ss, want);
+	other = other || memcmp(got, want, 16) != 0;
+	/* No bounce: the client's own address, a port of no service. */
+	if (other || hp.port < 1024) {
+		inet_ntop(hp.family, hp.addr, a, sizeof(a));
+		log_warn("session %llu: ftp: active mode to %s port %u refused: "
+		    "%s", (unsigned long long)f->id, a, hp.port, other ?
+		    "not the client's address" : "a port below 1024");
+		return other ? R_PORT_ADDR : R_PORT_LOW;
+	}
+	if (active_listen(f, &me) == -1 ||
+	    (*n = ftp_fmt_port(out, FTP_FMT_MAX, &me)) <= 0)
+		return R_PORT_FAIL;
+	f->act_port = hp.port;
+	log_info("session %llu: ftp: active mode to the client's port %u",
+	    (unsigned long long)f->id, hp.port);
+	return NULL;
+}
+
 /* One command line from the client. */
 static void
 on_command(struct aftp *f, const char *line, size_t len)
 {
+	char out[FTP_FMT_MAX];
+	int n = 0;
+
 	switch (ftp_cmd_scan(line, len)) {
+	case FTP_C_PORT:
+	case FTP_C_EPRT:
+		if (f->active) {
+			if ((f->inject = active_cmd(f, line, len, out, &n)) ==
+			    NULL) {
+				dir_put(&f->c2s, out, (size_t)n);
+				f->outstanding++;
+				return;
+			}
+			f->hold = 1;
+			inject_due(f);
+			return;
+		}
+		/* FALLTHROUGH */
 	case FTP_C_ACTIVE:
 		log_info("session %llu: ftp: active-mode command refused",
 		    (unsigned long long)f->id);
@@ -342,8 +540,13 @@ dir_process(struct aftp *f, struct fdir *d)
 	size_t len, n;
 	char *lf;
 
+	/* A server connects before it replies: take its data connection
+	 * first, so that its replies wait for the client's (below). */
+	if (s2c && f->lio.fd != -1)
+		active_accept(&f->lio, 0);
 	while (d->inlen > 0) {
-		if (dir_room(d) < OUT_NEED || dir_room(&f->s2c) < OUT_NEED)
+		if (dir_room(d) < OUT_NEED || dir_room(&f->s2c) < OUT_NEED ||
+		    (s2c && f->act_fd != -1))
 			break;
 		if (f->tls && !(!s2c && f->hold)) {
 			n = d->inlen;
@@ -501,6 +704,8 @@ fx_recv(struct pend *e, uint8_t *p, size_t n)
 				wake_soon(f);
 			return (ssize_t)k;
 		}
+		if (f->act_fd != -1)
+			return PEND_AGAIN;	/* active_release wakes us */
 		if (d->eof && d->inlen == 0)
 			return PEND_EOF;
 		if (!d->eof && d->inlen < sizeof(d->in)) {
@@ -580,8 +785,10 @@ fx_watch(struct pend *e, unsigned what)
 	if (f->hup)
 		return;
 	/* Replies come from the backend; room for the client's bytes comes
-	 * from sending to it, or from a reply that ends a hold. */
-	if ((what & PEND_RD) || ((what & PEND_WR) && f->hold))
+	 * from sending to it, or from a reply that ends a hold. None is
+	 * read while an active data connection waits for the edge. */
+	if (((what & PEND_RD) || ((what & PEND_WR) && f->hold)) &&
+	    f->act_fd == -1)
 		mask |= EPOLLIN;
 	if (f->c2s.outlen > 0)
 		mask |= EPOLLOUT;
@@ -622,7 +829,8 @@ bio_cb(struct ev_io *io, uint32_t events)
 	}
 	if (f->c2s.outlen > 0)
 		(void)c2s_flush(f);
-	if (f->s2c.outlen > 0 || (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+	if (f->s2c.outlen > 0 || f->s2c.inlen > 0 ||
+	    (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		what |= PEND_RD;
 	if (f->e.p != NULL)
 		pump_wake(f->e.p, f->e.side, what | PEND_WR);
@@ -654,6 +862,9 @@ aftp_ctl_join(struct aedge *e, uint64_t id, const struct cfg_service *svc,
 	memcpy(f->public_ip, svc->public_ip, sizeof(f->public_ip));
 	f->tls = svc->proto == SVC_FTPS;
 	f->live = 1;
+	f->active = svc->active;
+	f->lio.fd = -1;
+	f->act_fd = -1;
 	if (svc->proto == SVC_FTP) {
 		f->filter = 1;
 		f->e.ops = &filter_ops;
@@ -685,6 +896,7 @@ aftp_ctl_end(struct aftp *f)
 	if (f->next != NULL)
 		f->next->prev = f->prev;
 	pool_release_owner(f);
+	active_stop(f);
 	if (f->bio.fd != -1) {
 		/* Never attached to a pump (the session failed first). */
 		ev_del(&f->bio);
@@ -770,6 +982,104 @@ aftp_data_target(struct aedge *e, const struct msg *m, struct net_addr *a,
 	snprintf(backend, backendlen, "%s port %u (control session %llu)",
 	    f->backend_str, port, (unsigned long long)f->id);
 	return 0;
+}
+
+/* The control session waiting for request r of edge e, or NULL. */
+static struct aftp *
+active_waiting(const struct aedge *e, uint64_t r)
+{
+	struct aftp *f;
+
+	for (f = ctls; f != NULL; f = f->next)
+		if (f->edge == e && f->act_fd != -1 && f->act_req == r)
+			return f;
+	return NULL;
+}
+
+/* 1 if a and b are the same numeric address, IPv4-mapped or not. */
+static int
+same_ip(const char *a, const char *b)
+{
+	struct net_addr x, y;
+	uint8_t p[16], q[16];
+
+	if (net_from_ip(a, 0, &x) == -1 || net_from_ip(b, 0, &y) == -1)
+		return 0;
+	cidr_sa16((struct sockaddr *)&x.ss, p);
+	cidr_sa16((struct sockaddr *)&y.ss, q);
+	return memcmp(p, q, 16) == 0;
+}
+
+int
+aftp_active_claim(struct aedge *e, const struct msg *m, char *backend,
+    size_t backendlen, char *why, size_t whylen)
+{
+	struct aftp *f = active_waiting(e, m->request);
+	int fd;
+
+	if (f == NULL) {
+		snprintf(why, whylen, "ftp active: nothing waits for request "
+		    "%llu", (unsigned long long)m->request);
+		return m->request > act_next ? -2 : -1;
+	}
+	fd = f->act_fd;
+	active_release(f);
+	/* The edge dials the control session's client and port, or it
+	 * broke the protocol. */
+	if (m->ftp_ctl != f->id || strcmp(m->service, f->svc) != 0 ||
+	    m->client_port != f->act_port || !same_ip(m->client_addr, f->ip)) {
+		psock_reset_now(fd);
+		snprintf(why, whylen, "ftp active: the session does not match "
+		    "request %llu (control session %llu, client port %u)",
+		    (unsigned long long)m->request, (unsigned long long)f->id,
+		    f->act_port);
+		return -2;
+	}
+	snprintf(backend, backendlen, "%s active data (control session %llu)",
+	    f->backend_str, (unsigned long long)f->id);
+	return fd;
+}
+
+void
+aftp_active_failed(struct aedge *e, const struct msg *m)
+{
+	struct aftp *f = active_waiting(e, m->request);
+
+	if (f == NULL) {
+		if (m->request > act_next)
+			aedge_violation(e, "FTP_DIAL_FAIL for request %llu, which "
+			    "was not asked", (unsigned long long)m->request);
+		return;
+	}
+	log_warn("session %llu: ftp: the edge could not connect to the "
+	    "client's port %u: %s", (unsigned long long)f->id, f->act_port,
+	    m->text);
+	psock_reset_now(f->act_fd);	/* the server tells the client */
+	active_release(f);
+}
+
+void
+aftp_tick(uint64_t now)
+{
+	static uint64_t last;
+	struct aftp *f;
+
+	/* A scan a second: the bounds are tens of seconds. */
+	if (now - last < 1000)
+		return;
+	last = now;
+	for (f = ctls; f != NULL; f = f->next)
+		if ((f->lio.fd != -1 && now - f->act_at > POOL_STALE_MS) ||
+		    (f->act_fd != -1 && now - f->act_at > ACT_WAIT_MS)) {
+			if (f->act_fd != -1) {
+				log_warn("session %llu: ftp: no answer from the "
+				    "edge for request %llu", (unsigned long long)
+				    f->id, (unsigned long long)f->act_req);
+				psock_reset_now(f->act_fd);
+				active_release(f);
+			}
+			active_stop(f);
+		}
 }
 
 void

@@ -33,6 +33,15 @@ void	aftp_ctl_end(struct aftp *f);
 int	aftp_data_target(struct aedge *e, const struct msg *m,
 	    struct net_addr *a, char *backend, size_t backendlen, char *why,
 	    size_t whylen);
+/* SESS_OPEN m of kind FTP active, from edge e: the backend's data
+ * connection waiting for it (taken), with backend for the logs; or -1
+ * with why (the control session ended), -2 if the edge broke the
+ * protocol (a request never made, a session that does not match it). */
+int	aftp_active_claim(struct aedge *e, const struct msg *m, char *backend,
+	    size_t backendlen, char *why, size_t whylen);
+/* FTP_DIAL_FAIL from e: the backend's data connection is reset. */
+void	aftp_active_failed(struct aedge *e, const struct msg *m);
+void	aftp_tick(uint64_t now);
 void	aftp_stop(void);
 
 #endif

@@ -228,6 +228,7 @@ main(int argc, char **argv)
 		alink_tick(now);
 		health_tick(now);
 		asess_tick(now);
+		aftp_tick(now);
 		psock_tick(now);
 		reload_tick();
 		admin_tick();

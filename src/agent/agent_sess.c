@@ -91,32 +91,11 @@ static void backend_dialled(struct dial *d, int fd, int err);
 
 /* --- checking what the edge says ----------------------------------------- */
 
-/* A numeric IPv4 or IPv6 address and a port, as a sockaddr. 0 or -1. */
-static int
-sa_from(const char *ip, uint16_t port, struct sockaddr_storage *ss)
-{
-	struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)ss;
-
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons(port);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(port);
-		return 0;
-	}
-	return -1;
-}
-
 /* What SESS_OPEN m must carry for its kind. NULL if it does, else why. */
 static const char *
 open_check(const struct msg *m)
 {
-	struct sockaddr_storage ss;
+	struct net_addr na;
 	uint64_t need;
 
 	switch (m->sess_kind) {
@@ -129,6 +108,11 @@ open_check(const struct msg *m)
 		    FA_BIT(FA_CLIENT_PORT) | FA_BIT(FA_FTP_CTL) |
 		    FA_BIT(FA_FTP_PORT);
 		break;
+	case SK_FTP_ACTIVE:
+		need = FA_BIT(FA_SERVICE) | FA_BIT(FA_CLIENT_ADDR) |
+		    FA_BIT(FA_CLIENT_PORT) | FA_BIT(FA_FTP_CTL) |
+		    FA_BIT(FA_REQUEST);
+		break;
 	default:
 		need = FA_BIT(FA_REQUEST) | FA_BIT(FA_DEST_ADDR);
 		break;
@@ -136,11 +120,11 @@ open_check(const struct msg *m)
 	if ((m->have & need) != need)
 		return "SESS_OPEN without what its kind needs";
 	if ((m->have & FA_BIT(FA_CLIENT_ADDR)) &&
-	    sa_from(m->client_addr, m->client_port, &ss) == -1)
+	    net_from_ip(m->client_addr, m->client_port, &na) == -1)
 		return "SESS_OPEN with a client address that is not numeric";
 	if ((m->have & FA_BIT(FA_LOCAL_ADDR)) &&
 	    (!(m->have & FA_BIT(FA_LOCAL_PORT)) ||
-	    sa_from(m->local_addr, m->local_port, &ss) == -1))
+	    net_from_ip(m->local_addr, m->local_port, &na) == -1))
 		return "SESS_OPEN with a bad local address";
 	return NULL;
 }
@@ -304,22 +288,19 @@ backend_next(struct asess *s)
 static int
 proxy_header(struct asess *s, struct buf *hdr)
 {
-	struct sockaddr_storage src, dst;
-	struct net_addr listen;
+	struct net_addr src, dst;
 	uint8_t out[PROXY_ENC_MAX];
 	char err[128];
 	int n;
 
-	if (sa_from(s->client_ip, s->client_port, &src) == -1)
+	if (net_from_ip(s->client_ip, s->client_port, &src) == -1)
 		return -1;
-	if (s->local_ip[0] == '\0' ||
-	    sa_from(s->local_ip, s->local_port, &dst) == -1) {
-		if (net_parse(s->svc->listen, &listen, err, sizeof(err)) == -1)
-			return -1;
-		memcpy(&dst, &listen.ss, sizeof(dst));
-	}
-	n = proxy_encode(s->svc->proxy_protocol, (struct sockaddr *)&src,
-	    (struct sockaddr *)&dst, out, sizeof(out));
+	if ((s->local_ip[0] == '\0' ||
+	    net_from_ip(s->local_ip, s->local_port, &dst) == -1) &&
+	    net_parse(s->svc->listen, &dst, err, sizeof(err)) == -1)
+		return -1;
+	n = proxy_encode(s->svc->proxy_protocol, (struct sockaddr *)&src.ss,
+	    (struct sockaddr *)&dst.ss, out, sizeof(out));
 	if (n <= 0 || buf_append(hdr, out, (size_t)n, sizeof(out)) == -1)
 		return -1;
 	return 0;
@@ -447,6 +428,7 @@ asess_client(struct asess *s, const struct msg *m)
 {
 	struct aedge *e = s->edge;
 	char why[300];
+	int fd;
 
 	snprintf(s->svc_name, sizeof(s->svc_name), "%s", m->service);
 	snprintf(s->client_ip, sizeof(s->client_ip), "%s", m->client_addr);
@@ -459,7 +441,8 @@ asess_client(struct asess *s, const struct msg *m)
 	}
 	log_info("session %llu opened service=%s client=%s edge=%s link=%s%s",
 	    (unsigned long long)s->id, s->svc_name, s->client, e->ce->str,
-	    s->link_kind, s->kind == SK_FTP_DATA ? " ftp-data" : "");
+	    s->link_kind, s->kind == SK_FTP_DATA ? " ftp-data" :
+	    s->kind == SK_FTP_ACTIVE ? " ftp-active" : "");
 	/* Only configured services: the edge cannot make the agent dial
 	 * anything else, nor make the metrics grow by inventing names. */
 	if ((s->svc = cfg_service(&agent_cfg, m->service)) == NULL) {
@@ -485,6 +468,20 @@ asess_client(struct asess *s, const struct msg *m)
 		    "is not FTP", (unsigned long long)s->id, s->svc_name);
 		asess_refuse(s, SE_REFUSED, "ftp data for a service that is "
 		    "not FTP");
+		return;
+	}
+	/* Active mode: the backend is connected already, waiting. */
+	if (s->kind == SK_FTP_ACTIVE) {
+		if ((fd = aftp_active_claim(e, m, s->backend, sizeof(s->backend),
+		    why, sizeof(why))) >= 0) {
+			asess_join(s, fd);
+			return;
+		}
+		if (fd == -2)
+			aedge_violation(e, "session %llu: %s",
+			    (unsigned long long)s->id, why);
+		s->backend[0] = '\0';
+		asess_refuse(s, SE_REFUSED, why);
 		return;
 	}
 	if (aftp_data_target(e, m, &s->target, s->backend, sizeof(s->backend),

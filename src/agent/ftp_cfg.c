@@ -1,5 +1,5 @@
 /* ftp_cfg.c - the FTP keys of a [service] section (docs/ftp.md):
- * protocol, passive_ports, public_address, and a backend's optional
+ * protocol, passive_ports, public_address, active, and a backend's optional
  * "passive=A-B" slice. Kept out of agent_cfg.c so that file only learns
  * that these keys exist. */
 #include "agent/agent_cfg.h"
@@ -73,6 +73,15 @@ ftpcfg_key(struct cfg_service *s, const char *name, const char *value,
 		memcpy(s->public_ip, &in.s_addr, 4);
 		return 1;
 	}
+	if (strcmp(name, "active") == 0) {
+		if (strcmp(value, "yes") != 0 && strcmp(value, "no") != 0) {
+			snprintf(err, errlen, "active: '%s' is not yes or no",
+			    value);
+			return -1;
+		}
+		s->active = strcmp(value, "yes") == 0;
+		return 1;
+	}
 	return 0;
 }
 
@@ -103,8 +112,15 @@ ftpcfg_check(struct cfg_service *s, char *err, size_t errlen)
 			    "backend passive= need protocol = ftp or ftps");
 			return -1;
 		}
-		return 0;
 	}
+	/* The agent reads PORT on a plain control channel only. */
+	if (s->active && s->proto != SVC_FTP) {
+		snprintf(err, errlen, "active = yes needs protocol = ftp (the "
+		    "agent must read PORT on the control channel)");
+		return -1;
+	}
+	if (s->proto == SVC_TCP)
+		return 0;
 	/* A data connection from a load balancer carries no PROXY header
 	 * the edge would read, and a PROXY header sent to the backend
 	 * would reach the plain-FTP filter as a command. */

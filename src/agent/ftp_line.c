@@ -4,8 +4,10 @@
  * Every function reads at most len bytes and never assumes a NUL. */
 #include "agent/ftp_line.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 size_t
 ftp_line_len(const char *p, size_t n)
@@ -147,19 +149,13 @@ upper(char c)
 	return c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
 }
 
-enum ftp_cmd
-ftp_cmd_scan(const char *line, size_t len)
+/* Where the verb of a command line starts: after blanks and Telnet
+ * commands (IAC x; IAC IAC is a data 0xff), which some servers skip. */
+static size_t
+verb_at(const char *line, size_t len)
 {
-	static const struct { const char *verb; enum ftp_cmd c; } verbs[] = {
-		{ "PORT", FTP_C_ACTIVE }, { "EPRT", FTP_C_ACTIVE },
-		{ "LPRT", FTP_C_ACTIVE }, { "LPSV", FTP_C_ACTIVE },
-		{ "AUTH", FTP_C_AUTH },
-	};
-	char verb[5];
-	size_t i = 0, n = 0, k;
+	size_t i = 0;
 
-	/* Blanks and Telnet commands (IAC x; IAC IAC is a data 0xff) may
-	 * precede a verb: some servers skip them, so skip them too. */
 	for (;;) {
 		if (i < len && (line[i] == ' ' || line[i] == '\t' ||
 		    line[i] == '\r'))
@@ -168,8 +164,21 @@ ftp_cmd_scan(const char *line, size_t len)
 		    (unsigned char)line[i + 1] != 0xff)
 			i += 2;
 		else
-			break;
+			return i;
 	}
+}
+
+enum ftp_cmd
+ftp_cmd_scan(const char *line, size_t len)
+{
+	static const struct { const char *verb; enum ftp_cmd c; } verbs[] = {
+		{ "PORT", FTP_C_PORT }, { "EPRT", FTP_C_EPRT },
+		{ "LPRT", FTP_C_ACTIVE }, { "LPSV", FTP_C_ACTIVE },
+		{ "AUTH", FTP_C_AUTH },
+	};
+	char verb[5];
+	size_t i = verb_at(line, len), n = 0, k;
+
 	/* Four letters and then anything but a letter: servers differ in
 	 * what ends a verb (space, tab, NUL), so take any of them. */
 	while (i < len && n < sizeof(verb) - 1 && is_alpha(line[i]))
@@ -181,6 +190,86 @@ ftp_cmd_scan(const char *line, size_t len)
 		if (memcmp(verb, verbs[k].verb, 4) == 0)
 			return verbs[k].c;
 	return FTP_C_OTHER;
+}
+
+/* EPRT's argument from p[*i]: |proto|address|port| (RFC 2428 2). */
+static int
+parse_eprt(const char *p, size_t len, size_t *i, struct ftp_hostport *hp)
+{
+	char d, a[INET6_ADDRSTRLEN];
+	const char *end;
+	unsigned v;
+	size_t n;
+
+	if (len - *i < 3 || (d = p[*i]) < 33 || d > 126 || is_digit(d) ||
+	    p[*i + 2] != d)
+		return -1;
+	if (p[*i + 1] != '1' && p[*i + 1] != '2')
+		return -2;
+	hp->family = p[*i + 1] == '1' ? AF_INET : AF_INET6;
+	*i += 3;
+	if ((end = memchr(p + *i, d, len - *i)) == NULL ||
+	    (n = (size_t)(end - (p + *i))) == 0 || n >= sizeof(a))
+		return -1;
+	memcpy(a, p + *i, n);
+	a[n] = '\0';
+	if (inet_pton(hp->family, a, hp->addr) != 1)
+		return -1;
+	*i += n + 1;
+	if (dec(p, len, i, 65535, &v) == -1 || *i >= len || p[*i] != d)
+		return -1;
+	hp->port = (uint16_t)v;
+	(*i)++;
+	return 0;
+}
+
+int
+ftp_port_parse(const char *line, size_t len, struct ftp_hostport *hp)
+{
+	enum ftp_cmd c = ftp_cmd_scan(line, len);
+	size_t i = verb_at(line, len) + 4;
+	unsigned v[6];
+	int k, rc = 0;
+
+	memset(hp, 0, sizeof(*hp));
+	if ((c != FTP_C_PORT && c != FTP_C_EPRT) || i >= len || line[i] != ' ')
+		return -1;
+	while (i < len && line[i] == ' ')
+		i++;
+	if (c == FTP_C_EPRT)
+		rc = parse_eprt(line, len, &i, hp);
+	else {
+		for (k = 0; k < 6 && rc == 0; k++)
+			if ((k > 0 && (i >= len || line[i++] != ',')) ||
+			    dec(line, len, &i, 255, &v[k]) == -1)
+				rc = -1;
+		for (k = 0; k < 4 && rc == 0; k++)
+			hp->addr[k] = (uint8_t)v[k];
+		hp->family = AF_INET;
+		hp->port = rc == 0 ? (uint16_t)(v[4] * 256 + v[5]) : 0;
+	}
+	/* Nothing but blanks and the line's end after it. */
+	for (; rc == 0 && i < len; i++)
+		if (line[i] != ' ' && line[i] != '\r' && line[i] != '\n')
+			rc = -1;
+	return rc;
+}
+
+int
+ftp_fmt_port(char *out, size_t outlen, const struct ftp_hostport *hp)
+{
+	char a[INET6_ADDRSTRLEN];
+	int n;
+
+	if (hp->family == AF_INET)
+		n = snprintf(out, outlen, "PORT %u,%u,%u,%u,%u,%u\r\n",
+		    hp->addr[0], hp->addr[1], hp->addr[2], hp->addr[3],
+		    (unsigned)(hp->port >> 8), (unsigned)(hp->port & 0xff));
+	else if (inet_ntop(AF_INET6, hp->addr, a, sizeof(a)) == NULL)
+		return -1;
+	else
+		n = snprintf(out, outlen, "EPRT |2|%s|%u|\r\n", a, hp->port);
+	return n < 0 || (size_t)n >= outlen ? -1 : n;
 }
 
 int

@@ -12,8 +12,9 @@
 /* Longest command or reply line handled as a line, CRLF included.
  * Servers' own limits are of this order (vsftpd: 4096). */
 #define FTP_LINE_MAX	4096
-/* Longest line ftp_fmt_227 / ftp_fmt_229 write, CRLF included. */
-#define FTP_FMT_MAX	64
+/* Longest line ftp_fmt_227, ftp_fmt_229 and ftp_fmt_port write, CRLF
+ * included. */
+#define FTP_FMT_MAX	80
 
 /* Where a reply stream is: outside any reply, or inside a multi-line
  * reply ("123-..." up to the line that starts "123 "). All zero is the
@@ -41,7 +42,9 @@ int	ftp_reply_scan(struct ftp_rstate *st, const char *line, size_t len,
 
 enum ftp_cmd {
 	FTP_C_OTHER,	/* anything else: passed on unchanged */
-	FTP_C_ACTIVE,	/* PORT, EPRT, LPRT, LPSV: refused by the gateway */
+	FTP_C_ACTIVE,	/* LPRT, LPSV: refused by the gateway */
+	FTP_C_PORT,	/* PORT (RFC 959): active mode, IPv4 */
+	FTP_C_EPRT,	/* EPRT (RFC 2428): active mode, IPv4 or IPv6 */
 	FTP_C_AUTH,	/* AUTH (RFC 2228): TLS may start after a 234 */
 };
 
@@ -49,6 +52,25 @@ enum ftp_cmd {
  * The verb is read case-insensitively after any leading blanks and
  * Telnet IAC sequences, as servers do, so "\xff\xf4port" is still PORT. */
 enum ftp_cmd ftp_cmd_scan(const char *line, size_t len);
+
+/* The address and port of a PORT or EPRT command. */
+struct ftp_hostport {
+	int		family;		/* AF_INET or AF_INET6 */
+	uint8_t		addr[16];	/* the first 4 for AF_INET */
+	uint16_t	port;
+};
+
+/* The argument of a PORT ("h1,h2,h3,h4,p1,p2") or EPRT ("|1|a.b.c.d|port|"
+ * or "|2|v6|port|", any delimiter of 33-126) command line of len bytes,
+ * which ftp_cmd_scan found to be one: 0 with hp filled, -1 if it is not
+ * that syntax (anything but blanks after it included), -2 for an EPRT
+ * network protocol other than 1 and 2. Port 0 is syntax; what a port
+ * may be is the caller's to decide. */
+int	ftp_port_parse(const char *line, size_t len, struct ftp_hostport *hp);
+/* Write "PORT a,b,c,d,p1,p2\r\n" (AF_INET) or "EPRT |2|addr|port|\r\n"
+ * (AF_INET6) for hp to out. The length written (no NUL counted), or -1
+ * if out is too small. */
+int	ftp_fmt_port(char *out, size_t outlen, const struct ftp_hostport *hp);
 
 /* Length of the first line in p[0..n) up to and including its LF, or 0
  * if p holds no LF. */

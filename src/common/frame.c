@@ -61,6 +61,7 @@ static const struct attr_def attr_defs[FA_MAX_TAG + 1] = {
 	[FA_DEST_ADDR]	 = { AK_STR, MSG_ADDR_MAX - 1, AOFF(dest_addr) },
 	[FA_OUT_CODE]	 = { AK_U8, 1, AOFF(out_code) },
 	[FA_LINKS_KEEP]	 = { AK_U16, 2, AOFF(links_keep) },
+	[FA_FTP_ACTIVE]	 = { AK_U8, 1, AOFF(ftp_active) },
 };
 
 struct type_def {
@@ -97,6 +98,10 @@ static const struct type_def type_defs[FT_MAX_TYPE + 1] = {
 	[FT_OUT_REQ]	 = { "OUT_REQ", FA_BIT(FA_REQUEST) | FA_BIT(FA_DEST_HOST) |
 	    FA_BIT(FA_DEST_PORT) },
 	[FT_OUT_FAIL]	 = { "OUT_FAIL", FA_BIT(FA_REQUEST) | FA_BIT(FA_OUT_CODE) },
+	[FT_FTP_DIAL]	 = { "FTP_DIAL", FA_BIT(FA_REQUEST) | FA_BIT(FA_FTP_CTL) |
+	    FA_BIT(FA_DEST_PORT) },
+	[FT_FTP_DIAL_FAIL] = { "FTP_DIAL_FAIL", FA_BIT(FA_REQUEST) |
+	    FA_BIT(FA_OUT_CODE) },
 };
 
 #define NTYPES (sizeof(type_defs) / sizeof(type_defs[0]))
@@ -251,6 +256,10 @@ msg_check_values(const struct msg *m, const char **why)
 	}
 	if ((m->have & FA_BIT(FA_DATA_LINK)) && m->data_link > DATA_LINK_PLAIN) {
 		*why = "unknown data link kind";
+		return -1;
+	}
+	if ((m->have & FA_BIT(FA_FTP_ACTIVE)) && m->ftp_active != 1) {
+		*why = "FTP_ACTIVE not 1";
 		return -1;
 	}
 	return 0;

@@ -43,7 +43,10 @@ enum frame_type {
 	FT_OUT_POLICY_OK = 17,	/* edge: STATUS, [TEXT] */
 	FT_OUT_REQ = 18,	/* agent: REQUEST, DEST_HOST, DEST_PORT */
 	FT_OUT_FAIL = 19,	/* edge: REQUEST, OUT_CODE, [TEXT] */
-	FT_MAX_TYPE = 19,
+	/* FTP active mode: a data connection the edge dials to the partner */
+	FT_FTP_DIAL = 27,	/* agent: REQUEST, FTP_CTL, DEST_PORT */
+	FT_FTP_DIAL_FAIL = 28,	/* edge: REQUEST, OUT_CODE, [TEXT] */
+	FT_MAX_TYPE = 28,
 };
 
 enum frame_tag {
@@ -87,6 +90,7 @@ enum frame_tag {
 	FA_DEST_ADDR = 38,	/* string: numeric ip:port */
 	FA_OUT_CODE = 39,	/* u8: a SOCKS5 reply code */
 	FA_LINKS_KEEP = 40,	/* u16: idle plain links the edge keeps */
+	FA_FTP_ACTIVE = 49,	/* u8: 1, the FTP service takes active mode */
 	FA_MAX_TAG = 63,
 };
 
@@ -100,7 +104,9 @@ enum frame_tag {
 #define SK_CLIENT	0	/* a partner's connection to a service */
 #define SK_FTP_DATA	1	/* a passive data connection (FTP_CTL, FTP_PORT) */
 #define SK_OUTBOUND	2	/* the destination of an OUT_REQ (REQUEST, DEST_ADDR) */
-#define SK_MAX		2
+#define SK_FTP_ACTIVE	3	/* an active-mode data connection the edge dialled
+				 * for an FTP_DIAL (FTP_CTL, REQUEST) */
+#define SK_MAX		3
 
 #define MSG_NAME_MAX	64	/* names: up to 63 bytes + NUL */
 #define MSG_TEXT_MAX	1024
@@ -122,6 +128,7 @@ struct msg {
 	uint8_t		sess_kind;
 	uint8_t		end;
 	uint8_t		out_code;
+	uint8_t		ftp_active;
 	uint16_t	client_port;
 	uint16_t	local_port;
 	uint16_t	pasv_min;

@@ -45,6 +45,28 @@ net_split(const char *s, char *host, size_t hostlen, char *port,
 	return 0;
 }
 
+int
+net_from_ip(const char *ip, uint16_t port, struct net_addr *a)
+{
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&a->ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a->ss;
+
+	memset(a, 0, sizeof(*a));
+	if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		a->len = sizeof(*s4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		a->len = sizeof(*s6);
+		return 0;
+	}
+	return -1;
+}
+
 static int
 net_parse_port(const char *p, uint16_t *port)
 {

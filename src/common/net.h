@@ -1,7 +1,6 @@
 /* net.h - socket helpers shared by edge and agent. No connect() here:
  * the agent dials in src/agent/dial.c, which the edge never links; the
- * edge's only connect() is in src/edge/edge_out.c, for policy-checked
- * outbound sessions. */
+ * edge's only connect() is in its dialler process (src/edge/edge_dial.c). */
 #ifndef SP_NET_H
 #define SP_NET_H
 
@@ -19,6 +18,9 @@ struct net_addr {
 /* Parse a numeric "IPv4:port", "[IPv6]:port" or "*:port" (all IPv4
  * addresses). No name lookups. Returns 0, or -1 with err filled. */
 int	net_parse(const char *s, struct net_addr *a, char *err, size_t errlen);
+/* A numeric IPv4 or IPv6 address (no brackets) and a port, any port 0
+ * included. 0, or -1 if ip is not numeric. */
+int	net_from_ip(const char *ip, uint16_t port, struct net_addr *a);
 /* Split "host:port" or "[host]:port" into its parts; host may be a name.
  * Returns 0 or -1. */
 int	net_split(const char *s, char *host, size_t hostlen, char *port,

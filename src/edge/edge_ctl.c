@@ -309,6 +309,9 @@ agent_frame(struct fconn *fc, struct msg *m)
 	case FT_OUT_REQ:
 		eout_request(a, m);
 		return 0;
+	case FT_FTP_DIAL:
+		eout_ftp_dial(a, m);
+		return 0;
 	case FT_ERROR:
 		snprintf(why, sizeof(why), "agent said: %.100s", m->text);
 		agent_drop(a, why);

@@ -38,6 +38,7 @@ struct eftp_lis {
 
 struct eftp {
 	char		 svc[MSG_NAME_MAX];
+	int		 active;	/* FTP_ACTIVE: active mode declared */
 	uint16_t	 pmin, pmax;
 	size_t		 nlis;
 	struct eftp_lis	*lis;
@@ -46,7 +47,7 @@ struct eftp {
 
 static struct eftp *ftps;
 static uint64_t stamp_next = 1;
-static uint64_t data_accepted, data_refused;
+static uint64_t data_accepted, data_refused, active_ok, active_failed;
 static uint64_t refuse_logged_at, refuse_held;
 
 /* A refusal is logged at most once a second, with how many were held
@@ -71,40 +72,33 @@ refuse(struct eftp *f, int fd, const char *ip, uint16_t port, const char *why)
 	refuse_held = 0;
 }
 
-/* A data connection for control session ctl: a session of its own, to
- * the agent a that holds ctl, not counted against the service's policy
- * again (the control session was admitted from the same address). */
-static void
-data_start(struct eftp *f, int fd, const struct net_addr *peer,
-    struct eagent *a, uint64_t ctl, uint16_t port)
+void
+eftp_data_start(int fd, const struct net_addr *peer, struct esess_req *r)
 {
 	struct net_addr local;
-	struct esess_req r;
 	enum sess_end code;
 	char why[160];
 	uint8_t a16[16];
 
-	if (esess_full(f->svc, 0)) {
+	if (esess_full(r->svc, 0)) {
 		close(fd);
 		return;
 	}
-	memset(&r, 0, sizeof(r));
 	cidr_sa16((const struct sockaddr *)&peer->ss, a16);
-	if (adm_admit(a16, f->svc, NULL, &r.adm, &code, why, sizeof(why)) != 0) {
+	if (adm_admit(a16, r->svc, NULL, &r->adm, &code, why,
+	    sizeof(why)) != 0) {
 		close(fd);
 		return;
 	}
 	local.len = sizeof(local.ss);
 	if (getsockname(fd, (struct sockaddr *)&local.ss, &local.len) == -1)
 		local.ss = peer->ss;
-	data_accepted++;
-	r.kind = SK_FTP_DATA;
-	r.svc = f->svc;
-	r.agent = a;
-	r.ftp_ctl = ctl;
-	r.ftp_port = port;
+	if (r->kind == SK_FTP_ACTIVE)
+		active_ok++;
+	else
+		data_accepted++;
 	esess_start(fd, (const struct sockaddr *)&peer->ss,
-	    (const struct sockaddr *)&local.ss, &r);
+	    (const struct sockaddr *)&local.ss, r);
 }
 
 static void
@@ -113,6 +107,7 @@ pasv_accept(struct ev_io *io, uint32_t events)
 	struct eftp_lis *l = (struct eftp_lis *)(void *)io;
 	struct eftp *f = l->f;
 	struct net_addr peer;
+	struct esess_req r;
 	struct eagent *a;
 	uint64_t ctl;
 	char ip[NET_ADDRSTR], what[MSG_NAME_MAX + 16];
@@ -130,7 +125,13 @@ pasv_accept(struct ev_io *io, uint32_t events)
 			    "that address for this port");
 			continue;
 		}
-		data_start(f, fd, &peer, a, ctl, l->port);
+		memset(&r, 0, sizeof(r));
+		r.kind = SK_FTP_DATA;
+		r.svc = f->svc;
+		r.agent = a;
+		r.ftp_ctl = ctl;
+		r.ftp_port = l->port;
+		eftp_data_start(fd, &peer, &r);
 	}
 }
 
@@ -193,6 +194,7 @@ eftp_svc_open(const char *svc, const struct msg *def,
 		return -1;
 	}
 	snprintf(f->svc, sizeof(f->svc), "%s", svc);
+	f->active = (def->have & FA_BIT(FA_FTP_ACTIVE)) != 0;
 	f->pmin = def->pasv_min;
 	f->pmax = def->pasv_max;
 	for (i = 0; i < n; i++) {
@@ -216,8 +218,8 @@ eftp_svc_open(const char *svc, const struct msg *def,
 	}
 	f->next = ftps;
 	ftps = f;
-	log_info("ftp service %s: passive ports %u-%u open on %s", svc,
-	    f->pmin, f->pmax, ip);
+	log_info("ftp service %s: passive ports %u-%u open on %s%s", svc,
+	    f->pmin, f->pmax, ip, f->active ? ", active mode on" : "");
 	*out = f;
 	return 0;
 }
@@ -254,11 +256,11 @@ eftp_listeners_set(uint32_t mask)
 void
 eftp_ports(struct eagent *agent, const struct msg *m)
 {
-	const char *svc;
-	struct eftp_ports *p = esess_ftp_ports(m->session, agent, &svc);
+	struct esess_peer peer;
+	struct eftp_ports *p = esess_ftp_ports(m->session, agent, &peer);
 	struct eftp *f = ftps;
 
-	while (f != NULL && p != NULL && strcmp(f->svc, svc) != 0)
+	while (f != NULL && p != NULL && strcmp(f->svc, peer.svc) != 0)
 		f = f->next;
 	/* Only the agent the session was offered to speaks for it, and
 	 * only for ports of the service's own range. */
@@ -281,10 +283,30 @@ eftp_ports(struct eagent *agent, const struct msg *m)
 	p->stamp = stamp_next++;
 }
 
+int
+eftp_active(const char *svc)
+{
+	struct eftp *f;
+
+	for (f = ftps; f != NULL; f = f->next)
+		if (strcmp(f->svc, svc) == 0)
+			return f->active;
+	return 0;
+}
+
+void
+eftp_active_failed(void)
+{
+	active_failed++;
+}
+
 void
 eftp_stats(char *out, size_t outlen)
 {
 	(void)estats_put(out, outlen, "ftp_data_accepted_total",
 	    data_accepted);
 	(void)estats_put(out, outlen, "ftp_data_refused_total", data_refused);
+	(void)estats_put(out, outlen, "ftp_active_total", active_ok);
+	(void)estats_put(out, outlen, "ftp_active_failed_total",
+	    active_failed);
 }

@@ -9,7 +9,8 @@
  * becomes a session only if a live control session from X allows P; it
  * then goes, with the control session's id and P, to the agent that holds
  * that control session. Anything else is refused at once: no port
- * stealing by other addresses. */
+ * stealing by other addresses. Active-mode data connections, which the
+ * edge dials (edge_out.c), become sessions the same way. */
 #ifndef SP_EDGE_FTP_H
 #define SP_EDGE_FTP_H
 
@@ -38,6 +39,16 @@ int	eftp_svc_open(const char *svc, const struct msg *def,
 void	eftp_svc_close(struct eftp *f);	/* NULL is fine */
 void	eftp_listeners_set(uint32_t mask);
 void	eftp_ports(struct eagent *agent, const struct msg *m);	/* FTP_PORTS */
+/* 1 if svc is an FTP service that declared active mode (FTP_ACTIVE). */
+int	eftp_active(const char *svc);
+/* A data connection (fd, taken) to or from peer, for control session
+ * r->ftp_ctl of service r->svc, held by r->agent: a session of its own,
+ * not counted against the service's policy again (the control session
+ * was admitted from the same address), but against the edge's limits. */
+struct esess_req;
+void	eftp_data_start(int fd, const struct net_addr *peer,
+	    struct esess_req *r);
+void	eftp_active_failed(void);	/* counts an active request refused */
 void	eftp_stats(char *out, size_t outlen);
 
 #endif

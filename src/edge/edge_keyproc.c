@@ -11,11 +11,9 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <openssl/ec.h>
@@ -33,35 +31,34 @@ static EC_KEY_METHOD *kp_meth;
 
 /* --- the key process ---------------------------------------------------- */
 
-static void __attribute__((noreturn))
-kp_serve(int fd, const char *keyfile, X509 *cert,
-    const struct sandbox_conf *sc)
+struct kp_args {
+	const char		*keyfile;
+	X509			*cert;
+	const struct sandbox_conf *sc;
+};
+
+static void
+kp_serve(int fd, void *arg)
 {
+	const struct kp_args *ka = arg;
 	unsigned char req[KP_DGST_MAX], sig[KP_SIG_MAX];
 	char err[256];
 	EVP_PKEY *key = NULL;
 	EVP_PKEY_CTX *pctx;
-	struct sigaction sa;
 	size_t siglen;
 	ssize_t n;
 	FILE *f;
 
-	/* The parent handles signals; this one ends when its socket does. */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-	if ((f = fopen(keyfile, "r")) == NULL)
-		log_fatal("key process: %s: %s", keyfile, strerror(errno));
+	if ((f = fopen(ka->keyfile, "r")) == NULL)
+		log_fatal("key process: %s: %s", ka->keyfile, strerror(errno));
 	key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
 	fclose(f);
 	if (key == NULL)
-		log_fatal("key process: %s: not a PEM private key", keyfile);
-	if (EVP_PKEY_eq(key, X509_get0_pubkey(cert)) != 1)
-		log_fatal("key process: %s does not match the certificate", keyfile);
-	if (sandbox_enter(sc, 1, err, sizeof(err)) == -1)
+		log_fatal("key process: %s: not a PEM private key", ka->keyfile);
+	if (EVP_PKEY_eq(key, X509_get0_pubkey(ka->cert)) != 1)
+		log_fatal("key process: %s does not match the certificate",
+		    ka->keyfile);
+	if (sandbox_enter(ka->sc, SB_KEYPROC, err, sizeof(err)) == -1)
 		log_fatal("key process: sandbox: %s", err);
 	for (;;) {
 		n = recv(fd, req, sizeof(req), 0);
@@ -142,8 +139,7 @@ keyproc_start(SSL_CTX *ctx, const char *keyfile, const struct sandbox_conf *sc,
 	const EC_KEY *pubec;
 	EC_KEY *ec = NULL;
 	int (*dflt_setup)(EC_KEY *, BN_CTX *, BIGNUM **, BIGNUM **) = NULL;
-	int sv[2];
-	pid_t pid;
+	struct kp_args ka = { keyfile, cert, sc };
 
 	if (cert == NULL || (pub = X509_get0_pubkey(cert)) == NULL ||
 	    (pubec = EVP_PKEY_get0_EC_KEY(pub)) == NULL) {
@@ -151,23 +147,9 @@ keyproc_start(SSL_CTX *ctx, const char *keyfile, const struct sandbox_conf *sc,
 		    "(sallyportctl pki init makes one)");
 		return -1;
 	}
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
-		snprintf(err, errlen, "socketpair: %s", strerror(errno));
+	if ((kp_fd = sandbox_helper("sallyport-key", kp_serve, &ka, err,
+	    errlen)) == -1)
 		return -1;
-	}
-	if ((pid = fork()) == -1) {
-		snprintf(err, errlen, "fork: %s", strerror(errno));
-		close(sv[0]);
-		close(sv[1]);
-		return -1;
-	}
-	if (pid == 0) {
-		log_forked();
-		close(sv[0]);
-		kp_serve(sv[1], keyfile, cert, sc);
-	}
-	close(sv[1]);
-	kp_fd = sv[0];
 
 	/* A key object with the certificate's public half whose signing
 	 * goes to the key process. */

@@ -48,11 +48,13 @@ SSL_CTX *edge_tls;
 
 static volatile sig_atomic_t edge_stop;
 static struct opts o;
+static struct dial_conf dc;
+static int deny_given;
 
-/* One option: how its value is read (string, count 1..max, seconds,
- * or a flag that counts how often it was given), where it goes, and
- * its line of --help. */
-enum { O_STR, O_COUNT, O_SECS, O_FLAG };
+/* One option: how its value is read (string, count 1..max, seconds, a
+ * flag that counts how often it was given, or --dial-deny's ranges),
+ * where it goes, and its line of --help. */
+enum { O_STR, O_COUNT, O_SECS, O_FLAG, O_DENY };
 static const struct eopt {
 	const char	*name;
 	int		 kind;
@@ -77,8 +79,10 @@ static const struct eopt {
 	{ "chroot", O_STR, &o.sc.chroot_dir, 0, "DIR  chroot here (without Landlock)" },
 	{ "bind-low-ports", O_FLAG, &o.sc.bind_low_ports, 0, "keep CAP_NET_BIND_SERVICE" },
 	{ "allow-outbound", O_FLAG, &o.sc.outbound, 0, "connect out for agents' outbound sessions" },
+	{ "dial-deny", O_DENY, NULL, 0, "CIDR  never connect there (repeat; none; default private)" },
+	{ "active-ftp-port20", O_FLAG, &o.sc.port20, 0, "active FTP data from port 20" },
 	{ "no-sandbox", O_FLAG, &o.sc.disabled, 0, "no privilege drop or filter (debugging)" },
-	{ "sandbox-selftest", O_FLAG, &o.selftest, 0, "log that writing and exec fail (tests)" },
+	{ "sandbox-selftest", O_FLAG, &o.selftest, 0, "log that writing, exec, connect fail (tests)" },
 	{ "verbose", O_FLAG, &o.verbose, 0, "debug lines too (-v)" },
 	{ "help", O_FLAG, &o.help, 0, "this text (-h)" },
 	{ "version", O_FLAG, &o.version, 0, "the version" },
@@ -142,6 +146,29 @@ parse_value(const struct eopt *e, const char *s)
 	return 0;
 }
 
+/* --dial-deny s: its ranges replace the default list; "none" empties
+ * it. 0 or -1. */
+static int
+deny_add(const char *s)
+{
+	struct cidr_list l;
+	char err[160];
+	size_t i;
+
+	deny_given = 1;
+	if (strcmp(s, "none") == 0)
+		return 0;
+	snprintf(err, sizeof(err), "more than %d ranges", CIDR_LIST_MAX);
+	if (cidr_list_parse(s, &l, err, sizeof(err)) == -1 ||
+	    l.n > CIDR_LIST_MAX - dc.deny.n) {
+		fprintf(stderr, "sallyport-edge: --dial-deny %s: %s\n", s, err);
+		return -1;
+	}
+	for (i = 0; i < l.n; i++)
+		dc.deny.e[dc.deny.n++] = l.e[i];
+	return 0;
+}
+
 /* The command line into o and lim. 0 to run, -1 to exit 0, else the
  * exit status. */
 static int
@@ -173,6 +200,8 @@ parse_options(int argc, char **argv)
 			*(const char **)e->p = optarg;
 		else if (e->kind == O_FLAG)
 			(*(int *)e->p)++;
+		else if (e->kind == O_DENY)
+			bad = deny_add(optarg) == -1;
 		else if (parse_value(e, optarg) == -1) {
 			fprintf(stderr, "sallyport-edge: --%s %s: counts are "
 			    "whole numbers > 0, times seconds > 0\n", e->name,
@@ -180,6 +209,9 @@ parse_options(int argc, char **argv)
 			bad = 1;
 		}
 	}
+	if (!deny_given && cidr_list_parse(DIAL_DENY_DEFAULT, &dc.deny, NULL,
+	    0) == -1)
+		abort();	/* our own list */
 	if (!bad && o.name != NULL && !frame_valid_service(o.name)) {
 		fprintf(stderr, "sallyport-edge: --name %s: 1-63 of A-Z a-z "
 		    "0-9 _ . -\n", o.name);
@@ -270,8 +302,15 @@ start(void)
 		log_fatal("epoll: %s", strerror(errno));
 	if (linkkey_init() == -1)
 		log_fatal("link keys: OpenSSL has no HMAC");
-	if (eout_init(o.sc.outbound) == -1)
-		log_fatal("outbound resolver: %s", strerror(errno));
+	dc.outbound = o.sc.outbound;
+	dc.port20 = o.sc.port20;
+	dc.sc = &o.sc;
+	if (eout_init(&dc, err, sizeof(err)) == -1)
+		log_fatal("dialler: %s", err);
+	log_info("dialler: --dial-deny %zu ranges%s%s%s", dc.deny.n,
+	    dc.deny.n == 0 ? " (none: any address)" : deny_given ? "" :
+	    " (the default: private, loopback, link-local)",
+	    dc.outbound ? ", outbound" : "", dc.port20 ? ", port 20" : "");
 	if (ectl_listen(o.control) == -1)
 		exit(1);
 }
@@ -289,7 +328,7 @@ main(int argc, char **argv)
 	/* No-op unless started by systemd with Type=notify. */
 	notify_open();
 	notify_send("READY=1");
-	if (sandbox_enter(&o.sc, 0, err, sizeof(err)) == -1)
+	if (sandbox_enter(&o.sc, SB_RELAY, err, sizeof(err)) == -1)
 		log_fatal("sandbox: %s", err);
 	if (o.selftest)
 		sandbox_selftest();

@@ -12,11 +12,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <arpa/inet.h>
 #include <linux/capability.h>
 #include <linux/landlock.h>
 #include <pwd.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -88,7 +90,8 @@ caps_set(int keep_bind, char *err, size_t errlen)
 }
 
 static int
-drop_user(const struct sandbox_conf *sc, char *err, size_t errlen)
+drop_user(const struct sandbox_conf *sc, int keep_bind, char *err,
+    size_t errlen)
 {
 	int cap;
 
@@ -108,9 +111,9 @@ drop_user(const struct sandbox_conf *sc, char *err, size_t errlen)
 	/* Nothing the edge does later needs a capability but binding low
 	 * ports; the bounding set goes too, so nothing can come back. */
 	for (cap = 0; cap <= CAP_LAST_CAP; cap++)
-		if (!(sc->bind_low_ports && cap == CAP_NET_BIND_SERVICE))
+		if (!(keep_bind && cap == CAP_NET_BIND_SERVICE))
 			(void)prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
-	if (sc->bind_low_ports && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) == -1) {
+	if (keep_bind && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) == -1) {
 		snprintf(err, errlen, "keepcaps: %s", strerror(errno));
 		return -1;
 	}
@@ -130,10 +133,10 @@ drop_user(const struct sandbox_conf *sc, char *err, size_t errlen)
 
 /* Deny every file-system access Landlock knows of, with no exception.
  * Returns 1 if confined, 0 if the kernel has no Landlock, -1 on error. */
-static int landlock_none(int *abi_out, int outbound, char *err, size_t errlen)
+static int landlock_none(int *abi_out, int resolver, char *err, size_t errlen)
     __attribute__((unused));	/* sanitizer builds skip it */
 
-/* With --allow-outbound the resolver must read its configuration: grant
+/* The dialler's resolver (--allow-outbound) must read its configuration: grant
  * reading these files (and nothing under them, they are files). A file
  * that does not exist is skipped; failing to add a rule only means less
  * access, so it is logged, not fatal. */
@@ -161,7 +164,7 @@ landlock_resolver_files(int ruleset)
 }
 
 static int
-landlock_none(int *abi_out, int outbound, char *err, size_t errlen)
+landlock_none(int *abi_out, int resolver, char *err, size_t errlen)
 {
 	struct landlock_ruleset_attr attr;
 	long abi;
@@ -187,7 +190,7 @@ landlock_none(int *abi_out, int outbound, char *err, size_t errlen)
 		snprintf(err, errlen, "landlock: %s", strerror(errno));
 		return -1;
 	}
-	if (outbound)
+	if (resolver)
 		landlock_resolver_files(fd);
 	if (syscall(SYS_landlock_restrict_self, fd, 0) == -1) {
 		snprintf(err, errlen, "landlock: %s", strerror(errno));
@@ -201,17 +204,17 @@ landlock_none(int *abi_out, int outbound, char *err, size_t errlen)
 /* The system call filter as one table: each rule says for which
  * processes it holds (measured with strace over the integration tests).
  * Calls no rule allows fail with EPERM rather than kill: a refused call
- * is an error the edge logs, not a crash. */
+ * is an error the edge logs, not a crash. No rule gives the relay
+ * process connect(): only the dialler connects. */
 enum {
-	F_BASE = 1,	/* the key process and the relay process */
+	F_BASE = 1,	/* every process: key process, relay, dialler */
 	F_RELAY = 2,	/* the relay process */
-	F_OUT = 4,	/* ... with --allow-outbound: connect, the resolver's
-			 * threads (clone only with CLONE_THREAD; clone3, whose
-			 * flags a filter cannot see, says ENOSYS so glibc falls
-			 * back to clone) */
-	F_NOOUT = 8,	/* ... without it */
-	F_SAN = 16,	/* a sanitizer build, which allows by default: what
+	F_DIAL = 4,	/* the dialler and its workers: fork (clone without
+			 * CLONE_THREAD: no threads, no namespaces), connect,
+			 * the resolver's sockets and files */
+	F_SAN = 8,	/* a sanitizer build, which allows by default: what
 			 * it denies all the same */
+	F_SANR = 16,	/* ... and in the relay process */
 };
 enum { C_ANY, C_EQ, C_MASKED };
 struct sc_rule {
@@ -227,7 +230,10 @@ struct sc_rule {
 #define SAN_DENY(c, a, m, v)	RULE(c, F_SAN, C_MASKED, a, EPERM, m, v)
 #define B	F_BASE
 #define R	F_RELAY
-#define O	F_OUT
+#define D	F_DIAL
+#define RD	(F_RELAY | F_DIAL)
+#define CLONE_NOT (CLONE_THREAD | CLONE_VM | CLONE_NEWNS | CLONE_NEWUSER | \
+	CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP)
 static const struct sc_rule sc_rules[] = {
 	ANY(brk, B), ANY(munmap, B), ANY(mremap, B), ANY(madvise, B),
 	ANY(futex, B), ANY(getpid, B), ANY(gettid, B), ANY(getrandom, B),
@@ -242,24 +248,28 @@ static const struct sc_rule sc_rules[] = {
 	MASKED(mmap, B, 2, PROT_EXEC, 0), MASKED(mprotect, B, 2, PROT_EXEC, 0),
 	ANY(readv, R), ANY(writev, R), ANY(shutdown, R), ANY(accept4, R),
 	ANY(accept, R), ANY(epoll_wait, R), ANY(epoll_pwait, R),
-	ANY(epoll_ctl, R), ANY(bind, R), ANY(listen, R), ANY(setsockopt, R),
-	ANY(getsockopt, R), ANY(getsockname, R), ANY(getpeername, R),
-	ANY(fcntl, R), ANY(pipe2, R), ANY(splice, R), ANY(lseek, R),
-	ANY(newfstatat, R), ANY(fstat, R), ANY(prlimit64, R), ANY(uname, R),
-	ANY(sysinfo, R),
+	ANY(epoll_ctl, R), ANY(listen, R), ANY(getpeername, R),
+	ANY(pipe2, R), ANY(splice, R), ANY(prlimit64, R), ANY(sysinfo, R),
+	ANY(bind, RD), ANY(setsockopt, RD), ANY(getsockopt, RD),
+	ANY(getsockname, RD), ANY(fcntl, RD), ANY(lseek, RD),
+	ANY(newfstatat, RD), ANY(fstat, RD), ANY(uname, RD),
 	/* Sockets of the internet families only: no AF_UNIX, no netlink,
 	 * nothing that reaches local services. */
-	EQ(socket, R, 0, AF_INET), EQ(socket, R, 0, AF_INET6),
-	/* Read-only opens (OpenSSL may look for its configuration);
-	 * Landlock or the chroot leave nothing to read anyway. */
-	MASKED(openat, R, 2, O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND,
+	EQ(socket, RD, 0, AF_INET), EQ(socket, RD, 0, AF_INET6),
+	/* Read-only opens (OpenSSL may look for its configuration, the
+	 * resolver for its own); Landlock or the chroot leave nothing else
+	 * to read. */
+	MASKED(openat, RD, 2, O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND,
 	    O_RDONLY),
 	/* SIOCOUTQ: a socket's send queue drains before it is reset. */
-	EQ(ioctl, F_NOOUT, 1, SIOCOUTQ),
-	ANY(connect, O), ANY(sigaltstack, O), ANY(sendmmsg, O), ANY(ioctl, O),
-	ANY(sched_getaffinity, O), ANY(set_robust_list, O), ANY(rseq, O),
-	MASKED(clone, O, 0, CLONE_THREAD, CLONE_THREAD),
-	RULE(clone3, O, C_ANY, 0, ENOSYS, 0, 0),
+	EQ(ioctl, R, 1, SIOCOUTQ),
+	ANY(connect, D), ANY(sendmmsg, D), EQ(ioctl, D, 1, FIONREAD),
+	ANY(wait4, D), ANY(alarm, D), MASKED(clone, D, 0, CLONE_NOT, 0),
+	ANY(set_robust_list, D),
+	/* clone3's flags are out of a filter's reach: ENOSYS, and glibc
+	 * falls back to clone. */
+	RULE(clone3, D, C_ANY, 0, ENOSYS, 0, 0),
+	RULE(connect, F_SANR, C_ANY, 0, EPERM, 0, 0),
 	RULE(execve, F_SAN, C_ANY, 0, EPERM, 0, 0),
 	RULE(execveat, F_SAN, C_ANY, 0, EPERM, 0, 0),
 	RULE(creat, F_SAN, C_ANY, 0, EPERM, 0, 0),
@@ -286,7 +296,7 @@ seccomp_install(unsigned who, char *err, size_t errlen)
 
 #ifdef SANDBOX_SANITIZER
 	sanitizer = 1;
-	who = F_SAN;
+	who = F_SAN | (who & F_RELAY ? F_SANR : 0);
 #endif
 	if ((ctx = seccomp_init(sanitizer ? SCMP_ACT_ALLOW :
 	    SCMP_ACT_ERRNO(EPERM))) == NULL) {
@@ -319,15 +329,19 @@ out:
 }
 
 int
-sandbox_enter(const struct sandbox_conf *sc, int keyproc, char *err,
+sandbox_enter(const struct sandbox_conf *sc, enum sb_role role, char *err,
     size_t errlen)
 {
+	static const unsigned who[] = { [SB_RELAY] = F_BASE | F_RELAY,
+	    [SB_KEYPROC] = F_BASE, [SB_DIALLER] = F_BASE | F_DIAL };
+	int keep_bind = role == SB_RELAY ? sc->bind_low_ports :
+	    role == SB_DIALLER ? sc->port20 : 0;
 	int abi = 0, ll;
 	long uid;
 
 	err[0] = '\0';
 	if (sc->disabled) {
-		if (!keyproc)
+		if (role == SB_RELAY)
 			log_warn("sandbox disabled (--no-sandbox): for debugging only");
 		return 0;
 	}
@@ -336,11 +350,11 @@ sandbox_enter(const struct sandbox_conf *sc, int keyproc, char *err,
 	 * needs ptrace on itself at exit, so sanitizer builds stay dumpable). */
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 #endif
-	if (drop_user(sc, err, errlen) == -1)
+	if (drop_user(sc, keep_bind, err, errlen) == -1)
 		return -1;
-	if (geteuid() == 0 && !sb_have_user)
+	if (geteuid() == 0 && !sb_have_user && role == SB_RELAY)
 		log_warn("running as root: give --user to drop privileges");
-	if (caps_set(!keyproc && sc->bind_low_ports, err, errlen) == -1)
+	if (caps_set(keep_bind, err, errlen) == -1)
 		return -1;
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1) {
 		snprintf(err, errlen, "no_new_privs: %s", strerror(errno));
@@ -348,29 +362,67 @@ sandbox_enter(const struct sandbox_conf *sc, int keyproc, char *err,
 	}
 #ifdef SANDBOX_SANITIZER
 	ll = 0;
-	if (!keyproc)
+	if (role == SB_RELAY)
 		log_warn("sanitizer build: no Landlock, seccomp allows by default "
-		    "(exec and writes still denied)");
+		    "(exec, writes and the relay's connect still denied)");
 #else
-	if ((ll = landlock_none(&abi, !keyproc && sc->outbound, err, errlen)) == -1)
+	if ((ll = landlock_none(&abi, role == SB_DIALLER && sc->outbound, err,
+	    errlen)) == -1)
 		return -1;
-	if (ll == 0 && sc->chroot_dir == NULL && !keyproc)
+	if (ll == 0 && sc->chroot_dir == NULL && role == SB_RELAY)
 		log_warn("no Landlock in this kernel: give --chroot an empty "
 		    "directory to keep the edge away from the file system");
 #endif
 	uid = (long)getuid();
-	if (seccomp_install(keyproc ? F_BASE : F_BASE | F_RELAY |
-	    (sc->outbound ? F_OUT : F_NOOUT), err, errlen) == -1)
+	if (seccomp_install(who[role], err, errlen) == -1)
 		return -1;
-	if (!keyproc)
+	if (role == SB_RELAY)
 		log_info("sandbox: uid %ld, capabilities %s, file system %s, "
-		    "seccomp filter on%s", uid,
+		    "seccomp filter on, no connect (the dialler connects)", uid,
 		    sc->bind_low_ports ? "net_bind_service only" : "none",
 		    ll == 1 ? "closed (Landlock)" :
-		    sc->chroot_dir != NULL ? "chroot" : "open",
-		    sc->outbound ? " (outbound: connect and resolver allowed)" : "");
+		    sc->chroot_dir != NULL ? "chroot" : "open");
 	(void)abi;
 	return 0;
+}
+
+int
+sandbox_helper(const char *name, void (*serve)(int fd, void *arg), void *arg,
+    char *err, size_t errlen)
+{
+	struct sigaction sa;
+	int sv[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+		snprintf(err, errlen, "socketpair: %s", strerror(errno));
+		return -1;
+	}
+	if ((pid = fork()) == -1) {
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	if (pid != 0) {
+		close(sv[1]);
+		return sv[0];
+	}
+	log_forked();
+	/* Nothing of the parent's but the log (stderr): not the other
+	 * helper's socket, not the event loop. */
+	(void)close_range(3, (unsigned)sv[1] - 1, 0);
+	(void)close_range((unsigned)sv[1] + 1, ~0u, 0);
+	(void)prctl(PR_SET_NAME, name, 0, 0, 0);
+	/* The parent handles signals; this one ends with its socket. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	serve(sv[1], arg);
+	_exit(1);
 }
 
 void
@@ -378,6 +430,8 @@ sandbox_selftest(void)
 {
 	char *const argv[] = { (char *)"/bin/true", NULL };
 	char *const envp[] = { NULL };
+	struct sockaddr_in doc = { .sin_family = AF_INET,
+	    .sin_port = htons(9), .sin_addr.s_addr = htonl(0xc0000201) };
 	int fd;
 
 	fd = open("/tmp/sallyport-edge-selftest", O_WRONLY | O_CREAT | O_TRUNC,
@@ -396,4 +450,15 @@ sandbox_selftest(void)
 	} else
 		log_info("sandbox selftest: unix socket denied: %s",
 		    strerror(errno));
+	/* A datagram socket: were connect() allowed, no packet would go. */
+	if ((fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) != -1) {
+		if (connect(fd, (const struct sockaddr *)&doc, sizeof(doc)) == -1 &&
+		    errno == EPERM)
+			log_info("sandbox selftest: connect denied: %s",
+			    strerror(errno));
+		else
+			log_err("sandbox selftest: connect SUCCEEDED or failed "
+			    "otherwise: %s", strerror(errno));
+		close(fd);
+	}
 }

@@ -136,6 +136,9 @@ open_msg(const struct esess *s, struct msg *m)
 	if (s->kind == SK_FTP_DATA) {
 		msg_set_int(m, FA_FTP_CTL, s->ftp_ctl);
 		msg_set_int(m, FA_FTP_PORT, s->ftp_port);
+	} else if (s->kind == SK_FTP_ACTIVE) {
+		msg_set_int(m, FA_FTP_CTL, s->ftp_ctl);
+		msg_set_int(m, FA_REQUEST, s->request);
 	}
 }
 
@@ -166,6 +169,12 @@ log_new(const struct esess *s)
 		    "ftp-data control=%llu port=%u", (unsigned long long)s->id,
 		    s->svc, c, s->agent->name, s->link,
 		    (unsigned long long)s->ftp_ctl, s->ftp_port);
+	else if (s->kind == SK_FTP_ACTIVE)
+		log_info("session %llu new service=%s client=%s agent=%s link=%s "
+		    "ftp-active control=%llu request=%llu",
+		    (unsigned long long)s->id, s->svc, c, s->agent->name,
+		    s->link, (unsigned long long)s->ftp_ctl,
+		    (unsigned long long)s->request);
 	else
 		log_info("session %llu new service=%s client=%s agent=%s link=%s",
 		    (unsigned long long)s->id, s->svc, c, s->agent->name,
@@ -311,7 +320,7 @@ esess_end(struct esess *s, enum sess_end code, const char *detail)
 }
 
 struct eftp_ports *
-esess_ftp_ports(uint64_t id, const struct eagent *a, const char **svc)
+esess_ftp_ports(uint64_t id, const struct eagent *a, struct esess_peer *peer)
 {
 	struct esess *s = hash[id & (SESS_HASH - 1)];
 
@@ -319,7 +328,9 @@ esess_ftp_ports(uint64_t id, const struct eagent *a, const char **svc)
 		s = s->hnext;
 	if (s == NULL || !s->joined || s->kind != SK_CLIENT || s->agent != a)
 		return NULL;
-	*svc = s->svc;
+	peer->svc = s->svc;
+	peer->ip = s->ip;
+	peer->lip = s->lip;
 	return &s->ftp;
 }
 

@@ -20,12 +20,13 @@ struct eagent;
 
 /* What a new session is. */
 struct esess_req {
-	uint8_t		 kind;		/* SK_CLIENT, SK_FTP_DATA, SK_OUTBOUND */
+	uint8_t		 kind;		/* SK_* */
 	const char	*svc;		/* its service (not SK_OUTBOUND) */
 	struct eagent	*agent;		/* FTP data, outbound: only this one */
-	uint64_t	 ftp_ctl;	/* SK_FTP_DATA: its control session */
-	uint16_t	 ftp_port;	/* ... and passive port */
-	uint64_t	 request;	/* SK_OUTBOUND: the agent's request */
+	uint64_t	 ftp_ctl;	/* FTP data: its control session */
+	uint16_t	 ftp_port;	/* SK_FTP_DATA: its passive port */
+	uint64_t	 request;	/* SK_OUTBOUND, SK_FTP_ACTIVE: the
+					 * agent's request */
 	struct adm_hold	 adm;		/* admission counts, taken over */
 };
 
@@ -43,10 +44,15 @@ void	esess_links_ready(struct eagent *a);
 /* a's control channel is gone: its running sessions go on; those waiting
  * for it go to another agent of their service, or end. */
 void	esess_agent_lost(struct eagent *a);
-/* FTP: the data ports of client session id, if a holds it (and the
- * service name), else NULL. */
+/* Who a client session is: its service, the partner's address and the
+ * address it reached ("" if unknown); valid until the next loop turn. */
+struct esess_peer {
+	const char	*svc, *ip, *lip;
+};
+/* FTP: the data ports of client session id, if a holds it (and who it
+ * is), else NULL. */
 struct eftp_ports *esess_ftp_ports(uint64_t id, const struct eagent *a,
-	    const char **svc);
+	    struct esess_peer *peer);
 /* FTP: the control session of service svc from ip whose ports hold
  * port: its agent and id. 0, or -1 if none. Scans the sessions. */
 int	esess_ftp_match(const char *svc, const char *ip, uint16_t port,

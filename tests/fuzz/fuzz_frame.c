@@ -6,7 +6,7 @@
  * came: unknown attributes are dropped), and the re-encoded frame
  * decodes to the same message and is canonical (encoding it again gives
  * the same bytes); what decodes respects the rules the tables cannot
- * say (ids not 0, known SESS_KIND, END and DATA_LINK, required
+ * say (ids not 0, known SESS_KIND, END and DATA_LINK, FTP_ACTIVE 1, required
  * attributes present). */
 #include <stddef.h>
 #include <stdint.h>
@@ -29,7 +29,8 @@ check_values(const struct msg *m)
 	    ((m->have & FA_BIT(FA_SESS_KIND)) && m->sess_kind > SK_MAX) ||
 	    ((m->have & FA_BIT(FA_END)) && end_from_wire(m->end, &e) != 0) ||
 	    ((m->have & FA_BIT(FA_DATA_LINK)) &&
-	    m->data_link > DATA_LINK_PLAIN))
+	    m->data_link > DATA_LINK_PLAIN) ||
+	    ((m->have & FA_BIT(FA_FTP_ACTIVE)) && m->ftp_active != 1))
 		__builtin_trap();
 	if (m->type == FT_SESS_OPEN && (m->have & (FA_BIT(FA_SESSION) |
 	    FA_BIT(FA_SESS_KIND))) != (FA_BIT(FA_SESSION) |

@@ -2,14 +2,41 @@
  * input is split into lines as the agent's filter does, each fed to the
  * reply scanner (with state carried over) and the command classifier.
  * Checks: a parsed passive reply formats to a line that parses back to
- * the same address and port; state stays sane. */
+ * the same address and port; state stays sane; a PORT or EPRT command
+ * that parses is of a known family, and the command the agent writes in
+ * its place parses back to the same address and port. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "agent/ftp_line.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void
+check_port(const char *p, size_t len)
+{
+	struct ftp_hostport hp, hp2;
+	enum ftp_cmd c = ftp_cmd_scan(p, len);
+	char out[FTP_FMT_MAX];
+	int rc = ftp_port_parse(p, len, &hp), n;
+
+	if (rc != 0 && rc != -1 && rc != -2)
+		__builtin_trap();
+	if (rc == -2 && c != FTP_C_EPRT)
+		__builtin_trap();
+	if (rc != 0)
+		return;
+	if ((c != FTP_C_PORT && c != FTP_C_EPRT) ||
+	    (hp.family != AF_INET && hp.family != AF_INET6) ||
+	    (c == FTP_C_PORT && hp.family != AF_INET))
+		__builtin_trap();
+	n = ftp_fmt_port(out, sizeof(out), &hp);
+	if (n <= 0 || ftp_port_parse(out, (size_t)n, &hp2) != 0 ||
+	    memcmp(&hp, &hp2, sizeof(hp)) != 0)
+		__builtin_trap();
+}
 
 static void
 check_line(struct ftp_rstate *st, const char *p, size_t len)
@@ -19,7 +46,7 @@ check_line(struct ftp_rstate *st, const char *p, size_t len)
 	char out[FTP_FMT_MAX];
 	int n;
 
-	(void)ftp_cmd_scan(p, len);
+	check_port(p, len);
 	if (ftp_reply_scan(st, p, len, &r) == -1)
 		return;
 	if (r.code != 0 && (r.code < 100 || r.code > 599))

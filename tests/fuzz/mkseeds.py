@@ -17,7 +17,7 @@ FT = dict(HELLO=1, HELLO_OK=2, ERROR=3, SVC_OPEN=4, SVC_RESULT=5,
           SVC_CLOSE=6, PING=7, PONG=8, STATS_REQ=9, STATS=10,
           LINK_HELLO=11, SESS_OPEN=12, SESS_DENIED=13, DENIED_SUMMARY=14,
           FTP_PORTS=15, OUT_POLICY=16, OUT_POLICY_OK=17, OUT_REQ=18,
-          OUT_FAIL=19)
+          OUT_FAIL=19, FTP_DIAL=27, FTP_DIAL_FAIL=28)
 FA = dict(VERSION=1, NAME=2, TEXT=3, SERVICE=4, LISTEN=5, STATUS=6,
           SESSION=7, CLIENT_ADDR=8, CLIENT_PORT=9, LOCAL_ADDR=10,
           LOCAL_PORT=11, NONCE=12, LINK_KEY=13, KEY_ID=14, COUNTER=15,
@@ -26,7 +26,7 @@ FA = dict(VERSION=1, NAME=2, TEXT=3, SERVICE=4, LISTEN=5, STATUS=6,
           MAX_SESS_IP=24, MAX_RATE_IP=25, COUNT=26, END=27, STATS=28,
           PROTOCOL=29, PASV_MIN=30, PASV_MAX=31, FTP_CTL=32, FTP_PORT=33,
           OUT_ALLOW=34, REQUEST=35, DEST_HOST=36, DEST_PORT=37,
-          DEST_ADDR=38, OUT_CODE=39)
+          DEST_ADDR=38, OUT_CODE=39, FTP_ACTIVE=49)
 U8, U16, U32, U64 = (lambda v: struct.pack(">B", v),
                      lambda v: struct.pack(">H", v),
                      lambda v: struct.pack(">I", v),
@@ -100,6 +100,23 @@ FRAMES = {
                      ("DEST_PORT", U16(443))),
     "out_fail": frame("OUT_FAIL", ("REQUEST", U64(9)), ("OUT_CODE", U8(2)),
                       ("TEXT", "not allowed")),
+    "svc_open_ftp_active": frame("SVC_OPEN", ("SERVICE", "ftp"),
+                                 ("LISTEN", "0.0.0.0:21"),
+                                 ("PROTOCOL", "ftp"),
+                                 ("PASV_MIN", U16(50000)),
+                                 ("PASV_MAX", U16(50999)),
+                                 ("FTP_ACTIVE", U8(1))),
+    "ftp_dial": frame("FTP_DIAL", ("REQUEST", U64(3)), ("FTP_CTL", U64(41)),
+                      ("DEST_PORT", U16(40000))),
+    "ftp_dial_fail": frame("FTP_DIAL_FAIL", ("REQUEST", U64(3)),
+                           ("OUT_CODE", U8(2)), ("TEXT", "in --dial-deny")),
+    "sess_open_ftp_active": frame("SESS_OPEN", ("SESSION", U64(46)),
+                                  ("SESS_KIND", U8(3)), ("SERVICE", "ftp"),
+                                  ("CLIENT_ADDR", "192.0.2.7"),
+                                  ("CLIENT_PORT", U16(40000)),
+                                  ("FTP_CTL", U64(41)), ("REQUEST", U64(3)),
+                                  ("LOCAL_ADDR", "198.51.100.1"),
+                                  ("LOCAL_PORT", U16(20))),
 }
 # Hostile ones, for the fuzzer to start from: the decoder refuses them.
 FRAMES["sess_open_id0"] = frame("SESS_OPEN", ("SESSION", U64(0)),
@@ -110,6 +127,11 @@ FRAMES["sess_denied_end0"] = frame("SESS_DENIED", ("SESSION", U64(45)),
                                    ("SERVICE", "s"), ("CLIENT_ADDR", "::1"),
                                    ("CLIENT_PORT", U16(1)), ("END", U8(0)),
                                    ("TEXT", ""))
+FRAMES["ftp_dial_port0"] = frame("FTP_DIAL", ("REQUEST", U64(3)),
+                                 ("FTP_CTL", U64(41)), ("DEST_PORT", U16(0)))
+FRAMES["svc_open_ftp_active2"] = frame("SVC_OPEN", ("SERVICE", "f"),
+                                       ("LISTEN", "*:21"),
+                                       ("FTP_ACTIVE", U8(2)))
 FRAMES["truncated"] = FRAMES["link_hello"][:-5]
 FRAMES["trailing"] = FRAMES["ping"] + b"\0"
 

@@ -1677,15 +1677,22 @@ def _ftp_uid():
 
 
 def write_ftp_agent_conf(path, pki, edge, svc, listen, backends, protocol,
-                         passive, public=LOOPBACK, name="agent1"):
+                         passive, public=LOOPBACK, name="agent1",
+                         data_link=None, svc_extra=()):
     """backends: list of "host:port" strings, or of ("host:port", "A-B")
-    for explicit slices. passive: (min, max) of the service."""
+    for explicit slices. passive: (min, max) of the service. data_link:
+    see write_agent_conf; svc_extra: more "key = value" lines for the
+    service (active = yes)."""
+    data_link = data_link or os.environ.get("SALLYPORT_DATA_LINK")
     out = ["[agent]", f"name = {name}", f"edge = {edge.addr}",
            f"cert = {pki.agent_crt}", f"key = {pki.agent_key}",
-           f"ca = {pki.ca_crt}", "", f"[service {svc}]",
-           f"listen = {LOOPBACK}:{listen}", f"protocol = {protocol}",
-           f"passive_ports = {passive[0]}-{passive[1]}",
-           f"public_address = {public}"]
+           f"ca = {pki.ca_crt}"]
+    if data_link:
+        out.append(f"data_link = {data_link}")
+    out += ["", f"[service {svc}]",
+            f"listen = {LOOPBACK}:{listen}", f"protocol = {protocol}",
+            f"passive_ports = {passive[0]}-{passive[1]}",
+            f"public_address = {public}"] + list(svc_extra)
     for b in backends:
         if isinstance(b, tuple):
             out.append(f"backend = {b[0]} passive={b[1]}")
@@ -1696,10 +1703,11 @@ def write_ftp_agent_conf(path, pki, edge, svc, listen, backends, protocol,
 
 
 def start_ftp_agent(d, pki, edge, svc, listen, backends, protocol, passive,
-                    tag="agent", name="agent1"):
+                    tag="agent", name="agent1", data_link=None, svc_extra=()):
     conf = write_ftp_agent_conf(Path(d) / f"{tag}.conf", pki, edge, svc,
                                 listen, backends, protocol, passive,
-                                name=name)
+                                name=name, data_link=data_link,
+                                svc_extra=svc_extra)
     mark = edge.proc.mark()
     proc = Proc(tag, [AGENT_BIN, "--config", conf], Path(d) / f"{tag}.log")
     _wait_edge_log_or_agent_death(
@@ -1756,10 +1764,13 @@ def curl_ftp(args, timeout=300, check=True):
     return r
 
 
-def lftp(port, commands, tls=None, cafile=None, timeout=300, check=True):
+def lftp(port, commands, tls=None, cafile=None, timeout=300, check=True,
+         passive=True, sets=()):
     """Run lftp against 127.0.0.1:port with the given commands (a list).
-    tls: None, "explicit" (ftp:ssl-force) or "implicit" (ftps://)."""
-    sets = ["set ftp:passive-mode on", "set net:max-retries 1",
+    tls: None, "explicit" (ftp:ssl-force) or "implicit" (ftps://).
+    passive=False: active mode (PORT/EPRT); sets: more "set" commands."""
+    sets = [f"set ftp:passive-mode {'on' if passive else 'off'}",
+            "set net:max-retries 1"] + list(sets) + [
             "set net:timeout 30", "set cmd:fail-exit yes",
             "set xfer:clobber on", "set ftp:prefer-epsv no"]
     if tls:
@@ -1782,6 +1793,37 @@ def lftp(port, commands, tls=None, cafile=None, timeout=300, check=True):
         assert r.returncode == 0, (f"lftp {script} failed ({r.returncode}):"
                                    f"\n{r.stdout}")
     return r
+
+def ftp_transfers(gw, tmp_path, updir, size):
+    """What every FTP mode must carry, through gw (its curl(args),
+    lftp(commands) and url(path)): a file of size bytes up and down, a
+    listing with curl and with lftp, and a download resumed (REST) by
+    each client; every file checked by SHA-256. updir: the backend's
+    upload directory. Returns the file's path and digest."""
+    src = Path(tmp_path) / "big.bin"
+    digest = random_file(src, size)
+    gw.curl(["-T", src, gw.url("up/big.bin")])
+    assert sha256_file(Path(updir) / "big.bin") == digest
+    out = Path(tmp_path) / "down.bin"
+    gw.curl(["-o", out, gw.url("up/big.bin")])
+    assert sha256_file(out) == digest
+    r = gw.curl(["-l", gw.url("up/")])
+    assert "big.bin" in r.stdout.split()
+    r = gw.lftp(["cls -l up/"])
+    assert re.search(rf"\s{size}\s.*big\.bin", r.stdout), r.stdout
+    # Resumed: the first 20 MiB (curl) or 7 MiB (lftp) are there, REST
+    # fetches the rest.
+    for n, part, client in ((20 * MiB, "part.bin", "curl"),
+                            (7 * MiB, "lpart.bin", "lftp")):
+        part = Path(tmp_path) / part
+        with open(src, "rb") as f, open(part, "wb") as g:
+            g.write(f.read(n))
+        if client == "curl":
+            gw.curl(["-C", "-", "-o", part, gw.url("up/big.bin")])
+        else:
+            gw.lftp([f"get -c up/big.bin -o {part}"])
+        assert sha256_file(part) == digest
+    return src, digest
 
 # END ftp helpers
 # ==========================================================================

@@ -30,6 +30,7 @@ LINK_HELLO, SESS_OPEN = 11, 12
 SESS_DENIED, DENIED_SUMMARY = 13, 14
 FTP_PORTS = 15
 OUT_POLICY, OUT_POLICY_OK, OUT_REQ, OUT_FAIL = 16, 17, 18, 19
+FTP_DIAL, FTP_DIAL_FAIL = 27, 28
 
 TYPE_NAMES = {v: k for k, v in dict(
     HELLO=HELLO, HELLO_OK=HELLO_OK, ERROR=ERROR, SVC_OPEN=SVC_OPEN,
@@ -38,7 +39,8 @@ TYPE_NAMES = {v: k for k, v in dict(
     SESS_OPEN=SESS_OPEN, SESS_DENIED=SESS_DENIED,
     DENIED_SUMMARY=DENIED_SUMMARY, FTP_PORTS=FTP_PORTS,
     OUT_POLICY=OUT_POLICY, OUT_POLICY_OK=OUT_POLICY_OK, OUT_REQ=OUT_REQ,
-    OUT_FAIL=OUT_FAIL).items()}
+    OUT_FAIL=OUT_FAIL, FTP_DIAL=FTP_DIAL,
+    FTP_DIAL_FAIL=FTP_DIAL_FAIL).items()}
 
 # attributes: name -> (tag, kind); kind is u8/u16/u32/u64, str or bytes
 ATTRS = {
@@ -59,14 +61,15 @@ ATTRS = {
     "FTP_PORT": (33, "u16"), "OUT_ALLOW": (34, "str"),
     "REQUEST": (35, "u64"), "DEST_HOST": (36, "str"),
     "DEST_PORT": (37, "u16"), "DEST_ADDR": (38, "str"),
-    "OUT_CODE": (39, "u8"),
+    "OUT_CODE": (39, "u8"), "LINKS_KEEP": (40, "u16"),
+    "FTP_ACTIVE": (49, "u8"),
 }
 _INT_SIZE = {"u8": 1, "u16": 2, "u32": 4, "u64": 8}
 
 # DATA_LINK values, and the kind byte of a link proof
 LINK_TLS, LINK_PLAIN = 0, 1
 # SESS_KIND values
-SK_CLIENT, SK_FTP_DATA, SK_OUTBOUND = 0, 1, 2
+SK_CLIENT, SK_FTP_DATA, SK_OUTBOUND, SK_FTP_ACTIVE = 0, 1, 2, 3
 # END values: how a session ended
 END = {"client-closed": 1, "server-closed": 2, "refused": 3, "denied": 4,
        "limit": 5, "timeout": 6, "error": 7, "killed": 8, "stopping": 9}

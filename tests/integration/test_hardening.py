@@ -5,6 +5,9 @@
   the sandbox is up), and it still relays sftp;
 - the private key is only in the key process's memory, never in the
   process that talks to the internet;
+- that process never has connect() (with or without --allow-outbound):
+  only the dialler connects, with no capability but, with
+  --active-ftp-port20, the one to bind port 20;
 - hostile input against a live edge while a real sftp transfer runs: on
   service ports, on the control port, and on data links.
 """
@@ -79,9 +82,29 @@ def confined_status(pid, what):
     return status(pid)
 
 
-def sandboxed_edge(tmp_path, pki, extra=()):
-    return sp.start_edge(tmp_path, pki, extra=["--user", "nobody",
-                                               "--sandbox-selftest", *extra])
+def sandboxed_edge(tmp_path, pki, extra=(), tag="edge"):
+    return sp.start_edge(tmp_path, pki, tag=tag,
+                         extra=["--user", "nobody", "--sandbox-selftest",
+                                *extra])
+
+
+def helpers(pid):
+    """{name: pid} of the edge's helper processes, by the name each gives
+    itself: sallyport-key and sallyport-dial."""
+    def look():
+        out = {}
+        for k in sp._children_of(pid):
+            try:
+                with open(f"/proc/{k}/comm") as f:
+                    out[f.read().strip()] = k
+            except OSError:
+                pass
+        return out if set(out) == {"sallyport-key", "sallyport-dial"} \
+            else None
+    return sp.wait_until(look, 30, f"the helper processes of {pid}")
+
+
+CAP_NET_BIND_SERVICE = 1 << 10
 
 
 def sftp_roundtrip(gw_port, ssh, tmp_path, size, tag, bind=None):
@@ -118,8 +141,9 @@ def test_edge_sandbox_and_key_custody(tmp_path, pki, sshd):
     assert st.get("NoNewPrivs") == "1", st
 
     kids = sp._children_of(pid)
-    assert len(kids) == 1, f"expected one key process, got {kids}"
-    kst = confined_status(kids[0], "the key process")
+    assert len(kids) == 2, f"expected the key process and the dialler: {kids}"
+    key = helpers(pid)["sallyport-key"]
+    kst = confined_status(key, "the key process")
     assert all(int(u) != 0 for u in kst["Uid"].split()), kst["Uid"]
     assert all(int(g) != 0 for g in kst["Gid"].split()), kst["Gid"]
     for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
@@ -134,10 +158,39 @@ def test_edge_sandbox_and_key_custody(tmp_path, pki, sshd):
     # the key: in the key process (positive control), not in the relay
     k = key_scalar(pki.edge_key)
     needles = [k, k[::-1]]           # big-endian, and as little-endian limbs
-    assert memory_contains(kids[0], needles), \
+    assert memory_contains(key, needles), \
         "the memory scan cannot see the key even where it is"
     assert not memory_contains(pid, needles), \
         "the private key is in the memory of the internet-facing process"
+
+
+def test_only_the_dialler_may_connect(tmp_path, pki):
+    """In every mode the relay process's filter denies connect() (its
+    self-test tries it), it has no capability, and the dialler is
+    confined too: no capability, or with --active-ftp-port20 only
+    CAP_NET_BIND_SERVICE (to leave from port 20), which the relay
+    process then still lacks."""
+    for i, extra in enumerate(([], ["--allow-outbound"],
+                               ["--allow-outbound", "--dial-deny", "none",
+                                "--active-ftp-port20"])):
+        edge = sandboxed_edge(tmp_path, pki, extra, tag=f"edge{i}")
+        edge.proc.wait_log("sandbox selftest: connect", timeout=30)
+        log = edge.proc.log()
+        assert "sandbox selftest: connect denied: Operation not permitted" \
+            in log, log
+        assert "SUCCEEDED" not in log, log
+        st = status(edge.proc.pid)
+        assert st["Seccomp"] == "2" and int(st["CapEff"], 16) == 0, st
+        assert int(st["CapPrm"], 16) == 0 and int(st["CapBnd"], 16) == 0
+        dst = confined_status(helpers(edge.proc.pid)["sallyport-dial"],
+                              "the dialler")
+        assert all(int(u) != 0 for u in dst["Uid"].split()), dst["Uid"]
+        assert dst.get("NoNewPrivs") == "1", dst
+        want = CAP_NET_BIND_SERVICE if "--active-ftp-port20" in extra else 0
+        for cap in ("CapEff", "CapPrm", "CapBnd"):
+            assert int(dst[cap], 16) == want, (extra, cap, dst[cap])
+        assert int(dst["CapInh"], 16) == 0 and int(dst["CapAmb"], 16) == 0
+        edge.proc.stop()
 
 
 def test_edge_without_user_is_still_filtered(tmp_path, pki):

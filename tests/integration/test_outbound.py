@@ -47,10 +47,15 @@ def curl(args, timeout=120):
                   check=False, timeout=timeout)
 
 
+# The destinations here are on loopback, which the dialler's default
+# --dial-deny list refuses whatever an agent's policy says.
+OUT = ["--allow-outbound", "--dial-deny", "none"]
+
+
 @pytest.fixture
 def edge(tmp_path, pki):
-    """An edge whose operator allows outbound sessions."""
-    return sp.start_edge(tmp_path, pki, extra=["--allow-outbound"])
+    """An edge whose operator allows outbound sessions, to any address."""
+    return sp.start_edge(tmp_path, pki, extra=OUT)
 
 
 @pytest.fixture
@@ -209,7 +214,8 @@ def test_proxy_authentication(tmp_path, pki, edge, web):
 def test_edge_without_allow_outbound_refuses(tmp_path, pki, web):
     """Outbound is the DMZ operator's choice: an edge started without
     --allow-outbound refuses the policy, and a request finds no edge."""
-    plain = sp.start_edge(tmp_path, pki, tag="plainedge")
+    plain = sp.start_edge(tmp_path, pki, tag="plainedge",
+                          extra=["--dial-deny", "none"])
     conf = sp.write_agent_conf(tmp_path / "a.conf", pki, [plain.addr], {})
     socks = sp.free_port()
     with open(conf, "a") as f:
@@ -297,8 +303,29 @@ def test_name_resolving_to_forbidden_address(tmp_path, pki, edge, web, sshd):
 def _strace(path):
     # -yy: show each fd's protocol, so TCP connects can be told from the
     # UDP connect() glibc's resolver uses to sort addresses (no packet).
-    return ["strace", "-f", "-yy", "--seccomp-bpf", "-e", "trace=connect",
+    # clone: which process forked which, to tell the dialler's workers.
+    return ["strace", "-f", "-yy", "--seccomp-bpf",
+            "-e", "trace=connect,clone,clone3,fork",
             "-o", str(path)]
+
+
+def dialler_workers(trace, dialler):
+    """The pids the dialler forked, as the trace shows them."""
+    kids = set()
+    for ln in trace.read_text().splitlines():
+        m = re.match(r"(\d+)\s+clone3?\(.*\)\s+=\s+(\d+)", ln)
+        if m and int(m.group(1)) == dialler:
+            kids.add(int(m.group(2)))
+    return kids
+
+
+def helper_pids(pid):
+    """{comm: pid} of the edge's helper processes (key process, dialler)."""
+    out = {}
+    for k in sp._children_of(pid):
+        with open(f"/proc/{k}/comm") as f:
+            out[f.read().strip()] = k
+    return out
 
 
 TCP_CONNECT = re.compile(r'connect\(\d+<TCP(?:v6)?:[^>]*>, \{sa_family=(AF_INET6?), '
@@ -306,9 +333,15 @@ TCP_CONNECT = re.compile(r'connect\(\d+<TCP(?:v6)?:[^>]*>, \{sa_family=(AF_INET6
 
 
 def test_edge_connects_only_to_allowed(tmp_path, pki, web, sshd):
+    """Every TCP connect() the edge makes is the dialler's (one of its
+    workers), never the relay process's or the key process's, and only to
+    the allowed destination."""
     trace = tmp_path / "edge.strace"
-    edge = sp.start_edge(tmp_path, pki, wrapper=_strace(trace),
-                         extra=["--allow-outbound"])
+    edge = sp.start_edge(tmp_path, pki, wrapper=_strace(trace), extra=OUT)
+    relay = edge.proc.target_pid()
+    helpers = sp.wait_until(lambda: len(helper_pids(relay)) == 2 and
+                            helper_pids(relay), 20, "the helper processes")
+    dialler = helpers["sallyport-dial"]
     a = sp.start_outbound_agent(tmp_path, pki, edge,
                                 [f"127.0.0.1/32:{web.port}",
                                  f"localhost:{sshd.port}"])
@@ -323,8 +356,13 @@ def test_edge_connects_only_to_allowed(tmp_path, pki, web, sshd):
         assert s is None and code == 2, (host, port, code)
     assert a.proc.stop() == 0
     assert edge.proc.stop() == 0
+    workers = dialler_workers(trace, dialler)
     lines = [ln for ln in trace.read_text().splitlines() if "connect(" in ln]
     tcp = [ln for ln in lines if "<TCP" in ln]
+    # only the dialler's workers connect at all: not the relay process,
+    # not the key process (its UDP ones included)
+    pids = {int(ln.split()[0]) for ln in lines}
+    assert workers and pids <= workers, (pids, workers, dialler, relay)
     # positive control: the edge's one allowed connect is seen
     assert any(f"htons({web.port})" in ln for ln in tcp), "\n".join(lines)
     for ln in tcp:
@@ -338,9 +376,11 @@ def test_edge_connects_only_to_allowed(tmp_path, pki, web, sshd):
                 "<TCP" in ln]
 
 
-def test_edge_objects_only_edge_out_connects():
+def test_edge_objects_only_the_dialler_connects():
     """Statically: among the objects linked into the edge, only
-    edge_out.o references connect()."""
+    edge_dial.o (the dialler process) references connect(), and
+    edge_sandbox.o, whose self-test shows that the relay process's
+    connect() is denied."""
     objs = sorted((sp.BUILD / "obj").glob("edge/*.o")) + \
         sorted((sp.BUILD / "obj").glob("common/*.o"))
     assert objs
@@ -350,7 +390,7 @@ def test_edge_objects_only_edge_out_connects():
         if any(ln.split()[-1] == "connect" for ln in r.stdout.splitlines()
                if ln.strip()):
             users.append(o.name)
-    assert users == ["edge_out.o"], users
+    assert users == ["edge_dial.o", "edge_sandbox.o"], users
 
 
 # --------------------------------------------------------------------------
@@ -479,3 +519,38 @@ def test_reload_applies_policy_and_reports_listeners(tmp_path, pki, edge, web,
     s, code = sp.socks5_connect(a.socks_port, "127.0.0.1", sshd.port)
     assert code == 0, code
     s.close()
+
+
+def test_dial_deny_beats_the_agents_policy(tmp_path, pki):
+    """The DMZ operator's --dial-deny (by default the private, loopback
+    and link-local ranges) holds whatever an agent's policy allows: a
+    policy that names loopback on purpose still gets "not allowed", the
+    destination never sees a connection, and the dialler says why."""
+    ls = socket.create_server((LOOPBACK, 0))
+    ls.setblocking(False)
+    port = ls.getsockname()[1]
+    edge = sp.start_edge(tmp_path, pki, tag="denyedge",
+                         extra=["--allow-outbound"])
+    edge.proc.wait_log("dialler: --dial-deny 11 ranges (the default")
+    a = sp.start_outbound_agent(tmp_path, pki, edge,
+                                [f"127.0.0.1/32:{port}", f"localhost:{port}"])
+    mark = a.proc.mark()
+    try:
+        for host in ("127.0.0.1", "localhost"):
+            s, code = sp.socks5_connect(a.socks_port, host, port)
+            assert s is None and code == 2, (host, code)
+        r = curl(["--proxytunnel", "--proxy",
+                  f"http://{LOOPBACK}:{a.http_port}", "-o", "/dev/null",
+                  "-w", "%{http_connect}", f"http://127.0.0.1:{port}/"])
+        assert r.returncode != 0 and r.stdout.strip().endswith("403"), \
+            r.stdout
+        rec = wait_closed_record(a, lambda x: x["dest"] ==
+                                 f"localhost:{port}", mark)
+        assert rec["code"] == 2 and "in --dial-deny" in rec["reason"], rec
+        edge.proc.wait_log(["outbound request", "refused",
+                            f"dest=127.0.0.1:{port}",
+                            f"127.0.0.1:{port}: in --dial-deny"])
+        with pytest.raises(BlockingIOError):
+            ls.accept()
+    finally:
+        ls.close()

@@ -415,6 +415,13 @@ test_ftp(void **state)
 	assert_string_equal(s->backends[1].str, "127.0.0.1:2122");
 	assert_int_equal(ftpcfg_backend_of(s, 30025), 1);
 	assert_int_equal(ftpcfg_backend_of(s, 29999), -1);
+	assert_int_equal(s->active, 0);		/* passive only by default */
+	cfg_free(&c);
+	assert_int_equal(load(AGENT_OK "[service f]\nlisten = 0.0.0.0:21\n"
+	    "protocol = ftp\npassive_ports = 30000-30050\nactive = yes\n"
+	    "public_address = 203.0.113.7\nbackend = 127.0.0.1:2121\n",
+	    &c, err, sizeof(err)), 0);
+	assert_int_equal(cfg_service(&c, "f")->active, 1);
 	cfg_free(&c);
 	/* Explicit slices. */
 	assert_int_equal(load(AGENT_OK "[service f]\nlisten = 0.0.0.0:990\n"
@@ -450,11 +457,20 @@ test_ftp(void **state)
 	    "passive=A-B");
 	expect_error(AGENT_OK FSVC "backend = 127.0.0.1:21 active=1-2\n", 8,
 	    "passive=A-B");
+	expect_error(AGENT_OK FSVC "active = 1\n", 8, "not yes or no");
+	expect_error(AGENT_OK FSVC "active = YES\n", 8, "not yes or no");
+	expect_error(AGENT_OK FSVC "active = \n", 8, "not yes or no");
 	/* Checked with the section. */
 	expect_error(AGENT_OK FSVC "protocol = ftp\nbackend = 127.0.0.1:21\n",
 	    6, "needs passive_ports and public_address");
 	expect_error(AGENT_OK FSVC "passive_ports = 1-2\nbackend = "
 	    "127.0.0.1:21\n", 6, "need protocol = ftp or ftps");
+	/* Active mode needs a control channel the agent can read. */
+	expect_error(AGENT_OK FSVC "active = yes\nbackend = 127.0.0.1:21\n", 6,
+	    "active = yes needs protocol = ftp");
+	expect_error(AGENT_OK FSVC "protocol = ftps\npassive_ports = 30000-30010\n"
+	    "public_address = 1.2.3.4\nactive = yes\nbackend = 127.0.0.1:21\n",
+	    6, "active = yes needs protocol = ftp");
 	expect_error(AGENT_OK FSVC "protocol = ftp\npassive_ports = 30000-30000\n"
 	    "public_address = 1.2.3.4\nbackend = 127.0.0.1:21\n"
 	    "backend = 127.0.0.1:22\n", 6, "fewer ports than backends");

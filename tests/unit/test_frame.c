@@ -78,6 +78,12 @@ test_roundtrip_all_types(void **state)
 
 	(void)state;
 	for (t = 1; t <= FT_MAX_TYPE; t++) {
+		/* Numbers left free between the groups of types (20-26) are
+		 * unknown types, refused like any other. */
+		if (t >= 20 && t <= 26) {
+			assert_string_equal(frame_type_name(t), "unknown");
+			continue;
+		}
 		assert_string_not_equal(frame_type_name(t), "unknown");
 		msg_init(&m, t);
 		m.version = 1; m.status = 1; m.data_link = DATA_LINK_PLAIN;
@@ -87,6 +93,7 @@ test_roundtrip_all_types(void **state)
 		m.priority = 7; m.idle_timeout = 8; m.max_sess_ip = 9;
 		m.max_rate_ip = 10; m.count = 11; m.session = 12; m.nonce = 13;
 		m.key_id = 14; m.counter = 15; m.ftp_ctl = 16; m.request = 17;
+		m.ftp_active = 1;
 		memset(m.link_key, 0xa5, sizeof(m.link_key));
 		memset(m.proof, 0x5a, sizeof(m.proof));
 		m.have = FA_BIT(FA_VERSION) | FA_BIT(FA_STATUS) |
@@ -100,7 +107,8 @@ test_roundtrip_all_types(void **state)
 		    FA_BIT(FA_COUNT) | FA_BIT(FA_END) | FA_BIT(FA_PASV_MIN) |
 		    FA_BIT(FA_PASV_MAX) | FA_BIT(FA_FTP_CTL) |
 		    FA_BIT(FA_FTP_PORT) | FA_BIT(FA_REQUEST) |
-		    FA_BIT(FA_DEST_PORT) | FA_BIT(FA_OUT_CODE);
+		    FA_BIT(FA_DEST_PORT) | FA_BIT(FA_OUT_CODE) |
+		    FA_BIT(FA_FTP_ACTIVE);
 		msg_set_str(&m, FA_NAME, "edge-1");
 		msg_set_str(&m, FA_TEXT, "");
 		msg_set_str(&m, FA_SERVICE, "sftp");
@@ -272,6 +280,38 @@ test_hostile_values(void **state)
 	n += attr(p + n, FA_DATA_LINK, "\2", 1);
 	assert_int_equal(dec(FT_HELLO, p, n, &why), -1);
 	assert_string_equal(why, "unknown data link kind");
+	/* FTP_ACTIVE: 1 or absent, nothing else. */
+	n = attr(p, FA_SERVICE, "f", 1);
+	n += attr(p + n, FA_LISTEN, "*:21", 4);
+	base = n;
+	n += attr(p + n, FA_FTP_ACTIVE, "\1", 1);
+	assert_int_equal(dec(FT_SVC_OPEN, p, n, &why), 0);
+	n = base + attr(p + base, FA_FTP_ACTIVE, "\0", 1);
+	assert_int_equal(dec(FT_SVC_OPEN, p, n, &why), -1);
+	assert_string_equal(why, "FTP_ACTIVE not 1");
+	n = base + attr(p + base, FA_FTP_ACTIVE, "\2", 1);
+	assert_int_equal(dec(FT_SVC_OPEN, p, n, &why), -1);
+	/* FTP_DIAL: REQUEST, FTP_CTL and DEST_PORT, none 0; its failure
+	 * needs REQUEST and OUT_CODE. */
+	n = attr(p, FA_REQUEST, one64, 8);
+	n += attr(p + n, FA_FTP_CTL, one64, 8);
+	base = n;
+	assert_int_equal(dec(FT_FTP_DIAL, p, n, &why), -1);
+	assert_string_equal(why, "required attribute missing");
+	n += attr(p + n, FA_DEST_PORT, "\x9c\x40", 2);
+	assert_int_equal(dec(FT_FTP_DIAL, p, n, &why), 0);
+	n = base + attr(p + base, FA_DEST_PORT, "\0\0", 2);
+	assert_int_equal(dec(FT_FTP_DIAL, p, n, &why), -1);
+	assert_string_equal(why, "destination port 0");
+	n = attr(p, FA_REQUEST, one64, 8);
+	n += attr(p + n, FA_FTP_CTL, zero64, 8);
+	n += attr(p + n, FA_DEST_PORT, "\x9c\x40", 2);
+	assert_int_equal(dec(FT_FTP_DIAL, p, n, &why), -1);
+	assert_string_equal(why, "an id of 0");
+	n = attr(p, FA_REQUEST, one64, 8);
+	assert_int_equal(dec(FT_FTP_DIAL_FAIL, p, n, &why), -1);
+	n += attr(p + n, FA_OUT_CODE, "\2", 1);
+	assert_int_equal(dec(FT_FTP_DIAL_FAIL, p, n, &why), 0);
 }
 
 /* msg_decode_frame takes exactly one whole frame: not a byte less, not
