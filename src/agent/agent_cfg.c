@@ -293,6 +293,8 @@ cfg_agent_key(struct cfg_parse *p, const char *name, const char *value)
 		return cfg_seconds(p, &c->connect_timeout_ms, name, value, 0);
 	if (strcmp(name, "audit_log") == 0)
 		return cfg_out_path(p, c->audit_log, name, value);
+	if (strcmp(name, "ban_file") == 0)
+		return cfg_out_path(p, c->ban_file, name, value);
 	if (strcmp(name, "data_link") == 0) {
 		if (strcmp(value, "tls") == 0)
 			c->data_plain = 0;

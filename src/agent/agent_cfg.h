@@ -94,6 +94,7 @@ struct cfg {
 	int		 data_plain;		/* data_link = plain */
 	unsigned	 data_links;		/* links kept per edge */
 	char		 audit_log[PATH_MAX];	/* "" = no audit log */
+	char		 ban_file[PATH_MAX];	/* "" = bans in memory only */
 	struct cfg_edge	 edges[CFG_MAX_EDGES];
 	size_t		 nedges;
 	struct cfg_service *services;

@@ -1,5 +1,6 @@
 /* agent_main.c - sallyport-agent: the inside half of sallyport. It reads
  * the one configuration file, dials every edge and serves its sessions. */
+#include "agent/agent_ban.h"
 #include "agent/agent_admin.h"
 #include "agent/agent_audit.h"
 #include "agent/agent_backend.h"
@@ -151,6 +152,8 @@ start(void)
 		log_fatal("epoll: %s", strerror(errno));
 	if (linkkey_init() == -1)
 		log_fatal("link keys: OpenSSL has no HMAC");
+	if (aban_load(agent_cfg.ban_file, err, sizeof(err)) == -1)
+		log_fatal("%s", err);
 	if (backend_bind(agent_cfg.services, agent_cfg.nservices) == -1)
 		log_fatal("backends: out of memory");
 	log_info("agent %s starting: %zu edges, %zu services", agent_cfg.name,
@@ -175,6 +178,7 @@ stop(void)
 	aftp_stop();
 	psock_tick(UINT64_MAX);
 	aedge_stop();
+	aban_stop();
 	reload_stop();
 	metrics_free();
 	audit_close();
@@ -232,6 +236,7 @@ main(int argc, char **argv)
 		reload_tick();
 		admin_tick();
 		aout_tick(now);
+		aban_tick();
 		ev_settle();
 	}
 	(void)sd_notify(0, "STOPPING=1");
