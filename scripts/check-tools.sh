@@ -64,6 +64,9 @@ need file /usr/sbin/haproxy   haproxy
 need cmd  nc                  netcat-openbsd
 need cmd  iperf3              iperf3
 need cmd  socat               socat
+need file /usr/bin/fail2ban-server fail2ban
+need file /usr/bin/fail2ban-client fail2ban
+need file /usr/sbin/iptables  iptables
 need cmd  gnuplot             gnuplot-nox
 need cmd  ip                  iproute2
 need cmd  ss                  iproute2
