@@ -1,8 +1,8 @@
 /* agent_edge.c - one control connection per configured edge, dialled
  * from inside, kept up forever: any error closes it and a new attempt
  * follows after an exponential back-off with jitter. */
-#include "agent/agent_ban.h"
 #include "agent/agent_edge.h"
+#include "agent/agent_ban.h"
 #include "agent/agent_ftp.h"
 #include "agent/agent_link.h"
 #include "agent/agent_out.h"
@@ -189,6 +189,8 @@ aedge_push_services(struct aedge *e)
 	size_t i;
 
 	for (i = 0; i < agent_cfg.nservices; i++) {
+		if (agent_cfg.services[i].refused[0] != '\0')
+			continue;	/* tsrc.c said why */
 		aedge_svc_msg(&agent_cfg.services[i], &m);
 		(void)fconn_send(&e->fc, &m);
 	}
@@ -385,6 +387,8 @@ aedge_svc_open(const struct cfg_service *s)
 	struct msg m;
 	size_t i;
 
+	if (s->refused[0] != '\0')
+		return;
 	aedge_svc_msg(s, &m);
 	for (i = 0; i < nedges; i++)
 		aedge_send(&edges[i], &m);

@@ -1,9 +1,9 @@
 /* agent_main.c - sallyport-agent: the inside half of sallyport. It reads
  * the one configuration file, dials every edge and serves its sessions. */
-#include "agent/agent_ban.h"
 #include "agent/agent_admin.h"
 #include "agent/agent_audit.h"
 #include "agent/agent_backend.h"
+#include "agent/agent_ban.h"
 #include "agent/agent_cfg.h"
 #include "agent/agent_edge.h"
 #include "agent/agent_ftp.h"
@@ -12,6 +12,7 @@
 #include "agent/agent_out.h"
 #include "agent/agent_reload.h"
 #include "agent/agent_sess.h"
+#include "agent/tsrc.h"
 #include "common/linkkey.h"
 #include "common/log.h"
 #include "common/psock.h"
@@ -210,6 +211,7 @@ main(int argc, char **argv)
 		cfg_free(&agent_cfg);
 		return 1;
 	}
+	tsrc_check(&agent_cfg);
 	if (check) {
 		printf("%s: ok (%zu edges, %zu services)\n", config,
 		    agent_cfg.nedges, agent_cfg.nservices);
