@@ -11,6 +11,8 @@ BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+# fail2ban reads /etc/fail2ban; a PREFIX elsewhere (a test's) keeps it there
+F2BDIR  ?= $(if $(filter /usr /usr/local,$(PREFIX)),/etc/fail2ban,$(PREFIX)/etc/fail2ban)
 SAN     ?=
 BUILD   ?= build$(if $(SAN),-$(SAN))
 
@@ -265,7 +267,8 @@ demo: deps
 	@bash scripts/demo.sh
 
 # Binaries, systemd units (ExecStart pointing at BINDIR), the sysusers.d
-# entry for the agent's user, and the man pages.
+# entry for the agent's user, the man pages, and the fail2ban action
+# (F2BDIR/action.d/sallyport.conf).
 install: $(PROGS)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
 	    $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
@@ -281,6 +284,8 @@ install: $(PROGS)
 	install -m 0644 man/sallyport-edge.8 man/sallyport-agent.8 man/sallyportctl.8 \
 	    $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 man/sallyport-agent.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -d $(DESTDIR)$(F2BDIR)/action.d
+	install -m 0644 dist/fail2ban/action.d/sallyport.conf $(DESTDIR)$(F2BDIR)/action.d/
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -30,7 +30,7 @@ libssl-dev libinih-dev libcmocka-dev libseccomp-dev
 libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libsystemd-dev
 python3 python3-pytest
 openssh-server openssh-client nginx-light curl vsftpd lftp haproxy
-netcat-openbsd iperf3 socat gnuplot-nox fail2ban
+netcat-openbsd iperf3 socat gnuplot-nox fail2ban python3-pyinotify
 iproute2 iptables procps strace openssl prometheus systemd man-db mandoc"
 
 # The host side of `make test-fresh` (scripts/test-fresh.sh): debootstrap

@@ -111,11 +111,15 @@ def start_edge(topo, d, pki):
     return sp.start_edge_at(d, pki, CTL4, "edge", prefix=topo.prefix("e"))
 
 
-def agent_conf(d, pki, edge, services, tag="agent"):
-    """services: {name: (listen, [backend], {key: value})}."""
+def agent_conf(d, pki, edge, services, tag="agent", admin=None):
+    """services: {name: (listen, [backend], {key: value})}; admin:
+    (listen, token_file) for an [admin] section."""
     out = ["[agent]", "name = agent18", f"edge = {edge.addr}",
            f"cert = {pki.agent_crt}", f"key = {pki.agent_key}",
            f"ca = {pki.ca_crt}", ""]
+    if admin:
+        out += ["[admin]", f"listen = {admin[0]}", f"token_file = {admin[1]}",
+                ""]
     for svc, (listen, backends, extra) in services.items():
         out += [f"[service {svc}]", f"listen = {listen}"]
         out += [f"backend = {b}" for b in backends]
@@ -126,8 +130,8 @@ def agent_conf(d, pki, edge, services, tag="agent"):
 
 
 def start_agent(topo, d, pki, edge, services, wait=(), tag="agent",
-                wrapper=()):
-    conf = agent_conf(d, pki, edge, services, tag)
+                wrapper=(), admin=None):
+    conf = agent_conf(d, pki, edge, services, tag, admin)
     mark = edge.proc.mark()
     proc = sp.Proc(tag, topo.prefix("a") + list(wrapper) +
                    [str(sp.AGENT_BIN), "--config", str(conf)],
@@ -138,7 +142,10 @@ def start_agent(topo, d, pki, edge, services, wait=(), tag="agent",
     return proc
 
 
-def start_sshd(topo, d):
+def start_sshd(topo, d, syslog=None):
+    """sshd in the backend namespace. syslog: a file to which its lines go
+    with a syslog-style prefix (date, host, sshd[pid]:), standing in for
+    syslog, as fail2ban's sshd filter expects them."""
     d = Path(d)
     d.mkdir(parents=True, exist_ok=True)
     os.makedirs("/run/sshd", exist_ok=True)
@@ -155,10 +162,18 @@ def start_sshd(topo, d):
         f"HostKey {hostkey}", f"AuthorizedKeysFile {ak}", "StrictModes no",
         "UsePAM no", "PidFile none", "PermitRootLogin prohibit-password",
         "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-        "UseDNS no", "LogLevel INFO", f"AllowUsers {user}", ""]))
-    proc = sp.Proc("sshd18", topo.prefix("b") + ["/usr/sbin/sshd", "-D", "-e",
-                                                 "-f", str(cfg)],
-                   d / "sshd.log")
+        "UseDNS no", "LogLevel INFO", "Subsystem sftp internal-sftp",
+        "PerSourcePenalties no" if sshd_has_penalties() else "", ""]))
+    argv = topo.prefix("b") + ["/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)]
+    if syslog:
+        stamp = ("import sys, time\n"
+                 "for ln in sys.stdin:\n"
+                 "    sys.stdout.write(time.strftime('%Y-%m-%d %H:%M:%S') +"
+                 " ' backend sshd[1]: ' + ln)\n"
+                 "    sys.stdout.flush()\n")
+        argv = ["sh", "-c", " ".join(f"'{a}'" for a in argv) +
+                f" 2>&1 | /usr/bin/python3 -u -c \"{stamp}\" | tee -a '{syslog}'"]
+    proc = sp.Proc("sshd18", argv, d / "sshd.log")
     sp.wait_until(lambda: topo.run("b", "ss", "-tlnH", "sport", "= :22")
                   .stdout.count("LISTEN") >= 2 or (not proc.alive() and
                                                    sp._raise(proc)),
@@ -167,12 +182,21 @@ def start_sshd(topo, d):
     return proc
 
 
-def ssh_from_partner(topo, sshd, host, port, extra=(), check=True):
+def sshd_has_penalties():
+    """OpenSSH 9.8+ penalises sources itself: off, so that only fail2ban
+    and sallyport decide here."""
+    r = sp.run(["/usr/sbin/sshd", "-G", "-f", "/dev/null", "-o",
+                "PerSourcePenalties=no"], check=False)
+    return r.returncode == 0
+
+
+def ssh_from_partner(topo, sshd, host, port, extra=(), check=True,
+                     user=None):
     argv = ["ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
             "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
             "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=20",
             "-i", str(sshd.userkey), "-p", str(port), *extra,
-            f"{sshd.user}@{host}", "echo", "sallyport-ok"]
+            f"{user or sshd.user}@{host}", "echo", "sallyport-ok"]
     r = topo.run("p", *argv, check=False, timeout=60)
     if check:
         assert r.returncode == 0 and "sallyport-ok" in r.stdout, r.stdout
@@ -390,3 +414,129 @@ def test_hostile_client_address_is_not_used(tmp_path, topo, pki18):
     agent.wait_log("client address 10.9.9.9 may not be a source")
     assert not sshd.find("from 10.9.9.9")
     ssh_from_partner(topo, sshd, E4, 2222)
+
+
+# ---------------------------------------------------------------------------
+# fail2ban (Debian's package) with the shipped action
+
+F2B_FILTERS = Path("/etc/fail2ban/filter.d")
+ACTION = Path(__file__).resolve().parents[2] / "dist/fail2ban/action.d/sallyport.conf"
+
+
+def start_fail2ban(topo, d, logpath, url, token_file, bantime):
+    """A fail2ban-server of the test's own (private configuration
+    directory, socket, pid file; not the system service) in the backend
+    namespace, watching sshd's log with the shipped sallyport action."""
+    d = Path(d)
+    conf = d / "f2b"
+    (conf / "filter.d").mkdir(parents=True)
+    (conf / "action.d").mkdir()
+    for f in ("sshd.conf", "common.conf"):
+        (conf / "filter.d" / f).write_text((F2B_FILTERS / f).read_text())
+    (conf / "action.d" / "sallyport.conf").write_text(ACTION.read_text())
+    sock, pid, log = d / "f2b.sock", d / "f2b.pid", d / "f2b.log"
+    (conf / "fail2ban.conf").write_text(
+        f"[Definition]\nloglevel = INFO\nlogtarget = {log}\n"
+        f"socket = {sock}\npidfile = {pid}\ndbfile = :memory:\n")
+    (conf / "jail.conf").write_text(f"""
+[DEFAULT]
+backend = pyinotify
+# no name lookups: the namespaces have no resolver to ask
+ignoreself = false
+ignoreip =
+usedns = no
+[sshd]
+enabled = true
+filter = sshd
+logpath = {logpath}
+maxretry = 3
+findtime = 120
+bantime = {bantime}
+action = sallyport[sallyportctl="{sp.CTL_BIN}", url="{url}", token_file="{token_file}"]
+""")
+    proc = sp.Proc("fail2ban", topo.prefix("b") + [
+        "fail2ban-client", "-c", str(conf), "-s", str(sock), "-p", str(pid),
+        "-x", "-f", "start"], d / "f2b.out")
+    sp.wait_until(lambda: log.exists() and "Jail 'sshd' started" in
+                  log.read_text() or (not proc.alive() and sp._raise(proc)),
+                  60, "fail2ban's jail sshd")
+    proc.f2b_log = log
+    return proc
+
+
+def test_fail2ban_bans_at_the_edge(tmp_path, topo, pki18):
+    topo.reply_routing()
+    # A second partner address: the one whose transfer must carry on.
+    P4b = "198.51.100.3"
+    topo.run("p", "ip", "addr", "add", P4b + "/24", "dev",
+             topo.run("p", "ip", "-o", "-4", "addr", "show", "to", P4)
+             .stdout.split()[1])
+    authlog = tmp_path / "auth.log"
+    authlog.touch()
+    sshd = start_sshd(topo, tmp_path / "sshd", syslog=authlog)
+    token_file = tmp_path / "admin.token"
+    sp.write_token(token_file)
+    edge = start_edge(topo, tmp_path, pki18)
+    agent = start_agent(topo, tmp_path, pki18, edge, {
+        "ssh4": (f"{E4}:2222", [f"{B4}:22"], {"source": "client"}),
+    }, wait=("ssh4",), admin=("192.0.2.1:7080", token_file))
+    agent.wait_log("admin API listening")
+    bantime = 15
+    f2b = start_fail2ban(topo, tmp_path, authlog, "http://192.0.2.1:7080",
+                         token_file, bantime)
+
+    # The good partner's transfer: 24 MiB at about 2.5 MB/s, so it runs
+    # through the attack and the ban.
+    src = tmp_path / "big.src"
+    want = sp.random_file(src, 24 * sp.MiB)
+    batch = tmp_path / "batch"
+    batch.write_text(f"put {src} {sshd_home(sshd)}/big.bin\n")
+    sftp = subprocess.Popen(topo.prefix("p") + [
+        "sftp", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
+        "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+        "-o", "IdentitiesOnly=yes", "-o", f"BindAddress={P4b}",
+        "-i", str(sshd.userkey), "-P", "2222", "-l", "20000",
+        "-b", str(batch), f"{sshd.user}@{E4}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    edge.proc.wait_log(f"service=ssh4 client={P4b}:")
+    sshd.wait_log(f"Accepted publickey for {sshd.user} from {P4b}")
+
+    # The attack: logins as a user that does not exist, from P4.
+    for _ in range(4):
+        r = ssh_from_partner(topo, sshd, E4, 2222, user="nosuchuser18",
+                             extra=("-o", "BindAddress=" + P4), check=False)
+        assert r.returncode != 0
+    t_attack = time.monotonic()
+    f2b_line = sp.wait_until(lambda: "Ban " + P4 in f2b.f2b_log.read_text(),
+                             30, "fail2ban's Ban line")
+    assert f2b_line
+    agent.wait_log(f"ban {P4} for {bantime} s")
+    edge.proc.wait_log(f"agent agent18: ban {P4}")
+    # Refused at the edge: the edge resets it; sshd never hears of it.
+    mark = edge.proc.mark()
+    sp.wait_until(lambda: ssh_from_partner(
+        topo, sshd, E4, 2222, extra=("-o", "BindAddress=" + P4),
+        check=False).returncode != 0, 10, "the partner refused")
+    edge.proc.wait_log(f"client {P4}:", since=mark)
+    # "Within a few seconds" is the point: a generous bound.
+    assert time.monotonic() - t_attack < 30
+    assert sftp.poll() is None, "the transfer ended before the ban"
+
+    # The other partner's transfer carries on, intact.
+    out, _ = sftp.communicate(timeout=120)
+    assert sftp.returncode == 0, out
+    assert sp.sha256_file(Path(sshd_home(sshd)) / "big.bin") == want
+
+    # The ban lifts by itself after its time.
+    sp.wait_until(lambda: ssh_from_partner(
+        topo, sshd, E4, 2222, extra=("-o", "BindAddress=" + P4),
+        check=False).returncode == 0, bantime + 45, "the ban to lift")
+    r = topo.run("b", str(sp.CTL_BIN), "bans", "--url", "http://192.0.2.1:7080",
+                 "--token-file", str(token_file))
+    assert P4 not in r.stdout
+
+
+def sshd_home(sshd):
+    d = Path(sshd.userkey).parent / "files"
+    d.mkdir(exist_ok=True)
+    return str(d)
