@@ -66,7 +66,7 @@ PROGS   = $(BUILD)/sallyport-edge $(BUILD)/sallyport-agent $(BUILD)/sallyportctl
 UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki \
           $(BUILD)/test_stats $(BUILD)/test_route \
           $(BUILD)/test_socks $(BUILD)/test_httpc $(BUILD)/test_outpol
-UNITS  += $(BUILD)/test_proxy $(BUILD)/test_cidr
+UNITS  += $(BUILD)/test_proxy $(BUILD)/test_cidr $(BUILD)/test_ban
 UNITS  += $(BUILD)/test_ftp
 UNITS  += $(BUILD)/test_mux $(BUILD)/test_pump $(BUILD)/test_linkkey
 
@@ -112,6 +112,9 @@ $(BUILD)/test_cidr: $(BUILD)/obj/tests/test_cidr.o $(call obj,src/common/cidr.c)
 # The agent's parser, and the edge's formatter (its other counters stubbed
 # in the test) whose output the parser must take.
 $(BUILD)/test_stats: $(BUILD)/obj/tests/test_stats.o $(call obj,src/agent/stats_parse.c src/edge/edge_stats.c src/edge/edge_limit.c src/common/frame.c src/common/buf.c src/common/end.c src/common/ev.c src/common/log.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
+$(BUILD)/test_ban: $(BUILD)/obj/tests/test_ban.o $(call obj,src/common/ban.c src/common/cidr.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
 $(BUILD)/test_route: $(BUILD)/obj/tests/test_route.o $(call obj,src/agent/agent_route.c)
@@ -170,6 +173,8 @@ FUZZERS += proxy
 FUZZ_SRC_proxy = src/edge/proxy_parse.c src/agent/proxy_enc.c
 FUZZERS += cidr
 FUZZ_SRC_cidr = src/common/cidr.c
+FUZZERS += ban
+FUZZ_SRC_ban = src/common/ban.c src/common/cidr.c
 FUZZERS += mux
 FUZZ_SRC_mux = src/common/mux.c src/common/mux_stream.c src/common/pump.c src/common/psock.c src/common/buf.c \
           src/common/end.c src/common/ev.c src/common/log.c src/common/tlsx.c \
