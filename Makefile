@@ -264,8 +264,15 @@ $(BUILD)/spbench: bench/spbench.c
 	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 bench: deps
-	$(MAKE) all $(BUILD)/spbench
+	$(MAKE) all $(BUILD)/spbench $(BUILD)/banbench
+	$(BUILD)/banbench
 	/usr/bin/python3 bench/run --build $(BUILD) $(BENCH_ARGS)
+
+# What 100,000 bans cost the edge per accepted client (docs/benchmark.md).
+$(BUILD)/banbench: bench/banbench.c src/common/ban.c src/common/cidr.c
+	@mkdir -p $(BUILD)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
 demo: deps
 	$(MAKE) all
