@@ -267,7 +267,7 @@ bantab_clear(struct bantab *t)
 }
 
 struct ban *
-bantab_find(const struct bantab *t, const struct cidr *c, uint8_t owner)
+bantab_find(const struct bantab *t, const struct cidr *c, uint32_t owner)
 {
 	struct ban *b;
 

@@ -34,8 +34,8 @@
  * function. */
 struct ban {
 	struct cidr	 c;
-	uint8_t		 owner;		/* edge: the agent that pushed it */
-	uint32_t	 gen;		/* edge: the control connection's */
+	uint32_t	 owner;		/* edge: the agent that pushed it */
+	uint64_t	 gen;		/* edge: its control connection */
 	uint64_t	 until;		/* holder's clock; 0: until lifted */
 	struct ban	*next;		/* hash chain */
 };
@@ -82,7 +82,7 @@ void	bantab_init(struct bantab *t, uint64_t seed, void (*release)(struct ban *))
 void	bantab_clear(struct bantab *t);
 /* The ban of range c held for owner, or NULL. */
 struct ban *bantab_find(const struct bantab *t, const struct cidr *c,
-	    uint8_t owner);
+	    uint32_t owner);
 /* Insert b (its range and owner set, not in the table). 0, or -1 out of
  * memory (b not inserted). */
 int	bantab_add(struct bantab *t, struct ban *b);

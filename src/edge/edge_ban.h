@@ -19,8 +19,6 @@
 
 struct eagent;
 
-/* A control connection of agent name said HELLO. */
-void	eban_hello(const char *name);
 /* BAN, UNBAN or BAN_SYNC from agent a. 0, or -1 with why (a malformed
  * BANS): the caller drops the agent. */
 int	eban_frame(struct eagent *a, const struct msg *m, char *why,

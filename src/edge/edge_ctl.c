@@ -47,6 +47,7 @@ static LIST_HEAD(, econn) incoming = LIST_HEAD_INITIALIZER(incoming);
 static LIST_HEAD(, eagent) agents = LIST_HEAD_INITIALIZER(agents);
 static uint64_t nincoming;	/* connections not identified yet */
 static uint64_t nplain_agents;	/* agents whose data links are plain */
+static uint64_t serials;
 
 static int conn_frame(struct fconn *fc, struct msg *m);
 static void conn_lost(struct fconn *fc, const char *why);
@@ -121,7 +122,7 @@ agent_hello(struct econn *c, const struct msg *m)
 	    RAND_bytes((uint8_t *)&a->kid, sizeof(a->kid)) != 1)
 		log_fatal("RAND_bytes failed");
 	LIST_INSERT_HEAD(&agents, a, entry);
-	eban_hello(a->name);
+	a->serial = ++serials;	/* its bans are told apart by it */
 	edge_stats.agents_connected++;
 	if (a->plain)
 		nplain_agents++;

@@ -187,7 +187,7 @@ def test_ban_reaches_an_edge_that_connects_later(tmp_path, pki):
     edge.proc = sp.restart_proc(edge.proc, "control listening")
     edge.proc.wait_log("agent agent1: bans in sync", since=mark, timeout=40)
     edge.proc.wait_log(f"service svc open on {LOOPBACK}:{port}", since=mark)
-    assert edge.proc.find("agent agent1: 2 bans", since=mark)
+    assert edge.proc.find("agent agent1: ban 2 ranges", since=mark)
     assert not served("127.0.0.2", port)
     assert not served("127.0.0.100", port)
     assert served("127.0.0.3", port)
