@@ -204,6 +204,12 @@ status_json(void)
 		o = json_pack("{ss ss sI so}", "name", s->name, "listen", s->listen,
 		    "sessions", cnt != NULL ? json_integer_value(cnt) : (json_int_t)0,
 		    "backends", backends);
+		(void)json_object_set_new(o, "source", json_string(
+		    s->source == SRC_AGENT ? "agent" : s->source == SRC_CLIENT ?
+		    "client" : "client-port"));
+		/* not offered at the edges, and why (tsrc.c) */
+		(void)json_object_set_new(o, "refused", s->refused[0] ?
+		    json_string(s->refused) : json_null());
 		(void)json_array_append_new(svcs, o);
 	}
 	root = json_pack("{ss ss ss sI sI so so}",

@@ -374,7 +374,7 @@ int ctl_api_status(int argc, char **argv)
         row[0] = jstr(v, "name");
         row[1] = jstr(v, "listen");
         row[2] = jnum(v, "sessions", n3, sizeof n3, "");
-        row[3] = backends;
+        row[3] = jstr(v, "refused") ? jstr(v, "refused") : backends;
         table_add(&t, row);
     }
     table_print(&t);
