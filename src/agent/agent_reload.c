@@ -107,6 +107,11 @@ keep_fixed(const struct cfg *old, struct cfg *nc, struct reload_result *res)
 		list_add(res->restart, "outbound");
 		nc->out = old->out;
 	}
+	if (strcmp(old->ban_file, nc->ban_file) != 0) {
+		/* Read at start (agent_ban.c): the bans in force stay. */
+		list_add(res->restart, "ban_file");
+		memcpy(nc->ban_file, old->ban_file, sizeof(nc->ban_file));
+	}
 	if (strcmp(old->admin_listen, nc->admin_listen) != 0) {
 		/* The running listener keeps its token too. */
 		list_add(res->restart, "admin.listen");
