@@ -111,7 +111,7 @@ line(const uint8_t *d, size_t n)
 static void
 table(const uint8_t *d, size_t n)
 {
-	struct model { struct cidr c; uint8_t owner; uint64_t until; } m[64];
+	struct model { struct cidr c; uint32_t owner; uint64_t until; } m[64];
 	struct bantab t;
 	struct ban *b;
 	struct cidr c;
