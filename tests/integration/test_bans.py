@@ -276,3 +276,38 @@ def test_bad_ban_file_stops_the_agent(tmp_path, pki):
     r = sp.run([sp.AGENT_BIN, "--config", conf], check=False, timeout=20)
     assert r.returncode != 0
     assert f"ban_file {bans}:3: address has bits set" in r.stdout, r.stdout
+
+
+def test_bans_of_several_agents(tmp_path, pki):
+    """Each agent's bans are its own at the edge: an address is refused
+    while any agent bans it; an agent lifts only its own; an agent's bans
+    stay while it is away."""
+    backend = sp.CountServer()
+    edge = sp.start_edge(tmp_path, pki)
+    p1, p2 = sp.free_port(), sp.free_port()
+    a1 = sp.start_agent_admin(tmp_path, pki, edge, {"one": (p1, [backend.port])},
+                              name="agent1", tag="agent1")
+    a2 = sp.start_agent_admin(tmp_path, pki, edge, {"two": (p2, [backend.port])},
+                              name="agent2", tag="agent2")
+    mark = edge.proc.mark()
+    ctl(a1, "ban", "127.0.0.2")
+    ctl(a2, "ban", "127.0.0.2")
+    ctl(a2, "ban", "127.0.0.3")
+    edge.proc.wait_log("agent agent2: ban 127.0.0.3", since=mark)
+    # Bans hold on every service of the edge, whoever pushed them.
+    for port in (p1, p2):
+        assert not served("127.0.0.2", port)
+        assert not served("127.0.0.3", port)
+    mark = edge.proc.mark()
+    ctl(a2, "unban", "127.0.0.2")
+    ctl(a2, "unban", "127.0.0.3")
+    edge.proc.wait_log("agent agent2: ban lifted: 127.0.0.3", since=mark)
+    assert served("127.0.0.3", p1)
+    assert not served("127.0.0.2", p1), "agent1's ban must hold"
+    # agent1 goes away: its ban stays, on agent2's service too.
+    mark = edge.proc.mark()
+    a1.proc.stop()
+    edge.proc.wait_log("agent agent1 lost", since=mark)
+    assert not served("127.0.0.2", p2)
+    assert served("127.0.0.3", p2)
+    backend.close()
