@@ -69,6 +69,9 @@ def test_ban_unban_with_ctl(gw):
     assert backend.accepted == before + 1
     sp.wait_until(lambda: (edge_stat(agent, "limit_banned_total") or 0) >= 1,
                   20, "limit_banned_total in the agent's metrics")
+    assert edge_stat(agent, "bans") == 1
+    m = sp.parse_metrics(agent.metrics())
+    assert sp.metric(m, "sallyport_bans") == 1
 
     r = ctl(agent, "bans")
     line = [ln for ln in r.stdout.splitlines() if "127.0.0.2" in ln]
