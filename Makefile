@@ -11,6 +11,8 @@ BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+# fail2ban reads /etc/fail2ban; a PREFIX elsewhere (a test's) keeps it there
+F2BDIR  ?= $(if $(filter /usr /usr/local,$(PREFIX)),/etc/fail2ban,$(PREFIX)/etc/fail2ban)
 SAN     ?=
 BUILD   ?= build$(if $(SAN),-$(SAN))
 
@@ -38,12 +40,13 @@ LIBCURL = -lcurl -ljansson
 COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
           src/common/end.c src/common/net.c src/common/tlsx.c src/common/fconn.c \
           src/common/pump.c src/common/psock.c src/common/plink.c src/common/mux.c src/common/mux_stream.c \
-          src/common/linkkey.c src/common/cidr.c src/common/outpol.c
+          src/common/linkkey.c src/common/cidr.c src/common/outpol.c \
+          src/common/ban.c
 EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_link.c \
           src/edge/edge_lis.c src/edge/edge_proxy.c src/edge/edge_adm.c \
           src/edge/edge_sess.c src/edge/edge_stats.c src/edge/edge_ftp.c \
           src/edge/edge_out.c src/edge/edge_dial.c src/edge/edge_limit.c src/edge/edge_sandbox.c \
-          src/edge/edge_keyproc.c src/edge/edge_notify.c \
+          src/edge/edge_keyproc.c src/edge/edge_notify.c src/edge/edge_ban.c \
           src/edge/proxy_parse.c
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/ftp_cfg.c \
           src/agent/agent_edge.c src/agent/agent_link.c src/agent/agent_sess.c \
@@ -52,8 +55,10 @@ AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/ftp_cfg.c \
           src/agent/agent_out.c src/agent/socks.c src/agent/httpc.c \
           src/agent/agent_metrics.c src/agent/stats_parse.c \
           src/agent/agent_admin.c src/agent/agent_route.c \
-          src/agent/agent_reload.c src/agent/agent_audit.c
-CTL     = src/ctl/ctl_main.c src/ctl/pki.c src/ctl/ctl_api.c
+          src/agent/agent_reload.c src/agent/agent_audit.c \
+          src/agent/agent_ban.c src/agent/tsrc.c
+CTL     = src/ctl/ctl_main.c src/ctl/pki.c src/ctl/ctl_api.c \
+          src/common/ban.c src/common/cidr.c
 
 obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))
 
@@ -61,7 +66,7 @@ PROGS   = $(BUILD)/sallyport-edge $(BUILD)/sallyport-agent $(BUILD)/sallyportctl
 UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki \
           $(BUILD)/test_stats $(BUILD)/test_route \
           $(BUILD)/test_socks $(BUILD)/test_httpc $(BUILD)/test_outpol
-UNITS  += $(BUILD)/test_proxy $(BUILD)/test_cidr
+UNITS  += $(BUILD)/test_proxy $(BUILD)/test_cidr $(BUILD)/test_ban
 UNITS  += $(BUILD)/test_ftp
 UNITS  += $(BUILD)/test_mux $(BUILD)/test_pump $(BUILD)/test_linkkey
 UNITS  += $(BUILD)/test_dial
@@ -108,6 +113,9 @@ $(BUILD)/test_cidr: $(BUILD)/obj/tests/test_cidr.o $(call obj,src/common/cidr.c)
 # The agent's parser, and the edge's formatter (its other counters stubbed
 # in the test) whose output the parser must take.
 $(BUILD)/test_stats: $(BUILD)/obj/tests/test_stats.o $(call obj,src/agent/stats_parse.c src/edge/edge_stats.c src/edge/edge_limit.c src/common/frame.c src/common/buf.c src/common/end.c src/common/ev.c src/common/log.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
+$(BUILD)/test_ban: $(BUILD)/obj/tests/test_ban.o $(call obj,src/common/ban.c src/common/cidr.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
 $(BUILD)/test_route: $(BUILD)/obj/tests/test_route.o $(call obj,src/agent/agent_route.c)
@@ -174,6 +182,8 @@ FUZZERS += dial
 FUZZ_SRC_dial = src/edge/edge_dial.c src/edge/edge_sandbox.c src/common/cidr.c src/common/net.c \
           src/common/outpol.c src/common/ev.c src/common/log.c
 FUZZ_LIBS_dial = -lseccomp
+FUZZERS += ban
+FUZZ_SRC_ban = src/common/ban.c src/common/cidr.c
 FUZZERS += mux
 FUZZ_SRC_mux = src/common/mux.c src/common/mux_stream.c src/common/pump.c src/common/psock.c src/common/buf.c \
           src/common/end.c src/common/ev.c src/common/log.c src/common/tlsx.c \
@@ -263,15 +273,23 @@ $(BUILD)/spbench: bench/spbench.c
 	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 bench: deps
-	$(MAKE) all $(BUILD)/spbench
+	$(MAKE) all $(BUILD)/spbench $(BUILD)/banbench
+	$(BUILD)/banbench
 	/usr/bin/python3 bench/run --build $(BUILD) $(BENCH_ARGS)
+
+# What 100,000 bans cost the edge per accepted client (docs/benchmark.md).
+$(BUILD)/banbench: bench/banbench.c src/common/ban.c src/common/cidr.c
+	@mkdir -p $(BUILD)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
 demo: deps
 	$(MAKE) all
 	@bash scripts/demo.sh
 
 # Binaries, systemd units (ExecStart pointing at BINDIR), the sysusers.d
-# entry for the agent's user, and the man pages.
+# entry for the agent's user, the man pages, and the fail2ban action
+# (F2BDIR/action.d/sallyport.conf).
 install: $(PROGS)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
 	    $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
@@ -287,6 +305,8 @@ install: $(PROGS)
 	install -m 0644 man/sallyport-edge.8 man/sallyport-agent.8 man/sallyportctl.8 \
 	    $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 man/sallyport-agent.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -d $(DESTDIR)$(F2BDIR)/action.d
+	install -m 0644 dist/fail2ban/action.d/sallyport.conf $(DESTDIR)$(F2BDIR)/action.d/
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -64,6 +64,14 @@ need file /usr/sbin/haproxy   haproxy
 need cmd  nc                  netcat-openbsd
 need cmd  iperf3              iperf3
 need cmd  socat               socat
+need file /usr/bin/fail2ban-server fail2ban
+need file /usr/bin/fail2ban-client fail2ban
+if [ -x /usr/bin/python3 ] &&
+   ! /usr/bin/python3 -c 'import pyinotify' >/dev/null 2>&1; then
+    echo "check-tools: missing python3 module pyinotify (Debian package python3-pyinotify), fail2ban's backend in the tests" >&2
+    missing=$((missing + 1))
+fi
+need file /usr/sbin/iptables  iptables
 need cmd  gnuplot             gnuplot-nox
 need cmd  ip                  iproute2
 need cmd  ss                  iproute2

@@ -10,6 +10,7 @@
  * does not show either). Answers are JSON, /metrics is Prometheus text. */
 #include "agent/agent_admin.h"
 #include "agent/agent_backend.h"
+#include "agent/agent_ban.h"
 #include "agent/agent_edge.h"
 #include "agent/agent_metrics.h"
 #include "agent/agent_reload.h"
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <jansson.h>
 #include <microhttpd.h>
@@ -202,6 +204,12 @@ status_json(void)
 		o = json_pack("{ss ss sI so}", "name", s->name, "listen", s->listen,
 		    "sessions", cnt != NULL ? json_integer_value(cnt) : (json_int_t)0,
 		    "backends", backends);
+		(void)json_object_set_new(o, "source", json_string(
+		    s->source == SRC_AGENT ? "agent" : s->source == SRC_CLIENT ?
+		    "client" : "client-port"));
+		/* not offered at the edges, and why (tsrc.c) */
+		(void)json_object_set_new(o, "refused", s->refused[0] ?
+		    json_string(s->refused) : json_null());
 		(void)json_array_append_new(svcs, o);
 	}
 	root = json_pack("{ss ss ss sI sI so so}",
@@ -280,6 +288,78 @@ admin_reload(struct MHD_Connection *c)
 	return admin_json(c, MHD_HTTP_OK, j, NULL);
 }
 
+/* --- bans ----------------------------------------------------------------- */
+
+static void
+list_ban(const struct aban *x, void *arg)
+{
+	char r[BAN_STR_MAX];
+	uint64_t now = (uint64_t)time(NULL);
+
+	ban_range_fmt(&x->b.c, r, sizeof(r));
+	(void)json_array_append_new(arg, json_pack("{ss sI so so ss}",
+	    "addr", r, "created", (json_int_t)x->created,
+	    "expires", x->b.until ? json_integer((json_int_t)x->b.until) :
+	    json_null(), "left", x->b.until ? json_integer((json_int_t)
+	    (x->b.until - now)) : json_null(), "reason", x->reason));
+}
+
+static json_t *
+saved_json(int saved)
+{
+	return saved == -1 ? json_null() : json_boolean(saved);
+}
+
+/* GET lists; POST ?addr=RANGE[&for=DURATION][&reason=TEXT][&cut=1] bans;
+ * DELETE ?addr=RANGE lifts. */
+static enum MHD_Result
+admin_bans(struct MHD_Connection *c, const char *method)
+{
+	const char *addr, *dur, *reason, *cut, *why;
+	char err[128], r[BAN_STR_MAX];
+	uint32_t secs = 0;
+	struct cidr rg;
+	json_t *a;
+	int saved;
+
+	if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
+		a = json_array();
+		aban_foreach(list_ban, a);
+		return admin_json(c, MHD_HTTP_OK, json_pack("{so}", "bans", a),
+		    NULL);
+	}
+	addr = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "addr");
+	dur = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "for");
+	reason = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "reason");
+	cut = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "cut");
+	if (addr == NULL || ban_range_parse(addr, &rg, &why) == -1)
+		return admin_error(c, MHD_HTTP_BAD_REQUEST, addr == NULL ?
+		    "addr=ADDR or addr=CIDR is required" : why, NULL);
+	ban_range_fmt(&rg, r, sizeof(r));
+	if (strcmp(method, "DELETE") == 0) {
+		if (aban_lift(&rg, &saved) == -1)
+			return admin_error(c, MHD_HTTP_NOT_FOUND, "no such ban",
+			    NULL);
+		return admin_json(c, MHD_HTTP_OK, json_pack("{ss so}", "lifted",
+		    r, "saved", saved_json(saved)), NULL);
+	}
+	if (dur != NULL && ban_duration_parse(dur, &secs, &why) == -1)
+		return admin_error(c, MHD_HTTP_BAD_REQUEST, why, NULL);
+	if (reason == NULL)
+		reason = "";
+	if (!ban_reason_valid(reason))
+		return admin_error(c, MHD_HTTP_BAD_REQUEST, "reason: at most 200 "
+		    "bytes of printable ASCII", NULL);
+	if (cut != NULL && strcmp(cut, "0") != 0 && strcmp(cut, "1") != 0)
+		return admin_error(c, MHD_HTTP_BAD_REQUEST, "cut: 0 or 1", NULL);
+	if (aban_add(&rg, secs, reason, cut != NULL && cut[0] == '1', &saved,
+	    err, sizeof(err)) == -1)
+		return admin_error(c, MHD_HTTP_INSUFFICIENT_STORAGE, err, NULL);
+	return admin_json(c, MHD_HTTP_OK, json_pack("{ss so so}", "banned", r,
+	    "for", secs ? json_integer(secs) : json_null(), "saved",
+	    saved_json(saved)), NULL);
+}
+
 /* --- dispatch ----------------------------------------------------------- */
 
 static enum MHD_Result
@@ -342,6 +422,8 @@ admin_handle(void *cls, struct MHD_Connection *c, const char *url,
 		    (unsigned long long)rt.id, n);
 		return admin_json(c, MHD_HTTP_OK, json_pack("{sI sI}", "killed",
 		    (json_int_t)rt.id, "count", (json_int_t)n), NULL);
+	case RT_BANS:
+		return admin_bans(c, method);
 	case RT_RELOAD:
 		log_info("admin: reload requested");
 		return admin_reload(c);

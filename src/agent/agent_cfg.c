@@ -293,6 +293,8 @@ cfg_agent_key(struct cfg_parse *p, const char *name, const char *value)
 		return cfg_seconds(p, &c->connect_timeout_ms, name, value, 0);
 	if (strcmp(name, "audit_log") == 0)
 		return cfg_out_path(p, c->audit_log, name, value);
+	if (strcmp(name, "ban_file") == 0)
+		return cfg_out_path(p, c->ban_file, name, value);
 	if (strcmp(name, "data_link") == 0) {
 		if (strcmp(value, "tls") == 0)
 			c->data_plain = 0;
@@ -353,6 +355,17 @@ cfg_service_word(struct cfg_parse *p, struct cfg_service *s,
 		return cfg_fail(p, "proxy_protocol: '%s': use v1, v2 or off",
 		    value);
 	}
+	if (strcmp(name, "source") == 0) {
+		static const char *const src[] = { "agent", "client",
+		    "client-port" };
+		for (i = 0; i < 3; i++)
+			if (strcmp(value, src[i]) == 0) {
+				s->source = (enum svc_source)i;
+				return 1;
+			}
+		return cfg_fail(p, "source: '%s': use agent, client or "
+		    "client-port", value);
+	}
 	if (strcmp(name, "priority") == 0) {
 		if (s->priority_set)
 			return cfg_fail(p, "priority: given twice in [service %s]",
@@ -407,6 +420,12 @@ cfg_service_key(struct cfg_parse *p, const char *name, const char *value)
 		return cfg_cidrs(p, s->deny, name, value);
 	if (strcmp(name, "accept_proxy_from") == 0)
 		return cfg_cidrs(p, s->accept_proxy, name, value);
+	if (strcmp(name, "source_deny") == 0) {
+		s->source_deny_set = 1;
+		if (strcmp(value, "none") == 0)
+			return 1;
+		return cfg_cidrs(p, s->source_deny, name, value);
+	}
 	if (strcmp(name, "max_sessions_per_ip") == 0)
 		return cfg_count(p, &s->max_sess_ip, name, value);
 	if (strcmp(name, "max_new_sessions_per_ip_per_minute") == 0)

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/cidr.h"
 #include "common/frame.h"
 #include "common/net.h"
 
@@ -39,6 +40,10 @@ struct cfg_backend {
 /* What a service carries, for the agent: bytes (tcp), or an FTP control
  * channel with passive data connections (agent_ftp.c). */
 enum svc_proto { SVC_TCP, SVC_FTP, SVC_FTPS };
+/* Whose address a backend sees (tsrc.h). */
+enum svc_source { SRC_AGENT, SRC_CLIENT, SRC_CLIENT_PORT };
+#define TSRC_DENY_DEFAULT	"10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, " \
+				"100.64.0.0/10, fc00::/7"
 #define FTP_CFG_PORTS	1000	/* passive ports per service, as the edge */
 
 struct cfg_service {
@@ -66,6 +71,12 @@ struct cfg_service {
 	char		 accept_proxy[MSG_CIDRS_MAX];
 	uint32_t	 max_sess_ip;
 	uint32_t	 max_rate_ip;
+	/* source = client (tsrc.c) */
+	enum svc_source	 source;
+	char		 source_deny[MSG_CIDRS_MAX];
+	int		 source_deny_set;
+	struct cidr_list src_never;	/* built by tsrc_check */
+	char		 refused[512];	/* why the service cannot run, or "" */
 };
 
 struct cfg_edge {
@@ -95,6 +106,7 @@ struct cfg {
 	int		 data_plain;		/* data_link = plain */
 	unsigned	 data_links;		/* links kept per edge */
 	char		 audit_log[PATH_MAX];	/* "" = no audit log */
+	char		 ban_file[PATH_MAX];	/* "" = bans in memory only */
 	struct cfg_edge	 edges[CFG_MAX_EDGES];
 	size_t		 nedges;
 	struct cfg_service *services;

@@ -2,6 +2,7 @@
  * from inside, kept up forever: any error closes it and a new attempt
  * follows after an exponential back-off with jitter. */
 #include "agent/agent_edge.h"
+#include "agent/agent_ban.h"
 #include "agent/agent_ftp.h"
 #include "agent/agent_link.h"
 #include "agent/agent_out.h"
@@ -78,6 +79,7 @@ aedge_fail(struct aedge *e, const char *why)
 	e->out_ok = 0;
 	e->kid = 0;
 	OPENSSL_cleanse(e->key, sizeof(e->key));
+	aban_edge_down(e);
 	aedge_schedule(e);
 }
 
@@ -187,6 +189,8 @@ aedge_push_services(struct aedge *e)
 	size_t i;
 
 	for (i = 0; i < agent_cfg.nservices; i++) {
+		if (agent_cfg.services[i].refused[0] != '\0')
+			continue;	/* tsrc.c said why */
 		aedge_svc_msg(&agent_cfg.services[i], &m);
 		(void)fconn_send(&e->fc, &m);
 	}
@@ -232,6 +236,8 @@ aedge_hello_ok(struct aedge *e, struct msg *m)
 	log_info("edge %s connected (edge %s, protocol %u, data_link=%s, "
 	    "data_links=%u)", e->ce->str, e->edge_name, m->version,
 	    agent_cfg.data_plain ? "plain" : "tls", agent_cfg.data_links);
+	/* Bans first: the services' clients meet them from the start. */
+	aban_edge_up(e);
 	aedge_push_services(e);
 	/* The edge enforces what we allow; it gets the policy before any
 	 * outbound session can be asked for. */
@@ -318,6 +324,15 @@ aedge_send(struct aedge *e, const struct msg *m)
 		(void)fconn_send(&e->fc, m);
 }
 
+void
+aedge_send_all(const struct msg *m)
+{
+	size_t i;
+
+	for (i = 0; i < nedges; i++)
+		aedge_send(&edges[i], m);
+}
+
 size_t
 aedge_count(void)
 {
@@ -375,6 +390,8 @@ aedge_svc_open(const struct cfg_service *s)
 	struct msg m;
 	size_t i;
 
+	if (s->refused[0] != '\0')
+		return;
 	aedge_svc_msg(s, &m);
 	for (i = 0; i < nedges; i++)
 		aedge_send(&edges[i], &m);
@@ -435,6 +452,7 @@ aedge_tick(uint64_t now)
 				break;
 			}
 			alink_fill(e);
+			aban_edge_tick(e);
 			if (now - e->last_ping >= PING_EVERY_MS) {
 				e->last_ping = now;
 				msg_init(&m, FT_PING);
@@ -463,6 +481,7 @@ aedge_stop(void)
 		if (e->state == AE_HELLO || e->state == AE_READY)
 			fconn_close(&e->fc);
 		alink_edge_lost(e);
+		aban_edge_down(e);
 		e->state = AE_WAIT;
 	}
 }

@@ -12,6 +12,7 @@
 
 #include "agent/agent_cfg.h"
 #include "agent/dial.h"
+#include "common/cidr.h"
 #include "common/fconn.h"
 #include "common/linkkey.h"
 
@@ -47,6 +48,10 @@ struct aedge {
 	uint64_t	 link_next;		/* no new link before this */
 	uint64_t	 link_backoff_ms;
 	uint64_t	 violations;		/* what it sent that it must not */
+	/* The bans still to send after HELLO_OK (agent_ban.c). */
+	struct cidr	*ban_sync;
+	size_t		 ban_nsync, ban_next;
+	int		 ban_syncing;
 };
 
 extern SSL_CTX *agent_tls;
@@ -54,8 +59,10 @@ extern SSL_CTX *agent_tls;
 void	aedge_start(void);
 void	aedge_tick(uint64_t now);
 void	aedge_stop(void);
-/* Send a frame on an edge's control channel if it is up. */
+/* Send a frame on an edge's control channel if it is up; on every edge's
+ * that is. */
 void	aedge_send(struct aedge *e, const struct msg *m);
+void	aedge_send_all(const struct msg *m);
 size_t	aedge_count(void);
 const struct aedge *aedge_get(size_t i);
 const char *aedge_state_name(enum aedge_state st);

@@ -3,6 +3,7 @@
 #include "agent/agent_admin.h"
 #include "agent/agent_audit.h"
 #include "agent/agent_backend.h"
+#include "agent/agent_ban.h"
 #include "agent/agent_cfg.h"
 #include "agent/agent_edge.h"
 #include "agent/agent_ftp.h"
@@ -11,6 +12,7 @@
 #include "agent/agent_out.h"
 #include "agent/agent_reload.h"
 #include "agent/agent_sess.h"
+#include "agent/tsrc.h"
 #include "common/linkkey.h"
 #include "common/log.h"
 #include "common/psock.h"
@@ -151,6 +153,8 @@ start(void)
 		log_fatal("epoll: %s", strerror(errno));
 	if (linkkey_init() == -1)
 		log_fatal("link keys: OpenSSL has no HMAC");
+	if (aban_load(agent_cfg.ban_file, err, sizeof(err)) == -1)
+		log_fatal("%s", err);
 	if (backend_bind(agent_cfg.services, agent_cfg.nservices) == -1)
 		log_fatal("backends: out of memory");
 	log_info("agent %s starting: %zu edges, %zu services", agent_cfg.name,
@@ -175,6 +179,7 @@ stop(void)
 	aftp_stop();
 	psock_tick(UINT64_MAX);
 	aedge_stop();
+	aban_stop();
 	reload_stop();
 	metrics_free();
 	audit_close();
@@ -206,6 +211,7 @@ main(int argc, char **argv)
 		cfg_free(&agent_cfg);
 		return 1;
 	}
+	tsrc_check(&agent_cfg);
 	if (check) {
 		printf("%s: ok (%zu edges, %zu services)\n", config,
 		    agent_cfg.nedges, agent_cfg.nservices);
@@ -233,6 +239,7 @@ main(int argc, char **argv)
 		reload_tick();
 		admin_tick();
 		aout_tick(now);
+		aban_tick();
 		ev_settle();
 	}
 	(void)sd_notify(0, "STOPPING=1");

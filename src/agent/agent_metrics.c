@@ -6,6 +6,7 @@
  * is scraped. */
 #include "agent/agent_metrics.h"
 #include "agent/agent_backend.h"
+#include "agent/agent_ban.h"
 #include "agent/agent_edge.h"
 #include "agent/agent_sess.h"
 #include "agent/stats_parse.h"
@@ -323,6 +324,9 @@ metrics_render(size_t *len)
 		(void)msvc_get(agent_cfg.services[i].name);
 	render_sessions(f);
 	render_edges(f);
+	family(f, "sallyport_bans", "gauge", "Bans held by this agent "
+	    "(expired ones go within a second).");
+	fprintf(f, "sallyport_bans %zu\n", aban_count());
 	render_backends(f);
 	render_edge_stats(f);
 	if (fclose(f) != 0) {

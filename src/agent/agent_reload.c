@@ -22,6 +22,7 @@
 #include "agent/agent_backend.h"
 #include "agent/agent_edge.h"
 #include "agent/agent_sess.h"
+#include "agent/tsrc.h"
 #include "common/log.h"
 
 #include <stdio.h>
@@ -106,6 +107,11 @@ keep_fixed(const struct cfg *old, struct cfg *nc, struct reload_result *res)
 		list_add(res->restart, "outbound");
 		nc->out = old->out;
 	}
+	if (strcmp(old->ban_file, nc->ban_file) != 0) {
+		/* Read at start (agent_ban.c): the bans in force stay. */
+		list_add(res->restart, "ban_file");
+		memcpy(nc->ban_file, old->ban_file, sizeof(nc->ban_file));
+	}
 	if (strcmp(old->admin_listen, nc->admin_listen) != 0) {
 		/* The running listener keeps its token too. */
 		list_add(res->restart, "admin.listen");
@@ -166,7 +172,7 @@ open_new(const struct retired *r, struct reload_result *res)
 		if (os == NULL)
 			list_add(res->added, ns->name);
 		if (os == NULL || svc_def_changed(os, ns) ||
-		    svc_prio_changed(os, ns))
+		    svc_prio_changed(os, ns) || os->refused[0] != '\0')
 			aedge_svc_open(ns);
 	}
 }
@@ -193,6 +199,7 @@ reload_run(struct reload_result *res, char *err, size_t errlen)
 		free(nc);
 		return -1;
 	}
+	tsrc_check(nc);
 	if (backend_bind(nc->services, nc->nservices) == -1) {
 		snprintf(err, errlen, "out of memory");
 		cfg_free(nc);
@@ -211,7 +218,10 @@ reload_run(struct reload_result *res, char *err, size_t errlen)
 			continue;
 		}
 		carry_state(os, ns);
-		if (svc_def_changed(os, ns)) {
+		if (ns->refused[0] != '\0' && os->refused[0] == '\0') {
+			list_add(res->changed, os->name);
+			aedge_svc_close(os->name);
+		} else if (svc_def_changed(os, ns)) {
 			list_add(res->changed, os->name);
 			aedge_svc_close(os->name);
 		} else if (!same_backends(os, ns))

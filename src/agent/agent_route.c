@@ -55,6 +55,11 @@ route_parse(const char *method, const char *url, struct route *r)
 		r->ep = RT_METRICS;
 		r->allow = "GET, HEAD";
 		ok = is_get(method);
+	} else if (strcmp(url, "/api/v1/bans") == 0) {
+		r->ep = RT_BANS;
+		r->allow = "GET, HEAD, POST, DELETE";
+		ok = is_get(method) || strcmp(method, "POST") == 0 ||
+		    strcmp(method, "DELETE") == 0;
 	} else if (strcmp(url, "/api/v1/reload") == 0) {
 		r->ep = RT_RELOAD;
 		r->allow = "POST";

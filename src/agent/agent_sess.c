@@ -27,6 +27,7 @@
 #include "agent/agent_metrics.h"
 #include "agent/agent_out.h"
 #include "agent/proxy_enc.h"
+#include "agent/tsrc.h"
 #include "common/log.h"
 #include "common/mux.h"
 #include "common/plink.h"
@@ -260,25 +261,44 @@ asess_done(struct pump *p, int side, int clean)
 
 /* Dial the next backend. 0 if a dial is under way, -1 once all were
  * tried. */
+/* Dial target from where the service says: the agent, or the client's
+ * address (source = client, tsrc.h). 0, or -1 with errno or why. */
+static int
+dial_backend(struct asess *s, const struct net_addr *target, char *why,
+    size_t whylen)
+{
+	struct net_addr src;
+
+	why[0] = '\0';
+	if (s->svc->source == SRC_AGENT)
+		return dial_start(&s->dial, target, backend_dialled, s);
+	if (tsrc_source(s->svc, target, s->client_ip, s->client_port, &src, why,
+	    whylen) != 0)
+		return -1;
+	return dial_start_from(&s->dial, target, &src, backend_dialled, s);
+}
+
 static int
 backend_next(struct asess *s)
 {
 	const struct cfg_backend *b;
+	char why[300];
 	int i;
 
 	while ((i = backend_pick(s->svc, s->tried, s->bstart)) != -1) {
 		b = &s->svc->backends[i];
 		s->tried |= 1u << i;
 		snprintf(s->backend, sizeof(s->backend), "%s", b->str);
-		if (dial_start(&s->dial, &b->addr, backend_dialled, s) == 0) {
+		if (dial_backend(s, &b->addr, why, sizeof(why)) == 0) {
 			s->bidx_cur = i;
 			s->bk = b->st;
 			backend_hold(s->bk);
 			return 0;
 		}
 		log_warn("session %llu: backend %s: %s", (unsigned long long)s->id,
-		    b->str, strerror(errno));
-		health_report(s->svc, b, errno);
+		    b->str, why[0] ? why : strerror(errno));
+		if (why[0] == '\0')
+			health_report(s->svc, b, errno);
 	}
 	return -1;
 }
@@ -427,7 +447,8 @@ static void
 asess_client(struct asess *s, const struct msg *m)
 {
 	struct aedge *e = s->edge;
-	char why[300];
+	struct net_addr src;
+	char why[300], dw[300];
 	int fd;
 
 	snprintf(s->svc_name, sizeof(s->svc_name), "%s", m->service);
@@ -453,6 +474,14 @@ asess_client(struct asess *s, const struct msg *m)
 	}
 	s->counted = 1;
 	metrics_sess_open(s->svc_name);
+	/* An address the edge must not make us use: refused, not dialled. */
+	if (s->svc->source != SRC_AGENT && tsrc_source(s->svc,
+	    &s->svc->backends[0].addr, s->client_ip, s->client_port, &src, why,
+	    sizeof(why)) == -1) {
+		log_warn("session %llu: %s", (unsigned long long)s->id, why);
+		asess_refuse(s, SE_REFUSED, why);
+		return;
+	}
 	if (s->kind == SK_CLIENT) {
 		s->bstart = s->svc->rr++;
 		if (backend_next(s) == -1)
@@ -490,9 +519,9 @@ asess_client(struct asess *s, const struct msg *m)
 		asess_refuse(s, SE_REFUSED, why);
 		return;
 	}
-	if (dial_start(&s->dial, &s->target, backend_dialled, s) == -1) {
-		snprintf(why, sizeof(why), "ftp data: backend %.200s: %s",
-		    s->backend, strerror(errno));
+	if (dial_backend(s, &s->target, dw, sizeof(dw)) == -1) {
+		snprintf(why, sizeof(why), "ftp data: backend %.100s: %.170s",
+		    s->backend, dw[0] ? dw : strerror(errno));
 		asess_refuse(s, SE_REFUSED, why);
 	}
 }

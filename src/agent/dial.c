@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <netinet/in.h>
 
 static void
 dial_io(struct ev_io *io, uint32_t events)
@@ -34,12 +35,41 @@ dial_io(struct ev_io *io, uint32_t events)
 int
 dial_start(struct dial *d, const struct net_addr *a, dial_cb *cb, void *arg)
 {
+	return dial_start_from(d, a, NULL, cb, arg);
+}
+
+/* Bind fd to src, a foreign address. 0 or -1 with errno. */
+static int
+bind_transparent(int fd, const struct net_addr *src)
+{
+	int one = 1, v4 = src->ss.ss_family == AF_INET;
+	uint16_t port = v4 ?
+	    ((const struct sockaddr_in *)(const void *)&src->ss)->sin_port :
+	    ((const struct sockaddr_in6 *)(const void *)&src->ss)->sin6_port;
+
+	if (setsockopt(fd, v4 ? SOL_IP : SOL_IPV6, v4 ? IP_TRANSPARENT :
+	    IPV6_TRANSPARENT, &one, sizeof(one)) == -1)
+		return -1;
+	/* Without a port, take one at connect time, per destination: many
+	 * sessions of one partner then never run out of ports. */
+	if (port == 0)
+		(void)setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+		    sizeof(one));
+	return bind(fd, (const struct sockaddr *)&src->ss, src->len);
+}
+
+int
+dial_start_from(struct dial *d, const struct net_addr *a,
+    const struct net_addr *src, dial_cb *cb, void *arg)
+{
 	const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
 	int fd, rc, saved;
 
 	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		return -1;
+	if (src != NULL && bind_transparent(fd, src) == -1)
+		goto fail;
 	if ((rc = connect(fd, sa, a->len)) == -1 && errno != EINPROGRESS)
 		goto fail;
 	ev_io_init(&d->io, fd, dial_io);

@@ -24,6 +24,10 @@ struct dial {
  * Returns 0, or -1 with errno set. */
 int	dial_start(struct dial *d, const struct net_addr *a, dial_cb *cb,
 	    void *arg);
+/* As dial_start, from address src, which need not be this host's
+ * (IP_TRANSPARENT: CAP_NET_ADMIN; tsrc.h); port 0: the kernel picks. */
+int	dial_start_from(struct dial *d, const struct net_addr *a,
+	    const struct net_addr *src, dial_cb *cb, void *arg);
 void	dial_cancel(struct dial *d);
 /* Resolve host:port (numeric or by name, blocking). 0 or -1 with err. */
 int	dial_resolve(const char *host, const char *port, struct net_addr *a,

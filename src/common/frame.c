@@ -10,11 +10,11 @@
 
 /* AK_NONE (zero) marks a tag this version does not know: skipped. */
 enum attr_kind { AK_NONE, AK_U8, AK_U16, AK_U32, AK_U64, AK_STR, AK_SERVICE,
-    AK_BYTES };
+    AK_BYTES, AK_VIEW };
 
 struct attr_def {
 	enum attr_kind	kind;
-	size_t		max;	/* strings: max bytes; bytes: exact length */
+	size_t		max;	/* strings, views: max bytes; bytes: exact */
 	size_t		off;	/* offset of the field in struct msg */
 };
 
@@ -62,6 +62,8 @@ static const struct attr_def attr_defs[FA_MAX_TAG + 1] = {
 	[FA_OUT_CODE]	 = { AK_U8, 1, AOFF(out_code) },
 	[FA_LINKS_KEEP]	 = { AK_U16, 2, AOFF(links_keep) },
 	[FA_FTP_ACTIVE]	 = { AK_U8, 1, AOFF(ftp_active) },
+	[FA_BANS]	 = { AK_VIEW, MSG_BANS_MAX, AOFF(bans) },
+	[FA_BAN_CUT]	 = { AK_U8, 1, AOFF(ban_cut) },
 };
 
 struct type_def {
@@ -102,6 +104,9 @@ static const struct type_def type_defs[FT_MAX_TYPE + 1] = {
 	    FA_BIT(FA_DEST_PORT) },
 	[FT_FTP_DIAL_FAIL] = { "FTP_DIAL_FAIL", FA_BIT(FA_REQUEST) |
 	    FA_BIT(FA_OUT_CODE) },
+	[FT_BAN]	 = { "BAN", FA_BIT(FA_BANS) },
+	[FT_UNBAN]	 = { "UNBAN", FA_BIT(FA_BANS) },
+	[FT_BAN_SYNC]	 = { "BAN_SYNC", 0 },
 };
 
 #define NTYPES (sizeof(type_defs) / sizeof(type_defs[0]))
@@ -184,6 +189,15 @@ attr_store(struct msg *m, const struct attr_def *d, const uint8_t *v,
 
 	switch (d->kind) {
 	case AK_NONE:
+		return 0;
+	case AK_VIEW:
+		/* BANS, the one view: ban.c checks its records. */
+		if (n == 0 || n > d->max) {
+			*why = "BANS is empty or too long";
+			return -1;
+		}
+		m->bans = v;
+		m->bans_len = (uint32_t)n;
 		return 0;
 	case AK_U8:
 	case AK_U16:
@@ -391,6 +405,10 @@ msg_encode(const struct msg *m, struct buf *out, size_t max)
 		field = (const uint8_t *)m + d->off;
 		n = (d->kind == AK_STR || d->kind == AK_SERVICE) ?
 		    strnlen((const char *)field, d->max) : d->max;
+		if (d->kind == AK_VIEW) {
+			field = m->bans;
+			n = m->bans_len <= d->max ? m->bans_len : d->max;
+		}
 		if (sizeof(tmp) - pos < 4 + n)
 			return -1;
 		put_be(tmp + pos, (uint64_t)tag, 2);

@@ -43,6 +43,10 @@ enum frame_type {
 	FT_OUT_POLICY_OK = 17,	/* edge: STATUS, [TEXT] */
 	FT_OUT_REQ = 18,	/* agent: REQUEST, DEST_HOST, DEST_PORT */
 	FT_OUT_FAIL = 19,	/* edge: REQUEST, OUT_CODE, [TEXT] */
+	/* bans (ban.h) */
+	FT_BAN = 20,		/* agent: BANS, [BAN_CUT] */
+	FT_UNBAN = 21,		/* agent: BANS */
+	FT_BAN_SYNC = 22,	/* agent: its whole list has been sent */
 	/* FTP active mode: a data connection the edge dials to the partner */
 	FT_FTP_DIAL = 27,	/* agent: REQUEST, FTP_CTL, DEST_PORT */
 	FT_FTP_DIAL_FAIL = 28,	/* edge: REQUEST, OUT_CODE, [TEXT] */
@@ -90,6 +94,8 @@ enum frame_tag {
 	FA_DEST_ADDR = 38,	/* string: numeric ip:port */
 	FA_OUT_CODE = 39,	/* u8: a SOCKS5 reply code */
 	FA_LINKS_KEEP = 40,	/* u16: idle plain links the edge keeps */
+	FA_BANS = 41,		/* bytes: records of 21 bytes (ban.h) */
+	FA_BAN_CUT = 42,	/* u8: 1 cut the banned ranges' sessions */
 	FA_FTP_ACTIVE = 49,	/* u8: 1, the FTP service takes active mode */
 	FA_MAX_TAG = 63,
 };
@@ -116,6 +122,7 @@ enum frame_tag {
 #define MSG_HOST_MAX	256	/* DEST_HOST: up to 255 bytes + NUL */
 #define MSG_POLICY_MAX	4096	/* OUT_ALLOW: up to 4095 bytes + NUL */
 #define MSG_PROTO_MAX	16	/* PROTOCOL: up to 15 bytes + NUL */
+#define MSG_BANS_MAX	(21 * 1024)	/* BANS: 1024 records */
 
 /* A decoded message. `have` has FA_BIT(tag) set for every attribute
  * present; strings are NUL-terminated and hold printable ASCII only. */
@@ -129,6 +136,7 @@ struct msg {
 	uint8_t		end;
 	uint8_t		out_code;
 	uint8_t		ftp_active;
+	uint8_t		ban_cut;
 	uint16_t	client_port;
 	uint16_t	local_port;
 	uint16_t	pasv_min;
@@ -163,6 +171,10 @@ struct msg {
 	char		deny[MSG_CIDRS_MAX];
 	char		accept_proxy[MSG_CIDRS_MAX];
 	char		out_allow[MSG_POLICY_MAX];
+	/* BANS is not copied: it points into the decoded payload, valid as
+	 * long as that is (or, to encode, at the caller's bytes). */
+	const uint8_t	*bans;
+	uint32_t	bans_len;
 };
 
 /* Decode a frame header. Returns 0 and sets *type and *len, or -1 with

@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "ctl/ctl_api.h"
+#include "common/ban.h"
 
 #define CTL_NAME       "sallyportctl"
 #define API_BODY_MAX   (16u * 1024 * 1024)
@@ -22,6 +23,11 @@ struct api_opts {
     const char *url;
     const char *token_file;
     int json;
+    /* ban only */
+    const char *dur;
+    const char *reason;
+    int cut;
+    int ban;
 };
 
 struct api_body {
@@ -167,14 +173,18 @@ static int parse_opts(int argc, char **argv, struct api_opts *o)
         { "url", required_argument, NULL, 'u' },
         { "token-file", required_argument, NULL, 't' },
         { "json", no_argument, NULL, 'j' },
+        { "for", required_argument, NULL, 'f' },
+        { "reason", required_argument, NULL, 'r' },
+        { "cut", no_argument, NULL, 'c' },
         { NULL, 0, NULL, 0 },
     };
-    int c;
+    int c, ban = o->ban;
 
+    memset(o, 0, sizeof *o);
+    o->ban = ban;
     o->url = getenv("SALLYPORT_URL") ? getenv("SALLYPORT_URL") : CTL_API_URL;
     o->token_file = getenv("SALLYPORT_TOKEN_FILE") ?
         getenv("SALLYPORT_TOKEN_FILE") : CTL_API_TOKEN_FILE;
-    o->json = 0;
     optind = 0;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -187,6 +197,21 @@ static int parse_opts(int argc, char **argv, struct api_opts *o)
             break;
         case 'j':
             o->json = 1;
+            break;
+        case 'f':
+        case 'r':
+        case 'c':
+            if (!o->ban) {
+                fprintf(stderr, CTL_NAME ": %s: invalid option '%s'\n",
+                        argv[0], argv[optind - 1]);
+                return -1;
+            }
+            if (c == 'f')
+                o->dur = optarg;
+            else if (c == 'r')
+                o->reason = optarg;
+            else
+                o->cut = 1;
             break;
         default:
             fprintf(stderr, CTL_NAME ": %s: invalid option '%s'\n", argv[0],
@@ -281,7 +306,7 @@ static const char *jnum(json_t *o, const char *key, char *buf, size_t len,
 
 int ctl_api_status(int argc, char **argv)
 {
-    struct api_opts o;
+    struct api_opts o = { 0 };
     struct table t;
     json_t *j, *a, *v, *b, *bv;
     char n1[32], n2[32], n3[32], backends[1024];
@@ -349,7 +374,7 @@ int ctl_api_status(int argc, char **argv)
         row[0] = jstr(v, "name");
         row[1] = jstr(v, "listen");
         row[2] = jnum(v, "sessions", n3, sizeof n3, "");
-        row[3] = backends;
+        row[3] = jstr(v, "refused") ? jstr(v, "refused") : backends;
         table_add(&t, row);
     }
     table_print(&t);
@@ -359,7 +384,7 @@ int ctl_api_status(int argc, char **argv)
 
 int ctl_api_sessions(int argc, char **argv)
 {
-    struct api_opts o;
+    struct api_opts o = { 0 };
     struct table t;
     json_t *j, *a, *v;
     char id[32], tb[32], tc[32], age[32];
@@ -401,7 +426,7 @@ int ctl_api_sessions(int argc, char **argv)
 
 int ctl_api_kill(int argc, char **argv)
 {
-    struct api_opts o;
+    struct api_opts o = { 0 };
     char path[64];
     json_t *j;
     const char *id;
@@ -443,7 +468,7 @@ static void print_list(json_t *j, const char *key, const char *label)
 
 int ctl_api_reload(int argc, char **argv)
 {
-    struct api_opts o;
+    struct api_opts o = { 0 };
     json_t *j;
     int first = parse_opts(argc, argv, &o);
 
@@ -461,6 +486,123 @@ int ctl_api_reload(int argc, char **argv)
         print_list(j, "backends_changed", "backends changed:");
         print_list(j, "restart_needed", "restart needed:");
     }
+    json_decref(j);
+    return 0;
+}
+
+/* ---- bans ------------------------------------------------------------ */
+
+/* "/api/v1/bans?addr=A[&for=D][&reason=R][&cut=1]" into path, escaped. */
+static int ban_path(const struct api_opts *o, const char *addr, char *path,
+                    size_t len)
+{
+    char *ea = curl_easy_escape(NULL, addr, 0);
+    char *er = o->reason ? curl_easy_escape(NULL, o->reason, 0) : NULL;
+    int n = -1;
+
+    if (ea != NULL && (o->reason == NULL || er != NULL))
+        n = snprintf(path, len, "/api/v1/bans?addr=%s%s%s%s%s%s", ea,
+                     o->dur ? "&for=" : "", o->dur ? o->dur : "",
+                     er ? "&reason=" : "", er ? er : "",
+                     o->cut ? "&cut=1" : "");
+    curl_free(ea);
+    curl_free(er);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* ban ADDR|CIDR [--for DURATION] [--reason TEXT] [--cut], and unban
+ * ADDR|CIDR: the arguments are checked here first, with the agent's own
+ * parsers, so a typo is a usage error rather than a round trip. */
+static int ban_cmd(int argc, char **argv, int lift)
+{
+    struct api_opts o = { 0 };
+    char path[1024];
+    const char *why;
+    struct cidr c;
+    uint32_t secs;
+    json_t *j;
+    int first;
+
+    o.ban = !lift;
+    if ((first = parse_opts(argc, argv, &o)) < 0)
+        return 2;
+    if (argc - first != 1) {
+        fprintf(stderr, CTL_NAME ": %s: expected one ADDR or CIDR\n", argv[0]);
+        return 2;
+    }
+    if (ban_range_parse(argv[first], &c, &why) == -1) {
+        fprintf(stderr, CTL_NAME ": %s: '%s': %s\n", argv[0], argv[first], why);
+        return 2;
+    }
+    if (o.dur != NULL && ban_duration_parse(o.dur, &secs, &why) == -1) {
+        fprintf(stderr, CTL_NAME ": ban: --for '%s': %s\n", o.dur, why);
+        return 2;
+    }
+    if (o.reason != NULL && !ban_reason_valid(o.reason)) {
+        fprintf(stderr, CTL_NAME ": ban: --reason: at most 200 bytes of "
+                "printable ASCII\n");
+        return 2;
+    }
+    if (ban_path(&o, argv[first], path, sizeof path) == -1) {
+        fprintf(stderr, CTL_NAME ": %s: arguments too long\n", argv[0]);
+        return 2;
+    }
+    if (api_call(&o, lift ? "DELETE" : "POST", path, &j) != 0)
+        return 1;
+    if (o.json)
+        print_json(j);
+    else if (lift)
+        printf("ban of %s lifted\n", jstr(j, "lifted"));
+    else if (o.dur != NULL)
+        printf("%s banned for %s\n", jstr(j, "banned"), o.dur);
+    else
+        printf("%s banned until lifted\n", jstr(j, "banned"));
+    json_decref(j);
+    return 0;
+}
+
+int ctl_api_ban(int argc, char **argv)
+{
+    return ban_cmd(argc, argv, 0);
+}
+
+int ctl_api_unban(int argc, char **argv)
+{
+    return ban_cmd(argc, argv, 1);
+}
+
+int ctl_api_bans(int argc, char **argv)
+{
+    struct api_opts o = { 0 };
+    struct table t;
+    json_t *j, *a, *v;
+    char left[32];
+    size_t i;
+    int first = parse_opts(argc, argv, &o);
+    const char *hdr[] = { "ADDR", "LEFT", "REASON" };
+
+    if (first < 0 || first != argc)
+        return 2;
+    if (api_call(&o, "GET", "/api/v1/bans", &j) != 0)
+        return 1;
+    if (o.json) {
+        print_json(j);
+        json_decref(j);
+        return 0;
+    }
+    memset(&t, 0, sizeof t);
+    t.ncols = 3;
+    table_add(&t, hdr);
+    a = json_object_get(j, "bans");
+    json_array_foreach(a, i, v) {
+        const char *row[3];
+        row[0] = jstr(v, "addr");
+        row[1] = json_is_null(json_object_get(v, "left")) ? "until lifted" :
+                 jnum(v, "left", left, sizeof left, "s");
+        row[2] = jstr(v, "reason");
+        table_add(&t, row);
+    }
+    table_print(&t);
     json_decref(j);
     return 0;
 }

@@ -1,6 +1,6 @@
 /*
  * ctl_api.h - sallyportctl's client for the agent's admin API:
- * "status", "sessions", "kill ID" and "reload".
+ * "status", "sessions", "kill ID", "reload", "ban", "unban" and "bans".
  */
 #ifndef SALLYPORT_CTL_API_H
 #define SALLYPORT_CTL_API_H
@@ -15,5 +15,8 @@ int ctl_api_status(int argc, char **argv);
 int ctl_api_sessions(int argc, char **argv);
 int ctl_api_kill(int argc, char **argv);
 int ctl_api_reload(int argc, char **argv);
+int ctl_api_ban(int argc, char **argv);
+int ctl_api_unban(int argc, char **argv);
+int ctl_api_bans(int argc, char **argv);
 
 #endif

@@ -43,6 +43,12 @@ static void usage(FILE *fp)
         "  sessions [OPTS]     the sessions it is carrying now\n"
         "  kill [OPTS] ID      cut one session\n"
         "  reload [OPTS]       make the agent reload its configuration file\n"
+        "  ban [OPTS] ADDR|CIDR [--for DURATION] [--reason TEXT] [--cut]\n"
+        "                      refuse it at every edge, for DURATION (seconds,\n"
+        "                      or a number with s, m, h or d) or until lifted;\n"
+        "                      --cut also ends its running sessions\n"
+        "  unban [OPTS] ADDR|CIDR  lift that ban\n"
+        "  bans [OPTS]         the bans in force\n"
         "      These talk to the agent's admin API ([admin] in its config):\n"
         "        --url URL         default " CTL_API_URL " ($SALLYPORT_URL)\n"
         "        --token-file F    the bearer token, default\n"
@@ -199,6 +205,9 @@ static const struct ctl_command commands[] = {
     { "sessions", ctl_api_sessions },
     { "kill", ctl_api_kill },
     { "reload", ctl_api_reload },
+    { "ban", ctl_api_ban },
+    { "unban", ctl_api_unban },
+    { "bans", ctl_api_bans },
 };
 
 static int dispatch(int argc, char **argv)

@@ -8,6 +8,7 @@
  * --handshake-timeout, and its frames may be no larger than a greeting
  * is. */
 #include "edge/edge_ctl.h"
+#include "edge/edge_ban.h"
 #include "edge/edge_ftp.h"
 #include "edge/edge_limit.h"
 #include "edge/edge_link.h"
@@ -46,6 +47,7 @@ static LIST_HEAD(, econn) incoming = LIST_HEAD_INITIALIZER(incoming);
 static LIST_HEAD(, eagent) agents = LIST_HEAD_INITIALIZER(agents);
 static uint64_t nincoming;	/* connections not identified yet */
 static uint64_t nplain_agents;	/* agents whose data links are plain */
+static uint64_t serials;
 
 static int conn_frame(struct fconn *fc, struct msg *m);
 static void conn_lost(struct fconn *fc, const char *why);
@@ -120,6 +122,7 @@ agent_hello(struct econn *c, const struct msg *m)
 	    RAND_bytes((uint8_t *)&a->kid, sizeof(a->kid)) != 1)
 		log_fatal("RAND_bytes failed");
 	LIST_INSERT_HEAD(&agents, a, entry);
+	a->serial = ++serials;	/* its bans are told apart by it */
 	edge_stats.agents_connected++;
 	if (a->plain)
 		nplain_agents++;
@@ -312,6 +315,13 @@ agent_frame(struct fconn *fc, struct msg *m)
 	case FT_FTP_DIAL:
 		eout_ftp_dial(a, m);
 		return 0;
+	case FT_BAN:
+	case FT_UNBAN:
+	case FT_BAN_SYNC:
+		if (eban_frame(a, m, why, sizeof(why)) == 0)
+			return 0;
+		agent_drop(a, why);
+		return -1;
 	case FT_ERROR:
 		snprintf(why, sizeof(why), "agent said: %.100s", m->text);
 		agent_drop(a, why);

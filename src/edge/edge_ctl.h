@@ -26,6 +26,7 @@ struct eagent {
 	 * this control connection lives. */
 	uint8_t		 key[LINKKEY_LEN];
 	uint64_t	 kid;
+	uint64_t	 serial;	/* this control connection's, 1, 2, ... */
 	struct linkkey_win win;
 	uint64_t	 sessions;	/* its sessions now: its load */
 	uint64_t	 nlinks;	/* its data links up (edge_link.c) */

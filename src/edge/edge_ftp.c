@@ -9,6 +9,7 @@
  * allows P; it is then offered, like any session, to the agent that holds
  * that control session, with the control session's id and P. Anything
  * else is refused at once: no port stealing by other addresses. */
+#include "edge/edge_ban.h"
 #include "edge/edge_ftp.h"
 #include "edge/edge_ctl.h"
 #include "edge/edge_lis.h"
@@ -119,6 +120,8 @@ pasv_accept(struct ev_io *io, uint32_t events)
 	for (i = 0; i < 16; i++) {
 		if ((fd = edge_accept(io->fd, &peer, what)) == -1)
 			return;
+		if (eban_refuse(fd, (struct sockaddr *)&peer.ss, what))
+			continue;
 		net_fmt_ip((struct sockaddr *)&peer.ss, ip, sizeof(ip), &cport);
 		if (esess_ftp_match(f->svc, ip, l->port, &a, &ctl) == -1) {
 			refuse(f, fd, ip, l->port, "no control session from "

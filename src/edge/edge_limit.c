@@ -11,6 +11,7 @@ struct edge_limits lim = {
 	.max_sessions = LIM_SESSIONS_DEFAULT, .max_pending = 1000,
 	.max_per_ip = 256, .max_handshakes = 256, .handshake_ms = 10000,
 	.claim_ms = 10000, .max_frame = FRAME_MAX, .max_links = 64,
+	.max_bans = 262144,
 };
 uint64_t lim_counter[LIM_COUNT];
 
@@ -28,6 +29,8 @@ static const char *const lim_names[LIM_COUNT] = {
 	[LIM_IDLE] = "idle_timeout",
 	[LIM_FDS] = "fds",
 	[LIM_LINKS] = "links",
+	[LIM_BANNED] = "banned",
+	[LIM_BANS] = "bans",
 };
 
 const char *

@@ -16,6 +16,8 @@ enum lim_kind {
 	LIM_IDLE,		/* session idle longer than its service allows */
 	LIM_FDS,		/* out of file descriptors */
 	LIM_LINKS,		/* data links per agent */
+	LIM_BANNED,		/* a banned client refused */
+	LIM_BANS,		/* bans held */
 	LIM_COUNT
 };
 
@@ -28,6 +30,7 @@ struct edge_limits {
 	uint64_t	claim_ms;
 	uint64_t	max_frame;
 	uint64_t	max_links;
+	uint64_t	max_bans;
 };
 
 #define LIM_SESSIONS_DEFAULT	10000

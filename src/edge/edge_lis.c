@@ -1,6 +1,7 @@
 /* edge_lis.c - services and their listeners (edge_lis.h). */
 #include "edge/edge_lis.h"
 #include "edge/edge_adm.h"
+#include "edge/edge_ban.h"
 #include "edge/edge_ctl.h"
 #include "edge/edge_ftp.h"
 #include "edge/edge_limit.h"
@@ -281,6 +282,8 @@ esvc_client(struct esvc *svc, int fd, const struct sockaddr *client,
 	uint8_t a16[16];
 	int rc;
 
+	if (eban_refuse(fd, client, svc->name))
+		return;
 	if (esess_full(svc->name, svc->npending)) {
 		close(fd);
 		return;

@@ -3,6 +3,7 @@
  * Start-up needs only the control address, the edge's own certificate
  * and key, and the CA agents must chain to. Everything else arrives from
  * agents over the control channel. */
+#include "edge/edge_ban.h"
 #include "edge/edge_adm.h"
 #include "edge/edge_ctl.h"
 #include "edge/edge_keyproc.h"
@@ -75,6 +76,7 @@ static const struct eopt {
 	{ "handshake-timeout", O_SECS, &lim.handshake_ms, 0, "SEC  TLS handshake and first frame (10)" },
 	{ "max-frame", O_COUNT, &lim.max_frame, FRAME_MAX, "BYTES  largest control frame (65536)" },
 	{ "max-links", O_COUNT, &lim.max_links, 100000, "N  data links per agent (64)" },
+	{ "max-bans", O_COUNT, &lim.max_bans, 10000000, "N  bans held, all agents (262144)" },
 	{ "user", O_STR, &o.sc.user, 0, "NAME  run as this user after binding" },
 	{ "chroot", O_STR, &o.sc.chroot_dir, 0, "DIR  chroot here (without Landlock)" },
 	{ "bind-low-ports", O_FLAG, &o.sc.bind_low_ports, 0, "keep CAP_NET_BIND_SERVICE" },
@@ -342,6 +344,7 @@ main(int argc, char **argv)
 		proxy_tick(now);
 		esess_tick(now);
 		adm_tick(now);
+		eban_tick(now);
 		psock_tick(now);
 		eout_tick(now);
 		ev_settle();
@@ -354,6 +357,7 @@ main(int argc, char **argv)
 	ev_settle();
 	elink_shutdown();
 	esvc_shutdown();
+	eban_shutdown();
 	psock_tick(UINT64_MAX);
 	ectl_shutdown();
 	SSL_CTX_free(edge_tls);

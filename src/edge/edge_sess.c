@@ -22,6 +22,7 @@
 #include "common/psock.h"
 #include "common/pump.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -422,6 +423,31 @@ esess_agent_lost(struct eagent *a)
 		edge_stats.sessions_agent_lost++;
 		esess_end(s, SE_ERROR, "agent lost");
 	}
+}
+
+size_t
+esess_cut(int (*match)(const uint8_t a16[16]))
+{
+	struct esess *s, *next;
+	uint8_t ip[16], a16[16];
+	size_t n = 0;
+	int q, six;
+
+	for (q = 0; q < 2; q++)
+		for (s = q ? TAILQ_FIRST(&waiting) : TAILQ_FIRST(&joined);
+		    s != NULL; s = next) {
+			next = TAILQ_NEXT(s, q);
+			six = strchr(s->ip, ':') != NULL;
+			if (s->kind == SK_OUTBOUND || inet_pton(six ? AF_INET6 :
+			    AF_INET, s->ip, ip) != 1)
+				continue;
+			cidr_addr16(six ? AF_INET6 : AF_INET, ip, a16);
+			if (match(a16)) {
+				esess_end(s, SE_KILLED, "client banned");
+				n++;
+			}
+		}
+	return n;
 }
 
 void

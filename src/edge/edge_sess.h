@@ -57,6 +57,9 @@ struct eftp_ports *esess_ftp_ports(uint64_t id, const struct eagent *a,
  * port: its agent and id. 0, or -1 if none. Scans the sessions. */
 int	esess_ftp_match(const char *svc, const char *ip, uint16_t port,
 	    struct eagent **a, uint64_t *id);
+/* End every partner's session whose address match() says is banned
+ * (END killed). How many. */
+size_t	esess_cut(int (*match)(const uint8_t a16[16]));
 void	esess_tick(uint64_t now);
 void	esess_shutdown(void);
 void	esess_stats(char *out, size_t outlen);

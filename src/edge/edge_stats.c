@@ -1,6 +1,7 @@
 /* edge_stats.c - the edge's counters as a STATS frame (edge_stats.h). */
 #include "edge/edge_stats.h"
 #include "edge/edge_adm.h"
+#include "edge/edge_ban.h"
 #include "edge/edge_ftp.h"
 #include "edge/edge_limit.h"
 #include "edge/edge_link.h"
@@ -61,6 +62,7 @@ estats_msg(struct msg *m)
 	esvc_stats(m->stats, sizeof(m->stats));
 	elink_stats(m->stats, sizeof(m->stats));
 	eftp_stats(m->stats, sizeof(m->stats));
+	eban_stats(m->stats, sizeof(m->stats));
 	/* How often each limit was hit: limit_sessions_total, ... */
 	for (k = 0; k < LIM_COUNT; k++) {
 		snprintf(name, sizeof(name), "limit_%s_total", lim_name(k));

@@ -17,7 +17,8 @@ FT = dict(HELLO=1, HELLO_OK=2, ERROR=3, SVC_OPEN=4, SVC_RESULT=5,
           SVC_CLOSE=6, PING=7, PONG=8, STATS_REQ=9, STATS=10,
           LINK_HELLO=11, SESS_OPEN=12, SESS_DENIED=13, DENIED_SUMMARY=14,
           FTP_PORTS=15, OUT_POLICY=16, OUT_POLICY_OK=17, OUT_REQ=18,
-          OUT_FAIL=19, FTP_DIAL=27, FTP_DIAL_FAIL=28)
+          OUT_FAIL=19, BAN=20, UNBAN=21, BAN_SYNC=22, FTP_DIAL=27,
+          FTP_DIAL_FAIL=28)
 FA = dict(VERSION=1, NAME=2, TEXT=3, SERVICE=4, LISTEN=5, STATUS=6,
           SESSION=7, CLIENT_ADDR=8, CLIENT_PORT=9, LOCAL_ADDR=10,
           LOCAL_PORT=11, NONCE=12, LINK_KEY=13, KEY_ID=14, COUNTER=15,
@@ -26,7 +27,12 @@ FA = dict(VERSION=1, NAME=2, TEXT=3, SERVICE=4, LISTEN=5, STATUS=6,
           MAX_SESS_IP=24, MAX_RATE_IP=25, COUNT=26, END=27, STATS=28,
           PROTOCOL=29, PASV_MIN=30, PASV_MAX=31, FTP_CTL=32, FTP_PORT=33,
           OUT_ALLOW=34, REQUEST=35, DEST_HOST=36, DEST_PORT=37,
-          DEST_ADDR=38, OUT_CODE=39, FTP_ACTIVE=49)
+          DEST_ADDR=38, OUT_CODE=39, LINKS_KEEP=40, BANS=41, BAN_CUT=42,
+          FTP_ACTIVE=49)
+BAN4 = bytes(10) + b"\xff\xff" + bytes([192, 0, 2, 7, 128]) + \
+    struct.pack(">I", 600)
+BAN6 = bytes([0x20, 1, 0xd, 0xb8]) + bytes(12) + bytes([32]) + \
+    struct.pack(">I", 0)
 U8, U16, U32, U64 = (lambda v: struct.pack(">B", v),
                      lambda v: struct.pack(">H", v),
                      lambda v: struct.pack(">I", v),
@@ -117,6 +123,10 @@ FRAMES = {
                                   ("FTP_CTL", U64(41)), ("REQUEST", U64(3)),
                                   ("LOCAL_ADDR", "198.51.100.1"),
                                   ("LOCAL_PORT", U16(20))),
+    # bans: records of the range's 16-byte form, its prefix, seconds left
+    "ban": frame("BAN", ("BANS", BAN4 + BAN6), ("BAN_CUT", U8(1))),
+    "unban": frame("UNBAN", ("BANS", BAN4)),
+    "ban_sync": frame("BAN_SYNC"),
 }
 # Hostile ones, for the fuzzer to start from: the decoder refuses them.
 FRAMES["sess_open_id0"] = frame("SESS_OPEN", ("SESSION", U64(0)),

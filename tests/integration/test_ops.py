@@ -521,6 +521,9 @@ def test_make_install_layout(installed):
     for b in want[:3]:
         assert os.access(installed / b, os.X_OK)
     assert (installed / "usr/lib/sysusers.d/sallyport.conf").is_file()
+    # the fail2ban action, where fail2ban reads it
+    assert "sallyportctl" in (installed / "etc/fail2ban/action.d/"
+                              "sallyport.conf").read_text()
     # the unit's ExecStart points at the installed binary
     unit = (installed / want[3]).read_text()
     assert "ExecStart=/usr/bin/sallyport-edge " in unit

@@ -236,6 +236,24 @@ test_policy_keys(void **state)
 	assert_int_equal(c.services[0].max_rate_ip, 0);
 	assert_int_equal(c.services[1].max_sess_ip, 0);
 	cfg_free(&c);
+
+	/* source = client and its list; ban_file */
+	assert_int_equal(load(AGENT_OK "ban_file = bans\n"
+	    "[service s]\nlisten = 127.0.0.1:1\nbackend = 127.0.0.1:2\n"
+	    "source = client\nsource_deny = 192.0.2.0/24\n"
+	    "[service t]\nlisten = 127.0.0.1:3\nbackend = 127.0.0.1:2\n"
+	    "source = client-port\nsource_deny = none\n"
+	    "[service u]\nlisten = 127.0.0.1:4\nbackend = 127.0.0.1:2\n",
+	    &c, err, sizeof(err)), 0);
+	assert_non_null(strstr(c.ban_file, dir));
+	assert_int_equal(c.services[0].source, SRC_CLIENT);
+	assert_string_equal(c.services[0].source_deny, "192.0.2.0/24");
+	assert_int_equal(c.services[1].source, SRC_CLIENT_PORT);
+	assert_true(c.services[1].source_deny_set);
+	assert_string_equal(c.services[1].source_deny, "");
+	assert_int_equal(c.services[2].source, SRC_AGENT);
+	assert_false(c.services[2].source_deny_set);
+	cfg_free(&c);
 }
 
 #define SVC_OK "[service s]\nlisten = 127.0.0.1:1\nbackend = 127.0.0.1:2\n"
@@ -261,6 +279,15 @@ test_policy_errors(void **state)
 	    "99999999999\n", 9, "whole number");
 	expect_error(AGENT_OK "audit_log = /nonexistent/dir/audit.log\n", 6,
 	    "audit_log");
+	expect_error(AGENT_OK "ban_file = /nonexistent/dir/bans\n", 6,
+	    "ban_file");
+	expect_error(AGENT_OK SVC_OK "source = partner\n", 9,
+	    "use agent, client or client-port");
+	expect_error(AGENT_OK SVC_OK "source = \n", 9, "source");
+	expect_error(AGENT_OK SVC_OK "source_deny = 10.0.0.1/8\n", 9,
+	    "beyond the prefix");
+	expect_error(AGENT_OK SVC_OK "source_deny = none, 10.0.0.0/8\n", 9,
+	    "source_deny");
 	/* more ranges than one list holds: the 129th line is the error */
 	n = (size_t)snprintf(big, sizeof(big), AGENT_OK SVC_OK);
 	for (i = 0; i <= CIDR_LIST_MAX; i++)

@@ -34,6 +34,8 @@ attr(uint8_t *p, uint16_t tag, const void *v, uint16_t len)
 static const uint8_t one64[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
 static const uint8_t zero64[8] = { 0 };
 static const uint8_t key32[FRAME_KEY] = { 1, 2, 3 };
+static const uint8_t bans21[21] = { [10] = 0xff, [11] = 0xff, 192, 0, 2, 7,
+    128, 0, 0, 0x02, 0x58 };
 
 /* Encode m, then decode it both ways (header and payload apart, and as
  * one frame); the decoded message is the one encoded, byte for byte. */
@@ -53,8 +55,18 @@ roundtrip(const struct msg *m, struct msg *out)
 	assert_int_equal(len, buf_len(&b) - FRAME_HDR);
 	assert_int_equal(msg_decode(type, b.data + FRAME_HDR, len, out, &why), 0);
 	assert_int_equal(msg_decode_frame(b.data, buf_len(&b), &d2, &why), 0);
+	/* BANS points into the bytes decoded: compared by content. */
+	assert_int_equal(out->bans_len, m->bans_len);
+	assert_int_equal(d2.bans_len, m->bans_len);
+	if (m->bans_len > 0) {
+		assert_memory_equal(out->bans, m->bans, m->bans_len);
+		assert_memory_equal(d2.bans, m->bans, m->bans_len);
+		assert_ptr_equal(out->bans, b.data + (d2.bans - b.data));
+	}
+	d2.bans = out->bans = m->bans;
 	assert_memory_equal(out, &d2, sizeof(d2));
 	assert_memory_equal(out, m, sizeof(*m));
+	out->bans = NULL;	/* b is freed */
 	buf_free(&b);
 }
 
@@ -78,9 +90,9 @@ test_roundtrip_all_types(void **state)
 
 	(void)state;
 	for (t = 1; t <= FT_MAX_TYPE; t++) {
-		/* Numbers left free between the groups of types (20-26) are
+		/* Numbers left free between the groups of types (23-26) are
 		 * unknown types, refused like any other. */
-		if (t >= 20 && t <= 26) {
+		if (t >= 23 && t <= 26) {
 			assert_string_equal(frame_type_name(t), "unknown");
 			continue;
 		}
@@ -123,6 +135,10 @@ test_roundtrip_all_types(void **state)
 		msg_set_str(&m, FA_OUT_ALLOW, "*:443");
 		msg_set_str(&m, FA_DEST_HOST, "files.example.com");
 		msg_set_str(&m, FA_DEST_ADDR, "203.0.113.9:443");
+		m.bans = bans21;
+		m.bans_len = sizeof(bans21);
+		msg_have(&m, FA_BANS);
+		msg_set_int(&m, FA_BAN_CUT, 1);
 		roundtrip(&m, &d);
 		assert_int_equal(d.type, t);
 	}
@@ -459,7 +475,7 @@ test_attribute_rejects(void **state)
 	/* unknown tags, in and beyond the reserved range, are skipped, and
 	 * so is tag 0 */
 	n = attr(p, 200, "zz", 2);
-	n += attr(p + n, FA_LINKS_KEEP + 1, "z", 1);
+	n += attr(p + n, FA_BAN_CUT + 1, "z", 1);
 	n += attr(p + n, FA_MAX_TAG, "", 0);
 	n += attr(p + n, 0, "q", 1);
 	n += attr(p + n, 0xffff, "", 0);
@@ -477,6 +493,24 @@ test_attribute_rejects(void **state)
 	assert_string_equal(why, "attribute runs past the frame");
 	n = attr(p, FA_NONCE, one64, 8);
 	assert_int_equal(msg_decode(FT_PING, p, n + 3, &m, &why), -1);
+	/* BANS: never empty, at most 1024 records (what is in them is
+	 * ban.c's to check), and BAN and UNBAN need it */
+	n = attr(p, FA_BANS, "", 0);
+	assert_int_equal(msg_decode(FT_BAN, p, n, &m, &why), -1);
+	assert_int_equal(msg_decode(FT_UNBAN, p, 0, &m, &why), -1);
+	assert_string_equal(why, "required attribute missing");
+	{
+		static uint8_t big[FRAME_MAX], zeros[MSG_BANS_MAX + 1];
+		size_t k = MSG_BANS_MAX + 1;
+
+		n = attr(big, FA_BANS, zeros, (uint16_t)k);
+		assert_int_equal(msg_decode(FT_BAN, big, n, &m, &why), -1);
+		n = attr(big, FA_BANS, zeros, (uint16_t)(k - 1));
+		assert_int_equal(msg_decode(FT_BAN, big, n, &m, &why), 0);
+		assert_int_equal(m.bans_len, MSG_BANS_MAX);
+		assert_ptr_equal(m.bans, big + 4);
+	}
+	assert_int_equal(msg_decode(FT_BAN_SYNC, p, 0, &m, &why), 0);
 	/* a payload over FRAME_MAX, whatever it holds */
 	assert_int_equal(msg_decode(FT_STATS_REQ, p, FRAME_MAX + 1, &m, &why),
 	    -1);

@@ -13,6 +13,7 @@
 
 #include "agent/stats_parse.h"
 #include "edge/edge_adm.h"
+#include "edge/edge_ban.h"
 #include "edge/edge_ftp.h"
 #include "edge/edge_limit.h"
 #include "edge/edge_link.h"
@@ -52,6 +53,12 @@ void
 eftp_stats(char *out, size_t outlen)
 {
 	(void)estats_put(out, outlen, "ftp_data_accepted_total", 0);
+}
+
+void
+eban_stats(char *out, size_t outlen)
+{
+	(void)estats_put(out, outlen, "bans", 100000);
 }
 
 static int
