@@ -171,6 +171,20 @@ FUZZ_SRC_mux = src/common/mux.c src/common/mux_stream.c src/common/pump.c src/co
           src/common/end.c src/common/ev.c src/common/log.c src/common/tlsx.c \
           src/common/net.c
 FUZZ_LIBS_mux = $(LIBSSL)
+# The agent's side of what a hostile edge sends: SESS_OPEN checked against
+# the configuration (and the backends dialled for it), control frames
+# against what was asked, a plain link's chunks.
+FUZZERS += sess
+FUZZ_SRC_sess = src/agent/sess_check.c src/agent/agent_backend.c src/common/cidr.c \
+          src/common/frame.c src/common/buf.c src/common/end.c src/common/ev.c \
+          src/common/log.c
+FUZZERS += ctl
+FUZZ_SRC_ctl = src/agent/ctl_check.c src/agent/sess_check.c src/agent/stats_parse.c \
+          src/common/cidr.c src/common/frame.c src/common/buf.c src/common/end.c
+FUZZERS += plink
+FUZZ_SRC_plink = src/common/plink.c src/common/psock.c src/common/pump.c src/common/buf.c \
+          src/common/ev.c src/common/log.c \
+          src/common/net.c src/common/end.c
 
 .SECONDEXPANSION:
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_SRC_$$*)
