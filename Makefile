@@ -65,6 +65,7 @@ UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki \
 UNITS  += $(BUILD)/test_proxy $(BUILD)/test_cidr
 UNITS  += $(BUILD)/test_ftp
 UNITS  += $(BUILD)/test_mux $(BUILD)/test_pump $(BUILD)/test_linkkey
+UNITS  += $(BUILD)/test_check
 
 all: $(PROGS)
 
@@ -130,6 +131,10 @@ $(BUILD)/test_pump: $(BUILD)/obj/tests/test_pump.o $(call obj,src/common/pump.c 
 
 $(BUILD)/test_linkkey: $(BUILD)/obj/tests/test_linkkey.o $(call obj,src/common/linkkey.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -lcrypto
+
+# The agent's checks of what an edge says: SESS_OPEN, control frames.
+$(BUILD)/test_check: $(BUILD)/obj/tests/test_check.o $(call obj,src/agent/sess_check.c src/agent/ctl_check.c src/agent/stats_parse.c src/common/cidr.c src/common/frame.c src/common/buf.c src/common/end.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
 $(BUILD)/test_ftp: $(BUILD)/obj/tests/test_ftp.o $(call obj,src/agent/ftp_line.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
