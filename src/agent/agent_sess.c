@@ -504,25 +504,30 @@ limit_log(const struct aedge *e, uint64_t id, const char *why)
 	held = 0;
 }
 
-int
-asess_open(struct aedge *e, const struct msg *m, const struct alink_from *l)
+/* What a SESS_OPEN that passed its gate brings to its session. */
+struct gate {
+	struct scheck	 chk;
+	struct net_addr	 target;		/* FTP data: the backend */
+	char		 backend[CFG_STR + 64];
+	struct aout_claim c;			/* outbound: the client */
+	char		 why[300];
+};
+
+/* The edge's word, checked against our configuration; then the limits;
+ * then what only we know: an FTP control session, an outbound request
+ * of ours waiting there. 0 with g filled, or -1: refused on its link. A
+ * session refused here was never one: counted and logged as a violation
+ * (one line), or as a limit, not audited. */
+static int
+gate(struct aedge *e, const struct msg *m, const struct alink_from *l,
+    struct gate *g)
 {
-	char backend[CFG_STR + 64], ftpwhy[300];
-	struct net_addr target;
-	struct aout_claim c;
-	struct scheck chk;
-	struct asess *s;
-	struct pend *outer;
 	const char *why;
 
-	/* The edge's word, checked against our configuration; then what
-	 * only we know: an outbound request of ours waits there. A session
-	 * refused here was never one: counted and logged as a violation
-	 * (one line), not audited. */
-	if (scheck_open(&agent_cfg, m, &chk) == -1) {
-		aedge_violation(e, "%s (session %llu)", chk.why,
+	if (scheck_open(&agent_cfg, m, &g->chk) == -1) {
+		aedge_violation(e, "%s (session %llu)", g->chk.why,
 		    (unsigned long long)m->session);
-		alink_refuse(e, l, SE_REFUSED, chk.why);
+		alink_refuse(e, l, SE_REFUSED, g->chk.why);
 		return -1;
 	}
 	if ((why = admit(e)) != NULL) {
@@ -534,18 +539,30 @@ asess_open(struct aedge *e, const struct msg *m, const struct alink_from *l)
 	 * the edge's fault if there is none: it cannot know which ports the
 	 * filter handed out, and a control session may have just ended. But
 	 * as many as an edge may send, so no more lines than a limit's. */
-	if (m->sess_kind == SK_FTP_DATA && aftp_data_target(e, m, &target,
-	    backend, sizeof(backend), ftpwhy, sizeof(ftpwhy)) == -1) {
-		limit_log(e, m->session, ftpwhy);
-		alink_refuse(e, l, SE_REFUSED, ftpwhy);
+	if (m->sess_kind == SK_FTP_DATA && aftp_data_target(e, m, &g->target,
+	    g->backend, sizeof(g->backend), g->why, sizeof(g->why)) == -1) {
+		limit_log(e, m->session, g->why);
+		alink_refuse(e, l, SE_REFUSED, g->why);
 		return -1;
 	}
-	if (m->sess_kind == SK_OUTBOUND && aout_claim(e, m->request, &c) == -1) {
+	if (m->sess_kind == SK_OUTBOUND && aout_claim(e, m->request, &g->c) == -1) {
 		aedge_violation(e, "SESS_OPEN for outbound request %llu, which "
 		    "was not asked there", (unsigned long long)m->request);
 		alink_refuse(e, l, SE_REFUSED, "no such outbound request");
 		return -1;
 	}
+	return 0;
+}
+
+int
+asess_open(struct aedge *e, const struct msg *m, const struct alink_from *l)
+{
+	struct gate g;
+	struct asess *s;
+	struct pend *outer;
+
+	if (gate(e, m, l, &g) == -1)
+		return -1;
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		goto oom;
 	s->id = m->session;
@@ -556,11 +573,11 @@ asess_open(struct aedge *e, const struct msg *m, const struct alink_from *l)
 	s->t_wall = audit_wall_ms();
 	s->deadline = s->t_start + agent_cfg.connect_timeout_ms;
 	s->bidx_cur = -1;
-	memcpy(&s->client_sa, &chk.client, sizeof(s->client_sa));
-	memcpy(&s->local_sa, &chk.local, sizeof(s->local_sa));
+	memcpy(&s->client_sa, &g.chk.client, sizeof(s->client_sa));
+	memcpy(&s->local_sa, &g.chk.local, sizeof(s->local_sa));
 	if (m->sess_kind == SK_FTP_DATA) {
-		s->target = target;
-		snprintf(s->backend, sizeof(s->backend), "%s", backend);
+		s->target = g.target;
+		snprintf(s->backend, sizeof(s->backend), "%s", g.backend);
 	}
 	pump_init(&s->p, asess_done, s);
 	if ((outer = outer_endpoint(s, l)) == NULL) {
@@ -575,14 +592,14 @@ asess_open(struct aedge *e, const struct msg *m, const struct alink_from *l)
 	e->nsess++;
 	e->nsetup++;
 	if (s->kind == SK_OUTBOUND)
-		asess_outbound(s, m, &c);
+		asess_outbound(s, m, &g.c);
 	else
 		asess_client(s, m);
 	return 0;
 oom:
 	if (m->sess_kind == SK_OUTBOUND) {
-		close(c.fd);
-		buf_free(&c.reply);
+		close(g.c.fd);
+		buf_free(&g.c.reply);
 	}
 	alink_refuse(e, l, SE_REFUSED, "agent out of memory");
 	return -1;

@@ -487,37 +487,14 @@ class EdgeControl(_Pumped):
 # --------------------------------------------------------------------------
 # a multiplexed link: the edge opens streams
 
-class EdgeStream:
-    """One stream the fake edge opened. data, fin, rst: what the agent
-    sent on it; credit: what the edge may still send."""
+class EdgeStream(fa.Stream):
+    """One stream the fake edge opened: fakeagent's Stream (data, fin,
+    rst: what the agent sent on it; credit: what the edge may still
+    send), plus the total read and the end of the agent's direction."""
 
     def __init__(self, link, sid):
-        self.link = link
-        self.sid = sid
-        self.data = bytearray()
-        self.fin = False
-        self.rst = None
-        self.credit = p.MUX_WINDOW
-        self.owed = 0
+        super().__init__(link, sid, None)
         self.total = 0
-
-    def _wait(self, pred, timeout, what):
-        with self.link.cond:
-            if not self.link.cond.wait_for(
-                    lambda: pred() or self.link.closed.is_set(), timeout):
-                raise AssertionError(f"stream {self.sid}: no {what} within "
-                                     f"{timeout}s")
-            if not pred():
-                raise AssertionError(f"stream {self.sid}: link closed "
-                                     f"({self.link.error}) before {what}")
-
-    def recv_exact(self, n, timeout=10):
-        self._wait(lambda: len(self.data) >= n or self.fin or self.rst,
-                   timeout, f"{n} bytes")
-        with self.link.cond:
-            out = bytes(self.data[:n])
-            del self.data[:n]
-        return out
 
     def recv_until_end(self, timeout=20):
         """Everything up to the agent's FIN or RST: (bytes, "fin" or the
@@ -528,34 +505,9 @@ class EdgeStream:
             del self.data[:]
         return out, "fin" if self.fin else self.rst
 
-    def wait_fin(self, timeout=10):
-        self._wait(lambda: self.fin or self.rst, timeout, "FIN")
-        assert self.fin, f"stream {self.sid}: RST {self.rst}, not FIN"
-
-    def wait_rst(self, timeout=10):
-        self._wait(lambda: self.rst is not None, timeout, "RST")
-        return self.rst
-
     def wait_end(self, timeout=10):
         self._wait(lambda: self.fin or self.rst is not None, timeout, "end")
         return self.rst
-
-    def send(self, data, timeout=30):
-        """data as DATA frames within the credit the agent gives."""
-        off = 0
-        while off < len(data):
-            self._wait(lambda: self.credit > 0, timeout, "credit")
-            with self.link.cond:
-                n = min(self.credit, len(data) - off)
-                self.credit -= n
-            self.link.send(p.mux_data(self.sid, data[off:off + n]))
-            off += n
-
-    def send_fin(self):
-        self.link.send(p.mux_frame(self.sid, p.MUX_FIN))
-
-    def send_rst(self, end="error", text="fake edge"):
-        self.link.send(p.mux_rst(self.sid, end, text))
 
 
 class EdgeMuxLink(_Pumped):

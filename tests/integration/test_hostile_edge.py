@@ -55,44 +55,22 @@ SAN_FACTOR = 2 if ASAN else 1
 # --------------------------------------------------------------------------
 # backends
 
-class TagServer:
+class TagServer(sp.ThreadedServer):
     """A backend on a free loopback port: every connection gets a tag of
     its own, sent first ("TAG n\\n"), then what it reads is echoed, until
-    the client half-closes. Records the tags and PROXY headers seen."""
+    the client half-closes."""
 
-    def __init__(self, proxy=False):
-        self.proxy = proxy
-        self.lsock = socket.create_server((LOOPBACK, 0), backlog=1024)
-        self.port = self.lsock.getsockname()[1]
+    def __init__(self):
         self.lock = threading.Lock()
         self.n = 0
-        self.headers = []
-        threading.Thread(target=self._loop, daemon=True).start()
+        super().__init__()
 
-    def _loop(self):
-        while True:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.n += 1
-                tag = self.n
-            threading.Thread(target=self._serve, args=(c, tag),
-                             daemon=True).start()
-
-    def _serve(self, c, tag):
+    def _serve(self, c):
+        with self.lock:
+            self.n += 1
+            tag = self.n
         try:
             c.settimeout(60)
-            if self.proxy:
-                hdr = b""
-                while b"\r\n" not in hdr and len(hdr) < 108:
-                    b = c.recv(1)
-                    if not b:
-                        return
-                    hdr += b
-                with self.lock:
-                    self.headers.append(hdr.decode("ascii", "replace"))
             c.sendall(b"TAG %d\n" % tag)
             while True:
                 b = c.recv(65536)
@@ -108,9 +86,6 @@ class TagServer:
     def accepted(self):
         with self.lock:
             return self.n
-
-    def close(self):
-        self.lsock.close()
 
 
 class HoldServer:
@@ -148,26 +123,14 @@ class HoldServer:
             c.close()
 
 
-class PushServer:
+class PushServer(sp.ThreadedServer):
     """A backend that sends `size` bytes of a fixed pattern to each
     connection, then closes."""
 
     def __init__(self, size):
-        self.size = size
-        self.data = hashlib.sha256(b"push").digest() * (size // 32 + 1)
-        self.data = self.data[:size]
-        self.lsock = socket.create_server((LOOPBACK, 0), backlog=128)
-        self.port = self.lsock.getsockname()[1]
-        threading.Thread(target=self._loop, daemon=True).start()
-
-    def _loop(self):
-        while True:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,),
-                             daemon=True).start()
+        self.data = (hashlib.sha256(b"push").digest() *
+                     (size // 32 + 1))[:size]
+        super().__init__()
 
     def _serve(self, c):
         try:
@@ -179,9 +142,6 @@ class PushServer:
             pass
         finally:
             c.close()
-
-    def close(self):
-        self.lsock.close()
 
 
 # --------------------------------------------------------------------------
@@ -918,11 +878,17 @@ def test_sess_open_refused(rig_link, tag, case):
     assert BAD_OPENS[case][1] in text, text
     r.wait_violations(before + 1)
     assert BAD_OPENS[case][1] in "".join(_viol_lines(r, mark))
+    if r.link == "plain":
+        # bytes on the refused link: read and dropped until it closes
+        s.send_raw(os.urandom(200000) + _bad_open(603, case))
+        s.close()
     assert tag.accepted() == n, "a backend was dialled"
     assert "session 601 opened" not in r.log(mark)
     assert not [a for a in sp.read_audit(r.audit) if a.get("session") == 601]
     s2 = open_session(r, sess_open(602))
     echo_through(s2, b"next session")
+    assert r.violations() == before + 1
+    assert tag.accepted() == n + 1
     r.bystander_ok()
 
 
@@ -1083,7 +1049,7 @@ def test_ftp_data_not_offered(tmp_path, pki, tag):
     violation; for a port inside it but no control session of this edge,
     a refusal (the edge cannot know every port the filter handed out),
     logged at most once a second; neither dials anything."""
-    lo = 30000 + (os.getpid() % 1000) * 10
+    lo = sp.free_port_range(10)
     r = Rig(tmp_path, pki, {
         "echo": (sp.free_port(), tag.port, []),
         "ftp": (sp.free_port(), tag.port, [
@@ -1484,7 +1450,7 @@ def test_dials_only_its_own_backends(tmp_path, pki, tag):
     trace = tmp_path / "agent.strace"
     wrapper = ["strace", "-f", "--seccomp-bpf", "-e", "trace=connect",
                "-o", str(trace)]
-    lo = 31000 + (os.getpid() % 1000) * 10
+    lo = sp.free_port_range(10)
     r = Rig(tmp_path, pki, {
         "echo": (sp.free_port(), tag.port, []),
         "ftp": (sp.free_port(), tag.port, [
