@@ -56,7 +56,8 @@ AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/ftp_cfg.c \
           src/agent/agent_metrics.c src/agent/stats_parse.c \
           src/agent/agent_admin.c src/agent/agent_route.c \
           src/agent/agent_reload.c src/agent/agent_audit.c \
-          src/agent/agent_ban.c src/agent/tsrc.c
+          src/agent/agent_ban.c src/agent/tsrc.c \
+          src/agent/sess_check.c src/agent/ctl_check.c
 CTL     = src/ctl/ctl_main.c src/ctl/pki.c src/ctl/ctl_api.c \
           src/common/ban.c src/common/cidr.c
 
@@ -70,6 +71,7 @@ UNITS  += $(BUILD)/test_proxy $(BUILD)/test_cidr $(BUILD)/test_ban
 UNITS  += $(BUILD)/test_ftp
 UNITS  += $(BUILD)/test_mux $(BUILD)/test_pump $(BUILD)/test_linkkey
 UNITS  += $(BUILD)/test_dial
+UNITS  += $(BUILD)/test_check
 
 all: $(PROGS)
 
@@ -142,6 +144,9 @@ $(BUILD)/test_linkkey: $(BUILD)/obj/tests/test_linkkey.o $(call obj,src/common/l
 # A real dialler process, in its sandbox, spoken to on its socket.
 $(BUILD)/test_dial: $(BUILD)/obj/tests/test_dial.o $(call obj,src/edge/edge_dial.c src/edge/edge_sandbox.c src/common/cidr.c src/common/net.c src/common/outpol.c src/common/ev.c src/common/log.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -lseccomp
+# The agent's checks of what an edge says: SESS_OPEN, control frames.
+$(BUILD)/test_check: $(BUILD)/obj/tests/test_check.o $(call obj,src/agent/sess_check.c src/agent/ctl_check.c src/agent/stats_parse.c src/common/cidr.c src/common/frame.c src/common/buf.c src/common/end.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
 $(BUILD)/test_ftp: $(BUILD)/obj/tests/test_ftp.o $(call obj,src/agent/ftp_line.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
@@ -189,6 +194,20 @@ FUZZ_SRC_mux = src/common/mux.c src/common/mux_stream.c src/common/pump.c src/co
           src/common/end.c src/common/ev.c src/common/log.c src/common/tlsx.c \
           src/common/net.c
 FUZZ_LIBS_mux = $(LIBSSL)
+# The agent's side of what a hostile edge sends: SESS_OPEN checked against
+# the configuration (and the backends dialled for it), control frames
+# against what was asked, a plain link's chunks.
+FUZZERS += sess
+FUZZ_SRC_sess = src/agent/sess_check.c src/agent/agent_backend.c src/common/cidr.c \
+          src/common/frame.c src/common/buf.c src/common/end.c src/common/ev.c \
+          src/common/log.c
+FUZZERS += ctl
+FUZZ_SRC_ctl = src/agent/ctl_check.c src/agent/sess_check.c src/agent/stats_parse.c \
+          src/common/cidr.c src/common/frame.c src/common/buf.c src/common/end.c
+FUZZERS += plink
+FUZZ_SRC_plink = src/common/plink.c src/common/psock.c src/common/pump.c src/common/buf.c \
+          src/common/ev.c src/common/log.c \
+          src/common/net.c src/common/end.c
 
 .SECONDEXPANSION:
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_SRC_$$*)

@@ -77,6 +77,7 @@ need cmd  ip                  iproute2
 need cmd  ss                  iproute2
 need cmd  ps                  procps
 need cmd  strace              strace
+need cmd  prlimit             util-linux
 need cmd  openssl             openssl
 need cmd  promtool            prometheus
 need cmd  man                 man-db

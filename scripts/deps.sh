@@ -22,16 +22,16 @@ set -eu
 # sanitizers' runtimes: clang links -fsanitize=fuzzer against them), libraries.
 # Tests, demo and benchmark: the real servers and clients they start (sshd,
 # sftp/scp, nginx, curl, vsftpd and lftp for FTP/FTPS, haproxy, iperf3,
-# socat, fail2ban), the tools they call (ip and ss, ps, strace, openssl,
-# promtool, man, systemd-analyze, gnuplot, mandoc for make check-man,
-# iptables for the transparent-source routing) and pytest.
+# socat, fail2ban), the tools they call (ip and ss, ps, strace, prlimit,
+# openssl, promtool, man, systemd-analyze, gnuplot, mandoc for make
+# check-man, iptables for the transparent-source routing) and pytest.
 PACKAGES="build-essential pkg-config clang libclang-rt-14-dev
 libssl-dev libinih-dev libcmocka-dev libseccomp-dev
 libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libsystemd-dev
 python3 python3-pytest
 openssh-server openssh-client nginx-light curl vsftpd lftp haproxy
 netcat-openbsd iperf3 socat gnuplot-nox fail2ban python3-pyinotify
-iproute2 iptables procps strace openssl prometheus systemd man-db mandoc"
+iproute2 iptables procps strace util-linux openssl prometheus systemd man-db mandoc"
 
 # The host side of `make test-fresh` (scripts/test-fresh.sh): debootstrap
 # builds the clean Debian 12 root; everything inside it comes from PACKAGES.

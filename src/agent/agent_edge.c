@@ -99,6 +99,7 @@ aedge_dialled(struct dial *d, int fd, int err)
 		return;
 	}
 	e->state = AE_HELLO;
+	memset(&e->ctl, 0, sizeof(e->ctl));
 	if (fconn_start(&e->fc, fd, ssl, &aedge_ops, e) == -1) {
 		SSL_free(ssl);
 		close(fd);
@@ -192,25 +193,15 @@ aedge_push_services(struct aedge *e)
 		if (agent_cfg.services[i].refused[0] != '\0')
 			continue;	/* tsrc.c said why */
 		aedge_svc_msg(&agent_cfg.services[i], &m);
-		(void)fconn_send(&e->fc, &m);
+		aedge_send(e, &m);
 	}
 }
 
-/* The edge's counters, kept as text for /metrics once they parse. A
- * malformed list is logged and dropped: counters are not worth the
- * control channel. */
+/* The edge's counters, kept as text for /metrics (they parsed:
+ * actl_frame). */
 static void
 aedge_stats(struct aedge *e, const struct msg *m)
 {
-	struct stats_kv kv[STATS_MAX];
-	const char *why;
-	size_t n;
-
-	if (stats_parse(m->stats, strlen(m->stats), kv, STATS_MAX, &n,
-	    &why) == -1) {
-		log_warn("edge %s: STATS ignored: %s", e->ce->str, why);
-		return;
-	}
 	memcpy(e->stats, m->stats, sizeof(e->stats));
 	e->stats_at = ev_now();
 }
@@ -242,7 +233,7 @@ aedge_hello_ok(struct aedge *e, struct msg *m)
 	/* The edge enforces what we allow; it gets the policy before any
 	 * outbound session can be asked for. */
 	if (agent_cfg.out.line != 0 && out_policy_msg(&m2) == 0)
-		(void)fconn_send(&e->fc, &m2);
+		aedge_send(e, &m2);
 	alink_fill(e);
 }
 
@@ -251,16 +242,24 @@ aedge_frame(struct fconn *fc, struct msg *m)
 {
 	struct aedge *e = fc->owner;
 	char why[MSG_TEXT_MAX + 64];
+	const char *bad = NULL;
 
-	if (e->state == AE_HELLO) {
-		if (m->type != FT_HELLO_OK) {
-			snprintf(why, sizeof(why), "expected HELLO_OK, got %s%s%s",
-			    frame_type_name(m->type),
-			    m->type == FT_ERROR ? ": " : "",
-			    m->type == FT_ERROR ? m->text : "");
-			aedge_fail(e, why);
-			return -1;
-		}
+	switch (actl_frame(&e->ctl, &agent_cfg, m, ev_now_update(), &bad)) {
+	case ACTL_OK:
+		break;
+	case ACTL_IGNORE:
+		aedge_violation(e, "%s (%s frame ignored)", bad,
+		    frame_type_name(m->type));
+		return 0;
+	case ACTL_DROP:
+		aedge_violation(e, "%s (%s frame)", bad,
+		    frame_type_name(m->type));
+		snprintf(why, sizeof(why), "protocol violation: %s frame",
+		    frame_type_name(m->type));
+		aedge_fail(e, why);
+		return -1;
+	}
+	if (e->state == AE_HELLO && m->type == FT_HELLO_OK) {
 		aedge_hello_ok(e, m);
 		return 0;
 	}
@@ -294,18 +293,14 @@ aedge_frame(struct fconn *fc, struct msg *m)
 		aftp_active_failed(e, m);
 		return 0;
 	case FT_PONG:
-		e->rtt_ms = ev_now_update() - m->nonce;
+		e->rtt_ms = ev_now() - m->nonce;	/* our nonce: a time */
 		return 0;
 	case FT_STATS:
 		aedge_stats(e, m);
 		return 0;
-	case FT_ERROR:
-		snprintf(why, sizeof(why), "edge said: %s", m->text);
-		aedge_fail(e, why);
-		return -1;
-	default:
-		snprintf(why, sizeof(why), "unexpected %s frame",
-		    frame_type_name(m->type));
+	default:	/* ERROR: actl_frame lets nothing else through */
+		snprintf(why, sizeof(why), "%s%s", e->state == AE_HELLO ?
+		    "expected HELLO_OK, got ERROR: " : "edge said: ", m->text);
 		aedge_fail(e, why);
 		return -1;
 	}
@@ -314,14 +309,19 @@ aedge_frame(struct fconn *fc, struct msg *m)
 static void
 aedge_lost(struct fconn *fc, const char *why)
 {
+	if (fc->bad)
+		aedge_violation(fc->owner, "%s", why);
 	aedge_fail(fc->owner, why);
 }
 
 void
 aedge_send(struct aedge *e, const struct msg *m)
 {
-	if (e->state == AE_READY)
-		(void)fconn_send(&e->fc, m);
+	if (e->state != AE_READY)
+		return;
+	/* A reply the edge may send is one to a request of ours. */
+	actl_asked(&e->ctl, m->type, m->nonce);
+	(void)fconn_send(&e->fc, m);
 }
 
 void
@@ -458,11 +458,11 @@ aedge_tick(uint64_t now)
 				msg_init(&m, FT_PING);
 				m.nonce = now;
 				m.have |= FA_BIT(FA_NONCE);
-				(void)fconn_send(&e->fc, &m);
+				aedge_send(e, &m);
 				/* The edge's counters ride along with the
 				 * heartbeat: fresh to within 2 s for /metrics. */
 				msg_init(&m, FT_STATS_REQ);
-				(void)fconn_send(&e->fc, &m);
+				aedge_send(e, &m);
 			}
 			break;
 		}
@@ -490,12 +490,25 @@ void
 aedge_violation(struct aedge *e, const char *fmt, ...)
 {
 	char why[256];
+	uint64_t now = ev_now();
 	va_list ap;
 
+	e->violations++;
+	if (e->viol_logged != 0 && now - e->viol_logged < 1000) {
+		e->viol_held++;
+		return;
+	}
 	va_start(ap, fmt);
 	(void)vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	e->violations++;
-	log_warn("edge %s: protocol violation: %s (%llu so far)", e->ce->str,
-	    why, (unsigned long long)e->violations);
+	if (e->viol_held > 0)
+		log_warn("edge %s: protocol violation: %s (and %llu more since "
+		    "the last line; %llu in all)", e->ce->str, why,
+		    (unsigned long long)e->viol_held,
+		    (unsigned long long)e->violations);
+	else
+		log_warn("edge %s: protocol violation: %s (%llu in all)",
+		    e->ce->str, why, (unsigned long long)e->violations);
+	e->viol_logged = now;
+	e->viol_held = 0;
 }

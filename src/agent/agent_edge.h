@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "agent/agent_cfg.h"
+#include "agent/ctl_check.h"
 #include "agent/dial.h"
 #include "common/cidr.h"
 #include "common/fconn.h"
@@ -47,7 +48,16 @@ struct aedge {
 	unsigned	 links_lent;		/* plain, carrying a session */
 	uint64_t	 link_next;		/* no new link before this */
 	uint64_t	 link_backoff_ms;
+	unsigned	 links_refused;		/* plain, a refusal lingering */
+	/* Its sessions (agent_sess.c): all of them, and those still
+	 * dialling a backend. */
+	unsigned	 nsess;
+	unsigned	 nsetup;
+	/* What the control connection has asked and not had answered. */
+	struct actl	 ctl;
 	uint64_t	 violations;		/* what it sent that it must not */
+	uint64_t	 viol_logged;		/* ev_now() of the last line */
+	uint64_t	 viol_held;		/* counted since, not logged */
 	/* The bans still to send after HELLO_OK (agent_ban.c). */
 	struct cidr	*ban_sync;
 	size_t		 ban_nsync, ban_next;
@@ -77,7 +87,9 @@ void	aedge_svc_open(const struct cfg_service *s);
 /* An edge ready for outbound sessions (it took our policy), picked
  * round-robin, or NULL. */
 struct aedge *aedge_pick_out(void);
-/* e sent what a correct edge never sends: log it, count it. The caller
+/* e sent what a correct edge never sends: count it, and log it, at most
+ * one line a second per edge (the next line says how many were held
+ * back), so that a flood of them cannot flood the log. The caller
  * refuses what it was, or drops the link when going on is unsafe. */
 void	aedge_violation(struct aedge *e, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));

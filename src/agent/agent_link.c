@@ -117,6 +117,7 @@ alink_free(struct alink *l, const char *why)
 	if (l->state == AL_REFUSED) {
 		ev_forget(&l->rio);
 		close(l->rio.fd);
+		e->links_refused--;
 	}
 	LIST_REMOVE(l, entry);
 	free(l);
@@ -137,16 +138,15 @@ mux_open_cb(struct mux *m, uint32_t sid, const uint8_t *p, size_t n)
 		mux_refuse(m, sid, SE_REFUSED, "agent out of memory");
 		return;
 	}
+	why = NULL;
 	if (msg_decode_frame(p, n, sm, &why) == -1 ||
 	    sm->type != FT_SESS_OPEN) {
 		aedge_violation(l->e, "stream %u opened with a bad SESS_OPEN: %s",
-		    sid, sm->type != FT_SESS_OPEN && why == NULL ?
-		    frame_type_name(sm->type) : why);
+		    sid, why == NULL ? frame_type_name(sm->type) : why);
 		mux_refuse(m, sid, SE_ERROR, "bad SESS_OPEN");
-	} else {
+	} else if (asess_open(l->e, sm, &sl) == 0) {
 		l->used = 1;
 		l->e->link_backoff_ms = 0;
-		asess_open(l->e, sm, &sl);
 	}
 	free(sm);
 }
@@ -156,6 +156,8 @@ mux_lost_cb(struct mux *m, const char *why)
 {
 	struct alink *l = m->arg;
 
+	if (m->broken)
+		aedge_violation(l->e, "data link: %s", why);
 	alink_free(l, strcmp(why, "closed when idle") == 0 ? NULL : why);
 }
 
@@ -235,12 +237,17 @@ alink_frame(struct fconn *fc, struct msg *m)
 		e->links_up--;
 		e->links_lent++;
 	}
-	e->link_backoff_ms = 0;
 	l->state = AL_DIAL;	/* nothing left to count or close */
 	l->orphan = 1;
 	LIST_REMOVE(l, entry);
 	free(l);
-	asess_open(e, m, &sl);
+	/* A session refused at once (a violation, or a limit) took a link
+	 * for nothing: the next one waits, longer each time, so an edge
+	 * that keeps doing it does not have the agent dial it in a loop. */
+	if (asess_open(e, m, &sl) == 0)
+		e->link_backoff_ms = 0;
+	else
+		backoff(e);
 	alink_fill(e);
 	return -1;
 }
@@ -248,7 +255,11 @@ alink_frame(struct fconn *fc, struct msg *m)
 static void
 alink_lost_fc(struct fconn *fc, const char *why)
 {
-	alink_free(fc->owner, why);
+	struct alink *l = fc->owner;
+
+	if (fc->bad)
+		aedge_violation(l->e, "data link: %s", why);
+	alink_free(l, why);
 }
 
 static void
@@ -377,10 +388,15 @@ alink_refuse(struct aedge *e, const struct alink_from *sl, enum sess_end code,
 		return;
 	}
 	e->links_lent--;
-	if (plink_refuse(sl->fd, code, why) == -1 || (l = alink_new(e)) == NULL) {
+	/* A refused link lingers until the edge closes it, at most
+	 * CFG_LINKS_MAX of an edge at once: past that, an edge that keeps
+	 * sending sessions to be refused gets a reset instead. */
+	if (e->links_refused >= CFG_LINKS_MAX ||
+	    plink_refuse(sl->fd, code, why) == -1 || (l = alink_new(e)) == NULL) {
 		psock_reset_now(sl->fd);
 		return;
 	}
+	e->links_refused++;
 	l->state = AL_REFUSED;
 	l->orphan = 1;
 	l->deadline = ev_now() + REFUSED_MS;

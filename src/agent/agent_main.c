@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 
 struct cfg agent_cfg;
@@ -134,6 +135,7 @@ static void
 start(void)
 {
 	struct sigaction sa;
+	struct rlimit rl;
 	char err[1024];
 
 	memset(&sa, 0, sizeof(sa));
@@ -144,6 +146,12 @@ start(void)
 	sigaction(SIGHUP, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+	/* Descriptors as many as allowed: sessions take two each, and how
+	 * many the agent holds at once follows from them (agent_sess.c). */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	if (agent_cfg.audit_log[0] != '\0') {
 		if (audit_open(agent_cfg.audit_log, err, sizeof(err)) == -1)
 			log_fatal("%s", err);

@@ -27,6 +27,7 @@
 #include "agent/agent_metrics.h"
 #include "agent/agent_out.h"
 #include "agent/proxy_enc.h"
+#include "agent/sess_check.h"
 #include "agent/tsrc.h"
 #include "common/log.h"
 #include "common/mux.h"
@@ -41,10 +42,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
-/* Sessions at once, all edges: what a flood from an edge can cost. */
+/* Sessions at once, all edges together: at most SESS_MAX, or what the
+ * descriptor limit fits (two a session, a plain link and a backend,
+ * beside SESS_FDS_KEPT for links, listeners and the rest). Each edge is
+ * guaranteed an equal share of them: one edge may hold more only while
+ * every other edge's unused share stays free, so a hostile edge that
+ * floods sessions cannot take another edge's. Of an edge's sessions, at
+ * most SETUP_MAX may be dialling a backend at once: bytes wait for those
+ * (up to a window each), so this bounds what a flood of them holds. */
 #define SESS_MAX	16384
+#define SESS_MIN	64
+#define SESS_FDS_KEPT	1024
+#define SETUP_MAX	1024
+/* The agent cuts a session idle this much longer than its service's
+ * idle_timeout: the edge, which sees the client, cuts it first; this is
+ * for an edge that does not. */
+#define IDLE_GRACE_MS	5000
 
 struct asess {
 	uint64_t	 id;		/* the edge's */
@@ -58,8 +74,8 @@ struct asess {
 	char		 client[NET_ADDRSTR + 2];
 	char		 client_ip[MSG_ADDR_MAX];
 	uint16_t	 client_port;
-	char		 local_ip[MSG_ADDR_MAX];	/* "" if not said */
-	uint16_t	 local_port;
+	struct sockaddr_storage client_sa;	/* checked: scheck_open */
+	struct sockaddr_storage local_sa;	/* ss_family 0 if not said */
 	char		 backend[CFG_STR + 64];
 	struct bstate	*bk;		/* counted against, while held */
 	int		 bidx_cur;	/* being dialled, in svc */
@@ -70,6 +86,7 @@ struct asess {
 	uint64_t	 t_start;
 	uint64_t	 t_wall;	/* for the audit log */
 	uint64_t	 deadline;	/* set-up must be done by */
+	uint64_t	 idle_ms;	/* cut when idle this long; 0 never */
 	struct alink_from link;		/* where it came from */
 	const char	*link_kind;	/* "tls" or "plain" */
 	struct pump	 p;
@@ -86,57 +103,30 @@ struct asess {
 
 static LIST_HEAD(, asess) sessions = LIST_HEAD_INITIALIZER(sessions);
 static size_t nsessions;
+static size_t sess_max;		/* sess_limit() */
 
 static void asess_done(struct pump *p, int side, int clean);
 static void backend_dialled(struct dial *d, int fd, int err);
 
-/* --- checking what the edge says ----------------------------------------- */
-
-/* What SESS_OPEN m must carry for its kind. NULL if it does, else why. */
-static const char *
-open_check(const struct msg *m)
-{
-	struct net_addr na;
-	uint64_t need;
-
-	switch (m->sess_kind) {
-	case SK_CLIENT:
-		need = FA_BIT(FA_SERVICE) | FA_BIT(FA_CLIENT_ADDR) |
-		    FA_BIT(FA_CLIENT_PORT);
-		break;
-	case SK_FTP_DATA:
-		need = FA_BIT(FA_SERVICE) | FA_BIT(FA_CLIENT_ADDR) |
-		    FA_BIT(FA_CLIENT_PORT) | FA_BIT(FA_FTP_CTL) |
-		    FA_BIT(FA_FTP_PORT);
-		break;
-	case SK_FTP_ACTIVE:
-		need = FA_BIT(FA_SERVICE) | FA_BIT(FA_CLIENT_ADDR) |
-		    FA_BIT(FA_CLIENT_PORT) | FA_BIT(FA_FTP_CTL) |
-		    FA_BIT(FA_REQUEST);
-		break;
-	default:
-		need = FA_BIT(FA_REQUEST) | FA_BIT(FA_DEST_ADDR);
-		break;
-	}
-	if ((m->have & need) != need)
-		return "SESS_OPEN without what its kind needs";
-	if ((m->have & FA_BIT(FA_CLIENT_ADDR)) &&
-	    net_from_ip(m->client_addr, m->client_port, &na) == -1)
-		return "SESS_OPEN with a client address that is not numeric";
-	if ((m->have & FA_BIT(FA_LOCAL_ADDR)) &&
-	    (!(m->have & FA_BIT(FA_LOCAL_PORT)) ||
-	    net_from_ip(m->local_addr, m->local_port, &na) == -1))
-		return "SESS_OPEN with a bad local address";
-	return NULL;
-}
-
 /* --- the end ----------------------------------------------------------- */
+
+/* s no longer dials a backend. */
+static void
+setup_done(struct asess *s)
+{
+	if (!s->relaying) {
+		s->relaying = 1;
+		s->edge->nsetup--;
+	}
+}
 
 static void
 asess_unlink(struct asess *s)
 {
+	setup_done(s);
 	LIST_REMOVE(s, entry);
 	nsessions--;
+	s->edge->nsess--;
 	backend_release(s->bk);
 	s->bk = NULL;
 	free(s);
@@ -254,13 +244,14 @@ asess_done(struct pump *p, int side, int clean)
 
 	code = pump_outcome(p, side, clean, s->kind == SK_OUTBOUND, names,
 	    detail, sizeof(detail));
+	if (s->ms == NULL && s->pl.broken)
+		aedge_violation(s->edge, "session %llu: %s",
+		    (unsigned long long)s->id, s->pl.s.e.err);
 	asess_end(s, code, clean ? NULL : detail);
 }
 
 /* --- backends --------------------------------------------------------- */
 
-/* Dial the next backend. 0 if a dial is under way, -1 once all were
- * tried. */
 /* Dial target from where the service says: the agent, or the client's
  * address (source = client, tsrc.h). 0, or -1 with errno or why. */
 static int
@@ -278,6 +269,8 @@ dial_backend(struct asess *s, const struct net_addr *target, char *why,
 	return dial_start_from(&s->dial, target, &src, backend_dialled, s);
 }
 
+/* Dial the next backend. 0 if a dial is under way, -1 once all were
+ * tried. */
 static int
 backend_next(struct asess *s)
 {
@@ -304,23 +297,27 @@ backend_next(struct asess *s)
 }
 
 /* The PROXY header for the backend: the client as the edge saw it, to
- * the address it connected to (or the service's listen address). */
+ * the address it connected to (or the service's listen address); both
+ * checked by scheck_open. */
 static int
 proxy_header(struct asess *s, struct buf *hdr)
 {
-	struct net_addr src, dst;
+	struct sockaddr_storage dst;
+	struct net_addr listen;
 	uint8_t out[PROXY_ENC_MAX];
 	char err[128];
 	int n;
 
-	if (net_from_ip(s->client_ip, s->client_port, &src) == -1)
-		return -1;
-	if ((s->local_ip[0] == '\0' ||
-	    net_from_ip(s->local_ip, s->local_port, &dst) == -1) &&
-	    net_parse(s->svc->listen, &dst, err, sizeof(err)) == -1)
-		return -1;
-	n = proxy_encode(s->svc->proxy_protocol, (struct sockaddr *)&src.ss,
-	    (struct sockaddr *)&dst.ss, out, sizeof(out));
+	if (s->local_sa.ss_family != 0)
+		memcpy(&dst, &s->local_sa, sizeof(dst));
+	else {
+		if (net_parse(s->svc->listen, &listen, err, sizeof(err)) == -1)
+			return -1;
+		memcpy(&dst, &listen.ss, sizeof(dst));
+	}
+	n = proxy_encode(s->svc->proxy_protocol,
+	    (struct sockaddr *)&s->client_sa, (struct sockaddr *)&dst, out,
+	    sizeof(out));
 	if (n <= 0 || buf_append(hdr, out, (size_t)n, sizeof(out)) == -1)
 		return -1;
 	return 0;
@@ -359,7 +356,7 @@ asess_join(struct asess *s, int fd)
 		aedge_send(s->edge, &pm);
 	} else
 		psock_init(&s->back, fd, 0);
-	s->relaying = 1;
+	setup_done(s);
 	s->svc = NULL;	/* the table may be retired by a reload from here */
 	if (s->counted)
 		metrics_sess_joined(ev_now_update() - s->t_start);
@@ -413,67 +410,54 @@ outer_endpoint(struct asess *s, const struct alink_from *l)
 	return &s->pl.s.e;
 }
 
-/* An outbound session: the client that asked is the inner side. */
+/* An outbound session: the client that asked (c, claimed) is the inner
+ * side. */
 static void
-asess_outbound(struct asess *s, const struct msg *m)
+asess_outbound(struct asess *s, const struct msg *m, struct aout_claim *c)
 {
-	struct aout_claim c;
-
-	if (aout_claim(s->edge, m->request, &c) == -1) {
-		aedge_violation(s->edge, "SESS_OPEN for outbound request %llu, "
-		    "which was not asked there", (unsigned long long)m->request);
-		asess_refuse(s, SE_REFUSED, "no such outbound request");
-		return;
-	}
-	s->id = c.id;
-	s->out_proto = c.proto;
-	snprintf(s->client, sizeof(s->client), "%s", c.client);
-	snprintf(s->out_dest, sizeof(s->out_dest), "%s", c.dest);
+	s->id = c->id;
+	s->out_proto = c->proto;
+	snprintf(s->client, sizeof(s->client), "%s", c->client);
+	snprintf(s->out_dest, sizeof(s->out_dest), "%s", c->dest);
 	snprintf(s->out_addr, sizeof(s->out_addr), "%s", m->dest_addr);
-	s->t_start = c.t_start;
-	s->relaying = 1;
-	psock_init(&s->back, c.fd, 0);
+	s->t_start = c->t_start;
+	setup_done(s);
+	psock_init(&s->back, c->fd, 0);
 	log_info("outbound %llu connected client=%s dest=%s addr=%s edge=%s "
 	    "link=%s", (unsigned long long)s->id, s->client, s->out_dest,
 	    s->out_addr, s->edge->ce->str, s->link_kind);
 	/* Our "connected" reaches the client ahead of the first relayed
 	 * byte; what it pipelined behind its request waits in its socket. */
-	pump_attach(&s->p, PUMP_INNER, &s->back.e, &c.reply, 0);
+	pump_attach(&s->p, PUMP_INNER, &s->back.e, &c->reply, 0);
 }
 
-/* A partner's session, or an FTP data connection: the backend is one of
- * the service's own. */
+/* A partner's session, or an FTP data connection, of a service of ours
+ * (scheck_open checked it): the backend is one of the service's own. In
+ * active mode (active_fd) the backend's data connection is there. */
 static void
-asess_client(struct asess *s, const struct msg *m)
+asess_client(struct asess *s, const struct msg *m, int active_fd)
 {
 	struct aedge *e = s->edge;
 	struct net_addr src;
 	char why[300], dw[300];
-	int fd;
 
+	s->svc = cfg_service(&agent_cfg, m->service);
+	s->idle_ms = (uint64_t)s->svc->idle_timeout * 1000;
 	snprintf(s->svc_name, sizeof(s->svc_name), "%s", m->service);
 	snprintf(s->client_ip, sizeof(s->client_ip), "%s", m->client_addr);
 	s->client_port = m->client_port;
 	snprintf(s->client, sizeof(s->client), strchr(m->client_addr, ':') ?
 	    "[%s]:%u" : "%s:%u", m->client_addr, m->client_port);
-	if (m->have & FA_BIT(FA_LOCAL_ADDR)) {
-		snprintf(s->local_ip, sizeof(s->local_ip), "%s", m->local_addr);
-		s->local_port = m->local_port;
-	}
 	log_info("session %llu opened service=%s client=%s edge=%s link=%s%s",
 	    (unsigned long long)s->id, s->svc_name, s->client, e->ce->str,
 	    s->link_kind, s->kind == SK_FTP_DATA ? " ftp-data" :
 	    s->kind == SK_FTP_ACTIVE ? " ftp-active" : "");
-	/* Only configured services: the edge cannot make the agent dial
-	 * anything else, nor make the metrics grow by inventing names. */
-	if ((s->svc = cfg_service(&agent_cfg, m->service)) == NULL) {
-		aedge_violation(e, "session %llu for service %s, which this agent "
-		    "does not offer", (unsigned long long)s->id, m->service);
-		asess_refuse(s, SE_REFUSED, "unknown service");
-		return;
-	}
 	s->counted = 1;
 	metrics_sess_open(s->svc_name);
+	if (s->kind == SK_FTP_ACTIVE) {
+		asess_join(s, active_fd);
+		return;
+	}
 	/* An address the edge must not make us use: refused, not dialled. */
 	if (s->svc->source != SRC_AGENT && tsrc_source(s->svc,
 	    &s->svc->backends[0].addr, s->client_ip, s->client_port, &src, why,
@@ -488,37 +472,7 @@ asess_client(struct asess *s, const struct msg *m)
 			asess_refuse(s, SE_REFUSED, "no backend could be dialled");
 		return;
 	}
-	/* An FTP data connection goes where its control session says. Not
-	 * the edge's fault if not: it cannot know which ports the filter
-	 * handed out, and a control session may have just ended. A service
-	 * that is not FTP is. */
-	if (s->svc->proto == SVC_TCP) {
-		aedge_violation(e, "session %llu: ftp data for service %s, which "
-		    "is not FTP", (unsigned long long)s->id, s->svc_name);
-		asess_refuse(s, SE_REFUSED, "ftp data for a service that is "
-		    "not FTP");
-		return;
-	}
-	/* Active mode: the backend is connected already, waiting. */
-	if (s->kind == SK_FTP_ACTIVE) {
-		if ((fd = aftp_active_claim(e, m, s->backend, sizeof(s->backend),
-		    why, sizeof(why))) >= 0) {
-			asess_join(s, fd);
-			return;
-		}
-		if (fd == -2)
-			aedge_violation(e, "session %llu: %s",
-			    (unsigned long long)s->id, why);
-		s->backend[0] = '\0';
-		asess_refuse(s, SE_REFUSED, why);
-		return;
-	}
-	if (aftp_data_target(e, m, &s->target, s->backend, sizeof(s->backend),
-	    why, sizeof(why)) == -1) {
-		s->backend[0] = '\0';
-		asess_refuse(s, SE_REFUSED, why);
-		return;
-	}
+	/* FTP data: to where its control session said (asess_open). */
 	if (dial_backend(s, &s->target, dw, sizeof(dw)) == -1) {
 		snprintf(why, sizeof(why), "ftp data: backend %.100s: %.170s",
 		    s->backend, dw[0] ? dw : strerror(errno));
@@ -526,29 +480,139 @@ asess_client(struct asess *s, const struct msg *m)
 	}
 }
 
-void
+/* Sessions at once, all edges: SESS_MAX, or what the descriptor limit
+ * fits. */
+static size_t
+sess_limit(void)
+{
+	struct rlimit rl;
+
+	if (sess_max != 0)
+		return sess_max;
+	sess_max = SESS_MAX;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < SESS_FDS_KEPT + 2 * (rlim_t)SESS_MAX)
+		sess_max = rl.rlim_cur >= SESS_FDS_KEPT + 2 * (rlim_t)SESS_MIN ?
+		    (size_t)(rl.rlim_cur - SESS_FDS_KEPT) / 2 : SESS_MIN;
+	return sess_max;
+}
+
+/* Why e may not open one more session now, or NULL. */
+static const char *
+admit(const struct aedge *e)
+{
+	size_t max = sess_limit(), n = aedge_count(), share = max / n, spare = 0;
+	const struct aedge *o;
+	size_t i;
+
+	if (nsessions >= max)
+		return "agent: too many sessions";
+	if (e->nsetup >= SETUP_MAX)
+		return "agent: too many sessions of this edge being set up";
+	if (e->nsess < share)
+		return NULL;
+	/* Over its share: only from what no other edge may still claim. */
+	for (i = 0; i < n; i++)
+		if ((o = aedge_get(i)) != e && o->nsess < share)
+			spare += share - o->nsess;
+	return nsessions + spare >= max ? "agent: this edge holds its share "
+	    "of sessions" : NULL;
+}
+
+/* A session refused at once, not for a violation (a limit, an FTP data
+ * connection whose control session is gone): one line a second at
+ * most, whatever the rate. */
+static void
+limit_log(const struct aedge *e, uint64_t id, const char *why)
+{
+	static uint64_t last, held;
+	uint64_t now = ev_now();
+
+	if (last != 0 && now - last < 1000) {
+		held++;
+		return;
+	}
+	log_warn("edge %s: session %llu refused: %s (%llu more since the last "
+	    "line)", e->ce->str, (unsigned long long)id, why,
+	    (unsigned long long)held);
+	last = now;
+	held = 0;
+}
+
+/* What a SESS_OPEN that passed its gate brings to its session. */
+struct gate {
+	struct scheck	 chk;
+	struct net_addr	 target;		/* FTP data: the backend */
+	char		 backend[CFG_STR + 64];
+	struct aout_claim c;			/* outbound: the client */
+	int		 active_fd;		/* FTP active: the backend */
+	char		 why[300];
+};
+
+/* The edge's word, checked against our configuration; then the limits;
+ * then what only we know: an FTP control session, an outbound request
+ * of ours waiting there. 0 with g filled, or -1: refused on its link. A
+ * session refused here was never one: counted and logged as a violation
+ * (one line), or as a limit, not audited. */
+static int
+gate(struct aedge *e, const struct msg *m, const struct alink_from *l,
+    struct gate *g)
+{
+	const char *why;
+
+	if (scheck_open(&agent_cfg, m, &g->chk) == -1) {
+		aedge_violation(e, "%s (session %llu)", g->chk.why,
+		    (unsigned long long)m->session);
+		alink_refuse(e, l, SE_REFUSED, g->chk.why);
+		return -1;
+	}
+	if ((why = admit(e)) != NULL) {
+		limit_log(e, m->session, why);
+		alink_refuse(e, l, SE_LIMIT, why);
+		return -1;
+	}
+	/* An FTP data connection goes where its control session says. Not
+	 * the edge's fault if there is none: it cannot know which ports the
+	 * filter handed out, and a control session may have just ended. But
+	 * as many as an edge may send, so no more lines than a limit's. */
+	if (m->sess_kind == SK_FTP_DATA && aftp_data_target(e, m, &g->target,
+	    g->backend, sizeof(g->backend), g->why, sizeof(g->why)) == -1) {
+		limit_log(e, m->session, g->why);
+		alink_refuse(e, l, SE_REFUSED, g->why);
+		return -1;
+	}
+	/* Active mode: the backend's data connection waits for it; an
+	 * edge that names a request it was never sent breaks the protocol. */
+	if (m->sess_kind == SK_FTP_ACTIVE && (g->active_fd = aftp_active_claim(e,
+	    m, g->backend, sizeof(g->backend), g->why, sizeof(g->why))) < 0) {
+		if (g->active_fd == -2)
+			aedge_violation(e, "%s (session %llu)", g->why,
+			    (unsigned long long)m->session);
+		else
+			limit_log(e, m->session, g->why);
+		alink_refuse(e, l, SE_REFUSED, g->why);
+		return -1;
+	}
+	if (m->sess_kind == SK_OUTBOUND && aout_claim(e, m->request, &g->c) == -1) {
+		aedge_violation(e, "SESS_OPEN for outbound request %llu, which "
+		    "was not asked there", (unsigned long long)m->request);
+		alink_refuse(e, l, SE_REFUSED, "no such outbound request");
+		return -1;
+	}
+	return 0;
+}
+
+int
 asess_open(struct aedge *e, const struct msg *m, const struct alink_from *l)
 {
+	struct gate g;
 	struct asess *s;
 	struct pend *outer;
-	const char *bad;
 
-	if ((bad = open_check(m)) != NULL) {
-		aedge_violation(e, "%s (session %llu)", bad,
-		    (unsigned long long)m->session);
-		alink_refuse(e, l, SE_ERROR, bad);
-		return;
-	}
-	if (nsessions >= SESS_MAX) {
-		log_warn("edge %s: session %llu refused: %d sessions open",
-		    e->ce->str, (unsigned long long)m->session, SESS_MAX);
-		alink_refuse(e, l, SE_LIMIT, "agent: too many sessions");
-		return;
-	}
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		alink_refuse(e, l, SE_REFUSED, "agent out of memory");
-		return;
-	}
+	if (gate(e, m, l, &g) == -1)
+		return -1;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		goto oom;
 	s->id = m->session;
 	s->kind = m->sess_kind;
 	s->edge = e;
@@ -557,21 +621,38 @@ asess_open(struct aedge *e, const struct msg *m, const struct alink_from *l)
 	s->t_wall = audit_wall_ms();
 	s->deadline = s->t_start + agent_cfg.connect_timeout_ms;
 	s->bidx_cur = -1;
+	memcpy(&s->client_sa, &g.chk.client, sizeof(s->client_sa));
+	memcpy(&s->local_sa, &g.chk.local, sizeof(s->local_sa));
+	if (m->sess_kind == SK_FTP_DATA)
+		s->target = g.target;
+	if (m->sess_kind == SK_FTP_DATA || m->sess_kind == SK_FTP_ACTIVE)
+		snprintf(s->backend, sizeof(s->backend), "%s", g.backend);
 	pump_init(&s->p, asess_done, s);
 	if ((outer = outer_endpoint(s, l)) == NULL) {
 		free(s);
-		alink_refuse(e, l, SE_REFUSED, "agent out of memory");
-		return;
+		goto oom;
 	}
 	/* Nothing is read from the link before the inner side is there:
 	 * the client's first bytes wait (back-pressure). */
 	pump_attach(&s->p, PUMP_OUTER, outer, NULL, 0);
 	LIST_INSERT_HEAD(&sessions, s, entry);
 	nsessions++;
+	e->nsess++;
+	e->nsetup++;
 	if (s->kind == SK_OUTBOUND)
-		asess_outbound(s, m);
+		asess_outbound(s, m, &g.c);
 	else
-		asess_client(s, m);
+		asess_client(s, m, g.active_fd);
+	return 0;
+oom:
+	if (m->sess_kind == SK_OUTBOUND) {
+		close(g.c.fd);
+		buf_free(&g.c.reply);
+	}
+	if (m->sess_kind == SK_FTP_ACTIVE)
+		close(g.active_fd);
+	alink_refuse(e, l, SE_REFUSED, "agent out of memory");
+	return -1;
 }
 
 /* --- the rest of the API -------------------------------------------------- */
@@ -580,26 +661,20 @@ void
 asess_denied(struct aedge *e, const struct msg *m)
 {
 	struct audit_rec a;
-	enum sess_end code;
 
+	/* actl_frame checked it: a service of ours, a reason the edge may
+	 * refuse for, a client address, no faster than the edge reports. */
 	if (m->type == FT_DENIED_SUMMARY) {
 		log_info("edge %s: %u more clients of service %s refused (not "
 		    "reported one by one)", e->ce->str, m->count, m->service);
 		audit_denied_summary(m->service, e->ce->str, m->count);
 		return;
 	}
-	/* Only what the edge may refuse for: a policy or a limit. */
-	code = (enum sess_end)m->end;
-	if (code != SE_DENIED && code != SE_LIMIT && code != SE_TIMEOUT &&
-	    code != SE_ERROR) {
-		aedge_violation(e, "SESS_DENIED with reason %s", end_name(code));
-		return;
-	}
 	log_info("session %llu refused by edge %s service=%s client=%s%s%s:%u "
 	    "reason=%s (%s)", (unsigned long long)m->session, e->ce->str,
 	    m->service, strchr(m->client_addr, ':') ? "[" : "", m->client_addr,
 	    strchr(m->client_addr, ':') ? "]" : "", m->client_port,
-	    end_name(code), m->text);
+	    end_name((enum sess_end)m->end), m->text);
 	memset(&a, 0, sizeof(a));
 	a.session = m->session;
 	a.service = m->service;
@@ -607,7 +682,7 @@ asess_denied(struct aedge *e, const struct msg *m)
 	a.client_addr = m->client_addr;
 	a.client_port = m->client_port;
 	a.t_start_ms = a.t_end_ms = audit_wall_ms();
-	a.reason = end_name(code);
+	a.reason = end_name((enum sess_end)m->end);
 	a.detail = m->text[0] != '\0' ? m->text : NULL;
 	audit_session(&a);
 }
@@ -621,6 +696,10 @@ asess_tick(uint64_t now)
 		next = LIST_NEXT(s, entry);
 		if (!s->relaying && now > s->deadline)
 			asess_refuse(s, SE_TIMEOUT, "set-up timed out");
+		else if (s->relaying && s->idle_ms != 0 && !s->p.ended &&
+		    now - s->p.last_active > s->idle_ms + IDLE_GRACE_MS)
+			asess_end(s, SE_TIMEOUT, "idle beyond the service's "
+			    "idle_timeout (the edge did not cut it)");
 	}
 }
 

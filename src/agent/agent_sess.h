@@ -13,8 +13,10 @@
 struct aedge;
 struct alink_from;
 
-/* SESS_OPEN m from edge e, which arrived on link l. */
-void	asess_open(struct aedge *e, const struct msg *m,
+/* SESS_OPEN m from edge e, which arrived on link l. 0: a session began
+ * (it may still be refused: no backend answered, say); -1: refused at
+ * once, a violation or a limit (the link's refusal is sent). */
+int	asess_open(struct aedge *e, const struct msg *m,
 	    const struct alink_from *l);
 /* SESS_DENIED / DENIED_SUMMARY: the edge refused a client by policy. */
 void	asess_denied(struct aedge *e, const struct msg *m);

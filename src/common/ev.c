@@ -125,6 +125,15 @@ ev_adopt(struct ev_io *io, int registered)
 int
 ev_defer(struct ev_io *io, uint32_t events)
 {
+	int i;
+
+	/* Once in the queue: a callback that defers itself each time it
+	 * runs, while epoll also reports it, must not fill the queue. */
+	for (i = 0; i < ev_ndefer; i++)
+		if (ev_deferq[i].io == io) {
+			ev_deferq[i].events |= events;
+			return 0;
+		}
 	if (ev_ndefer == EV_DEFER)
 		return -1;
 	ev_deferq[ev_ndefer].io = io;

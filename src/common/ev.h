@@ -40,8 +40,9 @@ void	 ev_forget(struct ev_io *io);
 /* Dispatch io with events in this loop turn or the next, without asking
  * the kernel: for a readiness the caller knows already (a connect that
  * finished at once), while keeping callbacks from re-entering whoever
- * started the operation. ev_del/ev_forget cancel it. Returns 0, or -1
- * when too many wait (the caller then watches the fd instead). */
+ * started the operation. An io is queued once (events add up).
+ * ev_del/ev_forget cancel it. Returns 0, or -1 when too many wait (the
+ * caller then watches the fd instead). */
 int	 ev_defer(struct ev_io *io, uint32_t events);
 /* Hand io's fd to a new owner that watches it before the loop next
  * waits: io lets go without a system call and returns whether the fd is

@@ -227,11 +227,13 @@ fconn_read_frame(struct fconn *fc, char *err, size_t errlen)
 				continue;
 			if (frame_hdr_decode(fc->hdr, &fc->type, &fc->plen, &why) == -1) {
 				fconn_bad_frames++;
+				fc->bad = 1;
 				snprintf(err, errlen, "protocol error: %s", why);
 				return -1;
 			}
 			if (fc->plen > fc->max_frame) {
 				fconn_bad_frames++;
+				fc->bad = 1;
 				snprintf(err, errlen, "protocol error: frame of %u "
 				    "bytes exceeds the limit of %u", fc->plen,
 				    fc->max_frame);
@@ -261,7 +263,7 @@ fconn_io(struct ev_io *io, uint32_t events)
 	char err[256];
 	const char *why;
 	struct msg m;
-	int r;
+	int r, burst = 0;
 
 	(void)events;
 	if (fc->failed) {
@@ -290,6 +292,16 @@ fconn_io(struct ev_io *io, uint32_t events)
 		return;
 	}
 	for (;;) {
+		if (burst++ == FCONN_BURST) {
+			/* Come back next turn. A socket with bytes wakes the
+			 * loop again by itself; bytes OpenSSL holds do not. */
+			if (fc->ssl != NULL && SSL_has_pending(fc->ssl) &&
+			    ev_defer(&fc->io, EPOLLIN) == -1) {
+				burst = 0;
+				continue;
+			}
+			break;
+		}
 		r = fconn_read_frame(fc, err, sizeof(err));
 		if (r == -1) {
 			fconn_lost(fc, err);
@@ -300,6 +312,7 @@ fconn_io(struct ev_io *io, uint32_t events)
 		fc->hdr_have = 0;
 		if (msg_decode(fc->type, fc->payload.data, fc->plen, &m, &why) == -1) {
 			fconn_bad_frames++;
+			fc->bad = 1;
 			snprintf(err, sizeof(err), "protocol error in %s frame: %s",
 			    frame_type_name(fc->type), why);
 			fconn_lost(fc, err);

@@ -17,6 +17,9 @@
 #include "common/frame.h"
 
 #define FCONN_OUT_MAX	(1024 * 1024)	/* a peer this far behind is dead */
+/* Frames handled per readiness: a peer that sends frames as fast as it
+ * can must not keep the event loop to itself; the rest waits a turn. */
+#define FCONN_BURST	64
 
 /* Largest frame payload accepted, at most FRAME_MAX (edge --max-frame). */
 extern uint32_t fconn_max_frame;
@@ -45,6 +48,9 @@ struct fconn {
 	void			*owner;
 	int			 handshaken;
 	int			 failed;
+	int			 bad;		/* it failed on a frame the peer
+						 * must not send: a protocol error,
+						 * not a network one */
 	uint32_t		 rd_want;
 	uint32_t		 wr_want;
 	uint8_t			 hdr[FRAME_HDR];

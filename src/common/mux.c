@@ -22,6 +22,7 @@
 #define RX_FILL		(512 * 1024)
 #define RX_SIZE		(RX_FILL + MUX_HDR + MUX_DATA_MAX)
 #define RUN_MAX		32
+#define RX_ROUNDS	2	/* fills of rx handled per readiness */
 #define TX_INIT		(64 * 1024)
 /* Gathered TLS records: encrypt tx while wire holds less than WIRE_FILL,
  * WIRE_CHUNK of it per SSL_write. */
@@ -129,6 +130,14 @@ mux_fail(struct mux *m, const char *why)
 		return;
 	m->failed = 1;
 	snprintf(m->why, sizeof(m->why), "%s", why);
+}
+
+void
+mux_broken(struct mux *m, const char *why)
+{
+	if (!m->failed)
+		m->broken = 1;
+	mux_fail(m, why);
 }
 
 /* Room for n more bytes at tx's end. 0, or -1 with the link failed. */
@@ -385,7 +394,7 @@ link_frame(struct mux *m, const struct mux_hdr *h, const uint8_t *p)
 	if (h->type == MUX_OPEN) {
 		/* Ids 1, 2, 3, ... in order, never wrapping. */
 		if (m->opener || h->sid != m->next_sid || h->sid == UINT32_MAX) {
-			mux_fail(m, "mux OPEN out of order");
+			mux_broken(m, "mux OPEN out of order");
 			return;
 		}
 		m->next_sid = h->sid + 1;
@@ -396,13 +405,13 @@ link_frame(struct mux *m, const struct mux_hdr *h, const uint8_t *p)
 		/* A stream that ended here while the peer still spoke of it
 		 * is fine; one that never began is not. */
 		if (h->sid >= m->next_sid)
-			mux_fail(m, "mux frame for a stream never opened");
+			mux_broken(m, "mux frame for a stream never opened");
 		return;
 	}
 	switch (h->type) {
 	case MUX_FIN:
 		if (s->fin_rcvd || s->rst_rcvd) {
-			mux_fail(m, "mux FIN after the stream's end");
+			mux_broken(m, "mux FIN after the stream's end");
 			return;
 		}
 		s->fin_rcvd = 1;
@@ -411,7 +420,7 @@ link_frame(struct mux *m, const struct mux_hdr *h, const uint8_t *p)
 	case MUX_CREDIT:
 		v = get32(p);
 		if (v == 0 || (uint64_t)s->credit + v > MUX_WINDOW_MAX) {
-			mux_fail(m, "mux CREDIT beyond the window");
+			mux_broken(m, "mux CREDIT beyond the window");
 			return;
 		}
 		s->credit += v;
@@ -419,7 +428,7 @@ link_frame(struct mux *m, const struct mux_hdr *h, const uint8_t *p)
 		break;
 	case MUX_RST:
 		if (s->rst_rcvd) {
-			mux_fail(m, "mux RST twice");
+			mux_broken(m, "mux RST twice");
 			return;
 		}
 		mux_stream_rst(s, p, h->len);
@@ -488,7 +497,7 @@ link_frames(struct mux *m)
 	while (!m->failed && buf_len(&m->rx) >= MUX_HDR) {
 		p = m->rx.data + m->rx.rpos;
 		if (mux_hdr_decode(p, &h, &why) == -1) {
-			mux_fail(m, why);
+			mux_broken(m, why);
 			return;
 		}
 		if (buf_len(&m->rx) < MUX_HDR + (size_t)h.len)
@@ -509,14 +518,22 @@ link_frames(struct mux *m)
 }
 
 /* Read the link and handle every whole frame; what came before the
- * link's end is handled before it fails. */
+ * link's end is handled before it fails. At most RX_ROUNDS fills of rx
+ * per readiness: a peer that sends as fast as it can must not keep the
+ * event loop to itself, so what is left waits a turn (OpenSSL may hold
+ * it, where epoll cannot see it: the link is deferred). */
 static void
 link_read(struct mux *m)
 {
 	char why[128];
-	int r = 1;
+	int r = 1, rounds = 0;
 
 	while (!m->failed && r == 1) {
+		if (rounds++ == RX_ROUNDS) {
+			if (ev_defer(&m->io, EPOLLIN) == 0)
+				return;
+			rounds = 0;
+		}
 		r = link_fill(m, why, sizeof(why));
 		link_frames(m);
 		if (r == -1)

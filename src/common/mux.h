@@ -157,6 +157,8 @@ struct mux {
 	uint64_t	 last_ping;
 	uint64_t	 nonce;
 	unsigned	 failed:1;
+	unsigned	 broken:1;	/* failed because the peer broke the
+					 * protocol, not the network */
 	unsigned	 closing:1;	/* no new streams: lost once idle */
 	unsigned	 settled:1;	/* failed, and its streams told */
 	unsigned	 reported:1;	/* lost() called */
@@ -192,6 +194,8 @@ int	mux_settle(void);
 /* Between mux.c (the link) and mux_stream.c (its streams), no one else. */
 void	mux_dirty(struct mux *m);
 void	mux_fail(struct mux *m, const char *why);
+/* The peer sent what the protocol forbids: fail the link, marked broken. */
+void	mux_broken(struct mux *m, const char *why);
 int	mux_tx_reserve(struct mux *m, size_t n);
 int	mux_tx_frame(struct mux *m, uint32_t sid, uint8_t type, const void *p,
 	    size_t n);

@@ -85,7 +85,7 @@ stream_new(struct mux *m, uint32_t sid)
 	/* Ids only grow, so this cannot be; if it were, two sessions would
 	 * share one id: fail the link rather than mix their bytes. */
 	if (mux_stream_find(m, sid) != NULL) {
-		mux_fail(m, "mux stream id in use");
+		mux_broken(m, "mux stream id in use");
 		return NULL;
 	}
 	if ((s = calloc(1, sizeof(*s))) == NULL)
@@ -341,18 +341,18 @@ mux_stream_data(struct mux *m, struct mux_stream *s, const struct iovec *iov,
     int cnt, size_t n, int blocked)
 {
 	if (s->fin_rcvd || s->rst_rcvd) {
-		mux_fail(m, "mux DATA after the stream's end");
+		mux_broken(m, "mux DATA after the stream's end");
 		return;
 	}
 	if (s->inflight + n > s->win) {
-		mux_fail(m, "mux peer sent beyond its credit");
+		mux_broken(m, "mux peer sent beyond its credit");
 		return;
 	}
 	s->inflight += (uint32_t)n;
 	if (blocked)
 		s->blocked = 1;	/* the sender waits for credit */
 	if (pump_push(s->e.p, s->e.side, iov, cnt, s->win + MUX_PRIME_MAX) == -1)
-		mux_fail(m, "mux peer sent beyond its credit");
+		mux_broken(m, "mux peer sent beyond its credit");
 }
 
 /* An RST from the peer: its code (SE_ERROR if unknown) and text. */

@@ -40,6 +40,14 @@ put32(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)v;
 }
 
+/* The peer broke the chunk protocol. */
+static ssize_t
+broken(struct plink *l, const char *why)
+{
+	l->broken = 1;
+	return fail(&l->s.e, why);
+}
+
 /* The refusal chunk is whole: fail with what it says. */
 static ssize_t
 refused(struct plink *l)
@@ -125,7 +133,7 @@ chunk_rx(struct plink *l)
 		l->rx_any = 1;
 		if (l->rx_refusal) {
 			if (len == 0 || len > PLINK_REFUSAL_MAX)
-				return fail(&s->e, "data link sent a bad refusal");
+				return broken(l, "data link sent a bad refusal");
 			if ((l->refusal = malloc(len)) == NULL)
 				return fail(&s->e, "out of memory");
 			l->refusal_len = (uint16_t)len;
@@ -137,7 +145,7 @@ chunk_rx(struct plink *l)
 			return PEND_EOF;
 		}
 		if (len > PLINK_CHUNK_MAX)
-			return fail(&s->e, "data link sent a chunk over 16 MiB");
+			return broken(l, "data link sent a chunk over 16 MiB");
 		l->rx_left = len;
 	}
 	return 1;

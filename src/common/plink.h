@@ -41,6 +41,8 @@ struct plink {
 	unsigned	 rx_refusal:1;	/* reading the refusal chunk */
 	unsigned	 rx_any:1;	/* a header came from the peer */
 	unsigned	 peer_refuses:1;	/* the peer is the agent */
+	unsigned	 broken:1;	/* the peer sent a length the protocol
+					 * forbids (not a network failure) */
 	uint8_t		 rx_have;	/* bytes of rx_hdr read */
 	uint8_t		 tx_off, tx_len;	/* bytes of tx_hdr sent, to send */
 	uint8_t		 rx_hdr[4], tx_hdr[4];

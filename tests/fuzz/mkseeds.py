@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """mkseeds.py - write the seed corpora of the harnesses whose input is
-the wire protocol (docs/protocol.md): frame, mux, and a data_links
-config for cfg. Run from the repository's top directory when the wire
+the wire protocol (docs/protocol.md): frame, mux, sess, ctl, plink, and a
+data_links config for cfg. Run from the repository's top directory when the wire
 changes; the seeds are committed. Other corpora are hand-written or were
 kept from fuzzing runs.
 
@@ -199,6 +199,144 @@ CFG = {
 }
 
 
+# Found by the hostile-edge suite (tests/integration/test_hostile_edge.py):
+# the review's stream ids (OPEN 1, OPEN 0xFFFFFFFF, OPEN 1), and frames for
+# a refused stream sent as fast as a link takes them.
+MUX["acc_wrap_reuse"] = b"\0" + mux(1, OPEN, SESS) \
+    + mux(0xFFFFFFFF, OPEN, SESS) + mux(1, OPEN, SESS)
+_PRE = mux(1, OPEN, SESS) + mux(2, OPEN, SESS) + mux(3, OPEN, SESS)
+MUX["acc_refused_flood"] = bytes([0x80, 200, len(_PRE)]) + _PRE \
+    + mux(3, CREDIT, U32(100)) + mux(3, DATA, b"x" * 100) + mux(3, FIN)
+
+
+# SESS_OPEN as the agent checks it (fuzz_sess.c): the first byte's bit 0
+# says the agent has [outbound]; services "echo" (inside ranges denied),
+# "ftp" (passive 50000-50099, 192.0.2.0/24 and 2001:db8::/32 allowed),
+# "web".
+def sopen(kind, *attrs, sid=42):
+    return frame("SESS_OPEN", ("SESSION", U64(sid)), ("SESS_KIND", U8(kind)),
+                 *attrs)
+
+
+def client(svc, addr, port=50123, *more):
+    return sopen(0, ("SERVICE", svc), ("CLIENT_ADDR", addr),
+                 ("CLIENT_PORT", U16(port)), *more)
+
+
+SESS = {
+    "client_ok": b"\0" + client("echo", "192.0.2.7", 50123,
+                                ("LOCAL_ADDR", "198.51.100.1"),
+                                ("LOCAL_PORT", U16(22))),
+    "client_v6": b"\0" + client("web", "2001:db8::7"),
+    "ftp_data_ok": b"\0" + sopen(1, ("SERVICE", "ftp"),
+                                 ("CLIENT_ADDR", "192.0.2.7"),
+                                 ("CLIENT_PORT", U16(50124)),
+                                 ("FTP_CTL", U64(41)),
+                                 ("FTP_PORT", U16(50001))),
+    "outbound_ok": b"\1" + sopen(2, ("REQUEST", U64(9)),
+                                 ("DEST_ADDR", "[2001:db8::1]:22")),
+    # what the suite found an edge could pass on: inside clients into a
+    # PROXY header, addresses no peer has, words where addresses go
+    "inside_client": b"\0" + client("echo", "10.1.2.3"),
+    "inside_mapped": b"\0" + client("echo", "::ffff:10.1.2.3"),
+    "inside_v6": b"\0" + client("echo", "fd00::5"),
+    "not_allowed": b"\0" + client("ftp", "198.51.100.20"),
+    "unspecified": b"\0" + client("echo", "0.0.0.0"),
+    "unspecified6": b"\0" + client("web", "::"),
+    "multicast": b"\0" + client("web", "224.0.0.1"),
+    "broadcast": b"\0" + client("web", "255.255.255.255"),
+    "port0": b"\0" + client("web", "192.0.2.7", 0),
+    "injection": b"\0" + client("web", "198.51.100.1 PROXY TCP4 10.0.0.1"),
+    "zone": b"\0" + client("web", "fe80::1%lo"),
+    "local_no_port": b"\0" + client("web", "192.0.2.7", 1,
+                                    ("LOCAL_ADDR", "198.51.100.1")),
+    "ftp_port_outside": b"\0" + sopen(1, ("SERVICE", "ftp"),
+                                      ("CLIENT_ADDR", "192.0.2.7"),
+                                      ("CLIENT_PORT", U16(50124)),
+                                      ("FTP_CTL", U64(41)),
+                                      ("FTP_PORT", U16(50100))),
+    "ftp_data_tcp": b"\0" + sopen(1, ("SERVICE", "echo"),
+                                  ("CLIENT_ADDR", "192.0.2.7"),
+                                  ("CLIENT_PORT", U16(50124)),
+                                  ("FTP_CTL", U64(41)),
+                                  ("FTP_PORT", U16(50001))),
+    "outbound_unasked": b"\0" + sopen(2, ("REQUEST", U64(9)),
+                                      ("DEST_ADDR", "198.51.100.9:443")),
+    "outbound_name": b"\1" + sopen(2, ("REQUEST", U64(9)),
+                                   ("DEST_ADDR", "files.example.net:443")),
+    "outbound_port0": b"\1" + sopen(2, ("REQUEST", U64(9)),
+                                    ("DEST_ADDR", "198.51.100.9:0")),
+    "unknown_service": b"\0" + client("nosuch", "192.0.2.7"),
+}
+
+
+# Control frames against what the agent asked (fuzz_ctl.c): a script of
+# steps. 0 PING (2 bytes nonce - 1), 1 SVC_OPEN, 2 STATS_REQ, 3 OUT_POLICY,
+# 4 time (1 byte, x 10 ms), 5 a frame (type, u16 length, payload).
+def cstep(ftype, *attrs):
+    payload = frame(ftype, *attrs)[8:]
+    return bytes([5, FT[ftype]]) + U16(len(payload)) + payload
+
+
+_OK = cstep("HELLO_OK", ("VERSION", U16(1)), ("NAME", "dmz-1"),
+            ("LINK_KEY", bytes(range(32))), ("KEY_ID", U64(7)))
+
+
+def denied(svc="sftp", end=4, addr="192.0.2.9", sid=45):
+    return cstep("SESS_DENIED", ("SESSION", U64(sid)), ("SERVICE", svc),
+                 ("CLIENT_ADDR", addr), ("CLIENT_PORT", U16(1)),
+                 ("END", U8(end)), ("TEXT", "not in allow"))
+
+
+CTL = {
+    "session": _OK + b"\1\2\0\0\x06" + cstep("SVC_RESULT", ("SERVICE", "sftp"),
+                                              ("STATUS", U8(0)))
+    + cstep("PONG", ("NONCE", U64(7))) + cstep("STATS", ("STATS", "a_total=1"))
+    + denied() + cstep("DENIED_SUMMARY", ("SERVICE", "sftp"),
+                       ("COUNT", U32(120))),
+    "before_hello": cstep("PONG", ("NONCE", U64(1))) + _OK,
+    # found: replies nobody asked for, replays, refusals of others'
+    # services, floods of them
+    "pong_flood": _OK + b"\0\0\x06" + cstep("PONG", ("NONCE", U64(1))) * 40,
+    "pong_replay": _OK + b"\0\0\x06" + cstep("PONG", ("NONCE", U64(7))) * 2,
+    "hello_ok_again": _OK + _OK,
+    "svc_result_unasked": _OK + cstep("SVC_RESULT", ("SERVICE", "sftp"),
+                                      ("STATUS", U8(1)), ("TEXT", "evicted")),
+    "stats_unasked_bad": _OK + b"\2" + cstep("STATS", ("STATS", "a=1  b")) +
+    cstep("STATS", ("STATS", "forged_total=1")),
+    "policy_unasked": _OK + cstep("OUT_POLICY_OK", ("STATUS", U8(0))),
+    "denied_others": _OK + denied("nosuch") + denied(end=1) +
+    denied(addr="evil.example") + denied(addr="0.0.0.0"),
+    "denied_flood": _OK + denied() * 120 + b"\4\x64" + denied(),
+    "summary_zero": _OK + cstep("DENIED_SUMMARY", ("SERVICE", "sftp"),
+                                ("COUNT", U32(0))),
+    "sess_open_here": _OK + cstep("SESS_OPEN", ("SESSION", U64(1)),
+                                  ("SESS_KIND", U8(0))),
+}
+
+
+# A plain link's chunks (fuzz_plink.c): the first byte's bit 0 set reads
+# as the edge (a refusal may come first), bits 1-3 the read size.
+def chunk(data):
+    return U32(len(data)) + data
+
+
+PLINK = {
+    "session_next": b"\x08" + chunk(b"hello") + chunk(b"x" * 300) + U32(0)
+    + frame("SESS_OPEN", ("SESSION", U64(2)), ("SESS_KIND", U8(0))),
+    "fin_in_chunk": b"\x02" + chunk(b"abc") + U32(100) + b"short",
+    "fin_in_header": b"\x00" + chunk(b"abc") + b"\0\0",
+    "over_16m": b"\x04" + chunk(b"ok") + U32(16 * 1024 * 1024 + 1),
+    "all_ones": b"\x00" + U32(0xFFFFFFFF),
+    # found: an edge's 0xFFFFFFFE is a bad length, not a refusal the agent
+    # would put in its audit log
+    "refusal_from_edge": b"\x00" + U32(0xFFFFFFFE) + chunk(b"\x03no"),
+    "refusal_from_agent": b"\x01" + U32(0xFFFFFFFE) + chunk(b"\x03no backend"),
+    "refusal_bad": b"\x01" + U32(0xFFFFFFFE) + U32(2000) + b"x" * 10,
+    "refusal_late": b"\x01" + chunk(b"data") + U32(0xFFFFFFFE) + chunk(b"\x03"),
+}
+
+
 def write(name, seeds, clear=True):
     d = os.path.join(TOP, name)
     os.makedirs(d, exist_ok=True)
@@ -215,3 +353,6 @@ def write(name, seeds, clear=True):
 write("frame", FRAMES)
 write("mux", MUX)
 write("cfg", CFG, clear=False)
+write("sess", SESS)
+write("ctl", CTL)
+write("plink", PLINK)
