@@ -38,7 +38,7 @@ LIBCURL = -lcurl -ljansson
 COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
           src/common/end.c src/common/net.c src/common/tlsx.c src/common/fconn.c \
           src/common/pump.c src/common/psock.c src/common/plink.c src/common/mux.c src/common/mux_stream.c \
-          src/common/linkkey.c src/common/cidr.c src/common/outpol.c
+          src/common/linkkey.c src/common/cidr.c src/common/outpol.c src/common/hosock.c
 EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_link.c \
           src/edge/edge_lis.c src/edge/edge_proxy.c src/edge/edge_adm.c \
           src/edge/edge_sess.c src/edge/edge_stats.c src/edge/edge_ftp.c \
@@ -64,6 +64,7 @@ UNITS   = $(BUILD)/test_frame $(BUILD)/test_cfg $(BUILD)/test_pki \
 UNITS  += $(BUILD)/test_proxy $(BUILD)/test_cidr
 UNITS  += $(BUILD)/test_ftp
 UNITS  += $(BUILD)/test_mux $(BUILD)/test_pump $(BUILD)/test_linkkey
+UNITS  += $(BUILD)/test_hosock
 
 all: $(PROGS)
 
@@ -130,6 +131,9 @@ $(BUILD)/test_pump: $(BUILD)/obj/tests/test_pump.o $(call obj,src/common/pump.c 
 $(BUILD)/test_linkkey: $(BUILD)/obj/tests/test_linkkey.o $(call obj,src/common/linkkey.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -lcrypto
 
+$(BUILD)/test_hosock: $(BUILD)/obj/tests/test_hosock.o $(call obj,src/common/hosock.c src/common/frame.c src/common/buf.c src/common/end.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
 $(BUILD)/test_ftp: $(BUILD)/obj/tests/test_ftp.o $(call obj,src/agent/ftp_line.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
@@ -165,6 +169,8 @@ FUZZERS += proxy
 FUZZ_SRC_proxy = src/edge/proxy_parse.c src/agent/proxy_enc.c
 FUZZERS += cidr
 FUZZ_SRC_cidr = src/common/cidr.c
+FUZZERS += hosock
+FUZZ_SRC_hosock = src/common/hosock.c src/common/frame.c src/common/buf.c src/common/end.c
 FUZZERS += mux
 FUZZ_SRC_mux = src/common/mux.c src/common/mux_stream.c src/common/pump.c src/common/psock.c src/common/buf.c \
           src/common/end.c src/common/ev.c src/common/log.c src/common/tlsx.c \

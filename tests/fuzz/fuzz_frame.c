@@ -6,8 +6,8 @@
  * came: unknown attributes are dropped), and the re-encoded frame
  * decodes to the same message and is canonical (encoding it again gives
  * the same bytes); what decodes respects the rules the tables cannot
- * say (ids not 0, known SESS_KIND, END and DATA_LINK, required
- * attributes present). */
+ * say (ids not 0, known SESS_KIND, END, DATA_LINK and hand-over step,
+ * required attributes present). */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -26,6 +26,9 @@ check_values(const struct msg *m)
 	    ((m->have & FA_BIT(FA_COUNTER)) && m->counter == 0) ||
 	    ((m->have & FA_BIT(FA_REQUEST)) && m->request == 0) ||
 	    ((m->have & FA_BIT(FA_FTP_CTL)) && m->ftp_ctl == 0) ||
+	    ((m->have & FA_BIT(FA_INSTANCE)) && m->instance == 0) ||
+	    ((m->have & FA_BIT(FA_HO_STEP)) &&
+	    (m->ho_step == 0 || m->ho_step > HO_STEP_MAX)) ||
 	    ((m->have & FA_BIT(FA_SESS_KIND)) && m->sess_kind > SK_MAX) ||
 	    ((m->have & FA_BIT(FA_END)) && end_from_wire(m->end, &e) != 0) ||
 	    ((m->have & FA_BIT(FA_DATA_LINK)) &&
@@ -36,6 +39,8 @@ check_values(const struct msg *m)
 	    FA_BIT(FA_SESS_KIND)))
 		__builtin_trap();
 	if (m->type == FT_LINK_HELLO && !(m->have & FA_BIT(FA_PROOF)))
+		__builtin_trap();
+	if (m->type == FT_HANDOVER && !(m->have & FA_BIT(FA_HO_STEP)))
 		__builtin_trap();
 }
 
