@@ -43,7 +43,7 @@ EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_link.c \
           src/edge/edge_lis.c src/edge/edge_proxy.c src/edge/edge_adm.c \
           src/edge/edge_sess.c src/edge/edge_stats.c src/edge/edge_ftp.c \
           src/edge/edge_out.c src/edge/edge_limit.c src/edge/edge_sandbox.c \
-          src/edge/edge_keyproc.c src/edge/edge_notify.c \
+          src/edge/edge_keyproc.c src/edge/edge_notify.c src/edge/edge_handover.c \
           src/edge/proxy_parse.c
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/ftp_cfg.c \
           src/agent/agent_edge.c src/agent/agent_link.c src/agent/agent_sess.c \

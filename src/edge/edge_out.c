@@ -459,6 +459,12 @@ eout_init(int enabled)
 	return ev_set(&res_io, EPOLLIN);
 }
 
+int
+eout_busy(void)
+{
+	return !LIST_EMPTY(&reqs);
+}
+
 void
 eout_tick(uint64_t now)
 {

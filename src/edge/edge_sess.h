@@ -31,6 +31,17 @@ struct esess_req {
 
 /* A fresh session id (also for clients refused before a session). */
 uint64_t esess_new_id(void);
+/* Hand-over: the next id without taking it; ids from next on (the
+ * process before this one used those below). */
+uint64_t esess_peek_id(void);
+void	esess_skip_ids(uint64_t next);
+/* Sessions now, and whether any waits for a data link. */
+uint64_t esess_live(void);
+int	esess_waiting(void);
+/* Hand-over: each FTP control session to cb (its end is then told to
+ * the new process, eho_ftp_end). */
+void	esess_each_ftp(void (*cb)(uint64_t id, const char *svc, const char *ip,
+	    const struct eagent *a, const struct eftp_ports *p));
 /* 1 if one more session of service svc, which has npending waiting
  * already, would pass the edge's limits (logged and counted). */
 int	esess_full(const char *svc, uint64_t npending);
@@ -52,7 +63,8 @@ struct eftp_ports *esess_ftp_ports(uint64_t id, const struct eagent *a,
 int	esess_ftp_match(const char *svc, const char *ip, uint16_t port,
 	    struct eagent **a, uint64_t *id);
 void	esess_tick(uint64_t now);
-void	esess_shutdown(void);
+/* End every session (SE_STOPPING, detail why). */
+void	esess_shutdown(const char *why);
 void	esess_stats(char *out, size_t outlen);
 
 #endif

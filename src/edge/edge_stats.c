@@ -2,6 +2,7 @@
 #include "edge/edge_stats.h"
 #include "edge/edge_adm.h"
 #include "edge/edge_ftp.h"
+#include "edge/edge_handover.h"
 #include "edge/edge_limit.h"
 #include "edge/edge_link.h"
 #include "edge/edge_lis.h"
@@ -61,6 +62,7 @@ estats_msg(struct msg *m)
 	esvc_stats(m->stats, sizeof(m->stats));
 	elink_stats(m->stats, sizeof(m->stats));
 	eftp_stats(m->stats, sizeof(m->stats));
+	eho_stats(m->stats, sizeof(m->stats));
 	/* How often each limit was hit: limit_sessions_total, ... */
 	for (k = 0; k < LIM_COUNT; k++) {
 		snprintf(name, sizeof(name), "limit_%s_total", lim_name(k));

@@ -17,6 +17,7 @@
 #include "edge/edge_limit.h"
 #include "edge/edge_link.h"
 #include "edge/edge_lis.h"
+#include "edge/edge_handover.h"
 #include "edge/edge_sess.h"
 #include "edge/edge_stats.h"
 #include "common/fconn.h"
@@ -52,6 +53,12 @@ void
 eftp_stats(char *out, size_t outlen)
 {
 	(void)estats_put(out, outlen, "ftp_data_accepted_total", 0);
+}
+
+void
+eho_stats(char *out, size_t outlen)
+{
+	(void)estats_put(out, outlen, "draining_sessions", 4);
 }
 
 static int
