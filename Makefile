@@ -131,7 +131,7 @@ $(BUILD)/test_pump: $(BUILD)/obj/tests/test_pump.o $(call obj,src/common/pump.c 
 $(BUILD)/test_linkkey: $(BUILD)/obj/tests/test_linkkey.o $(call obj,src/common/linkkey.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -lcrypto
 
-$(BUILD)/test_hosock: $(BUILD)/obj/tests/test_hosock.o $(call obj,src/common/hosock.c src/common/frame.c src/common/buf.c src/common/end.c)
+$(BUILD)/test_hosock: $(BUILD)/obj/tests/test_hosock.o $(call obj,src/common/hosock.c src/common/frame.c src/common/buf.c src/common/end.c src/common/ev.c src/common/log.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
 $(BUILD)/test_ftp: $(BUILD)/obj/tests/test_ftp.o $(call obj,src/agent/ftp_line.c)
@@ -170,7 +170,8 @@ FUZZ_SRC_proxy = src/edge/proxy_parse.c src/agent/proxy_enc.c
 FUZZERS += cidr
 FUZZ_SRC_cidr = src/common/cidr.c
 FUZZERS += hosock
-FUZZ_SRC_hosock = src/common/hosock.c src/common/frame.c src/common/buf.c src/common/end.c
+FUZZ_SRC_hosock = src/common/hosock.c src/common/frame.c src/common/buf.c src/common/end.c \
+          src/common/ev.c src/common/log.c
 FUZZERS += mux
 FUZZ_SRC_mux = src/common/mux.c src/common/mux_stream.c src/common/pump.c src/common/psock.c src/common/buf.c \
           src/common/end.c src/common/ev.c src/common/log.c src/common/tlsx.c \

@@ -1,5 +1,6 @@
 /* hosock.c - the hand-over socket (hosock.h). */
 #include "common/hosock.h"
+#include "common/ev.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -218,6 +219,46 @@ hosock_send(int fd, const struct msg *m, const int *fds, size_t n)
 			break;
 	buf_free(&b);
 	return r == -1 ? -1 : 0;
+}
+
+static struct ev_io refused = { -1, NULL, 0, 0 };
+
+static void
+refused_close(void)
+{
+	if (refused.fd == -1)
+		return;
+	ev_del(&refused);
+	close(refused.fd);
+	refused.fd = -1;
+}
+
+static void
+refused_io(struct ev_io *io, uint32_t events)
+{
+	uint8_t sink[HOSOCK_MSG_MAX];
+
+	(void)events;
+	/* Whatever came (and what it carried) goes; the kernel closes any
+	 * descriptor attached. */
+	while (recv(io->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+		;
+	refused_close();
+}
+
+void
+hosock_refuse(int fd, const char *why)
+{
+	struct msg m;
+
+	refused_close();
+	msg_init(&m, FT_HANDOVER);
+	msg_set_int(&m, FA_HO_STEP, HO_REFUSED);
+	msg_set_str(&m, FA_TEXT, why);
+	ev_io_init(&refused, fd, refused_io);
+	if (hosock_send(fd, &m, NULL, 0) == -1 ||
+	    ev_set(&refused, EPOLLIN | EPOLLRDHUP) == -1)
+		refused_close();
 }
 
 int

@@ -44,6 +44,12 @@ int	hosock_peer(int fd, uid_t uid, pid_t *pid, char *err, size_t errlen);
 /* Send m, with n listeners attached (HO_LISTENERS only), waiting at most
  * HOSOCK_WAIT_MS for room. 0, or -1 with errno. */
 int	hosock_send(int fd, const struct msg *m, const int *fds, size_t n);
+/* Refuse the connection fd (taken): HO_REFUSED with why, then close it
+ * once the peer's first message has come and is read (or it closed):
+ * closed with a message unread, the socket would reset the peer before it
+ * read the refusal. One at a time in the event loop; the next refusal
+ * closes the last. */
+void	hosock_refuse(int fd, const char *why);
 /* Send a message of just a step (and COUNT, unless count is 0). 0 or -1. */
 int	hosock_step(int fd, uint8_t step, uint64_t count);
 /* Receive one message, waiting at most wait_ms (0: only what is there);

@@ -260,7 +260,9 @@ ectl_accept(struct ev_io *io, uint32_t events)
 static void
 agent_drop(struct eagent *a, const char *why)
 {
-	log_warn("agent %s lost: %s", a->name, why);
+	/* Draining, agents leave as told (DRAINING). */
+	log_msg(eho_draining() ? LOG_INFO : LOG_WARN, "agent %s lost: %s",
+	    a->name, why);
 	LIST_REMOVE(a, entry);
 	edge_stats.agents_connected--;
 	if (a->plain)

@@ -526,19 +526,6 @@ new_read(struct ev_io *io, uint32_t events)
 }
 
 static void
-refuse(int fd, const char *why)
-{
-	struct msg m;
-
-	log_warn("hand-over refused: %s", why);
-	msg_init(&m, FT_HANDOVER);
-	msg_set_int(&m, FA_HO_STEP, HO_REFUSED);
-	msg_set_str(&m, FA_TEXT, why);
-	(void)hosock_send(fd, &m, NULL, 0);
-	close(fd);
-}
-
-static void
 lis_accept(struct ev_io *io, uint32_t events)
 {
 	char err[256];
@@ -549,15 +536,12 @@ lis_accept(struct ev_io *io, uint32_t events)
 	if ((fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK |
 	    SOCK_CLOEXEC)) == -1)
 		return;
-	if (hosock_peer(fd, svc_uid, &pid, err, sizeof(err)) == -1) {
-		refuse(fd, err);
-		return;
-	}
+	if (hosock_peer(fd, svc_uid, &pid, err, sizeof(err)) == -1)
+		goto refuse;
 	if (state != EH_IDLE) {
 		snprintf(err, sizeof(err), "process %ld: this edge process has "
 		    "handed over already", (long)pid);
-		refuse(fd, err);
-		return;
+		goto refuse;
 	}
 	new_pid = pid;
 	ev_io_init(&new_io, fd, new_read);
@@ -567,6 +551,10 @@ lis_accept(struct ev_io *io, uint32_t events)
 	}
 	state = EH_HELLO;
 	log_info("hand-over: edge process %ld connected on %s", (long)pid, path);
+	return;
+refuse:
+	log_warn("hand-over refused: %s", err);
+	hosock_refuse(fd, err);
 }
 
 void
