@@ -52,7 +52,7 @@ AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/ftp_cfg.c \
           src/agent/agent_out.c src/agent/socks.c src/agent/httpc.c \
           src/agent/agent_metrics.c src/agent/stats_parse.c \
           src/agent/agent_admin.c src/agent/agent_route.c \
-          src/agent/agent_reload.c src/agent/agent_audit.c
+          src/agent/agent_reload.c src/agent/agent_audit.c src/agent/agent_handover.c
 CTL     = src/ctl/ctl_main.c src/ctl/pki.c src/ctl/ctl_api.c
 
 obj = $(patsubst src/%.c,$(BUILD)/obj/%.o,$(1))

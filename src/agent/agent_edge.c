@@ -3,6 +3,7 @@
  * follows after an exponential back-off with jitter. */
 #include "agent/agent_edge.h"
 #include "agent/agent_ftp.h"
+#include "agent/agent_handover.h"
 #include "agent/agent_link.h"
 #include "agent/agent_out.h"
 #include "agent/agent_sess.h"
@@ -26,6 +27,9 @@
 
 static struct aedge edges[CFG_MAX_EDGES];
 static size_t nedges;
+/* This process, for the edges: two agents of one name (a hand-over)
+ * are told apart by it. */
+static uint64_t instance;
 
 static int aedge_ready(struct fconn *fc);
 static int aedge_frame(struct fconn *fc, struct msg *m);
@@ -137,6 +141,8 @@ aedge_ready(struct fconn *fc)
 	msg_init(&m, FT_HELLO);
 	msg_set_int(&m, FA_VERSION, FRAME_VERSION);
 	msg_set_str(&m, FA_NAME, agent_cfg.name);
+	if (instance != 0)
+		msg_set_int(&m, FA_INSTANCE, instance);
 	if (agent_cfg.data_plain) {
 		msg_set_int(&m, FA_DATA_LINK, DATA_LINK_PLAIN);
 		/* The edge decides which links outlive a session, so that it
@@ -186,10 +192,15 @@ aedge_push_services(struct aedge *e)
 	struct msg m;
 	size_t i;
 
+	/* A draining agent has withdrawn its services for good. */
+	if (aho_draining())
+		return;
 	for (i = 0; i < agent_cfg.nservices; i++) {
 		aedge_svc_msg(&agent_cfg.services[i], &m);
 		(void)fconn_send(&e->fc, &m);
 	}
+	e->svc_waiting = (unsigned)agent_cfg.nservices;
+	e->svc_refused = 0;
 }
 
 /* The edge's counters, kept as text for /metrics once they parse. A
@@ -233,11 +244,38 @@ aedge_hello_ok(struct aedge *e, struct msg *m)
 	    "data_links=%u)", e->ce->str, e->edge_name, m->version,
 	    agent_cfg.data_plain ? "plain" : "tls", agent_cfg.data_links);
 	aedge_push_services(e);
+	if (e->handover) {
+		/* A new edge process: it knows our FTP control sessions on the
+		 * old one from it, and their ports from us. */
+		e->handover = 0;
+		aftp_edge_back(e);
+	}
 	/* The edge enforces what we allow; it gets the policy before any
 	 * outbound session can be asked for. */
 	if (agent_cfg.out.line != 0 && out_policy_msg(&m2) == 0)
 		(void)fconn_send(&e->fc, &m2);
 	alink_fill(e);
+}
+
+/* DRAINING: the edge process hands over to a new one on the same port.
+ * Reconnect at once; the links to the old one carry their sessions to
+ * their end (alink_edge_lost), and outbound requests asked there are
+ * answered on them too. */
+static void
+aedge_drain(struct aedge *e)
+{
+	log_info("edge %s: its process hands over to a new one: reconnecting "
+	    "at once", e->ce->str);
+	snprintf(e->last_error, sizeof(e->last_error), "edge handed over");
+	fconn_close(&e->fc);
+	alink_edge_lost(e);
+	e->out_ok = 0;
+	e->kid = 0;
+	OPENSSL_cleanse(e->key, sizeof(e->key));
+	e->state = AE_WAIT;
+	e->next_try = ev_now();
+	e->backoff_ms = BACKOFF_MIN_MS;
+	e->handover = 1;
 }
 
 static int
@@ -260,6 +298,9 @@ aedge_frame(struct fconn *fc, struct msg *m)
 	}
 	switch (m->type) {
 	case FT_SVC_RESULT:
+		if (e->svc_waiting > 0)
+			e->svc_waiting--;
+		e->svc_refused += m->status != 0;
 		if (m->status == 0)
 			log_info("edge %s: service %s open", e->ce->str, m->service);
 		else
@@ -290,6 +331,9 @@ aedge_frame(struct fconn *fc, struct msg *m)
 	case FT_STATS:
 		aedge_stats(e, m);
 		return 0;
+	case FT_DRAINING:
+		aedge_drain(e);
+		return -1;
 	case FT_ERROR:
 		snprintf(why, sizeof(why), "edge said: %s", m->text);
 		aedge_fail(e, why);
@@ -372,9 +416,42 @@ aedge_svc_open(const struct cfg_service *s)
 	struct msg m;
 	size_t i;
 
+	if (aho_draining())
+		return;
 	aedge_svc_msg(s, &m);
 	for (i = 0; i < nedges; i++)
 		aedge_send(&edges[i], &m);
+}
+
+void
+aedge_push_all(void)
+{
+	size_t i;
+
+	for (i = 0; i < nedges; i++)
+		if (edges[i].state == AE_READY && edges[i].svc_refused > 0)
+			aedge_push_services(&edges[i]);
+}
+
+void
+aedge_withdraw(void)
+{
+	size_t i;
+
+	for (i = 0; i < agent_cfg.nservices; i++)
+		aedge_svc_close(agent_cfg.services[i].name);
+}
+
+int
+aedge_all_ready(void)
+{
+	size_t i;
+
+	for (i = 0; i < nedges; i++)
+		if (edges[i].state != AE_READY || edges[i].svc_waiting > 0 ||
+		    edges[i].links_up == 0)
+			return 0;
+	return 1;
 }
 
 struct aedge *
@@ -398,6 +475,9 @@ aedge_start(void)
 {
 	size_t i;
 
+	while (instance == 0 && RAND_bytes((uint8_t *)&instance,
+	    sizeof(instance)) == 1)
+		;
 	nedges = agent_cfg.nedges;
 	for (i = 0; i < nedges; i++) {
 		memset(&edges[i], 0, sizeof(edges[i]));

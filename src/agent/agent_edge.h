@@ -47,6 +47,9 @@ struct aedge {
 	uint64_t	 link_next;		/* no new link before this */
 	uint64_t	 link_backoff_ms;
 	uint64_t	 violations;		/* what it sent that it must not */
+	int		 handover;		/* reconnecting after DRAINING */
+	unsigned	 svc_waiting;		/* SVC_RESULTs not yet in */
+	unsigned	 svc_refused;		/* ... that said no */
 };
 
 extern SSL_CTX *agent_tls;
@@ -67,6 +70,16 @@ void	aedge_svc_close(const char *name);
 /* Send the [outbound] policy to every connected edge again (a reload). */
 void	aedge_out_policy(void);
 void	aedge_svc_open(const struct cfg_service *s);
+/* Push every service again to each connected edge that refused one (a
+ * hand-over: the old agent withdrew its own, and a definition refused
+ * beside them may be taken now). */
+void	aedge_push_all(void);
+/* Withdraw every service from every connected edge (a hand-over: the
+ * new agent offers them). */
+void	aedge_withdraw(void);
+/* 1 if every edge is connected, has answered every service and has a
+ * data link up. */
+int	aedge_all_ready(void);
 /* An edge ready for outbound sessions (it took our policy), picked
  * round-robin, or NULL. */
 struct aedge *aedge_pick_out(void);

@@ -33,6 +33,9 @@ void	aftp_ctl_end(struct aftp *f);
 int	aftp_data_target(struct aedge *e, const struct msg *m,
 	    struct net_addr *a, char *backend, size_t backendlen, char *why,
 	    size_t whylen);
+/* e's control channel reaches a new edge process (a hand-over): tell it
+ * again which ports each live control session of e has. */
+void	aftp_edge_back(struct aedge *e);
 void	aftp_stop(void);
 
 #endif
