@@ -1,6 +1,6 @@
 /*
  * ctl_api.h - sallyportctl's client for the agent's admin API:
- * "status", "sessions", "kill ID" and "reload".
+ * "status", "sessions", "kill ID", "reload" and "upgrade".
  */
 #ifndef SALLYPORT_CTL_API_H
 #define SALLYPORT_CTL_API_H
@@ -15,5 +15,6 @@ int ctl_api_status(int argc, char **argv);
 int ctl_api_sessions(int argc, char **argv);
 int ctl_api_kill(int argc, char **argv);
 int ctl_api_reload(int argc, char **argv);
+int ctl_api_upgrade(int argc, char **argv);
 
 #endif

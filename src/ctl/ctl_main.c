@@ -43,6 +43,9 @@ static void usage(FILE *fp)
         "  sessions [OPTS]     the sessions it is carrying now\n"
         "  kill [OPTS] ID      cut one session\n"
         "  reload [OPTS]       make the agent reload its configuration file\n"
+        "  upgrade [OPTS]      start the agent's program again: the new process\n"
+        "                      takes over (handover_socket) and the old one\n"
+        "                      finishes its sessions, then exits\n"
         "      These talk to the agent's admin API ([admin] in its config):\n"
         "        --url URL         default " CTL_API_URL " ($SALLYPORT_URL)\n"
         "        --token-file F    the bearer token, default\n"
@@ -199,6 +202,7 @@ static const struct ctl_command commands[] = {
     { "sessions", ctl_api_sessions },
     { "kill", ctl_api_kill },
     { "reload", ctl_api_reload },
+    { "upgrade", ctl_api_upgrade },
 };
 
 static int dispatch(int argc, char **argv)
