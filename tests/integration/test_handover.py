@@ -599,6 +599,91 @@ def test_edge_handover_abandoned(tmp_path, pki, sshd):
     assert old.proc.alive()
 
 
+class Notify:
+    """A stand-in for systemd's notification socket: what each process
+    sent, with its pid (SO_PASSCRED)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.s.bind(self.path)
+        self.s.settimeout(0.1)
+        self.got = []           # (pid, text)
+
+    def env(self):
+        return dict(os.environ, NOTIFY_SOCKET=self.path)
+
+    def poll(self):
+        try:
+            while True:
+                msg, anc, _, _ = self.s.recvmsg(4096, socket.CMSG_SPACE(12))
+                pid = 0
+                for lvl, typ, data in anc:
+                    if typ == socket.SCM_CREDENTIALS:
+                        pid = struct.unpack("iII", data[:12])[0]
+                self.got.append((pid, msg.decode()))
+        except (socket.timeout, BlockingIOError):
+            pass
+        return self.got
+
+
+@pytest.mark.parametrize("who", ["edge", "agent"])
+def test_handover_systemd_notify(tmp_path, pki, sshd, who):
+    """What systemd sees (Type=notify, NotifyAccess=main): the first
+    process says READY=1; at the hand-over it, the main process, names the
+    new one MAINPID=, and the new one says nothing until it is main. The
+    edge's --detach (ExecReload) returns 0 once the new edge runs."""
+    note = Notify(tmp_path / "notify")
+    sock = run_dir(tmp_path) / f"{who}.sock"
+    port = sp.free_port()
+    if who == "edge":
+        control = f"{sp.LOOPBACK}:{sp.free_port()}"
+        old = sp.Proc("edge-old", edge_argv(pki, control, sock),
+                      tmp_path / "edge-old.log", env=note.env())
+        old.wait_log("hand-over: the next edge process can take over")
+        edge = sp.Edge(old, int(control.rsplit(":", 1)[1]))
+        sp.start_agent(tmp_path, pki, edge, {"sftp": (port, [sshd.port])})
+        # Its output goes on in the child (to the journal, under systemd):
+        # a file, not a pipe run() would wait on.
+        with open(tmp_path / "edge-new.log", "wb") as out:
+            r = subprocess.run(edge_argv(pki, control, sock, ["--detach"]),
+                               env=note.env(), stdout=out,
+                               stderr=subprocess.STDOUT, timeout=120)
+        assert r.returncode == 0, (tmp_path / "edge-new.log").read_text()
+        line = old.wait_log("hand-over: released to edge process")
+    else:
+        edge = sp.start_edge(tmp_path, pki)
+        a = sp.start_agent_admin(tmp_path, pki, edge,
+                                 {"sftp": (port, [sshd.port])},
+                                 agent_extra=[f"handover_socket = {sock}"])
+        a.proc.stop()           # again, with the notification socket
+        old = sp.Proc("agent-old", [sp.AGENT_BIN, "--config", a.conf],
+                      tmp_path / "agent-old.log", env=note.env())
+        old.wait_log("hand-over: the next agent process can take over")
+        sp.wait_until(lambda: sp.api_request(a.admin_port, "GET",
+                                             "/api/v1/status", a.token)[0]
+                      == 200, 30, "admin API")
+        st, _, body = sp.api_request(a.admin_port, "POST", "/api/v1/upgrade",
+                                     a.token)
+        assert st == 202, body
+        line = old.wait_log("hand-over: released to agent process")
+    new = Pid(int(re.search(r"released to \w+ process (\d+)", line)
+                  .group(1)))
+    try:
+        assert sp.read_banner(port, timeout=30)
+        sp.wait_until(lambda: any(t == f"MAINPID={new.pid}"
+                                  for _, t in note.poll()), 30, "MAINPID")
+        assert old.wait(60) == 0, old.tail()
+        got = note.poll()
+        assert (old.pid, f"MAINPID={new.pid}") in got, got
+        assert got[0] == (old.pid, "READY=1"), got
+        # The new process has not spoken: it is not main until MAINPID.
+        assert all(pid != new.pid for pid, _ in got), got
+    finally:
+        new.stop()
+
+
 # A client of the hand-over socket: sends the HELLO frame given in hex,
 # reads the answers until OFFERED or REFUSED, prints what came as JSON.
 ASK_LISTENERS = r"""
