@@ -1,6 +1,7 @@
 /* hosock.c - the hand-over socket (hosock.h). */
 #include "common/hosock.h"
 #include "common/ev.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,6 +9,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -222,6 +224,8 @@ hosock_send(int fd, const struct msg *m, const int *fds, size_t n)
 }
 
 static struct ev_io refused = { -1, NULL, 0, 0 };
+static struct msg msgbuf;	/* large: not on the stack */
+static char refusal[MSG_TEXT_MAX + 16];
 
 static void
 refused_close(void)
@@ -246,8 +250,8 @@ refused_io(struct ev_io *io, uint32_t events)
 	refused_close();
 }
 
-void
-hosock_refuse(int fd, const char *why)
+static void
+refuse(int fd, const char *why)
 {
 	struct msg m;
 
@@ -404,4 +408,201 @@ hosock_same(const struct net_addr *a, const struct net_addr *b)
 		return a6->sin6_port == b6->sin6_port &&
 		    memcmp(&a6->sin6_addr, &b6->sin6_addr, 16) == 0;
 	return 0;
+}
+
+struct msg *
+hosock_read(int fd, int wait_ms, int *rc, const char **why)
+{
+	int fds[HOSOCK_FDS_MAX];
+	size_t n;
+
+	*rc = hosock_recv(fd, &msgbuf, fds, &n, wait_ms, why);
+	/* Listeners here are none the reader asked for. */
+	while (n > 0)
+		close(fds[--n]);
+	return *rc == 1 ? &msgbuf : NULL;
+}
+
+/* --- the new process ---------------------------------------------------- */
+
+static struct held {
+	int		 fd;
+	struct net_addr	 a;
+} *held;
+static size_t nheld;
+
+static int
+held_add(int fd)
+{
+	struct held *h;
+
+	if ((h = realloc(held, (nheld + 1) * sizeof(*h))) == NULL)
+		return -1;
+	held = h;
+	if (hosock_listener(fd, &held[nheld].a) == -1)
+		return -1;
+	held[nheld++].fd = fd;
+	return 0;
+}
+
+/* HELLO, then listeners until OFFERED. NULL, or why not. */
+static const char *
+take(int fd, uint64_t *next)
+{
+	int fds[HOSOCK_FDS_MAX];
+	const char *why = NULL;
+	struct msg *m = &msgbuf;
+	size_t n, i;
+	int rc;
+
+	for (;;) {
+		rc = hosock_recv(fd, m, fds, &n, HOSOCK_WAIT_MS, &why);
+		if (rc <= 0)
+			return rc == 0 ? "it closed the connection" : why;
+		if (m->ho_step == HO_REFUSED) {
+			snprintf(refusal, sizeof(refusal), "it refused: %.1000s",
+			    m->text);
+			return refusal;
+		}
+		if (m->ho_step == HO_OFFERED)
+			break;
+		if (m->ho_step != HO_LISTENERS)
+			return "unexpected step";
+		for (i = 0; i < n; i++)
+			if (held_add(fds[i]) == -1) {
+				while (i < n)
+					close(fds[i++]);
+				return "not a listening TCP socket";
+			}
+	}
+	*next = (m->have & FA_BIT(FA_SESSION)) ? m->session : 0;
+	return m->count == nheld ? NULL : "fewer listeners than it offered";
+}
+
+int
+hosock_take(const char *path, uid_t uid, int *fd, pid_t *pid, uint64_t *next,
+    char *err, size_t errlen)
+{
+	const char *why;
+	int rc;
+
+	if ((rc = hosock_connect(path, uid, fd, err, errlen)) != 1)
+		return rc;
+	if (hosock_peer(*fd, uid, pid, err, errlen) == -1)
+		goto fail;
+	msg_init(&msgbuf, FT_HANDOVER);
+	msg_set_int(&msgbuf, FA_HO_STEP, HO_HELLO);
+	msg_set_int(&msgbuf, FA_VERSION, FRAME_VERSION);
+	if (hosock_send(*fd, &msgbuf, NULL, 0) == -1) {
+		snprintf(err, errlen, "%s", strerror(errno));
+		goto fail;
+	}
+	if ((why = take(*fd, next)) == NULL)
+		return 1;
+	snprintf(err, errlen, "running process %ld: %s", (long)*pid, why);
+fail:
+	while (nheld > 0)
+		close(held[--nheld].fd);
+	close(*fd);
+	*fd = -1;
+	return -1;
+}
+
+int
+hosock_claim(const struct net_addr *a)
+{
+	size_t i;
+	int fd;
+
+	for (i = 0; i < nheld; i++)
+		if (hosock_same(&held[i].a, a)) {
+			fd = held[i].fd;
+			held[i] = held[--nheld];
+			return fd;
+		}
+	return -1;
+}
+
+int
+hosock_unclaimed(struct net_addr *a)
+{
+	if (nheld == 0)
+		return -1;
+	*a = held[--nheld].a;
+	return held[nheld].fd;
+}
+
+/* --- the running process ------------------------------------------------ */
+
+int
+hosock_accept(int lfd, uid_t uid, const char *busy, pid_t *pid)
+{
+	char err[256];
+	int fd;
+
+	if ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) == -1)
+		return -1;
+	if (hosock_peer(fd, uid, pid, err, sizeof(err)) == 0) {
+		if (busy == NULL)
+			return fd;
+		snprintf(err, sizeof(err), "process %ld: %s", (long)*pid, busy);
+	}
+	log_warn("hand-over refused: %s", err);
+	refuse(fd, err);
+	return -1;
+}
+
+void
+hosock_fds_add(int fd, void *arg)
+{
+	struct hosock_fds *l = arg;
+	int *p;
+
+	if (l->n == l->cap) {
+		if ((p = realloc(l->fds, (l->cap + 64) * sizeof(*p))) == NULL) {
+			l->failed = 1;
+			return;
+		}
+		l->fds = p;
+		l->cap += 64;
+	}
+	l->fds[l->n++] = fd;
+}
+
+int
+hosock_offer(int fd, struct hosock_fds *l, uint64_t next)
+{
+	struct msg m;
+	size_t i, k;
+	int rc = l->failed ? -1 : 0;
+
+	for (i = 0; i < l->n && rc == 0; i += k) {
+		k = l->n - i < HOSOCK_FDS_MAX ? l->n - i : HOSOCK_FDS_MAX;
+		msg_init(&m, FT_HANDOVER);
+		msg_set_int(&m, FA_HO_STEP, HO_LISTENERS);
+		msg_set_int(&m, FA_COUNT, k);
+		rc = hosock_send(fd, &m, l->fds + i, k);
+	}
+	msg_init(&m, FT_HANDOVER);
+	msg_set_int(&m, FA_HO_STEP, HO_OFFERED);
+	msg_set_int(&m, FA_COUNT, l->n);
+	if (next != 0)
+		msg_set_int(&m, FA_SESSION, next);
+	if (rc == 0)
+		rc = hosock_send(fd, &m, NULL, 0);
+	free(l->fds);
+	l->fds = NULL;
+	return rc;
+}
+
+int
+hosock_status(int fd, uint64_t sessions, uint64_t procs)
+{
+	struct msg m;
+
+	msg_init(&m, FT_HANDOVER);
+	msg_set_int(&m, FA_HO_STEP, HO_STATUS);
+	msg_set_int(&m, FA_COUNT, sessions > UINT32_MAX ? UINT32_MAX : sessions);
+	msg_set_int(&m, FA_PROCESSES, procs);
+	return hosock_send(fd, &m, NULL, 0);
 }

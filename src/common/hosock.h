@@ -44,12 +44,6 @@ int	hosock_peer(int fd, uid_t uid, pid_t *pid, char *err, size_t errlen);
 /* Send m, with n listeners attached (HO_LISTENERS only), waiting at most
  * HOSOCK_WAIT_MS for room. 0, or -1 with errno. */
 int	hosock_send(int fd, const struct msg *m, const int *fds, size_t n);
-/* Refuse the connection fd (taken): HO_REFUSED with why, then close it
- * once the peer's first message has come and is read (or it closed):
- * closed with a message unread, the socket would reset the peer before it
- * read the refusal. One at a time in the event loop; the next refusal
- * closes the last. */
-void	hosock_refuse(int fd, const char *why);
 /* Send a message of just a step (and COUNT, unless count is 0). 0 or -1. */
 int	hosock_step(int fd, uint8_t step, uint64_t count);
 /* Receive one message, waiting at most wait_ms (0: only what is there);
@@ -59,6 +53,49 @@ int	hosock_step(int fd, uint8_t step, uint64_t count);
  * there yet. */
 int	hosock_recv(int fd, struct msg *m, int *fds, size_t *nfds,
 	    int wait_ms, const char **why);
+/* hosock_recv into one message of this module's (the daemons are single
+ * threaded; struct msg is large), what it returned in *rc: the message,
+ * valid until the next call, or NULL (*rc 0, -1 with *why, or -2). */
+struct msg *hosock_read(int fd, int wait_ms, int *rc, const char **why);
+
+/* --- the new process ------------------------------------------------ */
+
+/* Take over from the process running at path, if one does: connect
+ * (hosock_connect), check that it runs as uid or root, say HELLO and
+ * receive its listeners, which are kept here until claimed. 1 with *fd
+ * the connection to it, *pid, and *next the session id OFFERED carried
+ * (0 if none); 0 if nobody listens there; -1 with err (nothing kept). */
+int	hosock_take(const char *path, uid_t uid, int *fd, pid_t *pid,
+	    uint64_t *next, char *err, size_t errlen);
+/* The listener taken for address a (the caller owns it), or -1. */
+int	hosock_claim(const struct net_addr *a);
+/* A listener nobody claimed, its address in *a (the caller closes it),
+ * or -1 when none is left. */
+int	hosock_unclaimed(struct net_addr *a);
+
+/* --- the running process -------------------------------------------- */
+
+/* A process connecting on the listening socket lfd: its connection (and
+ * *pid) if it runs as uid or root and busy is NULL. Otherwise it gets
+ * HO_REFUSED with why (busy, or whom it runs as), logged, and the
+ * connection is closed once its first message is read (closed with that
+ * unread, the socket would reset the peer before it read why). -1 then,
+ * or when nobody was there. */
+int	hosock_accept(int lfd, uid_t uid, const char *busy, pid_t *pid);
+/* Every listener this process accepts on, gathered (a callback for the
+ * modules that own them) and offered: LISTENERS of at most
+ * HOSOCK_FDS_MAX each, then OFFERED with next (0: none). */
+struct hosock_fds {
+	int	*fds;
+	size_t	 n, cap;
+	int	 failed;
+};
+void	hosock_fds_add(int fd, void *arg);
+int	hosock_offer(int fd, struct hosock_fds *l, uint64_t next);
+/* STATUS: sessions still running here and behind, processes draining
+ * (this one and those behind it). */
+int	hosock_status(int fd, uint64_t sessions, uint64_t procs);
+
 /* Decode p[0..n) as a HANDOVER frame that arrived with nfds descriptors,
  * and check that its step has what it needs. 0, or -1 with why. */
 int	hosock_check(const uint8_t *p, size_t n, size_t nfds, struct msg *m,

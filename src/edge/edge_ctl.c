@@ -16,6 +16,7 @@
 #include "edge/edge_out.h"
 #include "edge/edge_sess.h"
 #include "edge/edge_stats.h"
+#include "common/hosock.h"
 #include "common/log.h"
 #include "common/tlsx.h"
 
@@ -380,7 +381,7 @@ ectl_listen(const char *addr)
 		log_err("--control: %s", err);
 		return -1;
 	}
-	if ((fd = eho_listener(&a)) == -1 &&
+	if ((fd = hosock_claim(&a)) == -1 &&
 	    (fd = net_listen(&a, 512, err, sizeof(err))) == -1) {
 		log_err("control %s: %s", addr, err);
 		return -1;

@@ -16,6 +16,7 @@
 #include "edge/edge_sess.h"
 #include "edge/edge_stats.h"
 #include "common/cidr.h"
+#include "common/hosock.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -205,7 +206,7 @@ eftp_svc_open(const char *svc, const struct msg *def,
 			((struct sockaddr_in6 *)&a.ss)->sin6_port = htons(l->port);
 		else
 			((struct sockaddr_in *)&a.ss)->sin_port = htons(l->port);
-		if ((fd = eho_listener(&a)) == -1 &&
+		if ((fd = hosock_claim(&a)) == -1 &&
 		    (fd = net_listen(&a, 64, e, sizeof(e))) == -1) {
 			snprintf(err, errlen, "passive port %u: %s", l->port, e);
 			eftp_free(f);

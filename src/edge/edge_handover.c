@@ -43,14 +43,7 @@
 
 enum { EH_IDLE, EH_HELLO, EH_OFFERED, EH_TAKEN, EH_DRAINING };
 
-/* A listener taken over, until a service (or the control port) claims
- * it. */
-struct held {
-	int		 fd;
-	struct net_addr	 a;
-};
-
-/* An FTP control session of the old process. */
+/* An FTP control session of an older process. */
 struct horec {
 	uint64_t	 id;
 	uint64_t	 instance;
@@ -65,20 +58,17 @@ static const char *path;
 static uint64_t drain_ms;
 static uid_t svc_uid;
 
-/* The new process's side. */
-static struct held *held;
-static size_t nheld;
-static uint64_t held_until;
-static struct ev_io old_io = { -1, NULL, 0, 0 };	/* the old process */
+/* The new process's side: the old one, its records and what it says. */
+static struct ev_io old_io = { -1, NULL, 0, 0 };
 static pid_t old_pid;
-static uint64_t old_next_id, old_sessions, old_procs;
+static uint64_t old_next, old_sessions, old_procs, unclaimed_at;
 static struct horec *recs;
 static size_t nrecs;
 
-/* The running process's side. */
+/* The running process's side: the new one. */
 static int state = EH_IDLE;
 static struct ev_io lis_io = { -1, NULL, 0, 0 };
-static struct ev_io new_io = { -1, NULL, 0, 0 };	/* the new process */
+static struct ev_io new_io = { -1, NULL, 0, 0 };
 static pid_t new_pid;
 static uint64_t drain_end, status_at, status_sent = UINT64_MAX;
 
@@ -92,126 +82,40 @@ eho_init(const char *p, uint64_t ms, uid_t uid)
 
 /* --- the new process ---------------------------------------------------- */
 
-static int
-held_add(int fd)
-{
-	struct held *h;
-
-	if ((h = realloc(held, (nheld + 1) * sizeof(*h))) == NULL)
-		return -1;
-	held = h;
-	if (hosock_listener(fd, &held[nheld].a) == -1)
-		return -1;
-	held[nheld++].fd = fd;
-	return 0;
-}
-
-/* The old process's answer to HELLO: listeners until OFFERED. */
-static const char *
-take_listeners(struct msg *m)
-{
-	int fds[HOSOCK_FDS_MAX];
-	const char *why;
-	size_t n, i;
-	int rc;
-
-	for (;;) {
-		rc = hosock_recv(old_io.fd, m, fds, &n, HOSOCK_WAIT_MS, &why);
-		if (rc <= 0)
-			return rc == 0 ? "it closed the connection" : why;
-		if (m->ho_step == HO_REFUSED)
-			return m->text;
-		if (m->ho_step == HO_OFFERED)
-			break;
-		if (m->ho_step != HO_LISTENERS)
-			return "unexpected step";
-		for (i = 0; i < n; i++)
-			if (held_add(fds[i]) == -1) {
-				while (i < n)
-					close(fds[i++]);
-				return "not a listening TCP socket";
-			}
-	}
-	if (m->count != nheld)
-		return "fewer listeners than it offered";
-	old_next_id = (m->have & FA_BIT(FA_SESSION)) ? m->session : 0;
-	return NULL;
-}
-
 void
 eho_take(void)
 {
-	struct msg *m;
 	char err[512];
-	const char *why;
 	int rc;
 
 	if (path == NULL)
 		return;
-	if ((rc = hosock_connect(path, svc_uid, &old_io.fd, err,
-	    sizeof(err))) == -1)
-		log_fatal("--handover-socket: %s", err);
-	if (rc == 0) {
+	if ((rc = hosock_take(path, svc_uid, &old_io.fd, &old_pid, &old_next,
+	    err, sizeof(err))) == -1)
+		log_fatal("hand-over at %s failed: %s", path, err);
+	if (rc == 0)
 		log_info("hand-over: no edge running at %s: starting afresh",
 		    path);
-		return;
-	}
-	if (hosock_peer(old_io.fd, svc_uid, &old_pid, err, sizeof(err)) == -1)
-		log_fatal("hand-over: %s refused: %s", path, err);
-	log_info("hand-over: taking over from edge process %ld at %s",
-	    (long)old_pid, path);
-	if ((m = malloc(sizeof(*m))) == NULL)
-		log_fatal("hand-over: out of memory");
-	msg_init(m, FT_HANDOVER);
-	msg_set_int(m, FA_HO_STEP, HO_HELLO);
-	msg_set_int(m, FA_VERSION, FRAME_VERSION);
-	if (hosock_send(old_io.fd, m, NULL, 0) == -1)
-		log_fatal("hand-over: %s", strerror(errno));
-	if ((why = take_listeners(m)) != NULL)
-		log_fatal("hand-over from edge process %ld failed: %s",
-		    (long)old_pid, why);
-	free(m);
-	log_info("hand-over: %zu listeners received from edge process %ld",
-	    nheld, (long)old_pid);
+	else
+		log_info("hand-over: listeners received from edge process %ld "
+		    "at %s", (long)old_pid, path);
 }
 
-int
-eho_listener(const struct net_addr *a)
+/* The record of control session id (0: every record) goes. */
+static void
+rec_del(uint64_t id)
 {
-	size_t i;
-	int fd;
+	struct horec **pp = &recs, *r;
 
-	for (i = 0; i < nheld; i++)
-		if (hosock_same(&held[i].a, a)) {
-			fd = held[i].fd;
-			held[i] = held[--nheld];
-			return fd;
+	while ((r = *pp) != NULL) {
+		if (id != 0 && r->id != id) {
+			pp = &r->next;
+			continue;
 		}
-	return -1;
-}
-
-static void
-recs_free(void)
-{
-	struct horec *r;
-
-	while ((r = recs) != NULL) {
-		recs = r->next;
+		*pp = r->next;
 		free(r);
+		nrecs--;
 	}
-	nrecs = 0;
-}
-
-static void
-old_gone(const char *why)
-{
-	log_info("hand-over: the old edge process %ld is gone (%s); %zu of its "
-	    "FTP control sessions forgotten", (long)old_pid, why, nrecs);
-	recs_free();
-	ev_del(&old_io);
-	close(old_io.fd);
-	old_io.fd = -1;
-	old_sessions = old_procs = 0;
 }
 
 static void
@@ -239,67 +143,37 @@ rec_add(const struct msg *m)
 	nrecs++;
 }
 
-static void
-rec_del(uint64_t id)
-{
-	struct horec **pp, *r;
-
-	for (pp = &recs; (r = *pp) != NULL; pp = &r->next)
-		if (r->id == id) {
-			*pp = r->next;
-			free(r);
-			nrecs--;
-			return;
-		}
-}
-
 /* Records, their ends and counts from the old process, until it exits.
- * Once this one hands over too, it passes them on down the chain. */
+ * Once this one hands over too, it passes the ends on down the chain. */
 static void
 old_read(struct ev_io *io, uint32_t events)
 {
+	const char *why;
 	struct msg *m;
-	int fds[HOSOCK_FDS_MAX];
-	const char *why = "out of memory";
-	size_t n;
-	int rc = -1;
+	int rc;
 
-	(void)io;
 	(void)events;
-	if ((m = malloc(sizeof(*m))) != NULL &&
-	    (rc = hosock_recv(old_io.fd, m, fds, &n, 0, &why)) == -2) {
-		free(m);
+	if ((m = hosock_read(io->fd, 0, &rc, &why)) == NULL && rc == -2)
 		return;
-	}
-	if (rc == 1 && m->ho_step == HO_FTP)
+	if (m != NULL && m->ho_step == HO_FTP)
 		rec_add(m);
-	else if (rc == 1 && m->ho_step == HO_FTP_END) {
+	else if (m != NULL && m->ho_step == HO_FTP_END) {
 		rec_del(m->ftp_ctl);
 		eho_ftp_end(m->ftp_ctl);
-	} else if (rc == 1 && m->ho_step == HO_STATUS) {
+	} else if (m != NULL && m->ho_step == HO_STATUS) {
 		old_sessions = m->count;
 		old_procs = (m->have & FA_BIT(FA_PROCESSES)) ? m->processes : 1;
-	} else
-		old_gone(rc == 0 ? "it exited" : rc == 1 ? "unexpected step" : why);
-	free(m);
-}
-
-/* The old process released the control port. */
-static void
-released(const struct msg *m)
-{
-	if (m->have & FA_BIT(FA_SESSION))
-		old_next_id = m->session;
-	/* Session ids go on from the old process's: agents tell sessions
-	 * apart by them, and the old one's are still running. */
-	esess_skip_ids(old_next_id);
-	held_until = ev_now_update() + UNCLAIMED_MS;
-	old_procs = 1;
-	ev_io_init(&old_io, old_io.fd, old_read);
-	if (ev_set(&old_io, EPOLLIN) == -1)
-		log_fatal("epoll_ctl: %s", strerror(errno));
-	log_info("hand-over: edge process %ld released the control port: "
-	    "accepting agents (it drains its sessions)", (long)old_pid);
+	} else {
+		log_info("hand-over: the old edge process %ld is gone (%s); %zu "
+		    "of its FTP control sessions forgotten", (long)old_pid,
+		    rc == 0 ? "it exited" : m != NULL ? "unexpected step" : why,
+		    nrecs);
+		rec_del(0);
+		ev_del(io);
+		close(io->fd);
+		io->fd = -1;
+		old_sessions = old_procs = 0;
+	}
 }
 
 static void lis_accept(struct ev_io *io, uint32_t events);
@@ -307,11 +181,9 @@ static void lis_accept(struct ev_io *io, uint32_t events);
 int
 eho_commit(void)
 {
-	struct msg *m;
-	int fds[HOSOCK_FDS_MAX];
+	const char *why = "unexpected step";
+	struct msg *m = NULL;
 	char err[512];
-	const char *why = "out of memory";
-	size_t n;
 	int fd, rc = -1;
 
 	if (path == NULL)
@@ -322,17 +194,25 @@ eho_commit(void)
 		log_fatal("--handover-socket: %s", err);
 	if (old_io.fd != -1) {
 		if (hosock_step(old_io.fd, HO_TAKEN, 0) == -1)
-			log_fatal("hand-over: %s", strerror(errno));
-		if ((m = malloc(sizeof(*m))) != NULL)
-			rc = hosock_recv(old_io.fd, m, fds, &n, RELEASE_WAIT_MS,
-			    &why);
-		if (rc != 1 || m->ho_step != HO_RELEASE)
+			why = strerror(errno);
+		else
+			m = hosock_read(old_io.fd, RELEASE_WAIT_MS, &rc, &why);
+		if (m == NULL || m->ho_step != HO_RELEASE)
 			log_fatal("hand-over: edge process %ld did not release "
 			    "the control port: %s", (long)old_pid, rc == 0 ?
-			    "it closed the connection" : rc == 1 ? m->ho_step ==
-			    HO_REFUSED ? m->text : "unexpected step" : why);
-		released(m);
-		free(m);
+			    "it closed the connection" : why);
+		/* Session ids go on from the old process's: agents tell
+		 * sessions apart by them, and its are still running. */
+		(void)esess_ids_from((m->have & FA_BIT(FA_SESSION)) ?
+		    m->session : old_next);
+		unclaimed_at = ev_now_update() + UNCLAIMED_MS;
+		old_procs = 1;
+		ev_io_init(&old_io, old_io.fd, old_read);
+		if (ev_set(&old_io, EPOLLIN) == -1)
+			log_fatal("epoll_ctl: %s", strerror(errno));
+		log_info("hand-over: edge process %ld released the control "
+		    "port: accepting agents (it drains its sessions)",
+		    (long)old_pid);
 	}
 	if (hosock_publish(path, err, sizeof(err)) == -1)
 		log_fatal("--handover-socket: %s", err);
@@ -345,90 +225,27 @@ eho_commit(void)
 
 /* --- the running process ------------------------------------------------ */
 
+/* The new process went, or failed: before RELEASE, serve on. */
 static void
-new_close(void)
+new_lost(const char *why)
 {
+	if (state == EH_DRAINING)
+		log_info("hand-over: edge process %ld closed the hand-over "
+		    "connection (%s)", (long)new_pid, why);
+	else
+		log_warn("hand-over to edge process %ld failed: %s; serving on",
+		    (long)new_pid, why);
+	if (state == EH_TAKEN)
+		esvc_handing(0);
+	if (state != EH_DRAINING)
+		state = EH_IDLE;
 	ev_del(&new_io);
 	close(new_io.fd);
 	new_io.fd = -1;
 }
 
-/* The new process went before it took over, or failed: serve on. */
-static void
-new_lost(const char *why)
-{
-	if (state == EH_DRAINING) {
-		log_info("hand-over: edge process %ld closed the hand-over "
-		    "connection (%s)", (long)new_pid, why);
-		new_close();
-		return;
-	}
-	log_warn("hand-over to edge process %ld failed: %s; serving on",
-	    (long)new_pid, why);
-	if (state == EH_TAKEN)
-		esvc_handing(0);
-	new_close();
-	state = EH_IDLE;
-}
-
-/* Every listener this process accepts on. */
-struct fdlist {
-	int	*fds;
-	size_t	 n, cap;
-	int	 failed;
-};
-
-static void
-fd_add(int fd, void *arg)
-{
-	struct fdlist *l = arg;
-	int *p;
-
-	if (l->n == l->cap) {
-		l->cap = l->cap ? 2 * l->cap : 64;
-		if ((p = realloc(l->fds, l->cap * sizeof(*p))) == NULL) {
-			l->failed = 1;
-			l->cap = l->n;
-			return;
-		}
-		l->fds = p;
-	}
-	l->fds[l->n++] = fd;
-}
-
-/* HELLO: offer every listener, in messages of at most HOSOCK_FDS_MAX. */
-static void
-offer(void)
-{
-	struct fdlist l = { NULL, 0, 0, 0 };
-	struct msg m;
-	size_t i, k;
-
-	fd_add(ectl_listener(), &l);
-	esvc_each_listener(fd_add, &l);
-	for (i = 0; i < l.n && !l.failed; i += k) {
-		k = l.n - i < HOSOCK_FDS_MAX ? l.n - i : HOSOCK_FDS_MAX;
-		msg_init(&m, FT_HANDOVER);
-		msg_set_int(&m, FA_HO_STEP, HO_LISTENERS);
-		msg_set_int(&m, FA_COUNT, k);
-		l.failed = hosock_send(new_io.fd, &m, l.fds + i, k) == -1;
-	}
-	free(l.fds);
-	msg_init(&m, FT_HANDOVER);
-	msg_set_int(&m, FA_HO_STEP, HO_OFFERED);
-	msg_set_int(&m, FA_COUNT, l.n);
-	msg_set_int(&m, FA_SESSION, esess_peek_id());
-	if (l.failed || hosock_send(new_io.fd, &m, NULL, 0) == -1) {
-		new_lost("cannot send the listeners");
-		return;
-	}
-	state = EH_OFFERED;
-	log_info("hand-over: %zu listeners offered to edge process %ld", l.n,
-	    (long)new_pid);
-}
-
 /* An FTP control session for the new process: this one's own, or one
- * of the process before it, still draining. */
+ * of a process before it, still draining. */
 static void
 ftp_send(uint64_t id, const char *svc, const char *ip, const char *agent,
     uint64_t instance, const struct eftp_ports *p)
@@ -453,43 +270,30 @@ ftp_send(uint64_t id, const char *svc, const char *ip, const char *agent,
 	free(m);
 }
 
-static void
-ftp_record(uint64_t id, const char *svc, const char *ip,
-    const struct eagent *a, const struct eftp_ports *p)
-{
-	ftp_send(id, svc, ip, a->name, a->instance, p);
-}
-
 /* Nothing of this process's own waits for a link, a PROXY header or a
  * destination any more: hand the control port over and drain. */
 static void
 release(uint64_t now)
 {
 	const struct horec *r;
-	struct msg m;
-	char what[64], mainpid[32];
+	char mainpid[32], what[48] = "no drain timeout";
 
-	msg_init(&m, FT_HANDOVER);
-	msg_set_int(&m, FA_HO_STEP, HO_RELEASE);
-	msg_set_int(&m, FA_SESSION, esess_peek_id());
-	if (hosock_send(new_io.fd, &m, NULL, 0) == -1) {
+	if (hosock_step(new_io.fd, HO_RELEASE, 0) == -1) {
 		new_lost(strerror(errno));
 		return;
 	}
 	state = EH_DRAINING;
-	esess_each_ftp(ftp_record);
+	esess_each_ftp(ftp_send);
 	for (r = recs; r != NULL; r = r->next)
 		ftp_send(r->id, r->svc, r->ip, r->agent, r->instance, &r->p);
 	esvc_shutdown();
 	ectl_drain();
 	drain_end = drain_ms != 0 ? now + drain_ms : 0;
 	if (drain_ms != 0)
-		snprintf(what, sizeof(what), "at most %llu s",
+		snprintf(what, sizeof(what), "drain timeout %llu s",
 		    (unsigned long long)(drain_ms / 1000));
-	else
-		snprintf(what, sizeof(what), "no time limit");
 	log_info("hand-over: released to edge process %ld; draining %llu "
-	    "sessions (%s)", (long)new_pid, (unsigned long long)esess_live(),
+	    "sessions (%s)", (long)new_pid, (unsigned long long)esess_live(0),
 	    what);
 	/* Under systemd the new process is the service's main one now. */
 	snprintf(mainpid, sizeof(mainpid), "MAINPID=%ld", (long)new_pid);
@@ -499,79 +303,68 @@ release(uint64_t now)
 static void
 new_read(struct ev_io *io, uint32_t events)
 {
+	struct hosock_fds l = { NULL, 0, 0, 0 };
+	const char *why;
 	struct msg *m;
-	int fds[HOSOCK_FDS_MAX];
-	const char *why = "out of memory";
-	size_t n;
-	int rc = -1;
+	int rc;
 
-	(void)io;
 	(void)events;
-	if ((m = malloc(sizeof(*m))) != NULL &&
-	    (rc = hosock_recv(new_io.fd, m, fds, &n, 0, &why)) == -2) {
-		free(m);
+	if ((m = hosock_read(io->fd, 0, &rc, &why)) == NULL && rc == -2)
 		return;
-	}
-	if (rc == 1 && state == EH_HELLO && m->ho_step == HO_HELLO)
-		offer();
-	else if (rc == 1 && state == EH_OFFERED && m->ho_step == HO_TAKEN) {
+	if (m != NULL && state == EH_HELLO && m->ho_step == HO_HELLO) {
+		hosock_fds_add(ectl_listener(), &l);
+		esvc_each_listener(hosock_fds_add, &l);
+		if (hosock_offer(io->fd, &l, esess_ids_from(0)) == -1) {
+			new_lost("cannot send the listeners");
+			return;
+		}
+		state = EH_OFFERED;
+		log_info("hand-over: %zu listeners offered to edge process %ld",
+		    l.n, (long)new_pid);
+	} else if (m != NULL && state == EH_OFFERED && m->ho_step == HO_TAKEN) {
 		state = EH_TAKEN;
 		esvc_handing(1);
 		log_info("hand-over: edge process %ld took the listeners: no "
 		    "new clients here", (long)new_pid);
 	} else
-		new_lost(rc == 0 ? "it closed the connection" : rc == 1 ?
+		new_lost(rc == 0 ? "it closed the connection" : m != NULL ?
 		    "unexpected step" : why);
-	free(m);
 }
 
 static void
 lis_accept(struct ev_io *io, uint32_t events)
 {
-	char err[256];
 	pid_t pid;
 	int fd;
 
 	(void)events;
-	if ((fd = accept4(io->fd, NULL, NULL, SOCK_NONBLOCK |
-	    SOCK_CLOEXEC)) == -1)
+	if ((fd = hosock_accept(io->fd, svc_uid, state != EH_IDLE ?
+	    "this edge process has handed over already" : NULL, &pid)) == -1)
 		return;
-	if (hosock_peer(fd, svc_uid, &pid, err, sizeof(err)) == -1)
-		goto refuse;
-	if (state != EH_IDLE) {
-		snprintf(err, sizeof(err), "process %ld: this edge process has "
-		    "handed over already", (long)pid);
-		goto refuse;
-	}
 	new_pid = pid;
 	ev_io_init(&new_io, fd, new_read);
-	if (ev_set(&new_io, EPOLLIN) == -1) {
-		close(fd);
-		return;
-	}
+	if (ev_set(&new_io, EPOLLIN) == -1)
+		log_fatal("epoll_ctl: %s", strerror(errno));
 	state = EH_HELLO;
 	log_info("hand-over: edge process %ld connected on %s", (long)pid, path);
-	return;
-refuse:
-	log_warn("hand-over refused: %s", err);
-	hosock_refuse(fd, err);
 }
 
 void
 eho_tick(uint64_t now)
 {
-	uint64_t left = esess_live();
+	uint64_t left = esess_live(0);
+	struct net_addr a;
 	char addr[NET_ADDRSTR];
-	struct msg m;
+	int fd;
 
-	while (held_until != 0 && now >= held_until && nheld > 0) {
-		net_fmt((struct sockaddr *)&held[--nheld].a.ss, addr,
-		    sizeof(addr));
+	while (unclaimed_at != 0 && now >= unclaimed_at &&
+	    (fd = hosock_unclaimed(&a)) != -1) {
+		net_fmt((struct sockaddr *)&a.ss, addr, sizeof(addr));
 		log_warn("hand-over: listener on %s closed: no agent claimed it",
 		    addr);
-		close(held[nheld].fd);
+		close(fd);
 	}
-	if (state == EH_TAKEN && !esess_waiting() && !proxy_busy() &&
+	if (state == EH_TAKEN && !esess_live(1) && !proxy_busy() &&
 	    !eout_busy())
 		release(now);
 	if (state != EH_DRAINING)
@@ -579,11 +372,7 @@ eho_tick(uint64_t now)
 	/* What drains behind this process counts too (a chain). */
 	if (new_io.fd != -1 && left + old_sessions != status_sent &&
 	    now - status_at >= 1000) {
-		msg_init(&m, FT_HANDOVER);
-		msg_set_int(&m, FA_HO_STEP, HO_STATUS);
-		msg_set_int(&m, FA_COUNT, left + old_sessions);
-		msg_set_int(&m, FA_PROCESSES, 1 + old_procs);
-		(void)hosock_send(new_io.fd, &m, NULL, 0);
+		(void)hosock_status(new_io.fd, left + old_sessions, 1 + old_procs);
 		status_sent = left + old_sessions;
 		status_at = now;
 	}
@@ -606,7 +395,7 @@ eho_drained(void)
 {
 	/* One still draining before this process reaches the next one
 	 * through it: stay until it has gone too. */
-	if (state != EH_DRAINING || esess_live() > 0 || old_io.fd != -1)
+	if (state != EH_DRAINING || esess_live(0) > 0 || old_io.fd != -1)
 		return 0;
 	log_info("drained: no session left; exiting");
 	return 1;
@@ -623,13 +412,6 @@ eho_ftp_end(uint64_t id)
 	msg_set_int(&m, FA_HO_STEP, HO_FTP_END);
 	msg_set_int(&m, FA_FTP_CTL, id);
 	(void)hosock_send(new_io.fd, &m, NULL, 0);
-}
-
-/* The agent a record names, if it is connected here. */
-static int
-rec_agent(const struct horec *r, const struct eagent *a)
-{
-	return strcmp(r->agent, a->name) == 0 && r->instance == a->instance;
 }
 
 int
@@ -656,7 +438,8 @@ eho_ftp_ports(uint64_t id, const struct eagent *a, const char **svc)
 	struct horec *r;
 
 	for (r = recs; r != NULL; r = r->next)
-		if (r->id == id && rec_agent(r, a)) {
+		if (r->id == id && r->instance == a->instance &&
+		    strcmp(r->agent, a->name) == 0) {
 			*svc = r->svc;
 			return &r->p;
 		}

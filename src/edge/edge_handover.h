@@ -29,10 +29,9 @@ struct eftp_ports;
  * run as it or as root. */
 void	eho_init(const char *path, uint64_t drain_ms, uid_t uid);
 /* At start, before any listener: take the listeners of the edge running
- * at the path, if one does (waits for it, bounded). Exits if it refuses. */
+ * at the path, if one does (waits for it, bounded): hosock_claim gives
+ * each to whom opens its address. Exits if it refuses. */
 void	eho_take(void);
-/* A listener taken over for address a (the caller owns it), or -1. */
-int	eho_listener(const struct net_addr *a);
 /* Once the process is set up, before the sandbox: tell the old process
  * (TAKEN), wait for it to release the control port, then listen at the
  * path for the next hand-over. Exits if that fails. 1 if it took over. */

@@ -3,12 +3,12 @@
 #include "edge/edge_adm.h"
 #include "edge/edge_ctl.h"
 #include "edge/edge_ftp.h"
-#include "edge/edge_handover.h"
 #include "edge/edge_limit.h"
 #include "edge/edge_proxy.h"
 #include "edge/edge_sess.h"
 #include "edge/edge_stats.h"
 #include "common/ev.h"
+#include "common/hosock.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -410,7 +410,7 @@ esvc_create(struct eagent *a, const struct msg *def, const struct msg *cmp)
 	}
 	if (adm_policy_load(&s->pol, def, err, sizeof(err)) == -1 ||
 	    net_parse(def->listen, &addr, err, sizeof(err)) == -1 ||
-	    ((fd = eho_listener(&addr)) == -1 &&
+	    ((fd = hosock_claim(&addr)) == -1 &&
 	    (fd = net_listen(&addr, 1024, err, sizeof(err))) == -1) ||
 	    eftp_svc_open(def->service, def, &addr, &s->ftp, err,
 	    sizeof(err)) == -1) {

@@ -76,28 +76,17 @@ esess_new_id(void)
 }
 
 uint64_t
-esess_peek_id(void)
-{
-	return next_id;
-}
-
-void
-esess_skip_ids(uint64_t next)
+esess_ids_from(uint64_t next)
 {
 	if (next > next_id)
 		next_id = next;
+	return next_id;
 }
 
 uint64_t
-esess_live(void)
+esess_live(int waits)
 {
-	return nsessions;
-}
-
-int
-esess_waiting(void)
-{
-	return !TAILQ_EMPTY(&waiting);
+	return !waits ? nsessions : !TAILQ_EMPTY(&waiting);
 }
 
 int
@@ -375,7 +364,7 @@ esess_ftp_match(const char *svc, const char *ip, uint16_t port,
 
 void
 esess_each_ftp(void (*cb)(uint64_t id, const char *svc, const char *ip,
-    const struct eagent *a, const struct eftp_ports *p))
+    const char *agent, uint64_t instance, const struct eftp_ports *p))
 {
 	struct esess *s;
 
@@ -383,7 +372,8 @@ esess_each_ftp(void (*cb)(uint64_t id, const char *svc, const char *ip,
 		if (s->kind == SK_CLIENT && s->agent != NULL &&
 		    esvc_ftp(s->svc) != NULL) {
 			s->handed = 1;
-			cb(s->id, s->svc, s->ip, s->agent, &s->ftp);
+			cb(s->id, s->svc, s->ip, s->agent->name,
+			    s->agent->instance, &s->ftp);
 		}
 }
 

@@ -31,17 +31,15 @@ struct esess_req {
 
 /* A fresh session id (also for clients refused before a session). */
 uint64_t esess_new_id(void);
-/* Hand-over: the next id without taking it; ids from next on (the
- * process before this one used those below). */
-uint64_t esess_peek_id(void);
-void	esess_skip_ids(uint64_t next);
-/* Sessions now, and whether any waits for a data link. */
-uint64_t esess_live(void);
-int	esess_waiting(void);
+/* Hand-over: ids go on from next at least (the process before this one
+ * used those below); the next id, not taken (next 0: only that). */
+uint64_t esess_ids_from(uint64_t next);
+/* Sessions now; with waiting, only those waiting for a data link. */
+uint64_t esess_live(int waiting);
 /* Hand-over: each FTP control session to cb (its end is then told to
  * the new process, eho_ftp_end). */
 void	esess_each_ftp(void (*cb)(uint64_t id, const char *svc, const char *ip,
-	    const struct eagent *a, const struct eftp_ports *p));
+	    const char *agent, uint64_t instance, const struct eftp_ports *p));
 /* 1 if one more session of service svc, which has npending waiting
  * already, would pass the edge's limits (logged and counted). */
 int	esess_full(const char *svc, uint64_t npending);

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/ev.h"
 #include "common/hosock.h"
+#include "common/log.h"
 
 /* The encoded frame of m in buf; its length. */
 static size_t
@@ -350,6 +353,93 @@ test_peer_uid(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/* In a child: take over from path; the two listeners offered must be
+ * claimable by their addresses a and b, the session id come along. */
+static int
+child_take(const char *path, const struct net_addr *a,
+    const struct net_addr *b, const char *want_err)
+{
+	char err[256];
+	struct net_addr u;
+	uint64_t next = 0;
+	pid_t pid;
+	int fd, rc;
+
+	rc = hosock_take(path, geteuid(), &fd, &pid, &next, err, sizeof(err));
+	if (want_err != NULL)
+		return rc == -1 && strstr(err, want_err) != NULL ? 0 : 10;
+	if (rc != 1 || next != 42 || pid != getppid())
+		return 11;
+	if (hosock_claim(b) == -1 || hosock_claim(b) != -1)
+		return 12;
+	if (hosock_unclaimed(&u) == -1 || !hosock_same(&u, a) ||
+	    hosock_unclaimed(&u) != -1)
+		return 13;
+	return 0;
+}
+
+/* The whole exchange between two processes: HELLO, the listeners and
+ * OFFERED; and a refusal, with why, when the running one is busy. */
+static void
+test_take_offer(void **state)
+{
+	char dir[] = "/tmp/hosock-XXXXXX", path[256], err[256];
+	struct hosock_fds l = { NULL, 0, 0, 0 };
+	struct net_addr a, b;
+	struct msg *m;
+	const char *why;
+	int lfd, fd, out[2], st, rc, round;
+	struct pollfd pfd;
+	pid_t pid, peer;
+
+	(void)state;
+	assert_int_equal(ev_init(), 0);
+	log_init("test_hosock", 0);
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/ho.sock", dir);
+	lfd = hosock_listen(path, err, sizeof(err));
+	assert_true(lfd != -1);
+	assert_int_equal(hosock_publish(path, err, sizeof(err)), 0);
+	out[0] = tcp_listener();
+	out[1] = tcp_listener();
+	assert_int_equal(hosock_listener(out[0], &a), 0);
+	assert_int_equal(hosock_listener(out[1], &b), 0);
+	for (round = 0; round < 2; round++) {
+		if ((pid = fork()) == 0)
+			_exit(child_take(path, &a, &b, round ? "busy here" : NULL));
+		pfd.fd = lfd;
+		pfd.events = POLLIN;
+		assert_int_equal(poll(&pfd, 1, 5000), 1);
+		fd = hosock_accept(lfd, geteuid(), round ? "busy here" : NULL,
+		    &peer);
+		assert_true((fd == -1) == (round == 1));
+		if (round == 0) {
+			assert_int_equal(peer, pid);
+			m = hosock_read(fd, 5000, &rc, &why);
+			assert_non_null(m);
+			assert_int_equal(m->ho_step, HO_HELLO);
+			hosock_fds_add(out[0], &l);
+			hosock_fds_add(out[1], &l);
+			assert_int_equal(hosock_offer(fd, &l, 42), 0);
+		} else {
+			/* Refused: the loop reads its HELLO, then closes. */
+			while (waitpid(pid, &st, WNOHANG) == 0)
+				assert_int_equal(ev_run_once(50), 0);
+		}
+		if (round == 0)
+			assert_int_equal(waitpid(pid, &st, 0), pid);
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 0);
+		if (round == 0)
+			close(fd);
+	}
+	close(out[0]);
+	close(out[1]);
+	close(lfd);
+	(void)unlink(path);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 int
 main(void)
 {
@@ -362,6 +452,7 @@ main(void)
 		cmocka_unit_test(test_too_long),
 		cmocka_unit_test(test_paths),
 		cmocka_unit_test(test_peer_uid),
+		cmocka_unit_test(test_take_offer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
