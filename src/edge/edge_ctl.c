@@ -381,8 +381,13 @@ ectl_listen(const char *addr)
 		log_err("--control: %s", err);
 		return -1;
 	}
-	if ((fd = hosock_claim(&a)) == -1 &&
-	    (fd = net_listen(&a, 512, err, sizeof(err))) == -1) {
+	if ((fd = hosock_claim(&a)) == -1 && eho_took()) {
+		/* Agents reconnect to the address they know. */
+		log_err("hand-over: the running edge's control port is not %s: "
+		    "take over with the same --control", addr);
+		return -1;
+	}
+	if (fd == -1 && (fd = net_listen(&a, 512, err, sizeof(err))) == -1) {
 		log_err("control %s: %s", addr, err);
 		return -1;
 	}

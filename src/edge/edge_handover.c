@@ -176,6 +176,12 @@ old_read(struct ev_io *io, uint32_t events)
 	}
 }
 
+int
+eho_took(void)
+{
+	return old_io.fd != -1;
+}
+
 static void lis_accept(struct ev_io *io, uint32_t events);
 
 int

@@ -32,6 +32,8 @@ void	eho_init(const char *path, uint64_t drain_ms, uid_t uid);
  * at the path, if one does (waits for it, bounded): hosock_claim gives
  * each to whom opens its address. Exits if it refuses. */
 void	eho_take(void);
+/* 1 if this process is taking over from another. */
+int	eho_took(void);
 /* Once the process is set up, before the sandbox: tell the old process
  * (TAKEN), wait for it to release the control port, then listen at the
  * path for the next hand-over. Exits if that fails. 1 if it took over. */

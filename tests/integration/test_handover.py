@@ -578,6 +578,23 @@ def test_edge_handover_unsafe_directory(tmp_path, pki):
     assert "writable by nobody else" in r.stderr, r.stderr
 
 
+def test_edge_handover_other_control_refused(tmp_path, pki, sshd):
+    """A new edge must take over the control port its agents know: with
+    another --control it exits, and the running edge serves on."""
+    sock = run_dir(tmp_path) / "edge.sock"
+    old = start_edge(tmp_path, pki, sock, tag="edge-old")
+    port = sp.free_port()
+    sp.start_agent(tmp_path, pki, old, {"sftp": (port, [sshd.port])})
+    r = subprocess.run(edge_argv(pki, f"{sp.LOOPBACK}:{sp.free_port()}",
+                                 sock),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "take over with the same --control" in r.stderr, r.stderr
+    assert old.proc.alive()
+    assert not old.proc.find("took the listeners")
+    assert sp.read_banner(port, timeout=30)
+
+
 def test_edge_handover_abandoned(tmp_path, pki, sshd):
     """A new process that takes the listeners and goes away before it
     says it runs with them changes nothing: the running edge serves on.
