@@ -41,12 +41,13 @@ COMMON  = src/common/log.c src/common/ev.c src/common/buf.c src/common/frame.c \
           src/common/end.c src/common/net.c src/common/tlsx.c src/common/fconn.c \
           src/common/pump.c src/common/psock.c src/common/plink.c src/common/mux.c src/common/mux_stream.c \
           src/common/linkkey.c src/common/cidr.c src/common/outpol.c \
-          src/common/ban.c
+          src/common/ban.c src/common/hosock.c
 EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_link.c \
           src/edge/edge_lis.c src/edge/edge_proxy.c src/edge/edge_adm.c \
           src/edge/edge_sess.c src/edge/edge_stats.c src/edge/edge_ftp.c \
           src/edge/edge_out.c src/edge/edge_dial.c src/edge/edge_limit.c src/edge/edge_sandbox.c \
           src/edge/edge_keyproc.c src/edge/edge_notify.c src/edge/edge_ban.c \
+          src/edge/edge_handover.c \
           src/edge/proxy_parse.c
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/ftp_cfg.c \
           src/agent/agent_edge.c src/agent/agent_link.c src/agent/agent_sess.c \
@@ -55,7 +56,7 @@ AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/ftp_cfg.c \
           src/agent/agent_out.c src/agent/socks.c src/agent/httpc.c \
           src/agent/agent_metrics.c src/agent/stats_parse.c \
           src/agent/agent_admin.c src/agent/agent_route.c \
-          src/agent/agent_reload.c src/agent/agent_audit.c \
+          src/agent/agent_reload.c src/agent/agent_audit.c src/agent/agent_handover.c \
           src/agent/agent_ban.c src/agent/tsrc.c \
           src/agent/sess_check.c src/agent/ctl_check.c
 CTL     = src/ctl/ctl_main.c src/ctl/pki.c src/ctl/ctl_api.c \
@@ -72,6 +73,7 @@ UNITS  += $(BUILD)/test_ftp
 UNITS  += $(BUILD)/test_mux $(BUILD)/test_pump $(BUILD)/test_linkkey
 UNITS  += $(BUILD)/test_dial
 UNITS  += $(BUILD)/test_check
+UNITS  += $(BUILD)/test_hosock
 
 all: $(PROGS)
 
@@ -148,6 +150,9 @@ $(BUILD)/test_dial: $(BUILD)/obj/tests/test_dial.o $(call obj,src/edge/edge_dial
 $(BUILD)/test_check: $(BUILD)/obj/tests/test_check.o $(call obj,src/agent/sess_check.c src/agent/ctl_check.c src/agent/stats_parse.c src/common/cidr.c src/common/frame.c src/common/buf.c src/common/end.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
+$(BUILD)/test_hosock: $(BUILD)/obj/tests/test_hosock.o $(call obj,src/common/hosock.c src/common/frame.c src/common/buf.c src/common/end.c src/common/ev.c src/common/log.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
 $(BUILD)/test_ftp: $(BUILD)/obj/tests/test_ftp.o $(call obj,src/agent/ftp_line.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
@@ -189,6 +194,9 @@ FUZZ_SRC_dial = src/edge/edge_dial.c src/edge/edge_sandbox.c src/common/cidr.c s
 FUZZ_LIBS_dial = -lseccomp
 FUZZERS += ban
 FUZZ_SRC_ban = src/common/ban.c src/common/cidr.c
+FUZZERS += hosock
+FUZZ_SRC_hosock = src/common/hosock.c src/common/frame.c src/common/buf.c src/common/end.c \
+          src/common/ev.c src/common/log.c
 FUZZERS += mux
 FUZZ_SRC_mux = src/common/mux.c src/common/mux_stream.c src/common/pump.c src/common/psock.c src/common/buf.c \
           src/common/end.c src/common/ev.c src/common/log.c src/common/tlsx.c \

@@ -12,10 +12,12 @@
 #include "agent/agent_backend.h"
 #include "agent/agent_ban.h"
 #include "agent/agent_edge.h"
+#include "agent/agent_handover.h"
 #include "agent/agent_metrics.h"
 #include "agent/agent_reload.h"
 #include "agent/agent_sess.h"
 #include "agent/agent_route.h"
+#include "agent/stats_parse.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -36,6 +38,7 @@
 
 static struct MHD_Daemon *admin_d;
 static struct ev_io admin_io;
+static int admin_lfd = -1;
 static uint64_t admin_t0;
 
 struct admin_req {
@@ -150,6 +153,33 @@ health_name(enum backend_health h)
 	return h == BH_UP ? "up" : h == BH_DOWN ? "down" : "unknown";
 }
 
+/* A gauge from an edge's last STATS; 0 if it did not say. */
+static uint64_t
+edge_gauge(const struct aedge *e, const char *name)
+{
+	struct stats_kv kv[STATS_MAX];
+	const char *why;
+	size_t n, i;
+
+	if (e->stats[0] == '\0' || stats_parse(e->stats, strlen(e->stats), kv,
+	    STATS_MAX, &n, &why) == -1)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (strcmp(kv[i].name, name) == 0)
+			return kv[i].value;
+	return 0;
+}
+
+/* Older processes still draining, or null. */
+static json_t *
+draining_json(uint64_t procs, uint64_t sessions)
+{
+	if (procs == 0)
+		return json_null();
+	return json_pack("{sI sI}", "processes", (json_int_t)procs,
+	    "sessions", (json_int_t)sessions);
+}
+
 static json_t *
 status_json(void)
 {
@@ -157,7 +187,7 @@ status_json(void)
 	const struct aedge *e;
 	const struct cfg_service *s;
 	const struct cfg_backend *b;
-	uint64_t now = ev_now_update();
+	uint64_t now = ev_now_update(), procs, sess;
 	size_t i, j;
 
 	counts = json_object();
@@ -182,6 +212,10 @@ status_json(void)
 		}
 		(void)json_object_set_new(o, "last_error", e->last_error[0] ?
 		    json_string(e->last_error) : json_null());
+		/* Edge processes that handed over, still relaying. */
+		(void)json_object_set_new(o, "draining", draining_json(
+		    edge_gauge(e, "draining_processes"),
+		    edge_gauge(e, "draining_sessions")));
 		(void)json_array_append_new(edges, o);
 	}
 	svcs = json_array();
@@ -221,6 +255,8 @@ status_json(void)
 	    "edges", edges,
 	    "services", svcs);
 	json_decref(counts);
+	aho_old(&procs, &sess);
+	(void)json_object_set_new(root, "draining", draining_json(procs, sess));
 	return root;
 }
 
@@ -360,6 +396,20 @@ admin_bans(struct MHD_Connection *c, const char *method)
 	    saved_json(saved)), NULL);
 }
 
+/* --- POST /api/v1/upgrade ---------------------------------------------- */
+
+static enum MHD_Result
+admin_upgrade(struct MHD_Connection *c)
+{
+	char err[256];
+	pid_t pid;
+
+	if (aho_upgrade(&pid, err, sizeof(err)) == -1)
+		return admin_error(c, MHD_HTTP_CONFLICT, err, NULL);
+	return admin_json(c, MHD_HTTP_ACCEPTED, json_pack("{sI ss}", "started",
+	    (json_int_t)pid, "handover_socket", agent_cfg.handover), NULL);
+}
+
 /* --- dispatch ----------------------------------------------------------- */
 
 static enum MHD_Result
@@ -427,6 +477,9 @@ admin_handle(void *cls, struct MHD_Connection *c, const char *url,
 	case RT_RELOAD:
 		log_info("admin: reload requested");
 		return admin_reload(c);
+	case RT_UPGRADE:
+		log_info("admin: upgrade requested");
+		return admin_upgrade(c);
 	case RT_METRICS:
 		if ((text = metrics_render(&len)) == NULL)
 			return admin_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
@@ -482,8 +535,10 @@ admin_start(const char *listen, char *err, size_t errlen)
 	admin_t0 = ev_now();
 	if (net_parse(listen, &a, err, errlen) == -1)
 		return -1;
-	if ((fd = net_listen(&a, 64, err, errlen)) == -1)
+	if ((fd = aho_listener(&a)) == -1 &&
+	    (fd = net_listen(&a, 64, err, errlen)) == -1)
 		return -1;
+	admin_lfd = fd;
 	admin_d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0,
 	    NULL, NULL, admin_handle, NULL,
 	    /* first, so that MHD reports every message through it */
@@ -495,6 +550,7 @@ admin_start(const char *listen, char *err, size_t errlen)
 	    MHD_OPTION_END);
 	if (admin_d == NULL) {
 		close(fd);
+		admin_lfd = -1;
 		snprintf(err, errlen, "cannot start the HTTP server");
 		return -1;
 	}
@@ -521,6 +577,12 @@ admin_tick(void)
 		admin_run();
 }
 
+int
+admin_listener(void)
+{
+	return admin_d != NULL ? admin_lfd : -1;
+}
+
 void
 admin_stop(void)
 {
@@ -529,4 +591,5 @@ admin_stop(void)
 	ev_del(&admin_io);
 	MHD_stop_daemon(admin_d);
 	admin_d = NULL;
+	admin_lfd = -1;
 }

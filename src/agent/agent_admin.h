@@ -5,7 +5,10 @@
 
 #include <stddef.h>
 
+/* Listen on listen (or take the listener a hand-over brought for it). */
 int	admin_start(const char *listen, char *err, size_t errlen);
+/* The listener's fd (a hand-over offers it), or -1. */
+int	admin_listener(void);
 void	admin_tick(void);
 void	admin_stop(void);
 

@@ -306,6 +306,13 @@ cfg_agent_key(struct cfg_parse *p, const char *name, const char *value)
 	}
 	if (strcmp(name, "data_links") == 0)
 		return cfg_links(p, &c->data_links, name, value, CFG_LINKS_MAX);
+	/* A Unix socket: its path must fit sun_path (108 bytes). */
+	if (strcmp(name, "handover_socket") == 0)
+		return cfg_out_path(p, c->handover, name, value) &&
+		    (strlen(c->handover) < 100 || cfg_fail(p, "%s: %s: longer "
+		    "than 99 bytes", name, c->handover));
+	if (strcmp(name, "drain_timeout") == 0)
+		return cfg_uint(p, &c->drain_s, name, value, 604800);
 	return cfg_fail(p, "unknown key '%s' in [agent]", name);
 }
 

@@ -107,6 +107,8 @@ struct cfg {
 	unsigned	 data_links;		/* links kept per edge */
 	char		 audit_log[PATH_MAX];	/* "" = no audit log */
 	char		 ban_file[PATH_MAX];	/* "" = bans in memory only */
+	char		 handover[PATH_MAX];	/* handover_socket, "" = none */
+	uint32_t	 drain_s;		/* drain_timeout, 0 = none */
 	struct cfg_edge	 edges[CFG_MAX_EDGES];
 	size_t		 nedges;
 	struct cfg_service *services;

@@ -4,6 +4,7 @@
 #include "agent/agent_edge.h"
 #include "agent/agent_ban.h"
 #include "agent/agent_ftp.h"
+#include "agent/agent_handover.h"
 #include "agent/agent_link.h"
 #include "agent/agent_out.h"
 #include "agent/agent_sess.h"
@@ -22,11 +23,15 @@
 
 #define BACKOFF_MIN_MS		500
 #define BACKOFF_MAX_MS		30000
+#define DRAIN_REPEAT_MS		5000	/* a second DRAINING this soon waits */
 #define PING_EVERY_MS		2000
 #define DEAD_AFTER_MS		6000
 
 static struct aedge edges[CFG_MAX_EDGES];
 static size_t nedges;
+/* This process, for the edges: two agents of one name (a hand-over)
+ * are told apart by it. */
+static uint64_t instance;
 
 static int aedge_ready(struct fconn *fc);
 static int aedge_frame(struct fconn *fc, struct msg *m);
@@ -140,6 +145,8 @@ aedge_ready(struct fconn *fc)
 	msg_init(&m, FT_HELLO);
 	msg_set_int(&m, FA_VERSION, FRAME_VERSION);
 	msg_set_str(&m, FA_NAME, agent_cfg.name);
+	if (instance != 0)
+		msg_set_int(&m, FA_INSTANCE, instance);
 	if (agent_cfg.data_plain) {
 		msg_set_int(&m, FA_DATA_LINK, DATA_LINK_PLAIN);
 		/* The edge decides which links outlive a session, so that it
@@ -189,12 +196,17 @@ aedge_push_services(struct aedge *e)
 	struct msg m;
 	size_t i;
 
+	/* A draining agent has withdrawn its services for good. */
+	if (aho_draining())
+		return;
 	for (i = 0; i < agent_cfg.nservices; i++) {
 		if (agent_cfg.services[i].refused[0] != '\0')
 			continue;	/* tsrc.c said why */
 		aedge_svc_msg(&agent_cfg.services[i], &m);
 		aedge_send(e, &m);
 	}
+	e->svc_waiting = (unsigned)agent_cfg.nservices;
+	e->svc_refused = 0;
 }
 
 /* The edge's counters, kept as text for /metrics (they parsed:
@@ -230,11 +242,42 @@ aedge_hello_ok(struct aedge *e, struct msg *m)
 	/* Bans first: the services' clients meet them from the start. */
 	aban_edge_up(e);
 	aedge_push_services(e);
+	if (e->handover) {
+		/* A new edge process: it knows our FTP control sessions on the
+		 * old one from it, and their ports from us. */
+		e->handover = 0;
+		aftp_edge_back(e);
+	}
 	/* The edge enforces what we allow; it gets the policy before any
 	 * outbound session can be asked for. */
 	if (agent_cfg.out.line != 0 && out_policy_msg(&m2) == 0)
 		aedge_send(e, &m2);
 	alink_fill(e);
+}
+
+/* DRAINING: the edge process hands over to a new one on the same port.
+ * Reconnect at once; the links to the old one carry their sessions to
+ * their end (alink_edge_lost), and outbound requests asked there are
+ * answered on them too. */
+static void
+aedge_drain(struct aedge *e)
+{
+	log_info("edge %s: its process hands over to a new one: reconnecting "
+	    "at once", e->ce->str);
+	snprintf(e->last_error, sizeof(e->last_error), "edge handed over");
+	fconn_close(&e->fc);
+	alink_edge_lost(e);
+	e->out_ok = 0;
+	e->kid = 0;
+	OPENSSL_cleanse(e->key, sizeof(e->key));
+	e->state = AE_WAIT;
+	/* At once, but an edge that says it again and again (a hostile
+	 * one) gets the back-off: no loop of handshakes. */
+	e->next_try = ev_now() + (e->drained_at != 0 &&
+	    ev_now() - e->drained_at < DRAIN_REPEAT_MS ? BACKOFF_MIN_MS : 0);
+	e->backoff_ms = BACKOFF_MIN_MS;
+	e->drained_at = ev_now();
+	e->handover = 1;
 }
 
 static int
@@ -265,6 +308,9 @@ aedge_frame(struct fconn *fc, struct msg *m)
 	}
 	switch (m->type) {
 	case FT_SVC_RESULT:
+		if (e->svc_waiting > 0)
+			e->svc_waiting--;
+		e->svc_refused += m->status != 0;
 		if (m->status == 0)
 			log_info("edge %s: service %s open", e->ce->str, m->service);
 		else
@@ -298,6 +344,9 @@ aedge_frame(struct fconn *fc, struct msg *m)
 	case FT_STATS:
 		aedge_stats(e, m);
 		return 0;
+	case FT_DRAINING:
+		aedge_drain(e);
+		return -1;
 	default:	/* ERROR: actl_frame lets nothing else through */
 		snprintf(why, sizeof(why), "%s%s", e->state == AE_HELLO ?
 		    "expected HELLO_OK, got ERROR: " : "edge said: ", m->text);
@@ -390,11 +439,42 @@ aedge_svc_open(const struct cfg_service *s)
 	struct msg m;
 	size_t i;
 
-	if (s->refused[0] != '\0')
+	if (s->refused[0] != '\0' || aho_draining())
 		return;
 	aedge_svc_msg(s, &m);
 	for (i = 0; i < nedges; i++)
 		aedge_send(&edges[i], &m);
+}
+
+void
+aedge_push_all(void)
+{
+	size_t i;
+
+	for (i = 0; i < nedges; i++)
+		if (edges[i].state == AE_READY && edges[i].svc_refused > 0)
+			aedge_push_services(&edges[i]);
+}
+
+void
+aedge_withdraw(void)
+{
+	size_t i;
+
+	for (i = 0; i < agent_cfg.nservices; i++)
+		aedge_svc_close(agent_cfg.services[i].name);
+}
+
+int
+aedge_all_ready(void)
+{
+	size_t i;
+
+	for (i = 0; i < nedges; i++)
+		if (edges[i].state != AE_READY || edges[i].svc_waiting > 0 ||
+		    edges[i].links_up == 0)
+			return 0;
+	return 1;
 }
 
 struct aedge *
@@ -418,6 +498,9 @@ aedge_start(void)
 {
 	size_t i;
 
+	while (instance == 0 && RAND_bytes((uint8_t *)&instance,
+	    sizeof(instance)) == 1)
+		;
 	nedges = agent_cfg.nedges;
 	for (i = 0; i < nedges; i++) {
 		memset(&edges[i], 0, sizeof(edges[i]));

@@ -62,6 +62,10 @@ struct aedge {
 	struct cidr	*ban_sync;
 	size_t		 ban_nsync, ban_next;
 	int		 ban_syncing;
+	int		 handover;		/* reconnecting after DRAINING */
+	uint64_t	 drained_at;		/* ev_now() of the last DRAINING */
+	unsigned	 svc_waiting;		/* SVC_RESULTs not yet in */
+	unsigned	 svc_refused;		/* ... that said no */
 };
 
 extern SSL_CTX *agent_tls;
@@ -84,6 +88,16 @@ void	aedge_svc_close(const char *name);
 /* Send the [outbound] policy to every connected edge again (a reload). */
 void	aedge_out_policy(void);
 void	aedge_svc_open(const struct cfg_service *s);
+/* Push every service again to each connected edge that refused one (a
+ * hand-over: the old agent withdrew its own, and a definition refused
+ * beside them may be taken now). */
+void	aedge_push_all(void);
+/* Withdraw every service from every connected edge (a hand-over: the
+ * new agent offers them). */
+void	aedge_withdraw(void);
+/* 1 if every edge is connected, has answered every service and has a
+ * data link up. */
+int	aedge_all_ready(void);
 /* An edge ready for outbound sessions (it took our policy), picked
  * round-robin, or NULL. */
 struct aedge *aedge_pick_out(void);

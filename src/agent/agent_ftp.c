@@ -1083,6 +1083,22 @@ aftp_tick(uint64_t now)
 }
 
 void
+aftp_edge_back(struct aedge *e)
+{
+	struct aftp *f;
+	struct msg m;
+
+	for (f = ctls; f != NULL; f = f->next)
+		if (f->live && f->edge == e) {
+			msg_init(&m, FT_FTP_PORTS);
+			msg_set_int(&m, FA_SESSION, f->id);
+			msg_set_int(&m, FA_PASV_MIN, f->pmin);
+			msg_set_int(&m, FA_PASV_MAX, f->pmax);
+			aedge_send(e, &m);
+		}
+}
+
+void
 aftp_stop(void)
 {
 	struct pool *p;

@@ -42,6 +42,9 @@ int	aftp_active_claim(struct aedge *e, const struct msg *m, char *backend,
 /* FTP_DIAL_FAIL from e: the backend's data connection is reset. */
 void	aftp_active_failed(struct aedge *e, const struct msg *m);
 void	aftp_tick(uint64_t now);
+/* e's control channel reaches a new edge process (a hand-over): tell it
+ * again which ports each live control session of e has. */
+void	aftp_edge_back(struct aedge *e);
 void	aftp_stop(void);
 
 #endif

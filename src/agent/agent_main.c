@@ -7,6 +7,7 @@
 #include "agent/agent_cfg.h"
 #include "agent/agent_edge.h"
 #include "agent/agent_ftp.h"
+#include "agent/agent_handover.h"
 #include "agent/agent_link.h"
 #include "agent/agent_metrics.h"
 #include "agent/agent_out.h"
@@ -32,6 +33,7 @@ SSL_CTX *agent_tls;
 
 static volatile sig_atomic_t agent_stop;
 static volatile sig_atomic_t agent_hup;
+static volatile sig_atomic_t agent_usr2;
 
 static void
 on_signal(int sig)
@@ -43,8 +45,21 @@ on_signal(int sig)
 static void
 on_hup(int sig)
 {
-	(void)sig;
-	agent_hup = 1;
+	if (sig == SIGUSR2)
+		agent_usr2 = 1;
+	else
+		agent_hup = 1;
+}
+
+/* SIGUSR2: start the program again, to take over from this process. */
+static void
+usr2_upgrade(void)
+{
+	char err[256];
+	pid_t pid;
+
+	if (aho_upgrade(&pid, err, sizeof(err)) == -1)
+		log_err("SIGUSR2: upgrade refused: %s", err);
 }
 
 /* SIGHUP, part 1 of the handling in the loop: reload the configuration.
@@ -85,7 +100,8 @@ usage(FILE *f)
 	    "SOCKS5 and HTTP CONNECT proxies whose sessions leave through an edge.\n"
 	    "See the configuration in README.md.\n"
 	    "\n"
-	    "  -c, --config FILE   configuration file (INI); SIGHUP reloads it\n"
+	    "  -c, --config FILE   configuration file (INI); SIGHUP reloads it,\n"
+	    "                      SIGUSR2 starts a new process that takes over\n"
 	    "      --check         validate the configuration and exit (0 ok, 1 not)\n"
 	    "  -v, --verbose       log debug lines too\n"
 	    "  -h, --help          this text\n"
@@ -144,6 +160,7 @@ start(void)
 	sigaction(SIGINT, &sa, NULL);
 	sa.sa_handler = on_hup;
 	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGUSR2, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 	/* Descriptors as many as allowed: sessions take two each, and how
@@ -165,6 +182,8 @@ start(void)
 		log_fatal("%s", err);
 	if (backend_bind(agent_cfg.services, agent_cfg.nservices) == -1)
 		log_fatal("backends: out of memory");
+	/* Before any listener of its own. */
+	aho_take();
 	log_info("agent %s starting: %zu edges, %zu services", agent_cfg.name,
 	    agent_cfg.nedges, agent_cfg.nservices);
 	if (agent_cfg.admin_listen[0] != '\0' &&
@@ -181,7 +200,7 @@ stop(void)
 {
 	admin_stop();
 	aout_stop();
-	asess_stop();
+	asess_stop("agent stopping");
 	ev_settle();
 	alink_stop();
 	aftp_stop();
@@ -227,15 +246,23 @@ main(int argc, char **argv)
 		cfg_free(&agent_cfg);
 		return 0;
 	}
+	aho_init(argv);
 	start();
-	(void)sd_notify(0, "READY=1");
-	while (!agent_stop) {
+	/* A process that took over is not the main one until the old one
+	 * says so (MAINPID=), and the service is up already. */
+	if (!aho_commit())
+		(void)sd_notify(0, "READY=1");
+	while (!agent_stop && !aho_drained()) {
 		if (ev_run_once(200) == -1)
 			log_fatal("epoll_wait: %s", strerror(errno));
 		if (agent_hup) {
 			agent_hup = 0;
 			hup_reload();
 			hup_audit();
+		}
+		if (agent_usr2) {
+			agent_usr2 = 0;
+			usr2_upgrade();
 		}
 		now = ev_now();
 		aedge_tick(now);
@@ -248,9 +275,11 @@ main(int argc, char **argv)
 		admin_tick();
 		aout_tick(now);
 		aban_tick();
+		aho_tick(now);
 		ev_settle();
 	}
-	(void)sd_notify(0, "STOPPING=1");
+	if (!aho_draining())
+		(void)sd_notify(0, "STOPPING=1");
 	log_info("stopping");
 	stop();
 	log_info("stopped");

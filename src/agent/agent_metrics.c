@@ -8,6 +8,7 @@
 #include "agent/agent_backend.h"
 #include "agent/agent_ban.h"
 #include "agent/agent_edge.h"
+#include "agent/agent_handover.h"
 #include "agent/agent_sess.h"
 #include "agent/stats_parse.h"
 #include "common/log.h"
@@ -311,6 +312,24 @@ render_backends(FILE *f)
 	}
 }
 
+/* Older agent processes that handed over to this one and still finish
+ * their sessions (the edges' own come in their STATS). */
+static void
+render_draining(FILE *f)
+{
+	uint64_t procs, sessions;
+
+	aho_old(&procs, &sessions);
+	family(f, "sallyport_draining_processes", "gauge",
+	    "Older agent processes still finishing their sessions.");
+	fprintf(f, "sallyport_draining_processes %llu\n",
+	    (unsigned long long)procs);
+	family(f, "sallyport_draining_sessions", "gauge",
+	    "Sessions those processes still carry.");
+	fprintf(f, "sallyport_draining_sessions %llu\n",
+	    (unsigned long long)sessions);
+}
+
 char *
 metrics_render(size_t *len)
 {
@@ -328,6 +347,7 @@ metrics_render(size_t *len)
 	    "(expired ones go within a second).");
 	fprintf(f, "sallyport_bans %zu\n", aban_count());
 	render_backends(f);
+	render_draining(f);
 	render_edge_stats(f);
 	if (fclose(f) != 0) {
 		free(text);

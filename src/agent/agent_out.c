@@ -10,6 +10,7 @@
 #include "agent/agent_audit.h"
 #include "agent/agent_cfg.h"
 #include "agent/agent_edge.h"
+#include "agent/agent_handover.h"
 #include "agent/httpc.h"
 #include "agent/socks.h"
 #include "common/log.h"
@@ -580,7 +581,8 @@ aout_listen(struct ev_io *lio, const char *addr, const char *what)
 	int fd;
 
 	if (net_parse(addr, &a, err, sizeof(err)) == -1 ||
-	    (fd = net_listen(&a, 128, err, sizeof(err))) == -1) {
+	    ((fd = aho_listener(&a)) == -1 &&
+	    (fd = net_listen(&a, 128, err, sizeof(err))) == -1)) {
 		log_err("%s %s: %s", what, addr, err);
 		return -1;
 	}
@@ -624,11 +626,21 @@ aout_tick(uint64_t now)
 	}
 }
 
-void
-aout_stop(void)
+size_t
+aout_listeners(int *fds)
 {
-	struct aout *o;
+	size_t n = 0;
 
+	if (socks_lio.fd != -1)
+		fds[n++] = socks_lio.fd;
+	if (http_lio.fd != -1)
+		fds[n++] = http_lio.fd;
+	return n;
+}
+
+void
+aout_unlisten(void)
+{
 	if (socks_lio.fd != -1) {
 		ev_del(&socks_lio);
 		close(socks_lio.fd);
@@ -639,6 +651,20 @@ aout_stop(void)
 		close(http_lio.fd);
 		http_lio.fd = -1;
 	}
+}
+
+size_t
+aout_count(void)
+{
+	return nouts;
+}
+
+void
+aout_stop(void)
+{
+	struct aout *o;
+
+	aout_unlisten();
 	while ((o = outs) != NULL)
 		aout_fail(o, SOCKS_FAIL, 503, "failed", "agent stopping");
 }

@@ -15,7 +15,13 @@
 
 struct aedge;
 
+/* Listen (or take the listeners a hand-over brought). 0 or -1. */
 int	aout_start(void);
+/* Hand-over: the listeners' fds (at most 2) into fds, how many; stop
+ * accepting on them; clients not yet asked for at an edge, and asked. */
+size_t	aout_listeners(int *fds);
+void	aout_unlisten(void);
+size_t	aout_count(void);
 void	aout_tick(uint64_t now);
 void	aout_stop(void);
 

@@ -112,6 +112,11 @@ keep_fixed(const struct cfg *old, struct cfg *nc, struct reload_result *res)
 		list_add(res->restart, "ban_file");
 		memcpy(nc->ban_file, old->ban_file, sizeof(nc->ban_file));
 	}
+	if (strcmp(old->handover, nc->handover) != 0) {
+		/* Listened on since the start. */
+		list_add(res->restart, "handover_socket");
+		memcpy(nc->handover, old->handover, sizeof(nc->handover));
+	}
 	if (strcmp(old->admin_listen, nc->admin_listen) != 0) {
 		/* The running listener keeps its token too. */
 		list_add(res->restart, "admin.listen");

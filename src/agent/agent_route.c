@@ -60,8 +60,10 @@ route_parse(const char *method, const char *url, struct route *r)
 		r->allow = "GET, HEAD, POST, DELETE";
 		ok = is_get(method) || strcmp(method, "POST") == 0 ||
 		    strcmp(method, "DELETE") == 0;
-	} else if (strcmp(url, "/api/v1/reload") == 0) {
-		r->ep = RT_RELOAD;
+	} else if (strcmp(url, "/api/v1/reload") == 0 ||
+	    strcmp(url, "/api/v1/upgrade") == 0) {
+		r->ep = strcmp(url, "/api/v1/reload") == 0 ? RT_RELOAD :
+		    RT_UPGRADE;
 		r->allow = "POST";
 		ok = strcmp(method, "POST") == 0;
 	} else if (n > plen && strncmp(url, SESS_PREFIX, plen) == 0) {

@@ -10,7 +10,7 @@
 #define ROUTE_URL_MAX	256	/* longer paths are simply not found */
 
 enum route_ep { RT_NONE, RT_STATUS, RT_SESSIONS, RT_SESSION, RT_RELOAD,
-    RT_METRICS, RT_BANS };
+    RT_METRICS, RT_BANS, RT_UPGRADE };
 
 struct route {
 	enum route_ep	 ep;

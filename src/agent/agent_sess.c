@@ -704,16 +704,22 @@ asess_tick(uint64_t now)
 }
 
 void
-asess_stop(void)
+asess_stop(const char *why)
 {
 	struct asess *s;
 
 	while ((s = LIST_FIRST(&sessions)) != NULL) {
 		if (s->relaying)
-			asess_end(s, SE_STOPPING, "agent stopping");
+			asess_end(s, SE_STOPPING, why);
 		else
-			asess_refuse(s, SE_STOPPING, "agent stopping");
+			asess_refuse(s, SE_STOPPING, why);
 	}
+}
+
+size_t
+asess_count(void)
+{
+	return nsessions;
 }
 
 void

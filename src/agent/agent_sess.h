@@ -21,7 +21,9 @@ int	asess_open(struct aedge *e, const struct msg *m,
 /* SESS_DENIED / DENIED_SUMMARY: the edge refused a client by policy. */
 void	asess_denied(struct aedge *e, const struct msg *m);
 void	asess_tick(uint64_t now);
-void	asess_stop(void);
+/* Cut every session (SE_STOPPING, detail why). */
+void	asess_stop(const char *why);
+size_t	asess_count(void);
 
 /* A session as the admin API and the metrics see it. */
 struct asess_info {

@@ -157,7 +157,10 @@ actl_frame(struct actl *c, const struct cfg *cfg, const struct msg *m,
 	case FT_DENIED_SUMMARY:
 		return refusal(c, cfg, m, now_ms, why);
 	case FT_OUT_FAIL:
+	case FT_FTP_DIAL_FAIL:
 		return ACTL_OK;	/* its request is checked where it waits */
+	case FT_DRAINING:
+		return ACTL_OK;	/* the agent reconnects (paced: agent_edge.c) */
 	case FT_HELLO_OK:
 		*why = "HELLO_OK again";
 		return ACTL_DROP;

@@ -64,6 +64,9 @@ static const struct attr_def attr_defs[FA_MAX_TAG + 1] = {
 	[FA_FTP_ACTIVE]	 = { AK_U8, 1, AOFF(ftp_active) },
 	[FA_BANS]	 = { AK_VIEW, MSG_BANS_MAX, AOFF(bans) },
 	[FA_BAN_CUT]	 = { AK_U8, 1, AOFF(ban_cut) },
+	[FA_HO_STEP]	 = { AK_U8, 1, AOFF(ho_step) },
+	[FA_INSTANCE]	 = { AK_U64, 8, AOFF(instance) },
+	[FA_PROCESSES]	 = { AK_U32, 4, AOFF(processes) },
 };
 
 struct type_def {
@@ -107,6 +110,9 @@ static const struct type_def type_defs[FT_MAX_TYPE + 1] = {
 	[FT_BAN]	 = { "BAN", FA_BIT(FA_BANS) },
 	[FT_UNBAN]	 = { "UNBAN", FA_BIT(FA_BANS) },
 	[FT_BAN_SYNC]	 = { "BAN_SYNC", 0 },
+	[FT_DRAINING]	 = { "DRAINING", 0 },
+	/* What else a step needs, hosock_check says. */
+	[FT_HANDOVER]	 = { "HANDOVER", FA_BIT(FA_HO_STEP) },
 };
 
 #define NTYPES (sizeof(type_defs) / sizeof(type_defs[0]))
@@ -252,7 +258,8 @@ msg_check_values(const struct msg *m, const char **why)
 	if (((m->have & FA_BIT(FA_SESSION)) && m->session == 0) ||
 	    ((m->have & FA_BIT(FA_COUNTER)) && m->counter == 0) ||
 	    ((m->have & FA_BIT(FA_REQUEST)) && m->request == 0) ||
-	    ((m->have & FA_BIT(FA_FTP_CTL)) && m->ftp_ctl == 0)) {
+	    ((m->have & FA_BIT(FA_FTP_CTL)) && m->ftp_ctl == 0) ||
+	    ((m->have & FA_BIT(FA_INSTANCE)) && m->instance == 0)) {
 		*why = "an id of 0";
 		return -1;
 	}
@@ -266,6 +273,11 @@ msg_check_values(const struct msg *m, const char **why)
 	}
 	if ((m->have & FA_BIT(FA_END)) && end_from_wire(m->end, &e) == -1) {
 		*why = "unknown END code";
+		return -1;
+	}
+	if ((m->have & FA_BIT(FA_HO_STEP)) &&
+	    (m->ho_step == 0 || m->ho_step > HO_STEP_MAX)) {
+		*why = "unknown hand-over step";
 		return -1;
 	}
 	if ((m->have & FA_BIT(FA_DATA_LINK)) && m->data_link > DATA_LINK_PLAIN) {

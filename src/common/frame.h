@@ -47,6 +47,10 @@ enum frame_type {
 	FT_BAN = 20,		/* agent: BANS, [BAN_CUT] */
 	FT_UNBAN = 21,		/* agent: BANS */
 	FT_BAN_SYNC = 22,	/* agent: its whole list has been sent */
+	/* hand-over (hosock.h): a new process takes over from a running one */
+	FT_DRAINING = 23,	/* edge, control: reconnect now, to the new one */
+	FT_HANDOVER = 24,	/* process to process, on the hand-over socket:
+				 * HO_STEP, by step (hosock.c) */
 	/* FTP active mode: a data connection the edge dials to the partner */
 	FT_FTP_DIAL = 27,	/* agent: REQUEST, FTP_CTL, DEST_PORT */
 	FT_FTP_DIAL_FAIL = 28,	/* edge: REQUEST, OUT_CODE, [TEXT] */
@@ -96,6 +100,9 @@ enum frame_tag {
 	FA_LINKS_KEEP = 40,	/* u16: idle plain links the edge keeps */
 	FA_BANS = 41,		/* bytes: records of 21 bytes (ban.h) */
 	FA_BAN_CUT = 42,	/* u8: 1 cut the banned ranges' sessions */
+	FA_HO_STEP = 45,	/* u8: HO_*, a hand-over message's step */
+	FA_INSTANCE = 46,	/* u64, not 0: an agent process, random */
+	FA_PROCESSES = 47,	/* u32: draining processes, the sender's chain */
 	FA_FTP_ACTIVE = 49,	/* u8: 1, the FTP service takes active mode */
 	FA_MAX_TAG = 63,
 };
@@ -113,6 +120,19 @@ enum frame_tag {
 #define SK_FTP_ACTIVE	3	/* an active-mode data connection the edge dialled
 				 * for an FTP_DIAL (FTP_CTL, REQUEST) */
 #define SK_MAX		3
+
+/* Values of FA_HO_STEP: the hand-over socket's messages (hosock.h). */
+#define HO_HELLO	1	/* new to old: VERSION */
+#define HO_LISTENERS	2	/* old to new: COUNT listeners attached */
+#define HO_OFFERED	3	/* old to new: COUNT in all; SESSION (edge) */
+#define HO_TAKEN	4	/* new to old: running with them */
+#define HO_RELEASE	5	/* edge: old to new, SESSION; agent: new to old */
+#define HO_WITHDRAWN	6	/* agent: old to new, services withdrawn */
+#define HO_FTP		7	/* edge: old to new, an FTP control session */
+#define HO_FTP_END	8	/* edge: old to new, FTP_CTL ended */
+#define HO_STATUS	9	/* old to new: COUNT sessions still running */
+#define HO_REFUSED	10	/* old to new: TEXT, then it closes */
+#define HO_STEP_MAX	10
 
 #define MSG_NAME_MAX	64	/* names: up to 63 bytes + NUL */
 #define MSG_TEXT_MAX	1024
@@ -137,6 +157,7 @@ struct msg {
 	uint8_t		out_code;
 	uint8_t		ftp_active;
 	uint8_t		ban_cut;
+	uint8_t		ho_step;
 	uint16_t	client_port;
 	uint16_t	local_port;
 	uint16_t	pasv_min;
@@ -149,12 +170,14 @@ struct msg {
 	uint32_t	max_sess_ip;
 	uint32_t	max_rate_ip;
 	uint32_t	count;
+	uint32_t	processes;
 	uint64_t	session;
 	uint64_t	nonce;
 	uint64_t	key_id;
 	uint64_t	counter;
 	uint64_t	ftp_ctl;
 	uint64_t	request;
+	uint64_t	instance;
 	uint8_t		link_key[FRAME_KEY];
 	uint8_t		proof[FRAME_KEY];
 	char		name[MSG_NAME_MAX];

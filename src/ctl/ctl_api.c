@@ -302,6 +302,21 @@ static const char *jnum(json_t *o, const char *key, char *buf, size_t len,
     return buf;
 }
 
+/* "N process(es), M sessions" for a "draining" object, or NULL. */
+static const char *draining(json_t *o, char *buf, size_t len)
+{
+    json_t *p = json_object_get(o, "processes");
+    json_t *s = json_object_get(o, "sessions");
+
+    if (!json_is_integer(p) || json_integer_value(p) <= 0)
+        return NULL;
+    snprintf(buf, len, "%lld process%s, %lld sessions",
+             (long long)json_integer_value(p),
+             json_integer_value(p) == 1 ? "" : "es",
+             json_is_integer(s) ? (long long)json_integer_value(s) : 0LL);
+    return buf;
+}
+
 /* ---- commands ---------------------------------------------------------- */
 
 int ctl_api_status(int argc, char **argv)
@@ -309,7 +324,7 @@ int ctl_api_status(int argc, char **argv)
     struct api_opts o = { 0 };
     struct table t;
     json_t *j, *a, *v, *b, *bv;
-    char n1[32], n2[32], n3[32], backends[1024];
+    char n1[32], n2[32], n3[32], dr[64], backends[1024];
     size_t i, k, used;
     int first = parse_opts(argc, argv, &o);
 
@@ -329,22 +344,25 @@ int ctl_api_status(int argc, char **argv)
            jnum(j, "uptime_seconds", n2, sizeof n2, "s") ? n2 : "?",
            jstr(j, "config") ? jstr(j, "config") : "?");
 
+    if (draining(json_object_get(j, "draining"), dr, sizeof dr) != NULL)
+        printf("  draining: older agent %s\n\n", dr);
     memset(&t, 0, sizeof t);
-    t.ncols = 6;
+    t.ncols = 7;
     {
         const char *hdr[] = { "EDGE", "NAME", "STATE", "RTT", "RECONNECTS",
-                              "LAST ERROR" };
+                              "DRAINING", "LAST ERROR" };
         table_add(&t, hdr);
     }
     a = json_object_get(j, "edges");
     json_array_foreach(a, i, v) {
-        const char *row[6], *name = jstr(v, "name");
+        const char *row[7], *name = jstr(v, "name");
         row[0] = jstr(v, "edge");
         row[1] = name != NULL && name[0] != '\0' ? name : NULL;
         row[2] = jstr(v, "state");
         row[3] = jnum(v, "rtt_ms", n1, sizeof n1, "ms");
         row[4] = jnum(v, "reconnects", n2, sizeof n2, "");
-        row[5] = jstr(v, "last_error");
+        row[5] = draining(json_object_get(v, "draining"), dr, sizeof dr);
+        row[6] = jstr(v, "last_error");
         table_add(&t, row);
     }
     table_print(&t);
@@ -603,6 +621,29 @@ int ctl_api_bans(int argc, char **argv)
         table_add(&t, row);
     }
     table_print(&t);
+    json_decref(j);
+    return 0;
+}
+
+int ctl_api_upgrade(int argc, char **argv)
+{
+    struct api_opts o = { 0 };
+    char n[32];
+    json_t *j;
+    int first = parse_opts(argc, argv, &o);
+
+    if (first < 0 || first != argc)
+        return 2;
+    if (api_call(&o, "POST", "/api/v1/upgrade", &j) != 0)
+        return 1;
+    if (o.json)
+        print_json(j);
+    else
+        printf("new agent process %s started: it takes over at %s, and the "
+               "old one\nfinishes its sessions, then exits (see the agent's "
+               "log, and status)\n", jnum(j, "started", n, sizeof n, "") ?
+               n : "?", jstr(j, "handover_socket") ?
+               jstr(j, "handover_socket") : "?");
     json_decref(j);
     return 0;
 }

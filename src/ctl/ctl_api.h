@@ -1,6 +1,7 @@
 /*
  * ctl_api.h - sallyportctl's client for the agent's admin API:
- * "status", "sessions", "kill ID", "reload", "ban", "unban" and "bans".
+ * "status", "sessions", "kill ID", "reload", "upgrade", "ban", "unban"
+ * and "bans".
  */
 #ifndef SALLYPORT_CTL_API_H
 #define SALLYPORT_CTL_API_H
@@ -18,5 +19,6 @@ int ctl_api_reload(int argc, char **argv);
 int ctl_api_ban(int argc, char **argv);
 int ctl_api_unban(int argc, char **argv);
 int ctl_api_bans(int argc, char **argv);
+int ctl_api_upgrade(int argc, char **argv);
 
 #endif

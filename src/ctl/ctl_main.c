@@ -49,6 +49,9 @@ static void usage(FILE *fp)
         "                      --cut also ends its running sessions\n"
         "  unban [OPTS] ADDR|CIDR  lift that ban\n"
         "  bans [OPTS]         the bans in force\n"
+        "  upgrade [OPTS]      start the agent's program again: the new process\n"
+        "                      takes over (handover_socket) and the old one\n"
+        "                      finishes its sessions, then exits\n"
         "      These talk to the agent's admin API ([admin] in its config):\n"
         "        --url URL         default " CTL_API_URL " ($SALLYPORT_URL)\n"
         "        --token-file F    the bearer token, default\n"
@@ -208,6 +211,7 @@ static const struct ctl_command commands[] = {
     { "ban", ctl_api_ban },
     { "unban", ctl_api_unban },
     { "bans", ctl_api_bans },
+    { "upgrade", ctl_api_upgrade },
 };
 
 static int dispatch(int argc, char **argv)

@@ -10,12 +10,14 @@
 #include "edge/edge_ctl.h"
 #include "edge/edge_ban.h"
 #include "edge/edge_ftp.h"
+#include "edge/edge_handover.h"
 #include "edge/edge_limit.h"
 #include "edge/edge_link.h"
 #include "edge/edge_lis.h"
 #include "edge/edge_out.h"
 #include "edge/edge_sess.h"
 #include "edge/edge_stats.h"
+#include "common/hosock.h"
 #include "common/log.h"
 #include "common/tlsx.h"
 
@@ -42,7 +44,7 @@ struct econn {
 	LIST_ENTRY(econn) entry;
 };
 
-static struct ev_io ectl_lio;
+static struct ev_io ectl_lio = { -1, NULL, 0, 0 };
 static LIST_HEAD(, econn) incoming = LIST_HEAD_INITIALIZER(incoming);
 static LIST_HEAD(, eagent) agents = LIST_HEAD_INITIALIZER(agents);
 static uint64_t nincoming;	/* connections not identified yet */
@@ -107,6 +109,7 @@ agent_hello(struct econn *c, const struct msg *m)
 	    m->data_link == DATA_LINK_PLAIN;
 	a->links_keep = (m->have & FA_BIT(FA_LINKS_KEEP)) &&
 	    m->links_keep < lim.max_links ? m->links_keep : lim.max_links;
+	a->instance = m->instance;
 	LIST_INIT(&a->parked);
 	fconn_detach(&c->fc, &fd, &ssl, &pending);
 	conn_free(c);
@@ -136,6 +139,11 @@ agent_hello(struct econn *c, const struct msg *m)
 	    a->plain ? "plain" : "tls");
 	ectl_send(a, &r);
 	OPENSSL_cleanse(r.link_key, sizeof(r.link_key));
+	if (eho_draining()) {
+		/* It reached this process in the instant of a hand-over. */
+		msg_init(&r, FT_DRAINING);
+		ectl_send(a, &r);
+	}
 }
 
 static int
@@ -256,7 +264,9 @@ ectl_accept(struct ev_io *io, uint32_t events)
 static void
 agent_drop(struct eagent *a, const char *why)
 {
-	log_warn("agent %s lost: %s", a->name, why);
+	/* Draining, agents leave as told (DRAINING). */
+	log_msg(eho_draining() ? LOG_INFO : LOG_WARN, "agent %s lost: %s",
+	    a->name, why);
 	LIST_REMOVE(a, entry);
 	edge_stats.agents_connected--;
 	if (a->plain)
@@ -285,7 +295,9 @@ agent_frame(struct fconn *fc, struct msg *m)
 
 	switch (m->type) {
 	case FT_SVC_OPEN:
-		esvc_open(a, m);
+		/* Handed over: the new process opens services. */
+		if (!eho_draining())
+			esvc_open(a, m);
 		return 0;
 	case FT_SVC_CLOSE:
 		esvc_withdraw(a, m->service);
@@ -310,7 +322,8 @@ agent_frame(struct fconn *fc, struct msg *m)
 		eout_policy(a, m);
 		return 0;
 	case FT_OUT_REQ:
-		eout_request(a, m);
+		if (!eho_draining())
+			eout_request(a, m);
 		return 0;
 	case FT_FTP_DIAL:
 		eout_ftp_dial(a, m);
@@ -338,6 +351,17 @@ void
 ectl_send(struct eagent *a, const struct msg *m)
 {
 	(void)fconn_send(&a->fc, m);
+}
+
+struct eagent *
+ectl_agent_find(const char *name, uint64_t instance)
+{
+	struct eagent *a;
+
+	LIST_FOREACH(a, &agents, entry)
+		if (a->instance == instance && strcmp(a->name, name) == 0)
+			return a;
+	return NULL;
 }
 
 struct eagent *
@@ -370,7 +394,13 @@ ectl_listen(const char *addr)
 		log_err("--control: %s", err);
 		return -1;
 	}
-	if ((fd = net_listen(&a, 512, err, sizeof(err))) == -1) {
+	if ((fd = hosock_claim(&a)) == -1 && eho_took()) {
+		/* Agents reconnect to the address they know. */
+		log_err("hand-over: the running edge's control port is not %s: "
+		    "take over with the same --control", addr);
+		return -1;
+	}
+	if (fd == -1 && (fd = net_listen(&a, 512, err, sizeof(err))) == -1) {
 		log_err("control %s: %s", addr, err);
 		return -1;
 	}
@@ -383,10 +413,30 @@ ectl_listen(const char *addr)
 	return 0;
 }
 
+int
+ectl_listener(void)
+{
+	return ectl_lio.fd;
+}
+
+void
+ectl_drain(void)
+{
+	struct eagent *a;
+	struct msg m;
+
+	ev_del(&ectl_lio);
+	close(ectl_lio.fd);
+	ectl_lio.fd = -1;
+	msg_init(&m, FT_DRAINING);
+	LIST_FOREACH(a, &agents, entry)
+		ectl_send(a, &m);
+}
+
 void
 ectl_pause(int paused)
 {
-	if (ev_set(&ectl_lio, paused ? 0 : EPOLLIN) == -1)
+	if (ectl_lio.fd != -1 && ev_set(&ectl_lio, paused ? 0 : EPOLLIN) == -1)
 		log_fatal("epoll_ctl: %s", strerror(errno));
 }
 
@@ -420,6 +470,8 @@ ectl_shutdown(void)
 		conn_drop(LIST_FIRST(&incoming), "edge stopping");
 	while (!LIST_EMPTY(&agents))
 		agent_drop(LIST_FIRST(&agents), "edge stopping");
-	ev_del(&ectl_lio);
-	close(ectl_lio.fd);
+	if (ectl_lio.fd != -1) {
+		ev_del(&ectl_lio);
+		close(ectl_lio.fd);
+	}
 }

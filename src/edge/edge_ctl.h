@@ -22,6 +22,7 @@ struct eagent {
 	char		 peer[NET_ADDRSTR];
 	int		 plain;		/* its data links are plain */
 	uint64_t	 links_keep;	/* idle plain links it wants kept */
+	uint64_t	 instance;	/* its process (HELLO), 0 if not said */
 	/* The key that proves its data links (linkkey.h), for as long as
 	 * this control connection lives. */
 	uint8_t		 key[LINKKEY_LEN];
@@ -35,11 +36,18 @@ struct eagent {
 	LIST_ENTRY(eagent) entry;
 };
 
+/* Listen on addr, or take the listener a hand-over brought for it. */
 int	ectl_listen(const char *addr);
+/* Hand-over: the control listener's fd; then close it and tell every
+ * agent to reconnect (DRAINING): the new process has the port. */
+int	ectl_listener(void);
+void	ectl_drain(void);
 /* Stop or resume accepting on the control port (out of descriptors). */
 void	ectl_pause(int paused);
 void	ectl_tick(uint64_t now);
 void	ectl_shutdown(void);
+/* The agent of that name and instance (HELLO), or NULL. */
+struct eagent *ectl_agent_find(const char *name, uint64_t instance);
 /* The agent whose link key has this id, or NULL. */
 struct eagent *ectl_agent_by_kid(uint64_t kid);
 /* Send m on a's control channel; failures end the channel later. */

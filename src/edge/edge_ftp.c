@@ -12,10 +12,12 @@
 #include "edge/edge_ban.h"
 #include "edge/edge_ftp.h"
 #include "edge/edge_ctl.h"
+#include "edge/edge_handover.h"
 #include "edge/edge_lis.h"
 #include "edge/edge_sess.h"
 #include "edge/edge_stats.h"
 #include "common/cidr.h"
+#include "common/hosock.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -209,7 +211,8 @@ eftp_svc_open(const char *svc, const struct msg *def,
 			((struct sockaddr_in6 *)&a.ss)->sin6_port = htons(l->port);
 		else
 			((struct sockaddr_in *)&a.ss)->sin_port = htons(l->port);
-		if ((fd = net_listen(&a, 64, e, sizeof(e))) == -1) {
+		if ((fd = hosock_claim(&a)) == -1 &&
+		    (fd = net_listen(&a, 64, e, sizeof(e))) == -1) {
 			snprintf(err, errlen, "passive port %u: %s", l->port, e);
 			eftp_free(f);
 			return -1;
@@ -257,12 +260,31 @@ eftp_listeners_set(uint32_t mask)
 }
 
 void
+eftp_each_listener(const struct eftp *f, void (*cb)(int fd, void *arg),
+    void *arg)
+{
+	size_t i;
+
+	for (i = 0; f != NULL && i < f->nlis; i++)
+		cb(f->lis[i].io.fd, arg);
+}
+
+uint64_t
+eftp_stamp(void)
+{
+	return stamp_next++;
+}
+
+void
 eftp_ports(struct eagent *agent, const struct msg *m)
 {
 	struct esess_peer peer;
 	struct eftp_ports *p = esess_ftp_ports(m->session, agent, &peer);
 	struct eftp *f = ftps;
 
+	/* A control session the process before this one holds. */
+	if (p == NULL)
+		p = eho_ftp_ports(m->session, agent, &peer);
 	while (f != NULL && p != NULL && strcmp(f->svc, peer.svc) != 0)
 		f = f->next;
 	/* Only the agent the session was offered to speaks for it, and

@@ -38,6 +38,11 @@ int	eftp_svc_open(const char *svc, const struct msg *def,
 	    size_t errlen);
 void	eftp_svc_close(struct eftp *f);	/* NULL is fine */
 void	eftp_listeners_set(uint32_t mask);
+/* Hand-over: each passive listener of f (NULL is fine) to cb. */
+void	eftp_each_listener(const struct eftp *f, void (*cb)(int fd, void *arg),
+	    void *arg);
+/* The next stamp: which ports were set last. */
+uint64_t eftp_stamp(void);
 void	eftp_ports(struct eagent *agent, const struct msg *m);	/* FTP_PORTS */
 /* 1 if svc is an FTP service that declared active mode (FTP_ACTIVE). */
 int	eftp_active(const char *svc);

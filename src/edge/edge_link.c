@@ -7,6 +7,7 @@
  * it), but takes no new session from then on. */
 #include "edge/edge_link.h"
 #include "edge/edge_ctl.h"
+#include "edge/edge_handover.h"
 #include "edge/edge_limit.h"
 #include "edge/edge_sess.h"
 #include "edge/edge_stats.h"
@@ -64,8 +65,8 @@ emux_lost(struct mux *m, const char *why)
 		log_info("multiplexed data link of agent %s from %s closed: its "
 		    "agent is gone and its last session ended", l->name, l->peer);
 	else
-		log_warn("multiplexed data link of agent %s from %s lost: %s",
-		    l->name, l->peer, why);
+		log_msg(eho_draining() ? LOG_INFO : LOG_WARN, "multiplexed data "
+		    "link of agent %s from %s lost: %s", l->name, l->peer, why);
 	LIST_REMOVE(l, entry);
 	nmux--;
 	if (l->a != NULL)

@@ -9,6 +9,7 @@
 #include "edge/edge_sess.h"
 #include "edge/edge_stats.h"
 #include "common/ev.h"
+#include "common/hosock.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -57,6 +58,7 @@ struct esvc {
 
 static struct esvc *svcs;
 static uint64_t paused_until;
+static int handing;		/* a new process has the listeners */
 
 static struct esvc *
 esvc_find(const char *name)
@@ -99,7 +101,8 @@ esvc_free(struct esvc *s)
 	ev_del(&s->io);
 	close(s->io.fd);
 	eftp_svc_close(s->ftp);
-	log_info("service %s closed", s->name);
+	log_info("service %s closed%s", s->name, handing ?
+	    " here (handed over)" : "");
 	free(s);
 }
 
@@ -108,12 +111,13 @@ esvc_free(struct esvc *s)
 static void
 listeners_set(uint32_t mask)
 {
+	uint32_t svc = handing ? 0 : mask;
 	struct esvc *s;
 
 	for (s = svcs; s != NULL; s = s->next)
-		if (ev_set(&s->io, mask) == -1)
+		if (ev_set(&s->io, svc) == -1)
 			log_fatal("epoll_ctl: %s", strerror(errno));
-	eftp_listeners_set(mask);
+	eftp_listeners_set(svc);
 	ectl_pause(mask == 0);
 }
 
@@ -409,7 +413,8 @@ esvc_create(struct eagent *a, const struct msg *def, const struct msg *cmp)
 	}
 	if (adm_policy_load(&s->pol, def, err, sizeof(err)) == -1 ||
 	    net_parse(def->listen, &addr, err, sizeof(err)) == -1 ||
-	    (fd = net_listen(&addr, 1024, err, sizeof(err))) == -1 ||
+	    ((fd = hosock_claim(&addr)) == -1 &&
+	    (fd = net_listen(&addr, 1024, err, sizeof(err))) == -1) ||
 	    eftp_svc_open(def->service, def, &addr, &s->ftp, err,
 	    sizeof(err)) == -1) {
 		if (fd != -1)
@@ -427,7 +432,7 @@ esvc_create(struct eagent *a, const struct msg *def, const struct msg *cmp)
 	s->agents[0].a = a;
 	s->agents[0].priority = def->priority;
 	s->nagents = 1;
-	if (ev_set(&s->io, paused_until != 0 ? 0 : EPOLLIN) == -1)
+	if (ev_set(&s->io, paused_until != 0 || handing ? 0 : EPOLLIN) == -1)
 		log_fatal("epoll_ctl: %s", strerror(errno));
 	s->next = svcs;
 	svcs = s;
@@ -509,6 +514,24 @@ esvc_tick(uint64_t now)
 	for (svc = svcs; svc != NULL; svc = svc->next)
 		if (svc->deny_held > 0 && now / 1000 != svc->deny_sec)
 			deny_flush(svc);
+}
+
+void
+esvc_each_listener(void (*cb)(int fd, void *arg), void *arg)
+{
+	struct esvc *s;
+
+	for (s = svcs; s != NULL; s = s->next) {
+		cb(s->io.fd, arg);
+		eftp_each_listener(s->ftp, cb, arg);
+	}
+}
+
+void
+esvc_handing(int on)
+{
+	handing = on;
+	listeners_set(paused_until != 0 ? 0 : EPOLLIN);
 }
 
 void

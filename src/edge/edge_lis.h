@@ -45,6 +45,10 @@ void	esvc_deny(struct esvc *svc, int fd, const struct sockaddr *client,
  * for a moment. The fd, or -1 (nothing more to accept now). */
 int	edge_accept(int lfd, struct net_addr *peer, const char *what);
 void	esvc_tick(uint64_t now);
+/* Hand-over: every service and passive listener's fd to cb; stop
+ * accepting on them (on 1) or go on (0, the hand-over failed). */
+void	esvc_each_listener(void (*cb)(int fd, void *arg), void *arg);
+void	esvc_handing(int on);
 void	esvc_shutdown(void);
 void	esvc_stats(char *out, size_t outlen);
 

@@ -6,6 +6,7 @@
 #include "edge/edge_ban.h"
 #include "edge/edge_adm.h"
 #include "edge/edge_ctl.h"
+#include "edge/edge_handover.h"
 #include "edge/edge_keyproc.h"
 #include "edge/edge_limit.h"
 #include "edge/edge_link.h"
@@ -21,6 +22,7 @@
 #include "common/tlsx.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,6 +40,9 @@ struct opts {
 	const char	*key;
 	const char	*ca;
 	const char	*name;
+	const char	*handover;
+	uint64_t	 drain_ms;	/* 0: no limit */
+	int		 detach;
 	int		 verbose;
 	int		 selftest;
 	int		 help, version;
@@ -77,6 +82,9 @@ static const struct eopt {
 	{ "max-frame", O_COUNT, &lim.max_frame, FRAME_MAX, "BYTES  largest control frame (65536)" },
 	{ "max-links", O_COUNT, &lim.max_links, 100000, "N  data links per agent (64)" },
 	{ "max-bans", O_COUNT, &lim.max_bans, 10000000, "N  bans held, all agents (262144)" },
+	{ "handover-socket", O_STR, &o.handover, 0, "PATH  take over from the edge there; listen there" },
+	{ "drain-timeout", O_SECS, &o.drain_ms, 0, "SEC  cut sessions left after a hand-over (none)" },
+	{ "detach", O_FLAG, &o.detach, 0, "exit once running in the background (ExecReload)" },
 	{ "user", O_STR, &o.sc.user, 0, "NAME  run as this user after binding" },
 	{ "chroot", O_STR, &o.sc.chroot_dir, 0, "DIR  chroot here (without Landlock)" },
 	{ "bind-low-ports", O_FLAG, &o.sc.bind_low_ports, 0, "keep CAP_NET_BIND_SERVICE" },
@@ -260,6 +268,44 @@ raise_nofile(void)
 		    (unsigned long long)lim.max_sessions);
 }
 
+/* --detach: the process that was started exits once its child runs (0)
+ * or has failed (1): systemd's ExecReload waits for it, and the child
+ * becomes the service's main process. */
+static int detach_fd = -1;
+
+static void
+detach(void)
+{
+	int p[2];
+	pid_t pid;
+	ssize_t n;
+	char c = 0;
+
+	if (pipe2(p, O_CLOEXEC) == -1 || (pid = fork()) == -1) {
+		perror("sallyport-edge: --detach");
+		exit(1);
+	}
+	if (pid > 0) {
+		close(p[1]);
+		while ((n = read(p[0], &c, 1)) == -1 && errno == EINTR)
+			;
+		_exit(n == 1 && c == '1' ? 0 : 1);
+	}
+	close(p[0]);
+	detach_fd = p[1];
+	(void)setsid();
+}
+
+static void
+detached(void)
+{
+	if (detach_fd != -1) {
+		(void)write(detach_fd, "1", 1);
+		close(detach_fd);
+		detach_fd = -1;
+	}
+}
+
 /* Everything up to the sandbox: the key process, the control port. */
 static void
 start(void)
@@ -300,6 +346,10 @@ start(void)
 		log_fatal("TLS set-up: %s", err);
 	if (keyproc_start(edge_tls, o.key, &o.sc, err, sizeof(err)) == -1)
 		log_fatal("%s: %s", o.key, err);
+	/* After the key process's fork, which must not hold a copy of a
+	 * listener; before any listener of this process's own. */
+	eho_init(o.handover, o.drain_ms, sandbox_uid());
+	eho_take();
 	if (ev_init() == -1)
 		log_fatal("epoll: %s", strerror(errno));
 	if (linkkey_init() == -1)
@@ -326,15 +376,21 @@ main(int argc, char **argv)
 
 	if ((rc = parse_options(argc, argv)) != 0)
 		return rc < 0 ? 0 : rc;
+	if (o.detach)
+		detach();
 	start();
 	/* No-op unless started by systemd with Type=notify. */
 	notify_open();
-	notify_send("READY=1");
+	/* A process that took over is not the main one until the old one
+	 * says so (MAINPID=), and the service is up already. */
+	if (!eho_commit())
+		notify_send("READY=1");
 	if (sandbox_enter(&o.sc, SB_RELAY, err, sizeof(err)) == -1)
 		log_fatal("sandbox: %s", err);
 	if (o.selftest)
 		sandbox_selftest();
-	while (!edge_stop) {
+	detached();
+	while (!edge_stop && !eho_drained()) {
 		if (ev_run_once(200) == -1)
 			log_fatal("epoll_wait: %s", strerror(errno));
 		now = ev_now();
@@ -347,13 +403,15 @@ main(int argc, char **argv)
 		eban_tick(now);
 		psock_tick(now);
 		eout_tick(now);
+		eho_tick(now);
 		ev_settle();
 	}
-	notify_send("STOPPING=1");
+	if (!eho_draining())
+		notify_send("STOPPING=1");
 	log_info("stopping");
 	eout_shutdown();
 	proxy_shutdown();
-	esess_shutdown();
+	esess_shutdown("edge stopping");
 	ev_settle();
 	elink_shutdown();
 	esvc_shutdown();

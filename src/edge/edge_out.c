@@ -21,6 +21,7 @@
 #include "edge/edge_ctl.h"
 #include "edge/edge_dial.h"
 #include "edge/edge_ftp.h"
+#include "edge/edge_handover.h"
 #include "edge/edge_sess.h"
 #include "common/log.h"
 #include "common/outpol.h"
@@ -210,7 +211,8 @@ eout_ftp_dial(struct eagent *a, const struct msg *m)
 	struct net_addr src;
 	struct oreq *o;
 
-	if (esess_ftp_ports(m->ftp_ctl, a, &peer) == NULL)
+	if (esess_ftp_ports(m->ftp_ctl, a, &peer) == NULL &&
+	    eho_ftp_ports(m->ftp_ctl, a, &peer) == NULL)
 		peer.ip = peer.svc = peer.lip = "";
 	if ((o = req_new(a, m->request, SK_FTP_ACTIVE, &dreq, peer.ip,
 	    m->dest_port)) == NULL)
@@ -297,6 +299,12 @@ eout_init(const struct dial_conf *c, char *err, size_t errlen)
 	out_enabled = c->outbound;
 	out_port20 = c->port20;
 	return edial_start(c, req_answer, err, errlen);
+}
+
+int
+eout_busy(void)
+{
+	return !LIST_EMPTY(&reqs);
 }
 
 void

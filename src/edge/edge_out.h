@@ -23,6 +23,8 @@ void	eout_ftp_dial(struct eagent *a, const struct msg *m);	/* FTP_DIAL */
 /* a's control channel is gone: its requests not yet connected fail. */
 void	eout_agent_lost(struct eagent *a);
 void	eout_tick(uint64_t now);
+/* 1 while a request is being resolved or connected. */
+int	eout_busy(void);
 void	eout_shutdown(void);
 
 #endif

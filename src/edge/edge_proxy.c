@@ -176,6 +176,12 @@ proxy_svc_gone(const struct esvc *svc)
 	}
 }
 
+int
+proxy_busy(void)
+{
+	return !TAILQ_EMPTY(&proxies);
+}
+
 void
 proxy_tick(uint64_t now)
 {

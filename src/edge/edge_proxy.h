@@ -18,6 +18,8 @@ void	proxy_start(struct esvc *svc, int fd, const struct net_addr *peer);
 /* svc is closing: drop its connections still waiting for a header. */
 void	proxy_svc_gone(const struct esvc *svc);
 void	proxy_tick(uint64_t now);
+/* 1 while a connection waits for its header. */
+int	proxy_busy(void);
 void	proxy_shutdown(void);
 
 #endif

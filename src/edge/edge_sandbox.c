@@ -69,6 +69,12 @@ sandbox_prepare(const struct sandbox_conf *sc, char *err, size_t errlen)
 	return 0;
 }
 
+uid_t
+sandbox_uid(void)
+{
+	return sb_have_user ? sb_uid : geteuid();
+}
+
 static int
 caps_set(int keep_bind, char *err, size_t errlen)
 {

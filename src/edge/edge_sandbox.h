@@ -4,6 +4,7 @@
 #define SP_EDGE_SANDBOX_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 struct sandbox_conf {
 	const char	*user;		/* drop to this user (needs root) */
@@ -25,6 +26,8 @@ enum sb_role {
 /* Look the user up now, while /etc/passwd is still reachable.
  * 0, or -1 with err filled. */
 int	sandbox_prepare(const struct sandbox_conf *sc, char *err, size_t errlen);
+/* The uid the edge runs as once sandboxed (--user's, else its own). */
+uid_t	sandbox_uid(void);
 /* Drop privileges, confine the file system, install the system call
  * filter of role. After this the process cannot open files for writing,
  * exec, or reach any path (the dialler: the resolver's files, with

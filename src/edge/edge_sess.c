@@ -13,6 +13,7 @@
 #include "edge/edge_sess.h"
 #include "edge/edge_ctl.h"
 #include "edge/edge_ftp.h"
+#include "edge/edge_handover.h"
 #include "edge/edge_limit.h"
 #include "edge/edge_link.h"
 #include "edge/edge_lis.h"
@@ -36,6 +37,7 @@ struct esess {
 	uint8_t		 kind;		/* SK_* */
 	unsigned	 joined:1;	/* on a data link */
 	unsigned	 fixed:1;	/* only agent may take it */
+	unsigned	 handed:1;	/* FTP control, told to a new process */
 	char		 svc[MSG_NAME_MAX];	/* "" for outbound */
 	char		 ip[NET_ADDRSTR];	/* the partner, or destination */
 	uint16_t	 port;
@@ -72,6 +74,20 @@ uint64_t
 esess_new_id(void)
 {
 	return next_id++;
+}
+
+uint64_t
+esess_ids_from(uint64_t next)
+{
+	if (next > next_id)
+		next_id = next;
+	return next_id;
+}
+
+uint64_t
+esess_live(int waits)
+{
+	return !waits ? nsessions : !TAILQ_EMPTY(&waiting);
 }
 
 int
@@ -311,6 +327,8 @@ esess_end(struct esess *s, enum sess_end code, const char *detail)
 	edge_stats.bytes_from_clients += pump_bytes(&s->p, PUMP_OUTER);
 	edge_stats.bytes_to_clients += pump_bytes(&s->p, PUMP_INNER);
 	log_end(s, code, detail);
+	if (s->handed)
+		eho_ftp_end(s->id);
 	/* Both directions ended with markers: the link carries the next. */
 	if (clean && s->link != NULL && strcmp(s->link, "plain") == 0)
 		fd = plink_take(&s->pl, &reg);
@@ -350,10 +368,25 @@ esess_ftp_match(const char *svc, const char *ip, uint16_t port,
 		    (best == NULL || s->ftp.stamp > best->ftp.stamp))
 			best = s;
 	if (best == NULL)
-		return -1;
+		return eho_ftp_match(svc, ip, port, a, id);
 	*a = best->agent;
 	*id = best->id;
 	return 0;
+}
+
+void
+esess_each_ftp(void (*cb)(uint64_t id, const char *svc, const char *ip,
+    const char *agent, uint64_t instance, const struct eftp_ports *p))
+{
+	struct esess *s;
+
+	TAILQ_FOREACH(s, &joined, q)
+		if (s->kind == SK_CLIENT && s->agent != NULL &&
+		    esvc_ftp(s->svc) != NULL) {
+			s->handed = 1;
+			cb(s->id, s->svc, s->ip, s->agent->name,
+			    s->agent->instance, &s->ftp);
+		}
 }
 
 static void
@@ -482,15 +515,15 @@ esess_tick(uint64_t now)
 }
 
 void
-esess_shutdown(void)
+esess_shutdown(const char *why)
 {
 	struct esess *s;
 	uint64_t n = 0;
 
 	while ((s = TAILQ_FIRST(&waiting)) != NULL)
-		esess_end(s, SE_STOPPING, "edge stopping");
+		esess_end(s, SE_STOPPING, why);
 	while ((s = TAILQ_FIRST(&joined)) != NULL) {
-		esess_end(s, SE_STOPPING, "edge stopping");
+		esess_end(s, SE_STOPPING, why);
 		n++;
 	}
 	if (n > 0)

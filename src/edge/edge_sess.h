@@ -32,6 +32,15 @@ struct esess_req {
 
 /* A fresh session id (also for clients refused before a session). */
 uint64_t esess_new_id(void);
+/* Hand-over: ids go on from next at least (the process before this one
+ * used those below); the next id, not taken (next 0: only that). */
+uint64_t esess_ids_from(uint64_t next);
+/* Sessions now; with waiting, only those waiting for a data link. */
+uint64_t esess_live(int waiting);
+/* Hand-over: each FTP control session to cb (its end is then told to
+ * the new process, eho_ftp_end). */
+void	esess_each_ftp(void (*cb)(uint64_t id, const char *svc, const char *ip,
+	    const char *agent, uint64_t instance, const struct eftp_ports *p));
 /* 1 if one more session of service svc, which has npending waiting
  * already, would pass the edge's limits (logged and counted). */
 int	esess_full(const char *svc, uint64_t npending);
@@ -61,7 +70,8 @@ int	esess_ftp_match(const char *svc, const char *ip, uint16_t port,
  * (END killed). How many. */
 size_t	esess_cut(int (*match)(const uint8_t a16[16]));
 void	esess_tick(uint64_t now);
-void	esess_shutdown(void);
+/* End every session (SE_STOPPING, detail why). */
+void	esess_shutdown(const char *why);
 void	esess_stats(char *out, size_t outlen);
 
 #endif

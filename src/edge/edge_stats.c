@@ -3,6 +3,7 @@
 #include "edge/edge_adm.h"
 #include "edge/edge_ban.h"
 #include "edge/edge_ftp.h"
+#include "edge/edge_handover.h"
 #include "edge/edge_limit.h"
 #include "edge/edge_link.h"
 #include "edge/edge_lis.h"
@@ -63,6 +64,7 @@ estats_msg(struct msg *m)
 	elink_stats(m->stats, sizeof(m->stats));
 	eftp_stats(m->stats, sizeof(m->stats));
 	eban_stats(m->stats, sizeof(m->stats));
+	eho_stats(m->stats, sizeof(m->stats));
 	/* How often each limit was hit: limit_sessions_total, ... */
 	for (k = 0; k < LIM_COUNT; k++) {
 		snprintf(name, sizeof(name), "limit_%s_total", lim_name(k));

@@ -85,6 +85,8 @@ expect(struct model *md, const struct msg *m, uint64_t now)
 	switch (m->type) {
 	case FT_ERROR:
 	case FT_OUT_FAIL:
+	case FT_FTP_DIAL_FAIL:
+	case FT_DRAINING:
 		return ACTL_OK;
 	case FT_PONG:
 		for (k = 0; k < 2; k++)

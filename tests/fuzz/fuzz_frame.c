@@ -6,8 +6,9 @@
  * came: unknown attributes are dropped), and the re-encoded frame
  * decodes to the same message and is canonical (encoding it again gives
  * the same bytes); what decodes respects the rules the tables cannot
- * say (ids not 0, known SESS_KIND, END and DATA_LINK, FTP_ACTIVE 1, required
- * attributes present; BANS never empty, never longer than 1024 records). */
+ * say (ids not 0, known SESS_KIND, END, DATA_LINK and hand-over step,
+ * FTP_ACTIVE 1, required attributes present; BANS never empty, never
+ * longer than 1024 records). */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -40,6 +41,9 @@ check_values(const struct msg *m)
 	    ((m->have & FA_BIT(FA_COUNTER)) && m->counter == 0) ||
 	    ((m->have & FA_BIT(FA_REQUEST)) && m->request == 0) ||
 	    ((m->have & FA_BIT(FA_FTP_CTL)) && m->ftp_ctl == 0) ||
+	    ((m->have & FA_BIT(FA_INSTANCE)) && m->instance == 0) ||
+	    ((m->have & FA_BIT(FA_HO_STEP)) &&
+	    (m->ho_step == 0 || m->ho_step > HO_STEP_MAX)) ||
 	    ((m->have & FA_BIT(FA_SESS_KIND)) && m->sess_kind > SK_MAX) ||
 	    ((m->have & FA_BIT(FA_END)) && end_from_wire(m->end, &e) != 0) ||
 	    ((m->have & FA_BIT(FA_DATA_LINK)) &&
@@ -57,6 +61,8 @@ check_values(const struct msg *m)
 		__builtin_trap();
 	if ((m->have & FA_BIT(FA_BANS)) && (m->bans == NULL ||
 	    m->bans_len == 0 || m->bans_len > MSG_BANS_MAX))
+		__builtin_trap();
+	if (m->type == FT_HANDOVER && !(m->have & FA_BIT(FA_HO_STEP)))
 		__builtin_trap();
 }
 

@@ -17,8 +17,8 @@ FT = dict(HELLO=1, HELLO_OK=2, ERROR=3, SVC_OPEN=4, SVC_RESULT=5,
           SVC_CLOSE=6, PING=7, PONG=8, STATS_REQ=9, STATS=10,
           LINK_HELLO=11, SESS_OPEN=12, SESS_DENIED=13, DENIED_SUMMARY=14,
           FTP_PORTS=15, OUT_POLICY=16, OUT_POLICY_OK=17, OUT_REQ=18,
-          OUT_FAIL=19, BAN=20, UNBAN=21, BAN_SYNC=22, FTP_DIAL=27,
-          FTP_DIAL_FAIL=28)
+          OUT_FAIL=19, BAN=20, UNBAN=21, BAN_SYNC=22, DRAINING=23,
+          HANDOVER=24, FTP_DIAL=27, FTP_DIAL_FAIL=28)
 FA = dict(VERSION=1, NAME=2, TEXT=3, SERVICE=4, LISTEN=5, STATUS=6,
           SESSION=7, CLIENT_ADDR=8, CLIENT_PORT=9, LOCAL_ADDR=10,
           LOCAL_PORT=11, NONCE=12, LINK_KEY=13, KEY_ID=14, COUNTER=15,
@@ -28,7 +28,7 @@ FA = dict(VERSION=1, NAME=2, TEXT=3, SERVICE=4, LISTEN=5, STATUS=6,
           PROTOCOL=29, PASV_MIN=30, PASV_MAX=31, FTP_CTL=32, FTP_PORT=33,
           OUT_ALLOW=34, REQUEST=35, DEST_HOST=36, DEST_PORT=37,
           DEST_ADDR=38, OUT_CODE=39, LINKS_KEEP=40, BANS=41, BAN_CUT=42,
-          FTP_ACTIVE=49)
+          HO_STEP=45, INSTANCE=46, PROCESSES=47, FTP_ACTIVE=49)
 BAN4 = bytes(10) + b"\xff\xff" + bytes([192, 0, 2, 7, 128]) + \
     struct.pack(">I", 600)
 BAN6 = bytes([0x20, 1, 0xd, 0xb8]) + bytes(12) + bytes([32]) + \
@@ -128,6 +128,37 @@ FRAMES = {
     "unban": frame("UNBAN", ("BANS", BAN4)),
     "ban_sync": frame("BAN_SYNC"),
 }
+# Hand-over (docs/protocol.md, "Hand-over"): HO_STEP values.
+HO = dict(HELLO=1, LISTENERS=2, OFFERED=3, TAKEN=4, RELEASE=5, WITHDRAWN=6,
+          FTP=7, FTP_END=8, STATUS=9, REFUSED=10)
+HANDOVER = {
+    "ho_hello": frame("HANDOVER", ("HO_STEP", U8(HO["HELLO"])),
+                      ("VERSION", U16(1))),
+    "ho_listeners": frame("HANDOVER", ("HO_STEP", U8(HO["LISTENERS"])),
+                          ("COUNT", U32(3))),
+    "ho_offered": frame("HANDOVER", ("HO_STEP", U8(HO["OFFERED"])),
+                        ("COUNT", U32(3)), ("SESSION", U64(1234))),
+    "ho_taken": frame("HANDOVER", ("HO_STEP", U8(HO["TAKEN"]))),
+    "ho_release": frame("HANDOVER", ("HO_STEP", U8(HO["RELEASE"])),
+                        ("SESSION", U64(1240))),
+    "ho_withdrawn": frame("HANDOVER", ("HO_STEP", U8(HO["WITHDRAWN"]))),
+    "ho_ftp": frame("HANDOVER", ("HO_STEP", U8(HO["FTP"])),
+                    ("FTP_CTL", U64(41)), ("SERVICE", "ftp"),
+                    ("CLIENT_ADDR", "192.0.2.7"), ("NAME", "in-1"),
+                    ("INSTANCE", U64(0x0123456789abcdef)),
+                    ("PASV_MIN", U16(50000)), ("PASV_MAX", U16(50099))),
+    "ho_ftp_end": frame("HANDOVER", ("HO_STEP", U8(HO["FTP_END"])),
+                        ("FTP_CTL", U64(41))),
+    "ho_status": frame("HANDOVER", ("HO_STEP", U8(HO["STATUS"])),
+                       ("COUNT", U32(17)), ("PROCESSES", U32(2))),
+    "ho_refused": frame("HANDOVER", ("HO_STEP", U8(HO["REFUSED"])),
+                        ("TEXT", "process 99 runs as uid 65534")),
+}
+FRAMES.update(HANDOVER)
+FRAMES["draining"] = frame("DRAINING")
+FRAMES["hello_instance"] = frame("HELLO", ("VERSION", U16(1)),
+                                 ("NAME", "in-1"),
+                                 ("INSTANCE", U64(0x0123456789abcdef)))
 # Hostile ones, for the fuzzer to start from: the decoder refuses them.
 FRAMES["sess_open_id0"] = frame("SESS_OPEN", ("SESSION", U64(0)),
                                 ("SESS_KIND", U8(0)))
@@ -350,7 +381,20 @@ def write(name, seeds, clear=True):
             fp.write(data)
 
 
+# fuzz_hosock.c: the first byte is how many descriptors came along.
+HOSOCK = {k: bytes([3 if k == "ho_listeners" else 0]) + v
+          for k, v in HANDOVER.items()}
+HOSOCK["fds_on_hello"] = b"\x01" + HANDOVER["ho_hello"]
+HOSOCK["fewer_fds"] = b"\x02" + HANDOVER["ho_listeners"]
+HOSOCK["ftp_one_end"] = b"\0" + frame(
+    "HANDOVER", ("HO_STEP", U8(HO["FTP"])), ("FTP_CTL", U64(41)),
+    ("SERVICE", "ftp"), ("CLIENT_ADDR", "192.0.2.7"), ("NAME", "in-1"),
+    ("PASV_MIN", U16(50000)))
+HOSOCK["step_0"] = b"\0" + frame("HANDOVER", ("HO_STEP", U8(0)))
+HOSOCK["not_handover"] = b"\0" + FRAMES["ping"]
+
 write("frame", FRAMES)
+write("hosock", HOSOCK)
 write("mux", MUX)
 write("cfg", CFG, clear=False)
 write("sess", SESS)

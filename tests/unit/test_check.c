@@ -254,6 +254,13 @@ test_control_order(void **state)
 	assert_int_equal(frame_verdict(&c, &m, 1000, &why), ACTL_DROP);
 	msg_init(&m, FT_LINK_HELLO);
 	assert_int_equal(frame_verdict(&c, &m, 1000, &why), ACTL_DROP);
+	msg_init(&m, FT_FTP_DIAL);
+	assert_int_equal(frame_verdict(&c, &m, 1000, &why), ACTL_DROP);
+	/* failures of requests (checked where they wait), a hand-over */
+	msg_init(&m, FT_FTP_DIAL_FAIL);
+	assert_int_equal(frame_verdict(&c, &m, 1000, &why), ACTL_OK);
+	msg_init(&m, FT_DRAINING);
+	assert_int_equal(frame_verdict(&c, &m, 1000, &why), ACTL_OK);
 	msg_init(&m, FT_ERROR);
 	assert_int_equal(frame_verdict(&c, &m, 1000, &why), ACTL_OK);
 }

@@ -89,14 +89,15 @@ test_roundtrip_all_types(void **state)
 	uint16_t t;
 
 	(void)state;
+	assert_string_equal(frame_type_name(FT_DRAINING), "DRAINING");
+	assert_string_equal(frame_type_name(FT_HANDOVER), "HANDOVER");
 	for (t = 1; t <= FT_MAX_TYPE; t++) {
-		/* Numbers left free between the groups of types (23-26) are
+		/* Numbers left free between the groups of types (25-26) are
 		 * unknown types, refused like any other. */
-		if (t >= 23 && t <= 26) {
-			assert_string_equal(frame_type_name(t), "unknown");
+		if (strcmp(frame_type_name(t), "unknown") == 0) {
+			assert_true(t > FT_HANDOVER && t < FT_FTP_DIAL);
 			continue;
 		}
-		assert_string_not_equal(frame_type_name(t), "unknown");
 		msg_init(&m, t);
 		m.version = 1; m.status = 1; m.data_link = DATA_LINK_PLAIN;
 		m.sess_kind = SK_OUTBOUND; m.end = SE_STOPPING; m.out_code = 6;
@@ -106,6 +107,7 @@ test_roundtrip_all_types(void **state)
 		m.max_rate_ip = 10; m.count = 11; m.session = 12; m.nonce = 13;
 		m.key_id = 14; m.counter = 15; m.ftp_ctl = 16; m.request = 17;
 		m.ftp_active = 1;
+		m.ho_step = HO_STATUS; m.instance = 18; m.processes = 19;
 		memset(m.link_key, 0xa5, sizeof(m.link_key));
 		memset(m.proof, 0x5a, sizeof(m.proof));
 		m.have = FA_BIT(FA_VERSION) | FA_BIT(FA_STATUS) |
@@ -120,7 +122,8 @@ test_roundtrip_all_types(void **state)
 		    FA_BIT(FA_PASV_MAX) | FA_BIT(FA_FTP_CTL) |
 		    FA_BIT(FA_FTP_PORT) | FA_BIT(FA_REQUEST) |
 		    FA_BIT(FA_DEST_PORT) | FA_BIT(FA_OUT_CODE) |
-		    FA_BIT(FA_FTP_ACTIVE);
+		    FA_BIT(FA_FTP_ACTIVE) | FA_BIT(FA_HO_STEP) |
+		    FA_BIT(FA_INSTANCE) | FA_BIT(FA_PROCESSES);
 		msg_set_str(&m, FA_NAME, "edge-1");
 		msg_set_str(&m, FA_TEXT, "");
 		msg_set_str(&m, FA_SERVICE, "sftp");
@@ -328,6 +331,27 @@ test_hostile_values(void **state)
 	assert_int_equal(dec(FT_FTP_DIAL_FAIL, p, n, &why), -1);
 	n += attr(p + n, FA_OUT_CODE, "\2", 1);
 	assert_int_equal(dec(FT_FTP_DIAL_FAIL, p, n, &why), 0);
+	/* A hand-over step of 0 or past the last; an agent instance of 0. */
+	for (v = 0; ; v++) {
+		n = attr(p, FA_HO_STEP, &v, 1);
+		if (v >= 1 && v <= HO_STEP_MAX)
+			assert_int_equal(dec(FT_HANDOVER, p, n, &why), 0);
+		else {
+			assert_int_equal(dec(FT_HANDOVER, p, n, &why), -1);
+			assert_string_equal(why, "unknown hand-over step");
+		}
+		if (v == 0xff)
+			break;
+	}
+	assert_int_equal(dec(FT_HANDOVER, p, 0, &why), -1);
+	assert_string_equal(why, "required attribute missing");
+	n = attr(p, FA_VERSION, "\0\1", 2);
+	n += attr(p + n, FA_NAME, "a", 1);
+	n += attr(p + n, FA_INSTANCE, zero64, 8);
+	assert_int_equal(dec(FT_HELLO, p, n, &why), -1);
+	assert_string_equal(why, "an id of 0");
+	/* DRAINING carries nothing it must have; TEXT if anything. */
+	assert_int_equal(dec(FT_DRAINING, p, 0, &why), 0);
 }
 
 /* msg_decode_frame takes exactly one whole frame: not a byte less, not

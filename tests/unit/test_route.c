@@ -22,6 +22,8 @@ test_routes(void **state)
 	assert_int_equal(r.ep, RT_METRICS);
 	assert_int_equal(route_parse("POST", "/api/v1/reload", &r), 0);
 	assert_int_equal(r.ep, RT_RELOAD);
+	assert_int_equal(route_parse("POST", "/api/v1/upgrade", &r), 0);
+	assert_int_equal(r.ep, RT_UPGRADE);
 	assert_int_equal(route_parse("DELETE", "/api/v1/sessions/42", &r), 0);
 	assert_int_equal(r.ep, RT_SESSION);
 	assert_true(r.id == 42);
@@ -41,6 +43,9 @@ test_wrong_method(void **state)
 	assert_string_equal(r.allow, "GET, HEAD");
 	assert_int_equal(route_parse("GET", "/api/v1/reload", &r), -1);
 	assert_int_equal(r.status, 405);
+	assert_int_equal(route_parse("GET", "/api/v1/upgrade", &r), -1);
+	assert_int_equal(r.status, 405);
+	assert_string_equal(r.allow, "POST");
 	assert_int_equal(route_parse("GET", "/api/v1/sessions/1", &r), -1);
 	assert_int_equal(r.status, 405);
 	assert_string_equal(r.allow, "DELETE");
@@ -56,6 +61,7 @@ test_not_found(void **state)
 	static const char *const bad[] = {
 		"/", "", "/api", "/api/v1", "/api/v1/", "/api/v1/status/",
 		"/api/v1/statusx", "/API/v1/status", "/metrics/",
+		"/api/v1/upgrad", "/api/v1/upgrade/", "/api/v1/reloadx",
 		"/api/v1/sessions/", "/api/v1/sessions/0", "/api/v1/sessions/01",
 		"/api/v1/sessions/-1", "/api/v1/sessions/+1", "/api/v1/sessions/1x",
 		"/api/v1/sessions/1/2", "/api/v1/sessions/18446744073709551616",

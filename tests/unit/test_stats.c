@@ -18,6 +18,7 @@
 #include "edge/edge_limit.h"
 #include "edge/edge_link.h"
 #include "edge/edge_lis.h"
+#include "edge/edge_handover.h"
 #include "edge/edge_sess.h"
 #include "edge/edge_stats.h"
 #include "common/fconn.h"
@@ -59,6 +60,12 @@ void
 eban_stats(char *out, size_t outlen)
 {
 	(void)estats_put(out, outlen, "bans", 100000);
+}
+
+void
+eho_stats(char *out, size_t outlen)
+{
+	(void)estats_put(out, outlen, "draining_sessions", 4);
 }
 
 static int
