@@ -67,6 +67,8 @@
 #define R_TOO_LONG	"500 Command line too long.\r\n"
 #define R_NO_PORT	"425 No passive port free at the gateway; try " \
 			"again.\r\n"
+#define R_ACT_FAILED	"425 The gateway could not connect to your data " \
+			"port.\r\n"
 
 /* One direction of the filter: bytes read wait in `in` until a whole line
  * is there, then go (as they are or rewritten) to `out`. */
@@ -115,6 +117,7 @@ struct aftp {
 	int		 act_fd;		/* -1: none */
 	uint64_t	 act_req;
 	uint64_t	 act_at;
+	int		 act_failed;		/* the transfer's replies: 425 */
 	/* the filter (protocol = ftp) */
 	int		 filter;
 	struct ev_io	 bio;			/* the backend */
@@ -312,6 +315,16 @@ on_reply(struct aftp *f, const char *line, size_t len)
 		dir_put(&f->s2c, line, len);
 		return;
 	}
+	/* The client's data connection never came: what the server says of
+	 * the transfer (it may not have noticed: an empty listing) is 425,
+	 * and no 150 before it. */
+	if (f->act_failed && r.code < 200)
+		return;
+	if (f->act_failed) {
+		f->act_failed = 0;
+		line = R_ACT_FAILED;
+		len = sizeof(R_ACT_FAILED) - 1;
+	}
 	if ((r.pasv || r.epsv) && !f->tls) {
 		if ((pub = pool_take(f, r.port)) == 0) {
 			log_warn("session %llu: ftp: no passive port of %u-%u free",
@@ -345,6 +358,15 @@ on_reply(struct aftp *f, const char *line, size_t len)
 /* --- active mode ----------------------------------------------------------- */
 
 static void wake_soon(struct aftp *f);
+
+/* The backend's data connection fd gets no client: reset, so that the
+ * server ends the transfer, whose replies become 425 (on_reply). */
+static void
+active_fail(struct aftp *f, int fd)
+{
+	psock_reset_now(fd);
+	f->act_failed = 1;
+}
 
 /* The waiting data connection joined or failed: the server's replies,
  * held meanwhile, go on. */
@@ -400,7 +422,7 @@ active_accept(struct ev_io *io, uint32_t events)
 		log_warn("session %llu: ftp: active data connection refused: "
 		    "edge %s is not connected", (unsigned long long)f->id,
 		    f->edge->ce->str);
-		psock_reset_now(fd);
+		active_fail(f, fd);
 		return;
 	}
 	f->act_fd = fd;
@@ -1054,7 +1076,7 @@ aftp_active_failed(struct aedge *e, const struct msg *m)
 	log_warn("session %llu: ftp: the edge could not connect to the "
 	    "client's port %u: %s", (unsigned long long)f->id, f->act_port,
 	    m->text);
-	psock_reset_now(f->act_fd);	/* the server tells the client */
+	active_fail(f, f->act_fd);
 	active_release(f);
 }
 
@@ -1075,7 +1097,7 @@ aftp_tick(uint64_t now)
 				log_warn("session %llu: ftp: no answer from the "
 				    "edge for request %llu", (unsigned long long)
 				    f->id, (unsigned long long)f->act_req);
-				psock_reset_now(f->act_fd);
+				active_fail(f, f->act_fd);
 				active_release(f);
 			}
 			active_stop(f);

@@ -18,11 +18,13 @@
  * partner reached. The connection becomes a session of that agent
  * (SESS_OPEN, kind FTP active), or the agent hears FTP_DIAL_FAIL. */
 #include "edge/edge_out.h"
+#include "edge/edge_ban.h"
 #include "edge/edge_ctl.h"
 #include "edge/edge_dial.h"
 #include "edge/edge_ftp.h"
 #include "edge/edge_handover.h"
 #include "edge/edge_sess.h"
+#include "common/cidr.h"
 #include "common/log.h"
 #include "common/outpol.h"
 
@@ -179,6 +181,20 @@ req_new(struct eagent *a, uint64_t request, uint8_t kind,
 	return o;
 }
 
+/* A control session lives on while its client is banned (unless the
+ * ban cut it): no new connection toward that client. */
+static int
+banned(const char *ip)
+{
+	struct net_addr a;
+	uint8_t a16[16];
+
+	if (net_from_ip(ip, 0, &a) == -1)
+		return 1;
+	cidr_sa16((struct sockaddr *)&a.ss, a16);
+	return eban_match(a16);
+}
+
 /* struct dial_req is large: not on the event loop's stack. */
 static struct dial_req dreq;
 
@@ -231,6 +247,8 @@ eout_ftp_dial(struct eagent *a, const struct msg *m)
 		    "active mode");
 	else if (m->dest_port < 1024)
 		req_fail(o, OC_NOT_ALLOWED, "port below 1024");
+	else if (banned(peer.ip))
+		req_fail(o, OC_NOT_ALLOWED, "the client is banned");
 	else if (nreqs > OUT_PENDING_MAX || esess_full(o->svc, 0))
 		req_fail(o, OC_FAIL, "too many sessions");
 	else if (edial_send(&dreq) == -1)

@@ -246,6 +246,60 @@ def test_bounce_refused(tmp_path, pki, edge):
     assert edge.proc.count("ftp-active control=", since=emark) == 1
 
 
+def test_banned_client_gets_no_data_connection(tmp_path, pki, edge):
+    """A ban without --cut leaves a control session running, but the
+    edge opens no new connection toward the banned client: the transfer
+    after a PORT gets the agent's 425 (not the server's 150 and 226) and
+    the edge logs why; the client's data listener is never reached."""
+    base = sp.free_port_range(40)
+    backend = sp.start_vsftpd(tmp_path / "ftp0", host="127.0.0.2")
+    port, admin = sp.free_port(), sp.free_port()
+    token_file = tmp_path / "agent.token"
+    sp.write_token(token_file, None)
+    conf = sp.write_ftp_agent_conf(tmp_path / "agent.conf", pki, edge, "ftp",
+                                   port, [backend.addr], "ftp",
+                                   (base, base + 39),
+                                   svc_extra=["active = yes"])
+    with open(conf, "a") as f:
+        f.write(f"\n[admin]\nlisten = {LOOPBACK}:{admin}\n"
+                f"token_file = {token_file}\n")
+    mark = edge.proc.mark()
+    agent = sp.AdminAgent(sp.Proc("agent", [sp.AGENT_BIN, "--config", conf],
+                                  tmp_path / "agent.log"),
+                          conf, {}, admin, token_file.read_text().strip(),
+                          token_file)
+    edge.proc.wait_log(f"service ftp open on {LOOPBACK}:{port}", since=mark)
+    ftp = ftplib.FTP()
+    ftp.connect(LOOPBACK, port, timeout=30, source_address=("127.0.0.5", 0))
+    ftp.login("anonymous", "x")
+    ftp.set_pasv(False)
+    assert ftp.nlst("up") == []                 # active mode works
+    emark = edge.proc.mark()
+    st, _, body = agent.api("POST", "/api/v1/bans?addr=127.0.0.5")
+    assert st == 200, body
+    edge.proc.wait_log("ban 127.0.0.5", since=emark)
+    data = socket.create_server(("127.0.0.5", 0))
+    data.setblocking(False)
+    dport = data.getsockname()[1]
+    assert ftp.sendcmd(f"PORT 127,0,0,5,{dport >> 8},{dport & 0xff}")\
+        .startswith("200")
+    ftp.putcmd("NLST up")
+    codes = [ftp.getmultiline()]
+    while codes[-1].startswith("1"):
+        codes.append(ftp.getmultiline())
+    # the agent's word for the transfer, whatever the server said (an
+    # empty listing is 150 and 226 to vsftpd): no 150, a 425
+    assert len(codes) == 1 and codes[0].startswith("425 The gateway could "
+                                                   "not connect"), codes
+    edge.proc.wait_log(["ftp active request", "refused", "the client is "
+                        "banned"], since=emark)
+    assert not edge.proc.find("ftp-active control=", since=emark)
+    with pytest.raises(BlockingIOError):
+        data.accept()
+    data.close()
+    ftp.close()
+
+
 def test_active_off_by_default(tmp_path, pki, edge):
     """Without active = yes: 502, as before, and the edge says so."""
     gw = Gw(tmp_path, pki, edge, active="no")
