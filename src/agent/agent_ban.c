@@ -1,5 +1,6 @@
 /* agent_ban.c - the operator's bans (agent_ban.h). */
 #include "agent/agent_ban.h"
+#include "agent/agent_sess.h"
 #include "agent/agent_cfg.h"
 #include "agent/agent_edge.h"
 #include "common/log.h"
@@ -223,6 +224,8 @@ aban_add(const struct cidr *c, uint32_t secs, const char *reason, int cut,
 		log_info("ban %s until lifted%s reason=\"%s\"", r,
 		    cut ? ", sessions cut" : "", reason);
 	push(FT_BAN, c, secs, cut);
+	if (cut)
+		(void)asess_cut(c);
 	*saved = save();
 	return 0;
 }

@@ -81,6 +81,7 @@ aedge_fail(struct aedge *e, const char *why)
 	 * takes no new session on them any more. */
 	alink_edge_lost(e);
 	aout_edge_lost(e);
+	aftp_edge_down(e, "edge lost");
 	e->out_ok = 0;
 	e->kid = 0;
 	OPENSSL_cleanse(e->key, sizeof(e->key));
@@ -199,14 +200,15 @@ aedge_push_services(struct aedge *e)
 	/* A draining agent has withdrawn its services for good. */
 	if (aho_draining())
 		return;
+	e->svc_waiting = 0;
+	e->svc_refused = 0;
 	for (i = 0; i < agent_cfg.nservices; i++) {
 		if (agent_cfg.services[i].refused[0] != '\0')
 			continue;	/* tsrc.c said why */
 		aedge_svc_msg(&agent_cfg.services[i], &m);
 		aedge_send(e, &m);
+		e->svc_waiting++;
 	}
-	e->svc_waiting = (unsigned)agent_cfg.nservices;
-	e->svc_refused = 0;
 }
 
 /* The edge's counters, kept as text for /metrics (they parsed:
@@ -239,8 +241,11 @@ aedge_hello_ok(struct aedge *e, struct msg *m)
 	log_info("edge %s connected (edge %s, protocol %u, data_link=%s, "
 	    "data_links=%u)", e->ce->str, e->edge_name, m->version,
 	    agent_cfg.data_plain ? "plain" : "tls", agent_cfg.data_links);
-	/* Bans first: the services' clients meet them from the start. */
-	aban_edge_up(e);
+	/* Bans first: the services' clients meet them from the start. A
+	 * draining process leaves them to the new one: its BAN_SYNC would
+	 * undo what the new one changed. */
+	if (!aho_draining())
+		aban_edge_up(e);
 	aedge_push_services(e);
 	if (e->handover) {
 		/* A new edge process: it knows our FTP control sessions on the
@@ -267,6 +272,8 @@ aedge_drain(struct aedge *e)
 	snprintf(e->last_error, sizeof(e->last_error), "edge handed over");
 	fconn_close(&e->fc);
 	alink_edge_lost(e);
+	/* The old process drops what it was asked to dial. */
+	aftp_edge_down(e, "the edge handed over");
 	e->out_ok = 0;
 	e->kid = 0;
 	OPENSSL_cleanse(e->key, sizeof(e->key));

@@ -1050,7 +1050,7 @@ aftp_active_claim(struct aedge *e, const struct msg *m, char *backend,
 	 * broke the protocol. */
 	if (m->ftp_ctl != f->id || strcmp(m->service, f->svc) != 0 ||
 	    m->client_port != f->act_port || !same_ip(m->client_addr, f->ip)) {
-		psock_reset_now(fd);
+		active_fail(f, fd);
 		snprintf(why, whylen, "ftp active: the session does not match "
 		    "request %llu (control session %llu, client port %u)",
 		    (unsigned long long)m->request, (unsigned long long)f->id,
@@ -1062,10 +1062,21 @@ aftp_active_claim(struct aedge *e, const struct msg *m, char *backend,
 	return fd;
 }
 
+/* f's waiting data connection gets no client, for why. */
+static void
+active_give_up(struct aftp *f, const char *why)
+{
+	log_warn("session %llu: ftp: no data connection to the client's port "
+	    "%u: %s", (unsigned long long)f->id, f->act_port, why);
+	active_fail(f, f->act_fd);
+	active_release(f);
+}
+
 void
 aftp_active_failed(struct aedge *e, const struct msg *m)
 {
 	struct aftp *f = active_waiting(e, m->request);
+	char why[MSG_TEXT_MAX + 40];
 
 	if (f == NULL) {
 		if (m->request > act_next)
@@ -1073,11 +1084,27 @@ aftp_active_failed(struct aedge *e, const struct msg *m)
 			    "was not asked", (unsigned long long)m->request);
 		return;
 	}
-	log_warn("session %llu: ftp: the edge could not connect to the "
-	    "client's port %u: %s", (unsigned long long)f->id, f->act_port,
-	    m->text);
-	active_fail(f, f->act_fd);
-	active_release(f);
+	snprintf(why, sizeof(why), "the edge could not connect: %s", m->text);
+	active_give_up(f, why);
+}
+
+void
+aftp_active_refused(struct aedge *e, uint64_t request, const char *why)
+{
+	struct aftp *f = active_waiting(e, request);
+
+	if (f != NULL)
+		active_give_up(f, why);
+}
+
+void
+aftp_edge_down(struct aedge *e, const char *why)
+{
+	struct aftp *f;
+
+	for (f = ctls; f != NULL; f = f->next)
+		if (f->edge == e && f->act_fd != -1)
+			active_give_up(f, why);
 }
 
 void

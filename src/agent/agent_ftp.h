@@ -41,6 +41,11 @@ int	aftp_active_claim(struct aedge *e, const struct msg *m, char *backend,
 	    size_t backendlen, char *why, size_t whylen);
 /* FTP_DIAL_FAIL from e: the backend's data connection is reset. */
 void	aftp_active_failed(struct aedge *e, const struct msg *m);
+/* The SESS_OPEN for request of e was refused: the same for its client. */
+void	aftp_active_refused(struct aedge *e, uint64_t request, const char *why);
+/* e's control connection is gone (or hands over): what waits for its
+ * FTP_DIALs gets no answer; the clients get 425. */
+void	aftp_edge_down(struct aedge *e, const char *why);
 void	aftp_tick(uint64_t now);
 /* e's control channel reaches a new edge process (a hand-over): tell it
  * again which ports each live control session of e has. */

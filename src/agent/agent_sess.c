@@ -29,6 +29,7 @@
 #include "agent/proxy_enc.h"
 #include "agent/sess_check.h"
 #include "agent/tsrc.h"
+#include "common/cidr.h"
 #include "common/log.h"
 #include "common/mux.h"
 #include "common/plink.h"
@@ -560,16 +561,17 @@ gate(struct aedge *e, const struct msg *m, const struct alink_from *l,
 {
 	const char *why;
 
+	g->active_fd = -1;
 	if (scheck_open(&agent_cfg, m, &g->chk) == -1) {
 		aedge_violation(e, "%s (session %llu)", g->chk.why,
 		    (unsigned long long)m->session);
 		alink_refuse(e, l, SE_REFUSED, g->chk.why);
-		return -1;
+		goto active;
 	}
 	if ((why = admit(e)) != NULL) {
 		limit_log(e, m->session, why);
 		alink_refuse(e, l, SE_LIMIT, why);
-		return -1;
+		goto active;
 	}
 	/* An FTP data connection goes where its control session says. Not
 	 * the edge's fault if there is none: it cannot know which ports the
@@ -600,6 +602,11 @@ gate(struct aedge *e, const struct msg *m, const struct alink_from *l,
 		return -1;
 	}
 	return 0;
+active:
+	/* An active data connection refused: its server need not wait. */
+	if (m->sess_kind == SK_FTP_ACTIVE && (m->have & FA_BIT(FA_REQUEST)))
+		aftp_active_refused(e, m->request, "its session was refused");
+	return -1;
 }
 
 int
@@ -747,27 +754,45 @@ asess_foreach(asess_visit_cb *cb, void *arg)
 	}
 }
 
-size_t
-asess_kill(uint64_t id)
+/* Cut every partner's session of id (c NULL), or whose client is in c,
+ * for why. How many. */
+static size_t
+kill_sessions(uint64_t id, const struct cidr *c, const char *why)
 {
 	struct asess *s, *next;
+	uint8_t a16[16];
 	size_t n = 0;
 
 	for (s = LIST_FIRST(&sessions); s != NULL; s = next) {
 		next = LIST_NEXT(s, entry);
-		if (s->id != id || s->kind == SK_OUTBOUND)
+		if (s->kind == SK_OUTBOUND || (c == NULL && s->id != id))
+			continue;
+		cidr_sa16((struct sockaddr *)&s->client_sa, a16);
+		if (c != NULL && !cidr_match(c, a16))
 			continue;
 		n++;
 		/* Both sides are reset: the client must see a cut, not a
 		 * clean end that could pass for a complete transfer. */
-		log_warn("session %llu killed by the operator",
-		    (unsigned long long)s->id);
+		log_warn("session %llu killed: %s", (unsigned long long)s->id,
+		    why);
 		if (s->relaying)
-			asess_end(s, SE_KILLED, "killed by the operator");
+			asess_end(s, SE_KILLED, why);
 		else
-			asess_refuse(s, SE_KILLED, "killed by the operator");
+			asess_refuse(s, SE_KILLED, why);
 	}
 	return n;
+}
+
+size_t
+asess_kill(uint64_t id)
+{
+	return kill_sessions(id, NULL, "killed by the operator");
+}
+
+size_t
+asess_cut(const struct cidr *c)
+{
+	return kill_sessions(0, c, "client banned");
 }
 
 int

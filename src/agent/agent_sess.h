@@ -42,6 +42,11 @@ void	asess_foreach(asess_visit_cb *cb, void *arg);
 /* Cut every session with this id (ids are per edge: with several edges
  * one id may name more than one session). Returns how many were cut. */
 size_t	asess_kill(uint64_t id);
+/* Cut every partner's session whose client is in c (a ban with cut: the
+ * edge cuts them too, but an edge process that handed over is no longer
+ * told). How many. */
+struct cidr;
+size_t	asess_cut(const struct cidr *c);
 /* 1 if a session being set up still uses a service in arr[0..n). */
 int	asess_uses(const struct cfg_service *arr, size_t n);
 

@@ -113,10 +113,13 @@ ftpcfg_check(struct cfg_service *s, char *err, size_t errlen)
 			return -1;
 		}
 	}
-	/* The agent reads PORT on a plain control channel only. */
-	if (s->active && s->proto != SVC_FTP) {
+	/* The agent reads PORT on a plain control channel only, and names
+	 * its own address in it: a server that sees the partner's (source
+	 * = client) would not connect there. */
+	if (s->active && (s->proto != SVC_FTP || s->source != SRC_AGENT)) {
 		snprintf(err, errlen, "active = yes needs protocol = ftp (the "
-		    "agent must read PORT on the control channel)");
+		    "agent must read PORT on the control channel) and source = "
+		    "agent");
 		return -1;
 	}
 	if (s->proto == SVC_TCP)

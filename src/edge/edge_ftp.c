@@ -75,23 +75,23 @@ refuse(struct eftp *f, int fd, const char *ip, uint16_t port, const char *why)
 	refuse_held = 0;
 }
 
-void
-eftp_data_start(int fd, const struct net_addr *peer, struct esess_req *r)
+int
+eftp_data_start(int fd, const struct net_addr *peer, struct esess_req *r,
+    char *why, size_t whylen)
 {
 	struct net_addr local;
 	enum sess_end code;
-	char why[160];
 	uint8_t a16[16];
 
-	if (esess_full(r->svc, 0)) {
-		close(fd);
-		return;
-	}
 	cidr_sa16((const struct sockaddr *)&peer->ss, a16);
-	if (adm_admit(a16, r->svc, NULL, &r->adm, &code, why,
-	    sizeof(why)) != 0) {
+	if (esess_full(r->svc, 0)) {
+		snprintf(why, whylen, "too many sessions");
 		close(fd);
-		return;
+		return -1;
+	}
+	if (adm_admit(a16, r->svc, NULL, &r->adm, &code, why, whylen) != 0) {
+		close(fd);
+		return -1;
 	}
 	local.len = sizeof(local.ss);
 	if (getsockname(fd, (struct sockaddr *)&local.ss, &local.len) == -1)
@@ -102,6 +102,7 @@ eftp_data_start(int fd, const struct net_addr *peer, struct esess_req *r)
 		data_accepted++;
 	esess_start(fd, (const struct sockaddr *)&peer->ss,
 	    (const struct sockaddr *)&local.ss, r);
+	return 0;
 }
 
 static void
@@ -113,7 +114,7 @@ pasv_accept(struct ev_io *io, uint32_t events)
 	struct esess_req r;
 	struct eagent *a;
 	uint64_t ctl;
-	char ip[NET_ADDRSTR], what[MSG_NAME_MAX + 16];
+	char ip[NET_ADDRSTR], what[MSG_NAME_MAX + 16], why[160];
 	uint16_t cport;
 	int fd, i;
 
@@ -136,7 +137,7 @@ pasv_accept(struct ev_io *io, uint32_t events)
 		r.agent = a;
 		r.ftp_ctl = ctl;
 		r.ftp_port = l->port;
-		eftp_data_start(fd, &peer, &r);
+		(void)eftp_data_start(fd, &peer, &r, why, sizeof(why));
 	}
 }
 

@@ -49,10 +49,11 @@ int	eftp_active(const char *svc);
 /* A data connection (fd, taken) to or from peer, for control session
  * r->ftp_ctl of service r->svc, held by r->agent: a session of its own,
  * not counted against the service's policy again (the control session
- * was admitted from the same address), but against the edge's limits. */
+ * was admitted from the same address), but against the edge's limits.
+ * 0, or -1 with why (fd closed). */
 struct esess_req;
-void	eftp_data_start(int fd, const struct net_addr *peer,
-	    struct esess_req *r);
+int	eftp_data_start(int fd, const struct net_addr *peer,
+	    struct esess_req *r, char *why, size_t whylen);
 void	eftp_active_failed(void);	/* counts an active request refused */
 void	eftp_stats(char *out, size_t outlen);
 

@@ -123,6 +123,7 @@ req_answer(const struct dial_rep *r, int fd)
 	struct net_addr dest;
 	struct esess_req q;
 	struct oreq *o;
+	char why[160];
 
 	LIST_FOREACH(o, &reqs, entry)
 		if (o->id == r->id)
@@ -148,9 +149,12 @@ req_answer(const struct dial_rep *r, int fd)
 	q.request = o->request;
 	q.svc = o->svc;
 	q.ftp_ctl = o->ftp_ctl;
-	if (o->kind == SK_FTP_ACTIVE)
-		eftp_data_start(fd, &dest, &q);
-	else
+	if (o->kind == SK_FTP_ACTIVE &&
+	    eftp_data_start(fd, &dest, &q, why, sizeof(why)) == -1) {
+		req_fail(o, OC_FAIL, why);
+		return;
+	}
+	if (o->kind != SK_FTP_ACTIVE)
 		esess_start(fd, (struct sockaddr *)&dest.ss, NULL, &q);
 	req_free(o);
 }

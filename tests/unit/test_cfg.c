@@ -498,6 +498,10 @@ test_ftp(void **state)
 	expect_error(AGENT_OK FSVC "protocol = ftps\npassive_ports = 30000-30010\n"
 	    "public_address = 1.2.3.4\nactive = yes\nbackend = 127.0.0.1:21\n",
 	    6, "active = yes needs protocol = ftp");
+	/* ... and a server that sees the agent (PORT names the agent). */
+	expect_error(AGENT_OK FSVC "protocol = ftp\npassive_ports = 30000-30010\n"
+	    "public_address = 1.2.3.4\nactive = yes\nsource = client\n"
+	    "backend = 127.0.0.1:21\n", 6, "and source = agent");
 	expect_error(AGENT_OK FSVC "protocol = ftp\npassive_ports = 30000-30000\n"
 	    "public_address = 1.2.3.4\nbackend = 127.0.0.1:21\n"
 	    "backend = 127.0.0.1:22\n", 6, "fewer ports than backends");
