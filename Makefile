@@ -271,7 +271,7 @@ unit: $(UNITS)
 	@set -e; for t in $(UNITS); do echo "== $$t"; $$t; done
 
 integration: $(PROGS) $(BUILD)/spbench
-	SALLYPORT_BUILD=$(BUILD) /usr/bin/python3 -m pytest -v tests/integration
+	SALLYPORT_BUILD=$(BUILD) /usr/bin/python3 -m pytest -v --durations=15 tests/integration
 
 # The whole suite: strict build, banned-function check, what the edge
 # links, unit tests, the integration tests, both again under ASan+UBSan,

@@ -378,9 +378,10 @@ def test_edge_connects_only_to_allowed(tmp_path, pki, web, sshd):
 
 def test_edge_objects_only_the_dialler_connects():
     """Statically: among the objects linked into the edge, only
-    edge_dial.o (the dialler process) references connect(), and
+    edge_dial.o (the dialler process) references connect(),
     edge_sandbox.o, whose self-test shows that the relay process's
-    connect() is denied."""
+    connect() is denied, and hosock.o, which connects to a running edge's
+    hand-over socket (AF_UNIX) at start-up, before the sandbox."""
     objs = sorted((sp.BUILD / "obj").glob("edge/*.o")) + \
         sorted((sp.BUILD / "obj").glob("common/*.o"))
     assert objs
@@ -390,7 +391,7 @@ def test_edge_objects_only_the_dialler_connects():
         if any(ln.split()[-1] == "connect" for ln in r.stdout.splitlines()
                if ln.strip()):
             users.append(o.name)
-    assert users == ["edge_dial.o", "edge_sandbox.o"], users
+    assert users == ["edge_dial.o", "edge_sandbox.o", "hosock.o"], users
 
 
 # --------------------------------------------------------------------------
