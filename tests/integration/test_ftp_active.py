@@ -322,8 +322,8 @@ def test_default_dial_deny_refuses_loopback_partner(tmp_path, pki):
     assert r.returncode != 0
     edge.proc.wait_log(["ftp active request 1 refused agent=agent1",
                         f"127.0.0.1:", "in --dial-deny"])
-    gw.agent.proc.wait_log(["the edge could not connect to the client's "
-                            "port", "in --dial-deny"])
+    gw.agent.proc.wait_log(["no data connection to the client's port",
+                            "the edge could not connect", "in --dial-deny"])
     assert not edge.proc.find("ftp-active control=")
 
 
