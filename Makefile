@@ -150,7 +150,7 @@ $(BUILD)/test_dial: $(BUILD)/obj/tests/test_dial.o $(call obj,src/edge/edge_dial
 $(BUILD)/test_check: $(BUILD)/obj/tests/test_check.o $(call obj,src/agent/sess_check.c src/agent/ctl_check.c src/agent/stats_parse.c src/common/cidr.c src/common/frame.c src/common/buf.c src/common/end.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
-$(BUILD)/test_hosock: $(BUILD)/obj/tests/test_hosock.o $(call obj,src/common/hosock.c src/common/frame.c src/common/buf.c src/common/end.c src/common/ev.c src/common/log.c)
+$(BUILD)/test_hosock: $(BUILD)/obj/tests/test_hosock.o $(call obj,src/common/hosock.c src/common/net.c src/common/frame.c src/common/buf.c src/common/end.c src/common/ev.c src/common/log.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
 $(BUILD)/test_ftp: $(BUILD)/obj/tests/test_ftp.o $(call obj,src/agent/ftp_line.c)
@@ -195,7 +195,7 @@ FUZZ_LIBS_dial = -lseccomp
 FUZZERS += ban
 FUZZ_SRC_ban = src/common/ban.c src/common/cidr.c
 FUZZERS += hosock
-FUZZ_SRC_hosock = src/common/hosock.c src/common/frame.c src/common/buf.c src/common/end.c \
+FUZZ_SRC_hosock = src/common/hosock.c src/common/net.c src/common/frame.c src/common/buf.c src/common/end.c \
           src/common/ev.c src/common/log.c
 FUZZERS += mux
 FUZZ_SRC_mux = src/common/mux.c src/common/mux_stream.c src/common/pump.c src/common/psock.c src/common/buf.c \

@@ -606,3 +606,205 @@ hosock_status(int fd, uint64_t sessions, uint64_t procs)
 	msg_set_int(&m, FA_PROCESSES, procs);
 	return hosock_send(fd, &m, NULL, 0);
 }
+
+/* --- a daemon's hand-over ----------------------------------------------- */
+
+void
+hosock_takeover(struct hosock_old *o, const struct hosock_ops *ops,
+    const char *path, uid_t uid)
+{
+	char err[512];
+	int rc;
+
+	o->ops = ops;
+	if ((rc = hosock_take(path, uid, &o->io.fd, &o->pid, &o->next, err,
+	    sizeof(err))) == -1)
+		log_fatal("hand-over at %s failed: %s", path, err);
+	if (rc == 0)
+		log_info("hand-over: no %s running at %s: starting afresh",
+		    ops->who, path);
+	else
+		log_info("hand-over: listeners received from %s process %ld "
+		    "at %s", ops->who, (long)o->pid, path);
+}
+
+static void
+old_read(struct ev_io *io, uint32_t events)
+{
+	struct hosock_old *o = (struct hosock_old *)(void *)((char *)io -
+	    offsetof(struct hosock_old, io));
+	const char *why;
+	struct msg *m;
+	int rc;
+
+	(void)events;
+	if ((m = hosock_read(io->fd, 0, &rc, &why)) == NULL && rc == -2)
+		return;
+	if (m != NULL && m->ho_step == HO_STATUS) {
+		o->sessions = m->count;
+		o->procs = (m->have & FA_BIT(FA_PROCESSES)) ? m->processes : 1;
+		return;
+	}
+	if (m != NULL && o->ops->old_step(m) == 0)
+		return;
+	why = rc == 0 ? "it exited" : m != NULL ? "unexpected step" : why;
+	ev_del(io);
+	close(io->fd);
+	io->fd = -1;
+	o->sessions = o->procs = 0;
+	o->ops->old_gone(why);
+}
+
+void
+hosock_watch(struct hosock_old *o)
+{
+	ev_io_init(&o->io, o->io.fd, old_read);
+	if (ev_set(&o->io, EPOLLIN) == -1)
+		log_fatal("epoll_ctl: %s", strerror(errno));
+}
+
+void
+hosock_lost(struct hosock_new *n, const char *why)
+{
+	if (n->state == HOSOCK_DRAINING)
+		log_info("hand-over: %s process %ld closed the hand-over "
+		    "connection (%s)", n->ops->who, (long)n->pid, why);
+	else
+		log_warn("hand-over to %s process %ld failed: %s; serving on",
+		    n->ops->who, (long)n->pid, why);
+	if (n->ops->lost != NULL)
+		n->ops->lost();
+	if (n->state != HOSOCK_DRAINING)
+		n->state = HOSOCK_IDLE;
+	ev_del(&n->io);
+	close(n->io.fd);
+	n->io.fd = -1;
+}
+
+static void
+new_read(struct ev_io *io, uint32_t events)
+{
+	struct hosock_new *n = (struct hosock_new *)(void *)((char *)io -
+	    offsetof(struct hosock_new, io));
+	struct hosock_fds l = { NULL, 0, 0, 0 };
+	const char *why;
+	struct msg *m;
+	int rc;
+
+	(void)events;
+	if ((m = hosock_read(io->fd, 0, &rc, &why)) == NULL && rc == -2)
+		return;
+	if (m != NULL && n->state == HOSOCK_HELLO && m->ho_step == HO_HELLO) {
+		if (hosock_offer(io->fd, &l, n->ops->offer(&l)) == -1) {
+			hosock_lost(n, "cannot send the listeners");
+			return;
+		}
+		n->state = HOSOCK_OFFERED;
+		log_info("hand-over: %zu listeners offered to %s process %ld",
+		    l.n, n->ops->who, (long)n->pid);
+	} else if (m == NULL || n->ops->step(m) == -1)
+		hosock_lost(n, rc == 0 ? "it closed the connection" : m != NULL ?
+		    "unexpected step" : why);
+}
+
+static void
+lis_accept(struct ev_io *io, uint32_t events)
+{
+	struct hosock_new *n = (struct hosock_new *)(void *)((char *)io -
+	    offsetof(struct hosock_new, lis));
+	char busy[64];
+	pid_t pid;
+	int fd;
+
+	(void)events;
+	snprintf(busy, sizeof(busy), "this %s process has handed over already",
+	    n->ops->who);
+	if ((fd = hosock_accept(io->fd, n->uid, n->state != HOSOCK_IDLE ?
+	    busy : NULL, &pid)) == -1)
+		return;
+	n->pid = pid;
+	ev_io_init(&n->io, fd, new_read);
+	if (ev_set(&n->io, EPOLLIN) == -1)
+		log_fatal("epoll_ctl: %s", strerror(errno));
+	n->state = HOSOCK_HELLO;
+	log_info("hand-over: %s process %ld connected on %s", n->ops->who,
+	    (long)pid, n->path);
+}
+
+int
+hosock_serve(struct hosock_new *n, const struct hosock_ops *ops, int lfd,
+    const char *path, uid_t uid, char *err, size_t errlen)
+{
+	if (hosock_publish(path, err, errlen) == -1)
+		return -1;
+	n->ops = ops;
+	n->path = path;
+	n->uid = uid;
+	ev_io_init(&n->lis, lfd, lis_accept);
+	if (ev_set(&n->lis, EPOLLIN) == -1)
+		log_fatal("epoll_ctl: %s", strerror(errno));
+	log_info("hand-over: the next %s process can take over at %s",
+	    ops->who, path);
+	return 0;
+}
+
+void
+hosock_drain(struct hosock_new *n, uint64_t now, uint64_t drain_ms,
+    char *what, size_t whatlen)
+{
+	n->state = HOSOCK_DRAINING;
+	n->drain_ms = drain_ms;
+	n->drain_end = drain_ms != 0 ? now + drain_ms : 0;
+	if (drain_ms != 0)
+		snprintf(what, whatlen, "drain timeout %llu s",
+		    (unsigned long long)(drain_ms / 1000));
+	else
+		snprintf(what, whatlen, "no drain timeout");
+}
+
+int
+hosock_tick(struct hosock_new *n, const struct hosock_old *o, uint64_t now,
+    uint64_t left)
+{
+	if (n->state != HOSOCK_DRAINING)
+		return 0;
+	/* What drains behind this process counts too (a chain). */
+	if (n->io.fd != -1 && left + o->sessions != n->status_sent &&
+	    now - n->status_at >= 1000) {
+		(void)hosock_status(n->io.fd, left + o->sessions, 1 + o->procs);
+		n->status_sent = left + o->sessions;
+		n->status_at = now;
+	}
+	if (n->drain_end == 0 || now < n->drain_end || left == 0)
+		return 0;
+	log_warn("drain timeout: cutting %llu sessions still running after "
+	    "%llu s", (unsigned long long)left,
+	    (unsigned long long)(n->drain_ms / 1000));
+	return 1;
+}
+
+int
+hosock_drained(const struct hosock_new *n, const struct hosock_old *o,
+    uint64_t left)
+{
+	/* One still draining before this process reaches the next one
+	 * through it: stay until it has gone too. */
+	if (n->state != HOSOCK_DRAINING || left > 0 || o->io.fd != -1)
+		return 0;
+	log_info("drained: no session left; exiting");
+	return 1;
+}
+
+void
+hosock_drop(int level, const char *why)
+{
+	struct net_addr a;
+	char addr[NET_ADDRSTR];
+	int fd;
+
+	while ((fd = hosock_unclaimed(&a)) != -1) {
+		net_fmt((struct sockaddr *)&a.ss, addr, sizeof(addr));
+		log_msg(level, "hand-over: listener on %s closed: %s", addr, why);
+		close(fd);
+	}
+}

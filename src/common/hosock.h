@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/ev.h"
 #include "common/frame.h"
 #include "common/net.h"
 
@@ -95,6 +96,91 @@ int	hosock_offer(int fd, struct hosock_fds *l, uint64_t next);
 /* STATUS: sessions still running here and behind, processes draining
  * (this one and those behind it). */
 int	hosock_status(int fd, uint64_t sessions, uint64_t procs);
+
+/* --- a daemon's hand-over: the steps both daemons take ----------------- */
+
+/* Where a running process stands towards the next one. */
+enum hosock_state {
+	HOSOCK_IDLE,		/* no new process connected */
+	HOSOCK_HELLO,		/* one connected: HELLO comes next */
+	HOSOCK_OFFERED,		/* it has the listeners */
+	HOSOCK_TAKEN,		/* it runs with them */
+	HOSOCK_DRAINING		/* released: this one finishes its sessions */
+};
+
+/* What a daemon does at the steps that are its own. */
+struct hosock_ops {
+	const char	*who;	/* "edge", "agent": in log lines */
+	/* The running process. HELLO: every listener into l; the first
+	 * session id the new process may use (0: none). */
+	uint64_t	(*offer)(struct hosock_fds *l);
+	/* A message past HELLO: 0 if the state expects it (the state moves
+	 * on), -1 if not (the new process is then lost). */
+	int		(*step)(const struct msg *m);
+	/* The new process goes: undo what the state did (NULL: nothing). */
+	void		(*lost)(void);
+	/* The new process. A message of the old one past STATUS: 0 if
+	 * expected, -1 if not (it is then gone). */
+	int		(*old_step)(const struct msg *m);
+	/* The old one is gone (closed here), why. */
+	void		(*old_gone)(const char *why);
+};
+
+/* The new process's side: the process it took over from, until that
+ * one exits (io.fd -1: none, or gone). */
+struct hosock_old {
+	struct ev_io	 io;
+	const struct hosock_ops *ops;
+	pid_t		 pid;
+	uint64_t	 next;		/* the session id OFFERED carried */
+	uint64_t	 sessions;	/* its last STATUS */
+	uint64_t	 procs;
+};
+
+/* The running process's side: the process it hands over to. */
+struct hosock_new {
+	struct ev_io	 lis;		/* where it connects (fd -1: none) */
+	struct ev_io	 io;		/* the one that did */
+	const struct hosock_ops *ops;
+	const char	*path;
+	uid_t		 uid;
+	enum hosock_state state;
+	pid_t		 pid;
+	uint64_t	 drain_ms;	/* 0: no limit */
+	uint64_t	 drain_end;
+	uint64_t	 status_at;
+	uint64_t	 status_sent;	/* UINT64_MAX: none yet */
+};
+
+/* Take over from the process running at path (hosock_take), logged; a
+ * failure is fatal. o->io.fd is -1 if nobody runs there. */
+void	hosock_takeover(struct hosock_old *o, const struct hosock_ops *ops,
+	    const char *path, uid_t uid);
+/* Read what the old process says until it exits (ops->old_step). */
+void	hosock_watch(struct hosock_old *o);
+/* Publish lfd (hosock_listen's) at path and accept the next process on
+ * it. 0, or -1 with err. */
+int	hosock_serve(struct hosock_new *n, const struct hosock_ops *ops, int lfd,
+	    const char *path, uid_t uid, char *err, size_t errlen);
+/* The new process went or failed, why: logged, closed; before DRAINING
+ * this one serves on (IDLE). */
+void	hosock_lost(struct hosock_new *n, const char *why);
+/* Released: DRAINING, for drain_ms from now (0: no limit), which what
+ * says for the log. */
+void	hosock_drain(struct hosock_new *n, uint64_t now, uint64_t drain_ms,
+	    char *what, size_t whatlen);
+/* Each tick: while DRAINING, STATUS to the new process when the count
+ * of left sessions here and of those behind (o) changed, at most once a
+ * second. 1 when the drain time-out has passed with sessions left
+ * (logged: the caller cuts them), else 0. */
+int	hosock_tick(struct hosock_new *n, const struct hosock_old *o,
+	    uint64_t now, uint64_t left);
+/* 1 (logged) once this process drained and left sessions and those
+ * draining behind it (o) are all gone: it may exit. */
+int	hosock_drained(const struct hosock_new *n, const struct hosock_old *o,
+	    uint64_t left);
+/* Close every listener nobody claimed, each logged at level with why. */
+void	hosock_drop(int level, const char *why);
 
 /* Decode p[0..n) as a HANDOVER frame that arrived with nfds descriptors,
  * and check that its step has what it needs. 0, or -1 with why. */

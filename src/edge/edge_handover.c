@@ -33,15 +33,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #define RELEASE_WAIT_MS	60000	/* the old one releases within its
 				 * claim and PROXY time-outs */
 #define UNCLAIMED_MS	30000	/* agents reconnect at once */
 #define RECORDS_MAX	65536	/* FTP control sessions of the old one */
-
-enum { EH_IDLE, EH_HELLO, EH_OFFERED, EH_TAKEN, EH_DRAINING };
 
 /* An FTP control session of an older process. */
 struct horec {
@@ -58,19 +54,16 @@ static const char *path;
 static uint64_t drain_ms;
 static uid_t svc_uid;
 
-/* The new process's side: the old one, its records and what it says. */
-static struct ev_io old_io = { -1, NULL, 0, 0 };
-static pid_t old_pid;
-static uint64_t old_next, old_sessions, old_procs, unclaimed_at;
+/* The new process's side: the old one and its records. */
+static struct hosock_old old = { .io.fd = -1 };
+static uint64_t unclaimed_at;
 static struct horec *recs;
 static size_t nrecs;
 
 /* The running process's side: the new one. */
-static int state = EH_IDLE;
-static struct ev_io lis_io = { -1, NULL, 0, 0 };
-static struct ev_io new_io = { -1, NULL, 0, 0 };
-static pid_t new_pid;
-static uint64_t drain_end, status_at, status_sent = UINT64_MAX;
+static struct hosock_new nxt = { .lis.fd = -1, .io.fd = -1,
+    .status_sent = UINT64_MAX };
+static const struct hosock_ops ops;	/* below, past the steps it names */
 
 void
 eho_init(const char *p, uint64_t ms, uid_t uid)
@@ -85,20 +78,8 @@ eho_init(const char *p, uint64_t ms, uid_t uid)
 void
 eho_take(void)
 {
-	char err[512];
-	int rc;
-
-	if (path == NULL)
-		return;
-	if ((rc = hosock_take(path, svc_uid, &old_io.fd, &old_pid, &old_next,
-	    err, sizeof(err))) == -1)
-		log_fatal("hand-over at %s failed: %s", path, err);
-	if (rc == 0)
-		log_info("hand-over: no edge running at %s: starting afresh",
-		    path);
-	else
-		log_info("hand-over: listeners received from edge process %ld "
-		    "at %s", (long)old_pid, path);
+	if (path != NULL)
+		hosock_takeover(&old, &ops, path, svc_uid);
 }
 
 /* The record of control session id (0: every record) goes. */
@@ -143,46 +124,34 @@ rec_add(const struct msg *m)
 	nrecs++;
 }
 
-/* Records, their ends and counts from the old process, until it exits.
- * Once this one hands over too, it passes the ends on down the chain. */
-static void
-old_read(struct ev_io *io, uint32_t events)
+/* Records and their ends from the old process, until it exits. Once
+ * this one hands over too, it passes the ends on down the chain. */
+static int
+old_step(const struct msg *m)
 {
-	const char *why;
-	struct msg *m;
-	int rc;
-
-	(void)events;
-	if ((m = hosock_read(io->fd, 0, &rc, &why)) == NULL && rc == -2)
-		return;
-	if (m != NULL && m->ho_step == HO_FTP)
+	if (m->ho_step == HO_FTP)
 		rec_add(m);
-	else if (m != NULL && m->ho_step == HO_FTP_END) {
+	else if (m->ho_step == HO_FTP_END) {
 		rec_del(m->ftp_ctl);
 		eho_ftp_end(m->ftp_ctl);
-	} else if (m != NULL && m->ho_step == HO_STATUS) {
-		old_sessions = m->count;
-		old_procs = (m->have & FA_BIT(FA_PROCESSES)) ? m->processes : 1;
-	} else {
-		log_info("hand-over: the old edge process %ld is gone (%s); %zu "
-		    "of its FTP control sessions forgotten", (long)old_pid,
-		    rc == 0 ? "it exited" : m != NULL ? "unexpected step" : why,
-		    nrecs);
-		rec_del(0);
-		ev_del(io);
-		close(io->fd);
-		io->fd = -1;
-		old_sessions = old_procs = 0;
-	}
+	} else
+		return -1;
+	return 0;
+}
+
+static void
+old_gone(const char *why)
+{
+	log_info("hand-over: the old edge process %ld is gone (%s); %zu of its "
+	    "FTP control sessions forgotten", (long)old.pid, why, nrecs);
+	rec_del(0);
 }
 
 int
 eho_took(void)
 {
-	return old_io.fd != -1;
+	return old.io.fd != -1;
 }
-
-static void lis_accept(struct ev_io *io, uint32_t events);
 
 int
 eho_commit(void)
@@ -198,56 +167,39 @@ eho_commit(void)
 	 * published under the path only once it has released. */
 	if ((fd = hosock_listen(path, err, sizeof(err))) == -1)
 		log_fatal("--handover-socket: %s", err);
-	if (old_io.fd != -1) {
-		if (hosock_step(old_io.fd, HO_TAKEN, 0) == -1)
+	if (old.io.fd != -1) {
+		if (hosock_step(old.io.fd, HO_TAKEN, 0) == -1)
 			why = strerror(errno);
 		else
-			m = hosock_read(old_io.fd, RELEASE_WAIT_MS, &rc, &why);
+			m = hosock_read(old.io.fd, RELEASE_WAIT_MS, &rc, &why);
 		if (m == NULL || m->ho_step != HO_RELEASE)
 			log_fatal("hand-over: edge process %ld did not release "
-			    "the control port: %s", (long)old_pid, rc == 0 ?
+			    "the control port: %s", (long)old.pid, rc == 0 ?
 			    "it closed the connection" : why);
 		/* Session ids go on from the old process's: agents tell
 		 * sessions apart by them, and its are still running. */
 		(void)esess_ids_from((m->have & FA_BIT(FA_SESSION)) ?
-		    m->session : old_next);
+		    m->session : old.next);
 		unclaimed_at = ev_now_update() + UNCLAIMED_MS;
-		old_procs = 1;
-		ev_io_init(&old_io, old_io.fd, old_read);
-		if (ev_set(&old_io, EPOLLIN) == -1)
-			log_fatal("epoll_ctl: %s", strerror(errno));
+		old.procs = 1;
+		hosock_watch(&old);
 		log_info("hand-over: edge process %ld released the control "
 		    "port: accepting agents (it drains its sessions)",
-		    (long)old_pid);
+		    (long)old.pid);
 	}
-	if (hosock_publish(path, err, sizeof(err)) == -1)
+	if (hosock_serve(&nxt, &ops, fd, path, svc_uid, err, sizeof(err)) == -1)
 		log_fatal("--handover-socket: %s", err);
-	ev_io_init(&lis_io, fd, lis_accept);
-	if (ev_set(&lis_io, EPOLLIN) == -1)
-		log_fatal("epoll_ctl: %s", strerror(errno));
-	log_info("hand-over: the next edge process can take over at %s", path);
-	return old_io.fd != -1;
+	return old.io.fd != -1;
 }
 
 /* --- the running process ------------------------------------------------ */
 
-/* The new process went, or failed: before RELEASE, serve on. */
+/* The new process went, or failed: clients come here again. */
 static void
-new_lost(const char *why)
+new_lost(void)
 {
-	if (state == EH_DRAINING)
-		log_info("hand-over: edge process %ld closed the hand-over "
-		    "connection (%s)", (long)new_pid, why);
-	else
-		log_warn("hand-over to edge process %ld failed: %s; serving on",
-		    (long)new_pid, why);
-	if (state == EH_TAKEN)
+	if (nxt.state == HOSOCK_TAKEN)
 		esvc_handing(0);
-	if (state != EH_DRAINING)
-		state = EH_IDLE;
-	ev_del(&new_io);
-	close(new_io.fd);
-	new_io.fd = -1;
 }
 
 /* An FTP control session for the new process: this one's own, or one
@@ -272,7 +224,7 @@ ftp_send(uint64_t id, const char *svc, const char *ip, const char *agent,
 		msg_set_int(m, FA_PASV_MIN, p->pmin);
 		msg_set_int(m, FA_PASV_MAX, p->pmax);
 	}
-	(void)hosock_send(new_io.fd, m, NULL, 0);
+	(void)hosock_send(nxt.io.fd, m, NULL, 0);
 	free(m);
 }
 
@@ -282,129 +234,74 @@ static void
 release(uint64_t now)
 {
 	const struct horec *r;
-	char mainpid[32], what[48] = "no drain timeout";
+	char mainpid[32], what[48];
 
-	if (hosock_step(new_io.fd, HO_RELEASE, 0) == -1) {
-		new_lost(strerror(errno));
+	if (hosock_step(nxt.io.fd, HO_RELEASE, 0) == -1) {
+		hosock_lost(&nxt, strerror(errno));
 		return;
 	}
-	state = EH_DRAINING;
+	hosock_drain(&nxt, now, drain_ms, what, sizeof(what));
 	esess_each_ftp(ftp_send);
 	for (r = recs; r != NULL; r = r->next)
 		ftp_send(r->id, r->svc, r->ip, r->agent, r->instance, &r->p);
 	esvc_shutdown();
 	ectl_drain();
-	drain_end = drain_ms != 0 ? now + drain_ms : 0;
-	if (drain_ms != 0)
-		snprintf(what, sizeof(what), "drain timeout %llu s",
-		    (unsigned long long)(drain_ms / 1000));
 	log_info("hand-over: released to edge process %ld; draining %llu "
-	    "sessions (%s)", (long)new_pid, (unsigned long long)esess_live(0),
+	    "sessions (%s)", (long)nxt.pid, (unsigned long long)esess_live(0),
 	    what);
 	/* Under systemd the new process is the service's main one now. */
-	snprintf(mainpid, sizeof(mainpid), "MAINPID=%ld", (long)new_pid);
+	snprintf(mainpid, sizeof(mainpid), "MAINPID=%ld", (long)nxt.pid);
 	notify_send(mainpid);
 }
 
-static void
-new_read(struct ev_io *io, uint32_t events)
+static uint64_t
+offer(struct hosock_fds *l)
 {
-	struct hosock_fds l = { NULL, 0, 0, 0 };
-	const char *why;
-	struct msg *m;
-	int rc;
-
-	(void)events;
-	if ((m = hosock_read(io->fd, 0, &rc, &why)) == NULL && rc == -2)
-		return;
-	if (m != NULL && state == EH_HELLO && m->ho_step == HO_HELLO) {
-		hosock_fds_add(ectl_listener(), &l);
-		esvc_each_listener(hosock_fds_add, &l);
-		if (hosock_offer(io->fd, &l, esess_ids_from(0)) == -1) {
-			new_lost("cannot send the listeners");
-			return;
-		}
-		state = EH_OFFERED;
-		log_info("hand-over: %zu listeners offered to edge process %ld",
-		    l.n, (long)new_pid);
-	} else if (m != NULL && state == EH_OFFERED && m->ho_step == HO_TAKEN) {
-		state = EH_TAKEN;
-		esvc_handing(1);
-		log_info("hand-over: edge process %ld took the listeners: no "
-		    "new clients here", (long)new_pid);
-	} else
-		new_lost(rc == 0 ? "it closed the connection" : m != NULL ?
-		    "unexpected step" : why);
+	hosock_fds_add(ectl_listener(), l);
+	esvc_each_listener(hosock_fds_add, l);
+	return esess_ids_from(0);
 }
 
-static void
-lis_accept(struct ev_io *io, uint32_t events)
+static int
+new_step(const struct msg *m)
 {
-	pid_t pid;
-	int fd;
-
-	(void)events;
-	if ((fd = hosock_accept(io->fd, svc_uid, state != EH_IDLE ?
-	    "this edge process has handed over already" : NULL, &pid)) == -1)
-		return;
-	new_pid = pid;
-	ev_io_init(&new_io, fd, new_read);
-	if (ev_set(&new_io, EPOLLIN) == -1)
-		log_fatal("epoll_ctl: %s", strerror(errno));
-	state = EH_HELLO;
-	log_info("hand-over: edge process %ld connected on %s", (long)pid, path);
+	if (nxt.state != HOSOCK_OFFERED || m->ho_step != HO_TAKEN)
+		return -1;
+	nxt.state = HOSOCK_TAKEN;
+	esvc_handing(1);
+	log_info("hand-over: edge process %ld took the listeners: no new "
+	    "clients here", (long)nxt.pid);
+	return 0;
 }
+
+static const struct hosock_ops ops = {
+	"edge", offer, new_step, new_lost, old_step, old_gone
+};
 
 void
 eho_tick(uint64_t now)
 {
 	uint64_t left = esess_live(0);
-	struct net_addr a;
-	char addr[NET_ADDRSTR];
-	int fd;
 
-	while (unclaimed_at != 0 && now >= unclaimed_at &&
-	    (fd = hosock_unclaimed(&a)) != -1) {
-		net_fmt((struct sockaddr *)&a.ss, addr, sizeof(addr));
-		log_warn("hand-over: listener on %s closed: no agent claimed it",
-		    addr);
-		close(fd);
-	}
-	if (state == EH_TAKEN && !esess_live(1) && !proxy_busy() &&
+	if (unclaimed_at != 0 && now >= unclaimed_at)
+		hosock_drop(LOG_WARN, "no agent claimed it");
+	if (nxt.state == HOSOCK_TAKEN && !esess_live(1) && !proxy_busy() &&
 	    !eout_busy())
 		release(now);
-	if (state != EH_DRAINING)
-		return;
-	/* What drains behind this process counts too (a chain). */
-	if (new_io.fd != -1 && left + old_sessions != status_sent &&
-	    now - status_at >= 1000) {
-		(void)hosock_status(new_io.fd, left + old_sessions, 1 + old_procs);
-		status_sent = left + old_sessions;
-		status_at = now;
-	}
-	if (drain_end != 0 && now >= drain_end && left > 0) {
-		log_warn("drain timeout: cutting %llu sessions still running "
-		    "after %llu s", (unsigned long long)left,
-		    (unsigned long long)(drain_ms / 1000));
+	if (hosock_tick(&nxt, &old, now, left))
 		esess_shutdown("drain timeout");
-	}
 }
 
 int
 eho_draining(void)
 {
-	return state == EH_DRAINING;
+	return nxt.state == HOSOCK_DRAINING;
 }
 
 int
 eho_drained(void)
 {
-	/* One still draining before this process reaches the next one
-	 * through it: stay until it has gone too. */
-	if (state != EH_DRAINING || esess_live(0) > 0 || old_io.fd != -1)
-		return 0;
-	log_info("drained: no session left; exiting");
-	return 1;
+	return hosock_drained(&nxt, &old, esess_live(0));
 }
 
 void
@@ -412,12 +309,12 @@ eho_ftp_end(uint64_t id)
 {
 	struct msg m;
 
-	if (state != EH_DRAINING || new_io.fd == -1)
+	if (nxt.state != HOSOCK_DRAINING || nxt.io.fd == -1)
 		return;
 	msg_init(&m, FT_HANDOVER);
 	msg_set_int(&m, FA_HO_STEP, HO_FTP_END);
 	msg_set_int(&m, FA_FTP_CTL, id);
-	(void)hosock_send(new_io.fd, &m, NULL, 0);
+	(void)hosock_send(nxt.io.fd, &m, NULL, 0);
 }
 
 int
@@ -457,6 +354,6 @@ eho_ftp_ports(uint64_t id, const struct eagent *a, struct esess_peer *peer)
 void
 eho_stats(char *out, size_t outlen)
 {
-	(void)estats_put(out, outlen, "draining_processes", old_procs);
-	(void)estats_put(out, outlen, "draining_sessions", old_sessions);
+	(void)estats_put(out, outlen, "draining_processes", old.procs);
+	(void)estats_put(out, outlen, "draining_sessions", old.sessions);
 }

@@ -2,7 +2,8 @@
  * from another (every step needs what it needs, descriptors only where
  * announced, only listening TCP sockets), where it looks (a directory
  * nobody else may write; nobody there means a fresh start) and whom it
- * takes it from (the service's user or root). */
+ * takes it from (the service's user or root); while draining, what it
+ * tells the next process and when it may exit. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -440,6 +441,61 @@ test_take_offer(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/* Draining: STATUS goes to the next process with the sessions left here
+ * and behind, once a count changed and at most once a second; the drain
+ * time-out falls due only past its end with sessions left; a process
+ * exits only once nothing drains here or behind it. */
+static void
+test_drain(void **state)
+{
+	struct hosock_new n = { .lis.fd = -1, .io.fd = -1,
+	    .status_sent = UINT64_MAX };
+	struct hosock_old o = { .io.fd = -1, .sessions = 3, .procs = 2 };
+	const char *why;
+	char what[48];
+	struct msg *m;
+	int sv[2], rc;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+	n.io.fd = sv[0];
+	assert_int_equal(hosock_tick(&n, &o, 5000, 4), 0);
+	assert_null(hosock_read(sv[1], 0, &rc, &why));
+	assert_int_equal(rc, -2);
+
+	hosock_drain(&n, 5000, 0, what, sizeof(what));
+	assert_string_equal(what, "no drain timeout");
+	hosock_drain(&n, 5000, 60000, what, sizeof(what));
+	assert_string_equal(what, "drain timeout 60 s");
+	assert_int_equal(n.state, HOSOCK_DRAINING);
+
+	assert_int_equal(hosock_tick(&n, &o, 5000, 4), 0);
+	assert_non_null(m = hosock_read(sv[1], 0, &rc, &why));
+	assert_int_equal(m->ho_step, HO_STATUS);
+	assert_int_equal(m->count, 7);
+	assert_int_equal(m->processes, 3);
+	/* Changed within the second, or unchanged: nothing. */
+	assert_int_equal(hosock_tick(&n, &o, 5999, 2), 0);
+	assert_int_equal(hosock_tick(&n, &o, 7000, 4), 0);
+	assert_null(hosock_read(sv[1], 0, &rc, &why));
+	assert_int_equal(rc, -2);
+	assert_int_equal(hosock_tick(&n, &o, 7000, 2), 0);
+	assert_non_null(m = hosock_read(sv[1], 0, &rc, &why));
+	assert_int_equal(m->count, 5);
+
+	assert_int_equal(hosock_tick(&n, &o, 64999, 2), 0);
+	assert_int_equal(hosock_tick(&n, &o, 65000, 0), 0);
+	assert_int_equal(hosock_tick(&n, &o, 65000, 2), 1);
+
+	assert_int_equal(hosock_drained(&n, &o, 1), 0);
+	o.io.fd = sv[1];
+	assert_int_equal(hosock_drained(&n, &o, 0), 0);
+	o.io.fd = -1;
+	assert_int_equal(hosock_drained(&n, &o, 0), 1);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 int
 main(void)
 {
@@ -453,6 +509,7 @@ main(void)
 		cmocka_unit_test(test_paths),
 		cmocka_unit_test(test_peer_uid),
 		cmocka_unit_test(test_take_offer),
+		cmocka_unit_test(test_drain),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
