@@ -392,6 +392,11 @@ HOSOCK["ftp_one_end"] = b"\0" + frame(
     ("PASV_MIN", U16(50000)))
 HOSOCK["step_0"] = b"\0" + frame("HANDOVER", ("HO_STEP", U8(0)))
 HOSOCK["not_handover"] = b"\0" + FRAMES["ping"]
+# found by fuzz_hosock after the merges: a HANDOVER frame with a BANS
+# attribute (a view into the bytes) re-encodes the same, but elsewhere
+HOSOCK["bans_view"] = b"\0" + frame(
+    "HANDOVER", ("HO_STEP", U8(HO["WITHDRAWN"])), ("FTP_CTL", U64(4 << 32)),
+    ("BANS", b"RNf"), ("CLIENT_ADDR", "769.0.2.7"), ("NAME", "in-1"))
 
 write("frame", FRAMES)
 write("hosock", HOSOCK)
