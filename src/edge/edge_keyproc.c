@@ -85,12 +85,17 @@ kp_sign(const unsigned char *dgst, int dlen, unsigned char *sig, size_t siglen)
 {
 	struct pollfd pfd = { kp_fd, POLLIN, 0 };
 	ssize_t n;
+	int rc;
 
 	if (dlen <= 0 || dlen > KP_DGST_MAX)
 		return -1;
 	if (send(kp_fd, dgst, (size_t)dlen, MSG_NOSIGNAL) != dlen)
 		log_fatal("key process gone: %s", strerror(errno));
-	if (poll(&pfd, 1, KP_TIMEOUT_MS) != 1)
+	/* A SIGTERM during a handshake interrupts the wait, and must stop
+	 * the edge cleanly, not as a dead key process. */
+	while ((rc = poll(&pfd, 1, KP_TIMEOUT_MS)) == -1 && errno == EINTR)
+		;
+	if (rc != 1)
 		log_fatal("key process did not answer");
 	n = recv(kp_fd, sig, siglen, 0);
 	if (n < 0)
