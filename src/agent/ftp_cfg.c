@@ -97,21 +97,42 @@ ftpcfg_backend_opt(struct cfg_backend *b, const char *opt, char *err,
 	return 0;
 }
 
+/* Even slices of the passive range in backend order; the last takes
+ * the rest. */
+static int
+slices_even(struct cfg_service *s, char *err, size_t errlen)
+{
+	size_t i, each = ((size_t)s->pasv_max - s->pasv_min + 1) / s->nbackends;
+	struct cfg_backend *b;
+
+	if (each == 0) {
+		snprintf(err, errlen, "passive_ports %u-%u: fewer ports than "
+		    "backends", s->pasv_min, s->pasv_max);
+		return -1;
+	}
+	for (i = 0; i < s->nbackends; i++) {
+		b = &s->backends[i];
+		b->pasv_min = (uint16_t)(s->pasv_min + i * each);
+		b->pasv_max = i + 1 == s->nbackends ? s->pasv_max :
+		    (uint16_t)(b->pasv_min + each - 1);
+	}
+	return 0;
+}
+
 int
 ftpcfg_check(struct cfg_service *s, char *err, size_t errlen)
 {
 	struct cfg_backend *b;
-	size_t i, j, given = 0, n, each;
+	size_t i, j, given = 0;
 
 	for (i = 0; i < s->nbackends; i++)
 		if (s->backends[i].pasv_min != 0)
 			given++;
-	if (s->proto == SVC_TCP) {
-		if (s->pasv_min != 0 || s->public_addr[0] != '\0' || given > 0) {
-			snprintf(err, errlen, "passive_ports, public_address and "
-			    "backend passive= need protocol = ftp or ftps");
-			return -1;
-		}
+	if (s->proto == SVC_TCP &&
+	    (s->pasv_min != 0 || s->public_addr[0] != '\0' || given > 0)) {
+		snprintf(err, errlen, "passive_ports, public_address and "
+		    "backend passive= need protocol = ftp or ftps");
+		return -1;
 	}
 	/* The agent reads PORT on a plain control channel only, and names
 	 * its own address in it: a server that sees the partner's (source
@@ -146,23 +167,8 @@ ftpcfg_check(struct cfg_service *s, char *err, size_t errlen)
 		snprintf(err, errlen, "give passive= on every backend or on none");
 		return -1;
 	}
-	n = (size_t)s->pasv_max - s->pasv_min + 1;
-	if (given == 0) {
-		/* Even slices in backend order; the last takes the rest. */
-		each = n / s->nbackends;
-		if (each == 0) {
-			snprintf(err, errlen, "passive_ports %u-%u: fewer ports "
-			    "than backends", s->pasv_min, s->pasv_max);
-			return -1;
-		}
-		for (i = 0; i < s->nbackends; i++) {
-			b = &s->backends[i];
-			b->pasv_min = (uint16_t)(s->pasv_min + i * each);
-			b->pasv_max = i + 1 == s->nbackends ? s->pasv_max :
-			    (uint16_t)(b->pasv_min + each - 1);
-		}
-		return 0;
-	}
+	if (given == 0)
+		return slices_even(s, err, errlen);
 	for (i = 0; i < s->nbackends; i++) {
 		b = &s->backends[i];
 		if (b->pasv_min < s->pasv_min || b->pasv_max > s->pasv_max) {
