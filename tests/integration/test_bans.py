@@ -158,9 +158,13 @@ def test_ban_cut_ends_running_sessions(gw):
     s = sp.greeted_from("127.0.0.2", port)
     other = sp.greeted_from("127.0.0.3", port)
     assert s is not None and other is not None
-    mark = edge.proc.mark()
+    mark, amark = edge.proc.mark(), agent.proc.mark()
     ctl(agent, "ban", "127.0.0.2", "--cut")
     edge.proc.wait_log("reason=killed", since=mark)
+    # The agent cuts its own side too (an edge process that handed over
+    # is not told), and only the banned partner's.
+    agent.proc.wait_log(["killed: client banned"], since=amark)
+    assert agent.proc.count("killed: client banned", since=amark) == 1
     assert sp.wait_closed(s, 10), "the banned partner's session goes on"
     # The other partner's session is untouched: it still relays.
     other.sendall(b"x" * 1000)
