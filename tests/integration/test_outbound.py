@@ -339,8 +339,10 @@ def test_edge_connects_only_to_allowed(tmp_path, pki, web, sshd):
     trace = tmp_path / "edge.strace"
     edge = sp.start_edge(tmp_path, pki, wrapper=_strace(trace), extra=OUT)
     relay = edge.proc.target_pid()
-    helpers = sp.wait_until(lambda: len(helper_pids(relay)) == 2 and
-                            helper_pids(relay), 20, "the helper processes")
+    # Forked first, named after: wait for the name, not the count.
+    helpers = sp.wait_until(lambda: "sallyport-dial" in helper_pids(relay)
+                            and helper_pids(relay), 20,
+                            "the dialler process, named")
     dialler = helpers["sallyport-dial"]
     a = sp.start_outbound_agent(tmp_path, pki, edge,
                                 [f"127.0.0.1/32:{web.port}",
