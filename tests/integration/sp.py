@@ -1461,27 +1461,40 @@ def start_edge_at(d, pki, host, tag, prefix=()):
     return e
 
 
+def _free_slash30():
+    """The first /30 of 203.0.113.0/24 (a documentation range) that no
+    interface of this namespace uses: distinct for every Netns alive at
+    once, and clear of any left behind by a killed run."""
+    used = run(["ip", "-o", "-4", "addr", "show"]).stdout
+    for base in range(0, 256, 4):
+        if f" 203.0.113.{base + 1}/" not in used:
+            return base
+    raise RuntimeError("no free /30 left in 203.0.113.0/24")
+
+
 class Netns:
     """A network namespace of the test's own, joined to the root namespace
-    by a veth pair on a private /30: the root side is .1 (self.outer), the
-    namespace side .2 (self.inner). Remove with close()."""
+    by a veth pair on a /30 of 203.0.113.0/24: the root side is .1
+    (self.outer), the namespace side .2 (self.inner). Remove with
+    close()."""
 
     def __init__(self, tag):
         import random
         self.name = f"sp-{tag}-{os.getpid()}-{random.randrange(1 << 20):05x}"
         self.veth = f"sp{os.getpid() % 100000}{random.randrange(1 << 16):04x}"[:13]
         self.peer = self.veth[:12] + "p"
-        base = random.randrange(0, 1 << 14) * 4      # a /30 in 10.213.0.0/16
-        net = f"10.213.{base >> 8}.{base & 0xff}"
-        self.outer = f"10.213.{base >> 8}.{(base & 0xff) + 1}"
-        self.inner = f"10.213.{base >> 8}.{(base & 0xff) + 2}"
-        self.net = net
         self.exec = ["ip", "netns", "exec", self.name]
         run(["ip", "netns", "add", self.name])
         try:
             run(["ip", "link", "add", self.veth, "type", "veth",
                  "peer", "name", self.peer])
             run(["ip", "link", "set", self.peer, "netns", self.name])
+            # Claimed only now, by the address itself: the next Netns
+            # sees it taken.
+            base = _free_slash30()
+            self.net = f"203.0.113.{base}"
+            self.outer = f"203.0.113.{base + 1}"
+            self.inner = f"203.0.113.{base + 2}"
             run(["ip", "addr", "add", f"{self.outer}/30", "dev", self.veth])
             run(["ip", "link", "set", self.veth, "up"])
             run(self.exec + ["ip", "link", "set", "lo", "up"])
