@@ -711,6 +711,7 @@ fx_recv(struct pend *e, uint8_t *p, size_t n)
 	struct fdir *d = &f->s2c;
 	size_t k;
 	ssize_t r;
+	int stepped = 0;
 
 	for (;;) {
 		if (d->outlen > 0) {
@@ -730,6 +731,15 @@ fx_recv(struct pend *e, uint8_t *p, size_t n)
 			return PEND_AGAIN;	/* active_release wakes us */
 		if (d->eof && d->inlen == 0)
 			return PEND_EOF;
+		/* Replies read before a data connection made them wait (a
+		 * 150 read in the same turn as the backend's connect) go on
+		 * now: the backend may have nothing more to say for minutes. */
+		if (d->inlen > 0 && !stepped) {
+			stepped = 1;
+			if (filter_step(f) == PEND_ERR)
+				return PEND_ERR;
+			continue;
+		}
 		if (!d->eof && d->inlen < sizeof(d->in)) {
 			r = recv(f->bio.fd, d->in + d->inlen,
 			    sizeof(d->in) - d->inlen, 0);
@@ -743,6 +753,7 @@ fx_recv(struct pend *e, uint8_t *p, size_t n)
 			else
 				return fail_errno(f, errno);
 		}
+		stepped = 1;
 		if (filter_step(f) == PEND_ERR)
 			return PEND_ERR;
 		if (d->outlen == 0 && !(d->eof && d->inlen == 0) &&

@@ -9,7 +9,9 @@ The edge's dialler connects to the clients, so these edges run with
 
 import ftplib
 import concurrent.futures
+import os
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -190,6 +192,79 @@ def test_replies_wait_for_the_data_connection(tmp_path, pki, edge):
         c.close()
         ls.close()
     ftp.quit()
+
+
+class ReplyFirstServer(threading.Thread):
+    """A backend that replies 150 to STOR and only then connects to the
+    PORT it was given (RFC 959 allows either order), while the agent is
+    stopped: woken, the agent reads the 150 and finds the connection in
+    the same turn. It reads the upload to its end, then replies 226."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.ls = socket.create_server(("127.0.0.2", 0))
+        self.addr = f"127.0.0.2:{self.ls.getsockname()[1]}"
+        self.agent_pid = None
+        self.got = None
+        self.start()
+
+    def run(self):
+        c, _ = self.ls.accept()
+        c.settimeout(60)
+        rf = c.makefile("rb")
+        c.sendall(b"220 reply-first\r\n")
+        port = None
+        for line in rf:
+            verb, _, arg = line.decode().strip().partition(" ")
+            if verb == "PORT":
+                n = arg.split(",")
+                port = (".".join(n[:4]), int(n[4]) * 256 + int(n[5]))
+                c.sendall(b"200 ok\r\n")
+            elif verb == "STOR":
+                os.kill(self.agent_pid, signal.SIGSTOP)
+                try:
+                    c.sendall(b"150 go ahead\r\n")
+                    d = socket.create_connection(port, timeout=60,
+                                                 source_address=(
+                                                     "127.0.0.2", 0))
+                finally:
+                    os.kill(self.agent_pid, signal.SIGCONT)
+                got = b""
+                while b := d.recv(65536):
+                    got += b
+                d.close()
+                self.got = got
+                c.sendall(b"226 done\r\n")
+            elif verb == "QUIT":
+                c.sendall(b"221 bye\r\n")
+                break
+            else:
+                c.sendall(b"230 ok\r\n" if verb == "USER" else
+                          b"200 ok\r\n")
+        c.close()
+
+
+def test_reply_read_with_the_connect(tmp_path, pki, edge):
+    """The agent reads a 150 in the same turn as it takes the backend's
+    data connection: the 150 waits for the edge's connection to the
+    client, then goes on by itself, with no other byte from the backend
+    to push it (in CI it waited for vsftpd's 421, two minutes later)."""
+    server = ReplyFirstServer()
+    port = sp.free_port()
+    base = sp.free_port_range(4)
+    agent = sp.start_ftp_agent(tmp_path, pki, edge, "ftp", port,
+                               [server.addr], "ftp", (base, base + 3),
+                               svc_extra=["active = yes"])
+    server.agent_pid = agent.proc.target_pid()
+    data = os.urandom(3 * MiB)
+    f = ftplib.FTP()
+    f.connect(LOOPBACK, port, timeout=30)
+    f.login("anonymous", "x")
+    f.set_pasv(False)
+    assert f.storbinary("STOR x", _reader(data)).startswith("226")
+    f.quit()
+    assert server.got == data
+    agent.proc.wait_log(["joined", "active data (control session"])
 
 
 def _reader(data):
