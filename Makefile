@@ -52,7 +52,7 @@ EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_link.c \
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/ftp_cfg.c \
           src/agent/agent_edge.c src/agent/agent_link.c src/agent/agent_sess.c \
           src/agent/agent_backend.c src/agent/agent_health.c src/agent/dial.c \
-          src/agent/agent_ftp.c src/agent/ftp_line.c src/agent/proxy_enc.c \
+          src/agent/agent_ftp.c src/agent/ftp_filter.c src/agent/ftp_line.c src/agent/proxy_enc.c \
           src/agent/agent_out.c src/agent/socks.c src/agent/httpc.c \
           src/agent/agent_metrics.c src/agent/stats_parse.c \
           src/agent/agent_admin.c src/agent/agent_route.c \
