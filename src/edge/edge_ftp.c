@@ -82,6 +82,7 @@ eftp_data_start(int fd, const struct net_addr *peer, struct esess_req *r,
 	struct net_addr local;
 	enum sess_end code;
 	uint8_t a16[16];
+	int rc;
 
 	cidr_sa16((const struct sockaddr *)&peer->ss, a16);
 	if (esess_full(r->svc, 0)) {
@@ -89,7 +90,10 @@ eftp_data_start(int fd, const struct net_addr *peer, struct esess_req *r,
 		close(fd);
 		return -1;
 	}
-	if (adm_admit(a16, r->svc, NULL, &r->adm, &code, why, whylen) != 0) {
+	rc = adm_admit(a16, r->svc, NULL, &r->adm, &code, why, whylen);
+	if (rc == -2)	/* the edge's own limit: logged, but why is ours */
+		snprintf(why, whylen, "too many sessions from that address");
+	if (rc != 0) {
 		close(fd);
 		return -1;
 	}

@@ -545,3 +545,35 @@ def test_edge_checks_ftp_dial(tmp_path, pki, edge):
         partner.close()
         a.close()
         b.close()
+
+
+def test_dial_over_the_edges_own_limit(tmp_path, pki):
+    """A connection the dialler made that the edge's own limits refuse
+    (here --max-per-ip 1, which the control session takes) is closed,
+    and the agent hears FTP_DIAL_FAIL with the reason at once, rather
+    than waiting out its 30 s."""
+    edge = sp.start_edge(tmp_path, pki, extra=ANY + ["--max-per-ip", "1"])
+    port = sp.free_port()
+    a = _fake_ftp_agent(edge, pki, "act1", port, sp.free_port_range(2))
+    la = a.mux_link()
+    partner = socket.create_server((LOOPBACK, 0))
+    c = socket.create_connection((LOOPBACK, port), timeout=10)
+    try:
+        ctl = la.accept().open["SESSION"]
+        a.send_frame(p.FTP_DIAL, REQUEST=1, FTP_CTL=ctl,
+                     DEST_PORT=partner.getsockname()[1])
+        f = a.recv(timeout=30, want=p.FTP_DIAL_FAIL)
+        assert f["REQUEST"] == 1 and f["OUT_CODE"] != 0, f
+        assert f["TEXT"] == "too many sessions from that address", f
+        edge.proc.wait_log(["ftp active request 1 failed",
+                            "too many sessions from that address"])
+        # The dialler did connect; the edge closed what it could not keep.
+        partner.settimeout(30)
+        d, _ = partner.accept()
+        d.settimeout(30)
+        assert d.recv(1) == b""
+        d.close()
+    finally:
+        c.close()
+        partner.close()
+        a.close()
