@@ -285,13 +285,15 @@ eftp_ports(struct eagent *agent, const struct msg *m)
 {
 	struct esess_peer peer;
 	struct eftp_ports *p = esess_ftp_ports(m->session, agent, &peer);
-	struct eftp *f = ftps;
+	struct eftp *f;
 
 	/* A control session the process before this one holds. */
 	if (p == NULL)
 		p = eho_ftp_ports(m->session, agent, &peer);
-	while (f != NULL && p != NULL && strcmp(f->svc, peer.svc) != 0)
-		f = f->next;
+	/* No such session (it may have ended a moment ago): no service. */
+	for (f = p != NULL ? ftps : NULL; f != NULL; f = f->next)
+		if (strcmp(f->svc, peer.svc) == 0)
+			break;
 	/* Only the agent the session was offered to speaks for it, and
 	 * only for ports of the service's own range. */
 	if (f == NULL) {

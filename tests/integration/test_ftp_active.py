@@ -577,3 +577,25 @@ def test_dial_over_the_edges_own_limit(tmp_path, pki):
         c.close()
         partner.close()
         a.close()
+
+
+def test_ftp_ports_for_a_session_gone(tmp_path, pki, edge):
+    """FTP_PORTS naming a session the edge does not hold (a client that
+    connected and reset before the agent's frame arrived, or an agent
+    that lies) is ignored with a log line; the edge runs on and still
+    serves the service."""
+    port = sp.free_port()
+    pasv = sp.free_port_range(2)
+    a = _fake_ftp_agent(edge, pki, "ftp1", port, pasv)
+    try:
+        la = a.mux_link()
+        a.send_frame(p.FTP_PORTS, SESSION=424242, PASV_MIN=pasv,
+                     PASV_MAX=pasv + 1)
+        edge.proc.wait_log("FTP_PORTS for session 424242 ignored")
+        assert edge.proc.alive()
+        c = socket.create_connection((LOOPBACK, port), timeout=10)
+        st = la.accept()
+        assert st.open["SERVICE"] == "ftp1"
+        c.close()
+    finally:
+        a.close()
