@@ -580,6 +580,13 @@ cfg_handler(void *user, const char *section, const char *name,
 
 	if (p->err[0] != '\0')
 		return 0;
+	/* A control byte (a tab inside a list, say) would reach the edge in
+	 * a frame, which takes printable bytes only, and the agent would be
+	 * refused on every reconnect: refuse it here, with the line. */
+	for (i = 0; value[i] != '\0'; i++)
+		if ((unsigned char)value[i] < 0x20 || value[i] == 0x7f)
+			return cfg_fail(p, "%s: a control character (a tab?) in "
+			    "the value", name);
 	if (strcmp(section, "agent") == 0) {
 		if (p->agent_line == 0)
 			p->agent_line = p->section_line;

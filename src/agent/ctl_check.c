@@ -141,8 +141,10 @@ actl_frame(struct actl *c, const struct cfg *cfg, const struct msg *m,
 		}
 		/* struct stats_kv[STATS_MAX] is 3.6 KiB: not on the stack of
 		 * the event loop's callback. */
-		if ((kv = calloc(STATS_MAX, sizeof(*kv))) == NULL)
+		if ((kv = calloc(STATS_MAX, sizeof(*kv))) == NULL) {
+			*why = "out of memory";
 			return ACTL_IGNORE;
+		}
 		k = stats_parse(m->stats, strnlen(m->stats, sizeof(m->stats)),
 		    kv, STATS_MAX, &n, why);
 		free(kv);

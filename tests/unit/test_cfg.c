@@ -315,6 +315,10 @@ test_hostile_lines(void **state)
 	assert_int_equal(load("[agent]\n\x01\x02\xff=\xfe\n", &c, err,
 	    sizeof(err)), -1);
 	assert_int_equal(load("[service ]\nlisten=1\n", &c, err, sizeof(err)), -1);
+	/* A tab inside a value never reaches the edge, which refuses it. */
+	expect_error(AGENT_OK "[service s]\nlisten = 127.0.0.1:2222\n"
+	    "backend = 127.0.0.1:22\nallow = 10.0.0.0/8,\t192.0.2.0/24\n", 9,
+	    "allow: a control character");
 }
 
 static void
