@@ -235,8 +235,14 @@ release(uint64_t now)
 {
 	const struct horec *r;
 	char mainpid[32], what[48];
+	struct msg m;
 
-	if (hosock_step(nxt.io.fd, HO_RELEASE, 0) == -1) {
+	/* With the next session id: this process went on giving ids after
+	 * OFFERED, and the agents tell sessions apart by them. */
+	msg_init(&m, FT_HANDOVER);
+	msg_set_int(&m, FA_HO_STEP, HO_RELEASE);
+	msg_set_int(&m, FA_SESSION, esess_ids_from(0));
+	if (hosock_send(nxt.io.fd, &m, NULL, 0) == -1) {
 		hosock_lost(&nxt, strerror(errno));
 		return;
 	}

@@ -324,6 +324,15 @@ def test_edge_handover_sftp(tmp_path, pki, sshd, link):
     assert closed_big(old.proc) == TRANSFERS
     assert new.proc.count(["new service=sftp"]) > 0
     assert new.proc.alive()
+    # Session ids go on from the old edge's (RELEASE carries the next):
+    # the agent tells sessions apart by them.
+    both = session_ids(old.proc) & session_ids(new.proc)
+    assert not both, f"session ids given by both edges: {sorted(both)[:5]}"
+
+
+def session_ids(proc):
+    return {int(m.group(1)) for m in
+            re.finditer(r"session (\d+) new ", proc.log())}
 
 
 # --------------------------------------------------------------------------
