@@ -247,12 +247,10 @@ aedge_hello_ok(struct aedge *e, struct msg *m)
 	if (!aho_draining())
 		aban_edge_up(e);
 	aedge_push_services(e);
-	if (e->handover) {
-		/* A new edge process: it knows our FTP control sessions on the
-		 * old one from it, and their ports from us. */
-		e->handover = 0;
-		aftp_edge_back(e);
-	}
+	/* Our FTP control sessions that run on, on this edge: it knows them
+	 * (after a blip, from our name and process; after a hand-over, from
+	 * the old edge process), their ports from us again. */
+	aftp_edge_back(e);
 	/* The edge enforces what we allow; it gets the policy before any
 	 * outbound session can be asked for. */
 	if (agent_cfg.out.line != 0 && out_policy_msg(&m2) == 0)
@@ -284,7 +282,6 @@ aedge_drain(struct aedge *e)
 	    ev_now() - e->drained_at < DRAIN_REPEAT_MS ? BACKOFF_MIN_MS : 0);
 	e->backoff_ms = BACKOFF_MIN_MS;
 	e->drained_at = ev_now();
-	e->handover = 1;
 }
 
 static int

@@ -62,7 +62,6 @@ struct aedge {
 	struct cidr	*ban_sync;
 	size_t		 ban_nsync, ban_next;
 	int		 ban_syncing;
-	int		 handover;		/* reconnecting after DRAINING */
 	uint64_t	 drained_at;		/* ev_now() of the last DRAINING */
 	unsigned	 svc_waiting;		/* SVC_RESULTs not yet in */
 	unsigned	 svc_refused;		/* ... that said no */

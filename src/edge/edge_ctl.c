@@ -126,6 +126,7 @@ agent_hello(struct econn *c, const struct msg *m)
 		log_fatal("RAND_bytes failed");
 	LIST_INSERT_HEAD(&agents, a, entry);
 	a->serial = ++serials;	/* its bans are told apart by it */
+	esess_agent_back(a);
 	edge_stats.agents_connected++;
 	if (a->plain)
 		nplain_agents++;

@@ -44,6 +44,8 @@ struct esess {
 	char		 lip[NET_ADDRSTR];	/* where it connected, or "" */
 	uint16_t	 lport;
 	struct eagent	*agent;		/* who has it, or is to; NULL: gone */
+	char		 aname[MSG_NAME_MAX];	/* a gone agent's, and */
+	uint64_t	 ainst;		/* process: it may take it back */
 	uint64_t	 ftp_ctl;
 	uint16_t	 ftp_port;
 	uint64_t	 request;
@@ -439,10 +441,14 @@ esess_agent_lost(struct eagent *a)
 {
 	struct esess *s, *next;
 
-	/* Joined sessions do not depend on their agent's control channel. */
+	/* Joined sessions do not depend on their agent's control channel;
+	 * the same process may come back for them (esess_agent_back). */
 	TAILQ_FOREACH(s, &joined, q)
-		if (s->agent == a)
+		if (s->agent == a) {
+			snprintf(s->aname, sizeof(s->aname), "%s", a->name);
+			s->ainst = a->instance;
 			set_agent(s, NULL);
+		}
 	/* A waiting one goes to another agent of its service (the caller
 	 * has withdrawn this one) or ends; an FTP data connection or an
 	 * outbound session belongs to this agent alone. */
@@ -456,6 +462,25 @@ esess_agent_lost(struct eagent *a)
 		edge_stats.sessions_agent_lost++;
 		esess_end(s, SE_ERROR, "agent lost");
 	}
+}
+
+void
+esess_agent_back(struct eagent *a)
+{
+	struct esess *s;
+	size_t n = 0;
+
+	if (a->instance == 0)
+		return;		/* no process named: nothing is its for sure */
+	TAILQ_FOREACH(s, &joined, q)
+		if (s->agent == NULL && s->ainst == a->instance &&
+		    strcmp(s->aname, a->name) == 0) {
+			set_agent(s, a);
+			n++;
+		}
+	if (n > 0)
+		log_info("agent %s: %zu running sessions of its process are "
+		    "its again", a->name, n);
 }
 
 size_t

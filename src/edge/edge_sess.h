@@ -53,6 +53,10 @@ void	esess_links_ready(struct eagent *a);
 /* a's control channel is gone: its running sessions go on; those waiting
  * for it go to another agent of their service, or end. */
 void	esess_agent_lost(struct eagent *a);
+/* a is back (a new control channel of the same process, after a network
+ * blip): the running sessions it had are its again, so that it can speak
+ * for them (FTP_PORTS, FTP_DIAL) and their FTP data connections reach it. */
+void	esess_agent_back(struct eagent *a);
 /* Who a client session is: its service, the partner's address and the
  * address it reached ("" if unknown); valid until the next loop turn. */
 struct esess_peer {

@@ -324,3 +324,50 @@ def test_passive_ports_close_with_service(tmp_path, pki, edge):
                        since=mark)
     for p in (lo, hi):
         assert sp.connect_errno(p) == errno.ECONNREFUSED
+
+
+def test_ftp_session_survives_a_control_blip(tmp_path, pki, edge):
+    """The agent's control connection drops (a network blip) while a
+    partner's FTP control session runs on its data link. The agent comes
+    back; the edge knows it again by its name and process, the agent
+    tells it that session's passive ports again, and the partner's next
+    passive transfers on the same control session get through."""
+    import io
+    import types
+    fwd = sp.Forwarder(edge.control_port)
+    f = None
+    try:
+        b = sp.start_vsftpd(tmp_path / "ftp0", host="127.0.0.2")
+        base = sp.free_port_range(20)
+        port = sp.free_port()
+        via = types.SimpleNamespace(addr=f"{sp.LOOPBACK}:{fwd.port}",
+                                    proc=edge.proc)
+        agent = sp.start_ftp_agent(tmp_path, pki, via, "ftp", port,
+                                   [b.addr], "ftp", (base, base + 19))
+        f = ftplib.FTP()
+        f.connect(sp.LOOPBACK, port, timeout=30)
+        f.login("anonymous", "x")
+        first = os.urandom(sp.MiB)
+        f.storbinary("STOR up/first.bin", io.BytesIO(first))
+        amark, emark = agent.proc.mark(), edge.proc.mark()
+        fwd.cut(0)                          # the control connection only
+        agent.proc.wait_log(f"edge {sp.LOOPBACK}:{fwd.port} lost",
+                            since=amark, timeout=30)
+        edge.proc.wait_log("agent agent1: 1 running sessions of its "
+                           "process are its again", since=emark, timeout=60)
+        agent.proc.wait_log(f"edge {sp.LOOPBACK}:{fwd.port}: service ftp "
+                            "open", since=amark, timeout=60)
+        # The same control session: a passive upload and a listing.
+        second = os.urandom(3 * sp.MiB)
+        assert f.storbinary("STOR up/second.bin",
+                            io.BytesIO(second)).startswith("226")
+        assert sorted(f.nlst("up")) == ["up/first.bin", "up/second.bin"]
+        assert (b.up / "second.bin").read_bytes() == second
+        assert (b.up / "first.bin").read_bytes() == first
+        assert not edge.proc.find("FTP_PORTS for session", since=emark)
+        f.quit()
+        f = None
+    finally:
+        if f is not None:
+            f.close()
+        fwd.close()
