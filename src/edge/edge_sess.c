@@ -440,14 +440,19 @@ void
 esess_agent_lost(struct eagent *a)
 {
 	struct esess *s, *next;
+	/* The same process, connected again before this channel was seen
+	 * gone (a silent blip: both sides wait out the same 6 s). */
+	struct eagent *heir = a->instance != 0 ?
+	    ectl_agent_find(a->name, a->instance) : NULL;
 
 	/* Joined sessions do not depend on their agent's control channel;
-	 * the same process may come back for them (esess_agent_back). */
+	 * the same process has them, or may come back for them
+	 * (esess_agent_back). */
 	TAILQ_FOREACH(s, &joined, q)
 		if (s->agent == a) {
 			snprintf(s->aname, sizeof(s->aname), "%s", a->name);
 			s->ainst = a->instance;
-			set_agent(s, NULL);
+			set_agent(s, heir);
 		}
 	/* A waiting one goes to another agent of its service (the caller
 	 * has withdrawn this one) or ends; an FTP data connection or an
