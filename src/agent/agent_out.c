@@ -54,6 +54,25 @@ static struct aout *outs;
 static size_t nouts;
 static uint64_t out_next_id = 1;
 
+/* Requests given up before the edge answered (set-up timed out, the edge
+ * was lost): the edge's dialler may answer later than we wait, which is
+ * no fault. A request that was answered is not here, so a replay of it
+ * still is one. */
+#define GONE_MAX	64
+static uint64_t gone[GONE_MAX];
+static unsigned gone_next;
+
+int
+aout_given_up(uint64_t request)
+{
+	size_t i;
+
+	for (i = 0; i < GONE_MAX; i++)
+		if (request != 0 && gone[i] == request)
+			return 1;
+	return 0;
+}
+
 void
 aout_audit(const struct aout_record *r)
 {
@@ -147,6 +166,13 @@ aout_fail(struct aout *o, int code, int http_status, const char *outcome,
 	    (unsigned long long)o->id, outcome, o->client,
 	    o->dest[0] ? o->dest : "-", reason);
 	aout_end(o, outcome, code < 0 ? SOCKS_FAIL : code, 0, 0, reason);
+}
+
+static void
+give_up(struct aout *o, int code, int http_status, const char *reason)
+{
+	gone[gone_next++ % GONE_MAX] = o->id;
+	aout_fail(o, code, http_status, "failed", reason);
 }
 
 /* --- reading the request ---------------------------------------------- */
@@ -466,7 +492,7 @@ aout_claim(struct aedge *e, uint64_t request, struct aout_claim *c)
 	memset(&c->reply, 0, sizeof(c->reply));
 	if (buf_append(&c->reply, o->proto == AP_SOCKS ? (void *)rep :
 	    (void *)resp, n, n) == -1) {
-		aout_fail(o, SOCKS_FAIL, 502, "failed", "out of memory");
+		give_up(o, SOCKS_FAIL, 502, "out of memory");
 		return -1;
 	}
 	c->id = o->id;
@@ -496,8 +522,12 @@ aout_failed(struct aedge *e, const struct msg *m)
 	int code;
 
 	if (o == NULL) {
-		aedge_violation(e, "OUT_FAIL for request %llu, which was not "
-		    "asked there", (unsigned long long)m->request);
+		if (aout_given_up(m->request))
+			log_info("outbound %llu: the edge's answer came after we "
+			    "gave up", (unsigned long long)m->request);
+		else
+			aedge_violation(e, "OUT_FAIL for request %llu, which was "
+			    "not asked there", (unsigned long long)m->request);
 		return;
 	}
 	code = m->out_code >= SOCKS_FAIL && m->out_code <=
@@ -516,7 +546,7 @@ aout_edge_lost(struct aedge *e)
 	for (o = outs; o != NULL; o = next) {
 		next = o->next;
 		if (o->state == AO_WAIT && o->edge == e)
-			aout_fail(o, SOCKS_FAIL, 502, "failed", "edge lost");
+			give_up(o, SOCKS_FAIL, 502, "edge lost");
 	}
 }
 
@@ -621,8 +651,7 @@ aout_tick(uint64_t now)
 		if (o->state != AO_WAIT)
 			aout_fail(o, -1, 0, "failed", "request not complete in time");
 		else
-			aout_fail(o, SOCKS_TTL_EXPIRED, 504, "failed",
-			    "set-up timed out");
+			give_up(o, SOCKS_TTL_EXPIRED, 504, "set-up timed out");
 	}
 }
 

@@ -596,8 +596,15 @@ gate(struct aedge *e, const struct msg *m, const struct alink_from *l,
 		return -1;
 	}
 	if (m->sess_kind == SK_OUTBOUND && aout_claim(e, m->request, &g->c) == -1) {
-		aedge_violation(e, "SESS_OPEN for outbound request %llu, which "
-		    "was not asked there", (unsigned long long)m->request);
+		if (aout_given_up(m->request)) {
+			snprintf(g->why, sizeof(g->why), "outbound request %llu "
+			    "was given up before the edge's answer",
+			    (unsigned long long)m->request);
+			limit_log(e, m->session, g->why);
+		} else
+			aedge_violation(e, "SESS_OPEN for outbound request %llu, "
+			    "which was not asked there",
+			    (unsigned long long)m->request);
 		alink_refuse(e, l, SE_REFUSED, "no such outbound request");
 		return -1;
 	}

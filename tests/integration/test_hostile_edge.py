@@ -984,6 +984,47 @@ def _socks_request(port, host, dport):
     return c
 
 
+def test_outbound_answer_after_the_agent_gave_up(tmp_path, pki, tag):
+    """The agent waits twice connect_timeout for the edge's answer to an
+    outbound request; the edge's dialler may take longer. Its late answer
+    (OUT_FAIL, or a session) is refused quietly, counted as no protocol
+    violation; a replay of a request that was answered still is one
+    (test_outbound_not_asked)."""
+    socks = sp.free_port()
+    r = Rig(tmp_path, pki, {"echo": (sp.free_port(), tag.port, [])},
+            extra=["connect_timeout = 1"],
+            outbound=[f"socks_listen = {LOOPBACK}:{socks}",
+                      "allow_destination = *:443"])
+    try:
+        r.proc.wait_log(f"edge {r.fe.addr}: outbound open")
+        r.session(keep=True)
+        ml = None
+        for late in ("OUT_FAIL", "SESS_OPEN"):
+            client = _socks_request(socks, "files.example.net", 443)
+            rid = r.ctl.recv(want=p.OUT_REQ, timeout=20)["REQUEST"]
+            # The agent gives up (2 s): the client hears TTL expired.
+            client.settimeout(20)
+            assert client.recv(10)[:2] == b"\x05\x06"
+            client.close()
+            r.proc.wait_log(f"outbound {rid} failed", timeout=20)
+            before, mark = r.violations(), r.proc.mark()
+            if late == "OUT_FAIL":
+                r.ctl.send(p.frame(p.OUT_FAIL, REQUEST=rid, OUT_CODE=4))
+                r.proc.wait_log(f"outbound {rid}: the edge's answer came "
+                                "after we gave up", since=mark)
+            else:
+                ml = ml or r.fe.mux_link()
+                assert refused(ml.open(p.sess_open(
+                    910, p.SK_OUTBOUND, REQUEST=rid,
+                    DEST_ADDR="198.51.100.9:443")))[0] == "refused"
+                r.proc.wait_log(f"outbound request {rid} was given up",
+                                since=mark)
+            assert r.violations() == before, late
+        r.bystander_ok()
+    finally:
+        r.close()
+
+
 def test_outbound_not_asked(tmp_path, pki, tag):
     """Outbound sessions and failures for requests the agent did not
     send to that edge, a replayed one, and one whose destination is not
