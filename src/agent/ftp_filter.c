@@ -556,7 +556,7 @@ fx_send(struct pend *e, const struct iovec *iov, int cnt)
 {
 	struct aftp *f = aftp_of(e);
 	struct fdir *d = &f->c2s;
-	size_t took = 0, k;
+	size_t took = 0, k, had = f->s2c.outlen;
 	int i;
 
 	for (i = 0; i < cnt && d->inlen < sizeof(d->in); i++) {
@@ -571,8 +571,10 @@ fx_send(struct pend *e, const struct iovec *iov, int cnt)
 	}
 	if (filter_step(f) == PEND_ERR)
 		return PEND_ERR;
-	if (f->s2c.outlen > 0)
-		wake_soon(f);	/* our own reply is ready to read */
+	/* Our own reply is ready to read. Only a new one: a client that
+	 * sends and never reads would have us wake the pump every turn. */
+	if (f->s2c.outlen > had)
+		wake_soon(f);
 	return took > 0 ? (ssize_t)took : PEND_AGAIN;
 }
 
@@ -604,11 +606,12 @@ fx_watch(struct pend *e, unsigned what)
 	f->want = what;
 	if (f->hup)
 		return;
-	/* Replies come from the backend; room for the client's bytes comes
-	 * from sending to it, or from a reply that ends a hold. None is
-	 * read while an active data connection waits for the edge. */
-	if (((what & PEND_RD) || ((what & PEND_WR) && f->hold)) &&
-	    f->act_fd == -1)
+	/* Replies come from the backend, read when the pump can take them:
+	 * a reply that ends a hold waits for a client that does not read,
+	 * as it would with the server itself (watching the backend then
+	 * would wake us every turn for nothing). None is read while an
+	 * active data connection waits for the edge. */
+	if ((what & PEND_RD) && f->act_fd == -1)
 		mask |= EPOLLIN;
 	if (f->c2s.outlen > 0)
 		mask |= EPOLLOUT;

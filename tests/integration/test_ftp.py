@@ -12,7 +12,9 @@ import errno
 import ftplib
 import os
 import re
+import select
 import socket
+import time
 
 import pytest
 
@@ -371,3 +373,60 @@ def test_ftp_session_survives_a_control_blip(tmp_path, pki, edge):
         if f is not None:
             f.close()
         fwd.close()
+
+
+def _cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("commands", [b"HELP\r\n",
+                                      b"HELP\r\nPORT 127,0,0,1,4,1\r\n"
+                                      b"NOOP\r\nAUTH TLS\r\n"])
+def test_client_that_never_reads(tmp_path, pki, edge, commands):
+    """A client that pipelines commands and never reads a reply (some
+    the agent answers itself, some hold what follows): the gateway takes
+    what its buffers hold, then pushes back, and waits without spending
+    CPU. (The agent once woke every turn for replies nobody could take:
+    one core at 100% for as long as the client stayed.) CPU time is the
+    point here: the agent must come to use less than 0.3 s of CPU in 3 s
+    (a spinning one uses 1.5 s or more even on a loaded machine) within a
+    minute."""
+    gw = make_gw(tmp_path, pki, edge, "plain")
+    pid = gw.agent.proc.target_pid()
+    c = socket.socket()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # reads none
+    c.settimeout(30)
+    c.connect((sp.LOOPBACK, gw.port))
+    try:
+        assert c.recv(100).startswith(b"220")
+        c.sendall(b"USER anonymous\r\n")
+        c.setblocking(False)
+        # Send until the gateway has taken nothing for a whole second.
+        stuck_since = None
+        while stuck_since is None or time.monotonic() - stuck_since < 1:
+            try:
+                c.send(commands * 64)
+                stuck_since = None
+            except BlockingIOError:
+                stuck_since = stuck_since or time.monotonic()
+                select.select([], [c], [], 0.1)
+        # What is in flight settles; then the agent idles.
+        deadline = time.monotonic() + 60
+        while True:
+            before = _cpu_seconds(pid)
+            time.sleep(3)
+            used = _cpu_seconds(pid) - before
+            if used < 0.3:
+                break
+            assert time.monotonic() < deadline, \
+                f"agent still used {used:.2f} s of CPU in 3 s after a minute"
+    finally:
+        c.close()
+    # The agent serves on.
+    f = ftplib.FTP()
+    f.connect(sp.LOOPBACK, gw.port, timeout=30)
+    f.login("anonymous", "x")
+    assert f.voidcmd("NOOP").startswith("200")
+    f.quit()
