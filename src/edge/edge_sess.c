@@ -46,6 +46,7 @@ struct esess {
 	struct eagent	*agent;		/* who has it, or is to; NULL: gone */
 	char		 aname[MSG_NAME_MAX];	/* a gone agent's, and */
 	uint64_t	 ainst;		/* process: it may take it back */
+	uint64_t	 kid;		/* the key its link was proved with */
 	uint64_t	 ftp_ctl;
 	uint16_t	 ftp_port;
 	uint64_t	 request;
@@ -213,6 +214,7 @@ join(struct esess *s)
 	if (a == NULL)
 		return -1;
 	set_agent(s, a);
+	s->kid = a->kid;
 	/* struct msg is large: not on the event loop's stack. */
 	if ((m = malloc(sizeof(*m))) == NULL)
 		return 0;
@@ -335,8 +337,10 @@ esess_end(struct esess *s, enum sess_end code, const char *detail)
 	if (clean && s->link != NULL && strcmp(s->link, "plain") == 0)
 		fd = plink_take(&s->pl, &reg);
 	pump_free(&s->p, clean ? SE_NONE : code, detail);
+	/* A link proved on an earlier control connection of the agent (it
+	 * came back meanwhile) is one the agent has closed: not parked. */
 	if (fd != -1)
-		elink_again(a, fd, reg);
+		elink_again(a != NULL && a->kid == s->kid ? a : NULL, fd, reg);
 	free(s);
 }
 

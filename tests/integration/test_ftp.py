@@ -328,12 +328,15 @@ def test_passive_ports_close_with_service(tmp_path, pki, edge):
         assert sp.connect_errno(p) == errno.ECONNREFUSED
 
 
-def test_ftp_session_survives_a_control_blip(tmp_path, pki, edge):
+@pytest.mark.parametrize("link", ["tls", "plain"])
+def test_ftp_session_survives_a_control_blip(tmp_path, pki, edge, link):
     """The agent's control connection drops (a network blip) while a
     partner's FTP control session runs on its data link. The agent comes
     back; the edge knows it again by its name and process, the agent
     tells it that session's passive ports again, and the partner's next
-    passive transfers on the same control session get through."""
+    passive transfers on the same control session get through. When that
+    session ends, its plain link (proved on the lost control connection,
+    so closed by the agent) is not parked for the next session."""
     import io
     import types
     fwd = sp.Forwarder(edge.control_port)
@@ -345,7 +348,8 @@ def test_ftp_session_survives_a_control_blip(tmp_path, pki, edge):
         via = types.SimpleNamespace(addr=f"{sp.LOOPBACK}:{fwd.port}",
                                     proc=edge.proc)
         agent = sp.start_ftp_agent(tmp_path, pki, via, "ftp", port,
-                                   [b.addr], "ftp", (base, base + 19))
+                                   [b.addr], "ftp", (base, base + 19),
+                                   data_link=link)
         f = ftplib.FTP()
         f.connect(sp.LOOPBACK, port, timeout=30)
         f.login("anonymous", "x")
@@ -369,6 +373,12 @@ def test_ftp_session_survives_a_control_blip(tmp_path, pki, edge):
         assert not edge.proc.find("FTP_PORTS for session", since=emark)
         f.quit()
         f = None
+        for _ in range(3):
+            g = ftplib.FTP()
+            g.connect(sp.LOOPBACK, port, timeout=30)
+            g.login("anonymous", "x")
+            assert g.voidcmd("NOOP").startswith("200")
+            g.quit()
     finally:
         if f is not None:
             f.close()
