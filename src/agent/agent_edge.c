@@ -275,6 +275,9 @@ aedge_drain(struct aedge *e)
 	e->out_ok = 0;
 	e->kid = 0;
 	OPENSSL_cleanse(e->key, sizeof(e->key));
+	/* A ban list half sent stops here: the new process gets it whole
+	 * (or, if we drain, from the agent that took over). */
+	aban_edge_down(e);
 	e->state = AE_WAIT;
 	/* At once, but an edge that says it again and again (a hostile
 	 * one) gets the back-off: no loop of handshakes. */

@@ -345,7 +345,8 @@ alink_again(struct aedge *e, int fd, int registered, uint64_t kid)
 	if (fconn_start_handed(&l->fc, fd, NULL, &alink_ops, l,
 	    registered) == -1) {
 		close(fd);
-		l->state = AL_DIAL;
+		l->state = AL_DIAL;	/* fd is closed: no fconn_close */
+		l->orphan = 1;		/* counted neither opening nor up */
 		alink_free(l, NULL);
 		return;
 	}

@@ -154,8 +154,16 @@ req_answer(const struct dial_rep *r, int fd)
 		req_fail(o, OC_FAIL, why);
 		return;
 	}
-	if (o->kind != SK_FTP_ACTIVE)
+	if (o->kind != SK_FTP_ACTIVE) {
+		/* Checked when asked too; up to OUT_PENDING_MAX were asked
+		 * meanwhile. */
+		if (esess_full("outbound", 0)) {
+			close(fd);
+			req_fail(o, OC_FAIL, "too many sessions");
+			return;
+		}
 		esess_start(fd, (struct sockaddr *)&dest.ss, NULL, &q);
+	}
 	req_free(o);
 }
 
