@@ -174,6 +174,10 @@ aban_load(const char *path, char *err, size_t errlen)
 		}
 		if (until != 0 && until <= now)
 			continue;
+		/* A hand-edited UNTIL far off: at most the longest ban, so
+		 * that what the edges hear (u32 seconds) never wraps. */
+		if (until != 0 && until - now > BAN_FOR_MAX)
+			until = now + BAN_FOR_MAX;
 		if (put(&c, until, created, reason, e2, sizeof(e2)) == NULL) {
 			snprintf(err, errlen, "ban_file %s:%d: %s", file, lineno,
 			    e2);

@@ -58,7 +58,7 @@ static uint64_t out_next_id = 1;
  * was lost): the edge's dialler may answer later than we wait, which is
  * no fault. A request that was answered is not here, so a replay of it
  * still is one. */
-#define GONE_MAX	64
+#define GONE_MAX	OUT_MAX_SESSIONS	/* as many as can wait at once */
 static uint64_t gone[GONE_MAX];
 static unsigned gone_next;
 

@@ -39,7 +39,8 @@ struct aout_claim {
 /* Take the client waiting on e for request: 0 with c filled (the client
  * is the caller's from here), -1 if e has no such request. */
 int	aout_claim(struct aedge *e, uint64_t request, struct aout_claim *c);
-/* 1 if we gave request up before the edge answered (one of the last 64):
+/* 1 if we gave request up before the edge answered (one of the last
+ * 1,024):
  * its late answer is no protocol violation. */
 int	aout_given_up(uint64_t request);
 /* OUT_FAIL from e: tell the client and record it. */

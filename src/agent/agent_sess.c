@@ -711,6 +711,7 @@ asess_tick(uint64_t now)
 		if (!s->relaying && now > s->deadline)
 			asess_refuse(s, SE_TIMEOUT, "set-up timed out");
 		else if (s->relaying && s->idle_ms != 0 && !s->p.ended &&
+		    s->p.last_active < now &&
 		    now - s->p.last_active > s->idle_ms + IDLE_GRACE_MS)
 			asess_end(s, SE_TIMEOUT, "idle beyond the service's "
 			    "idle_timeout (the edge did not cut it)");

@@ -537,7 +537,10 @@ esess_tick(uint64_t now)
 	last_idle_scan = now;
 	for (s = TAILQ_FIRST(&joined); s != NULL; s = next) {
 		next = TAILQ_NEXT(s, q);
-		if (s->idle_ms == 0 || now - s->p.last_active < s->idle_ms)
+		/* last_active may be later than now: a pump that moved
+		 * bytes after this turn's clock was read. */
+		if (s->idle_ms == 0 || s->p.last_active >= now ||
+		    now - s->p.last_active < s->idle_ms)
 			continue;
 		lim_hit(LIM_IDLE, "session %llu from %s idle for %llu s",
 		    (unsigned long long)s->id, s->ip,
