@@ -323,8 +323,7 @@ agent_frame(struct fconn *fc, struct msg *m)
 		eout_policy(a, m);
 		return 0;
 	case FT_OUT_REQ:
-		if (!eho_draining())
-			eout_request(a, m);
+		eout_request(a, m);
 		return 0;
 	case FT_FTP_DIAL:
 		eout_ftp_dial(a, m);

@@ -305,6 +305,12 @@ eho_draining(void)
 }
 
 int
+eho_releasing(void)
+{
+	return nxt.state == HOSOCK_TAKEN || nxt.state == HOSOCK_DRAINING;
+}
+
+int
 eho_drained(void)
 {
 	return hosock_drained(&nxt, &old, esess_live(0));

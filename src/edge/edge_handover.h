@@ -42,6 +42,9 @@ int	eho_commit(void);
 void	eho_tick(uint64_t now);
 /* 1 once this process has handed over and only relays what it has. */
 int	eho_draining(void);
+/* 1 from TAKEN on: it starts no dial (outbound, active FTP) any more, so
+ * that those running end and it can release the control port. */
+int	eho_releasing(void);
 /* 1 when a draining process has nothing left: it exits. */
 int	eho_drained(void);
 /* FTP: the control sessions of the old process (edge_sess.h has this

@@ -218,7 +218,9 @@ eout_request(struct eagent *a, const struct msg *m)
 	if ((o = req_new(a, m->request, SK_OUTBOUND, &dreq, m->dest_host,
 	    m->dest_port)) == NULL)
 		return;
-	if (a->out_pol == NULL)
+	if (eho_releasing())
+		req_fail(o, OC_FAIL, "the edge is handing over; try again");
+	else if (a->out_pol == NULL)
 		req_fail(o, OC_NOT_ALLOWED, "no outbound policy from this agent");
 	else if (nreqs > OUT_PENDING_MAX || esess_full("outbound", 0))
 		req_fail(o, OC_FAIL, "too many outbound sessions");
@@ -263,6 +265,8 @@ eout_ftp_dial(struct eagent *a, const struct msg *m)
 		req_fail(o, OC_NOT_ALLOWED, "the client is banned");
 	else if (nreqs > OUT_PENDING_MAX || esess_full(o->svc, 0))
 		req_fail(o, OC_FAIL, "too many sessions");
+	else if (eho_releasing())
+		req_fail(o, OC_FAIL, "the edge is handing over; try again");
 	else if (edial_send(&dreq) == -1)
 		req_fail(o, OC_FAIL, "the dialler takes no request now");
 }
