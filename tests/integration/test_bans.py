@@ -253,6 +253,31 @@ def test_ban_file_keeps_bans_across_a_restart(tmp_path, pki):
     backend.close()
 
 
+def test_ban_file_until_far_off_is_held_to_the_longest_ban(tmp_path, pki):
+    """A hand-edited UNTIL more than 2^32 seconds away would wrap in the
+    edges' 32-bit seconds (here to about a minute): the agent holds it
+    to the longest ban a DURATION may give (10 years)."""
+    bans = tmp_path / "bans"
+    now = int(time.time())
+    bans.write_text(f"127.0.0.2 {now + 2**32 + 60} {now} far\n")
+    backend = sp.CountServer()
+    edge = sp.start_edge(tmp_path, pki)
+    port = sp.free_port()
+    agent = sp.start_agent_admin(tmp_path, pki, edge,
+                                 {"svc": (port, [backend.port])},
+                                 agent_extra=[f"ban_file = {bans}"])
+    agent.proc.wait_log("1 bans in force")
+    edge.proc.wait_log("agent agent1: bans in sync")
+    st, _, body = agent.api("GET", "/api/v1/bans")
+    assert st == 200 and len(body["bans"]) == 1, body
+    ten_years = 10 * 366 * 86400
+    assert now + ten_years - 5 <= body["bans"][0]["expires"], body
+    assert body["bans"][0]["expires"] <= int(time.time()) + ten_years, body
+    assert not served("127.0.0.2", port)
+    assert served("127.0.0.3", port)
+    backend.close()
+
+
 def test_without_ban_file_a_restart_lifts_the_bans(tmp_path, pki):
     """Bans in memory only: an agent restart forgets them, and the edge,
     which kept them while the agent was away, drops them at BAN_SYNC."""
