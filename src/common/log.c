@@ -19,6 +19,13 @@
 static const char *log_prog = "sallyport";
 static int log_level = LOG_INFO;
 static pid_t log_pid;		/* 0: not known yet (or after a fork) */
+/* " prog[pid]: ", made again when log_pid is: formatting it and the
+ * date with printf for every record was most of a record's cost. */
+static char log_who[128];
+static size_t log_wholen;
+/* The date and time of the last record's second, "YYYY-MM-DDTHH:MM:SS". */
+static _Thread_local time_t log_sec = -1;
+static _Thread_local char log_date[32];
 
 /* At most PIPE_BUF, so that one write of the queue stays atomic on a
  * pipe as well as on a file opened for appending. */
@@ -70,6 +77,15 @@ log_flush(void)
 	log_held = 0;
 }
 
+/* Append len bytes of s to line at n; the header's parts are short and
+ * bounded (a date, a program name, a level), far below LOG_LINE. */
+static size_t
+hdr_put(char *line, size_t n, const char *s, size_t len)
+{
+	memcpy(line + n, s, len);
+	return n + len;
+}
+
 static void log_vmsg(int level, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 
@@ -77,26 +93,39 @@ static void
 log_vmsg(int level, const char *fmt, va_list ap)
 {
 	char line[LOG_LINE];
+	const char *name;
 	struct timeval tv;
 	struct tm tm;
+	unsigned ms;
 	size_t n;
 	int r;
 
 	if (level > log_level)
 		return;
 	/* One system call less per line: sessions log several. */
-	if (log_pid == 0)
+	if (log_pid == 0) {
 		log_pid = getpid();
+		r = snprintf(log_who, sizeof(log_who), "Z %s[%ld]: ", log_prog,
+		    (long)log_pid);
+		log_wholen = r < 0 ? 0 : (size_t)r < sizeof(log_who) ?
+		    (size_t)r : sizeof(log_who) - 1;
+	}
 	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	r = snprintf(line, sizeof(line),
-	    "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%ld]: %s: ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000), log_prog,
-	    (long)log_pid, log_names[level < 0 ? 0 : level > 3 ? 3 : level]);
-	if (r < 0)
-		return;
-	n = (size_t)r < sizeof(line) ? (size_t)r : sizeof(line) - 1;
+	if (tv.tv_sec != log_sec) {
+		gmtime_r(&tv.tv_sec, &tm);
+		(void)strftime(log_date, sizeof(log_date), "%Y-%m-%dT%H:%M:%S.",
+		    &tm);
+		log_sec = tv.tv_sec;
+	}
+	ms = (unsigned)(tv.tv_usec / 1000);
+	name = log_names[level < 0 ? 0 : level > 3 ? 3 : level];
+	n = hdr_put(line, 0, log_date, strlen(log_date));
+	line[n++] = (char)('0' + ms / 100);
+	line[n++] = (char)('0' + ms / 10 % 10);
+	line[n++] = (char)('0' + ms % 10);
+	n = hdr_put(line, n, log_who, log_wholen);
+	n = hdr_put(line, n, name, strlen(name));
+	n = hdr_put(line, n, ": ", 2);
 	r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
 	if (r < 0)
 		return;
