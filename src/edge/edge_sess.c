@@ -88,19 +88,17 @@ esess_live(int waits)
 int
 esess_full(const char *svc, uint64_t npending)
 {
-	if (nsessions >= lim.max_sessions) {
+	/* Pending per service: a service whose agents have no link free
+	 * must not keep clients of the others out. */
+	if (nsessions >= lim.max_sessions)
 		lim_hit(LIM_SESSIONS, "service %s: client refused: %llu sessions "
 		    "open", svc, (unsigned long long)nsessions);
-		return 1;
-	}
-	/* Per service: a service whose agents have no link free must not
-	 * keep clients of the others out. */
-	if (npending >= lim.max_pending) {
+	else if (npending >= lim.max_pending)
 		lim_hit(LIM_PENDING, "service %s: client refused: %llu clients "
 		    "waiting for a data link", svc, (unsigned long long)npending);
-		return 1;
-	}
-	return 0;
+	else
+		return 0;
+	return 1;
 }
 
 /* The SESS_OPEN that tells the agent what s is. */
@@ -130,11 +128,11 @@ open_msg(const struct esess *s, struct msg *m)
 		msg_set_int(m, FA_FTP_PORT, s->ftp_port);
 }
 
+/* a->sessions counts the sessions whose agent is a (the same a again:
+ * one less, one more). */
 static void
 set_agent(struct esess *s, struct eagent *a)
 {
-	if (s->agent == a)
-		return;
 	if (s->agent != NULL && s->agent->sessions > 0)
 		s->agent->sessions--;
 	s->agent = a;
