@@ -21,10 +21,8 @@ notify_open(void)
 	const char *path = getenv("NOTIFY_SOCKET");
 	size_t n;
 
-	if (path == NULL || (path[0] != '/' && path[0] != '@'))
-		return;
-	n = strlen(path);
-	if (n >= sizeof(notify_addr.sun_path))
+	if (path == NULL || (path[0] != '/' && path[0] != '@') ||
+	    (n = strlen(path)) >= sizeof(notify_addr.sun_path))
 		return;
 	memset(&notify_addr, 0, sizeof(notify_addr));
 	notify_addr.sun_family = AF_UNIX;

@@ -12,7 +12,6 @@
  */
 #include "edge/edge_sess.h"
 #include "edge/edge_ctl.h"
-#include "edge/edge_ftp.h"
 #include "edge/edge_handover.h"
 #include "edge/edge_limit.h"
 #include "edge/edge_link.h"
@@ -23,14 +22,11 @@
 #include "common/psock.h"
 #include "common/pump.h"
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <unistd.h>
-
-#define SESS_HASH	4096		/* power of two */
 
 struct esess {
 	uint64_t	 id;
@@ -41,6 +37,8 @@ struct esess {
 	char		 svc[MSG_NAME_MAX];	/* "" for outbound */
 	char		 ip[NET_ADDRSTR];	/* the partner, or destination */
 	uint16_t	 port;
+	char		 addr[NET_ADDRSTR];	/* ip:port, [ip]:port */
+	uint8_t		 a16[16];	/* ip, as bans see it */
 	char		 lip[NET_ADDRSTR];	/* where it connected, or "" */
 	uint16_t	 lport;
 	struct eagent	*agent;		/* who has it, or is to; NULL: gone */
@@ -51,27 +49,21 @@ struct esess {
 	uint16_t	 ftp_port;
 	uint64_t	 request;
 	struct adm_hold	 adm;
-	uint64_t	 t_start;
-	uint64_t	 deadline;	/* waiting for a link until */
+	uint64_t	 t_start;	/* waits for a link until + claim_ms */
 	uint64_t	 idle_ms;	/* 0: no idle limit */
 	const char	*link;		/* "tls" or "plain" */
 	struct pump	 p;
 	struct psock	 outer;
 	struct plink	 pl;		/* the inner side on a plain link */
 	struct eftp_ports ftp;		/* FTP control: its data ports */
-	struct esess	*hnext;
 	TAILQ_ENTRY(esess) q;		/* waiting (FIFO) or joined */
 };
 
-static struct esess *hash[SESS_HASH];
 static TAILQ_HEAD(, esess) waiting = TAILQ_HEAD_INITIALIZER(waiting);
 static TAILQ_HEAD(, esess) joined = TAILQ_HEAD_INITIALIZER(joined);
 static uint64_t next_id = 1;
 static uint64_t nsessions;
 static uint64_t last_idle_scan;
-
-static void esess_done(struct pump *p, int side, int clean);
-static void esess_end(struct esess *s, enum sess_end code, const char *detail);
 
 uint64_t
 esess_new_id(void)
@@ -96,54 +88,30 @@ esess_live(int waits)
 int
 esess_full(const char *svc, uint64_t npending)
 {
-	if (nsessions >= lim.max_sessions) {
+	/* Pending per service: a service whose agents have no link free
+	 * must not keep clients of the others out. */
+	if (nsessions >= lim.max_sessions)
 		lim_hit(LIM_SESSIONS, "service %s: client refused: %llu sessions "
 		    "open", svc, (unsigned long long)nsessions);
-		return 1;
-	}
-	/* Per service: a service whose agents have no link free must not
-	 * keep clients of the others out. */
-	if (npending >= lim.max_pending) {
+	else if (npending >= lim.max_pending)
 		lim_hit(LIM_PENDING, "service %s: client refused: %llu clients "
 		    "waiting for a data link", svc, (unsigned long long)npending);
-		return 1;
-	}
-	return 0;
-}
-
-static void
-hash_del(struct esess *s)
-{
-	struct esess **pp = &hash[s->id & (SESS_HASH - 1)];
-
-	for (; *pp != NULL; pp = &(*pp)->hnext)
-		if (*pp == s) {
-			*pp = s->hnext;
-			return;
-		}
-}
-
-/* "ip:port", or "[ip]:port" for IPv6. */
-static void
-fmt_addr(char *out, size_t outlen, const char *ip, uint16_t port)
-{
-	snprintf(out, outlen, strchr(ip, ':') != NULL ? "[%s]:%u" : "%s:%u",
-	    ip, port);
+	else
+		return 0;
+	return 1;
 }
 
 /* The SESS_OPEN that tells the agent what s is. */
 static void
 open_msg(const struct esess *s, struct msg *m)
 {
-	char dest[NET_ADDRSTR];
-
 	msg_init(m, FT_SESS_OPEN);
 	msg_set_int(m, FA_SESSION, s->id);
 	msg_set_int(m, FA_SESS_KIND, s->kind);
-	if (s->kind == SK_OUTBOUND) {
+	if (s->kind == SK_OUTBOUND || s->kind == SK_FTP_ACTIVE)
 		msg_set_int(m, FA_REQUEST, s->request);
-		fmt_addr(dest, sizeof(dest), s->ip, s->port);
-		msg_set_str(m, FA_DEST_ADDR, dest);
+	if (s->kind == SK_OUTBOUND) {
+		msg_set_str(m, FA_DEST_ADDR, s->addr);
 		return;
 	}
 	msg_set_str(m, FA_SERVICE, s->svc);
@@ -153,20 +121,18 @@ open_msg(const struct esess *s, struct msg *m)
 		msg_set_str(m, FA_LOCAL_ADDR, s->lip);
 		msg_set_int(m, FA_LOCAL_PORT, s->lport);
 	}
-	if (s->kind == SK_FTP_DATA) {
+	/* SK_FTP_DATA or SK_FTP_ACTIVE: the control session's. */
+	if (s->kind != SK_CLIENT)
 		msg_set_int(m, FA_FTP_CTL, s->ftp_ctl);
+	if (s->kind == SK_FTP_DATA)
 		msg_set_int(m, FA_FTP_PORT, s->ftp_port);
-	} else if (s->kind == SK_FTP_ACTIVE) {
-		msg_set_int(m, FA_FTP_CTL, s->ftp_ctl);
-		msg_set_int(m, FA_REQUEST, s->request);
-	}
 }
 
+/* a->sessions counts the sessions whose agent is a (the same a again:
+ * one less, one more). */
 static void
 set_agent(struct esess *s, struct eagent *a)
 {
-	if (s->agent == a)
-		return;
 	if (s->agent != NULL && s->agent->sessions > 0)
 		s->agent->sessions--;
 	s->agent = a;
@@ -177,33 +143,28 @@ set_agent(struct esess *s, struct eagent *a)
 static void
 log_new(const struct esess *s)
 {
-	char c[NET_ADDRSTR];
+	int out = s->kind == SK_OUTBOUND;
+	char more[80] = "";
 
-	fmt_addr(c, sizeof(c), s->ip, s->port);
-	if (s->kind == SK_OUTBOUND)
-		log_info("session %llu new outbound dest=%s agent=%s link=%s "
-		    "request=%llu", (unsigned long long)s->id, c, s->agent->name,
-		    s->link, (unsigned long long)s->request);
-	else if (s->kind == SK_FTP_DATA)
-		log_info("session %llu new service=%s client=%s agent=%s link=%s "
-		    "ftp-data control=%llu port=%u", (unsigned long long)s->id,
-		    s->svc, c, s->agent->name, s->link,
+	if (s->kind == SK_FTP_DATA)
+		snprintf(more, sizeof(more), " ftp-data control=%llu port=%u",
 		    (unsigned long long)s->ftp_ctl, s->ftp_port);
 	else if (s->kind == SK_FTP_ACTIVE)
-		log_info("session %llu new service=%s client=%s agent=%s link=%s "
-		    "ftp-active control=%llu request=%llu",
-		    (unsigned long long)s->id, s->svc, c, s->agent->name,
-		    s->link, (unsigned long long)s->ftp_ctl,
+		snprintf(more, sizeof(more), " ftp-active control=%llu "
+		    "request=%llu", (unsigned long long)s->ftp_ctl,
 		    (unsigned long long)s->request);
-	else
-		log_info("session %llu new service=%s client=%s agent=%s link=%s",
-		    (unsigned long long)s->id, s->svc, c, s->agent->name,
-		    s->link);
+	else if (out)
+		snprintf(more, sizeof(more), " request=%llu",
+		    (unsigned long long)s->request);
+	log_info("session %llu new %s%s %s=%s agent=%s link=%s%s",
+	    (unsigned long long)s->id, out ? "outbound" : "service=",
+	    out ? "" : s->svc, out ? "dest" : "client", s->addr,
+	    s->agent->name, s->link, more);
 }
 
-/* Put s on a data link of its agent (or the agent its service picks).
- * 1 joined, 0 waiting for a link of s->agent, -1 no agent to wait for.
- * The caller puts s on the list it now belongs to. */
+/* Put waiting s on a data link of its agent (or the agent its service
+ * picks), and on the joined list. 1 joined, 0 waiting for a link of
+ * s->agent, -1 no agent to wait for. */
 static int
 join(struct esess *s)
 {
@@ -223,12 +184,77 @@ join(struct esess *s)
 	free(m);
 	if (inner == NULL)
 		return 0;
+	TAILQ_REMOVE(&waiting, s, q);
+	TAILQ_INSERT_TAIL(&joined, s, q);
+	esvc_pending(s->svc, -1);
 	s->joined = 1;
 	edge_stats.sessions_joined++;
 	log_new(s);
 	/* The partner's first bytes go out right behind SESS_OPEN. */
 	pump_attach(&s->p, PUMP_INNER, inner, NULL, 0);
 	return 1;
+}
+
+/* The end of s, whatever ended it: code SE_CLIENT_CLOSED or
+ * SE_SERVER_CLOSED for a clean end, else why it was cut (detail: more). */
+static void
+esess_end(struct esess *s, enum sess_end code, const char *detail)
+{
+	int clean = code == SE_CLIENT_CLOSED || code == SE_SERVER_CLOSED;
+	uint64_t ms = ev_now_update() - s->t_start;
+	struct eagent *a = s->agent;
+	int fd = -1, reg = 0;
+
+	if (s->joined)
+		TAILQ_REMOVE(&joined, s, q);
+	else {
+		TAILQ_REMOVE(&waiting, s, q);
+		esvc_pending(s->svc, -1);
+	}
+	nsessions--;
+	adm_release(&s->adm);
+	set_agent(s, NULL);
+	if (code == SE_REFUSED && s->joined)
+		edge_stats.sessions_refused++;
+	edge_stats.bytes_from_clients += pump_bytes(&s->p, PUMP_OUTER);
+	edge_stats.bytes_to_clients += pump_bytes(&s->p, PUMP_INNER);
+	log_info("session %llu closed %s%s %s=%s bytes_in=%llu bytes_out=%llu "
+	    "duration=%llu.%03llus reason=%s%s%s%s link=%s spliced=%llu",
+	    (unsigned long long)s->id, s->kind == SK_OUTBOUND ? "outbound" :
+	    "service=", s->kind == SK_OUTBOUND ? "" : s->svc,
+	    s->kind == SK_OUTBOUND ? "dest" : "client", s->addr,
+	    (unsigned long long)pump_bytes(&s->p, PUMP_OUTER),
+	    (unsigned long long)pump_bytes(&s->p, PUMP_INNER),
+	    (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
+	    end_name(code), detail != NULL ? " detail=\"" : "",
+	    detail != NULL ? detail : "", detail != NULL ? "\"" : "",
+	    s->link != NULL ? s->link : "-",
+	    (unsigned long long)pump_spliced(&s->p));
+	if (s->handed)
+		eho_ftp_end(s->id);
+	/* Both directions ended with markers: the link carries the next. */
+	if (clean && s->link != NULL && strcmp(s->link, "plain") == 0)
+		fd = plink_take(&s->pl, &reg);
+	pump_free(&s->p, clean ? SE_NONE : code, detail);
+	/* A link proved on an earlier control connection of the agent (it
+	 * came back meanwhile) is one the agent has closed: not parked. */
+	if (fd != -1)
+		elink_again(a != NULL && a->kid == s->kid ? a : NULL, fd, reg);
+	free(s);
+}
+
+static void
+esess_done(struct pump *p, int side, int clean)
+{
+	struct esess *s = p->arg;
+	/* The inner side's text comes from the agent (its backend failed, it
+	 * refused) or says the data link broke. */
+	const char *const names[2] = {
+		s->kind == SK_OUTBOUND ? "destination" : "client", NULL };
+	char detail[200];
+
+	esess_end(s, pump_outcome(p, side, clean, s->kind == SK_OUTBOUND,
+	    names, detail, sizeof(detail)), clean ? NULL : detail);
 }
 
 void
@@ -250,6 +276,8 @@ esess_start(int fd, const struct sockaddr *client, const struct sockaddr *local,
 	s->fixed = r->agent != NULL;
 	snprintf(s->svc, sizeof(s->svc), "%s", r->svc != NULL ? r->svc : "");
 	net_fmt_ip(client, s->ip, sizeof(s->ip), &s->port);
+	net_fmt(client, s->addr, sizeof(s->addr));
+	cidr_sa16(client, s->a16);
 	if (local != NULL)
 		net_fmt_ip(local, s->lip, sizeof(s->lip), &s->lport);
 	s->ftp_ctl = r->ftp_ctl;
@@ -257,28 +285,20 @@ esess_start(int fd, const struct sockaddr *client, const struct sockaddr *local,
 	s->request = r->request;
 	s->adm = h;
 	s->t_start = ev_now();
-	s->deadline = s->t_start + lim.claim_ms;
 	s->idle_ms = s->kind == SK_OUTBOUND ? 0 : esvc_idle_ms(s->svc);
-	s->hnext = hash[s->id & (SESS_HASH - 1)];
-	hash[s->id & (SESS_HASH - 1)] = s;
 	nsessions++;
 	edge_stats.sessions_accepted++;
 	pump_init(&s->p, esess_done, s);
 	psock_init(&s->outer, fd, 0);
 	/* Not read until it has a data link: the bytes wait in the kernel. */
 	pump_attach(&s->p, PUMP_OUTER, &s->outer.e, NULL, 0);
-	if (r->agent != NULL)
-		set_agent(s, r->agent);
-	if ((rc = join(s)) == 1) {
-		TAILQ_INSERT_TAIL(&joined, s, q);
-		return;
-	}
+	set_agent(s, r->agent);
 	TAILQ_INSERT_TAIL(&waiting, s, q);
 	esvc_pending(s->svc, 1);
-	if (rc == 0)
+	if ((rc = join(s)) == 0)
 		log_debug("session %llu from %s waits for a data link of agent "
 		    "%s", (unsigned long long)s->id, s->ip, s->agent->name);
-	if (rc == -1) {
+	else if (rc == -1) {
 		/* No agent at all (every one's channel is failing): refuse
 		 * now rather than let the client wait for the time-out. */
 		edge_stats.sessions_agent_lost++;
@@ -286,72 +306,16 @@ esess_start(int fd, const struct sockaddr *client, const struct sockaddr *local,
 	}
 }
 
-static void
-log_end(const struct esess *s, enum sess_end code, const char *detail)
-{
-	uint64_t ms = ev_now_update() - s->t_start;
-	char c[NET_ADDRSTR];
-
-	fmt_addr(c, sizeof(c), s->ip, s->port);
-	log_info("session %llu closed %s%s %s=%s bytes_in=%llu bytes_out=%llu "
-	    "duration=%llu.%03llus reason=%s%s%s%s link=%s spliced=%llu",
-	    (unsigned long long)s->id, s->kind == SK_OUTBOUND ? "outbound" :
-	    "service=", s->kind == SK_OUTBOUND ? "" : s->svc,
-	    s->kind == SK_OUTBOUND ? "dest" : "client", c,
-	    (unsigned long long)pump_bytes(&s->p, PUMP_OUTER),
-	    (unsigned long long)pump_bytes(&s->p, PUMP_INNER),
-	    (unsigned long long)(ms / 1000), (unsigned long long)(ms % 1000),
-	    end_name(code), detail != NULL ? " detail=\"" : "",
-	    detail != NULL ? detail : "", detail != NULL ? "\"" : "",
-	    s->link != NULL ? s->link : "-",
-	    (unsigned long long)pump_spliced(&s->p));
-}
-
-/* The end of s, whatever ended it: code SE_CLIENT_CLOSED or
- * SE_SERVER_CLOSED for a clean end, else why it was cut (detail: more). */
-static void
-esess_end(struct esess *s, enum sess_end code, const char *detail)
-{
-	int clean = code == SE_CLIENT_CLOSED || code == SE_SERVER_CLOSED;
-	struct eagent *a = s->agent;
-	int fd = -1, reg = 0;
-
-	if (s->joined)
-		TAILQ_REMOVE(&joined, s, q);
-	else {
-		TAILQ_REMOVE(&waiting, s, q);
-		esvc_pending(s->svc, -1);
-	}
-	hash_del(s);
-	nsessions--;
-	adm_release(&s->adm);
-	set_agent(s, NULL);
-	if (code == SE_REFUSED && s->joined)
-		edge_stats.sessions_refused++;
-	edge_stats.bytes_from_clients += pump_bytes(&s->p, PUMP_OUTER);
-	edge_stats.bytes_to_clients += pump_bytes(&s->p, PUMP_INNER);
-	log_end(s, code, detail);
-	if (s->handed)
-		eho_ftp_end(s->id);
-	/* Both directions ended with markers: the link carries the next. */
-	if (clean && s->link != NULL && strcmp(s->link, "plain") == 0)
-		fd = plink_take(&s->pl, &reg);
-	pump_free(&s->p, clean ? SE_NONE : code, detail);
-	/* A link proved on an earlier control connection of the agent (it
-	 * came back meanwhile) is one the agent has closed: not parked. */
-	if (fd != -1)
-		elink_again(a != NULL && a->kid == s->kid ? a : NULL, fd, reg);
-	free(s);
-}
-
 struct eftp_ports *
 esess_ftp_ports(uint64_t id, const struct eagent *a, struct esess_peer *peer)
 {
-	struct esess *s = hash[id & (SESS_HASH - 1)];
+	struct esess *s;
 
-	while (s != NULL && s->id != id)
-		s = s->hnext;
-	if (s == NULL || !s->joined || s->kind != SK_CLIENT || s->agent != a)
+	/* Once per FTP transfer: a scan, as esess_ftp_match does. */
+	TAILQ_FOREACH(s, &joined, q)
+		if (s->id == id)
+			break;
+	if (s == NULL || s->kind != SK_CLIENT || s->agent != a)
 		return NULL;
 	peer->svc = s->svc;
 	peer->ip = s->ip;
@@ -395,36 +359,6 @@ esess_each_ftp(void (*cb)(uint64_t id, const char *svc, const char *ip,
 		}
 }
 
-static void
-esess_done(struct pump *p, int side, int clean)
-{
-	struct esess *s = p->arg;
-	/* The inner side's text comes from the agent (its backend failed, it
-	 * refused) or says the data link broke. */
-	const char *const names[2] = {
-		s->kind == SK_OUTBOUND ? "destination" : "client", NULL };
-	enum sess_end code;
-	char detail[200];
-
-	code = pump_outcome(p, side, clean, s->kind == SK_OUTBOUND, names,
-	    detail, sizeof(detail));
-	esess_end(s, code, clean ? NULL : detail);
-}
-
-/* Join a waiting session if it can be now. What join returned. */
-static int
-join_waiting(struct esess *s)
-{
-	int rc = join(s);
-
-	if (rc == 1) {
-		TAILQ_REMOVE(&waiting, s, q);
-		TAILQ_INSERT_TAIL(&joined, s, q);
-		esvc_pending(s->svc, -1);
-	}
-	return rc;
-}
-
 void
 esess_links_ready(struct eagent *a)
 {
@@ -435,7 +369,7 @@ esess_links_ready(struct eagent *a)
 		if (s->agent != a && (s->fixed || !esvc_offered_by(s->svc, a)))
 			continue;
 		/* No link free at this agent: the rest wait too. */
-		if (join_waiting(s) == 0 && s->agent == a)
+		if (join(s) == 0 && s->agent == a)
 			break;
 	}
 }
@@ -466,7 +400,7 @@ esess_agent_lost(struct eagent *a)
 		if (s->agent != a)
 			continue;
 		set_agent(s, NULL);
-		if (!s->fixed && join_waiting(s) != -1)
+		if (!s->fixed && join(s) != -1)
 			continue;
 		edge_stats.sessions_agent_lost++;
 		esess_end(s, SE_ERROR, "agent lost");
@@ -496,20 +430,14 @@ size_t
 esess_cut(int (*match)(const uint8_t a16[16]))
 {
 	struct esess *s, *next;
-	uint8_t ip[16], a16[16];
 	size_t n = 0;
-	int q, six;
+	int q;
 
 	for (q = 0; q < 2; q++)
 		for (s = q ? TAILQ_FIRST(&waiting) : TAILQ_FIRST(&joined);
 		    s != NULL; s = next) {
 			next = TAILQ_NEXT(s, q);
-			six = strchr(s->ip, ':') != NULL;
-			if (s->kind == SK_OUTBOUND || inet_pton(six ? AF_INET6 :
-			    AF_INET, s->ip, ip) != 1)
-				continue;
-			cidr_addr16(six ? AF_INET6 : AF_INET, ip, a16);
-			if (match(a16)) {
+			if (s->kind != SK_OUTBOUND && match(s->a16)) {
 				esess_end(s, SE_KILLED, "client banned");
 				n++;
 			}
@@ -523,12 +451,12 @@ esess_tick(uint64_t now)
 	struct esess *s, *next;
 	char why[96];
 
-	while ((s = TAILQ_FIRST(&waiting)) != NULL && now >= s->deadline) {
-		lim_hit(LIM_CLAIM_TIMEOUT, "session %llu from %s: no data link "
-		    "within %llu ms", (unsigned long long)s->id, s->ip,
-		    (unsigned long long)lim.claim_ms);
+	while ((s = TAILQ_FIRST(&waiting)) != NULL &&
+	    now >= s->t_start + lim.claim_ms) {
 		snprintf(why, sizeof(why), "no data link within %llu ms",
 		    (unsigned long long)lim.claim_ms);
+		lim_hit(LIM_CLAIM_TIMEOUT, "session %llu from %s: %s",
+		    (unsigned long long)s->id, s->ip, why);
 		esess_end(s, SE_TIMEOUT, why);
 	}
 	/* Idle sessions: a scan a second is cheap next to the relaying. */
@@ -542,11 +470,10 @@ esess_tick(uint64_t now)
 		if (s->idle_ms == 0 || s->p.last_active >= now ||
 		    now - s->p.last_active < s->idle_ms)
 			continue;
-		lim_hit(LIM_IDLE, "session %llu from %s idle for %llu s",
-		    (unsigned long long)s->id, s->ip,
-		    (unsigned long long)(s->idle_ms / 1000));
 		snprintf(why, sizeof(why), "idle for %llu s",
 		    (unsigned long long)(s->idle_ms / 1000));
+		lim_hit(LIM_IDLE, "session %llu from %s %s",
+		    (unsigned long long)s->id, s->ip, why);
 		esess_end(s, SE_TIMEOUT, why);
 	}
 }
@@ -555,14 +482,13 @@ void
 esess_shutdown(const char *why)
 {
 	struct esess *s;
-	uint64_t n = 0;
+	uint64_t n;
 
 	while ((s = TAILQ_FIRST(&waiting)) != NULL)
 		esess_end(s, SE_STOPPING, why);
-	while ((s = TAILQ_FIRST(&joined)) != NULL) {
+	n = nsessions;		/* every one left has joined */
+	while ((s = TAILQ_FIRST(&joined)) != NULL)
 		esess_end(s, SE_STOPPING, why);
-		n++;
-	}
 	if (n > 0)
 		log_info("%llu running sessions cut", (unsigned long long)n);
 }

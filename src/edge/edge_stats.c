@@ -25,11 +25,10 @@ estats_put(char *out, size_t outlen, const char *name, uint64_t value)
 		return -1;
 	r = snprintf(out + have, outlen - have, "%s%s=%llu", have ? " " : "",
 	    name, (unsigned long long)value);
-	if (r < 0 || (size_t)r >= outlen - have) {
-		out[have] = '\0';
-		return -1;
-	}
-	return 0;
+	if (r >= 0 && (size_t)r < outlen - have)
+		return 0;
+	out[have] = '\0';
+	return -1;
 }
 
 void
