@@ -26,6 +26,14 @@ static const char v1_sig[6] = { 'P', 'R', 'O', 'X', 'Y', ' ' };
 #define V2_FAM_UNIX	0x3
 #define V2_PROTO_STREAM	0x1
 
+/* Fail with reason r. */
+static int
+bad(const char **why, const char *r)
+{
+	*why = r;
+	return -1;
+}
+
 /* A decimal port: 1 to 5 digits, at most 65535. */
 static int
 v1_port(const char *s, uint16_t *port)
@@ -61,22 +69,16 @@ parse_v1(const uint8_t *p, size_t n, struct proxy_hdr *h, const char **why)
 	int af;
 
 	for (i = 0; i < lim && p[i] != '\r'; i++)
-		if (p[i] < 0x20 || p[i] > 0x7e) {
-			*why = "PROXY v1: control or non-ASCII byte";
-			return -1;
-		}
+		if (p[i] < 0x20 || p[i] > 0x7e)
+			return bad(why, "PROXY v1: control or non-ASCII byte");
 	if (i == lim && n < PROXY_V1_MAX)
 		return 0;
-	if (i + 2 > PROXY_V1_MAX) {
-		*why = "PROXY v1: no CRLF within 107 bytes";
-		return -1;
-	}
+	if (i + 2 > PROXY_V1_MAX)
+		return bad(why, "PROXY v1: no CRLF within 107 bytes");
 	if (i + 1 >= n)
 		return 0;
-	if (p[i + 1] != '\n') {
-		*why = "PROXY v1: CR not followed by LF";
-		return -1;
-	}
+	if (p[i + 1] != '\n')
+		return bad(why, "PROXY v1: CR not followed by LF");
 	/* line = everything between "PROXY " and CRLF */
 	memcpy(line, p + sizeof(v1_sig), i - sizeof(v1_sig));
 	line[i - sizeof(v1_sig)] = '\0';
@@ -88,26 +90,19 @@ parse_v1(const uint8_t *p, size_t n, struct proxy_hdr *h, const char **why)
 		h->local = 1;
 		return (int)i + 2;
 	}
-	if (v1_fields(line, f, 5) == -1) {
-		*why = "PROXY v1: expected protocol, 2 addresses and 2 ports";
-		return -1;
-	}
-	if (strcmp(f[0], "TCP4") == 0)
-		af = AF_INET;
-	else if (strcmp(f[0], "TCP6") == 0)
-		af = AF_INET6;
-	else {
-		*why = "PROXY v1: protocol is not TCP4, TCP6 or UNKNOWN";
-		return -1;
-	}
-	if (inet_pton(af, f[1], h->src) != 1 || inet_pton(af, f[2], h->dst) != 1) {
-		*why = "PROXY v1: bad address";
-		return -1;
-	}
-	if (v1_port(f[3], &h->sport) == -1 || v1_port(f[4], &h->dport) == -1) {
-		*why = "PROXY v1: bad port";
-		return -1;
-	}
+	if (v1_fields(line, f, 5) == -1)
+		return bad(why,
+		    "PROXY v1: expected protocol, 2 addresses and 2 ports");
+	af = strcmp(f[0], "TCP4") == 0 ? AF_INET :
+	    strcmp(f[0], "TCP6") == 0 ? AF_INET6 : AF_UNSPEC;
+	if (af == AF_UNSPEC)
+		return bad(why,
+		    "PROXY v1: protocol is not TCP4, TCP6 or UNKNOWN");
+	if (inet_pton(af, f[1], h->src) != 1 ||
+	    inet_pton(af, f[2], h->dst) != 1)
+		return bad(why, "PROXY v1: bad address");
+	if (v1_port(f[3], &h->sport) == -1 || v1_port(f[4], &h->dport) == -1)
+		return bad(why, "PROXY v1: bad port");
 	h->family = af;
 	return (int)i + 2;
 }
@@ -118,14 +113,10 @@ parse_v2(const uint8_t *p, size_t n, struct proxy_hdr *h, const char **why)
 	size_t len, alen, a;
 	int cmd, fam;
 
-	if (n > 12 && (p[12] >> 4) != 2) {
-		*why = "PROXY v2: version is not 2";
-		return -1;
-	}
-	if (n > 12 && (p[12] & 0x0f) > V2_CMD_PROXY) {
-		*why = "PROXY v2: unknown command";
-		return -1;
-	}
+	if (n > 12 && (p[12] >> 4) != 2)
+		return bad(why, "PROXY v2: version is not 2");
+	if (n > 12 && (p[12] & 0x0f) > V2_CMD_PROXY)
+		return bad(why, "PROXY v2: unknown command");
 	if (n < PROXY_V2_HDR)
 		return 0;
 	cmd = p[12] & 0x0f;
@@ -135,28 +126,18 @@ parse_v2(const uint8_t *p, size_t n, struct proxy_hdr *h, const char **why)
 	 * UNSPEC carry no client: keep the real peer. */
 	alen = cmd == V2_CMD_LOCAL ? 0 : fam == V2_FAM_INET ? 12 :
 	    fam == V2_FAM_INET6 ? 36 : 0;
-	if (len > PROXY_V2_LEN_MAX) {
-		*why = "PROXY v2: header longer than 1024 bytes";
-		return -1;
-	}
+	if (len > PROXY_V2_LEN_MAX)
+		return bad(why, "PROXY v2: header longer than 1024 bytes");
 	/* Check what the first 16 bytes tell before waiting for the rest:
 	 * a bad family is refused without reading its addresses. */
-	if (cmd == V2_CMD_PROXY && fam == V2_FAM_UNIX) {
-		*why = "PROXY v2: UNIX addresses are not supported";
-		return -1;
-	}
-	if (cmd == V2_CMD_PROXY && fam > V2_FAM_INET6) {
-		*why = "PROXY v2: unknown address family";
-		return -1;
-	}
-	if (alen > 0 && (p[13] & 0x0f) != V2_PROTO_STREAM) {
-		*why = "PROXY v2: not a stream (TCP) connection";
-		return -1;
-	}
-	if (len < alen) {
-		*why = "PROXY v2: length too short for the addresses";
-		return -1;
-	}
+	if (cmd == V2_CMD_PROXY && fam == V2_FAM_UNIX)
+		return bad(why, "PROXY v2: UNIX addresses are not supported");
+	if (cmd == V2_CMD_PROXY && fam > V2_FAM_INET6)
+		return bad(why, "PROXY v2: unknown address family");
+	if (alen > 0 && (p[13] & 0x0f) != V2_PROTO_STREAM)
+		return bad(why, "PROXY v2: not a stream (TCP) connection");
+	if (len < alen)
+		return bad(why, "PROXY v2: length too short for the addresses");
 	if (n < PROXY_V2_HDR + len)
 		return 0;
 	memset(h, 0, sizeof(*h));
@@ -185,6 +166,5 @@ proxy_parse(const uint8_t *p, size_t n, struct proxy_hdr *h, const char **why)
 		return parse_v1(p, n, h, why);
 	if (memcmp(p, v2_sig, MIN(n, sizeof(v2_sig))) == 0)
 		return parse_v2(p, n, h, why);
-	*why = "not a PROXY header";
-	return -1;
+	return bad(why, "not a PROXY header");
 }
