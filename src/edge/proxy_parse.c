@@ -8,7 +8,6 @@
 #include "edge/proxy_parse.h"
 
 #include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/param.h>
@@ -20,7 +19,6 @@ static const char v1_sig[6] = { 'P', 'R', 'O', 'X', 'Y', ' ' };
 
 #define V2_CMD_LOCAL	0x0
 #define V2_CMD_PROXY	0x1
-#define V2_FAM_UNSPEC	0x0
 #define V2_FAM_INET	0x1
 #define V2_FAM_INET6	0x2
 #define V2_FAM_UNIX	0x3
