@@ -7,11 +7,10 @@
 #include "common/ban.h"
 #include "common/ev.h"
 #include "common/log.h"
+#include "common/psock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 #include <openssl/rand.h>
 
 static struct bantab tab;
@@ -120,7 +119,6 @@ eban_match(const uint8_t a16[16])
 int
 eban_refuse(int fd, const struct sockaddr *client, const char *what)
 {
-	struct linger lg = { 1, 0 };
 	char ip[NET_ADDRSTR];
 	uint8_t a16[16];
 
@@ -129,8 +127,7 @@ eban_refuse(int fd, const struct sockaddr *client, const char *what)
 	cidr_sa16(client, a16);
 	if (!eban_match(a16))
 		return 0;
-	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	close(fd);
+	psock_reset_now(fd);
 	net_fmt(client, ip, sizeof(ip));
 	lim_hit(LIM_BANNED, "%s: client %s refused: banned", what, ip);
 	return 1;

@@ -41,20 +41,32 @@ struct eparked {
 };
 
 static LIST_HEAD(, emux) muxes = LIST_HEAD_INITIALIZER(muxes);
-static uint64_t nmux, nparked;
+static uint64_t nparked;
 
 static void
-refuse(int fd, SSL *ssl, const char *peer, const char *why)
+refuse(int fd, SSL *ssl, struct buf *pending, const char *peer,
+    const char *why)
 {
 	edge_stats.data_links_refused++;
 	log_warn("data link from %s refused: %s", peer, why);
 	/* No answer: the agent learns from the close, and nothing is said
 	 * in the clear to a connection that did not prove itself. */
+	buf_free(pending);
 	SSL_free(ssl);
 	close(fd);
 }
 
 /* --- multiplexed links -------------------------------------------------- */
+
+static void
+emux_free(struct emux *l)
+{
+	LIST_REMOVE(l, entry);
+	if (l->a != NULL)
+		l->a->nlinks--;
+	mux_free(&l->mux);
+	free(l);
+}
 
 static void
 emux_lost(struct mux *m, const char *why)
@@ -67,12 +79,7 @@ emux_lost(struct mux *m, const char *why)
 	else
 		log_msg(eho_draining() ? LOG_INFO : LOG_WARN, "multiplexed data "
 		    "link of agent %s from %s lost: %s", l->name, l->peer, why);
-	LIST_REMOVE(l, entry);
-	nmux--;
-	if (l->a != NULL)
-		l->a->nlinks--;
-	mux_free(&l->mux);
-	free(l);
+	emux_free(l);
 }
 
 /* The edge opens every stream: mux.c refuses an OPEN from the agent. */
@@ -85,8 +92,7 @@ mux_up(int fd, SSL *ssl, struct buf *pending, const char *peer,
 	struct emux *l;
 
 	if ((l = calloc(1, sizeof(*l))) == NULL) {
-		buf_free(pending);
-		refuse(fd, ssl, peer, "out of memory");
+		refuse(fd, ssl, pending, peer, "out of memory");
 		return;
 	}
 	snprintf(l->peer, sizeof(l->peer), "%s", peer);
@@ -100,7 +106,6 @@ mux_up(int fd, SSL *ssl, struct buf *pending, const char *peer,
 	l->a = a;
 	a->nlinks++;
 	LIST_INSERT_HEAD(&muxes, l, entry);
-	nmux++;
 	edge_stats.links_mux++;
 	log_info("multiplexed data link of agent %s from %s up (%llu for it)",
 	    l->name, l->peer, (unsigned long long)a->nlinks);
@@ -118,16 +123,22 @@ unpark(struct eparked *pk)
 }
 
 static void
+parked_close(struct eparked *pk)
+{
+	unpark(pk);
+	ev_forget(&pk->io);
+	close(pk->io.fd);
+	free(pk);
+}
+
+static void
 parked_io(struct ev_io *io, uint32_t events)
 {
 	struct eparked *pk = (struct eparked *)(void *)io;
 
 	(void)events;
 	log_debug("plain data link of agent %s closed while idle", pk->a->name);
-	unpark(pk);
-	ev_forget(io);
-	close(io->fd);
-	free(pk);
+	parked_close(pk);
 }
 
 /* Park plain link fd (registered: as by ev_release) for a. 0, or -1 with
@@ -143,54 +154,42 @@ park(struct eagent *a, int fd, int registered)
 	}
 	ev_io_init(&pk->io, fd, parked_io);
 	ev_adopt(&pk->io, registered);
-	if (ev_set(&pk->io, EPOLLIN | EPOLLRDHUP) == -1) {
-		ev_forget(&pk->io);
-		close(fd);
-		free(pk);
-		return -1;
-	}
 	pk->a = a;
 	LIST_INSERT_HEAD(&a->parked, pk, entry);
 	a->nlinks++;
 	nparked++;
+	if (ev_set(&pk->io, EPOLLIN | EPOLLRDHUP) == -1) {
+		parked_close(pk);
+		return -1;
+	}
 	return 0;
 }
 
-/* Write SESS_OPEN m on a parked link of a and make the link the inner
- * endpoint pl. NULL if a has no parked link that takes it. */
+/* Write SESS_OPEN (encoded in b) on a parked link of a and make the link
+ * the inner endpoint pl. NULL if a has no parked link that takes it. */
 static struct pend *
-plain_open(struct eagent *a, const struct msg *m, struct plink *pl)
+plain_open(struct eagent *a, const struct buf *b, struct plink *pl)
 {
 	struct eparked *pk;
-	struct buf b = { 0 };
 	ssize_t n;
-	int fd, reg;
 
-	if (msg_encode(m, &b, MUX_CTL_MAX) == -1)
-		return NULL;
 	while ((pk = LIST_FIRST(&a->parked)) != NULL) {
-		unpark(pk);
-		fd = pk->io.fd;
 		/* The session's chunks follow SESS_OPEN right away, so it must
 		 * go whole: an idle socket takes it at once. */
-		n = send(fd, b.data, buf_len(&b), MSG_NOSIGNAL);
-		if (n != (ssize_t)buf_len(&b)) {
-			log_debug("plain data link of agent %s: %s", a->name,
-			    n == -1 ? strerror(errno) : "short write");
-			ev_forget(&pk->io);
-			close(fd);
-			free(pk);
-			continue;
-		}
-		/* The pump takes the registration over. */
-		reg = ev_release(&pk->io);
-		free(pk);
-		buf_free(&b);
-		plink_init(pl, fd, reg, 1);
-		return &pl->s.e;
+		n = send(pk->io.fd, b->data, buf_len(b), MSG_NOSIGNAL);
+		if (n == (ssize_t)buf_len(b))
+			break;
+		log_debug("plain data link of agent %s: %s", a->name,
+		    n == -1 ? strerror(errno) : "short write");
+		parked_close(pk);
 	}
-	buf_free(&b);
-	return NULL;
+	if (pk == NULL)
+		return NULL;
+	unpark(pk);
+	/* The pump takes the registration over. */
+	plink_init(pl, pk->io.fd, ev_release(&pk->io), 1);
+	free(pk);
+	return &pl->s.e;
 }
 
 void
@@ -218,33 +217,26 @@ elink_hello(int fd, SSL *ssl, struct buf *pending, const char *peer,
     const struct msg *m)
 {
 	struct eagent *a = ectl_agent_by_kid(m->key_id);
-	const char *why;
+	const char *why = "unknown link key";
 
-	if (a == NULL) {
-		buf_free(pending);
-		refuse(fd, ssl, peer, "unknown link key");
-		return;
-	}
 	/* The proof first: without the key, nobody gets as far as the
 	 * limits (or their log lines). */
-	if (linkkey_accept(a->key, a->kid, &a->win, m->counter,
+	if (a == NULL || linkkey_accept(a->key, a->kid, &a->win, m->counter,
 	    ssl != NULL ? DATA_LINK_TLS : DATA_LINK_PLAIN, m->proof,
 	    &why) == -1) {
-		buf_free(pending);
-		refuse(fd, ssl, peer, why);
+		refuse(fd, ssl, pending, peer, why);
 		return;
 	}
 	if ((ssl == NULL) != (a->plain != 0)) {
-		buf_free(pending);
-		refuse(fd, ssl, peer, ssl == NULL ? "a plain link from an agent "
-		    "of TLS links" : "a TLS link from an agent of plain links");
+		refuse(fd, ssl, pending, peer, ssl == NULL ? "a plain link "
+		    "from an agent of TLS links" : "a TLS link from an agent "
+		    "of plain links");
 		return;
 	}
 	if (a->nlinks >= lim.max_links) {
 		lim_hit(LIM_LINKS, "agent %s: data link from %s refused",
 		    a->name, peer);
-		buf_free(pending);
-		refuse(fd, ssl, peer, "data link limit reached");
+		refuse(fd, ssl, pending, peer, "data link limit reached");
 		return;
 	}
 	if (ssl != NULL) {
@@ -267,20 +259,18 @@ elink_open(struct eagent *a, const struct msg *m, struct plink *pl,
 	struct emux *l, *best = NULL;
 	struct mux_stream *s;
 
-	if (a->plain) {
-		*kind = "plain";
-		return plain_open(a, m, pl);
-	}
-	*kind = "tls";
+	*kind = a->plain ? "plain" : "tls";
+	b.rpos = b.wpos = 0;
+	if (msg_encode(m, &b, MUX_CTL_MAX) == -1)
+		return NULL;
+	if (a->plain)
+		return plain_open(a, &b, pl);
 	/* The agent's link with the fewest streams. */
 	LIST_FOREACH(l, &muxes, entry)
 		if (l->a == a && !l->mux.failed && !l->mux.closing &&
 		    (best == NULL || l->mux.nstreams < best->mux.nstreams))
 			best = l;
-	if (best == NULL)
-		return NULL;
-	b.rpos = b.wpos = 0;
-	if (msg_encode(m, &b, MUX_CTL_MAX) == -1 ||
+	if (best == NULL ||
 	    (s = mux_open(&best->mux, b.data, buf_len(&b))) == NULL)
 		return NULL;
 	return &s->e;
@@ -289,15 +279,10 @@ elink_open(struct eagent *a, const struct msg *m, struct plink *pl,
 void
 elink_agent_lost(struct eagent *a)
 {
-	struct eparked *pk;
 	struct emux *l;
 
-	while ((pk = LIST_FIRST(&a->parked)) != NULL) {
-		unpark(pk);
-		ev_forget(&pk->io);
-		close(pk->io.fd);
-		free(pk);
-	}
+	while (!LIST_EMPTY(&a->parked))
+		parked_close(LIST_FIRST(&a->parked));
 	LIST_FOREACH(l, &muxes, entry)
 		if (l->a == a) {
 			l->a = NULL;
@@ -318,25 +303,21 @@ elink_tick(uint64_t now)
 void
 elink_shutdown(void)
 {
-	struct emux *l;
-
 	/* Every session has ended (esess_shutdown): no stream is left. */
-	while ((l = LIST_FIRST(&muxes)) != NULL) {
-		LIST_REMOVE(l, entry);
-		nmux--;
-		mux_free(&l->mux);
-		free(l);
-	}
+	while (!LIST_EMPTY(&muxes))
+		emux_free(LIST_FIRST(&muxes));
 }
 
 void
 elink_stats(char *out, size_t outlen)
 {
 	struct emux *l;
-	uint64_t nstreams = 0;
+	uint64_t nmux = 0, nstreams = 0;
 
-	LIST_FOREACH(l, &muxes, entry)
+	LIST_FOREACH(l, &muxes, entry) {
+		nmux++;
 		nstreams += l->mux.nstreams;
+	}
 	(void)estats_put(out, outlen, "mux_links", nmux);
 	(void)estats_put(out, outlen, "mux_streams", nstreams);
 	(void)estats_put(out, outlen, "plain_links_parked", nparked);

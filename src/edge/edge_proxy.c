@@ -24,7 +24,6 @@ struct eproxy {
 	uint8_t		 hdr[PROXY_MAX];
 	size_t		 have;
 	uint64_t	 deadline;
-	int		 timed_out;
 	TAILQ_ENTRY(eproxy) q;		/* FIFO: deadline order */
 };
 
@@ -49,11 +48,10 @@ proxy_drop(struct eproxy *x)
 }
 
 static void
-proxy_fail(struct eproxy *x, const char *why)
+proxy_fail(struct eproxy *x, enum sess_end end, const char *why)
 {
 	proxy_unlink(x);
-	esvc_deny(x->svc, x->io.fd, (struct sockaddr *)&x->peer.ss,
-	    x->timed_out ? SE_TIMEOUT : SE_ERROR, why);
+	esvc_deny(x->svc, x->io.fd, (struct sockaddr *)&x->peer.ss, end, why);
 	free(x);
 }
 
@@ -80,23 +78,21 @@ sockaddr_of(struct sockaddr_storage *ss, int family, const uint8_t *addr,
 static void
 proxy_done(struct eproxy *x, const struct proxy_hdr *h)
 {
-	struct sockaddr_storage client, local;
+	struct sockaddr_storage client = x->peer.ss, local;
 	socklen_t sl = sizeof(local);
-	struct esvc *svc = x->svc;
-	int fd = x->io.fd;
 
-	if (h->local) {
-		memcpy(&client, &x->peer.ss, sizeof(client));
-		if (getsockname(fd, (struct sockaddr *)&local, &sl) == -1)
-			sockaddr_of(&local, client.ss_family, (const uint8_t *)
-			    "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 0);
-	} else {
+	if (!h->local) {
 		sockaddr_of(&client, h->family, h->src, h->sport);
 		sockaddr_of(&local, h->family, h->dst, h->dport);
+	} else if (getsockname(x->io.fd, (struct sockaddr *)&local,
+	    &sl) == -1) {
+		memset(&local, 0, sizeof(local));
+		local.ss_family = client.ss_family;
 	}
 	proxy_unlink(x);
+	esvc_client(x->svc, x->io.fd, (struct sockaddr *)&client,
+	    (struct sockaddr *)&local);
 	free(x);
-	esvc_client(svc, fd, (struct sockaddr *)&client, (struct sockaddr *)&local);
 }
 
 /* Read the header without taking a byte of what follows it: peek, let
@@ -119,19 +115,20 @@ proxy_read(struct ev_io *io, uint32_t events)
 	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
 	if (n <= 0) {
-		proxy_fail(x, n == 0 ? "closed before the PROXY header" :
+		proxy_fail(x, SE_ERROR, n == 0 ?
+		    "closed before the PROXY header" :
 		    "reset before the PROXY header");
 		return;
 	}
 	r = proxy_parse(x->hdr, x->have + (size_t)n, &h, &perr);
 	if (r == -1) {
 		snprintf(why, sizeof(why), "bad PROXY header: %s", perr);
-		proxy_fail(x, why);
+		proxy_fail(x, SE_ERROR, why);
 		return;
 	}
 	want = r > 0 ? (ssize_t)((size_t)r - x->have) : n;
 	if (recv(io->fd, x->hdr + x->have, (size_t)want, 0) != want) {
-		proxy_fail(x, "PROXY header: short read");
+		proxy_fail(x, SE_ERROR, "PROXY header: short read");
 		return;
 	}
 	x->have += (size_t)want;
@@ -187,10 +184,8 @@ proxy_tick(uint64_t now)
 {
 	struct eproxy *x;
 
-	while ((x = TAILQ_FIRST(&proxies)) != NULL && now >= x->deadline) {
-		x->timed_out = 1;
-		proxy_fail(x, "no PROXY header within 5 s");
-	}
+	while ((x = TAILQ_FIRST(&proxies)) != NULL && now >= x->deadline)
+		proxy_fail(x, SE_TIMEOUT, "no PROXY header within 5 s");
 }
 
 void
