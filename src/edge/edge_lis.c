@@ -262,7 +262,7 @@ void
 esvc_client(struct esvc *svc, int fd, const struct sockaddr *client,
     const struct sockaddr *local)
 {
-	struct esess_req r;
+	struct esess_req r = { .kind = SK_CLIENT, .svc = svc->def.service };
 	enum sess_end code;
 	char why[160];
 	uint8_t a16[16];
@@ -271,7 +271,6 @@ esvc_client(struct esvc *svc, int fd, const struct sockaddr *client,
 	if (eban_refuse(fd, client, svc->def.service))
 		return;
 	cidr_sa16(client, a16);
-	memset(&r, 0, sizeof(r));
 	/* Over the edge's own limits (logged and counted there): closed,
 	 * not reported. */
 	if (esess_full(svc->def.service, svc->npending) ||
@@ -284,8 +283,6 @@ esvc_client(struct esvc *svc, int fd, const struct sockaddr *client,
 		esvc_deny(svc, fd, client, code, why);
 		return;
 	}
-	r.kind = SK_CLIENT;
-	r.svc = svc->def.service;
 	esess_start(fd, client, local, &r);
 }
 
