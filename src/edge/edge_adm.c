@@ -32,12 +32,13 @@ struct adm_ip {
 	uint8_t		 addr[16];
 	uint64_t	 live;		/* sessions of the address, all services */
 	struct adm_svc	*svcs;
-	int		 idle;		/* on the idle list (live == 0) */
-	struct adm_ip	*hnext;
-	TAILQ_ENTRY(adm_ip) q;		/* idle list, least recently used first */
+	LIST_ENTRY(adm_ip) h;		/* hash chain */
+	/* On the idle list, least recently used first, exactly while it
+	 * holds no session (live == 0). */
+	TAILQ_ENTRY(adm_ip) q;
 };
 
-static struct adm_ip *hash[ADM_HASH];
+static LIST_HEAD(, adm_ip) hash[ADM_HASH];
 static TAILQ_HEAD(, adm_ip) idle = TAILQ_HEAD_INITIALIZER(idle);
 static size_t count;
 static uint64_t seed;
@@ -49,19 +50,17 @@ adm_policy_load(struct cpol *p, const struct msg *def, char *err,
 {
 	char e[256];
 
+	/* An attribute left out decodes as "": an empty list. */
 	memset(p, 0, sizeof(*p));
-	if ((def->have & FA_BIT(FA_ALLOW)) &&
-	    cidr_list_parse(def->allow, &p->allow, e, sizeof(e)) == -1) {
+	if (cidr_list_parse(def->allow, &p->allow, e, sizeof(e)) == -1) {
 		snprintf(err, errlen, "allow: %s", e);
 		return -1;
 	}
-	if ((def->have & FA_BIT(FA_DENY)) &&
-	    cidr_list_parse(def->deny, &p->deny, e, sizeof(e)) == -1) {
+	if (cidr_list_parse(def->deny, &p->deny, e, sizeof(e)) == -1) {
 		snprintf(err, errlen, "deny: %s", e);
 		return -1;
 	}
-	if ((def->have & FA_BIT(FA_ACCEPT_PROXY)) &&
-	    cidr_list_parse(def->accept_proxy, &p->accept_proxy, e,
+	if (cidr_list_parse(def->accept_proxy, &p->accept_proxy, e,
 	    sizeof(e)) == -1) {
 		snprintf(err, errlen, "accept_proxy_from: %s", e);
 		return -1;
@@ -83,48 +82,20 @@ bucket(const uint8_t addr[16])
 	return (size_t)(h ^ (h >> 29)) & (ADM_HASH - 1);
 }
 
-static void
-idle_unlink(struct adm_ip *e)
-{
-	if (e->idle)
-		TAILQ_REMOVE(&idle, e, q);
-	e->idle = 0;
-}
-
-static void
-idle_append(struct adm_ip *e)
-{
-	TAILQ_INSERT_TAIL(&idle, e, q);
-	e->idle = 1;
-}
-
+/* Forget an idle entry. */
 static void
 ip_free(struct adm_ip *e)
 {
-	struct adm_ip **pp = &hash[bucket(e->addr)];
 	struct adm_svc *s;
 
-	for (; *pp != NULL; pp = &(*pp)->hnext)
-		if (*pp == e) {
-			*pp = e->hnext;
-			break;
-		}
-	idle_unlink(e);
+	LIST_REMOVE(e, h);
+	TAILQ_REMOVE(&idle, e, q);
 	while ((s = e->svcs) != NULL) {
 		e->svcs = s->next;
 		free(s);
 	}
 	count--;
 	free(e);
-}
-
-/* The table may hold more addresses than ADM_TABLE_MAX only when the
- * edge allows more sessions than that: each session pins its address. */
-static size_t
-table_max(void)
-{
-	return lim.max_sessions > ADM_TABLE_MAX ? lim.max_sessions :
-	    ADM_TABLE_MAX;
 }
 
 static struct adm_ip *
@@ -139,10 +110,13 @@ ip_get(const uint8_t addr[16])
 		seeded = 1;
 	}
 	b = bucket(addr);
-	for (e = hash[b]; e != NULL; e = e->hnext)
+	LIST_FOREACH(e, &hash[b], h)
 		if (memcmp(e->addr, addr, 16) == 0)
 			return e;
-	if (count >= table_max()) {
+	/* The table may hold more addresses than ADM_TABLE_MAX only when
+	 * the edge allows more sessions than that: each session pins its
+	 * address. */
+	if (count >= ADM_TABLE_MAX && count >= lim.max_sessions) {
 		/* Full: forget the least recently used idle address. Its
 		 * rate history is lost (it may start afresh), which fails
 		 * open for one old address instead of closed for new ones. */
@@ -153,12 +127,11 @@ ip_get(const uint8_t addr[16])
 	if ((e = calloc(1, sizeof(*e))) == NULL)
 		return NULL;
 	memcpy(e->addr, addr, 16);
-	e->hnext = hash[b];
-	hash[b] = e;
+	LIST_INSERT_HEAD(&hash[b], e, h);
 	count++;
 	/* Idle until it holds a session: if the caller refuses, it is
 	 * reclaimed like any other. */
-	idle_append(e);
+	TAILQ_INSERT_TAIL(&idle, e, q);
 	return e;
 }
 
@@ -181,11 +154,10 @@ svc_get(struct adm_ip *e, const char *svc)
 /* The service's per-address limits; 0 to admit. */
 static int
 svc_limits(struct adm_svc *s, const struct cpol *p, uint64_t now,
-    enum sess_end *code, char *why, size_t whylen)
+    char *why, size_t whylen)
 {
 	uint64_t t, tau, tat;
 
-	*code = SE_LIMIT;
 	if (p->max_sess > 0 && s->live >= p->max_sess) {
 		snprintf(why, whylen, "%u sessions from this address",
 		    p->max_sess);
@@ -216,18 +188,17 @@ adm_admit(const uint8_t addr[16], const char *svc, const struct cpol *p,
 	uint64_t now = ev_now() * 1000;
 
 	memset(h, 0, sizeof(*h));
-	if (p != NULL && p->deny.n > 0 && cidr_list_match(&p->deny, addr)) {
-		*code = SE_DENIED;
+	*code = SE_DENIED;
+	if (p != NULL && cidr_list_match(&p->deny, addr)) {
 		snprintf(why, whylen, "address matches deny");
 		return -1;
 	}
 	if (p != NULL && p->allow.n > 0 && !cidr_list_match(&p->allow, addr)) {
-		*code = SE_DENIED;
 		snprintf(why, whylen, "address not in allow");
 		return -1;
 	}
+	*code = SE_LIMIT;
 	if ((e = ip_get(addr)) == NULL) {
-		*code = SE_LIMIT;
 		snprintf(why, whylen, "too many client addresses tracked");
 		return -1;
 	}
@@ -238,16 +209,15 @@ adm_admit(const uint8_t addr[16], const char *svc, const struct cpol *p,
 	}
 	if (p != NULL && (p->max_sess > 0 || p->max_rate > 0)) {
 		if ((s = svc_get(e, svc)) == NULL) {
-			*code = SE_LIMIT;
 			snprintf(why, whylen, "out of memory");
 			return -1;
 		}
-		if (svc_limits(s, p, now, code, why, whylen) == -1)
+		if (svc_limits(s, p, now, why, whylen) == -1)
 			return -1;
 		s->live++;
 	}
-	idle_unlink(e);
-	e->live++;
+	if (e->live++ == 0)
+		TAILQ_REMOVE(&idle, e, q);
 	h->ip = e;
 	h->svc = s;
 	return 0;
@@ -265,7 +235,7 @@ adm_release(struct adm_hold *h)
 	if (h->svc != NULL)
 		h->svc->live--;
 	if (--e->live == 0)
-		idle_append(e);
+		TAILQ_INSERT_TAIL(&idle, e, q);
 	h->ip = NULL;
 	h->svc = NULL;
 }

@@ -42,7 +42,7 @@ lim_name(enum lim_kind k)
 void
 lim_hit(enum lim_kind k, const char *fmt, ...)
 {
-	char text[512];
+	char text[512], more[64] = "";
 	uint64_t now = ev_now();
 	va_list ap;
 
@@ -55,13 +55,10 @@ lim_hit(enum lim_kind k, const char *fmt, ...)
 	(void)vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	if (lim_held[k] > 0)
-		log_warn("limit %s hit: %s (and %llu more since the last line; "
-		    "%llu in all)", lim_name(k), text,
-		    (unsigned long long)lim_held[k],
-		    (unsigned long long)lim_counter[k]);
-	else
-		log_warn("limit %s hit: %s (%llu in all)", lim_name(k), text,
-		    (unsigned long long)lim_counter[k]);
+		snprintf(more, sizeof(more), "and %llu more since the last "
+		    "line; ", (unsigned long long)lim_held[k]);
+	log_warn("limit %s hit: %s (%s%llu in all)", lim_name(k), text, more,
+	    (unsigned long long)lim_counter[k]);
 	lim_last_log[k] = now;
 	lim_held[k] = 0;
 }

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <netinet/in.h>
+#include <sys/queue.h>
 
 #define SVC_AGENTS_MAX	16
 #define DENIED_PER_SEC	50	/* SESS_DENIED frames per service */
@@ -32,12 +32,11 @@ struct esvc_agent {
 
 struct esvc {
 	struct ev_io	 io;
-	char		 name[MSG_NAME_MAX];
-	char		 listen[MSG_ADDR_MAX];
-	/* The SVC_OPEN that created the service, as decoded, PRIORITY
-	 * cleared: agents that offer the same service must push the same
-	 * definition, compared whole, so attributes added later are covered
-	 * too; only the per-agent priority may differ. */
+	/* The SVC_OPEN that created the service (its name def.service, its
+	 * address def.listen), as decoded, PRIORITY cleared: agents that
+	 * offer the same service must push the same definition, compared
+	 * whole, so attributes added later are covered too; only the
+	 * per-agent priority may differ. */
 	struct msg	 def;
 	char		 def_agent[MSG_NAME_MAX];
 	struct esvc_agent agents[SVC_AGENTS_MAX];
@@ -53,10 +52,10 @@ struct esvc {
 	uint32_t	 deny_held;
 	uint64_t	 npending;	/* clients waiting for a data link */
 	struct eftp	*ftp;		/* FTP: passive ports */
-	struct esvc	*next;
+	LIST_ENTRY(esvc) next;
 };
 
-static struct esvc *svcs;
+static LIST_HEAD(, esvc) svcs = LIST_HEAD_INITIALIZER(svcs);
 static uint64_t paused_until;
 static int handing;		/* a new process has the listeners */
 
@@ -65,9 +64,21 @@ esvc_find(const char *name)
 {
 	struct esvc *s;
 
-	for (s = svcs; s != NULL; s = s->next)
-		if (strcmp(s->name, name) == 0)
+	LIST_FOREACH(s, &svcs, next)
+		if (strcmp(s->def.service, name) == 0)
 			return s;
+	return NULL;
+}
+
+/* Agent a's place among service s's agents, or NULL (also for no s). */
+static struct esvc_agent *
+esvc_agent(struct esvc *s, const struct eagent *a)
+{
+	size_t i;
+
+	for (i = 0; s != NULL && i < s->nagents; i++)
+		if (s->agents[i].a == a)
+			return &s->agents[i];
 	return NULL;
 }
 
@@ -84,28 +95,6 @@ esvc_result(struct eagent *a, const char *name, int ok, const char *text)
 	ectl_send(a, &m);
 }
 
-static void deny_flush(struct esvc *svc);
-
-static void
-esvc_free(struct esvc *s)
-{
-	struct esvc **pp;
-
-	proxy_svc_gone(s);
-	deny_flush(s);
-	for (pp = &svcs; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == s) {
-			*pp = s->next;
-			break;
-		}
-	ev_del(&s->io);
-	close(s->io.fd);
-	eftp_svc_close(s->ftp);
-	log_info("service %s closed%s", s->name, handing ?
-	    " here (handed over)" : "");
-	free(s);
-}
-
 /* --- accept back-off ---------------------------------------------------- */
 
 static void
@@ -114,7 +103,7 @@ listeners_set(uint32_t mask)
 	uint32_t svc = handing ? 0 : mask;
 	struct esvc *s;
 
-	for (s = svcs; s != NULL; s = s->next)
+	LIST_FOREACH(s, &svcs, next)
 		if (ev_set(&s->io, svc) == -1)
 			log_fatal("epoll_ctl: %s", strerror(errno));
 	eftp_listeners_set(svc);
@@ -137,8 +126,7 @@ edge_accept(int lfd, struct net_addr *peer, const char *what)
 		lim_hit(LIM_FDS, "%s: accept: %s", what, strerror(errno));
 		paused_until = ev_now() + ACCEPT_PAUSE_MS;
 		listeners_set(0);
-	} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
-	    errno != ECONNABORTED && errno != EINTR)
+	} else if (errno != EAGAIN && errno != ECONNABORTED && errno != EINTR)
 		log_warn("%s: accept: %s", what, strerror(errno));
 	return -1;
 }
@@ -173,13 +161,7 @@ esvc_pick_agent(const char *name)
 int
 esvc_offered_by(const char *name, const struct eagent *a)
 {
-	struct esvc *svc = esvc_find(name);
-	size_t i;
-
-	for (i = 0; svc != NULL && i < svc->nagents; i++)
-		if (svc->agents[i].a == a)
-			return 1;
-	return 0;
+	return esvc_agent(esvc_find(name), a) != NULL;
 }
 
 uint64_t
@@ -223,10 +205,10 @@ deny_flush(struct esvc *svc)
 	if (svc->deny_held == 0)
 		return;
 	log_info("service %s: %u more clients refused in the last second "
-	    "(not logged one by one)", svc->name, svc->deny_held);
-	if ((a = esvc_pick_agent(svc->name)) != NULL) {
+	    "(not logged one by one)", svc->def.service, svc->deny_held);
+	if ((a = esvc_pick_agent(svc->def.service)) != NULL) {
 		msg_init(&m, FT_DENIED_SUMMARY);
-		msg_set_str(&m, FA_SERVICE, svc->name);
+		msg_set_str(&m, FA_SERVICE, svc->def.service);
 		msg_set_int(&m, FA_COUNT, svc->deny_held);
 		ectl_send(a, &m);
 	}
@@ -260,13 +242,13 @@ esvc_deny(struct esvc *svc, int fd, const struct sockaddr *client,
 	net_fmt(client, addr, sizeof(addr));
 	net_fmt_ip(client, ip, sizeof(ip), &port);
 	log_info("session %llu refused service=%s client=%s reason=%s "
-	    "detail=\"%s\"", (unsigned long long)id, svc->name, addr,
+	    "detail=\"%s\"", (unsigned long long)id, svc->def.service, addr,
 	    end_name(code), why);
-	if ((a = esvc_pick_agent(svc->name)) == NULL)
+	if ((a = esvc_pick_agent(svc->def.service)) == NULL)
 		return;
 	msg_init(&m, FT_SESS_DENIED);
 	msg_set_int(&m, FA_SESSION, id);
-	msg_set_str(&m, FA_SERVICE, svc->name);
+	msg_set_str(&m, FA_SERVICE, svc->def.service);
 	msg_set_str(&m, FA_CLIENT_ADDR, ip);
 	msg_set_int(&m, FA_CLIENT_PORT, port);
 	msg_set_int(&m, FA_END, code);
@@ -280,23 +262,20 @@ void
 esvc_client(struct esvc *svc, int fd, const struct sockaddr *client,
     const struct sockaddr *local)
 {
-	struct esess_req r;
+	struct esess_req r = { .kind = SK_CLIENT, .svc = svc->def.service };
 	enum sess_end code;
 	char why[160];
 	uint8_t a16[16];
 	int rc;
 
-	if (eban_refuse(fd, client, svc->name))
+	if (eban_refuse(fd, client, svc->def.service))
 		return;
-	if (esess_full(svc->name, svc->npending)) {
-		close(fd);
-		return;
-	}
 	cidr_sa16(client, a16);
-	memset(&r, 0, sizeof(r));
-	rc = adm_admit(a16, svc->name, &svc->pol, &r.adm, &code, why,
-	    sizeof(why));
-	if (rc == -2) {
+	/* Over the edge's own limits (logged and counted there): closed,
+	 * not reported. */
+	if (esess_full(svc->def.service, svc->npending) ||
+	    (rc = adm_admit(a16, svc->def.service, &svc->pol, &r.adm, &code,
+	    why, sizeof(why))) == -2) {
 		close(fd);
 		return;
 	}
@@ -304,8 +283,6 @@ esvc_client(struct esvc *svc, int fd, const struct sockaddr *client,
 		esvc_deny(svc, fd, client, code, why);
 		return;
 	}
-	r.kind = SK_CLIENT;
-	r.svc = svc->name;
 	esess_start(fd, client, local, &r);
 }
 
@@ -319,7 +296,7 @@ esvc_accept(struct ev_io *io, uint32_t events)
 	int fd, i;
 
 	(void)events;
-	snprintf(what, sizeof(what), "service %s", svc->name);
+	snprintf(what, sizeof(what), "service %s", svc->def.service);
 	for (i = 0; i < ACCEPT_BATCH; i++) {
 		if ((fd = edge_accept(io->fd, &peer, what)) == -1)
 			return;
@@ -349,51 +326,9 @@ esvc_accept(struct ev_io *io, uint32_t events)
 
 /* --- SVC_OPEN and SVC_CLOSE ---------------------------------------------- */
 
-/* A second agent for an existing service, or the same agent again. */
-static void
-esvc_join(struct esvc *s, struct eagent *a, const struct msg *def,
-    const struct msg *cmp)
-{
-	char err[400];
-	size_t i;
-
-	if (memcmp(&s->def, cmp, sizeof(*cmp)) != 0) {
-		snprintf(err, sizeof(err), "service %s is already open on %s "
-		    "with another definition (from agent %s); the edge keeps "
-		    "the first", s->name, s->listen, s->def_agent);
-		log_warn("agent %s: service %s refused: conflicting definition "
-		    "(listen %s); keeping the one from agent %s on %s", a->name,
-		    s->name, def->listen, s->def_agent, s->listen);
-		esvc_result(a, s->name, 0, err);
-		return;
-	}
-	for (i = 0; i < s->nagents; i++)
-		if (s->agents[i].a == a) {
-			if (s->agents[i].priority != def->priority)
-				log_info("service %s on %s agent=%s priority=%u "
-				    "(was %u)", s->name, s->listen, a->name,
-				    def->priority, s->agents[i].priority);
-			s->agents[i].priority = def->priority;
-			esvc_result(a, s->name, 1, NULL);
-			return;
-		}
-	if (s->nagents == SVC_AGENTS_MAX) {
-		log_warn("agent %s: service %s refused: already %d agents",
-		    a->name, s->name, SVC_AGENTS_MAX);
-		esvc_result(a, s->name, 0, "too many agents for this service");
-		return;
-	}
-	s->agents[s->nagents].a = a;
-	s->agents[s->nagents].priority = def->priority;
-	s->nagents++;
-	log_info("service %s open on %s agent=%s priority=%u", s->name,
-	    s->listen, a->name, def->priority);
-	esvc_result(a, s->name, 1, NULL);
-	esess_links_ready(a);
-}
-
-/* A new service: its policy, its listener, its passive ports. */
-static void
+/* A new service: its policy, its listener, its passive ports. The
+ * service, with no agent yet, or NULL (refused, and answered). */
+static struct esvc *
 esvc_create(struct eagent *a, const struct msg *def, const struct msg *cmp)
 {
 	struct esvc *s, *o;
@@ -401,10 +336,10 @@ esvc_create(struct eagent *a, const struct msg *def, const struct msg *cmp)
 	char err[400];
 	int fd = -1;
 
-	for (o = svcs; o != NULL; o = o->next)
-		if (strcmp(o->listen, def->listen) == 0) {
+	LIST_FOREACH(o, &svcs, next)
+		if (strcmp(o->def.listen, def->listen) == 0) {
 			snprintf(err, sizeof(err), "%s is in use by service %s",
-			    def->listen, o->name);
+			    def->listen, o->def.service);
 			goto refuse;
 		}
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
@@ -425,59 +360,93 @@ esvc_create(struct eagent *a, const struct msg *def, const struct msg *cmp)
 	ev_io_init(&s->io, fd, esvc_accept);
 	s->local = addr;
 	s->local_fixed = !net_is_any(&addr);
-	snprintf(s->name, sizeof(s->name), "%s", def->service);
-	snprintf(s->listen, sizeof(s->listen), "%s", def->listen);
 	memcpy(&s->def, cmp, sizeof(s->def));
 	snprintf(s->def_agent, sizeof(s->def_agent), "%s", a->name);
-	s->agents[0].a = a;
-	s->agents[0].priority = def->priority;
-	s->nagents = 1;
 	if (ev_set(&s->io, paused_until != 0 || handing ? 0 : EPOLLIN) == -1)
 		log_fatal("epoll_ctl: %s", strerror(errno));
-	s->next = svcs;
-	svcs = s;
-	log_info("service %s open on %s agent=%s priority=%u", s->name,
-	    s->listen, a->name, def->priority);
-	esvc_result(a, s->name, 1, NULL);
-	return;
+	LIST_INSERT_HEAD(&svcs, s, next);
+	return s;
 refuse:
 	log_warn("agent %s: service %s on %s: %s", a->name, def->service,
 	    def->listen, err);
 	esvc_result(a, def->service, 0, err);
+	return NULL;
 }
 
 void
 esvc_open(struct eagent *a, const struct msg *def)
 {
-	struct esvc *s = esvc_find(def->service);
-	struct msg *cmp;
-
 	/* memcpy, not assignment: padding must compare equal too. struct
-	 * msg is large: not on the stack twice. */
-	if ((cmp = malloc(sizeof(*cmp))) == NULL) {
-		esvc_result(a, def->service, 0, "out of memory");
+	 * msg is large: not on the stack (the edge has one thread). */
+	static struct msg cmp;
+	struct esvc *s = esvc_find(def->service);
+	struct esvc_agent *x;
+	char err[400];
+
+	memcpy(&cmp, def, sizeof(cmp));
+	cmp.priority = 0;
+	cmp.have &= ~FA_BIT(FA_PRIORITY);
+	if (s == NULL && (s = esvc_create(a, def, &cmp)) == NULL)
+		return;
+	if (memcmp(&s->def, &cmp, sizeof(cmp)) != 0) {
+		snprintf(err, sizeof(err), "service %s is already open on %s "
+		    "with another definition (from agent %s); the edge keeps "
+		    "the first", def->service, s->def.listen, s->def_agent);
+		log_warn("agent %s: service %s refused: conflicting definition "
+		    "(listen %s); keeping the one from agent %s on %s", a->name,
+		    def->service, def->listen, s->def_agent, s->def.listen);
+		esvc_result(a, def->service, 0, err);
 		return;
 	}
-	memcpy(cmp, def, sizeof(*cmp));
-	cmp->priority = 0;
-	cmp->have &= ~FA_BIT(FA_PRIORITY);
-	if (s != NULL)
-		esvc_join(s, a, def, cmp);
-	else
-		esvc_create(a, def, cmp);
-	free(cmp);
+	/* From here def->listen is the service's address. */
+	if ((x = esvc_agent(s, a)) != NULL) {
+		if (x->priority != def->priority)
+			log_info("service %s on %s agent=%s priority=%u "
+			    "(was %u)", def->service, def->listen, a->name,
+			    def->priority, x->priority);
+		x->priority = def->priority;
+		esvc_result(a, def->service, 1, NULL);
+		return;
+	}
+	if (s->nagents == SVC_AGENTS_MAX) {
+		log_warn("agent %s: service %s refused: already %d agents",
+		    a->name, def->service, SVC_AGENTS_MAX);
+		esvc_result(a, def->service, 0,
+		    "too many agents for this service");
+		return;
+	}
+	s->agents[s->nagents].a = a;
+	s->agents[s->nagents].priority = def->priority;
+	s->nagents++;
+	log_info("service %s open on %s agent=%s priority=%u", def->service,
+	    def->listen, a->name, def->priority);
+	esvc_result(a, def->service, 1, NULL);
+	/* A second agent of a service: clients may be waiting for it. */
+	if (s->nagents > 1)
+		esess_links_ready(a);
+}
+
+static void
+esvc_free(struct esvc *s)
+{
+	proxy_svc_gone(s);
+	deny_flush(s);
+	LIST_REMOVE(s, next);
+	ev_del(&s->io);
+	close(s->io.fd);
+	eftp_svc_close(s->ftp);
+	log_info("service %s closed%s", s->def.service, handing ?
+	    " here (handed over)" : "");
+	free(s);
 }
 
 static void
 esvc_remove_agent(struct esvc *s, struct eagent *a)
 {
-	size_t i;
+	struct esvc_agent *x = esvc_agent(s, a);
 
-	for (i = 0; i < s->nagents; i++)
-		if (s->agents[i].a == a) {
-			s->agents[i] = s->agents[--s->nagents];
-			break;
-		}
+	if (x != NULL)
+		*x = s->agents[--s->nagents];
 	if (s->nagents == 0)
 		esvc_free(s);
 }
@@ -496,8 +465,8 @@ esvc_withdraw_all(struct eagent *a)
 {
 	struct esvc *s, *next;
 
-	for (s = svcs; s != NULL; s = next) {
-		next = s->next;
+	for (s = LIST_FIRST(&svcs); s != NULL; s = next) {
+		next = LIST_NEXT(s, next);
 		esvc_remove_agent(s, a);
 	}
 }
@@ -511,7 +480,7 @@ esvc_tick(uint64_t now)
 		paused_until = 0;
 		listeners_set(EPOLLIN);
 	}
-	for (svc = svcs; svc != NULL; svc = svc->next)
+	LIST_FOREACH(svc, &svcs, next)
 		if (svc->deny_held > 0 && now / 1000 != svc->deny_sec)
 			deny_flush(svc);
 }
@@ -521,7 +490,7 @@ esvc_each_listener(void (*cb)(int fd, void *arg), void *arg)
 {
 	struct esvc *s;
 
-	for (s = svcs; s != NULL; s = s->next) {
+	LIST_FOREACH(s, &svcs, next) {
 		cb(s->io.fd, arg);
 		eftp_each_listener(s->ftp, cb, arg);
 	}
@@ -537,8 +506,8 @@ esvc_handing(int on)
 void
 esvc_shutdown(void)
 {
-	while (svcs != NULL)
-		esvc_free(svcs);
+	while (!LIST_EMPTY(&svcs))
+		esvc_free(LIST_FIRST(&svcs));
 }
 
 void
@@ -547,7 +516,7 @@ esvc_stats(char *out, size_t outlen)
 	uint64_t nsvc = 0, npend = 0;
 	struct esvc *v;
 
-	for (v = svcs; v != NULL; v = v->next) {
+	LIST_FOREACH(v, &svcs, next) {
 		nsvc++;
 		npend += v->npending;
 	}
