@@ -266,14 +266,13 @@ void
 eftp_ports(struct eagent *agent, const struct msg *m)
 {
 	struct esess_peer peer;
-	struct eftp_ports *p = esess_ftp_ports(m->session, agent, &peer);
+	struct eftp_ports *p;
 	struct eftp *f = NULL;
 
-	/* A control session the process before this one holds. */
-	if (p == NULL)
-		p = eho_ftp_ports(m->session, agent, &peer);
-	/* No such session (it may have ended a moment ago): no service. */
-	if (p != NULL)
+	/* A control session of this process, or of the one before it; none
+	 * (it may have ended a moment ago): no service. */
+	if ((p = esess_ftp_ports(m->session, agent, &peer)) != NULL ||
+	    (p = eho_ftp_ports(m->session, agent, &peer)) != NULL)
 		f = esvc_ftp(peer.svc);
 	/* Only the agent the session was offered to speaks for it, and
 	 * only for ports of the service's own range. */

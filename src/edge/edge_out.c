@@ -53,12 +53,12 @@ struct epol {
 /* A request until it is connected (then it is a session) or fails. */
 struct oreq {
 	uint64_t	 id;		/* ours, for the dialler */
-	uint64_t	 request;	/* the agent's */
-	uint8_t		 kind;		/* SK_OUTBOUND or SK_FTP_ACTIVE */
-	struct eagent	*a;
+	/* The session it becomes: kind SK_OUTBOUND or SK_FTP_ACTIVE, the
+	 * agent's request, the agent (NULL once lost); active FTP: the
+	 * control session, and svc its service. */
+	struct esess_req q;
 	char		 dest[MSG_HOST_MAX + 16];
-	uint64_t	 ftp_ctl;	/* active FTP: the control session */
-	char		 svc[MSG_NAME_MAX];	/* and its service */
+	char		 svc[MSG_NAME_MAX];
 	uint64_t	 deadline;
 	LIST_ENTRY(oreq) entry;
 };
@@ -89,19 +89,19 @@ req_fail(struct oreq *o, uint8_t code, const char *why)
 	struct msg m;
 
 	log_warn("%s request %llu %s agent=%s dest=%s: %s",
-	    o->kind == SK_FTP_ACTIVE ? "ftp active" : "outbound",
-	    (unsigned long long)o->request,
+	    o->q.kind == SK_FTP_ACTIVE ? "ftp active" : "outbound",
+	    (unsigned long long)o->q.request,
 	    code == OC_NOT_ALLOWED ? "refused" : "failed",
-	    o->a != NULL ? o->a->name : "-", o->dest, why);
-	if (o->kind == SK_FTP_ACTIVE)
+	    o->q.agent != NULL ? o->q.agent->name : "-", o->dest, why);
+	if (o->q.kind == SK_FTP_ACTIVE)
 		eftp_active_failed();
-	if (o->a != NULL) {
-		msg_init(&m, o->kind == SK_FTP_ACTIVE ? FT_FTP_DIAL_FAIL :
+	if (o->q.agent != NULL) {
+		msg_init(&m, o->q.kind == SK_FTP_ACTIVE ? FT_FTP_DIAL_FAIL :
 		    FT_OUT_FAIL);
-		msg_set_int(&m, FA_REQUEST, o->request);
+		msg_set_int(&m, FA_REQUEST, o->q.request);
 		msg_set_int(&m, FA_OUT_CODE, code);
 		msg_set_str(&m, FA_TEXT, why);
-		ectl_send(o->a, &m);
+		ectl_send(o->q.agent, &m);
 	}
 	req_free(o);
 }
@@ -125,7 +125,6 @@ static void
 req_answer(const struct dial_rep *r, int fd)
 {
 	struct net_addr dest;
-	struct esess_req q;
 	struct oreq *o;
 	const char *fail = NULL;
 	char why[160];
@@ -145,10 +144,8 @@ req_answer(const struct dial_rep *r, int fd)
 		return;
 	}
 	(void)net_set_nodelay(fd);
-	q = (struct esess_req){ .kind = o->kind, .agent = o->a,
-	    .request = o->request, .svc = o->svc, .ftp_ctl = o->ftp_ctl };
-	if (o->kind == SK_FTP_ACTIVE) {
-		if (eftp_data_start(fd, &dest, &q, why, sizeof(why)) == -1)
+	if (o->q.kind == SK_FTP_ACTIVE) {
+		if (eftp_data_start(fd, &dest, &o->q, why, sizeof(why)) == -1)
 			fail = why;
 	} else if (esess_full("outbound", 0)) {
 		/* Checked when asked too; up to OUT_PENDING_MAX were asked
@@ -156,7 +153,7 @@ req_answer(const struct dial_rep *r, int fd)
 		close(fd);
 		fail = "too many sessions";
 	} else
-		esess_start(fd, (struct sockaddr *)&dest.ss, NULL, &q);
+		esess_start(fd, (struct sockaddr *)&dest.ss, NULL, &o->q);
 	if (fail != NULL)
 		req_fail(o, OC_FAIL, fail);
 	else
@@ -209,9 +206,10 @@ req_new(struct eagent *a, uint64_t request, uint8_t kind, const char *host,
 	if ((o = calloc(1, sizeof(*o))) == NULL)
 		return NULL;
 	o->id = next_id++;
-	o->request = request;
-	o->kind = kind;
-	o->a = a;
+	o->q.kind = kind;
+	o->q.request = request;
+	o->q.agent = a;
+	o->q.svc = o->svc;
 	o->deadline = ev_now() + OUT_CONNECT_MS;
 	snprintf(o->dest, sizeof(o->dest), strchr(host, ':') ? "[%s]:%u" :
 	    "%s:%u", host, port);
@@ -286,7 +284,7 @@ eout_ftp_dial(struct eagent *a, const struct msg *m)
 	if ((o = req_new(a, m->request, SK_FTP_ACTIVE, peer.ip,
 	    m->dest_port)) == NULL)
 		return;
-	o->ftp_ctl = m->ftp_ctl;
+	o->q.ftp_ctl = m->ftp_ctl;
 	snprintf(o->svc, sizeof(o->svc), "%s", peer.svc);
 	/* From the address the partner reached (and port 20 if the
 	 * operator allows it, for clients that check the source port). */
@@ -349,8 +347,8 @@ eout_agent_lost(struct eagent *a)
 
 	for (o = LIST_FIRST(&reqs); o != NULL; o = next) {
 		next = LIST_NEXT(o, entry);
-		if (o->a == a) {
-			o->a = NULL;
+		if (o->q.agent == a) {
+			o->q.agent = NULL;
 			req_fail(o, OC_FAIL, "agent lost");
 		}
 	}
