@@ -1,7 +1,7 @@
 /* edge_dial.c - the dialler (edge_dial.h).
  *
- *   relay process                   dialler                  a worker
- *     edial_send ---- dial_req --->  dial_check: refused? -> dial_rep
+ *   relay process (edge_out.c)      dialler                  a worker
+ *     dial_send ----- dial_req --->  dial_check: refused? -> dial_rep
  *                                    fork ---------------->  resolve, check,
  *                                                            connect
  *     dial_readable <---------- dial_rep + socket (SCM_RIGHTS) ---+
@@ -9,7 +9,6 @@
  * Workers answer on the dialler's own end of the socket pair: a
  * SOCK_SEQPACKET message goes whole, whoever sends it. */
 #include "edge/edge_dial.h"
-#include "common/ev.h"
 #include "common/log.h"
 #include "common/net.h"
 #include "common/outpol.h"
@@ -18,7 +17,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -72,10 +70,7 @@ dial_denied(const struct dial_conf *c, const struct sockaddr *sa)
 static void
 dial_answer(int fd, const struct dial_rep *r, int sock)
 {
-	union {
-		struct cmsghdr	 h;
-		char		 b[CMSG_SPACE(sizeof(int))];
-	} cm;
+	union dial_cmsg cm;
 	struct iovec iov = { (void *)(uintptr_t)r, sizeof(*r) };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	struct cmsghdr *c;
@@ -188,7 +183,6 @@ static void
 dial_serve(int fd, void *arg)
 {
 	const struct dial_conf *c = arg;
-	struct pollfd pfd = { fd, POLLIN, 0 };
 	struct dial_req q;
 	struct dial_rep r;
 	unsigned nworkers = 0;
@@ -198,10 +192,9 @@ dial_serve(int fd, void *arg)
 	if (sandbox_enter(c->sc, SB_DIALLER, r.text, sizeof(r.text)) == -1)
 		log_fatal("dialler: sandbox: %s", r.text);
 	for (;;) {
-		(void)poll(&pfd, 1, -1);
 		memset(&q, 0, sizeof(q));
-		n = recv(fd, &q, sizeof(q), MSG_TRUNC | MSG_DONTWAIT);
-		if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR))
+		n = recv(fd, &q, sizeof(q), MSG_TRUNC);
+		if (n == 0 || (n == -1 && errno != EINTR))
 			_exit(0);	/* the relay process is gone */
 		if (n == -1)
 			continue;
@@ -237,71 +230,4 @@ dial_fork(const struct dial_conf *c, char *err, size_t errlen)
 {
 	return sandbox_helper("sallyport-dial", dial_serve, (void *)(uintptr_t)c,
 	    err, errlen);
-}
-
-/* --- the relay process's side ------------------------------------------ */
-
-static struct ev_io dial_io;
-static edial_cb *dial_cb;
-
-static void
-dial_readable(struct ev_io *io, uint32_t events)
-{
-	union {
-		struct cmsghdr	 h;
-		char		 b[CMSG_SPACE(sizeof(int))];
-	} cm;
-	struct dial_rep r;
-	struct iovec iov = { &r, sizeof(r) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	struct cmsghdr *c;
-	ssize_t n;
-	int fd;
-
-	(void)events;
-	for (;;) {
-		mh.msg_control = &cm;
-		mh.msg_controllen = sizeof(cm);
-		n = recvmsg(io->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		if (n == -1 && (errno == EAGAIN || errno == EINTR))
-			return;
-		if (n <= 0)
-			log_fatal("the dialler process is gone");
-		fd = -1;
-		if ((c = CMSG_FIRSTHDR(&mh)) != NULL && c->cmsg_level ==
-		    SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-		    c->cmsg_len == CMSG_LEN(sizeof(int)))
-			memcpy(&fd, CMSG_DATA(c), sizeof(fd));
-		if (fd != -1 && (n != (ssize_t)sizeof(r) || r.err != 0)) {
-			close(fd);
-			fd = -1;
-		}
-		if (n != (ssize_t)sizeof(r))
-			continue;
-		r.text[sizeof(r.text) - 1] = '\0';
-		dial_cb(&r, fd);
-	}
-}
-
-int
-edial_start(const struct dial_conf *c, edial_cb *cb, char *err, size_t errlen)
-{
-	int fd;
-
-	if ((fd = dial_fork(c, err, errlen)) == -1)
-		return -1;
-	dial_cb = cb;
-	ev_io_init(&dial_io, fd, dial_readable);
-	if (ev_set(&dial_io, EPOLLIN) == -1) {
-		snprintf(err, errlen, "epoll: %s", strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-int
-edial_send(const struct dial_req *q)
-{
-	return send(dial_io.fd, q, sizeof(*q), MSG_DONTWAIT | MSG_NOSIGNAL) ==
-	    (ssize_t)sizeof(*q) ? 0 : -1;
 }

@@ -62,6 +62,12 @@ struct dial_rep {
 	char		 text[384];	/* what failed, for the logs */
 };
 
+/* Room for the one descriptor an answer carries (SCM_RIGHTS). */
+union dial_cmsg {
+	struct cmsghdr	 h;
+	char		 b[CMSG_SPACE(sizeof(int))];
+};
+
 /* The operator's limits, from the command line. */
 struct dial_conf {
 	struct cidr_list deny;		/* --dial-deny */
@@ -76,16 +82,8 @@ int	dial_check(const struct dial_conf *c, const struct dial_req *q,
 	    size_t n, char *why, size_t whylen);
 /* 1 if c's --dial-deny holds sa (IPv4-mapped IPv6 as IPv4). */
 int	dial_denied(const struct dial_conf *c, const struct sockaddr *sa);
-/* Fork the dialler (c must outlive the call only): its end of the
- * socket pair, or -1 with err. */
+/* Fork the dialler (c must outlive the call only): the relay process's
+ * end of the socket pair (edge_out.c speaks on it), or -1 with err. */
 int	dial_fork(const struct dial_conf *c, char *err, size_t errlen);
-
-/* The relay process's side: fork the dialler, and hand every answer to
- * cb (fd the connected socket, taken, or -1). 0, or -1 with err. */
-typedef void edial_cb(const struct dial_rep *r, int fd);
-int	edial_start(const struct dial_conf *c, edial_cb *cb, char *err,
-	    size_t errlen);
-/* Send q. 0, or -1 (the dialler takes no more now). */
-int	edial_send(const struct dial_req *q);
 
 #endif

@@ -4,11 +4,12 @@
  * the edge listens on every port of the range, on the service's address,
  * for as long as the service is open. Each control session of the service
  * holds, once the agent has sent FTP_PORTS, the ports its data
- * connections may use (the slice of the backend that holds it). A connection to a passive port P from
- * address X becomes a session only if a live control session from X
- * allows P; it is then offered, like any session, to the agent that holds
- * that control session, with the control session's id and P. Anything
- * else is refused at once: no port stealing by other addresses. */
+ * connections may use (the slice of the backend that holds it). A
+ * connection to a passive port P from address X becomes a session only
+ * if a live control session from X allows P; it is then offered, like
+ * any session, to the agent that holds that control session, with the
+ * control session's id and P. Anything else is refused at once: no port
+ * stealing by other addresses. */
 #include "edge/edge_ban.h"
 #include "edge/edge_ftp.h"
 #include "edge/edge_ctl.h"
@@ -19,24 +20,22 @@
 #include "common/cidr.h"
 #include "common/hosock.h"
 #include "common/log.h"
+#include "common/psock.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <unistd.h>
 
 #define FTP_PORTS_MAX	1000	/* passive ports per service */
 
-struct eftp;
-
+/* A passive listener; its port is f->pmin plus its index in f->lis. */
 struct eftp_lis {
 	struct ev_io	 io;
 	struct eftp	*f;
-	uint16_t	 port;
 };
 
 struct eftp {
@@ -45,10 +44,10 @@ struct eftp {
 	uint16_t	 pmin, pmax;
 	size_t		 nlis;
 	struct eftp_lis	*lis;
-	struct eftp	*next;
+	LIST_ENTRY(eftp) entry;
 };
 
-static struct eftp *ftps;
+static LIST_HEAD(, eftp) ftps = LIST_HEAD_INITIALIZER(ftps);
 static uint64_t stamp_next = 1;
 static uint64_t data_accepted, data_refused, active_ok, active_failed;
 static uint64_t refuse_logged_at, refuse_held;
@@ -56,20 +55,19 @@ static uint64_t refuse_logged_at, refuse_held;
 /* A refusal is logged at most once a second, with how many were held
  * back: a scan of the passive range must not flood the log. */
 static void
-refuse(struct eftp *f, int fd, const char *ip, uint16_t port, const char *why)
+refuse(struct eftp *f, int fd, const char *ip, uint16_t port)
 {
-	struct linger lg = { 1, 0 };
 	uint64_t now = ev_now();
 
 	data_refused++;
-	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	close(fd);
+	psock_reset_now(fd);
 	if (refuse_logged_at != 0 && now - refuse_logged_at < 1000) {
 		refuse_held++;
 		return;
 	}
 	log_warn("ftp service %s: data connection from %s to passive port %u "
-	    "refused: %s%s", f->svc, ip, port, why,
+	    "refused: no control session from that address for this port%s",
+	    f->svc, ip, port,
 	    refuse_held ? " (and earlier refusals not logged)" : "");
 	refuse_logged_at = now;
 	refuse_held = 0;
@@ -82,16 +80,14 @@ eftp_data_start(int fd, const struct net_addr *peer, struct esess_req *r,
 	struct net_addr local;
 	enum sess_end code;
 	uint8_t a16[16];
-	int rc;
+	int rc = -1;
 
+	/* adm_admit logs the edge's own limit (-2), but why is ours. */
 	cidr_sa16((const struct sockaddr *)&peer->ss, a16);
-	if (esess_full(r->svc, 0)) {
+	if (esess_full(r->svc, 0))
 		snprintf(why, whylen, "too many sessions");
-		close(fd);
-		return -1;
-	}
-	rc = adm_admit(a16, r->svc, NULL, &r->adm, &code, why, whylen);
-	if (rc == -2)	/* the edge's own limit: logged, but why is ours */
+	else if ((rc = adm_admit(a16, r->svc, NULL, &r->adm, &code, why,
+	    whylen)) == -2)
 		snprintf(why, whylen, "too many sessions from that address");
 	if (rc != 0) {
 		close(fd);
@@ -114,12 +110,10 @@ pasv_accept(struct ev_io *io, uint32_t events)
 {
 	struct eftp_lis *l = (struct eftp_lis *)(void *)io;
 	struct eftp *f = l->f;
+	uint16_t port = (uint16_t)(f->pmin + (l - f->lis)), cport;
 	struct net_addr peer;
 	struct esess_req r;
-	struct eagent *a;
-	uint64_t ctl;
 	char ip[NET_ADDRSTR], what[MSG_NAME_MAX + 16], why[160];
-	uint16_t cport;
 	int fd, i;
 
 	(void)events;
@@ -130,18 +124,13 @@ pasv_accept(struct ev_io *io, uint32_t events)
 		if (eban_refuse(fd, (struct sockaddr *)&peer.ss, what))
 			continue;
 		net_fmt_ip((struct sockaddr *)&peer.ss, ip, sizeof(ip), &cport);
-		if (esess_ftp_match(f->svc, ip, l->port, &a, &ctl) == -1) {
-			refuse(f, fd, ip, l->port, "no control session from "
-			    "that address for this port");
-			continue;
-		}
-		memset(&r, 0, sizeof(r));
-		r.kind = SK_FTP_DATA;
-		r.svc = f->svc;
-		r.agent = a;
-		r.ftp_ctl = ctl;
-		r.ftp_port = l->port;
-		(void)eftp_data_start(fd, &peer, &r, why, sizeof(why));
+		r = (struct esess_req){ .kind = SK_FTP_DATA, .svc = f->svc,
+		    .ftp_port = port };
+		if (esess_ftp_match(f->svc, ip, port, &r.agent,
+		    &r.ftp_ctl) == 0)
+			(void)eftp_data_start(fd, &peer, &r, why, sizeof(why));
+		else
+			refuse(f, fd, ip, port);
 	}
 }
 
@@ -150,6 +139,7 @@ eftp_free(struct eftp *f)
 {
 	size_t i;
 
+	LIST_REMOVE(f, entry);
 	for (i = 0; i < f->nlis; i++) {
 		ev_del(&f->lis[i].io);
 		close(f->lis[i].io.fd);
@@ -158,45 +148,17 @@ eftp_free(struct eftp *f)
 	free(f);
 }
 
-int
-eftp_svc_open(const char *svc, const struct msg *def,
-    const struct net_addr *listen, struct eftp **out, char *err,
-    size_t errlen)
+/* Listen on each of the n passive ports of def at ip. */
+static int
+eftp_listen(const char *svc, const struct msg *def, const char *ip, size_t n,
+    struct eftp **out, char *err, size_t errlen)
 {
+	struct net_addr a;
 	struct eftp *f;
-	struct net_addr a = *listen;
-	uint16_t lport;
-	char ip[NET_ADDRSTR], e[128];
-	size_t n, i;
+	uint16_t port;
+	char e[128];
 	int fd;
 
-	*out = NULL;
-	if (!(def->have & FA_BIT(FA_PROTOCOL)))
-		return 0;
-	if (strcmp(def->protocol, "ftp") != 0 &&
-	    strcmp(def->protocol, "ftps") != 0) {
-		snprintf(err, errlen, "unknown protocol '%s'", def->protocol);
-		return -1;
-	}
-	if (!(def->have & FA_BIT(FA_PASV_MIN)) ||
-	    !(def->have & FA_BIT(FA_PASV_MAX)) || def->pasv_min == 0 ||
-	    def->pasv_min > def->pasv_max) {
-		snprintf(err, errlen, "FTP service without a valid passive port "
-		    "range");
-		return -1;
-	}
-	n = (size_t)def->pasv_max - def->pasv_min + 1;
-	if (n > FTP_PORTS_MAX) {
-		snprintf(err, errlen, "passive range %u-%u: more than %d ports",
-		    def->pasv_min, def->pasv_max, FTP_PORTS_MAX);
-		return -1;
-	}
-	net_fmt_ip((struct sockaddr *)&a.ss, ip, sizeof(ip), &lport);
-	if (lport >= def->pasv_min && lport <= def->pasv_max) {
-		snprintf(err, errlen, "passive range %u-%u holds the control "
-		    "port %u", def->pasv_min, def->pasv_max, lport);
-		return -1;
-	}
 	if ((f = calloc(1, sizeof(*f))) == NULL ||
 	    (f->lis = calloc(n, sizeof(*f->lis))) == NULL) {
 		free(f);
@@ -204,49 +166,69 @@ eftp_svc_open(const char *svc, const struct msg *def,
 		return -1;
 	}
 	snprintf(f->svc, sizeof(f->svc), "%s", svc);
-	f->active = (def->have & FA_BIT(FA_FTP_ACTIVE)) != 0;
+	f->active = def->ftp_active;
 	f->pmin = def->pasv_min;
 	f->pmax = def->pasv_max;
-	for (i = 0; i < n; i++) {
-		struct eftp_lis *l = &f->lis[i];
-
-		l->f = f;
-		l->port = (uint16_t)(f->pmin + i);
-		if (a.ss.ss_family == AF_INET6)
-			((struct sockaddr_in6 *)&a.ss)->sin6_port = htons(l->port);
-		else
-			((struct sockaddr_in *)&a.ss)->sin_port = htons(l->port);
+	LIST_INSERT_HEAD(&ftps, f, entry);
+	for (; f->nlis < n; f->nlis++) {
+		port = (uint16_t)(f->pmin + f->nlis);
+		(void)net_from_ip(ip, port, &a);
 		if ((fd = hosock_claim(&a)) == -1 &&
 		    (fd = net_listen(&a, 64, e, sizeof(e))) == -1) {
-			snprintf(err, errlen, "passive port %u: %s", l->port, e);
+			snprintf(err, errlen, "passive port %u: %s", port, e);
 			eftp_free(f);
 			return -1;
 		}
-		ev_io_init(&l->io, fd, pasv_accept);
-		f->nlis++;
-		if (ev_set(&l->io, EPOLLIN) == -1)
+		f->lis[f->nlis].f = f;
+		ev_io_init(&f->lis[f->nlis].io, fd, pasv_accept);
+		if (ev_set(&f->lis[f->nlis].io, EPOLLIN) == -1)
 			log_fatal("epoll_ctl: %s", strerror(errno));
 	}
-	f->next = ftps;
-	ftps = f;
 	log_info("ftp service %s: passive ports %u-%u open on %s%s", svc,
 	    f->pmin, f->pmax, ip, f->active ? ", active mode on" : "");
 	*out = f;
 	return 0;
 }
 
+/* listen was parsed by net_parse: numeric, no scope, so that ip and a
+ * port make it again (net_from_ip). The decoder leaves 0 in what an
+ * SVC_OPEN does not carry, and FTP_ACTIVE 1 when it does. */
+int
+eftp_svc_open(const char *svc, const struct msg *def,
+    const struct net_addr *listen, struct eftp **out, char *err,
+    size_t errlen)
+{
+	uint16_t lo = def->pasv_min, hi = def->pasv_max, lport;
+	char ip[NET_ADDRSTR];
+
+	*out = NULL;
+	if (!(def->have & FA_BIT(FA_PROTOCOL)))
+		return 0;
+	net_fmt_ip((const struct sockaddr *)&listen->ss, ip, sizeof(ip),
+	    &lport);
+	if (strcmp(def->protocol, "ftp") != 0 &&
+	    strcmp(def->protocol, "ftps") != 0)
+		snprintf(err, errlen, "unknown protocol '%s'", def->protocol);
+	else if (lo == 0 || lo > hi)
+		snprintf(err, errlen, "FTP service without a valid passive "
+		    "port range");
+	else if (hi - lo >= FTP_PORTS_MAX)
+		snprintf(err, errlen, "passive range %u-%u: more than %d ports",
+		    lo, hi, FTP_PORTS_MAX);
+	else if (lport >= lo && lport <= hi)
+		snprintf(err, errlen, "passive range %u-%u holds the control "
+		    "port %u", lo, hi, lport);
+	else
+		return eftp_listen(svc, def, ip, (size_t)(hi - lo) + 1, out,
+		    err, errlen);
+	return -1;
+}
+
 void
 eftp_svc_close(struct eftp *f)
 {
-	struct eftp **pp;
-
 	if (f == NULL)
 		return;
-	for (pp = &ftps; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == f) {
-			*pp = f->next;
-			break;
-		}
 	log_info("ftp service %s: passive ports %u-%u closed", f->svc,
 	    f->pmin, f->pmax);
 	eftp_free(f);
@@ -258,7 +240,7 @@ eftp_listeners_set(uint32_t mask)
 	struct eftp *f;
 	size_t i;
 
-	for (f = ftps; f != NULL; f = f->next)
+	LIST_FOREACH(f, &ftps, entry)
 		for (i = 0; i < f->nlis; i++)
 			if (ev_set(&f->lis[i].io, mask) == -1)
 				log_fatal("epoll_ctl: %s", strerror(errno));
@@ -284,16 +266,14 @@ void
 eftp_ports(struct eagent *agent, const struct msg *m)
 {
 	struct esess_peer peer;
-	struct eftp_ports *p = esess_ftp_ports(m->session, agent, &peer);
-	struct eftp *f;
+	struct eftp_ports *p;
+	struct eftp *f = NULL;
 
-	/* A control session the process before this one holds. */
-	if (p == NULL)
-		p = eho_ftp_ports(m->session, agent, &peer);
-	/* No such session (it may have ended a moment ago): no service. */
-	for (f = p != NULL ? ftps : NULL; f != NULL; f = f->next)
-		if (strcmp(f->svc, peer.svc) == 0)
-			break;
+	/* A control session of this process, or of the one before it; none
+	 * (it may have ended a moment ago): no service. */
+	if ((p = esess_ftp_ports(m->session, agent, &peer)) != NULL ||
+	    (p = eho_ftp_ports(m->session, agent, &peer)) != NULL)
+		f = esvc_ftp(peer.svc);
 	/* Only the agent the session was offered to speaks for it, and
 	 * only for ports of the service's own range. */
 	if (f == NULL) {
@@ -305,9 +285,9 @@ eftp_ports(struct eagent *agent, const struct msg *m)
 	if (m->pasv_min == 0 || m->pasv_min > m->pasv_max ||
 	    m->pasv_min < f->pmin || m->pasv_max > f->pmax) {
 		log_warn("agent %s: FTP_PORTS %u-%u for session %llu ignored: "
-		    "outside the passive range %u-%u of service %s", agent->name,
-		    m->pasv_min, m->pasv_max, (unsigned long long)m->session,
-		    f->pmin, f->pmax, f->svc);
+		    "outside the passive range %u-%u of service %s",
+		    agent->name, m->pasv_min, m->pasv_max,
+		    (unsigned long long)m->session, f->pmin, f->pmax, f->svc);
 		return;
 	}
 	p->pmin = m->pasv_min;
@@ -318,12 +298,9 @@ eftp_ports(struct eagent *agent, const struct msg *m)
 int
 eftp_active(const char *svc)
 {
-	struct eftp *f;
+	struct eftp *f = esvc_ftp(svc);
 
-	for (f = ftps; f != NULL; f = f->next)
-		if (strcmp(f->svc, svc) == 0)
-			return f->active;
-	return 0;
+	return f != NULL && f->active;
 }
 
 void

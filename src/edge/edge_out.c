@@ -20,11 +20,11 @@
 #include "edge/edge_out.h"
 #include "edge/edge_ban.h"
 #include "edge/edge_ctl.h"
-#include "edge/edge_dial.h"
 #include "edge/edge_ftp.h"
 #include "edge/edge_handover.h"
 #include "edge/edge_sess.h"
 #include "common/cidr.h"
+#include "common/ev.h"
 #include "common/log.h"
 #include "common/outpol.h"
 
@@ -53,12 +53,12 @@ struct epol {
 /* A request until it is connected (then it is a session) or fails. */
 struct oreq {
 	uint64_t	 id;		/* ours, for the dialler */
-	uint64_t	 request;	/* the agent's */
-	uint8_t		 kind;		/* SK_OUTBOUND or SK_FTP_ACTIVE */
-	struct eagent	*a;
+	/* The session it becomes: kind SK_OUTBOUND or SK_FTP_ACTIVE, the
+	 * agent's request, the agent (NULL once lost); active FTP: the
+	 * control session, and svc its service. */
+	struct esess_req q;
 	char		 dest[MSG_HOST_MAX + 16];
-	uint64_t	 ftp_ctl;	/* active FTP: the control session */
-	char		 svc[MSG_NAME_MAX];	/* and its service */
+	char		 svc[MSG_NAME_MAX];
 	uint64_t	 deadline;
 	LIST_ENTRY(oreq) entry;
 };
@@ -68,6 +68,10 @@ static int out_port20;
 static LIST_HEAD(, oreq) reqs = LIST_HEAD_INITIALIZER(reqs);
 static size_t nreqs;
 static uint64_t next_id = 1;
+static struct ev_io dial_io;	/* our end of the dialler's socket pair */
+/* The request being made: struct dial_req is large, not on the event
+ * loop's stack. */
+static struct dial_req dreq;
 
 static void
 req_free(struct oreq *o)
@@ -85,19 +89,19 @@ req_fail(struct oreq *o, uint8_t code, const char *why)
 	struct msg m;
 
 	log_warn("%s request %llu %s agent=%s dest=%s: %s",
-	    o->kind == SK_FTP_ACTIVE ? "ftp active" : "outbound",
-	    (unsigned long long)o->request,
+	    o->q.kind == SK_FTP_ACTIVE ? "ftp active" : "outbound",
+	    (unsigned long long)o->q.request,
 	    code == OC_NOT_ALLOWED ? "refused" : "failed",
-	    o->a != NULL ? o->a->name : "-", o->dest, why);
-	if (o->kind == SK_FTP_ACTIVE)
+	    o->q.agent != NULL ? o->q.agent->name : "-", o->dest, why);
+	if (o->q.kind == SK_FTP_ACTIVE)
 		eftp_active_failed();
-	if (o->a != NULL) {
-		msg_init(&m, o->kind == SK_FTP_ACTIVE ? FT_FTP_DIAL_FAIL :
+	if (o->q.agent != NULL) {
+		msg_init(&m, o->q.kind == SK_FTP_ACTIVE ? FT_FTP_DIAL_FAIL :
 		    FT_OUT_FAIL);
-		msg_set_int(&m, FA_REQUEST, o->request);
+		msg_set_int(&m, FA_REQUEST, o->q.request);
 		msg_set_int(&m, FA_OUT_CODE, code);
 		msg_set_str(&m, FA_TEXT, why);
-		ectl_send(o->a, &m);
+		ectl_send(o->q.agent, &m);
 	}
 	req_free(o);
 }
@@ -115,82 +119,116 @@ code_for_errno(int err)
 	}
 }
 
-/* The dialler's answer: connected (fd), a session of the agent's on one
- * of its data links; or not. */
+/* The dialler's answer r: connected (fd, taken, only when r->err is 0),
+ * a session of the agent's on one of its data links; or not. */
 static void
 req_answer(const struct dial_rep *r, int fd)
 {
 	struct net_addr dest;
-	struct esess_req q;
 	struct oreq *o;
+	const char *fail = NULL;
 	char why[160];
 
 	LIST_FOREACH(o, &reqs, entry)
 		if (o->id == r->id)
 			break;
-	if (o == NULL) {
-		if (fd != -1)
-			close(fd);	/* it timed out: nobody waits */
-		return;
-	}
 	dest.len = sizeof(dest.ss);
-	if (fd == -1 || getpeername(fd, (struct sockaddr *)&dest.ss,
-	    &dest.len) == -1) {
+	/* No request: it timed out, nobody waits. */
+	if (o == NULL || r->err != 0 || fd == -1 || getpeername(fd,
+	    (struct sockaddr *)&dest.ss, &dest.len) == -1) {
 		if (fd != -1)
 			close(fd);
-		req_fail(o, code_for_errno(r->err), fd == -1 ? r->text :
-		    "connected, then gone");
+		if (o != NULL)
+			req_fail(o, code_for_errno(r->err), fd == -1 ||
+			    r->err != 0 ? r->text : "connected, then gone");
 		return;
 	}
 	(void)net_set_nodelay(fd);
-	memset(&q, 0, sizeof(q));
-	q.kind = o->kind;
-	q.agent = o->a;
-	q.request = o->request;
-	q.svc = o->svc;
-	q.ftp_ctl = o->ftp_ctl;
-	if (o->kind == SK_FTP_ACTIVE &&
-	    eftp_data_start(fd, &dest, &q, why, sizeof(why)) == -1) {
-		req_fail(o, OC_FAIL, why);
-		return;
-	}
-	if (o->kind != SK_FTP_ACTIVE) {
+	if (o->q.kind == SK_FTP_ACTIVE) {
+		if (eftp_data_start(fd, &dest, &o->q, why, sizeof(why)) == -1)
+			fail = why;
+	} else if (esess_full("outbound", 0)) {
 		/* Checked when asked too; up to OUT_PENDING_MAX were asked
 		 * meanwhile. */
-		if (esess_full("outbound", 0)) {
-			close(fd);
-			req_fail(o, OC_FAIL, "too many sessions");
-			return;
-		}
-		esess_start(fd, (struct sockaddr *)&dest.ss, NULL, &q);
-	}
-	req_free(o);
+		close(fd);
+		fail = "too many sessions";
+	} else
+		esess_start(fd, (struct sockaddr *)&dest.ss, NULL, &o->q);
+	if (fail != NULL)
+		req_fail(o, OC_FAIL, fail);
+	else
+		req_free(o);
 }
 
-/* A request of agent a to host:port, listed until it ends. */
+/* The dialler's answers, one message each, with the connected socket
+ * (SCM_RIGHTS) when it connected. */
+static void
+dial_readable(struct ev_io *io, uint32_t events)
+{
+	union dial_cmsg cm;
+	struct dial_rep r;
+	struct iovec iov = { &r, sizeof(r) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *c;
+	ssize_t n;
+	int fd;
+
+	(void)events;
+	for (;;) {
+		mh.msg_control = &cm;
+		mh.msg_controllen = sizeof(cm);
+		n = recvmsg(io->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n == -1 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0)
+			log_fatal("the dialler process is gone");
+		fd = -1;
+		if ((c = CMSG_FIRSTHDR(&mh)) != NULL && c->cmsg_level ==
+		    SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+		if (n == (ssize_t)sizeof(r)) {
+			r.text[sizeof(r.text) - 1] = '\0';
+			req_answer(&r, fd);
+		} else if (fd != -1)
+			close(fd);
+	}
+}
+
+/* A request of agent a to host:port, listed until it ends, and dreq
+ * for it. */
 static struct oreq *
-req_new(struct eagent *a, uint64_t request, uint8_t kind,
-    struct dial_req *q, const char *host, uint16_t port)
+req_new(struct eagent *a, uint64_t request, uint8_t kind, const char *host,
+    uint16_t port)
 {
 	struct oreq *o;
 
 	if ((o = calloc(1, sizeof(*o))) == NULL)
 		return NULL;
 	o->id = next_id++;
-	o->request = request;
-	o->kind = kind;
-	o->a = a;
+	o->q.kind = kind;
+	o->q.request = request;
+	o->q.agent = a;
+	o->q.svc = o->svc;
 	o->deadline = ev_now() + OUT_CONNECT_MS;
 	snprintf(o->dest, sizeof(o->dest), strchr(host, ':') ? "[%s]:%u" :
 	    "%s:%u", host, port);
 	LIST_INSERT_HEAD(&reqs, o, entry);
 	nreqs++;
-	memset(q, 0, sizeof(*q));
-	q->id = o->id;
-	q->why = kind == SK_FTP_ACTIVE ? DW_ACTIVE_FTP : DW_OUTBOUND;
-	q->port = port;
-	snprintf(q->host, sizeof(q->host), "%s", host);
+	memset(&dreq, 0, sizeof(dreq));
+	dreq.id = o->id;
+	dreq.why = kind == SK_FTP_ACTIVE ? DW_ACTIVE_FTP : DW_OUTBOUND;
+	dreq.port = port;
+	snprintf(dreq.host, sizeof(dreq.host), "%s", host);
 	return o;
+}
+
+/* Send dreq. 0, or -1 (the dialler takes no more now). */
+static int
+dial_send(void)
+{
+	return send(dial_io.fd, &dreq, sizeof(dreq), MSG_DONTWAIT |
+	    MSG_NOSIGNAL) == (ssize_t)sizeof(dreq) ? 0 : -1;
 }
 
 /* A control session lives on while its client is banned (unless the
@@ -207,21 +245,19 @@ banned(const char *ip)
 	return eban_match(a16);
 }
 
-/* struct dial_req is large: not on the event loop's stack. */
-static struct dial_req dreq;
-
 void
 eout_request(struct eagent *a, const struct msg *m)
 {
 	struct oreq *o;
 
-	if ((o = req_new(a, m->request, SK_OUTBOUND, &dreq, m->dest_host,
+	if ((o = req_new(a, m->request, SK_OUTBOUND, m->dest_host,
 	    m->dest_port)) == NULL)
 		return;
 	if (eho_releasing())
 		req_fail(o, OC_FAIL, "the edge is handing over; try again");
 	else if (a->out_pol == NULL)
-		req_fail(o, OC_NOT_ALLOWED, "no outbound policy from this agent");
+		req_fail(o, OC_NOT_ALLOWED, "no outbound policy from this "
+		    "agent");
 	else if (nreqs > OUT_PENDING_MAX || esess_full("outbound", 0))
 		req_fail(o, OC_FAIL, "too many outbound sessions");
 	else if (!outpol_valid_host(m->dest_host))
@@ -229,8 +265,9 @@ eout_request(struct eagent *a, const struct msg *m)
 	else {
 		snprintf(dreq.policy, sizeof(dreq.policy), "%s",
 		    a->out_pol->text);
-		if (edial_send(&dreq) == -1)
-			req_fail(o, OC_FAIL, "the dialler takes no request now");
+		if (dial_send() == -1)
+			req_fail(o, OC_FAIL, "the dialler takes no request "
+			    "now");
 	}
 }
 
@@ -244,10 +281,10 @@ eout_ftp_dial(struct eagent *a, const struct msg *m)
 	if (esess_ftp_ports(m->ftp_ctl, a, &peer) == NULL &&
 	    eho_ftp_ports(m->ftp_ctl, a, &peer) == NULL)
 		peer.ip = peer.svc = peer.lip = "";
-	if ((o = req_new(a, m->request, SK_FTP_ACTIVE, &dreq, peer.ip,
+	if ((o = req_new(a, m->request, SK_FTP_ACTIVE, peer.ip,
 	    m->dest_port)) == NULL)
 		return;
-	o->ftp_ctl = m->ftp_ctl;
+	o->q.ftp_ctl = m->ftp_ctl;
 	snprintf(o->svc, sizeof(o->svc), "%s", peer.svc);
 	/* From the address the partner reached (and port 20 if the
 	 * operator allows it, for clients that check the source port). */
@@ -267,7 +304,7 @@ eout_ftp_dial(struct eagent *a, const struct msg *m)
 		req_fail(o, OC_FAIL, "too many sessions");
 	else if (eho_releasing())
 		req_fail(o, OC_FAIL, "the edge is handing over; try again");
-	else if (edial_send(&dreq) == -1)
+	else if (dial_send() == -1)
 		req_fail(o, OC_FAIL, "the dialler takes no request now");
 }
 
@@ -275,30 +312,22 @@ void
 eout_policy(struct eagent *a, const struct msg *m)
 {
 	static struct outpol pol;	/* only to see that it parses */
-	struct epol *p;
+	struct epol *p = NULL;
 	struct msg r;
 	char err[400];
 
 	msg_init(&r, FT_OUT_POLICY_OK);
-	msg_have(&r, FA_STATUS);
-	if (!out_enabled) {
-		/* The DMZ operator decides whether this host may connect
-		 * out at all; without it the dialler refuses. */
-		log_warn("agent %s: outbound policy refused: outbound sessions "
-		    "are not enabled on this edge (--allow-outbound)", a->name);
-		r.status = 1;
-		msg_set_str(&r, FA_TEXT, "outbound sessions are not enabled on "
-		    "this edge (--allow-outbound)");
-		ectl_send(a, &r);
-		return;
-	}
-	if ((p = calloc(1, sizeof(*p))) == NULL ||
-	    outpol_parse(m->out_allow, &pol, err, sizeof(err)) == -1) {
-		if (p == NULL)
-			snprintf(err, sizeof(err), "out of memory");
-		free(p);
+	msg_set_int(&r, FA_STATUS, 1);
+	/* The DMZ operator decides whether this host may connect out at
+	 * all; without it the dialler refuses. */
+	if (!out_enabled)
+		snprintf(err, sizeof(err), "outbound sessions are not enabled "
+		    "on this edge (--allow-outbound)");
+	else if (outpol_parse(m->out_allow, &pol, err, sizeof(err)) == 0 &&
+	    (p = calloc(1, sizeof(*p))) == NULL)
+		snprintf(err, sizeof(err), "out of memory");
+	if (p == NULL) {
 		log_warn("agent %s: outbound policy refused: %s", a->name, err);
-		r.status = 1;
 		msg_set_str(&r, FA_TEXT, err);
 		ectl_send(a, &r);
 		return;
@@ -318,8 +347,8 @@ eout_agent_lost(struct eagent *a)
 
 	for (o = LIST_FIRST(&reqs); o != NULL; o = next) {
 		next = LIST_NEXT(o, entry);
-		if (o->a == a) {
-			o->a = NULL;
+		if (o->q.agent == a) {
+			o->q.agent = NULL;
 			req_fail(o, OC_FAIL, "agent lost");
 		}
 	}
@@ -330,9 +359,18 @@ eout_agent_lost(struct eagent *a)
 int
 eout_init(const struct dial_conf *c, char *err, size_t errlen)
 {
+	int fd;
+
 	out_enabled = c->outbound;
 	out_port20 = c->port20;
-	return edial_start(c, req_answer, err, errlen);
+	if ((fd = dial_fork(c, err, errlen)) == -1)
+		return -1;
+	ev_io_init(&dial_io, fd, dial_readable);
+	if (ev_set(&dial_io, EPOLLIN) == -1) {
+		snprintf(err, errlen, "epoll: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 int
