@@ -178,8 +178,7 @@ agent_hello(struct econn *c, const struct msg *m)
 	}
 	snprintf(a->name, sizeof(a->name), "%s", m->name);
 	snprintf(a->peer, sizeof(a->peer), "%s", c->peer);
-	a->plain = (m->have & FA_BIT(FA_DATA_LINK)) &&
-	    m->data_link == DATA_LINK_PLAIN;
+	a->plain = m->data_link == DATA_LINK_PLAIN;	/* absent: 0, TLS */
 	a->links_keep = (m->have & FA_BIT(FA_LINKS_KEEP)) &&
 	    m->links_keep < lim.max_links ? m->links_keep : lim.max_links;
 	a->instance = m->instance;
