@@ -51,220 +51,14 @@ static uint64_t nincoming;	/* connections not identified yet */
 static uint64_t nplain_agents;	/* agents whose data links are plain */
 static uint64_t serials;
 
-static int conn_frame(struct fconn *fc, struct msg *m);
-static void conn_lost(struct fconn *fc, const char *why);
-static const struct fconn_ops conn_ops = { NULL, conn_frame, conn_lost };
-
-static int agent_frame(struct fconn *fc, struct msg *m);
-static void agent_lost(struct fconn *fc, const char *why);
-static const struct fconn_ops agent_ops = { NULL, agent_frame, agent_lost };
-
-/* --- connections being identified ----------------------------------------- */
-
-static void
-conn_free(struct econn *c)
-{
-	LIST_REMOVE(c, entry);
-	nincoming--;
-	fconn_close(&c->fc);
-	free(c);
-}
-
-static void
-conn_drop(struct econn *c, const char *why)
-{
-	log_warn("connection from %s refused: %s", c->peer, why);
-	edge_stats.control_refused++;
-	conn_free(c);
-}
-
-static void
-conn_lost(struct fconn *fc, const char *why)
-{
-	conn_drop(fc->owner, why);
-}
-
-/* HELLO: c becomes an agent's control channel. */
-static void
-agent_hello(struct econn *c, const struct msg *m)
-{
-	struct eagent *a;
-	struct buf pending;
-	struct msg r;
-	SSL *ssl;
-	int fd;
-
-	if (m->version < 1) {
-		fconn_send_error(&c->fc, "unsupported protocol version");
-		conn_drop(c, "unsupported protocol version");
-		return;
-	}
-	if ((a = calloc(1, sizeof(*a))) == NULL) {
-		conn_drop(c, "out of memory");
-		return;
-	}
-	snprintf(a->name, sizeof(a->name), "%s", m->name);
-	snprintf(a->peer, sizeof(a->peer), "%s", c->peer);
-	a->plain = (m->have & FA_BIT(FA_DATA_LINK)) &&
-	    m->data_link == DATA_LINK_PLAIN;
-	a->links_keep = (m->have & FA_BIT(FA_LINKS_KEEP)) &&
-	    m->links_keep < lim.max_links ? m->links_keep : lim.max_links;
-	a->instance = m->instance;
-	LIST_INIT(&a->parked);
-	fconn_detach(&c->fc, &fd, &ssl, &pending);
-	conn_free(c);
-	if (fconn_resume(&a->fc, fd, ssl, &pending, &agent_ops, a) == -1) {
-		log_warn("agent %s from %s: cannot watch its connection",
-		    a->name, a->peer);
-		free(a);
-		return;
-	}
-	/* The key that proves its data links; it lives as long as this
-	 * connection. */
-	if (RAND_bytes(a->key, sizeof(a->key)) != 1 ||
-	    RAND_bytes((uint8_t *)&a->kid, sizeof(a->kid)) != 1)
-		log_fatal("RAND_bytes failed");
-	LIST_INSERT_HEAD(&agents, a, entry);
-	a->serial = ++serials;	/* its bans are told apart by it */
-	esess_agent_back(a);
-	edge_stats.agents_connected++;
-	if (a->plain)
-		nplain_agents++;
-	msg_init(&r, FT_HELLO_OK);
-	msg_set_int(&r, FA_VERSION, FRAME_VERSION);
-	msg_set_str(&r, FA_NAME, edge_name);
-	memcpy(r.link_key, a->key, sizeof(r.link_key));
-	msg_have(&r, FA_LINK_KEY);
-	msg_set_int(&r, FA_KEY_ID, a->kid);
-	log_info("agent %s connected from %s data_link=%s", a->name, a->peer,
-	    a->plain ? "plain" : "tls");
-	ectl_send(a, &r);
-	OPENSSL_cleanse(r.link_key, sizeof(r.link_key));
-	if (eho_draining()) {
-		/* It reached this process in the instant of a hand-over. */
-		msg_init(&r, FT_DRAINING);
-		ectl_send(a, &r);
-	}
-}
-
-static int
-conn_frame(struct fconn *fc, struct msg *m)
-{
-	struct econn *c = fc->owner;
-	struct buf pending;
-	char why[128], peer[NET_ADDRSTR];
-	SSL *ssl;
-	int fd;
-
-	if (m->type == FT_LINK_HELLO) {
-		snprintf(peer, sizeof(peer), "%s", c->peer);
-		fconn_detach(&c->fc, &fd, &ssl, &pending);
-		conn_free(c);
-		elink_hello(fd, ssl, &pending, peer, m);
-		return -1;
-	}
-	/* The control channel is TLS only. */
-	if (m->type == FT_HELLO && fc->ssl != NULL) {
-		agent_hello(c, m);
-		return -1;
-	}
-	snprintf(why, sizeof(why), fc->ssl != NULL ? "expected HELLO or "
-	    "LINK_HELLO, got %s" : "a plain connection must start with "
-	    "LINK_HELLO, got %s", frame_type_name(m->type));
-	conn_drop(c, why);
-	return -1;
-}
-
-/* The first byte of a new connection says TLS (the control channel and
- * multiplexed links) or a plain data link's LINK_HELLO in the clear. */
-static void
-conn_sniff(struct ev_io *io, uint32_t events)
-{
-	struct econn *c = ((struct fconn *)(void *)io)->owner;
-	SSL *ssl = NULL;
-	uint8_t first;
-	ssize_t n;
-	int fd = io->fd;
-
-	(void)events;
-	n = recv(fd, &first, 1, MSG_PEEK);
-	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK ||
-	    errno == EINTR))
-		return;
-	if (n <= 0) {
-		conn_drop(c, n == 0 ? "closed before the greeting" :
-		    strerror(errno));
-		return;
-	}
-	/* An edge none of whose agents uses plain links never reads (or
-	 * answers) a plaintext frame on its control port. */
-	if (first != 0x16 && nplain_agents == 0) {
-		conn_drop(c, "plaintext, but no agent uses plain data links");
-		return;
-	}
-	ev_del(io);
-	if (first == 0x16 && (ssl = tlsx_new(edge_tls, fd, 1, NULL)) == NULL) {
-		conn_drop(c, "out of memory");
-		return;
-	}
-	if (fconn_start(&c->fc, fd, ssl, &conn_ops, c) == -1) {
-		c->fc.ssl = ssl;
-		conn_drop(c, strerror(errno));
-		return;
-	}
-	c->fc.max_frame = fconn_max_frame < GREETING_MAX ? fconn_max_frame :
-	    GREETING_MAX;
-}
-
-static void
-ectl_accept(struct ev_io *io, uint32_t events)
-{
-	struct net_addr peer;
-	struct econn *c;
-	char ip[NET_ADDRSTR];
-	int fd, i;
-
-	(void)events;
-	for (i = 0; i < 64; i++) {
-		if ((fd = edge_accept(io->fd, &peer, "control")) == -1)
-			return;
-		if (nincoming >= lim.max_handshakes) {
-			net_fmt((struct sockaddr *)&peer.ss, ip, sizeof(ip));
-			lim_hit(LIM_HANDSHAKES, "connection from %s refused: %llu "
-			    "connections already in handshake", ip,
-			    (unsigned long long)nincoming);
-			close(fd);
-			continue;
-		}
-		if ((c = calloc(1, sizeof(*c))) == NULL) {
-			log_warn("control accept: out of memory");
-			close(fd);
-			continue;
-		}
-		net_fmt((struct sockaddr *)&peer.ss, c->peer, sizeof(c->peer));
-		edge_stats.control_accepted++;
-		c->deadline = ev_now() + lim.handshake_ms;
-		/* TLS or plain is decided by the first byte (conn_sniff);
-		 * until then the fconn only holds the fd. */
-		ev_io_init(&c->fc.io, fd, conn_sniff);
-		c->fc.owner = c;
-		if (ev_set(&c->fc.io, EPOLLIN) == -1) {
-			log_warn("control accept: %s", strerror(errno));
-			close(fd);
-			free(c);
-			continue;
-		}
-		LIST_INSERT_HEAD(&incoming, c, entry);
-		nincoming++;
-		log_debug("connection from %s", c->peer);
-	}
-}
-
 /* --- agents' control channels ---------------------------------------------- */
 
+/* The agent's control channel ends, why (an fconn_ops lost callback). */
 static void
-agent_drop(struct eagent *a, const char *why)
+agent_drop(struct fconn *fc, const char *why)
 {
+	struct eagent *a = fc->owner;
+
 	/* Draining, agents leave as told (DRAINING). */
 	log_msg(eho_draining() ? LOG_INFO : LOG_WARN, "agent %s lost: %s",
 	    a->name, why);
@@ -279,12 +73,6 @@ agent_drop(struct eagent *a, const char *why)
 	fconn_close(&a->fc);
 	OPENSSL_cleanse(a->key, sizeof(a->key));
 	free(a);
-}
-
-static void
-agent_lost(struct fconn *fc, const char *why)
-{
-	agent_drop(fc->owner, why);
 }
 
 static int
@@ -333,17 +121,210 @@ agent_frame(struct fconn *fc, struct msg *m)
 	case FT_BAN_SYNC:
 		if (eban_frame(a, m, why, sizeof(why)) == 0)
 			return 0;
-		agent_drop(a, why);
-		return -1;
+		break;
 	case FT_ERROR:
 		snprintf(why, sizeof(why), "agent said: %.100s", m->text);
-		agent_drop(a, why);
-		return -1;
+		break;
 	default:
 		snprintf(why, sizeof(why), "unexpected %s frame",
 		    frame_type_name(m->type));
-		agent_drop(a, why);
+	}
+	agent_drop(fc, why);
+	return -1;
+}
+
+static const struct fconn_ops agent_ops = { NULL, agent_frame, agent_drop };
+
+/* --- connections being identified ----------------------------------------- */
+
+static void
+conn_free(struct econn *c)
+{
+	LIST_REMOVE(c, entry);
+	nincoming--;
+	fconn_close(&c->fc);
+	free(c);
+}
+
+/* The connection is refused, why (an fconn_ops lost callback too). */
+static void
+conn_drop(struct fconn *fc, const char *why)
+{
+	struct econn *c = fc->owner;
+
+	log_warn("connection from %s refused: %s", c->peer, why);
+	edge_stats.control_refused++;
+	conn_free(c);
+}
+
+/* HELLO: c becomes an agent's control channel. */
+static void
+agent_hello(struct econn *c, const struct msg *m)
+{
+	struct eagent *a;
+	struct buf pending;
+	struct msg r;
+	SSL *ssl;
+	int fd;
+
+	if (m->version < 1) {
+		fconn_send_error(&c->fc, "unsupported protocol version");
+		conn_drop(&c->fc, "unsupported protocol version");
+		return;
+	}
+	if ((a = calloc(1, sizeof(*a))) == NULL) {
+		conn_drop(&c->fc, "out of memory");
+		return;
+	}
+	snprintf(a->name, sizeof(a->name), "%s", m->name);
+	snprintf(a->peer, sizeof(a->peer), "%s", c->peer);
+	a->plain = m->data_link == DATA_LINK_PLAIN;	/* absent: 0, TLS */
+	a->links_keep = (m->have & FA_BIT(FA_LINKS_KEEP)) &&
+	    m->links_keep < lim.max_links ? m->links_keep : lim.max_links;
+	a->instance = m->instance;
+	LIST_INIT(&a->parked);
+	fconn_detach(&c->fc, &fd, &ssl, &pending);
+	conn_free(c);
+	/* It cannot fail: the fd stays registered as it was (fconn.c). */
+	(void)fconn_resume(&a->fc, fd, ssl, &pending, &agent_ops, a);
+	/* The key that proves its data links; it lives as long as this
+	 * connection. */
+	if (RAND_bytes(a->key, sizeof(a->key)) != 1 ||
+	    RAND_bytes((uint8_t *)&a->kid, sizeof(a->kid)) != 1)
+		log_fatal("RAND_bytes failed");
+	LIST_INSERT_HEAD(&agents, a, entry);
+	a->serial = ++serials;	/* its bans are told apart by it */
+	esess_agent_back(a);
+	edge_stats.agents_connected++;
+	if (a->plain)
+		nplain_agents++;
+	msg_init(&r, FT_HELLO_OK);
+	msg_set_int(&r, FA_VERSION, FRAME_VERSION);
+	msg_set_str(&r, FA_NAME, edge_name);
+	memcpy(r.link_key, a->key, sizeof(r.link_key));
+	msg_have(&r, FA_LINK_KEY);
+	msg_set_int(&r, FA_KEY_ID, a->kid);
+	log_info("agent %s connected from %s data_link=%s", a->name, a->peer,
+	    a->plain ? "plain" : "tls");
+	ectl_send(a, &r);
+	OPENSSL_cleanse(r.link_key, sizeof(r.link_key));
+	if (eho_draining()) {
+		/* It reached this process in the instant of a hand-over. */
+		msg_init(&r, FT_DRAINING);
+		ectl_send(a, &r);
+	}
+}
+
+static int
+conn_frame(struct fconn *fc, struct msg *m)
+{
+	struct econn *c = fc->owner;
+	struct buf pending;
+	char why[128];
+	SSL *ssl;
+	int fd;
+
+	if (m->type == FT_LINK_HELLO) {
+		fconn_detach(fc, &fd, &ssl, &pending);
+		elink_hello(fd, ssl, &pending, c->peer, m);
+		conn_free(c);
 		return -1;
+	}
+	/* The control channel is TLS only. */
+	if (m->type == FT_HELLO && fc->ssl != NULL) {
+		agent_hello(c, m);
+		return -1;
+	}
+	snprintf(why, sizeof(why), fc->ssl != NULL ? "expected HELLO or "
+	    "LINK_HELLO, got %s" : "a plain connection must start with "
+	    "LINK_HELLO, got %s", frame_type_name(m->type));
+	conn_drop(fc, why);
+	return -1;
+}
+
+static const struct fconn_ops conn_ops = { NULL, conn_frame, conn_drop };
+
+/* The first byte of a new connection says TLS (the control channel and
+ * multiplexed links) or a plain data link's LINK_HELLO in the clear. */
+static void
+conn_sniff(struct ev_io *io, uint32_t events)
+{
+	struct fconn *fc = (struct fconn *)(void *)io;
+	SSL *ssl = NULL;
+	uint8_t first;
+	ssize_t n;
+	int fd = io->fd;
+
+	(void)events;
+	n = recv(fd, &first, 1, MSG_PEEK);
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+	    errno == EINTR))
+		return;
+	if (n <= 0) {
+		conn_drop(fc, n == 0 ? "closed before the greeting" :
+		    strerror(errno));
+		return;
+	}
+	/* An edge none of whose agents uses plain links never reads (or
+	 * answers) a plaintext frame on its control port. */
+	if (first != 0x16 && nplain_agents == 0) {
+		conn_drop(fc, "plaintext, but no agent uses plain data links");
+		return;
+	}
+	ev_del(io);
+	if (first == 0x16 && (ssl = tlsx_new(edge_tls, fd, 1, NULL)) == NULL) {
+		conn_drop(fc, "out of memory");
+		return;
+	}
+	/* On failure fc holds ssl already: conn_drop frees it. */
+	if (fconn_start(fc, fd, ssl, &conn_ops, fc->owner) == -1) {
+		conn_drop(fc, strerror(errno));
+		return;
+	}
+	fc->max_frame = fconn_max_frame < GREETING_MAX ? fconn_max_frame :
+	    GREETING_MAX;
+}
+
+static void
+ectl_accept(struct ev_io *io, uint32_t events)
+{
+	struct net_addr peer;
+	struct econn *c;
+	char ip[NET_ADDRSTR];
+	int fd, i;
+
+	(void)events;
+	for (i = 0; i < 64; i++) {
+		if ((fd = edge_accept(io->fd, &peer, "control")) == -1)
+			return;
+		if (nincoming >= lim.max_handshakes) {
+			net_fmt((struct sockaddr *)&peer.ss, ip, sizeof(ip));
+			lim_hit(LIM_HANDSHAKES, "connection from %s refused: %llu "
+			    "connections already in handshake", ip,
+			    (unsigned long long)nincoming);
+			close(fd);
+			continue;
+		}
+		if ((c = calloc(1, sizeof(*c))) == NULL) {
+			log_warn("control accept: out of memory");
+			close(fd);
+			continue;
+		}
+		net_fmt((struct sockaddr *)&peer.ss, c->peer, sizeof(c->peer));
+		edge_stats.control_accepted++;
+		c->deadline = ev_now() + lim.handshake_ms;
+		LIST_INSERT_HEAD(&incoming, c, entry);
+		nincoming++;
+		/* TLS or plain is decided by the first byte (conn_sniff);
+		 * until then the fconn only holds the fd. */
+		ev_io_init(&c->fc.io, fd, conn_sniff);
+		c->fc.owner = c;
+		if (ev_set(&c->fc.io, EPOLLIN) == -1) {
+			log_warn("control accept: %s", strerror(errno));
+			conn_free(c);
+			continue;
+		}
+		log_debug("connection from %s", c->peer);
 	}
 }
 
@@ -373,12 +354,6 @@ ectl_agent_by_kid(uint64_t kid)
 		if (a->kid == kid)
 			return a;
 	return NULL;
-}
-
-uint64_t
-ectl_agents(void)
-{
-	return edge_stats.agents_connected;
 }
 
 /* --- the port --------------------------------------------------------------- */
@@ -425,9 +400,11 @@ ectl_drain(void)
 	struct eagent *a;
 	struct msg m;
 
-	ev_del(&ectl_lio);
-	close(ectl_lio.fd);
-	ectl_lio.fd = -1;
+	if (ectl_lio.fd != -1) {
+		ev_del(&ectl_lio);
+		close(ectl_lio.fd);
+		ectl_lio.fd = -1;
+	}
 	msg_init(&m, FT_DRAINING);
 	LIST_FOREACH(a, &agents, entry)
 		ectl_send(a, &m);
@@ -452,14 +429,14 @@ ectl_tick(uint64_t now)
 			continue;
 		lim_hit(LIM_HANDSHAKE_TIMEOUT, "connection from %s: no greeting "
 		    "within %llu ms", c->peer, (unsigned long long)lim.handshake_ms);
-		conn_drop(c, "no greeting within the handshake time-out");
+		conn_drop(&c->fc, "no greeting within the handshake time-out");
 	}
 	for (a = LIST_FIRST(&agents); a != NULL; a = an) {
 		an = LIST_NEXT(a, entry);
 		if (now - a->fc.last_rx > HEARTBEAT_DEAD_MS)
-			agent_drop(a, "heartbeat timed out");
+			agent_drop(&a->fc, "heartbeat timed out");
 		else if (a->fc.failed)
-			agent_drop(a, "peer too slow or write failed");
+			agent_drop(&a->fc, "peer too slow or write failed");
 	}
 }
 
@@ -467,11 +444,8 @@ void
 ectl_shutdown(void)
 {
 	while (!LIST_EMPTY(&incoming))
-		conn_drop(LIST_FIRST(&incoming), "edge stopping");
+		conn_drop(&LIST_FIRST(&incoming)->fc, "edge stopping");
 	while (!LIST_EMPTY(&agents))
-		agent_drop(LIST_FIRST(&agents), "edge stopping");
-	if (ectl_lio.fd != -1) {
-		ev_del(&ectl_lio);
-		close(ectl_lio.fd);
-	}
+		agent_drop(&LIST_FIRST(&agents)->fc, "edge stopping");
+	ectl_drain();	/* the port closes; no agent is left to tell */
 }

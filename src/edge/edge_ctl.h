@@ -52,6 +52,5 @@ struct eagent *ectl_agent_find(const char *name, uint64_t instance);
 struct eagent *ectl_agent_by_kid(uint64_t kid);
 /* Send m on a's control channel; failures end the channel later. */
 void	ectl_send(struct eagent *a, const struct msg *m);
-uint64_t ectl_agents(void);
 
 #endif

@@ -24,7 +24,6 @@
 #include "edge/edge_notify.h"
 #include "edge/edge_out.h"
 #include "edge/edge_proxy.h"
-#include "edge/edge_sess.h"
 #include "edge/edge_stats.h"
 #include "common/hosock.h"
 #include "common/log.h"
@@ -89,13 +88,12 @@ rec_del(uint64_t id)
 	struct horec **pp = &recs, *r;
 
 	while ((r = *pp) != NULL) {
-		if (id != 0 && r->id != id) {
+		if (id == 0 || r->id == id) {
+			*pp = r->next;
+			free(r);
+			nrecs--;
+		} else
 			pp = &r->next;
-			continue;
-		}
-		*pp = r->next;
-		free(r);
-		nrecs--;
 	}
 }
 
@@ -114,11 +112,10 @@ rec_add(const struct msg *m)
 	snprintf(r->svc, sizeof(r->svc), "%s", m->service);
 	snprintf(r->ip, sizeof(r->ip), "%s", m->client_addr);
 	snprintf(r->agent, sizeof(r->agent), "%s", m->name);
-	if (m->pasv_min != 0) {
-		r->p.pmin = m->pasv_min;
-		r->p.pmax = m->pasv_max;
-		r->p.stamp = eftp_stamp();
-	}
+	/* No passive range yet: 0, 0 (hosock_check wants both ends). */
+	r->p.pmin = m->pasv_min;
+	r->p.pmax = m->pasv_max;
+	r->p.stamp = eftp_stamp();
 	r->next = recs;
 	recs = r;
 	nrecs++;
@@ -287,14 +284,12 @@ static const struct hosock_ops ops = {
 void
 eho_tick(uint64_t now)
 {
-	uint64_t left = esess_live(0);
-
 	if (unclaimed_at != 0 && now >= unclaimed_at)
 		hosock_drop(LOG_WARN, "no agent claimed it");
 	if (nxt.state == HOSOCK_TAKEN && !esess_live(1) && !proxy_busy() &&
 	    !eout_busy())
 		release(now);
-	if (hosock_tick(&nxt, &old, now, left))
+	if (hosock_tick(&nxt, &old, now, esess_live(0)))
 		esess_shutdown("drain timeout");
 }
 

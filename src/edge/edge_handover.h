@@ -19,7 +19,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "common/net.h"
 #include "edge/edge_sess.h"
 
 struct eagent;
