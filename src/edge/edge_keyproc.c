@@ -139,9 +139,8 @@ keyproc_start(SSL_CTX *ctx, const char *keyfile, const struct sandbox_conf *sc,
 		goto fail;
 	EC_KEY_METHOD_get_sign(kp_meth, &dflt_sign, &dflt_setup, NULL);
 	EC_KEY_METHOD_set_sign(kp_meth, dflt_sign, dflt_setup, kp_sign_sig);
-	if ((ec = EC_KEY_new()) == NULL || EC_KEY_set_method(ec, kp_meth) != 1 ||
-	    EC_KEY_set_group(ec, EC_KEY_get0_group(pubec)) != 1 ||
-	    EC_KEY_set_public_key(ec, EC_KEY_get0_public_key(pubec)) != 1)
+	if ((ec = EC_KEY_dup(pubec)) == NULL ||
+	    EC_KEY_set_method(ec, kp_meth) != 1)
 		goto fail;
 	if ((pkey = EVP_PKEY_new()) == NULL || EVP_PKEY_assign_EC_KEY(pkey, ec) != 1)
 		goto fail;
