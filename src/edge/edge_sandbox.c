@@ -89,7 +89,9 @@ drop_privs(const struct sandbox_conf *sc, int keep_bind, char *err,
     size_t errlen)
 {
 	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
-	struct __user_cap_data_struct data[2];
+	uint32_t bind = keep_bind ? 1u << CAP_NET_BIND_SERVICE : 0;
+	struct __user_cap_data_struct data[2] = { { .effective = bind,
+	    .permitted = bind } };
 	int cap;
 
 	if (sc->chroot_dir != NULL && geteuid() != 0)
@@ -117,11 +119,6 @@ drop_privs(const struct sandbox_conf *sc, int keep_bind, char *err,
 		if (setuid(0) != -1)
 			return sb_fail(err, errlen,
 			    "could regain root after dropping it");
-	}
-	memset(data, 0, sizeof(data));
-	if (keep_bind) {
-		data[0].effective = 1u << CAP_NET_BIND_SERVICE;
-		data[0].permitted = 1u << CAP_NET_BIND_SERVICE;
 	}
 	if (syscall(SYS_capset, &hdr, data) == -1)
 		return sb_fail(err, errlen, "capset: %s", strerror(errno));
