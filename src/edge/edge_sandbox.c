@@ -145,9 +145,8 @@ landlock_resolver_files(int ruleset)
 	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		if ((fd = open(files[i], O_PATH | O_CLOEXEC)) == -1)
 			continue;
-		memset(&pb, 0, sizeof(pb));
-		pb.allowed_access = LANDLOCK_ACCESS_FS_READ_FILE;
-		pb.parent_fd = fd;
+		pb = (struct landlock_path_beneath_attr){ .parent_fd = fd,
+		    .allowed_access = LANDLOCK_ACCESS_FS_READ_FILE };
 		if (syscall(SYS_landlock_add_rule, ruleset,
 		    LANDLOCK_RULE_PATH_BENEATH, &pb, 0) == -1)
 			log_warn("landlock: %s stays unreadable: %s", files[i],
@@ -170,10 +169,10 @@ landlock_none(int resolver, char *err, size_t errlen)
 	    LANDLOCK_CREATE_RULESET_VERSION);
 	if (abi < 1)
 		return 0;
-	memset(&attr, 0, sizeof(attr));
 	/* ABI 1 knows the rights 0-12, ABI 2 adds REFER (13), ABI 3
 	 * TRUNCATE (14); the rights of later ABIs stay unhandled. */
-	attr.handled_access_fs = (1ull << (abi < 3 ? 12 + abi : 15)) - 1;
+	attr = (struct landlock_ruleset_attr){ .handled_access_fs =
+	    (1ull << (abi < 3 ? 12 + abi : 15)) - 1 };
 	fd = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof(attr), 0);
 	if (fd == -1)
 		return sb_fail(err, errlen, "landlock: %s", strerror(errno));
