@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -77,18 +76,23 @@ kp_serve(int fd, void *arg)
 
 /* --- the relay process's side ------------------------------------------ */
 
-/* Ask the key process to sign dgst. Returns the DER signature length,
- * or -1. Blocking, but bounded: the key process answers in microseconds
- * or is dead, and a dead key process is fatal. */
-static int
-kp_sign(const unsigned char *dgst, int dlen, unsigned char *sig, size_t siglen)
+/* Have the key process sign dgst: the key's only signing hook (the
+ * default sign method, which TLS calls, comes here too). Blocking, but
+ * bounded: the key process answers in microseconds or is dead, and a
+ * dead key process is fatal. */
+static ECDSA_SIG *
+kp_sign_sig(const unsigned char *dgst, int dlen, const BIGNUM *kinv,
+    const BIGNUM *r, EC_KEY *ec)
 {
 	struct pollfd pfd = { kp_fd, POLLIN, 0 };
+	unsigned char der[KP_SIG_MAX];
+	const unsigned char *p = der;
 	ssize_t n;
 	int rc;
 
+	(void)kinv; (void)r; (void)ec;
 	if (dlen <= 0 || dlen > KP_DGST_MAX)
-		return -1;
+		return NULL;
 	if (send(kp_fd, dgst, (size_t)dlen, MSG_NOSIGNAL) != dlen)
 		log_fatal("key process gone: %s", strerror(errno));
 	/* A SIGTERM during a handshake interrupts the wait, and must stop
@@ -97,41 +101,12 @@ kp_sign(const unsigned char *dgst, int dlen, unsigned char *sig, size_t siglen)
 		;
 	if (rc != 1)
 		log_fatal("key process did not answer");
-	n = recv(kp_fd, sig, siglen, 0);
-	if (n < 0)
+	if ((n = recv(kp_fd, der, sizeof(der), 0)) < 0)
 		log_fatal("key process gone: %s", strerror(errno));
 	if (n == 0) {
 		log_err("key process could not sign");
-		return -1;
-	}
-	return (int)n;
-}
-
-static int
-kp_ec_sign(int type, const unsigned char *dgst, int dlen, unsigned char *sig,
-    unsigned int *siglen, const BIGNUM *kinv, const BIGNUM *r, EC_KEY *ec)
-{
-	int n;
-
-	(void)type; (void)kinv; (void)r;
-	n = kp_sign(dgst, dlen, sig, (size_t)ECDSA_size(ec));
-	if (n < 0)
-		return 0;
-	*siglen = (unsigned int)n;
-	return 1;
-}
-
-static ECDSA_SIG *
-kp_ec_sign_sig(const unsigned char *dgst, int dlen, const BIGNUM *kinv,
-    const BIGNUM *r, EC_KEY *ec)
-{
-	unsigned char der[KP_SIG_MAX];
-	const unsigned char *p = der;
-	int n;
-
-	(void)kinv; (void)r; (void)ec;
-	if ((n = kp_sign(dgst, dlen, der, sizeof(der))) < 0)
 		return NULL;
+	}
 	return d2i_ECDSA_SIG(NULL, &p, n);
 }
 
@@ -143,6 +118,8 @@ keyproc_start(SSL_CTX *ctx, const char *keyfile, const struct sandbox_conf *sc,
 	EVP_PKEY *pub, *pkey = NULL;
 	const EC_KEY *pubec;
 	EC_KEY *ec = NULL;
+	int (*dflt_sign)(int, const unsigned char *, int, unsigned char *,
+	    unsigned int *, const BIGNUM *, const BIGNUM *, EC_KEY *) = NULL;
 	int (*dflt_setup)(EC_KEY *, BN_CTX *, BIGNUM **, BIGNUM **) = NULL;
 	struct kp_args ka = { keyfile, cert, sc };
 
@@ -160,11 +137,10 @@ keyproc_start(SSL_CTX *ctx, const char *keyfile, const struct sandbox_conf *sc,
 	 * goes to the key process. */
 	if ((kp_meth = EC_KEY_METHOD_new(EC_KEY_get_default_method())) == NULL)
 		goto fail;
-	EC_KEY_METHOD_get_sign(EC_KEY_get_default_method(), NULL, &dflt_setup, NULL);
-	EC_KEY_METHOD_set_sign(kp_meth, kp_ec_sign, dflt_setup, kp_ec_sign_sig);
-	if ((ec = EC_KEY_new()) == NULL || EC_KEY_set_method(ec, kp_meth) != 1 ||
-	    EC_KEY_set_group(ec, EC_KEY_get0_group(pubec)) != 1 ||
-	    EC_KEY_set_public_key(ec, EC_KEY_get0_public_key(pubec)) != 1)
+	EC_KEY_METHOD_get_sign(kp_meth, &dflt_sign, &dflt_setup, NULL);
+	EC_KEY_METHOD_set_sign(kp_meth, dflt_sign, dflt_setup, kp_sign_sig);
+	if ((ec = EC_KEY_dup(pubec)) == NULL ||
+	    EC_KEY_set_method(ec, kp_meth) != 1)
 		goto fail;
 	if ((pkey = EVP_PKEY_new()) == NULL || EVP_PKEY_assign_EC_KEY(pkey, ec) != 1)
 		goto fail;

@@ -252,12 +252,12 @@ raise_nofile(void)
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
 		return;
-	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 65536 &&
-	    setrlimit(RLIMIT_NOFILE, &want) == 0)
+	/* RLIM_INFINITY is above any number. */
+	if (rl.rlim_max < 65536 && setrlimit(RLIMIT_NOFILE, &want) == 0)
 		rl = want;
 	rl.rlim_cur = rl.rlim_max;
-	(void)setrlimit(RLIMIT_NOFILE, &rl);
-	if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1 &&
+	    getrlimit(RLIMIT_NOFILE, &rl) == -1)
 		return;
 	fit = rl.rlim_cur > 2 * 64 ? (rl.rlim_cur - 64) / 2 : 1;
 	if (lim.max_sessions > fit)
@@ -270,10 +270,9 @@ raise_nofile(void)
 
 /* --detach: the process that was started exits once its child runs (0)
  * or has failed (1): systemd's ExecReload waits for it, and the child
- * becomes the service's main process. */
-static int detach_fd = -1;
-
-static void
+ * becomes the service's main process. Returns, in the child, the pipe on
+ * which "1" says it runs. */
+static int
 detach(void)
 {
 	int p[2];
@@ -292,18 +291,8 @@ detach(void)
 		_exit(n == 1 && c == '1' ? 0 : 1);
 	}
 	close(p[0]);
-	detach_fd = p[1];
 	(void)setsid();
-}
-
-static void
-detached(void)
-{
-	if (detach_fd != -1) {
-		(void)write(detach_fd, "1", 1);
-		close(detach_fd);
-		detach_fd = -1;
-	}
+	return p[1];
 }
 
 /* Everything up to the sandbox: the key process, the control port. */
@@ -311,7 +300,7 @@ static void
 start(void)
 {
 	static char hostname[MSG_NAME_MAX];
-	struct sigaction sa;
+	struct sigaction sa = { .sa_handler = on_signal };
 	char err[512];
 
 	if ((edge_name = o.name) == NULL) {
@@ -333,12 +322,9 @@ start(void)
 	    (unsigned long long)lim.claim_ms,
 	    (unsigned long long)lim.max_frame,
 	    (unsigned long long)lim.max_links);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	if (sandbox_prepare(&o.sc, err, sizeof(err)) == -1)
 		log_fatal("%s", err);
 	if ((edge_tls = tlsx_server_ctx(o.cert, NULL, o.ca, err,
@@ -367,17 +353,23 @@ start(void)
 		exit(1);
 }
 
+/* Each module's timers, once a loop turn, in this order. */
+static void (*const ticks[])(uint64_t) = { ectl_tick, elink_tick, esvc_tick,
+    proxy_tick, esess_tick, adm_tick, eban_tick, psock_tick, eout_tick,
+    eho_tick };
+
 int
 main(int argc, char **argv)
 {
 	char err[512];
 	uint64_t now;
-	int rc;
+	size_t i;
+	int rc, detach_fd = -1;
 
 	if ((rc = parse_options(argc, argv)) != 0)
 		return rc < 0 ? 0 : rc;
 	if (o.detach)
-		detach();
+		detach_fd = detach();
 	start();
 	/* No-op unless started by systemd with Type=notify. */
 	notify_open();
@@ -389,21 +381,16 @@ main(int argc, char **argv)
 		log_fatal("sandbox: %s", err);
 	if (o.selftest)
 		sandbox_selftest();
-	detached();
+	if (detach_fd != -1) {
+		(void)write(detach_fd, "1", 1);
+		close(detach_fd);
+	}
 	while (!edge_stop && !eho_drained()) {
 		if (ev_run_once(200) == -1)
 			log_fatal("epoll_wait: %s", strerror(errno));
 		now = ev_now();
-		ectl_tick(now);
-		elink_tick(now);
-		esvc_tick(now);
-		proxy_tick(now);
-		esess_tick(now);
-		adm_tick(now);
-		eban_tick(now);
-		psock_tick(now);
-		eout_tick(now);
-		eho_tick(now);
+		for (i = 0; i < sizeof(ticks) / sizeof(ticks[0]); i++)
+			ticks[i](now);
 		ev_settle();
 	}
 	if (!eho_draining())

@@ -19,7 +19,7 @@
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
-#include <stdint.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -38,9 +38,21 @@
 #endif
 #endif
 
+/* --user's ids; 0: no --user (root is refused as one). */
 static uid_t sb_uid;
 static gid_t sb_gid;
-static int sb_have_user;
+
+/* Fill err and return -1: the way out of every step that fails. */
+static int __attribute__((format(printf, 3, 4)))
+sb_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
 
 int
 sandbox_prepare(const struct sandbox_conf *sc, char *err, size_t errlen)
@@ -49,98 +61,73 @@ sandbox_prepare(const struct sandbox_conf *sc, char *err, size_t errlen)
 
 	if (sc->disabled || sc->user == NULL)
 		return 0;
-	if (geteuid() != 0) {
-		snprintf(err, errlen, "--user needs the edge to start as root");
-		return -1;
-	}
+	if (geteuid() != 0)
+		return sb_fail(err, errlen,
+		    "--user needs the edge to start as root");
 	errno = 0;
-	if ((pw = getpwnam(sc->user)) == NULL) {
-		snprintf(err, errlen, "--user %s: %s", sc->user,
+	if ((pw = getpwnam(sc->user)) == NULL)
+		return sb_fail(err, errlen, "--user %s: %s", sc->user,
 		    errno ? strerror(errno) : "no such user");
-		return -1;
-	}
-	if (pw->pw_uid == 0) {
-		snprintf(err, errlen, "--user %s: that is root", sc->user);
-		return -1;
-	}
+	if (pw->pw_uid == 0)
+		return sb_fail(err, errlen, "--user %s: that is root",
+		    sc->user);
 	sb_uid = pw->pw_uid;
 	sb_gid = pw->pw_gid;
-	sb_have_user = 1;
 	return 0;
 }
 
 uid_t
 sandbox_uid(void)
 {
-	return sb_have_user ? sb_uid : geteuid();
+	return sb_uid != 0 ? sb_uid : geteuid();
 }
 
+/* chroot, the user, the capabilities (all but CAP_NET_BIND_SERVICE
+ * with keep_bind) and no_new_privs, in that order. */
 static int
-caps_set(int keep_bind, char *err, size_t errlen)
-{
-	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
-	struct __user_cap_data_struct data[2];
-	uint32_t bit = 1u << CAP_NET_BIND_SERVICE;
-
-	memset(data, 0, sizeof(data));
-	if (keep_bind) {
-		data[0].effective = bit;
-		data[0].permitted = bit;
-	}
-	if (syscall(SYS_capset, &hdr, data) == -1) {
-		snprintf(err, errlen, "capset: %s", strerror(errno));
-		return -1;
-	}
-	(void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-	return 0;
-}
-
-static int
-drop_user(const struct sandbox_conf *sc, int keep_bind, char *err,
+drop_privs(const struct sandbox_conf *sc, int keep_bind, char *err,
     size_t errlen)
 {
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	uint32_t bind = keep_bind ? 1u << CAP_NET_BIND_SERVICE : 0;
+	struct __user_cap_data_struct data[2] = { { .effective = bind,
+	    .permitted = bind } };
 	int cap;
 
-	if (sc->chroot_dir != NULL) {
-		if (geteuid() != 0) {
-			snprintf(err, errlen, "--chroot needs the edge to start as root");
-			return -1;
-		}
-		if (chroot(sc->chroot_dir) == -1 || chdir("/") == -1) {
-			snprintf(err, errlen, "chroot %s: %s", sc->chroot_dir,
-			    strerror(errno));
-			return -1;
-		}
-	}
-	if (!sb_have_user)
-		return 0;
-	/* Nothing the edge does later needs a capability but binding low
-	 * ports; the bounding set goes too, so nothing can come back. */
-	for (cap = 0; cap <= CAP_LAST_CAP; cap++)
-		if (!(keep_bind && cap == CAP_NET_BIND_SERVICE))
-			(void)prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
-	if (keep_bind && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) == -1) {
-		snprintf(err, errlen, "keepcaps: %s", strerror(errno));
-		return -1;
-	}
-	if (setgroups(0, NULL) == -1 ||
-	    setresgid(sb_gid, sb_gid, sb_gid) == -1 ||
-	    setresuid(sb_uid, sb_uid, sb_uid) == -1) {
-		snprintf(err, errlen, "dropping to user %s: %s", sc->user,
+	if (sc->chroot_dir != NULL && geteuid() != 0)
+		return sb_fail(err, errlen,
+		    "--chroot needs the edge to start as root");
+	if (sc->chroot_dir != NULL && (chroot(sc->chroot_dir) == -1 ||
+	    chdir("/") == -1))
+		return sb_fail(err, errlen, "chroot %s: %s", sc->chroot_dir,
 		    strerror(errno));
-		return -1;
+	if (sb_uid != 0) {
+		/* Nothing the edge does later needs a capability but binding
+		 * low ports; the bounding set goes too, so nothing can come
+		 * back. */
+		for (cap = 0; cap <= CAP_LAST_CAP; cap++)
+			if (!(keep_bind && cap == CAP_NET_BIND_SERVICE))
+				(void)prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+		if (keep_bind && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) == -1)
+			return sb_fail(err, errlen, "keepcaps: %s",
+			    strerror(errno));
+		if (setgroups(0, NULL) == -1 ||
+		    setresgid(sb_gid, sb_gid, sb_gid) == -1 ||
+		    setresuid(sb_uid, sb_uid, sb_uid) == -1)
+			return sb_fail(err, errlen, "dropping to user %s: %s",
+			    sc->user, strerror(errno));
+		if (setuid(0) != -1)
+			return sb_fail(err, errlen,
+			    "could regain root after dropping it");
 	}
-	if (setuid(0) != -1) {
-		snprintf(err, errlen, "could regain root after dropping it");
-		return -1;
-	}
+	if (syscall(SYS_capset, &hdr, data) == -1)
+		return sb_fail(err, errlen, "capset: %s", strerror(errno));
+	(void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+		return sb_fail(err, errlen, "no_new_privs: %s",
+		    strerror(errno));
 	return 0;
 }
-
-/* Deny every file-system access Landlock knows of, with no exception.
- * Returns 1 if confined, 0 if the kernel has no Landlock, -1 on error. */
-static int landlock_none(int *abi_out, int resolver, char *err, size_t errlen)
-    __attribute__((unused));	/* sanitizer builds skip it */
 
 /* The dialler's resolver (--allow-outbound) must read its configuration: grant
  * reading these files (and nothing under them, they are files). A file
@@ -158,9 +145,8 @@ landlock_resolver_files(int ruleset)
 	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		if ((fd = open(files[i], O_PATH | O_CLOEXEC)) == -1)
 			continue;
-		memset(&pb, 0, sizeof(pb));
-		pb.allowed_access = LANDLOCK_ACCESS_FS_READ_FILE;
-		pb.parent_fd = fd;
+		pb = (struct landlock_path_beneath_attr){ .parent_fd = fd,
+		    .allowed_access = LANDLOCK_ACCESS_FS_READ_FILE };
 		if (syscall(SYS_landlock_add_rule, ruleset,
 		    LANDLOCK_RULE_PATH_BENEATH, &pb, 0) == -1)
 			log_warn("landlock: %s stays unreadable: %s", files[i],
@@ -169,42 +155,33 @@ landlock_resolver_files(int ruleset)
 	}
 }
 
-static int
-landlock_none(int *abi_out, int resolver, char *err, size_t errlen)
+/* Deny every file-system access Landlock knows of, with no exception
+ * (the resolver's files excepted). Returns 1 if confined, 0 if the
+ * kernel has no Landlock, -1 on error. Sanitizer builds skip it. */
+static int __attribute__((unused))
+landlock_none(int resolver, char *err, size_t errlen)
 {
 	struct landlock_ruleset_attr attr;
 	long abi;
-	int fd;
+	int fd, rc;
 
 	abi = syscall(SYS_landlock_create_ruleset, NULL, 0,
 	    LANDLOCK_CREATE_RULESET_VERSION);
 	if (abi < 1)
 		return 0;
-	*abi_out = (int)abi;
-	memset(&attr, 0, sizeof(attr));
-	attr.handled_access_fs = (1ull << 13) - 1;	/* ABI 1: bits 0-12 */
-#ifdef LANDLOCK_ACCESS_FS_REFER
-	if (abi >= 2)
-		attr.handled_access_fs |= LANDLOCK_ACCESS_FS_REFER;
-#endif
-#ifdef LANDLOCK_ACCESS_FS_TRUNCATE
-	if (abi >= 3)
-		attr.handled_access_fs |= LANDLOCK_ACCESS_FS_TRUNCATE;
-#endif
+	/* ABI 1 knows the rights 0-12, ABI 2 adds REFER (13), ABI 3
+	 * TRUNCATE (14); the rights of later ABIs stay unhandled. */
+	attr = (struct landlock_ruleset_attr){ .handled_access_fs =
+	    (1ull << (abi < 3 ? 12 + abi : 15)) - 1 };
 	fd = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof(attr), 0);
-	if (fd == -1) {
-		snprintf(err, errlen, "landlock: %s", strerror(errno));
-		return -1;
-	}
+	if (fd == -1)
+		return sb_fail(err, errlen, "landlock: %s", strerror(errno));
 	if (resolver)
 		landlock_resolver_files(fd);
-	if (syscall(SYS_landlock_restrict_self, fd, 0) == -1) {
-		snprintf(err, errlen, "landlock: %s", strerror(errno));
-		close(fd);
-		return -1;
-	}
+	rc = syscall(SYS_landlock_restrict_self, fd, 0) == -1 ?
+	    sb_fail(err, errlen, "landlock: %s", strerror(errno)) : 1;
 	close(fd);
-	return 1;
+	return rc;
 }
 
 /* The system call filter as one table: each rule says for which
@@ -222,18 +199,23 @@ enum {
 			 * it denies all the same */
 	F_SANR = 16,	/* ... and in the relay process */
 };
-enum { C_ANY, C_EQ, C_MASKED };
 struct sc_rule {
-	int		 nr;
-	uint8_t		 who, cmp, arg;
-	int		 err;		/* 0: allow; else fail with it */
-	uint64_t	 mask, val;	/* argument arg (& mask) == val */
+	int			 nr;
+	unsigned		 who;
+	uint32_t		 act;
+	unsigned		 nargs;	/* 0: any arguments; 1: as cmp says */
+	struct scmp_arg_cmp	 cmp;
 };
-#define RULE(c, w, cmp, a, e, m, v) { SCMP_SYS(c), w, cmp, a, e, m, v }
-#define ANY(c, w)		RULE(c, w, C_ANY, 0, 0, 0, 0)
-#define EQ(c, w, a, v)		RULE(c, w, C_EQ, a, 0, 0, v)
-#define MASKED(c, w, a, m, v)	RULE(c, w, C_MASKED, a, 0, m, v)
-#define SAN_DENY(c, a, m, v)	RULE(c, F_SAN, C_MASKED, a, EPERM, m, v)
+#define RULE(c, w, act, n, a, op, x, y) \
+	{ SCMP_SYS(c), w, act, n, { a, op, x, y } }
+#define ANY(c, w)		RULE(c, w, SCMP_ACT_ALLOW, 0, 0, 0, 0, 0)
+#define EQ(c, w, a, v)	RULE(c, w, SCMP_ACT_ALLOW, 1, a, SCMP_CMP_EQ, v, 0)
+#define MASKED(c, w, a, m, v)	\
+	RULE(c, w, SCMP_ACT_ALLOW, 1, a, SCMP_CMP_MASKED_EQ, m, v)
+#define DENY(c, w, n, a, op, x, y) \
+	RULE(c, w, SCMP_ACT_ERRNO(EPERM), n, a, op, x, y)
+#define NO(c, w)		DENY(c, w, 0, 0, 0, 0, 0)
+#define SAN_DENY(c, a, m, v)	DENY(c, F_SAN, 1, a, SCMP_CMP_MASKED_EQ, m, v)
 #define B	F_BASE
 #define R	F_RELAY
 #define D	F_DIAL
@@ -274,12 +256,10 @@ static const struct sc_rule sc_rules[] = {
 	ANY(set_robust_list, D),
 	/* clone3's flags are out of a filter's reach: ENOSYS, and glibc
 	 * falls back to clone. */
-	RULE(clone3, D, C_ANY, 0, ENOSYS, 0, 0),
-	RULE(connect, F_SANR, C_ANY, 0, EPERM, 0, 0),
-	RULE(execve, F_SAN, C_ANY, 0, EPERM, 0, 0),
-	RULE(execveat, F_SAN, C_ANY, 0, EPERM, 0, 0),
-	RULE(creat, F_SAN, C_ANY, 0, EPERM, 0, 0),
-	RULE(socket, F_SAN, C_EQ, 0, EPERM, 0, AF_UNIX),
+	RULE(clone3, D, SCMP_ACT_ERRNO(ENOSYS), 0, 0, 0, 0, 0),
+	NO(connect, F_SANR), NO(execve, F_SAN), NO(execveat, F_SAN),
+	NO(creat, F_SAN),
+	DENY(socket, F_SAN, 1, 0, SCMP_CMP_EQ, AF_UNIX, 0),
 	SAN_DENY(open, 1, O_ACCMODE, O_WRONLY),
 	SAN_DENY(open, 1, O_ACCMODE, O_RDWR), SAN_DENY(open, 1, O_CREAT, O_CREAT),
 	SAN_DENY(openat, 2, O_ACCMODE, O_WRONLY),
@@ -294,42 +274,26 @@ static int
 seccomp_install(unsigned who, char *err, size_t errlen)
 {
 	const struct sc_rule *r;
-	struct scmp_arg_cmp c;
 	scmp_filter_ctx ctx;
-	uint32_t act;
 	size_t i;
-	int rc = -1, sanitizer = 0;
+	int rc = 0, sanitizer = 0;
 
 #ifdef SANDBOX_SANITIZER
 	sanitizer = 1;
 	who = F_SAN | (who & F_RELAY ? F_SANR : 0);
 #endif
 	if ((ctx = seccomp_init(sanitizer ? SCMP_ACT_ALLOW :
-	    SCMP_ACT_ERRNO(EPERM))) == NULL) {
-		snprintf(err, errlen, "seccomp_init failed");
-		return -1;
-	}
-	for (i = 0; i < sizeof(sc_rules) / sizeof(sc_rules[0]); i++) {
+	    SCMP_ACT_ERRNO(EPERM))) == NULL)
+		return sb_fail(err, errlen, "seccomp_init failed");
+	for (i = 0; rc == 0 && i < sizeof(sc_rules) / sizeof(*r); i++) {
 		r = &sc_rules[i];
-		if (!(r->who & who))
-			continue;
-		act = r->err != 0 ? SCMP_ACT_ERRNO((uint32_t)r->err) :
-		    SCMP_ACT_ALLOW;
-		c = (struct scmp_arg_cmp){ r->arg, r->cmp == C_EQ ? SCMP_CMP_EQ :
-		    SCMP_CMP_MASKED_EQ, r->cmp == C_EQ ? r->val : r->mask,
-		    r->val };
-		if ((r->cmp == C_ANY ? seccomp_rule_add(ctx, act, r->nr, 0) :
-		    seccomp_rule_add(ctx, act, r->nr, 1, c)) < 0) {
-			snprintf(err, errlen, "seccomp rule %d failed", r->nr);
-			goto out;
-		}
+		if ((r->who & who) && seccomp_rule_add_array(ctx, r->act, r->nr,
+		    r->nargs, &r->cmp) < 0)
+			rc = sb_fail(err, errlen, "seccomp rule %d failed",
+			    r->nr);
 	}
-	if (seccomp_load(ctx) < 0) {
-		snprintf(err, errlen, "seccomp_load failed");
-		goto out;
-	}
-	rc = 0;
-out:
+	if (rc == 0 && seccomp_load(ctx) < 0)
+		rc = sb_fail(err, errlen, "seccomp_load failed");
 	seccomp_release(ctx);
 	return rc;
 }
@@ -342,7 +306,7 @@ sandbox_enter(const struct sandbox_conf *sc, enum sb_role role, char *err,
 	    [SB_KEYPROC] = F_BASE, [SB_DIALLER] = F_BASE | F_DIAL };
 	int keep_bind = role == SB_RELAY ? sc->bind_low_ports :
 	    role == SB_DIALLER ? sc->port20 : 0;
-	int abi = 0, ll;
+	int ll = 0;
 	long uid;
 
 	err[0] = '\0';
@@ -356,29 +320,23 @@ sandbox_enter(const struct sandbox_conf *sc, enum sb_role role, char *err,
 	 * needs ptrace on itself at exit, so sanitizer builds stay dumpable). */
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 #endif
-	if (drop_user(sc, keep_bind, err, errlen) == -1)
+	if (drop_privs(sc, keep_bind, err, errlen) == -1)
 		return -1;
-	if (geteuid() == 0 && !sb_have_user && role == SB_RELAY)
+	if (geteuid() == 0 && sb_uid == 0 && role == SB_RELAY)
 		log_warn("running as root: give --user to drop privileges");
-	if (caps_set(keep_bind, err, errlen) == -1)
-		return -1;
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1) {
-		snprintf(err, errlen, "no_new_privs: %s", strerror(errno));
-		return -1;
-	}
 #ifdef SANDBOX_SANITIZER
-	ll = 0;
 	if (role == SB_RELAY)
 		log_warn("sanitizer build: no Landlock, seccomp allows by default "
 		    "(exec, writes and the relay's connect still denied)");
 #else
-	if ((ll = landlock_none(&abi, role == SB_DIALLER && sc->outbound, err,
+	if ((ll = landlock_none(role == SB_DIALLER && sc->outbound, err,
 	    errlen)) == -1)
 		return -1;
 	if (ll == 0 && sc->chroot_dir == NULL && role == SB_RELAY)
 		log_warn("no Landlock in this kernel: give --chroot an empty "
 		    "directory to keep the edge away from the file system");
 #endif
+	/* getuid() is not in the filter. */
 	uid = (long)getuid();
 	if (seccomp_install(who[role], err, errlen) == -1)
 		return -1;
@@ -388,7 +346,6 @@ sandbox_enter(const struct sandbox_conf *sc, enum sb_role role, char *err,
 		    sc->bind_low_ports ? "net_bind_service only" : "none",
 		    ll == 1 ? "closed (Landlock)" :
 		    sc->chroot_dir != NULL ? "chroot" : "open");
-	(void)abi;
 	return 0;
 }
 
@@ -396,19 +353,15 @@ int
 sandbox_helper(const char *name, void (*serve)(int fd, void *arg), void *arg,
     char *err, size_t errlen)
 {
-	struct sigaction sa;
 	int sv[2];
 	pid_t pid;
 
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
-		snprintf(err, errlen, "socketpair: %s", strerror(errno));
-		return -1;
-	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
+		return sb_fail(err, errlen, "socketpair: %s", strerror(errno));
 	if ((pid = fork()) == -1) {
-		snprintf(err, errlen, "fork: %s", strerror(errno));
+		sb_fail(err, errlen, "fork: %s", strerror(errno));
 		close(sv[0]);
-		close(sv[1]);
-		return -1;
+		sv[0] = -1;
 	}
 	if (pid != 0) {
 		close(sv[1]);
@@ -421,14 +374,24 @@ sandbox_helper(const char *name, void (*serve)(int fd, void *arg), void *arg,
 	(void)close_range((unsigned)sv[1] + 1, ~0u, 0);
 	(void)prctl(PR_SET_NAME, name, 0, 0, 0);
 	/* The parent handles signals; this one ends with its socket. */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	serve(sv[1], arg);
 	_exit(1);
+}
+
+/* One try of the self-test: denied, or (an error) not, with errno. */
+static void
+selftest_log(const char *what, int denied)
+{
+	if (denied)
+		log_info("sandbox selftest: %s denied: %s", what,
+		    strerror(errno));
+	else
+		log_err("sandbox selftest: %s SUCCEEDED or failed otherwise: "
+		    "%s", what, strerror(errno));
 }
 
 void
@@ -442,29 +405,19 @@ sandbox_selftest(void)
 
 	fd = open("/tmp/sallyport-edge-selftest", O_WRONLY | O_CREAT | O_TRUNC,
 	    0600);
-	if (fd != -1) {
+	selftest_log("open for writing", fd == -1);
+	if (fd != -1)
 		close(fd);
-		log_err("sandbox selftest: open for writing SUCCEEDED");
-	} else
-		log_info("sandbox selftest: open for writing denied: %s",
-		    strerror(errno));
-	if (execve(argv[0], argv, envp) == -1)
-		log_info("sandbox selftest: exec denied: %s", strerror(errno));
-	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) != -1) {
+	selftest_log("exec", execve(argv[0], argv, envp) == -1);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	selftest_log("unix socket", fd == -1);
+	if (fd != -1)
 		close(fd);
-		log_err("sandbox selftest: unix socket SUCCEEDED");
-	} else
-		log_info("sandbox selftest: unix socket denied: %s",
-		    strerror(errno));
 	/* A datagram socket: were connect() allowed, no packet would go. */
 	if ((fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) != -1) {
-		if (connect(fd, (const struct sockaddr *)&doc, sizeof(doc)) == -1 &&
-		    errno == EPERM)
-			log_info("sandbox selftest: connect denied: %s",
-			    strerror(errno));
-		else
-			log_err("sandbox selftest: connect SUCCEEDED or failed "
-			    "otherwise: %s", strerror(errno));
+		selftest_log("connect", connect(fd,
+		    (const struct sockaddr *)&doc, sizeof(doc)) == -1 &&
+		    errno == EPERM);
 		close(fd);
 	}
 }
