@@ -171,8 +171,12 @@ def start_sshd(topo, d, syslog=None):
                  "    sys.stdout.write(time.strftime('%Y-%m-%d %H:%M:%S') +"
                  " ' backend sshd[1]: ' + ln)\n"
                  "    sys.stdout.flush()\n")
-        argv = ["sh", "-c", " ".join(f"'{a}'" for a in argv) +
-                f" 2>&1 | /usr/bin/python3 -u -c \"{stamp}\" | tee -a '{syslog}'"]
+        # A signal to sh alone would leave the pipeline running after
+        # the test: sh passes SIGTERM on to its whole process group.
+        argv = ["sh", "-c", "trap 'trap - TERM; kill 0' TERM; " +
+                " ".join(f"'{a}'" for a in argv) +
+                f" 2>&1 | /usr/bin/python3 -u -c \"{stamp}\" | tee -a "
+                f"'{syslog}' & wait"]
     proc = sp.Proc("sshd18", argv, d / "sshd.log")
     sp.wait_until(lambda: topo.run("b", "ss", "-tlnH", "sport", "= :22")
                   .stdout.count("LISTEN") >= 2 or (not proc.alive() and
