@@ -185,7 +185,8 @@ agent_hello(struct econn *c, const struct msg *m)
 	LIST_INIT(&a->parked);
 	fconn_detach(&c->fc, &fd, &ssl, &pending);
 	conn_free(c);
-	/* It cannot fail: the fd stays registered as it was (fconn.c). */
+	/* It cannot fail: fconn_resume watches the fd again, and a failed
+	 * epoll_ctl there is fatal (fconn.c). */
 	(void)fconn_resume(&a->fc, fd, ssl, &pending, &agent_ops, a);
 	/* The key that proves its data links; it lives as long as this
 	 * connection. */

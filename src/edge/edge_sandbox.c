@@ -382,16 +382,19 @@ sandbox_helper(const char *name, void (*serve)(int fd, void *arg), void *arg,
 	_exit(1);
 }
 
-/* One try of the self-test: denied, or (an error) not, with errno. */
+/* One try of the self-test: denied (failed, and so it should), or an
+ * error: it succeeded, or failed for another reason (errno). */
 static void
-selftest_log(const char *what, int denied)
+selftest_log(const char *what, int failed, int denied)
 {
 	if (denied)
 		log_info("sandbox selftest: %s denied: %s", what,
 		    strerror(errno));
+	else if (!failed)
+		log_err("sandbox selftest: %s SUCCEEDED", what);
 	else
-		log_err("sandbox selftest: %s SUCCEEDED or failed otherwise: "
-		    "%s", what, strerror(errno));
+		log_err("sandbox selftest: %s failed otherwise: %s", what,
+		    strerror(errno));
 }
 
 void
@@ -401,23 +404,23 @@ sandbox_selftest(void)
 	char *const envp[] = { NULL };
 	struct sockaddr_in doc = { .sin_family = AF_INET,
 	    .sin_port = htons(9), .sin_addr.s_addr = htonl(0xc0000201) };
-	int fd;
+	int fd, rc;
 
 	fd = open("/tmp/sallyport-edge-selftest", O_WRONLY | O_CREAT | O_TRUNC,
 	    0600);
-	selftest_log("open for writing", fd == -1);
+	selftest_log("open for writing", fd == -1, fd == -1);
 	if (fd != -1)
 		close(fd);
-	selftest_log("exec", execve(argv[0], argv, envp) == -1);
+	rc = execve(argv[0], argv, envp);
+	selftest_log("exec", rc == -1, rc == -1);
 	fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	selftest_log("unix socket", fd == -1);
+	selftest_log("unix socket", fd == -1, fd == -1);
 	if (fd != -1)
 		close(fd);
 	/* A datagram socket: were connect() allowed, no packet would go. */
 	if ((fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) != -1) {
-		selftest_log("connect", connect(fd,
-		    (const struct sockaddr *)&doc, sizeof(doc)) == -1 &&
-		    errno == EPERM);
+		rc = connect(fd, (const struct sockaddr *)&doc, sizeof(doc));
+		selftest_log("connect", rc == -1, rc == -1 && errno == EPERM);
 		close(fd);
 	}
 }
