@@ -201,20 +201,27 @@ def test_ban_reaches_an_edge_that_connects_later(tmp_path, pki):
     backend.close()
 
 
-def test_many_bans_reach_a_new_edge(tmp_path, pki):
-    """A long list goes out in frames of 1024 as the control connection
-    drains: 5000 bans (from a ban_file) all arrive, the last one too."""
+def with_ban_file(tmp_path, pki, lines):
+    """An edge and an agent whose ban_file holds lines when it starts:
+    (edge, agent, service port, backend)."""
     bans = tmp_path / "bans"
-    now = int(time.time())
-    lines = [f"127.1.{i // 250}.{i % 250 + 1} 0 {now} bulk" for i in range(5000)]
-    bans.write_text("\n".join(lines) + "\n")
+    bans.write_text("".join(ln + "\n" for ln in lines))
     backend = sp.CountServer()
     edge = sp.start_edge(tmp_path, pki)
     port = sp.free_port()
     agent = sp.start_agent_admin(tmp_path, pki, edge,
                                  {"svc": (port, [backend.port])},
                                  agent_extra=[f"ban_file = {bans}"])
-    agent.proc.wait_log("5000 bans in force")
+    agent.proc.wait_log(f"{len(lines)} bans in force")
+    return edge, agent, port, backend
+
+
+def test_many_bans_reach_a_new_edge(tmp_path, pki):
+    """A long list goes out in frames of 1024 as the control connection
+    drains: 5000 bans (from a ban_file) all arrive, the last one too."""
+    now = int(time.time())
+    lines = [f"127.1.{i // 250}.{i % 250 + 1} 0 {now} bulk" for i in range(5000)]
+    edge, agent, port, backend = with_ban_file(tmp_path, pki, lines)
     edge.proc.wait_log("agent agent1: bans in sync (0 lifted meanwhile; "
                        "5000 bans held)")
     assert not served("127.1.19.250", port)
@@ -257,16 +264,9 @@ def test_ban_file_until_far_off_is_held_to_the_longest_ban(tmp_path, pki):
     """A hand-edited UNTIL more than 2^32 seconds away would wrap in the
     edges' 32-bit seconds (here to about a minute): the agent holds it
     to the longest ban a DURATION may give (10 years)."""
-    bans = tmp_path / "bans"
     now = int(time.time())
-    bans.write_text(f"127.0.0.2 {now + 2**32 + 60} {now} far\n")
-    backend = sp.CountServer()
-    edge = sp.start_edge(tmp_path, pki)
-    port = sp.free_port()
-    agent = sp.start_agent_admin(tmp_path, pki, edge,
-                                 {"svc": (port, [backend.port])},
-                                 agent_extra=[f"ban_file = {bans}"])
-    agent.proc.wait_log("1 bans in force")
+    edge, agent, port, backend = with_ban_file(
+        tmp_path, pki, [f"127.0.0.2 {now + 2**32 + 60} {now} far"])
     edge.proc.wait_log("agent agent1: bans in sync")
     st, _, body = agent.api("GET", "/api/v1/bans")
     assert st == 200 and len(body["bans"]) == 1, body
