@@ -104,6 +104,8 @@ chunk_rx(struct plink *l)
 	uint32_t len;
 	ssize_t n;
 
+	if (l->rx_end)
+		return PEND_EOF;	/* held from the read before */
 	if (l->rx_refusal)
 		return refusal_read(l);
 	while (l->rx_left == 0) {
@@ -237,26 +239,52 @@ write_done(struct plink *l, ssize_t r)
 	return r;
 }
 
+/* Up to n bytes into p (a copy) or the pipe wfd (a splice), across
+ * chunks: a chunk's end is not the socket's, and a short read tells the
+ * pump that the socket is empty, so it would wait for epoll to say again
+ * what is already there. What ends a read after some bytes (the end
+ * marker, an error) is held for the next read, which epoll would not
+ * announce (e->held). */
+static ssize_t
+pl_read(struct plink *l, uint8_t *p, int wfd, size_t n)
+{
+	struct pend *e = &l->s.e;
+	size_t got = 0, want;
+	ssize_t r = PEND_AGAIN;
+
+	e->held = 0;
+	if (l->rx_err)
+		return PEND_ERR;
+	while (got < n) {
+		want = n - got;
+		if ((r = read_begin(l, &want)) != 1)
+			break;
+		r = read_done(l, p != NULL ? psock_recv(e, p + got, want) :
+		    psock_splice_in(e, wfd, want));
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+		if ((size_t)r < want)
+			break;		/* the socket is empty */
+	}
+	if (got == 0)
+		return r;
+	if (r == PEND_ERR)
+		l->rx_err = 1;
+	e->held = r == PEND_ERR || r == PEND_EOF;
+	return (ssize_t)got;
+}
+
 static ssize_t
 pl_recv(struct pend *e, uint8_t *p, size_t n)
 {
-	struct plink *l = plink_of(e);
-	ssize_t r;
-
-	if ((r = read_begin(l, &n)) != 1)
-		return r;
-	return read_done(l, psock_recv(e, p, n));
+	return pl_read(plink_of(e), p, -1, n);
 }
 
 static ssize_t
 pl_splice_in(struct pend *e, int wfd, size_t n)
 {
-	struct plink *l = plink_of(e);
-	ssize_t r;
-
-	if ((r = read_begin(l, &n)) != 1)
-		return r;
-	return read_done(l, psock_splice_in(e, wfd, n));
+	return pl_read(plink_of(e), NULL, wfd, n);
 }
 
 static ssize_t

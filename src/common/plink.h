@@ -43,6 +43,8 @@ struct plink {
 	unsigned	 peer_refuses:1;	/* the peer is the agent */
 	unsigned	 broken:1;	/* the peer sent a length the protocol
 					 * forbids (not a network failure) */
+	unsigned	 rx_err:1;	/* a read failed after bytes it returned:
+					 * the next one fails */
 	uint8_t		 rx_have;	/* bytes of rx_hdr read */
 	uint8_t		 tx_off, tx_len;	/* bytes of tx_hdr sent, to send */
 	uint8_t		 rx_hdr[4], tx_hdr[4];

@@ -343,7 +343,7 @@ read_splice(struct pump *p, int s, int *empty)
 			d->pfull = 1;
 		/* A short splice emptied the socket: no need to ask again this
 		 * turn, unless it is read without epoll. */
-		if ((size_t)n < want && !src->unwatched)
+		if ((size_t)n < want && !src->unwatched && !src->held)
 			*empty = 1;
 		return 1;
 	}
@@ -410,7 +410,7 @@ read_copy(struct pump *p, int s, int *empty)
 	n = src->ops->recv(src, d->b.data + d->b.wpos, want);
 	if (n > 0) {
 		d->b.wpos += (size_t)n;
-		if ((size_t)n < want && !src->unwatched)
+		if ((size_t)n < want && !src->unwatched && !src->held)
 			*empty = 1;
 		return 1;
 	}

@@ -117,6 +117,10 @@ struct pend {
 					 * sent: end once those are out */
 	unsigned	 unwatched:1;	/* read it to its end without
 					 * waiting for readiness (hung up) */
+	unsigned	 held:1;	/* its last read returned bytes and
+					 * holds what came after them (an end,
+					 * an error) for the next, unannounced
+					 * by epoll: read it again */
 	enum sess_end	 code;		/* why it failed (SE_ERROR unless the
 					 * peer said otherwise) */
 	char		 err[160];

@@ -16,7 +16,12 @@
  *     16 MiB (0xFFFFFFFE too, unless it is a refusal the edge takes),
  *     marked broken, or the FIN inside a header or a chunk, not broken;
  *   - a refusal is read whole, at most 1,025 bytes, and its text is
- *     printable.
+ *     printable;
+ *   - a read reads across chunks: one that returns fewer bytes than it
+ *     asked for had no more to give (everything is in the socket, so
+ *     the next read ends the session); an end it took from the socket
+ *     (the marker, a bad length) is held (e->held), as epoll will not
+ *     announce it and the pump must read again unasked.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -87,7 +92,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct plink *l;
 	enum ref_end ref;
 	ssize_t r;
-	int sv[2], refusals;
+	int sv[2], refusals, last = 0;
 
 	if (!inited) {
 		if (ev_init() == -1)
@@ -113,11 +118,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	plink_init(l, sv[0], 0, refusals);
 	for (;;) {
-		r = l->s.e.ops->recv(&l->s.e, got + gotlen,
-		    sizeof(got) - gotlen < step ? sizeof(got) - gotlen : step);
+		k = sizeof(got) - gotlen < step ? sizeof(got) - gotlen : step;
+		r = l->s.e.ops->recv(&l->s.e, got + gotlen, k);
+		if (last && r > 0)
+			abort();	/* the read before had no more */
 		if (r > 0) {
 			gotlen += (size_t)r;
-			if (gotlen > wantlen)
+			last = l->s.e.held || (size_t)r < k;
+			if (gotlen > wantlen || (!l->s.e.held &&
+			    (l->rx_end || l->rx_err)))
 				abort();
 			continue;
 		}

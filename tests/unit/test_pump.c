@@ -444,6 +444,39 @@ test_link_peer_marker_first(void **state)
 	fx_close(&f);
 }
 
+/* Chunks and the marker in one segment: one read takes the bytes of
+ * both chunks and then the marker, which epoll will not announce again;
+ * the end still reaches the client at once, by splice and by copy. */
+static void
+link_marker_with_bytes(int splice_on)
+{
+	struct fx f;
+	uint8_t b[16];
+	int how;
+
+	pump_splice = splice_on;
+	fx_start(&f, 1);
+	tn_send_all(f.d, "\0\0\0\3abc\0\0\0\4defg\0\0\0\0", 19);
+	assert_int_equal(tn_recv_n(f.c, b, sizeof(b), &how), 7);
+	assert_int_equal(how, TN_EOF);
+	assert_memory_equal(b, "abcdefg", 7);
+	shut(f.c);
+	assert_int_equal(tn_recv_n(f.d, b, 4, &how), 4);
+	assert_memory_equal(b, "\0\0\0\0", 4);
+	TN_UNTIL(f.done == 1);
+	assert_true(f.clean);
+	assert_int_not_equal(f.link_fd, -1);
+	fx_close(&f);
+}
+
+static void
+test_link_marker_with_bytes(void **state)
+{
+	(void)state;
+	link_marker_with_bytes(1);
+	link_marker_with_bytes(0);
+}
+
 /* The link's peer ends its direction with a FIN instead of the marker,
  * as an agent killed mid-transfer does (its kernel sends the FIN). That
  * must not look like a complete transfer: the session fails on the
@@ -867,6 +900,7 @@ main(void)
 		cmocka_unit_test(test_fail_and_free_before_done),
 		cmocka_unit_test(test_link_chunks_and_reuse),
 		cmocka_unit_test(test_link_peer_marker_first),
+		cmocka_unit_test(test_link_marker_with_bytes),
 		cmocka_unit_test(test_link_fin_before_marker),
 		cmocka_unit_test(test_link_fin_inside_chunk),
 		cmocka_unit_test(test_link_hostile_length),
