@@ -343,14 +343,29 @@ cfg_backend(struct cfg_parse *p, struct cfg_service *s, const char *value)
 	return 1;
 }
 
+/* idle_timeout, of a service or of [outbound]: seconds, 0 for none. */
+static int
+cfg_idle(struct cfg_parse *p, uint32_t *dst, const char *value)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(value, &end, 10);
+	if (errno != 0 || end == value || *end != '\0' || v > 604800 ||
+	    value[0] == '-')
+		return cfg_fail(p, "idle_timeout: '%s' is not a number of "
+		    "seconds (0 to 604800; 0 means none)", value);
+	*dst = (uint32_t)v;
+	return 1;
+}
+
 /* Keys of a [service] that take a word or a number. */
 static int
 cfg_service_word(struct cfg_parse *p, struct cfg_service *s,
     const char *name, const char *value)
 {
 	static const char *const pp[] = { "off", "v1", "v2" };
-	unsigned long v;
-	char *end;
 	int i;
 
 	if (strcmp(name, "proxy_protocol") == 0) {
@@ -387,16 +402,8 @@ cfg_service_word(struct cfg_parse *p, struct cfg_service *s,
 		s->health_set = 1;
 		return cfg_seconds(p, &s->health_ms, name, value, 1);
 	}
-	if (strcmp(name, "idle_timeout") == 0) {
-		errno = 0;
-		v = strtoul(value, &end, 10);
-		if (errno != 0 || end == value || *end != '\0' || v > 604800 ||
-		    value[0] == '-')
-			return cfg_fail(p, "idle_timeout: '%s' is not a number of "
-			    "seconds (0 to 604800; 0 means none)", value);
-		s->idle_timeout = (uint32_t)v;
-		return 1;
-	}
+	if (strcmp(name, "idle_timeout") == 0)
+		return cfg_idle(p, &s->idle_timeout, value);
 	return cfg_fail(p, "unknown key '%s' in [service %s]", name, s->name);
 }
 
@@ -565,6 +572,8 @@ cfg_outbound_key(struct cfg_parse *p, const char *name, const char *value)
 			return cfg_fail(p, "auth_password: at most 255 bytes");
 		return cfg_copy(p, o->pass, sizeof(o->pass), name, value);
 	}
+	if (strcmp(name, "idle_timeout") == 0)
+		return cfg_idle(p, &o->idle_timeout, value);
 	return cfg_fail(p, "unknown key '%s' in [outbound]", name);
 }
 
@@ -600,8 +609,10 @@ cfg_handler(void *user, const char *section, const char *name,
 	if (section[0] == '\0')
 		return cfg_fail(p, "'%s' is outside any section", name);
 	if (strcmp(section, "outbound") == 0) {
-		if (c->out.line == 0)
+		if (c->out.line == 0) {
 			c->out.line = p->section_line;
+			c->out.idle_timeout = 3600;
+		}
 		return cfg_outbound_key(p, name, value);
 	}
 	if (strncmp(section, "service ", 8) != 0)

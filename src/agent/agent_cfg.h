@@ -94,6 +94,7 @@ struct cfg_outbound {
 	size_t		 nrules;
 	char		 user[256];		/* auth_user, "" for none */
 	char		 pass[256];
+	uint32_t	 idle_timeout;		/* seconds, 0 = none */
 };
 
 struct cfg {

@@ -87,7 +87,7 @@ struct asess {
 	uint64_t	 t_start;
 	uint64_t	 t_wall;	/* for the audit log */
 	uint64_t	 deadline;	/* set-up must be done by */
-	uint64_t	 idle_ms;	/* cut when idle this long; 0 never */
+	uint64_t	 idle_ms;	/* cut when idle longer; 0 never */
 	struct alink_from link;		/* where it came from */
 	const char	*link_kind;	/* "tls" or "plain" */
 	struct pump	 p;
@@ -422,6 +422,9 @@ asess_outbound(struct asess *s, const struct msg *m, struct aout_claim *c)
 	snprintf(s->out_dest, sizeof(s->out_dest), "%s", c->dest);
 	snprintf(s->out_addr, sizeof(s->out_addr), "%s", m->dest_addr);
 	s->t_start = c->t_start;
+	/* The edge sets no limit on outbound sessions: the agent, which
+	 * holds the setting, cuts them itself. */
+	s->idle_ms = (uint64_t)agent_cfg.out.idle_timeout * 1000;
 	setup_done(s);
 	psock_init(&s->back, c->fd, 0);
 	log_info("outbound %llu connected client=%s dest=%s addr=%s edge=%s "
@@ -443,7 +446,8 @@ asess_client(struct asess *s, const struct msg *m, int active_fd)
 	char why[300], dw[300];
 
 	s->svc = cfg_service(&agent_cfg, m->service);
-	s->idle_ms = (uint64_t)s->svc->idle_timeout * 1000;
+	s->idle_ms = s->svc->idle_timeout == 0 ? 0 :
+	    (uint64_t)s->svc->idle_timeout * 1000 + IDLE_GRACE_MS;
 	snprintf(s->svc_name, sizeof(s->svc_name), "%s", m->service);
 	snprintf(s->client_ip, sizeof(s->client_ip), "%s", m->client_addr);
 	s->client_port = m->client_port;
@@ -712,9 +716,12 @@ asess_tick(uint64_t now)
 			asess_refuse(s, SE_TIMEOUT, "set-up timed out");
 		else if (s->relaying && s->idle_ms != 0 && !s->p.ended &&
 		    s->p.last_active < now &&
-		    now - s->p.last_active > s->idle_ms + IDLE_GRACE_MS)
-			asess_end(s, SE_TIMEOUT, "idle beyond the service's "
-			    "idle_timeout (the edge did not cut it)");
+		    now - s->p.last_active > s->idle_ms)
+			/* An outbound record's reason is its detail, or
+			 * else the END name: "timeout" says it all. */
+			asess_end(s, SE_TIMEOUT, s->kind == SK_OUTBOUND ? NULL :
+			    "idle beyond the service's idle_timeout (the edge "
+			    "did not cut it)");
 	}
 }
 

@@ -1007,7 +1007,7 @@ class OutboundAgent:
 
 def start_outbound_agent(d, pki, edge, allow, user=None, password=None,
                          services=None, wrapper=(), tag="agent",
-                         name="agent1", audit_log=None):
+                         name="agent1", audit_log=None, out_extra=()):
     """Start an agent with SOCKS5 and HTTP CONNECT listeners on free
     loopback ports and `allow` (a list of allow_destination values).
     Returns once the agent says the edge took its policy."""
@@ -1024,6 +1024,7 @@ def start_outbound_agent(d, pki, edge, allow, user=None, password=None,
     lines += [f"allow_destination = {a}" for a in allow]
     if user is not None:
         lines += [f"auth_user = {user}", f"auth_password = {password}"]
+    lines += list(out_extra)
     with open(conf, "a") as f:
         f.write("\n".join(lines) + "\n")
     proc = Proc(tag, list(wrapper) + [AGENT_BIN, "--config", conf],

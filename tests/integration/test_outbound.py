@@ -182,6 +182,61 @@ def test_pipelined_bytes_after_request_are_relayed(tmp_path, pki, edge):
         ls.close()
 
 
+def test_idle_session_cut_after_idle_timeout(tmp_path, pki, edge):
+    """[outbound] idle_timeout: a session that moves no byte for that long
+    is cut by the agent (END timeout, in its log and audit log), and both
+    the inside client and the destination see their connection end."""
+    ls = socket.socket()
+    ls.bind((LOOPBACK, 0))
+    ls.listen(4)
+    port = ls.getsockname()[1]
+    dest_ended = threading.Event()
+
+    def echo():
+        c, _ = ls.accept()
+        with c:
+            try:
+                while True:
+                    d = c.recv(65536)
+                    if not d:
+                        break
+                    c.sendall(d)
+            except OSError:
+                pass
+        dest_ended.set()
+    threading.Thread(target=echo, daemon=True).start()
+    audit = tmp_path / "audit.jsonl"
+    a = sp.start_outbound_agent(tmp_path, pki, edge, [f"127.0.0.1/32:{port}"],
+                                audit_log=audit, out_extra=["idle_timeout = 2"])
+    try:
+        s, code = sp.socks5_connect(a.socks_port, "127.0.0.1", port,
+                                    extra=b"ping")
+        assert code == 0
+        got = b""
+        while len(got) < 4:
+            d = s.recv(100)
+            assert d, got
+            got += d
+        assert got == b"ping"
+        # Now silent: the gateway must end it, not the test.
+        s.settimeout(60)
+        try:
+            rest = s.recv(100)
+        except ConnectionResetError:
+            rest = b""
+        assert rest == b""
+        s.close()
+        assert dest_ended.wait(60), "the destination's connection stayed open"
+        r = wait_closed_record(a, lambda r: True)
+        assert (r["outcome"], r["reason"]) == ("cut", "timeout"), r
+        assert (r["out"], r["in"]) == (4, 4), r
+        rec = sp.wait_until(lambda: audit_records(audit), 30, "audit record")
+        assert rec[0]["reason"] == "timeout", rec[0]
+        assert rec[0]["duration_ms"] >= 2000, rec[0]
+    finally:
+        ls.close()
+
+
 def test_proxy_authentication(tmp_path, pki, edge, web):
     a = sp.start_outbound_agent(tmp_path, pki, edge,
                                 [f"127.0.0.1/32:{web.port}"],

@@ -398,6 +398,11 @@ test_outbound(void **state)
 	    "127.0.0.1/32:8443");
 	assert_int_equal(c.out.nrules, 3);
 	assert_string_equal(c.out.user, "inside");
+	assert_int_equal(c.out.idle_timeout, 3600);
+	cfg_free(&c);
+	assert_int_equal(load(AGENT_OK "[outbound]\nsocks_listen = 127.0.0.1:1\n"
+	    "idle_timeout = 0\n", &c, err, sizeof(err)), 0);
+	assert_int_equal(c.out.idle_timeout, 0);
 	cfg_free(&c);
 	/* no [outbound]: nothing to run */
 	assert_int_equal(load(AGENT_OK, &c, err, sizeof(err)), 0);
@@ -420,6 +425,12 @@ test_outbound(void **state)
 	    "http_connect_listen = 127.0.0.1:1\n", 6, "the same address");
 	expect_error(AGENT_OK "[outbound]\nsocks_port = 1\n", 7,
 	    "unknown key 'socks_port' in [outbound]");
+	expect_error(AGENT_OK "[outbound]\nsocks_listen = 127.0.0.1:1\n"
+	    "idle_timeout = -1\n", 8, "idle_timeout: '-1' is not a number");
+	expect_error(AGENT_OK "[outbound]\nsocks_listen = 127.0.0.1:1\n"
+	    "idle_timeout = 604801\n", 8, "0 to 604800");
+	expect_error(AGENT_OK "[outbound]\nsocks_listen = 127.0.0.1:1\n"
+	    "idle_timeout = 5s\n", 8, "not a number");
 }
 
 static void
