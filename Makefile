@@ -73,7 +73,7 @@ UNITS  += $(BUILD)/test_ftp
 UNITS  += $(BUILD)/test_mux $(BUILD)/test_pump $(BUILD)/test_linkkey
 UNITS  += $(BUILD)/test_dial
 UNITS  += $(BUILD)/test_check
-UNITS  += $(BUILD)/test_hosock
+UNITS  += $(BUILD)/test_hosock $(BUILD)/test_lookup
 
 all: $(PROGS)
 
@@ -148,6 +148,9 @@ $(BUILD)/test_dial: $(BUILD)/obj/tests/test_dial.o $(call obj,src/edge/edge_dial
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -lseccomp
 # The agent's checks of what an edge says: SESS_OPEN, control frames.
 $(BUILD)/test_check: $(BUILD)/obj/tests/test_check.o $(call obj,src/agent/sess_check.c src/agent/ctl_check.c src/agent/stats_parse.c src/common/cidr.c src/common/frame.c src/common/buf.c src/common/end.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
+$(BUILD)/test_lookup: $(BUILD)/obj/tests/test_lookup.o $(call obj,src/agent/dial.c src/common/net.c src/common/ev.c src/common/log.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
 $(BUILD)/test_hosock: $(BUILD)/obj/tests/test_hosock.o $(call obj,src/common/hosock.c src/common/net.c src/common/frame.c src/common/buf.c src/common/end.c src/common/ev.c src/common/log.c)

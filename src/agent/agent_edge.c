@@ -74,6 +74,8 @@ aedge_fail(struct aedge *e, const char *why)
 		log_warn("edge %s lost: %s", e->ce->str, why);
 	else
 		log_warn("edge %s: cannot connect: %s", e->ce->str, why);
+	dial_lookup_cancel(e->lookup);
+	e->lookup = NULL;
 	dial_cancel(&e->dial);
 	if (e->state == AE_HELLO || e->state == AE_READY)
 		fconn_close(&e->fc);
@@ -115,18 +117,32 @@ aedge_dialled(struct dial *d, int fd, int err)
 }
 
 static void
-aedge_try(struct aedge *e)
+aedge_resolved(void *arg, const struct net_addr *a, const char *err)
 {
-	char err[512];
+	struct aedge *e = arg;
 
-	e->deadline = ev_now() + agent_cfg.connect_timeout_ms;
-	e->state = AE_CONNECT;
-	if (dial_resolve(e->ce->host, e->ce->port, &e->addr, err, sizeof(err)) == -1) {
+	e->lookup = NULL;
+	if (a == NULL) {
 		aedge_fail(e, err);
 		return;
 	}
+	e->addr = *a;
 	if (dial_start(&e->dial, &e->addr, aedge_dialled, e) == -1)
 		aedge_fail(e, strerror(errno));
+}
+
+/* The edge's name is looked up again on every attempt (its address may
+ * have moved), off the loop: a slow DNS server holds up no session. The
+ * lookup counts against connect_timeout. */
+static void
+aedge_try(struct aedge *e)
+{
+	e->deadline = ev_now() + agent_cfg.connect_timeout_ms;
+	e->state = AE_CONNECT;
+	e->lookup = dial_lookup(e->ce->host, e->ce->port, aedge_resolved, e);
+	if (e->lookup == NULL)
+		aedge_fail(e, errno == EAGAIN ? "too many name lookups at once" :
+		    strerror(errno));
 }
 
 static int
@@ -534,7 +550,8 @@ aedge_tick(uint64_t now)
 		case AE_CONNECT:
 		case AE_HELLO:
 			if (now > e->deadline)
-				aedge_fail(e, "timed out");
+				aedge_fail(e, e->lookup != NULL ? "timed out "
+				    "looking up the name" : "timed out");
 			break;
 		case AE_READY:
 			if (now - e->fc.last_rx > DEAD_AFTER_MS) {
@@ -567,6 +584,8 @@ aedge_stop(void)
 
 	for (i = 0; i < nedges; i++) {
 		e = &edges[i];
+		dial_lookup_cancel(e->lookup);
+		e->lookup = NULL;
 		dial_cancel(&e->dial);
 		if (e->state == AE_HELLO || e->state == AE_READY)
 			fconn_close(&e->fc);

@@ -6,8 +6,12 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -140,4 +144,119 @@ dial_resolve(const char *host, const char *port, struct net_addr *a,
 	a->len = res->ai_addrlen;
 	freeaddrinfo(res);
 	return 0;
+}
+
+/* --- lookups off the loop ------------------------------------------------ */
+
+struct dial_lookup {
+	char		 host[NI_MAXHOST];
+	char		 port[NI_MAXSERV];
+	dial_lookup_cb	*cb;		/* NULL: cancelled */
+	void		*arg;
+	/* The thread's answer, read by the loop once the pointer came
+	 * back through the pipe (which orders the two). */
+	int		 rc;
+	struct net_addr	 a;
+	char		 err[256];
+};
+
+/* The threads hand finished lookups back through this pipe, a pointer a
+ * write (atomic: far below PIPE_BUF), read by the loop. */
+static int lk_pipe[2] = { -1, -1 };
+static struct ev_io lk_io;
+static unsigned lk_pending;
+
+static void *
+lk_thread(void *p)
+{
+	struct dial_lookup *l = p;
+
+	l->rc = dial_resolve(l->host, l->port, &l->a, l->err, sizeof(l->err));
+	/* Blocking write: the loop always drains the pipe. */
+	while (write(lk_pipe[1], &l, sizeof(l)) == -1 && errno == EINTR)
+		;
+	return NULL;
+}
+
+static void
+lk_read(struct ev_io *io, uint32_t events)
+{
+	struct dial_lookup *l;
+	ssize_t n;
+
+	(void)events;
+	while ((n = read(io->fd, &l, sizeof(l))) == (ssize_t)sizeof(l)) {
+		lk_pending--;
+		if (l->cb != NULL)
+			l->cb(l->arg, l->rc == 0 ? &l->a : NULL, l->err);
+		free(l);
+	}
+}
+
+static int
+lk_init(void)
+{
+	if (lk_pipe[0] != -1)
+		return 0;
+	if (pipe2(lk_pipe, O_CLOEXEC) == -1)
+		return -1;
+	(void)fcntl(lk_pipe[0], F_SETFL, O_NONBLOCK);
+	ev_io_init(&lk_io, lk_pipe[0], lk_read);
+	if (ev_set(&lk_io, EPOLLIN) == -1) {
+		close(lk_pipe[0]);
+		close(lk_pipe[1]);
+		lk_pipe[0] = lk_pipe[1] = -1;
+		return -1;
+	}
+	return 0;
+}
+
+struct dial_lookup *
+dial_lookup(const char *host, const char *port, dial_lookup_cb *cb,
+    void *arg)
+{
+	struct dial_lookup *l = NULL;
+	sigset_t all, old;
+	pthread_attr_t at;
+	pthread_t t;
+	int rc;
+
+	if (lk_pending >= DIAL_LOOKUPS_MAX) {
+		errno = EAGAIN;
+		return NULL;
+	}
+	if (lk_init() == -1 || (l = calloc(1, sizeof(*l))) == NULL)
+		return NULL;
+	snprintf(l->host, sizeof(l->host), "%s", host);
+	snprintf(l->port, sizeof(l->port), "%s", port);
+	l->cb = cb;
+	l->arg = arg;
+	/* Signals stay the loop's: the thread starts with all blocked. */
+	sigfillset(&all);
+	(void)pthread_attr_init(&at);
+	(void)pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	(void)pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&t, &at, lk_thread, l);
+	(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+	(void)pthread_attr_destroy(&at);
+	if (rc != 0) {
+		free(l);
+		errno = rc;
+		return NULL;
+	}
+	lk_pending++;
+	return l;
+}
+
+void
+dial_lookup_cancel(struct dial_lookup *l)
+{
+	if (l != NULL)
+		l->cb = NULL;
+}
+
+unsigned
+dial_lookups(void)
+{
+	return lk_pending;
 }

@@ -33,4 +33,21 @@ void	dial_cancel(struct dial *d);
 int	dial_resolve(const char *host, const char *port, struct net_addr *a,
 	    char *err, size_t errlen);
 
+/* The same off the event loop: a lookup by name may wait seconds on a DNS
+ * server, and nothing else may wait with it. A thread of its own runs
+ * dial_resolve; cb runs later from the loop, never from here, with the
+ * address, or with NULL and why. NULL (errno set) if the lookup could not
+ * start: DIAL_LOOKUPS_MAX at once, or no thread. */
+#define DIAL_LOOKUPS_MAX	64
+struct dial_lookup;
+typedef void dial_lookup_cb(void *arg, const struct net_addr *a,
+	    const char *err);
+struct dial_lookup *dial_lookup(const char *host, const char *port,
+	    dial_lookup_cb *cb, void *arg);
+/* cb will not run. The thread, if still asking, finishes in the
+ * background and its answer is dropped. */
+void	dial_lookup_cancel(struct dial_lookup *l);
+/* Lookups started and not yet come back, cancelled ones included. */
+unsigned dial_lookups(void);
+
 #endif

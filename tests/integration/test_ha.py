@@ -9,8 +9,10 @@ edge in a network namespace of its own joined to this one by a veth pair
 import errno
 import re
 import signal
+import socket
 import struct
 import subprocess
+import threading
 import time
 
 import pytest
@@ -306,6 +308,116 @@ def test_two_edges_one_agent(tmp_path, two_netns, sshd):
     agent.wait_log(f"edge {ea.addr}: service sftp open", since=mark,
                    timeout=60)
     run_sessions(sshd, port, tmp_path, 2, "a2", host=na.inner)
+
+
+class HeldDns:
+    """A DNS server on addr, port 53/udp, that holds every query until
+    release(); then it answers `name` with an A record of `answer` (AAAA:
+    no record) and any other name with NXDOMAIN."""
+
+    def __init__(self, addr, name, answer):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((addr, 53))
+        self.sock.settimeout(0.2)
+        self.name = name
+        self.answer = socket.inet_aton(answer)
+        self.asked = threading.Event()
+        self.released = False
+        self.held = []
+        self.lock = threading.Lock()
+        self.done = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.done:
+            try:
+                q, peer = self.sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if len(q) < 17:
+                continue
+            with self.lock:
+                self.asked.set()
+                if not self.released:
+                    self.held.append((q, peer))
+                    continue
+            self.reply(q, peer)
+
+    def release(self):
+        with self.lock:
+            self.released = True
+            held, self.held = self.held, []
+        for q, peer in held:
+            self.reply(q, peer)
+
+    def reply(self, q, peer):
+        i, labels = 12, []
+        while i < len(q) and q[i] != 0:
+            labels.append(q[i + 1:i + 1 + q[i]].decode("ascii", "replace"))
+            i += 1 + q[i]
+        qtype = struct.unpack("!H", q[i + 1:i + 3])[0]
+        question = q[12:i + 5]
+        flags, an = 0x8180, b""         # response, recursion, no error
+        if ".".join(labels).lower() != self.name:
+            flags |= 3                  # NXDOMAIN
+        elif qtype == 1:
+            an = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + self.answer
+        hdr = q[:2] + struct.pack("!HHHHH", flags, 1, 1 if an else 0, 0, 0)
+        try:
+            self.sock.sendto(hdr + question + an, peer)
+        except OSError:
+            pass
+
+    def close(self):
+        self.done = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+def test_edge_name_lookup_holds_up_nothing(tmp_path):
+    """An edge given by name is looked up off the agent's event loop: while
+    a DNS server holds the answer, the agent still connects to its other
+    edge, gives up on the first after connect_timeout ("timed out looking
+    up the name"), and connects to it once the answer comes."""
+    ns = sp.Netns("dns")
+    dns = None
+    try:
+        dns = HeldDns(ns.outer, "slow-edge.test", ns.outer)
+        pki = sp.make_pki(tmp_path / "pki", names=["slow-edge.test",
+                                                   ns.outer])
+        ea = sp.start_edge_at(tmp_path, pki, ns.outer, "edge-a")
+        eb = sp.start_edge_at(tmp_path, pki, ns.outer, "edge-b")
+        named = f"slow-edge.test:{ea.control_port}"
+        conf = sp.write_agent_conf(tmp_path / "agent.conf", pki,
+                                   [named, eb.addr], {},
+                                   agent_extra=["connect_timeout = 2"])
+        # The agent runs in the namespace with a resolv.conf of its own
+        # (ip netns exec gives it a mount namespace of its own too).
+        resolv = tmp_path / "resolv.conf"
+        resolv.write_text(f"nameserver {ns.outer}\n"
+                          "options timeout:30 attempts:5\n")
+        agent = sp.Proc("agent", ns.exec + [
+            "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+            str(resolv), sp.AGENT_BIN, "--config", str(conf)],
+            tmp_path / "agent.log")
+        assert dns.asked.wait(30), "the agent never asked for the edge's name"
+        # A lookup in the loop would hold everything for minutes here.
+        agent.wait_log(f"edge {eb.addr} connected", timeout=30)
+        agent.wait_log(f"edge {named}: cannot connect: timed out looking up "
+                       "the name", timeout=30)
+        assert not agent.find(f"edge {named} connected")
+        assert eb.proc.alive() and agent.alive()
+        mark = agent.mark()
+        dns.release()
+        agent.wait_log(f"edge {named} connected", since=mark, timeout=60)
+        assert not agent.find(f"edge {eb.addr} lost"), agent.tail()
+    finally:
+        if dns is not None:
+            dns.close()
+        ns.close()
 
 
 # --------------------------------------------------------------------------
