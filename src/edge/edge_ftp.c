@@ -181,7 +181,7 @@ eftp_listen(const char *svc, const struct msg *def, const char *ip, size_t n,
 		}
 		f->lis[f->nlis].f = f;
 		ev_io_init(&f->lis[f->nlis].io, fd, pasv_accept);
-		if (ev_set(&f->lis[f->nlis].io, EPOLLIN) == -1)
+		if (ev_set(&f->lis[f->nlis].io, esvc_listen_mask()) == -1)
 			log_fatal("epoll_ctl: %s", strerror(errno));
 	}
 	log_info("ftp service %s: passive ports %u-%u open on %s%s", svc,

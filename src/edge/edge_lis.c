@@ -97,6 +97,12 @@ esvc_result(struct eagent *a, const char *name, int ok, const char *text)
 
 /* --- accept back-off ---------------------------------------------------- */
 
+uint32_t
+esvc_listen_mask(void)
+{
+	return paused_until != 0 || handing ? 0 : EPOLLIN;
+}
+
 static void
 listeners_set(uint32_t mask)
 {
@@ -362,7 +368,7 @@ esvc_create(struct eagent *a, const struct msg *def, const struct msg *cmp)
 	s->local_fixed = !net_is_any(&addr);
 	memcpy(&s->def, cmp, sizeof(s->def));
 	snprintf(s->def_agent, sizeof(s->def_agent), "%s", a->name);
-	if (ev_set(&s->io, paused_until != 0 || handing ? 0 : EPOLLIN) == -1)
+	if (ev_set(&s->io, esvc_listen_mask()) == -1)
 		log_fatal("epoll_ctl: %s", strerror(errno));
 	LIST_INSERT_HEAD(&svcs, s, next);
 	return s;

@@ -49,6 +49,9 @@ void	esvc_tick(uint64_t now);
  * accepting on them (on 1) or go on (0, the hand-over failed). */
 void	esvc_each_listener(void (*cb)(int fd, void *arg), void *arg);
 void	esvc_handing(int on);
+/* What a listener opened now watches: nothing while accepting is paused
+ * (out of descriptors) or the listeners are being handed over. */
+uint32_t esvc_listen_mask(void);
 void	esvc_shutdown(void);
 void	esvc_stats(char *out, size_t outlen);
 
