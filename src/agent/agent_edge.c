@@ -74,8 +74,6 @@ aedge_fail(struct aedge *e, const char *why)
 		log_warn("edge %s lost: %s", e->ce->str, why);
 	else
 		log_warn("edge %s: cannot connect: %s", e->ce->str, why);
-	dial_lookup_cancel(e->lookup);
-	e->lookup = NULL;
 	dial_cancel(&e->dial);
 	if (e->state == AE_HELLO || e->state == AE_READY)
 		fconn_close(&e->fc);
@@ -122,6 +120,9 @@ aedge_resolved(void *arg, const struct net_addr *a, const char *err)
 	struct aedge *e = arg;
 
 	e->lookup = NULL;
+	/* Too late for the attempt that asked: the next asks again. */
+	if (e->state != AE_CONNECT)
+		return;
 	if (a == NULL) {
 		aedge_fail(e, err);
 		return;
@@ -133,15 +134,19 @@ aedge_resolved(void *arg, const struct net_addr *a, const char *err)
 
 /* The edge's name is looked up again on every attempt (its address may
  * have moved), off the loop: a slow DNS server holds up no session. The
- * lookup counts against connect_timeout. */
+ * lookup counts against connect_timeout; one that outlives an attempt
+ * goes on, and the next attempt waits for it rather than ask again, so
+ * an edge has one lookup at most. */
 static void
 aedge_try(struct aedge *e)
 {
 	e->deadline = ev_now() + agent_cfg.connect_timeout_ms;
 	e->state = AE_CONNECT;
+	if (e->lookup != NULL)
+		return;
 	e->lookup = dial_lookup(e->ce->host, e->ce->port, aedge_resolved, e);
 	if (e->lookup == NULL)
-		aedge_fail(e, errno == EAGAIN ? "too many name lookups at once" :
+		aedge_fail(e, errno == EBUSY ? "too many name lookups at once" :
 		    strerror(errno));
 }
 

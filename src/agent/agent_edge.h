@@ -22,7 +22,7 @@ enum aedge_state { AE_WAIT, AE_CONNECT, AE_HELLO, AE_READY };
 struct aedge {
 	struct cfg_edge	*ce;
 	enum aedge_state state;
-	struct dial_lookup *lookup;	/* AE_CONNECT: its name, being looked up */
+	struct dial_lookup *lookup;	/* its name, being looked up */
 	struct dial	 dial;
 	struct fconn	 fc;
 	struct net_addr	 addr;		/* resolved for this attempt */

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
 
 static void
 dial_io(struct ev_io *io, uint32_t events)
@@ -158,13 +159,26 @@ struct dial_lookup {
 	int		 rc;
 	struct net_addr	 a;
 	char		 err[256];
+	/* Every lookup not yet come back, the loop's alone: one that is
+	 * only a pointer in the pipe at exit is still reachable. */
+	struct dial_lookup *prev, *next;
 };
 
 /* The threads hand finished lookups back through this pipe, a pointer a
  * write (atomic: far below PIPE_BUF), read by the loop. */
 static int lk_pipe[2] = { -1, -1 };
 static struct ev_io lk_io;
+static struct dial_lookup *lk_list;
 static unsigned lk_pending;
+
+/* Blocking write: the loop always drains the pipe, which holds far more
+ * than DIAL_LOOKUPS_MAX pointers. */
+static void
+lk_done(struct dial_lookup *l)
+{
+	while (write(lk_pipe[1], &l, sizeof(l)) == -1 && errno == EINTR)
+		;
+}
 
 static void *
 lk_thread(void *p)
@@ -172,10 +186,18 @@ lk_thread(void *p)
 	struct dial_lookup *l = p;
 
 	l->rc = dial_resolve(l->host, l->port, &l->a, l->err, sizeof(l->err));
-	/* Blocking write: the loop always drains the pipe. */
-	while (write(lk_pipe[1], &l, sizeof(l)) == -1 && errno == EINTR)
-		;
+	lk_done(l);
 	return NULL;
+}
+
+/* An address needs no DNS server: answered at once, without a thread. */
+static int
+lk_numeric(const char *host)
+{
+	struct in6_addr a;
+
+	return inet_pton(AF_INET, host, &a) == 1 ||
+	    inet_pton(AF_INET6, host, &a) == 1;
 }
 
 static void
@@ -187,6 +209,12 @@ lk_read(struct ev_io *io, uint32_t events)
 	(void)events;
 	while ((n = read(io->fd, &l, sizeof(l))) == (ssize_t)sizeof(l)) {
 		lk_pending--;
+		if (l->prev != NULL)
+			l->prev->next = l->next;
+		else
+			lk_list = l->next;
+		if (l->next != NULL)
+			l->next->prev = l->prev;
 		if (l->cb != NULL)
 			l->cb(l->arg, l->rc == 0 ? &l->a : NULL, l->err);
 		free(l);
@@ -222,7 +250,7 @@ dial_lookup(const char *host, const char *port, dial_lookup_cb *cb,
 	int rc;
 
 	if (lk_pending >= DIAL_LOOKUPS_MAX) {
-		errno = EAGAIN;
+		errno = EBUSY;
 		return NULL;
 	}
 	if (lk_init() == -1 || (l = calloc(1, sizeof(*l))) == NULL)
@@ -231,19 +259,29 @@ dial_lookup(const char *host, const char *port, dial_lookup_cb *cb,
 	snprintf(l->port, sizeof(l->port), "%s", port);
 	l->cb = cb;
 	l->arg = arg;
-	/* Signals stay the loop's: the thread starts with all blocked. */
-	sigfillset(&all);
-	(void)pthread_attr_init(&at);
-	(void)pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-	(void)pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_create(&t, &at, lk_thread, l);
-	(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
-	(void)pthread_attr_destroy(&at);
+	if (lk_numeric(host)) {
+		lk_thread(l);
+		rc = 0;
+	} else {
+		/* Signals stay the loop's: the thread starts with all
+		 * blocked. */
+		sigfillset(&all);
+		(void)pthread_attr_init(&at);
+		(void)pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		(void)pthread_sigmask(SIG_SETMASK, &all, &old);
+		rc = pthread_create(&t, &at, lk_thread, l);
+		(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+		(void)pthread_attr_destroy(&at);
+	}
 	if (rc != 0) {
 		free(l);
 		errno = rc;
 		return NULL;
 	}
+	l->next = lk_list;
+	if (lk_list != NULL)
+		lk_list->prev = l;
+	lk_list = l;
 	lk_pending++;
 	return l;
 }

@@ -35,9 +35,10 @@ int	dial_resolve(const char *host, const char *port, struct net_addr *a,
 
 /* The same off the event loop: a lookup by name may wait seconds on a DNS
  * server, and nothing else may wait with it. A thread of its own runs
- * dial_resolve; cb runs later from the loop, never from here, with the
- * address, or with NULL and why. NULL (errno set) if the lookup could not
- * start: DIAL_LOOKUPS_MAX at once, or no thread. */
+ * dial_resolve (an address needs none); cb runs later from the loop,
+ * never from here, with the address, or with NULL and why. NULL if the
+ * lookup could not start: errno EBUSY with DIAL_LOOKUPS_MAX at once, or
+ * why no thread. */
 #define DIAL_LOOKUPS_MAX	64
 struct dial_lookup;
 typedef void dial_lookup_cb(void *arg, const struct net_addr *a,

@@ -17,16 +17,17 @@
  * gateway's CPU per byte by about a tenth with one bulk stream and a
  * quarter with eight (docs/benchmark.md). */
 #define PIPE_BIG	(512 * 1024)
-/* The kernel charges a pipe's capacity, empty or not, to its user; past
- * fs.pipe-user-pages-soft (64 MiB by default) a new pipe gets two pages
- * and cannot grow. So a process asks for big pipes only while those it
- * holds stay under this (as many as the pool keeps), and later pipes keep
- * the default 64 KiB: many sessions at once still get working pipes, and
- * an edge and an agent on one host take half the default at most. */
-#define PIPE_BUDGET	(16 * 1024 * 1024)
 /* Empty pipes kept for the next burst: creating one is two descriptors
  * and a system call, and busy pumps take and give back on every drain. */
 #define PIPE_POOL	32
+/* The kernel charges a pipe's capacity, empty or not, to its user; past
+ * fs.pipe-user-pages-soft (64 MiB by default) an unprivileged user's new
+ * pipe gets two pages (one before Linux 5.16) and cannot grow. So a
+ * process asks for big pipes only while those it holds stay under this
+ * (as many as the pool keeps), and later pipes keep the default 64 KiB:
+ * many sessions at once still get working pipes, and the big pipes of an
+ * edge and an agent on one host take half the default at most. */
+#define PIPE_BUDGET	(PIPE_POOL * PIPE_BIG)
 
 int pump_splice = 1;
 

@@ -394,15 +394,22 @@ def test_edge_name_lookup_holds_up_nothing(tmp_path):
         conf = sp.write_agent_conf(tmp_path / "agent.conf", pki,
                                    [named, eb.addr], {},
                                    agent_extra=["connect_timeout = 2"])
-        # The agent runs in the namespace with a resolv.conf of its own
-        # (ip netns exec gives it a mount namespace of its own too).
+        # The agent runs in the namespace with a resolver of its own (ip
+        # netns exec gives it a mount namespace of its own too): this DNS
+        # server, asked directly (no nscd, whatever the host's
+        # nsswitch.conf says).
         resolv = tmp_path / "resolv.conf"
         resolv.write_text(f"nameserver {ns.outer}\n"
                           "options timeout:30 attempts:5\n")
+        nss = tmp_path / "nsswitch.conf"
+        nss.write_text("hosts: files dns\n")
+        own = ('mount --bind "$0" /etc/resolv.conf && '
+               'mount --bind "$1" /etc/nsswitch.conf && '
+               '{ [ ! -d /run/nscd ] || mount -t tmpfs none /run/nscd; } && '
+               'shift && exec "$@"')
         agent = sp.Proc("agent", ns.exec + [
-            "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"',
-            str(resolv), sp.AGENT_BIN, "--config", str(conf)],
-            tmp_path / "agent.log")
+            "sh", "-c", own, str(resolv), str(nss),
+            sp.AGENT_BIN, "--config", str(conf)], tmp_path / "agent.log")
         assert dns.asked.wait(30), "the agent never asked for the edge's name"
         # A lookup in the loop would hold everything for minutes here.
         agent.wait_log(f"edge {eb.addr} connected", timeout=30)

@@ -1,7 +1,8 @@
 /* test_lookup.c - the agent's name lookups off the event loop (dial.h):
  * answers come back through the loop, errors are reported, a cancelled
  * lookup never calls back, and no more than DIAL_LOOKUPS_MAX run at once.
- * Only numeric names: a unit test sends nothing to a DNS server. */
+ * A unit test sends nothing to a DNS server: addresses, and a name whose
+ * port fails first. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,7 +51,7 @@ drain(void)
 static void
 test_answers(void **state)
 {
-	struct answer r4 = { 0 }, r6 = { 0 }, bad = { 0 };
+	struct answer r4 = { 0 }, r6 = { 0 }, bad = { 0 }, named = { 0 };
 	const struct sockaddr_in *s4;
 	const struct sockaddr_in6 *s6;
 
@@ -58,8 +59,11 @@ test_answers(void **state)
 	assert_non_null(dial_lookup("127.0.0.1", "7000", got, &r4));
 	assert_non_null(dial_lookup("::1", "22", got, &r6));
 	assert_non_null(dial_lookup("127.0.0.1", "not-a-port", got, &bad));
+	/* A name goes to a thread; a port that is not a number fails there
+	 * before any DNS server is asked. */
+	assert_non_null(dial_lookup("edge.invalid", "x", got, &named));
 	/* Never from the call itself. */
-	assert_int_equal(r4.calls + r6.calls + bad.calls, 0);
+	assert_int_equal(r4.calls + r6.calls + bad.calls + named.calls, 0);
 	drain();
 	assert_int_equal(r4.calls, 1);
 	assert_true(r4.ok);
@@ -75,6 +79,9 @@ test_answers(void **state)
 	assert_int_equal(bad.calls, 1);
 	assert_false(bad.ok);
 	assert_non_null(strstr(bad.err, "127.0.0.1:not-a-port"));
+	assert_int_equal(named.calls, 1);
+	assert_false(named.ok);
+	assert_non_null(strstr(named.err, "edge.invalid:x"));
 }
 
 static void
@@ -106,7 +113,7 @@ test_bounded(void **state)
 		assert_non_null(dial_lookup("127.0.0.1", "9", got, &r[i]));
 	errno = 0;
 	assert_null(dial_lookup("127.0.0.1", "9", got, &r[i]));
-	assert_int_equal(errno, EAGAIN);
+	assert_int_equal(errno, EBUSY);
 	drain();
 	for (i = 0; i < DIAL_LOOKUPS_MAX; i++)
 		assert_int_equal(r[i].calls, 1);
