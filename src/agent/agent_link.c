@@ -149,6 +149,14 @@ mux_open_cb(struct mux *m, uint32_t sid, const uint8_t *p, size_t n)
 		l->e->link_backoff_ms = 0;
 	}
 	free(sm);
+	/* Its last stream id: the link ends with its last session, and
+	 * another takes its place now. */
+	if (m->spent && !l->orphan) {
+		log_info("edge %s: data link's stream ids used up: opening "
+		    "another", l->e->ce->str);
+		l->e->links_up--;
+		l->orphan = 1;
+	}
 }
 
 static void

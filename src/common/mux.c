@@ -398,6 +398,8 @@ link_frame(struct mux *m, const struct mux_hdr *h, const uint8_t *p)
 			return;
 		}
 		m->next_sid = h->sid + 1;
+		if (h->sid == MUX_SID_LAST)
+			mux_spent(m);
 		m->ops->open(m, h->sid, p, h->len);
 		return;
 	}
@@ -732,4 +734,11 @@ mux_close_when_idle(struct mux *m)
 {
 	m->closing = 1;
 	mux_dirty(m);
+}
+
+void
+mux_spent(struct mux *m)
+{
+	m->spent = 1;
+	mux_close_when_idle(m);
 }

@@ -160,6 +160,7 @@ struct mux {
 	unsigned	 broken:1;	/* failed because the peer broke the
 					 * protocol, not the network */
 	unsigned	 closing:1;	/* no new streams: lost once idle */
+	unsigned	 spent:1;	/* its last stream id opened (closing) */
 	unsigned	 settled:1;	/* failed, and its streams told */
 	unsigned	 reported:1;	/* lost() called */
 	unsigned	 dirty:1;	/* on the list to flush and settle */
@@ -176,7 +177,10 @@ int	mux_start(struct mux *m, int fd, SSL *ssl, int opener,
 void	mux_free(struct mux *m);
 /* Opener: a new stream announced with metadata p[0..n) (at most
  * MUX_CTL_MAX), to attach to a pump at once. NULL if the link cannot
- * take one (failing, closing, out of ids or memory). */
+ * take one (failing, closing, out of ids or memory). Once the last id
+ * (MUX_SID_LAST) is opened, both sides mark the link spent and close it
+ * when idle: the agent opens another. */
+#define MUX_SID_LAST	(UINT32_MAX - 1)
 struct mux_stream *mux_open(struct mux *m, const void *p, size_t n);
 /* Acceptor, from open(): take stream sid (attach it at once), or refuse
  * it. NULL if out of memory (it is then refused). */
@@ -193,6 +197,7 @@ int	mux_settle(void);
 
 /* Between mux.c (the link) and mux_stream.c (its streams), no one else. */
 void	mux_dirty(struct mux *m);
+void	mux_spent(struct mux *m);
 void	mux_fail(struct mux *m, const char *why);
 /* The peer sent what the protocol forbids: fail the link, marked broken. */
 void	mux_broken(struct mux *m, const char *why);

@@ -378,8 +378,7 @@ mux_open(struct mux *m, const void *p, size_t n)
 {
 	struct mux_stream *s;
 
-	if (!m->opener || m->failed || m->closing || n > MUX_CTL_MAX ||
-	    m->next_sid == UINT32_MAX)
+	if (!m->opener || m->failed || m->closing || n > MUX_CTL_MAX)
 		return NULL;
 	if ((s = stream_new(m, m->next_sid)) == NULL)
 		return NULL;
@@ -389,6 +388,8 @@ mux_open(struct mux *m, const void *p, size_t n)
 		return NULL;
 	}
 	m->next_sid++;
+	if (s->sid == MUX_SID_LAST)
+		mux_spent(m);
 	mux_dirty(m);
 	return s;
 }

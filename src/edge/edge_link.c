@@ -73,7 +73,11 @@ emux_lost(struct mux *m, const char *why)
 {
 	struct emux *l = m->arg;
 
-	if (strcmp(why, "closed when idle") == 0)
+	if (m->spent && strcmp(why, "closed when idle") == 0)
+		log_info("multiplexed data link of agent %s from %s closed: its "
+		    "stream ids are used up and its last session ended",
+		    l->name, l->peer);
+	else if (strcmp(why, "closed when idle") == 0)
 		log_info("multiplexed data link of agent %s from %s closed: its "
 		    "agent is gone and its last session ended", l->name, l->peer);
 	else

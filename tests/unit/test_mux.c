@@ -226,7 +226,7 @@ on_open(struct mux *m, uint32_t sid, const uint8_t *p, size_t n)
 {
 	struct link *L = m->arg;
 	struct mux_stream *st;
-	struct sess *s = sess_of(L, sid);
+	struct sess *s;
 
 	L->opens++;
 	memcpy(L->meta, p, n);
@@ -235,6 +235,7 @@ on_open(struct mux *m, uint32_t sid, const uint8_t *p, size_t n)
 		mux_refuse(m, sid, L->refuse_code, L->refuse_why);
 		return;
 	}
+	s = sess_of(L, sid);
 	if (!s->used) {
 		s->used = 1;
 		s->sid = sid;
@@ -1056,6 +1057,59 @@ test_opener_rst(void **state)
 	opener_rst("\3a\nb\x7f", 5, SE_REFUSED, "a?b?");
 }
 
+/* A link's last stream id: the edge opens no stream after it, and both
+ * sides close the link once that stream has ended (the agent opens
+ * another). */
+static void
+test_ids_used_up(void **state)
+{
+	uint8_t p[MUX_CTL_MAX];
+	struct mux_stream *st;
+	struct mux_hdr h;
+	struct link L;
+	struct sess *s;
+	int a;
+
+	(void)state;
+	/* The edge's side. */
+	link_start(&L, 1);
+	L.edge.next_sid = MUX_SID_LAST;
+	s = &L.s[1];
+	s->used = 1;
+	s->d = -1;
+	tn_tcp_pair(&s->c, &a);
+	assert_non_null(st = mux_open(&L.edge, "x", 1));
+	assert_int_equal(st->sid, MUX_SID_LAST);
+	s->sid = st->sid;
+	pump_init(&s->ep, e_done, s);
+	psock_init(&s->ec, a, 0);
+	pump_attach(&s->ep, PUMP_OUTER, &s->ec.e, NULL, 0);
+	pump_attach(&s->ep, PUMP_INNER, &st->e, NULL, 0);
+	ev_settle();
+	h = get(&L, p, MUX_OPEN);
+	assert_int_equal(h.sid, MUX_SID_LAST);
+	assert_true(L.edge.spent);
+	assert_null(mux_open(&L.edge, "y", 1));
+	assert_int_equal(L.elost, 0);
+	put(&L, MUX_SID_LAST, MUX_RST, 0, "\3done", 5);
+	TN_UNTIL(s->edone == 1 && L.elost == 1);
+	assert_string_equal(L.ewhy, "closed when idle");
+	link_close(&L);
+
+	/* The agent's side. */
+	link_start(&L, 0);
+	L.agent.next_sid = MUX_SID_LAST;
+	L.mode = REFUSE;
+	L.refuse_code = SE_REFUSED;
+	L.refuse_why = "no";
+	put(&L, MUX_SID_LAST, MUX_OPEN, 0, NULL, 0);
+	h = get(&L, p, MUX_RST);
+	assert_int_equal(h.sid, MUX_SID_LAST);
+	TN_UNTIL(L.alost == 1);
+	assert_string_equal(L.awhy, "closed when idle");
+	link_close(&L);
+}
+
 /* Data for the edge's stream: delivered to the client; and PING is
  * answered there too. */
 static void
@@ -1118,6 +1172,7 @@ main(void)
 		cmocka_unit_test(test_opener_hostile),
 		cmocka_unit_test(test_opener_rst),
 		cmocka_unit_test(test_opener_data),
+		cmocka_unit_test(test_ids_used_up),
 	};
 
 	if (ev_init() == -1)
