@@ -144,53 +144,13 @@ def test_sftp_through_socks_20m(tmp_path, pki, edge, sshd):
     assert rec["out"] > 20 * MiB and rec["in"] > 20 * MiB
 
 
-def test_pipelined_bytes_after_request_are_relayed(tmp_path, pki, edge):
-    """A client that sends greeting, request and payload in one write:
-    the payload must reach the destination (nothing after the request is
-    eaten by the request reader)."""
+def echo_destination():
+    """A destination on loopback that echoes one connection: (listening
+    socket, port, an Event set once that connection has ended)."""
     ls = socket.socket()
     ls.bind((LOOPBACK, 0))
     ls.listen(4)
-    port = ls.getsockname()[1]
-
-    def echo():
-        c, _ = ls.accept()
-        with c:
-            try:
-                while True:
-                    d = c.recv(65536)
-                    if not d:
-                        break
-                    c.sendall(d)
-            except ConnectionResetError:
-                pass        # the test closes its side once it has its echo
-    t = threading.Thread(target=echo, daemon=True)
-    t.start()
-    a = sp.start_outbound_agent(tmp_path, pki, edge, [f"127.0.0.1/32:{port}"])
-    try:
-        s, code = sp.socks5_connect(a.socks_port, "127.0.0.1", port,
-                                    extra=b"hello, pipelined")
-        assert code == 0
-        got = b""
-        while len(got) < 16:
-            d = s.recv(100)
-            assert d, got
-            got += d
-        assert got == b"hello, pipelined"
-        s.close()
-    finally:
-        ls.close()
-
-
-def test_idle_session_cut_after_idle_timeout(tmp_path, pki, edge):
-    """[outbound] idle_timeout: a session that moves no byte for that long
-    is cut by the agent (END timeout, in its log and audit log), and both
-    the inside client and the destination see their connection end."""
-    ls = socket.socket()
-    ls.bind((LOOPBACK, 0))
-    ls.listen(4)
-    port = ls.getsockname()[1]
-    dest_ended = threading.Event()
+    ended = threading.Event()
 
     def echo():
         c, _ = ls.accept()
@@ -202,9 +162,42 @@ def test_idle_session_cut_after_idle_timeout(tmp_path, pki, edge):
                         break
                     c.sendall(d)
             except OSError:
-                pass
-        dest_ended.set()
+                pass        # a test may reset its side once it has its echo
+        ended.set()
     threading.Thread(target=echo, daemon=True).start()
+    return ls, ls.getsockname()[1], ended
+
+
+def recv_n(s, n):
+    got = b""
+    while len(got) < n:
+        d = s.recv(100)
+        assert d, got
+        got += d
+    return got
+
+
+def test_pipelined_bytes_after_request_are_relayed(tmp_path, pki, edge):
+    """A client that sends greeting, request and payload in one write:
+    the payload must reach the destination (nothing after the request is
+    eaten by the request reader)."""
+    ls, port, _ = echo_destination()
+    a = sp.start_outbound_agent(tmp_path, pki, edge, [f"127.0.0.1/32:{port}"])
+    try:
+        s, code = sp.socks5_connect(a.socks_port, "127.0.0.1", port,
+                                    extra=b"hello, pipelined")
+        assert code == 0
+        assert recv_n(s, 16) == b"hello, pipelined"
+        s.close()
+    finally:
+        ls.close()
+
+
+def test_idle_session_cut_after_idle_timeout(tmp_path, pki, edge):
+    """[outbound] idle_timeout: a session that moves no byte for that long
+    is cut by the agent (END timeout, in its log and audit log), and both
+    the inside client and the destination see their connection end."""
+    ls, port, dest_ended = echo_destination()
     audit = tmp_path / "audit.jsonl"
     a = sp.start_outbound_agent(tmp_path, pki, edge, [f"127.0.0.1/32:{port}"],
                                 audit_log=audit, out_extra=["idle_timeout = 2"])
@@ -212,12 +205,7 @@ def test_idle_session_cut_after_idle_timeout(tmp_path, pki, edge):
         s, code = sp.socks5_connect(a.socks_port, "127.0.0.1", port,
                                     extra=b"ping")
         assert code == 0
-        got = b""
-        while len(got) < 4:
-            d = s.recv(100)
-            assert d, got
-            got += d
-        assert got == b"ping"
+        assert recv_n(s, 4) == b"ping"
         # Now silent: the gateway must end it, not the test.
         s.settimeout(60)
         try:
