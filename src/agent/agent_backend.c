@@ -109,6 +109,9 @@ backend_pick(const struct cfg_service *svc, uint32_t tried, size_t start)
 	size_t k, i, n = svc->nbackends;
 	int besti = -1, down, best_down = 0;
 
+	/* start is the edge's session id: reduced first, so that one near
+	 * 2^64 cannot wrap and visit a backend twice and another never. */
+	start = n > 0 ? start % n : 0;
 	for (k = 0; k < n; k++) {
 		i = (start + k) % n;
 		if (tried & (1u << i))

@@ -298,6 +298,12 @@ SESS = {
     "outbound_port0": b"\1" + sopen(2, ("REQUEST", U64(9)),
                                     ("DEST_ADDR", "198.51.100.9:0")),
     "unknown_service": b"\0" + client("nosuch", "192.0.2.7"),
+    # the fuzzer's: a session id that wrapped the backend order (one of
+    # "web"'s three backends was never tried)
+    "session_id_max": b"\0" + sopen(0, ("SERVICE", "web"),
+                                     ("CLIENT_ADDR", "192.0.2.7"),
+                                     ("CLIENT_PORT", U16(50123)),
+                                     sid=0xFFFFFFFFFFFFFFFF),
 }
 
 
