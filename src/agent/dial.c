@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <netinet/in.h>
@@ -161,14 +162,14 @@ struct dial_lookup {
 	char		 err[256];
 	/* Every lookup not yet come back, the loop's alone: one that is
 	 * only a pointer in the pipe at exit is still reachable. */
-	struct dial_lookup *prev, *next;
+	LIST_ENTRY(dial_lookup) entry;
 };
 
 /* The threads hand finished lookups back through this pipe, a pointer a
  * write (atomic: far below PIPE_BUF), read by the loop. */
 static int lk_pipe[2] = { -1, -1 };
 static struct ev_io lk_io;
-static struct dial_lookup *lk_list;
+static LIST_HEAD(, dial_lookup) lk_list = LIST_HEAD_INITIALIZER(lk_list);
 static unsigned lk_pending;
 
 /* Blocking write: the loop always drains the pipe, which holds far more
@@ -180,8 +181,9 @@ lk_done(struct dial_lookup *l)
 		;
 }
 
+/* The lookup itself: in a thread of its own, or at once for an address. */
 static void *
-lk_thread(void *p)
+lk_run(void *p)
 {
 	struct dial_lookup *l = p;
 
@@ -209,12 +211,7 @@ lk_read(struct ev_io *io, uint32_t events)
 	(void)events;
 	while ((n = read(io->fd, &l, sizeof(l))) == (ssize_t)sizeof(l)) {
 		lk_pending--;
-		if (l->prev != NULL)
-			l->prev->next = l->next;
-		else
-			lk_list = l->next;
-		if (l->next != NULL)
-			l->next->prev = l->prev;
+		LIST_REMOVE(l, entry);
 		if (l->cb != NULL)
 			l->cb(l->arg, l->rc == 0 ? &l->a : NULL, l->err);
 		free(l);
@@ -260,7 +257,7 @@ dial_lookup(const char *host, const char *port, dial_lookup_cb *cb,
 	l->cb = cb;
 	l->arg = arg;
 	if (lk_numeric(host)) {
-		lk_thread(l);
+		(void)lk_run(l);
 		rc = 0;
 	} else {
 		/* Signals stay the loop's: the thread starts with all
@@ -269,7 +266,7 @@ dial_lookup(const char *host, const char *port, dial_lookup_cb *cb,
 		(void)pthread_attr_init(&at);
 		(void)pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 		(void)pthread_sigmask(SIG_SETMASK, &all, &old);
-		rc = pthread_create(&t, &at, lk_thread, l);
+		rc = pthread_create(&t, &at, lk_run, l);
 		(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
 		(void)pthread_attr_destroy(&at);
 	}
@@ -278,10 +275,7 @@ dial_lookup(const char *host, const char *port, dial_lookup_cb *cb,
 		errno = rc;
 		return NULL;
 	}
-	l->next = lk_list;
-	if (lk_list != NULL)
-		lk_list->prev = l;
-	lk_list = l;
+	LIST_INSERT_HEAD(&lk_list, l, entry);
 	lk_pending++;
 	return l;
 }
