@@ -51,7 +51,7 @@ EDGE    = src/edge/edge_main.c src/edge/edge_ctl.c src/edge/edge_link.c \
           src/edge/proxy_parse.c
 AGENT   = src/agent/agent_main.c src/agent/agent_cfg.c src/agent/ftp_cfg.c \
           src/agent/agent_edge.c src/agent/agent_link.c src/agent/agent_sess.c \
-          src/agent/agent_backend.c src/agent/agent_health.c src/agent/dial.c \
+          src/agent/agent_backend.c src/agent/agent_health.c src/agent/dial.c src/agent/bg.c \
           src/agent/agent_ftp.c src/agent/ftp_filter.c src/agent/ftp_line.c src/agent/proxy_enc.c \
           src/agent/agent_out.c src/agent/socks.c src/agent/httpc.c \
           src/agent/agent_metrics.c src/agent/stats_parse.c \
@@ -101,7 +101,7 @@ $(BUILD)/sallyportctl: $(call obj,$(CTL))
 $(BUILD)/test_frame: $(BUILD)/obj/tests/test_frame.o $(call obj,src/common/frame.c src/common/buf.c src/common/end.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
-$(BUILD)/test_cfg: $(BUILD)/obj/tests/test_cfg.o $(call obj,src/agent/agent_cfg.c src/agent/ftp_cfg.c src/agent/dial.c src/common/net.c src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c src/common/end.c src/common/outpol.c src/common/cidr.c)
+$(BUILD)/test_cfg: $(BUILD)/obj/tests/test_cfg.o $(call obj,src/agent/agent_cfg.c src/agent/ftp_cfg.c src/agent/dial.c src/agent/bg.c src/common/net.c src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c src/common/end.c src/common/outpol.c src/common/cidr.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBINI) -lcrypto
 
 $(BUILD)/test_pki: $(BUILD)/obj/tests/test_pki.o $(call obj,src/ctl/pki.c)
@@ -150,7 +150,7 @@ $(BUILD)/test_dial: $(BUILD)/obj/tests/test_dial.o $(call obj,src/edge/edge_dial
 $(BUILD)/test_check: $(BUILD)/obj/tests/test_check.o $(call obj,src/agent/sess_check.c src/agent/ctl_check.c src/agent/stats_parse.c src/common/cidr.c src/common/frame.c src/common/buf.c src/common/end.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
-$(BUILD)/test_lookup: $(BUILD)/obj/tests/test_lookup.o $(call obj,src/agent/dial.c src/common/net.c src/common/ev.c src/common/log.c)
+$(BUILD)/test_lookup: $(BUILD)/obj/tests/test_lookup.o $(call obj,src/agent/dial.c src/agent/bg.c src/common/net.c src/common/ev.c src/common/log.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
 $(BUILD)/test_hosock: $(BUILD)/obj/tests/test_hosock.o $(call obj,src/common/hosock.c src/common/net.c src/common/frame.c src/common/buf.c src/common/end.c src/common/ev.c src/common/log.c)
@@ -171,7 +171,7 @@ FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=a
 FUZZERS += frame
 FUZZ_SRC_frame = src/common/frame.c src/common/buf.c src/common/end.c
 FUZZERS += cfg
-FUZZ_SRC_cfg = src/agent/agent_cfg.c src/agent/ftp_cfg.c src/agent/dial.c src/common/net.c \
+FUZZ_SRC_cfg = src/agent/agent_cfg.c src/agent/ftp_cfg.c src/agent/dial.c src/agent/bg.c src/common/net.c \
           src/common/ev.c src/common/log.c src/common/frame.c src/common/buf.c \
           src/common/end.c src/common/outpol.c src/common/cidr.c
 FUZZ_LIBS_cfg = $(LIBINI) -lcrypto

@@ -3,17 +3,14 @@
  * does not contain this general dialler; its one connect(), for
  * outbound sessions, is in edge_out.c behind the policy check. */
 #include "agent/dial.h"
+#include "agent/bg.h"
 #include "common/log.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <netinet/in.h>
@@ -155,41 +152,27 @@ struct dial_lookup {
 	char		 port[NI_MAXSERV];
 	dial_lookup_cb	*cb;		/* NULL: cancelled */
 	void		*arg;
-	/* The thread's answer, read by the loop once the pointer came
-	 * back through the pipe (which orders the two). */
-	int		 rc;
+	int		 rc;		/* the thread's answer */
 	struct net_addr	 a;
 	char		 err[256];
-	/* Every lookup not yet come back, the loop's alone: one that is
-	 * only a pointer in the pipe at exit is still reachable. */
-	LIST_ENTRY(dial_lookup) entry;
 };
 
-/* The threads hand finished lookups back through this pipe, a pointer a
- * write (atomic: far below PIPE_BUF), read by the loop. */
-static int lk_pipe[2] = { -1, -1 };
-static struct ev_io lk_io;
-static LIST_HEAD(, dial_lookup) lk_list = LIST_HEAD_INITIALIZER(lk_list);
-static unsigned lk_pending;
-
-/* Blocking write: the loop always drains the pipe, which holds far more
- * than DIAL_LOOKUPS_MAX pointers. */
 static void
-lk_done(struct dial_lookup *l)
-{
-	while (write(lk_pipe[1], &l, sizeof(l)) == -1 && errno == EINTR)
-		;
-}
-
-/* The lookup itself: in a thread of its own, or at once for an address. */
-static void *
-lk_run(void *p)
+lk_work(void *p)
 {
 	struct dial_lookup *l = p;
 
 	l->rc = dial_resolve(l->host, l->port, &l->a, l->err, sizeof(l->err));
-	lk_done(l);
-	return NULL;
+}
+
+static void
+lk_done(void *p)
+{
+	struct dial_lookup *l = p;
+
+	if (l->cb != NULL)
+		l->cb(l->arg, l->rc == 0 ? &l->a : NULL, l->err);
+	free(l);
 }
 
 /* An address needs no DNS server: answered at once, without a thread. */
@@ -202,81 +185,22 @@ lk_numeric(const char *host)
 	    inet_pton(AF_INET6, host, &a) == 1;
 }
 
-static void
-lk_read(struct ev_io *io, uint32_t events)
-{
-	struct dial_lookup *l;
-	ssize_t n;
-
-	(void)events;
-	while ((n = read(io->fd, &l, sizeof(l))) == (ssize_t)sizeof(l)) {
-		lk_pending--;
-		LIST_REMOVE(l, entry);
-		if (l->cb != NULL)
-			l->cb(l->arg, l->rc == 0 ? &l->a : NULL, l->err);
-		free(l);
-	}
-}
-
-static int
-lk_init(void)
-{
-	if (lk_pipe[0] != -1)
-		return 0;
-	if (pipe2(lk_pipe, O_CLOEXEC) == -1)
-		return -1;
-	(void)fcntl(lk_pipe[0], F_SETFL, O_NONBLOCK);
-	ev_io_init(&lk_io, lk_pipe[0], lk_read);
-	if (ev_set(&lk_io, EPOLLIN) == -1) {
-		close(lk_pipe[0]);
-		close(lk_pipe[1]);
-		lk_pipe[0] = lk_pipe[1] = -1;
-		return -1;
-	}
-	return 0;
-}
-
 struct dial_lookup *
 dial_lookup(const char *host, const char *port, dial_lookup_cb *cb,
     void *arg)
 {
-	struct dial_lookup *l = NULL;
-	sigset_t all, old;
-	pthread_attr_t at;
-	pthread_t t;
-	int rc;
+	struct dial_lookup *l;
 
-	if (lk_pending >= DIAL_LOOKUPS_MAX) {
-		errno = EBUSY;
-		return NULL;
-	}
-	if (lk_init() == -1 || (l = calloc(1, sizeof(*l))) == NULL)
+	if ((l = calloc(1, sizeof(*l))) == NULL)
 		return NULL;
 	snprintf(l->host, sizeof(l->host), "%s", host);
 	snprintf(l->port, sizeof(l->port), "%s", port);
 	l->cb = cb;
 	l->arg = arg;
-	if (lk_numeric(host)) {
-		(void)lk_run(l);
-		rc = 0;
-	} else {
-		/* Signals stay the loop's: the thread starts with all
-		 * blocked. */
-		sigfillset(&all);
-		(void)pthread_attr_init(&at);
-		(void)pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-		(void)pthread_sigmask(SIG_SETMASK, &all, &old);
-		rc = pthread_create(&t, &at, lk_run, l);
-		(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
-		(void)pthread_attr_destroy(&at);
-	}
-	if (rc != 0) {
+	if (bg_run(lk_work, lk_done, l, lk_numeric(host)) == -1) {
 		free(l);
-		errno = rc;
 		return NULL;
 	}
-	LIST_INSERT_HEAD(&lk_list, l, entry);
-	lk_pending++;
 	return l;
 }
 
@@ -285,10 +209,4 @@ dial_lookup_cancel(struct dial_lookup *l)
 {
 	if (l != NULL)
 		l->cb = NULL;
-}
-
-unsigned
-dial_lookups(void)
-{
-	return lk_pending;
 }

@@ -35,11 +35,10 @@ int	dial_resolve(const char *host, const char *port, struct net_addr *a,
 
 /* The same off the event loop: a lookup by name may wait seconds on a DNS
  * server, and nothing else may wait with it. A thread of its own runs
- * dial_resolve (an address needs none); cb runs later from the loop,
- * never from here, with the address, or with NULL and why. NULL if the
- * lookup could not start: errno EBUSY with DIAL_LOOKUPS_MAX at once, or
+ * dial_resolve (bg.h; an address needs none); cb runs later from the
+ * loop, never from here, with the address, or with NULL and why. NULL if
+ * the lookup could not start: errno EBUSY with BG_MAX jobs at once, or
  * why no thread. */
-#define DIAL_LOOKUPS_MAX	64
 struct dial_lookup;
 typedef void dial_lookup_cb(void *arg, const struct net_addr *a,
 	    const char *err);
@@ -48,7 +47,5 @@ struct dial_lookup *dial_lookup(const char *host, const char *port,
 /* cb will not run. The thread, if still asking, finishes in the
  * background and its answer is dropped. */
 void	dial_lookup_cancel(struct dial_lookup *l);
-/* Lookups started and not yet come back, cancelled ones included. */
-unsigned dial_lookups(void);
 
 #endif

@@ -1,6 +1,6 @@
 /* test_lookup.c - the agent's name lookups off the event loop (dial.h):
  * answers come back through the loop, errors are reported, a cancelled
- * lookup never calls back, and no more than DIAL_LOOKUPS_MAX run at once.
+ * lookup never calls back, and no more than BG_MAX run at once (bg.h).
  * A unit test sends nothing to a DNS server: addresses, and a name whose
  * port fails first. */
 #include <stdarg.h>
@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "agent/bg.h"
 #include "agent/dial.h"
 #include "common/ev.h"
 
@@ -43,9 +44,9 @@ drain(void)
 {
 	int turns;
 
-	for (turns = 0; dial_lookups() > 0 && turns < 300; turns++)
+	for (turns = 0; bg_pending() > 0 && turns < 300; turns++)
 		ev_run_once(100);
-	assert_int_equal(dial_lookups(), 0);
+	assert_int_equal(bg_pending(), 0);
 }
 
 static void
@@ -103,21 +104,21 @@ test_cancelled_never_calls_back(void **state)
 static void
 test_bounded(void **state)
 {
-	static struct answer r[DIAL_LOOKUPS_MAX + 1];
+	static struct answer r[BG_MAX + 1];
 	int i;
 
 	(void)state;
 	memset(r, 0, sizeof(r));
 	/* The loop does not run meanwhile: none has come back yet. */
-	for (i = 0; i < DIAL_LOOKUPS_MAX; i++)
+	for (i = 0; i < BG_MAX; i++)
 		assert_non_null(dial_lookup("127.0.0.1", "9", got, &r[i]));
 	errno = 0;
 	assert_null(dial_lookup("127.0.0.1", "9", got, &r[i]));
 	assert_int_equal(errno, EBUSY);
 	drain();
-	for (i = 0; i < DIAL_LOOKUPS_MAX; i++)
+	for (i = 0; i < BG_MAX; i++)
 		assert_int_equal(r[i].calls, 1);
-	assert_int_equal(r[DIAL_LOOKUPS_MAX].calls, 0);
+	assert_int_equal(r[BG_MAX].calls, 0);
 	/* Room again. */
 	assert_non_null(dial_lookup("127.0.0.1", "9", got, &r[0]));
 	drain();
