@@ -43,7 +43,19 @@ static uint64_t admin_t0;
 
 struct admin_req {
 	size_t	 body;		/* upload bytes seen (discarded) */
+	/* POST /reload: the connection waits, suspended, for the reload
+	 * done off the loop; the answer, once in, is sent when MHD calls
+	 * again. */
+	int	 reload;	/* 0, RQ_WAIT, RQ_DONE */
+	int	 ok;		/* done: res holds what changed; else err */
+	struct reload_result *res;
+	char	 err[1024];
 };
+enum { RQ_WAIT = 1, RQ_DONE };
+
+/* The one connection waiting for a reload (one runs at a time). */
+static struct MHD_Connection *reload_conn;
+static struct admin_req *reload_rq;
 
 static void admin_logger(void *cls, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
@@ -300,27 +312,53 @@ name_list(const char *list)
 	return a;
 }
 
-static enum MHD_Result
-admin_reload(struct MHD_Connection *c)
+static void
+admin_reloaded(void *arg, const struct reload_result *res, const char *err)
 {
-	struct reload_result *res;
-	char err[1024];
+	(void)arg;
+	if (reload_conn == NULL)
+		return;		/* the API stopped meanwhile */
+	if (res != NULL)
+		*reload_rq->res = *res;
+	else
+		snprintf(reload_rq->err, sizeof(reload_rq->err), "%s", err);
+	reload_rq->ok = res != NULL;
+	reload_rq->reload = RQ_DONE;
+	MHD_resume_connection(reload_conn);
+	reload_conn = NULL;
+	reload_rq = NULL;
+}
+
+static enum MHD_Result
+admin_reload(struct MHD_Connection *c, struct admin_req *rq)
+{
+	const struct reload_result *res = rq->res;
 	json_t *j;
 
-	if ((res = malloc(sizeof(*res))) == NULL)
-		return admin_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
-	if (reload_run(res, err, sizeof(err)) == -1) {
-		free(res);
-		return admin_json(c, MHD_HTTP_UNPROCESSABLE_CONTENT,
-		    json_pack("{ss sb}", "error", err, "reloaded", 0), NULL);
+	if (rq->reload == 0) {
+		log_info("admin: reload requested");
+		if (reload_busy())
+			return admin_error(c, MHD_HTTP_CONFLICT,
+			    "a reload is under way already", NULL);
+		if ((rq->res = malloc(sizeof(*rq->res))) == NULL ||
+		    reload_start(admin_reloaded, NULL) == -1)
+			return admin_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+			    strerror(rq->res == NULL ? ENOMEM : errno), NULL);
+		rq->reload = RQ_WAIT;
+		reload_conn = c;
+		reload_rq = rq;
+		MHD_suspend_connection(c);
+		return MHD_YES;
 	}
+	if (!rq->ok)
+		return admin_json(c, MHD_HTTP_UNPROCESSABLE_CONTENT,
+		    json_pack("{ss sb}", "error", rq->err, "reloaded", 0), NULL);
 	j = json_pack("{sb so so so so so}", "reloaded", 1,
 	    "added", name_list(res->added),
 	    "removed", name_list(res->removed),
 	    "listen_changed", name_list(res->changed),
 	    "backends_changed", name_list(res->backends),
 	    "restart_needed", name_list(res->restart));
-	free(res);
 	return admin_json(c, MHD_HTTP_OK, j, NULL);
 }
 
@@ -475,8 +513,7 @@ admin_handle(void *cls, struct MHD_Connection *c, const char *url,
 	case RT_BANS:
 		return admin_bans(c, method);
 	case RT_RELOAD:
-		log_info("admin: reload requested");
-		return admin_reload(c);
+		return admin_reload(c, rq);
 	case RT_UPGRADE:
 		log_info("admin: upgrade requested");
 		return admin_upgrade(c);
@@ -495,10 +532,14 @@ static void
 admin_done(void *cls, struct MHD_Connection *c, void **con_cls,
     enum MHD_RequestTerminationCode toe)
 {
+	struct admin_req *rq = *con_cls;
+
 	(void)cls;
 	(void)c;
 	(void)toe;
-	free(*con_cls);
+	if (rq != NULL)
+		free(rq->res);
+	free(rq);
 	*con_cls = NULL;
 }
 
@@ -539,7 +580,8 @@ admin_start(const char *listen, char *err, size_t errlen)
 	    (fd = net_listen(&a, 64, err, errlen)) == -1)
 		return -1;
 	admin_lfd = fd;
-	admin_d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0,
+	admin_d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+	    MHD_ALLOW_SUSPEND_RESUME, 0,
 	    NULL, NULL, admin_handle, NULL,
 	    /* first, so that MHD reports every message through it */
 	    MHD_OPTION_EXTERNAL_LOGGER, admin_logger, NULL,
@@ -588,6 +630,13 @@ admin_stop(void)
 {
 	if (admin_d == NULL)
 		return;
+	/* MHD stops only with no connection suspended; the reload's answer,
+	 * if it still comes, goes nowhere. */
+	if (reload_conn != NULL) {
+		MHD_resume_connection(reload_conn);
+		reload_conn = NULL;
+		reload_rq = NULL;
+	}
 	ev_del(&admin_io);
 	MHD_stop_daemon(admin_d);
 	admin_d = NULL;

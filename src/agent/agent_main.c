@@ -63,21 +63,36 @@ usr2_upgrade(void)
 }
 
 /* SIGHUP, part 1 of the handling in the loop: reload the configuration.
- * A file that does not load is refused and the running one stays. */
+ * A file that does not load is refused and the running one stays. The
+ * file is read off the loop (agent_reload.h); one that comes while a
+ * reload is under way is kept for after it, since the file may have
+ * changed since that one read it. */
+static int hup_again;
+
+static void
+hup_done(void *arg, const struct reload_result *res, const char *err)
+{
+	(void)arg;
+	if (res == NULL)
+		log_err("SIGHUP: reload refused: %s", err);
+	(void)sd_notify(0, "READY=1");
+}
+
 static void
 hup_reload(void)
 {
-	struct reload_result *res;
-	char err[1024];
-
+	if (reload_busy()) {
+		hup_again = 1;
+		log_info("SIGHUP: a reload is under way; %s is read again "
+		    "after it", agent_cfg.path);
+		return;
+	}
 	(void)sd_notify(0, "RELOADING=1");
 	log_info("SIGHUP: reloading %s", agent_cfg.path);
-	if ((res = malloc(sizeof(*res))) == NULL)
-		log_err("reload: out of memory");
-	else if (reload_run(res, err, sizeof(err)) == -1)
-		log_err("SIGHUP: reload refused: %s", err);
-	free(res);
-	(void)sd_notify(0, "READY=1");
+	if (reload_start(hup_done, NULL) == -1) {
+		log_err("SIGHUP: reload: %s", strerror(errno));
+		(void)sd_notify(0, "READY=1");
+	}
 }
 
 /* SIGHUP, part 2: reopen the audit log by name, so that logrotate can
@@ -259,6 +274,10 @@ main(int argc, char **argv)
 			agent_hup = 0;
 			hup_reload();
 			hup_audit();
+		}
+		if (hup_again && !reload_busy()) {
+			hup_again = 0;
+			hup_reload();
 		}
 		if (agent_usr2) {
 			agent_usr2 = 0;

@@ -1,7 +1,9 @@
 /* agent_reload.c - apply an edited configuration file to the running
  * agent (SIGHUP or POST /api/v1/reload).
  *
- * The new file is loaded whole into a new struct cfg; if anything is
+ * The new file is loaded whole into a new struct cfg, in a thread of its
+ * own: looking up a backend's name may wait seconds on a DNS server, and
+ * sessions, edges and the admin API must not wait with it. If anything is
  * wrong the running configuration is not touched. Otherwise services are
  * compared by name and every connected edge is told what changed:
  * SVC_CLOSE for a removed service, SVC_OPEN for a new one, both for one
@@ -22,9 +24,11 @@
 #include "agent/agent_backend.h"
 #include "agent/agent_edge.h"
 #include "agent/agent_sess.h"
+#include "agent/bg.h"
 #include "agent/tsrc.h"
 #include "common/log.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,34 +186,34 @@ open_new(const struct retired *r, struct reload_result *res)
 	}
 }
 
-int
-reload_run(struct reload_result *res, char *err, size_t errlen)
+/* A reload under way: the file is read, and its backends' names looked
+ * up, off the loop (bg.h), into nc; the loop applies it. */
+struct reload_job {
+	char		 path[sizeof(agent_cfg.path)];
+	struct cfg	*nc;
+	int		 rc;
+	char		 err[1024];
+	reload_cb	*cb;
+	void		*arg;
+	struct reload_result res;
+};
+
+static struct reload_job *running;
+
+/* Swap nc in for the running configuration; tell the edges. */
+static int
+apply(struct cfg *nc, struct reload_result *res, char *err, size_t errlen)
 {
-	struct cfg *nc;
 	struct cfg_service *os, *ns;
 	struct retired *r;
 	size_t i;
 	int policy, audit;
 
-	memset(res, 0, sizeof(*res));
-	if ((nc = calloc(1, sizeof(*nc))) == NULL ||
-	    (r = calloc(1, sizeof(*r))) == NULL) {
-		free(nc);
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	if (cfg_load(agent_cfg.path, nc, err, errlen) == -1) {
-		log_err("reload refused, configuration unchanged: %s", err);
-		free(r);
-		free(nc);
-		return -1;
-	}
 	tsrc_check(nc);
-	if (backend_bind(nc->services, nc->nservices) == -1) {
-		snprintf(err, errlen, "out of memory");
-		cfg_free(nc);
+	if ((r = calloc(1, sizeof(*r))) == NULL ||
+	    backend_bind(nc->services, nc->nservices) == -1) {
 		free(r);
-		free(nc);
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	keep_fixed(&agent_cfg, nc, res);
@@ -239,9 +243,8 @@ reload_run(struct reload_result *res, char *err, size_t errlen)
 	policy = strcmp(agent_cfg.out.allow, nc->out.allow) != 0;
 	audit = strcmp(agent_cfg.audit_log, nc->audit_log) != 0;
 	agent_cfg = *nc;
-	/* agent_cfg now owns the token; wipe the copy before freeing it. */
+	/* agent_cfg now owns the token and the table: wipe the copy. */
 	OPENSSL_cleanse(nc, sizeof(*nc));
-	free(nc);
 	if (policy)
 		aedge_out_policy();
 	if (audit)
@@ -259,6 +262,65 @@ reload_run(struct reload_result *res, char *err, size_t errlen)
 	    res->restart, res->restart[0] ? "] (running values kept)" : "");
 	reload_tick();
 	return 0;
+}
+
+/* In a thread: may wait on DNS servers, touches only j. */
+static void
+job_load(void *arg)
+{
+	struct reload_job *j = arg;
+
+	j->rc = cfg_load(j->path, j->nc, j->err, sizeof(j->err));
+}
+
+static void
+job_done(void *arg)
+{
+	struct reload_job *j = arg;
+
+	running = NULL;
+	if (j->rc == 0 && apply(j->nc, &j->res, j->err, sizeof(j->err)) == -1) {
+		cfg_free(j->nc);
+		j->rc = -1;
+	}
+	if (j->rc == -1)
+		log_err("reload refused, configuration unchanged: %s", j->err);
+	j->cb(j->arg, j->rc == 0 ? &j->res : NULL, j->err);
+	free(j->nc);
+	free(j);
+}
+
+int
+reload_start(reload_cb *cb, void *arg)
+{
+	struct reload_job *j;
+
+	if (running != NULL) {
+		errno = EBUSY;
+		return -1;
+	}
+	if ((j = calloc(1, sizeof(*j))) == NULL ||
+	    (j->nc = calloc(1, sizeof(*j->nc))) == NULL) {
+		free(j);
+		errno = ENOMEM;
+		return -1;
+	}
+	snprintf(j->path, sizeof(j->path), "%s", agent_cfg.path);
+	j->cb = cb;
+	j->arg = arg;
+	if (bg_run(job_load, job_done, j, 0) == -1) {
+		free(j->nc);
+		free(j);
+		return -1;
+	}
+	running = j;
+	return 0;
+}
+
+int
+reload_busy(void)
+{
+	return running != NULL;
 }
 
 void

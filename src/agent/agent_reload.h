@@ -15,9 +15,14 @@ struct reload_result {
 	char	 restart[RELOAD_LIST];	/* settings that need a restart */
 };
 
-/* Load agent_cfg.path again. On error returns -1 with the reason in err
- * and the running configuration untouched. */
-int	reload_run(struct reload_result *res, char *err, size_t errlen);
+/* Load agent_cfg.path again, off the loop, and apply it. cb runs later
+ * from the loop, never from here: with what changed, or with res NULL,
+ * the reason in err and the running configuration untouched. 0, or -1
+ * with errno: EBUSY while a reload is under way (one at a time). */
+typedef void reload_cb(void *arg, const struct reload_result *res,
+	    const char *err);
+int	reload_start(reload_cb *cb, void *arg);
+int	reload_busy(void);
 /* Free retired service tables no session uses any more. */
 void	reload_tick(void);
 void	reload_stop(void);

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -862,8 +863,8 @@ class AdminAgent(Agent):
         return body
 
 
-def api_request(port, method, path, token=None, timeout=10):
-    c = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+def api_request(port, method, path, token=None, timeout=10, host=LOOPBACK):
+    c = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         hdrs = {"Authorization": f"Bearer {token}"} if token else {}
         c.request(method, path, headers=hdrs)
@@ -923,8 +924,8 @@ class ThreadedServer:
     """A TCP backend on a free loopback port that serves each connection
     in a thread of its own: subclasses define _serve(conn)."""
 
-    def __init__(self):
-        self.lsock = socket.create_server((LOOPBACK, 0), backlog=128)
+    def __init__(self, host=LOOPBACK):
+        self.lsock = socket.create_server((host, 0), backlog=128)
         self.port = self.lsock.getsockname()[1]
         threading.Thread(target=self._loop, daemon=True).start()
 
@@ -950,11 +951,11 @@ class ByteServer(ThreadedServer):
     """Reads until the client half-closes, then sends `reply` bytes and
     closes. Records bytes read per connection."""
 
-    def __init__(self, reply):
+    def __init__(self, reply, host=LOOPBACK):
         self.reply = reply
         self.received = []
         self.lock = threading.Lock()
-        super().__init__()
+        super().__init__(host)
 
     def _serve(self, c):
         n = 0
@@ -1509,6 +1510,90 @@ class Netns:
     def close(self):
         run(["ip", "link", "del", self.veth], check=False)
         run(["ip", "netns", "del", self.name], check=False)
+
+
+class HeldDns:
+    """A DNS server on addr, port 53/udp, that holds every query until
+    release(); then it answers `name` with an A record of `answer` (AAAA:
+    no record) and any other name with NXDOMAIN."""
+
+    def __init__(self, addr, name, answer):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((addr, 53))
+        self.sock.settimeout(0.2)
+        self.name = name
+        self.answer = socket.inet_aton(answer)
+        self.asked = threading.Event()
+        self.released = False
+        self.held = []
+        self.lock = threading.Lock()
+        self.done = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.done:
+            try:
+                q, peer = self.sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if len(q) < 17:
+                continue
+            with self.lock:
+                self.asked.set()
+                if not self.released:
+                    self.held.append((q, peer))
+                    continue
+            self.reply(q, peer)
+
+    def release(self):
+        with self.lock:
+            self.released = True
+            held, self.held = self.held, []
+        for q, peer in held:
+            self.reply(q, peer)
+
+    def reply(self, q, peer):
+        i, labels = 12, []
+        while i < len(q) and q[i] != 0:
+            labels.append(q[i + 1:i + 1 + q[i]].decode("ascii", "replace"))
+            i += 1 + q[i]
+        qtype = struct.unpack("!H", q[i + 1:i + 3])[0]
+        question = q[12:i + 5]
+        flags, an = 0x8180, b""         # response, recursion, no error
+        if ".".join(labels).lower() != self.name:
+            flags |= 3                  # NXDOMAIN
+        elif qtype == 1:
+            an = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + self.answer
+        hdr = q[:2] + struct.pack("!HHHHH", flags, 1, 1 if an else 0, 0, 0)
+        try:
+            self.sock.sendto(hdr + question + an, peer)
+        except OSError:
+            pass
+
+    def close(self):
+        self.done = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+def own_resolver(ns, tmp_path):
+    """argv prefix: run in ns with a resolver of its own (ip netns exec
+    gives it a mount namespace of its own too): the DNS server on
+    ns.outer (a HeldDns), asked directly (no nscd, whatever the host's
+    nsswitch.conf says), patiently (no retry for 30 s)."""
+    resolv = Path(tmp_path) / "resolv.conf"
+    resolv.write_text(f"nameserver {ns.outer}\n"
+                      "options timeout:30 attempts:5\n")
+    nss = Path(tmp_path) / "nsswitch.conf"
+    nss.write_text("hosts: files dns\n")
+    own = ('mount --bind "$0" /etc/resolv.conf && '
+           'mount --bind "$1" /etc/nsswitch.conf && '
+           '{ [ ! -d /run/nscd ] || mount -t tmpfs none /run/nscd; } && '
+           'shift && exec "$@"')
+    return ns.exec + ["sh", "-c", own, str(resolv), str(nss)]
 
 
 def sftp_roundtrip(ssh, port, tmpdir, tag, host=LOOPBACK, size=64 * 1024,

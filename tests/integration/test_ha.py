@@ -3,16 +3,16 @@ agent, several backends per service.
 
 Everything runs on 127.0.0.1, except the two-edge test, which puts each
 edge in a network namespace of its own joined to this one by a veth pair
-(the same service address must be open on both edges at once).
+(the same service address must be open on both edges at once), and the
+tests of names looked up off the agent's loop, whose agent runs in such a
+namespace with a DNS server of the test's own.
 """
 
 import errno
 import re
 import signal
-import socket
-import struct
-import subprocess
 import threading
+import subprocess
 import time
 
 import pytest
@@ -310,73 +310,6 @@ def test_two_edges_one_agent(tmp_path, two_netns, sshd):
     run_sessions(sshd, port, tmp_path, 2, "a2", host=na.inner)
 
 
-class HeldDns:
-    """A DNS server on addr, port 53/udp, that holds every query until
-    release(); then it answers `name` with an A record of `answer` (AAAA:
-    no record) and any other name with NXDOMAIN."""
-
-    def __init__(self, addr, name, answer):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((addr, 53))
-        self.sock.settimeout(0.2)
-        self.name = name
-        self.answer = socket.inet_aton(answer)
-        self.asked = threading.Event()
-        self.released = False
-        self.held = []
-        self.lock = threading.Lock()
-        self.done = False
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self):
-        while not self.done:
-            try:
-                q, peer = self.sock.recvfrom(512)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if len(q) < 17:
-                continue
-            with self.lock:
-                self.asked.set()
-                if not self.released:
-                    self.held.append((q, peer))
-                    continue
-            self.reply(q, peer)
-
-    def release(self):
-        with self.lock:
-            self.released = True
-            held, self.held = self.held, []
-        for q, peer in held:
-            self.reply(q, peer)
-
-    def reply(self, q, peer):
-        i, labels = 12, []
-        while i < len(q) and q[i] != 0:
-            labels.append(q[i + 1:i + 1 + q[i]].decode("ascii", "replace"))
-            i += 1 + q[i]
-        qtype = struct.unpack("!H", q[i + 1:i + 3])[0]
-        question = q[12:i + 5]
-        flags, an = 0x8180, b""         # response, recursion, no error
-        if ".".join(labels).lower() != self.name:
-            flags |= 3                  # NXDOMAIN
-        elif qtype == 1:
-            an = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + self.answer
-        hdr = q[:2] + struct.pack("!HHHHH", flags, 1, 1 if an else 0, 0, 0)
-        try:
-            self.sock.sendto(hdr + question + an, peer)
-        except OSError:
-            pass
-
-    def close(self):
-        self.done = True
-        self.thread.join(5)
-        self.sock.close()
-
-
 def test_edge_name_lookup_holds_up_nothing(tmp_path):
     """An edge given by name is looked up off the agent's event loop: while
     a DNS server holds the answer, the agent still connects to its other
@@ -385,7 +318,7 @@ def test_edge_name_lookup_holds_up_nothing(tmp_path):
     ns = sp.Netns("dns")
     dns = None
     try:
-        dns = HeldDns(ns.outer, "slow-edge.test", ns.outer)
+        dns = sp.HeldDns(ns.outer, "slow-edge.test", ns.outer)
         pki = sp.make_pki(tmp_path / "pki", names=["slow-edge.test",
                                                    ns.outer])
         ea = sp.start_edge_at(tmp_path, pki, ns.outer, "edge-a")
@@ -394,21 +327,7 @@ def test_edge_name_lookup_holds_up_nothing(tmp_path):
         conf = sp.write_agent_conf(tmp_path / "agent.conf", pki,
                                    [named, eb.addr], {},
                                    agent_extra=["connect_timeout = 2"])
-        # The agent runs in the namespace with a resolver of its own (ip
-        # netns exec gives it a mount namespace of its own too): this DNS
-        # server, asked directly (no nscd, whatever the host's
-        # nsswitch.conf says).
-        resolv = tmp_path / "resolv.conf"
-        resolv.write_text(f"nameserver {ns.outer}\n"
-                          "options timeout:30 attempts:5\n")
-        nss = tmp_path / "nsswitch.conf"
-        nss.write_text("hosts: files dns\n")
-        own = ('mount --bind "$0" /etc/resolv.conf && '
-               'mount --bind "$1" /etc/nsswitch.conf && '
-               '{ [ ! -d /run/nscd ] || mount -t tmpfs none /run/nscd; } && '
-               'shift && exec "$@"')
-        agent = sp.Proc("agent", ns.exec + [
-            "sh", "-c", own, str(resolv), str(nss),
+        agent = sp.Proc("agent", sp.own_resolver(ns, tmp_path) + [
             sp.AGENT_BIN, "--config", str(conf)], tmp_path / "agent.log")
         assert dns.asked.wait(30), "the agent never asked for the edge's name"
         # A lookup in the loop would hold everything for minutes here.
@@ -424,6 +343,82 @@ def test_edge_name_lookup_holds_up_nothing(tmp_path):
     finally:
         if dns is not None:
             dns.close()
+        ns.close()
+
+
+def test_reload_looks_names_up_off_the_loop(tmp_path):
+    """A reload reads the file, and looks its backends' names up, off the
+    agent's event loop: while a DNS server holds the answer, sessions go
+    on, the admin API answers (a second reload: 409), a SIGHUP waits for
+    the reload under way; the waiting POST /reload answers once the name
+    has come, and the SIGHUP's reload follows."""
+    ns = sp.Netns("reload")
+    dns = bx = by = None
+    try:
+        dns = sp.HeldDns(ns.outer, "backend.test", ns.outer)
+        pki = sp.make_pki(tmp_path / "pki", names=[ns.outer])
+        edge = sp.start_edge_at(tmp_path, pki, ns.outer, "edge")
+        bx = sp.ByteServer(b"X" * 10, host=ns.outer)
+        by = sp.ByteServer(b"Y" * 10, host=ns.outer)
+        port, admin = sp.free_port(), sp.free_port()
+        token_file = tmp_path / "agent.token"
+        token = sp.write_token(token_file)
+        conf = tmp_path / "agent.conf"
+
+        def write(backend):
+            conf.write_text("\n".join([
+                "[agent]", "name = agent1",
+                f"edge = {ns.outer}:{edge.control_port}",
+                f"cert = {pki.agent_crt}", f"key = {pki.agent_key}",
+                f"ca = {pki.ca_crt}", "", "[service s]",
+                f"listen = {LOOPBACK}:{port}", f"backend = {backend}", "",
+                "[admin]", f"listen = {ns.inner}:{admin}",
+                f"token_file = {token_file}", ""]))
+
+        def api(method, path, timeout=10):
+            return sp.api_request(admin, method, path, token, timeout,
+                                  host=ns.inner)
+
+        write(f"{ns.outer}:{bx.port}")
+        mark = edge.proc.mark()
+        agent = sp.Proc("agent", sp.own_resolver(ns, tmp_path) + [
+            sp.AGENT_BIN, "--config", str(conf)], tmp_path / "agent.log")
+        edge.proc.wait_log(f"service s open on {LOOPBACK}:{port}", since=mark)
+        agent.wait_log(f"admin API listening on {ns.inner}:{admin}")
+        assert sp.byte_session(port, b"q") == b"X" * 10
+
+        write(f"backend.test:{by.port}")
+        first = {}
+        t = threading.Thread(target=lambda: first.update(
+            r=api("POST", "/api/v1/reload", timeout=120)), daemon=True)
+        t.start()
+        assert dns.asked.wait(30), "the reload never asked for the name"
+        # A lookup in the loop would hold all of this for minutes.
+        assert sp.byte_session(port, b"q") == b"X" * 10
+        st, _, body = api("GET", "/api/v1/status")
+        assert st == 200, body
+        st, _, body = api("POST", "/api/v1/reload")
+        assert st == 409 and "under way" in body["error"], (st, body)
+        mark = agent.mark()
+        agent.signal(signal.SIGHUP)
+        agent.wait_log("SIGHUP: a reload is under way", since=mark)
+        assert t.is_alive() and "r" not in first
+
+        dns.release()
+        t.join(60)
+        assert not t.is_alive(), "POST /reload never answered"
+        st, _, body = first["r"]
+        assert st == 200 and body["backends_changed"] == ["s"], (st, body)
+        assert sp.byte_session(port, b"q") == b"Y" * 10
+        # the SIGHUP kept for after it: read again, and reloaded
+        agent.wait_log("SIGHUP: reloading", since=mark)
+        sp.wait_until(lambda: agent.count("configuration reloaded") == 2, 30,
+                      "the SIGHUP's reload")
+        assert agent.alive() and edge.proc.alive()
+    finally:
+        for x in (dns, bx, by):
+            if x is not None:
+                x.close()
         ns.close()
 
 
