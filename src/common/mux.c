@@ -445,7 +445,7 @@ static int
 link_fill(struct mux *m, char *why, size_t whylen)
 {
 	uint32_t want;
-	int eof, r;
+	int eof, r, drained;
 	ssize_t n;
 
 	while (buf_room(&m->rx) >= MUX_DATA_MAX) {
@@ -459,6 +459,7 @@ link_fill(struct mux *m, char *why, size_t whylen)
 				    "closed by peer" : strerror(errno));
 				return -1;
 			}
+			drained = (size_t)n < buf_room(&m->rx);
 		} else {
 			ERR_clear_error();
 			errno = 0;
@@ -479,9 +480,16 @@ link_fill(struct mux *m, char *why, size_t whylen)
 			}
 			m->rd_want = EPOLLIN;
 			n = r;
+			drained = !SSL_has_pending(m->ssl);
 		}
 		m->rx.wpos += (size_t)n;
 		m->last_rx = ev_now();
+		/* The socket gave less than asked, or OpenSSL (reading ahead)
+		 * used all it read: asking again now would mostly get EAGAIN.
+		 * Nothing waits where epoll cannot see it, and its watch of
+		 * the link is level-triggered: it says when more comes. */
+		if (drained)
+			return 0;
 	}
 	return 1;
 }
