@@ -46,12 +46,11 @@ struct admin_req {
 	/* POST /reload: the connection waits, suspended, for the reload
 	 * done off the loop; the answer, once in, is sent when MHD calls
 	 * again. */
-	int	 reload;	/* 0, RQ_WAIT, RQ_DONE */
+	enum rq_reload { RQ_NONE, RQ_WAIT, RQ_DONE } reload;
 	int	 ok;		/* done: res holds what changed; else err */
 	struct reload_result *res;
 	char	 err[1024];
 };
-enum { RQ_WAIT = 1, RQ_DONE };
 
 /* The one connection waiting for a reload (one runs at a time). */
 static struct MHD_Connection *reload_conn;
@@ -335,14 +334,17 @@ admin_reload(struct MHD_Connection *c, struct admin_req *rq)
 	const struct reload_result *res = rq->res;
 	json_t *j;
 
-	if (rq->reload == 0) {
+	if (rq->reload == RQ_NONE) {
 		log_info("admin: reload requested");
 		if (reload_busy())
 			return admin_error(c, MHD_HTTP_CONFLICT,
 			    "a reload is under way already", NULL);
+		/* EBUSY now: too many lookups of edges' names wait. */
 		if ((rq->res = malloc(sizeof(*rq->res))) == NULL ||
 		    reload_start(admin_reloaded, NULL) == -1)
-			return admin_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+			return admin_error(c, rq->res != NULL && errno == EBUSY ?
+			    MHD_HTTP_SERVICE_UNAVAILABLE :
+			    MHD_HTTP_INTERNAL_SERVER_ERROR,
 			    strerror(rq->res == NULL ? ENOMEM : errno), NULL);
 		rq->reload = RQ_WAIT;
 		reload_conn = c;
@@ -469,6 +471,10 @@ admin_handle(void *cls, struct MHD_Connection *c, const char *url,
 		*con_cls = rq;
 		return MHD_YES;
 	}
+	/* Back from a reload, which may have changed the token: the
+	 * request was let in before it. */
+	if (rq->reload == RQ_DONE)
+		return admin_reload(c, rq);
 	if (*upload_size > 0) {
 		/* No endpoint reads a body; count it to bound it, drop it. */
 		rq->body += *upload_size;

@@ -96,7 +96,8 @@ hup_reload(void)
 }
 
 /* SIGHUP, part 2: reopen the audit log by name, so that logrotate can
- * move it away; after a reload, the file the configuration now names. */
+ * move it away (a reload that names another file opens that one when it
+ * is applied). */
 static void
 hup_audit(void)
 {
@@ -275,7 +276,7 @@ main(int argc, char **argv)
 			hup_reload();
 			hup_audit();
 		}
-		if (hup_again && !reload_busy()) {
+		if (hup_again && !reload_busy() && !aho_draining()) {
 			hup_again = 0;
 			hup_reload();
 		}

@@ -23,6 +23,7 @@
 #include "agent/agent_audit.h"
 #include "agent/agent_backend.h"
 #include "agent/agent_edge.h"
+#include "agent/agent_handover.h"
 #include "agent/agent_sess.h"
 #include "agent/bg.h"
 #include "agent/tsrc.h"
@@ -279,6 +280,15 @@ job_done(void *arg)
 	struct reload_job *j = arg;
 
 	running = NULL;
+	/* Handing over began while the file was read: the process taking
+	 * over has read it too, and this one serves its last sessions
+	 * only. */
+	if (j->rc == 0 && aho_draining()) {
+		snprintf(j->err, sizeof(j->err), "the agent hands over to a "
+		    "new process (reload that one)");
+		cfg_free(j->nc);
+		j->rc = -1;
+	}
 	if (j->rc == 0 && apply(j->nc, &j->res, j->err, sizeof(j->err)) == -1) {
 		cfg_free(j->nc);
 		j->rc = -1;
@@ -294,27 +304,30 @@ int
 reload_start(reload_cb *cb, void *arg)
 {
 	struct reload_job *j;
+	int e;
 
 	if (running != NULL) {
 		errno = EBUSY;
 		return -1;
 	}
+	errno = ENOMEM;
 	if ((j = calloc(1, sizeof(*j))) == NULL ||
-	    (j->nc = calloc(1, sizeof(*j->nc))) == NULL) {
-		free(j);
-		errno = ENOMEM;
-		return -1;
-	}
+	    (j->nc = calloc(1, sizeof(*j->nc))) == NULL)
+		goto fail;
 	snprintf(j->path, sizeof(j->path), "%s", agent_cfg.path);
 	j->cb = cb;
 	j->arg = arg;
-	if (bg_run(job_load, job_done, j, 0) == -1) {
-		free(j->nc);
-		free(j);
-		return -1;
-	}
+	if (bg_run(job_load, job_done, j, 0) == -1)
+		goto fail;
 	running = j;
 	return 0;
+fail:
+	e = errno;
+	if (j != NULL)
+		free(j->nc);
+	free(j);
+	errno = e;
+	return -1;
 }
 
 int

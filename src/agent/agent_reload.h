@@ -18,7 +18,9 @@ struct reload_result {
 /* Load agent_cfg.path again, off the loop, and apply it. cb runs later
  * from the loop, never from here: with what changed, or with res NULL,
  * the reason in err and the running configuration untouched. 0, or -1
- * with errno: EBUSY while a reload is under way (one at a time). */
+ * with errno: EBUSY while a reload is under way (one at a time), or as
+ * bg_run (bg.h). A reload read while the agent began handing over to a
+ * new process is not applied (cb gets why). */
 typedef void reload_cb(void *arg, const struct reload_result *res,
 	    const char *err);
 int	reload_start(reload_cb *cb, void *arg);

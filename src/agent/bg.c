@@ -61,9 +61,11 @@ bg_init(void)
 		return 0;
 	if (pipe2(bg_pipe, O_CLOEXEC) == -1)
 		return -1;
-	(void)fcntl(bg_pipe[0], F_SETFL, O_NONBLOCK);
+	/* Only the loop's end reads without waiting: a thread's write
+	 * waits for room rather than lose a job. */
 	ev_io_init(&bg_io, bg_pipe[0], bg_read);
-	if (ev_set(&bg_io, EPOLLIN) == -1) {
+	if (fcntl(bg_pipe[0], F_SETFL, O_NONBLOCK) == -1 ||
+	    ev_set(&bg_io, EPOLLIN) == -1) {
 		close(bg_pipe[0]);
 		close(bg_pipe[1]);
 		bg_pipe[0] = bg_pipe[1] = -1;

@@ -351,7 +351,8 @@ def test_reload_looks_names_up_off_the_loop(tmp_path):
     agent's event loop: while a DNS server holds the answer, sessions go
     on, the admin API answers (a second reload: 409), a SIGHUP waits for
     the reload under way; the waiting POST /reload answers once the name
-    has come, and the SIGHUP's reload follows."""
+    has come (though the reload changed the token it came in with), and
+    the SIGHUP's reload follows."""
     ns = sp.Netns("reload")
     dns = bx = by = None
     try:
@@ -375,8 +376,8 @@ def test_reload_looks_names_up_off_the_loop(tmp_path):
                 "[admin]", f"listen = {ns.inner}:{admin}",
                 f"token_file = {token_file}", ""]))
 
-        def api(method, path, timeout=10):
-            return sp.api_request(admin, method, path, token, timeout,
+        def api(method, path, timeout=10, tok=None):
+            return sp.api_request(admin, method, path, tok or token, timeout,
                                   host=ns.inner)
 
         write(f"{ns.outer}:{bx.port}")
@@ -388,6 +389,7 @@ def test_reload_looks_names_up_off_the_loop(tmp_path):
         assert sp.byte_session(port, b"q") == b"X" * 10
 
         write(f"backend.test:{by.port}")
+        new_token = sp.write_token(token_file)
         first = {}
         t = threading.Thread(target=lambda: first.update(
             r=api("POST", "/api/v1/reload", timeout=120)), daemon=True)
@@ -410,6 +412,8 @@ def test_reload_looks_names_up_off_the_loop(tmp_path):
         st, _, body = first["r"]
         assert st == 200 and body["backends_changed"] == ["s"], (st, body)
         assert sp.byte_session(port, b"q") == b"Y" * 10
+        assert api("GET", "/api/v1/status")[0] == 401
+        assert api("GET", "/api/v1/status", tok=new_token)[0] == 200
         # the SIGHUP kept for after it: read again, and reloaded
         agent.wait_log("SIGHUP: reloading", since=mark)
         sp.wait_until(lambda: agent.count("configuration reloaded") == 2, 30,
