@@ -11,6 +11,7 @@ namespace with a DNS server of the test's own.
 import errno
 import re
 import signal
+import socket
 import threading
 import subprocess
 import time
@@ -346,6 +347,73 @@ def test_edge_name_lookup_holds_up_nothing(tmp_path):
         ns.close()
 
 
+class ReloadRig:
+    """An edge, two byte backends (X and Y) and an agent with an admin API,
+    the agent in a network namespace whose DNS server (a HeldDns) holds
+    every query for backend.test. write() gives the agent's file a
+    backend; start() starts an agent on it."""
+
+    def __init__(self, tmp_path, agent_extra=()):
+        self.tmp = tmp_path
+        self.extra = list(agent_extra)
+        self.ns = sp.Netns("reload")
+        self.dns = self.bx = self.by = None
+        try:
+            ns = self.ns
+            self.dns = sp.HeldDns(ns.outer, "backend.test", ns.outer)
+            self.pki = sp.make_pki(tmp_path / "pki", names=[ns.outer])
+            self.edge = sp.start_edge_at(tmp_path, self.pki, ns.outer, "edge")
+            self.bx = sp.ByteServer(b"X" * 10, host=ns.outer)
+            self.by = sp.ByteServer(b"Y" * 10, host=ns.outer)
+            self.port, self.admin = sp.free_port(), sp.free_port()
+            self.token_file = tmp_path / "agent.token"
+            self.token = sp.write_token(self.token_file)
+        except Exception:
+            self.close()
+            raise
+
+    def write(self, backend, conf=None):
+        ns, pki = self.ns, self.pki
+        conf = conf or self.tmp / "agent.conf"
+        conf.write_text("\n".join([
+            "[agent]", "name = agent1", *self.extra,
+            f"edge = {ns.outer}:{self.edge.control_port}",
+            f"cert = {pki.agent_crt}", f"key = {pki.agent_key}",
+            f"ca = {pki.ca_crt}", "", "[service s]",
+            f"listen = {LOOPBACK}:{self.port}", f"backend = {backend}", "",
+            "[admin]", f"listen = {ns.inner}:{self.admin}",
+            f"token_file = {self.token_file}", ""]))
+        return conf
+
+    def start(self, conf, tag="agent"):
+        return sp.Proc(tag, sp.own_resolver(self.ns, self.tmp) + [
+            sp.AGENT_BIN, "--config", str(conf)], self.tmp / f"{tag}.log")
+
+    def api(self, method, path, timeout=10, tok=None):
+        return sp.api_request(self.admin, method, path, tok or self.token,
+                              timeout, host=self.ns.inner)
+
+    def post_reload(self):
+        """POST /reload in a thread: (thread, dict that gets "r", the
+        answer, or "err")."""
+        out = {}
+
+        def go():
+            try:
+                out["r"] = self.api("POST", "/api/v1/reload", timeout=120)
+            except OSError as e:
+                out["err"] = e
+        t = threading.Thread(target=go, daemon=True)
+        t.start()
+        return t, out
+
+    def close(self):
+        for x in (self.dns, self.bx, self.by):
+            if x is not None:
+                x.close()
+        self.ns.close()
+
+
 def test_reload_looks_names_up_off_the_loop(tmp_path):
     """A reload reads the file, and looks its backends' names up, off the
     agent's event loop: while a DNS server holds the answer, sessions go
@@ -353,77 +421,95 @@ def test_reload_looks_names_up_off_the_loop(tmp_path):
     the reload under way; the waiting POST /reload answers once the name
     has come (though the reload changed the token it came in with), and
     the SIGHUP's reload follows."""
-    ns = sp.Netns("reload")
-    dns = bx = by = None
+    rig = ReloadRig(tmp_path)
     try:
-        dns = sp.HeldDns(ns.outer, "backend.test", ns.outer)
-        pki = sp.make_pki(tmp_path / "pki", names=[ns.outer])
-        edge = sp.start_edge_at(tmp_path, pki, ns.outer, "edge")
-        bx = sp.ByteServer(b"X" * 10, host=ns.outer)
-        by = sp.ByteServer(b"Y" * 10, host=ns.outer)
-        port, admin = sp.free_port(), sp.free_port()
-        token_file = tmp_path / "agent.token"
-        token = sp.write_token(token_file)
-        conf = tmp_path / "agent.conf"
-
-        def write(backend):
-            conf.write_text("\n".join([
-                "[agent]", "name = agent1",
-                f"edge = {ns.outer}:{edge.control_port}",
-                f"cert = {pki.agent_crt}", f"key = {pki.agent_key}",
-                f"ca = {pki.ca_crt}", "", "[service s]",
-                f"listen = {LOOPBACK}:{port}", f"backend = {backend}", "",
-                "[admin]", f"listen = {ns.inner}:{admin}",
-                f"token_file = {token_file}", ""]))
-
-        def api(method, path, timeout=10, tok=None):
-            return sp.api_request(admin, method, path, tok or token, timeout,
-                                  host=ns.inner)
-
-        write(f"{ns.outer}:{bx.port}")
-        mark = edge.proc.mark()
-        agent = sp.Proc("agent", sp.own_resolver(ns, tmp_path) + [
-            sp.AGENT_BIN, "--config", str(conf)], tmp_path / "agent.log")
-        edge.proc.wait_log(f"service s open on {LOOPBACK}:{port}", since=mark)
-        agent.wait_log(f"admin API listening on {ns.inner}:{admin}")
+        port = rig.port
+        conf = rig.write(f"{rig.ns.outer}:{rig.bx.port}")
+        mark = rig.edge.proc.mark()
+        agent = rig.start(conf)
+        rig.edge.proc.wait_log(f"service s open on {LOOPBACK}:{port}",
+                               since=mark)
+        agent.wait_log(f"admin API listening on {rig.ns.inner}:{rig.admin}")
         assert sp.byte_session(port, b"q") == b"X" * 10
 
-        write(f"backend.test:{by.port}")
-        new_token = sp.write_token(token_file)
-        first = {}
-        t = threading.Thread(target=lambda: first.update(
-            r=api("POST", "/api/v1/reload", timeout=120)), daemon=True)
-        t.start()
-        assert dns.asked.wait(30), "the reload never asked for the name"
+        rig.write(f"backend.test:{rig.by.port}")
+        new_token = sp.write_token(rig.token_file)
+        t, first = rig.post_reload()
+        assert rig.dns.asked.wait(30), "the reload never asked for the name"
         # A lookup in the loop would hold all of this for minutes.
         assert sp.byte_session(port, b"q") == b"X" * 10
-        st, _, body = api("GET", "/api/v1/status")
+        st, _, body = rig.api("GET", "/api/v1/status")
         assert st == 200, body
-        st, _, body = api("POST", "/api/v1/reload")
+        st, _, body = rig.api("POST", "/api/v1/reload")
         assert st == 409 and "under way" in body["error"], (st, body)
         mark = agent.mark()
         agent.signal(signal.SIGHUP)
         agent.wait_log("SIGHUP: a reload is under way", since=mark)
-        assert t.is_alive() and "r" not in first
+        assert t.is_alive() and not first
 
-        dns.release()
+        rig.dns.release()
         t.join(60)
         assert not t.is_alive(), "POST /reload never answered"
         st, _, body = first["r"]
         assert st == 200 and body["backends_changed"] == ["s"], (st, body)
         assert sp.byte_session(port, b"q") == b"Y" * 10
-        assert api("GET", "/api/v1/status")[0] == 401
-        assert api("GET", "/api/v1/status", tok=new_token)[0] == 200
+        assert rig.api("GET", "/api/v1/status")[0] == 401
+        assert rig.api("GET", "/api/v1/status", tok=new_token)[0] == 200
         # the SIGHUP kept for after it: read again, and reloaded
         agent.wait_log("SIGHUP: reloading", since=mark)
         sp.wait_until(lambda: agent.count("configuration reloaded") == 2, 30,
                       "the SIGHUP's reload")
-        assert agent.alive() and edge.proc.alive()
+        assert agent.alive() and rig.edge.proc.alive()
     finally:
-        for x in (dns, bx, by):
-            if x is not None:
-                x.close()
-        ns.close()
+        rig.close()
+
+
+def test_reload_read_while_handing_over_is_dropped(tmp_path):
+    """A new agent process takes over while a reload's lookup is held: the
+    old process, draining, does not apply what it read once the name
+    comes (the new one serves the services), and says why."""
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    rig = ReloadRig(tmp_path, [f"handover_socket = {run / 'agent.sock'}"])
+    client = new = None
+    try:
+        port = rig.port
+        conf = rig.write(f"{rig.ns.outer}:{rig.bx.port}")
+        mark = rig.edge.proc.mark()
+        old = rig.start(conf)
+        rig.edge.proc.wait_log(f"service s open on {LOOPBACK}:{port}",
+                               since=mark)
+        old.wait_log(f"admin API listening on {rig.ns.inner}:{rig.admin}")
+        # A session of the old process's keeps it draining, not gone.
+        client = socket.create_connection((LOOPBACK, port), timeout=20)
+        client.sendall(b"q")
+        sp.wait_until(lambda: rig.api("GET", "/api/v1/sessions")[2]
+                      ["sessions"], 20, "the old process's session")
+
+        rig.write(f"backend.test:{rig.by.port}")
+        t, first = rig.post_reload()
+        assert rig.dns.asked.wait(30), "the reload never asked for the name"
+        new = rig.start(rig.write(f"{rig.ns.outer}:{rig.bx.port}",
+                                  tmp_path / "new.conf"), "new")
+        old.wait_log("services withdrawn; draining")
+        t.join(30)
+        assert "err" in first, first   # its API went to the new process
+        mark = old.mark()
+        rig.dns.release()
+        old.wait_log(["reload refused, configuration unchanged: the agent "
+                      "hands over to a new process"], since=mark)
+        assert not old.find("configuration reloaded")
+        client.shutdown(socket.SHUT_WR)
+        assert client.recv(100) == b"X" * 10
+        assert old.wait(30) == 0, old.tail()
+        assert sp.byte_session(port, b"q") == b"X" * 10
+        assert new.alive()
+    finally:
+        if client is not None:
+            client.close()
+        if new is not None:
+            new.stop()
+        rig.close()
 
 
 # --------------------------------------------------------------------------
