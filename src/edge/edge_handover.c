@@ -207,7 +207,7 @@ ftp_send(uint64_t id, const char *svc, const char *ip, const char *agent,
 {
 	struct msg *m;
 
-	if ((m = malloc(sizeof(*m))) == NULL)
+	if (nxt.io.fd == -1 || (m = malloc(sizeof(*m))) == NULL)
 		return;
 	msg_init(m, FT_HANDOVER);
 	msg_set_int(m, FA_HO_STEP, HO_FTP);
@@ -221,7 +221,11 @@ ftp_send(uint64_t id, const char *svc, const char *ip, const char *agent,
 		msg_set_int(m, FA_PASV_MIN, p->pmin);
 		msg_set_int(m, FA_PASV_MAX, p->pmax);
 	}
-	(void)hosock_send(nxt.io.fd, m, NULL, 0);
+	/* A new process that took no message for HOSOCK_WAIT_MS has
+	 * failed: the records left are not sent (each would wait as long),
+	 * and their data connections fail there. */
+	if (hosock_send(nxt.io.fd, m, NULL, 0) == -1)
+		hosock_lost(&nxt, strerror(errno));
 	free(m);
 }
 
@@ -321,7 +325,8 @@ eho_ftp_end(uint64_t id)
 	msg_init(&m, FT_HANDOVER);
 	msg_set_int(&m, FA_HO_STEP, HO_FTP_END);
 	msg_set_int(&m, FA_FTP_CTL, id);
-	(void)hosock_send(nxt.io.fd, &m, NULL, 0);
+	if (hosock_send(nxt.io.fd, &m, NULL, 0) == -1)
+		hosock_lost(&nxt, strerror(errno));
 }
 
 int
