@@ -291,7 +291,7 @@ def test_two_edges_one_agent(tmp_path, two_netns, sshd):
     mark = agent.mark()
     slow, local, h = start_slow_get(sshd, port, tmp_path, 3 * MiB, 4000,
                                     "slow-b", host=nb.inner)
-    agent.wait_log(["joined", f"link=tls"], since=mark, timeout=30)
+    agent.wait_log(["joined", "link=tls"], since=mark, timeout=30)
     mark = agent.mark()
     assert ea.proc.stop() == 0
     agent.wait_log(f"edge {ea.addr} lost", since=mark, timeout=10)
@@ -389,6 +389,16 @@ class ReloadRig:
         return sp.Proc(tag, sp.own_resolver(self.ns, self.tmp) + [
             sp.AGENT_BIN, "--config", str(conf)], self.tmp / f"{tag}.log")
 
+    def start_serving(self):
+        """The agent on backend X (by address), its service open on the
+        edge and its API up."""
+        mark = self.edge.proc.mark()
+        agent = self.start(self.write(f"{self.ns.outer}:{self.bx.port}"))
+        self.edge.proc.wait_log(f"service s open on {LOOPBACK}:{self.port}",
+                                since=mark)
+        agent.wait_log(f"admin API listening on {self.ns.inner}:{self.admin}")
+        return agent
+
     def api(self, method, path, timeout=10, tok=None):
         return sp.api_request(self.admin, method, path, tok or self.token,
                               timeout, host=self.ns.inner)
@@ -424,12 +434,7 @@ def test_reload_looks_names_up_off_the_loop(tmp_path):
     rig = ReloadRig(tmp_path)
     try:
         port = rig.port
-        conf = rig.write(f"{rig.ns.outer}:{rig.bx.port}")
-        mark = rig.edge.proc.mark()
-        agent = rig.start(conf)
-        rig.edge.proc.wait_log(f"service s open on {LOOPBACK}:{port}",
-                               since=mark)
-        agent.wait_log(f"admin API listening on {rig.ns.inner}:{rig.admin}")
+        agent = rig.start_serving()
         assert sp.byte_session(port, b"q") == b"X" * 10
 
         rig.write(f"backend.test:{rig.by.port}")
@@ -474,12 +479,7 @@ def test_reload_read_while_handing_over_is_dropped(tmp_path):
     client = new = None
     try:
         port = rig.port
-        conf = rig.write(f"{rig.ns.outer}:{rig.bx.port}")
-        mark = rig.edge.proc.mark()
-        old = rig.start(conf)
-        rig.edge.proc.wait_log(f"service s open on {LOOPBACK}:{port}",
-                               since=mark)
-        old.wait_log(f"admin API listening on {rig.ns.inner}:{rig.admin}")
+        old = rig.start_serving()
         # A session of the old process's keeps it draining, not gone.
         client = socket.create_connection((LOOPBACK, port), timeout=20)
         client.sendall(b"q")
